@@ -1,0 +1,118 @@
+/* The change model's helpers: tables by reference count, values, positions. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdcsync/change.h"
+
+const char *type_class_name(TypeClass c) {
+        static const char *const names[] = {
+                [TYPE_TEXT] = "text",           [TYPE_INTEGER] = "integer",
+                [TYPE_NUMERIC] = "numeric",     [TYPE_FLOAT] = "float",
+                [TYPE_BOOLEAN] = "boolean",     [TYPE_BYTES] = "bytes",
+                [TYPE_DATE] = "date",           [TYPE_TIME] = "time",
+                [TYPE_TIMESTAMP] = "timestamp", [TYPE_TIMESTAMPTZ] = "timestamptz",
+                [TYPE_JSON] = "json",           [TYPE_UUID] = "uuid",
+                [TYPE_ARRAY] = "array",         [TYPE_OTHER] = "other",
+        };
+        if ((unsigned)c >= sizeof(names) / sizeof(names[0]))
+                return "other";
+        return names[c];
+}
+
+Table *table_new(const char *schema, const char *name, int ncols) {
+        Table *t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        atomic_init(&t->refs, 1);
+        t->schema = strdup(schema);
+        t->name = strdup(name);
+        t->ncols = ncols;
+        t->cols = ncols > 0 ? calloc((size_t)ncols, sizeof(Column)) : NULL;
+        if (!t->schema || !t->name || (ncols > 0 && !t->cols)) {
+                t->ncols = ncols > 0 && t->cols ? ncols : 0;
+                atomic_store(&t->refs, 1);
+                return table_unref(t);
+        }
+        for (int i = 0; i < ncols; i++)
+                t->cols[i].typmod = -1;
+        return t;
+}
+
+Table *table_ref(Table *t) {
+        if (t)
+                atomic_fetch_add(&t->refs, 1);
+        return t;
+}
+
+Table *table_unref(Table *t) {
+        if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+                return NULL;
+        for (int i = 0; i < t->ncols; i++) {
+                free(t->cols[i].name);
+                free(t->cols[i].type_name);
+        }
+        free(t->cols);
+        free(t->schema);
+        free(t->name);
+        free(t);
+        return NULL;
+}
+
+int table_nkeys(const Table *t) {
+        int n = 0;
+        for (int i = 0; i < t->ncols; i++)
+                n += t->cols[i].key;
+        return n;
+}
+
+Value *values_new(int n) {
+        return calloc(n > 0 ? (size_t)n : 1, sizeof(Value));
+}
+
+void values_free(Value *v, int n) {
+        if (!v)
+                return;
+        for (int i = 0; i < n; i++)
+                free(v[i].data);
+        free(v);
+}
+
+int value_set(Value *v, const char *data, size_t len) {
+        char *p = malloc(len + 1);
+        if (!p)
+                return -ENOMEM;
+        memcpy(p, data, len);
+        p[len] = '\0';
+        free(v->data);
+        v->kind = VALUE_TEXT;
+        v->data = p;
+        v->len = (uint32_t)len;
+        return 0;
+}
+
+void change_clear(Change *c) {
+        int n = c->table ? c->table->ncols : 0;
+        values_free(c->before, n);
+        values_free(c->after, n);
+        table_unref(c->table);
+        memset(c, 0, sizeof(*c));
+}
+
+int position_cmp(Position a, Position b) {
+        if (a.hi != b.hi)
+                return a.hi < b.hi ? -1 : 1;
+        if (a.lo != b.lo)
+                return a.lo < b.lo ? -1 : 1;
+        return 0;
+}
+
+bool position_is_zero(Position p) {
+        return p.hi == 0 && p.lo == 0;
+}
+
+uint64_t position_counter(Position p) {
+        if (p.hi == 0)
+                return p.lo;
+        return p.hi << 40 | (p.lo & ((UINT64_C(1) << 40) - 1));
+}

@@ -1,0 +1,119 @@
+/* The change model every part shares: values, tables, changes, transactions, positions. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Portable class of a column's type, so a sink of another system can convert the text form. */
+typedef enum {
+        TYPE_TEXT = 0,
+        TYPE_INTEGER,
+        TYPE_NUMERIC,
+        TYPE_FLOAT,
+        TYPE_BOOLEAN,
+        TYPE_BYTES, /* text form: PostgreSQL hex, "\x0a1b..." */
+        TYPE_DATE,
+        TYPE_TIME,
+        TYPE_TIMESTAMP,
+        TYPE_TIMESTAMPTZ,
+        TYPE_JSON,
+        TYPE_UUID,
+        TYPE_ARRAY,
+        TYPE_OTHER,
+} TypeClass;
+
+const char *type_class_name(TypeClass c);
+
+typedef struct {
+        char *name;      /* owned */
+        char *type_name; /* owned: the source's declared type, e.g. "numeric(10,2)", "text[]" */
+        uint32_t type_oid; /* source-native type id (PostgreSQL oid, MySQL type code) */
+        int32_t typmod;    /* source-native modifier, -1 when none */
+        TypeClass cls;
+        bool key; /* part of the primary key / replica identity */
+} Column;
+
+/* A table's shape as the source describes it. Immutable once built and shared by reference
+ * count between the source's catalogue and every change that points to it. */
+typedef struct {
+        atomic_int refs;
+        char *schema; /* owned */
+        char *name;   /* owned */
+        uint32_t rel_id; /* source's id for the relation (pgoutput relation oid) */
+        char replident;  /* PostgreSQL replica identity: 'd' default, 'f' full, 'i' index, 'n' nothing */
+        int ncols;
+        Column *cols; /* owned, ncols entries */
+} Table;
+
+/* Allocates a table with ncols zeroed columns and one reference. Returns NULL on ENOMEM. */
+Table *table_new(const char *schema, const char *name, int ncols);
+Table *table_ref(Table *t);
+/* Drops one reference; frees on the last. Accepts NULL, returns NULL. */
+Table *table_unref(Table *t);
+/* Number of key columns (0: the table has no primary key / replica identity). */
+int table_nkeys(const Table *t);
+
+typedef enum {
+        VALUE_NULL = 0,
+        VALUE_TEXT,      /* data holds the text form */
+        VALUE_UNCHANGED, /* PostgreSQL unchanged TOAST column: the update did not send it */
+} ValueKind;
+
+typedef struct {
+        ValueKind kind;
+        uint32_t len; /* bytes in data, not counting the NUL */
+        char *data;   /* owned, NUL-terminated; NULL unless kind == VALUE_TEXT */
+} Value;
+
+typedef enum {
+        CHANGE_INSERT = 'I',
+        CHANGE_UPDATE = 'U',
+        CHANGE_DELETE = 'D',
+        CHANGE_TRUNCATE = 'T',
+} ChangeOp;
+
+enum {
+        TRUNCATE_CASCADE = 1,
+        TRUNCATE_RESTART_IDENTITY = 2,
+};
+
+/* Positions are opaque per source and compare lexicographically on (hi, lo).
+ * PostgreSQL: hi = 0, lo = LSN. MySQL: hi = binlog file sequence number, lo = offset. */
+typedef struct {
+        uint64_t hi;
+        uint64_t lo;
+} Position;
+
+int position_cmp(Position a, Position b);
+bool position_is_zero(Position p);
+/* One monotonic 64-bit counter for version vectors (lo when hi == 0, else hi << 40 | lo). */
+uint64_t position_counter(Position p);
+
+typedef struct {
+        ChangeOp op;
+        Table *table;  /* one reference held */
+        Value *before; /* owned, table->ncols values, or NULL: the old key (or old row) of an update
+                        * or delete; NULL for an update that did not change the key */
+        Value *after;  /* owned, table->ncols values, or NULL for delete and truncate */
+        uint32_t flags; /* TRUNCATE_* for a truncate */
+        uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
+} Change;
+
+/* Frees what a change owns (not the struct itself) and zeroes it. */
+void change_clear(Change *c);
+/* Allocates an array of n NULL values. */
+Value *values_new(int n);
+void values_free(Value *v, int n);
+/* Sets v to a copy of len bytes of data as TEXT. Returns 0 or -ENOMEM. */
+int value_set(Value *v, const char *data, size_t len);
+
+/* What is known of a source transaction when it is handed on. */
+typedef struct {
+        uint64_t xid;       /* source transaction id */
+        Position commit_pos; /* acknowledge this once the transaction is durable in the sink */
+        int64_t commit_ts;  /* usec since the Unix epoch, source commit time */
+        char origin[64];    /* writer's mark: PostgreSQL replication origin name, MySQL server_id; "" none */
+        bool snapshot;      /* rows of the initial snapshot, not of the log */
+} TxnInfo;

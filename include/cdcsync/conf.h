@@ -1,0 +1,107 @@
+/* The parsed conf file: service settings, connectors and pipelines (see conf/cdcsync.conf). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cdcsync/log.h"
+
+typedef enum {
+        CONFLICT_VERSION_VECTOR = 0,
+        CONFLICT_TIMESTAMP,
+        CONFLICT_NONE,
+} ConflictPolicy;
+
+typedef enum {
+        RESOLVE_TIMESTAMP = 0,
+        RESOLVE_PRIORITY,
+} ResolvePolicy;
+
+typedef struct {
+        char *key;   /* owned, without the "kafka." prefix */
+        char *value; /* owned */
+} KeyValue;
+
+typedef struct {
+        char *name; /* owned: NAME of [connector.NAME], the node id in version vectors */
+        char *type; /* owned: "postgres", "mysql" or "kafka" */
+        /* postgres */
+        char *dsn;         /* owned: libpq conninfo, as written (a password in it is refused) */
+        char *slot;        /* owned: default "cdcsync_<pipeline>" is chosen by the source when NULL */
+        char *publication; /* owned: default "cdcsync_<pipeline>" when NULL */
+        /* mysql */
+        char *host;
+        int port;
+        char *user;
+        char *database;
+        uint32_t server_id;
+        char *ssl_mode; /* disabled | preferred | required | verify_ca | verify_identity */
+        char *ssl_ca;
+        /* kafka */
+        char *brokers;
+        char *topic; /* template: {connector} {schema} {table} */
+        char *group;
+        KeyValue *kafka_props; /* owned, nkafka_props entries: kafka.* keys passed to librdkafka */
+        int nkafka_props;
+        /* all */
+        char *password; /* owned secret from password_file, ${ENV} or $CREDENTIALS_DIRECTORY;
+                         * NULL when none; never logged */
+        bool create_tables;
+        const char *file; /* conf file it came from (borrowed from Conf.path) */
+        int line;         /* line of its [connector.NAME] header */
+        uint64_t hash;    /* hash of the section's settings, to tell on reload whether it changed */
+} ConnectorConf;
+
+typedef struct {
+        char *from; /* owned: "public.orders" or "sbtest.*" */
+        char *to;   /* owned: "shop.orders" or "public.*" */
+} TableMap;
+
+typedef struct {
+        char *name; /* owned: NAME of [pipeline.NAME] */
+        char *source_name;
+        char *sink_name;
+        const ConnectorConf *source; /* resolved, points into Conf.connectors */
+        const ConnectorConf *sink;
+        bool all_tables;  /* tables = * */
+        char **tables;    /* owned, "schema.table" each, ntables entries */
+        int ntables;
+        TableMap *maps;   /* owned */
+        int nmaps;
+        ConflictPolicy conflict;
+        ResolvePolicy resolve;
+        char **priority; /* owned, connector names, npriority entries */
+        int npriority;
+        int batch_max_rows;
+        bool snapshot; /* snapshot = initial */
+        char *start_position; /* owned or NULL */
+        const char *file;
+        int line;
+        uint64_t hash; /* of this section and of both connectors' sections */
+} PipelineConf;
+
+typedef struct {
+        char *path;           /* owned: the conf file */
+        char *state_dir;      /* owned */
+        char *metrics_listen; /* owned: "127.0.0.1:9780", or NULL when "off" */
+        LogLevel log_level;
+        ConnectorConf *connectors; /* owned, nconnectors */
+        int nconnectors;
+        PipelineConf *pipelines;   /* owned, npipelines */
+        int npipelines;
+} Conf;
+
+/* Parses and validates path. On a bad conf writes every error as "FILE:LINE: what — what to do"
+ * to errout and returns -EINVAL; -errno when the file cannot be read. *ret untouched on failure. */
+int conf_load(const char *path, FILE *errout, Conf **ret);
+Conf *conf_free(Conf *c);
+const ConnectorConf *conf_connector(const Conf *c, const char *name);
+/* Maps a source "schema.table" to the sink's schema and table through the pipeline's `map`
+ * (default: the same). Writes NUL-terminated names; returns 0 or -ENAMETOOLONG. */
+int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema,
+                   size_t schema_len, char *ret_table, size_t table_len);
+/* Whether the pipeline's `tables` covers schema.table. */
+bool conf_pipeline_has_table(const PipelineConf *p, const char *schema, const char *table);
+/* Prints the documented conf (every key, its default and help) from the key tables. */
+void conf_print_reference(FILE *out);

@@ -1,0 +1,104 @@
+/* The source and sink interfaces: everything a connector needs from the engine, and back. */
+#pragma once
+
+#include "cdcsync/change.h"
+#include "cdcsync/conf.h"
+
+/* An error crossing the connector interface: the pipeline decides from `retriable` whether to
+ * reconnect with backoff or stop. `kind` is the metrics label (cdcsync_errors_total{kind}). */
+typedef struct {
+        int code;           /* negative errno-style code */
+        bool retriable;     /* true: a reconnect with backoff can help (server restart, outage) */
+        char kind[32];      /* "connection", "slot", "schema", "data", "conf", "internal", ... */
+        char message[1024]; /* lower-case, says what and where; never holds a password */
+} CdcError;
+
+/* Fills err and returns code (negative). Usage: return cdc_error(err, -EIO, true, "connection", "...", ...). */
+int cdc_error(CdcError *err, int code, bool retriable, const char *kind, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+
+/* Events flow from a source through the engine to a sink. A transaction is BEGIN, its CHANGEs,
+ * COMMIT; large ones are never held whole in memory, changes flow one by one. */
+typedef enum {
+        EVENT_BEGIN = 1,
+        EVENT_CHANGE,
+        EVENT_COMMIT,
+        EVENT_KEEPALIVE, /* nothing pending up to pos: lets lag read 0 and the slot advance */
+} EventKind;
+
+typedef struct {
+        EventKind kind;
+        TxnInfo txn;     /* BEGIN and COMMIT: the whole header (commit_pos and commit_ts known at BEGIN) */
+        Change change;   /* CHANGE: owned by the event until handed on */
+        Position pos;    /* KEEPALIVE: source log end; every change before it was already emitted */
+        int64_t server_ts; /* KEEPALIVE: source server clock, usec since epoch */
+} Event;
+
+/* Frees what an event owns (its change). */
+void event_clear(Event *ev);
+
+/* What a running source talks to. Implemented by the engine's pipeline; thread-safe. */
+typedef struct PipelineIO PipelineIO;
+
+/* Hands an event on; takes ownership of ev's contents (ev is zeroed). Blocks while the queue is
+ * full (that is how memory stays bounded). Returns 0, or -ECANCELED when the pipeline is stopping:
+ * the source must then return promptly. */
+int pipeline_io_emit(PipelineIO *io, Event *ev);
+/* The last position durably committed in the sink: the only position a source may acknowledge. */
+Position pipeline_io_durable(PipelineIO *io);
+bool pipeline_io_stopping(PipelineIO *io);
+/* Source log end as seen in keepalives, for the lag_bytes metric. */
+void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts);
+/* Log context "[pipeline=X source=Y]" for messages. */
+const char *pipeline_io_context(PipelineIO *io);
+
+typedef struct Source Source;
+typedef struct Sink Sink;
+
+/* Where a source starts. */
+typedef struct {
+        bool have_position; /* the sink holds a checkpoint: stream after `position` */
+        Position position;
+        bool snapshot; /* no checkpoint and snapshot = initial: copy existing rows first */
+} SourceStart;
+
+typedef struct {
+        const char *type; /* "postgres", "mysql", "kafka" */
+        /* Connects and checks; does not stream yet. */
+        int (*open)(const ConnectorConf *conn, const PipelineConf *pipe, Source **ret, CdcError *err);
+        /* Streams from `start` until pipeline_io_stopping() or an error; emits events through io,
+         * acknowledges pipeline_io_durable() upstream. Returns 0 when stopped, negative on error. */
+        int (*run)(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err);
+        /* Formats a position of this source ("0/16B3748", "mariadb-bin.000002:344"). */
+        void (*format_position)(Position p, char *buf, size_t len);
+        /* Parses start_position; returns 0 or -EINVAL. */
+        int (*parse_position)(const char *text, Position *ret);
+        /* `cdcsync check --connect`: connects, checks privileges and settings, prints warnings
+         * (one per line, to stdout). Returns 0 when the pipeline can run. */
+        int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
+        Source *(*free)(Source *s);
+} SourceOps;
+
+typedef struct {
+        const char *type;
+        int (*open)(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err);
+        /* The position this pipeline last committed here; *found = false for a new pipeline. */
+        int (*last_position)(Sink *k, Position *ret, bool *found, CdcError *err);
+        /* Opens a sink transaction for a batch of whole source transactions. */
+        int (*begin)(Sink *k, CdcError *err);
+        /* Applies one change of source transaction txn inside the open sink transaction. */
+        int (*apply)(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err);
+        /* Stores `pos` (with its text form) as the pipeline's checkpoint in the same transaction
+         * and commits; `last` is the last source transaction of the batch. After 0 returns the
+         * batch is durable. */
+        int (*commit)(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err);
+        /* Rolls the open transaction back (after an error, or on shutdown mid-batch). */
+        int (*rollback)(Sink *k);
+        /* `cdcsync check --connect` for this side. */
+        int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
+        Sink *(*free)(Sink *k);
+} SinkOps;
+
+/* Registry of connector types; NULL when the type has no source / sink. */
+const SourceOps *connector_source(const char *type);
+const SinkOps *connector_sink(const char *type);

@@ -1,0 +1,61 @@
+/* Per-pipeline counters and gauges: written by the pipeline threads, read by the metrics endpoint. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cdcsync/change.h"
+
+typedef enum {
+        PIPELINE_STARTING = 0,
+        PIPELINE_SNAPSHOT,
+        PIPELINE_STREAMING,
+        PIPELINE_RETRYING, /* a retriable error: reconnecting with backoff */
+        PIPELINE_FAILED,   /* a fatal error: stopped until the conf or the systems are fixed */
+        PIPELINE_STOPPED,
+} PipelineState;
+
+const char *pipeline_state_name(PipelineState s);
+
+#define STATS_ERROR_KINDS 8
+#define STATS_CONFLICT_KINDS 4
+#define STATS_BATCH_BUCKETS 12 /* cdcsync_sink_batch_seconds buckets, see stats_batch_bounds */
+
+extern const double stats_batch_bounds[STATS_BATCH_BUCKETS]; /* seconds, ascending */
+
+typedef struct {
+        char name[128]; /* pipeline name */
+        atomic_int state;                 /* PipelineState */
+        atomic_uint_fast64_t events[4];   /* insert, update, delete, truncate */
+        atomic_uint_fast64_t transactions;
+        atomic_uint_fast64_t errors[STATS_ERROR_KINDS];
+        char error_kinds[STATS_ERROR_KINDS][32]; /* label of each errors[] slot, "" unused */
+        atomic_uint_fast64_t conflicts[STATS_CONFLICT_KINDS];
+        char conflict_kinds[STATS_CONFLICT_KINDS][32];
+        atomic_uint_fast64_t batch_buckets[STATS_BATCH_BUCKETS + 1]; /* last: +Inf */
+        atomic_uint_fast64_t batch_count;
+        _Atomic double batch_sum; /* seconds */
+        atomic_int_fast64_t queue_depth;
+        /* Positions as (hi, lo) of the change stream. */
+        atomic_uint_fast64_t source_end_hi, source_end_lo;   /* log end as the source last saw it */
+        atomic_uint_fast64_t received_hi, received_lo;       /* last position read from the source */
+        atomic_uint_fast64_t applied_hi, applied_lo;         /* last position committed in the sink */
+        atomic_int_fast64_t oldest_pending_ts; /* usec: commit ts of the oldest change read but not
+                                                * committed in the sink; 0 = nothing pending */
+        atomic_int_fast64_t last_event_ts;     /* usec, wall clock of the last event read */
+        atomic_int_fast64_t last_progress_ts;  /* usec, wall clock the pipeline last proved alive */
+        pthread_mutex_t lock;   /* guards last_error and the label arrays */
+        char last_error[1024];
+        int64_t last_error_ts;  /* usec */
+        char source_pos_text[96];  /* guarded by lock */
+        char applied_pos_text[96]; /* guarded by lock */
+} PipelineStats;
+
+void stats_init(PipelineStats *s, const char *name);
+void stats_destroy(PipelineStats *s);
+void stats_count_event(PipelineStats *s, ChangeOp op);
+void stats_count_error(PipelineStats *s, const char *kind, const char *message);
+void stats_count_conflict(PipelineStats *s, const char *resolution);
+void stats_observe_batch(PipelineStats *s, double seconds);
+void stats_set_error(PipelineStats *s, const char *message);
