@@ -1,12 +1,370 @@
-/* cdcsync's command line (being built: run, check, status land with the pipeline). */
+/* cdcsync's command line: run (the service), check, status.
+ *
+ * DESIGN. The main thread owns the conf, the state store, the metrics endpoint and the list of
+ * pipelines; each pipeline runs its own threads (see pipeline.c). Signal handlers only set flags;
+ * the main thread polls them every 200 ms and does the work: SIGTERM/SIGINT stop, SIGHUP reload.
+ * The main thread is also the watchdog: it pings systemd only while every pipeline proves it is
+ * alive (its threads advanced a progress stamp recently). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cdcsync/conf.h"
+#include "cdcsync/connector.h"
+#include "cdcsync/log.h"
+#include "cdcsync/metrics.h"
+#include "cdcsync/notify.h"
+#include "cdcsync/pipeline.h"
+#include "cdcsync/state.h"
+#include "cdcsync/status.h"
+
+#define DEFAULT_CONF "/etc/cdcsync/cdcsync.conf"
+#define ALIVE_LIMIT_USEC (20 * 1000000LL) /* a pipeline silent this long fails the watchdog */
+
+static volatile sig_atomic_t got_term, got_hup;
+
+static void on_signal(int sig) {
+        if (sig == SIGHUP)
+                got_hup = 1;
+        else
+                got_term = 1;
+}
+
+static int64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void usage(FILE *out) {
+        fputs("usage: cdcsync [-c FILE] [run]        run the service in the foreground\n"
+              "       cdcsync [-c FILE] check [--connect]  validate the conf (and connect to every connector)\n"
+              "       cdcsync [-c FILE] status [--json]    ask the running service for its pipelines\n"
+              "       cdcsync --version | --help\n"
+              "FILE defaults to " DEFAULT_CONF ".\n",
+              out);
+}
+
+/* ---- the running service ---- */
+
+typedef struct {
+        Conf **confs; /* every conf loaded: pipelines keep pointers into them until exit */
+        size_t nconfs;
+        Conf *conf;   /* current */
+        State *state;
+        Metrics *metrics;
+        Pipeline **pipes;
+        int npipes;
+} Service;
+
+static int start_pipeline(Service *sv, const PipelineConf *pc, Pipeline **ret) {
+        int r = pipeline_start(pc, sv->state, sv->conf->state_dir, ret);
+        if (r < 0) {
+                log_error(NULL, "pipeline %s: cannot start: %s", pc->name, strerror(-r));
+                return r;
+        }
+        if (sv->metrics)
+                metrics_attach(sv->metrics, pipeline_stats(*ret));
+        return 0;
+}
+
+static void stop_pipeline(Service *sv, Pipeline *p) {
+        if (sv->metrics)
+                metrics_detach(sv->metrics, pipeline_stats(p));
+        pipeline_free(p);
+}
+
+static int keep_conf(Service *sv, Conf *c) {
+        Conf **n = realloc(sv->confs, (sv->nconfs + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        sv->confs = n;
+        sv->confs[sv->nconfs++] = c;
+        sv->conf = c;
+        return 0;
+}
+
+/* SIGHUP: a bad conf changes nothing; pipelines whose sections (or connectors) changed restart
+ * from their checkpoints; the others keep streaming untouched. */
+static void reload(Service *sv, const char *path) {
+        Conf *nc = NULL;
+        log_info(NULL, "reloading %s", path);
+        int r = conf_load(path, stderr, &nc);
+        if (r < 0) {
+                log_error(NULL, "reload: %s is not valid (errors above); the running configuration stays", path);
+                return;
+        }
+        if (strcmp(nc->state_dir, sv->conf->state_dir) != 0 ||
+            (nc->metrics_listen == NULL) != (sv->conf->metrics_listen == NULL) ||
+            (nc->metrics_listen && strcmp(nc->metrics_listen, sv->conf->metrics_listen) != 0))
+                log_warn(NULL, "reload: state_dir and metrics_listen take effect only after a restart");
+        Pipeline **np = calloc((size_t)nc->npipelines + 1, sizeof(*np));
+        if (!np || keep_conf(sv, nc) < 0) {
+                free(np);
+                conf_free(nc);
+                log_error(NULL, "reload: out of memory; the running configuration stays");
+                return;
+        }
+        log_set_level(nc->log_level);
+        /* Stop what is gone or changed first: a changed pipeline must release its slot. */
+        for (int i = 0; i < sv->npipes; i++) {
+                const PipelineConf *old = pipeline_conf(sv->pipes[i]);
+                int keep = -1;
+                for (int j = 0; j < nc->npipelines; j++)
+                        if (strcmp(nc->pipelines[j].name, old->name) == 0 && nc->pipelines[j].hash == old->hash)
+                                keep = j;
+                if (keep >= 0) {
+                        np[keep] = sv->pipes[i];
+                } else {
+                        log_info(NULL, "reload: pipeline %s changed or removed: stopping it", old->name);
+                        stop_pipeline(sv, sv->pipes[i]);
+                }
+        }
+        for (int j = 0; j < nc->npipelines; j++)
+                if (!np[j]) {
+                        log_info(NULL, "reload: starting pipeline %s", nc->pipelines[j].name);
+                        start_pipeline(sv, &nc->pipelines[j], &np[j]);
+                }
+        /* Pipelines that failed to start leave holes: compact. */
+        int n = 0;
+        for (int j = 0; j < nc->npipelines; j++)
+                if (np[j])
+                        np[n++] = np[j];
+        free(sv->pipes);
+        sv->pipes = np;
+        sv->npipes = n;
+}
+
+static void summary(Service *sv, char *buf, size_t len) {
+        int up = 0, failed = 0;
+        for (int i = 0; i < sv->npipes; i++) {
+                int st = atomic_load(&pipeline_stats(sv->pipes[i])->state);
+                up += st == PIPELINE_STREAMING;
+                failed += st == PIPELINE_FAILED;
+        }
+        snprintf(buf, len, "%d of %d pipelines streaming%s", up, sv->npipes, failed ? ", some failed (see /status)" : "");
+}
+
+static int cmd_run(const char *path) {
+        Service sv = {0};
+        Conf *conf = NULL;
+        int r = conf_load(path, stderr, &conf);
+        if (r == -EINVAL)
+                return 2;
+        if (r < 0) {
+                fprintf(stderr, "cdcsync: cannot read %s: %s — pass the conf file with -c FILE\n", path, strerror(-r));
+                return 2;
+        }
+        if (keep_conf(&sv, conf) < 0)
+                return 1;
+        log_set_level(conf->log_level);
+        if (getenv("JOURNAL_STREAM"))
+                log_set_journal(true);
+
+        if (mkdir(conf->state_dir, 0700) < 0 && errno != EEXIST) {
+                log_error(NULL, "cannot create state_dir %s: %s", conf->state_dir, strerror(errno));
+                return 1;
+        }
+        r = state_open(conf->state_dir, &sv.state);
+        if (r < 0) {
+                log_error(NULL, "cannot open the state store in %s: %s", conf->state_dir, strerror(-r));
+                return 1;
+        }
+        if (conf->metrics_listen) {
+                MetricsOptions mo = {
+                        .listen = conf->metrics_listen,
+                        .auth_user = conf->metrics_user,
+                        .auth_password = conf->metrics_password,
+                        .tls_cert_file = conf->metrics_tls_cert,
+                        .tls_key_file = conf->metrics_tls_key,
+                };
+                r = metrics_start(&mo, &sv.metrics);
+                if (r < 0) {
+                        log_error(NULL, "cannot serve metrics on %s: %s — change metrics_listen or set it to off",
+                                  conf->metrics_listen, strerror(-r));
+                        state_free(sv.state);
+                        return 1;
+                }
+                log_info(NULL, "metrics on http%s://%s/metrics", conf->metrics_tls_cert ? "s" : "", conf->metrics_listen);
+        }
+
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        sv.pipes = calloc((size_t)conf->npipelines + 1, sizeof(*sv.pipes));
+        for (int i = 0; sv.pipes && i < conf->npipelines; i++)
+                if (start_pipeline(&sv, &conf->pipelines[i], &sv.pipes[sv.npipes]) == 0)
+                        sv.npipes++;
+        log_info(NULL, "cdcsync %s started with %d pipelines", CDCSYNC_VERSION, sv.npipes);
+
+        uint64_t wd_usec = 0;
+        bool wd = notify_watchdog_enabled(&wd_usec);
+        bool ready = false;
+        int64_t last_wd = 0, last_status = 0;
+        char line[256];
+        while (!got_term) {
+                struct timespec ts = {0, 200 * 1000000L};
+                nanosleep(&ts, NULL);
+                if (got_hup) {
+                        got_hup = 0;
+                        notify_status("reloading");
+                        reload(&sv, path);
+                }
+                int64_t now = now_usec();
+                bool settled = true, alive = true;
+                for (int i = 0; i < sv.npipes; i++) {
+                        settled &= pipeline_settled(sv.pipes[i]);
+                        alive &= now - pipeline_alive_ts(sv.pipes[i]) < ALIVE_LIMIT_USEC;
+                }
+                if (!ready && settled) {
+                        summary(&sv, line, sizeof(line));
+                        notify_ready(line);
+                        ready = true;
+                        last_status = now;
+                }
+                if (ready && now - last_status > 5 * 1000000LL) {
+                        summary(&sv, line, sizeof(line));
+                        notify_status(line);
+                        last_status = now;
+                }
+                if (wd && alive && now - last_wd >= (int64_t)wd_usec / 2) {
+                        notify_watchdog();
+                        last_wd = now;
+                }
+        }
+        notify_stopping();
+        log_info(NULL, "stopping: committing or rolling back in-flight batches");
+        for (int i = 0; i < sv.npipes; i++)
+                pipeline_stop(sv.pipes[i]);
+        for (int i = 0; i < sv.npipes; i++)
+                stop_pipeline(&sv, sv.pipes[i]);
+        free(sv.pipes);
+        metrics_free(sv.metrics);
+        state_free(sv.state);
+        for (size_t i = 0; i < sv.nconfs; i++)
+                conf_free(sv.confs[i]);
+        free(sv.confs);
+        log_info(NULL, "stopped");
+        return 0;
+}
+
+/* ---- check ---- */
+
+static int cmd_check(const char *path, bool do_connect) {
+        Conf *conf = NULL;
+        int r = conf_load(path, stderr, &conf);
+        if (r == -EINVAL)
+                return 2;
+        if (r < 0) {
+                fprintf(stderr, "cdcsync: cannot read %s: %s\n", path, strerror(-r));
+                return 2;
+        }
+        printf("%s: ok (%d connectors, %d pipelines)\n", path, conf->nconnectors, conf->npipelines);
+        int rc = 0;
+        for (int i = 0; do_connect && i < conf->npipelines; i++) {
+                const PipelineConf *p = &conf->pipelines[i];
+                const SourceOps *so = connector_source(p->source->type);
+                const SinkOps *ko = connector_sink(p->sink->type);
+                CdcError err = {0};
+                if (!so || !ko) {
+                        printf("pipeline %s: %s → %s is not supported yet\n", p->name, p->source->type, p->sink->type);
+                        rc = 1;
+                        continue;
+                }
+                if (so->check(p->source, p, &err) < 0) {
+                        printf("pipeline %s: source %s: %s\n", p->name, p->source->name, err.message);
+                        rc = 1;
+                        continue;
+                }
+                if (ko->check(p->sink, p, &err) < 0) {
+                        printf("pipeline %s: sink %s: %s\n", p->name, p->sink->name, err.message);
+                        rc = 1;
+                        continue;
+                }
+                printf("pipeline %s: %s → %s ok\n", p->name, p->source->name, p->sink->name);
+        }
+        conf_free(conf);
+        return rc;
+}
+
+/* ---- status ---- */
+
+static int cmd_status(const char *path, bool json) {
+        Conf *conf = NULL;
+        int r = conf_load(path, stderr, &conf);
+        if (r == -EINVAL)
+                return 2;
+        if (r < 0) {
+                fprintf(stderr, "cdcsync: cannot read %s: %s\n", path, strerror(-r));
+                return 2;
+        }
+        if (!conf->metrics_listen) {
+                fprintf(stderr, "cdcsync: metrics_listen = off in %s, so the service cannot be asked — enable it\n", path);
+                conf_free(conf);
+                return 2;
+        }
+        r = status_print(conf->metrics_listen, json, stdout, stderr);
+        conf_free(conf);
+        return r < 0 ? 1 : 0;
+}
 
 int main(int argc, char **argv) {
-        if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-                printf("cdcsync %s\n", CDCSYNC_VERSION);
-                return 0;
+        const char *path = DEFAULT_CONF;
+        bool do_connect = false, json = false;
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"connect", no_argument, NULL, 'C'},
+                {"json", no_argument, NULL, 'j'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        int c;
+        while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'C':
+                        do_connect = true;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'V':
+                        printf("cdcsync %s\n", CDCSYNC_VERSION);
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
         }
-        fprintf(stderr, "cdcsync: not yet usable\n");
-        return 1;
+        const char *cmd = optind < argc ? argv[optind++] : "run";
+        if (optind < argc) {
+                fprintf(stderr, "cdcsync: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (strcmp(cmd, "run") == 0)
+                return cmd_run(path);
+        if (strcmp(cmd, "check") == 0)
+                return cmd_check(path, do_connect);
+        if (strcmp(cmd, "status") == 0)
+                return cmd_status(path, json);
+        fprintf(stderr, "cdcsync: unknown command '%s' — use run, check or status\n", cmd);
+        usage(stderr);
+        return 2;
 }

@@ -24,6 +24,7 @@ typedef enum {
         EVENT_CHANGE,
         EVENT_COMMIT,
         EVENT_KEEPALIVE, /* nothing pending up to pos: lets lag read 0 and the slot advance */
+        EVENT_BATCH_END, /* engine → sink only: commit the batch, its end position is pos */
 } EventKind;
 
 typedef struct {
@@ -49,6 +50,9 @@ Position pipeline_io_durable(PipelineIO *io);
 bool pipeline_io_stopping(PipelineIO *io);
 /* Source log end as seen in keepalives, for the lag_bytes metric. */
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts);
+/* The source tells the pipeline it now streams (or copies its snapshot): what READY=1 and
+ * cdcsync_pipeline_up wait for. */
+void pipeline_io_streaming(PipelineIO *io, bool snapshot);
 /* Log context "[pipeline=X source=Y]" for messages. */
 const char *pipeline_io_context(PipelineIO *io);
 
@@ -60,6 +64,7 @@ typedef struct {
         bool have_position; /* the sink holds a checkpoint: stream after `position` */
         Position position;
         bool snapshot; /* no checkpoint and snapshot = initial: copy existing rows first */
+        const char *spill_dir; /* where a source may spill in-progress transactions (under state_dir) */
 } SourceStart;
 
 typedef struct {

@@ -1,0 +1,1138 @@
+/* The PostgreSQL source: publication and slot set-up, the initial snapshot, and streaming of
+ * pgoutput (proto 2, streaming of in-progress transactions) into the pipeline's events. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "cdcsync/log.h"
+#include "postgres/pg_conn.h"
+#include "postgres/pg_source.h"
+#include "postgres/pgoutput.h"
+#include "postgres/pgtypes.h"
+
+#define STATUS_INTERVAL_USEC (1 * 1000000LL)   /* standby status at least this often */
+#define HEARTBEAT_IDLE_USEC (10 * 1000000LL)   /* idle this long: emit a WAL heartbeat */
+#define SNAPSHOT_FETCH_ROWS 2000
+#define MAX_STREAMED_XACTS 1024 /* concurrent in-progress streamed transactions we track */
+
+typedef struct {
+        uint32_t rel_id;
+        Table *table; /* one reference */
+} RelEntry;
+
+typedef struct {
+        uint32_t xid;
+        FILE *f; /* spill file of its streamed changes (raw pgoutput messages) */
+        char path[512];
+} StreamXact;
+
+struct Source {
+        const ConnectorConf *conn;
+        const PipelineConf *pipe;
+        PGconn *sql;  /* catalogue queries, snapshot copy, heartbeats */
+        PGconn *repl; /* walsender */
+        char slot[64];
+        char publication[64];
+        RelEntry *rels;
+        size_t nrels, caprels;
+        StreamXact streams[MAX_STREAMED_XACTS];
+        size_t nstreams;
+        uint32_t stream_xid; /* xid of the current Stream Start block, 0 outside */
+        /* The transaction being read; BEGIN is held back until the Origin message (if any). */
+        bool in_txn, begin_sent;
+        TxnInfo txn;
+        uint64_t received_lsn; /* last WAL position read */
+        int64_t last_status, last_data;
+        bool heartbeat_failed;
+        PipelineIO *io;
+        const char *ctx;
+        char spill_dir[400];
+};
+
+static int64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void pg_source_format_position(Position p, char *buf, size_t len) {
+        snprintf(buf, len, "%X/%X", (uint32_t)(p.lo >> 32), (uint32_t)p.lo);
+}
+
+static int pg_source_parse_position(const char *text, Position *ret) {
+        unsigned hi, lo;
+        int n = 0;
+        if (sscanf(text, "%X/%X%n", &hi, &lo, &n) != 2 || text[n] != '\0')
+                return -EINVAL;
+        ret->hi = 0;
+        ret->lo = (uint64_t)hi << 32 | lo;
+        return 0;
+}
+
+/* Slot and publication names default to cdcsync_<pipeline>, lower-cased, [a-z0-9_] only. */
+static void default_name(const char *pipeline, char *buf, size_t len) {
+        size_t j = 0;
+        const char *prefix = "cdcsync_";
+        for (const char *p = prefix; *p && j + 1 < len; p++)
+                buf[j++] = *p;
+        for (const char *p = pipeline; *p && j + 1 < len; p++) {
+                char c = *p;
+                if (c >= 'A' && c <= 'Z')
+                        c = (char)(c - 'A' + 'a');
+                buf[j++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '_';
+        }
+        buf[j] = '\0';
+}
+
+static const char *errtext(Source *s, PGconn *c, const PGresult *res, char *buf, size_t len) {
+        return pg_conn_error_text(s->conn, c, res, buf, len);
+}
+
+/* Runs a query with text parameters; returns the result (caller clears) or NULL with err set. */
+static PGresult *query(Source *s, PGconn *c, const char *sql, int n, const char *const *params, CdcError *err) {
+        PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+                return res;
+        char buf[512];
+        bool lost = PQstatus(c) != CONNECTION_OK;
+        cdc_error(err, -EIO, lost, lost ? "connection" : "source", "connector %s: %s", s->conn->name,
+                  errtext(s, c, res, buf, sizeof(buf)));
+        PQclear(res);
+        return NULL;
+}
+
+/* ---- checks ---- */
+
+static int check_server(Source *s, CdcError *err) {
+        PGresult *res = query(s, s->sql,
+                              "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, "
+                              "current_setting('server_version_num')::int "
+                              "FROM pg_roles r WHERE r.rolname = current_user",
+                              0, NULL, err);
+        if (!res)
+                return err->code;
+        int r = 0;
+        if (PQntuples(res) != 1) {
+                r = cdc_error(err, -EPERM, false, "source", "connector %s: cannot read the current role", s->conn->name);
+        } else if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
+                r = cdc_error(err, -EINVAL, false, "source",
+                              "connector %s: wal_level is '%s', logical decoding needs 'logical' — set wal_level = "
+                              "logical in postgresql.conf and restart PostgreSQL",
+                              s->conn->name, PQgetvalue(res, 0, 0));
+        } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+                r = cdc_error(err, -EPERM, false, "source",
+                              "connector %s: the role lacks the REPLICATION attribute — ALTER ROLE <user> REPLICATION",
+                              s->conn->name);
+        }
+        PQclear(res);
+        return r;
+}
+
+/* 1: the slot exists (for pgoutput), 0: absent; negative with err for another plugin. */
+static int slot_state(Source *s, bool *ret_invalid, CdcError *err) {
+        const char *params[] = {s->slot};
+        PGresult *res = query(s, s->sql,
+                              "SELECT plugin, database = current_database(), coalesce(wal_status = 'lost', false) "
+                              "FROM pg_replication_slots WHERE slot_name = $1",
+                              1, params, err);
+        if (!res)
+                return err->code;
+        int r = 0;
+        if (PQntuples(res) == 1) {
+                if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0)
+                        r = cdc_error(err, -EEXIST, false, "slot",
+                                      "connector %s: replication slot \"%s\" exists but uses plugin \"%s\", not "
+                                      "pgoutput — drop it or set slot = another name",
+                                      s->conn->name, s->slot, PQgetvalue(res, 0, 0));
+                else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
+                        r = cdc_error(err, -EEXIST, false, "slot",
+                                      "connector %s: replication slot \"%s\" belongs to another database — set slot = "
+                                      "another name",
+                                      s->conn->name, s->slot);
+                else {
+                        *ret_invalid = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+                        r = 1;
+                }
+        }
+        PQclear(res);
+        return r;
+}
+
+/* Creates the publication from the pipeline's tables when it does not exist. */
+static int ensure_publication(Source *s, CdcError *err) {
+        const char *params[] = {s->publication};
+        PGresult *res = query(s, s->sql, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params, err);
+        if (!res)
+                return err->code;
+        bool exists = PQntuples(res) == 1;
+        PQclear(res);
+        if (exists)
+                return 0;
+
+        /* Identifiers are quoted by the server (quote_ident), never pasted. */
+        char *sql = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&sql, &len);
+        if (!f)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        char *pub = PQescapeIdentifier(s->sql, s->publication, strlen(s->publication));
+        fprintf(f, "CREATE PUBLICATION %s ", pub ? pub : "\"\"");
+        PQfreemem(pub);
+        if (s->pipe->all_tables) {
+                fputs("FOR ALL TABLES", f);
+        } else {
+                fputs("FOR TABLE ", f);
+                for (int i = 0; i < s->pipe->ntables; i++) {
+                        const char *t = s->pipe->tables[i];
+                        const char *dot = strchr(t, '.');
+                        char *sch = dot ? PQescapeIdentifier(s->sql, t, (size_t)(dot - t))
+                                        : PQescapeIdentifier(s->sql, "public", 6);
+                        const char *nm = dot ? dot + 1 : t;
+                        char *tab = PQescapeIdentifier(s->sql, nm, strlen(nm));
+                        fprintf(f, "%s%s.%s", i ? ", " : "", sch ? sch : "\"\"", tab ? tab : "\"\"");
+                        PQfreemem(sch);
+                        PQfreemem(tab);
+                }
+        }
+        fclose(f);
+        res = query(s, s->sql, sql, 0, NULL, err);
+        free(sql);
+        if (!res) {
+                size_t n = strlen(err->message);
+                snprintf(err->message + n, sizeof(err->message) - n,
+                         " — while creating publication \"%s\" (the tables must exist; FOR ALL TABLES needs a superuser)",
+                         s->publication);
+                err->retriable = false;
+                return err->code;
+        }
+        PQclear(res);
+        log_info(s->ctx, "created publication \"%s\"", s->publication);
+        return 0;
+}
+
+/* ---- relations ---- */
+
+static Table *rel_lookup(Source *s, uint32_t rel_id) {
+        for (size_t i = 0; i < s->nrels; i++)
+                if (s->rels[i].rel_id == rel_id)
+                        return s->rels[i].table;
+        return NULL;
+}
+
+static int rel_store(Source *s, Table *t) {
+        for (size_t i = 0; i < s->nrels; i++)
+                if (s->rels[i].rel_id == t->rel_id) {
+                        table_unref(s->rels[i].table);
+                        s->rels[i].table = t;
+                        return 0;
+                }
+        if (s->nrels == s->caprels) {
+                size_t cap = s->caprels ? s->caprels * 2 : 16;
+                RelEntry *n = realloc(s->rels, cap * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                s->rels = n;
+                s->caprels = cap;
+        }
+        s->rels[s->nrels++] = (RelEntry){t->rel_id, t};
+        return 0;
+}
+
+/* Fills the declared type names and the primary key from the catalogue (the Relation message
+ * has only OIDs and the replica identity). Types are looked up by (oid, typmod), which does not
+ * change over time; the key by column name, falling back to the replica identity. */
+static int describe_table(Source *s, Table *t, CdcError *err) {
+        char relid[16];
+        snprintf(relid, sizeof(relid), "%u", t->rel_id);
+        const char *params[] = {relid};
+        PGresult *res = query(s, s->sql,
+                              "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+                              "coalesce(a.attnum = ANY(i.indkey), false) "
+                              "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                              "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
+                              1, params, err);
+        if (!res)
+                return err->code;
+        bool have_pk = false;
+        for (int r = 0; r < PQntuples(res); r++)
+                have_pk |= strcmp(PQgetvalue(res, r, 2), "t") == 0;
+        for (int c = 0; c < t->ncols; c++) {
+                Column *col = &t->cols[c];
+                for (int r = 0; r < PQntuples(res); r++) {
+                        if (strcmp(PQgetvalue(res, r, 0), col->name) != 0)
+                                continue;
+                        if (!col->type_name)
+                                col->type_name = strdup(PQgetvalue(res, r, 1));
+                        if (have_pk)
+                                col->key = strcmp(PQgetvalue(res, r, 2), "t") == 0;
+                }
+                if (!col->type_name) {
+                        const char *bi = pgtypes_name(col->type_oid);
+                        col->type_name = strdup(bi ? bi : "text");
+                }
+                if (!col->type_name) {
+                        PQclear(res);
+                        return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                }
+        }
+        PQclear(res);
+        return 0;
+}
+
+static int on_relation(Source *s, const PgoutputMsg *m, CdcError *err) {
+        Table *t = table_new(m->u.relation.nspname, m->u.relation.relname, m->u.relation.natts);
+        if (!t)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        t->rel_id = m->u.relation.rel_id;
+        t->replident = m->u.relation.replident;
+        for (int i = 0; i < t->ncols; i++) {
+                const PgoutputAttr *a = &m->u.relation.attrs[i];
+                t->cols[i].name = strdup(a->name);
+                t->cols[i].type_oid = a->type_oid;
+                t->cols[i].typmod = a->typmod;
+                t->cols[i].cls = pgtypes_class(a->type_oid);
+                /* With REPLICA IDENTITY FULL every column carries the identity flag. */
+                t->cols[i].key = (a->flags & 1) && t->replident != 'f';
+                if (!t->cols[i].name) {
+                        table_unref(t);
+                        return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                }
+        }
+        int r = describe_table(s, t, err);
+        if (r == 0 && (r = rel_store(s, t)) < 0)
+                cdc_error(err, r, false, "internal", "out of memory");
+        if (r < 0)
+                table_unref(t);
+        return r;
+}
+
+/* ---- events ---- */
+
+static int emit(Source *s, Event *ev, CdcError *err) {
+        int r = pipeline_io_emit(s->io, ev);
+        if (r < 0)
+                return cdc_error(err, r, true, "internal", "pipeline stopping");
+        return 0;
+}
+
+static int send_begin(Source *s, CdcError *err) {
+        if (s->begin_sent)
+                return 0;
+        Event ev = {.kind = EVENT_BEGIN, .txn = s->txn};
+        s->begin_sent = true;
+        return emit(s, &ev, err);
+}
+
+static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, CdcError *err) {
+        if (tup->ncols != t->ncols)
+                return cdc_error(err, -EBADMSG, false, "data",
+                                 "table %s.%s: a row with %d columns arrived for a relation of %d columns", t->schema,
+                                 t->name, tup->ncols, t->ncols);
+        Value *v = values_new(t->ncols);
+        if (!v)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        for (int i = 0; i < t->ncols; i++) {
+                const PgoutputColumn *c = &tup->cols[i];
+                if (c->kind == 'u') {
+                        v[i].kind = VALUE_UNCHANGED;
+                } else if (c->kind == 't') {
+                        if (value_set(&v[i], c->data, c->len) < 0) {
+                                values_free(v, t->ncols);
+                                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        }
+                } else if (c->kind == 'b') {
+                        values_free(v, t->ncols);
+                        return cdc_error(err, -EPROTO, false, "data",
+                                         "table %s.%s column %s: binary format value, but text format was requested",
+                                         t->schema, t->name, t->cols[i].name);
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
+        Table *t = rel_lookup(s, m->u.row.rel_id);
+        if (!t)
+                return cdc_error(err, -EPROTO, false, "source",
+                                 "a row for relation %u arrived before its Relation message", m->u.row.rel_id);
+        Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
+        Change *c = &ev.change;
+        c->op = m->type == PGOUTPUT_INSERT ? CHANGE_INSERT : m->type == PGOUTPUT_UPDATE ? CHANGE_UPDATE : CHANGE_DELETE;
+        c->table = table_ref(t);
+        int r = 0;
+        if (m->u.row.old_kind)
+                r = tuple_values(t, &m->u.row.old_tuple, &c->before, err);
+        if (r == 0 && m->type != PGOUTPUT_DELETE)
+                r = tuple_values(t, &m->u.row.new_tuple, &c->after, err);
+        if (r == 0 && c->op == CHANGE_DELETE && !c->before)
+                r = cdc_error(err, -EPROTO, false, "data", "table %s.%s: a delete without its old key", t->schema,
+                              t->name);
+        if (r == 0)
+                r = send_begin(s, err);
+        if (r == 0)
+                return emit(s, &ev, err);
+        change_clear(c);
+        return r;
+}
+
+static int on_truncate(Source *s, const PgoutputMsg *m, CdcError *err) {
+        int r = send_begin(s, err);
+        for (int i = 0; r == 0 && i < m->u.truncate.nrels; i++) {
+                Table *t = rel_lookup(s, m->u.truncate.rel_ids[i]);
+                if (!t)
+                        return cdc_error(err, -EPROTO, false, "source", "truncate of unknown relation %u",
+                                         m->u.truncate.rel_ids[i]);
+                Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
+                ev.change.op = CHANGE_TRUNCATE;
+                ev.change.table = table_ref(t);
+                ev.change.flags = m->u.truncate.options;
+                r = emit(s, &ev, err);
+        }
+        return r;
+}
+
+/* ---- streamed (in-progress) transactions: spilled to disk until their commit ---- */
+
+static StreamXact *stream_find(Source *s, uint32_t xid, bool create, CdcError *err) {
+        for (size_t i = 0; i < s->nstreams; i++)
+                if (s->streams[i].xid == xid)
+                        return &s->streams[i];
+        if (!create)
+                return NULL;
+        if (s->nstreams == MAX_STREAMED_XACTS) {
+                cdc_error(err, -ENOSPC, false, "source", "more than %d streamed transactions in progress",
+                          MAX_STREAMED_XACTS);
+                return NULL;
+        }
+        StreamXact *x = &s->streams[s->nstreams];
+        snprintf(x->path, sizeof(x->path), "%s/xact-%u.spill", s->spill_dir, xid);
+        int fd = open(x->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || !(x->f = fdopen(fd, "w+"))) {
+                cdc_error(err, -errno, false, "internal", "cannot create spill file %s: %s", x->path, strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                return NULL;
+        }
+        x->xid = xid;
+        s->nstreams++;
+        return x;
+}
+
+static void stream_drop(Source *s, StreamXact *x) {
+        fclose(x->f);
+        unlink(x->path);
+        *x = s->streams[--s->nstreams];
+}
+
+static void streams_drop_all(Source *s) {
+        while (s->nstreams)
+                stream_drop(s, &s->streams[0]);
+}
+
+static int spill(Source *s, StreamXact *x, const uint8_t *buf, size_t len, CdcError *err) {
+        uint32_t n = (uint32_t)len;
+        if (fwrite(&n, sizeof(n), 1, x->f) != 1 || fwrite(buf, 1, len, x->f) != len)
+                return cdc_error(err, -EIO, false, "internal", "cannot write spill file %s: %s", x->path,
+                                 strerror(errno));
+        return 0;
+}
+
+static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay, CdcError *err);
+
+/* Replays a committed streamed transaction: aborted subtransactions first collected, then every
+ * other change handed on as one transaction. */
+static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
+        StreamXact *x = stream_find(s, m->xid, false, err);
+        s->txn = (TxnInfo){.xid = m->xid,
+                           .commit_pos = {0, m->u.commit.commit_lsn},
+                           .commit_ts = m->u.commit.commit_ts};
+        s->in_txn = true;
+        s->begin_sent = false;
+        int r = 0;
+        if (x) {
+                uint32_t *aborted = NULL;
+                size_t naborted = 0, cap = 0;
+                uint8_t *buf = NULL;
+                size_t bufcap = 0;
+                for (int pass = 0; pass < 2 && r == 0; pass++) {
+                        rewind(x->f);
+                        uint32_t n;
+                        while (r == 0 && fread(&n, sizeof(n), 1, x->f) == 1) {
+                                if (n > bufcap) {
+                                        uint8_t *nb = realloc(buf, n);
+                                        if (!nb) {
+                                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                                break;
+                                        }
+                                        buf = nb;
+                                        bufcap = n;
+                                }
+                                if (fread(buf, 1, n, x->f) != n) {
+                                        r = cdc_error(err, -EIO, false, "internal", "spill file %s is truncated", x->path);
+                                        break;
+                                }
+                                if (buf[0] == 'a') { /* our marker: subtransaction aborted */
+                                        if (pass == 0 && n == 5) {
+                                                if (naborted == cap) {
+                                                        cap = cap ? cap * 2 : 16;
+                                                        uint32_t *na = realloc(aborted, cap * sizeof(*na));
+                                                        if (!na) {
+                                                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                                                break;
+                                                        }
+                                                        aborted = na;
+                                                }
+                                                memcpy(&aborted[naborted++], buf + 1, 4);
+                                        }
+                                        continue;
+                                }
+                                if (pass == 0)
+                                        continue;
+                                /* Changes carry their (sub)transaction's xid right after the type. */
+                                if (n >= 5 && buf[0] != PGOUTPUT_RELATION && buf[0] != PGOUTPUT_TYPE) {
+                                        uint32_t sub = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 |
+                                                       (uint32_t)buf[3] << 8 | buf[4];
+                                        bool skip = false;
+                                        for (size_t i = 0; i < naborted; i++)
+                                                skip |= aborted[i] == sub;
+                                        if (skip)
+                                                continue;
+                                }
+                                r = handle_message(s, buf, n, true, err);
+                        }
+                }
+                free(aborted);
+                free(buf);
+                stream_drop(s, x);
+        }
+        if (r == 0 && s->begin_sent) {
+                Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
+                r = emit(s, &ev, err);
+        }
+        s->in_txn = false;
+        return r;
+}
+
+static int stream_abort(Source *s, const PgoutputMsg *m, CdcError *err) {
+        StreamXact *x = stream_find(s, m->xid, false, err);
+        if (!x)
+                return 0;
+        if (m->u.stream_abort.subxid == m->xid) {
+                stream_drop(s, x);
+                return 0;
+        }
+        uint8_t mark[5] = {'a'};
+        memcpy(mark + 1, &m->u.stream_abort.subxid, 4);
+        return spill(s, x, mark, sizeof(mark), err);
+}
+
+/* Handles one pgoutput message. replay: from a spill file (in-stream format). */
+static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay, CdcError *err) {
+        PgoutputMsg m;
+        char why[256];
+        bool in_stream = replay || s->stream_xid != 0;
+        int r = pgoutput_decode(buf, len, in_stream, &m, why, sizeof(why));
+        if (r < 0)
+                return cdc_error(err, r, false, "source", "undecodable pgoutput message at %X/%X: %s",
+                                 (uint32_t)(s->received_lsn >> 32), (uint32_t)s->received_lsn, why);
+        /* Inside a Stream Start block, everything but the relation cache goes to the spill file. */
+        if (!replay && s->stream_xid != 0 && m.type != PGOUTPUT_STREAM_STOP) {
+                StreamXact *x = stream_find(s, s->stream_xid, true, err);
+                r = x ? spill(s, x, buf, len, err) : err->code;
+                if (r == 0 && m.type == PGOUTPUT_RELATION)
+                        r = on_relation(s, &m, err);
+                pgoutput_msg_clear(&m);
+                return r;
+        }
+        switch (m.type) {
+        case PGOUTPUT_BEGIN:
+                s->in_txn = true;
+                s->begin_sent = false;
+                s->txn = (TxnInfo){.xid = m.xid, .commit_pos = {0, m.u.begin.final_lsn}, .commit_ts = m.u.begin.commit_ts};
+                break;
+        case PGOUTPUT_ORIGIN:
+                snprintf(s->txn.origin, sizeof(s->txn.origin), "%s", m.u.origin.name);
+                break;
+        case PGOUTPUT_RELATION:
+                r = on_relation(s, &m, err);
+                break;
+        case PGOUTPUT_INSERT:
+        case PGOUTPUT_UPDATE:
+        case PGOUTPUT_DELETE:
+                r = on_row(s, &m, err);
+                break;
+        case PGOUTPUT_TRUNCATE:
+                r = on_truncate(s, &m, err);
+                break;
+        case PGOUTPUT_COMMIT:
+                /* A transaction with no change for our tables still moves the position. */
+                if (s->begin_sent) {
+                        Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
+                        r = emit(s, &ev, err);
+                } else {
+                        Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, m.u.commit.end_lsn}};
+                        r = emit(s, &ev, err);
+                }
+                s->in_txn = false;
+                break;
+        case PGOUTPUT_STREAM_START:
+                s->stream_xid = m.xid;
+                break;
+        case PGOUTPUT_STREAM_STOP:
+                s->stream_xid = 0;
+                break;
+        case PGOUTPUT_STREAM_COMMIT:
+                r = stream_commit(s, &m, err);
+                break;
+        case PGOUTPUT_STREAM_ABORT:
+                r = stream_abort(s, &m, err);
+                break;
+        case PGOUTPUT_TYPE:
+        case PGOUTPUT_MESSAGE:
+                break;
+        }
+        pgoutput_msg_clear(&m);
+        return r;
+}
+
+/* ---- initial snapshot ---- */
+
+static int snapshot_table(Source *s, const char *schema, const char *name, uint64_t *ret_rows, CdcError *err) {
+        const char *params[] = {schema, name};
+        PGresult *res = query(s, s->sql,
+                              "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE n.nspname = $1 AND c.relname = $2",
+                              2, params, err);
+        if (!res)
+                return err->code;
+        if (PQntuples(res) != 1) {
+                PQclear(res);
+                return cdc_error(err, -ENOENT, false, "schema", "table %s.%s does not exist on the source", schema, name);
+        }
+        uint32_t oid = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+        char replident = PQgetvalue(res, 0, 1)[0];
+        PQclear(res);
+
+        char relid[16];
+        snprintf(relid, sizeof(relid), "%u", oid);
+        const char *p1[] = {relid};
+        res = query(s, s->sql,
+                    "SELECT attname, atttypid, atttypmod FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 "
+                    "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                    1, p1, err);
+        if (!res)
+                return err->code;
+        Table *t = table_new(schema, name, PQntuples(res));
+        if (!t) {
+                PQclear(res);
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        t->rel_id = oid;
+        t->replident = replident;
+        for (int i = 0; i < t->ncols; i++) {
+                t->cols[i].name = strdup(PQgetvalue(res, i, 0));
+                t->cols[i].type_oid = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+                t->cols[i].typmod = (int32_t)strtol(PQgetvalue(res, i, 2), NULL, 10);
+                t->cols[i].cls = pgtypes_class(t->cols[i].type_oid);
+        }
+        PQclear(res);
+        int r = describe_table(s, t, err);
+        if (r < 0)
+                goto out;
+
+        /* The target starts empty, so the copy equals the source as of the slot's snapshot. */
+        Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
+        ev.change.op = CHANGE_TRUNCATE;
+        ev.change.table = table_ref(t);
+        if ((r = emit(s, &ev, err)) < 0)
+                goto out;
+
+        char *cols = NULL;
+        size_t clen = 0;
+        FILE *f = open_memstream(&cols, &clen);
+        for (int i = 0; f && i < t->ncols; i++) {
+                char *q = PQescapeIdentifier(s->sql, t->cols[i].name, strlen(t->cols[i].name));
+                fprintf(f, "%s%s", i ? ", " : "", q ? q : "\"\"");
+                PQfreemem(q);
+        }
+        if (f)
+                fclose(f);
+        char *qs = PQescapeIdentifier(s->sql, schema, strlen(schema));
+        char *qn = PQescapeIdentifier(s->sql, name, strlen(name));
+        char *sql = NULL;
+        if (cols && qs && qn && asprintf(&sql, "DECLARE cdcsync_snap NO SCROLL CURSOR FOR SELECT %s FROM ONLY %s.%s",
+                                         t->ncols ? cols : "", qs, qn) < 0)
+                sql = NULL;
+        free(cols);
+        PQfreemem(qs);
+        PQfreemem(qn);
+        if (!sql) {
+                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                goto out;
+        }
+        res = query(s, s->sql, sql, 0, NULL, err);
+        free(sql);
+        if (!res) {
+                r = err->code;
+                goto out;
+        }
+        PQclear(res);
+        uint64_t rows = 0;
+        for (;;) {
+                res = query(s, s->sql, "FETCH 2000 FROM cdcsync_snap", 0, NULL, err);
+                if (!res) {
+                        r = err->code;
+                        goto out;
+                }
+                int n = PQntuples(res);
+                for (int row = 0; row < n && r == 0; row++) {
+                        Event e = {.kind = EVENT_CHANGE, .txn = s->txn};
+                        e.change.op = CHANGE_INSERT;
+                        e.change.table = table_ref(t);
+                        e.change.after = values_new(t->ncols);
+                        if (!e.change.after) {
+                                change_clear(&e.change);
+                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                break;
+                        }
+                        for (int c = 0; c < t->ncols && r == 0; c++)
+                                if (!PQgetisnull(res, row, c) &&
+                                    value_set(&e.change.after[c], PQgetvalue(res, row, c),
+                                              (size_t)PQgetlength(res, row, c)) < 0)
+                                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        if (r == 0)
+                                r = emit(s, &e, err);
+                        else
+                                change_clear(&e.change);
+                }
+                PQclear(res);
+                if (r < 0)
+                        goto out;
+                rows += (uint64_t)n;
+                if (n < SNAPSHOT_FETCH_ROWS)
+                        break;
+                if (rows % 100000 < (uint64_t)n)
+                        log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows copied so far", schema, name, rows);
+        }
+        res = query(s, s->sql, "CLOSE cdcsync_snap", 0, NULL, err);
+        if (!res) {
+                r = err->code;
+                goto out;
+        }
+        PQclear(res);
+        *ret_rows = rows;
+out:
+        table_unref(t);
+        return r;
+}
+
+/* Creates the slot with an exported snapshot and copies every published table as of that
+ * snapshot, as one transaction ending at the slot's consistent point: streaming then starts
+ * exactly there, with no gap and no duplicate. A crash during the copy leaves no checkpoint in
+ * the sink (the copy is one sink transaction), so the next start drops the unused slot and
+ * copies again from a new snapshot. */
+static int snapshot(Source *s, Position *ret_start, CdcError *err) {
+        char buf[512];
+        bool invalid = false;
+        int r = slot_state(s, &invalid, err);
+        if (r < 0)
+                return r;
+        if (r == 1) {
+                const char *params[] = {s->slot};
+                PGresult *res = query(s, s->sql, "SELECT pg_drop_replication_slot($1)", 1, params, err);
+                if (!res)
+                        return err->code;
+                PQclear(res);
+                log_info(s->ctx, "dropped replication slot \"%s\" left by an unfinished snapshot", s->slot);
+        }
+        char *qslot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
+        char *sql = NULL;
+        if (!qslot || asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export')", qslot) < 0)
+                sql = NULL;
+        PQfreemem(qslot);
+        if (!sql)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        PGresult *res = PQexec(s->repl, sql);
+        free(sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                cdc_error(err, -EIO, PQstatus(s->repl) != CONNECTION_OK, "slot",
+                          "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
+                          errtext(s, s->repl, res, buf, sizeof(buf)));
+                PQclear(res);
+                return err->code;
+        }
+        Position start = {0};
+        pg_source_parse_position(PQgetvalue(res, 0, 1), &start);
+        char snapname[128];
+        snprintf(snapname, sizeof(snapname), "%s", PQgetvalue(res, 0, 2));
+        PQclear(res);
+        char startpos[32];
+        pg_source_format_position(start, startpos, sizeof(startpos));
+        log_info(s->ctx, "created replication slot \"%s\" at %s; copying existing rows", s->slot, startpos);
+
+        PGresult *b = query(s, s->sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err);
+        if (!b)
+                return err->code;
+        PQclear(b);
+        char *setsnap = NULL;
+        char *lit = PQescapeLiteral(s->sql, snapname, strlen(snapname));
+        if (!lit || asprintf(&setsnap, "SET TRANSACTION SNAPSHOT %s", lit) < 0)
+                setsnap = NULL;
+        PQfreemem(lit);
+        if (!setsnap)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        b = query(s, s->sql, setsnap, 0, NULL, err);
+        free(setsnap);
+        if (!b)
+                return err->code;
+        PQclear(b);
+
+        const char *pp[] = {s->publication};
+        PGresult *tabs = query(s, s->sql,
+                               "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
+                               1, pp, err);
+        if (!tabs)
+                return err->code;
+        pipeline_io_streaming(s->io, true);
+        s->txn = (TxnInfo){.xid = 0, .commit_pos = start, .commit_ts = now_usec(), .snapshot = true};
+        s->begin_sent = false;
+        r = send_begin(s, err);
+        for (int i = 0; r == 0 && i < PQntuples(tabs); i++) {
+                uint64_t rows = 0;
+                r = snapshot_table(s, PQgetvalue(tabs, i, 0), PQgetvalue(tabs, i, 1), &rows, err);
+                if (r == 0)
+                        log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", PQgetvalue(tabs, i, 0),
+                                 PQgetvalue(tabs, i, 1), rows);
+        }
+        int ntabs = PQntuples(tabs);
+        PQclear(tabs);
+        if (r < 0)
+                return r;
+        b = query(s, s->sql, "COMMIT", 0, NULL, err);
+        if (!b)
+                return err->code;
+        PQclear(b);
+        Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
+        if ((r = emit(s, &ev, err)) < 0)
+                return r;
+        char pos[32];
+        pg_source_format_position(start, pos, sizeof(pos));
+        log_info(s->ctx, "snapshot of %d tables read; streaming from %s", ntabs, pos);
+        *ret_start = start;
+        return 0;
+}
+
+/* ---- streaming ---- */
+
+static int send_status(Source *s, bool reply, CdcError *err) {
+        uint8_t msg[34];
+        Position durable = pipeline_io_durable(s->io);
+        uint64_t flush = durable.lo;
+        size_t n = pgwire_write_standby_status(msg, s->received_lsn, flush, flush, now_usec(), reply);
+        if (PQputCopyData(s->repl, (const char *)msg, (int)n) <= 0 || PQflush(s->repl) != 0) {
+                char buf[512];
+                return cdc_error(err, -EIO, true, "connection", "connector %s: cannot send standby status: %s",
+                                 s->conn->name, errtext(s, s->repl, NULL, buf, sizeof(buf)));
+        }
+        s->last_status = now_usec();
+        return 0;
+}
+
+/* On an idle database nothing is written, and the slot would hold WAL forever: a tiny
+ * non-transactional message moves the WAL end so keepalives let the slot advance. */
+static void heartbeat(Source *s) {
+        if (s->heartbeat_failed)
+                return;
+        PGresult *res = PQexec(s->sql, "SELECT pg_logical_emit_message(false, 'cdcsync_heartbeat', '')");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                char buf[512];
+                log_warn(s->ctx, "heartbeat disabled (%s); on an idle database the slot advances only with other WAL",
+                         errtext(s, s->sql, res, buf, sizeof(buf)));
+                s->heartbeat_failed = true;
+        }
+        PQclear(res);
+}
+
+static int classify_stream_error(Source *s, const PGresult *res, CdcError *err) {
+        char buf[512];
+        errtext(s, s->repl, res, buf, sizeof(buf));
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        bool gone = strstr(buf, "does not exist") || strstr(buf, "can no longer get changes") ||
+                    strstr(buf, "invalidated") || (state && strcmp(state, "42704") == 0);
+        if (gone)
+                return cdc_error(err, -ENOENT, false, "slot",
+                                 "connector %s: replication slot \"%s\" is gone or invalidated (%s) — changes since the "
+                                 "last checkpoint cannot be read any more; re-create the pipeline with a new snapshot "
+                                 "(delete its row from cdcsync.checkpoints on the sink and restart)",
+                                 s->conn->name, s->slot, buf);
+        return cdc_error(err, -EIO, true, "connection", "connector %s: replication stream ended: %s", s->conn->name, buf);
+}
+
+static int start_replication(Source *s, Position start, CdcError *err) {
+        char *qslot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
+        char *pub = PQescapeIdentifier(s->repl, s->publication, strlen(s->publication));
+        char *publit = pub ? PQescapeLiteral(s->repl, pub, strlen(pub)) : NULL;
+        char *sql = NULL;
+        if (!qslot || !publit ||
+            asprintf(&sql,
+                     "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '2', streaming 'on', "
+                     "publication_names %s)",
+                     qslot, (uint32_t)(start.lo >> 32), (uint32_t)start.lo, publit) < 0)
+                sql = NULL;
+        PQfreemem(qslot);
+        PQfreemem(pub);
+        PQfreemem(publit);
+        if (!sql)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        PGresult *res = PQexec(s->repl, sql);
+        free(sql);
+        if (PQresultStatus(res) != PGRES_COPY_BOTH) {
+                int r = classify_stream_error(s, res, err);
+                PQclear(res);
+                return r;
+        }
+        PQclear(res);
+        return 0;
+}
+
+static int stream(Source *s, CdcError *err) {
+        int r = 0;
+        s->last_data = s->last_status = now_usec();
+        pipeline_io_streaming(s->io, false);
+        while (!pipeline_io_stopping(s->io)) {
+                char *copybuf = NULL;
+                int n = PQgetCopyData(s->repl, &copybuf, 1);
+                if (n == 0) {
+                        int64_t now = now_usec();
+                        if (now - s->last_status >= STATUS_INTERVAL_USEC && (r = send_status(s, false, err)) < 0)
+                                return r;
+                        if (now - s->last_data >= HEARTBEAT_IDLE_USEC && !s->in_txn) {
+                                heartbeat(s);
+                                s->last_data = now;
+                        }
+                        struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
+                        if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+                                return cdc_error(err, -errno, true, "connection", "poll: %s", strerror(errno));
+                        if (PQconsumeInput(s->repl) == 0)
+                                return classify_stream_error(s, NULL, err);
+                        continue;
+                }
+                if (n == -1) {
+                        PGresult *res = PQgetResult(s->repl);
+                        r = classify_stream_error(s, res, err);
+                        PQclear(res);
+                        return r;
+                }
+                if (n < 0)
+                        return classify_stream_error(s, NULL, err);
+                const uint8_t *buf = (const uint8_t *)copybuf;
+                if (buf[0] == PGWIRE_KEEPALIVE) {
+                        PgwireKeepalive k;
+                        if (pgwire_read_keepalive(buf, (size_t)n, &k) == 0) {
+                                pipeline_io_report_source_end(s->io, (Position){0, k.wal_end}, k.send_time);
+                                /* Between transactions nothing is pending up to the WAL end. */
+                                if (!s->in_txn && s->nstreams == 0 && k.wal_end > s->received_lsn) {
+                                        s->received_lsn = k.wal_end;
+                                        Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, k.wal_end}, .server_ts = k.send_time};
+                                        r = emit(s, &ev, err);
+                                }
+                                if (r == 0 && k.reply_requested)
+                                        r = send_status(s, false, err);
+                        }
+                } else if (buf[0] == PGWIRE_XLOGDATA) {
+                        PgwireXLogData x;
+                        r = pgwire_read_xlogdata(buf, (size_t)n, &x);
+                        if (r < 0) {
+                                r = cdc_error(err, r, false, "source", "malformed XLogData message");
+                        } else {
+                                if (x.wal_start > s->received_lsn)
+                                        s->received_lsn = x.wal_start;
+                                pipeline_io_report_source_end(s->io, (Position){0, x.wal_end}, x.send_time);
+                                s->last_data = now_usec();
+                                r = handle_message(s, x.data, x.len, false, err);
+                        }
+                }
+                PQfreemem(copybuf);
+                if (r < 0)
+                        return r;
+        }
+        /* Stopping: acknowledge what the sink committed before going. */
+        send_status(s, false, err);
+        return 0;
+}
+
+static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err) {
+        s->io = io;
+        s->ctx = pipeline_io_context(io);
+        int r;
+        snprintf(s->spill_dir, sizeof(s->spill_dir), "%s", start->spill_dir ? start->spill_dir : "/tmp");
+        if (mkdir(s->spill_dir, 0700) < 0 && errno != EEXIST)
+                return cdc_error(err, -errno, false, "internal", "cannot create %s: %s", s->spill_dir, strerror(errno));
+
+        Position from = start->position;
+        if (start->snapshot) {
+                r = snapshot(s, &from, err);
+                if (r < 0)
+                        return r;
+        } else {
+                bool invalid = false;
+                r = slot_state(s, &invalid, err);
+                if (r < 0)
+                        return r;
+                if (r == 1 && invalid)
+                        return cdc_error(err, -ENOENT, false, "slot",
+                                         "connector %s: replication slot \"%s\" was invalidated (its WAL was removed, "
+                                         "max_slot_wal_keep_size) — changes were lost; re-create the pipeline with a "
+                                         "new snapshot",
+                                         s->conn->name, s->slot);
+                if (r == 0 && start->have_position) {
+                        char pos[32];
+                        pg_source_format_position(start->position, pos, sizeof(pos));
+                        return cdc_error(err, -ENOENT, false, "slot",
+                                         "connector %s: replication slot \"%s\" does not exist, but the sink holds a "
+                                         "checkpoint at %s — the slot was dropped and changes since then are lost; "
+                                         "re-create the pipeline with a new snapshot (delete its row from "
+                                         "cdcsync.checkpoints on the sink and restart)",
+                                         s->conn->name, s->slot, pos);
+                if (r == 0) {
+                        char *q = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
+                        char *sql = NULL;
+                        if (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'nothing')", q) < 0)
+                                sql = NULL;
+                        PQfreemem(q);
+                        if (!sql)
+                                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        PGresult *res = PQexec(s->repl, sql);
+                        free(sql);
+                        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                                char buf[512];
+                                cdc_error(err, -EIO, false, "slot", "connector %s: cannot create replication slot \"%s\": %s",
+                                          s->conn->name, s->slot, errtext(s, s->repl, res, buf, sizeof(buf)));
+                                PQclear(res);
+                                return err->code;
+                        }
+                        PQclear(res);
+                        log_info(s->ctx, "created replication slot \"%s\"", s->slot);
+                }
+        }
+        s->received_lsn = from.lo;
+        r = start_replication(s, start->have_position || start->snapshot ? from : (Position){0, 0}, err);
+        if (r < 0)
+                return r;
+        r = stream(s, err);
+        streams_drop_all(s);
+        return r;
+}
+
+static Source *pg_source_free(Source *s) {
+        if (!s)
+                return NULL;
+        streams_drop_all(s);
+        for (size_t i = 0; i < s->nrels; i++)
+                table_unref(s->rels[i].table);
+        free(s->rels);
+        if (s->repl)
+                PQfinish(s->repl);
+        if (s->sql)
+                PQfinish(s->sql);
+        free(s);
+        return NULL;
+}
+
+static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, Source **ret, CdcError *err) {
+        Source *s = calloc(1, sizeof(*s));
+        if (!s)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        s->conn = conn;
+        s->pipe = pipe;
+        s->ctx = "";
+        if (conn->slot)
+                snprintf(s->slot, sizeof(s->slot), "%s", conn->slot);
+        else
+                default_name(pipe->name, s->slot, sizeof(s->slot));
+        if (conn->publication)
+                snprintf(s->publication, sizeof(s->publication), "%s", conn->publication);
+        else
+                default_name(pipe->name, s->publication, sizeof(s->publication));
+        int r = pg_conn_open(conn, false, &s->sql, err);
+        if (r == 0)
+                r = pg_conn_open(conn, true, &s->repl, err);
+        if (r == 0)
+                r = check_server(s, err);
+        if (r == 0)
+                r = ensure_publication(s, err);
+        if (r < 0) {
+                pg_source_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+/* `cdcsync check --connect`: settings, privileges, slot, and tables PostgreSQL will refuse to
+ * update or delete in (no primary key and no replica identity). */
+static int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
+        Source *s = calloc(1, sizeof(*s));
+        if (!s)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        s->conn = conn;
+        s->pipe = pipe;
+        if (conn->slot)
+                snprintf(s->slot, sizeof(s->slot), "%s", conn->slot);
+        else
+                default_name(pipe->name, s->slot, sizeof(s->slot));
+        int r = pg_conn_open(conn, false, &s->sql, err);
+        if (r == 0)
+                r = check_server(s, err);
+        bool invalid = false;
+        if (r == 0 && (r = slot_state(s, &invalid, err)) >= 0) {
+                if (r == 1 && invalid)
+                        r = cdc_error(err, -ENOENT, false, "slot", "replication slot \"%s\" is invalidated", s->slot);
+                else
+                        r = 0;
+        }
+        if (r == 0) {
+                PGresult *res = query(s, s->sql,
+                                      "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                      "c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN "
+                                      "('pg_catalog','information_schema','cdcsync') AND n.nspname NOT LIKE 'pg_toast%' "
+                                      "AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND "
+                                      "(i.indisprimary OR i.indisreplident)) AND c.relreplident <> 'f' ORDER BY 1, 2",
+                                      0, NULL, err);
+                if (!res) {
+                        r = err->code;
+                } else {
+                        for (int i = 0; i < PQntuples(res); i++)
+                                if (conf_pipeline_has_table(pipe, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)))
+                                        printf("warning: pipeline %s: table %s.%s has no primary key or replica "
+                                               "identity: its inserts sync, but PostgreSQL itself rejects UPDATE and "
+                                               "DELETE on it while it is published — add a primary key or ALTER TABLE "
+                                               "... REPLICA IDENTITY FULL\n",
+                                               pipe->name, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+                        PQclear(res);
+                }
+        }
+        pg_source_free(s);
+        return r;
+}
+
+const SourceOps pg_source_ops = {
+        .type = "postgres",
+        .open = pg_source_open,
+        .run = pg_source_run,
+        .format_position = pg_source_format_position,
+        .parse_position = pg_source_parse_position,
+        .check = pg_source_check,
+        .free = pg_source_free,
+};

@@ -1,0 +1,694 @@
+/* A pipeline: supervisor, source, engine and sink threads joined by bounded queues.
+ *
+ * DESIGN. Each pipeline has one supervisor thread. An "attempt" is: open the sink, read its
+ * checkpoint, recover the row-version state to it, open the source, then run three threads:
+ *
+ *   source thread  reads the source's log, emits BEGIN/CHANGE/COMMIT/KEEPALIVE into q_src
+ *   engine thread  drops transactions the sink already holds, checks row versions (replays and
+ *                  echoes are skipped), groups whole transactions into batches, marks a batch's
+ *                  end with BATCH_END into q_sink
+ *   sink thread    applies a batch in one sink transaction with the checkpoint, commits, then
+ *                  publishes the batch's end as the durable position
+ *
+ * The source acknowledges upstream only pipeline_io_durable(), so nothing is acknowledged that
+ * is not committed in the sink. Threads talk only through the two queues and atomics / the small
+ * mutex-guarded `durable` position. Any thread that fails records the error and asks the attempt
+ * to end; the supervisor joins the threads, and retries with backoff (retriable errors) or marks
+ * the pipeline failed. Stopping: the engine ends the open batch at the next transaction boundary
+ * (or abandons a half-read transaction: it is rolled back and read again next time), the sink
+ * commits what it holds, and only then is the source told to stop and acknowledge. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cdcsync/connector.h"
+#include "cdcsync/log.h"
+#include "cdcsync/pipeline.h"
+#include "cdcsync/queue.h"
+#include "cdcsync/rowstate.h"
+
+#define QUEUE_CAPACITY 4096
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+
+/* Commit timestamps of transactions read but not yet committed in the sink, oldest first: the
+ * head is what lag_seconds measures from. Bounded: when full, later transactions are not
+ * recorded, which can only make lag read older (the head stays), never younger. */
+typedef struct {
+        pthread_mutex_t lock;
+        int64_t *ts; /* owned, cap entries */
+        size_t cap, head, count;
+} PendingTs;
+
+struct PipelineIO {
+        Pipeline *p;
+};
+
+struct Pipeline {
+        const PipelineConf *conf;
+        const SourceOps *source_ops;
+        const SinkOps *sink_ops;
+        State *state;   /* shared store, borrowed; may be NULL */
+        RowState *rows; /* this pipeline's view of state, NULL when state is NULL */
+        PipelineStats stats;
+        char ctx[256];        /* "[pipeline=X source=Y sink=Z]" */
+        char spill_dir[512];  /* state_dir/spill/<pipeline> */
+        pthread_t supervisor;
+        atomic_bool stop;     /* the service asked this pipeline to stop */
+        atomic_bool settled;  /* streaming or failed once */
+        /* Per attempt. */
+        Queue *q_src, *q_sink;
+        atomic_bool attempt_end;  /* a thread failed, or stop: engine and sink wind down */
+        atomic_bool source_stop;  /* sink done: the source may acknowledge and return */
+        pthread_mutex_t err_lock;
+        CdcError err; /* first error of the attempt, guarded by err_lock */
+        bool have_err;
+        pthread_mutex_t pos_lock;
+        Position durable;    /* guarded by pos_lock */
+        Position start_pos;  /* sink checkpoint at attempt start */
+        bool have_start;
+        uint64_t batch_no;
+        PendingTs pending;
+        PipelineIO io;
+        Source *source;
+        Sink *sink;
+        pthread_mutex_t stop_lock; /* with stop_cond: wakes the supervisor's backoff sleep */
+        pthread_cond_t stop_cond;
+};
+
+static int64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void pending_push(PendingTs *pt, int64_t ts) {
+        pthread_mutex_lock(&pt->lock);
+        if (pt->count < pt->cap) {
+                pt->ts[(pt->head + pt->count) % pt->cap] = ts;
+                pt->count++;
+        }
+        pthread_mutex_unlock(&pt->lock);
+}
+
+/* Drops n entries (transactions committed or skipped); returns the new oldest, 0 if none. */
+static int64_t pending_pop(PendingTs *pt, size_t n) {
+        pthread_mutex_lock(&pt->lock);
+        if (n > pt->count)
+                n = pt->count;
+        pt->head = (pt->head + n) % pt->cap;
+        pt->count -= n;
+        int64_t oldest = pt->count ? pt->ts[pt->head] : 0;
+        pthread_mutex_unlock(&pt->lock);
+        return oldest;
+}
+
+static void pending_reset(PendingTs *pt) {
+        pthread_mutex_lock(&pt->lock);
+        pt->head = pt->count = 0;
+        pthread_mutex_unlock(&pt->lock);
+}
+
+/* Records the attempt's first error (later ones are consequences) and ends the attempt. */
+static void fail_attempt(Pipeline *p, const CdcError *err) {
+        pthread_mutex_lock(&p->err_lock);
+        if (!p->have_err) {
+                p->err = *err;
+                p->have_err = true;
+        }
+        pthread_mutex_unlock(&p->err_lock);
+        atomic_store(&p->attempt_end, true);
+        if (p->q_src)
+                queue_close(p->q_src);
+        if (p->q_sink)
+                queue_close(p->q_sink);
+}
+
+/* ---- what a source sees (connector.h) ---- */
+
+int pipeline_io_emit(PipelineIO *io, Event *ev) {
+        Pipeline *p = io->p;
+        if (ev->kind == EVENT_BEGIN) {
+                pending_push(&p->pending, ev->txn.commit_ts);
+                int64_t zero = 0;
+                atomic_compare_exchange_strong(&p->stats.oldest_pending_ts, &zero, ev->txn.commit_ts);
+        }
+        if (ev->kind == EVENT_COMMIT) {
+                atomic_store(&p->stats.received_hi, ev->txn.commit_pos.hi);
+                atomic_store(&p->stats.received_lo, ev->txn.commit_pos.lo);
+        }
+        atomic_store(&p->stats.last_event_ts, now_usec());
+        int r = queue_push(p->q_src, ev);
+        if (r < 0)
+                event_clear(ev);
+        atomic_store(&p->stats.queue_depth, (int_fast64_t)queue_depth(p->q_src));
+        return r;
+}
+
+Position pipeline_io_durable(PipelineIO *io) {
+        pthread_mutex_lock(&io->p->pos_lock);
+        Position pos = io->p->durable;
+        pthread_mutex_unlock(&io->p->pos_lock);
+        return pos;
+}
+
+bool pipeline_io_stopping(PipelineIO *io) {
+        return atomic_load(&io->p->source_stop);
+}
+
+void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts) {
+        (void)server_ts;
+        atomic_store(&io->p->stats.source_end_hi, end.hi);
+        atomic_store(&io->p->stats.source_end_lo, end.lo);
+        atomic_store(&io->p->stats.last_progress_ts, now_usec());
+}
+
+const char *pipeline_io_context(PipelineIO *io) {
+        return io->p->ctx;
+}
+
+static void set_state(Pipeline *p, PipelineState s) {
+        atomic_store(&p->stats.state, s);
+        if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED)
+                atomic_store(&p->settled, true);
+}
+
+static void set_durable(Pipeline *p, Position pos) {
+        char text[96];
+        p->source_ops->format_position(pos, text, sizeof(text));
+        pthread_mutex_lock(&p->pos_lock);
+        if (position_cmp(pos, p->durable) > 0)
+                p->durable = pos;
+        pthread_mutex_unlock(&p->pos_lock);
+        atomic_store(&p->stats.applied_hi, pos.hi);
+        atomic_store(&p->stats.applied_lo, pos.lo);
+        pthread_mutex_lock(&p->stats.lock);
+        snprintf(p->stats.applied_pos_text, sizeof(p->stats.applied_pos_text), "%s", text);
+        pthread_mutex_unlock(&p->stats.lock);
+}
+
+/* ---- source thread ---- */
+
+typedef struct {
+        Pipeline *p;
+        SourceStart start;
+} SourceArgs;
+
+static void *source_main(void *arg) {
+        SourceArgs *a = arg;
+        Pipeline *p = a->p;
+        CdcError err = {0};
+        int r = p->source_ops->run(p->source, &a->start, &p->io, &err);
+        if (r < 0 && !atomic_load(&p->source_stop))
+                fail_attempt(p, &err);
+        else if (!atomic_load(&p->attempt_end) && !atomic_load(&p->source_stop)) {
+                /* A source that returns 0 without being asked to stop has nothing more to give;
+                 * treat it as a retriable end so the pipeline reconnects. */
+                cdc_error(&err, -EPIPE, true, "connection", "source ended its stream unexpectedly");
+                fail_attempt(p, &err);
+        }
+        return NULL;
+}
+
+/* ---- engine thread ---- */
+
+static void *engine_main(void *arg) {
+        Pipeline *p = arg;
+        Event ev = {0};
+        bool in_txn = false, skip_txn = false, batch_open = false;
+        size_t batch_rows = 0;
+        TxnInfo txn = {0};
+        uint32_t seq = 0;
+        CdcError err = {0};
+        int r;
+
+        for (;;) {
+                /* On stop, complete transactions already handed on are committed; a transaction
+                 * read only in part is dropped (the sink rolls it back; it is read again later). */
+                if (atomic_load(&p->stop)) {
+                        if (batch_open && !in_txn) {
+                                if (p->rows) {
+                                        r = rowstate_batch_commit(p->rows, txn.commit_pos, &err);
+                                        if (r < 0)
+                                                goto fail;
+                                }
+                                Event be = {.kind = EVENT_BATCH_END, .pos = txn.commit_pos, .txn = txn};
+                                be.server_ts = (int64_t)p->batch_no;
+                                if (queue_push(p->q_sink, &be) == 0)
+                                        batch_open = false;
+                        }
+                        break;
+                }
+                r = queue_pop(p->q_src, &ev, 200);
+                if (r == -ETIMEDOUT)
+                        continue;
+                if (r < 0)
+                        break;
+                switch (ev.kind) {
+                case EVENT_BEGIN:
+                        in_txn = true;
+                        txn = ev.txn;
+                        seq = 0;
+                        /* The slot may resend transactions up to its confirmed position, which
+                         * can trail the sink's checkpoint. */
+                        skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0;
+                        if (skip_txn) {
+                                event_clear(&ev);
+                                continue;
+                        }
+                        if (!batch_open && p->rows) {
+                                r = rowstate_batch_begin(p->rows, p->batch_no + 1, &err);
+                                if (r < 0)
+                                        goto fail;
+                        }
+                        if (!batch_open)
+                                p->batch_no++;
+                        batch_open = true;
+                        break;
+                case EVENT_CHANGE:
+                        if (skip_txn) {
+                                event_clear(&ev);
+                                continue;
+                        }
+                        if (p->rows) {
+                                bool apply = true;
+                                r = rowstate_check(p->rows, &txn, &ev.change, seq, &apply, &err);
+                                if (r < 0)
+                                        goto fail;
+                                seq++;
+                                if (!apply) {
+                                        event_clear(&ev);
+                                        continue;
+                                }
+                        }
+                        batch_rows++;
+                        break;
+                case EVENT_COMMIT:
+                        in_txn = false;
+                        if (skip_txn) {
+                                skip_txn = false;
+                                atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, 1));
+                                event_clear(&ev);
+                                continue;
+                        }
+                        break;
+                case EVENT_KEEPALIVE:
+                        if (in_txn) {
+                                event_clear(&ev);
+                                continue;
+                        }
+                        break;
+                default:
+                        event_clear(&ev);
+                        continue;
+                }
+                EventKind kind = ev.kind;
+                r = queue_push(p->q_sink, &ev);
+                if (r < 0) {
+                        event_clear(&ev);
+                        break;
+                }
+                /* Adaptive batching: a batch ends at a commit once it is big enough, or when the
+                 * source has nothing more right now (low latency under light load). */
+                if (kind == EVENT_COMMIT &&
+                    (batch_rows >= (size_t)p->conf->batch_max_rows || queue_depth(p->q_src) == 0 ||
+                     atomic_load(&p->stop))) {
+                        if (p->rows) {
+                                r = rowstate_batch_commit(p->rows, txn.commit_pos, &err);
+                                if (r < 0)
+                                        goto fail;
+                        }
+                        Event be = {.kind = EVENT_BATCH_END, .pos = txn.commit_pos, .txn = txn};
+                        be.server_ts = (int64_t)p->batch_no;
+                        if (queue_push(p->q_sink, &be) < 0)
+                                break;
+                        batch_open = false;
+                        batch_rows = 0;
+                }
+        }
+        if (batch_open && p->rows)
+                rowstate_batch_abort(p->rows);
+        /* Tell the sink nothing more comes (pos all-ones): it rolls back an incomplete batch. */
+        Event eof = {.kind = EVENT_BATCH_END, .pos = {UINT64_MAX, UINT64_MAX}};
+        queue_push(p->q_sink, &eof);
+        return NULL;
+fail:
+        event_clear(&ev);
+        if (batch_open && p->rows)
+                rowstate_batch_abort(p->rows);
+        fail_attempt(p, &err);
+        return NULL;
+}
+
+/* ---- sink thread ---- */
+
+static double elapsed_s(const struct timespec *t0) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void *sink_main(void *arg) {
+        Pipeline *p = arg;
+        Event ev = {0};
+        CdcError err = {0};
+        bool open = false;
+        uint64_t counts[4] = {0};
+        size_t txns = 0;
+        struct timespec t0 = {0};
+        int r;
+
+        for (;;) {
+                r = queue_pop(p->q_sink, &ev, 1000);
+                atomic_store(&p->stats.last_progress_ts, now_usec());
+                if (r == -ETIMEDOUT)
+                        continue;
+                if (r < 0)
+                        break;
+                switch (ev.kind) {
+                case EVENT_BEGIN:
+                        if (!open) {
+                                clock_gettime(CLOCK_MONOTONIC, &t0);
+                                r = p->sink_ops->begin(p->sink, &err);
+                                if (r < 0)
+                                        goto fail;
+                                open = true;
+                        }
+                        break;
+                case EVENT_CHANGE:
+                        r = p->sink_ops->apply(p->sink, &ev.txn, &ev.change, &err);
+                        if (r < 0)
+                                goto fail;
+                        switch (ev.change.op) {
+                        case CHANGE_INSERT: counts[0]++; break;
+                        case CHANGE_UPDATE: counts[1]++; break;
+                        case CHANGE_DELETE: counts[2]++; break;
+                        case CHANGE_TRUNCATE: counts[3]++; break;
+                        }
+                        break;
+                case EVENT_COMMIT:
+                        txns++;
+                        break;
+                case EVENT_KEEPALIVE:
+                        /* Everything before ev.pos was emitted and, with no batch open here,
+                         * committed: the position may advance past an idle stretch of log. */
+                        if (!open && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.pos))
+                                set_durable(p, ev.pos);
+                        break;
+                case EVENT_BATCH_END:
+                        if (ev.pos.hi == UINT64_MAX) { /* end of stream from the engine */
+                                event_clear(&ev);
+                                goto out;
+                        }
+                        if (!open)
+                                break;
+                        {
+                                char text[96];
+                                p->source_ops->format_position(ev.pos, text, sizeof(text));
+                                r = p->sink_ops->commit(p->sink, ev.pos, text, &ev.txn, &err);
+                                if (r < 0)
+                                        goto fail;
+                        }
+                        open = false;
+                        stats_observe_batch(&p->stats, elapsed_s(&t0));
+                        atomic_fetch_add(&p->stats.events[0], counts[0]);
+                        atomic_fetch_add(&p->stats.events[1], counts[1]);
+                        atomic_fetch_add(&p->stats.events[2], counts[2]);
+                        atomic_fetch_add(&p->stats.events[3], counts[3]);
+                        atomic_fetch_add(&p->stats.transactions, txns);
+                        atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, txns));
+                        memset(counts, 0, sizeof(counts));
+                        txns = 0;
+                        set_durable(p, ev.pos);
+                        if (p->rows)
+                                rowstate_batch_done(p->rows, (uint64_t)ev.server_ts);
+                        break;
+                }
+                event_clear(&ev);
+        }
+out:
+        if (open)
+                p->sink_ops->rollback(p->sink);
+        return NULL;
+fail:
+        event_clear(&ev);
+        if (open)
+                p->sink_ops->rollback(p->sink);
+        fail_attempt(p, &err);
+        return NULL;
+}
+
+/* ---- supervisor ---- */
+
+/* One attempt: connect both sides and stream until an error or a stop. Returns 0 on a requested
+ * stop, or the error. */
+static int run_attempt(Pipeline *p, CdcError *err) {
+        SourceArgs sargs = {.p = p};
+        Position sink_pos = {0};
+        bool found = false;
+        pthread_t t_src, t_eng, t_sink;
+        bool src_started = false, eng_started = false, sink_started = false;
+        int r;
+
+        atomic_store(&p->attempt_end, false);
+        atomic_store(&p->source_stop, false);
+        p->have_err = false;
+        pending_reset(&p->pending);
+        atomic_store(&p->stats.oldest_pending_ts, 0);
+
+        r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
+        if (r < 0)
+                goto out;
+        r = p->sink_ops->last_position(p->sink, &sink_pos, &found, err);
+        if (r < 0)
+                goto out;
+        if (p->rows) {
+                r = rowstate_recover(p->rows, sink_pos, found, err);
+                if (r < 0)
+                        goto out;
+        }
+        p->have_start = found;
+        p->start_pos = sink_pos;
+        pthread_mutex_lock(&p->pos_lock);
+        p->durable = sink_pos;
+        pthread_mutex_unlock(&p->pos_lock);
+        if (found)
+                set_durable(p, sink_pos);
+        sargs.start.have_position = found;
+        sargs.start.position = sink_pos;
+        sargs.start.snapshot = !found && p->conf->snapshot;
+        sargs.start.spill_dir = p->spill_dir;
+        if (!found && !p->conf->snapshot && p->conf->start_position) {
+                if (p->source_ops->parse_position(p->conf->start_position, &sargs.start.position) < 0) {
+                        r = cdc_error(err, -EINVAL, false, "conf", "start_position %s is not a position of a %s source",
+                                      p->conf->start_position, p->conf->source->type);
+                        goto out;
+                }
+                sargs.start.have_position = true;
+        }
+        r = p->source_ops->open(p->conf->source, p->conf, &p->source, err);
+        if (r < 0)
+                goto out;
+
+        r = queue_new(QUEUE_CAPACITY, &p->q_src);
+        if (r == 0)
+                r = queue_new(QUEUE_CAPACITY, &p->q_sink);
+        if (r < 0) {
+                cdc_error(err, r, false, "internal", "out of memory");
+                goto out;
+        }
+        if (pthread_create(&t_sink, NULL, sink_main, p) == 0)
+                sink_started = true;
+        if (pthread_create(&t_eng, NULL, engine_main, p) == 0)
+                eng_started = true;
+        if (pthread_create(&t_src, NULL, source_main, &sargs) == 0)
+                src_started = true;
+        if (!sink_started || !eng_started || !src_started) {
+                CdcError e;
+                cdc_error(&e, -EAGAIN, true, "internal", "cannot start the pipeline's threads");
+                fail_attempt(p, &e);
+        } else {
+                log_info(p->ctx, "%s", found ? "resuming from the sink's checkpoint"
+                                              : (sargs.start.snapshot ? "new pipeline: initial snapshot" : "new pipeline: streaming"));
+        }
+
+        /* The sink ends first (stop, or failure); only then may the source acknowledge and go. */
+        if (sink_started)
+                pthread_join(t_sink, NULL);
+        if (eng_started) {
+                if (atomic_load(&p->attempt_end))
+                        queue_close(p->q_src);
+                pthread_join(t_eng, NULL);
+        }
+        atomic_store(&p->source_stop, true);
+        queue_close(p->q_src);
+        if (src_started)
+                pthread_join(t_src, NULL);
+
+        pthread_mutex_lock(&p->err_lock);
+        if (p->have_err) {
+                *err = p->err;
+                r = err->code < 0 ? err->code : -EIO;
+        } else {
+                r = 0;
+        }
+        pthread_mutex_unlock(&p->err_lock);
+out:
+        p->q_src = queue_free(p->q_src);
+        p->q_sink = queue_free(p->q_sink);
+        if (p->source) {
+                p->source = p->source_ops->free(p->source);
+        }
+        if (p->sink)
+                p->sink = p->sink_ops->free(p->sink);
+        return r;
+}
+
+static void *supervisor_main(void *arg) {
+        Pipeline *p = arg;
+        int backoff_ms = BACKOFF_MIN_MS;
+
+        while (!atomic_load(&p->stop)) {
+                CdcError err = {0};
+                set_state(p, PIPELINE_STARTING);
+                int64_t started = now_usec();
+                int r = run_attempt(p, &err);
+                if (r == 0 || atomic_load(&p->stop))
+                        break;
+                stats_count_error(&p->stats, err.kind[0] ? err.kind : "internal", err.message);
+                if (!err.retriable) {
+                        log_error(p->ctx, "%s — the pipeline is stopped until this is fixed", err.message);
+                        set_state(p, PIPELINE_FAILED);
+                        return NULL;
+                }
+                /* A long healthy run resets the backoff. */
+                if (now_usec() - started > 60 * 1000000LL)
+                        backoff_ms = BACKOFF_MIN_MS;
+                log_warn(p->ctx, "%s — retrying in %.1f s", err.message, backoff_ms / 1000.0);
+                set_state(p, PIPELINE_RETRYING);
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_sec += backoff_ms / 1000;
+                until.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                pthread_mutex_lock(&p->stop_lock);
+                while (!atomic_load(&p->stop) &&
+                       pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until) != ETIMEDOUT)
+                        ;
+                pthread_mutex_unlock(&p->stop_lock);
+                backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
+        }
+        set_state(p, PIPELINE_STOPPED);
+        return NULL;
+}
+
+/* Called by the source when it streams (connector.h has no such call: the first keepalive or
+ * event of an attempt marks streaming). */
+void pipeline_io_streaming(PipelineIO *io, bool snapshot) {
+        set_state(io->p, snapshot ? PIPELINE_SNAPSHOT : PIPELINE_STREAMING);
+}
+
+int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, Pipeline **ret) {
+        Pipeline *p = calloc(1, sizeof(*p));
+        int r;
+        if (!p)
+                return -ENOMEM;
+        p->conf = conf;
+        p->io.p = p;
+        p->state = state;
+        p->source_ops = connector_source(conf->source->type);
+        p->sink_ops = connector_sink(conf->sink->type);
+        if (!p->source_ops || !p->sink_ops) {
+                free(p);
+                return -EOPNOTSUPP;
+        }
+        snprintf(p->ctx, sizeof(p->ctx), "[pipeline=%s source=%s sink=%s]", conf->name, conf->source->name,
+                 conf->sink->name);
+        snprintf(p->spill_dir, sizeof(p->spill_dir), "%s/spill-%s", state_dir, conf->name);
+        stats_init(&p->stats, conf->name);
+        pthread_mutex_init(&p->err_lock, NULL);
+        pthread_mutex_init(&p->pos_lock, NULL);
+        pthread_mutex_init(&p->pending.lock, NULL);
+        pthread_mutex_init(&p->stop_lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&p->stop_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        p->pending.cap = 2 * QUEUE_CAPACITY + (size_t)conf->batch_max_rows + 16;
+        p->pending.ts = calloc(p->pending.cap, sizeof(int64_t));
+        if (!p->pending.ts) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (state) {
+                CdcError err;
+                r = rowstate_new(state, conf, &p->rows);
+                if (r < 0) {
+                        (void)err;
+                        goto fail;
+                }
+        }
+        atomic_store(&p->stats.last_progress_ts, now_usec());
+        r = -pthread_create(&p->supervisor, NULL, supervisor_main, p);
+        if (r < 0)
+                goto fail;
+        *ret = p;
+        return 0;
+fail:
+        p->rows = rowstate_free(p->rows);
+        free(p->pending.ts);
+        stats_destroy(&p->stats);
+        free(p);
+        return r;
+}
+
+void pipeline_stop(Pipeline *p) {
+        if (!p)
+                return;
+        atomic_store(&p->stop, true);
+        pthread_mutex_lock(&p->stop_lock);
+        pthread_cond_broadcast(&p->stop_cond);
+        pthread_mutex_unlock(&p->stop_lock);
+}
+
+Pipeline *pipeline_free(Pipeline *p) {
+        if (!p)
+                return NULL;
+        pipeline_stop(p);
+        pthread_join(p->supervisor, NULL);
+        p->rows = rowstate_free(p->rows);
+        free(p->pending.ts);
+        stats_destroy(&p->stats);
+        pthread_mutex_destroy(&p->err_lock);
+        pthread_mutex_destroy(&p->pos_lock);
+        pthread_mutex_destroy(&p->pending.lock);
+        pthread_mutex_destroy(&p->stop_lock);
+        pthread_cond_destroy(&p->stop_cond);
+        free(p);
+        return NULL;
+}
+
+PipelineStats *pipeline_stats(Pipeline *p) {
+        return &p->stats;
+}
+
+const PipelineConf *pipeline_conf(const Pipeline *p) {
+        return p->conf;
+}
+
+bool pipeline_settled(Pipeline *p) {
+        return atomic_load(&p->settled);
+}
+
+int64_t pipeline_alive_ts(Pipeline *p) {
+        return atomic_load(&p->stats.last_progress_ts);
+}

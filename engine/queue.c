@@ -1,0 +1,118 @@
+/* A bounded blocking ring of events: the only channel between a pipeline's threads. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cdcsync/queue.h"
+
+struct Queue {
+        pthread_mutex_t lock;
+        pthread_cond_t not_empty;
+        pthread_cond_t not_full;
+        Event *ring; /* owned, capacity entries */
+        size_t capacity;
+        size_t head; /* next to pop */
+        size_t count;
+        bool closed;
+};
+
+int queue_new(size_t capacity, Queue **ret) {
+        Queue *q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        q->ring = calloc(capacity, sizeof(Event));
+        if (!q->ring) {
+                free(q);
+                return -ENOMEM;
+        }
+        q->capacity = capacity;
+        pthread_mutex_init(&q->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->not_empty, &ca);
+        pthread_cond_init(&q->not_full, &ca);
+        pthread_condattr_destroy(&ca);
+        *ret = q;
+        return 0;
+}
+
+Queue *queue_free(Queue *q) {
+        if (!q)
+                return NULL;
+        for (size_t i = 0; i < q->count; i++)
+                event_clear(&q->ring[(q->head + i) % q->capacity]);
+        free(q->ring);
+        pthread_mutex_destroy(&q->lock);
+        pthread_cond_destroy(&q->not_empty);
+        pthread_cond_destroy(&q->not_full);
+        free(q);
+        return NULL;
+}
+
+int queue_push(Queue *q, Event *ev) {
+        pthread_mutex_lock(&q->lock);
+        while (q->count == q->capacity && !q->closed)
+                pthread_cond_wait(&q->not_full, &q->lock);
+        if (q->closed) {
+                pthread_mutex_unlock(&q->lock);
+                return -ECANCELED;
+        }
+        q->ring[(q->head + q->count) % q->capacity] = *ev;
+        q->count++;
+        memset(ev, 0, sizeof(*ev));
+        pthread_cond_signal(&q->not_empty);
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+int queue_pop(Queue *q, Event *ret, int timeout_ms) {
+        struct timespec deadline;
+        if (timeout_ms >= 0) {
+                clock_gettime(CLOCK_MONOTONIC, &deadline);
+                deadline.tv_sec += timeout_ms / 1000;
+                deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+                if (deadline.tv_nsec >= 1000000000L) {
+                        deadline.tv_sec++;
+                        deadline.tv_nsec -= 1000000000L;
+                }
+        }
+        pthread_mutex_lock(&q->lock);
+        while (q->count == 0 && !q->closed) {
+                if (timeout_ms < 0) {
+                        pthread_cond_wait(&q->not_empty, &q->lock);
+                } else if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) {
+                        pthread_mutex_unlock(&q->lock);
+                        return -ETIMEDOUT;
+                }
+        }
+        if (q->closed) {
+                pthread_mutex_unlock(&q->lock);
+                return -ECANCELED;
+        }
+        *ret = q->ring[q->head];
+        memset(&q->ring[q->head], 0, sizeof(Event));
+        q->head = (q->head + 1) % q->capacity;
+        q->count--;
+        pthread_cond_signal(&q->not_full);
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+}
+
+void queue_close(Queue *q) {
+        pthread_mutex_lock(&q->lock);
+        q->closed = true;
+        pthread_cond_broadcast(&q->not_empty);
+        pthread_cond_broadcast(&q->not_full);
+        pthread_mutex_unlock(&q->lock);
+}
+
+size_t queue_depth(Queue *q) {
+        pthread_mutex_lock(&q->lock);
+        size_t n = q->count;
+        pthread_mutex_unlock(&q->lock);
+        return n;
+}

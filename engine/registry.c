@@ -1,0 +1,28 @@
+/* Which connector types exist, and their source and sink implementations. */
+#include <string.h>
+
+#include "cdcsync/connector.h"
+#include "postgres/pg_sink.h"
+#include "postgres/pg_source.h"
+
+static const struct {
+        const char *type;
+        const SourceOps *source;
+        const SinkOps *sink;
+} connectors[] = {
+        {"postgres", &pg_source_ops, &pg_sink_ops},
+};
+
+const SourceOps *connector_source(const char *type) {
+        for (size_t i = 0; i < sizeof(connectors) / sizeof(connectors[0]); i++)
+                if (strcmp(connectors[i].type, type) == 0)
+                        return connectors[i].source;
+        return NULL;
+}
+
+const SinkOps *connector_sink(const char *type) {
+        for (size_t i = 0; i < sizeof(connectors) / sizeof(connectors[0]); i++)
+                if (strcmp(connectors[i].type, type) == 0)
+                        return connectors[i].sink;
+        return NULL;
+}

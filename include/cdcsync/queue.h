@@ -1,0 +1,22 @@
+/* A bounded, blocking FIFO of events between two pipeline threads. */
+#pragma once
+
+#include <stddef.h>
+
+#include "cdcsync/connector.h"
+
+typedef struct Queue Queue;
+
+/* capacity: maximum number of events held; a full queue blocks the producer (bounded memory). */
+int queue_new(size_t capacity, Queue **ret);
+/* Frees the queue and every event still in it. Accepts NULL, returns NULL. */
+Queue *queue_free(Queue *q);
+/* Moves *ev into the queue (ev is zeroed). Blocks while full. Returns 0, or -ECANCELED once the
+ * queue is closed (ev is left untouched: the caller still owns it). */
+int queue_push(Queue *q, Event *ev);
+/* Moves the oldest event into *ret. Waits at most timeout_ms (-1: forever). Returns 0, -ETIMEDOUT,
+ * or -ECANCELED when the queue is closed (remaining events are dropped by queue_free). */
+int queue_pop(Queue *q, Event *ret, int timeout_ms);
+/* Wakes every waiter; later pushes and pops fail with -ECANCELED. */
+void queue_close(Queue *q);
+size_t queue_depth(Queue *q);

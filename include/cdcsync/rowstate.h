@@ -1,0 +1,25 @@
+/* The engine's per-row versions for one pipeline: replay/echo detection and conflict decisions,
+ * kept crash-consistent with the sink in the state store. */
+#pragma once
+
+#include "cdcsync/conf.h"
+#include "cdcsync/connector.h"
+
+typedef struct RowState RowState;
+typedef struct State State;
+
+/* One pipeline's view of the shared state store. st is borrowed. */
+int rowstate_new(State *st, const PipelineConf *conf, RowState **ret);
+RowState *rowstate_free(RowState *rs);
+/* On attempt start: makes the versions agree with the sink's committed position. */
+int rowstate_recover(RowState *rs, Position sink_pos, bool sink_found, CdcError *err);
+int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err);
+/* Decides whether change c, the seq-th change of source transaction txn, is applied (*ret_apply)
+ * and records its version in the open batch. */
+int rowstate_check(RowState *rs, const TxnInfo *txn, const Change *c, uint32_t seq, bool *ret_apply,
+                   CdcError *err);
+/* Durably records the batch (ending at end) BEFORE the sink commits it. */
+int rowstate_batch_commit(RowState *rs, Position end, CdcError *err);
+void rowstate_batch_abort(RowState *rs);
+/* The sink committed batch_no: its undo information is no longer needed. */
+void rowstate_batch_done(RowState *rs, uint64_t batch_no);
