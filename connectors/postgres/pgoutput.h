@@ -74,7 +74,9 @@ typedef struct {
 
 typedef struct {
         PgoutputMsgType type;
-        uint32_t xid; /* set for messages inside a streamed block (and Begin, Stream *) */
+        uint32_t xid; /* set for messages inside a streamed block (and Begin, Stream *); inside a
+                       * block a change carries the xid of the subtransaction that made it,
+                       * which Stream Abort's subxid names when that subtransaction rolls back */
         union {
                 struct {
                         uint64_t final_lsn;
