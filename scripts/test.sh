@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what it needs, builds twice (plain,
+# and with AddressSanitizer + UBSan), runs the unit tests and the integration tests against real
+# servers that the tests start themselves on loopback, and stops them at the end.
+#   scripts/test.sh            everything
+#   scripts/test.sh -L unit    only one ctest label (extra arguments go to ctest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh
+jobs=$(nproc)
+
+build() {
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" >/dev/null
+}
+
+echo "== format check"
+files=$(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.c' -o -name '*.h')
+if ! clang-format --dry-run --Werror $files; then
+  echo "clang-format: the files above are not formatted (run: clang-format -i \$(git ls-files '*.c' '*.h'))"
+  exit 1
+fi
+
+echo "== build"
+build build
+echo "== build (ASan + UBSan)"
+build build-asan -DCDCSYNC_SANITIZE=ON
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+echo "== tests"
+ctest --test-dir build --output-on-failure "$@"
+echo "== tests under ASan + UBSan"
+ctest --test-dir build-asan --output-on-failure "$@"
