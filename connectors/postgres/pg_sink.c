@@ -801,6 +801,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                                 goto bad_change;
                         k->params[np++] = c->after[i].kind == VALUE_TEXT ? c->after[i].data : NULL;
                 }
+                /* Only for the error message: which key the failing insert had. */
+                kv = c->after;
+                (void)where_mask(k, t, kv, keyless);
                 r = pg_sql_insert(schema, name, t, &sql);
                 break;
         case CHANGE_UPDATE:
