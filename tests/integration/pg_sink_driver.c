@@ -356,7 +356,58 @@ static int run_test(const char *dsn) {
         expect_rows("SELECT count(*) FROM pg_index WHERE indisprimary AND indrelid = "
                     "'fresh.\"Made \"\"by\"\" cdcsync\"'::regclass",
                     "1\n", "created table's primary key");
+
+        /* The server drops the connection mid-batch: a retriable connection error, and the next
+         * begin() reconnects (the old backend may still hold the origin for a moment). */
+        admin_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                   "'cdcsync' AND pid <> pg_backend_pid()");
+        t1 = txn_at(700, 1700000006000000);
+        r = ops->begin(k, &err);
+        if (r == 0)
+                r = apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err);
+        if (r == 0)
+                r = ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err);
+        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable,
+              "connection loss: r=%d kind=%s msg=%s", r, err.kind, err.message);
+        ops->rollback(k);
+        for (int i = 0; i < 50 && (r = ops->begin(k, &err)) < 0 && err.retriable; i++)
+                nanosleep(&(struct timespec){0, 100000000}, NULL);
+        CHECK(r == 0, "begin after connection loss: %s", err.message);
+        if (r == 0) {
+                must(apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err), &err,
+                     "insert after reconnect");
+                must(ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err), &err, "commit after reconnect");
+        }
+        expect_rows("SELECT k FROM fresh.\"Made \"\"by\"\" cdcsync\" ORDER BY k", "1\n2\n",
+                    "rows after reconnect");
+        expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "700\n", "checkpoint 700");
         k = ops->free(k);
+
+        /* A user without the origin functions: an error saying what to grant; with
+         * conflict = none (one-way) only a warning. */
+        admin_exec("DROP ROLE IF EXISTS cdc_plain; CREATE ROLE cdc_plain LOGIN; "
+                   "GRANT USAGE ON SCHEMA cdcsync TO cdc_plain; "
+                   "GRANT ALL ON cdcsync.checkpoints TO cdc_plain");
+        {
+                char pdsn[512];
+                ConnectorConf plain = conn;
+                PipelineConf ppipe = pipe;
+                snprintf(pdsn, sizeof(pdsn), "%s user=cdc_plain", dsn);
+                plain.dsn = pdsn;
+                ppipe.name = "plain";
+                r = ops->open(&plain, &ppipe, &k, &err);
+                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0 &&
+                              strstr(err.message, "GRANT EXECUTE ON FUNCTION") &&
+                              strstr(err.message, "conflict = none"),
+                      "no origin privilege: r=%d kind=%s msg=%s", r, err.kind, err.message);
+                r = ops->check(&plain, &ppipe, &err);
+                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0, "check without origin privilege: %s",
+                      err.message);
+                ppipe.conflict = CONFLICT_NONE;
+                r = ops->open(&plain, &ppipe, &k, &err);
+                CHECK(r == 0, "one-way without origin privilege: %s", err.message);
+                k = ops->free(k);
+        }
 
         table_unref(items);
         table_unref(nokey);
