@@ -13,8 +13,10 @@
 #include "cdcsync/connector.h"
 #include "postgres/pg_sink.h"
 
-/* The conf module is built in parallel; until it lands in this tree the default mapping (same
- * schema.table, which is all this driver uses) stands in. A real definition wins over this one. */
+/* The default mapping (same schema.table, all this driver needs), weak so that the driver links
+ * whether or not the conf module is in the tree: with it, the linker still picks this definition
+ * unless conf.o is pulled in for another symbol, in which case the real one wins. Either way the
+ * result is the same for a pipeline without `map`. */
 __attribute__((weak)) int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
                                          char *ret_schema, size_t schema_len, char *ret_table,
                                          size_t table_len) {
