@@ -1,0 +1,1098 @@
+/* The PostgreSQL sink: batches of source transactions applied in pipeline mode (see pg_sink.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "cdcsync/log.h"
+#include "postgres/pg_conn.h"
+#include "postgres/pg_sink.h"
+#include "postgres/pg_sql.h"
+
+#define PENDING_MAX 1000  /* unread results before we stop and read: bounds client memory */
+#define STMT_CACHE_MAX 4096 /* distinct prepared statements before DEALLOCATE ALL */
+#define KEY_VALUE_SHOWN 64  /* bytes of a key value quoted in an error message */
+
+/* A string-keyed hash map (open addressing, linear probing): the statement cache and the set of
+ * target tables known to exist. */
+typedef struct {
+        char *key;  /* owned */
+        char *name; /* owned: prepared statement name; NULL in the table set */
+} MapEntry;
+
+typedef struct {
+        MapEntry *e;
+        size_t cap, n; /* cap: power of two or 0 */
+} Map;
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+        return h;
+}
+
+static MapEntry *map_find(const Map *m, const char *key) {
+        if (m->cap == 0)
+                return NULL;
+        for (size_t i = hash_str(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+                if (!m->e[i].key)
+                        return NULL;
+                if (strcmp(m->e[i].key, key) == 0)
+                        return &m->e[i];
+        }
+}
+
+static void map_clear(Map *m) {
+        for (size_t i = 0; i < m->cap; i++) {
+                free(m->e[i].key);
+                free(m->e[i].name);
+        }
+        free(m->e);
+        memset(m, 0, sizeof(*m));
+}
+
+/* Takes ownership of key and name (also on failure). */
+static int map_add(Map *m, char *key, char *name) {
+        if ((m->n + 1) * 2 > m->cap) {
+                size_t cap = m->cap ? m->cap * 2 : 64;
+                MapEntry *e = calloc(cap, sizeof(*e));
+                if (!e) {
+                        free(key);
+                        free(name);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < m->cap; i++) {
+                        size_t j;
+                        if (!m->e[i].key)
+                                continue;
+                        for (j = hash_str(m->e[i].key) & (cap - 1); e[j].key; j = (j + 1) & (cap - 1))
+                                ;
+                        e[j] = m->e[i];
+                }
+                free(m->e);
+                m->e = e;
+                m->cap = cap;
+        }
+        size_t j;
+        for (j = hash_str(key) & (m->cap - 1); m->e[j].key; j = (j + 1) & (m->cap - 1))
+                ;
+        m->e[j].key = key;
+        m->e[j].name = name;
+        m->n++;
+        return 0;
+}
+
+typedef enum {
+        PENDING_QUERY = 0, /* one result, then NULL */
+        PENDING_SYNC,      /* PGRES_PIPELINE_SYNC */
+} PendingKind;
+
+/* A statement sent whose result is not read yet. */
+typedef struct {
+        PendingKind kind;
+        bool expect_one; /* UPDATE / DELETE: must affect exactly one row */
+        bool capture;    /* keep the result in Sink.captured */
+        char *what;      /* owned: "update of shop.orders key (id)=(42)", for error messages */
+} Pending;
+
+struct Sink {
+        const ConnectorConf *conf; /* borrowed, outlives the sink */
+        const PipelineConf *pipe;  /* borrowed */
+        PGconn *conn;              /* owned */
+        char ctx[256];             /* log context */
+        char origin[600];          /* "cdcsync_<pipeline>" */
+        bool origin_ok;            /* the session is marked with the origin */
+        bool in_txn;               /* BEGIN sent, neither COMMIT nor ROLLBACK done */
+        bool failed;               /* an error was seen in this transaction: only rollback helps */
+        CdcError first_err;        /* that error, returned again by apply/commit */
+        Pending pending[PENDING_MAX + 8]; /* ring */
+        int phead, npending;
+        int nexpect; /* pending entries with expect_one */
+        PGresult *captured;        /* owned: result of the last capture entry */
+        Map stmts;                 /* SQL text -> prepared statement name */
+        Map tables;                /* quoted "schema"."name" of sink tables known to exist */
+        unsigned next_stmt;
+        const char **params;       /* reused parameter array */
+        int nparams_cap;
+        uint8_t *mask;             /* reused column mask */
+        int mask_cap;
+};
+
+/* ---- errors ---- */
+
+/* Classifies a server error by SQLSTATE: what the pipeline can do about it. */
+static int result_error(Sink *k, const PGresult *res, const char *what, CdcError *err) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+        char msg[600];
+        const char *kind = "data";
+        bool retriable = false;
+        int code = -EIO;
+
+        if (!state)
+                state = "";
+        if (primary)
+                snprintf(msg, sizeof(msg), "%s%s%s", primary, detail ? " — " : "", detail ? detail : "");
+        else
+                pg_conn_error_text(k->conf, k->conn, res, msg, sizeof(msg));
+        if (PQstatus(k->conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 ||
+            strncmp(state, "57P", 3) == 0) {
+                kind = "connection", retriable = true, code = -ECONNRESET;
+        } else if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 ||
+                   strcmp(state, "3F000") == 0) {
+                /* A table or column missing: the operator fixes the schema, the pipeline waits. */
+                kind = "schema", retriable = true, code = -ENOENT;
+        } else if (strcmp(state, "42501") == 0) {
+                kind = "privilege", code = -EACCES;
+        } else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+                   strncmp(state, "53", 2) == 0 || strcmp(state, "55P03") == 0) {
+                kind = "data", retriable = true, code = -EAGAIN; /* deadlock, lock timeout, disk full */
+        }
+        return cdc_error(err, code, retriable, kind, "sink %s: %s failed: %s (sqlstate %s)",
+                         k->conf->name, what ? what : "statement", msg, state);
+}
+
+static int conn_error(Sink *k, const char *what, CdcError *err) {
+        char msg[600];
+        pg_conn_error_text(k->conf, k->conn, NULL, msg, sizeof(msg));
+        return cdc_error(err, -ECONNRESET, true, "connection", "sink %s: %s: %s", k->conf->name, what,
+                         msg);
+}
+
+/* Remembers the first error of the transaction; later calls return it until rollback(). */
+static int fail(Sink *k, int r, CdcError *err) {
+        if (!k->failed) {
+                k->failed = true;
+                if (err)
+                        k->first_err = *err;
+        } else if (err) {
+                *err = k->first_err;
+        }
+        return r;
+}
+
+/* ---- synchronous helpers (outside pipeline mode) ---- */
+
+/* Runs sql with text parameters; on success *ret (may be NULL) gets the result. */
+static int exec_params(Sink *k, const char *sql, int n, const char *const *vals, const char *what,
+                       PGresult **ret, CdcError *err) {
+        PGresult *res = PQexecParams(k->conn, sql, n, NULL, vals, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        int r;
+
+        if (!res)
+                return conn_error(k, what, err);
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                r = result_error(k, res, what, err);
+                PQclear(res);
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
+static bool sqlstate_is(const CdcError *err, const char *state) {
+        char pat[32];
+        snprintf(pat, sizeof(pat), "(sqlstate %s)", state);
+        return strstr(err->message, pat) != NULL;
+}
+
+/* ---- session set-up ---- */
+
+static int ensure_checkpoint_table(Sink *k, CdcError *err) {
+        PGresult *res = NULL;
+        bool have_schema, have_table;
+        int r;
+
+        r = exec_params(k,
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'), "
+                        "to_regclass('cdcsync.checkpoints') IS NOT NULL",
+                        0, NULL, "looking up cdcsync.checkpoints", &res, err);
+        if (r < 0)
+                return r;
+        have_schema = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        have_table = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        PQclear(res);
+        if (have_table)
+                return 0;
+        /* CREATE SCHEMA IF NOT EXISTS checks the database privilege even when the schema exists,
+         * hence the look-up first. 42P06/42P07/23505: another pipeline created it just now. */
+        if (!have_schema) {
+                r = exec_params(k, "CREATE SCHEMA IF NOT EXISTS cdcsync", 0, NULL,
+                                "creating schema cdcsync", NULL, err);
+                if (r < 0 && sqlstate_is(err, "42501"))
+                        return cdc_error(err, -EACCES, false, "privilege",
+                                         "sink %s: cannot create schema cdcsync: permission denied — "
+                                         "run GRANT CREATE ON DATABASE <db> TO <user>, or create "
+                                         "schema cdcsync owned by the sink's user",
+                                         k->conf->name);
+                if (r < 0 && !sqlstate_is(err, "42P06") && !sqlstate_is(err, "23505"))
+                        return r;
+        }
+        r = exec_params(k,
+                        "CREATE TABLE IF NOT EXISTS cdcsync.checkpoints ("
+                        "pipeline text PRIMARY KEY, pos_hi numeric, pos_lo numeric, pos_text text, "
+                        "source_commit_ts timestamptz, updated_at timestamptz)",
+                        0, NULL, "creating table cdcsync.checkpoints", NULL, err);
+        if (r < 0 && sqlstate_is(err, "42501"))
+                return cdc_error(err, -EACCES, false, "privilege",
+                                 "sink %s: cannot create table cdcsync.checkpoints: permission denied "
+                                 "— run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
+                                 k->conf->name);
+        if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505"))
+                return r;
+        return 0;
+}
+
+#define ORIGIN_GRANT                                                                               \
+        "run GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "                         \
+        "pg_replication_origin_create(text), pg_replication_origin_session_setup(text), "        \
+        "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <user> (or use a superuser)"
+
+/* Marks this session's writes with the origin "cdcsync_<pipeline>", creating it if absent. */
+static int setup_origin(Sink *k, CdcError *err) {
+        const char *vals[1] = {k->origin};
+        PGresult *res = NULL;
+        bool exists;
+        int r;
+
+        k->origin_ok = false;
+        r = exec_params(k, "SELECT pg_replication_origin_oid($1) IS NOT NULL", 1, vals,
+                        "looking up the replication origin", &res, err);
+        if (r < 0)
+                goto out;
+        exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (!exists) {
+                r = exec_params(k, "SELECT pg_replication_origin_create($1)", 1, vals,
+                                "creating the replication origin", NULL, err);
+                if (r < 0 && !sqlstate_is(err, "23505"))
+                        goto out;
+        }
+        r = exec_params(k, "SELECT pg_replication_origin_session_setup($1)", 1, vals,
+                        "setting up the replication origin", NULL, err);
+        if (r < 0 && sqlstate_is(err, "55006")) {
+                /* Another session holds the origin: an old connection of ours not yet gone, or a
+                 * second cdcsync running the same pipeline. Waiting may help. */
+                char m[sizeof(err->message)];
+                snprintf(m, sizeof(m), "%s", err->message);
+                return cdc_error(err, -EBUSY, true, "connection",
+                                 "%s — is another cdcsync running pipeline %s against this sink?", m,
+                                 k->pipe->name);
+        }
+out:
+        if (r < 0 && sqlstate_is(err, "42501")) {
+                if (k->pipe->conflict == CONFLICT_NONE) {
+                        log_warn(k->ctx,
+                                 "cannot use replication origin %s (permission denied): writes are "
+                                 "not marked, fine for one-way sync only; to mark them " ORIGIN_GRANT,
+                                 k->origin);
+                        return 0;
+                }
+                return cdc_error(err, -EACCES, false, "privilege",
+                                 "sink %s: cannot use replication origin %s, which marks cdcsync's "
+                                 "writes so they are not synced back: permission denied — " ORIGIN_GRANT
+                                 "; or set conflict = none in [pipeline.%s] for one-way sync",
+                                 k->conf->name, k->origin, k->pipe->name);
+        }
+        if (r == 0)
+                k->origin_ok = true;
+        return r;
+}
+
+static void reset_session_state(Sink *k) {
+        for (; k->npending > 0; k->npending--) {
+                free(k->pending[k->phead].what);
+                k->pending[k->phead].what = NULL;
+                k->phead = (k->phead + 1) % (int)(sizeof(k->pending) / sizeof(k->pending[0]));
+        }
+        k->phead = 0;
+        k->nexpect = 0;
+        PQclear(k->captured);
+        k->captured = NULL;
+        map_clear(&k->stmts);
+        map_clear(&k->tables);
+        k->in_txn = false;
+        k->failed = false;
+}
+
+static int session_open(Sink *k, CdcError *err) {
+        int r;
+
+        reset_session_state(k);
+        PQfinish(k->conn);
+        k->conn = NULL;
+        r = pg_conn_open(k->conf, false, &k->conn, err);
+        if (r < 0)
+                return r;
+        r = ensure_checkpoint_table(k, err);
+        if (r < 0)
+                return r;
+        return setup_origin(k, err);
+}
+
+static Sink *sink_free(Sink *k);
+
+static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+        Sink *k = calloc(1, sizeof(*k));
+        int r;
+
+        if (!k)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        k->conf = conn;
+        k->pipe = pipe;
+        snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe->name, conn->name);
+        snprintf(k->origin, sizeof(k->origin), "cdcsync_%s", pipe->name);
+        r = session_open(k, err);
+        if (r < 0) {
+                sink_free(k);
+                return r;
+        }
+        *ret = k;
+        return 0;
+}
+
+static int sink_rollback(Sink *k);
+
+static Sink *sink_free(Sink *k) {
+        if (!k)
+                return NULL;
+        if (k->in_txn)
+                sink_rollback(k);
+        reset_session_state(k);
+        PQfinish(k->conn);
+        free(k->params);
+        free(k->mask);
+        free(k);
+        return NULL;
+}
+
+static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+        const char *vals[1] = {k->pipe->name};
+        PGresult *res = NULL;
+        Position p = {0};
+        int r;
+
+        if (k->in_txn)
+                return cdc_error(err, -EBUSY, false, "internal", "sink %s: last_position inside a batch",
+                                 k->conf->name);
+        r = exec_params(k, "SELECT pos_hi::text, pos_lo::text FROM cdcsync.checkpoints WHERE pipeline = $1",
+                        1, vals, "reading the checkpoint", &res, err);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0) {
+                PQclear(res);
+                *found = false;
+                return 0;
+        }
+        for (int i = 0; i < 2; i++) {
+                const char *s = PQgetvalue(res, 0, i);
+                char *end = NULL;
+                unsigned long long v;
+                errno = 0;
+                v = strtoull(s, &end, 10);
+                if (errno || end == s || *end || *s == '-') {
+                        PQclear(res);
+                        return cdc_error(err, -EBADMSG, false, "internal",
+                                         "sink %s: checkpoint of pipeline %s holds a bad position "
+                                         "\"%.40s\" in cdcsync.checkpoints",
+                                         k->conf->name, k->pipe->name, s);
+                }
+                if (i == 0)
+                        p.hi = v;
+                else
+                        p.lo = v;
+        }
+        PQclear(res);
+        *ret = p;
+        *found = true;
+        return 0;
+}
+
+/* ---- the pipeline ---- */
+
+#define RING ((int)(sizeof(((Sink *)0)->pending) / sizeof(((Sink *)0)->pending[0])))
+
+static int push_pending(Sink *k, PendingKind kind, bool expect_one, bool capture, char *what) {
+        Pending *p = &k->pending[(k->phead + k->npending) % RING];
+        p->kind = kind;
+        p->expect_one = expect_one;
+        p->capture = capture;
+        p->what = what;
+        k->npending++;
+        k->nexpect += expect_one;
+        return 0;
+}
+
+/* Reads the result of the oldest pending entry. Returns 0, or negative with err filled (the
+ * first failure of the transaction; aborted followers are not errors of their own). */
+static int read_one(Sink *k, CdcError *err) {
+        Pending p = k->pending[k->phead];
+        PGresult *res;
+        ExecStatusType st;
+        int r = 0;
+
+        k->pending[k->phead].what = NULL;
+        k->phead = (k->phead + 1) % RING;
+        k->npending--;
+        k->nexpect -= p.expect_one;
+
+        res = PQgetResult(k->conn);
+        if (!res) {
+                r = conn_error(k, p.what ? p.what : "reading a result", err);
+                goto out;
+        }
+        st = PQresultStatus(res);
+        if (p.kind == PENDING_SYNC) {
+                if (st != PGRES_PIPELINE_SYNC)
+                        r = cdc_error(err, -EPROTO, true, "connection",
+                                      "sink %s: expected a pipeline sync, got %s", k->conf->name,
+                                      PQresStatus(st));
+                PQclear(res);
+                goto out;
+        }
+        if (st == PGRES_PIPELINE_ABORTED) {
+                /* Skipped after an earlier failure, which was already reported. */
+                r = k->failed ? 0 : cdc_error(err, -EIO, false, "internal",
+                                              "sink %s: %s was aborted", k->conf->name, p.what);
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                r = result_error(k, res, p.what, err);
+        } else if (p.expect_one) {
+                const char *n = PQcmdTuples(res);
+                if (strcmp(n, "1") != 0)
+                        r = cdc_error(err, -ENOENT, false, "data",
+                                      "sink %s: %s affected %s rows instead of 1: the sink's data "
+                                      "diverged from the source's",
+                                      k->conf->name, p.what, *n ? n : "no");
+        }
+        if (p.capture && r == 0) {
+                PQclear(k->captured);
+                k->captured = res;
+                res = NULL;
+        }
+        PQclear(res);
+        /* Each query's results end with NULL. */
+        res = PQgetResult(k->conn);
+        if (res) {
+                PQclear(res);
+                if (r == 0)
+                        r = cdc_error(err, -EPROTO, false, "internal",
+                                      "sink %s: more than one result for %s", k->conf->name, p.what);
+        } else if (PQstatus(k->conn) == CONNECTION_BAD && r == 0) {
+                r = conn_error(k, "reading results", err);
+        }
+out:
+        free(p.what);
+        if (r < 0)
+                return fail(k, r, err);
+        return 0;
+}
+
+/* Makes the server send what it has and reads results until at most `keep` are pending. */
+static int drain(Sink *k, int keep, CdcError *err) {
+        int r, first = 0;
+
+        if (k->npending <= keep)
+                return 0;
+        if (k->pending[(k->phead + k->npending - 1) % RING].kind != PENDING_SYNC &&
+            PQsendFlushRequest(k->conn) != 1)
+                return fail(k, conn_error(k, "sending a flush request", err), err);
+        if (PQflush(k->conn) != 0)
+                return fail(k, conn_error(k, "sending to the server", err), err);
+        while (k->npending > keep) {
+                r = read_one(k, err);
+                if (r < 0 && first == 0)
+                        first = r;
+                if (r < 0 && PQstatus(k->conn) == CONNECTION_BAD)
+                        break;
+        }
+        if (first < 0 && err)
+                *err = k->first_err;
+        return first;
+}
+
+static int send_sync(Sink *k, CdcError *err) {
+        if (PQpipelineSync(k->conn) != 1)
+                return fail(k, conn_error(k, "sending a pipeline sync", err), err);
+        return push_pending(k, PENDING_SYNC, false, false, NULL);
+}
+
+static int send_query(Sink *k, const char *sql, int n, const char *const *vals, const char *what,
+                      bool capture, CdcError *err) {
+        char *w = strdup(what);
+        if (!w)
+                return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        if (PQsendQueryParams(k->conn, sql, n, NULL, vals, NULL, NULL, 0) != 1) {
+                free(w);
+                return fail(k, conn_error(k, what, err), err);
+        }
+        return push_pending(k, PENDING_QUERY, false, capture, w);
+}
+
+static int sink_begin(Sink *k, CdcError *err) {
+        int r;
+
+        if (k->in_txn)
+                return cdc_error(err, -EBUSY, false, "internal", "sink %s: begin inside a batch",
+                                 k->conf->name);
+        if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
+                r = session_open(k, err);
+                if (r < 0)
+                        return r;
+        }
+        if (k->stmts.n >= STMT_CACHE_MAX) {
+                r = exec_params(k, "DEALLOCATE ALL", 0, NULL, "dropping prepared statements", NULL, err);
+                if (r < 0)
+                        return r;
+                map_clear(&k->stmts);
+        }
+        if (PQenterPipelineMode(k->conn) != 1)
+                return conn_error(k, "entering pipeline mode", err);
+        k->in_txn = true;
+        k->failed = false;
+        return send_query(k, "BEGIN", 0, NULL, "begin", false, err);
+}
+
+/* "shop.orders key (id)=(42)": the change's table and key for error messages; values are cut to
+ * KEY_VALUE_SHOWN bytes and control characters shown as '?'. */
+static char *describe(const char *op, const char *schema, const char *name, const Table *t,
+                      const Value *kv, const uint8_t *mask) {
+        char buf[768];
+        size_t len = 0;
+        int n;
+
+#define PUT(...)                                                                                   \
+        do {                                                                                       \
+                n = snprintf(buf + len, sizeof(buf) - len, __VA_ARGS__);                           \
+                if (n > 0)                                                                         \
+                        len = (size_t)n < sizeof(buf) - len ? len + (size_t)n : sizeof(buf) - 1;   \
+        } while (0)
+        PUT("%s of %s.%s", op, schema, name);
+        if (kv && mask) {
+                bool first = true;
+                PUT(" key (");
+                for (int i = 0; i < t->ncols; i++) {
+                        if (!(mask[i] & (PG_SQL_WHERE | PG_SQL_WHERE_NULL)))
+                                continue;
+                        PUT("%s%s", first ? "" : ", ", t->cols[i].name);
+                        first = false;
+                }
+                PUT(")=(");
+                first = true;
+                for (int i = 0; i < t->ncols; i++) {
+                        if (!(mask[i] & (PG_SQL_WHERE | PG_SQL_WHERE_NULL)))
+                                continue;
+                        if (kv[i].kind != VALUE_TEXT)
+                                PUT("%snull", first ? "" : ", ");
+                        else
+                                PUT("%s%.*s%s", first ? "" : ", ", KEY_VALUE_SHOWN, kv[i].data,
+                                    kv[i].len > KEY_VALUE_SHOWN ? "…" : "");
+                        first = false;
+                }
+                PUT(")");
+        }
+#undef PUT
+        for (size_t i = 0; i < len; i++)
+                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+                        buf[i] = '?';
+        return strdup(buf);
+}
+
+/* Makes sure the sink table exists, creating it with create_tables. Only the first change of a
+ * table per session pays this (one round-trip). */
+static int ensure_table(Sink *k, const char *schema, const char *name, const Table *t, CdcError *err) {
+        const char *vals[2] = {schema, name};
+        char *qs = NULL, *qn = NULL, *key = NULL, *sql = NULL;
+        size_t klen;
+        bool exists;
+        int r;
+
+        r = pg_sql_quote_ident(schema, &qs);
+        if (r == 0)
+                r = pg_sql_quote_ident(name, &qn);
+        if (r < 0)
+                goto oom;
+        klen = strlen(qs) + strlen(qn) + 2;
+        key = malloc(klen);
+        if (!key)
+                goto oom;
+        snprintf(key, klen, "%s.%s", qs, qn);
+        if (map_find(&k->tables, key)) {
+                r = 0;
+                goto out;
+        }
+        r = send_query(k,
+                       "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                       "c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN "
+                       "('r', 'p', 'f', 'v'))",
+                       2, vals, "looking up the target table", true, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                goto out;
+        exists = k->captured && strcmp(PQgetvalue(k->captured, 0, 0), "t") == 0;
+        if (!exists && !k->conf->create_tables) {
+                r = fail(k,
+                         cdc_error(err, -ENOENT, true, "schema",
+                                   "table %s.%s does not exist on sink %s — create it or set "
+                                   "create_tables = yes in [connector.%s]",
+                                   schema, name, k->conf->name, k->conf->name),
+                         err);
+                goto out;
+        }
+        if (!exists) {
+                bool native = k->pipe->source && k->pipe->source->type &&
+                              strcmp(k->pipe->source->type, "postgres") == 0;
+                char *create_schema = NULL;
+                r = pg_sql_create_table(schema, name, t, native, &sql);
+                if (r == -EINVAL) {
+                        r = fail(k,
+                                 cdc_error(err, -EINVAL, false, "schema",
+                                           "sink %s: cannot create table %s.%s: a column type of "
+                                           "the source is not a plain type name — create the table "
+                                           "by hand",
+                                           k->conf->name, schema, name),
+                                 err);
+                        goto out;
+                }
+                if (r < 0)
+                        goto oom;
+                klen = strlen(qs) + 40;
+                create_schema = malloc(klen);
+                if (!create_schema)
+                        goto oom;
+                snprintf(create_schema, klen, "CREATE SCHEMA IF NOT EXISTS %s", qs);
+                r = send_query(k, create_schema, 0, NULL, "creating the target schema", false, err);
+                free(create_schema);
+                if (r == 0)
+                        r = send_query(k, sql, 0, NULL, "creating the target table", false, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0)
+                        goto out;
+                log_info(k->ctx, "created table %s.%s from the source's columns", schema, name);
+        }
+        r = map_add(&k->tables, key, NULL);
+        key = NULL;
+        if (r < 0)
+                goto oom;
+        goto out;
+oom:
+        r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+out:
+        free(qs);
+        free(qn);
+        free(key);
+        free(sql);
+        return r;
+}
+
+/* Returns the prepared statement name for sql, preparing it (in the pipeline) when new. */
+static int statement(Sink *k, const char *sql, int nparams, const char **ret, CdcError *err) {
+        MapEntry *e = map_find(&k->stmts, sql);
+        char *key, *name, *what;
+        int r;
+
+        if (e) {
+                *ret = e->name;
+                return 0;
+        }
+        key = strdup(sql);
+        name = malloc(24);
+        what = strdup("preparing a statement");
+        if (!key || !name || !what) {
+                free(key), free(name), free(what);
+                return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        }
+        snprintf(name, 24, "cdcsync_%u", k->next_stmt++);
+        if (PQsendPrepare(k->conn, name, sql, nparams, NULL) != 1) {
+                free(key), free(name), free(what);
+                return fail(k, conn_error(k, "preparing a statement", err), err);
+        }
+        push_pending(k, PENDING_QUERY, false, false, what);
+        r = map_add(&k->stmts, key, name);
+        if (r < 0)
+                return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        *ret = map_find(&k->stmts, sql)->name;
+        return 0;
+}
+
+static int grow(Sink *k, int ncols) {
+        if (ncols > k->nparams_cap) {
+                const char **p = realloc(k->params, (size_t)ncols * 2 * sizeof(*p));
+                uint8_t *m;
+                if (!p)
+                        return -ENOMEM;
+                k->params = p;
+                m = realloc(k->mask, (size_t)ncols * 2);
+                if (!m)
+                        return -ENOMEM;
+                k->mask = m;
+                k->nparams_cap = ncols * 2;
+        }
+        return 0;
+}
+
+/* Fills the WHERE part of k->mask from the old key (or, without a key, the whole old row). */
+static int where_mask(Sink *k, const Table *t, const Value *kv, bool keyless) {
+        int n = 0;
+        for (int i = 0; i < t->ncols; i++) {
+                if (!keyless && !t->cols[i].key)
+                        continue;
+                if (kv[i].kind == VALUE_UNCHANGED) {
+                        if (!keyless)
+                                return -EINVAL; /* a key value the source did not send */
+                        continue;
+                }
+                k->mask[i] |= kv[i].kind == VALUE_NULL ? PG_SQL_WHERE_NULL : PG_SQL_WHERE;
+                n++;
+        }
+        return n > 0 ? 0 : -EINVAL;
+}
+
+static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
+        const Table *t = c->table;
+        char schema[256], name[256];
+        const char *stmt = NULL, *opname;
+        const Value *kv = NULL;
+        char *sql = NULL, *what = NULL;
+        bool keyless, expect_one = false;
+        int r, np = 0;
+
+        (void)txn;
+        if (!k->in_txn)
+                return cdc_error(err, -EINVAL, false, "internal", "sink %s: apply outside a batch",
+                                 k->conf->name);
+        if (k->failed) {
+                *err = k->first_err;
+                return k->first_err.code;
+        }
+        r = conf_map_table(k->pipe, t->schema, t->name, schema, sizeof(schema), name, sizeof(name));
+        if (r < 0)
+                return fail(k,
+                            cdc_error(err, r, false, "conf", "sink %s: cannot map table %s.%s: name too long",
+                                      k->conf->name, t->schema, t->name),
+                            err);
+        if (grow(k, t->ncols) < 0)
+                return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        r = ensure_table(k, schema, name, t, err);
+        if (r < 0)
+                return r;
+        memset(k->mask, 0, (size_t)t->ncols);
+        /* Without a key, or with REPLICA IDENTITY FULL (every column flagged key), a change
+         * stands for one of possibly several equal rows: match the whole old row, touch one. */
+        keyless = table_nkeys(t) == 0 || t->replident == 'f';
+
+        switch (c->op) {
+        case CHANGE_INSERT:
+                opname = "insert";
+                if (!c->after)
+                        goto bad_change;
+                for (int i = 0; i < t->ncols; i++) {
+                        if (c->after[i].kind == VALUE_UNCHANGED)
+                                goto bad_change;
+                        k->params[np++] = c->after[i].kind == VALUE_TEXT ? c->after[i].data : NULL;
+                }
+                /* Only for the error message: which key the failing insert had. */
+                kv = c->after;
+                (void)where_mask(k, t, kv, keyless);
+                r = pg_sql_insert(schema, name, t, &sql);
+                break;
+        case CHANGE_UPDATE:
+                opname = "update";
+                if (!c->after)
+                        goto bad_change;
+                kv = c->before ? c->before : c->after;
+                if (keyless && !c->before) {
+                        r = fail(k,
+                                 cdc_error(err, -EINVAL, false, "schema",
+                                           "sink %s: update of %s.%s, a table without primary key, "
+                                           "came without the old row — set REPLICA IDENTITY FULL "
+                                           "(or a primary key) on the source table",
+                                           k->conf->name, t->schema, t->name),
+                                 err);
+                        return r;
+                }
+                for (int i = 0; i < t->ncols; i++)
+                        if (c->after[i].kind != VALUE_UNCHANGED) {
+                                k->mask[i] |= PG_SQL_SET;
+                                k->params[np++] = c->after[i].kind == VALUE_TEXT ? c->after[i].data : NULL;
+                        }
+                if (where_mask(k, t, kv, keyless) < 0)
+                        goto bad_change;
+                for (int i = 0; i < t->ncols; i++)
+                        if (k->mask[i] & PG_SQL_WHERE)
+                                k->params[np++] = kv[i].data;
+                r = pg_sql_update(schema, name, t, k->mask, keyless, &sql);
+                expect_one = true;
+                break;
+        case CHANGE_DELETE:
+                opname = "delete";
+                kv = c->before;
+                if (!kv) {
+                        r = fail(k,
+                                 cdc_error(err, -EINVAL, false, "schema",
+                                           "sink %s: delete of %s.%s came without the old key — "
+                                           "set a primary key or REPLICA IDENTITY FULL on the source table",
+                                           k->conf->name, t->schema, t->name),
+                                 err);
+                        return r;
+                }
+                if (where_mask(k, t, kv, keyless) < 0)
+                        goto bad_change;
+                for (int i = 0; i < t->ncols; i++)
+                        if (k->mask[i] & PG_SQL_WHERE)
+                                k->params[np++] = kv[i].data;
+                r = pg_sql_delete(schema, name, t, k->mask, keyless, &sql);
+                expect_one = true;
+                break;
+        case CHANGE_TRUNCATE:
+                opname = "truncate";
+                r = pg_sql_truncate(schema, name, c->flags, &sql);
+                break;
+        default:
+                opname = "change";
+                goto bad_change;
+        }
+        if (r == -EINVAL)
+                goto bad_change;
+        if (r < 0)
+                goto oom;
+        what = describe(opname, schema, name, t, kv, kv ? k->mask : NULL);
+        if (!what)
+                goto oom;
+        r = statement(k, sql, np, &stmt, err);
+        if (r < 0)
+                goto out;
+        if (PQsendQueryPrepared(k->conn, stmt, np, k->params, NULL, NULL, 0) != 1) {
+                r = fail(k, conn_error(k, what, err), err);
+                goto out;
+        }
+        push_pending(k, PENDING_QUERY, expect_one, false, what);
+        what = NULL;
+        r = 0;
+        if (k->npending >= PENDING_MAX)
+                r = drain(k, PENDING_MAX / 2, err);
+        goto out;
+bad_change:
+        r = fail(k,
+                 cdc_error(err, -EINVAL, false, "internal",
+                           "sink %s: malformed %s of %s.%s (missing row image or key value)",
+                           k->conf->name, opname, t->schema, t->name),
+                 err);
+        goto out;
+oom:
+        r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+out:
+        free(sql);
+        free(what);
+        return r;
+}
+
+static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        char hi[24], lo[24], ts[24], lsn[40];
+        const char *vals[5];
+        PGresult *res;
+        int r;
+
+        if (!k->in_txn)
+                return cdc_error(err, -EINVAL, false, "internal", "sink %s: commit outside a batch",
+                                 k->conf->name);
+        if (k->failed) {
+                *err = k->first_err;
+                return k->first_err.code;
+        }
+        snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
+        snprintf(ts, sizeof(ts), "%" PRId64, last ? last->commit_ts : 0);
+        if (k->origin_ok && last) {
+                /* The origin's progress: a pg_lsn for PostgreSQL sources, the position's
+                 * monotonic counter otherwise; with the source's commit time. */
+                uint64_t c = position_counter(last->commit_pos);
+                snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned)(c >> 32), (unsigned)c);
+                vals[0] = lsn;
+                vals[1] = ts;
+                r = send_query(k,
+                               "SELECT pg_replication_origin_xact_setup($1::pg_lsn, "
+                               "timestamptz 'epoch' + $2::bigint * interval '1 microsecond')",
+                               2, vals, "recording the origin's progress", false, err);
+                if (r < 0)
+                        return r;
+        }
+        vals[0] = k->pipe->name;
+        vals[1] = hi;
+        vals[2] = lo;
+        vals[3] = pos_text;
+        vals[4] = last && last->commit_ts ? ts : NULL;
+        r = send_query(k,
+                       "INSERT INTO cdcsync.checkpoints AS c (pipeline, pos_hi, pos_lo, pos_text, "
+                       "source_commit_ts, updated_at) VALUES ($1, $2, $3, $4, timestamptz 'epoch' + "
+                       "$5::bigint * interval '1 microsecond', now()) ON CONFLICT (pipeline) DO UPDATE "
+                       "SET pos_hi = EXCLUDED.pos_hi, pos_lo = EXCLUDED.pos_lo, pos_text = "
+                       "EXCLUDED.pos_text, source_commit_ts = EXCLUDED.source_commit_ts, updated_at = "
+                       "EXCLUDED.updated_at",
+                       5, vals, "writing the checkpoint", false, err);
+        if (r < 0)
+                return r;
+        /* An UPDATE or DELETE that matched no row is no server error: read those results before
+         * sending COMMIT, or the divergence would be committed (one more round-trip). */
+        if (k->nexpect > 0) {
+                r = send_sync(k, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0)
+                        return r;
+        }
+        r = send_query(k, "COMMIT", 0, NULL, "commit", true, err);
+        if (r == 0)
+                r = send_sync(k, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                return r;
+        res = k->captured;
+        if (!res || strcmp(PQcmdStatus(res), "COMMIT") != 0)
+                return fail(k,
+                            cdc_error(err, -EIO, true, "internal", "sink %s: commit ended as \"%s\"",
+                                      k->conf->name, res ? PQcmdStatus(res) : "?"),
+                            err);
+        PQclear(k->captured);
+        k->captured = NULL;
+        if (PQexitPipelineMode(k->conn) != 1)
+                log_warn(k->ctx, "cannot leave pipeline mode: %s", PQerrorMessage(k->conn));
+        k->in_txn = false;
+        return 0;
+}
+
+static int sink_rollback(Sink *k) {
+        CdcError e;
+        /* After a failure, or with results unread, statements prepared in this pipeline may not
+         * exist on the server although the cache has them. */
+        bool failed = k->failed || k->npending > 0;
+        int r = 0;
+
+        if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
+                reset_session_state(k); /* begin() reconnects */
+                return 0;
+        }
+        if (PQpipelineStatus(k->conn) != PQ_PIPELINE_OFF) {
+                /* Everything sent is skipped or finished once the sync is processed. */
+                k->failed = true;
+                if (send_sync(k, &e) == 0)
+                        drain(k, 0, &e);
+                if (PQstatus(k->conn) != CONNECTION_OK || PQexitPipelineMode(k->conn) != 1) {
+                        reset_session_state(k);
+                        PQfinish(k->conn);
+                        k->conn = NULL;
+                        return -ECONNRESET;
+                }
+        }
+        if (k->in_txn || failed) {
+                PGresult *res = PQexec(k->conn, "ROLLBACK");
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        r = -EIO;
+                PQclear(res);
+        }
+        if (failed) {
+                /* Statements sent in a failed pipeline may or may not exist: start afresh. */
+                PGresult *res = PQexec(k->conn, "DEALLOCATE ALL");
+                PQclear(res);
+                map_clear(&k->stmts);
+        }
+        /* Tables created in the rolled-back transaction are gone again. */
+        map_clear(&k->tables);
+        PQclear(k->captured);
+        k->captured = NULL;
+        k->in_txn = false;
+        k->failed = false;
+        return r;
+}
+
+static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
+        PGconn *c = NULL;
+        PGresult *res;
+        int r;
+
+        r = pg_conn_open(conn, false, &c, err);
+        if (r < 0)
+                return r;
+        res = PQexec(c,
+                     "SELECT current_user, current_database(), "
+                     "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+                     "has_database_privilege(current_database(), 'CREATE'), "
+                     "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'), "
+                     "COALESCE((SELECT has_schema_privilege('cdcsync', 'USAGE,CREATE') WHERE EXISTS "
+                     "(SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync')), false), "
+                     "has_function_privilege('pg_replication_origin_session_setup(text)', 'EXECUTE') "
+                     "AND has_function_privilege('pg_replication_origin_create(text)', 'EXECUTE') "
+                     "AND has_function_privilege('pg_replication_origin_oid(text)', 'EXECUTE') "
+                     "AND has_function_privilege('pg_replication_origin_xact_setup(pg_lsn, timestamptz)', "
+                     "'EXECUTE')");
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                char msg[600];
+                pg_conn_error_text(conn, c, res, msg, sizeof(msg));
+                r = cdc_error(err, -EIO, true, "connection", "sink %s: checking privileges: %s",
+                              conn->name, msg);
+                goto out;
+        }
+        {
+                const char *user = PQgetvalue(res, 0, 0), *db = PQgetvalue(res, 0, 1);
+                bool super = PQgetvalue(res, 0, 2)[0] == 't';
+                bool dbcreate = PQgetvalue(res, 0, 3)[0] == 't';
+                bool schema = PQgetvalue(res, 0, 4)[0] == 't';
+                bool schemapriv = PQgetvalue(res, 0, 5)[0] == 't';
+                bool origin = PQgetvalue(res, 0, 6)[0] == 't';
+
+                if (!super && !(schema ? schemapriv : dbcreate)) {
+                        r = cdc_error(err, -EACCES, false, "privilege",
+                                      schema ? "sink %s: user %s cannot use schema cdcsync in database "
+                                               "%s — run GRANT USAGE, CREATE ON SCHEMA cdcsync TO %s"
+                                             : "sink %s: user %s cannot create schema cdcsync in "
+                                               "database %s — run GRANT CREATE ON DATABASE ... TO %s",
+                                      conn->name, user, db, user);
+                        goto out;
+                }
+                if (!super && !origin) {
+                        if (pipe->conflict != CONFLICT_NONE) {
+                                r = cdc_error(err, -EACCES, false, "privilege",
+                                              "sink %s: user %s cannot use replication origins, "
+                                              "which mark cdcsync's writes — " ORIGIN_GRANT
+                                              "; or set conflict = none in [pipeline.%s]",
+                                              conn->name, user, pipe->name);
+                                goto out;
+                        }
+                        printf("warning: sink %s: user %s cannot use replication origins: writes of "
+                               "pipeline %s will not be marked (fine for one-way sync)\n",
+                               conn->name, user, pipe->name);
+                }
+                if (!conn->create_tables)
+                        printf("note: sink %s: create_tables = no: every target table of pipeline "
+                               "%s must exist\n",
+                               conn->name, pipe->name);
+        }
+        r = 0;
+out:
+        PQclear(res);
+        PQfinish(c);
+        return r;
+}
+
+const SinkOps pg_sink_ops = {
+        .type = "postgres",
+        .open = sink_open,
+        .last_position = sink_last_position,
+        .begin = sink_begin,
+        .apply = sink_apply,
+        .commit = sink_commit,
+        .rollback = sink_rollback,
+        .check = sink_check,
+        .free = sink_free,
+};

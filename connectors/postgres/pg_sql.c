@@ -1,0 +1,271 @@
+/* Statement texts for the PostgreSQL sink, built from a table's shape (pure). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "postgres/pg_sql.h"
+
+/* A growing string; after the first allocation failure every append is a no-op and done()
+ * reports -ENOMEM, so builders check once at the end. */
+typedef struct {
+        char *data;
+        size_t len, cap;
+        bool oom;
+} Buf;
+
+static void buf_put(Buf *b, const char *s, size_t n) {
+        if (b->oom)
+                return;
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 128;
+                char *p;
+                while (cap < b->len + n + 1)
+                        cap *= 2;
+                p = realloc(b->data, cap);
+                if (!p) {
+                        b->oom = true;
+                        return;
+                }
+                b->data = p;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+}
+
+static void buf_str(Buf *b, const char *s) {
+        buf_put(b, s, strlen(s));
+}
+
+static void buf_fmt(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_fmt(Buf *b, const char *fmt, ...) {
+        char tmp[64];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= sizeof(tmp)) {
+                b->oom = true; /* only used for short numbers */
+                return;
+        }
+        buf_put(b, tmp, (size_t)n);
+}
+
+static void buf_ident(Buf *b, const char *ident) {
+        buf_put(b, "\"", 1);
+        for (const char *p = ident; *p; p++) {
+                const char *q = strchr(p, '"');
+                if (!q) {
+                        buf_str(b, p);
+                        break;
+                }
+                buf_put(b, p, (size_t)(q - p));
+                buf_put(b, "\"\"", 2);
+                p = q;
+        }
+        buf_put(b, "\"", 1);
+}
+
+static void buf_qualified(Buf *b, const char *schema, const char *name) {
+        buf_ident(b, schema);
+        buf_put(b, ".", 1);
+        buf_ident(b, name);
+}
+
+static int buf_done(Buf *b, char **ret) {
+        if (b->oom || !b->data) {
+                free(b->data);
+                return -ENOMEM;
+        }
+        *ret = b->data;
+        return 0;
+}
+
+int pg_sql_quote_ident(const char *ident, char **ret) {
+        Buf b = {0};
+        buf_ident(&b, ident);
+        return buf_done(&b, ret);
+}
+
+int pg_sql_insert(const char *schema, const char *name, const Table *t, char **ret) {
+        Buf b = {0};
+
+        if (t->ncols <= 0)
+                return -EINVAL;
+        buf_str(&b, "INSERT INTO ");
+        buf_qualified(&b, schema, name);
+        buf_str(&b, " (");
+        for (int i = 0; i < t->ncols; i++) {
+                if (i)
+                        buf_str(&b, ", ");
+                buf_ident(&b, t->cols[i].name);
+        }
+        buf_str(&b, ") VALUES (");
+        for (int i = 0; i < t->ncols; i++)
+                buf_fmt(&b, i ? ", $%d" : "$%d", i + 1);
+        buf_str(&b, ")");
+        return buf_done(&b, ret);
+}
+
+/* Appends the WHERE conditions of mask, numbering parameters from *param. Returns how many
+ * conditions were written. */
+static int where_list(Buf *b, const Table *t, const uint8_t *mask, int *param) {
+        int n = 0;
+        for (int i = 0; i < t->ncols; i++) {
+                if (!(mask[i] & (PG_SQL_WHERE | PG_SQL_WHERE_NULL)))
+                        continue;
+                buf_str(b, n++ ? " AND " : "");
+                buf_ident(b, t->cols[i].name);
+                if (mask[i] & PG_SQL_WHERE_NULL)
+                        buf_str(b, " IS NULL");
+                else
+                        buf_fmt(b, " = $%d", (*param)++);
+        }
+        return n;
+}
+
+/* " WHERE <conds>" or, without a key, " WHERE ctid = (SELECT ctid FROM t WHERE <conds> LIMIT 1)":
+ * a key-less table may hold duplicate rows, and a change stands for exactly one of them. */
+static int where_clause(Buf *b, const char *schema, const char *name, const Table *t,
+                        const uint8_t *mask, bool by_ctid, int *param) {
+        int n;
+        if (by_ctid) {
+                buf_str(b, " WHERE ctid = (SELECT ctid FROM ");
+                buf_qualified(b, schema, name);
+                buf_str(b, " WHERE ");
+                n = where_list(b, t, mask, param);
+                buf_str(b, " LIMIT 1)");
+        } else {
+                buf_str(b, " WHERE ");
+                n = where_list(b, t, mask, param);
+        }
+        return n;
+}
+
+int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                  bool by_ctid, char **ret) {
+        Buf b = {0};
+        int param = 1, nset = 0;
+
+        buf_str(&b, "UPDATE ");
+        buf_qualified(&b, schema, name);
+        buf_str(&b, " SET ");
+        for (int i = 0; i < t->ncols; i++) {
+                if (!(mask[i] & PG_SQL_SET))
+                        continue;
+                buf_str(&b, nset++ ? ", " : "");
+                buf_ident(&b, t->cols[i].name);
+                buf_fmt(&b, " = $%d", param++);
+        }
+        if (nset == 0 || where_clause(&b, schema, name, t, mask, by_ctid, &param) == 0) {
+                free(b.data);
+                return -EINVAL;
+        }
+        return buf_done(&b, ret);
+}
+
+int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                  bool by_ctid, char **ret) {
+        Buf b = {0};
+        int param = 1;
+
+        buf_str(&b, "DELETE FROM ");
+        buf_qualified(&b, schema, name);
+        if (where_clause(&b, schema, name, t, mask, by_ctid, &param) == 0) {
+                free(b.data);
+                return -EINVAL;
+        }
+        return buf_done(&b, ret);
+}
+
+int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret) {
+        Buf b = {0};
+
+        buf_str(&b, "TRUNCATE ");
+        buf_qualified(&b, schema, name);
+        if (flags & TRUNCATE_RESTART_IDENTITY)
+                buf_str(&b, " RESTART IDENTITY");
+        if (flags & TRUNCATE_CASCADE)
+                buf_str(&b, " CASCADE");
+        return buf_done(&b, ret);
+}
+
+const char *pg_sql_type_for_class(TypeClass cls) {
+        switch (cls) {
+        case TYPE_INTEGER: return "bigint";
+        case TYPE_NUMERIC: return "numeric";
+        case TYPE_FLOAT: return "double precision";
+        case TYPE_BOOLEAN: return "boolean";
+        case TYPE_BYTES: return "bytea";
+        case TYPE_DATE: return "date";
+        case TYPE_TIME: return "time";
+        case TYPE_TIMESTAMP: return "timestamp";
+        case TYPE_TIMESTAMPTZ: return "timestamptz";
+        case TYPE_JSON: return "jsonb";
+        case TYPE_UUID: return "uuid";
+        case TYPE_ARRAY: /* element type unknown across systems: keep the text form */
+        case TYPE_TEXT:
+        case TYPE_OTHER:
+        default: return "text";
+        }
+}
+
+bool pg_sql_type_name_ok(const char *s) {
+        bool quoted = false;
+
+        if (!s || !*s || strlen(s) > 256)
+                return false;
+        for (const char *p = s; *p; p++) {
+                char c = *p;
+                if (c == '"') {
+                        quoted = !quoted;
+                        continue;
+                }
+                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == ' ')
+                        continue;
+                /* Inside a quoted identifier only name characters; outside, type punctuation. */
+                if (!quoted && strchr("(),.[]", c))
+                        continue;
+                return false;
+        }
+        return !quoted;
+}
+
+int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native,
+                        char **ret) {
+        Buf b = {0};
+        int nkeys = 0;
+
+        if (t->ncols <= 0)
+                return -EINVAL;
+        for (int i = 0; i < t->ncols; i++)
+                if (native && !pg_sql_type_name_ok(t->cols[i].type_name))
+                        return -EINVAL;
+        buf_str(&b, "CREATE TABLE IF NOT EXISTS ");
+        buf_qualified(&b, schema, name);
+        buf_str(&b, " (");
+        for (int i = 0; i < t->ncols; i++) {
+                if (i)
+                        buf_str(&b, ", ");
+                buf_ident(&b, t->cols[i].name);
+                buf_str(&b, " ");
+                buf_str(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));
+        }
+        /* REPLICA IDENTITY FULL flags every column as key: that is no primary key (NULLs). */
+        for (int i = 0; i < t->ncols && t->replident != 'f'; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                buf_str(&b, nkeys++ ? ", " : ", PRIMARY KEY (");
+                buf_ident(&b, t->cols[i].name);
+        }
+        if (nkeys)
+                buf_str(&b, ")");
+        buf_str(&b, ")");
+        return buf_done(&b, ret);
+}

@@ -1,0 +1,44 @@
+/* Statement texts for the PostgreSQL sink, built from a table's shape: pure, no I/O, no values
+ * (values always travel as parameters; identifiers are double-quoted with quotes doubled). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cdcsync/change.h"
+
+/* Per-column role in an UPDATE / DELETE, as bit flags in a mask array of t->ncols entries. */
+enum {
+        PG_SQL_SET = 1,        /* written by the UPDATE's SET list */
+        PG_SQL_WHERE = 2,      /* compared in WHERE with "= $n" */
+        PG_SQL_WHERE_NULL = 4, /* compared in WHERE with "IS NULL" (no parameter) */
+};
+
+/* Every function returns 0 and sets *ret to a malloc'd NUL-terminated text the caller frees, or
+ * -ENOMEM / -EINVAL (*ret untouched). schema/name are the sink-side names. */
+
+/* "name" with embedded double quotes doubled. */
+int pg_sql_quote_ident(const char *ident, char **ret);
+/* INSERT of every column, $1..$ncols in column order. */
+int pg_sql_insert(const char *schema, const char *name, const Table *t, char **ret);
+/* UPDATE: parameters are first the PG_SQL_SET columns, then the PG_SQL_WHERE columns, each in
+ * column order. by_ctid: the table has no key, so the WHERE picks one matching row through a
+ * "ctid = (SELECT ctid ... LIMIT 1)" subquery. -EINVAL when nothing is set or nothing compared. */
+int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                  bool by_ctid, char **ret);
+/* DELETE with the PG_SQL_WHERE / PG_SQL_WHERE_NULL columns of mask, parameters in column order. */
+int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                  bool by_ctid, char **ret);
+/* TRUNCATE with flags TRUNCATE_RESTART_IDENTITY / TRUNCATE_CASCADE. */
+int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret);
+/* CREATE TABLE IF NOT EXISTS with each column's type and the key columns as primary key.
+ * native: the source is PostgreSQL, so Column.type_name is used as it is (after a check that it
+ * is a plain type expression); otherwise the type follows the column's TypeClass. -EINVAL when
+ * a type name holds characters that cannot belong to a type expression. */
+int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native,
+                        char **ret);
+/* The PostgreSQL type used for a column created from a non-PostgreSQL source. */
+const char *pg_sql_type_for_class(TypeClass cls);
+/* Whether s is a safe type expression: letters, digits, '_', ' ', '(', ')', ',', '.', '[', ']',
+ * and '"' around identifiers; nothing that could end or comment a statement. */
+bool pg_sql_type_name_ok(const char *s);

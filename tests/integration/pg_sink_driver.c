@@ -1,0 +1,519 @@
+/* Drives the PostgreSQL sink against a real server and checks the target's contents exactly.
+ *   pg_sink_driver test DSN        the scenario (exit 0 when every check passed)
+ *   pg_sink_driver bench DSN [N]   N (100000) single-row inserts in batches of 5000: rows/s */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "cdcsync/connector.h"
+#include "postgres/pg_sink.h"
+
+/* The default mapping (same schema.table, all this driver needs), weak so that the driver links
+ * whether or not the conf module is in the tree: with it, the linker still picks this definition
+ * unless conf.o is pulled in for another symbol, in which case the real one wins. Either way the
+ * result is the same for a pipeline without `map`. */
+__attribute__((weak)) int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
+                                         char *ret_schema, size_t schema_len, char *ret_table,
+                                         size_t table_len) {
+        (void)p;
+        if ((size_t)snprintf(ret_schema, schema_len, "%s", schema) >= schema_len ||
+            (size_t)snprintf(ret_table, table_len, "%s", table) >= table_len)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+static int failures;
+static PGconn *admin;
+
+#define CHECK(cond, ...)                                                                           \
+        do {                                                                                       \
+                if (!(cond)) {                                                                     \
+                        failures++;                                                                \
+                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
+                        fprintf(stderr, __VA_ARGS__);                                              \
+                        fputc('\n', stderr);                                                       \
+                }                                                                                  \
+        } while (0)
+
+static void die(const char *what, const char *msg) {
+        fprintf(stderr, "FATAL %s: %s\n", what, msg);
+        exit(1);
+}
+
+static void admin_exec(const char *sql) {
+        PGresult *res = PQexec(admin, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+                die(sql, PQerrorMessage(admin));
+        PQclear(res);
+}
+
+/* The rows of a query as one text: fields joined by '|', rows by '\n', NULL as "∅". */
+static char *admin_rows(const char *sql) {
+        PGresult *res = PQexec(admin, sql);
+        size_t cap = 1024, len = 0;
+        char *out = malloc(cap);
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                die(sql, PQerrorMessage(admin));
+        out[0] = '\0';
+        for (int r = 0; r < PQntuples(res); r++) {
+                for (int c = 0; c < PQnfields(res); c++) {
+                        const char *v = PQgetisnull(res, r, c) ? "∅" : PQgetvalue(res, r, c);
+                        size_t need = len + strlen(v) + 3;
+                        if (need > cap) {
+                                while (cap < need)
+                                        cap *= 2;
+                                out = realloc(out, cap);
+                        }
+                        len += (size_t)snprintf(out + len, cap - len, "%s%s", c ? "|" : "", v);
+                }
+                out[len++] = '\n';
+                out[len] = '\0';
+        }
+        PQclear(res);
+        return out;
+}
+
+static void expect_rows(const char *sql, const char *want, const char *label) {
+        char *got = admin_rows(sql);
+        CHECK(strcmp(got, want) == 0, "%s:\n--- want\n%s--- got\n%s", label, want, got);
+        free(got);
+}
+
+/* ---- building tables and changes by hand ---- */
+
+typedef struct {
+        const char *name, *type;
+        TypeClass cls;
+        bool key;
+} ColDef;
+
+static Table *mk_table(const char *schema, const char *name, const ColDef *defs, int n, char replident) {
+        Table *t = table_new(schema, name, n);
+        for (int i = 0; i < n; i++) {
+                t->cols[i].name = strdup(defs[i].name);
+                t->cols[i].type_name = strdup(defs[i].type);
+                t->cols[i].cls = defs[i].cls;
+                t->cols[i].key = defs[i].key;
+        }
+        t->replident = replident;
+        return t;
+}
+
+static const char UNCH[] = "<unchanged>";
+
+/* v[i]: text, NULL for SQL NULL, UNCH for an unchanged TOAST value. */
+static Value *mk_values(const Table *t, const char *const *v) {
+        Value *vals = values_new(t->ncols);
+        for (int i = 0; i < t->ncols; i++) {
+                if (v[i] == UNCH)
+                        vals[i].kind = VALUE_UNCHANGED;
+                else if (v[i])
+                        value_set(&vals[i], v[i], strlen(v[i]));
+        }
+        return vals;
+}
+
+static const SinkOps *ops = &pg_sink_ops;
+
+/* Applies one change; returns the sink's result (error text in err). */
+static int apply(Sink *k, TxnInfo *txn, ChangeOp op, Table *t, const char *const *before,
+                 const char *const *after, uint32_t flags, CdcError *err) {
+        Change c = {.op = op, .table = table_ref(t), .flags = flags};
+        int r;
+        if (before)
+                c.before = mk_values(t, before);
+        if (after)
+                c.after = mk_values(t, after);
+        r = ops->apply(k, txn, &c, err);
+        change_clear(&c);
+        return r;
+}
+
+#define ROW(...) ((const char *const[]){__VA_ARGS__})
+
+static void must(int r, const CdcError *err, const char *what) {
+        if (r < 0)
+                die(what, err->message);
+}
+
+static TxnInfo txn_at(uint64_t lsn, int64_t ts) {
+        TxnInfo t = {.xid = lsn, .commit_pos = {0, lsn}, .commit_ts = ts};
+        return t;
+}
+
+static const ColDef items_cols[] = {
+        {"id", "integer", TYPE_INTEGER, true},
+        {"name", "text", TYPE_TEXT, false},
+        {"price", "numeric(10,2)", TYPE_NUMERIC, false},
+        {"ts", "timestamp with time zone", TYPE_TIMESTAMPTZ, false},
+        {"data", "bytea", TYPE_BYTES, false},
+        {"doc", "jsonb", TYPE_JSON, false},
+        {"tags", "integer[]", TYPE_ARRAY, false},
+        {"u", "uuid", TYPE_UUID, false},
+        {"big", "text", TYPE_TEXT, false},
+};
+
+#define ITEMS_Q                                                                                    \
+        "SELECT id, name, price, ts, data, doc, tags, u, length(big), left(big, 3) FROM "         \
+        "\"Shop\".\"order items\" ORDER BY id"
+
+static const char *items_after_batch2 =
+        "1|renamed ✓|12.50|2024-01-02 03:04:05.123456+00|\\x00ff10|{\"a\": [1, \"two\"]}|{1,2,3}|"
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|100000|xxx\n"
+        "4|∅|∅|∅|∅|∅|∅|∅|∅|∅\n"
+        "5|Ünïcødé 日本語 \"quoted\" 'single'|-0.01|1999-12-31 23:59:59+00|\\x|null|{}|∅|1|y\n"
+        "20|moved|3.00|∅|∅|∅|{NULL,7}|∅|∅|∅\n";
+
+static const char *nokey_after_batch2 = "1|x\n1|y\n";
+
+static int run_test(const char *dsn) {
+        ConnectorConf src = {.name = "pg_src", .type = "postgres"};
+        ConnectorConf conn = {.name = "pg_target", .type = "postgres", .dsn = (char *)dsn};
+        PipelineConf pipe = {.name = "t1", .source = &src, .sink = &conn, .batch_max_rows = 5000};
+        Table *items = mk_table("Shop", "order items", items_cols, 9, 'd');
+        static const ColDef nokey_cols[] = {{"a", "integer", TYPE_INTEGER, false},
+                                            {"b", "text", TYPE_TEXT, false}};
+        Table *nokey = mk_table("Shop", "nokey", nokey_cols, 2, 'd');
+        static const ColDef seq_cols[] = {{"id", "integer", TYPE_INTEGER, true},
+                                          {"v", "text", TYPE_TEXT, false}};
+        Table *seqt = mk_table("Shop", "seq", seq_cols, 2, 'd');
+        static const ColDef new_cols[] = {{"k", "bigint", TYPE_INTEGER, true},
+                                          {"amount", "numeric(10,2)", TYPE_NUMERIC, false},
+                                          {"tags", "text[]", TYPE_ARRAY, false},
+                                          {"at", "timestamp with time zone", TYPE_TIMESTAMPTZ, false}};
+        Table *newt = mk_table("fresh", "Made \"by\" cdcsync", new_cols, 4, 'd');
+        char *big = malloc(100001);
+        Sink *k = NULL;
+        CdcError err = {0};
+        Position pos;
+        bool found = true;
+        TxnInfo t1, t2;
+        int r;
+
+        memset(big, 'x', 100000);
+        big[100000] = '\0';
+        admin_exec("DROP SCHEMA IF EXISTS \"Shop\" CASCADE; DROP SCHEMA IF EXISTS fresh CASCADE; "
+                   "DROP SCHEMA IF EXISTS cdcsync CASCADE; CREATE SCHEMA \"Shop\";"
+                   "CREATE TABLE \"Shop\".\"order items\" (id int PRIMARY KEY, name text, price "
+                   "numeric(10,2), ts timestamptz, data bytea, doc jsonb, tags int[], u uuid, big text);"
+                   "CREATE TABLE \"Shop\".nokey (a int, b text);"
+                   "CREATE TABLE \"Shop\".seq (id serial PRIMARY KEY, v text);"
+                   "INSERT INTO \"Shop\".seq (v) VALUES ('old1'), ('old2');"
+                   "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE "
+                   "roname = 'cdcsync_t1'");
+
+        must(ops->open(&conn, &pipe, &k, &err), &err, "open");
+        must(ops->last_position(k, &pos, &found, &err), &err, "last_position");
+        CHECK(!found, "a new pipeline has no checkpoint");
+
+        /* Batch 1: two source transactions of inserts. */
+        t1 = txn_at(100, 1700000000000000);
+        t2 = txn_at(150, 1700000000500000);
+        must(ops->begin(k, &err), &err, "begin 1");
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL,
+                   ROW("1", "first", "12.5", "2024-01-02 04:04:05.123456+01", "\\x00ff10",
+                       "{\"a\": [1, \"two\"]}", "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", big),
+                   0, &err),
+             &err, "insert 1");
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL,
+                   ROW("2", "to move", "3", NULL, NULL, NULL, "{NULL,7}", NULL, NULL), 0, &err),
+             &err, "insert 2");
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL,
+                   ROW("3", "to delete", "1", NULL, NULL, NULL, NULL, NULL, NULL), 0, &err),
+             &err, "insert 3");
+        must(apply(k, &t2, CHANGE_INSERT, items, NULL, ROW("4", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                   0, &err),
+             &err, "insert 4");
+        must(apply(k, &t2, CHANGE_INSERT, items, NULL,
+                   ROW("5", "Ünïcødé 日本語 \"quoted\" 'single'", "-0.01", "1999-12-31 23:59:59Z", "\\x",
+                       "null", "{}", NULL, "y"),
+                   0, &err),
+             &err, "insert 5");
+        must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("1", "x"), 0, &err), &err, "nokey 1");
+        must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("1", "x"), 0, &err), &err, "nokey 2");
+        must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("2", NULL), 0, &err), &err, "nokey 3");
+        must(ops->commit(k, (Position){0, 150}, "0/96", &t2, &err), &err, "commit 1");
+
+        /* Batch 2: updates (a renamed row keeping its unchanged TOAST value, a key change), a
+         * delete, and key-less rows addressed by their whole old row (one of two duplicates). */
+        t1 = txn_at(200, 1700000001000000);
+        must(ops->begin(k, &err), &err, "begin 2");
+        must(apply(k, &t1, CHANGE_UPDATE, items, NULL,
+                   ROW("1", "renamed ✓", "12.50", "2024-01-02 03:04:05.123456Z", "\\x00ff10",
+                       "{\"a\": [1, \"two\"]}", "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", UNCH),
+                   0, &err),
+             &err, "update 1");
+        must(apply(k, &t1, CHANGE_UPDATE, items,
+                   ROW("2", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                   ROW("20", "moved", "3", NULL, NULL, NULL, "{NULL,7}", NULL, NULL), 0, &err),
+             &err, "update key 2->20");
+        must(apply(k, &t1, CHANGE_DELETE, items, ROW("3", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                   NULL, 0, &err),
+             &err, "delete 3");
+        must(apply(k, &t1, CHANGE_UPDATE, nokey, ROW("1", "x"), ROW("1", "y"), 0, &err), &err,
+             "nokey update");
+        must(apply(k, &t1, CHANGE_DELETE, nokey, ROW("2", NULL), NULL, 0, &err), &err, "nokey delete");
+        must(ops->commit(k, (Position){0, 200}, "0/C8", &t1, &err), &err, "commit 2");
+        expect_rows(ITEMS_Q, items_after_batch2, "items after batch 2");
+        expect_rows("SELECT a, b FROM \"Shop\".nokey ORDER BY a, b", nokey_after_batch2, "nokey after batch 2");
+
+        /* Batch 3: truncate with restart identity, then rows in the same batch. */
+        t1 = txn_at(300, 1700000002000000);
+        must(ops->begin(k, &err), &err, "begin 3");
+        must(apply(k, &t1, CHANGE_TRUNCATE, seqt, NULL, NULL, TRUNCATE_RESTART_IDENTITY, &err), &err,
+             "truncate");
+        must(ops->commit(k, (Position){0, 300}, "0/12C", &t1, &err), &err, "commit 3");
+        admin_exec("INSERT INTO \"Shop\".seq (v) VALUES ('after')");
+        expect_rows("SELECT id, v FROM \"Shop\".seq", "1|after\n", "truncate restarted the sequence");
+
+        /* The checkpoint and the origin's progress. */
+        expect_rows("SELECT pos_hi, pos_lo, pos_text, source_commit_ts FROM cdcsync.checkpoints",
+                    "0|300|0/12C|2023-11-14 22:13:22+00\n", "checkpoint row");
+        expect_rows("SELECT remote_lsn FROM pg_replication_origin_status WHERE external_id = 'cdcsync_t1'",
+                    "0/12C\n", "origin progress");
+        must(ops->last_position(k, &pos, &found, &err), &err, "last_position");
+        CHECK(found && pos.hi == 0 && pos.lo == 300, "last_position %d %llu", found,
+              (unsigned long long)pos.lo);
+
+        /* A batch rolled back leaves no trace. */
+        t1 = txn_at(400, 1700000003000000);
+        must(ops->begin(k, &err), &err, "begin 4");
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("100", "ghost", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                   0, &err),
+             &err, "insert ghost");
+        must(apply(k, &t1, CHANGE_DELETE, items, ROW("1", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), NULL,
+                   0, &err),
+             &err, "delete 1");
+        CHECK(ops->rollback(k) == 0, "rollback");
+        expect_rows(ITEMS_Q, items_after_batch2, "items after rollback");
+
+        /* An update of a row the sink lacks: a data error naming the table and key. */
+        must(ops->begin(k, &err), &err, "begin 5");
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("101", "ghost", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                   0, &err),
+             &err, "insert ghost 2");
+        r = apply(k, &t1, CHANGE_UPDATE, items, NULL, ROW("999", "nobody", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                  0, &err);
+        if (r == 0)
+                r = ops->commit(k, (Position){0, 400}, "0/190", &t1, &err);
+        CHECK(r < 0 && strcmp(err.kind, "data") == 0 && !err.retriable &&
+                      strstr(err.message, "Shop.order items") && strstr(err.message, "(id)=(999)"),
+              "missing row: r=%d kind=%s msg=%s", r, err.kind, err.message);
+        CHECK(ops->rollback(k) == 0, "rollback after error");
+        expect_rows(ITEMS_Q, items_after_batch2, "items after failed batch");
+
+        /* A duplicate key: the server's message, attributed to the insert and its key. */
+        must(ops->begin(k, &err), &err, "begin 6");
+        r = apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("5", "dup", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                  0, &err);
+        if (r == 0)
+                r = ops->commit(k, (Position){0, 400}, "0/190", &t1, &err);
+        CHECK(r < 0 && strcmp(err.kind, "data") == 0 && strstr(err.message, "insert of Shop.order items key (id)=(5)") &&
+                      strstr(err.message, "23505"),
+              "duplicate: r=%d kind=%s msg=%s", r, err.kind, err.message);
+        CHECK(ops->rollback(k) == 0, "rollback after duplicate");
+
+        /* A missing target table without create_tables: retriable schema error, nothing applied. */
+        must(ops->begin(k, &err), &err, "begin 7");
+        r = apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("1", "2.5", "{a,\"b c\"}", NULL), 0, &err);
+        CHECK(r < 0 && strcmp(err.kind, "schema") == 0 && err.retriable &&
+                      strstr(err.message, "fresh.Made \"by\" cdcsync does not exist on sink pg_target"),
+              "missing table: r=%d kind=%s msg=%s", r, err.kind, err.message);
+        CHECK(ops->rollback(k) == 0, "rollback after missing table");
+
+        /* The sink is usable after all these errors: a key update and the checkpoint. */
+        t1 = txn_at(500, 1700000004000000);
+        must(ops->begin(k, &err), &err, "begin 8");
+        must(apply(k, &t1, CHANGE_UPDATE, items, ROW("20", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                   ROW("21", "moved again", "3", NULL, NULL, NULL, "{NULL,7}", NULL, UNCH), 0, &err),
+             &err, "update key 20->21");
+        must(ops->commit(k, (Position){0, 500}, "0/1F4", &t1, &err), &err, "commit 8");
+        expect_rows("SELECT id, name FROM \"Shop\".\"order items\" WHERE id > 5", "21|moved again\n",
+                    "key update after errors");
+        expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "500\n", "checkpoint 500");
+        k = ops->free(k);
+
+        /* create_tables: the table is made from the source's types, quoted names and all. */
+        conn.create_tables = true;
+        must(ops->open(&conn, &pipe, &k, &err), &err, "open with create_tables");
+        must(ops->last_position(k, &pos, &found, &err), &err, "last_position after reopen");
+        CHECK(found && pos.lo == 500, "checkpoint survives a reconnect");
+        t1 = txn_at(600, 1700000005000000);
+        must(ops->begin(k, &err), &err, "begin 9");
+        must(apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("1", "2.5", "{a,\"b c\"}", "2020-02-29 12:00:00Z"), 0, &err),
+             &err, "insert into created table");
+        must(ops->commit(k, (Position){0, 600}, "0/258", &t1, &err), &err, "commit 9");
+        expect_rows("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                    "'fresh.\"Made \"\"by\"\" cdcsync\"'::regclass AND attnum > 0 ORDER BY attnum",
+                    "k|bigint\namount|numeric(10,2)\ntags|text[]\nat|timestamp with time zone\n",
+                    "created table's columns");
+        expect_rows("SELECT k, amount, tags, at FROM fresh.\"Made \"\"by\"\" cdcsync\"",
+                    "1|2.50|{a,\"b c\"}|2020-02-29 12:00:00+00\n", "created table's row");
+        expect_rows("SELECT count(*) FROM pg_index WHERE indisprimary AND indrelid = "
+                    "'fresh.\"Made \"\"by\"\" cdcsync\"'::regclass",
+                    "1\n", "created table's primary key");
+
+        /* The server drops the connection mid-batch: a retriable connection error, and the next
+         * begin() reconnects (the old backend may still hold the origin for a moment). */
+        admin_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                   "'cdcsync' AND pid <> pg_backend_pid()");
+        t1 = txn_at(700, 1700000006000000);
+        r = ops->begin(k, &err);
+        if (r == 0)
+                r = apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err);
+        if (r == 0)
+                r = ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err);
+        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable,
+              "connection loss: r=%d kind=%s msg=%s", r, err.kind, err.message);
+        ops->rollback(k);
+        for (int i = 0; i < 50 && (r = ops->begin(k, &err)) < 0 && err.retriable; i++)
+                nanosleep(&(struct timespec){0, 100000000}, NULL);
+        CHECK(r == 0, "begin after connection loss: %s", err.message);
+        if (r == 0) {
+                must(apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err), &err,
+                     "insert after reconnect");
+                must(ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err), &err, "commit after reconnect");
+        }
+        expect_rows("SELECT k FROM fresh.\"Made \"\"by\"\" cdcsync\" ORDER BY k", "1\n2\n",
+                    "rows after reconnect");
+        expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "700\n", "checkpoint 700");
+        k = ops->free(k);
+
+        /* A user without the origin functions: an error saying what to grant; with
+         * conflict = none (one-way) only a warning. */
+        admin_exec("DROP ROLE IF EXISTS cdc_plain; CREATE ROLE cdc_plain LOGIN; "
+                   "GRANT USAGE ON SCHEMA cdcsync TO cdc_plain; "
+                   "GRANT ALL ON cdcsync.checkpoints TO cdc_plain");
+        {
+                char pdsn[512];
+                ConnectorConf plain = conn;
+                PipelineConf ppipe = pipe;
+                snprintf(pdsn, sizeof(pdsn), "%s user=cdc_plain", dsn);
+                plain.dsn = pdsn;
+                ppipe.name = "plain";
+                r = ops->open(&plain, &ppipe, &k, &err);
+                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0 &&
+                              strstr(err.message, "GRANT EXECUTE ON FUNCTION") &&
+                              strstr(err.message, "conflict = none"),
+                      "no origin privilege: r=%d kind=%s msg=%s", r, err.kind, err.message);
+                r = ops->check(&plain, &ppipe, &err);
+                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0, "check without origin privilege: %s",
+                      err.message);
+                ppipe.conflict = CONFLICT_NONE;
+                r = ops->open(&plain, &ppipe, &k, &err);
+                CHECK(r == 0, "one-way without origin privilege: %s", err.message);
+                k = ops->free(k);
+        }
+
+        table_unref(items);
+        table_unref(nokey);
+        table_unref(seqt);
+        table_unref(newt);
+        free(big);
+        return failures;
+}
+
+/* A password travels in ConnectorConf.password and never appears in an error message. */
+static int run_password_test(const char *host, const char *port) {
+        char dsn[256];
+        ConnectorConf conn = {.name = "pw", .type = "postgres", .dsn = dsn, .password = "s3cret-pw"};
+        PipelineConf pipe = {.name = "pw_test", .conflict = CONFLICT_NONE};
+        CdcError err = {0};
+        Sink *k = NULL;
+        int r;
+
+        snprintf(dsn, sizeof(dsn), "host=%s port=%s user=cdc_pw dbname=postgres", host, port);
+        r = ops->open(&conn, &pipe, &k, &err);
+        CHECK(r == 0, "open with password: %s", err.message);
+        k = ops->free(k);
+        conn.password = "wrong-pw-s3cret";
+        r = ops->open(&conn, &pipe, &k, &err);
+        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable &&
+                      !strstr(err.message, "wrong-pw-s3cret"),
+              "wrong password: r=%d %s", r, err.message);
+        CHECK(ops->check(&(ConnectorConf){.name = "pw", .dsn = dsn, .password = "s3cret-pw"}, &pipe, &err) == 0,
+              "check: %s", err.message);
+        return failures;
+}
+
+static double now_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int run_bench(const char *dsn, long n) {
+        ConnectorConf src = {.name = "pg_src", .type = "postgres"};
+        ConnectorConf conn = {.name = "pg_target", .type = "postgres", .dsn = (char *)dsn};
+        PipelineConf pipe = {.name = "bench", .source = &src, .sink = &conn, .batch_max_rows = 5000};
+        static const ColDef cols[] = {{"id", "integer", TYPE_INTEGER, true},
+                                      {"v", "text", TYPE_TEXT, false},
+                                      {"n", "integer", TYPE_INTEGER, false}};
+        Table *t = mk_table("bench", "t", cols, 3, 'd');
+        CdcError err = {0};
+        Sink *k = NULL;
+        double t0, dt;
+        char id[24], v[64], num[24];
+
+        admin_exec("DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;"
+                   "CREATE TABLE bench.t (id int PRIMARY KEY, v text, n int)");
+        must(ops->open(&conn, &pipe, &k, &err), &err, "open");
+        t0 = now_sec();
+        for (long i = 0; i < n; i += 5000) {
+                TxnInfo txn = txn_at((uint64_t)i + 1, 1700000000000000 + i);
+                must(ops->begin(k, &err), &err, "begin");
+                for (long j = i; j < i + 5000 && j < n; j++) {
+                        /* One source transaction per row: the batch groups 5000 of them. */
+                        txn = txn_at((uint64_t)j + 1, 1700000000000000 + j);
+                        snprintf(id, sizeof(id), "%ld", j);
+                        snprintf(v, sizeof(v), "row number %ld with some text", j);
+                        snprintf(num, sizeof(num), "%ld", j * 7);
+                        must(apply(k, &txn, CHANGE_INSERT, t, NULL, ROW(id, v, num), 0, &err), &err, "insert");
+                }
+                must(ops->commit(k, txn.commit_pos, "bench", &txn, &err), &err, "commit");
+        }
+        dt = now_sec() - t0;
+        printf("pg_sink bench: %ld single-row inserts in batches of 5000: %.2f s, %.0f rows/s\n", n, dt,
+               (double)n / dt);
+        k = ops->free(k);
+        snprintf(v, sizeof(v), "%ld|%ld\n", n, 7 * n * (n - 1) / 2);
+        expect_rows("SELECT count(*), sum(n) FROM bench.t", v, "bench rows");
+        table_unref(t);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        const char *mode = argc > 1 ? argv[1] : "", *dsn = argc > 2 ? argv[2] : "";
+        int r;
+
+        if (argc < 3 || (strcmp(mode, "test") && strcmp(mode, "bench"))) {
+                fprintf(stderr, "usage: pg_sink_driver test|bench DSN [ROWS]\n");
+                return 2;
+        }
+        admin = PQconnectdb(dsn);
+        if (PQstatus(admin) != CONNECTION_OK)
+                die("admin connection", PQerrorMessage(admin));
+        admin_exec("SET TimeZone = 'UTC'; SET client_min_messages = warning");
+        if (strcmp(mode, "bench") == 0) {
+                char *end;
+                long n = argc > 3 ? strtol(argv[3], &end, 10) : 100000;
+                if (argc > 3 && (*end || n <= 0))
+                        die("rows", "not a positive number");
+                r = run_bench(dsn, n);
+        } else {
+                r = run_test(dsn);
+                r += run_password_test(PQhost(admin), PQport(admin));
+        }
+        PQfinish(admin);
+        if (failures)
+                fprintf(stderr, "%d check(s) failed\n", failures);
+        else if (strcmp(mode, "test") == 0)
+                printf("pg_sink_driver: all checks passed\n");
+        return r || failures ? 1 : 0;
+}

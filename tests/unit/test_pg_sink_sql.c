@@ -1,0 +1,142 @@
+/* Unit tests of the PostgreSQL sink's statement texts (connectors/postgres/pg_sql.c). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "postgres/pg_sql.h"
+
+static Table *orders(void) {
+        static const char *names[] = {"id", "re\"gion", "total", "note"};
+        static const char *types[] = {"integer", "text", "numeric(10,2)", "text[]"};
+        Table *t = table_new("shop", "Order \"Items\"", 4);
+        for (int i = 0; i < 4; i++) {
+                t->cols[i].name = strdup(names[i]);
+                t->cols[i].type_name = strdup(types[i]);
+        }
+        t->cols[0].key = true;
+        t->cols[1].key = true;
+        t->cols[2].cls = TYPE_NUMERIC;
+        t->cols[3].cls = TYPE_ARRAY;
+        t->replident = 'd';
+        return t;
+}
+
+/* got is read after the builder ran (argument evaluation order is unspecified). */
+static void expect_sql(int r, char **got, const char *want) {
+        assert_int_equal(r, 0);
+        assert_string_equal(*got, want);
+        free(*got);
+        *got = NULL;
+}
+
+static void test_quote_ident(void **state) {
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_quote_ident("a\"b\"\"", &s), &s, "\"a\"\"b\"\"\"\"\"");
+        expect_sql(pg_sql_quote_ident("", &s), &s, "\"\"");
+        expect_sql(pg_sql_quote_ident("x; DROP TABLE y", &s), &s, "\"x; DROP TABLE y\"");
+}
+
+static void test_insert(void **state) {
+        Table *t = orders();
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_insert("shop", t->name, t, &s), &s,
+                   "INSERT INTO \"shop\".\"Order \"\"Items\"\"\" (\"id\", \"re\"\"gion\", \"total\", "
+                   "\"note\") VALUES ($1, $2, $3, $4)");
+        table_unref(t);
+}
+
+static void test_update(void **state) {
+        Table *t = orders();
+        /* total unchanged (TOAST) is left out; key (id, region) with region NULL in the old key. */
+        uint8_t mask[4] = {PG_SQL_SET | PG_SQL_WHERE, PG_SQL_SET | PG_SQL_WHERE_NULL, 0, PG_SQL_SET};
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_update("shop", "o", t, mask, false, &s), &s,
+                   "UPDATE \"shop\".\"o\" SET \"id\" = $1, \"re\"\"gion\" = $2, \"note\" = $3 WHERE "
+                   "\"id\" = $4 AND \"re\"\"gion\" IS NULL");
+        uint8_t mask2[4] = {PG_SQL_WHERE, PG_SQL_WHERE, PG_SQL_SET | PG_SQL_WHERE_NULL, PG_SQL_WHERE};
+        expect_sql(pg_sql_update("s", "o", t, mask2, true, &s), &s,
+                   "UPDATE \"s\".\"o\" SET \"total\" = $1 WHERE ctid = (SELECT ctid FROM \"s\".\"o\" "
+                   "WHERE \"id\" = $2 AND \"re\"\"gion\" = $3 AND \"total\" IS NULL AND \"note\" = $4 "
+                   "LIMIT 1)");
+        uint8_t nothing_set[4] = {PG_SQL_WHERE, 0, 0, 0};
+        s = NULL;
+        assert_int_equal(pg_sql_update("s", "o", t, nothing_set, false, &s), -EINVAL);
+        assert_null(s);
+        uint8_t no_where[4] = {PG_SQL_SET, 0, 0, 0};
+        assert_int_equal(pg_sql_update("s", "o", t, no_where, false, &s), -EINVAL);
+        assert_null(s);
+        table_unref(t);
+}
+
+static void test_delete_truncate(void **state) {
+        Table *t = orders();
+        uint8_t mask[4] = {PG_SQL_WHERE, PG_SQL_WHERE, 0, 0};
+        uint8_t none[4] = {0};
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_delete("s", "o", t, mask, false, &s), &s,
+                   "DELETE FROM \"s\".\"o\" WHERE \"id\" = $1 AND \"re\"\"gion\" = $2");
+        assert_int_equal(pg_sql_delete("s", "o", t, none, false, &s), -EINVAL);
+        expect_sql(pg_sql_truncate("s", "o", 0, &s), &s, "TRUNCATE \"s\".\"o\"");
+        expect_sql(pg_sql_truncate("s", "o", TRUNCATE_CASCADE | TRUNCATE_RESTART_IDENTITY, &s), &s,
+                   "TRUNCATE \"s\".\"o\" RESTART IDENTITY CASCADE");
+        table_unref(t);
+}
+
+static void test_create_table(void **state) {
+        Table *t = orders();
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_create_table("s", "o", t, true, &s), &s,
+                   "CREATE TABLE IF NOT EXISTS \"s\".\"o\" (\"id\" integer, \"re\"\"gion\" text, "
+                   "\"total\" numeric(10,2), \"note\" text[], PRIMARY KEY (\"id\", \"re\"\"gion\"))");
+        /* From another system: types follow the class. */
+        expect_sql(pg_sql_create_table("s", "o", t, false, &s), &s,
+                   "CREATE TABLE IF NOT EXISTS \"s\".\"o\" (\"id\" text, \"re\"\"gion\" text, "
+                   "\"total\" numeric, \"note\" text, PRIMARY KEY (\"id\", \"re\"\"gion\"))");
+        /* REPLICA IDENTITY FULL flags all columns: no primary key. */
+        t->replident = 'f';
+        expect_sql(pg_sql_create_table("s", "o", t, true, &s), &s,
+                   "CREATE TABLE IF NOT EXISTS \"s\".\"o\" (\"id\" integer, \"re\"\"gion\" text, "
+                   "\"total\" numeric(10,2), \"note\" text[])");
+        /* A type name that could smuggle SQL is refused. */
+        free(t->cols[3].type_name);
+        t->cols[3].type_name = strdup("text); DROP TABLE x; --");
+        s = NULL;
+        assert_int_equal(pg_sql_create_table("s", "o", t, true, &s), -EINVAL);
+        assert_null(s);
+        table_unref(t);
+}
+
+static void test_type_name_ok(void **state) {
+        (void)state;
+        assert_true(pg_sql_type_name_ok("timestamp with time zone"));
+        assert_true(pg_sql_type_name_ok("numeric(10,2)"));
+        assert_true(pg_sql_type_name_ok("character varying(20)[]"));
+        assert_true(pg_sql_type_name_ok("public.\"My Type\""));
+        assert_false(pg_sql_type_name_ok(""));
+        assert_false(pg_sql_type_name_ok(NULL));
+        assert_false(pg_sql_type_name_ok("int; select 1"));
+        assert_false(pg_sql_type_name_ok("int -- x"));
+        assert_false(pg_sql_type_name_ok("text /* x */"));
+        assert_false(pg_sql_type_name_ok("\"unterminated"));
+        assert_false(pg_sql_type_name_ok("\"a(b\""));
+        assert_false(pg_sql_type_name_ok("varchar('x')"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_quote_ident),  cmocka_unit_test(test_insert),
+                cmocka_unit_test(test_update),       cmocka_unit_test(test_delete_truncate),
+                cmocka_unit_test(test_create_table), cmocka_unit_test(test_type_name_ok),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
