@@ -187,11 +187,12 @@ static void test_encode_decode(void **state) {
         assert_int_equal(vclock_encode(&full, buf, sizeof(buf)), VCLOCK_ENCODED_MAX);
 
         /* garbage: never crashes; what decodes is canonical (re-encodes to the same bytes) */
+        static const uint8_t likely[] = {2, 1, 'a', 1, 'b', 5};
         for (int it = 0; it < 100000; it++) {
                 uint8_t g[48], again[VCLOCK_ENCODED_MAX];
                 size_t len = rnd() % sizeof(g);
                 for (size_t i = 0; i < len; i++)
-                        g[i] = rnd() % 4 == 0 ? (uint8_t)rnd() : (uint8_t)"\x02\x01a\x01b\x05"[rnd() % 6];
+                        g[i] = rnd() % 4 == 0 ? (uint8_t)rnd() : likely[rnd() % sizeof(likely)];
                 VClock v;
                 int r = vclock_decode(g, len, &v);
                 if (r < 0) {
