@@ -1,0 +1,569 @@
+/* The state store: row versions per pipeline in LMDB, with the undo log that keeps them in step
+ * with the sink (see state.h for the protocol). */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cdcsync/state.h"
+
+#define MAP_SIZE (UINT64_C(64) << 30) /* sparse: only what is used takes disk space */
+#define UNDO_ABSENT 0
+#define UNDO_PRESENT 1
+
+struct State {
+        MDB_env *env;
+        MDB_dbi rows;    /* row key -> encoded Version */
+        MDB_dbi undo;    /* [pipeline][batch_no][table][key] -> UNDO_ABSENT | UNDO_PRESENT + Version */
+        MDB_dbi batches; /* [pipeline][batch_no] -> end position (hi, lo big-endian) */
+};
+
+struct StateBatch {
+        State *s;
+        MDB_txn *txn;
+        uint8_t prefix[1 + STATE_NAME_MAX]; /* [len][pipeline] */
+        size_t prefix_len;
+        uint64_t batch_no;
+};
+
+/* Maximum key sizes: both stay within LMDB's 511 bytes. */
+#define ROWPART_MAX (2 + STATE_TABLE_MAX + 1 + STATE_KEY_INLINE_MAX)
+#define KEY_MAX (1 + STATE_NAME_MAX + 8 + ROWPART_MAX)
+_Static_assert(KEY_MAX <= 511, "state keys must fit LMDB's key size");
+
+static int mdb_errno(int r) {
+        if (r == 0)
+                return 0;
+        if (r > 0)
+                return -r; /* LMDB passes errno values through */
+        switch (r) {
+        case MDB_NOTFOUND:
+                return -ENOENT;
+        case MDB_KEYEXIST:
+                return -EEXIST;
+        case MDB_MAP_FULL:
+        case MDB_TXN_FULL:
+                return -ENOSPC;
+        case MDB_READERS_FULL:
+                return -EAGAIN;
+        default:
+                return -EIO;
+        }
+}
+
+/* --- SHA-256 (FIPS 180-4), only to name row keys too long to store inline --- */
+
+static const uint32_t K256[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_block(uint32_t h[8], const uint8_t *p) {
+        uint32_t w[64], a, b, c, d, e, f, g, hh;
+        for (int i = 0; i < 16; i++)
+                w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+                       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+        for (int i = 16; i < 64; i++) {
+                uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+                uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+                w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+        }
+        a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+        for (int i = 0; i < 64; i++) {
+                uint32_t t1 = hh + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
+                uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+                hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+        }
+        h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
+}
+
+static void sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
+        uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                         0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+        uint8_t tail[128] = {0};
+        size_t full = len / 64 * 64, rest = len - full;
+        for (size_t o = 0; o < full; o += 64)
+                sha256_block(h, data + o);
+        memcpy(tail, data + full, rest);
+        tail[rest] = 0x80;
+        size_t tl = rest + 1 + 8 <= 64 ? 64 : 128;
+        uint64_t bits = (uint64_t)len * 8;
+        for (int i = 0; i < 8; i++)
+                tail[tl - 1 - i] = (uint8_t)(bits >> (8 * i));
+        for (size_t o = 0; o < tl; o += 64)
+                sha256_block(h, tail + o);
+        for (int i = 0; i < 8; i++)
+                for (int j = 0; j < 4; j++)
+                        out[4 * i + j] = (uint8_t)(h[i] >> (24 - 8 * j));
+}
+
+/* --- key encoding --- */
+
+static int encode_prefix(const char *pipeline, uint8_t *buf, size_t *ret_len) {
+        size_t n = pipeline ? strlen(pipeline) : 0;
+        if (n == 0)
+                return -EINVAL;
+        if (n > STATE_NAME_MAX)
+                return -ENAMETOOLONG;
+        buf[0] = (uint8_t)n;
+        memcpy(buf + 1, pipeline, n);
+        *ret_len = 1 + n;
+        return 0;
+}
+
+static size_t put_u64(uint8_t *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t)(v >> (56 - 8 * i));
+        return 8;
+}
+
+static uint64_t get_u64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+/* [u16 len][table][u8 kind][key or its SHA-256] */
+static int encode_rowpart(const char *table, const void *key, size_t keylen, uint8_t *buf,
+                          size_t *ret_len) {
+        size_t tl = table ? strlen(table) : 0, o = 0;
+        if (tl == 0 || (!key && keylen))
+                return -EINVAL;
+        if (tl > STATE_TABLE_MAX)
+                return -ENAMETOOLONG;
+        buf[o++] = (uint8_t)(tl >> 8);
+        buf[o++] = (uint8_t)tl;
+        memcpy(buf + o, table, tl);
+        o += tl;
+        if (keylen <= STATE_KEY_INLINE_MAX) {
+                buf[o++] = 0;
+                if (keylen)
+                        memcpy(buf + o, key, keylen);
+                o += keylen;
+        } else {
+                buf[o++] = 1;
+                sha256(key, keylen, buf + o);
+                o += 32;
+        }
+        *ret_len = o;
+        return 0;
+}
+
+static int row_key(const uint8_t *prefix, size_t plen, const char *table, const void *key,
+                   size_t keylen, uint8_t *buf, size_t *ret_len) {
+        size_t rl;
+        int r = encode_rowpart(table, key, keylen, buf + plen, &rl);
+        if (r < 0)
+                return r;
+        memcpy(buf, prefix, plen);
+        *ret_len = plen + rl;
+        return 0;
+}
+
+static bool has_prefix(const MDB_val *k, const uint8_t *prefix, size_t plen) {
+        return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+}
+
+/* --- open / close --- */
+
+int state_open(const char *dir, State **ret) {
+        State *s = NULL;
+        MDB_txn *txn = NULL;
+        int r, dead;
+
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        r = mdb_errno(mdb_env_create(&s->env));
+        if (r < 0) {
+                s->env = NULL;
+                goto out;
+        }
+        r = mdb_errno(mdb_env_set_maxdbs(s->env, 4));
+        if (r == 0)
+                r = mdb_errno(mdb_env_set_mapsize(s->env, (size_t)MAP_SIZE));
+        if (r == 0)
+                r = mdb_errno(mdb_env_open(s->env, dir, MDB_NOTLS, 0600));
+        if (r < 0)
+                goto out;
+        /* a killed process leaves its reader slots behind; free them */
+        r = mdb_errno(mdb_reader_check(s->env, &dead));
+        if (r < 0)
+                goto out;
+        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        if (r < 0)
+                goto out;
+        r = mdb_errno(mdb_dbi_open(txn, "rows", MDB_CREATE, &s->rows));
+        if (r == 0)
+                r = mdb_errno(mdb_dbi_open(txn, "undo", MDB_CREATE, &s->undo));
+        if (r == 0)
+                r = mdb_errno(mdb_dbi_open(txn, "batches", MDB_CREATE, &s->batches));
+        if (r < 0)
+                goto out;
+        r = mdb_errno(mdb_txn_commit(txn));
+        txn = NULL;
+        if (r < 0)
+                goto out;
+        *ret = s;
+        s = NULL;
+out:
+        if (txn)
+                mdb_txn_abort(txn);
+        state_free(s);
+        return r;
+}
+
+State *state_free(State *s) {
+        if (!s)
+                return NULL;
+        if (s->env)
+                mdb_env_close(s->env);
+        free(s);
+        return NULL;
+}
+
+/* --- batches --- */
+
+int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos,
+                      StateBatch **ret) {
+        StateBatch *b = calloc(1, sizeof(*b));
+        uint8_t key[1 + STATE_NAME_MAX + 8], val[16];
+        MDB_val k, v;
+        int r;
+
+        if (!b)
+                return -ENOMEM;
+        r = encode_prefix(pipeline, b->prefix, &b->prefix_len);
+        if (r < 0)
+                goto out;
+        b->s = s;
+        b->batch_no = batch_no;
+        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &b->txn));
+        if (r < 0) {
+                b->txn = NULL;
+                goto out;
+        }
+        memcpy(key, b->prefix, b->prefix_len);
+        put_u64(key + b->prefix_len, batch_no);
+        put_u64(val, end_pos.hi);
+        put_u64(val + 8, end_pos.lo);
+        k = (MDB_val){b->prefix_len + 8, key};
+        v = (MDB_val){sizeof(val), val};
+        /* a recorded batch still has undo entries that a reused number would mix with */
+        r = mdb_errno(mdb_put(b->txn, s->batches, &k, &v, MDB_NOOVERWRITE));
+        if (r < 0)
+                goto out;
+        *ret = b;
+        b = NULL;
+out:
+        state_batch_abort(b);
+        return r;
+}
+
+static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret,
+                  bool *ret_found) {
+        MDB_val k = {keylen, (void *)key}, v;
+        Version ver;
+        int r = mdb_get(txn, dbi, &k, &v);
+        if (r == MDB_NOTFOUND) {
+                *ret_found = false;
+                return 0;
+        }
+        if (r != 0)
+                return mdb_errno(r);
+        r = version_decode(v.mv_data, v.mv_size, &ver);
+        if (r < 0)
+                return r;
+        *ret = ver;
+        *ret_found = true;
+        return 0;
+}
+
+int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
+              bool *ret_found) {
+        uint8_t rk[KEY_MAX];
+        size_t rl;
+        int r = row_key(b->prefix, b->prefix_len, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
+}
+
+int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
+        uint8_t rk[KEY_MAX], uk[KEY_MAX], val[1 + VERSION_ENCODED_MAX];
+        size_t rl, ul;
+        MDB_val k, v, old;
+        int r, n;
+
+        r = row_key(b->prefix, b->prefix_len, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        /* undo key: the row key with the batch number after the pipeline */
+        memcpy(uk, b->prefix, b->prefix_len);
+        put_u64(uk + b->prefix_len, b->batch_no);
+        memcpy(uk + b->prefix_len + 8, rk + b->prefix_len, rl - b->prefix_len);
+        ul = rl + 8;
+
+        k = (MDB_val){ul, uk};
+        r = mdb_get(b->txn, b->s->undo, &k, &v);
+        if (r == MDB_NOTFOUND) { /* first write of this row in the batch: remember what it was */
+                MDB_val rkv = {rl, rk};
+                r = mdb_get(b->txn, b->s->rows, &rkv, &old);
+                if (r == MDB_NOTFOUND) {
+                        val[0] = UNDO_ABSENT;
+                        v = (MDB_val){1, val};
+                } else if (r == 0) {
+                        if (old.mv_size > VERSION_ENCODED_MAX)
+                                return -EBADMSG;
+                        val[0] = UNDO_PRESENT;
+                        memcpy(val + 1, old.mv_data, old.mv_size);
+                        v = (MDB_val){1 + old.mv_size, val};
+                } else {
+                        return mdb_errno(r);
+                }
+                r = mdb_errno(mdb_put(b->txn, b->s->undo, &k, &v, 0));
+                if (r < 0)
+                        return r;
+        } else if (r != 0) {
+                return mdb_errno(r);
+        }
+        n = version_encode(ver, val, sizeof(val));
+        if (n < 0)
+                return n;
+        k = (MDB_val){rl, rk};
+        v = (MDB_val){(size_t)n, val};
+        return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
+}
+
+int state_batch_commit(StateBatch *b) {
+        int r = mdb_errno(mdb_txn_commit(b->txn)); /* the env syncs on commit: durable */
+        b->txn = NULL;
+        free(b);
+        return r;
+}
+
+StateBatch *state_batch_abort(StateBatch *b) {
+        if (!b)
+                return NULL;
+        if (b->txn)
+                mdb_txn_abort(b->txn);
+        free(b);
+        return NULL;
+}
+
+int state_lookup(State *s, const char *pipeline, const char *table, const void *key, size_t keylen,
+                 Version *ret, bool *ret_found) {
+        uint8_t prefix[1 + STATE_NAME_MAX], rk[KEY_MAX];
+        size_t pl, rl;
+        MDB_txn *txn;
+        int r = encode_prefix(pipeline, prefix, &pl);
+        if (r == 0)
+                r = row_key(prefix, pl, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        r = mdb_errno(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+        if (r < 0)
+                return r;
+        r = get_in(txn, s->rows, rk, rl, ret, ret_found);
+        mdb_txn_abort(txn);
+        return r;
+}
+
+/* Drops (restore=false) or plays back then drops (restore=true) one batch's undo entries, and
+ * its batch record. */
+static int finish_batch(State *s, MDB_txn *txn, const uint8_t *prefix, size_t pl, uint64_t batch_no,
+                        bool restore) {
+        uint8_t bp[1 + STATE_NAME_MAX + 8], rk[KEY_MAX];
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        int r;
+
+        memcpy(bp, prefix, pl);
+        put_u64(bp + pl, batch_no);
+        r = mdb_errno(mdb_cursor_open(txn, s->undo, &cur));
+        if (r < 0)
+                return r;
+        k = (MDB_val){pl + 8, bp};
+        r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (r == 0 && has_prefix(&k, bp, pl + 8)) {
+                if (restore) {
+                        size_t rl = k.mv_size - 8;
+                        memcpy(rk, prefix, pl);
+                        memcpy(rk + pl, (const uint8_t *)k.mv_data + pl + 8, rl - pl);
+                        MDB_val rkv = {rl, rk};
+                        const uint8_t *u = v.mv_data;
+                        if (v.mv_size == 1 && u[0] == UNDO_ABSENT) {
+                                r = mdb_del(txn, s->rows, &rkv, NULL);
+                                if (r == MDB_NOTFOUND)
+                                        r = 0;
+                        } else if (v.mv_size > 1 && u[0] == UNDO_PRESENT) {
+                                MDB_val old = {v.mv_size - 1, (void *)(u + 1)};
+                                r = mdb_put(txn, s->rows, &rkv, &old, 0);
+                        } else {
+                                r = EBADMSG;
+                        }
+                        if (r != 0)
+                                goto out;
+                }
+                r = mdb_cursor_del(cur, 0);
+                if (r != 0)
+                        goto out;
+                /* after a delete the cursor already stands on the next entry: MDB_NEXT knows */
+                r = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (r != 0 && r != MDB_NOTFOUND)
+                goto out;
+        k = (MDB_val){pl + 8, bp};
+        r = mdb_del(txn, s->batches, &k, NULL);
+        if (r == MDB_NOTFOUND)
+                r = 0;
+out:
+        mdb_cursor_close(cur);
+        return mdb_errno(r);
+}
+
+int state_batch_done(State *s, const char *pipeline, uint64_t batch_no) {
+        uint8_t prefix[1 + STATE_NAME_MAX];
+        size_t pl;
+        MDB_txn *txn;
+        int r = encode_prefix(pipeline, prefix, &pl);
+        if (r < 0)
+                return r;
+        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        if (r < 0)
+                return r;
+        r = finish_batch(s, txn, prefix, pl, batch_no, false);
+        if (r < 0) {
+                mdb_txn_abort(txn);
+                return r;
+        }
+        return mdb_errno(mdb_txn_commit(txn));
+}
+
+typedef struct {
+        uint64_t no;
+        Position end;
+} BatchRec;
+
+int state_recover(State *s, const char *pipeline, Position sink_pos) {
+        uint8_t prefix[1 + STATE_NAME_MAX];
+        size_t pl, n = 0, cap = 0;
+        BatchRec *recs = NULL;
+        MDB_txn *txn = NULL;
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        int r, rolled = 0;
+
+        r = encode_prefix(pipeline, prefix, &pl);
+        if (r < 0)
+                return r;
+        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        if (r < 0)
+                return r;
+        r = mdb_errno(mdb_cursor_open(txn, s->batches, &cur));
+        if (r < 0)
+                goto out;
+        k = (MDB_val){pl, prefix};
+        for (int g = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); g == 0 && has_prefix(&k, prefix, pl);
+             g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                if (k.mv_size != pl + 8 || v.mv_size != 16) {
+                        r = -EBADMSG;
+                        goto out;
+                }
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 16;
+                        BatchRec *nr = realloc(recs, nc * sizeof(*recs));
+                        if (!nr) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        recs = nr, cap = nc;
+                }
+                const uint8_t *kb = k.mv_data, *vb = v.mv_data;
+                recs[n++] = (BatchRec){get_u64(kb + pl), {get_u64(vb), get_u64(vb + 8)}};
+        }
+        mdb_cursor_close(cur);
+        cur = NULL;
+        /* keys sort by batch number (big-endian): walk newest first so that older undo entries,
+         * which hold older values, are played back last */
+        for (size_t i = n; i-- > 0;) {
+                bool rollback = position_cmp(recs[i].end, sink_pos) > 0;
+                r = finish_batch(s, txn, prefix, pl, recs[i].no, rollback);
+                if (r < 0)
+                        goto out;
+                rolled += rollback;
+        }
+        r = mdb_errno(mdb_txn_commit(txn));
+        txn = NULL;
+        if (r == 0)
+                r = rolled;
+out:
+        if (cur)
+                mdb_cursor_close(cur);
+        if (txn)
+                mdb_txn_abort(txn);
+        free(recs);
+        return r;
+}
+
+int state_prune_tombstones(State *s, const char *pipeline, int64_t older_than) {
+        uint8_t prefix[1 + STATE_NAME_MAX];
+        size_t pl;
+        MDB_txn *txn = NULL;
+        MDB_cursor *cur = NULL;
+        MDB_val k, v;
+        int r, g, pruned = 0;
+
+        r = encode_prefix(pipeline, prefix, &pl);
+        if (r < 0)
+                return r;
+        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        if (r < 0)
+                return r;
+        r = mdb_errno(mdb_cursor_open(txn, s->rows, &cur));
+        if (r < 0)
+                goto out;
+        k = (MDB_val){pl, prefix};
+        g = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (g == 0 && has_prefix(&k, prefix, pl)) {
+                Version ver;
+                r = version_decode(v.mv_data, v.mv_size, &ver);
+                if (r < 0)
+                        goto out;
+                if (ver.deleted && ver.ts < older_than) {
+                        r = mdb_errno(mdb_cursor_del(cur, 0));
+                        if (r < 0)
+                                goto out;
+                        pruned++;
+                }
+                g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (g != 0 && g != MDB_NOTFOUND) {
+                r = mdb_errno(g);
+                goto out;
+        }
+        mdb_cursor_close(cur);
+        cur = NULL;
+        r = mdb_errno(mdb_txn_commit(txn));
+        txn = NULL;
+        if (r == 0)
+                r = pruned;
+out:
+        if (cur)
+                mdb_cursor_close(cur);
+        if (txn)
+                mdb_txn_abort(txn);
+        return r;
+}

@@ -1,0 +1,72 @@
+/* The embedded state store: per pipeline, the last applied Version of every (table, key), kept in
+ * agreement with the sink across crashes by an undo log. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cdcsync/change.h"
+#include "cdcsync/version.h"
+
+/* How it stays consistent with the sink (the sink stores the pipeline's position in its own
+ * transaction):
+ *   1. state_batch_begin(pipeline, batch_no, end_pos) opens one LMDB write transaction and records
+ *      the batch and the source position the batch ends at.
+ *   2. state_put saves, before the first overwrite of a row in the batch, the row's previous
+ *      version (or "absent") in an undo table keyed by (pipeline, batch_no, table, key).
+ *   3. state_batch_commit commits durably, BEFORE the sink commits the batch.
+ *   4. after the sink committed: state_batch_done drops the batch's undo entries.
+ *   5. on start, state_recover(pipeline, sink_pos): batches with end_pos <= sink_pos were
+ *      committed by the sink, their undo is dropped; the others never reached the sink, so their
+ *      undo is played back, newest batch first, restoring what the sink holds.
+ *
+ * Keys: (pipeline, table, key) are stored length-prefixed ([u8 len][pipeline][u16 len][table]
+ * [u8 kind][key]), so no separator can be ambiguous. LMDB keys are at most 511 bytes: a row key
+ * longer than STATE_KEY_INLINE_MAX bytes is stored as its SHA-256 (kind 1) instead of inline
+ * (kind 0); a collision would need a SHA-256 collision.
+ *
+ * Threads: one State per process (LMDB allows one environment per file per process), shared by
+ * every pipeline thread (MDB_NOTLS). LMDB has one writer at a time: a batch holds the write lock
+ * from begin to commit/abort, so other pipelines' batches wait meanwhile; a batch is used by the
+ * thread that began it only. Never begin a second batch on a thread that holds one (deadlock). */
+
+#define STATE_NAME_MAX 64        /* bytes of a pipeline name */
+#define STATE_TABLE_MAX 256      /* bytes of a table name ("schema.table") */
+#define STATE_KEY_INLINE_MAX 160 /* row keys above this are stored hashed */
+
+typedef struct State State;
+typedef struct StateBatch StateBatch;
+
+/* Opens (creating with mode 0700) the store under dir. Returns 0 or -errno. */
+int state_open(const char *dir, State **ret);
+/* Closes the store; every batch must be finished. Accepts NULL, returns NULL. */
+State *state_free(State *s);
+
+/* Begins the write transaction of one batch. pipeline is copied. -EEXIST when this batch number
+ * is still recorded (not recovered nor done), -ENAMETOOLONG / -EINVAL for a bad name. */
+int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos,
+                      StateBatch **ret);
+/* Reads a row's version inside the batch (its own writes included). *ret_found false when the
+ * row has none (then *ret untouched). */
+int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
+              bool *ret_found);
+/* Stores a row's version (undo saved on the first overwrite of the row in this batch). */
+int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
+/* Commits durably (fsync) and frees the batch, also on failure. Returns 0 or -errno. */
+int state_batch_commit(StateBatch *b);
+/* Drops the batch's writes and frees it. Accepts NULL, returns NULL. */
+StateBatch *state_batch_abort(StateBatch *b);
+
+/* Reads a row's committed version outside any batch (its own read transaction). */
+int state_lookup(State *s, const char *pipeline, const char *table, const void *key, size_t keylen,
+                 Version *ret, bool *ret_found);
+/* The sink committed batch_no: drops its undo. Returns 0 or -errno (0 when already dropped). */
+int state_batch_done(State *s, const char *pipeline, uint64_t batch_no);
+/* Brings the pipeline's state back to what the sink committed (sink_pos: the position the sink
+ * says it holds; zero when it holds nothing). Returns the number of batches rolled back, or
+ * -errno. */
+int state_recover(State *s, const char *pipeline, Position sink_pos);
+/* Deletes the pipeline's tombstones with ts < older_than (usec since epoch). Returns how many,
+ * or -errno. */
+int state_prune_tombstones(State *s, const char *pipeline, int64_t older_than);
