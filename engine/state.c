@@ -272,6 +272,36 @@ out:
         return r;
 }
 
+int state_batch_set_end(StateBatch *b, Position end_pos) {
+        uint8_t key[1 + STATE_NAME_MAX + 8], val[16];
+        memcpy(key, b->prefix, b->prefix_len);
+        put_u64(key + b->prefix_len, b->batch_no);
+        put_u64(val, end_pos.hi);
+        put_u64(val + 8, end_pos.lo);
+        MDB_val k = {b->prefix_len + 8, key}, v = {sizeof(val), val};
+        return mdb_errno(mdb_put(b->txn, b->s->batches, &k, &v, 0));
+}
+
+int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, StateBatch **ret) {
+        StateBatch *b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        int r = encode_prefix(pipeline, b->prefix, &b->prefix_len);
+        if (r == 0) {
+                b->s = s;
+                b->batch_no = batch_no;
+                r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &b->txn));
+                if (r < 0)
+                        b->txn = NULL;
+        }
+        if (r < 0) {
+                state_batch_abort(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
 static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret,
                   bool *ret_found) {
         MDB_val k = {keylen, (void *)key}, v;

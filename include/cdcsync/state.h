@@ -47,6 +47,13 @@ State *state_free(State *s);
  * is still recorded (not recovered nor done), -ENAMETOOLONG / -EINVAL for a bad name. */
 int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos,
                       StateBatch **ret);
+/* Records where the batch ends, once known (state_batch_begin may have been given an unknown
+ * end, {UINT64_MAX, UINT64_MAX}, which recovery treats as never committed by the sink). */
+int state_batch_set_end(StateBatch *b, Position end_pos);
+/* Opens another write transaction for a batch already begun and committed in part (a large
+ * batch is written in slices to bound LMDB's dirty pages in memory); recovery treats every
+ * slice as the one batch. */
+int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, StateBatch **ret);
 /* Reads a row's version inside the batch (its own writes included). *ret_found false when the
  * row has none (then *ret untouched). */
 int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
