@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -59,3 +60,23 @@ void stats_count_error(PipelineStats *s, const char *kind, const char *message);
 void stats_count_conflict(PipelineStats *s, const char *resolution);
 void stats_observe_batch(PipelineStats *s, double seconds);
 void stats_set_error(PipelineStats *s, const char *message);
+
+/* Added for the metrics endpoint and the pipeline (all thread-safe). */
+
+/* Fixed label tables: stats_init fills error_kinds / conflict_kinds from these, so every label
+ * value is exported from the start (with 0) and the arrays never change afterwards: readers need
+ * no lock for them. A kind or resolution not in the table is counted under "other". */
+extern const char *const stats_error_kind_labels[STATS_ERROR_KINDS];
+extern const char *const stats_conflict_labels[STATS_CONFLICT_KINDS];
+/* Label of events[i]: "insert", "update", "delete", "truncate". */
+extern const char *const stats_event_op_labels[4];
+
+void stats_set_state(PipelineStats *s, PipelineState state);
+void stats_count_transaction(PipelineStats *s);
+/* Sets the text forms of the positions shown by /status; NULL leaves one unchanged. */
+void stats_set_positions_text(PipelineStats *s, const char *source_pos, const char *applied_pos);
+/* Copies the last error under the lock; returns its time (usec since epoch), 0 when none. */
+int64_t stats_copy_last_error(PipelineStats *s, char *buf, size_t len);
+/* Copies the position texts under the lock. */
+void stats_copy_positions_text(PipelineStats *s, char *source_pos, size_t source_len, char *applied_pos,
+                               size_t applied_len);
