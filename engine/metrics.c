@@ -288,12 +288,13 @@ static void put_series(FILE *f, const char *name, PipelineStats *s) {
         fputc('"', f);
 }
 
-static char *finish_memstream(FILE *f, char *buf) {
+/* open_memstream only updates *buf on fflush/fclose: read it after. */
+static char *finish_memstream(FILE *f, char **buf) {
         if (fclose(f) != 0) {
-                free(buf);
+                free(*buf);
                 return NULL;
         }
-        return buf;
+        return *buf;
 }
 
 char *metrics_render_prometheus(Metrics *m) {
@@ -402,7 +403,7 @@ char *metrics_render_prometheus(Metrics *m) {
                 fprintf(f, "} %" PRId64 "\n", (int64_t)atomic_load(&s->queue_depth));
         }
         pthread_mutex_unlock(&m->lock);
-        return finish_memstream(f, buf);
+        return finish_memstream(f, &buf);
 }
 
 /* ISO-8601 UTC with milliseconds: "2024-05-01T12:00:00.123Z". */
@@ -495,7 +496,7 @@ char *metrics_render_health(Metrics *m, bool *ret_ok) {
         pthread_mutex_unlock(&m->lock);
         if (ok)
                 fputs("ok\n", f);
-        char *out = finish_memstream(f, buf);
+        char *out = finish_memstream(f, &buf);
         if (out)
                 *ret_ok = ok;
         return out;
@@ -686,16 +687,19 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
         } else
                 tls_opts[0].option = MHD_OPTION_END;
 
-        m->daemon = MHD_start_daemon(flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_LISTEN_SOCKET, fd,
-                                     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        /* The logger goes first: libmicrohttpd uses its own for anything said before it is set. */
+        m->daemon = MHD_start_daemon(flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_EXTERNAL_LOGGER,
+                                     mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
                                      (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                                      (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        /* From here the daemon owns the socket: it closes it when stopped, and libmicrohttpd
+         * 0.9.75 also closes it when the start fails (checked with strace), so never again here. */
+        fd = -1;
         if (!m->daemon) {
                 /* The reason (a bad certificate, most likely) went to the log through mhd_log. */
                 r = m->tls_cert ? -EINVAL : -EIO;
                 goto fail;
         }
-        fd = -1; /* the daemon owns it now and closes it when stopped */
 
         r = -pthread_create(&m->sampler, NULL, sampler_main, m);
         if (r < 0)
