@@ -416,8 +416,25 @@ static void format_iso(int64_t usec, char *buf, size_t len) {
         snprintf(buf, len, "%s.%03dZ", base, (int)((usec % 1000000) / 1000));
 }
 
+/* A JSON string even when s is not valid UTF-8 (a server's error message in latin1, say):
+ * jansson refuses those, so non-ASCII bytes become '?' rather than losing the whole field. */
+static json_t *json_str_lossy(const char *s) {
+        json_t *j = json_string(s);
+        if (j)
+                return j;
+        char *copy = strdup(s);
+        if (!copy)
+                return NULL;
+        for (char *c = copy; *c; c++)
+                if ((unsigned char)*c >= 0x80)
+                        *c = '?';
+        j = json_string(copy);
+        free(copy);
+        return j;
+}
+
 static json_t *json_str_or_null(const char *s) {
-        return s && s[0] ? json_string(s) : json_null();
+        return s && s[0] ? json_str_lossy(s) : json_null();
 }
 
 char *metrics_render_status(Metrics *m) {
@@ -438,15 +455,14 @@ char *metrics_render_status(Metrics *m) {
                 char err[sizeof(s->last_error)];
                 stats_copy_positions_text(s, src, sizeof(src), app, sizeof(app));
                 int64_t err_ts = stats_copy_last_error(s, err, sizeof(err));
-                json_t *last_error = json_null();
+                json_t *last_error = NULL;
                 if (err_ts != 0) {
                         char when[40];
                         format_iso(err_ts, when, sizeof(when));
-                        json_decref(last_error);
-                        last_error = json_pack("{s:s, s:s}", "message", err, "time", when);
+                        last_error = json_pack("{s:o, s:s}", "message", json_str_lossy(err), "time", when);
                 }
                 json_t *p = json_pack(
-                        "{s:s, s:s, s:o, s:o, s:f, s:I, s:f, s:I, s:I, s:o}", "name", s->name, "state",
+                        "{s:o, s:s, s:o, s:o, s:f, s:I, s:f, s:I, s:I, s:o}", "name", json_str_lossy(s->name), "state",
                         pipeline_state_name((PipelineState)atomic_load(&s->state)), "source_position",
                         json_str_or_null(src), "applied_position", json_str_or_null(app), "lag_seconds",
                         lag_seconds(s, now), "lag_bytes", (json_int_t)lag_bytes(s), "events_per_second",

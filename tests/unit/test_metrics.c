@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <regex.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -484,6 +486,81 @@ static void test_concurrent_attach_detach(void **state) {
         metrics_free(m);
 }
 
+static void test_status_not_utf8(void **state) {
+        (void)state;
+        /* A latin1 error message from a server must not cost the whole /status answer. */
+        Metrics *m = start("127.0.0.1:0", NULL, NULL);
+        PipelineStats s;
+        stats_init(&s, "caf\xe9");
+        stats_count_error(&s, "data", "invalid byte \xff in column");
+        assert_int_equal(metrics_attach(m, &s), 0);
+        char *body = metrics_render_status(m);
+        assert_non_null(body);
+        json_error_t jerr;
+        json_t *root = json_loads(body, 0, &jerr);
+        assert_non_null(root);
+        json_t *p = json_array_get(json_object_get(root, "pipelines"), 0);
+        assert_string_equal(json_string_value(json_object_get(p, "name")), "caf?");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(p, "last_error"), "message")),
+                            "invalid byte ? in column");
+        json_decref(root);
+        free(body);
+        metrics_detach(m, &s);
+        stats_destroy(&s);
+        metrics_free(m);
+}
+
+typedef struct {
+        Metrics *m;
+        atomic_bool stop;
+        atomic_int renders;
+} Scraper;
+
+static void *scrape_loop(void *arg) {
+        Scraper *sc = arg;
+        while (!atomic_load(&sc->stop)) {
+                free(metrics_render_prometheus(sc->m));
+                free(metrics_render_status(sc->m));
+                atomic_fetch_add(&sc->renders, 1);
+        }
+        return NULL;
+}
+
+static void test_reload_while_scraping(void **state) {
+        (void)state;
+        /* A scraper thread renders without pause while pipelines are attached, counted into,
+         * detached and freed, as a SIGHUP reload does: the sanitizer build turns any read of a
+         * detached (freed) PipelineStats into a failure. */
+        Metrics *m = start("127.0.0.1:0", NULL, NULL);
+        Scraper sc = {.m = m};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, scrape_loop, &sc), 0);
+        for (int round = 0; round < 200; round++) {
+                PipelineStats *s = malloc(sizeof(*s));
+                assert_non_null(s);
+                char name[32];
+                snprintf(name, sizeof(name), "p%d", round);
+                stats_init(s, name);
+                assert_int_equal(metrics_attach(m, s), 0);
+                for (int i = 0; i < 50; i++) {
+                        stats_count_event(s, CHANGE_UPDATE);
+                        stats_observe_batch(s, 0.01);
+                }
+                stats_count_error(s, "data", "bad row");
+                /* At least one whole render with s attached, so detach really races a reader. */
+                int seen = atomic_load(&sc.renders);
+                while (atomic_load(&sc.renders) < seen + 2)
+                        sched_yield();
+                assert_int_equal(metrics_detach(m, s), 0);
+                stats_destroy(s);
+                free(s);
+        }
+        atomic_store(&sc.stop, true);
+        pthread_join(t, NULL);
+        assert_true(atomic_load(&sc.renders) >= 400);
+        metrics_free(m);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_listen),
@@ -495,6 +572,8 @@ int main(void) {
                 cmocka_unit_test(test_basic_auth),
                 cmocka_unit_test(test_tls),
                 cmocka_unit_test(test_concurrent_attach_detach),
+                cmocka_unit_test(test_status_not_utf8),
+                cmocka_unit_test(test_reload_while_scraping),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
