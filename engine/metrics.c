@@ -607,6 +607,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
         log_warn("[metrics]", "%s", line);
 }
 
+static bool is_loopback(const struct sockaddr_storage *a) {
+        if (a->ss_family == AF_INET)
+                return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
 /* Binds the listen socket ourselves: the exact address, CLOEXEC, an IPv6 socket that does not
  * also take IPv4, and a precise errno when the address is taken or not ours. */
 static int listen_socket(const struct sockaddr_storage *addr, socklen_t len, int *ret_fd) {
@@ -722,6 +728,12 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
                 goto fail;
         m->sampler_started = true;
 
+        /* Said once at start, where an operator reads it: both are legal, neither is wise. */
+        if (!is_loopback(&addr) && !m->tls_cert)
+                log_warn("[metrics]", "metrics_listen %s is not a loopback address and TLS is off: %s",
+                         opts->listen,
+                         m->user ? "the basic auth password crosses the network in clear"
+                                 : "anyone who reaches it reads pipeline names, positions and errors");
         *ret = m;
         return 0;
 fail:
