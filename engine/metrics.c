@@ -33,8 +33,8 @@
 #define CONNECTION_TIMEOUT_S 10
 
 typedef struct {
-        PipelineStats *s; /* not owned */
-        int64_t t[RATE_SAMPLES];      /* usec, CLOCK_MONOTONIC */
+        PipelineStats *s;              /* not owned */
+        int64_t t[RATE_SAMPLES];       /* usec, CLOCK_MONOTONIC */
         uint64_t events[RATE_SAMPLES]; /* events total at t[] */
         int nsamples;
         int next; /* ring slot the next sample goes to */
@@ -466,9 +466,9 @@ char *metrics_render_status(Metrics *m) {
                         pipeline_state_name((PipelineState)atomic_load(&s->state)), "source_position",
                         json_str_or_null(src), "applied_position", json_str_or_null(app), "lag_seconds",
                         lag_seconds(s, now), "lag_bytes", (json_int_t)lag_bytes(s), "events_per_second",
-                        entry_rate(&m->entries[i], mono), "transactions",
-                        (json_int_t)atomic_load(&s->transactions), "queue_depth",
-                        (json_int_t)atomic_load(&s->queue_depth), "last_error", last_error ? last_error : json_null());
+                        entry_rate(&m->entries[i], mono), "transactions", (json_int_t)atomic_load(&s->transactions),
+                        "queue_depth", (json_int_t)atomic_load(&s->queue_depth), "last_error",
+                        last_error ? last_error : json_null());
                 if (!p || json_array_append_new(arr, p) < 0) {
                         pthread_mutex_unlock(&m->lock);
                         goto out;
@@ -518,8 +518,8 @@ char *metrics_render_health(Metrics *m, bool *ret_ok) {
         return out;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
-                             bool owned, bool auth_fail) {
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, bool owned,
+                             bool auth_fail) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(
                 strlen(body), body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (!resp) {
@@ -644,8 +644,7 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
         struct sockaddr_storage addr;
         socklen_t addr_len;
 
-        if (!opts || (!opts->auth_user) != (!opts->auth_password) ||
-            (!opts->tls_cert_file) != (!opts->tls_key_file))
+        if (!opts || (!opts->auth_user) != (!opts->auth_password) || (!opts->tls_cert_file) != (!opts->tls_key_file))
                 return -EINVAL;
         r = metrics_parse_listen(opts->listen, &addr, &addr_len);
         if (r < 0)
@@ -710,8 +709,8 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
                 tls_opts[0].option = MHD_OPTION_END;
 
         /* The logger goes first: libmicrohttpd uses its own for anything said before it is set. */
-        m->daemon = MHD_start_daemon(flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_EXTERNAL_LOGGER,
-                                     mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        m->daemon = MHD_start_daemon(flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                                     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
                                      (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                                      (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
         /* From here the daemon owns the socket: it closes it when stopped, and libmicrohttpd
@@ -730,8 +729,7 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
 
         /* Said once at start, where an operator reads it: both are legal, neither is wise. */
         if (!is_loopback(&addr) && !m->tls_cert)
-                log_warn("[metrics]", "metrics_listen %s is not a loopback address and TLS is off: %s",
-                         opts->listen,
+                log_warn("[metrics]", "metrics_listen %s is not a loopback address and TLS is off: %s", opts->listen,
                          m->user ? "the basic auth password crosses the network in clear"
                                  : "anyone who reaches it reads pipeline names, positions and errors");
         *ret = m;

@@ -10,9 +10,11 @@ const double stats_batch_bounds[STATS_BATCH_BUCKETS] = {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 };
 
-/* The kinds connectors put in CdcError.kind; "other" must stay last (the catch-all slot). */
+/* The kinds connectors put in CdcError.kind (see connector.h; "source" is a source-side
+ * protocol or setup failure, "sink" the same on the sink side); "other" must stay last: it is
+ * the catch-all slot for a kind not listed here. */
 const char *const stats_error_kind_labels[STATS_ERROR_KINDS] = {
-        "connection", "slot", "schema", "data", "conf", "timeout", "internal", "other",
+        "connection", "slot", "schema", "data", "conf", "privilege", "source", "sink", "internal", "other",
 };
 
 /* How a conflict was settled: by commit timestamp, by connector priority, or not at all
@@ -28,18 +30,12 @@ const char *const stats_event_op_labels[4] = {"insert", "update", "delete", "tru
 
 const char *pipeline_state_name(PipelineState s) {
         switch (s) {
-        case PIPELINE_STARTING:
-                return "starting";
-        case PIPELINE_SNAPSHOT:
-                return "snapshot";
-        case PIPELINE_STREAMING:
-                return "streaming";
-        case PIPELINE_RETRYING:
-                return "retrying";
-        case PIPELINE_FAILED:
-                return "failed";
-        case PIPELINE_STOPPED:
-                return "stopped";
+        case PIPELINE_STARTING: return "starting";
+        case PIPELINE_SNAPSHOT: return "snapshot";
+        case PIPELINE_STREAMING: return "streaming";
+        case PIPELINE_RETRYING: return "retrying";
+        case PIPELINE_FAILED: return "failed";
+        case PIPELINE_STOPPED: return "stopped";
         }
         return "unknown";
 }
@@ -80,20 +76,11 @@ void stats_destroy(PipelineStats *s) {
 void stats_count_event(PipelineStats *s, ChangeOp op) {
         int i;
         switch (op) {
-        case CHANGE_INSERT:
-                i = 0;
-                break;
-        case CHANGE_UPDATE:
-                i = 1;
-                break;
-        case CHANGE_DELETE:
-                i = 2;
-                break;
-        case CHANGE_TRUNCATE:
-                i = 3;
-                break;
-        default:
-                return;
+        case CHANGE_INSERT: i = 0; break;
+        case CHANGE_UPDATE: i = 1; break;
+        case CHANGE_DELETE: i = 2; break;
+        case CHANGE_TRUNCATE: i = 3; break;
+        default: return;
         }
         atomic_fetch_add_explicit(&s->events[i], 1, memory_order_relaxed);
         atomic_store_explicit(&s->last_event_ts, now_usec(), memory_order_relaxed);

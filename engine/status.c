@@ -263,8 +263,9 @@ int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
         int code = 0;
         char *body = strstr(answer, "\r\n\r\n");
         if (strncmp(answer, "HTTP/1.", 7) != 0 || answer_len < 12 || !body) {
-                fprintf(err, "%s answered something that is not HTTP (is metrics TLS on? cdcsync status "
-                             "speaks plain HTTP)\n",
+                fprintf(err,
+                        "%s answered something that is not HTTP (is metrics TLS on? cdcsync status "
+                        "speaks plain HTTP)\n",
                         listen_addr);
                 r = -EPROTO;
                 goto out;
@@ -279,23 +280,23 @@ int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
                 code = code * 10 + (answer[i] - '0');
         }
         if (code == 401) {
-                fprintf(err, "%s asks for a password (metrics basic auth): cdcsync status cannot send one; "
-                             "use curl -u USER %s/status\n",
+                fprintf(err,
+                        "%s asks for a password (metrics basic auth): cdcsync status cannot send one; "
+                        "use curl -u USER %s/status\n",
                         listen_addr, listen_addr);
                 r = -EACCES;
                 goto out;
         }
         if (code != 200) {
-                fprintf(err, "%s answered HTTP %d to GET /status: is this cdcsync's metrics_listen?\n",
-                        listen_addr, code);
+                fprintf(err, "%s answered HTTP %d to GET /status: is this cdcsync's metrics_listen?\n", listen_addr,
+                        code);
                 r = -EPROTO;
                 goto out;
         }
         json_error_t jerr;
         root = json_loads(body, 0, &jerr);
         if (!root || !json_is_array(json_object_get(root, "pipelines"))) {
-                fprintf(err, "%s answered /status with something that is not cdcsync's status JSON\n",
-                        listen_addr);
+                fprintf(err, "%s answered /status with something that is not cdcsync's status JSON\n", listen_addr);
                 r = -EBADMSG;
                 goto out;
         }

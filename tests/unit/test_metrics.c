@@ -157,9 +157,20 @@ static void test_parse_listen(void **state) {
         assert_int_equal(ss.ss_family, AF_INET6);
         assert_int_equal(metrics_parse_listen("localhost:1", &ss, &len), 0);
         assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
-        const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80",
-                             "127.0.0.1:80x", "::1:9780", "[::1]9780", "[::1]:", "[127.0.0.1]:80",
-                             "example.com:80", "1.2.3:80", "off"};
+        const char *bad[] = {"",
+                             "127.0.0.1",
+                             "127.0.0.1:",
+                             "127.0.0.1:65536",
+                             "127.0.0.1:-1",
+                             "127.0.0.1:+80",
+                             "127.0.0.1:80x",
+                             "::1:9780",
+                             "[::1]9780",
+                             "[::1]:",
+                             "[127.0.0.1]:80",
+                             "example.com:80",
+                             "1.2.3:80",
+                             "off"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(metrics_parse_listen(bad[i], &ss, &len), -EINVAL);
 }
@@ -238,11 +249,10 @@ static void test_metrics_exposition(void **state) {
                 if (!matches(b, expect[i]))
                         fail_msg("/metrics lacks a line matching %s:\n%s", expect[i], b);
         /* Every metric of the contract has HELP and TYPE. */
-        const char *families[] = {"cdcsync_pipeline_up", "cdcsync_pipeline_lag_seconds",
-                                  "cdcsync_pipeline_lag_bytes", "cdcsync_events_total",
-                                  "cdcsync_transactions_total", "cdcsync_conflicts_total",
-                                  "cdcsync_errors_total", "cdcsync_sink_batch_seconds",
-                                  "cdcsync_queue_depth", "cdcsync_build_info"};
+        const char *families[] = {"cdcsync_pipeline_up",  "cdcsync_pipeline_lag_seconds", "cdcsync_pipeline_lag_bytes",
+                                  "cdcsync_events_total", "cdcsync_transactions_total",   "cdcsync_conflicts_total",
+                                  "cdcsync_errors_total", "cdcsync_sink_batch_seconds",   "cdcsync_queue_depth",
+                                  "cdcsync_build_info"};
         for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
                 char re[128];
                 snprintf(re, sizeof(re), "^# HELP %s [^\n]+$", families[i]);
@@ -444,8 +454,7 @@ static void test_tls(void **state) {
                  cert, metrics_port(m), metrics_port(m));
         assert_int_equal(run(cmd), 0);
         /* Plain HTTP to a TLS port gets no answer that looks like a page. */
-        snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%u/healthz | grep -qx ok",
-                 metrics_port(m));
+        snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%u/healthz | grep -qx ok", metrics_port(m));
         assert_int_not_equal(run(cmd), 0);
         metrics_free(m);
 

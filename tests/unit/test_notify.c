@@ -119,12 +119,9 @@ static void test_watchdog_enabled(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ready_with_status),
-                cmocka_unit_test(test_ready_plain),
-                cmocka_unit_test(test_status_cut_at_newline),
-                cmocka_unit_test(test_watchdog_and_stopping),
-                cmocka_unit_test(test_not_under_systemd),
-                cmocka_unit_test(test_watchdog_enabled),
+                cmocka_unit_test(test_ready_with_status),     cmocka_unit_test(test_ready_plain),
+                cmocka_unit_test(test_status_cut_at_newline), cmocka_unit_test(test_watchdog_and_stopping),
+                cmocka_unit_test(test_not_under_systemd),     cmocka_unit_test(test_watchdog_enabled),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

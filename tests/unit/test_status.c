@@ -90,7 +90,8 @@ static void test_table(void **state) {
         assert_string_equal(p.err, "");
         /* Column widths follow the longest cell: "users_to_kafka" (14), "streaming" (9),
          * "SOURCE_POS" (10), "APPLIED_POS" (11), "1m30s/1.8KiB" (12), "EVENTS/S" (8). */
-        const char *expect_head = "PIPELINE        STATE      SOURCE_POS  APPLIED_POS  LAG           EVENTS/S  LAST_ERROR\n";
+        const char *expect_head =
+                "PIPELINE        STATE      SOURCE_POS  APPLIED_POS  LAG           EVENTS/S  LAST_ERROR\n";
         assert_true(strncmp(p.out, expect_head, strlen(expect_head)) == 0);
         if (!matches(p.out, "^orders          streaming  0/16B3748   0/16B3000    1m3[01]s/1\\.8KiB  0\\.0       -$"))
                 fail_msg("orders line not as expected:\n%s", p.out);
@@ -145,8 +146,8 @@ static void test_events_per_second(void **state) {
         json_error_t jerr;
         json_t *root = json_loads(p.out, 0, &jerr);
         assert_non_null(root);
-        double rate = json_real_value(json_object_get(json_array_get(json_object_get(root, "pipelines"), 0),
-                                                      "events_per_second"));
+        double rate = json_real_value(
+                json_object_get(json_array_get(json_object_get(root, "pipelines"), 0), "events_per_second"));
         /* The 300 events happened after the attach-time reading, within the window: the rate is
          * 300 over the time since attach, which lies between 0.3 s and t1 - t0. */
         if (!(rate >= 300 / (t1 - t0) - 1e-6 && rate <= 300 / 0.3 + 1e-6))
@@ -214,9 +215,9 @@ static void test_no_pipelines(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_table),         cmocka_unit_test(test_events_per_second),
-                cmocka_unit_test(test_not_running),   cmocka_unit_test(test_bad_address),
-                cmocka_unit_test(test_auth_refused),  cmocka_unit_test(test_no_pipelines),
+                cmocka_unit_test(test_table),        cmocka_unit_test(test_events_per_second),
+                cmocka_unit_test(test_not_running),  cmocka_unit_test(test_bad_address),
+                cmocka_unit_test(test_auth_refused), cmocka_unit_test(test_no_pipelines),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
