@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -18,16 +19,16 @@ typedef enum {
 
 const char *pipeline_state_name(PipelineState s);
 
-#define STATS_ERROR_KINDS 8
+#define STATS_ERROR_KINDS 10
 #define STATS_CONFLICT_KINDS 4
 #define STATS_BATCH_BUCKETS 12 /* cdcsync_sink_batch_seconds buckets, see stats_batch_bounds */
 
 extern const double stats_batch_bounds[STATS_BATCH_BUCKETS]; /* seconds, ascending */
 
 typedef struct {
-        char name[128]; /* pipeline name */
-        atomic_int state;                 /* PipelineState */
-        atomic_uint_fast64_t events[4];   /* insert, update, delete, truncate */
+        char name[128];                 /* pipeline name */
+        atomic_int state;               /* PipelineState */
+        atomic_uint_fast64_t events[4]; /* insert, update, delete, truncate */
         atomic_uint_fast64_t transactions;
         atomic_uint_fast64_t errors[STATS_ERROR_KINDS];
         char error_kinds[STATS_ERROR_KINDS][32]; /* label of each errors[] slot, "" unused */
@@ -38,16 +39,16 @@ typedef struct {
         _Atomic double batch_sum; /* seconds */
         atomic_int_fast64_t queue_depth;
         /* Positions as (hi, lo) of the change stream. */
-        atomic_uint_fast64_t source_end_hi, source_end_lo;   /* log end as the source last saw it */
-        atomic_uint_fast64_t received_hi, received_lo;       /* last position read from the source */
-        atomic_uint_fast64_t applied_hi, applied_lo;         /* last position committed in the sink */
-        atomic_int_fast64_t oldest_pending_ts; /* usec: commit ts of the oldest change read but not
-                                                * committed in the sink; 0 = nothing pending */
-        atomic_int_fast64_t last_event_ts;     /* usec, wall clock of the last event read */
-        atomic_int_fast64_t last_progress_ts;  /* usec, wall clock the pipeline last proved alive */
-        pthread_mutex_t lock;   /* guards last_error and the label arrays */
+        atomic_uint_fast64_t source_end_hi, source_end_lo; /* log end as the source last saw it */
+        atomic_uint_fast64_t received_hi, received_lo;     /* last position read from the source */
+        atomic_uint_fast64_t applied_hi, applied_lo;       /* last position committed in the sink */
+        atomic_int_fast64_t oldest_pending_ts;             /* usec: commit ts of the oldest change read but not
+                                                            * committed in the sink; 0 = nothing pending */
+        atomic_int_fast64_t last_event_ts;                 /* usec, wall clock of the last event read */
+        atomic_int_fast64_t last_progress_ts;              /* usec, wall clock the pipeline last proved alive */
+        pthread_mutex_t lock;                              /* guards last_error and the label arrays */
         char last_error[1024];
-        int64_t last_error_ts;  /* usec */
+        int64_t last_error_ts;     /* usec */
         char source_pos_text[96];  /* guarded by lock */
         char applied_pos_text[96]; /* guarded by lock */
 } PipelineStats;
@@ -59,3 +60,23 @@ void stats_count_error(PipelineStats *s, const char *kind, const char *message);
 void stats_count_conflict(PipelineStats *s, const char *resolution);
 void stats_observe_batch(PipelineStats *s, double seconds);
 void stats_set_error(PipelineStats *s, const char *message);
+
+/* Added for the metrics endpoint and the pipeline (all thread-safe). */
+
+/* Fixed label tables: stats_init fills error_kinds / conflict_kinds from these, so every label
+ * value is exported from the start (with 0) and the arrays never change afterwards: readers need
+ * no lock for them. A kind or resolution not in the table is counted under "other". */
+extern const char *const stats_error_kind_labels[STATS_ERROR_KINDS];
+extern const char *const stats_conflict_labels[STATS_CONFLICT_KINDS];
+/* Label of events[i]: "insert", "update", "delete", "truncate". */
+extern const char *const stats_event_op_labels[4];
+
+void stats_set_state(PipelineStats *s, PipelineState state);
+void stats_count_transaction(PipelineStats *s);
+/* Sets the text forms of the positions shown by /status; NULL leaves one unchanged. */
+void stats_set_positions_text(PipelineStats *s, const char *source_pos, const char *applied_pos);
+/* Copies the last error under the lock; returns its time (usec since epoch), 0 when none. */
+int64_t stats_copy_last_error(PipelineStats *s, char *buf, size_t len);
+/* Copies the position texts under the lock. */
+void stats_copy_positions_text(PipelineStats *s, char *source_pos, size_t source_len, char *applied_pos,
+                               size_t applied_len);

@@ -1,0 +1,812 @@
+/* The HTTP operations endpoint (libmicrohttpd): Prometheus /metrics, JSON /status, /healthz.
+ *
+ * DESIGN: threads. libmicrohttpd runs its own polling thread, which calls handle_request() and
+ * renders the answers. A sampler thread owned by this module records each attached pipeline's
+ * event counter once per rate interval, for events_per_second. Both read the attached list under
+ * m->lock; the pipeline threads never take that lock (they only write atomics in PipelineStats),
+ * and metrics_detach() takes it, so once detach returned no thread of ours reads the stats. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cdcsync/log.h"
+#include "cdcsync/metrics.h"
+
+/* events_per_second: the sampler keeps the last RATE_SAMPLES readings of each pipeline's event
+ * total; the rate is (total now - oldest reading) / (time since it), i.e. over the last
+ * RATE_SAMPLES rate intervals (10 s by default), including events up to the request itself. */
+#define RATE_SAMPLES 10
+#define TLS_FILE_MAX (1024 * 1024) /* a PEM cert chain or key is far smaller */
+#define CONNECTION_LIMIT 32        /* scrapers and `cdcsync status`: a handful at most */
+#define CONNECTION_TIMEOUT_S 10
+
+typedef struct {
+        PipelineStats *s;              /* not owned */
+        int64_t t[RATE_SAMPLES];       /* usec, CLOCK_MONOTONIC */
+        uint64_t events[RATE_SAMPLES]; /* events total at t[] */
+        int nsamples;
+        int next; /* ring slot the next sample goes to */
+} Entry;
+
+struct Metrics {
+        struct MHD_Daemon *daemon;
+        uint16_t port;
+        char *user;     /* owned, NULL: no auth */
+        char *password; /* owned, wiped on free */
+        char *tls_cert; /* owned, PEM contents */
+        char *tls_key;  /* owned, PEM contents, wiped on free */
+        unsigned interval_ms;
+
+        pthread_mutex_t lock; /* guards entries, nentries, stopping */
+        pthread_cond_t wake;  /* the sampler sleeps on it; signalled to stop */
+        Entry *entries;
+        size_t nentries, cap;
+        bool stopping;
+        bool sampler_started;
+        pthread_t sampler;
+};
+
+static int64_t mono_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int metrics_parse_listen(const char *text, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        char host[INET6_ADDRSTRLEN + 1];
+        const char *port_text;
+        bool v6 = false;
+
+        if (!text)
+                return -EINVAL;
+        if (text[0] == '[') {
+                const char *end = strchr(text, ']');
+                if (!end || end[1] != ':' || (size_t)(end - text - 1) >= sizeof(host))
+                        return -EINVAL;
+                memcpy(host, text + 1, end - text - 1);
+                host[end - text - 1] = '\0';
+                port_text = end + 2;
+                v6 = true;
+        } else {
+                const char *colon = strrchr(text, ':');
+                if (!colon || strchr(text, ':') != colon || (size_t)(colon - text) >= sizeof(host))
+                        return -EINVAL;
+                memcpy(host, text, colon - text);
+                host[colon - text] = '\0';
+                port_text = colon + 1;
+        }
+        if (port_text[0] < '0' || port_text[0] > '9')
+                return -EINVAL;
+        char *endp;
+        errno = 0;
+        unsigned long port = strtoul(port_text, &endp, 10);
+        if (errno != 0 || *endp != '\0' || port > 65535)
+                return -EINVAL;
+
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        socklen_t len;
+        if (v6) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons((uint16_t)port);
+                if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+                        return -EINVAL;
+                len = sizeof(*a);
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                a->sin_family = AF_INET;
+                a->sin_port = htons((uint16_t)port);
+                /* "localhost" is what people type; it means the IPv4 loopback here, not a lookup. */
+                const char *h = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+                if (inet_pton(AF_INET, h, &a->sin_addr) != 1)
+                        return -EINVAL;
+                len = sizeof(*a);
+        }
+        *ret = ss;
+        *ret_len = len;
+        return 0;
+}
+
+/* Reads a whole small file (TLS PEM) into a NUL-terminated buffer. */
+static int read_small_file(const char *path, char **ret) {
+        int r;
+        char *buf = NULL;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size > TLS_FILE_MAX) {
+                r = -EFBIG;
+                goto out;
+        }
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf) {
+                r = -ENOMEM;
+                goto out;
+        }
+        size_t got = 0;
+        while (got < (size_t)st.st_size) {
+                ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        goto out;
+                }
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        buf[got] = '\0';
+        *ret = buf;
+        buf = NULL;
+        r = 0;
+out:
+        free(buf);
+        close(fd);
+        return r;
+}
+
+static void wipe_free(char *p) {
+        if (!p)
+                return;
+        explicit_bzero(p, strlen(p));
+        free(p);
+}
+
+/* Compares in time that depends only on the expected value's length, not on where the two
+ * differ: a password must not be guessable byte by byte from response times. */
+static bool ct_equal(const char *given, const char *expected) {
+        size_t glen = strlen(given), elen = strlen(expected);
+        unsigned char diff = glen != elen;
+        for (size_t i = 0; i < elen; i++) {
+                unsigned char g = i < glen ? (unsigned char)given[i] : 0;
+                diff |= g ^ (unsigned char)expected[i];
+        }
+        return diff == 0;
+}
+
+static uint64_t events_total(PipelineStats *s) {
+        uint64_t n = 0;
+        for (int i = 0; i < 4; i++)
+                n += atomic_load_explicit(&s->events[i], memory_order_relaxed);
+        return n;
+}
+
+/* Called with m->lock held. */
+static void entry_sample(Entry *e, int64_t now) {
+        e->t[e->next] = now;
+        e->events[e->next] = events_total(e->s);
+        e->next = (e->next + 1) % RATE_SAMPLES;
+        if (e->nsamples < RATE_SAMPLES)
+                e->nsamples++;
+}
+
+/* Called with m->lock held. */
+static double entry_rate(Entry *e, int64_t now) {
+        if (e->nsamples == 0)
+                return 0;
+        int oldest = e->nsamples < RATE_SAMPLES ? 0 : e->next;
+        int64_t dt = now - e->t[oldest];
+        uint64_t cur = events_total(e->s);
+        if (dt <= 0 || cur < e->events[oldest])
+                return 0;
+        return (double)(cur - e->events[oldest]) * 1e6 / (double)dt;
+}
+
+static void *sampler_main(void *arg) {
+        Metrics *m = arg;
+        pthread_mutex_lock(&m->lock);
+        while (!m->stopping) {
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_sec += m->interval_ms / 1000;
+                until.tv_nsec += (long)(m->interval_ms % 1000) * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                int r = 0;
+                while (!m->stopping && r != ETIMEDOUT)
+                        r = pthread_cond_timedwait(&m->wake, &m->lock, &until);
+                if (m->stopping)
+                        break;
+                int64_t now = mono_usec();
+                for (size_t i = 0; i < m->nentries; i++)
+                        entry_sample(&m->entries[i], now);
+        }
+        pthread_mutex_unlock(&m->lock);
+        return NULL;
+}
+
+/* lag_seconds: source commit time of the oldest change not yet applied, to now. */
+static double lag_seconds(PipelineStats *s, int64_t now) {
+        int64_t oldest = atomic_load(&s->oldest_pending_ts);
+        if (oldest == 0 || now <= oldest)
+                return 0;
+        return (double)(now - oldest) / 1e6;
+}
+
+/* lag_bytes: log bytes between the source's end and what the sink committed. Only meaningful
+ * within one log file (PostgreSQL: always, hi = 0; MySQL: same binlog file); across files, or
+ * before anything was applied, the distance is unknown and reported as 0. */
+static uint64_t lag_bytes(PipelineStats *s) {
+        uint64_t end_hi = atomic_load(&s->source_end_hi), end_lo = atomic_load(&s->source_end_lo);
+        uint64_t app_hi = atomic_load(&s->applied_hi), app_lo = atomic_load(&s->applied_lo);
+        if (app_hi == 0 && app_lo == 0)
+                return 0;
+        if (end_hi != app_hi || end_lo <= app_lo)
+                return 0;
+        return end_lo - app_lo;
+}
+
+/* Label value escaping of the text exposition format: backslash, double quote, newline. */
+static void put_label(FILE *f, const char *v) {
+        for (; *v; v++) {
+                if (*v == '\\')
+                        fputs("\\\\", f);
+                else if (*v == '"')
+                        fputs("\\\"", f);
+                else if (*v == '\n')
+                        fputs("\\n", f);
+                else
+                        fputc(*v, f);
+        }
+}
+
+static void put_family(FILE *f, const char *name, const char *type, const char *help) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* "name{pipeline="X"" — the caller adds more labels and the closing brace. */
+static void put_series(FILE *f, const char *name, PipelineStats *s) {
+        fprintf(f, "%s{pipeline=\"", name);
+        put_label(f, s->name);
+        fputc('"', f);
+}
+
+/* open_memstream only updates *buf on fflush/fclose: read it after. */
+static char *finish_memstream(FILE *f, char **buf) {
+        if (fclose(f) != 0) {
+                free(*buf);
+                return NULL;
+        }
+        return *buf;
+}
+
+char *metrics_render_prometheus(Metrics *m) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        int64_t now = wall_usec();
+
+        pthread_mutex_lock(&m->lock);
+        put_family(f, "cdcsync_build_info", "gauge", "cdcsync version; always 1.");
+        fputs("cdcsync_build_info{version=\"", f);
+        put_label(f, CDCSYNC_VERSION);
+        fputs("\"} 1\n", f);
+
+        put_family(f, "cdcsync_pipeline_up", "gauge", "1 when the pipeline is streaming, 0 otherwise.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                put_series(f, "cdcsync_pipeline_up", s);
+                fprintf(f, "} %d\n", atomic_load(&s->state) == PIPELINE_STREAMING);
+        }
+
+        put_family(f, "cdcsync_pipeline_lag_seconds", "gauge",
+                   "Seconds from the source commit of the oldest change not yet applied to now; 0 when caught up.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                put_series(f, "cdcsync_pipeline_lag_seconds", s);
+                fprintf(f, "} %.6f\n", lag_seconds(s, now));
+        }
+
+        put_family(f, "cdcsync_pipeline_lag_bytes", "gauge", "Source log bytes not yet applied in the sink.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                put_series(f, "cdcsync_pipeline_lag_bytes", s);
+                fprintf(f, "} %" PRIu64 "\n", lag_bytes(s));
+        }
+
+        put_family(f, "cdcsync_events_total", "counter", "Row changes read from the source, by operation.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                for (int op = 0; op < 4; op++) {
+                        put_series(f, "cdcsync_events_total", s);
+                        fprintf(f, ",op=\"%s\"} %" PRIu64 "\n", stats_event_op_labels[op],
+                                (uint64_t)atomic_load_explicit(&s->events[op], memory_order_relaxed));
+                }
+        }
+
+        put_family(f, "cdcsync_transactions_total", "counter", "Source transactions read.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                put_series(f, "cdcsync_transactions_total", s);
+                fprintf(f, "} %" PRIu64 "\n", (uint64_t)atomic_load(&s->transactions));
+        }
+
+        put_family(f, "cdcsync_conflicts_total", "counter", "Conflicting row versions, by how they were settled.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                for (int k = 0; k < STATS_CONFLICT_KINDS; k++) {
+                        if (!s->conflict_kinds[k][0])
+                                continue;
+                        put_series(f, "cdcsync_conflicts_total", s);
+                        fputs(",resolution=\"", f);
+                        put_label(f, s->conflict_kinds[k]);
+                        fprintf(f, "\"} %" PRIu64 "\n", (uint64_t)atomic_load(&s->conflicts[k]));
+                }
+        }
+
+        put_family(f, "cdcsync_errors_total", "counter", "Errors, by kind.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                for (int k = 0; k < STATS_ERROR_KINDS; k++) {
+                        if (!s->error_kinds[k][0])
+                                continue;
+                        put_series(f, "cdcsync_errors_total", s);
+                        fputs(",kind=\"", f);
+                        put_label(f, s->error_kinds[k]);
+                        fprintf(f, "\"} %" PRIu64 "\n", (uint64_t)atomic_load(&s->errors[k]));
+                }
+        }
+
+        put_family(f, "cdcsync_sink_batch_seconds", "histogram", "Time to apply and commit one sink batch.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                /* _count is the +Inf bucket, computed from the same reads as the buckets, so a
+                 * scrape racing an observation still shows a consistent histogram. */
+                uint64_t cum = 0;
+                for (int b = 0; b <= STATS_BATCH_BUCKETS; b++) {
+                        cum += atomic_load_explicit(&s->batch_buckets[b], memory_order_relaxed);
+                        put_series(f, "cdcsync_sink_batch_seconds_bucket", s);
+                        if (b < STATS_BATCH_BUCKETS)
+                                fprintf(f, ",le=\"%g\"} %" PRIu64 "\n", stats_batch_bounds[b], cum);
+                        else
+                                fprintf(f, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
+                }
+                put_series(f, "cdcsync_sink_batch_seconds_sum", s);
+                fprintf(f, "} %.9g\n", atomic_load(&s->batch_sum));
+                put_series(f, "cdcsync_sink_batch_seconds_count", s);
+                fprintf(f, "} %" PRIu64 "\n", cum);
+        }
+
+        put_family(f, "cdcsync_queue_depth", "gauge", "Events waiting between the source and the sink.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                put_series(f, "cdcsync_queue_depth", s);
+                fprintf(f, "} %" PRId64 "\n", (int64_t)atomic_load(&s->queue_depth));
+        }
+        pthread_mutex_unlock(&m->lock);
+        return finish_memstream(f, &buf);
+}
+
+/* ISO-8601 UTC with milliseconds: "2024-05-01T12:00:00.123Z". */
+static void format_iso(int64_t usec, char *buf, size_t len) {
+        time_t sec = (time_t)(usec / 1000000);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        char base[32];
+        strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(buf, len, "%s.%03dZ", base, (int)((usec % 1000000) / 1000));
+}
+
+/* A JSON string even when s is not valid UTF-8 (a server's error message in latin1, say):
+ * jansson refuses those, so non-ASCII bytes become '?' rather than losing the whole field. */
+static json_t *json_str_lossy(const char *s) {
+        json_t *j = json_string(s);
+        if (j)
+                return j;
+        char *copy = strdup(s);
+        if (!copy)
+                return NULL;
+        for (char *c = copy; *c; c++)
+                if ((unsigned char)*c >= 0x80)
+                        *c = '?';
+        j = json_string(copy);
+        free(copy);
+        return j;
+}
+
+static json_t *json_str_or_null(const char *s) {
+        return s && s[0] ? json_str_lossy(s) : json_null();
+}
+
+char *metrics_render_status(Metrics *m) {
+        char *out = NULL;
+        json_t *root = json_object(), *arr = json_array();
+        if (!root || !arr) {
+                json_decref(arr);
+                goto out;
+        }
+        json_object_set_new(root, "version", json_string(CDCSYNC_VERSION));
+        json_object_set_new(root, "pipelines", arr);
+
+        int64_t now = wall_usec(), mono = mono_usec();
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                char src[sizeof(s->source_pos_text)], app[sizeof(s->applied_pos_text)];
+                char err[sizeof(s->last_error)];
+                stats_copy_positions_text(s, src, sizeof(src), app, sizeof(app));
+                int64_t err_ts = stats_copy_last_error(s, err, sizeof(err));
+                json_t *last_error = NULL;
+                if (err_ts != 0) {
+                        char when[40];
+                        format_iso(err_ts, when, sizeof(when));
+                        last_error = json_pack("{s:o, s:s}", "message", json_str_lossy(err), "time", when);
+                }
+                json_t *p = json_pack(
+                        "{s:o, s:s, s:o, s:o, s:f, s:I, s:f, s:I, s:I, s:o}", "name", json_str_lossy(s->name), "state",
+                        pipeline_state_name((PipelineState)atomic_load(&s->state)), "source_position",
+                        json_str_or_null(src), "applied_position", json_str_or_null(app), "lag_seconds",
+                        lag_seconds(s, now), "lag_bytes", (json_int_t)lag_bytes(s), "events_per_second",
+                        entry_rate(&m->entries[i], mono), "transactions", (json_int_t)atomic_load(&s->transactions),
+                        "queue_depth", (json_int_t)atomic_load(&s->queue_depth), "last_error",
+                        last_error ? last_error : json_null());
+                if (!p || json_array_append_new(arr, p) < 0) {
+                        pthread_mutex_unlock(&m->lock);
+                        goto out;
+                }
+        }
+        pthread_mutex_unlock(&m->lock);
+        out = json_dumps(root, JSON_COMPACT);
+out:
+        json_decref(root);
+        return out;
+}
+
+char *metrics_render_health(Metrics *m, bool *ret_ok) {
+        char *buf = NULL;
+        size_t len = 0;
+        bool ok = true;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                PipelineState st = (PipelineState)atomic_load(&s->state);
+                if (st == PIPELINE_STREAMING)
+                        continue;
+                ok = false;
+                char err[sizeof(s->last_error)];
+                int64_t ts = stats_copy_last_error(s, err, sizeof(err));
+                /* One line per pipeline: a message with a newline would break the shape. */
+                for (char *c = err; *c; c++)
+                        if (*c == '\n' || *c == '\r')
+                                *c = ' ';
+                fprintf(f, "pipeline %s: %s", s->name, pipeline_state_name(st));
+                if (ts != 0) {
+                        char when[40];
+                        format_iso(ts, when, sizeof(when));
+                        fprintf(f, " (last error at %s: %s)", when, err);
+                }
+                fputc('\n', f);
+        }
+        pthread_mutex_unlock(&m->lock);
+        if (ok)
+                fputs("ok\n", f);
+        char *out = finish_memstream(f, &buf);
+        if (out)
+                *ret_ok = ok;
+        return out;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, bool owned,
+                             bool auth_fail) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+                strlen(body), body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+                if (owned)
+                        free(body);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        enum MHD_Result r = auth_fail ? MHD_queue_basic_auth_fail_response(conn, "cdcsync", resp)
+                                      : MHD_queue_response(conn, status, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+static bool authorized(Metrics *m, struct MHD_Connection *conn) {
+        if (!m->user)
+                return true;
+        char *pass = NULL;
+        char *user = MHD_basic_auth_get_username_password(conn, &pass);
+        bool ok = false;
+        if (user && pass) {
+                /* Both compared, always: which one was wrong must not show in the timing. */
+                bool u = ct_equal(user, m->user);
+                bool p = ct_equal(pass, m->password);
+                ok = u & p;
+        }
+        if (pass) {
+                explicit_bzero(pass, strlen(pass));
+                MHD_free(pass);
+        }
+        if (user)
+                MHD_free(user);
+        return ok;
+}
+
+static const char TEXT[] = "text/plain; charset=utf-8";
+
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                      const char *version, const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls) {
+        Metrics *m = cls;
+        (void)version;
+        (void)upload_data;
+        (void)upload_data_size;
+        (void)con_cls;
+
+        if (!authorized(m, conn))
+                return reply(conn, MHD_HTTP_UNAUTHORIZED, TEXT, "authentication required\n", false, true);
+        /* HEAD is GET without a body (libmicrohttpd drops it), which HTTP asks every server to allow. */
+        if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+                return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, TEXT, "method not allowed\n", false, false);
+
+        if (strcmp(url, "/metrics") == 0) {
+                char *body = metrics_render_prometheus(m);
+                if (!body)
+                        return MHD_NO;
+                return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, true, false);
+        }
+        if (strcmp(url, "/status") == 0) {
+                char *body = metrics_render_status(m);
+                if (!body)
+                        return MHD_NO;
+                return reply(conn, MHD_HTTP_OK, "application/json", body, true, false);
+        }
+        if (strcmp(url, "/healthz") == 0) {
+                bool ok = false;
+                char *body = metrics_render_health(m, &ok);
+                if (!body)
+                        return MHD_NO;
+                return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, TEXT, body, true, false);
+        }
+        return reply(conn, MHD_HTTP_NOT_FOUND, TEXT, "not found: try /metrics, /status or /healthz\n", false, false);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+        (void)cls;
+        char line[512];
+        vsnprintf(line, sizeof(line), fmt, ap);
+        size_t n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = '\0';
+        log_warn("[metrics]", "%s", line);
+}
+
+static bool is_loopback(const struct sockaddr_storage *a) {
+        if (a->ss_family == AF_INET)
+                return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+/* Binds the listen socket ourselves: the exact address, CLOEXEC, an IPv6 socket that does not
+ * also take IPv4, and a precise errno when the address is taken or not ours. */
+static int listen_socket(const struct sockaddr_storage *addr, socklen_t len, int *ret_fd) {
+        int r;
+        int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        /* A restart must not fail on the previous process' TIME_WAIT connections. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                goto fail;
+        if (addr->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+                goto fail;
+        if (bind(fd, (const struct sockaddr *)addr, len) < 0)
+                goto fail;
+        if (listen(fd, 64) < 0)
+                goto fail;
+        *ret_fd = fd;
+        return 0;
+fail:
+        r = -errno;
+        close(fd);
+        return r;
+}
+
+int metrics_start(const MetricsOptions *opts, Metrics **ret) {
+        int r;
+        int fd = -1;
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+
+        if (!opts || (!opts->auth_user) != (!opts->auth_password) || (!opts->tls_cert_file) != (!opts->tls_key_file))
+                return -EINVAL;
+        r = metrics_parse_listen(opts->listen, &addr, &addr_len);
+        if (r < 0)
+                return r;
+
+        Metrics *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        pthread_mutex_init(&m->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        m->interval_ms = opts->rate_interval_ms ? opts->rate_interval_ms : 1000;
+
+        if (opts->auth_user) {
+                m->user = strdup(opts->auth_user);
+                m->password = strdup(opts->auth_password);
+                if (!m->user || !m->password) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        if (opts->tls_cert_file) {
+                r = read_small_file(opts->tls_cert_file, &m->tls_cert);
+                if (r < 0)
+                        goto fail;
+                r = read_small_file(opts->tls_key_file, &m->tls_key);
+                if (r < 0)
+                        goto fail;
+        }
+
+        r = listen_socket(&addr, addr_len, &fd);
+        if (r < 0)
+                goto fail;
+        struct sockaddr_storage bound;
+        socklen_t bound_len = sizeof(bound);
+        if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        m->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+
+        unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+        if (addr.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
+        struct MHD_OptionItem tls_opts[] = {
+                {MHD_OPTION_HTTPS_MEM_CERT, 0, m->tls_cert},
+                {MHD_OPTION_HTTPS_MEM_KEY, 0, m->tls_key},
+                {MHD_OPTION_END, 0, NULL},
+        };
+        if (m->tls_cert) {
+                if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+                        log_error("[metrics]", "this libmicrohttpd was built without TLS support");
+                        r = -EOPNOTSUPP;
+                        goto fail;
+                }
+                flags |= MHD_USE_TLS;
+        } else
+                tls_opts[0].option = MHD_OPTION_END;
+
+        /* The logger goes first: libmicrohttpd uses its own for anything said before it is set. */
+        m->daemon = MHD_start_daemon(flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                                     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                                     (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                                     (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        /* From here the daemon owns the socket: it closes it when stopped, and libmicrohttpd
+         * 0.9.75 also closes it when the start fails (checked with strace), so never again here. */
+        fd = -1;
+        if (!m->daemon) {
+                /* The reason (a bad certificate, most likely) went to the log through mhd_log. */
+                r = m->tls_cert ? -EINVAL : -EIO;
+                goto fail;
+        }
+
+        r = -pthread_create(&m->sampler, NULL, sampler_main, m);
+        if (r < 0)
+                goto fail;
+        m->sampler_started = true;
+
+        /* Said once at start, where an operator reads it: both are legal, neither is wise. */
+        if (!is_loopback(&addr) && !m->tls_cert)
+                log_warn("[metrics]", "metrics_listen %s is not a loopback address and TLS is off: %s", opts->listen,
+                         m->user ? "the basic auth password crosses the network in clear"
+                                 : "anyone who reaches it reads pipeline names, positions and errors");
+        *ret = m;
+        return 0;
+fail:
+        if (fd >= 0)
+                close(fd);
+        metrics_free(m);
+        return r;
+}
+
+uint16_t metrics_port(const Metrics *m) {
+        return m->port;
+}
+
+Metrics *metrics_free(Metrics *m) {
+        if (!m)
+                return NULL;
+        if (m->daemon)
+                MHD_stop_daemon(m->daemon);
+        if (m->sampler_started) {
+                pthread_mutex_lock(&m->lock);
+                m->stopping = true;
+                pthread_cond_signal(&m->wake);
+                pthread_mutex_unlock(&m->lock);
+                pthread_join(m->sampler, NULL);
+        }
+        pthread_cond_destroy(&m->wake);
+        pthread_mutex_destroy(&m->lock);
+        free(m->entries);
+        free(m->user);
+        wipe_free(m->password);
+        free(m->tls_cert);
+        wipe_free(m->tls_key);
+        free(m);
+        return NULL;
+}
+
+int metrics_attach(Metrics *m, PipelineStats *s) {
+        int r = 0;
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->nentries; i++)
+                if (m->entries[i].s == s) {
+                        r = -EEXIST;
+                        goto out;
+                }
+        if (m->nentries == m->cap) {
+                size_t cap = m->cap ? m->cap * 2 : 8;
+                Entry *e = realloc(m->entries, cap * sizeof(*e));
+                if (!e) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                m->entries = e;
+                m->cap = cap;
+        }
+        Entry *e = &m->entries[m->nentries++];
+        memset(e, 0, sizeof(*e));
+        e->s = s;
+        /* A first reading right away, so the first /status after attach already has a rate. */
+        entry_sample(e, mono_usec());
+out:
+        pthread_mutex_unlock(&m->lock);
+        return r;
+}
+
+int metrics_detach(Metrics *m, PipelineStats *s) {
+        int r = -ENOENT;
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < m->nentries; i++)
+                if (m->entries[i].s == s) {
+                        /* Keep the order: /metrics and /status list pipelines as attached. */
+                        memmove(&m->entries[i], &m->entries[i + 1], (m->nentries - i - 1) * sizeof(Entry));
+                        m->nentries--;
+                        r = 0;
+                        break;
+                }
+        pthread_mutex_unlock(&m->lock);
+        return r;
+}

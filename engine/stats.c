@@ -1,0 +1,165 @@
+/* Per-pipeline counters and gauges: lock-free counting for the pipeline threads, fixed label tables. */
+#include <string.h>
+#include <time.h>
+
+#include "cdcsync/stats.h"
+
+/* Prometheus' usual latency buckets, stretched to 30 s: a sink batch of a few rows commits in a
+ * millisecond, a 5000-row batch over a slow link can take seconds. */
+const double stats_batch_bounds[STATS_BATCH_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+};
+
+/* The kinds connectors put in CdcError.kind (see connector.h; "source" is a source-side
+ * protocol or setup failure, "state" one of the embedded state store); "other" must stay last: it is
+ * the catch-all slot for a kind not listed here. */
+const char *const stats_error_kind_labels[STATS_ERROR_KINDS] = {
+        "connection", "slot", "schema", "data", "conf", "privilege", "source", "state", "internal", "other",
+};
+
+/* How a conflict was settled: by commit timestamp, by connector priority, or not at all
+ * (conflict = none: the incoming change was applied as it came). */
+const char *const stats_conflict_labels[STATS_CONFLICT_KINDS] = {
+        "timestamp",
+        "priority",
+        "none",
+        "other",
+};
+
+const char *const stats_event_op_labels[4] = {"insert", "update", "delete", "truncate"};
+
+const char *pipeline_state_name(PipelineState s) {
+        switch (s) {
+        case PIPELINE_STARTING: return "starting";
+        case PIPELINE_SNAPSHOT: return "snapshot";
+        case PIPELINE_STREAMING: return "streaming";
+        case PIPELINE_RETRYING: return "retrying";
+        case PIPELINE_FAILED: return "failed";
+        case PIPELINE_STOPPED: return "stopped";
+        }
+        return "unknown";
+}
+
+static int64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Copies a NUL-terminated string, truncating; dst always ends up terminated. */
+static void copy_str(char *dst, size_t len, const char *src) {
+        if (len == 0)
+                return;
+        size_t n = strnlen(src, len - 1);
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
+void stats_init(PipelineStats *s, const char *name) {
+        memset(s, 0, sizeof(*s));
+        copy_str(s->name, sizeof(s->name), name);
+        atomic_init(&s->state, PIPELINE_STARTING);
+        for (int i = 0; i < STATS_ERROR_KINDS; i++)
+                copy_str(s->error_kinds[i], sizeof(s->error_kinds[i]), stats_error_kind_labels[i]);
+        for (int i = 0; i < STATS_CONFLICT_KINDS; i++)
+                copy_str(s->conflict_kinds[i], sizeof(s->conflict_kinds[i]), stats_conflict_labels[i]);
+        atomic_init(&s->batch_sum, 0.0);
+        pthread_mutex_init(&s->lock, NULL);
+}
+
+void stats_destroy(PipelineStats *s) {
+        if (!s)
+                return;
+        pthread_mutex_destroy(&s->lock);
+}
+
+void stats_count_event(PipelineStats *s, ChangeOp op) {
+        int i;
+        switch (op) {
+        case CHANGE_INSERT: i = 0; break;
+        case CHANGE_UPDATE: i = 1; break;
+        case CHANGE_DELETE: i = 2; break;
+        case CHANGE_TRUNCATE: i = 3; break;
+        default: return;
+        }
+        atomic_fetch_add_explicit(&s->events[i], 1, memory_order_relaxed);
+        atomic_store_explicit(&s->last_event_ts, now_usec(), memory_order_relaxed);
+}
+
+void stats_count_transaction(PipelineStats *s) {
+        atomic_fetch_add_explicit(&s->transactions, 1, memory_order_relaxed);
+}
+
+/* Index of label in table, or of the last slot ("other") when it is not there. */
+static int label_slot(char table[][32], int n, const char *label) {
+        if (label)
+                for (int i = 0; i < n - 1; i++)
+                        if (strcmp(table[i], label) == 0)
+                                return i;
+        return n - 1;
+}
+
+void stats_set_error(PipelineStats *s, const char *message) {
+        int64_t ts = now_usec();
+        pthread_mutex_lock(&s->lock);
+        copy_str(s->last_error, sizeof(s->last_error), message ? message : "");
+        s->last_error_ts = message ? ts : 0;
+        pthread_mutex_unlock(&s->lock);
+}
+
+void stats_count_error(PipelineStats *s, const char *kind, const char *message) {
+        int i = label_slot(s->error_kinds, STATS_ERROR_KINDS, kind);
+        atomic_fetch_add_explicit(&s->errors[i], 1, memory_order_relaxed);
+        if (message)
+                stats_set_error(s, message);
+}
+
+void stats_count_conflict(PipelineStats *s, const char *resolution) {
+        int i = label_slot(s->conflict_kinds, STATS_CONFLICT_KINDS, resolution);
+        atomic_fetch_add_explicit(&s->conflicts[i], 1, memory_order_relaxed);
+}
+
+void stats_observe_batch(PipelineStats *s, double seconds) {
+        if (!(seconds >= 0)) /* also NaN */
+                seconds = 0;
+        int i = 0;
+        while (i < STATS_BATCH_BUCKETS && seconds > stats_batch_bounds[i])
+                i++;
+        /* Buckets are kept per interval (not cumulative) and summed by the exporter. */
+        atomic_fetch_add_explicit(&s->batch_buckets[i], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->batch_count, 1, memory_order_relaxed);
+        /* C11 has no atomic add for double: compare-and-swap until no other thread raced us. */
+        double old = atomic_load_explicit(&s->batch_sum, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak(&s->batch_sum, &old, old + seconds))
+                ;
+}
+
+void stats_set_state(PipelineStats *s, PipelineState state) {
+        atomic_store(&s->state, (int)state);
+        atomic_store_explicit(&s->last_progress_ts, now_usec(), memory_order_relaxed);
+}
+
+void stats_set_positions_text(PipelineStats *s, const char *source_pos, const char *applied_pos) {
+        pthread_mutex_lock(&s->lock);
+        if (source_pos)
+                copy_str(s->source_pos_text, sizeof(s->source_pos_text), source_pos);
+        if (applied_pos)
+                copy_str(s->applied_pos_text, sizeof(s->applied_pos_text), applied_pos);
+        pthread_mutex_unlock(&s->lock);
+}
+
+int64_t stats_copy_last_error(PipelineStats *s, char *buf, size_t len) {
+        pthread_mutex_lock(&s->lock);
+        copy_str(buf, len, s->last_error);
+        int64_t ts = s->last_error[0] ? s->last_error_ts : 0;
+        pthread_mutex_unlock(&s->lock);
+        return ts;
+}
+
+void stats_copy_positions_text(PipelineStats *s, char *source_pos, size_t source_len, char *applied_pos,
+                               size_t applied_len) {
+        pthread_mutex_lock(&s->lock);
+        copy_str(source_pos, source_len, s->source_pos_text);
+        copy_str(applied_pos, applied_len, s->applied_pos_text);
+        pthread_mutex_unlock(&s->lock);
+}

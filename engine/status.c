@@ -1,0 +1,316 @@
+/* The `cdcsync status` client: one plain HTTP/1.0 GET of /status over a socket, printed as a table. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cdcsync/metrics.h"
+#include "cdcsync/status.h"
+
+#define CONNECT_TIMEOUT_MS 3000
+#define READ_TIMEOUT_MS 5000
+#define ANSWER_MAX (8 * 1024 * 1024) /* a status of thousands of pipelines fits many times */
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until the deadline; returns 0, -ETIMEDOUT or -errno. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+        for (;;) {
+                int64_t left = deadline - mono_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                struct pollfd p = {.fd = fd, .events = events};
+                int n = poll(&p, 1, (int)left);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n > 0)
+                        return 0;
+        }
+}
+
+static int connect_to(const struct sockaddr_storage *addr, socklen_t len, int *ret_fd) {
+        int r;
+        int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *)addr, len) < 0) {
+                if (errno != EINPROGRESS) {
+                        r = -errno;
+                        goto fail;
+                }
+                r = wait_fd(fd, POLLOUT, mono_ms() + CONNECT_TIMEOUT_MS);
+                if (r < 0)
+                        goto fail;
+                int soerr = 0;
+                socklen_t sl = sizeof(soerr);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                if (soerr != 0) {
+                        r = -soerr;
+                        goto fail;
+                }
+        }
+        *ret_fd = fd;
+        return 0;
+fail:
+        close(fd);
+        return r;
+}
+
+/* Sends the request and reads the whole answer (the server closes: HTTP/1.0). */
+static int http_get(int fd, const char *host, const char *path, char **ret, size_t *ret_len) {
+        int r;
+        char req[512];
+        int n = snprintf(req, sizeof(req),
+                         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: cdcsync-status\r\nAccept: application/json\r\n"
+                         "Connection: close\r\n\r\n",
+                         path, host);
+        if (n < 0 || (size_t)n >= sizeof(req))
+                return -EINVAL;
+        int64_t deadline = mono_ms() + READ_TIMEOUT_MS;
+        size_t sent = 0;
+        while (sent < (size_t)n) {
+                ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+                if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        r = wait_fd(fd, POLLOUT, deadline);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (w < 0)
+                        return -errno;
+                sent += (size_t)w;
+        }
+
+        size_t cap = 16384, len = 0;
+        char *buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (len + 1 >= cap) {
+                        if (cap >= ANSWER_MAX) {
+                                r = -EFBIG;
+                                goto out;
+                        }
+                        char *nb = realloc(buf, cap * 2);
+                        if (!nb) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        buf = nb;
+                        cap *= 2;
+                }
+                ssize_t got = recv(fd, buf + len, cap - len - 1, 0);
+                if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        r = wait_fd(fd, POLLIN, deadline);
+                        if (r < 0)
+                                goto out;
+                        continue;
+                }
+                if (got < 0) {
+                        r = -errno;
+                        goto out;
+                }
+                if (got == 0)
+                        break;
+                len += (size_t)got;
+        }
+        buf[len] = '\0';
+        *ret = buf;
+        *ret_len = len;
+        buf = NULL;
+        r = 0;
+out:
+        free(buf);
+        return r;
+}
+
+/* "1.5s", "4m05s", "2h13m"; with "/16.0KiB" appended when bytes are pending. */
+static void format_lag(double sec, json_int_t bytes, char *buf, size_t len) {
+        char t[32], b[32] = "";
+        if (sec < 60)
+                snprintf(t, sizeof(t), "%.1fs", sec);
+        else if (sec < 3600)
+                snprintf(t, sizeof(t), "%dm%02ds", (int)(sec / 60), (int)sec % 60);
+        else
+                snprintf(t, sizeof(t), "%dh%02dm", (int)(sec / 3600), ((int)sec % 3600) / 60);
+        if (bytes > 0) {
+                static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+                double v = (double)bytes;
+                int u = 0;
+                while (v >= 1024 && u < 4) {
+                        v /= 1024;
+                        u++;
+                }
+                if (u == 0)
+                        snprintf(b, sizeof(b), "/%lldB", (long long)bytes);
+                else
+                        snprintf(b, sizeof(b), "/%.1f%s", v, units[u]);
+        }
+        snprintf(buf, len, "%s%s", t, b);
+}
+
+enum { COL_NAME, COL_STATE, COL_SRC, COL_APP, COL_LAG, COL_RATE, NCOLS };
+
+static const char *const headers[NCOLS] = {"PIPELINE", "STATE", "SOURCE_POS", "APPLIED_POS", "LAG", "EVENTS/S"};
+
+static const char *str_or_dash(json_t *o, const char *key) {
+        const char *s = json_string_value(json_object_get(o, key));
+        return s && s[0] ? s : "-";
+}
+
+static int print_table(json_t *root, FILE *out) {
+        json_t *arr = json_object_get(root, "pipelines");
+        if (!json_is_array(arr))
+                return -EBADMSG;
+        size_t n = json_array_size(arr);
+        char(*cells)[NCOLS][128] = calloc(n ? n : 1, sizeof(*cells));
+        if (!cells)
+                return -ENOMEM;
+        size_t width[NCOLS];
+        for (int c = 0; c < NCOLS; c++)
+                width[c] = strlen(headers[c]);
+        for (size_t i = 0; i < n; i++) {
+                json_t *p = json_array_get(arr, i);
+                snprintf(cells[i][COL_NAME], 128, "%s", str_or_dash(p, "name"));
+                snprintf(cells[i][COL_STATE], 128, "%s", str_or_dash(p, "state"));
+                snprintf(cells[i][COL_SRC], 128, "%s", str_or_dash(p, "source_position"));
+                snprintf(cells[i][COL_APP], 128, "%s", str_or_dash(p, "applied_position"));
+                format_lag(json_number_value(json_object_get(p, "lag_seconds")),
+                           json_integer_value(json_object_get(p, "lag_bytes")), cells[i][COL_LAG], 128);
+                snprintf(cells[i][COL_RATE], 128, "%.1f", json_number_value(json_object_get(p, "events_per_second")));
+                for (int c = 0; c < NCOLS; c++)
+                        if (strlen(cells[i][c]) > width[c])
+                                width[c] = strlen(cells[i][c]);
+        }
+        for (int c = 0; c < NCOLS; c++)
+                fprintf(out, "%-*s  ", (int)width[c], headers[c]);
+        fputs("LAST_ERROR\n", out);
+        for (size_t i = 0; i < n; i++) {
+                for (int c = 0; c < NCOLS; c++)
+                        fprintf(out, "%-*s  ", (int)width[c], cells[i][c]);
+                json_t *e = json_object_get(json_array_get(arr, i), "last_error");
+                const char *msg = json_string_value(json_object_get(e, "message"));
+                const char *when = json_string_value(json_object_get(e, "time"));
+                if (!msg) {
+                        fputs("-\n", out);
+                        continue;
+                }
+                fprintf(out, "%s ", when ? when : "-");
+                /* The table is one line per pipeline, whatever the message holds. */
+                for (const char *c = msg; *c; c++)
+                        fputc(*c == '\n' || *c == '\r' || *c == '\t' ? ' ' : *c, out);
+                fputc('\n', out);
+        }
+        if (n == 0)
+                fputs("(no pipelines configured)\n", out);
+        free(cells);
+        return 0;
+}
+
+int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
+        int r;
+        int fd = -1;
+        char *answer = NULL;
+        size_t answer_len = 0;
+        json_t *root = NULL;
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+
+        if (!listen_addr) {
+                fprintf(err, "metrics_listen is off in the conf: cdcsync status asks the service through it; "
+                             "set metrics_listen = 127.0.0.1:9780 and reload\n");
+                return -EINVAL;
+        }
+        r = metrics_parse_listen(listen_addr, &addr, &addr_len);
+        if (r < 0) {
+                fprintf(err, "metrics_listen '%s' is not HOST:PORT (IPv4, or [IPv6]): fix it in the conf\n",
+                        listen_addr);
+                return r;
+        }
+        r = connect_to(&addr, addr_len, &fd);
+        if (r == -ECONNREFUSED) {
+                fprintf(err,
+                        "cdcsync is not running (nothing answers on %s \u2014 start it with systemctl start "
+                        "cdcsync)\n",
+                        listen_addr);
+                return r;
+        }
+        if (r < 0) {
+                fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
+                return r;
+        }
+        r = http_get(fd, listen_addr, "/status", &answer, &answer_len);
+        if (r < 0) {
+                fprintf(err, "reading the status from %s failed: %s\n", listen_addr, strerror(-r));
+                goto out;
+        }
+
+        int code = 0;
+        char *body = strstr(answer, "\r\n\r\n");
+        if (strncmp(answer, "HTTP/1.", 7) != 0 || answer_len < 12 || !body) {
+                fprintf(err,
+                        "%s answered something that is not HTTP (is metrics TLS on? cdcsync status "
+                        "speaks plain HTTP)\n",
+                        listen_addr);
+                r = -EPROTO;
+                goto out;
+        }
+        body += 4;
+        for (int i = 9; i < 12; i++) {
+                if (answer[i] < '0' || answer[i] > '9') {
+                        r = -EPROTO;
+                        fprintf(err, "%s answered a malformed HTTP status line\n", listen_addr);
+                        goto out;
+                }
+                code = code * 10 + (answer[i] - '0');
+        }
+        if (code == 401) {
+                fprintf(err,
+                        "%s asks for a password (metrics basic auth): cdcsync status cannot send one; "
+                        "use curl -u USER %s/status\n",
+                        listen_addr, listen_addr);
+                r = -EACCES;
+                goto out;
+        }
+        if (code != 200) {
+                fprintf(err, "%s answered HTTP %d to GET /status: is this cdcsync's metrics_listen?\n", listen_addr,
+                        code);
+                r = -EPROTO;
+                goto out;
+        }
+        json_error_t jerr;
+        root = json_loads(body, 0, &jerr);
+        if (!root || !json_is_array(json_object_get(root, "pipelines"))) {
+                fprintf(err, "%s answered /status with something that is not cdcsync's status JSON\n", listen_addr);
+                r = -EBADMSG;
+                goto out;
+        }
+        if (json) {
+                fputs(body, out);
+                if (body[0] && body[strlen(body) - 1] != '\n')
+                        fputc('\n', out);
+                r = 0;
+        } else
+                r = print_table(root, out);
+out:
+        json_decref(root);
+        free(answer);
+        if (fd >= 0)
+                close(fd);
+        return r;
+}

@@ -1,0 +1,12 @@
+/* `cdcsync status`: asks the running service's /status endpoint and prints it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* GETs /status from listen_addr ("127.0.0.1:9780", "[::1]:9780"; the conf's metrics_listen) and
+ * prints one aligned line per pipeline to out (PIPELINE STATE SOURCE_POS APPLIED_POS LAG
+ * EVENTS/S LAST_ERROR), or the JSON as received when json is set. Explains failures on err.
+ * Returns 0, -ECONNREFUSED (nothing listens: the service is not running), -ETIMEDOUT, -EINVAL
+ * (bad address), -EPROTO / -EBADMSG (an answer that is not a status), or another -errno. */
+int status_print(const char *listen_addr, bool json, FILE *out, FILE *err);
