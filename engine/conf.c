@@ -2,7 +2,6 @@
  * and the documented reference conf (conf_print_reference). */
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,12 +11,7 @@
 
 #include "cdcsync/conf.h"
 #include "cdcsync/secret.h"
-
-/* Debian's libinih reads its line limit at run time and defaults to 200 bytes, too short for a
- * libpq DSN; longer lines than this are reported, never split. */
-#define CONF_MAX_LINE 4096
-#define CONF_MAX_ERRORS 100
-#define NAME_MAX_LEN 48
+#include "conf_ini.h"
 
 /* ---- the key tables ---------------------------------------------------------------------- */
 
@@ -150,237 +144,6 @@ _Static_assert(NKEYS(connector_keys) <= MAX_KEYS && NKEYS(pipeline_keys) <= MAX_
 _Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int),
                "K_INDEX stores an int");
 
-/* ---- the parser ---------------------------------------------------------------------------- */
-
-typedef struct {
-        char *key, *value; /* owned: as written */
-        char *expanded;    /* owned: ${ENV} expanded, once applied */
-        int line;
-} Entry;
-
-typedef enum { SEC_SERVICE, SEC_CONNECTOR, SEC_PIPELINE } SectionKind;
-
-typedef struct {
-        SectionKind kind;
-        char *name; /* owned: "service", or NAME of connector.NAME / pipeline.NAME */
-        int line;
-        Entry *entries; /* owned */
-        int nentries;
-} Section;
-
-typedef struct {
-        int line, seq;
-        char *text; /* owned */
-} ConfError;
-
-enum { CUR_NONE = -1, CUR_IGNORED = -2 };
-
-typedef struct {
-        Conf *conf;
-        const char *path;
-        char *dir; /* owned: the conf's directory, base of relative secret paths */
-        FILE *f;
-        bool others_can_read;
-        char *buf; /* owned: getline buffer */
-        size_t bufcap;
-        int lineno;
-        Section *sections; /* owned */
-        int nsections, cur;
-        ConfError *errors; /* owned */
-        int nerrors;
-        bool oom;
-} Parser;
-
-static void *grow(Parser *p, void *arr, int n, size_t size) {
-        void *a = reallocarray(arr, (size_t)n + 1, size);
-        if (!a)
-                p->oom = true;
-        return a;
-}
-
-static void conf_err(Parser *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void conf_err(Parser *p, int line, const char *fmt, ...) {
-        char msg[1024];
-        va_list ap;
-        if (p->nerrors >= CONF_MAX_ERRORS)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        ConfError *e = grow(p, p->errors, p->nerrors, sizeof(*e));
-        if (!e)
-                return;
-        p->errors = e;
-        if (asprintf(&e[p->nerrors].text, "%s:%d: %s", p->path, line, msg) < 0) {
-                p->oom = true;
-                return;
-        }
-        e[p->nerrors].line = line;
-        e[p->nerrors].seq = p->nerrors;
-        p->nerrors++;
-}
-
-static bool valid_name(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > NAME_MAX_LEN)
-                return false;
-        for (; *s; s++)
-                if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
-                        return false;
-        return true;
-}
-
-static char *trim(char *s) {
-        while (isspace((unsigned char)*s))
-                s++;
-        size_t n = strlen(s);
-        while (n > 0 && isspace((unsigned char)s[n - 1]))
-                s[--n] = '\0';
-        return s;
-}
-
-/* Optimal string alignment distance, for "did you mean"; long strings are never close. */
-static int edit_distance(const char *a, const char *b) {
-        size_t la = strlen(a), lb = strlen(b);
-        int d[33][33];
-        if (la > 32 || lb > 32)
-                return 99;
-        for (size_t i = 0; i <= la; i++)
-                for (size_t j = 0; j <= lb; j++) {
-                        if (i == 0 || j == 0) {
-                                d[i][j] = (int)(i + j);
-                                continue;
-                        }
-                        int cost = a[i - 1] != b[j - 1];
-                        int v = d[i - 1][j - 1] + cost;
-                        if (d[i - 1][j] + 1 < v)
-                                v = d[i - 1][j] + 1;
-                        if (d[i][j - 1] + 1 < v)
-                                v = d[i][j - 1] + 1;
-                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                            d[i - 2][j - 2] + 1 < v)
-                                v = d[i - 2][j - 2] + 1;
-                        d[i][j] = v;
-                }
-        return d[la][lb];
-}
-
-/* A new [section] header at the current line (s starts with '['). */
-static void section_begin(Parser *p, char *s) {
-        char *end = strchr(s, ']');
-        p->cur = CUR_IGNORED;
-        if (!end) {
-                conf_err(p, p->lineno, "section header has no closing ']' — write [NAME]");
-                return;
-        }
-        *end = '\0';
-        char *name = trim(s + 1), *dot = strchr(name, '.');
-        SectionKind kind;
-        if (strcmp(name, "service") == 0) {
-                kind = SEC_SERVICE;
-        } else if (dot && (size_t)(dot - name) == 9 && strncmp(name, "connector", 9) == 0) {
-                kind = SEC_CONNECTOR;
-        } else if (dot && (size_t)(dot - name) == 8 && strncmp(name, "pipeline", 8) == 0) {
-                kind = SEC_PIPELINE;
-        } else {
-                conf_err(p, p->lineno, "unknown section [%s] — use [service], [connector.NAME] or "
-                                       "[pipeline.NAME]", name);
-                return;
-        }
-        if (kind != SEC_SERVICE && !valid_name(dot + 1)) {
-                conf_err(p, p->lineno, "bad name in [%s] — use 1 to %d letters, digits, '_' or '-'",
-                         name, NAME_MAX_LEN);
-                return;
-        }
-        const char *sname = kind == SEC_SERVICE ? name : dot + 1;
-        for (int i = 0; i < p->nsections; i++)
-                if (p->sections[i].kind == kind && strcmp(p->sections[i].name, sname) == 0) {
-                        conf_err(p, p->lineno, "duplicate section [%s] (first at line %d) — merge "
-                                               "them into one", name, p->sections[i].line);
-                        return;
-                }
-        Section *a = grow(p, p->sections, p->nsections, sizeof(*a));
-        if (!a)
-                return;
-        p->sections = a;
-        a[p->nsections] = (Section){.kind = kind, .name = strdup(sname), .line = p->lineno};
-        if (!a[p->nsections].name)
-                p->oom = true;
-        p->cur = p->nsections++;
-}
-
-/* Hands inih one line at a time, so p->lineno is the line of every handler call. Lines inih
- * would reject or split are reported here (all of them, with their line) and handed on as blank
- * comments; section headers are tracked here too, since inih does not report them. */
-static char *conf_reader(char *str, int num, void *stream) {
-        Parser *p = stream;
-        ssize_t n = getline(&p->buf, &p->bufcap, p->f);
-        if (n < 0)
-                return NULL;
-        char *s = p->buf;
-        p->lineno++;
-        if (p->lineno == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-                s += 3, n -= 3;
-        if (strlen(s) != (size_t)n) {
-                conf_err(p, p->lineno, "line holds a NUL byte — save the file as text");
-                s = "";
-        }
-        /* Leading blanks are dropped: an indented key is a key, not an inih continuation line. */
-        while (*s == ' ' || *s == '\t')
-                s++;
-        if (strlen(s) + 2 > (size_t)num) {
-                conf_err(p, p->lineno, "line is longer than %d characters — shorten it", num - 3);
-                s = "";
-        } else if (*s == '[') {
-                section_begin(p, s);
-                s = "";
-        } else if (*s && !strchr(";#\r\n", *s)) {
-                /* inih takes the first '=' or ':' not inside a " ;" comment as the separator */
-                size_t i = 0;
-                while (s[i] && s[i] != '=' && s[i] != ':' && !(s[i] == ';' && isspace((unsigned char)s[i - 1])))
-                        i++;
-                if (s[i] != '=' && s[i] != ':') {
-                        conf_err(p, p->lineno, "cannot read this line — write KEY = VALUE, [SECTION] "
-                                               "or a ; comment");
-                        s = "";
-                }
-        }
-        snprintf(str, (size_t)num, "%s", s);
-        return str;
-}
-
-static int conf_handler(void *user, const char *section, const char *name, const char *value) {
-        Parser *p = user;
-        (void)section; /* the reader tracks sections, with their lines */
-        if (p->cur == CUR_NONE) {
-                conf_err(p, p->lineno, "%s is outside any section — put it under [service], "
-                                       "[connector.NAME] or [pipeline.NAME]", name);
-                return 1;
-        }
-        if (p->cur == CUR_IGNORED)
-                return 1; /* its section was already reported */
-        if (!*name) {
-                conf_err(p, p->lineno, "no key before '=' — write KEY = VALUE");
-                return 1;
-        }
-        Section *sec = &p->sections[p->cur];
-        for (int i = 0; i < sec->nentries; i++)
-                if (strcmp(sec->entries[i].key, name) == 0) {
-                        conf_err(p, p->lineno, "duplicate key %s (first set at line %d) — keep one",
-                                 name, sec->entries[i].line);
-                        return 1;
-                }
-        Entry *e = grow(p, sec->entries, sec->nentries, sizeof(*e));
-        if (!e)
-                return 1;
-        sec->entries = e;
-        e[sec->nentries] = (Entry){.key = strdup(name), .value = strdup(value), .line = p->lineno};
-        if (!e[sec->nentries].key || !e[sec->nentries].value)
-                p->oom = true;
-        sec->nentries++;
-        return 1;
-}
-
 /* ---- values -------------------------------------------------------------------------------- */
 
 /* Index of v among "a | b | c", or -1. */
@@ -460,7 +223,7 @@ static int split_list(const char *v, char ***ret, int *ret_n) {
                 items = a;
                 if (!(items[n] = strndup(s, len)))
                         goto out;
-                char *t = trim(items[n]);
+                char *t = conf_trim(items[n]);
                 memmove(items[n], t, strlen(t) + 1);
                 if (!*items[n++]) {
                         r = -EINVAL;
@@ -501,7 +264,7 @@ static int parse_maps(const char *v, TableMap **ret, int *ret_n) {
                         break;
                 }
                 *arrow = '\0';
-                char *from = trim(items[i]), *to = trim(arrow + 2);
+                char *from = conf_trim(items[i]), *to = conf_trim(arrow + 2);
                 bool fw = strcmp(strchr(from, '.') ? strchr(from, '.') : "", ".*") == 0;
                 bool tw = strcmp(strchr(to, '.') ? strchr(to, '.') : "", ".*") == 0;
                 if (!valid_table(from, fw) || !valid_table(to, tw) || fw != tw) {
@@ -526,7 +289,7 @@ static int parse_maps(const char *v, TableMap **ret, int *ret_n) {
 }
 
 /* Refuses a password written in a conf file that others can read. */
-static bool literal_secret_ok(Parser *p, const Entry *e) {
+static bool literal_secret_ok(ConfParser *p, const ConfEntry *e) {
         if (!p->others_can_read)
                 return true;
         conf_err(p, e->line, "%s holds a password but %s is readable by others — chmod 600 %s or use "
@@ -535,7 +298,7 @@ static bool literal_secret_ok(Parser *p, const Entry *e) {
 }
 
 /* Stores one value into its field; reports a bad one. */
-static void key_apply(Parser *p, const ConfKey *k, void *obj, const Entry *e) {
+static void key_apply(ConfParser *p, const ConfKey *k, void *obj, const ConfEntry *e) {
         char *v = e->expanded, **list = NULL, err[512];
         void *field = (char *)obj + k->off;
         int *count = (int *)((char *)obj + k->count_off), n = 0, idx, r = 0;
@@ -603,7 +366,7 @@ static void key_apply(Parser *p, const ConfKey *k, void *obj, const Entry *e) {
                 for (int i = 0; i < n; i++)
                         if (k->kind == K_TABLES ? !valid_table(list[i], false) &&
                                                           !(n == 1 && strcmp(list[i], "*") == 0)
-                                                : !valid_name(list[i])) {
+                                                : !conf_valid_name(list[i])) {
                                 free_list(list, n);
                                 goto bad;
                         }
@@ -638,7 +401,7 @@ static void key_apply(Parser *p, const ConfKey *k, void *obj, const Entry *e) {
                 ConnectorConf *c = obj;
                 if ((strstr(e->key, "password") || strstr(e->key, "secret")) && secret_is_literal(e->value) && !literal_secret_ok(p, e))
                         return;
-                KeyValue *a = grow(p, c->kafka_props, c->nkafka_props, sizeof(*a));
+                KeyValue *a = conf_grow(p, c->kafka_props, c->nkafka_props, sizeof(*a));
                 if (!a)
                         return;
                 c->kafka_props = a;
@@ -681,7 +444,7 @@ static const ConfKey *key_find(const ConfKey *table, size_t n, const char *key) 
         return NULL;
 }
 
-static const char *section_title(const Section *s, char *buf, size_t len) {
+static const char *section_title(const ConfSection *s, char *buf, size_t len) {
         static const char *const kinds[] = {"service", "connector.", "pipeline."};
         snprintf(buf, len, "%s%s", kinds[s->kind], s->kind == SEC_SERVICE ? "" : s->name);
         return buf;
@@ -695,13 +458,13 @@ static uint64_t fnv(uint64_t h, const void *data, size_t len) {
 }
 
 static int entry_cmp(const void *a, const void *b) {
-        return strcmp((*(Entry *const *)a)->key, (*(Entry *const *)b)->key);
+        return strcmp((*(ConfEntry *const *)a)->key, (*(ConfEntry *const *)b)->key);
 }
 
 /* Hash of the section's keys and expanded values, in key order: reordering lines is no change,
  * a changed ${ENV} or password file is. Never printed. */
-static uint64_t section_hash(Parser *p, Section *s, const char *secret) {
-        Entry **sorted = calloc((size_t)s->nentries + 1, sizeof(*sorted));
+static uint64_t section_hash(ConfParser *p, ConfSection *s, const char *secret) {
+        ConfEntry **sorted = calloc((size_t)s->nentries + 1, sizeof(*sorted));
         uint64_t h = 0xcbf29ce484222325ULL;
         if (!sorted) {
                 p->oom = true;
@@ -724,19 +487,19 @@ static uint64_t section_hash(Parser *p, Section *s, const char *secret) {
 
 /* Applies a section's entries and the defaults through a key table. type_mask: the connector's
  * type (T_ALL outside connectors, 0 when the type is missing or bad: only `type` is required). */
-static void section_apply(Parser *p, Section *s, const ConfKey *table, size_t nkeys, void *obj,
+static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, size_t nkeys, void *obj,
                           unsigned type_mask) {
         bool seen[MAX_KEYS] = {false};
         char title[80], err[512];
         section_title(s, title, sizeof(title));
         for (int i = 0; i < s->nentries; i++) {
-                Entry *e = &s->entries[i];
+                ConfEntry *e = &s->entries[i];
                 const ConfKey *k = key_find(table, nkeys, e->key);
                 if (!k) {
                         const char *best = NULL;
                         int bestd = 3;
                         for (size_t j = 0; j < nkeys; j++) {
-                                int d = edit_distance(e->key, table[j].name);
+                                int d = conf_edit_distance(e->key, table[j].name);
                                 if (d < bestd && table[j].kind != K_KAFKA_PROP)
                                         bestd = d, best = table[j].name;
                         }
@@ -771,14 +534,14 @@ static void section_apply(Parser *p, Section *s, const ConfKey *table, size_t nk
                         conf_err(p, s->line, "[%s] has no %s — add %s = %s", title, k->name, k->name,
                                  k->values);
                 else if (k->def && (type_mask || k->types == T_ALL)) {
-                        Entry d = {.key = (char *)k->name, .value = (char *)k->def,
+                        ConfEntry d = {.key = (char *)k->name, .value = (char *)k->def,
                                    .expanded = (char *)k->def, .line = s->line};
                         key_apply(p, k, obj, &d);
                 }
         }
 }
 
-static void connector_load(Parser *p, Section *s, ConnectorConf *c) {
+static void connector_load(ConfParser *p, ConfSection *s, ConnectorConf *c) {
         unsigned mask = 0;
         c->name = strdup(s->name);
         c->file = p->conf->path;
@@ -792,16 +555,16 @@ static void connector_load(Parser *p, Section *s, ConnectorConf *c) {
         c->hash = section_hash(p, s, c->password);
 }
 
-static const Entry *entry_get(const Section *s, const char *key) {
+static const ConfEntry *entry_get(const ConfSection *s, const char *key) {
         for (int i = 0; i < s->nentries; i++)
                 if (strcmp(s->entries[i].key, key) == 0)
                         return &s->entries[i];
         return NULL;
 }
 
-static void pipeline_load(Parser *p, Section *s, PipelineConf *pl) {
+static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
         Conf *c = p->conf;
-        const Entry *e;
+        const ConfEntry *e;
         pl->name = strdup(s->name);
         pl->file = c->path;
         pl->line = s->line;
@@ -854,16 +617,11 @@ static void pipeline_load(Parser *p, Section *s, PipelineConf *pl) {
                 pl->hash = fnv(pl->hash, &pl->sink->hash, sizeof(pl->sink->hash));
 }
 
-static int error_cmp(const void *a, const void *b) {
-        const ConfError *x = a, *y = b;
-        return x->line != y->line ? (x->line > y->line) - (x->line < y->line) : x->seq - y->seq;
-}
-
 /* Builds the Conf from the parsed sections: service, then connectors (pipelines point at them). */
-static void conf_build(Parser *p) {
+static void conf_build(ConfParser *p) {
         Conf *c = p->conf;
-        Section none = {.kind = SEC_SERVICE, .name = "service", .line = 1};
-        Section *svc = &none;
+        ConfSection none = {.kind = SEC_SERVICE, .name = "service", .line = 1};
+        ConfSection *svc = &none;
         int ncon = 0, npip = 0;
         for (int i = 0; i < p->nsections; i++) {
                 ncon += p->sections[i].kind == SEC_CONNECTOR;
@@ -896,53 +654,22 @@ static void conf_build(Parser *p) {
 }
 
 int conf_load(const char *path, FILE *errout, Conf **ret) {
-        Parser p = {.path = path, .cur = CUR_NONE};
-        struct stat st;
+        ConfParser p = {.path = path};
         int r;
 
-        if (!*path) {
-                fprintf(errout, "no conf file given — pass -c FILE\n");
-                return -EINVAL;
-        }
-        p.conf = calloc(1, sizeof(*p.conf));
-        if (!p.conf || !(p.conf->path = strdup(path)) || !(p.dir = strdup(path))) {
+        if (!(p.conf = calloc(1, sizeof(*p.conf))) || !(p.conf->path = strdup(path))) {
                 r = -ENOMEM;
                 goto out;
         }
-        char *slash = strrchr(p.dir, '/');
-        if (slash)
-                slash[slash == p.dir] = '\0'; /* "/x.conf": the directory is "/" */
-        else
-                p.dir[0] = '.', p.dir[1] = '\0'; /* fits: path is not empty */
-        p.f = fopen(path, "re");
-        if (!p.f || fstat(fileno(p.f), &st) < 0) {
-                r = -errno;
-                fprintf(errout, "%s: cannot read: %s — check the path and its permissions\n", path,
-                        strerror(-r));
+        if ((r = conf_ini_read(&p, errout)) < 0)
                 goto out;
-        }
-        p.others_can_read = (st.st_mode & 077) != 0;
-        ini_max_line = CONF_MAX_LINE;
-        r = ini_parse_stream(conf_reader, &p, conf_handler, &p);
-        if (ferror(p.f)) {
-                r = -EIO;
-                fprintf(errout, "%s: read error — check the file\n", path);
-                goto out;
-        }
-        if (r != 0 && !p.oom) /* the reader hands inih only lines it can parse */
-                conf_err(&p, r > 0 ? r : 1, "cannot parse this line — check its syntax");
-        if (!p.oom)
-                conf_build(&p);
+        conf_build(&p);
         if (p.oom) {
                 r = -ENOMEM;
                 goto out;
         }
         if (p.nerrors > 0) {
-                qsort(p.errors, (size_t)p.nerrors, sizeof(*p.errors), error_cmp);
-                for (int i = 0; i < p.nerrors; i++)
-                        fprintf(errout, "%s\n", p.errors[i].text);
-                if (p.nerrors == CONF_MAX_ERRORS)
-                        fprintf(errout, "%s: too many errors, stopped after %d\n", path, CONF_MAX_ERRORS);
+                conf_ini_report(&p, errout);
                 r = -EINVAL;
                 goto out;
         }
@@ -950,24 +677,7 @@ int conf_load(const char *path, FILE *errout, Conf **ret) {
         p.conf = NULL;
         r = 0;
 out:
-        for (int i = 0; i < p.nsections; i++) {
-                for (int j = 0; j < p.sections[i].nentries; j++) {
-                        Entry *e = &p.sections[i].entries[j];
-                        free(e->key);
-                        free(e->value);
-                        free(e->expanded);
-                }
-                free(p.sections[i].entries);
-                free(p.sections[i].name);
-        }
-        free(p.sections);
-        for (int i = 0; i < p.nerrors; i++)
-                free(p.errors[i].text);
-        free(p.errors);
-        free(p.buf);
-        free(p.dir);
-        if (p.f)
-                fclose(p.f);
+        conf_ini_done(&p);
         conf_free(p.conf);
         return r;
 }
