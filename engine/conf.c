@@ -81,7 +81,7 @@ static const ConfKey connector_keys[] = {
          "postgres | mysql | kafka", "the system this connector talks to"},
         {"dsn", K_DSN, NULL, T_PG, T_PG, true, true, CON(dsn), 0, 0, 0, "LIBPQ-CONNINFO",
          "libpq conninfo or postgresql:// URI (password: use password_file)"},
-        {"slot", K_SLOT, NULL, T_PG, 0, true, false, CON(slot), 0, 0, 0, "NAME",
+        {"slot", K_SLOT, NULL, T_PG, 0, true, false, CON(slot), 0, 0, 0, "NAME of a-z, 0-9, _ (max 63)",
          "replication slot when a source; default cdcsync_<pipeline>"},
         {"publication", K_STR, NULL, T_PG, 0, true, false, CON(publication), 0, 0, 0, "NAME",
          "publication when a source, created if absent; default cdcsync_<pipeline>"},
@@ -101,7 +101,7 @@ static const ConfKey connector_keys[] = {
         {"brokers", K_STR, NULL, T_KAFKA, T_KAFKA, true, false, CON(brokers), 0, 0, 0,
          "HOST:PORT, ...", "bootstrap brokers"},
         {"topic", K_TOPIC, "cdc.{connector}.{schema}.{table}", T_KAFKA, 0, true, false, CON(topic), 0,
-         0, 0, "TEMPLATE", "topic per table; {connector} {schema} {table} are replaced"},
+         0, 0, "TEXT with {connector} {schema} {table}", "topic per table; {connector} {schema} {table} are replaced"},
         {"group", K_STR, NULL, T_KAFKA, 0, true, false, CON(group), 0, 0, 0, "NAME",
          "consumer group when a source; default cdcsync_<pipeline>"},
         {"kafka.*", K_KAFKA_PROP, NULL, T_KAFKA, 0, true, false, 0, 0, 0, 0, "VALUE",
@@ -363,6 +363,14 @@ static void key_apply(ConfParser *p, const ConfKey *k, void *obj, const ConfEntr
         case K_NAMES:
                 if ((r = split_list(v, &list, &n)) < 0)
                         goto bad_list;
+                for (int i = 0; i < n; i++)
+                        for (int j = 0; j < i; j++)
+                                if (strcmp(list[i], list[j]) == 0) {
+                                        conf_err(p, e->line, "%s lists %s twice — keep one", e->key,
+                                                 list[i]);
+                                        free_list(list, n);
+                                        return;
+                                }
                 for (int i = 0; i < n; i++)
                         if (k->kind == K_TABLES ? !valid_table(list[i], false) &&
                                                           !(n == 1 && strcmp(list[i], "*") == 0)
