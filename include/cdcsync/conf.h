@@ -27,7 +27,8 @@ typedef struct {
         char *name; /* owned: NAME of [connector.NAME], the node id in version vectors */
         char *type; /* owned: "postgres", "mysql" or "kafka" */
         /* postgres */
-        char *dsn;         /* owned: libpq conninfo, as written (a password in it is refused) */
+        char *dsn;         /* owned: libpq conninfo, ${ENV} expanded (a literal password in it is
+                            * refused unless the conf file is private: mode 600) */
         char *slot;        /* owned: default "cdcsync_<pipeline>" is chosen by the source when NULL */
         char *publication; /* owned: default "cdcsync_<pipeline>" when NULL */
         /* mysql */
@@ -86,6 +87,12 @@ typedef struct {
         char *state_dir;      /* owned */
         char *metrics_listen; /* owned: "127.0.0.1:9780", or NULL when "off" */
         LogLevel log_level;
+        /* HTTP basic auth and TLS for the metrics endpoint: all NULL when unset (then plain HTTP
+         * without auth, fine on loopback); user and password come together, as do cert and key */
+        char *metrics_user;     /* owned */
+        char *metrics_password; /* owned secret from metrics_password_file; never logged */
+        char *metrics_tls_cert; /* owned: PEM file path */
+        char *metrics_tls_key;  /* owned: PEM file path */
         ConnectorConf *connectors; /* owned, nconnectors */
         int nconnectors;
         PipelineConf *pipelines;   /* owned, npipelines */
@@ -97,8 +104,9 @@ typedef struct {
 int conf_load(const char *path, FILE *errout, Conf **ret);
 Conf *conf_free(Conf *c);
 const ConnectorConf *conf_connector(const Conf *c, const char *name);
-/* Maps a source "schema.table" to the sink's schema and table through the pipeline's `map`
- * (default: the same). Writes NUL-terminated names; returns 0 or -ENAMETOOLONG. */
+/* Maps a source "schema.table" to the sink's schema and table through the pipeline's `map`:
+ * an explicit "a.b -> c.d" first, then a "a.* -> c.*" schema map, else the same names (for a
+ * MySQL sink with `database` set: that database, the same table). Writes NUL-terminated names; returns 0 or -ENAMETOOLONG. */
 int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema,
                    size_t schema_len, char *ret_table, size_t table_len);
 /* Whether the pipeline's `tables` covers schema.table. */

@@ -1,0 +1,608 @@
+/* Tests of the conf module: parsing, every error message, secrets, maps, hashes, the reference. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cdcsync/conf.h"
+
+static char tmpdir[] = "/tmp/cdcsync-test-conf-XXXXXX";
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        assert_int_equal(fchmod(fd, mode), 0);
+        close(fd);
+}
+
+/* Loads text as "c.conf" (mode given) from the temp dir; *errs: what conf_load wrote (owned). */
+static int load_mode(const char *text, mode_t mode, Conf **ret, char **errs) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *err = open_memstream(&buf, &len);
+        write_file("c.conf", text, mode);
+        *ret = NULL;
+        int r = conf_load("c.conf", err, ret);
+        fclose(err);
+        *errs = buf;
+        return r;
+}
+
+static int load(const char *text, Conf **ret, char **errs) {
+        return load_mode(text, 0600, ret, errs);
+}
+
+/* Asserts that text is refused with exactly the errors expected. */
+static void expect_errors(const char *text, const char *expected) {
+        Conf *c;
+        char *errs;
+        int r = load(text, &c, &errs);
+        if (strcmp(errs, expected) != 0)
+                print_error("got:\n%s\nexpected:\n%s\n", errs, expected);
+        assert_string_equal(errs, expected);
+        assert_int_equal(r, -EINVAL);
+        assert_null(c);
+        free(errs);
+}
+
+#define PG_PAIR "[connector.a]\ntype = postgres\ndsn = host=a\n[connector.b]\ntype = postgres\ndsn = host=b\n"
+
+static const char full_conf[] =
+        "# a full conf\n"
+        "[service]\n"
+        "state_dir = /tmp/state ; inline comment\n"
+        "metrics_listen = [::1]:9781\n"
+        "log_level = debug\n"
+        "metrics_user = prom\n"
+        "metrics_password_file = metrics.pass\n"
+        "metrics_tls_cert = /etc/c.pem\n"
+        "metrics_tls_key = /etc/k.pem\n"
+        "\n"
+        "[connector.pg_main]\n"
+        "  type = postgres\n"
+        "dsn = host=127.0.0.1 port=5432 dbname=shop user=cdc\n"
+        "slot = shop_slot\n"
+        "publication = shop_pub\n"
+        "password_file = pg.pass\n"
+        "create_tables = on\n"
+        "[connector.my]\n"
+        "type = mysql\n"
+        "host = 10.0.0.2\n"
+        "user = repl\n"
+        "database = shop\n"
+        "server_id = 4242\n"
+        "ssl_mode = verify_ca\n"
+        "ssl_ca = /etc/ca.pem\n"
+        "password = ${TEST_CONF_PASS}\n"
+        "[connector.bus]\n"
+        "type = kafka\n"
+        "brokers = k1:9092,k2:9092\n"
+        "group = g1\n"
+        "kafka.security.protocol = ssl\n"
+        "kafka.linger.ms = 5\n"
+        "[pipeline.orders]\n"
+        "source = pg_main\n"
+        "sink = my\n"
+        "tables = public.orders, public.customers\n"
+        "map = public.orders -> shop.orders2, public.* -> other.*\n"
+        "conflict = timestamp\n"
+        "resolve = priority\n"
+        "priority = pg_main, my\n"
+        "batch_max_rows = 100\n"
+        "snapshot = never\n"
+        "start_position = 0/16B3748\n"
+        "[pipeline.to_bus]\n"
+        "source = my\n"
+        "sink = bus\n"
+        "tables = *\n";
+
+static void test_full(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        write_file("metrics.pass", "m3trics\n", 0600);
+        write_file("pg.pass", "pgsecret\n\n", 0600);
+        setenv("TEST_CONF_PASS", "mysecret", 1);
+        int r = load(full_conf, &c, &errs);
+        assert_string_equal(errs, "");
+        assert_int_equal(r, 0);
+        free(errs);
+        assert_string_equal(c->path, "c.conf");
+        assert_string_equal(c->state_dir, "/tmp/state");
+        assert_string_equal(c->metrics_listen, "[::1]:9781");
+        assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
+        assert_string_equal(c->metrics_user, "prom");
+        assert_string_equal(c->metrics_password, "m3trics");
+        assert_string_equal(c->metrics_tls_cert, "/etc/c.pem");
+        assert_string_equal(c->metrics_tls_key, "/etc/k.pem");
+        assert_int_equal(c->nconnectors, 3);
+
+        const ConnectorConf *pg = conf_connector(c, "pg_main");
+        assert_non_null(pg);
+        assert_string_equal(pg->type, "postgres");
+        assert_string_equal(pg->dsn, "host=127.0.0.1 port=5432 dbname=shop user=cdc");
+        assert_string_equal(pg->slot, "shop_slot");
+        assert_string_equal(pg->publication, "shop_pub");
+        assert_string_equal(pg->password, "pgsecret\n"); /* one newline stripped, not all */
+        assert_true(pg->create_tables);
+        assert_int_equal(pg->port, 0);
+        assert_null(pg->topic);
+        assert_int_equal(pg->line, 11);
+        assert_string_equal(pg->file, "c.conf");
+
+        const ConnectorConf *my = conf_connector(c, "my");
+        assert_string_equal(my->type, "mysql");
+        assert_string_equal(my->host, "10.0.0.2");
+        assert_int_equal(my->port, 3306);
+        assert_string_equal(my->user, "repl");
+        assert_string_equal(my->database, "shop");
+        assert_int_equal(my->server_id, 4242);
+        assert_string_equal(my->ssl_mode, "verify_ca");
+        assert_string_equal(my->ssl_ca, "/etc/ca.pem");
+        assert_string_equal(my->password, "mysecret");
+        assert_false(my->create_tables);
+
+        const ConnectorConf *bus = conf_connector(c, "bus");
+        assert_string_equal(bus->brokers, "k1:9092,k2:9092");
+        assert_string_equal(bus->topic, "cdc.{connector}.{schema}.{table}");
+        assert_string_equal(bus->group, "g1");
+        assert_int_equal(bus->nkafka_props, 2);
+        assert_string_equal(bus->kafka_props[0].key, "security.protocol");
+        assert_string_equal(bus->kafka_props[0].value, "ssl");
+        assert_string_equal(bus->kafka_props[1].key, "linger.ms");
+        assert_string_equal(bus->kafka_props[1].value, "5");
+        assert_null(bus->password);
+        assert_null(conf_connector(c, "nope"));
+
+        assert_int_equal(c->npipelines, 2);
+        const PipelineConf *o = &c->pipelines[0];
+        assert_string_equal(o->name, "orders");
+        assert_ptr_equal(o->source, pg);
+        assert_ptr_equal(o->sink, my);
+        assert_false(o->all_tables);
+        assert_int_equal(o->ntables, 2);
+        assert_string_equal(o->tables[1], "public.customers");
+        assert_int_equal(o->nmaps, 2);
+        assert_string_equal(o->maps[0].from, "public.orders");
+        assert_string_equal(o->maps[0].to, "shop.orders2");
+        assert_int_equal(o->conflict, CONFLICT_TIMESTAMP);
+        assert_int_equal(o->resolve, RESOLVE_PRIORITY);
+        assert_int_equal(o->npriority, 2);
+        assert_string_equal(o->priority[0], "pg_main");
+        assert_int_equal(o->batch_max_rows, 100);
+        assert_false(o->snapshot);
+        assert_string_equal(o->start_position, "0/16B3748");
+        assert_int_equal(o->line, 33);
+
+        const PipelineConf *t = &c->pipelines[1];
+        assert_true(t->all_tables);
+        assert_int_equal(t->ntables, 0);
+        assert_int_equal(t->conflict, CONFLICT_VERSION_VECTOR);
+        assert_int_equal(t->resolve, RESOLVE_TIMESTAMP);
+        assert_int_equal(t->batch_max_rows, 5000);
+        assert_true(t->snapshot);
+        assert_null(t->start_position);
+        assert_true(conf_pipeline_has_table(t, "any", "thing"));
+        assert_true(conf_pipeline_has_table(o, "public", "orders"));
+        assert_false(conf_pipeline_has_table(o, "public", "order"));
+        assert_false(conf_pipeline_has_table(o, "publi", "c.orders"));
+        assert_null(conf_free(c));
+}
+
+static void test_defaults(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        assert_int_equal(load(PG_PAIR "[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n", &c, &errs), 0);
+        free(errs);
+        assert_string_equal(c->state_dir, "/var/lib/cdcsync");
+        assert_string_equal(c->metrics_listen, "127.0.0.1:9780");
+        assert_int_equal(c->log_level, LOG_LEVEL_INFO);
+        assert_null(c->metrics_user);
+        assert_null(c->connectors[0].slot);
+        assert_null(c->connectors[0].publication);
+        conf_free(c);
+        assert_int_equal(load("[service]\nmetrics_listen = off\n" PG_PAIR
+                              "[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n", &c, &errs), 0);
+        free(errs);
+        assert_null(c->metrics_listen);
+        conf_free(c);
+}
+
+static void test_err_sections_and_keys(void **state) {
+        (void)state;
+        expect_errors("[servce]\nstate_dir = /x\n[connector.a]\ntype = postgres\ndsn = x\nslott = s\n"
+                      "dsn = y\n[pipeline.p]\nsource=a\nsink=a\ntables=s.t\nfrobnicate = 1\n"
+                      "[connector.a]\nnonsense line\n",
+                      "c.conf:1: unknown section [servce] — use [service], [connector.NAME] or "
+                      "[pipeline.NAME]\n"
+                      "c.conf:6: unknown key slott in [connector.a] — did you mean slot?\n"
+                      "c.conf:7: duplicate key dsn (first set at line 5) — keep one\n"
+                      "c.conf:10: source and sink are both a — a pipeline joins two different "
+                      "connectors\n"
+                      "c.conf:12: unknown key frobnicate in [pipeline.p] — remove it; the keys are "
+                      "listed in cdcsync.conf\n"
+                      "c.conf:13: duplicate section [connector.a] (first at line 3) — merge them into "
+                      "one\n"
+                      "c.conf:14: cannot read this line — write KEY = VALUE, [SECTION] or a ; comment\n");
+        expect_errors("", "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (see "
+                          "conf/examples/)\n");
+        expect_errors("; only comments\nstray = 1\n[pipeline.bad name]\n[connector.x\n",
+                      "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (see "
+                      "conf/examples/)\n"
+                      "c.conf:2: stray is outside any section — put it under [service], "
+                      "[connector.NAME] or [pipeline.NAME]\n"
+                      "c.conf:3: bad name in [pipeline.bad name] — use 1 to 48 letters, digits, '_' "
+                      "or '-'\n"
+                      "c.conf:4: section header has no closing ']' — write [NAME]\n");
+}
+
+static void test_err_required_and_values(void **state) {
+        (void)state;
+        expect_errors("[connector.a]\ndsn = x\n[connector.m]\ntype = mysql\nhost = h\n"
+                      "[connector.k]\ntype = kafka\n[pipeline.p]\nsource = m\n",
+                      "c.conf:1: [connector.a] has no type — add type = postgres | mysql | kafka\n"
+                      "c.conf:3: [connector.m] has no server_id — add server_id = 1..4294967295\n"
+                      "c.conf:6: [connector.k] has no brokers — add brokers = HOST:PORT, ...\n"
+                      "c.conf:8: [pipeline.p] has no sink — add sink = CONNECTOR\n"
+                      "c.conf:8: [pipeline.p] has no tables — add tables = SCHEMA.TABLE, ... | *\n");
+        expect_errors("[service]\nlog_level = loud\nmetrics_listen = 1.2.3.4\n[connector.a]\ntype = pg\n"
+                      "[connector.m]\ntype = mysql\nserver_id = 0\nport = 70000\nssl_mode = on\n"
+                      "create_tables = maybe\n[connector.k]\ntype = kafka\nbrokers = k\n"
+                      "topic = t.{db}\n[pipeline.p]\nsource = m\nsink = k\ntables = a, b.c\n"
+                      "conflict = vv\nbatch_max_rows = 0\nsnapshot = later\nmap = a.b => c.d\n",
+                      "c.conf:2: log_level = 'loud' is not valid — use one of error | warn | info | debug\n"
+                      "c.conf:3: metrics_listen = '1.2.3.4' is not valid — use one of HOST:PORT | "
+                      "[IPV6]:PORT | off\n"
+                      "c.conf:5: type = 'pg' is not valid — use one of postgres | mysql | kafka\n"
+                      "c.conf:8: server_id = '0' is not valid — use a whole number in 1..4294967295\n"
+                      "c.conf:9: port = '70000' is not valid — use a whole number in 1..65535\n"
+                      "c.conf:10: ssl_mode = 'on' is not valid — use one of disabled | preferred | "
+                      "required | verify_ca | verify_identity\n"
+                      "c.conf:11: create_tables = 'maybe' is not valid — use one of yes | no\n"
+                      "c.conf:15: topic = 't.{db}' is not valid — use TEXT with {connector} {schema} {table}\n"
+                      "c.conf:19: tables = 'a, b.c' is not valid — use one of SCHEMA.TABLE, ... | *\n"
+                      "c.conf:20: conflict = 'vv' is not valid — use one of version_vector | timestamp "
+                      "| none\n"
+                      "c.conf:21: batch_max_rows = '0' is not valid — use a whole number in 1..1000000\n"
+                      "c.conf:22: snapshot = 'later' is not valid — use one of initial | never\n"
+                      "c.conf:23: map = 'a.b => c.d' is not valid — use A.B -> C.D, A.* -> C.*, ...\n");
+}
+
+static void test_err_references(void **state) {
+        (void)state;
+        expect_errors("[connector.a]\ntype = postgres\ndsn = x\nslot = s1\nserver_id = 3\n"
+                      "kafka.acks = all\n[connector.m]\ntype = mysql\nserver_id = 7\ndsn = y\n"
+                      "[pipeline.p]\nsource = a\nsink = zz\ntables = s.t\npriority = a, qq\n"
+                      "[connector.x]\ntype = postgres\ndsn = x\nslot = Bad-Slot\n"
+                      "[pipeline.t]\nsource = x\nsink = a\ntables = s.t, s.t\n"
+                      "[pipeline.q]\nsource = a\nsink = m\ntables = s.t\n"
+                      "[pipeline.r]\nsource = m\nsink = a\ntables = s.t\n"
+                      "[pipeline.s]\nsource = m\nsink = a\ntables = s.t\nresolve = priority\n"
+                      "snapshot = initial\nstart_position = f:1\nmap = s.u -> x.y\n",
+                      "c.conf:5: server_id does not apply to a postgres connector — remove it (it is "
+                      "for mysql)\n"
+                      "c.conf:6: kafka.acks does not apply to a postgres connector — remove it (it is "
+                      "for kafka)\n"
+                      "c.conf:10: dsn does not apply to a mysql connector — remove it (it is for "
+                      "postgres)\n"
+                      "c.conf:13: sink = zz names no connector — define [connector.zz] or fix the name\n"
+                      "c.conf:15: priority names qq, which is no connector — define [connector.qq] or "
+                      "fix the name\n"
+                      "c.conf:19: slot = 'Bad-Slot' is not valid — use NAME of a-z, 0-9, _ (max 63)\n"
+                      "c.conf:23: tables lists s.t twice — keep one\n"
+                      "c.conf:25: pipelines p and q both read slot s1 of a — a slot feeds one "
+                      "pipeline: remove slot from [connector.a] (each pipeline then gets its own) or "
+                      "give each pipeline its own connector\n"
+                      "c.conf:33: pipelines r and s both read m with server_id 7 — the server drops one "
+                      "of them: give each pipeline its own [connector.*] with its own server_id\n"
+                      "c.conf:36: resolve = priority needs an order — add priority = CONNECTOR, ...\n"
+                      "c.conf:38: start_position only applies with snapshot = never — add snapshot = "
+                      "never or remove start_position\n"
+                      "c.conf:39: map renames s.u, which is not in tables — add it to tables or fix "
+                      "the name\n");
+}
+
+static void test_secrets(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        char conf[512];
+        mkdir("sub", 0700);
+        write_file("sub/p.pass", "filepass\n", 0600);
+        snprintf(conf, sizeof(conf), PG_PAIR "password_file = sub/p.pass\n"
+                 "[pipeline.p]\nsource = a\nsink = b\ntables = ${TEST_CONF_SCHEMA}.t\n");
+        setenv("TEST_CONF_SCHEMA", "shop", 1);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        assert_int_equal(load(conf, &c, &errs), 0);
+        assert_string_equal(errs, "");
+        free(errs);
+        assert_string_equal(c->connectors[1].password, "filepass");
+        assert_string_equal(c->pipelines[0].tables[0], "shop.t");
+        conf_free(c);
+
+        /* a bare name is a systemd credential when $CREDENTIALS_DIRECTORY is set */
+        write_file("sub/cred", "credpass", 0600);
+        char cwd[512], creds[600];
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        snprintf(creds, sizeof(creds), "%s/sub", cwd);
+        setenv("CREDENTIALS_DIRECTORY", creds, 1);
+        assert_int_equal(load(PG_PAIR "password_file = cred\npublication = pub$$x$y\n[pipeline.p]\nsource = a\n"
+                              "sink = b\ntables = s.t\n", &c, &errs), 0);
+        assert_string_equal(errs, "");
+        free(errs);
+        unsetenv("CREDENTIALS_DIRECTORY");
+        assert_string_equal(c->connectors[1].password, "credpass");
+        assert_string_equal(c->connectors[1].publication, "pub$x$y");
+        conf_free(c);
+
+        unsetenv("TEST_CONF_UNSET");
+        write_file("sub/empty", "", 0600);
+        expect_errors("[connector.a]\ntype = postgres\ndsn = host=${TEST_CONF_UNSET}\n"
+                      "password_file = missing.pass\n[connector.b]\ntype = postgres\ndsn = x\n"
+                      "password = ${TEST_CONF_SCHEMA}\npassword_file = sub/empty\n"
+                      "[pipeline.p]\nsource = a\nsink = b\ntables = ${oops\n",
+                      "c.conf:3: dsn: environment variable TEST_CONF_UNSET is not set — export it before "
+                      "starting cdcsync (systemd: Environment= or EnvironmentFile=)\n"
+                      "c.conf:4: password_file: cannot read ./missing.pass: No such file or directory — "
+                      "create it, readable by the cdcsync user\n"
+                      "c.conf:9: both password and password_file are set — keep one\n"
+                      "c.conf:13: tables: malformed ${...} — write ${NAME} with letters, digits and '_', "
+                      "or $${ for a literal ${\n");
+        expect_errors(PG_PAIR "password_file = sub/empty\n[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
+                      "c.conf:7: password_file: ./sub/empty is empty — write the password into it\n");
+}
+
+#define PG_A "[connector.a]\ntype = postgres\ndsn = host=a\n[connector.b]\ntype = postgres\n"
+
+static void test_mode_check(void **state) {
+        (void)state;
+        static const struct {
+                const char *text, *key; /* the connector b lines (from line 6) */
+                int line;
+        } literal[] = {
+                {"dsn = x\npassword = hunter2\n", "password", 7},
+                {"dsn = host=x password=hunter2\n", "dsn", 6},
+                {"dsn = host=x password = 'hun ter2'\n", "dsn", 6},
+                {"dsn = postgresql://u:hunter2@h/db\n", "dsn", 6},
+                {"dsn = postgres://u@h/db?sslmode=require&password=hunter2\n", "dsn", 6},
+        };
+        static const char *const fine[] = {
+                "dsn = x\npassword = ${TEST_CONF_SCHEMA}\n",
+                "dsn = host=x password=${TEST_CONF_SCHEMA}\n",
+                "dsn = postgresql://u@h/db\n",
+                "dsn = host=x passfile=/p\n",
+        };
+        char conf[512], *errs;
+        Conf *c;
+        setenv("TEST_CONF_SCHEMA", "shop", 1);
+        for (size_t i = 0; i < sizeof(literal) / sizeof(literal[0]); i++) {
+                snprintf(conf, sizeof(conf), PG_A "%s[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
+                         literal[i].text);
+                assert_int_equal(load_mode(conf, 0640, &c, &errs), -EINVAL);
+                char expected[256];
+                snprintf(expected, sizeof(expected), "c.conf:%d: %s holds a password but c.conf is "
+                         "readable by others — chmod 600 c.conf or use password_file\n",
+                         literal[i].line, literal[i].key);
+                assert_string_equal(errs, expected);
+                assert_null(strstr(errs, "hunter2"));
+                free(errs);
+                assert_int_equal(load_mode(conf, 0600, &c, &errs), 0);
+                free(errs);
+                conf_free(c);
+        }
+        for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+                snprintf(conf, sizeof(conf), PG_A "%s[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
+                         fine[i]);
+                assert_int_equal(load_mode(conf, 0644, &c, &errs), 0);
+                free(errs);
+                conf_free(c);
+        }
+        /* a librdkafka password too */
+        assert_int_equal(load_mode(PG_PAIR "[connector.k]\ntype=kafka\nbrokers=b\n"
+                                   "kafka.sasl.password = hunter2\n[pipeline.p]\nsource=a\nsink=k\n"
+                                   "tables=*\n", 0604, &c, &errs), -EINVAL);
+        assert_string_equal(errs, "c.conf:10: kafka.sasl.password holds a password but c.conf is "
+                                  "readable by others — chmod 600 c.conf or use password_file\n");
+        free(errs);
+}
+
+static void test_map(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs, s[16], t[16];
+        assert_int_equal(load(PG_PAIR "[connector.m]\ntype = mysql\nserver_id = 1\ndatabase = shopdb\n"
+                              "[pipeline.p]\nsource = a\nsink = b\ntables = *\n"
+                              "map = public.orders -> shop.orders_v2, sbtest.* -> public.*, "
+                              "public.* -> mirror.*\n"
+                              "[pipeline.q]\nsource = a\nsink = m\ntables = s.t, s.u\nmap = s.u -> x.y\n",
+                              &c, &errs), 0);
+        free(errs);
+        const PipelineConf *p = &c->pipelines[0], *q = &c->pipelines[1];
+        assert_int_equal(conf_map_table(p, "public", "orders", s, sizeof(s), t, sizeof(t)), 0);
+        assert_string_equal(s, "shop");
+        assert_string_equal(t, "orders_v2");
+        assert_int_equal(conf_map_table(p, "sbtest", "sbtest1", s, sizeof(s), t, sizeof(t)), 0);
+        assert_string_equal(s, "public");
+        assert_string_equal(t, "sbtest1");
+        assert_int_equal(conf_map_table(p, "public", "other", s, sizeof(s), t, sizeof(t)), 0);
+        assert_string_equal(s, "mirror");
+        assert_string_equal(t, "other");
+        assert_int_equal(conf_map_table(p, "sb", "x", s, sizeof(s), t, sizeof(t)), 0);
+        assert_string_equal(s, "sb");
+        assert_string_equal(t, "x");
+        /* a MySQL sink's database is the default target schema */
+        assert_int_equal(conf_map_table(q, "s", "t", s, sizeof(s), t, sizeof(t)), 0);
+        assert_string_equal(s, "shopdb");
+        assert_string_equal(t, "t");
+        assert_int_equal(conf_map_table(q, "s", "u", s, sizeof(s), t, sizeof(t)), 0);
+        assert_string_equal(s, "x");
+        assert_string_equal(t, "y");
+        /* too small: -ENAMETOOLONG, outputs untouched */
+        strcpy(s, "keep");
+        assert_int_equal(conf_map_table(p, "public", "orders", s, 4, t, sizeof(t)), -ENAMETOOLONG);
+        assert_string_equal(s, "keep");
+        assert_int_equal(conf_map_table(p, "public", "orders", s, sizeof(s), t, 9), -ENAMETOOLONG);
+        assert_int_equal(conf_map_table(p, "public", "orders", s, 5, t, 10), 0);
+        conf_free(c);
+}
+
+/* Hashes of the pipelines (orders, other) and connectors (a, b, c) of a conf. */
+static void hashes(const char *text, uint64_t h[5]) {
+        Conf *c;
+        char *errs;
+        int r = load(text, &c, &errs);
+        if (r)
+                print_error("%s", errs);
+        assert_int_equal(r, 0);
+        free(errs);
+        h[0] = c->pipelines[0].hash;
+        h[1] = c->pipelines[1].hash;
+        for (int i = 0; i < 3; i++)
+                h[2 + i] = c->connectors[i].hash;
+        conf_free(c);
+}
+
+static void test_hash(void **state) {
+        (void)state;
+#define HASH_CONF(c_line, extra)                                                                    \
+        PG_PAIR "[connector.c]\ntype = postgres\n" c_line "\n[pipeline.orders]\nsource = a\nsink = b\n"    \
+                "tables = s.t\n[pipeline.other]\nsource = b\nsink = c\ntables = *\n" extra
+        static const char base[] = HASH_CONF("dsn = host=c", "");
+        uint64_t h0[5], h1[5];
+        hashes(base, h0);
+        for (int i = 0; i < 5; i++)
+                for (int j = i + 1; j < 5; j++)
+                        assert_true(h0[i] != h0[j]);
+        /* comments, blank lines, spacing and key order are no change */
+        hashes("; hi\n[connector.a]\ndsn=host=a\ntype=postgres\n\n[connector.b]\ntype = postgres\n"
+               "dsn = host=b ; b\n[connector.c]\ntype = postgres\ndsn = host=c\n"
+               "[pipeline.orders]\ntables = s.t\nsink = b\nsource = a\n"
+               "[pipeline.other]\nsource = b\nsink = c\ntables = *\n", h1);
+        assert_memory_equal(h0, h1, sizeof(h0));
+        /* connector a changes: a and the pipeline reading it change, nothing else */
+        char text[1024];
+        snprintf(text, sizeof(text), "%s", base);
+        memcpy(strstr(text, "host=a"), "host=z", 6);
+        hashes(text, h1);
+        assert_true(h1[0] != h0[0] && h1[2] != h0[2]);
+        assert_true(h1[1] == h0[1] && h1[3] == h0[3] && h1[4] == h0[4]);
+        /* pipeline other changes: only it */
+        hashes(HASH_CONF("dsn = host=c", "batch_max_rows = 10\n"), h1);
+        assert_true(h1[1] != h0[1]);
+        assert_true(h1[0] == h0[0] && h1[2] == h0[2] && h1[3] == h0[3] && h1[4] == h0[4]);
+        /* a rotated password file (same conf text) is a change of its connector */
+        write_file("c.pass", "one", 0600);
+        hashes(HASH_CONF("dsn = host=c\npassword_file = c.pass", ""), h0);
+        write_file("c.pass", "two", 0600);
+        hashes(HASH_CONF("dsn = host=c\npassword_file = c.pass", ""), h1);
+        assert_true(h1[4] != h0[4] && h1[1] != h0[1]);
+        assert_true(h1[0] == h0[0] && h1[2] == h0[2] && h1[3] == h0[3]);
+}
+
+static char *read_all(const char *path) {
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        char *buf = NULL;
+        size_t cap = 0;
+        ssize_t n = getdelim(&buf, &cap, '\0', f);
+        fclose(f);
+        assert_true(n >= 0);
+        return buf;
+}
+
+static void test_reference_file(void **state) {
+        (void)state;
+        const char *fixtures = getenv("FIXTURES");
+        char path[1024];
+        assert_non_null(fixtures);
+        snprintf(path, sizeof(path), "%s/../../conf/cdcsync.conf", fixtures);
+        char *printed = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&printed, &len);
+        conf_print_reference(out);
+        fclose(out);
+        if (getenv("CDCSYNC_WRITE_REFERENCE")) /* regenerate: CDCSYNC_WRITE_REFERENCE=1 test_conf */
+                write_file(path, printed, 0644);
+        char *file = read_all(path);
+        if (strcmp(file, printed) != 0)
+                print_error("conf/cdcsync.conf differs from conf_print_reference(): rerun test_conf "
+                            "with CDCSYNC_WRITE_REFERENCE=1 and commit the file\n");
+        assert_string_equal(file, printed);
+        free(file);
+        /* every key of every table is documented */
+        static const char *const keys[] = {";state_dir = /var/lib/cdcsync", ";log_level = info",
+                                           ";type = postgres | mysql | kafka", ";kafka.* = VALUE", ";topic = cdc.{connector}",
+                                           ";batch_max_rows = 5000", ";metrics_tls_key = PATH"};
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+                assert_non_null(strstr(printed, keys[i]));
+        free(printed);
+}
+
+static void test_examples(void **state) {
+        (void)state;
+        static const char *const names[] = {"pg-to-pg.conf", "pg-to-mysql.conf", "bidirectional-pg.conf"};
+        const char *fixtures = getenv("FIXTURES");
+        assert_non_null(fixtures);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                char path[1024], *errs = NULL;
+                size_t len = 0;
+                snprintf(path, sizeof(path), "%s/../../conf/examples/%s", fixtures, names[i]);
+                /* checked-in files are 0644, and the examples hold no literal password */
+                FILE *err = open_memstream(&errs, &len);
+                Conf *c = NULL;
+                char creds[1024];
+                snprintf(creds, sizeof(creds), "%s/conf", fixtures);
+                setenv("CREDENTIALS_DIRECTORY", creds, 1);
+                int r = conf_load(path, err, &c);
+                unsetenv("CREDENTIALS_DIRECTORY");
+                fclose(err);
+                if (r)
+                        print_error("%s", errs);
+                assert_int_equal(r, 0);
+                assert_true(c->npipelines >= 1);
+                free(errs);
+                conf_free(c);
+        }
+}
+
+static int group_setup(void **state) {
+        (void)state;
+        return mkdtemp(tmpdir) && chdir(tmpdir) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+        (void)state;
+        static const char *const files[] = {"c.conf", "metrics.pass", "pg.pass", "sub/p.pass",
+                                            "sub/cred", "sub/empty", "c.pass"};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+                unlink(files[i]);
+        rmdir("sub");
+        return chdir("/") == 0 && rmdir(tmpdir) == 0 ? 0 : -1;
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_full),
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_err_sections_and_keys),
+                cmocka_unit_test(test_err_required_and_values),
+                cmocka_unit_test(test_err_references),
+                cmocka_unit_test(test_secrets),
+                cmocka_unit_test(test_mode_check),
+                cmocka_unit_test(test_map),
+                cmocka_unit_test(test_hash),
+                cmocka_unit_test(test_reference_file),
+                cmocka_unit_test(test_examples),
+        };
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
