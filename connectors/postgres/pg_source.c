@@ -440,7 +440,7 @@ static void streams_drop_all(Source *s) {
                 stream_drop(s, &s->streams[0]);
 }
 
-static int spill(Source *s, StreamXact *x, const uint8_t *buf, size_t len, CdcError *err) {
+static int spill(StreamXact *x, const uint8_t *buf, size_t len, CdcError *err) {
         uint32_t n = (uint32_t)len;
         if (fwrite(&n, sizeof(n), 1, x->f) != 1 || fwrite(buf, 1, len, x->f) != len)
                 return cdc_error(err, -EIO, false, "internal", "cannot write spill file %s: %s", x->path,
@@ -534,7 +534,7 @@ static int stream_abort(Source *s, const PgoutputMsg *m, CdcError *err) {
         }
         uint8_t mark[5] = {'a'};
         memcpy(mark + 1, &m->u.stream_abort.subxid, 4);
-        return spill(s, x, mark, sizeof(mark), err);
+        return spill(x, mark, sizeof(mark), err);
 }
 
 /* Handles one pgoutput message. replay: from a spill file (in-stream format). */
@@ -549,7 +549,7 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
         /* Inside a Stream Start block, everything but the relation cache goes to the spill file. */
         if (!replay && s->stream_xid != 0 && m.type != PGOUTPUT_STREAM_STOP) {
                 StreamXact *x = stream_find(s, s->stream_xid, true, err);
-                r = x ? spill(s, x, buf, len, err) : err->code;
+                r = x ? spill(x, buf, len, err) : err->code;
                 if (r == 0 && m.type == PGOUTPUT_RELATION)
                         r = on_relation(s, &m, err);
                 pgoutput_msg_clear(&m);
@@ -1005,6 +1005,7 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                                          "re-create the pipeline with a new snapshot (delete its row from "
                                          "cdcsync.checkpoints on the sink and restart)",
                                          s->conn->name, s->slot, pos);
+                }
                 if (r == 0) {
                         char *q = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
                         char *sql = NULL;
