@@ -101,7 +101,7 @@ static const ConfKey connector_keys[] = {
         {"brokers", K_STR, NULL, T_KAFKA, T_KAFKA, true, false, CON(brokers), 0, 0, 0,
          "HOST:PORT, ...", "bootstrap brokers"},
         {"topic", K_TOPIC, "cdc.{connector}.{schema}.{table}", T_KAFKA, 0, true, false, CON(topic), 0,
-         0, 0, "TEXT with {connector} {schema} {table}", "topic per table; {connector} {schema} {table} are replaced"},
+         0, 0, "TEXT with {connector} {schema} {table}", "topic per table, from this template"},
         {"group", K_STR, NULL, T_KAFKA, 0, true, false, CON(group), 0, 0, 0, "NAME",
          "consumer group when a source; default cdcsync_<pipeline>"},
         {"kafka.*", K_KAFKA_PROP, NULL, T_KAFKA, 0, true, false, 0, 0, 0, 0, "VALUE",
@@ -175,8 +175,9 @@ static bool valid_listen(const char *v) {
         long long port;
         if (v[0] == '[') {
                 const char *close = strchr(v, ']');
-                if (!close || close == v + 1 || close[1] != ':' || strcspn(v + 1, "]") != strspn(v + 1, "0123456789abcdefABCDEF:."))
-                        return false;
+                if (!close || close == v + 1 || close[1] != ':' ||
+                    strcspn(v + 1, "]") != strspn(v + 1, "0123456789abcdefABCDEF:."))
+                        return false; /* [IPv6]:port */
                 colon = close + 1;
         } else {
                 colon = strchr(v, ':');
@@ -407,7 +408,8 @@ static void key_apply(ConfParser *p, const ConfKey *k, void *obj, const ConfEntr
                 return;
         case K_KAFKA_PROP: {
                 ConnectorConf *c = obj;
-                if ((strstr(e->key, "password") || strstr(e->key, "secret")) && secret_is_literal(e->value) && !literal_secret_ok(p, e))
+                bool secret = strstr(e->key, "password") || strstr(e->key, "secret");
+                if (secret && secret_is_literal(e->value) && !literal_secret_ok(p, e))
                         return;
                 KeyValue *a = conf_grow(p, c->kafka_props, c->nkafka_props, sizeof(*a));
                 if (!a)

@@ -162,7 +162,8 @@ static char *conf_reader(char *str, int num, void *stream) {
         } else if (*s && !strchr(";#\r\n", *s)) {
                 /* inih takes the first '=' or ':' not inside a " ;" comment as the separator */
                 size_t i = 0;
-                while (s[i] && s[i] != '=' && s[i] != ':' && !(s[i] == ';' && isspace((unsigned char)s[i - 1])))
+                while (s[i] && s[i] != '=' && s[i] != ':' &&
+                       !(s[i] == ';' && isspace((unsigned char)s[i - 1])))
                         i++;
                 if (s[i] != '=' && s[i] != ':') {
                         conf_err(p, p->lineno, "cannot read this line — write KEY = VALUE, [SECTION] "

@@ -448,7 +448,7 @@ static void test_map(void **state) {
         assert_string_equal(s, "x");
         assert_string_equal(t, "y");
         /* too small: -ENAMETOOLONG, outputs untouched */
-        strcpy(s, "keep");
+        memcpy(s, "keep", 5);
         assert_int_equal(conf_map_table(p, "public", "orders", s, 4, t, sizeof(t)), -ENAMETOOLONG);
         assert_string_equal(s, "keep");
         assert_int_equal(conf_map_table(p, "public", "orders", s, sizeof(s), t, 9), -ENAMETOOLONG);
