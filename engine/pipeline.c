@@ -138,9 +138,13 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
                 int64_t zero = 0;
                 atomic_compare_exchange_strong(&p->stats.oldest_pending_ts, &zero, ev->txn.commit_ts);
         }
-        if (ev->kind == EVENT_COMMIT) {
-                atomic_store(&p->stats.received_hi, ev->txn.commit_pos.hi);
-                atomic_store(&p->stats.received_lo, ev->txn.commit_pos.lo);
+        if (ev->kind == EVENT_COMMIT || ev->kind == EVENT_KEEPALIVE) {
+                Position pos = ev->kind == EVENT_COMMIT ? ev->txn.commit_pos : ev->pos;
+                char text[96];
+                atomic_store(&p->stats.received_hi, pos.hi);
+                atomic_store(&p->stats.received_lo, pos.lo);
+                p->source_ops->format_position(pos, text, sizeof(text));
+                stats_set_positions_text(&p->stats, text, NULL);
         }
         atomic_store(&p->stats.last_event_ts, now_usec());
         int r = queue_push(p->q_src, ev);
@@ -173,7 +177,7 @@ const char *pipeline_io_context(PipelineIO *io) {
 }
 
 static void set_state(Pipeline *p, PipelineState s) {
-        atomic_store(&p->stats.state, s);
+        stats_set_state(&p->stats, s);
         if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED)
                 atomic_store(&p->settled, true);
 }
@@ -187,9 +191,7 @@ static void set_durable(Pipeline *p, Position pos) {
         pthread_mutex_unlock(&p->pos_lock);
         atomic_store(&p->stats.applied_hi, pos.hi);
         atomic_store(&p->stats.applied_lo, pos.lo);
-        pthread_mutex_lock(&p->stats.lock);
-        snprintf(p->stats.applied_pos_text, sizeof(p->stats.applied_pos_text), "%s", text);
-        pthread_mutex_unlock(&p->stats.lock);
+        stats_set_positions_text(&p->stats, NULL, text);
 }
 
 /* ---- source thread ---- */
@@ -458,8 +460,9 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         atomic_store(&p->attempt_end, false);
         atomic_store(&p->source_stop, false);
         p->have_err = false;
+        /* Transactions read but not applied by a failed attempt are read again by this one: lag
+         * keeps counting from the oldest of them (it must grow while the sink is down). */
         pending_reset(&p->pending);
-        atomic_store(&p->stats.oldest_pending_ts, 0);
 
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
