@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 
 /* Replaces every occurrence of secret in buf by "***" (libpq never echoes passwords, but a dsn
@@ -40,6 +41,11 @@ const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, co
         chomp(buf);
         mask_secret(buf, conf ? conf->password : NULL);
         return buf;
+}
+
+static void notice_to_debug(void *arg, const char *message) {
+        (void)arg;
+        log_debug(NULL, "postgresql: %s", message);
 }
 
 int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcError *err) {
@@ -85,6 +91,8 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
                 return cdc_error(err, -ECONNREFUSED, true, "connection",
                                  "connector %s: cannot connect to postgresql: %s", conf->name, msg);
         }
+        /* Server notices ("schema already exists, skipping") are not an operator's concern. */
+        PQsetNoticeProcessor(conn, notice_to_debug, NULL);
         *ret = conn;
         return 0;
 }

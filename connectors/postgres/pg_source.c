@@ -55,6 +55,7 @@ struct Source {
         bool heartbeat_failed;
         PipelineIO *io;
         const char *ctx;
+        char ctxbuf[160];
         char spill_dir[400];
 };
 
@@ -1057,7 +1058,8 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
         s->conn = conn;
         s->pipe = pipe;
-        s->ctx = "";
+        snprintf(s->ctxbuf, sizeof(s->ctxbuf), "[pipeline=%s source=%s]", pipe->name, conn->name);
+        s->ctx = s->ctxbuf;
         if (conn->slot)
                 snprintf(s->slot, sizeof(s->slot), "%s", conn->slot);
         else
