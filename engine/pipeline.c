@@ -219,6 +219,19 @@ static void *source_main(void *arg) {
 
 /* ---- engine thread ---- */
 
+/* Ends the open batch after the transaction txn: versions made durable first, then the sink is
+ * told to commit. */
+static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
+        if (p->rows) {
+                int r = rowstate_batch_commit(p->rows, txn->commit_pos, err);
+                if (r < 0)
+                        return r;
+        }
+        Event be = {.kind = EVENT_BATCH_END, .pos = txn->commit_pos, .txn = *txn};
+        be.server_ts = (int64_t)p->batch_no;
+        return queue_push(p->q_sink, &be);
+}
+
 static void *engine_main(void *arg) {
         Pipeline *p = arg;
         Event ev = {0};
@@ -234,19 +247,27 @@ static void *engine_main(void *arg) {
                  * read only in part is dropped (the sink rolls it back; it is read again later). */
                 if (atomic_load(&p->stop)) {
                         if (batch_open && !in_txn) {
-                                if (p->rows) {
-                                        r = rowstate_batch_commit(p->rows, txn.commit_pos, &err);
-                                        if (r < 0)
-                                                goto fail;
-                                }
-                                Event be = {.kind = EVENT_BATCH_END, .pos = txn.commit_pos, .txn = txn};
-                                be.server_ts = (int64_t)p->batch_no;
-                                if (queue_push(p->q_sink, &be) == 0)
-                                        batch_open = false;
+                                r = end_batch(p, &txn, &err);
+                                if (r == -ECANCELED)
+                                        break;
+                                if (r < 0)
+                                        goto fail;
+                                batch_open = false;
                         }
                         break;
                 }
                 r = queue_pop(p->q_src, &ev, 200);
+                /* Between transactions with nothing more coming (or only a keepalive), the open
+                 * batch is committed now rather than held until the next transaction. */
+                if (batch_open && !in_txn && (r == -ETIMEDOUT || (r == 0 && ev.kind == EVENT_KEEPALIVE))) {
+                        int e = end_batch(p, &txn, &err);
+                        if (e < 0 && e != -ECANCELED) {
+                                r = e;
+                                goto fail;
+                        }
+                        batch_open = false;
+                        batch_rows = 0;
+                }
                 if (r == -ETIMEDOUT)
                         continue;
                 if (r < 0)
@@ -320,15 +341,11 @@ static void *engine_main(void *arg) {
                 if (kind == EVENT_COMMIT &&
                     (batch_rows >= (size_t)p->conf->batch_max_rows || queue_depth(p->q_src) == 0 ||
                      atomic_load(&p->stop))) {
-                        if (p->rows) {
-                                r = rowstate_batch_commit(p->rows, txn.commit_pos, &err);
-                                if (r < 0)
-                                        goto fail;
-                        }
-                        Event be = {.kind = EVENT_BATCH_END, .pos = txn.commit_pos, .txn = txn};
-                        be.server_ts = (int64_t)p->batch_no;
-                        if (queue_push(p->q_sink, &be) < 0)
+                        r = end_batch(p, &txn, &err);
+                        if (r == -ECANCELED)
                                 break;
+                        if (r < 0)
+                                goto fail;
                         batch_open = false;
                         batch_rows = 0;
                 }

@@ -17,6 +17,10 @@ log() { printf '[%s %s] %s\n' "$TESTNAME" "$(date +%H:%M:%S)" "$*" >&2; }
 fail() {
   log "FAIL: $*"
   FAILED=1
+  if [ -n "${HOLD_ON_FAIL:-}" ]; then # debugging: keep servers and service up for a look
+    log "holding for ${HOLD_ON_FAIL}s: WORK=$WORK service pid ${SERVICE_PID:-none}"
+    sleep "$HOLD_ON_FAIL"
+  fi
   exit 1
 }
 
@@ -102,8 +106,9 @@ wait_for() {
   local what=$1 secs=$2
   shift 2
   local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
+  until "$@" >"$WORK/wait.out" 2>&1; do
     if [ $SECONDS -ge $deadline ]; then
+      log "last attempt printed: $(head -c 2000 "$WORK/wait.out")"
       fail "timed out after ${secs}s waiting for: $what"
     fi
     if [ -n "$SERVICE_PID" ] && ! kill -0 "$SERVICE_PID" 2>/dev/null; then
@@ -126,8 +131,10 @@ table_digest() {
 }
 
 tables_equal() {
-  local a=$1 b=$2 table=$3
-  [ "$(table_digest "$a" "$table")" = "$(table_digest "$b" "$table")" ]
+  local a=$1 b=$2 table=$3 da db
+  da=$(table_digest "$a" "$table")
+  db=$(table_digest "$b" "$table")
+  [ "$da" = "$db" ] || { echo "$table: $a has $da, $b has $db"; return 1; }
 }
 
 # assert_tables_equal A B TABLE... — fails with a diff of the first differing rows.

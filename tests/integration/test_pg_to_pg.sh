@@ -102,7 +102,12 @@ wait_synced src dst 600 bulk
 peak_kb=$(awk '/VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")
 log "peak RSS of the service: $peak_kb kB"
 # The transaction's rows alone are ~60 MB of text; bounded queues keep the service far below.
-[ "$peak_kb" -lt 204800 ] || fail "peak RSS $peak_kb kB: memory is not bounded by the queues"
+# (A sanitizer build holds freed memory in quarantine, so the bound is checked in the plain build.)
+if [ "${CDCSYNC_SANITIZED:-0}" = 1 ]; then
+  log "sanitizer build: peak RSS not checked here (the plain build checks it)"
+else
+  [ "$peak_kb" -lt 204800 ] || fail "peak RSS $peak_kb kB: memory is not bounded by the queues"
+fi
 
 psql_on src -c "UPDATE bulk SET v = 'x' WHERE id % 1000 = 0; DELETE FROM bulk WHERE id % 999 = 0"
 wait_synced src dst 120 "${TABLES[@]}"
