@@ -80,10 +80,22 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
         if (!conn)
                 return cdc_error(err, -ENOMEM, true, "connection", "connector %s: out of memory", conf->name);
         if (PQstatus(conn) != CONNECTION_OK) {
+                /* libpq says what failed, not what to do: for the two password cases say where
+                 * the password comes from, since the operator cannot see it in any message. */
+                char hint[320] = "";
                 pg_conn_error_text(conf, conn, NULL, msg, sizeof(msg));
+                if (PQconnectionNeedsPassword(conn))
+                        snprintf(hint, sizeof(hint),
+                                 " — the server asks for a password: set password_file in [connector.%s]",
+                                 conf->name);
+                else if (PQconnectionUsedPassword(conn) && strstr(msg, "authentication failed"))
+                        snprintf(hint, sizeof(hint),
+                                 " — check the password (password_file or password) in [connector.%s] and the "
+                                 "role's pg_hba.conf entry",
+                                 conf->name);
                 PQfinish(conn);
                 return cdc_error(err, -ECONNREFUSED, true, "connection",
-                                 "connector %s: cannot connect to postgresql: %s", conf->name, msg);
+                                 "connector %s: cannot connect to postgresql: %s%s", conf->name, msg, hint);
         }
         *ret = conn;
         return 0;
