@@ -116,7 +116,7 @@ static PGresult *query(Source *s, PGconn *c, const char *sql, int n, const char 
 static int check_server(Source *s, CdcError *err) {
         PGresult *res = query(s, s->sql,
                               "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, "
-                              "current_setting('server_version_num')::int "
+                              "current_setting('server_version_num')::int, r.rolname, quote_ident(r.rolname) "
                               "FROM pg_roles r WHERE r.rolname = current_user",
                               0, NULL, err);
         if (!res)
@@ -130,9 +130,10 @@ static int check_server(Source *s, CdcError *err) {
                               "logical in postgresql.conf and restart PostgreSQL",
                               s->conn->name, PQgetvalue(res, 0, 0));
         } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-                r = cdc_error(err, -EPERM, false, "source",
-                              "connector %s: the role lacks the REPLICATION attribute — ALTER ROLE <user> REPLICATION",
-                              s->conn->name);
+                r = cdc_error(err, -EPERM, false, "privilege",
+                              "connector %s: role \"%s\" lacks the REPLICATION attribute — ALTER ROLE %s "
+                              "REPLICATION (or use a role that has it)",
+                              s->conn->name, PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4));
         }
         PQclear(res);
         return r;
@@ -1066,11 +1067,14 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
                 snprintf(s->publication, sizeof(s->publication), "%s", conn->publication);
         else
                 default_name(pipe->name, s->publication, sizeof(s->publication));
+        /* The settings and the role are checked before the walsender connection: without
+         * REPLICATION that connection fails with a bare "must be superuser or replication role"
+         * that would be retried forever as a connection error. */
         int r = pg_conn_open(conn, false, &s->sql, err);
         if (r == 0)
-                r = pg_conn_open(conn, true, &s->repl, err);
-        if (r == 0)
                 r = check_server(s, err);
+        if (r == 0)
+                r = pg_conn_open(conn, true, &s->repl, err);
         if (r == 0)
                 r = ensure_publication(s, err);
         if (r < 0) {
