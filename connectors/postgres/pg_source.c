@@ -55,6 +55,7 @@ struct Source {
         bool heartbeat_failed;
         PipelineIO *io;
         const char *ctx;
+        char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
         char spill_dir[400];
 };
 
@@ -942,8 +943,13 @@ static int stream(Source *s, CdcError *err) {
                         PgwireKeepalive k;
                         if (pgwire_read_keepalive(buf, (size_t)n, &k) == 0) {
                                 pipeline_io_report_source_end(s->io, (Position){0, k.wal_end}, k.send_time);
-                                /* Between transactions nothing is pending up to the WAL end. */
-                                if (!s->in_txn && s->nstreams == 0 && k.wal_end > s->received_lsn) {
+                                /* Between transactions nothing is pending up to the WAL end.
+                                 * A keepalive asking for a reply is passed on even at the same
+                                 * position: the sink ignores one that arrives while a batch is
+                                 * still open, and a shutting-down server waits (pg_ctl stop
+                                 * hangs) until the flush we report reaches its WAL end. */
+                                if (!s->in_txn && s->nstreams == 0 &&
+                                    (k.wal_end > s->received_lsn || (k.reply_requested && k.wal_end > 0))) {
                                         s->received_lsn = k.wal_end;
                                         Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, k.wal_end}, .server_ts = k.send_time};
                                         r = emit(s, &ev, err);
@@ -1058,7 +1064,9 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
         s->conn = conn;
         s->pipe = pipe;
-        s->ctx = "";
+        /* open() logs (a created publication) before run() gives the pipeline's context. */
+        snprintf(s->open_ctx, sizeof(s->open_ctx), "[pipeline=%s source=%s]", pipe->name, conn->name);
+        s->ctx = s->open_ctx;
         if (conn->slot)
                 snprintf(s->slot, sizeof(s->slot), "%s", conn->slot);
         else
