@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 
 /* Replaces every occurrence of secret in buf by "***" (libpq never echoes passwords, but a dsn
@@ -40,6 +41,17 @@ const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, co
         chomp(buf);
         mask_secret(buf, conf ? conf->password : NULL);
         return buf;
+}
+
+/* Server NOTICEs ("relation ... already exists, skipping") would go to stderr unformatted, in
+ * the middle of the service's log: they are only worth a debug line. */
+static void on_notice(void *arg, const char *message) {
+        const ConnectorConf *conf = arg;
+        char buf[512];
+        snprintf(buf, sizeof(buf), "%s", message);
+        chomp(buf);
+        mask_secret(buf, conf->password);
+        log_debug(NULL, "connector %s: server notice: %s", conf->name, buf);
 }
 
 int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcError *err) {
@@ -97,6 +109,7 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
                 return cdc_error(err, -ECONNREFUSED, true, "connection",
                                  "connector %s: cannot connect to postgresql: %s%s", conf->name, msg, hint);
         }
+        PQsetNoticeProcessor(conn, on_notice, (void *)conf);
         *ret = conn;
         return 0;
 }
