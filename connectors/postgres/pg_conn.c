@@ -43,9 +43,15 @@ const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, co
         return buf;
 }
 
-static void notice_to_debug(void *arg, const char *message) {
-        (void)arg;
-        log_debug(NULL, "postgresql: %s", message);
+/* Server NOTICEs ("relation ... already exists, skipping") would go to stderr unformatted, in
+ * the middle of the service's log: they are only worth a debug line. */
+static void on_notice(void *arg, const char *message) {
+        const ConnectorConf *conf = arg;
+        char buf[512];
+        snprintf(buf, sizeof(buf), "%s", message);
+        chomp(buf);
+        mask_secret(buf, conf->password);
+        log_debug(NULL, "connector %s: server notice: %s", conf->name, buf);
 }
 
 int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcError *err) {
@@ -86,13 +92,24 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
         if (!conn)
                 return cdc_error(err, -ENOMEM, true, "connection", "connector %s: out of memory", conf->name);
         if (PQstatus(conn) != CONNECTION_OK) {
+                /* libpq says what failed, not what to do: for the two password cases say where
+                 * the password comes from, since the operator cannot see it in any message. */
+                char hint[320] = "";
                 pg_conn_error_text(conf, conn, NULL, msg, sizeof(msg));
+                if (PQconnectionNeedsPassword(conn))
+                        snprintf(hint, sizeof(hint),
+                                 " — the server asks for a password: set password_file in [connector.%s]",
+                                 conf->name);
+                else if (PQconnectionUsedPassword(conn) && strstr(msg, "authentication failed"))
+                        snprintf(hint, sizeof(hint),
+                                 " — check the password (password_file or password) in [connector.%s] and the "
+                                 "role's pg_hba.conf entry",
+                                 conf->name);
                 PQfinish(conn);
                 return cdc_error(err, -ECONNREFUSED, true, "connection",
-                                 "connector %s: cannot connect to postgresql: %s", conf->name, msg);
+                                 "connector %s: cannot connect to postgresql: %s%s", conf->name, msg, hint);
         }
-        /* Server notices ("schema already exists, skipping") are not an operator's concern. */
-        PQsetNoticeProcessor(conn, notice_to_debug, NULL);
+        PQsetNoticeProcessor(conn, on_notice, (void *)conf);
         *ret = conn;
         return 0;
 }

@@ -224,7 +224,9 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         if (have_table)
                 return 0;
         /* CREATE SCHEMA IF NOT EXISTS checks the database privilege even when the schema exists,
-         * hence the look-up first. 42P06/42P07/23505: another pipeline created it just now. */
+         * hence the look-up first. 42P06/42P07/23505/42710: another pipeline created it just now
+         * (IF NOT EXISTS does not cover a concurrent creation: the loser fails on the catalogue's
+         * unique index, or on the table's row type "already exists", 42710). */
         if (!have_schema) {
                 r = exec_params(k, "CREATE SCHEMA IF NOT EXISTS cdcsync", 0, NULL,
                                 "creating schema cdcsync", NULL, err);
@@ -247,7 +249,7 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
                                  "sink %s: cannot create table cdcsync.checkpoints: permission denied "
                                  "— run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
                                  k->conf->name);
-        if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505"))
+        if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505") && !sqlstate_is(err, "42710"))
                 return r;
         return 0;
 }

@@ -55,7 +55,7 @@ struct Source {
         bool heartbeat_failed;
         PipelineIO *io;
         const char *ctx;
-        char ctxbuf[160];
+        char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
         char spill_dir[400];
 };
 
@@ -117,7 +117,7 @@ static PGresult *query(Source *s, PGconn *c, const char *sql, int n, const char 
 static int check_server(Source *s, CdcError *err) {
         PGresult *res = query(s, s->sql,
                               "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, "
-                              "current_setting('server_version_num')::int "
+                              "current_setting('server_version_num')::int, r.rolname, quote_ident(r.rolname) "
                               "FROM pg_roles r WHERE r.rolname = current_user",
                               0, NULL, err);
         if (!res)
@@ -131,9 +131,10 @@ static int check_server(Source *s, CdcError *err) {
                               "logical in postgresql.conf and restart PostgreSQL",
                               s->conn->name, PQgetvalue(res, 0, 0));
         } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-                r = cdc_error(err, -EPERM, false, "source",
-                              "connector %s: the role lacks the REPLICATION attribute — ALTER ROLE <user> REPLICATION",
-                              s->conn->name);
+                r = cdc_error(err, -EPERM, false, "privilege",
+                              "connector %s: role \"%s\" lacks the REPLICATION attribute — ALTER ROLE %s "
+                              "REPLICATION (or use a role that has it)",
+                              s->conn->name, PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4));
         }
         PQclear(res);
         return r;
@@ -942,8 +943,13 @@ static int stream(Source *s, CdcError *err) {
                         PgwireKeepalive k;
                         if (pgwire_read_keepalive(buf, (size_t)n, &k) == 0) {
                                 pipeline_io_report_source_end(s->io, (Position){0, k.wal_end}, k.send_time);
-                                /* Between transactions nothing is pending up to the WAL end. */
-                                if (!s->in_txn && s->nstreams == 0 && k.wal_end > s->received_lsn) {
+                                /* Between transactions nothing is pending up to the WAL end.
+                                 * A keepalive asking for a reply is passed on even at the same
+                                 * position: the sink ignores one that arrives while a batch is
+                                 * still open, and a shutting-down server waits (pg_ctl stop
+                                 * hangs) until the flush we report reaches its WAL end. */
+                                if (!s->in_txn && s->nstreams == 0 &&
+                                    (k.wal_end > s->received_lsn || (k.reply_requested && k.wal_end > 0))) {
                                         s->received_lsn = k.wal_end;
                                         Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, k.wal_end}, .server_ts = k.send_time};
                                         r = emit(s, &ev, err);
@@ -1058,8 +1064,9 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
         s->conn = conn;
         s->pipe = pipe;
-        snprintf(s->ctxbuf, sizeof(s->ctxbuf), "[pipeline=%s source=%s]", pipe->name, conn->name);
-        s->ctx = s->ctxbuf;
+        /* open() logs (a created publication) before run() gives the pipeline's context. */
+        snprintf(s->open_ctx, sizeof(s->open_ctx), "[pipeline=%s source=%s]", pipe->name, conn->name);
+        s->ctx = s->open_ctx;
         if (conn->slot)
                 snprintf(s->slot, sizeof(s->slot), "%s", conn->slot);
         else
@@ -1068,11 +1075,14 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
                 snprintf(s->publication, sizeof(s->publication), "%s", conn->publication);
         else
                 default_name(pipe->name, s->publication, sizeof(s->publication));
+        /* The settings and the role are checked before the walsender connection: without
+         * REPLICATION that connection fails with a bare "must be superuser or replication role"
+         * that would be retried forever as a connection error. */
         int r = pg_conn_open(conn, false, &s->sql, err);
         if (r == 0)
-                r = pg_conn_open(conn, true, &s->repl, err);
-        if (r == 0)
                 r = check_server(s, err);
+        if (r == 0)
+                r = pg_conn_open(conn, true, &s->repl, err);
         if (r == 0)
                 r = ensure_publication(s, err);
         if (r < 0) {

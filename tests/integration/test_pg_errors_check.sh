@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Bad input, part 1 (issue #2): `cdcsync check` on malformed confs (exit 2, FILE:LINE: what — what
+# to do), and `cdcsync check --connect` against real PostgreSQL 15: the ok line, the warning for a
+# table without a primary key, and a wrong password that fails clearly without ever being printed.
+source "$(dirname "$0")/lib.sh"
+
+# check_conf NAME EXPECTED_RC — runs `cdcsync check` on $WORK/NAME.conf; stdout and stderr go to
+# $WORK/NAME.out and $WORK/NAME.err.
+check_conf() {
+  local name=$1 want=$2 rc=0
+  shift 2
+  "$CDCSYNC" -c "$WORK/$name.conf" check "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?
+  if [ "$rc" != "$want" ]; then
+    cat "$WORK/$name.out" "$WORK/$name.err" >&2
+    fail "cdcsync check on $name.conf exited $rc, expected $want"
+  fi
+}
+
+# ---- 1. malformed confs: exit 2 and one FILE:LINE message per mistake, all at once ----
+cat >"$WORK/bad.conf" <<CONF
+[service]
+state_dir = $WORK/state
+metrics_listen = off
+
+[connector.src]
+type = postgres
+dsn = host=127.0.0.1 port=1 user=postgres dbname=postgres
+colour = blue
+
+[connector.dst]
+type = postgres
+create_tables = maybe
+
+[pipeline.main]
+source = src
+sink = nowhere
+tables = *
+CONF
+chmod 600 "$WORK/bad.conf"
+check_conf bad 2
+F="$WORK/bad.conf"
+assert_grep "$F:8: unknown key colour in [connector.src] — remove it; the keys are listed in cdcsync.conf" "$WORK/bad.err"
+assert_grep "$F:10: [connector.dst] has no dsn — add dsn = LIBPQ-CONNINFO" "$WORK/bad.err"
+assert_grep "$F:12: create_tables = 'maybe' is not valid — use one of yes | no" "$WORK/bad.err"
+assert_grep "$F:16: sink = nowhere names no connector — define [connector.nowhere] or fix the name" "$WORK/bad.err"
+[ "$(wc -l <"$WORK/bad.err")" -eq 4 ] || { cat "$WORK/bad.err" >&2; fail "expected exactly 4 error lines"; }
+[ ! -s "$WORK/bad.out" ] || fail "a bad conf printed on stdout: $(cat "$WORK/bad.out")"
+# `run` refuses the same conf with the same exit code before starting anything.
+rc=0
+"$CDCSYNC" -c "$F" run >"$WORK/bad-run.out" 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "cdcsync run on a bad conf exited $rc, expected 2"
+assert_grep "$F:8: unknown key colour" "$WORK/bad-run.out"
+[ ! -e "$WORK/state" ] || fail "cdcsync run on a bad conf created its state_dir"
+
+# A literal password in a conf others can read is refused; the same file at mode 600 passes.
+pg_start db
+P=$PG_db_PORT
+cat >"$WORK/pw.conf" <<CONF
+[service]
+state_dir = $WORK/state
+metrics_listen = off
+
+[connector.src]
+type = postgres
+dsn = host=127.0.0.1 port=$P user=cdc_pw dbname=postgres
+password = s3cret-pw
+
+[connector.dst]
+type = postgres
+dsn = host=127.0.0.1 port=$P user=postgres dbname=sinkdb
+
+[pipeline.main]
+source = src
+sink = dst
+tables = public.orders, public.nopk
+CONF
+chmod 644 "$WORK/pw.conf"
+check_conf pw 2
+assert_grep "$WORK/pw.conf:8: password holds a password but $WORK/pw.conf is readable by others — chmod 600 $WORK/pw.conf or use password_file" "$WORK/pw.err"
+grep -qF 's3cret-pw' "$WORK/pw.out" "$WORK/pw.err" && fail "the refused conf's password was printed"
+# Missing file: exit 2, says which file.
+rc=0
+"$CDCSYNC" -c "$WORK/none.conf" check >/dev/null 2>"$WORK/none.err" || rc=$?
+[ "$rc" = 2 ] || fail "check of a missing conf exited $rc, expected 2"
+assert_grep "$WORK/none.conf: cannot read: No such file or directory" "$WORK/none.err"
+
+# ---- 2. check --connect ----
+psql_on db -c "CREATE DATABASE sinkdb"
+psql_on db <<'SQL'
+CREATE TABLE orders (id int PRIMARY KEY, v text);
+CREATE TABLE nopk (a int, b text);
+CREATE TABLE other_nopk (a int);
+SQL
+chmod 600 "$WORK/pw.conf"
+check_conf pw 0 --connect
+assert_grep "$WORK/pw.conf: ok (2 connectors, 1 pipelines)" "$WORK/pw.out"
+assert_grep "pipeline main: src → dst ok" "$WORK/pw.out"
+assert_grep "warning: pipeline main: table public.nopk has no primary key or replica identity: its inserts sync, but PostgreSQL itself rejects UPDATE and DELETE on it while it is published — add a primary key or ALTER TABLE ... REPLICA IDENTITY FULL" "$WORK/pw.out"
+# Only the pipeline's own tables are warned about.
+grep -q other_nopk "$WORK/pw.out" && fail "warned about a table the pipeline does not sync"
+# With a replica identity the warning goes.
+psql_on db -c "ALTER TABLE nopk REPLICA IDENTITY FULL"
+check_conf pw 0 --connect
+grep -q "warning:" "$WORK/pw.out" && fail "warned about a table with REPLICA IDENTITY FULL: $(cat "$WORK/pw.out")"
+
+# A wrong password (from password_file, the recommended way): exit 1, a clear message, and the
+# password in no output.
+printf 'Wr0ng-pa55word\n' >"$WORK/src.pass"
+chmod 600 "$WORK/src.pass"
+sed -i "s|^password = s3cret-pw|password_file = $WORK/src.pass|" "$WORK/pw.conf"
+check_conf pw 1 --connect
+assert_grep "pipeline main: source src: connector src: cannot connect to postgresql: " "$WORK/pw.out"
+assert_grep 'password authentication failed for user "cdc_pw"' "$WORK/pw.out"
+assert_grep "— check the password (password_file or password) in [connector.src] and the role's pg_hba.conf entry" "$WORK/pw.out"
+grep -qF 'Wr0ng-pa55word' "$WORK/pw.out" "$WORK/pw.err" && fail "the password appeared in check's output"
+# The service says the same in its log, retries, and never logs the password either.
+sed -i "s|^metrics_listen = off|metrics_listen = 127.0.0.1:$(free_port)|" "$WORK/pw.conf"
+service_start "$WORK/pw.conf"
+wait_for "the password failure in the log" 20 grep -qF 'password authentication failed for user "cdc_pw"' "$WORK/service.log"
+service_stop
+grep -qF 'Wr0ng-pa55word' "$WORK/service.log" && fail "the password appeared in the service log"
+# The right password in the same file connects: the failure above was the password, nothing else.
+printf 's3cret-pw\n' >"$WORK/src.pass"
+check_conf pw 0 --connect
+assert_grep "pipeline main: src → dst ok" "$WORK/pw.out"
+finish
