@@ -313,6 +313,9 @@ static void *engine_main(void *arg) {
                         break;
                 case EVENT_COMMIT:
                         in_txn = false;
+                        /* A MySQL source knows where a transaction ends only at its commit. */
+                        if (!skip_txn)
+                                txn = ev.txn;
                         if (skip_txn) {
                                 skip_txn = false;
                                 atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, 1));
