@@ -75,6 +75,15 @@ int binlog_read_fde_checksum(const uint8_t *buf, size_t len, bool *ret_checksum)
         return 0;
 }
 
+int binlog_read_rotate(const BinlogHeader *h, uint64_t *ret_pos, const char **ret_name, size_t *ret_len) {
+        if (h->type != BINLOG_ROTATE || h->body_len < 8 + 1 || h->body_len - 8 > 511)
+                return -EBADMSG;
+        *ret_pos = le(h->body, 8);
+        *ret_name = (const char *)h->body + 8;
+        *ret_len = h->body_len - 8;
+        return 0;
+}
+
 /* ---- TABLE_MAP ---- */
 
 BinlogTableMap *binlog_table_map_free(BinlogTableMap *tm) {

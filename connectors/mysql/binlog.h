@@ -94,6 +94,10 @@ int binlog_read_header(const uint8_t *buf, size_t len, bool checksum, BinlogHead
  * for the events that follow. Returns 0 or -EBADMSG. */
 int binlog_read_fde_checksum(const uint8_t *buf, size_t len, bool *ret_checksum);
 
+/* ROTATE: the next binlog file and the offset to read it from. name points into the buffer
+ * (not NUL-terminated). Returns 0 or -EBADMSG. */
+int binlog_read_rotate(const BinlogHeader *h, uint64_t *ret_pos, const char **ret_name, size_t *ret_len);
+
 typedef struct {
         uint8_t type;     /* BinlogColType as logged; for STRING: the real type (STRING/ENUM/SET) */
         uint32_t meta;    /* per type: max bytes, pack length, precision<<8|scale, fsp, bits */

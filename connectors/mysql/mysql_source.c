@@ -949,10 +949,15 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 r = 0;
                 switch (h.type) {
                 case BINLOG_ROTATE: {
-                        size_t n = ev->event.rotate.filename.length;
-                        if (n == 0 || n >= sizeof(s->file))
-                                break;
-                        memcpy(s->file, ev->event.rotate.filename.str, n);
+                        uint64_t rpos;
+                        const char *name;
+                        size_t n;
+                        if (binlog_read_rotate(&h, &rpos, &name, &n) < 0 || n >= sizeof(s->file)) {
+                                r = cdc_error(err, -EBADMSG, false, "data", "%s malformed ROTATE event in %s", s->ctx,
+                                              s->file);
+                                goto out;
+                        }
+                        memcpy(s->file, name, n);
                         s->file[n] = '\0';
                         if (file_seq(s->file, &s->file_seq) < 0) {
                                 r = cdc_error(err, -EPROTO, false, "position", "%s binlog file name '%s' has no number",
