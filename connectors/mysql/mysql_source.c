@@ -593,10 +593,12 @@ static int on_query(Source *s, const BinlogHeader *h, MARIADB_RPL_EVENT *ev, Pip
         char stmt[4096], db[256];
         size_t n = ev->event.query.statement.length < sizeof(stmt) - 1 ? ev->event.query.statement.length
                                                                          : sizeof(stmt) - 1;
-        memcpy(stmt, ev->event.query.statement.str, n);
+        if (n)
+                memcpy(stmt, ev->event.query.statement.str, n);
         stmt[n] = '\0';
         n = ev->event.query.database.length < sizeof(db) - 1 ? ev->event.query.database.length : sizeof(db) - 1;
-        memcpy(db, ev->event.query.database.str, n);
+        if (n) /* an empty name comes as NULL */
+                memcpy(db, ev->event.query.database.str, n);
         db[n] = '\0';
         const char *p = stmt;
         if (word(&p, "BEGIN") || word(&p, "XA")) {
