@@ -1,0 +1,149 @@
+/* Connection helpers shared by the MySQL source and sink. */
+#include <errno.h>
+#include <errmsg.h>
+#include <mysqld_error.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mysql/mysql_conn.h"
+
+bool mysql_conn_lost(unsigned int errnum) {
+        return errnum == CR_SERVER_GONE_ERROR || errnum == CR_SERVER_LOST || errnum == CR_CONN_HOST_ERROR ||
+               errnum == CR_CONNECTION_ERROR || errnum == ER_SERVER_SHUTDOWN || errnum == CR_SERVER_LOST_EXTENDED ||
+               errnum == ER_CONNECTION_KILLED || errnum == ER_QUERY_INTERRUPTED;
+}
+
+int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err) {
+        MYSQL *m = mysql_init(NULL);
+        unsigned int timeout = 10;
+        int r;
+        if (!m)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+        mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+        const char *ssl = conn->ssl_mode ? conn->ssl_mode : "preferred";
+        if (strcmp(ssl, "disabled") != 0) {
+                my_bool on = 1, verify = strcmp(ssl, "verify_ca") == 0 || strcmp(ssl, "verify_identity") == 0;
+                if (conn->ssl_ca)
+                        mysql_options(m, MYSQL_OPT_SSL_CA, conn->ssl_ca);
+                if (strcmp(ssl, "preferred") != 0)
+                        mysql_options(m, MYSQL_OPT_SSL_ENFORCE, &on);
+                mysql_options(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        }
+        if (!mysql_real_connect(m, conn->host ? conn->host : "127.0.0.1", conn->user, conn->password, database,
+                                conn->port > 0 ? (unsigned)conn->port : 3306, NULL, 0)) {
+                unsigned int e = mysql_errno(m);
+                bool auth = e == ER_ACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR;
+                r = cdc_error(err, -ECONNREFUSED, !auth, auth ? "conf" : "connection",
+                              "mysql connector '%s': cannot connect to %s:%d as '%s': %s%s", conn->name,
+                              conn->host ? conn->host : "127.0.0.1", conn->port > 0 ? conn->port : 3306,
+                              conn->user ? conn->user : "", mysql_error(m),
+                              auth ? " — check user, password_file and grants" : "");
+                mysql_close(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int nparams, MysqlRowFn fn,
+                     void *userdata, CdcError *err) {
+        MYSQL_STMT *st = mysql_stmt_init(m);
+        MYSQL_BIND *pb = NULL, *rb = NULL;
+        MYSQL_RES *meta = NULL;
+        char **cells = NULL;
+        unsigned long *lens = NULL;
+        my_bool *nulls = NULL;
+        int ncols = 0, rows = 0, r;
+
+        if (!st)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        if (mysql_stmt_prepare(st, sql, strlen(sql)))
+                goto fail;
+        if (nparams > 0) {
+                pb = calloc((size_t)nparams, sizeof(*pb));
+                if (!pb)
+                        goto oom;
+                for (int i = 0; i < nparams; i++) {
+                        pb[i].buffer_type = params[i] ? MYSQL_TYPE_STRING : MYSQL_TYPE_NULL;
+                        pb[i].buffer = (void *)params[i];
+                        pb[i].buffer_length = params[i] ? strlen(params[i]) : 0;
+                }
+                if (mysql_stmt_bind_param(st, pb))
+                        goto fail;
+        }
+        if (mysql_stmt_execute(st))
+                goto fail;
+        meta = mysql_stmt_result_metadata(st);
+        if (!meta) {
+                r = 0;
+                goto out;
+        }
+        my_bool on = 1;
+        mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+        if (mysql_stmt_store_result(st))
+                goto fail;
+        ncols = (int)mysql_num_fields(meta);
+        MYSQL_FIELD *fields = mysql_fetch_fields(meta);
+        rb = calloc((size_t)ncols, sizeof(*rb));
+        cells = calloc((size_t)ncols, sizeof(*cells));
+        lens = calloc((size_t)ncols, sizeof(*lens));
+        nulls = calloc((size_t)ncols, sizeof(*nulls));
+        if (!rb || !cells || !lens || !nulls)
+                goto oom;
+        for (int i = 0; i < ncols; i++) {
+                size_t cap = fields[i].max_length + 1;
+                cells[i] = malloc(cap);
+                if (!cells[i])
+                        goto oom;
+                rb[i].buffer_type = MYSQL_TYPE_STRING;
+                rb[i].buffer = cells[i];
+                rb[i].buffer_length = cap;
+                rb[i].length = &lens[i];
+                rb[i].is_null = &nulls[i];
+        }
+        if (mysql_stmt_bind_result(st, rb))
+                goto fail;
+        for (;;) {
+                int f = mysql_stmt_fetch(st);
+                if (f == MYSQL_NO_DATA)
+                        break;
+                if (f == 1)
+                        goto fail;
+                /* MYSQL_DATA_TRUNCATED cannot happen: buffers are sized from max_length */
+                char *row[ncols > 0 ? ncols : 1];
+                for (int i = 0; i < ncols; i++) {
+                        row[i] = nulls[i] ? NULL : cells[i];
+                        if (!nulls[i])
+                                cells[i][lens[i] < rb[i].buffer_length ? lens[i] : rb[i].buffer_length - 1] = '\0';
+                }
+                if (fn) {
+                        r = fn(userdata, row, lens, ncols);
+                        if (r < 0)
+                                goto out;
+                }
+                rows++;
+        }
+        r = rows;
+        goto out;
+oom:
+        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        goto out;
+fail: {
+        unsigned int e = mysql_stmt_errno(st);
+        r = cdc_error(err, -EIO, mysql_conn_lost(e), "query", "query failed: %s (error %u)", mysql_stmt_error(st), e);
+}
+out:
+        if (cells)
+                for (int i = 0; i < ncols; i++)
+                        free(cells[i]);
+        free(cells);
+        free(lens);
+        free(nulls);
+        free(rb);
+        free(pb);
+        if (meta)
+                mysql_free_result(meta);
+        mysql_stmt_close(st);
+        return r;
+}

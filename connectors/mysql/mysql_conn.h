@@ -1,0 +1,24 @@
+/* Connection helpers shared by the MySQL source and sink: connect from the conf, and run a
+ * parameterised query whose rows come back as text. */
+#pragma once
+
+#include <mysql.h>
+
+#include "cdcsync/connector.h"
+
+/* Connects to conn's host:port as its user with its password (never logged), utf8mb4, the
+ * conf's ssl_mode; database may be NULL. *ret untouched on failure. Returns 0 or a CdcError code
+ * ("connection", retriable; "conf" for refused credentials). */
+int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err);
+
+/* One result row: ncols text cells, NULL for SQL NULL; lens[i] is the byte length. */
+typedef int (*MysqlRowFn)(void *userdata, char **cells, const unsigned long *lens, int ncols);
+
+/* Runs sql with nparams string parameters (NULL entries bind SQL NULL) as a prepared statement
+ * and calls fn for every row (fn may be NULL). Returns the number of rows, or -EIO with the
+ * server's message in err (kind "query", retriable when the connection was lost). */
+int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int nparams, MysqlRowFn fn,
+                     void *userdata, CdcError *err);
+
+/* Whether a client error number means the connection is gone (reconnect can help). */
+bool mysql_conn_lost(unsigned int errnum);

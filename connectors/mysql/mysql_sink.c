@@ -1,0 +1,812 @@
+/* The MySQL/MariaDB sink: statements for changes, value conversion, the checkpoint table.
+ *
+ * How a MariaDB source tells cdcsync's writes from the application's: the sink runs
+ * `SET SESSION server_id = <its connector's server_id>` (needs BINLOG REPLAY or SUPER), so every
+ * binlog event it causes carries that id, and the binlog source reports the writer's server_id as
+ * TxnInfo.origin. The engine compares origin with the sink connector's server_id to recognise an
+ * echo. skip_replication would hide our writes from our own binlog source (and from every real
+ * replica), so it is not used. The connector's server_id must therefore be unique in the
+ * replication topology, like any replica's. */
+#include <errno.h>
+#include <inttypes.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mysql.h>
+
+#include "mysql/mysql_conn.h"
+#include "mysql/mysql_sink.h"
+
+#define STMT_CACHE_MAX 64
+
+typedef struct CachedStmt {
+        struct CachedStmt *next;
+        char *sql; /* owned */
+        MYSQL_STMT *st;
+} CachedStmt;
+
+typedef struct TargetTable {
+        struct TargetTable *next;
+        char *schema, *name; /* owned: sink-side names */
+} TargetTable;
+
+struct Sink {
+        const ConnectorConf *conn;
+        const PipelineConf *pipe;
+        MYSQL *m;
+        CachedStmt *stmts;
+        int nstmts;
+        TargetTable *known; /* tables seen to exist */
+        bool in_txn;
+        char ctx[160];
+};
+
+/* ---- SQL text with quoted identifiers ---- */
+
+typedef struct {
+        char *s;
+        size_t len, cap;
+        bool oom;
+} Sql;
+
+static void sql_put(Sql *q, const char *s, size_t n) {
+        if (q->oom)
+                return;
+        if (q->len + n + 1 > q->cap) {
+                size_t cap = q->cap ? q->cap : 256;
+                while (cap < q->len + n + 1)
+                        cap *= 2;
+                char *p = realloc(q->s, cap);
+                if (!p) {
+                        q->oom = true;
+                        return;
+                }
+                q->s = p;
+                q->cap = cap;
+        }
+        memcpy(q->s + q->len, s, n);
+        q->len += n;
+        q->s[q->len] = '\0';
+}
+
+static void sql_add(Sql *q, const char *s) {
+        sql_put(q, s, strlen(s));
+}
+
+/* `name` with backticks doubled: identifiers are never pasted raw. */
+static void sql_ident(Sql *q, const char *name) {
+        sql_put(q, "`", 1);
+        for (const char *p = name; *p; p++) {
+                sql_put(q, p, 1);
+                if (*p == '`')
+                        sql_put(q, "`", 1);
+        }
+        sql_put(q, "`", 1);
+}
+
+static void sql_table(Sql *q, const char *schema, const char *name) {
+        sql_ident(q, schema);
+        sql_add(q, ".");
+        sql_ident(q, name);
+}
+
+/* ---- value conversion ---- */
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+        y -= m <= 2;
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        unsigned yoe = (unsigned)(y - era * 400);
+        unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int digits(const char **pp, int n, int *ret) {
+        int v = 0;
+        for (int i = 0; i < n; i++) {
+                if ((*pp)[i] < '0' || (*pp)[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + ((*pp)[i] - '0');
+        }
+        *pp += n;
+        *ret = v;
+        return 0;
+}
+
+/* "YYYY-MM-DD HH:MM:SS[.f][+HH[:MM[:SS]]]" → UTC "YYYY-MM-DD HH:MM:SS[.f]" for DATETIME. */
+static int convert_timestamptz(const char *t, char *out, size_t cap) {
+        int Y, M, D, h, mi, s, oh = 0, om = 0, os = 0;
+        const char *p = t;
+        if (digits(&p, 4, &Y) < 0 || *p++ != '-' || digits(&p, 2, &M) < 0 || *p++ != '-' || digits(&p, 2, &D) < 0 ||
+            (*p != ' ' && *p != 'T'))
+                return -EINVAL;
+        p++;
+        if (digits(&p, 2, &h) < 0 || *p++ != ':' || digits(&p, 2, &mi) < 0 || *p++ != ':' || digits(&p, 2, &s) < 0)
+                return -EINVAL;
+        char frac[8] = "";
+        if (*p == '.') {
+                size_t n = 0;
+                p++;
+                while (*p >= '0' && *p <= '9') {
+                        if (n < 6)
+                                frac[n++] = *p;
+                        p++;
+                }
+                frac[n] = '\0';
+        }
+        int sign = 0;
+        if (*p == '+' || *p == '-') {
+                sign = *p == '-' ? -1 : 1;
+                p++;
+                if (digits(&p, 2, &oh) < 0)
+                        return -EINVAL;
+                if (*p == ':')
+                        p++;
+                if (*p >= '0' && *p <= '9' && digits(&p, 2, &om) < 0)
+                        return -EINVAL;
+                if (*p == ':')
+                        p++;
+                if (*p >= '0' && *p <= '9' && digits(&p, 2, &os) < 0)
+                        return -EINVAL;
+        } else if (*p == 'Z') {
+                p++;
+        }
+        if (*p != '\0' || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || mi > 59 || s > 60)
+                return -EINVAL;
+        int64_t secs = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + mi * 60 + s -
+                       sign * (oh * 3600 + om * 60 + os);
+        time_t tt = (time_t)secs;
+        struct tm tm;
+        if (!gmtime_r(&tt, &tm))
+                return -ERANGE;
+        if (tm.tm_year + 1900 < 1000 || tm.tm_year + 1900 > 9999)
+                return -ERANGE;
+        snprintf(out, cap, "%04d-%02d-%02d %02d:%02d:%02d%s%s", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac[0] ? "." : "", frac);
+        return 0;
+}
+
+int mysql_sink_convert(TypeClass cls, const char *text, size_t len, char **ret, size_t *ret_len) {
+        char buf[64];
+        const char *src = text;
+        size_t n = len;
+        char *bytes = NULL;
+
+        switch (cls) {
+        case TYPE_BOOLEAN:
+                if (len == 1 && (text[0] == 't' || text[0] == 'f'))
+                        src = text[0] == 't' ? "1" : "0", n = 1;
+                else if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+                        src = text[0] == 't' ? "1" : "0", n = 1;
+                break;
+        case TYPE_NUMERIC:
+        case TYPE_FLOAT: {
+                if (strcasestr(text, "nan") || strcasestr(text, "inf"))
+                        return -ERANGE;
+                if (cls == TYPE_NUMERIC) {
+                        /* DECIMAL(65,30): at most 35 integer and 30 fractional digits */
+                        const char *p = text + (text[0] == '-' || text[0] == '+');
+                        size_t ip = strspn(p, "0123456789");
+                        const char *dot = p[ip] == '.' ? p + ip + 1 : NULL;
+                        size_t fp = dot ? strspn(dot, "0123456789") : 0;
+                        while (ip > 1 && *p == '0')
+                                p++, ip--;
+                        if (strpbrk(text, "eE") || ip > 35 || fp > 30)
+                                return -ERANGE;
+                }
+                break;
+        }
+        case TYPE_BYTES:
+                if (len >= 2 && text[0] == '\\' && text[1] == 'x') {
+                        if ((len - 2) % 2)
+                                return -EINVAL;
+                        bytes = malloc((len - 2) / 2 + 1);
+                        if (!bytes)
+                                return -ENOMEM;
+                        for (size_t i = 0; i < (len - 2) / 2; i++) {
+                                unsigned v;
+                                char hx[3] = {text[2 + 2 * i], text[3 + 2 * i], 0};
+                                char *end;
+                                v = (unsigned)strtoul(hx, &end, 16);
+                                if (*end || !hx[0] || !hx[1]) {
+                                        free(bytes);
+                                        return -EINVAL;
+                                }
+                                bytes[i] = (char)v;
+                        }
+                        bytes[(len - 2) / 2] = '\0';
+                        *ret = bytes;
+                        *ret_len = (len - 2) / 2;
+                        return 0;
+                }
+                break;
+        case TYPE_TIMESTAMPTZ: {
+                int r = convert_timestamptz(text, buf, sizeof(buf));
+                if (r < 0)
+                        return r;
+                src = buf;
+                n = strlen(buf);
+                break;
+        }
+        case TYPE_TIMESTAMP:
+        case TYPE_DATE:
+                if (strstr(text, "infinity") || strstr(text, "BC"))
+                        return -ERANGE;
+                if (len >= 4 && (text[0] == '0' || (len > 4 && text[4] != '-')))
+                        return -ERANGE; /* years before 1000 or past 9999 */
+                break;
+        default:
+                break;
+        }
+        char *p = malloc(n + 1);
+        if (!p)
+                return -ENOMEM;
+        memcpy(p, src, n);
+        p[n] = '\0';
+        *ret = p;
+        *ret_len = n;
+        return 0;
+}
+
+/* ---- statements ---- */
+
+typedef struct {
+        char *data; /* owned */
+        size_t len;
+        bool null;
+        bool binary;
+} Param;
+
+static void params_free(Param *p, int n) {
+        for (int i = 0; i < n; i++)
+                free(p[i].data);
+}
+
+static int sink_error(Sink *k, MYSQL_STMT *st, const char *what, CdcError *err) {
+        unsigned int e = st ? mysql_stmt_errno(st) : mysql_errno(k->m);
+        const char *msg = st ? mysql_stmt_error(st) : mysql_error(k->m);
+        bool lost = mysql_conn_lost(e);
+        bool data = e == ER_WARN_DATA_OUT_OF_RANGE || e == ER_TRUNCATED_WRONG_VALUE ||
+                    e == ER_TRUNCATED_WRONG_VALUE_FOR_FIELD || e == ER_DATA_TOO_LONG || e == ER_BAD_NULL_ERROR ||
+                    e == ER_DUP_ENTRY || e == ER_NO_REFERENCED_ROW_2 || e == ER_ROW_IS_REFERENCED_2;
+        bool retry = lost || e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT || e == ER_NO_SUCH_TABLE ||
+                     e == ER_BAD_FIELD_ERROR;
+        return cdc_error(err, -EIO, retry && !data, lost ? "connection" : data ? "data" : e == ER_NO_SUCH_TABLE ||
+                         e == ER_BAD_FIELD_ERROR ? "schema" : "query",
+                         "%s %s: %s (error %u)", k->ctx, what, msg, e);
+}
+
+static MYSQL_STMT *stmt_get(Sink *k, const char *sql) {
+        for (CachedStmt *c = k->stmts; c; c = c->next)
+                if (strcmp(c->sql, sql) == 0)
+                        return c->st;
+        if (k->nstmts >= STMT_CACHE_MAX) {
+                /* simple bound: drop everything; tables are few and statements re-prepare fast */
+                while (k->stmts) {
+                        CachedStmt *c = k->stmts;
+                        k->stmts = c->next;
+                        mysql_stmt_close(c->st);
+                        free(c->sql);
+                        free(c);
+                }
+                k->nstmts = 0;
+        }
+        CachedStmt *c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        c->sql = strdup(sql);
+        c->st = mysql_stmt_init(k->m);
+        if (!c->sql || !c->st || mysql_stmt_prepare(c->st, sql, strlen(sql))) {
+                /* the caller reports mysql_error(k->m) via a fresh statement below */
+                if (c->st)
+                        mysql_stmt_close(c->st);
+                free(c->sql);
+                free(c);
+                return NULL;
+        }
+        c->next = k->stmts;
+        k->stmts = c;
+        k->nstmts++;
+        return c->st;
+}
+
+/* Runs sql with params; *ret_rows: affected rows. */
+static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err) {
+        MYSQL_STMT *st = stmt_get(k, sql);
+        if (!st) {
+                /* prepare failed: run it through a throwaway statement for the message */
+                MYSQL_STMT *t = mysql_stmt_init(k->m);
+                int r;
+                if (!t)
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                mysql_stmt_prepare(t, sql, strlen(sql));
+                r = sink_error(k, t, what, err);
+                mysql_stmt_close(t);
+                return r;
+        }
+        MYSQL_BIND b[n > 0 ? n : 1];
+        memset(b, 0, sizeof(b));
+        for (int i = 0; i < n; i++) {
+                b[i].buffer_type = p[i].null ? MYSQL_TYPE_NULL : p[i].binary ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
+                b[i].buffer = p[i].data;
+                b[i].buffer_length = p[i].len;
+        }
+        if ((n > 0 && mysql_stmt_bind_param(st, b)) || mysql_stmt_execute(st))
+                return sink_error(k, st, what, err);
+        if (ret_rows)
+                *ret_rows = mysql_stmt_affected_rows(st);
+        mysql_stmt_free_result(st);
+        return 0;
+}
+
+static int simple(Sink *k, const char *sql, CdcError *err) {
+        if (mysql_query(k->m, sql))
+                return sink_error(k, NULL, sql, err);
+        return 0;
+}
+
+/* ---- table names and creation ---- */
+
+static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *name, size_t nl) {
+        const char *def = k->conn->database ? k->conn->database : t->schema;
+        char full[512];
+        snprintf(full, sizeof(full), "%s.%s", t->schema, t->name);
+        if (k->pipe)
+                for (int i = 0; i < k->pipe->nmaps; i++) {
+                        const TableMap *m = &k->pipe->maps[i];
+                        const char *dot = strchr(m->to, '.');
+                        if (!dot)
+                                continue;
+                        if (strcmp(m->from, full) == 0) {
+                                snprintf(schema, sl, "%.*s", (int)(dot - m->to), m->to);
+                                snprintf(name, nl, "%s", dot + 1);
+                                return 0;
+                        }
+                        size_t fl = strlen(m->from);
+                        if (fl > 2 && strcmp(m->from + fl - 2, ".*") == 0 && strncmp(m->from, t->schema, fl - 2) == 0 &&
+                            t->schema[fl - 2] == '\0') {
+                                snprintf(schema, sl, "%.*s", (int)(dot - m->to), m->to);
+                                snprintf(name, nl, "%s", t->name);
+                                return 0;
+                        }
+                }
+        if ((size_t)snprintf(schema, sl, "%s", def) >= sl || (size_t)snprintf(name, nl, "%s", t->name) >= nl)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+/* A MySQL column type for a source column. From a MySQL source the declared type is kept. */
+static void mysql_type(const Sink *k, const Column *c, Sql *q) {
+        const char *tn = c->type_name ? c->type_name : "";
+        if (k->pipe && k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "mysql") == 0 &&
+            tn[0]) {
+                sql_add(q, tn); /* from information_schema COLUMN_TYPE: a type, not data */
+                return;
+        }
+        switch (c->cls) {
+        case TYPE_INTEGER:
+                sql_add(q, strncmp(tn, "smallint", 8) == 0 ? "SMALLINT" : strncmp(tn, "integer", 7) == 0 ? "INT" : "BIGINT");
+                break;
+        case TYPE_NUMERIC: {
+                unsigned p = 0, s = 0;
+                if (sscanf(tn, "numeric(%u,%u)", &p, &s) == 2 && p <= 65 && s <= 30 && s <= p) {
+                        char b[32];
+                        snprintf(b, sizeof(b), "DECIMAL(%u,%u)", p, s);
+                        sql_add(q, b);
+                } else {
+                        sql_add(q, "DECIMAL(65,30)");
+                }
+                break;
+        }
+        case TYPE_FLOAT:
+                sql_add(q, strcmp(tn, "real") == 0 ? "FLOAT" : "DOUBLE");
+                break;
+        case TYPE_BOOLEAN:
+                sql_add(q, "TINYINT(1)");
+                break;
+        case TYPE_BYTES:
+                sql_add(q, c->key ? "VARBINARY(3072)" : "LONGBLOB");
+                break;
+        case TYPE_DATE:
+                sql_add(q, "DATE");
+                break;
+        case TYPE_TIME:
+                sql_add(q, "TIME(6)");
+                break;
+        case TYPE_TIMESTAMP:
+        case TYPE_TIMESTAMPTZ: /* stored as UTC */
+                sql_add(q, "DATETIME(6)");
+                break;
+        case TYPE_JSON:
+                sql_add(q, "JSON");
+                break;
+        case TYPE_UUID:
+                sql_add(q, "CHAR(36)");
+                break;
+        default:
+                sql_add(q, c->key ? "VARCHAR(768)" : "LONGTEXT");
+                break;
+        }
+}
+
+static int ensure_table(Sink *k, const Table *t, const char *schema, const char *name, CdcError *err) {
+        for (TargetTable *tt = k->known; tt; tt = tt->next)
+                if (strcmp(tt->schema, schema) == 0 && strcmp(tt->name, name) == 0)
+                        return 0;
+        const char *params[2] = {schema, name};
+        int r = mysql_conn_query(k->m, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                                 params, 2, NULL, NULL, err);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                if (!k->conn->create_tables)
+                        return cdc_error(err, -ENOENT, true, "schema",
+                                         "%s table `%s`.`%s` does not exist in the sink: create it, or set "
+                                         "create_tables = yes on connector '%s'", k->ctx, schema, name, k->conn->name);
+                Sql q = {0};
+                sql_add(&q, "CREATE TABLE IF NOT EXISTS ");
+                sql_table(&q, schema, name);
+                sql_add(&q, " (");
+                for (int i = 0; i < t->ncols; i++) {
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_ident(&q, t->cols[i].name);
+                        sql_add(&q, " ");
+                        mysql_type(k, &t->cols[i], &q);
+                        if (t->cols[i].key)
+                                sql_add(&q, " NOT NULL");
+                }
+                if (table_nkeys(t) > 0) {
+                        sql_add(&q, ", PRIMARY KEY (");
+                        bool first = true;
+                        for (int i = 0; i < t->ncols; i++)
+                                if (t->cols[i].key) {
+                                        if (!first)
+                                                sql_add(&q, ", ");
+                                        first = false;
+                                        sql_ident(&q, t->cols[i].name);
+                                }
+                        sql_add(&q, ")");
+                }
+                sql_add(&q, ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+                if (q.oom) {
+                        free(q.s);
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                }
+                /* DDL commits implicitly in MySQL: run it on a connection of its own so the
+                 * open batch stays one transaction */
+                MYSQL *ddl = NULL;
+                r = mysql_conn_open(k->conn, NULL, &ddl, err);
+                if (r >= 0 && mysql_query(ddl, q.s))
+                        r = cdc_error(err, -EIO, false, "schema", "%s cannot create `%s`.`%s`: %s", k->ctx, schema,
+                                      name, mysql_error(ddl));
+                if (ddl)
+                        mysql_close(ddl);
+                free(q.s);
+                if (r < 0)
+                        return r;
+        }
+        TargetTable *tt = calloc(1, sizeof(*tt));
+        if (!tt)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        tt->schema = strdup(schema);
+        tt->name = strdup(name);
+        tt->next = k->known;
+        k->known = tt;
+        return 0;
+}
+
+/* ---- apply ---- */
+
+static int make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, CdcError *err) {
+        *p = (Param){0};
+        if (v->kind != VALUE_TEXT) {
+                p->null = true;
+                return 0;
+        }
+        int r = mysql_sink_convert(t->cols[i].cls, v->data, v->len, &p->data, &p->len);
+        if (r == -ENOMEM)
+                return cdc_error(err, r, true, "internal", "out of memory");
+        if (r < 0)
+                return cdc_error(err, r, false, "data",
+                                 "%s value '%.64s' of %s.%s column %s (%s) cannot be stored in MySQL%s", k->ctx,
+                                 v->data, t->schema, t->name, t->cols[i].name, type_class_name(t->cols[i].cls),
+                                 r == -ERANGE ? ": out of range (NaN, Infinity, beyond DECIMAL(65,30) or years "
+                                                "1000..9999)" : "");
+        p->binary = t->cols[i].cls == TYPE_BYTES;
+        return 0;
+}
+
+/* WHERE on the key (all columns when the table has none; NULL-safe either way). */
+static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p, int *np, CdcError *err) {
+        bool keyed = table_nkeys(t) > 0, first = true;
+        sql_add(q, " WHERE ");
+        for (int i = 0; i < t->ncols; i++) {
+                if ((keyed && !t->cols[i].key) || img[i].kind == VALUE_UNCHANGED)
+                        continue;
+                if (!first)
+                        sql_add(q, " AND ");
+                first = false;
+                sql_ident(q, t->cols[i].name);
+                sql_add(q, " <=> ?");
+                int r = make_param(k, t, i, &img[i], &p[(*np)++], err);
+                if (r < 0)
+                        return r;
+        }
+        if (!keyed)
+                sql_add(q, " LIMIT 1");
+        return 0;
+}
+
+static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
+        const Table *t = c->table;
+        char schema[256], name[256];
+        Sql q = {0};
+        int np = 0, r;
+        (void)txn;
+        Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
+        if (!p)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        if (map_table(k, t, schema, sizeof(schema), name, sizeof(name)) < 0) {
+                r = cdc_error(err, -ENAMETOOLONG, false, "conf", "%s table name %s.%s too long", k->ctx, t->schema,
+                              t->name);
+                goto out;
+        }
+        r = ensure_table(k, t, schema, name, err);
+        if (r < 0)
+                goto out;
+        switch (c->op) {
+        case CHANGE_INSERT: {
+                /* idempotent: a replayed insert overwrites the row with the same values */
+                sql_add(&q, "INSERT INTO ");
+                sql_table(&q, schema, name);
+                sql_add(&q, " (");
+                for (int i = 0; i < t->ncols; i++) {
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_ident(&q, t->cols[i].name);
+                }
+                sql_add(&q, ") VALUES (");
+                for (int i = 0; i < t->ncols; i++) {
+                        sql_add(&q, i ? ", ?" : "?");
+                        r = make_param(k, t, i, &c->after[i], &p[np++], err);
+                        if (r < 0)
+                                goto out;
+                }
+                sql_add(&q, ") ON DUPLICATE KEY UPDATE ");
+                for (int i = 0; i < t->ncols; i++) {
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_ident(&q, t->cols[i].name);
+                        sql_add(&q, " = VALUES(");
+                        sql_ident(&q, t->cols[i].name);
+                        sql_add(&q, ")");
+                }
+                break;
+        }
+        case CHANGE_UPDATE: {
+                sql_add(&q, "UPDATE ");
+                sql_table(&q, schema, name);
+                sql_add(&q, " SET ");
+                bool first = true;
+                for (int i = 0; i < t->ncols; i++) {
+                        if (c->after[i].kind == VALUE_UNCHANGED)
+                                continue;
+                        if (!first)
+                                sql_add(&q, ", ");
+                        first = false;
+                        sql_ident(&q, t->cols[i].name);
+                        sql_add(&q, " = ?");
+                        r = make_param(k, t, i, &c->after[i], &p[np++], err);
+                        if (r < 0)
+                                goto out;
+                }
+                /* the old key finds the row, so key updates work */
+                r = add_where(k, t, c->before ? c->before : c->after, &q, p, &np, err);
+                if (r < 0)
+                        goto out;
+                break;
+        }
+        case CHANGE_DELETE:
+                sql_add(&q, "DELETE FROM ");
+                sql_table(&q, schema, name);
+                r = add_where(k, t, c->before, &q, p, &np, err);
+                if (r < 0)
+                        goto out;
+                break;
+        case CHANGE_TRUNCATE:
+                /* Not TRUNCATE TABLE: it is DDL in MySQL and commits the open transaction
+                 * implicitly, which would break "a batch is one transaction with its checkpoint". */
+                sql_add(&q, "DELETE FROM ");
+                sql_table(&q, schema, name);
+                break;
+        }
+        if (q.oom) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        char what[600];
+        snprintf(what, sizeof(what), "%s on `%s`.`%s`",
+                 c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
+        r = exec(k, q.s, p, np, what, NULL, err);
+out:
+        params_free(p, t->ncols * 2 + 1);
+        free(p);
+        free(q.s);
+        return r;
+}
+
+/* ---- SinkOps ---- */
+
+static Sink *sink_free(Sink *k) {
+        if (!k)
+                return NULL;
+        while (k->stmts) {
+                CachedStmt *c = k->stmts;
+                k->stmts = c->next;
+                mysql_stmt_close(c->st);
+                free(c->sql);
+                free(c);
+        }
+        while (k->known) {
+                TargetTable *t = k->known;
+                k->known = t->next;
+                free(t->schema);
+                free(t->name);
+                free(t);
+        }
+        if (k->m)
+                mysql_close(k->m);
+        free(k);
+        return NULL;
+}
+
+static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+        Sink *k = calloc(1, sizeof(*k));
+        char sql[128];
+        int r;
+        if (!k)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        k->conn = conn;
+        k->pipe = pipe;
+        snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe && pipe->name ? pipe->name : "-",
+                 conn->name ? conn->name : "-");
+        r = mysql_conn_open(conn, NULL, &k->m, err);
+        if (r < 0)
+                goto out;
+        if (conn->server_id == 0) {
+                r = cdc_error(err, -EINVAL, false, "conf",
+                              "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx, conn->name);
+                goto out;
+        }
+        snprintf(sql, sizeof(sql), "SET SESSION server_id = %" PRIu32, conn->server_id);
+        if (mysql_query(k->m, sql)) {
+                r = cdc_error(err, -EPERM, false, "conf",
+                              "%s connector '%s': cannot set the session server_id (%s): GRANT BINLOG REPLAY ON *.* "
+                              "TO the user; cdcsync marks its own writes with it", k->ctx, conn->name, mysql_error(k->m));
+                goto out;
+        }
+        r = simple(k, "SET SESSION time_zone = '+00:00', autocommit = 0, "
+                      "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'", err);
+        if (r < 0)
+                goto out;
+        r = simple(k, "CREATE DATABASE IF NOT EXISTS `cdcsync`", err);
+        if (r >= 0)
+                r = simple(k, "CREATE TABLE IF NOT EXISTS `cdcsync`.`checkpoints` ("
+                              "pipeline VARCHAR(255) NOT NULL PRIMARY KEY, pos_hi BIGINT UNSIGNED NOT NULL, "
+                              "pos_lo BIGINT UNSIGNED NOT NULL, pos_text VARCHAR(255) NOT NULL, "
+                              "source_commit_ts DATETIME(6) NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
+                           err);
+        if (r < 0)
+                goto out;
+        *ret = k;
+        k = NULL;
+        r = 0;
+out:
+        sink_free(k);
+        return r;
+}
+
+typedef struct {
+        Position pos;
+        bool found;
+} CkRow;
+
+static int ck_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        CkRow *c = ud;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || !cells[1])
+                return -EBADMSG;
+        char *e1, *e2;
+        errno = 0;
+        c->pos.hi = strtoull(cells[0], &e1, 10);
+        c->pos.lo = strtoull(cells[1], &e2, 10);
+        if (errno || *e1 || *e2)
+                return -EBADMSG;
+        c->found = true;
+        return 0;
+}
+
+static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+        CkRow c = {0};
+        const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
+        int r = mysql_conn_query(k->m, "SELECT pos_hi, pos_lo FROM `cdcsync`.`checkpoints` WHERE pipeline = ?", params,
+                                 1, ck_row, &c, err);
+        if (r < 0)
+                return r;
+        mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
+        *found = c.found;
+        if (c.found)
+                *ret = c.pos;
+        return 0;
+}
+
+static int sink_begin(Sink *k, CdcError *err) {
+        int r = simple(k, "START TRANSACTION", err);
+        if (r == 0)
+                k->in_txn = true;
+        return r;
+}
+
+static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        char hi[24], lo[24], ts[96] = "";
+        snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
+        if (last && last->commit_ts > 0) {
+                time_t s = (time_t)(last->commit_ts / 1000000);
+                struct tm tm;
+                if (gmtime_r(&s, &tm))
+                        snprintf(ts, sizeof(ts), "%04d-%02d-%02d %02d:%02d:%02d.%06u", tm.tm_year + 1900, tm.tm_mon + 1,
+                                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(last->commit_ts % 1000000));
+        }
+        Param p[5] = {
+                {.data = k->pipe && k->pipe->name ? k->pipe->name : ""},
+                {.data = hi},
+                {.data = lo},
+                {.data = (char *)(pos_text ? pos_text : "")},
+                {.data = ts, .null = ts[0] == '\0'},
+        };
+        for (int i = 0; i < 5; i++)
+                p[i].len = strlen(p[i].data);
+        int r = exec(k,
+                     "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, "
+                     "updated_at) VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), "
+                     "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
+                     "VALUES(source_commit_ts), updated_at = VALUES(updated_at)",
+                     p, 5, "checkpoint", NULL, err);
+        if (r < 0)
+                return r;
+        if (mysql_commit(k->m))
+                return sink_error(k, NULL, "commit", err);
+        k->in_txn = false;
+        return 0;
+}
+
+static int sink_rollback(Sink *k) {
+        k->in_txn = false;
+        return mysql_rollback(k->m) ? -EIO : 0;
+}
+
+static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
+        Sink *k;
+        int r = sink_open(conn, pipe, &k, err);
+        if (r < 0)
+                return r;
+        sink_free(k);
+        return 0;
+}
+
+const SinkOps mysql_sink_ops = {
+        .type = "mysql",
+        .open = sink_open,
+        .last_position = sink_last_position,
+        .begin = sink_begin,
+        .apply = sink_apply,
+        .commit = sink_commit,
+        .rollback = sink_rollback,
+        .check = sink_check,
+        .free = sink_free,
+};

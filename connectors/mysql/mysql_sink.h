@@ -1,0 +1,14 @@
+/* The MySQL/MariaDB sink: applies batches of whole source transactions in one InnoDB
+ * transaction, with the pipeline's checkpoint in `cdcsync`.`checkpoints`. */
+#pragma once
+
+#include "cdcsync/connector.h"
+
+extern const SinkOps mysql_sink_ops;
+
+/* Converts a value of class cls from its portable text form to what MySQL accepts for it:
+ * booleans 't'/'f' → "1"/"0", bytea "\x.." → raw bytes, timestamptz with an offset → UTC
+ * "YYYY-MM-DD HH:MM:SS[.ffffff]". *ret is malloc'ed (NUL-terminated, *ret_len bytes). Returns 0,
+ * -ERANGE / -EINVAL for a value MySQL cannot hold (NaN, Infinity, numeric beyond DECIMAL(65,30),
+ * a timestamp outside 1000..9999), -ENOMEM. */
+int mysql_sink_convert(TypeClass cls, const char *text, size_t len, char **ret, size_t *ret_len);

@@ -1,0 +1,1032 @@
+/* The MySQL/MariaDB binlog source: preflight checks, the replica connection through
+ * libmariadb's replication API, and the translation of binlog events into Events.
+ *
+ * Transport only comes from mariadb_rpl_fetch(); every event is decoded from its raw bytes by
+ * binlog.c, so what is tested with captured bytes is what runs. Column names, keys, signedness,
+ * charsets and ENUM/SET members come from information_schema, cached per table and dropped on
+ * every DDL QUERY event (the next TABLE_MAP reloads it). information_schema shows the schema of
+ * now, not of the stream position: a column count that disagrees with the TABLE_MAP is refused
+ * as a "schema" error rather than guessed. */
+#include <errmsg.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <mysql.h>
+
+#include <mariadb_rpl.h>
+
+#include "cdcsync/log.h"
+#include "mysql/binlog.h"
+#include "mysql/mysql_conn.h"
+#include "mysql/mysql_source.h"
+
+#define HEARTBEAT_NS "1000000000" /* idle servers send a heartbeat every second */
+
+typedef struct SchemaEntry {
+        struct SchemaEntry *next;
+        char *schema, *name;   /* owned */
+        bool wanted;           /* covered by the pipeline's tables */
+        Table *table;          /* one reference, NULL until a TABLE_MAP built it */
+        BinlogColumnInfo *info; /* owned, ncols */
+        char **elem_store;     /* owned: every ENUM/SET name string, nelem_store entries */
+        int nelem_store;
+        int ncols;
+        /* loaded from information_schema */
+        char **col_names, **col_types, **col_charsets;
+        bool *col_key;
+} SchemaEntry;
+
+typedef struct TableMapEntry {
+        struct TableMapEntry *next;
+        BinlogTableMap *tm; /* owned */
+        SchemaEntry *se;    /* borrowed from the schema cache */
+} TableMapEntry;
+
+struct Source {
+        const ConnectorConf *conn;
+        const PipelineConf *pipe;
+        MYSQL *sql;  /* queries: information_schema, SHOW BINARY LOGS */
+        MYSQL *repl; /* the replica connection */
+        MARIADB_RPL *rpl;
+        char ctx[160];
+        SchemaEntry *schemas;
+        TableMapEntry *maps;
+        /* stream state */
+        char file[512];
+        uint64_t file_seq;
+        bool checksum;
+        bool in_txn, standalone, begun;
+        TxnInfo txn;
+        unsigned zero_dates;
+};
+
+/* ---- positions ---- */
+
+static int parse_u64(const char *s, size_t n, uint64_t *ret) {
+        uint64_t v = 0;
+        if (n == 0 || n > 19)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + (uint64_t)(s[i] - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+/* The sequence number of a binlog file name "base.000042". */
+static int file_seq(const char *name, uint64_t *ret) {
+        const char *dot = strrchr(name, '.');
+        if (!dot)
+                return -EINVAL;
+        return parse_u64(dot + 1, strlen(dot + 1), ret);
+}
+
+void mysql_source_format_position(Position p, char *buf, size_t len) {
+        snprintf(buf, len, "binlog.%06" PRIu64 ":%" PRIu64, p.hi, p.lo);
+}
+
+int mysql_source_parse_position(const char *text, Position *ret) {
+        const char *colon = strrchr(text, ':');
+        uint64_t seq, off;
+        if (!colon || colon == text)
+                return -EINVAL;
+        const char *dot = memrchr(text, '.', (size_t)(colon - text));
+        if (!dot || parse_u64(dot + 1, (size_t)(colon - dot - 1), &seq) < 0 ||
+            parse_u64(colon + 1, strlen(colon + 1), &off) < 0 || off < 4)
+                return -EINVAL;
+        *ret = (Position){.hi = seq, .lo = off};
+        return 0;
+}
+
+/* ---- schema cache ---- */
+
+static bool pipeline_wants(const PipelineConf *p, const char *schema, const char *table) {
+        if (!p || p->all_tables)
+                return true;
+        size_t sl = strlen(schema);
+        for (int i = 0; i < p->ntables; i++) {
+                const char *t = p->tables[i];
+                if (strncmp(t, schema, sl) != 0 || t[sl] != '.')
+                        continue;
+                if (strcmp(t + sl + 1, "*") == 0 || strcmp(t + sl + 1, table) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static void schema_entry_free(SchemaEntry *e) {
+        if (!e)
+                return;
+        for (int i = 0; i < e->ncols; i++) {
+                if (e->col_names)
+                        free(e->col_names[i]);
+                if (e->col_types)
+                        free(e->col_types[i]);
+                if (e->col_charsets)
+                        free(e->col_charsets[i]);
+                if (e->info)
+                        free(e->info[i].elems);
+        }
+        for (int i = 0; i < e->nelem_store; i++)
+                free(e->elem_store[i]);
+        free(e->elem_store);
+        free(e->col_names);
+        free(e->col_types);
+        free(e->col_charsets);
+        free(e->col_key);
+        free(e->info);
+        table_unref(e->table);
+        free(e->schema);
+        free(e->name);
+        free(e);
+}
+
+static void schema_cache_clear(Source *s) {
+        /* table maps point into the schema cache: they go too (a TABLE_MAP precedes every
+         * statement's rows, so nothing is lost) */
+        while (s->maps) {
+                TableMapEntry *m = s->maps;
+                s->maps = m->next;
+                binlog_table_map_free(m->tm);
+                free(m);
+        }
+        while (s->schemas) {
+                SchemaEntry *e = s->schemas;
+                s->schemas = e->next;
+                schema_entry_free(e);
+        }
+}
+
+typedef struct {
+        SchemaEntry *e;
+        int cap;
+        int err;
+} ColLoad;
+
+static int col_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        ColLoad *l = ud;
+        SchemaEntry *e = l->e;
+        (void)lens;
+        if (ncols < 4)
+                return -EBADMSG;
+        if (e->ncols == l->cap) {
+                int cap = l->cap ? l->cap * 2 : 16;
+                char **n = realloc(e->col_names, sizeof(char *) * (size_t)cap);
+                if (n)
+                        e->col_names = n;
+                char **t = realloc(e->col_types, sizeof(char *) * (size_t)cap);
+                if (t)
+                        e->col_types = t;
+                char **c = realloc(e->col_charsets, sizeof(char *) * (size_t)cap);
+                if (c)
+                        e->col_charsets = c;
+                bool *k = realloc(e->col_key, sizeof(bool) * (size_t)cap);
+                if (k)
+                        e->col_key = k;
+                if (!n || !t || !c || !k)
+                        return -ENOMEM;
+                l->cap = cap;
+        }
+        int i = e->ncols;
+        e->col_names[i] = strdup(cells[0] ? cells[0] : "");
+        e->col_types[i] = strdup(cells[1] ? cells[1] : "");
+        e->col_charsets[i] = cells[2] ? strdup(cells[2]) : NULL;
+        e->col_key[i] = cells[3] && strcmp(cells[3], "PRI") == 0;
+        e->ncols++;
+        if (!e->col_names[i] || !e->col_types[i] || (cells[2] && !e->col_charsets[i]))
+                return -ENOMEM;
+        return 0;
+}
+
+typedef struct {
+        SchemaEntry *e;
+} CheckLoad;
+
+static int check_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        SchemaEntry *e = ((CheckLoad *)ud)->e;
+        (void)lens;
+        if (ncols < 1 || !cells[0])
+                return 0;
+        /* MariaDB's JSON is LONGTEXT with CHECK (json_valid(`col`)) */
+        for (int i = 0; i < e->ncols; i++) {
+                char want[300];
+                snprintf(want, sizeof(want), "json_valid(`%s`)", e->col_names[i]);
+                if (strcmp(cells[0], want) == 0)
+                        e->info[i].json = true;
+        }
+        return 0;
+}
+
+/* Parses "enum('a','b''c')" / "set(...)" member names into info. */
+static int parse_elems(SchemaEntry *e, BinlogColumnInfo *info, const char *type) {
+        const char *p = strchr(type, '(');
+        if (!p)
+                return 0;
+        p++;
+        while (*p == '\'') {
+                size_t cap = strlen(p) + 1, n = 0;
+                char *name = malloc(cap);
+                if (!name)
+                        return -ENOMEM;
+                p++;
+                for (;;) {
+                        if (*p == '\0') {
+                                free(name);
+                                return -EBADMSG;
+                        }
+                        if (*p == '\'' && p[1] == '\'') {
+                                name[n++] = '\'';
+                                p += 2;
+                        } else if (*p == '\'') {
+                                p++;
+                                break;
+                        } else {
+                                name[n++] = *p++;
+                        }
+                }
+                name[n] = '\0';
+                char **st = realloc(e->elem_store, sizeof(char *) * (size_t)(e->nelem_store + 1));
+                char **el = realloc(info->elems, sizeof(char *) * (size_t)(info->nelems + 1));
+                if (st)
+                        e->elem_store = st;
+                if (el)
+                        info->elems = el;
+                if (!st || !el) {
+                        free(name);
+                        return -ENOMEM;
+                }
+                e->elem_store[e->nelem_store++] = name;
+                info->elems[info->nelems++] = name;
+                if (*p == ',')
+                        p++;
+        }
+        return 0;
+}
+
+static int schema_load(Source *s, const char *schema, const char *name, SchemaEntry **ret, CdcError *err) {
+        SchemaEntry *e = calloc(1, sizeof(*e));
+        int r;
+        if (!e)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        e->schema = strdup(schema);
+        e->name = strdup(name);
+        if (!e->schema || !e->name) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        e->wanted = pipeline_wants(s->pipe, schema, name);
+        if (!e->wanted) {
+                *ret = e;
+                return 0;
+        }
+        const char *params[2] = {schema, name};
+        ColLoad cl = {.e = e};
+        r = mysql_conn_query(s->sql,
+                             "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME, COLUMN_KEY "
+                             "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? "
+                             "ORDER BY ORDINAL_POSITION",
+                             params, 2, col_row, &cl, err);
+        if (r < 0)
+                goto out;
+        e->info = calloc((size_t)(e->ncols > 0 ? e->ncols : 1), sizeof(BinlogColumnInfo));
+        if (!e->info) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        for (int i = 0; i < e->ncols; i++) {
+                BinlogColumnInfo *info = &e->info[i];
+                const char *cs = e->col_charsets[i], *t = e->col_types[i];
+                info->is_unsigned = strstr(t, "unsigned") != NULL;
+                if (!cs || strcmp(cs, "binary") == 0)
+                        info->charset = BINLOG_CS_BINARY;
+                else if (strcmp(cs, "latin1") == 0)
+                        info->charset = BINLOG_CS_LATIN1;
+                else
+                        info->charset = BINLOG_CS_UTF8;
+                if (strncmp(t, "enum(", 5) == 0 || strncmp(t, "set(", 4) == 0) {
+                        r = parse_elems(e, info, t);
+                        if (r < 0) {
+                                r = cdc_error(err, r, false, "schema", "cannot read the members of %s.%s.%s",
+                                              schema, name, e->col_names[i]);
+                                goto out;
+                        }
+                }
+                if (strcmp(t, "json") == 0)
+                        info->json = true;
+        }
+        CheckLoad ck = {.e = e};
+        r = mysql_conn_query(s->sql,
+                             "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                             "WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+                             params, 2, check_row, &ck, err);
+        if (r < 0)
+                goto out;
+        *ret = e;
+        e = NULL;
+        r = 0;
+out:
+        schema_entry_free(e);
+        return r;
+}
+
+/* Builds the Table of e against a TABLE_MAP's column types. */
+static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *tm, CdcError *err) {
+        if ((uint32_t)e->ncols != tm->ncols)
+                return cdc_error(err, -EPROTO, false, "schema",
+                                 "%s table %s.%s has %u columns in the binlog but %d in information_schema now: "
+                                 "its schema changed after this binlog position; restart the pipeline from a "
+                                 "snapshot (delete its checkpoint) or from a position after the change",
+                                 s->ctx, e->schema, e->name, tm->ncols, e->ncols);
+        Table *t = table_new(e->schema, e->name, e->ncols);
+        if (!t)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        for (int i = 0; i < e->ncols; i++) {
+                Column *c = &t->cols[i];
+                c->name = strdup(e->col_names[i]);
+                c->type_name = strdup(e->col_types[i]);
+                if (!c->name || !c->type_name) {
+                        table_unref(t);
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                }
+                c->type_oid = tm->cols[i].type;
+                c->typmod = (int32_t)tm->cols[i].meta;
+                c->cls = binlog_type_class(&tm->cols[i], &e->info[i]);
+                if (c->cls == TYPE_INTEGER && strcmp(e->col_types[i], "tinyint(1)") == 0)
+                        c->cls = TYPE_INTEGER; /* MySQL's BOOLEAN: kept as 0/1, type_name says it */
+                c->key = e->col_key[i];
+        }
+        t->replident = table_nkeys(t) > 0 ? 'd' : 'f';
+        t->rel_id = (uint32_t)tm->table_id;
+        table_unref(e->table);
+        e->table = t;
+        return 0;
+}
+
+static int on_table_map(Source *s, const BinlogHeader *h, CdcError *err) {
+        BinlogTableMap *tm;
+        int r = binlog_read_table_map(h, &tm);
+        if (r < 0)
+                return cdc_error(err, r, false, "data", "%s malformed TABLE_MAP event in %s before %u", s->ctx,
+                                 s->file, h->next_pos);
+        SchemaEntry *e = s->schemas;
+        while (e && (strcmp(e->schema, tm->schema) != 0 || strcmp(e->name, tm->table) != 0))
+                e = e->next;
+        if (!e) {
+                r = schema_load(s, tm->schema, tm->table, &e, err);
+                if (r < 0) {
+                        binlog_table_map_free(tm);
+                        return r;
+                }
+                e->next = s->schemas;
+                s->schemas = e;
+        }
+        if (e->wanted && (!e->table || e->table->rel_id != (uint32_t)tm->table_id ||
+                          (uint32_t)e->table->ncols != tm->ncols)) {
+                r = schema_build_table(s, e, tm, err);
+                if (r < 0) {
+                        binlog_table_map_free(tm);
+                        return r;
+                }
+        }
+        TableMapEntry *m = s->maps;
+        while (m && m->tm->table_id != tm->table_id)
+                m = m->next;
+        if (!m) {
+                m = calloc(1, sizeof(*m));
+                if (!m) {
+                        binlog_table_map_free(tm);
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                }
+                m->next = s->maps;
+                s->maps = m;
+        }
+        binlog_table_map_free(m->tm);
+        m->tm = tm;
+        m->se = e;
+        return 0;
+}
+
+/* ---- events out ---- */
+
+static Position pos_at(Source *s, uint32_t off) {
+        return (Position){.hi = s->file_seq, .lo = off};
+}
+
+static int emit_begin(Source *s, PipelineIO *io) {
+        if (s->begun)
+                return 0;
+        Event ev = {.kind = EVENT_BEGIN, .txn = s->txn};
+        s->begun = true;
+        return pipeline_io_emit(io, &ev);
+}
+
+static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *err) {
+        BinlogRows rows;
+        int r = binlog_read_rows(h, &rows);
+        if (r == -ENOTSUP)
+                return cdc_error(err, r, false, "conf",
+                                 "%s compressed rows events in %s: set log_bin_compress = OFF on the server", s->ctx,
+                                 s->file);
+        if (r < 0)
+                return cdc_error(err, r, false, "data", "%s malformed rows event in %s before %u", s->ctx, s->file,
+                                 h->next_pos);
+        TableMapEntry *m = s->maps;
+        while (m && m->tm->table_id != rows.table_id)
+                m = m->next;
+        if (!m)
+                return cdc_error(err, -EPROTO, false, "data", "%s rows event for unknown table id %" PRIu64 " in %s",
+                                 s->ctx, rows.table_id, s->file);
+        if (!m->se->wanted)
+                return 0;
+        if (rows.ncols != m->tm->ncols)
+                return cdc_error(err, -EPROTO, false, "data", "%s rows event of %s.%s has %u columns, its map %u",
+                                 s->ctx, m->tm->schema, m->tm->table, rows.ncols, m->tm->ncols);
+        Table *t = m->se->table;
+        size_t off = 0;
+        while (off < rows.rows_len) {
+                Event ev = {.kind = EVENT_CHANGE};
+                Value *img[2] = {NULL, NULL};
+                int nimg = rows.op == CHANGE_UPDATE ? 2 : 1;
+                for (int i = 0; i < nimg; i++) {
+                        size_t used;
+                        img[i] = values_new(t->ncols);
+                        if (!img[i]) {
+                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                goto fail;
+                        }
+                        r = binlog_decode_row(m->tm, m->se->info, i == 0 ? rows.present : rows.present_after,
+                                              rows.rows + off, rows.rows_len - off, img[i], &used, &s->zero_dates);
+                        if (r < 0) {
+                                r = cdc_error(err, r, false, "data",
+                                              "%s cannot decode a row of %s.%s in %s before %u (%s)", s->ctx,
+                                              t->schema, t->name, s->file, h->next_pos, strerror(-r));
+                                goto fail;
+                        }
+                        off += used;
+                }
+                ev.change.op = rows.op;
+                ev.change.table = table_ref(t);
+                ev.change.lsn = position_counter(pos_at(s, h->next_pos));
+                if (rows.op == CHANGE_INSERT) {
+                        ev.change.after = img[0];
+                } else if (rows.op == CHANGE_DELETE) {
+                        ev.change.before = img[0];
+                } else {
+                        ev.change.before = img[0];
+                        ev.change.after = img[1];
+                }
+                r = emit_begin(s, io);
+                if (r < 0) {
+                        event_clear(&ev);
+                        return r;
+                }
+                r = pipeline_io_emit(io, &ev);
+                if (r < 0)
+                        return r;
+                continue;
+        fail:
+                values_free(img[0], t->ncols);
+                values_free(img[1], t->ncols);
+                return r;
+        }
+        return 0;
+}
+
+static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io) {
+        Position at = pos_at(s, h->next_pos);
+        int r;
+        s->in_txn = false;
+        if (s->zero_dates) {
+                log_warn(s->ctx, "%u zero date(s) ('0000-00-00') in the transaction ending at %s:%u became NULL",
+                         s->zero_dates, s->file, h->next_pos);
+                s->zero_dates = 0;
+        }
+        if (!s->begun) {
+                /* nothing of ours inside: let the position advance all the same */
+                Event ev = {.kind = EVENT_KEEPALIVE, .pos = at, .server_ts = (int64_t)h->timestamp * 1000000};
+                return pipeline_io_emit(io, &ev);
+        }
+        s->begun = false;
+        s->txn.commit_pos = at;
+        s->txn.commit_ts = (int64_t)h->timestamp * 1000000;
+        Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
+        r = pipeline_io_emit(io, &ev);
+        return r;
+}
+
+static void start_txn(Source *s, const BinlogHeader *h, uint64_t seq_no, bool standalone) {
+        s->in_txn = true;
+        s->begun = false;
+        s->standalone = standalone;
+        memset(&s->txn, 0, sizeof(s->txn));
+        s->txn.xid = seq_no;
+        /* Known at BEGIN: where the transaction starts. Its end (the position to acknowledge) is
+         * only known when XID/COMMIT arrives: COMMIT carries the real commit_pos. */
+        s->txn.commit_pos = pos_at(s, h->next_pos);
+        s->txn.commit_ts = (int64_t)h->timestamp * 1000000;
+        snprintf(s->txn.origin, sizeof(s->txn.origin), "%u", h->server_id);
+}
+
+/* Skips spaces and C-style comments (DDL from clients often starts with them). */
+static const char *skip_ws(const char *p) {
+        for (;;) {
+                while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+                        p++;
+                if (p[0] == '/' && p[1] == '*') {
+                        const char *e = strstr(p + 2, "*/");
+                        if (!e)
+                                return p + strlen(p);
+                        p = e + 2;
+                        continue;
+                }
+                return p;
+        }
+}
+
+static bool word(const char **pp, const char *w) {
+        const char *p = skip_ws(*pp);
+        size_t n = strlen(w);
+        if (strncasecmp(p, w, n) != 0 || (p[n] && p[n] != ' ' && p[n] != '\t' && p[n] != '\n' && p[n] != '`'))
+                return false;
+        *pp = p + n;
+        return true;
+}
+
+/* Reads an identifier, `quoted` (doubled backticks) or plain. */
+static bool ident(const char **pp, char *out, size_t cap) {
+        const char *p = skip_ws(*pp);
+        size_t n = 0;
+        if (*p == '`') {
+                p++;
+                for (;;) {
+                        if (!*p)
+                                return false;
+                        if (*p == '`' && p[1] == '`')
+                                p++;
+                        else if (*p == '`')
+                                break;
+                        if (n + 1 >= cap)
+                                return false;
+                        out[n++] = *p++;
+                }
+                p++;
+        } else {
+                while (*p && (((*p | 32) >= 'a' && (*p | 32) <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+                              *p == '$' || (unsigned char)*p >= 0x80)) {
+                        if (n + 1 >= cap)
+                                return false;
+                        out[n++] = *p++;
+                }
+        }
+        out[n] = '\0';
+        *pp = p;
+        return n > 0;
+}
+
+static int on_query(Source *s, const BinlogHeader *h, MARIADB_RPL_EVENT *ev, PipelineIO *io, CdcError *err) {
+        char stmt[4096], db[256];
+        size_t n = ev->event.query.statement.length < sizeof(stmt) - 1 ? ev->event.query.statement.length
+                                                                         : sizeof(stmt) - 1;
+        if (n)
+                memcpy(stmt, ev->event.query.statement.str, n);
+        stmt[n] = '\0';
+        n = ev->event.query.database.length < sizeof(db) - 1 ? ev->event.query.database.length : sizeof(db) - 1;
+        if (n) /* an empty name comes as NULL */
+                memcpy(db, ev->event.query.database.str, n);
+        db[n] = '\0';
+        const char *p = stmt;
+        if (word(&p, "BEGIN") || word(&p, "XA")) {
+                if (!s->in_txn)
+                        start_txn(s, h, 0, false);
+                return 0;
+        }
+        p = stmt;
+        if (word(&p, "COMMIT"))
+                return s->in_txn ? end_txn(s, h, io) : 0;
+        p = stmt;
+        if (word(&p, "ROLLBACK")) {
+                /* only non-transactional work is logged with a ROLLBACK: nothing of ours to undo */
+                return s->in_txn ? end_txn(s, h, io) : 0;
+        }
+        /* DDL: information_schema is read again at the next TABLE_MAP */
+        schema_cache_clear(s);
+        p = stmt;
+        if (word(&p, "TRUNCATE")) {
+                char a[256], b[256];
+                const char *schema = db, *name = a;
+                word(&p, "TABLE");
+                if (ident(&p, a, sizeof(a))) {
+                        if (*p == '.' && (p++, ident(&p, b, sizeof(b)))) {
+                                schema = a;
+                                name = b;
+                        }
+                        if (pipeline_wants(s->pipe, schema, name)) {
+                                SchemaEntry *e;
+                                int r = schema_load(s, schema, name, &e, err);
+                                if (r < 0)
+                                        return r;
+                                e->next = s->schemas;
+                                s->schemas = e;
+                                Table *t = table_new(schema, name, e->ncols);
+                                if (!t)
+                                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                for (int i = 0; i < e->ncols; i++) {
+                                        t->cols[i].name = strdup(e->col_names[i]);
+                                        t->cols[i].type_name = strdup(e->col_types[i]);
+                                        t->cols[i].key = e->col_key[i];
+                                        if (!t->cols[i].name || !t->cols[i].type_name) {
+                                                table_unref(t);
+                                                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                        }
+                                }
+                                if (!s->in_txn)
+                                        start_txn(s, h, 0, true);
+                                Event tev = {.kind = EVENT_CHANGE,
+                                             .change = {.op = CHANGE_TRUNCATE, .table = t,
+                                                        .lsn = position_counter(pos_at(s, h->next_pos))}};
+                                r = emit_begin(s, io);
+                                if (r < 0) {
+                                        event_clear(&tev);
+                                        return r;
+                                }
+                                r = pipeline_io_emit(io, &tev);
+                                if (r < 0)
+                                        return r;
+                        }
+                }
+        }
+        /* a DDL is its own transaction: its GTID event says standalone, no XID follows */
+        if (s->in_txn && s->standalone)
+                return end_txn(s, h, io);
+        return 0;
+}
+
+/* ---- preflight ---- */
+
+typedef struct {
+        char vals[8][128];
+        int n;
+} VarRow;
+
+static int var_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        VarRow *v = ud;
+        (void)lens;
+        for (int i = 0; i < ncols && i < 8; i++)
+                snprintf(v->vals[i], sizeof(v->vals[i]), "%s", cells[i] ? cells[i] : "");
+        v->n = ncols;
+        return 0;
+}
+
+typedef struct {
+        bool repl_slave, repl_client;
+} GrantRow;
+
+static int grant_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        GrantRow *g = ud;
+        (void)lens;
+        if (ncols < 1 || !cells[0])
+                return 0;
+        const char *c = cells[0];
+        if (!strstr(c, " ON *.* "))
+                return 0;
+        if (strstr(c, "ALL PRIVILEGES"))
+                g->repl_slave = g->repl_client = true;
+        if (strstr(c, "REPLICATION SLAVE"))
+                g->repl_slave = true;
+        if (strstr(c, "REPLICATION CLIENT") || strstr(c, "BINLOG MONITOR") || strstr(c, "SUPER"))
+                g->repl_client = true;
+        return 0;
+}
+
+static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcError *err) {
+        VarRow v = {0};
+        int r = mysql_conn_query(m,
+                                 "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id, "
+                                 "IFNULL(@@log_bin_compress, 0)",
+                                 NULL, 0, var_row, &v, err);
+        if (r < 0)
+                return r;
+        if (strcmp(v.vals[0], "1") != 0)
+                return cdc_error(err, -EINVAL, false, "conf",
+                                 "%s mysql connector '%s': the binary log is off: start the server with log_bin "
+                                 "(and binlog_format = ROW)", ctx, conn->name);
+        if (strcasecmp(v.vals[1], "ROW") != 0)
+                return cdc_error(err, -EINVAL, false, "conf",
+                                 "%s mysql connector '%s': binlog_format is %s: set binlog_format = ROW", ctx,
+                                 conn->name, v.vals[1]);
+        if (strcasecmp(v.vals[2], "FULL") != 0)
+                return cdc_error(err, -EINVAL, false, "conf",
+                                 "%s mysql connector '%s': binlog_row_image is %s: set binlog_row_image = FULL", ctx,
+                                 conn->name, v.vals[2]);
+        if (strcmp(v.vals[4], "1") == 0)
+                return cdc_error(err, -EINVAL, false, "conf",
+                                 "%s mysql connector '%s': log_bin_compress is on: set log_bin_compress = OFF", ctx,
+                                 conn->name);
+        char sid[16];
+        snprintf(sid, sizeof(sid), "%u", conn->server_id);
+        if (conn->server_id == 0 || strcmp(sid, v.vals[3]) == 0)
+                return cdc_error(err, -EINVAL, false, "conf",
+                                 "%s mysql connector '%s': server_id = %u must be set and differ from the server's "
+                                 "own server_id (%s) and from every replica's", ctx, conn->name, conn->server_id,
+                                 v.vals[3]);
+        GrantRow g = {0};
+        r = mysql_conn_query(m, "SHOW GRANTS", NULL, 0, grant_row, &g, err);
+        if (r < 0)
+                return r;
+        if (!g.repl_slave || !g.repl_client)
+                return cdc_error(err, -EPERM, false, "conf",
+                                 "%s mysql connector '%s': user '%s' lacks %s%s%s on *.*: GRANT REPLICATION SLAVE, "
+                                 "REPLICATION CLIENT ON *.* TO it", ctx, conn->name, conn->user ? conn->user : "",
+                                 g.repl_slave ? "" : "REPLICATION SLAVE", !g.repl_slave && !g.repl_client ? " and " : "",
+                                 g.repl_client ? "" : "REPLICATION CLIENT (BINLOG MONITOR)");
+        return 0;
+}
+
+typedef struct {
+        uint64_t want_seq;
+        char found[512];
+        uint64_t size;
+        char last[512];
+        char first[512];
+} LogsRow;
+
+static int logs_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        LogsRow *l = ud;
+        uint64_t seq, size;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || !cells[1])
+                return 0;
+        if (!l->first[0])
+                snprintf(l->first, sizeof(l->first), "%s", cells[0]);
+        snprintf(l->last, sizeof(l->last), "%s", cells[0]);
+        if (file_seq(cells[0], &seq) == 0 && seq == l->want_seq &&
+            parse_u64(cells[1], strlen(cells[1]), &size) == 0) {
+                snprintf(l->found, sizeof(l->found), "%s", cells[0]);
+                l->size = size;
+        }
+        return 0;
+}
+
+/* Finds the binlog file of a position (by its sequence suffix) among the server's binlogs. */
+static int resolve_start(Source *s, const SourceStart *start, char *file, size_t flen, uint64_t *ret_off,
+                         CdcError *err) {
+        Position p = {0};
+        bool have = false;
+        if (start && start->have_position) {
+                p = start->position;
+                have = true;
+        } else if (s->pipe && s->pipe->start_position) {
+                if (mysql_source_parse_position(s->pipe->start_position, &p) < 0)
+                        return cdc_error(err, -EINVAL, false, "conf",
+                                         "%s:%d: start_position '%s' is not FILE:POS (e.g. mariadb-bin.000002:344)",
+                                         s->pipe->file ? s->pipe->file : "conf", s->pipe->line,
+                                         s->pipe->start_position);
+                have = true;
+        }
+        if (start && start->snapshot && !have)
+                return cdc_error(err, -ENOTSUP, false, "conf",
+                                 "%s the mysql source cannot take an initial snapshot yet: set snapshot = never "
+                                 "(and start_position) after copying the tables", s->ctx);
+        LogsRow l = {.want_seq = p.hi};
+        int r = mysql_conn_query(s->sql, "SHOW BINARY LOGS", NULL, 0, logs_row, &l, err);
+        if (r < 0)
+                return r;
+        if (!have) {
+                /* default: now, the end of the newest binlog */
+                VarRow v = {0};
+                r = mysql_conn_query(s->sql, "SHOW MASTER STATUS", NULL, 0, var_row, &v, err);
+                if (r < 0)
+                        return r;
+                if (v.n < 2 || file_seq(v.vals[0], &p.hi) < 0 ||
+                    parse_u64(v.vals[1], strlen(v.vals[1]), &p.lo) < 0)
+                        return cdc_error(err, -EPROTO, true, "connection", "%s SHOW MASTER STATUS answered nothing",
+                                         s->ctx);
+                snprintf(file, flen, "%s", v.vals[0]);
+                *ret_off = p.lo;
+                return 0;
+        }
+        if (!l.found[0])
+                return cdc_error(err, -ENOENT, false, "position",
+                                 "%s binlog file number %06" PRIu64 " (position %" PRIu64
+                                 ") is no longer on the server (it has %s .. %s): it was purged before cdcsync read "
+                                 "it; changes were lost for this pipeline: delete its checkpoint in the sink and "
+                                 "restart with snapshot = initial (or start_position), and raise binlog_expire_logs_"
+                                 "seconds", s->ctx, p.hi, p.lo, l.first[0] ? l.first : "none", l.last[0] ? l.last : "none");
+        if (p.lo > l.size)
+                return cdc_error(err, -ERANGE, false, "position",
+                                 "%s position %" PRIu64 " is past the end of %s (%" PRIu64 " bytes)", s->ctx, p.lo,
+                                 l.found, l.size);
+        snprintf(file, flen, "%s", l.found);
+        *ret_off = p.lo;
+        return 0;
+}
+
+/* ---- SourceOps ---- */
+
+static Source *source_free(Source *s) {
+        if (!s)
+                return NULL;
+        schema_cache_clear(s);
+        if (s->rpl)
+                mariadb_rpl_close(s->rpl);
+        if (s->repl)
+                mysql_close(s->repl);
+        if (s->sql)
+                mysql_close(s->sql);
+        free(s);
+        return NULL;
+}
+
+static int source_open(const ConnectorConf *conn, const PipelineConf *pipe, Source **ret, CdcError *err) {
+        Source *s = calloc(1, sizeof(*s));
+        int r;
+        if (!s)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        s->conn = conn;
+        s->pipe = pipe;
+        snprintf(s->ctx, sizeof(s->ctx), "[pipeline=%s source=%s]", pipe && pipe->name ? pipe->name : "-",
+                 conn->name ? conn->name : "-");
+        r = mysql_conn_open(conn, NULL, &s->sql, err);
+        if (r < 0)
+                goto out;
+        r = preflight(s->sql, conn, s->ctx, err);
+        if (r < 0)
+                goto out;
+        *ret = s;
+        s = NULL;
+out:
+        source_free(s);
+        return r;
+}
+
+static int source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
+        Source *s;
+        int r = source_open(conn, pipe, &s, err);
+        if (r < 0)
+                return r;
+        source_free(s);
+        return 0;
+}
+
+static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err) {
+        uint64_t off;
+        MARIADB_RPL_EVENT *ev = NULL;
+        int r;
+
+        r = resolve_start(s, start, s->file, sizeof(s->file), &off, err);
+        if (r < 0)
+                return r;
+        r = file_seq(s->file, &s->file_seq);
+        if (r < 0)
+                return cdc_error(err, r, false, "position", "%s binlog file name '%s' has no number", s->ctx, s->file);
+        log_info(s->ctx, "streaming binlog from %s:%" PRIu64, s->file, off);
+
+        r = mysql_conn_open(s->conn, NULL, &s->repl, err);
+        if (r < 0)
+                return r;
+        /* Checksums: ask for them as the server writes them (the FDE then says which); the
+         * heartbeat lets an idle stream come back to look at pipeline_io_stopping(). */
+        r = mysql_conn_query(s->repl, "SET @master_binlog_checksum = @@global.binlog_checksum", NULL, 0, NULL, NULL, err);
+        if (r >= 0)
+                r = mysql_conn_query(s->repl, "SET @master_heartbeat_period = " HEARTBEAT_NS, NULL, 0, NULL, NULL, err);
+        if (r >= 0)
+                r = mysql_conn_query(s->repl, "SET @mariadb_slave_capability = 4", NULL, 0, NULL, NULL, err);
+        if (r < 0)
+                return r;
+        VarRow v = {0};
+        r = mysql_conn_query(s->repl, "SELECT @@global.binlog_checksum", NULL, 0, var_row, &v, err);
+        if (r < 0)
+                return r;
+        s->checksum = strcasecmp(v.vals[0], "NONE") != 0;
+
+        s->rpl = mariadb_rpl_init(s->repl);
+        if (!s->rpl)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        unsigned int sid = s->conn->server_id;
+        mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FILENAME, s->file, strlen(s->file));
+        mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_START, (unsigned long)off);
+        mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_SERVER_ID, sid);
+        mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FLAGS, (unsigned int)MARIADB_RPL_BINLOG_SEND_ANNOTATE_ROWS);
+        if (mariadb_rpl_open(s->rpl))
+                return cdc_error(err, -EIO, true, "connection", "%s cannot start the binlog dump at %s:%" PRIu64 ": %s",
+                                 s->ctx, s->file, off, mysql_error(s->repl));
+
+        while (!pipeline_io_stopping(io)) {
+                ev = mariadb_rpl_fetch(s->rpl, ev);
+                if (!ev) {
+                        unsigned int e = mysql_errno(s->repl);
+                        r = cdc_error(err, -EIO, e == 0 || mysql_conn_lost(e) || e == CR_BINLOG_ERROR, "connection",
+                                      "%s binlog stream at %s ended: %s (error %u)", s->ctx, s->file,
+                                      e ? mysql_error(s->repl) : "connection closed", e);
+                        if (e == 1236) /* ER_MASTER_FATAL_ERROR_READING_BINLOG: purged, bad position */
+                                err->retriable = false;
+                        goto out;
+                }
+                /* raw_data: the network packet, the OK byte first, then the event */
+                if (!ev->raw_data || ev->raw_data_size < BINLOG_HEADER_LEN)
+                        continue;
+                const uint8_t *raw = ev->raw_data;
+                size_t rlen = ev->raw_data_size;
+                if (rlen > ev->event_length && ev->event_length >= BINLOG_HEADER_LEN) {
+                        raw += rlen - ev->event_length;
+                        rlen = ev->event_length;
+                }
+                if (raw[4] == BINLOG_FORMAT_DESCRIPTION) {
+                        bool cs;
+                        if (binlog_read_fde_checksum(raw, rlen, &cs) == 0)
+                                s->checksum = cs;
+                }
+                BinlogHeader h;
+                r = binlog_read_header(raw, rlen, s->checksum && raw[4] != BINLOG_FORMAT_DESCRIPTION, &h);
+                if (r < 0) {
+                        r = cdc_error(err, r, false, "data", "%s malformed event in %s", s->ctx, s->file);
+                        goto out;
+                }
+                r = 0;
+                switch (h.type) {
+                case BINLOG_ROTATE: {
+                        uint64_t rpos;
+                        const char *name;
+                        size_t n;
+                        if (binlog_read_rotate(&h, &rpos, &name, &n) < 0 || n >= sizeof(s->file)) {
+                                r = cdc_error(err, -EBADMSG, false, "data", "%s malformed ROTATE event in %s", s->ctx,
+                                              s->file);
+                                goto out;
+                        }
+                        memcpy(s->file, name, n);
+                        s->file[n] = '\0';
+                        if (file_seq(s->file, &s->file_seq) < 0) {
+                                r = cdc_error(err, -EPROTO, false, "position", "%s binlog file name '%s' has no number",
+                                              s->ctx, s->file);
+                                goto out;
+                        }
+                        break;
+                }
+                case BINLOG_GTID:
+                        start_txn(s, &h, ev->event.gtid.sequence_nr, (ev->event.gtid.flags & FL_STANDALONE) != 0);
+                        break;
+                case BINLOG_QUERY:
+                        r = on_query(s, &h, ev, io, err);
+                        break;
+                case BINLOG_XID:
+                        if (s->in_txn)
+                                r = end_txn(s, &h, io);
+                        break;
+                case BINLOG_TABLE_MAP:
+                        r = on_table_map(s, &h, err);
+                        break;
+                case BINLOG_WRITE_ROWS_V1:
+                case BINLOG_UPDATE_ROWS_V1:
+                case BINLOG_DELETE_ROWS_V1:
+                case BINLOG_WRITE_ROWS:
+                case BINLOG_UPDATE_ROWS:
+                case BINLOG_DELETE_ROWS:
+                case BINLOG_WRITE_ROWS_COMPRESSED_V1:
+                case BINLOG_UPDATE_ROWS_COMPRESSED_V1:
+                case BINLOG_DELETE_ROWS_COMPRESSED_V1:
+                case BINLOG_WRITE_ROWS_COMPRESSED:
+                case BINLOG_UPDATE_ROWS_COMPRESSED:
+                case BINLOG_DELETE_ROWS_COMPRESSED:
+                        r = on_rows(s, &h, io, err);
+                        break;
+                case BINLOG_HEARTBEAT: {
+                        Position end = pos_at(s, h.next_pos);
+                        pipeline_io_report_source_end(io, end, (int64_t)h.timestamp * 1000000);
+                        if (!s->in_txn) {
+                                Event kev = {.kind = EVENT_KEEPALIVE, .pos = end};
+                                r = pipeline_io_emit(io, &kev);
+                        }
+                        break;
+                }
+                default:
+                        break;
+                }
+                if (r == -ECANCELED) {
+                        r = 0;
+                        goto out;
+                }
+                if (r < 0)
+                        goto out;
+        }
+        r = 0;
+out:
+        if (ev)
+                mariadb_free_rpl_event(ev);
+        return r;
+}
+
+const SourceOps mysql_source_ops = {
+        .type = "mysql",
+        .open = source_open,
+        .run = source_run,
+        .format_position = mysql_source_format_position,
+        .parse_position = mysql_source_parse_position,
+        .check = source_check,
+        .free = source_free,
+};

@@ -1,0 +1,132 @@
+/* Applies fixed batches through the MySQL sink, as a PostgreSQL source would send them, and
+ * prints what the sink answered: the sink's half of test_mysql_sink.sh.
+ *   mysql_sink_driver PORT SERVER_ID CREATE_TABLES(0|1)    password: env MYSQL_PW */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdcsync/connector.h"
+#include "mysql/mysql_sink.h"
+
+static Table *orders(void) {
+        static const struct {
+                const char *name, *type;
+                TypeClass cls;
+                bool key;
+        } cols[] = {
+                {"id", "integer", TYPE_INTEGER, true},      {"flag", "boolean", TYPE_BOOLEAN, false},
+                {"data", "bytea", TYPE_BYTES, false},       {"ts", "timestamptz", TYPE_TIMESTAMPTZ, false},
+                {"amount", "numeric(12,2)", TYPE_NUMERIC, false}, {"we`ird", "text", TYPE_TEXT, false},
+        };
+        Table *t = table_new("public", "orders", 6);
+        for (int i = 0; i < 6; i++) {
+                t->cols[i].name = strdup(cols[i].name);
+                t->cols[i].type_name = strdup(cols[i].type);
+                t->cols[i].cls = cols[i].cls;
+                t->cols[i].key = cols[i].key;
+        }
+        return t;
+}
+
+static Value *row(const char *v[6]) {
+        Value *r = values_new(6);
+        for (int i = 0; i < 6; i++)
+                if (v[i])
+                        value_set(&r[i], v[i], strlen(v[i]));
+        return r;
+}
+
+static int apply(const SinkOps *ops, Sink *k, Table *t, ChangeOp op, Value *before, Value *after, CdcError *err) {
+        Change c = {.op = op, .table = table_ref(t), .before = before, .after = after};
+        TxnInfo txn = {.commit_ts = 1700000000000000, .origin = "pg"};
+        int r = ops->apply(k, &txn, &c, err);
+        change_clear(&c);
+        return r;
+}
+
+#define CHECK(x)                                                                                                    \
+        do {                                                                                                        \
+                if ((x) < 0) {                                                                                      \
+                        fprintf(stderr, "line %d: %s [%s retriable=%d]\n", __LINE__, err.message, err.kind,        \
+                                err.retriable);                                                                     \
+                        return 1;                                                                                   \
+                }                                                                                                   \
+        } while (0)
+
+int main(int argc, char **argv) {
+        if (argc != 4)
+                return 2;
+        ConnectorConf sink = {.name = "mysink", .type = "mysql", .host = "127.0.0.1",
+                              .port = (int)strtol(argv[1], NULL, 10), .user = "cdc", .password = getenv("MYSQL_PW"),
+                              .database = "test_sink", .server_id = (uint32_t)strtoul(argv[2], NULL, 10),
+                              .ssl_mode = "disabled", .create_tables = strcmp(argv[3], "1") == 0};
+        ConnectorConf src = {.name = "pg", .type = "postgres"};
+        PipelineConf pipe = {.name = "p1", .source = &src, .sink = &sink};
+        const SinkOps *ops = &mysql_sink_ops;
+        CdcError err = {0};
+        Sink *k;
+        Position pos;
+        bool found;
+        CHECK(ops->open(&sink, &pipe, &k, &err));
+        CHECK(ops->last_position(k, &pos, &found, &err));
+        printf("start found=%d\n", found);
+        Table *t = orders();
+
+        /* a missing table without create_tables: retriable "schema" error naming it */
+        CHECK(ops->begin(k, &err));
+        int r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"1", "t", NULL, NULL, NULL, NULL}), &err);
+        if (r < 0) {
+                printf("missing: %s retriable=%d %s\n", err.kind, err.retriable,
+                       strstr(err.message, "`test_sink`.`orders` does not exist") ? "named" : err.message);
+                ops->rollback(k);
+                if (!sink.create_tables)
+                        goto out;
+        } else {
+                ops->rollback(k);
+        }
+        /* batch 1 */
+        CHECK(ops->begin(k, &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
+                    row((const char *[]){"1", "t", "\\x00ff", "2024-01-01 12:00:00.25+02", "10.50", "a"}), &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
+                    row((const char *[]){"2", "f", NULL, "2024-01-01 00:00:00-05:30", "-0.01", "b`q"}), &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"3", NULL, NULL, NULL, NULL, "c"}), &err));
+        /* key update: 2 → 20, found by the old key */
+        CHECK(apply(ops, k, t, CHANGE_UPDATE, row((const char *[]){"2", NULL, NULL, NULL, NULL, NULL}),
+                    row((const char *[]){"20", "t", "\\x", "2024-01-01 00:00:00-05:30", "99", "b2"}), &err));
+        CHECK(apply(ops, k, t, CHANGE_DELETE, row((const char *[]){"3", NULL, NULL, NULL, NULL, NULL}), NULL, &err));
+        CHECK(ops->commit(k, (Position){0, 100}, "0/64", NULL, &err));
+        /* batch 2: a replayed insert (idempotent), a truncate inside the transaction, then a row */
+        CHECK(ops->begin(k, &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
+                    row((const char *[]){"1", "t", "\\x00ff", "2024-01-01 12:00:00.25+02", "10.50", "a"}), &err));
+        CHECK(apply(ops, k, t, CHANGE_TRUNCATE, NULL, NULL, &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
+                    row((const char *[]){"5", "t", "\\xdeadbeef", "2000-02-29 23:59:59.999999+00", "1", "after"}), &err));
+        CHECK(ops->rollback(k));
+        /* the rolled-back batch left nothing; apply it for real */
+        CHECK(ops->begin(k, &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
+                    row((const char *[]){"4", "f", NULL, NULL, "12345678.9", "kept"}), &err));
+        CHECK(ops->commit(k, (Position){0, 200}, "0/C8", NULL, &err));
+        /* batch 3: values MySQL cannot hold: non-retriable "data" errors naming table and column */
+        const char *bad[][6] = {
+                {"6", NULL, NULL, NULL, "NaN", NULL},
+                {"6", NULL, NULL, "infinity", NULL, NULL},
+                {"6", NULL, NULL, NULL, "1234567890123456789012345678901234567", NULL},
+        };
+        for (int i = 0; i < 3; i++) {
+                CHECK(ops->begin(k, &err));
+                r = apply(ops, k, t, CHANGE_INSERT, NULL, row(bad[i]), &err);
+                printf("bad%d: r=%d %s retriable=%d %s\n", i, r < 0, err.kind, err.retriable,
+                       strstr(err.message, "public.orders column") ? "named" : err.message);
+                ops->rollback(k);
+        }
+        CHECK(ops->last_position(k, &pos, &found, &err));
+        printf("last found=%d %llu/%llu\n", found, (unsigned long long)pos.hi, (unsigned long long)pos.lo);
+out:
+        table_unref(t);
+        ops->free(k);
+        return 0;
+}
