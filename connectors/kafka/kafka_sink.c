@@ -432,7 +432,9 @@ static int kafka_sink_last_position(Sink *k, Position *ret, bool *found, CdcErro
                 goto out;
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));
         rd_kafka_conf_set(conf, "enable.partition.eof", "false", errstr, sizeof(errstr));
-        rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", errstr, sizeof(errstr));
+        /* assign() needs a group id in librdkafka 2.0 ("Unknown group" otherwise); nothing joins
+         * or commits under it. */
+        rd_kafka_conf_set(conf, "group.id", client_id, errstr, sizeof(errstr));
         rd_kafka_conf_set_log_cb(conf, on_log);
         rc = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!rc) {
