@@ -108,9 +108,7 @@ static void buf_str(Buf *b, const char *s, size_t n) {
                         case '\t': buf_add(b, "\\t", 2); break;
                         case '\b': buf_add(b, "\\b", 2); break;
                         case '\f': buf_add(b, "\\f", 2); break;
-                        default:
-                                snprintf(esc, sizeof(esc), "\\u%04x", c);
-                                buf_add(b, esc, 6);
+                        default: snprintf(esc, sizeof(esc), "\\u%04x", c); buf_add(b, esc, 6);
                         }
                         i++;
                 } else {
@@ -303,8 +301,7 @@ static void buf_bytes(Buf *b, const char *s, size_t n) {
  * "+00" → "Z", "+05" → "+05:00". Text in another shape (infinity, BC dates) is kept as it is. */
 static void buf_timestamp(Buf *b, const char *s, size_t n, bool tz) {
         char out[64];
-        if (n < 19 || n >= sizeof(out) - 4 || s[10] != ' ' || s[4] != '-' || s[13] != ':' ||
-            memmem(s, n, " BC", 3)) {
+        if (n < 19 || n >= sizeof(out) - 4 || s[10] != ' ' || s[4] != '-' || s[13] != ':' || memmem(s, n, " BC", 3)) {
                 buf_str(b, s, n);
                 return;
         }
@@ -336,14 +333,28 @@ static TypeClass element_class(const char *type_name) {
                 const char *name;
                 TypeClass cls;
         } names[] = {
-                {"smallint", TYPE_INTEGER}, {"integer", TYPE_INTEGER}, {"bigint", TYPE_INTEGER},
-                {"int2", TYPE_INTEGER},     {"int4", TYPE_INTEGER},    {"int8", TYPE_INTEGER},
-                {"numeric", TYPE_NUMERIC},  {"decimal", TYPE_NUMERIC}, {"real", TYPE_FLOAT},
-                {"double precision", TYPE_FLOAT}, {"float4", TYPE_FLOAT}, {"float8", TYPE_FLOAT},
-                {"boolean", TYPE_BOOLEAN},  {"bool", TYPE_BOOLEAN},    {"json", TYPE_JSON},
-                {"jsonb", TYPE_JSON},       {"bytea", TYPE_BYTES},     {"date", TYPE_DATE},
-                {"timestamp without time zone", TYPE_TIMESTAMP},       {"timestamp", TYPE_TIMESTAMP},
-                {"timestamp with time zone", TYPE_TIMESTAMPTZ},        {"timestamptz", TYPE_TIMESTAMPTZ},
+                {"smallint", TYPE_INTEGER},
+                {"integer", TYPE_INTEGER},
+                {"bigint", TYPE_INTEGER},
+                {"int2", TYPE_INTEGER},
+                {"int4", TYPE_INTEGER},
+                {"int8", TYPE_INTEGER},
+                {"numeric", TYPE_NUMERIC},
+                {"decimal", TYPE_NUMERIC},
+                {"real", TYPE_FLOAT},
+                {"double precision", TYPE_FLOAT},
+                {"float4", TYPE_FLOAT},
+                {"float8", TYPE_FLOAT},
+                {"boolean", TYPE_BOOLEAN},
+                {"bool", TYPE_BOOLEAN},
+                {"json", TYPE_JSON},
+                {"jsonb", TYPE_JSON},
+                {"bytea", TYPE_BYTES},
+                {"date", TYPE_DATE},
+                {"timestamp without time zone", TYPE_TIMESTAMP},
+                {"timestamp", TYPE_TIMESTAMP},
+                {"timestamp with time zone", TYPE_TIMESTAMPTZ},
+                {"timestamptz", TYPE_TIMESTAMPTZ},
         };
         if (!type_name)
                 return TYPE_TEXT;
@@ -454,13 +465,9 @@ static void buf_scalar(Buf *b, TypeClass cls, const char *s, size_t n) {
                 else
                         buf_str(b, s, n);
                 return;
-        case TYPE_BYTES:
-                buf_bytes(b, s, n);
-                return;
+        case TYPE_BYTES: buf_bytes(b, s, n); return;
         case TYPE_TIMESTAMP:
-        case TYPE_TIMESTAMPTZ:
-                buf_timestamp(b, s, n, cls == TYPE_TIMESTAMPTZ);
-                return;
+        case TYPE_TIMESTAMPTZ: buf_timestamp(b, s, n, cls == TYPE_TIMESTAMPTZ); return;
         case TYPE_JSON: {
                 json_error_t jerr;
                 json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
@@ -472,9 +479,7 @@ static void buf_scalar(Buf *b, TypeClass cls, const char *s, size_t n) {
                 }
                 return;
         }
-        default:
-                buf_str(b, s, n);
-                return;
+        default: buf_str(b, s, n); return;
         }
 }
 
@@ -609,8 +614,7 @@ static void buf_source(Buf *b, const Change *c, const TxnInfo *txn, const Envelo
         buf_add(b, "}", 1);
 }
 
-int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms,
-                   char **ret) {
+int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms, char **ret) {
         Buf b = {0};
         const char *op;
         switch (c->op) {
@@ -642,12 +646,12 @@ int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *sr
 }
 
 static bool topic_char(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-               c == '_' || c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+               c == '-';
 }
 
-int envelope_topic(const char *tmpl, const char *connector, const char *schema, const char *table,
-                   char *ret, size_t len) {
+int envelope_topic(const char *tmpl, const char *connector, const char *schema, const char *table, char *ret,
+                   size_t len) {
         char out[ENVELOPE_TOPIC_MAX + 1];
         size_t n = 0;
         for (const char *p = tmpl; *p;) {

@@ -36,8 +36,7 @@ int envelope_key(const Change *c, char **ret);
 /* The message value: {"before":…,"after":…,"source":{…},"op":"c|u|d|t|r","ts_ms":now_ms}.
  * A change of a snapshot transaction (txn->snapshot) is a read, op "r". *ret is malloc'd, owned
  * by the caller. Returns 0 or -ENOMEM. */
-int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms,
-                   char **ret);
+int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms, char **ret);
 
 /* Whether an update changes the row's key: the sink then sends, like Debezium, a delete of the
  * old key (with its tombstone) and a create of the new one, so each key's history stays in one
@@ -52,5 +51,5 @@ int envelope_value_json(const Column *col, const Value *v, char **ret);
  * Kafka does not allow in a topic name ([A-Za-z0-9._-] only) are replaced by '_'. Returns 0,
  * -EINVAL for an unknown {placeholder} or an empty result, -ENAMETOOLONG past
  * ENVELOPE_TOPIC_MAX. */
-int envelope_topic(const char *tmpl, const char *connector, const char *schema, const char *table,
-                   char *ret, size_t len);
+int envelope_topic(const char *tmpl, const char *connector, const char *schema, const char *table, char *ret,
+                   size_t len);

@@ -17,9 +17,9 @@
 
 #define DEFAULT_TOPIC "cdc.{connector}.{schema}.{table}"
 #define METADATA_TIMEOUT_MS 10000
-#define CHECKPOINT_WINDOW 500   /* checkpoint records read per step, backwards from the end */
+#define CHECKPOINT_WINDOW 500     /* checkpoint records read per step, backwards from the end */
 #define CHECKPOINT_VALUE_MAX 4096 /* a checkpoint record is small: anything bigger is not ours */
-#define DELIVERY_SLACK_MS 30000 /* past message.timeout.ms, how long a flush may still take */
+#define DELIVERY_SLACK_MS 30000   /* past message.timeout.ms, how long a flush may still take */
 
 struct Sink {
         rd_kafka_t *rk;            /* producer, owned */
@@ -27,7 +27,7 @@ struct Sink {
         const PipelineConf *pipe;  /* borrowed */
         const SourceOps *src_ops;  /* formats the source's positions */
         char ctx[256];
-        char *db;                 /* owned: the source database's name, NULL when unknown */
+        char *db;                  /* owned: the source database's name, NULL when unknown */
         const char *src_connector; /* Debezium's connector name: "postgresql" or "mysql" */
         long timeout_ms;           /* message.timeout.ms in effect */
         /* Per batch; delivery reports run in the sink thread (inside poll/flush). */
@@ -67,10 +67,8 @@ static bool err_retriable(rd_kafka_resp_err_t e) {
         case RD_KAFKA_RESP_ERR_INVALID_RECORD:
         case RD_KAFKA_RESP_ERR__INVALID_ARG:
         case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
-        case RD_KAFKA_RESP_ERR__AUTHENTICATION:
-                return false;
-        default:
-                return true;
+        case RD_KAFKA_RESP_ERR__AUTHENTICATION: return false;
+        default: return true;
         }
 }
 
@@ -78,17 +76,13 @@ static const char *err_kind(rd_kafka_resp_err_t e) {
         switch (e) {
         case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
         case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-                return "data";
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD: return "data";
         case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
-                return "privilege";
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED: return "privilege";
         case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
         case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
-                return "schema";
-        default:
-                return "connection";
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: return "schema";
+        default: return "connection";
         }
 }
 
@@ -146,8 +140,8 @@ static int make_conf(const ConnectorConf *conn, const char *client_id, bool prod
                         goto out;
                 }
         }
-        if (conn->password && rd_kafka_conf_set(conf, "sasl.password", conn->password, errstr, sizeof(errstr)) !=
-                                      RD_KAFKA_CONF_OK) {
+        if (conn->password &&
+            rd_kafka_conf_set(conf, "sasl.password", conn->password, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
                 r = cdc_error(err, -EINVAL, false, "conf", "connector %s: the password cannot be used as sasl.password",
                               conn->name);
                 goto out;
@@ -211,7 +205,8 @@ static int ensure_checkpoint_topic(Sink *k, CdcError *err) {
                 return 0;
 
         char errstr[512];
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(KAFKA_SINK_CHECKPOINT_TOPIC, 1, replicas, errstr, sizeof(errstr));
+        rd_kafka_NewTopic_t *nt =
+                rd_kafka_NewTopic_new(KAFKA_SINK_CHECKPOINT_TOPIC, 1, replicas, errstr, sizeof(errstr));
         rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
         rd_kafka_event_t *ev = NULL;
         if (!nt || !q) {
@@ -355,8 +350,8 @@ out:
 
 /* Reads the checkpoint record of this pipeline from [from, to) of one partition; *ret_found is
  * set when one is there (the last one wins). */
-static int read_checkpoints(rd_kafka_t *rc, const char *pipeline, int32_t part, int64_t from, int64_t to,
-                            Position *ret, bool *ret_found, CdcError *err) {
+static int read_checkpoints(rd_kafka_t *rc, const char *pipeline, int32_t part, int64_t from, int64_t to, Position *ret,
+                            bool *ret_found, CdcError *err) {
         rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(tp, KAFKA_SINK_CHECKPOINT_TOPIC, part)->offset = from;
         rd_kafka_resp_err_t e = rd_kafka_assign(rc, tp);
@@ -509,11 +504,11 @@ static int produce(Sink *k, const char *topic, const char *key, const char *valu
                    CdcError *err) {
         int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
         for (;;) {
-                rd_kafka_resp_err_t e = rd_kafka_producev(
-                        k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                        RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0), RD_KAFKA_V_HEADERS(hdrs),
-                        RD_KAFKA_V_END);
+                rd_kafka_resp_err_t e =
+                        rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                                          RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
+                                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         k->sent++;
                         rd_kafka_poll(k->rk, 0); /* serve delivery reports as we go */

@@ -60,11 +60,8 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                         break;
-                case 't':
-                        break;
-                case 'p':
-                        portfile = optarg;
-                        break;
+                case 't': break;
+                case 'p': portfile = optarg; break;
                 default:
                         fprintf(stderr, "usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE]\n");
                         return 2;
@@ -103,7 +100,8 @@ int main(int argc, char **argv) {
                         goto out;
                 }
                 *colon = '\0';
-                rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, optarg, (int)parts, (int)(brokers < 3 ? brokers : 3));
+                rd_kafka_resp_err_t e =
+                        rd_kafka_mock_topic_create(mc, optarg, (int)parts, (int)(brokers < 3 ? brokers : 3));
                 if (e) {
                         fprintf(stderr, "kafka_mock: cannot create topic '%s': %s\n", optarg, rd_kafka_err2str(e));
                         goto out;

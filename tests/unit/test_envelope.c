@@ -70,7 +70,8 @@ static void test_scalars(void **state) {
         expect_json(TYPE_TIMESTAMP, "timestamp", "0044-03-15 00:00:00 BC", "\"0044-03-15 00:00:00 BC\"");
         expect_json(TYPE_JSON, "jsonb", "{\"deep\": {\"a\": [1, 2.10, null]}}", "{\"deep\": {\"a\": [1, 2.10, null]}}");
         expect_json(TYPE_JSON, "json", "not json", "\"not json\"");
-        expect_json(TYPE_UUID, "uuid", "c4ca4238-a0b9-3382-8dcc-509a6f75849b", "\"c4ca4238-a0b9-3382-8dcc-509a6f75849b\"");
+        expect_json(TYPE_UUID, "uuid", "c4ca4238-a0b9-3382-8dcc-509a6f75849b",
+                    "\"c4ca4238-a0b9-3382-8dcc-509a6f75849b\"");
         expect_json(TYPE_OTHER, "mood", "happy", "\"happy\"");
 }
 
@@ -122,14 +123,18 @@ static Value *row(const char *id, const char *name, const char *amount) {
 }
 
 static const EnvelopeSource pg_src = {
-        .connector = "postgresql", .name = "pg_main", .db = "shop", .pos_text = "0/16B3748",
+        .connector = "postgresql",
+        .name = "pg_main",
+        .db = "shop",
+        .pos_text = "0/16B3748",
         .sequence = "[\"0/16B3800\",\"2\"]",
 };
 static const TxnInfo txn = {.xid = 771, .commit_pos = {0, 0x16B3800}, .commit_ts = 1700000000123456};
 
-#define SOURCE_PG                                                                                            \
-        "\"source\":{\"version\":\"cdcsync-" CDCSYNC_VERSION "\",\"connector\":\"postgresql\",\"name\":\"pg_main\"," \
-        "\"ts_ms\":1700000000123,\"snapshot\":\"false\",\"db\":\"shop\",\"sequence\":\"[\\\"0/16B3800\\\",\\\"2\\\"]\"," \
+#define SOURCE_PG                                                                                                      \
+        "\"source\":{\"version\":\"cdcsync-" CDCSYNC_VERSION "\",\"connector\":\"postgresql\",\"name\":\"pg_main\","   \
+        "\"ts_ms\":1700000000123,\"snapshot\":\"false\",\"db\":\"shop\",\"sequence\":\"[\\\"0/"                        \
+        "16B3800\\\",\\\"2\\\"]\","                                                                                    \
         "\"schema\":\"public\",\"table\":\"t\",\"txId\":771,\"lsn\":\"0/16B3748\"}"
 
 static void expect_change(const Change *c, const TxnInfo *tx, const EnvelopeSource *src, const char *want_key,
@@ -216,8 +221,8 @@ static void test_mysql_source_and_vclock(void **state) {
         VClock vc = {0};
         assert_int_equal(vclock_set(&vc, "pg_main", 7), 0);
         assert_int_equal(vclock_set(&vc, "my_shop", 12), 0);
-        EnvelopeSource src = {.connector = "mysql", .name = "my_shop", .pos_text = "mariadb-bin.000002:344",
-                              .vclock = &vc};
+        EnvelopeSource src = {
+                .connector = "mysql", .name = "my_shop", .pos_text = "mariadb-bin.000002:344", .vclock = &vc};
         Change c = {.op = CHANGE_INSERT, .table = t, .after = row("1", "x", "1")};
         char *value = NULL;
         assert_int_equal(envelope_value(&c, &txn, &src, 5, &value), 0);
@@ -246,9 +251,8 @@ static void test_no_key_table(void **state) {
 static void test_topic(void **state) {
         (void)state;
         char buf[ENVELOPE_TOPIC_MAX + 1];
-        assert_int_equal(envelope_topic("cdc.{connector}.{schema}.{table}", "pg_main", "public", "orders", buf,
-                                        sizeof(buf)),
-                         0);
+        assert_int_equal(
+                envelope_topic("cdc.{connector}.{schema}.{table}", "pg_main", "public", "orders", buf, sizeof(buf)), 0);
         assert_string_equal(buf, "cdc.pg_main.public.orders");
         assert_int_equal(envelope_topic("x-{table}", "c", "s", "Mixed Case/ü", buf, sizeof(buf)), 0);
         assert_string_equal(buf, "x-Mixed_Case___"); /* ü is two bytes */
