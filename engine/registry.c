@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cdcsync/connector.h"
+#include "kafka/kafka_sink.h"
 #include "postgres/pg_sink.h"
 #include "postgres/pg_source.h"
 
@@ -11,6 +12,7 @@ static const struct {
         const SinkOps *sink;
 } connectors[] = {
         {"postgres", &pg_source_ops, &pg_sink_ops},
+        {"kafka", NULL, &kafka_sink_ops},
 };
 
 const SourceOps *connector_source(const char *type) {

@@ -1,0 +1,713 @@
+/* The Kafka sink (see kafka_sink.h for its design): librdkafka producer, delivery accounting,
+ * and the pipeline checkpoint in the compacted topic cdcsync.checkpoints. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "cdcsync/log.h"
+#include "kafka/envelope.h"
+#include "kafka/kafka_sink.h"
+
+#define DEFAULT_TOPIC "cdc.{connector}.{schema}.{table}"
+#define METADATA_TIMEOUT_MS 10000
+#define CHECKPOINT_WINDOW 500     /* checkpoint records read per step, backwards from the end */
+#define CHECKPOINT_VALUE_MAX 4096 /* a checkpoint record is small: anything bigger is not ours */
+#define DELIVERY_SLACK_MS 30000   /* past message.timeout.ms, how long a flush may still take */
+
+struct Sink {
+        rd_kafka_t *rk;            /* producer, owned */
+        const ConnectorConf *conn; /* borrowed, outlives the sink */
+        const PipelineConf *pipe;  /* borrowed */
+        const SourceOps *src_ops;  /* formats the source's positions */
+        char ctx[256];
+        char *db;                  /* owned: the source database's name, NULL when unknown */
+        const char *src_connector; /* Debezium's connector name: "postgresql" or "mysql" */
+        long timeout_ms;           /* message.timeout.ms in effect */
+        /* Per batch; delivery reports run in the sink thread (inside poll/flush). */
+        uint64_t sent, delivered, failed;
+        rd_kafka_resp_err_t first_err;
+        char first_err_topic[ENVELOPE_TOPIC_MAX + 1];
+        /* The source transaction being applied: its changes are numbered from 0. */
+        bool have_txn;
+        uint64_t txn_xid;
+        Position txn_pos;
+        uint32_t index;
+        char txn_pos_text[96];
+};
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Errors that another attempt (a new producer, after a backoff) cannot fix. */
+static bool err_retriable(rd_kafka_resp_err_t e) {
+        switch (e) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+        case RD_KAFKA_RESP_ERR__AUTHENTICATION: return false;
+        default: return true;
+        }
+}
+
+static const char *err_kind(rd_kafka_resp_err_t e) {
+        switch (e) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD: return "data";
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED: return "privilege";
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: return "schema";
+        default: return "connection";
+        }
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        (void)rk;
+        Sink *k = opaque;
+        if (m->err) {
+                if (k->failed++ == 0) {
+                        k->first_err = m->err;
+                        snprintf(k->first_err_topic, sizeof(k->first_err_topic), "%s",
+                                 m->rkt ? rd_kafka_topic_name(m->rkt) : "?");
+                }
+        } else {
+                k->delivered++;
+        }
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        const char *ctx = rd_kafka_opaque(rk) ? ((Sink *)rd_kafka_opaque(rk))->ctx : NULL;
+        LogLevel l = level <= 3 ? LOG_LEVEL_ERROR : level == 4 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG;
+        log_msg(l, ctx, "kafka %s: %s", fac, buf);
+}
+
+/* The producer's (or a reader's) conf: our defaults, then the kafka.* keys of the conf file. */
+static int make_conf(const ConnectorConf *conn, const char *client_id, bool producer, rd_kafka_conf_t **ret,
+                     CdcError *err) {
+        char errstr[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        int r = 0;
+        if (!conn->brokers) {
+                r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s has no brokers", conn->file, conn->line,
+                              conn->name);
+                goto out;
+        }
+        const char *defaults[][2] = {
+                {"bootstrap.servers", conn->brokers},
+                {"client.id", client_id},
+                /* Retries must not reorder or duplicate within a partition: per-key order. */
+                {"enable.idempotence", "true"},
+                /* Same key → same partition as the Java client computes it. */
+                {"partitioner", "murmur2_random"},
+                {"linger.ms", "5"},
+                {"message.timeout.ms", "60000"},
+                /* Bounded memory: at most 64 MB / 100k messages wait in the local queue. */
+                {"queue.buffering.max.kbytes", "65536"},
+                {"queue.buffering.max.messages", "100000"},
+        };
+        for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+                if (!producer && i >= 2)
+                        break;
+                if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr)) !=
+                    RD_KAFKA_CONF_OK) {
+                        r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: %s: %s", conn->file,
+                                      conn->line, conn->name, defaults[i][0], errstr);
+                        goto out;
+                }
+        }
+        if (conn->password &&
+            rd_kafka_conf_set(conf, "sasl.password", conn->password, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: the password cannot be used as sasl.password",
+                              conn->name);
+                goto out;
+        }
+        for (int i = 0; i < conn->nkafka_props; i++) {
+                const KeyValue *kv = &conn->kafka_props[i];
+                if (strcmp(kv->key, "enable.idempotence") == 0 && strcmp(kv->value, "true") != 0) {
+                        r = cdc_error(err, -EINVAL, false, "conf",
+                                      "%s:%d: connector %s: kafka.enable.idempotence cannot be turned off: per-key "
+                                      "order and no duplicates on retry rely on it",
+                                      conn->file, conn->line, conn->name);
+                        goto out;
+                }
+                /* A reader only needs what connects (security, addresses); producer keys would
+                 * only be warned about. */
+                if (!producer && strncmp(kv->key, "security.", 9) != 0 && strncmp(kv->key, "sasl.", 5) != 0 &&
+                    strncmp(kv->key, "ssl.", 4) != 0 && strcmp(kv->key, "bootstrap.servers") != 0)
+                        continue;
+                if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+                        r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: kafka.%s: %s", conn->file,
+                                      conn->line, conn->name, kv->key, errstr);
+                        goto out;
+                }
+        }
+        *ret = conf;
+        conf = NULL;
+out:
+        if (conf)
+                rd_kafka_conf_destroy(conf);
+        return r;
+}
+
+/* Metadata of every topic (never of one: asking for one would auto-create it). */
+static int get_metadata(rd_kafka_t *rk, const rd_kafka_metadata_t **ret, const char *name, CdcError *err) {
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, ret, METADATA_TIMEOUT_MS);
+        if (e)
+                return cdc_error(err, -EIO, true, "connection", "kafka connector %s: cannot read cluster metadata: %s",
+                                 name, rd_kafka_err2str(e));
+        return 0;
+}
+
+static const rd_kafka_metadata_topic_t *find_topic(const rd_kafka_metadata_t *md, const char *topic) {
+        for (int i = 0; i < md->topic_cnt; i++)
+                if (strcmp(md->topics[i].topic, topic) == 0)
+                        return &md->topics[i];
+        return NULL;
+}
+
+/* Creates cdcsync.checkpoints compacted with one partition when it does not exist. A cluster that
+ * refuses (no privilege, old broker) gets a warning: the topic is then auto-created on the first
+ * checkpoint with the broker's defaults, which works but keeps every checkpoint ever written. */
+static int ensure_checkpoint_topic(Sink *k, CdcError *err) {
+        const rd_kafka_metadata_t *md = NULL;
+        int r = get_metadata(k->rk, &md, k->conn->name, err);
+        if (r < 0)
+                return r;
+        bool exists = find_topic(md, KAFKA_SINK_CHECKPOINT_TOPIC) != NULL;
+        int replicas = md->broker_cnt < 3 ? md->broker_cnt : 3;
+        rd_kafka_metadata_destroy(md);
+        if (exists)
+                return 0;
+
+        char errstr[512];
+        rd_kafka_NewTopic_t *nt =
+                rd_kafka_NewTopic_new(KAFKA_SINK_CHECKPOINT_TOPIC, 1, replicas, errstr, sizeof(errstr));
+        rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+        rd_kafka_event_t *ev = NULL;
+        if (!nt || !q) {
+                log_warn(k->ctx, "cannot prepare creating topic %s: %s", KAFKA_SINK_CHECKPOINT_TOPIC, errstr);
+                goto out;
+        }
+        rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+        /* A cluster that does not know CreateTopics (librdkafka's mock) never answers: do not
+         * wait long for it. */
+        rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        if (ao)
+                rd_kafka_AdminOptions_set_request_timeout(ao, 3000, errstr, sizeof(errstr));
+        rd_kafka_CreateTopics(k->rk, &nt, 1, ao, q);
+        if (ao)
+                rd_kafka_AdminOptions_destroy(ao);
+        ev = rd_kafka_queue_poll(q, 5000);
+        const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+        if (!res) {
+                log_warn(k->ctx, "creating topic %s: %s", KAFKA_SINK_CHECKPOINT_TOPIC,
+                         ev ? rd_kafka_event_error_string(ev) : "no answer");
+                goto out;
+        }
+        size_t n;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+        for (size_t i = 0; i < n; i++) {
+                rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+                if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                        log_warn(k->ctx,
+                                 "cannot create topic %s (compacted, 1 partition): %s — create it so, or it is "
+                                 "auto-created with the broker's defaults",
+                                 KAFKA_SINK_CHECKPOINT_TOPIC, rd_kafka_err2str(e));
+                else if (!e)
+                        log_info(k->ctx, "created topic %s (compacted)", KAFKA_SINK_CHECKPOINT_TOPIC);
+        }
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        if (q)
+                rd_kafka_queue_destroy(q);
+        if (nt)
+                rd_kafka_NewTopic_destroy(nt);
+        return 0;
+}
+
+static Sink *kafka_sink_free(Sink *k) {
+        if (!k)
+                return NULL;
+        if (k->rk) {
+                /* Whatever is still queued belongs to a batch that was not committed: it is sent
+                 * again by the next attempt, so there is no point in waiting for it. */
+                rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_flush(k->rk, 1000);
+                rd_kafka_destroy(k->rk);
+        }
+        free(k->db);
+        free(k);
+        return NULL;
+}
+
+/* The database name of a PostgreSQL source, for source.db (Debezium has it). */
+static char *pg_dbname(const char *dsn) {
+        char *db = NULL, *user = NULL;
+        PQconninfoOption *opts = dsn ? PQconninfoParse(dsn, NULL) : NULL;
+        if (!opts)
+                return NULL;
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+                if (strcmp(o->keyword, "dbname") == 0 && o->val && *o->val)
+                        db = o->val;
+                if (strcmp(o->keyword, "user") == 0 && o->val && *o->val)
+                        user = o->val;
+        }
+        char *ret = db ? strdup(db) : user ? strdup(user) : NULL;
+        PQconninfoFree(opts);
+        return ret;
+}
+
+static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+        Sink *k = calloc(1, sizeof(*k));
+        rd_kafka_conf_t *conf = NULL;
+        char errstr[512], client_id[256];
+        int r;
+        if (!k)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        k->conn = conn;
+        k->pipe = pipe;
+        k->src_ops = connector_source(pipe->source->type);
+        snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe->name, conn->name);
+        if (!k->src_ops) {
+                r = cdc_error(err, -EINVAL, false, "conf", "source type %s has no positions", pipe->source->type);
+                goto out;
+        }
+        if (strcmp(pipe->source->type, "postgres") == 0) {
+                k->src_connector = "postgresql";
+                k->db = pg_dbname(pipe->source->dsn);
+        } else {
+                k->src_connector = pipe->source->type;
+                k->db = pipe->source->database ? strdup(pipe->source->database) : NULL;
+        }
+        char probe[ENVELOPE_TOPIC_MAX + 1];
+        if (envelope_topic(conn->topic ? conn->topic : DEFAULT_TOPIC, "c", "s", "t", probe, sizeof(probe)) < 0) {
+                r = cdc_error(err, -EINVAL, false, "conf",
+                              "%s:%d: connector %s: topic template '%s' may use only {connector}, {schema}, {table}",
+                              conn->file, conn->line, conn->name, conn->topic);
+                goto out;
+        }
+        snprintf(client_id, sizeof(client_id), "cdcsync-%s", pipe->name);
+        r = make_conf(conn, client_id, true, &conf, err);
+        if (r < 0)
+                goto out;
+        char val[32];
+        size_t vlen = sizeof(val);
+        k->timeout_ms = 60000;
+        if (rd_kafka_conf_get(conf, "message.timeout.ms", val, &vlen) == RD_KAFKA_CONF_OK) {
+                char *end;
+                errno = 0;
+                long t = strtol(val, &end, 10);
+                if (!errno && *end == '\0' && t > 0)
+                        k->timeout_ms = t;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rd_kafka_conf_set_log_cb(conf, on_log);
+        rd_kafka_conf_set_opaque(conf, k);
+        k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!k->rk) {
+                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: cannot create the kafka producer: %s",
+                              conn->name, errstr);
+                goto out;
+        }
+        conf = NULL; /* owned by rk now */
+        r = ensure_checkpoint_topic(k, err);
+        if (r < 0)
+                goto out;
+        *ret = k;
+        k = NULL;
+out:
+        if (conf)
+                rd_kafka_conf_destroy(conf);
+        kafka_sink_free(k);
+        return r;
+}
+
+/* Reads the checkpoint record of this pipeline from [from, to) of one partition; *ret_found is
+ * set when one is there (the last one wins). */
+static int read_checkpoints(rd_kafka_t *rc, const char *pipeline, int32_t part, int64_t from, int64_t to, Position *ret,
+                            bool *ret_found, CdcError *err) {
+        rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tp, KAFKA_SINK_CHECKPOINT_TOPIC, part)->offset = from;
+        rd_kafka_resp_err_t e = rd_kafka_assign(rc, tp);
+        rd_kafka_topic_partition_list_destroy(tp);
+        int r = 0;
+        if (e)
+                return cdc_error(err, -EIO, true, "connection", "cannot read %s: %s", KAFKA_SINK_CHECKPOINT_TOPIC,
+                                 rd_kafka_err2str(e));
+        int64_t deadline = mono_ms() + 30000, next = from;
+        while (next < to) {
+                if (mono_ms() > deadline) {
+                        r = cdc_error(err, -ETIMEDOUT, true, "connection",
+                                      "timed out reading %s partition %d at offset %" PRId64 " of %" PRId64,
+                                      KAFKA_SINK_CHECKPOINT_TOPIC, part, next, to);
+                        break;
+                }
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rc, 500);
+                if (!m)
+                        continue;
+                if (m->err) {
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                r = cdc_error(err, -EIO, err_retriable(m->err), err_kind(m->err), "reading %s: %s",
+                                              KAFKA_SINK_CHECKPOINT_TOPIC, rd_kafka_message_errstr(m));
+                        rd_kafka_message_destroy(m);
+                        if (r < 0)
+                                break;
+                        continue;
+                }
+                next = m->offset + 1;
+                if (m->key && m->key_len == strlen(pipeline) && memcmp(m->key, pipeline, m->key_len) == 0 &&
+                    m->payload && m->len < CHECKPOINT_VALUE_MAX) {
+                        json_error_t jerr;
+                        json_t *j = json_loadb(m->payload, m->len, 0, &jerr);
+                        const char *hi = json_string_value(json_object_get(j, "hi"));
+                        const char *lo = json_string_value(json_object_get(j, "lo"));
+                        char *e1 = NULL, *e2 = NULL;
+                        errno = 0;
+                        unsigned long long h = hi ? strtoull(hi, &e1, 10) : 0, l = lo ? strtoull(lo, &e2, 10) : 0;
+                        if (!hi || !lo || errno || *e1 || *e2) {
+                                r = cdc_error(err, -EBADMSG, false, "data",
+                                              "%s partition %d offset %" PRId64 ": checkpoint of pipeline %s is not "
+                                              "readable",
+                                              KAFKA_SINK_CHECKPOINT_TOPIC, part, m->offset, pipeline);
+                                json_decref(j);
+                                rd_kafka_message_destroy(m);
+                                break;
+                        }
+                        *ret = (Position){h, l};
+                        *ret_found = true;
+                        json_decref(j);
+                } else if (m->key && m->key_len == strlen(pipeline) && memcmp(m->key, pipeline, m->key_len) == 0 &&
+                           !m->payload) {
+                        *ret_found = false; /* a tombstone: the pipeline was reset */
+                }
+                rd_kafka_message_destroy(m);
+        }
+        rd_kafka_assign(rc, NULL);
+        return r;
+}
+
+static int kafka_sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+        rd_kafka_conf_t *conf = NULL;
+        rd_kafka_t *rc = NULL;
+        const rd_kafka_metadata_t *md = NULL;
+        char errstr[512], client_id[256];
+        Position best = {0};
+        bool have = false;
+        int r;
+
+        snprintf(client_id, sizeof(client_id), "cdcsync-%s-checkpoint", k->pipe->name);
+        r = make_conf(k->conn, client_id, false, &conf, err);
+        if (r < 0)
+                goto out;
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));
+        rd_kafka_conf_set(conf, "enable.partition.eof", "false", errstr, sizeof(errstr));
+        /* assign() needs a group id in librdkafka 2.0 ("Unknown group" otherwise); nothing joins
+         * or commits under it. */
+        rd_kafka_conf_set(conf, "group.id", client_id, errstr, sizeof(errstr));
+        rd_kafka_conf_set_log_cb(conf, on_log);
+        rc = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        if (!rc) {
+                r = cdc_error(err, -EINVAL, false, "conf", "cannot create a kafka reader: %s", errstr);
+                goto out;
+        }
+        conf = NULL;
+        r = get_metadata(rc, &md, k->conn->name, err);
+        if (r < 0)
+                goto out;
+        const rd_kafka_metadata_topic_t *t = find_topic(md, KAFKA_SINK_CHECKPOINT_TOPIC);
+        for (int p = 0; t && p < t->partition_cnt; p++) {
+                int32_t part = t->partitions[p].id;
+                int64_t low, high;
+                rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rc, KAFKA_SINK_CHECKPOINT_TOPIC, part, &low,
+                                                                         &high, METADATA_TIMEOUT_MS);
+                if (e) {
+                        r = cdc_error(err, -EIO, true, "connection", "cannot read the offsets of %s: %s",
+                                      KAFKA_SINK_CHECKPOINT_TOPIC, rd_kafka_err2str(e));
+                        goto out;
+                }
+                /* Backwards in windows from the end: the newest record of this pipeline is all
+                 * that matters, and an uncompacted topic can be long. */
+                for (int64_t to = high; to > low;) {
+                        int64_t from = to - CHECKPOINT_WINDOW > low ? to - CHECKPOINT_WINDOW : low;
+                        Position pos;
+                        bool f = false;
+                        r = read_checkpoints(rc, k->pipe->name, part, from, to, &pos, &f, err);
+                        if (r < 0)
+                                goto out;
+                        if (f && (!have || position_cmp(pos, best) > 0)) {
+                                best = pos;
+                                have = true;
+                        }
+                        if (f)
+                                break;
+                        to = from;
+                }
+        }
+        *ret = best;
+        *found = have;
+        r = 0;
+out:
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (rc) {
+                rd_kafka_consumer_close(rc);
+                rd_kafka_destroy(rc);
+        }
+        if (conf)
+                rd_kafka_conf_destroy(conf);
+        return r;
+}
+
+static int kafka_sink_begin(Sink *k, CdcError *err) {
+        (void)err;
+        k->sent = k->delivered = k->failed = 0;
+        k->first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        k->have_txn = false;
+        return 0;
+}
+
+static int delivery_error(Sink *k, CdcError *err) {
+        return cdc_error(err, -EIO, err_retriable(k->first_err), err_kind(k->first_err),
+                         "%" PRIu64 " message(s) not delivered; first to topic %s: %s", k->failed, k->first_err_topic,
+                         rd_kafka_err2str(k->first_err));
+}
+
+/* Queues one message (copies key, value; takes hdrs). A full local queue is waited out by
+ * serving delivery reports, for at most the delivery timeout. */
+static int produce(Sink *k, const char *topic, const char *key, const char *value, rd_kafka_headers_t *hdrs,
+                   CdcError *err) {
+        int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
+        for (;;) {
+                rd_kafka_resp_err_t e =
+                        rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                                          RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
+                                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        k->sent++;
+                        rd_kafka_poll(k->rk, 0); /* serve delivery reports as we go */
+                        return 0;
+                }
+                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        return cdc_error(err, -EIO, err_retriable(e), err_kind(e), "cannot produce to topic %s: %s",
+                                         topic, rd_kafka_err2str(e));
+                }
+                rd_kafka_poll(k->rk, 100);
+                if (k->failed || mono_ms() > deadline) {
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        if (k->failed)
+                                return delivery_error(k, err);
+                        return cdc_error(err, -ETIMEDOUT, true, "connection",
+                                         "the kafka producer's queue stayed full for %ld ms: brokers unreachable?",
+                                         k->timeout_ms + DELIVERY_SLACK_MS);
+                }
+        }
+}
+
+static rd_kafka_headers_t *make_headers(Sink *k) {
+        char seq[16];
+        snprintf(seq, sizeof(seq), "%" PRIu32, k->index);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+        rd_kafka_header_add(h, "cdcsync.position", -1, k->txn_pos_text, -1);
+        rd_kafka_header_add(h, "cdcsync.sequence", -1, seq, -1);
+        rd_kafka_header_add(h, "cdcsync.source", -1, k->pipe->source->name, -1);
+        return h;
+}
+
+/* One envelope message (and its tombstone after a delete). */
+static int produce_change(Sink *k, const char *topic, const TxnInfo *txn, const Change *c, const EnvelopeSource *src,
+                          CdcError *err) {
+        char *key = NULL, *value = NULL;
+        int r = envelope_key(c, &key);
+        if (r == 0)
+                r = envelope_value(c, txn, src, now_ms(), &value);
+        if (r < 0) {
+                r = cdc_error(err, r, false, r == -ENOMEM ? "internal" : "data",
+                              "cannot build the message of a change of %s.%s: %s", c->table->schema, c->table->name,
+                              strerror(-r));
+                goto out;
+        }
+        r = produce(k, topic, key, value, make_headers(k), err);
+        if (r == 0 && c->op == CHANGE_DELETE && key)
+                r = produce(k, topic, key, NULL, make_headers(k), err);
+out:
+        free(key);
+        free(value);
+        return r;
+}
+
+static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
+        char schema[256], table[256], topic[ENVELOPE_TOPIC_MAX + 1], pos_text[96], seq[160];
+        int r;
+        /* The snapshot opens with a truncate so that a database sink starts empty; on Kafka it
+         * would tell consumers to drop rows that the snapshot's reads then upsert anyway (and
+         * Debezium sends none), so it is not published. */
+        if (c->op == CHANGE_TRUNCATE && txn->snapshot)
+                return 0;
+        if (!k->have_txn || k->txn_xid != txn->xid || position_cmp(k->txn_pos, txn->commit_pos) != 0) {
+                k->have_txn = true;
+                k->txn_xid = txn->xid;
+                k->txn_pos = txn->commit_pos;
+                k->index = 0;
+                k->src_ops->format_position(txn->commit_pos, k->txn_pos_text, sizeof(k->txn_pos_text));
+        }
+        if (conf_map_table(k->pipe, c->table->schema, c->table->name, schema, sizeof(schema), table, sizeof(table)) < 0)
+                return cdc_error(err, -ENAMETOOLONG, false, "conf", "table name %s.%s is too long", c->table->schema,
+                                 c->table->name);
+        r = envelope_topic(k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, k->pipe->source->name, schema, table, topic,
+                           sizeof(topic));
+        if (r < 0)
+                return cdc_error(err, r, false, "conf", "no topic for table %s.%s from template %s: %s", schema, table,
+                                 k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, strerror(-r));
+        /* A PostgreSQL change knows its own LSN; others are placed by their commit position. */
+        if (c->lsn && strcmp(k->src_connector, "postgresql") == 0)
+                k->src_ops->format_position((Position){0, c->lsn}, pos_text, sizeof(pos_text));
+        else
+                snprintf(pos_text, sizeof(pos_text), "%s", k->txn_pos_text);
+        snprintf(seq, sizeof(seq), "[\"%s\",\"%" PRIu32 "\"]", k->txn_pos_text, k->index);
+        EnvelopeSource src = {
+                .connector = k->src_connector,
+                .name = k->pipe->source->name,
+                .db = k->db,
+                .pos_text = pos_text,
+                .sequence = seq,
+                .vclock = NULL, /* the engine does not hand row versions to sinks (yet) */
+        };
+        if (envelope_key_changed(c)) {
+                /* Debezium's form: delete + tombstone of the old key, create of the new one. */
+                Change del = {.op = CHANGE_DELETE, .table = c->table, .before = c->before, .lsn = c->lsn};
+                Change ins = {.op = CHANGE_INSERT, .table = c->table, .after = c->after, .lsn = c->lsn};
+                r = produce_change(k, topic, txn, &del, &src, err);
+                if (r == 0)
+                        r = produce_change(k, topic, txn, &ins, &src, err);
+        } else {
+                r = produce_change(k, topic, txn, c, &src, err);
+        }
+        k->index++;
+        return r;
+}
+
+/* Waits until every message produced so far has its delivery report. */
+static int wait_delivered(Sink *k, CdcError *err) {
+        int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
+        while (k->delivered + k->failed < k->sent) {
+                rd_kafka_flush(k->rk, 500);
+                if (mono_ms() > deadline)
+                        return cdc_error(err, -ETIMEDOUT, true, "connection",
+                                         "%" PRIu64 " message(s) without a delivery report after %ld ms",
+                                         k->sent - k->delivered - k->failed, k->timeout_ms + DELIVERY_SLACK_MS);
+        }
+        if (k->failed)
+                return delivery_error(k, err);
+        return 0;
+}
+
+static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        (void)last;
+        int r = wait_delivered(k, err);
+        if (r < 0)
+                return r;
+        /* The batch is in Kafka: only now may the checkpoint say so. */
+        json_t *j = json_object();
+        char hi[24], lo[24];
+        snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
+        json_object_set_new(j, "pipeline", json_string(k->pipe->name));
+        json_object_set_new(j, "source", json_string(k->pipe->source->name));
+        json_object_set_new(j, "position", json_string(pos_text));
+        json_object_set_new(j, "hi", json_string(hi));
+        json_object_set_new(j, "lo", json_string(lo));
+        json_object_set_new(j, "ts_ms", json_integer(now_ms()));
+        char *value = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!value)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, err);
+        free(value);
+        if (r == 0)
+                r = wait_delivered(k, err);
+        return r;
+}
+
+static int kafka_sink_rollback(Sink *k) {
+        /* Sent messages cannot be taken back; those still queued are dropped (the batch is sent
+         * again). Their reports are served now so they do not count in the next batch. */
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
+        rd_kafka_flush(k->rk, 1000);
+        k->sent = k->delivered = k->failed = 0;
+        return 0;
+}
+
+static int kafka_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
+        rd_kafka_conf_t *conf = NULL;
+        rd_kafka_t *rk = NULL;
+        const rd_kafka_metadata_t *md = NULL;
+        char errstr[512], client_id[256];
+        snprintf(client_id, sizeof(client_id), "cdcsync-%s-check", pipe->name);
+        int r = make_conf(conn, client_id, true, &conf, err);
+        if (r < 0)
+                goto out;
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk) {
+                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: %s", conn->name, errstr);
+                goto out;
+        }
+        conf = NULL;
+        r = get_metadata(rk, &md, conn->name, err);
+        if (r < 0)
+                goto out;
+        printf("kafka %s: %d broker(s):", conn->name, md->broker_cnt);
+        for (int i = 0; i < md->broker_cnt; i++)
+                printf(" %s:%d", md->brokers[i].host, md->brokers[i].port);
+        printf("; %d topic(s); checkpoint topic %s %s\n", md->topic_cnt, KAFKA_SINK_CHECKPOINT_TOPIC,
+               find_topic(md, KAFKA_SINK_CHECKPOINT_TOPIC) ? "present" : "absent (created at start)");
+out:
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (rk)
+                rd_kafka_destroy(rk);
+        if (conf)
+                rd_kafka_conf_destroy(conf);
+        return r;
+}
+
+const SinkOps kafka_sink_ops = {
+        .type = "kafka",
+        .open = kafka_sink_open,
+        .last_position = kafka_sink_last_position,
+        .begin = kafka_sink_begin,
+        .apply = kafka_sink_apply,
+        .commit = kafka_sink_commit,
+        .rollback = kafka_sink_rollback,
+        .check = kafka_sink_check,
+        .free = kafka_sink_free,
+};

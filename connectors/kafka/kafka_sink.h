@@ -1,0 +1,25 @@
+/* The Kafka sink: publishes each change as a Debezium-envelope message, one topic per table. */
+#pragma once
+
+#include "cdcsync/connector.h"
+
+/* DESIGN: one Sink is one idempotent librdkafka producer, used only by its pipeline's sink thread
+ * (delivery reports run in that thread too, inside rd_kafka_poll/flush, so the batch counters
+ * need no locking).
+ * - apply() produces without waiting: key = primary key as JSON, value = the envelope, headers
+ *   cdcsync.position (commit position of the source transaction), cdcsync.sequence (index of the
+ *   change in it) and cdcsync.source. A delete is followed by a tombstone; an update that changes
+ *   the key becomes a delete of the old key, its tombstone and a create of the new key (as in
+ *   Debezium). A full local queue is waited out by polling, never forever.
+ * - commit() flushes and waits until every message of the batch has a successful delivery report,
+ *   then produces the checkpoint {pipeline: position} to the compacted topic cdcsync.checkpoints
+ *   (one partition, key = pipeline name) and waits for it too. Only then is the batch durable.
+ * - last_position() reads that topic's partition back from its end.
+ * Guarantee: at-least-once. Kafka has no transaction here that could hold the data and the
+ * checkpoint together, so a crash between a batch's delivery and its checkpoint sends the batch
+ * again: a consumer may see repeats (same cdcsync.position + cdcsync.sequence), never a gap, and
+ * each key's messages stay in order (idempotent producer, one partition per key). */
+extern const SinkOps kafka_sink_ops;
+
+/* The topic holding every pipeline's checkpoint. */
+#define KAFKA_SINK_CHECKPOINT_TOPIC "cdcsync.checkpoints"

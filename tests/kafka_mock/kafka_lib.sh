@@ -1,0 +1,27 @@
+# Kafka helpers for the integration tests (sourced after tests/integration/lib.sh): the mock
+# cluster of tests/kafka_mock/kafka_mock.c, and the kcat-based checker kafka_check.py.
+BUILDDIR=${BUILDDIR:-$SRCDIR/build}
+KAFKA_MOCK=${KAFKA_MOCK:-$BUILDDIR/kafka_mock}
+MOCK_PID=""
+
+# Stops the mock before lib.sh's cleanup (which keeps the exit status).
+trap 'rc=$?; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
+
+# Starts 3 mock brokers; sets KAFKA_BOOTSTRAP. The mock cannot CreateTopics (the sink then warns and
+# relies on auto-creation), so the checkpoint topic is made here with its one partition.
+kafka_mock_start() {
+  "$KAFKA_MOCK" -b 3 -p "$WORK/kafka.bootstrap" -t cdcsync.checkpoints:1 "$@" >"$WORK/kafka_mock.out" 2>"$WORK/kafka_mock.log" &
+  MOCK_PID=$!
+  wait_for "the mock kafka cluster" 20 test -s "$WORK/kafka.bootstrap"
+  KAFKA_BOOTSTRAP=$(cat "$WORK/kafka.bootstrap")
+  log "mock kafka cluster at $KAFKA_BOOTSTRAP"
+}
+
+# kafka_check SOURCE_PG_NAME MODE TABLE... — runs the checker (see kafka_check.py), quiet.
+kafka_check() {
+  local name=$1 mode=$2
+  shift 2
+  local dir="PG_${name}_DIR" port="PG_${name}_PORT"
+  python3 "$SRCDIR/tests/kafka_mock/kafka_check.py" --bootstrap "$KAFKA_BOOTSTRAP" --pghost "${!dir}" \
+    --pgport "${!port}" --connector "$name" --mode "$mode" "$@"
+}
