@@ -3,6 +3,8 @@
 
 #include "cdcsync/connector.h"
 #include "kafka/kafka_sink.h"
+#include "mysql/mysql_sink.h"
+#include "mysql/mysql_source.h"
 #include "postgres/pg_sink.h"
 #include "postgres/pg_source.h"
 
@@ -12,6 +14,7 @@ static const struct {
         const SinkOps *sink;
 } connectors[] = {
         {"postgres", &pg_source_ops, &pg_sink_ops},
+        {"mysql", &mysql_source_ops, &mysql_sink_ops},
         {"kafka", NULL, &kafka_sink_ops},
 };
 

@@ -875,7 +875,7 @@ static int source_check(const ConnectorConf *conn, const PipelineConf *pipe, Cdc
 }
 
 static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err) {
-        uint64_t off;
+        uint64_t off = 0;
         MARIADB_RPL_EVENT *ev = NULL;
         int r;
 
