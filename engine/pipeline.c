@@ -315,11 +315,13 @@ static void *engine_main(void *arg) {
                         event_clear(&ev);
                         break;
                 }
-                /* Adaptive batching: a batch ends at a commit once it is big enough, or when the
-                 * source has nothing more right now (low latency under light load). */
-                if (kind == EVENT_COMMIT &&
-                    (batch_rows >= (size_t)p->conf->batch_max_rows || queue_depth(p->q_src) == 0 ||
-                     atomic_load(&p->stop))) {
+                /* Adaptive batching: a batch ends at a commit once it is big enough, or, between
+                 * transactions, when the source has nothing more right now (low latency under light
+                 * load). Not only at a commit: a keepalive queued right behind the last commit would
+                 * otherwise leave that batch open until the next transaction arrives. */
+                if (batch_open && !in_txn &&
+                    ((kind == EVENT_COMMIT && batch_rows >= (size_t)p->conf->batch_max_rows) ||
+                     queue_depth(p->q_src) == 0 || atomic_load(&p->stop))) {
                         if (p->rows) {
                                 r = rowstate_batch_commit(p->rows, txn.commit_pos, &err);
                                 if (r < 0)
