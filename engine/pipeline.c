@@ -339,11 +339,12 @@ static void *engine_main(void *arg) {
                         event_clear(&ev);
                         break;
                 }
-                /* Adaptive batching: a batch ends at a commit once it is big enough, or when the
-                 * source has nothing more right now (low latency under light load). */
-                if (kind == EVENT_COMMIT &&
-                    (batch_rows >= (size_t)p->conf->batch_max_rows || queue_depth(p->q_src) == 0 ||
-                     atomic_load(&p->stop))) {
+                /* Adaptive batching: a batch ends at a commit once it is big enough, or, between
+                 * transactions, when the source has nothing more right now (low latency under light
+                 * load). */
+                if (batch_open && !in_txn &&
+                    ((kind == EVENT_COMMIT && batch_rows >= (size_t)p->conf->batch_max_rows) ||
+                     queue_depth(p->q_src) == 0 || atomic_load(&p->stop))) {
                         r = end_batch(p, &txn, &err);
                         if (r == -ECANCELED)
                                 break;

@@ -335,6 +335,14 @@ static int session_open(Sink *k, CdcError *err) {
         r = pg_conn_open(k->conf, false, &k->conn, err);
         if (r < 0)
                 return r;
+        /* Every statement of ours finds its row by key, as PostgreSQL's own apply worker does
+         * through the replica identity index. A prepared statement's generic plan, made while a
+         * table was a page or two, keeps scanning it whole after updates have grown it (a
+         * hot-row table under a pgbench-like load: a quarter of the sink server's time was that
+         * scan). Without an index the planner still scans (keyless tables). */
+        r = exec_params(k, "SET enable_seqscan = off", 0, NULL, "setting enable_seqscan", NULL, err);
+        if (r < 0)
+                return r;
         r = ensure_checkpoint_table(k, err);
         if (r < 0)
                 return r;
