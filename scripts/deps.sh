@@ -8,7 +8,7 @@ PACKAGES=(
   libpq-dev libmariadb-dev librdkafka-dev libjansson-dev libcmocka-dev libmicrohttpd-dev
   liblmdb-dev libinih-dev libsystemd-dev
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client kcat prometheus curl
-  procps psmisc python3 openssl
+  procps psmisc python3 openssl systemd util-linux git
 )
 
 missing=()
