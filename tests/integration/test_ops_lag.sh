@@ -80,7 +80,10 @@ wait_for "pipeline main streaming again" 60 pipeline_streaming main
 stop_load
 wait_synced src dst 60 t
 wait_for "lag_seconds back to 0" 30 metric_is cdcsync_pipeline_lag_seconds main 0
-wait_for "lag_bytes back to 0" 30 metric_is cdcsync_pipeline_lag_bytes main 0
+# Caught up means 0 bytes too, right away (not after the source's next keepalive, ~10 s later),
+# and nothing waiting in the queues.
+wait_for "lag_bytes back to 0" 3 metric_is cdcsync_pipeline_lag_bytes main 0
+wait_for "queue_depth back to 0" 3 metric_is cdcsync_queue_depth main 0
 [ "$(healthz_code)" = 200 ] || fail "/healthz is not 200 once streaming again"
 # Still 0 a few seconds later on the idle source (0 must not mean "just after a batch").
 sleep 3
