@@ -249,6 +249,13 @@ static int cmd_run(const char *path) {
                 bool settled = true, alive = true;
                 for (int i = 0; i < sv.npipes; i++) {
                         settled &= pipeline_settled(sv.pipes[i]);
+                        /* Only working threads must prove progress: a failed pipeline's
+                         * supervisor has ended, a retrying one sleeps its backoff (up to 30 s)
+                         * on purpose; neither is hung, and holding back the watchdog for them
+                         * would make systemd kill the healthy pipelines with them. */
+                        int st = atomic_load(&pipeline_stats(sv.pipes[i])->state);
+                        if (st == PIPELINE_FAILED || st == PIPELINE_RETRYING || st == PIPELINE_STOPPED)
+                                continue;
                         alive &= now - pipeline_alive_ts(sv.pipes[i]) < ALIVE_LIMIT_USEC;
                 }
                 if (!ready && settled) {

@@ -16,6 +16,19 @@ stop_listener() {
 trap 'rc=$?; stop_listener; (exit $rc); cleanup' EXIT
 
 ops_pair
+# A second pipeline that fails for good at once (a start position that is not a PostgreSQL
+# one): READY=1 must still come (the failure is reported, not waited on), and the watchdog must
+# keep pinging long after (a failed pipeline's supervisor is idle by design; it is not hung).
+psql_on src -c "CREATE TABLE u (id int PRIMARY KEY)"
+cat >>"$WORK/cdcsync.conf" <<CONF
+
+[pipeline.broken]
+source = src
+sink = dst
+tables = public.u
+snapshot = never
+start_position = not-a-position
+CONF
 # The pipeline cannot stream before the source table has rows copied: READY must wait for it.
 psql_on src -c "INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 20000) g"
 
@@ -43,7 +56,7 @@ ready_line=$(grep 'READY=1' "$NOTES")
 log "ready: $ready_line"
 # READY came once the pipeline streamed: its snapshot is on the sink, and the status says so.
 [ "$(psql_on dst -c 'SELECT count(*) FROM t')" = 20000 ] || fail "READY=1 before the snapshot was applied"
-printf '%s\n' "$ready_line" | grep -q 'STATUS=1 of 1 pipelines streaming' || fail "READY=1 without the streaming status"
+printf '%s\n' "$ready_line" | grep -q 'STATUS=1 of 2 pipelines streaming, some failed' || fail "READY=1 without the streaming status"
 pipeline_streaming main || fail "READY=1 but cdcsync_pipeline_up is not 1"
 
 # Watchdog pings for a while: about every second (half of WATCHDOG_USEC).
@@ -54,6 +67,12 @@ awk '/WATCHDOG=1/ { if (prev) print $1 - prev; prev = $1 }' "$NOTES" >"$WORK/int
 log "watchdog intervals: $(tr '\n' ' ' <"$WORK/intervals")"
 awk '{ if ($1 < 0.7 || $1 > 1.6) bad = 1 } END { exit bad }' "$WORK/intervals" || fail "watchdog pings not about every second"
 [ "$(grep -c 'READY=1' "$NOTES")" = 1 ] || fail "READY=1 sent more than once"
+[ "$(metric cdcsync_pipeline_up broken)" = 0 ] || fail "the broken pipeline is up"
+scrape /status | grep -q '"name":"broken","state":"failed"' || fail "the broken pipeline is not reported failed"
+
+# 25 s on (past the 20 s a silent pipeline is allowed), the pings still come every second.
+t1=$(python3 -c 'import time; print(time.monotonic() + 25)')
+wait_for "watchdog pings 25 s after READY with a failed pipeline" 40 sh -c "[ \$(awk -v t=$t1 '\$1 > t && /WATCHDOG=1/' '$NOTES' | wc -l) -ge 3 ]"
 
 kill -TERM "$SERVICE_PID"
 wait_for "STOPPING=1" 30 grep -q 'STOPPING=1' "$NOTES"
