@@ -504,10 +504,17 @@ char *metrics_render_health(Metrics *m, bool *ret_ok) {
                 ok = false;
                 char err[sizeof(s->last_error)];
                 int64_t ts = stats_copy_last_error(s, err, sizeof(err));
-                /* One line per pipeline: a message with a newline would break the shape. */
-                for (char *c = err; *c; c++)
-                        if (*c == '\n' || *c == '\r')
-                                *c = ' ';
+                /* One line per pipeline: a message with a newline would break the shape. A
+                 * newline and the indentation after it (libpq's "\n\tIs the server running")
+                 * become one space, as in the log. */
+                size_t n = 0;
+                for (const char *c = err; *c; c++) {
+                        bool blank = *c == '\n' || *c == '\r' || *c == '\t';
+                        if (blank && n > 0 && err[n - 1] == ' ')
+                                continue;
+                        err[n++] = blank ? ' ' : *c;
+                }
+                err[n] = '\0';
                 fprintf(f, "pipeline %s: %s", s->name, pipeline_state_name(st));
                 if (ts != 0) {
                         char when[40];

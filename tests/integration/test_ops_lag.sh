@@ -61,7 +61,9 @@ code=$(healthz_code)
 scrape /healthz >"$WORK/healthz.txt" || true
 log "/healthz: $(cat "$WORK/healthz.txt")"
 grep -q '^pipeline main: \(retrying\|starting\)' "$WORK/healthz.txt" || fail "/healthz does not say which pipeline and why"
-grep -q 'last error at' "$WORK/healthz.txt" || fail "/healthz does not give the error"
+grep -q 'last error at .*dst' "$WORK/healthz.txt" || fail "/healthz does not give the error"
+[ "$(wc -l <"$WORK/healthz.txt")" = 1 ] || fail "/healthz is not one line per failing pipeline"
+grep -q "$(printf '\t')" "$WORK/healthz.txt" && fail "/healthz carries a tab from a multi-line error"
 scrape /status >"$WORK/status.json"
 python3 - "$WORK/status.json" <<'PY' || fail "/status does not show the sink error"
 import json, sys
