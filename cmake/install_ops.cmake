@@ -4,7 +4,7 @@
 # and the relative dirs CDCSYNC_BINDIR, CDCSYNC_DOCDIR, CDCSYNC_UNITDIR, CDCSYNC_SYSUSERSDIR,
 # CDCSYNC_TMPFILESDIR (set by install(CODE) just before this script).
 
-# prefix-relative → absolute, the way GNUInstallDirs does it (/usr keeps its conf in /etc).
+# prefix-relative → absolute.
 function(cdcsync_abs out rel)
   if(IS_ABSOLUTE "${rel}")
     set(${out} "${rel}" PARENT_SCOPE)
@@ -18,7 +18,9 @@ cdcsync_abs(docdir "${CDCSYNC_DOCDIR}")
 cdcsync_abs(unitdir "${CDCSYNC_UNITDIR}")
 cdcsync_abs(sysusersdir "${CDCSYNC_SYSUSERSDIR}")
 cdcsync_abs(tmpfilesdir "${CDCSYNC_TMPFILESDIR}")
-if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+# The unit reads /etc/cdcsync/cdcsync.conf (ConfigurationDirectory= is always under /etc): system
+# prefixes install the conf there; any other prefix (a staging tree) gets PREFIX/etc/cdcsync.
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr" OR CMAKE_INSTALL_PREFIX STREQUAL "/usr/local")
   set(confdir "/etc/cdcsync")
 else()
   set(confdir "${CMAKE_INSTALL_PREFIX}/etc/cdcsync")

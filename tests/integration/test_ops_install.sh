@@ -62,5 +62,10 @@ gid=$(awk -F: '$1 == "cdcsync" { print $3 }' "$DEST/etc/group")
 [ -n "$gid" ] || fail "no cdcsync group after sysusers"
 [ "$(stat -c '%u:%g %a' "$DEST/etc/cdcsync")" = "0:$gid 750" ] || fail "/etc/cdcsync is $(stat -c '%u:%g %a' "$DEST/etc/cdcsync"), expected root:cdcsync 750"
 [ "$(stat -c '%u:%g %a' "$DEST/etc/cdcsync/cdcsync.conf")" = "0:$gid 640" ] || fail "the conf is not root:cdcsync 640"
+# A /usr/local install: the unit where systemd looks for local units, the conf where it reads it.
+LOCAL=$WORK/local
+DESTDIR=$LOCAL cmake --install "$BUILDDIR" --prefix /usr/local >"$WORK/install4.out" 2>&1 || fail "DESTDIR /usr/local install failed"
+[ -f "$LOCAL/usr/local/lib/systemd/system/cdcsync.service" ] && [ -f "$LOCAL/etc/cdcsync/cdcsync.conf" ] || fail "a /usr/local install misplaces the unit or the conf"
+grep -qx "ExecStart=/usr/local/bin/cdcsync -c /etc/cdcsync/cdcsync.conf run" "$LOCAL/usr/local/lib/systemd/system/cdcsync.service" || fail "the /usr/local unit does not run /usr/local/bin/cdcsync"
 log "packaged tree: $(cd "$DEST" && find . -type f | grep -v '^./etc/\(passwd\|group\|shadow\|gshadow\|.pwd.lock\)' | sort | tr '\n' ' ')"
 finish
