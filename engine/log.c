@@ -64,11 +64,17 @@ void log_msg(LogLevel level, const char *ctx, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        /* One line per event: a newline inside a message (a server's multi-line error) is folded. */
-        for (char *p = msg; *p; p++)
-                if (*p == '\n' || *p == '\r')
-                        *p = ' ';
-        size_t n = strlen(msg);
+        /* One line per event: a newline inside a message (a server's multi-line error, libpq's
+         * "...\n\tIs the server running") is folded, with the indentation after it, into one
+         * space; tabs become spaces so the line reads the same in every viewer. */
+        size_t n = 0;
+        for (const char *p = msg; *p; p++) {
+                bool blank = *p == '\n' || *p == '\r' || *p == '\t';
+                if (blank && n > 0 && msg[n - 1] == ' ')
+                        continue;
+                msg[n++] = blank ? ' ' : *p;
+        }
+        msg[n] = '\0';
         while (n > 0 && msg[n - 1] == ' ')
                 msg[--n] = '\0';
 

@@ -90,12 +90,37 @@ static int keep_conf(Service *sv, Conf *c) {
         return 0;
 }
 
+/* conf_load for the service: its messages (file:line: what is wrong) become ERROR log lines, so
+ * under journald they carry an error priority like every other line of the service. */
+static int load_conf_logged(const char *path, Conf **ret) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return conf_load(path, stderr, ret);
+        int r = conf_load(path, f, ret);
+        if (fclose(f) != 0) {
+                free(buf);
+                return r;
+        }
+        for (char *line = buf; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = '\0';
+                if (*line)
+                        log_error(NULL, "%s", line);
+                line = nl ? nl + 1 : NULL;
+        }
+        free(buf);
+        return r;
+}
+
 /* SIGHUP: a bad conf changes nothing; pipelines whose sections (or connectors) changed restart
  * from their checkpoints; the others keep streaming untouched. */
 static void reload(Service *sv, const char *path) {
         Conf *nc = NULL;
         log_info(NULL, "reloading %s", path);
-        int r = conf_load(path, stderr, &nc);
+        int r = load_conf_logged(path, &nc);
         if (r < 0) {
                 log_error(NULL, "reload: %s is not valid (errors above); the running configuration stays", path);
                 return;
@@ -154,7 +179,9 @@ static void summary(Service *sv, char *buf, size_t len) {
 static int cmd_run(const char *path) {
         Service sv = {0};
         Conf *conf = NULL;
-        int r = conf_load(path, stderr, &conf);
+        if (getenv("JOURNAL_STREAM"))
+                log_set_journal(true);
+        int r = load_conf_logged(path, &conf);
         if (r == -EINVAL)
                 return 2;
         if (r < 0) {
@@ -164,8 +191,6 @@ static int cmd_run(const char *path) {
         if (keep_conf(&sv, conf) < 0)
                 return 1;
         log_set_level(conf->log_level);
-        if (getenv("JOURNAL_STREAM"))
-                log_set_journal(true);
 
         if (mkdir(conf->state_dir, 0700) < 0 && errno != EEXIST) {
                 log_error(NULL, "cannot create state_dir %s: %s", conf->state_dir, strerror(errno));
@@ -224,6 +249,13 @@ static int cmd_run(const char *path) {
                 bool settled = true, alive = true;
                 for (int i = 0; i < sv.npipes; i++) {
                         settled &= pipeline_settled(sv.pipes[i]);
+                        /* Only working threads must prove progress: a failed pipeline's
+                         * supervisor has ended, a retrying one sleeps its backoff (up to 30 s)
+                         * on purpose; neither is hung, and holding back the watchdog for them
+                         * would make systemd kill the healthy pipelines with them. */
+                        int st = atomic_load(&pipeline_stats(sv.pipes[i])->state);
+                        if (st == PIPELINE_FAILED || st == PIPELINE_RETRYING || st == PIPELINE_STOPPED)
+                                continue;
                         alive &= now - pipeline_alive_ts(sv.pipes[i]) < ALIVE_LIMIT_USEC;
                 }
                 if (!ready && settled) {

@@ -252,8 +252,15 @@ static double lag_seconds(PipelineStats *s, int64_t now) {
 
 /* lag_bytes: log bytes between the source's end and what the sink committed. Only meaningful
  * within one log file (PostgreSQL: always, hi = 0; MySQL: same binlog file); across files, or
- * before anything was applied, the distance is unknown and reported as 0. */
+ * before anything was applied, the distance is unknown and reported as 0.
+ * A streaming pipeline with nothing read-but-unapplied is caught up: the log past its last
+ * commit holds nothing for it (other tables, other databases, the server's own records), so
+ * it reports 0 like lag_seconds, instead of the few bytes PostgreSQL's reported WAL end runs
+ * ahead of the last commit until the next keepalive. */
 static uint64_t lag_bytes(PipelineStats *s) {
+        if (atomic_load(&s->state) == PIPELINE_STREAMING && atomic_load(&s->oldest_pending_ts) == 0 &&
+            atomic_load(&s->queue_depth) == 0)
+                return 0;
         uint64_t end_hi = atomic_load(&s->source_end_hi), end_lo = atomic_load(&s->source_end_lo);
         uint64_t app_hi = atomic_load(&s->applied_hi), app_lo = atomic_load(&s->applied_lo);
         if (app_hi == 0 && app_lo == 0)
@@ -497,10 +504,17 @@ char *metrics_render_health(Metrics *m, bool *ret_ok) {
                 ok = false;
                 char err[sizeof(s->last_error)];
                 int64_t ts = stats_copy_last_error(s, err, sizeof(err));
-                /* One line per pipeline: a message with a newline would break the shape. */
-                for (char *c = err; *c; c++)
-                        if (*c == '\n' || *c == '\r')
-                                *c = ' ';
+                /* One line per pipeline: a message with a newline would break the shape. A
+                 * newline and the indentation after it (libpq's "\n\tIs the server running")
+                 * become one space, as in the log. */
+                size_t n = 0;
+                for (const char *c = err; *c; c++) {
+                        bool blank = *c == '\n' || *c == '\r' || *c == '\t';
+                        if (blank && n > 0 && err[n - 1] == ' ')
+                                continue;
+                        err[n++] = blank ? ' ' : *c;
+                }
+                err[n] = '\0';
                 fprintf(f, "pipeline %s: %s", s->name, pipeline_state_name(st));
                 if (ts != 0) {
                         char when[40];

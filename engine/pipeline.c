@@ -129,6 +129,13 @@ static void fail_attempt(Pipeline *p, const CdcError *err) {
                 queue_close(p->q_sink);
 }
 
+/* cdcsync_queue_depth: events waiting in both queues; refreshed by whoever pushes or pops, so
+ * it drops back to 0 once the sink has taken everything. */
+static void note_depth(Pipeline *p) {
+        size_t n = (p->q_src ? queue_depth(p->q_src) : 0) + (p->q_sink ? queue_depth(p->q_sink) : 0);
+        atomic_store(&p->stats.queue_depth, (int_fast64_t)n);
+}
+
 /* ---- what a source sees (connector.h) ---- */
 
 int pipeline_io_emit(PipelineIO *io, Event *ev) {
@@ -150,7 +157,7 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
         int r = queue_push(p->q_src, ev);
         if (r < 0)
                 event_clear(ev);
-        atomic_store(&p->stats.queue_depth, (int_fast64_t)queue_depth(p->q_src));
+        note_depth(p);
         return r;
 }
 
@@ -268,6 +275,7 @@ static void *engine_main(void *arg) {
                         batch_open = false;
                         batch_rows = 0;
                 }
+                note_depth(p);
                 if (r == -ETIMEDOUT)
                         continue;
                 if (r < 0)
@@ -389,6 +397,7 @@ static void *sink_main(void *arg) {
         for (;;) {
                 r = queue_pop(p->q_sink, &ev, 1000);
                 atomic_store(&p->stats.last_progress_ts, now_usec());
+                note_depth(p);
                 if (r == -ETIMEDOUT)
                         continue;
                 if (r < 0)
@@ -565,6 +574,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
 out:
         p->q_src = queue_free(p->q_src);
         p->q_sink = queue_free(p->q_sink);
+        atomic_store(&p->stats.queue_depth, 0);
         if (p->source) {
                 p->source = p->source_ops->free(p->source);
         }
