@@ -119,6 +119,16 @@ flush=$(psql_on src -c "SELECT confirmed_flush_lsn > '0/0' FROM pg_replication_s
 # The position committed with the data is on the sink.
 psql_on dst -c "SELECT pos_text FROM cdcsync.checkpoints WHERE pipeline = 'main'" | grep -q / || fail "no checkpoint"
 
+# On an idle source the slot still advances: WAL written elsewhere (another database) is
+# acknowledged through keepalives, so the slot does not hold WAL forever.
+psql_on src -c "CREATE DATABASE other"
+psql_on src -d other -c "CREATE TABLE filler AS SELECT g FROM generate_series(1, 10000) g"
+idle_lsn=$(psql_on src -c "SELECT pg_current_wal_lsn()")
+slot_past() {
+  [ "$(psql_on src -c "SELECT confirmed_flush_lsn >= '$1' FROM pg_replication_slots WHERE slot_name = 'cdcsync_main'")" = t ]
+}
+wait_for "the idle slot to advance past $idle_lsn" 60 slot_past "$idle_lsn"
+
 service_stop
 assert_grep "stopped" "$WORK/service.log"
 finish
