@@ -59,26 +59,25 @@ typedef struct {
 #define PIP(f) offsetof(PipelineConf, f)
 
 static const ConfKey service_keys[] = {
-        {"state_dir", K_STR, "/var/lib/cdcsync", T_ALL, 0, false, false, SVC(state_dir), 0, 0, 0,
-         "PATH", "embedded state: checkpoints and row versions (LMDB)"},
-        {"metrics_listen", K_LISTEN, "127.0.0.1:9780", T_ALL, 0, false, false, SVC(metrics_listen), 0,
-         0, 0, "HOST:PORT | [IPV6]:PORT | off", "HTTP endpoint: /metrics /status /healthz"},
-        {"log_level", K_LOGLEVEL, "info", T_ALL, 0, true, false, SVC(log_level), 0, 0, 0,
-         "error | warn | info | debug", "least severe level logged"},
+        {"state_dir", K_STR, "/var/lib/cdcsync", T_ALL, 0, false, false, SVC(state_dir), 0, 0, 0, "PATH",
+         "embedded state: checkpoints and row versions (LMDB)"},
+        {"metrics_listen", K_LISTEN, "127.0.0.1:9780", T_ALL, 0, false, false, SVC(metrics_listen), 0, 0, 0,
+         "HOST:PORT | [IPV6]:PORT | off", "HTTP endpoint: /metrics /status /healthz"},
+        {"log_level", K_LOGLEVEL, "info", T_ALL, 0, true, false, SVC(log_level), 0, 0, 0, "error | warn | info | debug",
+         "least severe level logged"},
         {"metrics_user", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_user), 0, 0, 0, "NAME",
          "HTTP basic auth user for the endpoint (with metrics_password_file)"},
-        {"metrics_password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, false, false,
-         SVC(metrics_password), 0, 0, 0, "PATH | CREDENTIAL",
-         "file holding the basic auth password (a bare name: a systemd credential)"},
-        {"metrics_tls_cert", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_cert), 0, 0, 0,
-         "PATH", "PEM certificate: serve HTTPS (with metrics_tls_key)"},
-        {"metrics_tls_key", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_key), 0, 0, 0,
-         "PATH", "PEM private key for metrics_tls_cert"},
+        {"metrics_password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, false, false, SVC(metrics_password), 0, 0, 0,
+         "PATH | CREDENTIAL", "file holding the basic auth password (a bare name: a systemd credential)"},
+        {"metrics_tls_cert", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_cert), 0, 0, 0, "PATH",
+         "PEM certificate: serve HTTPS (with metrics_tls_key)"},
+        {"metrics_tls_key", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_key), 0, 0, 0, "PATH",
+         "PEM private key for metrics_tls_cert"},
 };
 
 static const ConfKey connector_keys[] = {
-        {"type", K_CHOICE, NULL, T_ALL, T_ALL, true, false, CON(type), 0, 0, 0,
-         "postgres | mysql | kafka", "the system this connector talks to"},
+        {"type", K_CHOICE, NULL, T_ALL, T_ALL, true, false, CON(type), 0, 0, 0, "postgres | mysql | kafka",
+         "the system this connector talks to"},
         {"dsn", K_DSN, NULL, T_PG, T_PG, true, true, CON(dsn), 0, 0, 0, "LIBPQ-CONNINFO",
          "libpq conninfo or postgresql:// URI (password: use password_file)"},
         {"slot", K_SLOT, NULL, T_PG, 0, true, false, CON(slot), 0, 0, 0, "NAME of a-z, 0-9, _ (max 63)",
@@ -87,31 +86,30 @@ static const ConfKey connector_keys[] = {
          "publication when a source, created if absent; default cdcsync_<pipeline>"},
         {"host", K_STR, NULL, T_MY, 0, true, false, CON(host), 0, 0, 0, "HOST",
          "server host name or address; default localhost"},
-        {"port", K_INT, "3306", T_MY, 0, true, false, CON(port), 0, 1, 65535, "1..65535",
-         "server TCP port"},
+        {"port", K_INT, "3306", T_MY, 0, true, false, CON(port), 0, 1, 65535, "1..65535", "server TCP port"},
         {"user", K_STR, NULL, T_MY, 0, true, false, CON(user), 0, 0, 0, "NAME", "user to log in as"},
         {"database", K_STR, NULL, T_MY, 0, true, false, CON(database), 0, 0, 0, "NAME",
          "default database; as a sink, the default target database"},
-        {"server_id", K_U32, NULL, T_MY, T_MY, true, false, CON(server_id), 0, 1, UINT32_MAX,
-         "1..4294967295", "binlog client id, unique among the server's replicas"},
+        {"server_id", K_U32, NULL, T_MY, T_MY, true, false, CON(server_id), 0, 1, UINT32_MAX, "1..4294967295",
+         "binlog client id, unique among the server's replicas"},
         {"ssl_mode", K_CHOICE, NULL, T_MY, 0, true, false, CON(ssl_mode), 0, 0, 0,
          "disabled | preferred | required | verify_ca | verify_identity", "TLS to the server"},
         {"ssl_ca", K_STR, NULL, T_MY, 0, true, false, CON(ssl_ca), 0, 0, 0, "PATH",
          "CA certificate file for verify_ca / verify_identity"},
-        {"brokers", K_STR, NULL, T_KAFKA, T_KAFKA, true, false, CON(brokers), 0, 0, 0,
-         "HOST:PORT, ...", "bootstrap brokers"},
-        {"topic", K_TOPIC, "cdc.{connector}.{schema}.{table}", T_KAFKA, 0, true, false, CON(topic), 0,
-         0, 0, "TEXT with {connector} {schema} {table}", "topic per table, from this template"},
+        {"brokers", K_STR, NULL, T_KAFKA, T_KAFKA, true, false, CON(brokers), 0, 0, 0, "HOST:PORT, ...",
+         "bootstrap brokers"},
+        {"topic", K_TOPIC, "cdc.{connector}.{schema}.{table}", T_KAFKA, 0, true, false, CON(topic), 0, 0, 0,
+         "TEXT with {connector} {schema} {table}", "topic per table, from this template"},
         {"group", K_STR, NULL, T_KAFKA, 0, true, false, CON(group), 0, 0, 0, "NAME",
          "consumer group when a source; default cdcsync_<pipeline>"},
         {"kafka.*", K_KAFKA_PROP, NULL, T_KAFKA, 0, true, false, 0, 0, 0, 0, "VALUE",
          "any librdkafka property, e.g. kafka.security.protocol = ssl"},
-        {"password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, true, false, CON(password), 0, 0, 0,
-         "PATH | CREDENTIAL", "file holding the password (a bare name: a systemd credential)"},
+        {"password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, true, false, CON(password), 0, 0, 0, "PATH | CREDENTIAL",
+         "file holding the password (a bare name: a systemd credential)"},
         {"password", K_PASSWORD, NULL, T_ALL, 0, true, true, CON(password), 0, 0, 0, "${ENV_VAR}",
          "password from the environment (literal only in a mode 600 conf)"},
-        {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0,
-         "yes | no", "as a sink: create missing target tables from the source's schema"},
+        {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0, "yes | no",
+         "as a sink: create missing target tables from the source's schema"},
 };
 
 static const ConfKey pipeline_keys[] = {
@@ -119,30 +117,29 @@ static const ConfKey pipeline_keys[] = {
          "the connector changes are read from"},
         {"sink", K_STR, NULL, T_ALL, T_ALL, true, false, PIP(sink_name), 0, 0, 0, "CONNECTOR",
          "the connector changes are written to"},
-        {"tables", K_TABLES, NULL, T_ALL, T_ALL, true, false, PIP(tables), PIP(ntables), 0, 0,
-         "SCHEMA.TABLE, ... | *", "source tables to sync"},
-        {"map", K_MAPS, NULL, T_ALL, 0, true, false, PIP(maps), PIP(nmaps), 0, 0,
-         "A.B -> C.D, A.* -> C.*, ...", "sink-side names; default the same (MySQL sink: its database)"},
+        {"tables", K_TABLES, NULL, T_ALL, T_ALL, true, false, PIP(tables), PIP(ntables), 0, 0, "SCHEMA.TABLE, ... | *",
+         "source tables to sync"},
+        {"map", K_MAPS, NULL, T_ALL, 0, true, false, PIP(maps), PIP(nmaps), 0, 0, "A.B -> C.D, A.* -> C.*, ...",
+         "sink-side names; default the same (MySQL sink: its database)"},
         {"conflict", K_INDEX, "version_vector", T_ALL, 0, true, false, PIP(conflict), 0, 0, 0,
          "version_vector | timestamp | none", "how concurrent updates are detected"},
-        {"resolve", K_INDEX, "timestamp", T_ALL, 0, true, false, PIP(resolve), 0, 0, 0,
-         "timestamp | priority", "who wins a true conflict"},
-        {"priority", K_NAMES, NULL, T_ALL, 0, true, false, PIP(priority), PIP(npriority), 0, 0,
-         "CONNECTOR, ...", "winner order for resolve = priority and for timestamp ties"},
-        {"batch_max_rows", K_INT, "5000", T_ALL, 0, true, false, PIP(batch_max_rows), 0, 1, 1000000,
-         "1..1000000", "rows per sink transaction (whole source transactions)"},
-        {"snapshot", K_FIRST_CHOICE, "initial", T_ALL, 0, true, false, PIP(snapshot), 0, 0, 0,
-         "initial | never", "copy existing rows first, or stream right away"},
-        {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0,
-         "FILE:POS | GTID | LSN", "with snapshot = never: where a new pipeline starts; default now"},
+        {"resolve", K_INDEX, "timestamp", T_ALL, 0, true, false, PIP(resolve), 0, 0, 0, "timestamp | priority",
+         "who wins a true conflict"},
+        {"priority", K_NAMES, NULL, T_ALL, 0, true, false, PIP(priority), PIP(npriority), 0, 0, "CONNECTOR, ...",
+         "winner order for resolve = priority and for timestamp ties"},
+        {"batch_max_rows", K_INT, "5000", T_ALL, 0, true, false, PIP(batch_max_rows), 0, 1, 1000000, "1..1000000",
+         "rows per sink transaction (whole source transactions)"},
+        {"snapshot", K_FIRST_CHOICE, "initial", T_ALL, 0, true, false, PIP(snapshot), 0, 0, 0, "initial | never",
+         "copy existing rows first, or stream right away"},
+        {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0, "FILE:POS | GTID | LSN",
+         "with snapshot = never: where a new pipeline starts; default now"},
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
 #define MAX_KEYS 32 /* section_apply's seen[] */
-_Static_assert(NKEYS(connector_keys) <= MAX_KEYS && NKEYS(pipeline_keys) <= MAX_KEYS &&
-                       NKEYS(service_keys) <= MAX_KEYS, "grow MAX_KEYS");
-_Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int),
-               "K_INDEX stores an int");
+_Static_assert(NKEYS(connector_keys) <= MAX_KEYS && NKEYS(pipeline_keys) <= MAX_KEYS && NKEYS(service_keys) <= MAX_KEYS,
+               "grow MAX_KEYS");
+_Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int), "K_INDEX stores an int");
 
 /* ---- values -------------------------------------------------------------------------------- */
 
@@ -293,8 +290,10 @@ static int parse_maps(const char *v, TableMap **ret, int *ret_n) {
 static bool literal_secret_ok(ConfParser *p, const ConfEntry *e) {
         if (!p->others_can_read)
                 return true;
-        conf_err(p, e->line, "%s holds a password but %s is readable by others — chmod 600 %s or use "
-                             "password_file", e->key, p->path, p->path);
+        conf_err(p, e->line,
+                 "%s holds a password but %s is readable by others — chmod 600 %s or use "
+                 "password_file",
+                 e->key, p->path, p->path);
         return false;
 }
 
@@ -367,14 +366,12 @@ static void key_apply(ConfParser *p, const ConfKey *k, void *obj, const ConfEntr
                 for (int i = 0; i < n; i++)
                         for (int j = 0; j < i; j++)
                                 if (strcmp(list[i], list[j]) == 0) {
-                                        conf_err(p, e->line, "%s lists %s twice — keep one", e->key,
-                                                 list[i]);
+                                        conf_err(p, e->line, "%s lists %s twice — keep one", e->key, list[i]);
                                         free_list(list, n);
                                         return;
                                 }
                 for (int i = 0; i < n; i++)
-                        if (k->kind == K_TABLES ? !valid_table(list[i], false) &&
-                                                          !(n == 1 && strcmp(list[i], "*") == 0)
+                        if (k->kind == K_TABLES ? !valid_table(list[i], false) && !(n == 1 && strcmp(list[i], "*") == 0)
                                                 : !conf_valid_name(list[i])) {
                                 free_list(list, n);
                                 goto bad;
@@ -429,8 +426,8 @@ bad_list:
         }
 bad:
         if (k->min < k->max)
-                conf_err(p, e->line, "%s =%s%s%s is not valid — use a whole number in %s", e->key, q,
-                         raw, qe, k->values);
+                conf_err(p, e->line, "%s =%s%s%s is not valid — use a whole number in %s", e->key, q, raw, qe,
+                         k->values);
         else
                 conf_err(p, e->line, "%s =%s%s%s is not valid — use %s%s", e->key, q, raw, qe,
                          strchr(k->values, '|') ? "one of " : "", k->values);
@@ -514,18 +511,19 @@ static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, s
                                         bestd = d, best = table[j].name;
                         }
                         if (best)
-                                conf_err(p, e->line, "unknown key %s in [%s] — did you mean %s?", e->key,
-                                         title, best);
+                                conf_err(p, e->line, "unknown key %s in [%s] — did you mean %s?", e->key, title, best);
                         else
-                                conf_err(p, e->line, "unknown key %s in [%s] — remove it; the keys are "
-                                                     "listed in cdcsync.conf", e->key, title);
+                                conf_err(p, e->line,
+                                         "unknown key %s in [%s] — remove it; the keys are "
+                                         "listed in cdcsync.conf",
+                                         e->key, title);
                         continue;
                 }
                 seen[k - table] = true;
                 if (type_mask && !(k->types & type_mask)) {
                         char for_types[64];
-                        conf_err(p, e->line, "%s does not apply to a %s connector — remove it (it is for %s)",
-                                 e->key, type_names[__builtin_ctz(type_mask)],
+                        conf_err(p, e->line, "%s does not apply to a %s connector — remove it (it is for %s)", e->key,
+                                 type_names[__builtin_ctz(type_mask)],
                                  types_text(k->types, for_types, sizeof(for_types)));
                         continue;
                 }
@@ -541,11 +539,12 @@ static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, s
                 if (seen[j] || !(k->types & applies))
                         continue;
                 if ((type_mask && (k->required & type_mask)) || (!type_mask && k->required == T_ALL))
-                        conf_err(p, s->line, "[%s] has no %s — add %s = %s", title, k->name, k->name,
-                                 k->values);
+                        conf_err(p, s->line, "[%s] has no %s — add %s = %s", title, k->name, k->name, k->values);
                 else if (k->def && (type_mask || k->types == T_ALL)) {
-                        ConfEntry d = {.key = (char *)k->name, .value = (char *)k->def,
-                                   .expanded = (char *)k->def, .line = s->line};
+                        ConfEntry d = {.key = (char *)k->name,
+                                       .value = (char *)k->def,
+                                       .expanded = (char *)k->def,
+                                       .line = s->line};
                         key_apply(p, k, obj, &d);
                 }
         }
@@ -580,45 +579,57 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
         pl->line = s->line;
         section_apply(p, s, pipeline_keys, NKEYS(pipeline_keys), pl, T_ALL);
         if (pl->source_name && !(pl->source = conf_connector(c, pl->source_name)))
-                conf_err(p, entry_get(s, "source")->line, "source = %s names no connector — define "
-                         "[connector.%s] or fix the name", pl->source_name, pl->source_name);
+                conf_err(p, entry_get(s, "source")->line,
+                         "source = %s names no connector — define "
+                         "[connector.%s] or fix the name",
+                         pl->source_name, pl->source_name);
         if (pl->sink_name && !(pl->sink = conf_connector(c, pl->sink_name)))
-                conf_err(p, entry_get(s, "sink")->line, "sink = %s names no connector — define "
-                         "[connector.%s] or fix the name", pl->sink_name, pl->sink_name);
+                conf_err(p, entry_get(s, "sink")->line,
+                         "sink = %s names no connector — define "
+                         "[connector.%s] or fix the name",
+                         pl->sink_name, pl->sink_name);
         if (pl->source && pl->source == pl->sink)
-                conf_err(p, entry_get(s, "sink")->line, "source and sink are both %s — a pipeline "
-                         "joins two different connectors", pl->sink_name);
+                conf_err(p, entry_get(s, "sink")->line,
+                         "source and sink are both %s — a pipeline "
+                         "joins two different connectors",
+                         pl->sink_name);
         for (int i = 0; i < pl->npriority; i++)
                 if (!conf_connector(c, pl->priority[i]))
-                        conf_err(p, entry_get(s, "priority")->line, "priority names %s, which is no "
+                        conf_err(p, entry_get(s, "priority")->line,
+                                 "priority names %s, which is no "
                                  "connector — define [connector.%s] or fix the name",
                                  pl->priority[i], pl->priority[i]);
         if (pl->resolve == RESOLVE_PRIORITY && pl->npriority == 0)
-                conf_err(p, entry_get(s, "resolve")->line, "resolve = priority needs an order — add "
+                conf_err(p, entry_get(s, "resolve")->line,
+                         "resolve = priority needs an order — add "
                          "priority = CONNECTOR, ...");
         if (pl->start_position && pl->snapshot)
-                conf_err(p, entry_get(s, "start_position")->line, "start_position only applies with "
+                conf_err(p, entry_get(s, "start_position")->line,
+                         "start_position only applies with "
                          "snapshot = never — add snapshot = never or remove start_position");
         for (int i = 0; i < pl->nmaps && !pl->all_tables; i++)
-                if (!strstr(pl->maps[i].from, ".*") &&
-                    !conf_pipeline_has_table(pl, pl->maps[i].from, NULL))
-                        conf_err(p, entry_get(s, "map")->line, "map renames %s, which is not in tables "
-                                 "— add it to tables or fix the name", pl->maps[i].from);
+                if (!strstr(pl->maps[i].from, ".*") && !conf_pipeline_has_table(pl, pl->maps[i].from, NULL))
+                        conf_err(p, entry_get(s, "map")->line,
+                                 "map renames %s, which is not in tables "
+                                 "— add it to tables or fix the name",
+                                 pl->maps[i].from);
         e = entry_get(s, "source");
         for (int i = 0; pl->source && i < c->npipelines && &c->pipelines[i] != pl; i++) {
                 const PipelineConf *o = &c->pipelines[i];
                 if (o->source != pl->source || strcmp(pl->source->type, "kafka") == 0)
                         continue;
                 if (strcmp(pl->source->type, "postgres") == 0 && pl->source->slot)
-                        conf_err(p, e->line, "pipelines %s and %s both read slot %s of %s — a slot "
+                        conf_err(p, e->line,
+                                 "pipelines %s and %s both read slot %s of %s — a slot "
                                  "feeds one pipeline: remove slot from [connector.%s] (each pipeline "
                                  "then gets its own) or give each pipeline its own connector",
                                  o->name, pl->name, pl->source->slot, pl->source->name, pl->source->name);
                 else if (strcmp(pl->source->type, "mysql") == 0)
-                        conf_err(p, e->line, "pipelines %s and %s both read %s with server_id %u — the "
+                        conf_err(p, e->line,
+                                 "pipelines %s and %s both read %s with server_id %u — the "
                                  "server drops one of them: give each pipeline its own [connector.*] "
-                                 "with its own server_id", o->name, pl->name, pl->source->name,
-                                 pl->source->server_id);
+                                 "with its own server_id",
+                                 o->name, pl->name, pl->source->name, pl->source->server_id);
         }
         pl->hash = section_hash(p, s, NULL);
         if (pl->source)
@@ -641,10 +652,12 @@ static void conf_build(ConfParser *p) {
         }
         section_apply(p, svc, service_keys, NKEYS(service_keys), c, T_ALL);
         if (!c->metrics_user != !c->metrics_password)
-                conf_err(p, svc->line, "metrics_user and metrics_password_file go together — set "
+                conf_err(p, svc->line,
+                         "metrics_user and metrics_password_file go together — set "
                          "both for basic auth, or neither");
         if (!c->metrics_tls_cert != !c->metrics_tls_key)
-                conf_err(p, svc->line, "metrics_tls_cert and metrics_tls_key go together — set both "
+                conf_err(p, svc->line,
+                         "metrics_tls_cert and metrics_tls_key go together — set both "
                          "for HTTPS, or neither");
         c->connectors = calloc((size_t)ncon + 1, sizeof(*c->connectors));
         c->pipelines = calloc((size_t)npip + 1, sizeof(*c->pipelines));
@@ -659,7 +672,8 @@ static void conf_build(ConfParser *p) {
                 if (p->sections[i].kind == SEC_PIPELINE)
                         pipeline_load(p, &p->sections[i], &c->pipelines[c->npipelines++]);
         if (npip == 0)
-                conf_err(p, 1, "no [pipeline.NAME] section — define at "
+                conf_err(p, 1,
+                         "no [pipeline.NAME] section — define at "
                          "least one pipeline (see conf/examples/)");
 }
 
@@ -703,8 +717,8 @@ Conf *conf_free(Conf *c) {
                 return NULL;
         for (int i = 0; i < c->nconnectors; i++) {
                 ConnectorConf *k = &c->connectors[i];
-                char *strs[] = {k->name, k->type, k->dsn, k->slot, k->publication, k->host, k->user,
-                                k->database, k->ssl_mode, k->ssl_ca, k->brokers, k->topic, k->group};
+                char *strs[] = {k->name,     k->type,     k->dsn,    k->slot,    k->publication, k->host, k->user,
+                                k->database, k->ssl_mode, k->ssl_ca, k->brokers, k->topic,       k->group};
                 for (size_t j = 0; j < sizeof(strs) / sizeof(strs[0]); j++)
                         free(strs[j]);
                 for (int j = 0; j < k->nkafka_props; j++) {
@@ -754,8 +768,8 @@ static bool table_eq(const char *st, const char *schema, const char *table) {
         return strncmp(st, schema, n) == 0 && st[n] == '.' && strcmp(st + n + 1, table) == 0;
 }
 
-int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema,
-                   size_t schema_len, char *ret_table, size_t table_len) {
+int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema, size_t schema_len,
+                   char *ret_table, size_t table_len) {
         const char *to_schema = schema, *to_table = table;
         size_t slen = strlen(schema);
         const TableMap *wild = NULL;
@@ -773,8 +787,7 @@ int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
                         break;
                 }
                 size_t n = strlen(m->from) - 2; /* "schema.*" */
-                if (!wild && strcmp(m->from + n, ".*") == 0 && strlen(schema) == n &&
-                    strncmp(m->from, schema, n) == 0)
+                if (!wild && strcmp(m->from + n, ".*") == 0 && strlen(schema) == n && strncmp(m->from, schema, n) == 0)
                         wild = m;
         }
         if (wild) {
@@ -818,8 +831,7 @@ static void print_keys(FILE *out, const ConfKey *table, size_t n, bool service) 
                 if (service && !k->reloadable)
                         ATTR("needs a restart");
 #undef ATTR
-                fprintf(out, ";%s = %s\n;       %s%s\n", k->name, k->def ? k->def : k->values, k->help,
-                        attrs);
+                fprintf(out, ";%s = %s\n;       %s%s\n", k->name, k->def ? k->def : k->values, k->help, attrs);
         }
 }
 
@@ -850,11 +862,13 @@ void conf_print_reference(FILE *out) {
         print_keys(out, service_keys, NKEYS(service_keys), true);
         fputs("\n; [connector.NAME] — one system; NAME (letters, digits, '_', '-') is its node id in\n"
               "; version vectors. Keys marked postgres, mysql or kafka belong to that type only.\n"
-              ";[connector.NAME]\n", out);
+              ";[connector.NAME]\n",
+              out);
         print_keys(out, connector_keys, NKEYS(connector_keys), false);
         fputs("\n; [pipeline.NAME] — one source/sink pair. Two pipelines in opposite directions\n"
               "; between the same connectors are bidirectional sync. A pipeline's source slot\n"
               "; (PostgreSQL) or server_id (MySQL) must not be shared with another pipeline.\n"
-              ";[pipeline.NAME]\n", out);
+              ";[pipeline.NAME]\n",
+              out);
         print_keys(out, pipeline_keys, NKEYS(pipeline_keys), false);
 }

@@ -82,8 +82,7 @@ int conf_edit_distance(const char *a, const char *b) {
                                 v = d[i - 1][j] + 1;
                         if (d[i][j - 1] + 1 < v)
                                 v = d[i][j - 1] + 1;
-                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                            d[i - 2][j - 2] + 1 < v)
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
                                 v = d[i - 2][j - 2] + 1;
                         d[i][j] = v;
                 }
@@ -108,20 +107,24 @@ static void section_begin(ConfParser *p, char *s) {
         } else if (dot && (size_t)(dot - name) == 8 && strncmp(name, "pipeline", 8) == 0) {
                 kind = SEC_PIPELINE;
         } else {
-                conf_err(p, p->lineno, "unknown section [%s] — use [service], [connector.NAME] or "
-                                       "[pipeline.NAME]", name);
+                conf_err(p, p->lineno,
+                         "unknown section [%s] — use [service], [connector.NAME] or "
+                         "[pipeline.NAME]",
+                         name);
                 return;
         }
         if (kind != SEC_SERVICE && !conf_valid_name(dot + 1)) {
-                conf_err(p, p->lineno, "bad name in [%s] — use 1 to %d letters, digits, '_' or '-'",
-                         name, CONF_NAME_MAX);
+                conf_err(p, p->lineno, "bad name in [%s] — use 1 to %d letters, digits, '_' or '-'", name,
+                         CONF_NAME_MAX);
                 return;
         }
         const char *sname = kind == SEC_SERVICE ? name : dot + 1;
         for (int i = 0; i < p->nsections; i++)
                 if (p->sections[i].kind == kind && strcmp(p->sections[i].name, sname) == 0) {
-                        conf_err(p, p->lineno, "duplicate section [%s] (first at line %d) — merge "
-                                               "them into one", name, p->sections[i].line);
+                        conf_err(p, p->lineno,
+                                 "duplicate section [%s] (first at line %d) — merge "
+                                 "them into one",
+                                 name, p->sections[i].line);
                         return;
                 }
         ConfSection *a = conf_grow(p, p->sections, p->nsections, sizeof(*a));
@@ -162,12 +165,12 @@ static char *conf_reader(char *str, int num, void *stream) {
         } else if (*s && !strchr(";#\r\n", *s)) {
                 /* inih takes the first '=' or ':' not inside a " ;" comment as the separator */
                 size_t i = 0;
-                while (s[i] && s[i] != '=' && s[i] != ':' &&
-                       !(s[i] == ';' && isspace((unsigned char)s[i - 1])))
+                while (s[i] && s[i] != '=' && s[i] != ':' && !(s[i] == ';' && isspace((unsigned char)s[i - 1])))
                         i++;
                 if (s[i] != '=' && s[i] != ':') {
-                        conf_err(p, p->lineno, "cannot read this line — write KEY = VALUE, [SECTION] "
-                                               "or a ; comment");
+                        conf_err(p, p->lineno,
+                                 "cannot read this line — write KEY = VALUE, [SECTION] "
+                                 "or a ; comment");
                         s = "";
                 }
         }
@@ -179,8 +182,10 @@ static int conf_handler(void *user, const char *section, const char *name, const
         ConfParser *p = user;
         (void)section; /* the reader tracks sections, with their lines */
         if (p->cur == CUR_NONE) {
-                conf_err(p, p->lineno, "%s is outside any section — put it under [service], "
-                                       "[connector.NAME] or [pipeline.NAME]", name);
+                conf_err(p, p->lineno,
+                         "%s is outside any section — put it under [service], "
+                         "[connector.NAME] or [pipeline.NAME]",
+                         name);
                 return 1;
         }
         if (p->cur == CUR_IGNORED)
@@ -192,8 +197,8 @@ static int conf_handler(void *user, const char *section, const char *name, const
         ConfSection *sec = &p->sections[p->cur];
         for (int i = 0; i < sec->nentries; i++)
                 if (strcmp(sec->entries[i].key, name) == 0) {
-                        conf_err(p, p->lineno, "duplicate key %s (first set at line %d) — keep one",
-                                 name, sec->entries[i].line);
+                        conf_err(p, p->lineno, "duplicate key %s (first set at line %d) — keep one", name,
+                                 sec->entries[i].line);
                         return 1;
                 }
         ConfEntry *e = conf_grow(p, sec->entries, sec->nentries, sizeof(*e));
@@ -211,7 +216,6 @@ static int error_cmp(const void *a, const void *b) {
         const ConfError *x = a, *y = b;
         return x->line != y->line ? (x->line > y->line) - (x->line < y->line) : x->seq - y->seq;
 }
-
 
 int conf_ini_read(ConfParser *p, FILE *errout) {
         struct stat st;
@@ -232,8 +236,7 @@ int conf_ini_read(ConfParser *p, FILE *errout) {
         p->f = fopen(p->path, "re");
         if (!p->f || fstat(fileno(p->f), &st) < 0) {
                 r = -errno;
-                fprintf(errout, "%s: cannot read: %s — check the path and its permissions\n", p->path,
-                        strerror(-r));
+                fprintf(errout, "%s: cannot read: %s — check the path and its permissions\n", p->path, strerror(-r));
                 return r;
         }
         p->others_can_read = (st.st_mode & 077) != 0;

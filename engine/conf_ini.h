@@ -20,8 +20,8 @@ typedef enum { SEC_SERVICE, SEC_CONNECTOR, SEC_PIPELINE } ConfSectionKind;
 
 typedef struct {
         ConfSectionKind kind;
-        char *name; /* owned: "service", or NAME of connector.NAME / pipeline.NAME */
-        int line;   /* of its [header] */
+        char *name;         /* owned: "service", or NAME of connector.NAME / pipeline.NAME */
+        int line;           /* of its [header] */
         ConfEntry *entries; /* owned, nentries, in file order; no key twice */
         int nentries;
 } ConfSection;
@@ -32,9 +32,9 @@ typedef struct {
 } ConfError;
 
 typedef struct {
-        Conf *conf;       /* being built; owned by conf_load */
-        const char *path; /* the conf file, as given */
-        char *dir;        /* owned: its directory, the base of relative secret paths */
+        Conf *conf;           /* being built; owned by conf_load */
+        const char *path;     /* the conf file, as given */
+        char *dir;            /* owned: its directory, the base of relative secret paths */
         bool others_can_read; /* group/other mode bits set: no literal passwords allowed */
         FILE *f;
         char *buf; /* owned: getline buffer */

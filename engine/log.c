@@ -45,14 +45,10 @@ int log_level_parse(const char *s, LogLevel *ret) {
 
 static const char *level_word(LogLevel level) {
         switch (level) {
-        case LOG_LEVEL_ERROR:
-                return "ERROR";
-        case LOG_LEVEL_WARN:
-                return "WARN";
-        case LOG_LEVEL_INFO:
-                return "INFO";
-        default:
-                return "DEBUG";
+        case LOG_LEVEL_ERROR: return "ERROR";
+        case LOG_LEVEL_WARN: return "WARN";
+        case LOG_LEVEL_INFO: return "INFO";
+        default: return "DEBUG";
         }
 }
 

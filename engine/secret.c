@@ -48,8 +48,9 @@ int secret_expand_env(const char *raw, char **ret, char *err, size_t errlen) {
                         addlen = strlen(add);
                         s += ref;
                 } else if (s[0] == '$' && s[1] == '{') {
-                        snprintf(err, errlen, "malformed ${...} — write ${NAME} with letters, digits "
-                                              "and '_', or $${ for a literal ${");
+                        snprintf(err, errlen,
+                                 "malformed ${...} — write ${NAME} with letters, digits "
+                                 "and '_', or $${ for a literal ${");
                         r = -EINVAL;
                         goto out;
                 } else if (s[0] == '$' && s[1] == '$') {
@@ -58,8 +59,10 @@ int secret_expand_env(const char *raw, char **ret, char *err, size_t errlen) {
                         s++;
                 }
                 if (len + addlen + 1 > EXPAND_MAX) {
-                        snprintf(err, errlen, "value is longer than %d bytes after expansion — "
-                                              "shorten it", EXPAND_MAX);
+                        snprintf(err, errlen,
+                                 "value is longer than %d bytes after expansion — "
+                                 "shorten it",
+                                 EXPAND_MAX);
                         r = -EINVAL;
                         goto out;
                 }
@@ -104,8 +107,8 @@ int secret_read_file(const char *value, const char *base_dir, char **ret, char *
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 r = -errno;
-                snprintf(err, errlen, "cannot read %s: %s — create it, readable by the cdcsync user",
-                         path, strerror(-r));
+                snprintf(err, errlen, "cannot read %s: %s — create it, readable by the cdcsync user", path,
+                         strerror(-r));
                 goto out;
         }
         buf = malloc(SECRET_MAX_FILE + 2);
@@ -119,16 +122,17 @@ int secret_read_file(const char *value, const char *base_dir, char **ret, char *
                         continue;
                 if (k < 0) {
                         r = -errno;
-                        snprintf(err, errlen, "cannot read %s: %s — make it a readable file", path,
-                                 strerror(-r));
+                        snprintf(err, errlen, "cannot read %s: %s — make it a readable file", path, strerror(-r));
                         goto out;
                 }
                 if (k == 0)
                         break;
                 n += k;
                 if (n > SECRET_MAX_FILE) {
-                        snprintf(err, errlen, "%s is larger than %d bytes — it should hold only the "
-                                              "password", path, SECRET_MAX_FILE);
+                        snprintf(err, errlen,
+                                 "%s is larger than %d bytes — it should hold only the "
+                                 "password",
+                                 path, SECRET_MAX_FILE);
                         r = -EFBIG;
                         goto out;
                 }

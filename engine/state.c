@@ -38,17 +38,12 @@ static int mdb_errno(int r) {
         if (r > 0)
                 return -r; /* LMDB passes errno values through */
         switch (r) {
-        case MDB_NOTFOUND:
-                return -ENOENT;
-        case MDB_KEYEXIST:
-                return -EEXIST;
+        case MDB_NOTFOUND: return -ENOENT;
+        case MDB_KEYEXIST: return -EEXIST;
         case MDB_MAP_FULL:
-        case MDB_TXN_FULL:
-                return -ENOSPC;
-        case MDB_READERS_FULL:
-                return -EAGAIN;
-        default:
-                return -EIO;
+        case MDB_TXN_FULL: return -ENOSPC;
+        case MDB_READERS_FULL: return -EAGAIN;
+        default: return -EIO;
         }
 }
 
@@ -70,8 +65,8 @@ static const uint32_t K256[64] = {
 static void sha256_block(uint32_t h[8], const uint8_t *p) {
         uint32_t w[64], a, b, c, d, e, f, g, hh;
         for (int i = 0; i < 16; i++)
-                w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-                       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+                w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
+                       p[4 * i + 3];
         for (int i = 16; i < 64; i++) {
                 uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
                 uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
@@ -134,8 +129,7 @@ static uint64_t get_u64(const uint8_t *p) {
 }
 
 /* [u16 len][table][u8 kind][key or its SHA-256] */
-static int encode_rowpart(const char *table, const void *key, size_t keylen, uint8_t *buf,
-                          size_t *ret_len) {
+static int encode_rowpart(const char *table, const void *key, size_t keylen, uint8_t *buf, size_t *ret_len) {
         size_t tl = table ? strlen(table) : 0, o = 0;
         if (tl == 0 || (!key && keylen))
                 return -EINVAL;
@@ -159,8 +153,8 @@ static int encode_rowpart(const char *table, const void *key, size_t keylen, uin
         return 0;
 }
 
-static int row_key(const uint8_t *prefix, size_t plen, const char *table, const void *key,
-                   size_t keylen, uint8_t *buf, size_t *ret_len) {
+static int row_key(const uint8_t *prefix, size_t plen, const char *table, const void *key, size_t keylen, uint8_t *buf,
+                   size_t *ret_len) {
         size_t rl;
         int r = encode_rowpart(table, key, keylen, buf + plen, &rl);
         if (r < 0)
@@ -236,8 +230,7 @@ State *state_free(State *s) {
 
 /* --- batches --- */
 
-int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos,
-                      StateBatch **ret) {
+int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos, StateBatch **ret) {
         StateBatch *b = calloc(1, sizeof(*b));
         uint8_t key[1 + STATE_NAME_MAX + 8], val[16];
         MDB_val k, v;
@@ -302,8 +295,7 @@ int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, Stat
         return 0;
 }
 
-static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret,
-                  bool *ret_found) {
+static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret, bool *ret_found) {
         MDB_val k = {keylen, (void *)key}, v;
         Version ver;
         int r = mdb_get(txn, dbi, &k, &v);
@@ -321,8 +313,7 @@ static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, 
         return 0;
 }
 
-int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
-              bool *ret_found) {
+int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret, bool *ret_found) {
         uint8_t rk[KEY_MAX];
         size_t rl;
         int r = row_key(b->prefix, b->prefix_len, table, key, keylen, rk, &rl);
@@ -393,8 +384,8 @@ StateBatch *state_batch_abort(StateBatch *b) {
         return NULL;
 }
 
-int state_lookup(State *s, const char *pipeline, const char *table, const void *key, size_t keylen,
-                 Version *ret, bool *ret_found) {
+int state_lookup(State *s, const char *pipeline, const char *table, const void *key, size_t keylen, Version *ret,
+                 bool *ret_found) {
         uint8_t prefix[1 + STATE_NAME_MAX], rk[KEY_MAX];
         size_t pl, rl;
         MDB_txn *txn;
@@ -413,8 +404,7 @@ int state_lookup(State *s, const char *pipeline, const char *table, const void *
 
 /* Drops (restore=false) or plays back then drops (restore=true) one batch's undo entries, and
  * its batch record. */
-static int finish_batch(State *s, MDB_txn *txn, const uint8_t *prefix, size_t pl, uint64_t batch_no,
-                        bool restore) {
+static int finish_batch(State *s, MDB_txn *txn, const uint8_t *prefix, size_t pl, uint64_t batch_no, bool restore) {
         uint8_t bp[1 + STATE_NAME_MAX + 8], rk[KEY_MAX];
         MDB_cursor *cur = NULL;
         MDB_val k, v;

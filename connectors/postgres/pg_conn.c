@@ -31,8 +31,8 @@ static void chomp(char *buf) {
                 buf[--n] = '\0';
 }
 
-const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, const PGresult *res,
-                               char *buf, size_t len) {
+const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, const PGresult *res, char *buf,
+                               size_t len) {
         const char *msg = res ? PQresultErrorMessage(res) : conn ? PQerrorMessage(conn) : "";
 
         if (len == 0)
@@ -73,8 +73,8 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
                 mask_secret(msg, conf->password);
                 PQfreemem(parse_err);
                 return cdc_error(err, -EINVAL, false, "conf",
-                                 "connector %s (%s:%d): invalid dsn: %s — fix the libpq conninfo",
-                                 conf->name, conf->file ? conf->file : "?", conf->line, msg);
+                                 "connector %s (%s:%d): invalid dsn: %s — fix the libpq conninfo", conf->name,
+                                 conf->file ? conf->file : "?", conf->line, msg);
         }
         PQconninfoFree(opts);
 
@@ -98,8 +98,7 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
                 pg_conn_error_text(conf, conn, NULL, msg, sizeof(msg));
                 if (PQconnectionNeedsPassword(conn))
                         snprintf(hint, sizeof(hint),
-                                 " — the server asks for a password: set password_file in [connector.%s]",
-                                 conf->name);
+                                 " — the server asks for a password: set password_file in [connector.%s]", conf->name);
                 else if (PQconnectionUsedPassword(conn) && strstr(msg, "authentication failed"))
                         snprintf(hint, sizeof(hint),
                                  " — check the password (password_file or password) in [connector.%s] and the "

@@ -20,5 +20,5 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
 
 /* Copies PQerrorMessage(conn) (or a result's message when res != NULL) into buf without the
  * trailing newline, masking conf->password if it occurs. Returns buf. */
-const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, const PGresult *res,
-                               char *buf, size_t len);
+const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, const PGresult *res, char *buf,
+                               size_t len);

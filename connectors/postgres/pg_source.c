@@ -19,8 +19,8 @@
 #include "postgres/pgoutput.h"
 #include "postgres/pgtypes.h"
 
-#define STATUS_INTERVAL_USEC (1 * 1000000LL)   /* standby status at least this often */
-#define HEARTBEAT_IDLE_USEC (10 * 1000000LL)   /* idle this long: emit a WAL heartbeat */
+#define STATUS_INTERVAL_USEC (1 * 1000000LL) /* standby status at least this often */
+#define HEARTBEAT_IDLE_USEC (10 * 1000000LL) /* idle this long: emit a WAL heartbeat */
 #define SNAPSHOT_FETCH_ROWS 2000
 #define MAX_STREAMED_XACTS 1024 /* concurrent in-progress streamed transactions we track */
 
@@ -124,7 +124,8 @@ static int check_server(Source *s, CdcError *err) {
                 return err->code;
         int r = 0;
         if (PQntuples(res) != 1) {
-                r = cdc_error(err, -EPERM, false, "source", "connector %s: cannot read the current role", s->conn->name);
+                r = cdc_error(err, -EPERM, false, "source", "connector %s: cannot read the current role",
+                              s->conn->name);
         } else if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
                 r = cdc_error(err, -EINVAL, false, "source",
                               "connector %s: wal_level is '%s', logical decoding needs 'logical' — set wal_level = "
@@ -212,7 +213,8 @@ static int ensure_publication(Source *s, CdcError *err) {
         if (!res) {
                 size_t n = strlen(err->message);
                 snprintf(err->message + n, sizeof(err->message) - n,
-                         " — while creating publication \"%s\" (the tables must exist; FOR ALL TABLES needs a superuser)",
+                         " — while creating publication \"%s\" (the tables must exist; FOR ALL TABLES needs a "
+                         "superuser)",
                          s->publication);
                 err->retriable = false;
                 return err->code;
@@ -456,9 +458,8 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
  * other change handed on as one transaction. */
 static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
         StreamXact *x = stream_find(s, m->xid, false, err);
-        s->txn = (TxnInfo){.xid = m->xid,
-                           .commit_pos = {0, m->u.commit.commit_lsn},
-                           .commit_ts = m->u.commit.commit_ts};
+        s->txn =
+                (TxnInfo){.xid = m->xid, .commit_pos = {0, m->u.commit.commit_lsn}, .commit_ts = m->u.commit.commit_ts};
         s->in_txn = true;
         s->begin_sent = false;
         int r = 0;
@@ -481,7 +482,8 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                                         bufcap = n;
                                 }
                                 if (fread(buf, 1, n, x->f) != n) {
-                                        r = cdc_error(err, -EIO, false, "internal", "spill file %s is truncated", x->path);
+                                        r = cdc_error(err, -EIO, false, "internal", "spill file %s is truncated",
+                                                      x->path);
                                         break;
                                 }
                                 if (buf[0] == 'a') { /* our marker: subtransaction aborted */
@@ -490,7 +492,8 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                                                         cap = cap ? cap * 2 : 16;
                                                         uint32_t *na = realloc(aborted, cap * sizeof(*na));
                                                         if (!na) {
-                                                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                                                r = cdc_error(err, -ENOMEM, false, "internal",
+                                                                              "out of memory");
                                                                 break;
                                                         }
                                                         aborted = na;
@@ -561,22 +564,15 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
         case PGOUTPUT_BEGIN:
                 s->in_txn = true;
                 s->begin_sent = false;
-                s->txn = (TxnInfo){.xid = m.xid, .commit_pos = {0, m.u.begin.final_lsn}, .commit_ts = m.u.begin.commit_ts};
+                s->txn = (TxnInfo){
+                        .xid = m.xid, .commit_pos = {0, m.u.begin.final_lsn}, .commit_ts = m.u.begin.commit_ts};
                 break;
-        case PGOUTPUT_ORIGIN:
-                snprintf(s->txn.origin, sizeof(s->txn.origin), "%s", m.u.origin.name);
-                break;
-        case PGOUTPUT_RELATION:
-                r = on_relation(s, &m, err);
-                break;
+        case PGOUTPUT_ORIGIN: snprintf(s->txn.origin, sizeof(s->txn.origin), "%s", m.u.origin.name); break;
+        case PGOUTPUT_RELATION: r = on_relation(s, &m, err); break;
         case PGOUTPUT_INSERT:
         case PGOUTPUT_UPDATE:
-        case PGOUTPUT_DELETE:
-                r = on_row(s, &m, err);
-                break;
-        case PGOUTPUT_TRUNCATE:
-                r = on_truncate(s, &m, err);
-                break;
+        case PGOUTPUT_DELETE: r = on_row(s, &m, err); break;
+        case PGOUTPUT_TRUNCATE: r = on_truncate(s, &m, err); break;
         case PGOUTPUT_COMMIT:
                 /* A transaction with no change for our tables still moves the position. */
                 if (s->begin_sent) {
@@ -588,21 +584,12 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
                 }
                 s->in_txn = false;
                 break;
-        case PGOUTPUT_STREAM_START:
-                s->stream_xid = m.xid;
-                break;
-        case PGOUTPUT_STREAM_STOP:
-                s->stream_xid = 0;
-                break;
-        case PGOUTPUT_STREAM_COMMIT:
-                r = stream_commit(s, &m, err);
-                break;
-        case PGOUTPUT_STREAM_ABORT:
-                r = stream_abort(s, &m, err);
-                break;
+        case PGOUTPUT_STREAM_START: s->stream_xid = m.xid; break;
+        case PGOUTPUT_STREAM_STOP: s->stream_xid = 0; break;
+        case PGOUTPUT_STREAM_COMMIT: r = stream_commit(s, &m, err); break;
+        case PGOUTPUT_STREAM_ABORT: r = stream_abort(s, &m, err); break;
         case PGOUTPUT_TYPE:
-        case PGOUTPUT_MESSAGE:
-                break;
+        case PGOUTPUT_MESSAGE: break;
         }
         pgoutput_msg_clear(&m);
         return r;
@@ -612,15 +599,17 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
 
 static int snapshot_table(Source *s, const char *schema, const char *name, uint64_t *ret_rows, CdcError *err) {
         const char *params[] = {schema, name};
-        PGresult *res = query(s, s->sql,
-                              "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                              "WHERE n.nspname = $1 AND c.relname = $2",
-                              2, params, err);
+        PGresult *res =
+                query(s, s->sql,
+                      "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE n.nspname = $1 AND c.relname = $2",
+                      2, params, err);
         if (!res)
                 return err->code;
         if (PQntuples(res) != 1) {
                 PQclear(res);
-                return cdc_error(err, -ENOENT, false, "schema", "table %s.%s does not exist on the source", schema, name);
+                return cdc_error(err, -ENOENT, false, "schema", "table %s.%s does not exist on the source", schema,
+                                 name);
         }
         uint32_t oid = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
         char replident = PQgetvalue(res, 0, 1)[0];
@@ -673,8 +662,9 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
         char *qs = PQescapeIdentifier(s->sql, schema, strlen(schema));
         char *qn = PQescapeIdentifier(s->sql, name, strlen(name));
         char *sql = NULL;
-        if (cols && qs && qn && asprintf(&sql, "DECLARE cdcsync_snap NO SCROLL CURSOR FOR SELECT %s FROM ONLY %s.%s",
-                                         t->ncols ? cols : "", qs, qn) < 0)
+        if (cols && qs && qn &&
+            asprintf(&sql, "DECLARE cdcsync_snap NO SCROLL CURSOR FOR SELECT %s FROM ONLY %s.%s", t->ncols ? cols : "",
+                     qs, qn) < 0)
                 sql = NULL;
         free(cols);
         PQfreemem(qs);
@@ -709,9 +699,8 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
                                 break;
                         }
                         for (int c = 0; c < t->ncols && r == 0; c++)
-                                if (!PQgetisnull(res, row, c) &&
-                                    value_set(&e.change.after[c], PQgetvalue(res, row, c),
-                                              (size_t)PQgetlength(res, row, c)) < 0)
+                                if (!PQgetisnull(res, row, c) && value_set(&e.change.after[c], PQgetvalue(res, row, c),
+                                                                           (size_t)PQgetlength(res, row, c)) < 0)
                                         r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
                         if (r == 0)
                                 r = emit(s, &e, err);
@@ -801,9 +790,9 @@ static int snapshot(Source *s, Position *ret_start, CdcError *err) {
         PQclear(b);
 
         const char *pp[] = {s->publication};
-        PGresult *tabs = query(s, s->sql,
-                               "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
-                               1, pp, err);
+        PGresult *tabs = query(
+                s, s->sql, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
+                1, pp, err);
         if (!tabs)
                 return err->code;
         pipeline_io_streaming(s->io, true);
@@ -873,12 +862,14 @@ static int classify_stream_error(Source *s, const PGresult *res, CdcError *err) 
         bool gone = strstr(buf, "does not exist") || strstr(buf, "can no longer get changes") ||
                     strstr(buf, "invalidated") || (state && strcmp(state, "42704") == 0);
         if (gone)
-                return cdc_error(err, -ENOENT, false, "slot",
-                                 "connector %s: replication slot \"%s\" is gone or invalidated (%s) — changes since the "
-                                 "last checkpoint cannot be read any more; re-create the pipeline with a new snapshot "
-                                 "(delete its row from cdcsync.checkpoints on the sink and restart)",
-                                 s->conn->name, s->slot, buf);
-        return cdc_error(err, -EIO, true, "connection", "connector %s: replication stream ended: %s", s->conn->name, buf);
+                return cdc_error(
+                        err, -ENOENT, false, "slot",
+                        "connector %s: replication slot \"%s\" is gone or invalidated (%s) — changes since the "
+                        "last checkpoint cannot be read any more; re-create the pipeline with a new snapshot "
+                        "(delete its row from cdcsync.checkpoints on the sink and restart)",
+                        s->conn->name, s->slot, buf);
+        return cdc_error(err, -EIO, true, "connection", "connector %s: replication stream ended: %s", s->conn->name,
+                         buf);
 }
 
 static int start_replication(Source *s, Position start, CdcError *err) {
@@ -951,7 +942,9 @@ static int stream(Source *s, CdcError *err) {
                                 if (!s->in_txn && s->nstreams == 0 &&
                                     (k.wal_end > s->received_lsn || (k.reply_requested && k.wal_end > 0))) {
                                         s->received_lsn = k.wal_end;
-                                        Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, k.wal_end}, .server_ts = k.send_time};
+                                        Event ev = {.kind = EVENT_KEEPALIVE,
+                                                    .pos = {0, k.wal_end},
+                                                    .server_ts = k.send_time};
                                         r = emit(s, &ev, err);
                                 }
                                 if (r == 0 && k.reply_requested)
@@ -1016,7 +1009,8 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                 if (r == 0) {
                         char *q = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
                         char *sql = NULL;
-                        if (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'nothing')", q) < 0)
+                        if (!q ||
+                            asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'nothing')", q) < 0)
                                 sql = NULL;
                         PQfreemem(q);
                         if (!sql)
@@ -1025,8 +1019,9 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                         free(sql);
                         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                                 char buf[512];
-                                cdc_error(err, -EIO, false, "slot", "connector %s: cannot create replication slot \"%s\": %s",
-                                          s->conn->name, s->slot, errtext(s, s->repl, res, buf, sizeof(buf)));
+                                cdc_error(err, -EIO, false, "slot",
+                                          "connector %s: cannot create replication slot \"%s\": %s", s->conn->name,
+                                          s->slot, errtext(s, s->repl, res, buf, sizeof(buf)));
                                 PQclear(res);
                                 return err->code;
                         }
@@ -1116,13 +1111,14 @@ static int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, 
                         r = 0;
         }
         if (r == 0) {
-                PGresult *res = query(s, s->sql,
-                                      "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                                      "c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN "
-                                      "('pg_catalog','information_schema','cdcsync') AND n.nspname NOT LIKE 'pg_toast%' "
-                                      "AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND "
-                                      "(i.indisprimary OR i.indisreplident)) AND c.relreplident <> 'f' ORDER BY 1, 2",
-                                      0, NULL, err);
+                PGresult *res =
+                        query(s, s->sql,
+                              "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                              "c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN "
+                              "('pg_catalog','information_schema','cdcsync') AND n.nspname NOT LIKE 'pg_toast%' "
+                              "AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND "
+                              "(i.indisprimary OR i.indisreplident)) AND c.relreplident <> 'f' ORDER BY 1, 2",
+                              0, NULL, err);
                 if (!res) {
                         r = err->code;
                 } else {

@@ -25,8 +25,7 @@ typedef struct {
 
 static void rd_fail(Reader *rd, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void rd_fail(Reader *rd, int r, const char *fmt, ...)
-{
+static void rd_fail(Reader *rd, int r, const char *fmt, ...) {
         va_list ap;
 
         if (rd->r < 0)
@@ -39,20 +38,18 @@ static void rd_fail(Reader *rd, int r, const char *fmt, ...)
         va_end(ap);
 }
 
-static bool rd_need(Reader *rd, size_t n, const char *field)
-{
+static bool rd_need(Reader *rd, size_t n, const char *field) {
         if (rd->r < 0)
                 return false;
         if (rd->left < n) {
-                rd_fail(rd, -EBADMSG, "truncated %s message: %s needs %zu bytes, %zu remain",
-                        rd->msg, field, n, rd->left);
+                rd_fail(rd, -EBADMSG, "truncated %s message: %s needs %zu bytes, %zu remain", rd->msg, field, n,
+                        rd->left);
                 return false;
         }
         return true;
 }
 
-static uint64_t be_get(const uint8_t *p, size_t n)
-{
+static uint64_t be_get(const uint8_t *p, size_t n) {
         uint64_t v = 0;
 
         for (size_t i = 0; i < n; i++)
@@ -60,8 +57,7 @@ static uint64_t be_get(const uint8_t *p, size_t n)
         return v;
 }
 
-static uint64_t rd_uint(Reader *rd, size_t n, const char *field)
-{
+static uint64_t rd_uint(Reader *rd, size_t n, const char *field) {
         uint64_t v;
 
         if (!rd_need(rd, n, field))
@@ -72,44 +68,37 @@ static uint64_t rd_uint(Reader *rd, size_t n, const char *field)
         return v;
 }
 
-static uint8_t rd_u8(Reader *rd, const char *field)
-{
+static uint8_t rd_u8(Reader *rd, const char *field) {
         return (uint8_t)rd_uint(rd, 1, field);
 }
 
-static uint32_t rd_u32(Reader *rd, const char *field)
-{
+static uint32_t rd_u32(Reader *rd, const char *field) {
         return (uint32_t)rd_uint(rd, 4, field);
 }
 
-static uint64_t rd_u64(Reader *rd, const char *field)
-{
+static uint64_t rd_u64(Reader *rd, const char *field) {
         return rd_uint(rd, 8, field);
 }
 
 /* PostgreSQL timestamps count from 2000-01-01; saturate rather than overflow on garbage input. */
-static int64_t ts_from_pg(int64_t pg)
-{
+static int64_t ts_from_pg(int64_t pg) {
         if (pg > INT64_MAX - PG_EPOCH_OFFSET_USEC)
                 return INT64_MAX;
         return pg + PG_EPOCH_OFFSET_USEC;
 }
 
-static int64_t ts_to_pg(int64_t unix_usec)
-{
+static int64_t ts_to_pg(int64_t unix_usec) {
         if (unix_usec < INT64_MIN + PG_EPOCH_OFFSET_USEC)
                 return INT64_MIN;
         return unix_usec - PG_EPOCH_OFFSET_USEC;
 }
 
-static int64_t rd_ts(Reader *rd, const char *field)
-{
+static int64_t rd_ts(Reader *rd, const char *field) {
         return ts_from_pg((int64_t)rd_u64(rd, field));
 }
 
 /* A NUL-terminated string inside the buffer; returns a pointer into it. */
-static const char *rd_str(Reader *rd, const char *field)
-{
+static const char *rd_str(Reader *rd, const char *field) {
         const uint8_t *nul;
         const char *s;
 
@@ -117,8 +106,10 @@ static const char *rd_str(Reader *rd, const char *field)
                 return NULL;
         nul = memchr(rd->p, '\0', rd->left);
         if (!nul) {
-                rd_fail(rd, -EBADMSG, "truncated %s message: %s has no NUL terminator in the "
-                        "remaining %zu bytes", rd->msg, field, rd->left);
+                rd_fail(rd, -EBADMSG,
+                        "truncated %s message: %s has no NUL terminator in the "
+                        "remaining %zu bytes",
+                        rd->msg, field, rd->left);
                 return NULL;
         }
         s = (const char *)rd->p;
@@ -127,8 +118,7 @@ static const char *rd_str(Reader *rd, const char *field)
         return s;
 }
 
-static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t)
-{
+static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t) {
         char field[64];
         int16_t ncols;
 
@@ -138,8 +128,10 @@ static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t)
                 return;
         /* every column takes at least its kind byte */
         if (ncols < 0 || ncols > PGOUTPUT_MAX_ATTS || (size_t)ncols > rd->left) {
-                rd_fail(rd, -EBADMSG, "malformed %s message: %s has %d columns (at most %d, and "
-                        "%zu bytes remain)", rd->msg, which, ncols, PGOUTPUT_MAX_ATTS, rd->left);
+                rd_fail(rd, -EBADMSG,
+                        "malformed %s message: %s has %d columns (at most %d, and "
+                        "%zu bytes remain)",
+                        rd->msg, which, ncols, PGOUTPUT_MAX_ATTS, rd->left);
                 return;
         }
         if (ncols > 0) {
@@ -159,8 +151,7 @@ static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t)
                         break;
                 switch (c->kind) {
                 case 'n':
-                case 'u':
-                        break;
+                case 'u': break;
                 case 't':
                 case 'b':
                         snprintf(field, sizeof(field), "%s column %d length", which, i + 1);
@@ -168,7 +159,8 @@ static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t)
                         if (rd->r < 0)
                                 break;
                         if (c->len > rd->left) {
-                                rd_fail(rd, -EBADMSG, "truncated %s message: %s column %d "
+                                rd_fail(rd, -EBADMSG,
+                                        "truncated %s message: %s column %d "
                                         "length %" PRIu32 " exceeds remaining %zu bytes",
                                         rd->msg, which, i + 1, c->len, rd->left);
                                 break;
@@ -178,21 +170,21 @@ static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t)
                         rd->left -= c->len;
                         break;
                 default:
-                        rd_fail(rd, -EBADMSG, "malformed %s message: %s column %d has unknown "
-                                "kind 0x%02x", rd->msg, which, i + 1, (uint8_t)c->kind);
+                        rd_fail(rd, -EBADMSG,
+                                "malformed %s message: %s column %d has unknown "
+                                "kind 0x%02x",
+                                rd->msg, which, i + 1, (uint8_t)c->kind);
                         break;
                 }
         }
 }
 
-static void rd_xid_if(Reader *rd, bool in_stream, PgoutputMsg *m)
-{
+static void rd_xid_if(Reader *rd, bool in_stream, PgoutputMsg *m) {
         if (in_stream)
                 m->xid = rd_u32(rd, "xid");
 }
 
-static void dec_relation(Reader *rd, PgoutputMsg *m)
-{
+static void dec_relation(Reader *rd, PgoutputMsg *m) {
         int16_t natts;
 
         m->u.relation.rel_id = rd_u32(rd, "relation id");
@@ -204,8 +196,10 @@ static void dec_relation(Reader *rd, PgoutputMsg *m)
                 return;
         /* an attribute is at least flags, an empty name, type oid and typmod: 10 bytes */
         if (natts < 0 || natts > PGOUTPUT_MAX_ATTS || (size_t)natts * 10 > rd->left) {
-                rd_fail(rd, -EBADMSG, "malformed Relation message: %d columns (at most %d, and "
-                        "%zu bytes remain)", natts, PGOUTPUT_MAX_ATTS, rd->left);
+                rd_fail(rd, -EBADMSG,
+                        "malformed Relation message: %d columns (at most %d, and "
+                        "%zu bytes remain)",
+                        natts, PGOUTPUT_MAX_ATTS, rd->left);
                 return;
         }
         if (natts > 0) {
@@ -232,13 +226,11 @@ static void dec_relation(Reader *rd, PgoutputMsg *m)
 }
 
 /* 'K' / 'O' / 'N' marker before a tuple; returns the byte or 0 after an error. */
-static char rd_marker(Reader *rd, const char *field)
-{
+static char rd_marker(Reader *rd, const char *field) {
         return (char)rd_u8(rd, field);
 }
 
-static void dec_insert(Reader *rd, PgoutputMsg *m)
-{
+static void dec_insert(Reader *rd, PgoutputMsg *m) {
         char k;
 
         m->u.row.rel_id = rd_u32(rd, "relation id");
@@ -246,15 +238,16 @@ static void dec_insert(Reader *rd, PgoutputMsg *m)
         if (rd->r < 0)
                 return;
         if (k != 'N') {
-                rd_fail(rd, -EBADMSG, "malformed Insert message: expected 'N' before the new "
-                        "tuple, got 0x%02x", (uint8_t)k);
+                rd_fail(rd, -EBADMSG,
+                        "malformed Insert message: expected 'N' before the new "
+                        "tuple, got 0x%02x",
+                        (uint8_t)k);
                 return;
         }
         rd_tuple(rd, "new tuple", &m->u.row.new_tuple);
 }
 
-static void dec_update(Reader *rd, PgoutputMsg *m)
-{
+static void dec_update(Reader *rd, PgoutputMsg *m) {
         char k;
 
         m->u.row.rel_id = rd_u32(rd, "relation id");
@@ -269,15 +262,16 @@ static void dec_update(Reader *rd, PgoutputMsg *m)
                         return;
         }
         if (k != 'N') {
-                rd_fail(rd, -EBADMSG, "malformed Update message: expected 'K', 'O' or 'N' before "
-                        "a tuple, got 0x%02x", (uint8_t)k);
+                rd_fail(rd, -EBADMSG,
+                        "malformed Update message: expected 'K', 'O' or 'N' before "
+                        "a tuple, got 0x%02x",
+                        (uint8_t)k);
                 return;
         }
         rd_tuple(rd, "new tuple", &m->u.row.new_tuple);
 }
 
-static void dec_delete(Reader *rd, PgoutputMsg *m)
-{
+static void dec_delete(Reader *rd, PgoutputMsg *m) {
         char k;
 
         m->u.row.rel_id = rd_u32(rd, "relation id");
@@ -285,24 +279,27 @@ static void dec_delete(Reader *rd, PgoutputMsg *m)
         if (rd->r < 0)
                 return;
         if (k != 'K' && k != 'O') {
-                rd_fail(rd, -EBADMSG, "malformed Delete message: expected 'K' or 'O' before the "
-                        "old tuple, got 0x%02x", (uint8_t)k);
+                rd_fail(rd, -EBADMSG,
+                        "malformed Delete message: expected 'K' or 'O' before the "
+                        "old tuple, got 0x%02x",
+                        (uint8_t)k);
                 return;
         }
         m->u.row.old_kind = k;
         rd_tuple(rd, k == 'K' ? "old key" : "old tuple", &m->u.row.old_tuple);
 }
 
-static void dec_truncate(Reader *rd, PgoutputMsg *m)
-{
+static void dec_truncate(Reader *rd, PgoutputMsg *m) {
         uint32_t nrels = rd_u32(rd, "relation count");
 
         m->u.truncate.options = rd_u8(rd, "options");
         if (rd->r < 0)
                 return;
         if (nrels > rd->left / 4) {
-                rd_fail(rd, -EBADMSG, "truncated Truncate message: %" PRIu32 " relation ids need "
-                        "%" PRIu64 " bytes, %zu remain", nrels, (uint64_t)nrels * 4, rd->left);
+                rd_fail(rd, -EBADMSG,
+                        "truncated Truncate message: %" PRIu32 " relation ids need "
+                        "%" PRIu64 " bytes, %zu remain",
+                        nrels, (uint64_t)nrels * 4, rd->left);
                 return;
         }
         if (nrels > 0) {
@@ -317,8 +314,7 @@ static void dec_truncate(Reader *rd, PgoutputMsg *m)
                 m->u.truncate.rel_ids[i] = rd_u32(rd, "relation id");
 }
 
-static void dec_message(Reader *rd, PgoutputMsg *m)
-{
+static void dec_message(Reader *rd, PgoutputMsg *m) {
         m->u.message.flags = rd_u8(rd, "flags");
         m->u.message.lsn = rd_u64(rd, "lsn");
         m->u.message.prefix = rd_str(rd, "prefix");
@@ -326,8 +322,9 @@ static void dec_message(Reader *rd, PgoutputMsg *m)
         if (rd->r < 0)
                 return;
         if (m->u.message.len > rd->left) {
-                rd_fail(rd, -EBADMSG, "truncated Message message: content length %" PRIu32
-                        " exceeds remaining %zu bytes", m->u.message.len, rd->left);
+                rd_fail(rd, -EBADMSG,
+                        "truncated Message message: content length %" PRIu32 " exceeds remaining %zu bytes",
+                        m->u.message.len, rd->left);
                 return;
         }
         m->u.message.content = (const char *)rd->p;
@@ -335,8 +332,7 @@ static void dec_message(Reader *rd, PgoutputMsg *m)
         rd->left -= m->u.message.len;
 }
 
-static const char *msg_name(uint8_t t)
-{
+static const char *msg_name(uint8_t t) {
         switch (t) {
         case PGOUTPUT_BEGIN: return "Begin";
         case PGOUTPUT_COMMIT: return "Commit";
@@ -356,32 +352,24 @@ static const char *msg_name(uint8_t t)
         }
 }
 
-void pgoutput_msg_clear(PgoutputMsg *m)
-{
+void pgoutput_msg_clear(PgoutputMsg *m) {
         if (!m)
                 return;
         switch (m->type) {
-        case PGOUTPUT_RELATION:
-                free(m->u.relation.attrs);
-                break;
+        case PGOUTPUT_RELATION: free(m->u.relation.attrs); break;
         case PGOUTPUT_INSERT:
         case PGOUTPUT_UPDATE:
         case PGOUTPUT_DELETE:
                 free(m->u.row.old_tuple.cols);
                 free(m->u.row.new_tuple.cols);
                 break;
-        case PGOUTPUT_TRUNCATE:
-                free(m->u.truncate.rel_ids);
-                break;
-        default:
-                break;
+        case PGOUTPUT_TRUNCATE: free(m->u.truncate.rel_ids); break;
+        default: break;
         }
         memset(m, 0, sizeof(*m));
 }
 
-int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg *ret, char *err,
-                    size_t errlen)
-{
+int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg *ret, char *err, size_t errlen) {
         Reader rd = {.err = err, .errlen = errlen};
         PgoutputMsg m = {0};
         uint8_t t;
@@ -396,8 +384,7 @@ int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg 
         rd.msg = msg_name(t);
         if (!rd.msg) {
                 if (t >= 0x20 && t < 0x7f)
-                        rd_fail(&rd, -EPROTONOSUPPORT, "unknown pgoutput message type '%c' (0x%02x)",
-                                t, t);
+                        rd_fail(&rd, -EPROTONOSUPPORT, "unknown pgoutput message type '%c' (0x%02x)", t, t);
                 else
                         rd_fail(&rd, -EPROTONOSUPPORT, "unknown pgoutput message type 0x%02x", t);
                 return rd.r;
@@ -456,8 +443,7 @@ int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg 
                 m.xid = rd_u32(&rd, "xid");
                 m.u.stream_start.first_segment = rd_u8(&rd, "first segment") != 0;
                 break;
-        case PGOUTPUT_STREAM_STOP:
-                break;
+        case PGOUTPUT_STREAM_STOP: break;
         case PGOUTPUT_STREAM_COMMIT:
                 m.xid = rd_u32(&rd, "xid");
                 m.u.commit.flags = rd_u8(&rd, "flags");
@@ -481,8 +467,7 @@ int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg 
         return 0;
 }
 
-int pgwire_read_xlogdata(const uint8_t *buf, size_t len, PgwireXLogData *ret)
-{
+int pgwire_read_xlogdata(const uint8_t *buf, size_t len, PgwireXLogData *ret) {
         if (!buf || len < 25 || buf[0] != PGWIRE_XLOGDATA)
                 return -EBADMSG;
         ret->wal_start = be_get(buf + 1, 8);
@@ -493,8 +478,7 @@ int pgwire_read_xlogdata(const uint8_t *buf, size_t len, PgwireXLogData *ret)
         return 0;
 }
 
-int pgwire_read_keepalive(const uint8_t *buf, size_t len, PgwireKeepalive *ret)
-{
+int pgwire_read_keepalive(const uint8_t *buf, size_t len, PgwireKeepalive *ret) {
         /* exactly 18 bytes: a longer frame means the framing is off, not a newer server */
         if (!buf || len != 18 || buf[0] != PGWIRE_KEEPALIVE)
                 return -EBADMSG;
@@ -504,17 +488,15 @@ int pgwire_read_keepalive(const uint8_t *buf, size_t len, PgwireKeepalive *ret)
         return 0;
 }
 
-static void be_put(uint8_t *p, uint64_t v)
-{
+static void be_put(uint8_t *p, uint64_t v) {
         for (int i = 7; i >= 0; i--) {
                 p[i] = (uint8_t)v;
                 v >>= 8;
         }
 }
 
-size_t pgwire_write_standby_status(uint8_t out[34], uint64_t write_lsn, uint64_t flush_lsn,
-                                   uint64_t apply_lsn, int64_t now, bool reply_requested)
-{
+size_t pgwire_write_standby_status(uint8_t out[34], uint64_t write_lsn, uint64_t flush_lsn, uint64_t apply_lsn,
+                                   int64_t now, bool reply_requested) {
         out[0] = PGWIRE_STANDBY_STATUS;
         be_put(out + 1, write_lsn);
         be_put(out + 9, flush_lsn);

@@ -17,9 +17,9 @@ typedef enum {
 } PgwireMsgType;
 
 typedef struct {
-        uint64_t wal_start; /* LSN of the message's data */
-        uint64_t wal_end;   /* current end of WAL on the server */
-        int64_t send_time;  /* usec since the Unix epoch */
+        uint64_t wal_start;  /* LSN of the message's data */
+        uint64_t wal_end;    /* current end of WAL on the server */
+        int64_t send_time;   /* usec since the Unix epoch */
         const uint8_t *data; /* points into the input buffer: the pgoutput message */
         size_t len;
 } PgwireXLogData;
@@ -34,8 +34,8 @@ typedef struct {
 int pgwire_read_xlogdata(const uint8_t *buf, size_t len, PgwireXLogData *ret);
 int pgwire_read_keepalive(const uint8_t *buf, size_t len, PgwireKeepalive *ret);
 /* Writes a standby status update ('r', 34 bytes) into out; now in usec since the Unix epoch. */
-size_t pgwire_write_standby_status(uint8_t out[34], uint64_t write_lsn, uint64_t flush_lsn,
-                                   uint64_t apply_lsn, int64_t now, bool reply_requested);
+size_t pgwire_write_standby_status(uint8_t out[34], uint64_t write_lsn, uint64_t flush_lsn, uint64_t apply_lsn,
+                                   int64_t now, bool reply_requested);
 
 typedef enum {
         PGOUTPUT_BEGIN = 'B',
@@ -66,7 +66,7 @@ typedef struct {
 } PgoutputTuple;
 
 typedef struct {
-        uint8_t flags; /* 1: part of the key */
+        uint8_t flags;    /* 1: part of the key */
         const char *name; /* NUL-terminated, points into the input buffer */
         uint32_t type_oid;
         int32_t typmod;
@@ -136,7 +136,6 @@ typedef struct {
  * then carry an xid). Strings and column data point into buf, which must outlive *ret.
  * Returns 0, -EBADMSG for a malformed or truncated message (the message says why, in err),
  * -EPROTONOSUPPORT for an unknown message type, -ENOMEM. */
-int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg *ret, char *err,
-                    size_t errlen);
+int pgoutput_decode(const uint8_t *buf, size_t len, bool in_stream, PgoutputMsg *ret, char *err, size_t errlen);
 /* Frees the arrays a decoded message owns. */
 void pgoutput_msg_clear(PgoutputMsg *m);

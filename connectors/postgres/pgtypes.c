@@ -43,8 +43,7 @@ static const PgType pg_types[] = {
 #define N_PG_TYPES (sizeof(pg_types) / sizeof(pg_types[0]))
 
 /* 23 entries: a linear scan is cheaper than keeping a sorted copy in step */
-static const PgType *find(uint32_t oid, bool *ret_array)
-{
+static const PgType *find(uint32_t oid, bool *ret_array) {
         for (size_t i = 0; i < N_PG_TYPES; i++) {
                 if (pg_types[i].oid == oid) {
                         *ret_array = false;
@@ -58,8 +57,7 @@ static const PgType *find(uint32_t oid, bool *ret_array)
         return NULL;
 }
 
-TypeClass pgtypes_class(uint32_t oid)
-{
+TypeClass pgtypes_class(uint32_t oid) {
         bool array = false;
         const PgType *t = find(oid, &array);
 
@@ -68,8 +66,7 @@ TypeClass pgtypes_class(uint32_t oid)
         return array ? TYPE_ARRAY : t->cls;
 }
 
-const char *pgtypes_name(uint32_t oid)
-{
+const char *pgtypes_name(uint32_t oid) {
         bool array = false;
         const PgType *t = find(oid, &array);
 
@@ -78,8 +75,7 @@ const char *pgtypes_name(uint32_t oid)
         return array ? t->array_name : t->name;
 }
 
-uint32_t pgtypes_elem(uint32_t oid)
-{
+uint32_t pgtypes_elem(uint32_t oid) {
         bool array = false;
         const PgType *t = find(oid, &array);
 

@@ -27,8 +27,8 @@ typedef enum {
 const char *type_class_name(TypeClass c);
 
 typedef struct {
-        char *name;      /* owned */
-        char *type_name; /* owned: the source's declared type, e.g. "numeric(10,2)", "text[]" */
+        char *name;        /* owned */
+        char *type_name;   /* owned: the source's declared type, e.g. "numeric(10,2)", "text[]" */
         uint32_t type_oid; /* source-native type id (PostgreSQL oid, MySQL type code) */
         int32_t typmod;    /* source-native modifier, -1 when none */
         TypeClass cls;
@@ -39,8 +39,8 @@ typedef struct {
  * count between the source's catalogue and every change that points to it. */
 typedef struct {
         atomic_int refs;
-        char *schema; /* owned */
-        char *name;   /* owned */
+        char *schema;    /* owned */
+        char *name;      /* owned */
         uint32_t rel_id; /* source's id for the relation (pgoutput relation oid) */
         char replident;  /* PostgreSQL replica identity: 'd' default, 'f' full, 'i' index, 'n' nothing */
         int ncols;
@@ -93,10 +93,10 @@ uint64_t position_counter(Position p);
 
 typedef struct {
         ChangeOp op;
-        Table *table;  /* one reference held */
-        Value *before; /* owned, table->ncols values, or NULL: the old key (or old row) of an update
-                        * or delete; NULL for an update that did not change the key */
-        Value *after;  /* owned, table->ncols values, or NULL for delete and truncate */
+        Table *table;   /* one reference held */
+        Value *before;  /* owned, table->ncols values, or NULL: the old key (or old row) of an update
+                         * or delete; NULL for an update that did not change the key */
+        Value *after;   /* owned, table->ncols values, or NULL for delete and truncate */
         uint32_t flags; /* TRUNCATE_* for a truncate */
         uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
 } Change;
@@ -111,9 +111,9 @@ int value_set(Value *v, const char *data, size_t len);
 
 /* What is known of a source transaction when it is handed on. */
 typedef struct {
-        uint64_t xid;       /* source transaction id */
+        uint64_t xid;        /* source transaction id */
         Position commit_pos; /* acknowledge this once the transaction is durable in the sink */
-        int64_t commit_ts;  /* usec since the Unix epoch, source commit time */
-        char origin[64];    /* writer's mark: PostgreSQL replication origin name, MySQL server_id; "" none */
-        bool snapshot;      /* rows of the initial snapshot, not of the log */
+        int64_t commit_ts;   /* usec since the Unix epoch, source commit time */
+        char origin[64];     /* writer's mark: PostgreSQL replication origin name, MySQL server_id; "" none */
+        bool snapshot;       /* rows of the initial snapshot, not of the log */
 } TxnInfo;

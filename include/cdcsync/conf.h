@@ -65,17 +65,17 @@ typedef struct {
         char *sink_name;
         const ConnectorConf *source; /* resolved, points into Conf.connectors */
         const ConnectorConf *sink;
-        bool all_tables;  /* tables = * */
-        char **tables;    /* owned, "schema.table" each, ntables entries */
+        bool all_tables; /* tables = * */
+        char **tables;   /* owned, "schema.table" each, ntables entries */
         int ntables;
-        TableMap *maps;   /* owned */
+        TableMap *maps; /* owned */
         int nmaps;
         ConflictPolicy conflict;
         ResolvePolicy resolve;
         char **priority; /* owned, connector names, npriority entries */
         int npriority;
         int batch_max_rows;
-        bool snapshot; /* snapshot = initial */
+        bool snapshot;        /* snapshot = initial */
         char *start_position; /* owned or NULL */
         const char *file;
         int line;
@@ -89,13 +89,13 @@ typedef struct {
         LogLevel log_level;
         /* HTTP basic auth and TLS for the metrics endpoint: all NULL when unset (then plain HTTP
          * without auth, fine on loopback); user and password come together, as do cert and key */
-        char *metrics_user;     /* owned */
-        char *metrics_password; /* owned secret from metrics_password_file; never logged */
-        char *metrics_tls_cert; /* owned: PEM file path */
-        char *metrics_tls_key;  /* owned: PEM file path */
+        char *metrics_user;        /* owned */
+        char *metrics_password;    /* owned secret from metrics_password_file; never logged */
+        char *metrics_tls_cert;    /* owned: PEM file path */
+        char *metrics_tls_key;     /* owned: PEM file path */
         ConnectorConf *connectors; /* owned, nconnectors */
         int nconnectors;
-        PipelineConf *pipelines;   /* owned, npipelines */
+        PipelineConf *pipelines; /* owned, npipelines */
         int npipelines;
 } Conf;
 
@@ -106,9 +106,10 @@ Conf *conf_free(Conf *c);
 const ConnectorConf *conf_connector(const Conf *c, const char *name);
 /* Maps a source "schema.table" to the sink's schema and table through the pipeline's `map`:
  * an explicit "a.b -> c.d" first, then a "a.* -> c.*" schema map, else the same names (for a
- * MySQL sink with `database` set: that database, the same table). Writes NUL-terminated names; returns 0 or -ENAMETOOLONG. */
-int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema,
-                   size_t schema_len, char *ret_table, size_t table_len);
+ * MySQL sink with `database` set: that database, the same table). Writes NUL-terminated names; returns 0 or
+ * -ENAMETOOLONG. */
+int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema, size_t schema_len,
+                   char *ret_table, size_t table_len);
 /* Whether the pipeline's `tables` covers schema.table. */
 bool conf_pipeline_has_table(const PipelineConf *p, const char *schema, const char *table);
 /* Prints the documented conf (every key, its default and help) from the key tables. */

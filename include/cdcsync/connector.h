@@ -29,9 +29,9 @@ typedef enum {
 
 typedef struct {
         EventKind kind;
-        TxnInfo txn;     /* BEGIN and COMMIT: the whole header (commit_pos and commit_ts known at BEGIN) */
-        Change change;   /* CHANGE: owned by the event until handed on */
-        Position pos;    /* KEEPALIVE: source log end; every change before it was already emitted */
+        TxnInfo txn;       /* BEGIN and COMMIT: the whole header (commit_pos and commit_ts known at BEGIN) */
+        Change change;     /* CHANGE: owned by the event until handed on */
+        Position pos;      /* KEEPALIVE: source log end; every change before it was already emitted */
         int64_t server_ts; /* KEEPALIVE: source server clock, usec since epoch */
 } Event;
 
@@ -63,7 +63,7 @@ typedef struct Sink Sink;
 typedef struct {
         bool have_position; /* the sink holds a checkpoint: stream after `position` */
         Position position;
-        bool snapshot; /* no checkpoint and snapshot = initial: copy existing rows first */
+        bool snapshot;         /* no checkpoint and snapshot = initial: copy existing rows first */
         const char *spill_dir; /* where a source may spill in-progress transactions (under state_dir) */
 } SourceStart;
 

@@ -45,8 +45,7 @@ State *state_free(State *s);
 
 /* Begins the write transaction of one batch. pipeline is copied. -EEXIST when this batch number
  * is still recorded (not recovered nor done), -ENAMETOOLONG / -EINVAL for a bad name. */
-int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos,
-                      StateBatch **ret);
+int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos, StateBatch **ret);
 /* Records where the batch ends, once known (state_batch_begin may have been given an unknown
  * end, {UINT64_MAX, UINT64_MAX}, which recovery treats as never committed by the sink). */
 int state_batch_set_end(StateBatch *b, Position end_pos);
@@ -56,8 +55,7 @@ int state_batch_set_end(StateBatch *b, Position end_pos);
 int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, StateBatch **ret);
 /* Reads a row's version inside the batch (its own writes included). *ret_found false when the
  * row has none (then *ret untouched). */
-int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
-              bool *ret_found);
+int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret, bool *ret_found);
 /* Stores a row's version (undo saved on the first overwrite of the row in this batch). */
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
 /* Commits durably (fsync) and frees the batch, also on failure. Returns 0 or -errno. */
@@ -66,8 +64,8 @@ int state_batch_commit(StateBatch *b);
 StateBatch *state_batch_abort(StateBatch *b);
 
 /* Reads a row's committed version outside any batch (its own read transaction). */
-int state_lookup(State *s, const char *pipeline, const char *table, const void *key, size_t keylen,
-                 Version *ret, bool *ret_found);
+int state_lookup(State *s, const char *pipeline, const char *table, const void *key, size_t keylen, Version *ret,
+                 bool *ret_found);
 /* The sink committed batch_no: drops its undo. Returns 0 or -errno (0 when already dropped). */
 int state_batch_done(State *s, const char *pipeline, uint64_t batch_no);
 /* Brings the pipeline's state back to what the sink committed (sink_pos: the position the sink

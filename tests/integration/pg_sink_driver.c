@@ -17,9 +17,8 @@
  * whether or not the conf module is in the tree: with it, the linker still picks this definition
  * unless conf.o is pulled in for another symbol, in which case the real one wins. Either way the
  * result is the same for a pipeline without `map`. */
-__attribute__((weak)) int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
-                                         char *ret_schema, size_t schema_len, char *ret_table,
-                                         size_t table_len) {
+__attribute__((weak)) int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema,
+                                         size_t schema_len, char *ret_table, size_t table_len) {
         (void)p;
         if ((size_t)snprintf(ret_schema, schema_len, "%s", schema) >= schema_len ||
             (size_t)snprintf(ret_table, table_len, "%s", table) >= table_len)
@@ -30,14 +29,14 @@ __attribute__((weak)) int conf_map_table(const PipelineConf *p, const char *sche
 static int failures;
 static PGconn *admin;
 
-#define CHECK(cond, ...)                                                                           \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        failures++;                                                                \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-                        fprintf(stderr, __VA_ARGS__);                                              \
-                        fputc('\n', stderr);                                                       \
-                }                                                                                  \
+#define CHECK(cond, ...)                                                                                               \
+        do {                                                                                                           \
+                if (!(cond)) {                                                                                         \
+                        failures++;                                                                                    \
+                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                           \
+                        fprintf(stderr, __VA_ARGS__);                                                                  \
+                        fputc('\n', stderr);                                                                           \
+                }                                                                                                      \
         } while (0)
 
 static void die(const char *what, const char *msg) {
@@ -122,8 +121,8 @@ static Value *mk_values(const Table *t, const char *const *v) {
 static const SinkOps *ops = &pg_sink_ops;
 
 /* Applies one change; returns the sink's result (error text in err). */
-static int apply(Sink *k, TxnInfo *txn, ChangeOp op, Table *t, const char *const *before,
-                 const char *const *after, uint32_t flags, CdcError *err) {
+static int apply(Sink *k, TxnInfo *txn, ChangeOp op, Table *t, const char *const *before, const char *const *after,
+                 uint32_t flags, CdcError *err) {
         Change c = {.op = op, .table = table_ref(t), .flags = flags};
         int r;
         if (before)
@@ -159,8 +158,8 @@ static const ColDef items_cols[] = {
         {"big", "text", TYPE_TEXT, false},
 };
 
-#define ITEMS_Q                                                                                    \
-        "SELECT id, name, price, ts, data, doc, tags, u, length(big), left(big, 3) FROM "         \
+#define ITEMS_Q                                                                                                        \
+        "SELECT id, name, price, ts, data, doc, tags, u, length(big), left(big, 3) FROM "                              \
         "\"Shop\".\"order items\" ORDER BY id"
 
 static const char *items_after_batch2 =
@@ -177,11 +176,9 @@ static int run_test(const char *dsn) {
         ConnectorConf conn = {.name = "pg_target", .type = "postgres", .dsn = (char *)dsn};
         PipelineConf pipe = {.name = "t1", .source = &src, .sink = &conn, .batch_max_rows = 5000};
         Table *items = mk_table("Shop", "order items", items_cols, 9, 'd');
-        static const ColDef nokey_cols[] = {{"a", "integer", TYPE_INTEGER, false},
-                                            {"b", "text", TYPE_TEXT, false}};
+        static const ColDef nokey_cols[] = {{"a", "integer", TYPE_INTEGER, false}, {"b", "text", TYPE_TEXT, false}};
         Table *nokey = mk_table("Shop", "nokey", nokey_cols, 2, 'd');
-        static const ColDef seq_cols[] = {{"id", "integer", TYPE_INTEGER, true},
-                                          {"v", "text", TYPE_TEXT, false}};
+        static const ColDef seq_cols[] = {{"id", "integer", TYPE_INTEGER, true}, {"v", "text", TYPE_TEXT, false}};
         Table *seqt = mk_table("Shop", "seq", seq_cols, 2, 'd');
         static const ColDef new_cols[] = {{"k", "bigint", TYPE_INTEGER, true},
                                           {"amount", "numeric(10,2)", TYPE_NUMERIC, false},
@@ -217,22 +214,22 @@ static int run_test(const char *dsn) {
         t2 = txn_at(150, 1700000000500000);
         must(ops->begin(k, &err), &err, "begin 1");
         must(apply(k, &t1, CHANGE_INSERT, items, NULL,
-                   ROW("1", "first", "12.5", "2024-01-02 04:04:05.123456+01", "\\x00ff10",
-                       "{\"a\": [1, \"two\"]}", "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", big),
+                   ROW("1", "first", "12.5", "2024-01-02 04:04:05.123456+01", "\\x00ff10", "{\"a\": [1, \"two\"]}",
+                       "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", big),
                    0, &err),
              &err, "insert 1");
         must(apply(k, &t1, CHANGE_INSERT, items, NULL,
                    ROW("2", "to move", "3", NULL, NULL, NULL, "{NULL,7}", NULL, NULL), 0, &err),
              &err, "insert 2");
-        must(apply(k, &t1, CHANGE_INSERT, items, NULL,
-                   ROW("3", "to delete", "1", NULL, NULL, NULL, NULL, NULL, NULL), 0, &err),
-             &err, "insert 3");
-        must(apply(k, &t2, CHANGE_INSERT, items, NULL, ROW("4", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("3", "to delete", "1", NULL, NULL, NULL, NULL, NULL, NULL),
                    0, &err),
+             &err, "insert 3");
+        must(apply(k, &t2, CHANGE_INSERT, items, NULL, ROW("4", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
+                   &err),
              &err, "insert 4");
         must(apply(k, &t2, CHANGE_INSERT, items, NULL,
-                   ROW("5", "Ünïcødé 日本語 \"quoted\" 'single'", "-0.01", "1999-12-31 23:59:59Z", "\\x",
-                       "null", "{}", NULL, "y"),
+                   ROW("5", "Ünïcødé 日本語 \"quoted\" 'single'", "-0.01", "1999-12-31 23:59:59Z", "\\x", "null", "{}",
+                       NULL, "y"),
                    0, &err),
              &err, "insert 5");
         must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("1", "x"), 0, &err), &err, "nokey 1");
@@ -245,19 +242,17 @@ static int run_test(const char *dsn) {
         t1 = txn_at(200, 1700000001000000);
         must(ops->begin(k, &err), &err, "begin 2");
         must(apply(k, &t1, CHANGE_UPDATE, items, NULL,
-                   ROW("1", "renamed ✓", "12.50", "2024-01-02 03:04:05.123456Z", "\\x00ff10",
-                       "{\"a\": [1, \"two\"]}", "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", UNCH),
+                   ROW("1", "renamed ✓", "12.50", "2024-01-02 03:04:05.123456Z", "\\x00ff10", "{\"a\": [1, \"two\"]}",
+                       "{1,2,3}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", UNCH),
                    0, &err),
              &err, "update 1");
-        must(apply(k, &t1, CHANGE_UPDATE, items,
-                   ROW("2", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+        must(apply(k, &t1, CHANGE_UPDATE, items, ROW("2", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
                    ROW("20", "moved", "3", NULL, NULL, NULL, "{NULL,7}", NULL, NULL), 0, &err),
              &err, "update key 2->20");
-        must(apply(k, &t1, CHANGE_DELETE, items, ROW("3", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-                   NULL, 0, &err),
+        must(apply(k, &t1, CHANGE_DELETE, items, ROW("3", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), NULL, 0,
+                   &err),
              &err, "delete 3");
-        must(apply(k, &t1, CHANGE_UPDATE, nokey, ROW("1", "x"), ROW("1", "y"), 0, &err), &err,
-             "nokey update");
+        must(apply(k, &t1, CHANGE_UPDATE, nokey, ROW("1", "x"), ROW("1", "y"), 0, &err), &err, "nokey update");
         must(apply(k, &t1, CHANGE_DELETE, nokey, ROW("2", NULL), NULL, 0, &err), &err, "nokey delete");
         must(ops->commit(k, (Position){0, 200}, "0/C8", &t1, &err), &err, "commit 2");
         expect_rows(ITEMS_Q, items_after_batch2, "items after batch 2");
@@ -266,8 +261,7 @@ static int run_test(const char *dsn) {
         /* Batch 3: truncate with restart identity, then rows in the same batch. */
         t1 = txn_at(300, 1700000002000000);
         must(ops->begin(k, &err), &err, "begin 3");
-        must(apply(k, &t1, CHANGE_TRUNCATE, seqt, NULL, NULL, TRUNCATE_RESTART_IDENTITY, &err), &err,
-             "truncate");
+        must(apply(k, &t1, CHANGE_TRUNCATE, seqt, NULL, NULL, TRUNCATE_RESTART_IDENTITY, &err), &err, "truncate");
         must(ops->commit(k, (Position){0, 300}, "0/12C", &t1, &err), &err, "commit 3");
         admin_exec("INSERT INTO \"Shop\".seq (v) VALUES ('after')");
         expect_rows("SELECT id, v FROM \"Shop\".seq", "1|after\n", "truncate restarted the sequence");
@@ -275,47 +269,46 @@ static int run_test(const char *dsn) {
         /* The checkpoint and the origin's progress. */
         expect_rows("SELECT pos_hi, pos_lo, pos_text, source_commit_ts FROM cdcsync.checkpoints",
                     "0|300|0/12C|2023-11-14 22:13:22+00\n", "checkpoint row");
-        expect_rows("SELECT remote_lsn FROM pg_replication_origin_status WHERE external_id = 'cdcsync_t1'",
-                    "0/12C\n", "origin progress");
+        expect_rows("SELECT remote_lsn FROM pg_replication_origin_status WHERE external_id = 'cdcsync_t1'", "0/12C\n",
+                    "origin progress");
         must(ops->last_position(k, &pos, &found, &err), &err, "last_position");
-        CHECK(found && pos.hi == 0 && pos.lo == 300, "last_position %d %llu", found,
-              (unsigned long long)pos.lo);
+        CHECK(found && pos.hi == 0 && pos.lo == 300, "last_position %d %llu", found, (unsigned long long)pos.lo);
 
         /* A batch rolled back leaves no trace. */
         t1 = txn_at(400, 1700000003000000);
         must(ops->begin(k, &err), &err, "begin 4");
-        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("100", "ghost", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-                   0, &err),
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("100", "ghost", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
+                   &err),
              &err, "insert ghost");
-        must(apply(k, &t1, CHANGE_DELETE, items, ROW("1", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), NULL,
-                   0, &err),
+        must(apply(k, &t1, CHANGE_DELETE, items, ROW("1", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL), NULL, 0,
+                   &err),
              &err, "delete 1");
         CHECK(ops->rollback(k) == 0, "rollback");
         expect_rows(ITEMS_Q, items_after_batch2, "items after rollback");
 
         /* An update of a row the sink lacks: a data error naming the table and key. */
         must(ops->begin(k, &err), &err, "begin 5");
-        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("101", "ghost", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-                   0, &err),
+        must(apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("101", "ghost", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
+                   &err),
              &err, "insert ghost 2");
-        r = apply(k, &t1, CHANGE_UPDATE, items, NULL, ROW("999", "nobody", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-                  0, &err);
+        r = apply(k, &t1, CHANGE_UPDATE, items, NULL, ROW("999", "nobody", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
+                  &err);
         if (r == 0)
                 r = ops->commit(k, (Position){0, 400}, "0/190", &t1, &err);
-        CHECK(r < 0 && strcmp(err.kind, "data") == 0 && !err.retriable &&
-                      strstr(err.message, "Shop.order items") && strstr(err.message, "(id)=(999)"),
+        CHECK(r < 0 && strcmp(err.kind, "data") == 0 && !err.retriable && strstr(err.message, "Shop.order items") &&
+                      strstr(err.message, "(id)=(999)"),
               "missing row: r=%d kind=%s msg=%s", r, err.kind, err.message);
         CHECK(ops->rollback(k) == 0, "rollback after error");
         expect_rows(ITEMS_Q, items_after_batch2, "items after failed batch");
 
         /* A duplicate key: the server's message, attributed to the insert and its key. */
         must(ops->begin(k, &err), &err, "begin 6");
-        r = apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("5", "dup", NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-                  0, &err);
+        r = apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("5", "dup", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
+                  &err);
         if (r == 0)
                 r = ops->commit(k, (Position){0, 400}, "0/190", &t1, &err);
-        CHECK(r < 0 && strcmp(err.kind, "data") == 0 && strstr(err.message, "insert of Shop.order items key (id)=(5)") &&
-                      strstr(err.message, "23505"),
+        CHECK(r < 0 && strcmp(err.kind, "data") == 0 &&
+                      strstr(err.message, "insert of Shop.order items key (id)=(5)") && strstr(err.message, "23505"),
               "duplicate: r=%d kind=%s msg=%s", r, err.kind, err.message);
         CHECK(ops->rollback(k) == 0, "rollback after duplicate");
 
@@ -369,8 +362,8 @@ static int run_test(const char *dsn) {
                 r = apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err);
         if (r == 0)
                 r = ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err);
-        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable,
-              "connection loss: r=%d kind=%s msg=%s", r, err.kind, err.message);
+        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable, "connection loss: r=%d kind=%s msg=%s", r,
+              err.kind, err.message);
         ops->rollback(k);
         for (int i = 0; i < 50 && (r = ops->begin(k, &err)) < 0 && err.retriable; i++)
                 nanosleep(&(struct timespec){0, 100000000}, NULL);
@@ -380,8 +373,7 @@ static int run_test(const char *dsn) {
                      "insert after reconnect");
                 must(ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err), &err, "commit after reconnect");
         }
-        expect_rows("SELECT k FROM fresh.\"Made \"\"by\"\" cdcsync\" ORDER BY k", "1\n2\n",
-                    "rows after reconnect");
+        expect_rows("SELECT k FROM fresh.\"Made \"\"by\"\" cdcsync\" ORDER BY k", "1\n2\n", "rows after reconnect");
         expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "700\n", "checkpoint 700");
         k = ops->free(k);
 
@@ -398,13 +390,11 @@ static int run_test(const char *dsn) {
                 plain.dsn = pdsn;
                 ppipe.name = "plain";
                 r = ops->open(&plain, &ppipe, &k, &err);
-                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0 &&
-                              strstr(err.message, "GRANT EXECUTE ON FUNCTION") &&
+                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0 && strstr(err.message, "GRANT EXECUTE ON FUNCTION") &&
                               strstr(err.message, "conflict = none"),
                       "no origin privilege: r=%d kind=%s msg=%s", r, err.kind, err.message);
                 r = ops->check(&plain, &ppipe, &err);
-                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0, "check without origin privilege: %s",
-                      err.message);
+                CHECK(r < 0 && strcmp(err.kind, "privilege") == 0, "check without origin privilege: %s", err.message);
                 ppipe.conflict = CONFLICT_NONE;
                 r = ops->open(&plain, &ppipe, &k, &err);
                 CHECK(r == 0, "one-way without origin privilege: %s", err.message);
@@ -434,8 +424,7 @@ static int run_password_test(const char *host, const char *port) {
         k = ops->free(k);
         conn.password = "wrong-pw-s3cret";
         r = ops->open(&conn, &pipe, &k, &err);
-        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable &&
-                      !strstr(err.message, "wrong-pw-s3cret"),
+        CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable && !strstr(err.message, "wrong-pw-s3cret"),
               "wrong password: r=%d %s", r, err.message);
         CHECK(ops->check(&(ConnectorConf){.name = "pw", .dsn = dsn, .password = "s3cret-pw"}, &pipe, &err) == 0,
               "check: %s", err.message);

@@ -112,9 +112,9 @@ static void test_type_class_names(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_position_order),       cmocka_unit_test(test_position_counter_monotonic),
-                cmocka_unit_test(test_table_refcount),       cmocka_unit_test(test_values_and_change_clear),
-                cmocka_unit_test(test_event_clear),          cmocka_unit_test(test_cdc_error),
+                cmocka_unit_test(test_position_order),   cmocka_unit_test(test_position_counter_monotonic),
+                cmocka_unit_test(test_table_refcount),   cmocka_unit_test(test_values_and_change_clear),
+                cmocka_unit_test(test_event_clear),      cmocka_unit_test(test_cdc_error),
                 cmocka_unit_test(test_type_class_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,54 +56,53 @@ static void expect_errors(const char *text, const char *expected) {
 
 #define PG_PAIR "[connector.a]\ntype = postgres\ndsn = host=a\n[connector.b]\ntype = postgres\ndsn = host=b\n"
 
-static const char full_conf[] =
-        "# a full conf\n"
-        "[service]\n"
-        "state_dir = /tmp/state ; inline comment\n"
-        "metrics_listen = [::1]:9781\n"
-        "log_level = debug\n"
-        "metrics_user = prom\n"
-        "metrics_password_file = metrics.pass\n"
-        "metrics_tls_cert = /etc/c.pem\n"
-        "metrics_tls_key = /etc/k.pem\n"
-        "\n"
-        "[connector.pg_main]\n"
-        "  type = postgres\n"
-        "dsn = host=127.0.0.1 port=5432 dbname=shop user=cdc\n"
-        "slot = shop_slot\n"
-        "publication = shop_pub\n"
-        "password_file = pg.pass\n"
-        "create_tables = on\n"
-        "[connector.my]\n"
-        "type = mysql\n"
-        "host = 10.0.0.2\n"
-        "user = repl\n"
-        "database = shop\n"
-        "server_id = 4242\n"
-        "ssl_mode = verify_ca\n"
-        "ssl_ca = /etc/ca.pem\n"
-        "password = ${TEST_CONF_PASS}\n"
-        "[connector.bus]\n"
-        "type = kafka\n"
-        "brokers = k1:9092,k2:9092\n"
-        "group = g1\n"
-        "kafka.security.protocol = ssl\n"
-        "kafka.linger.ms = 5\n"
-        "[pipeline.orders]\n"
-        "source = pg_main\n"
-        "sink = my\n"
-        "tables = public.orders, public.customers\n"
-        "map = public.orders -> shop.orders2, public.* -> other.*\n"
-        "conflict = timestamp\n"
-        "resolve = priority\n"
-        "priority = pg_main, my\n"
-        "batch_max_rows = 100\n"
-        "snapshot = never\n"
-        "start_position = 0/16B3748\n"
-        "[pipeline.to_bus]\n"
-        "source = my\n"
-        "sink = bus\n"
-        "tables = *\n";
+static const char full_conf[] = "# a full conf\n"
+                                "[service]\n"
+                                "state_dir = /tmp/state ; inline comment\n"
+                                "metrics_listen = [::1]:9781\n"
+                                "log_level = debug\n"
+                                "metrics_user = prom\n"
+                                "metrics_password_file = metrics.pass\n"
+                                "metrics_tls_cert = /etc/c.pem\n"
+                                "metrics_tls_key = /etc/k.pem\n"
+                                "\n"
+                                "[connector.pg_main]\n"
+                                "  type = postgres\n"
+                                "dsn = host=127.0.0.1 port=5432 dbname=shop user=cdc\n"
+                                "slot = shop_slot\n"
+                                "publication = shop_pub\n"
+                                "password_file = pg.pass\n"
+                                "create_tables = on\n"
+                                "[connector.my]\n"
+                                "type = mysql\n"
+                                "host = 10.0.0.2\n"
+                                "user = repl\n"
+                                "database = shop\n"
+                                "server_id = 4242\n"
+                                "ssl_mode = verify_ca\n"
+                                "ssl_ca = /etc/ca.pem\n"
+                                "password = ${TEST_CONF_PASS}\n"
+                                "[connector.bus]\n"
+                                "type = kafka\n"
+                                "brokers = k1:9092,k2:9092\n"
+                                "group = g1\n"
+                                "kafka.security.protocol = ssl\n"
+                                "kafka.linger.ms = 5\n"
+                                "[pipeline.orders]\n"
+                                "source = pg_main\n"
+                                "sink = my\n"
+                                "tables = public.orders, public.customers\n"
+                                "map = public.orders -> shop.orders2, public.* -> other.*\n"
+                                "conflict = timestamp\n"
+                                "resolve = priority\n"
+                                "priority = pg_main, my\n"
+                                "batch_max_rows = 100\n"
+                                "snapshot = never\n"
+                                "start_position = 0/16B3748\n"
+                                "[pipeline.to_bus]\n"
+                                "source = my\n"
+                                "sink = bus\n"
+                                "tables = *\n";
 
 static void test_full(void **state) {
         (void)state;
@@ -212,7 +211,9 @@ static void test_defaults(void **state) {
         assert_null(c->connectors[0].publication);
         conf_free(c);
         assert_int_equal(load("[service]\nmetrics_listen = off\n" PG_PAIR
-                              "[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n", &c, &errs), 0);
+                              "[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
+                              &c, &errs),
+                         0);
         free(errs);
         assert_null(c->metrics_listen);
         conf_free(c);
@@ -319,8 +320,9 @@ static void test_secrets(void **state) {
         char conf[512];
         mkdir("sub", 0700);
         write_file("sub/p.pass", "filepass\n", 0600);
-        snprintf(conf, sizeof(conf), PG_PAIR "password_file = sub/p.pass\n"
-                 "[pipeline.p]\nsource = a\nsink = b\ntables = ${TEST_CONF_SCHEMA}.t\n");
+        snprintf(conf, sizeof(conf),
+                 PG_PAIR "password_file = sub/p.pass\n"
+                         "[pipeline.p]\nsource = a\nsink = b\ntables = ${TEST_CONF_SCHEMA}.t\n");
         setenv("TEST_CONF_SCHEMA", "shop", 1);
         unsetenv("CREDENTIALS_DIRECTORY");
         assert_int_equal(load(conf, &c, &errs), 0);
@@ -337,7 +339,9 @@ static void test_secrets(void **state) {
         snprintf(creds, sizeof(creds), "%s/sub", cwd);
         setenv("CREDENTIALS_DIRECTORY", creds, 1);
         assert_int_equal(load(PG_PAIR "password_file = cred\npublication = pub$$x$y\n[pipeline.p]\nsource = a\n"
-                              "sink = b\ntables = s.t\n", &c, &errs), 0);
+                                      "sink = b\ntables = s.t\n",
+                              &c, &errs),
+                         0);
         assert_string_equal(errs, "");
         free(errs);
         unsetenv("CREDENTIALS_DIRECTORY");
@@ -386,11 +390,11 @@ static void test_mode_check(void **state) {
         Conf *c;
         setenv("TEST_CONF_SCHEMA", "shop", 1);
         for (size_t i = 0; i < sizeof(literal) / sizeof(literal[0]); i++) {
-                snprintf(conf, sizeof(conf), PG_A "%s[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
-                         literal[i].text);
+                snprintf(conf, sizeof(conf), PG_A "%s[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n", literal[i].text);
                 assert_int_equal(load_mode(conf, 0640, &c, &errs), -EINVAL);
                 char expected[256];
-                snprintf(expected, sizeof(expected), "c.conf:%d: %s holds a password but c.conf is "
+                snprintf(expected, sizeof(expected),
+                         "c.conf:%d: %s holds a password but c.conf is "
                          "readable by others — chmod 600 c.conf or use password_file\n",
                          literal[i].line, literal[i].key);
                 assert_string_equal(errs, expected);
@@ -401,16 +405,17 @@ static void test_mode_check(void **state) {
                 conf_free(c);
         }
         for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
-                snprintf(conf, sizeof(conf), PG_A "%s[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
-                         fine[i]);
+                snprintf(conf, sizeof(conf), PG_A "%s[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n", fine[i]);
                 assert_int_equal(load_mode(conf, 0644, &c, &errs), 0);
                 free(errs);
                 conf_free(c);
         }
         /* a librdkafka password too */
         assert_int_equal(load_mode(PG_PAIR "[connector.k]\ntype=kafka\nbrokers=b\n"
-                                   "kafka.sasl.password = hunter2\n[pipeline.p]\nsource=a\nsink=k\n"
-                                   "tables=*\n", 0604, &c, &errs), -EINVAL);
+                                           "kafka.sasl.password = hunter2\n[pipeline.p]\nsource=a\nsink=k\n"
+                                           "tables=*\n",
+                                   0604, &c, &errs),
+                         -EINVAL);
         assert_string_equal(errs, "c.conf:10: kafka.sasl.password holds a password but c.conf is "
                                   "readable by others — chmod 600 c.conf or use password_file\n");
         free(errs);
@@ -421,11 +426,12 @@ static void test_map(void **state) {
         Conf *c;
         char *errs, s[16], t[16];
         assert_int_equal(load(PG_PAIR "[connector.m]\ntype = mysql\nserver_id = 1\ndatabase = shopdb\n"
-                              "[pipeline.p]\nsource = a\nsink = b\ntables = *\n"
-                              "map = public.orders -> shop.orders_v2, sbtest.* -> public.*, "
-                              "public.* -> mirror.*\n"
-                              "[pipeline.q]\nsource = a\nsink = m\ntables = s.t, s.u\nmap = s.u -> x.y\n",
-                              &c, &errs), 0);
+                                      "[pipeline.p]\nsource = a\nsink = b\ntables = *\n"
+                                      "map = public.orders -> shop.orders_v2, sbtest.* -> public.*, "
+                                      "public.* -> mirror.*\n"
+                                      "[pipeline.q]\nsource = a\nsink = m\ntables = s.t, s.u\nmap = s.u -> x.y\n",
+                              &c, &errs),
+                         0);
         free(errs);
         const PipelineConf *p = &c->pipelines[0], *q = &c->pipelines[1];
         assert_int_equal(conf_map_table(p, "public", "orders", s, sizeof(s), t, sizeof(t)), 0);
@@ -474,8 +480,8 @@ static void hashes(const char *text, uint64_t h[5]) {
 
 static void test_hash(void **state) {
         (void)state;
-#define HASH_CONF(c_line, extra)                                                                    \
-        PG_PAIR "[connector.c]\ntype = postgres\n" c_line "\n[pipeline.orders]\nsource = a\nsink = b\n"    \
+#define HASH_CONF(c_line, extra)                                                                                       \
+        PG_PAIR "[connector.c]\ntype = postgres\n" c_line "\n[pipeline.orders]\nsource = a\nsink = b\n"                \
                 "tables = s.t\n[pipeline.other]\nsource = b\nsink = c\ntables = *\n" extra
         static const char base[] = HASH_CONF("dsn = host=c", "");
         uint64_t h0[5], h1[5];
@@ -487,7 +493,8 @@ static void test_hash(void **state) {
         hashes("; hi\n[connector.a]\ndsn=host=a\ntype=postgres\n\n[connector.b]\ntype = postgres\n"
                "dsn = host=b ; b\n[connector.c]\ntype = postgres\ndsn = host=c\n"
                "[pipeline.orders]\ntables = s.t\nsink = b\nsource = a\n"
-               "[pipeline.other]\nsource = b\nsink = c\ntables = *\n", h1);
+               "[pipeline.other]\nsource = b\nsink = c\ntables = *\n",
+               h1);
         assert_memory_equal(h0, h1, sizeof(h0));
         /* connector a changes: a and the pipeline reading it change, nothing else */
         char text[1024];
@@ -540,9 +547,10 @@ static void test_reference_file(void **state) {
         assert_string_equal(file, printed);
         free(file);
         /* every key of every table is documented */
-        static const char *const keys[] = {";state_dir = /var/lib/cdcsync", ";log_level = info",
-                                           ";type = postgres | mysql | kafka", ";kafka.* = VALUE", ";topic = cdc.{connector}",
-                                           ";batch_max_rows = 5000", ";metrics_tls_key = PATH"};
+        static const char *const keys[] = {";state_dir = /var/lib/cdcsync",    ";log_level = info",
+                                           ";type = postgres | mysql | kafka", ";kafka.* = VALUE",
+                                           ";topic = cdc.{connector}",         ";batch_max_rows = 5000",
+                                           ";metrics_tls_key = PATH"};
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
                 assert_non_null(strstr(printed, keys[i]));
         free(printed);
@@ -582,8 +590,8 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
         (void)state;
-        static const char *const files[] = {"c.conf", "metrics.pass", "pg.pass", "sub/p.pass",
-                                            "sub/cred", "sub/empty", "c.pass"};
+        static const char *const files[] = {"c.conf",   "metrics.pass", "pg.pass", "sub/p.pass",
+                                            "sub/cred", "sub/empty",    "c.pass"};
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
                 unlink(files[i]);
         rmdir("sub");

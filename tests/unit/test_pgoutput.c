@@ -33,8 +33,7 @@ typedef struct {
 
 static Fixture fx;
 
-static uint8_t *read_file(const char *path, size_t *ret_len)
-{
+static uint8_t *read_file(const char *path, size_t *ret_len) {
         FILE *f = fopen(path, "rbe");
         uint8_t *buf = NULL;
         long n;
@@ -55,18 +54,15 @@ out:
         return buf;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
+static uint32_t be32(const uint8_t *p) {
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static uint64_t be64(const uint8_t *p)
-{
+static uint64_t be64(const uint8_t *p) {
         return (uint64_t)be32(p) << 32 | be32(p + 4);
 }
 
-static int fixture_setup(void **state)
-{
+static int fixture_setup(void **state) {
         const char *dir = getenv("FIXTURES");
         char path[4096];
         size_t len = 0, off = 0, cap = 0;
@@ -124,8 +120,7 @@ static int fixture_setup(void **state)
         return off == len ? 0 : -1;
 }
 
-static int fixture_teardown(void **state)
-{
+static int fixture_teardown(void **state) {
         (void)state;
         for (size_t i = 0; i < fx.nrec; i++)
                 pgoutput_msg_clear(&fx.recs[i].m);
@@ -136,16 +131,14 @@ static int fixture_teardown(void **state)
 }
 
 /* Index of the first decoded message of type t at or after from, or -1. */
-static long find_msg(size_t from, PgoutputMsgType t)
-{
+static long find_msg(size_t from, PgoutputMsgType t) {
         for (size_t i = from; i < fx.nrec; i++)
                 if (fx.recs[i].is_xlog && fx.recs[i].m.type == t)
                         return (long)i;
         return -1;
 }
 
-static long find_relation(const char *relname)
-{
+static long find_relation(const char *relname) {
         for (long i = 0; (i = find_msg((size_t)i, PGOUTPUT_RELATION)) >= 0; i++)
                 if (strcmp(fx.recs[i].m.u.relation.relname, relname) == 0)
                         return i;
@@ -153,42 +146,37 @@ static long find_relation(const char *relname)
 }
 
 /* Index of the next row message (Insert/Update/Delete) for rel_id at or after from, or -1. */
-static long find_row(size_t from, PgoutputMsgType t, uint32_t rel_id)
-{
+static long find_row(size_t from, PgoutputMsgType t, uint32_t rel_id) {
         for (long i = (long)from; (i = find_msg((size_t)i, t)) >= 0; i++)
                 if (fx.recs[i].m.u.row.rel_id == rel_id)
                         return i;
         return -1;
 }
 
-static void assert_col_text(const PgoutputTuple *t, int col, const char *want)
-{
+static void assert_col_text(const PgoutputTuple *t, int col, const char *want) {
         assert_true(col < t->ncols);
         assert_int_equal(t->cols[col].kind, 't');
         assert_int_equal(t->cols[col].len, strlen(want));
         assert_memory_equal(t->cols[col].data, want, strlen(want));
 }
 
-static void assert_col_kind(const PgoutputTuple *t, int col, char kind)
-{
+static void assert_col_kind(const PgoutputTuple *t, int col, char kind) {
         assert_true(col < t->ncols);
         assert_int_equal(t->cols[col].kind, kind);
 }
 
-static const PgoutputMsg *msg_at(long i)
-{
+static const PgoutputMsg *msg_at(long i) {
         assert_true(i >= 0 && (size_t)i < fx.nrec);
         assert_true(fx.recs[i].is_xlog);
         return &fx.recs[i].m;
 }
 
-static void test_every_type_present(void **state)
-{
+static void test_every_type_present(void **state) {
         static const PgoutputMsgType all[] = {
-                PGOUTPUT_BEGIN, PGOUTPUT_COMMIT, PGOUTPUT_ORIGIN, PGOUTPUT_RELATION,
-                PGOUTPUT_TYPE, PGOUTPUT_INSERT, PGOUTPUT_UPDATE, PGOUTPUT_DELETE,
-                PGOUTPUT_TRUNCATE, PGOUTPUT_MESSAGE, PGOUTPUT_STREAM_START,
-                PGOUTPUT_STREAM_STOP, PGOUTPUT_STREAM_COMMIT, PGOUTPUT_STREAM_ABORT,
+                PGOUTPUT_BEGIN,         PGOUTPUT_COMMIT,       PGOUTPUT_ORIGIN,       PGOUTPUT_RELATION,
+                PGOUTPUT_TYPE,          PGOUTPUT_INSERT,       PGOUTPUT_UPDATE,       PGOUTPUT_DELETE,
+                PGOUTPUT_TRUNCATE,      PGOUTPUT_MESSAGE,      PGOUTPUT_STREAM_START, PGOUTPUT_STREAM_STOP,
+                PGOUTPUT_STREAM_COMMIT, PGOUTPUT_STREAM_ABORT,
         };
         size_t nkeep = 0;
 
@@ -200,8 +188,7 @@ static void test_every_type_present(void **state)
         assert_true(nkeep >= 1);
 }
 
-static void test_begin_commit_pairs(void **state)
-{
+static void test_begin_commit_pairs(void **state) {
         uint32_t last_xid = 0;
         int npairs = 0;
 
@@ -212,8 +199,7 @@ static void test_begin_commit_pairs(void **state)
                 int64_t send = fx.recs[b].x.send_time;
 
                 /* no Begin in between: pairs do not nest */
-                assert_true(find_msg((size_t)b + 1, PGOUTPUT_BEGIN) < 0 ||
-                            find_msg((size_t)b + 1, PGOUTPUT_BEGIN) > c);
+                assert_true(find_msg((size_t)b + 1, PGOUTPUT_BEGIN) < 0 || find_msg((size_t)b + 1, PGOUTPUT_BEGIN) > c);
                 assert_false(fx.recs[b].in_stream);
                 assert_true(bm->xid > last_xid);
                 last_xid = bm->xid;
@@ -237,8 +223,7 @@ static void test_begin_commit_pairs(void **state)
 static const char *const items_cols[] = {"id",  "name", "price", "created", "data",
                                          "doc", "tags", "uid",   "note",    "feeling"};
 
-static void test_items_relation_and_type(void **state)
-{
+static void test_items_relation_and_type(void **state) {
         static const uint32_t oids[] = {23, 25, 1700, 1184, 17, 3802, 1007, 2950, 25};
         long ri = find_relation("items"), ti = find_msg(0, PGOUTPUT_TYPE);
         const PgoutputMsg *r, *t;
@@ -268,8 +253,7 @@ static void test_items_relation_and_type(void **state)
         assert_int_equal(pgtypes_class(r->u.relation.attrs[3].type_oid), TYPE_TIMESTAMPTZ);
 }
 
-static void test_items_rows(void **state)
-{
+static void test_items_rows(void **state) {
         long ri = find_relation("items");
         uint32_t rel;
         long i, u1, u2, d;
@@ -321,8 +305,7 @@ static void test_items_rows(void **state)
         assert_int_equal(m->u.row.new_tuple.ncols, 0);
 }
 
-static void test_replica_identity_full(void **state)
-{
+static void test_replica_identity_full(void **state) {
         long ri = find_relation("full_t"), u, d;
         const PgoutputMsg *r, *m;
 
@@ -346,8 +329,7 @@ static void test_replica_identity_full(void **state)
         assert_col_text(&m->u.row.old_tuple, 1, "SEVEN");
 }
 
-static void test_toast_unchanged(void **state)
-{
+static void test_toast_unchanged(void **state) {
         long ri = find_relation("toasty"), i, u;
         const PgoutputMsg *r, *m;
         const PgoutputColumn *big;
@@ -371,8 +353,7 @@ static void test_toast_unchanged(void **state)
         assert_col_text(&m->u.row.new_tuple, 2, "1");
 }
 
-static void test_truncate(void **state)
-{
+static void test_truncate(void **state) {
         long t = find_msg(0, PGOUTPUT_TRUNCATE);
         uint32_t a = msg_at(find_relation("trunc_a"))->u.relation.rel_id;
         uint32_t b = msg_at(find_relation("trunc_b"))->u.relation.rel_id;
@@ -386,8 +367,7 @@ static void test_truncate(void **state)
         assert_true(a != b);
 }
 
-static void test_logical_messages(void **state)
-{
+static void test_logical_messages(void **state) {
         long m1 = find_msg(0, PGOUTPUT_MESSAGE), m2;
         const PgoutputMsg *m;
         const char *want;
@@ -419,8 +399,7 @@ static void test_logical_messages(void **state)
 
 /* Checks the streamed transaction starting at Stream Start s: every block has the same xid, data
  * messages inside carry it (or a subtransaction's), and it ends in a Stream Commit or Abort; returns that index. */
-static long check_stream(long s, uint32_t *ret_xid, PgoutputMsgType end)
-{
+static long check_stream(long s, uint32_t *ret_xid, PgoutputMsgType end) {
         uint32_t xid = msg_at(s)->xid;
         bool first = true;
         long i;
@@ -439,11 +418,9 @@ static long check_stream(long s, uint32_t *ret_xid, PgoutputMsgType end)
                 } else if (m->type == PGOUTPUT_STREAM_STOP) {
                         /* after a block: another block, or messages read outside a stream */
                         assert_true((size_t)i + 1 < fx.nrec);
-                        assert_true(fx.recs[i + 1].m.type == PGOUTPUT_STREAM_START ||
-                                    !fx.recs[i + 1].in_stream);
+                        assert_true(fx.recs[i + 1].m.type == PGOUTPUT_STREAM_START || !fx.recs[i + 1].in_stream);
                 } else if (m->type == end) {
-                        if (m->xid == xid && (end == PGOUTPUT_STREAM_COMMIT ||
-                                              m->u.stream_abort.subxid == xid))
+                        if (m->xid == xid && (end == PGOUTPUT_STREAM_COMMIT || m->u.stream_abort.subxid == xid))
                                 break;
                 } else if (m->type == PGOUTPUT_STREAM_ABORT) {
                         /* a subtransaction abort inside the transaction */
@@ -461,8 +438,7 @@ static long check_stream(long s, uint32_t *ret_xid, PgoutputMsgType end)
         return i;
 }
 
-static void test_streamed_commit(void **state)
-{
+static void test_streamed_commit(void **state) {
         long s = find_msg(0, PGOUTPUT_STREAM_START), c, r, ins;
         uint32_t xid;
         const PgoutputMsg *m;
@@ -488,8 +464,7 @@ static void test_streamed_commit(void **state)
         assert_col_text(&m->u.row.new_tuple, 1, pad);
 }
 
-static void test_streamed_aborts(void **state)
-{
+static void test_streamed_aborts(void **state) {
         long s1 = find_msg(0, PGOUTPUT_STREAM_START), c1, s2, a2, s3, a3, c3, i;
         uint32_t x1, x2, x3, bulk = msg_at(find_relation("bulk"))->u.relation.rel_id;
         const PgoutputMsg *m;
@@ -528,8 +503,7 @@ static void test_streamed_aborts(void **state)
         assert_col_text(&msg_at(i)->u.row.new_tuple, 1, "after");
 }
 
-static void test_origin(void **state)
-{
+static void test_origin(void **state) {
         long o = find_msg(0, PGOUTPUT_ORIGIN), i;
         const PgoutputMsg *m = msg_at(o);
 
@@ -547,8 +521,7 @@ static void test_origin(void **state)
         assert_int_equal(msg_at(i + 1)->type, PGOUTPUT_COMMIT);
 }
 
-static void test_captured_keepalives(void **state)
-{
+static void test_captured_keepalives(void **state) {
         int n = 0;
 
         (void)state;
@@ -570,8 +543,7 @@ static void test_captured_keepalives(void **state)
 
 /* Every proper prefix of every captured message is rejected, with an error text, without
  * touching *ret; run under ASan this also proves no read past the end. */
-static void test_every_truncation_fails(void **state)
-{
+static void test_every_truncation_fails(void **state) {
         (void)state;
         for (size_t i = 0; i < fx.nrec; i++) {
                 const Rec *r = &fx.recs[i];
@@ -594,14 +566,12 @@ static void test_every_truncation_fails(void **state)
                         free(copy);
                 }
                 for (size_t len = 0; len < 25; len++)
-                        assert_int_equal(pgwire_read_xlogdata(r->buf, len, &(PgwireXLogData){0}),
-                                         -EBADMSG);
+                        assert_int_equal(pgwire_read_xlogdata(r->buf, len, &(PgwireXLogData){0}), -EBADMSG);
         }
 }
 
 /* Single-byte corruptions of every captured message: decode succeeds or fails cleanly. */
-static void test_corruptions_do_not_crash(void **state)
-{
+static void test_corruptions_do_not_crash(void **state) {
         static const uint8_t vals[] = {0x00, 0x01, 0x7f, 0x80, 0xff};
 
         (void)state;
@@ -621,8 +591,7 @@ static void test_corruptions_do_not_crash(void **state)
 
                                 memcpy(copy, r->x.data, r->x.len);
                                 copy[pos] = vals[v];
-                                ret = pgoutput_decode(copy, r->x.len, r->in_stream, &m, err,
-                                                      sizeof(err));
+                                ret = pgoutput_decode(copy, r->x.len, r->in_stream, &m, err, sizeof(err));
                                 if (ret == 0)
                                         pgoutput_msg_clear(&m);
                                 else
@@ -634,8 +603,7 @@ static void test_corruptions_do_not_crash(void **state)
         }
 }
 
-static int decode_bytes(const uint8_t *b, size_t n, bool in_stream, char *err, size_t errlen)
-{
+static int decode_bytes(const uint8_t *b, size_t n, bool in_stream, char *err, size_t errlen) {
         PgoutputMsg m;
         int r = pgoutput_decode(b, n, in_stream, &m, err, errlen);
 
@@ -644,15 +612,12 @@ static int decode_bytes(const uint8_t *b, size_t n, bool in_stream, char *err, s
         return r;
 }
 
-static void test_malformed_crafted(void **state)
-{
+static void test_malformed_crafted(void **state) {
         char err[256];
         /* Insert, relid 16397, 'N', 3 columns: 't' "1", 'n', 't' len 99 with 10 bytes left */
-        static const uint8_t ins_short[] = {'I', 0, 0, 0x40, 0x0d, 'N', 0, 3, 't', 0, 0, 0, 1,
-                                            '1', 'n', 't', 0, 0, 0, 99, '0', '1', '2', '3',
-                                            '4', '5', '6', '7', '8', '9'};
-        static const uint8_t ins_ok[] = {'I', 0, 0, 0x40, 0x0d, 'N', 0, 2, 't', 0, 0, 0, 1,
-                                         '1', 'u'};
+        static const uint8_t ins_short[] = {'I', 0, 0, 0x40, 0x0d, 'N', 0,   3,   't', 0,   0,   0,   1,   '1', 'n',
+                                            't', 0, 0, 0,    99,   '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'};
+        static const uint8_t ins_ok[] = {'I', 0, 0, 0x40, 0x0d, 'N', 0, 2, 't', 0, 0, 0, 1, '1', 'u'};
         static const uint8_t ins_trailing[] = {'I', 0, 0, 0x40, 0x0d, 'N', 0, 1, 'n', 'x'};
         static const uint8_t ins_marker[] = {'I', 0, 0, 0x40, 0x0d, 'K', 0, 1, 'n'};
         static const uint8_t ins_kind[] = {'I', 0, 0, 0x40, 0x0d, 'N', 0, 1, 'q'};
@@ -662,73 +627,54 @@ static void test_malformed_crafted(void **state)
         static const uint8_t del_new[] = {'D', 0, 0, 0x40, 0x0d, 'N', 0, 1, 'n'};
         /* Relation claiming 2000 columns / 3 columns in 12 bytes */
         static const uint8_t rel_many[] = {'R', 0, 0, 0, 1, 's', 0, 't', 0, 'd', 0x07, 0xd0};
-        static const uint8_t rel_short[] = {'R', 0, 0, 0, 1, 's', 0, 't', 0, 'd', 0, 3,
-                                            1, 'a', 0, 0, 0, 0, 23, 0xff, 0xff, 0xff, 0xff};
+        static const uint8_t rel_short[] = {'R', 0,   0, 0, 1, 's', 0,  't',  0,    'd',  0,   3,
+                                            1,   'a', 0, 0, 0, 0,   23, 0xff, 0xff, 0xff, 0xff};
         static const uint8_t rel_nonul[] = {'R', 0, 0, 0, 1, 's', 0, 't'};
         /* Truncate claiming 2^30 relations */
         static const uint8_t trunc_many[] = {'T', 0x40, 0, 0, 0, 0, 0, 0, 0, 1};
-        static const uint8_t msg_len[] = {'M', 1, 0, 0, 0, 0, 0, 0, 0, 1, 'p', 0,
-                                          0, 0, 0, 9, 'a', 'b'};
+        static const uint8_t msg_len[] = {'M', 1, 0, 0, 0, 0, 0, 0, 0, 1, 'p', 0, 0, 0, 0, 9, 'a', 'b'};
         static const uint8_t abort_short[] = {'A', 0, 0, 0, 1, 0, 0, 0};
         static const uint8_t stop_trailing[] = {'E', 0};
         static const uint8_t unknown[] = {'Z', 0, 0};
         static const uint8_t unknown_bin[] = {0x01};
 
         (void)state;
-        assert_int_equal(decode_bytes(ins_short, sizeof(ins_short), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(ins_short, sizeof(ins_short), false, err, sizeof(err)), -EBADMSG);
         assert_string_equal(err, "truncated Insert message: new tuple column 3 length 99 "
                                  "exceeds remaining 10 bytes");
         assert_int_equal(decode_bytes(ins_ok, sizeof(ins_ok), false, err, sizeof(err)), 0);
         /* the same bytes read as streamed: the relid becomes the xid, and nothing fits */
         assert_int_equal(decode_bytes(ins_ok, sizeof(ins_ok), true, err, sizeof(err)), -EBADMSG);
-        assert_int_equal(decode_bytes(ins_trailing, sizeof(ins_trailing), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(ins_trailing, sizeof(ins_trailing), false, err, sizeof(err)), -EBADMSG);
         assert_string_equal(err, "malformed Insert message: 1 trailing bytes");
-        assert_int_equal(decode_bytes(ins_marker, sizeof(ins_marker), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(ins_marker, sizeof(ins_marker), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "expected 'N'"));
-        assert_int_equal(decode_bytes(ins_kind, sizeof(ins_kind), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(ins_kind, sizeof(ins_kind), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "unknown kind 0x71"));
-        assert_int_equal(decode_bytes(ins_neg, sizeof(ins_neg), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(ins_neg, sizeof(ins_neg), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "-1 columns"));
-        assert_int_equal(decode_bytes(ins_huge, sizeof(ins_huge), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(ins_huge, sizeof(ins_huge), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "32767 columns"));
-        assert_int_equal(decode_bytes(upd_no_new, sizeof(upd_no_new), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(upd_no_new, sizeof(upd_no_new), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "truncated Update message: new tuple marker"));
-        assert_int_equal(decode_bytes(del_new, sizeof(del_new), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(del_new, sizeof(del_new), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "malformed Delete message"));
-        assert_int_equal(decode_bytes(rel_many, sizeof(rel_many), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(rel_many, sizeof(rel_many), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "2000 columns"));
-        assert_int_equal(decode_bytes(rel_short, sizeof(rel_short), false, err, sizeof(err)),
-                         -EBADMSG);
-        assert_int_equal(decode_bytes(rel_nonul, sizeof(rel_nonul), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(rel_short, sizeof(rel_short), false, err, sizeof(err)), -EBADMSG);
+        assert_int_equal(decode_bytes(rel_nonul, sizeof(rel_nonul), false, err, sizeof(err)), -EBADMSG);
         assert_string_equal(err, "truncated Relation message: relation name has no NUL "
                                  "terminator in the remaining 1 bytes");
-        assert_int_equal(decode_bytes(trunc_many, sizeof(trunc_many), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(trunc_many, sizeof(trunc_many), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "1073741824 relation ids"));
-        assert_int_equal(decode_bytes(msg_len, sizeof(msg_len), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(msg_len, sizeof(msg_len), false, err, sizeof(err)), -EBADMSG);
         assert_non_null(strstr(err, "content length 9 exceeds remaining 2 bytes"));
-        assert_int_equal(decode_bytes(abort_short, sizeof(abort_short), false, err, sizeof(err)),
-                         -EBADMSG);
+        assert_int_equal(decode_bytes(abort_short, sizeof(abort_short), false, err, sizeof(err)), -EBADMSG);
         assert_string_equal(err, "truncated Stream Abort message: subxid needs 4 bytes, 3 remain");
-        assert_int_equal(decode_bytes(stop_trailing, sizeof(stop_trailing), false, err,
-                                      sizeof(err)),
-                         -EBADMSG);
-        assert_int_equal(decode_bytes(unknown, sizeof(unknown), false, err, sizeof(err)),
-                         -EPROTONOSUPPORT);
+        assert_int_equal(decode_bytes(stop_trailing, sizeof(stop_trailing), false, err, sizeof(err)), -EBADMSG);
+        assert_int_equal(decode_bytes(unknown, sizeof(unknown), false, err, sizeof(err)), -EPROTONOSUPPORT);
         assert_string_equal(err, "unknown pgoutput message type 'Z' (0x5a)");
-        assert_int_equal(decode_bytes(unknown_bin, sizeof(unknown_bin), false, err, sizeof(err)),
-                         -EPROTONOSUPPORT);
+        assert_int_equal(decode_bytes(unknown_bin, sizeof(unknown_bin), false, err, sizeof(err)), -EPROTONOSUPPORT);
         assert_string_equal(err, "unknown pgoutput message type 0x01");
         assert_int_equal(decode_bytes(unknown, 0, false, err, sizeof(err)), -EBADMSG);
         assert_string_equal(err, "empty pgoutput message");
@@ -738,8 +684,7 @@ static void test_malformed_crafted(void **state)
         assert_string_equal(err, "truncat");
 }
 
-static void test_keepalive_crafted(void **state)
-{
+static void test_keepalive_crafted(void **state) {
         uint8_t k[19] = {'k', 0, 0, 0, 1, 0x02, 0x03, 0x04, 0x05, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
         PgwireKeepalive ka, untouched = {.wal_end = 42};
 
@@ -762,16 +707,15 @@ static void test_keepalive_crafted(void **state)
         assert_int_equal(pgwire_read_xlogdata(k, 18 + 7, &(PgwireXLogData){0}), -EBADMSG);
 }
 
-static void test_standby_status(void **state)
-{
+static void test_standby_status(void **state) {
         uint8_t out[34];
         int64_t now = (int64_t)time(NULL) * 1000000 + 123456;
         PgwireKeepalive k;
         uint8_t ka[18];
 
         (void)state;
-        assert_int_equal(pgwire_write_standby_status(out, UINT64_C(0x1597378), UINT64_C(0x1500000),
-                                                     UINT64_C(0x1400000), now, true),
+        assert_int_equal(pgwire_write_standby_status(out, UINT64_C(0x1597378), UINT64_C(0x1500000), UINT64_C(0x1400000),
+                                                     now, true),
                          34);
         assert_int_equal(out[0], 'r');
         assert_int_equal(be64(out + 1), 0x1597378);
@@ -796,34 +740,43 @@ static void test_standby_status(void **state)
         assert_true(k.reply_requested);
 }
 
-static void test_pgtypes(void **state)
-{
+static void test_pgtypes(void **state) {
         static const struct {
                 uint32_t oid;
                 TypeClass cls;
                 const char *name;
         } cases[] = {
-                {16, TYPE_BOOLEAN, "bool"},      {17, TYPE_BYTES, "bytea"},
-                {21, TYPE_INTEGER, "int2"},      {23, TYPE_INTEGER, "int4"},
-                {20, TYPE_INTEGER, "int8"},      {26, TYPE_INTEGER, "oid"},
-                {1700, TYPE_NUMERIC, "numeric"}, {700, TYPE_FLOAT, "float4"},
-                {701, TYPE_FLOAT, "float8"},     {25, TYPE_TEXT, "text"},
-                {1043, TYPE_TEXT, "varchar"},    {1042, TYPE_TEXT, "bpchar"},
-                {19, TYPE_TEXT, "name"},         {18, TYPE_TEXT, "char"},
-                {1082, TYPE_DATE, "date"},       {1083, TYPE_TIME, "time"},
-                {1266, TYPE_TIME, "timetz"},     {1114, TYPE_TIMESTAMP, "timestamp"},
+                {16, TYPE_BOOLEAN, "bool"},
+                {17, TYPE_BYTES, "bytea"},
+                {21, TYPE_INTEGER, "int2"},
+                {23, TYPE_INTEGER, "int4"},
+                {20, TYPE_INTEGER, "int8"},
+                {26, TYPE_INTEGER, "oid"},
+                {1700, TYPE_NUMERIC, "numeric"},
+                {700, TYPE_FLOAT, "float4"},
+                {701, TYPE_FLOAT, "float8"},
+                {25, TYPE_TEXT, "text"},
+                {1043, TYPE_TEXT, "varchar"},
+                {1042, TYPE_TEXT, "bpchar"},
+                {19, TYPE_TEXT, "name"},
+                {18, TYPE_TEXT, "char"},
+                {1082, TYPE_DATE, "date"},
+                {1083, TYPE_TIME, "time"},
+                {1266, TYPE_TIME, "timetz"},
+                {1114, TYPE_TIMESTAMP, "timestamp"},
                 {1184, TYPE_TIMESTAMPTZ, "timestamptz"},
-                {1186, TYPE_TEXT, "interval"},   {114, TYPE_JSON, "json"},
-                {3802, TYPE_JSON, "jsonb"},      {2950, TYPE_UUID, "uuid"},
+                {1186, TYPE_TEXT, "interval"},
+                {114, TYPE_JSON, "json"},
+                {3802, TYPE_JSON, "jsonb"},
+                {2950, TYPE_UUID, "uuid"},
         };
         static const struct {
                 uint32_t oid, elem;
         } arrays[] = {
-                {1007, 23},   {1009, 25},   {1016, 20},   {1231, 1700}, {1000, 16},
-                {1001, 17},   {1115, 1114}, {1185, 1184}, {199, 114},   {3807, 3802},
-                {2951, 2950}, {1005, 21},   {1028, 26},   {1021, 700},  {1022, 701},
-                {1014, 1042}, {1015, 1043}, {1182, 1082}, {1183, 1083}, {1270, 1266},
-                {1187, 1186}, {1002, 18},   {1003, 19},
+                {1007, 23},   {1009, 25},   {1016, 20},   {1231, 1700}, {1000, 16},   {1001, 17},
+                {1115, 1114}, {1185, 1184}, {199, 114},   {3807, 3802}, {2951, 2950}, {1005, 21},
+                {1028, 26},   {1021, 700},  {1022, 701},  {1014, 1042}, {1015, 1043}, {1182, 1082},
+                {1183, 1083}, {1270, 1266}, {1187, 1186}, {1002, 18},   {1003, 19},
         };
 
         (void)state;
@@ -850,8 +803,7 @@ static void test_pgtypes(void **state)
         assert_int_equal(pgtypes_elem(16391), 0);
 }
 
-int main(void)
-{
+int main(void) {
         const struct CMUnitTest fixture_tests[] = {
                 cmocka_unit_test(test_every_type_present),
                 cmocka_unit_test(test_begin_commit_pairs),
@@ -874,8 +826,7 @@ int main(void)
                 cmocka_unit_test(test_standby_status),
                 cmocka_unit_test(test_pgtypes),
         };
-        int failed = cmocka_run_group_tests_name("pgoutput_fixture", fixture_tests, fixture_setup,
-                                                 fixture_teardown);
+        int failed = cmocka_run_group_tests_name("pgoutput_fixture", fixture_tests, fixture_setup, fixture_teardown);
 
         return failed + cmocka_run_group_tests_name("pgoutput_pure", pure_tests, NULL, NULL);
 }

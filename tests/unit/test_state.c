@@ -171,11 +171,11 @@ static void check_recover(uint64_t sink, int expect_rolled, int64_t a, int64_t b
 
 static void test_recover(void **state) {
         (void)state;
-        check_recover(0, 2, 1, 1, -1);   /* the sink holds neither batch 2 nor 3 */
+        check_recover(0, 2, 1, 1, -1); /* the sink holds neither batch 2 nor 3 */
         check_recover(9, 2, 1, 1, -1);
-        check_recover(10, 1, 3, 1, 2);   /* batch 2 committed in the sink, 3 not */
+        check_recover(10, 1, 3, 1, 2); /* batch 2 committed in the sink, 3 not */
         check_recover(19, 1, 3, 1, 2);
-        check_recover(20, 0, 4, 4, 2);   /* both */
+        check_recover(20, 0, 4, 4, 2); /* both */
         check_recover(1000, 0, 4, 4, 2);
 }
 
