@@ -15,6 +15,9 @@
 #define PENDING_MAX 1000  /* unread results before we stop and read: bounds client memory */
 #define STMT_CACHE_MAX 4096 /* distinct prepared statements before DEALLOCATE ALL */
 #define KEY_VALUE_SHOWN 64  /* bytes of a key value quoted in an error message */
+#define GROUPS_MAX 8        /* runs held per table (insert, delete, UPDATE column sets) */
+#define HELD_MAX 2048       /* rows held per table before they are sent */
+#define STMT_ROWS_MAX 512   /* rows of one multi-row statement (powers of two below) */
 
 /* A string-keyed hash map (open addressing, linear probing): the statement cache and the set of
  * target tables known to exist. */
@@ -97,7 +100,35 @@ typedef struct {
         bool expect_one; /* UPDATE / DELETE: must affect exactly one row */
         bool capture;    /* keep the result in Sink.captured */
         char *what;      /* owned: "update of shop.orders key (id)=(42)", for error messages */
+        int expect_n;    /* multi-row UPDATE / DELETE: rows it must return (one per row touched) */
+        char *rows;      /* owned with expect_n: each row's description, NUL-separated */
 } Pending;
+
+/* Changes of a run held back to go as one multi-row statement (see sink_apply). */
+typedef struct {
+        ChangeOp op;
+        uint8_t *mask;  /* owned, ncols: PG_SQL_SET columns of an UPDATE run */
+        int nrows, cap;
+        Value **rows;   /* owned: per row ncols values, the new image (insert, update) or old key */
+} Group;
+
+/* A key -> (group, row) index of the rows held for one table. */
+typedef struct {
+        char *key; /* owned */
+        int g, row;
+} KeyEntry;
+
+/* What the sink knows of one target table in this session. */
+typedef struct {
+        char *qname;      /* owned: "schema"."name", the identity */
+        char schema[256], name[256];
+        Table *table;     /* one reference: the shape of the held rows */
+        bool commutable;  /* changes to distinct keys may be reordered (see table_info) */
+        Group groups[GROUPS_MAX];
+        int ngroups, nheld;
+        KeyEntry *keys;   /* owned, open addressing, kcap a power of two or 0 */
+        size_t kcap, nkeys;
+} TState;
 
 struct Sink {
         const ConnectorConf *conf; /* borrowed, outlives the sink */
@@ -120,7 +151,11 @@ struct Sink {
         int nparams_cap;
         uint8_t *mask;             /* reused column mask */
         int mask_cap;
+        TState **ts;               /* owned: tables seen this session (cleared with `tables`) */
+        int nts, ts_cap;
 };
+
+static void ts_drop_all(Sink *k);
 
 /* ---- errors ---- */
 
@@ -314,6 +349,8 @@ static void reset_session_state(Sink *k) {
         for (; k->npending > 0; k->npending--) {
                 free(k->pending[k->phead].what);
                 k->pending[k->phead].what = NULL;
+                free(k->pending[k->phead].rows);
+                k->pending[k->phead].rows = NULL;
                 k->phead = (k->phead + 1) % (int)(sizeof(k->pending) / sizeof(k->pending[0]));
         }
         k->phead = 0;
@@ -322,6 +359,7 @@ static void reset_session_state(Sink *k) {
         k->captured = NULL;
         map_clear(&k->stmts);
         map_clear(&k->tables);
+        ts_drop_all(k);
         k->in_txn = false;
         k->failed = false;
 }
@@ -381,6 +419,7 @@ static Sink *sink_free(Sink *k) {
         PQfinish(k->conn);
         free(k->params);
         free(k->mask);
+        free(k->ts);
         free(k);
         return NULL;
 }
@@ -437,9 +476,41 @@ static int push_pending(Sink *k, PendingKind kind, bool expect_one, bool capture
         p->expect_one = expect_one;
         p->capture = capture;
         p->what = what;
+        p->expect_n = 0;
+        p->rows = NULL;
         k->npending++;
         k->nexpect += expect_one;
         return 0;
+}
+
+/* A multi-row UPDATE / DELETE touched fewer rows than it held: names the first row it missed
+ * (its result holds the numbers of the rows it touched). */
+static int missing_row(Sink *k, const PGresult *res, const Pending *p, CdcError *err) {
+        bool *seen = calloc((size_t)p->expect_n + 1, sizeof(*seen));
+        const char *d = p->rows;
+        int ntup = PQntuples(res), r;
+
+        if (!seen)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        for (int i = 0; i < ntup; i++) {
+                char *end = NULL;
+                long n;
+                errno = 0;
+                n = strtol(PQgetvalue(res, i, 0), &end, 10);
+                if (!errno && end && !*end && n >= 1 && n <= p->expect_n)
+                        seen[n] = true;
+        }
+        for (int i = 1; i <= p->expect_n; i++) {
+                if (!seen[i])
+                        break;
+                d += strlen(d) + 1;
+        }
+        r = cdc_error(err, -ENOENT, false, "data",
+                      "sink %s: %s affected no rows instead of 1 (%d of %d rows of one statement "
+                      "found): the sink's data diverged from the source's",
+                      k->conf->name, d, ntup, p->expect_n);
+        free(seen);
+        return r;
 }
 
 /* Reads the result of the oldest pending entry. Returns 0, or negative with err filled (the
@@ -451,9 +522,10 @@ static int read_one(Sink *k, CdcError *err) {
         int r = 0;
 
         k->pending[k->phead].what = NULL;
+        k->pending[k->phead].rows = NULL;
         k->phead = (k->phead + 1) % RING;
         k->npending--;
-        k->nexpect -= p.expect_one;
+        k->nexpect -= p.expect_one || p.expect_n > 0;
 
         res = PQgetResult(k->conn);
         if (!res) {
@@ -482,6 +554,8 @@ static int read_one(Sink *k, CdcError *err) {
                                       "sink %s: %s affected %s rows instead of 1: the sink's data "
                                       "diverged from the source's",
                                       k->conf->name, p.what, *n ? n : "no");
+        } else if (p.expect_n > 0 && PQntuples(res) != p.expect_n) {
+                r = missing_row(k, res, &p, err);
         }
         if (p.capture && r == 0) {
                 PQclear(k->captured);
@@ -501,6 +575,7 @@ static int read_one(Sink *k, CdcError *err) {
         }
 out:
         free(p.what);
+        free(p.rows);
         if (r < 0)
                 return fail(k, r, err);
         return 0;
@@ -768,12 +843,485 @@ static int where_mask(Sink *k, const Table *t, const Value *kv, bool keyless) {
         return n > 0 ? 0 : -EINVAL;
 }
 
+/* ---- held runs: multi-row statements ----
+ * A change to a table with a key is held back in a run of its table and op (UPDATE: and column
+ * set) and sent with others as one multi-row statement, which the server executes far faster
+ * than one statement per row. That reorders changes to distinct keys, so it is done only for
+ * tables where such changes commute: on the sink, a plain table whose only unique index is the
+ * primary key on exactly the source's key columns, without triggers (foreign keys are triggers),
+ * rules, exclusion constraints, or defaults on columns the source does not send (a sequence would
+ * number rows in another order). Changes to one key keep their order: a change to a held key is
+ * merged into it (an UPDATE into the held INSERT or UPDATE, when that sets every column it sets),
+ * or else sends the table's held runs first. Any other change (other tables, key changes,
+ * truncate, rows without a plain key) sends every held run first. */
+
+static void group_clear(Group *g, int ncols) {
+        for (int r = 0; r < g->nrows; r++)
+                values_free(g->rows[r], ncols);
+        free(g->rows);
+        free(g->mask);
+        memset(g, 0, sizeof(*g));
+}
+
+static void ts_clear_held(TState *ts) {
+        for (int i = 0; i < ts->ngroups; i++)
+                group_clear(&ts->groups[i], ts->table->ncols);
+        ts->ngroups = 0;
+        ts->nheld = 0;
+        for (size_t i = 0; i < ts->kcap; i++) {
+                free(ts->keys[i].key);
+                ts->keys[i].key = NULL;
+        }
+        ts->nkeys = 0;
+}
+
+static TState *ts_free(TState *ts) {
+        if (!ts)
+                return NULL;
+        if (ts->table)
+                ts_clear_held(ts);
+        free(ts->keys);
+        free(ts->qname);
+        table_unref(ts->table);
+        free(ts);
+        return NULL;
+}
+
+static void ts_drop_all(Sink *k) {
+        for (int i = 0; i < k->nts; i++)
+                ts_free(k->ts[i]);
+        free(k->ts);
+        k->ts = NULL;
+        k->nts = k->ts_cap = 0;
+}
+
+/* The key of kv as one string, "<len>:<text>" per key column; NULL when a key value is not text
+ * (such a change goes alone, through the one-row path) or on ENOMEM. */
+static char *key_text(const Table *t, const Value *kv) {
+        size_t len = 1, off = 0;
+        char *s;
+
+        for (int i = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                if (kv[i].kind != VALUE_TEXT)
+                        return NULL;
+                len += kv[i].len + 12;
+        }
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        for (int i = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                off += (size_t)snprintf(s + off, len - off, "%" PRIu32 ":", kv[i].len);
+                memcpy(s + off, kv[i].data, kv[i].len);
+                off += kv[i].len;
+        }
+        s[off] = '\0';
+        return s;
+}
+
+static KeyEntry *key_find(const TState *ts, const char *key) {
+        if (ts->kcap == 0)
+                return NULL;
+        for (size_t i = hash_str(key) & (ts->kcap - 1);; i = (i + 1) & (ts->kcap - 1)) {
+                if (!ts->keys[i].key)
+                        return NULL;
+                if (strcmp(ts->keys[i].key, key) == 0)
+                        return &ts->keys[i];
+        }
+}
+
+/* Takes ownership of key (also on failure). */
+static int key_add(TState *ts, char *key, int g, int row) {
+        size_t j;
+        if ((ts->nkeys + 1) * 2 > ts->kcap) {
+                size_t cap = ts->kcap ? ts->kcap * 2 : 256;
+                KeyEntry *e = calloc(cap, sizeof(*e));
+                if (!e) {
+                        free(key);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < ts->kcap; i++) {
+                        if (!ts->keys[i].key)
+                                continue;
+                        for (j = hash_str(ts->keys[i].key) & (cap - 1); e[j].key; j = (j + 1) & (cap - 1))
+                                ;
+                        e[j] = ts->keys[i];
+                }
+                free(ts->keys);
+                ts->keys = e;
+                ts->kcap = cap;
+        }
+        for (j = hash_str(key) & (ts->kcap - 1); ts->keys[j].key; j = (j + 1) & (ts->kcap - 1))
+                ;
+        ts->keys[j] = (KeyEntry){.key = key, .g = g, .row = row};
+        ts->nkeys++;
+        return 0;
+}
+
+static Value *values_copy(const Value *v, int n) {
+        Value *c = values_new(n);
+        if (!c)
+                return NULL;
+        for (int i = 0; i < n; i++) {
+                c[i].kind = v[i].kind;
+                if (v[i].kind == VALUE_TEXT && value_set(&c[i], v[i].data, v[i].len) < 0) {
+                        values_free(c, n);
+                        return NULL;
+                }
+        }
+        return c;
+}
+
+/* Looks up (or learns, one round-trip per table and session) what the sink knows of a table. */
+static int table_state(Sink *k, const char *schema, const char *name, const char *qname,
+                       const Table *t, TState **ret, CdcError *err) {
+        const char *vals[2] = {schema, name};
+        TState *ts;
+        PGresult *res;
+        int r, npk = 0;
+
+        for (int i = 0; i < k->nts; i++)
+                if (strcmp(k->ts[i]->qname, qname) == 0) {
+                        *ret = k->ts[i];
+                        return 0;
+                }
+        r = send_query(k,
+                       "SELECT a.attname, (a.atthasdef OR a.attidentity <> '')::int, "
+                       "coalesce(a.attnum = ANY (i.indkey), false)::int, "
+                       "(c.relkind = 'r' "
+                       " AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid) "
+                       " AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = c.oid) "
+                       " AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = c.oid AND contype = 'x') "
+                       " AND NOT EXISTS (SELECT 1 FROM pg_index u WHERE u.indrelid = c.oid AND u.indisunique "
+                       "                 AND NOT u.indisprimary))::int "
+                       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+                       "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+                       "WHERE n.nspname = $1 AND c.relname = $2",
+                       2, vals, "looking up the target table's constraints", true, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                return r;
+        ts = calloc(1, sizeof(*ts));
+        if (!ts || !(ts->qname = strdup(qname)))
+                goto oom;
+        snprintf(ts->schema, sizeof(ts->schema), "%s", schema);
+        snprintf(ts->name, sizeof(ts->name), "%s", name);
+        ts->table = table_ref((Table *)t);
+        res = k->captured;
+        ts->commutable = res && PQntuples(res) > 0 && table_nkeys(t) > 0 && t->replident != 'f';
+        for (int row = 0; ts->commutable && row < PQntuples(res); row++) {
+                const char *col = PQgetvalue(res, row, 0);
+                int src = -1;
+                for (int i = 0; i < t->ncols; i++)
+                        if (strcmp(t->cols[i].name, col) == 0)
+                                src = i;
+                if (PQgetvalue(res, row, 3)[0] != '1')
+                        ts->commutable = false;
+                if (PQgetvalue(res, row, 2)[0] == '1') {
+                        npk++;
+                        if (src < 0 || !t->cols[src].key)
+                                ts->commutable = false;
+                }
+                if (PQgetvalue(res, row, 1)[0] == '1' && src < 0)
+                        ts->commutable = false;
+        }
+        if (npk != table_nkeys(t))
+                ts->commutable = false;
+        PQclear(k->captured);
+        k->captured = NULL;
+        if (k->nts == k->ts_cap) {
+                int cap = k->ts_cap ? k->ts_cap * 2 : 8;
+                TState **p = realloc(k->ts, (size_t)cap * sizeof(*p));
+                if (!p)
+                        goto oom;
+                k->ts = p;
+                k->ts_cap = cap;
+        }
+        k->ts[k->nts++] = ts;
+        if (!ts->commutable)
+                log_debug(k->ctx, "table %s.%s: changes go one by one in source order (triggers, "
+                          "foreign keys, other unique indexes, or another primary key on the sink)",
+                          schema, name);
+        *ret = ts;
+        return 0;
+oom:
+        ts_free(ts);
+        return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+}
+
+/* Sends one held run as multi-row statements of at most STMT_ROWS_MAX rows (sizes powers of two,
+ * so that a table has few prepared statements). */
+static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
+        const Table *t = ts->table;
+        const char *opname = g->op == CHANGE_INSERT ? "insert" : g->op == CHANGE_UPDATE ? "update" : "delete";
+        uint8_t *keymask = calloc((size_t)t->ncols, 1);
+        int per_row = 0, maxrows = STMT_ROWS_MAX, done = 0, r = 0;
+
+        if (!keymask)
+                goto oom;
+        for (int i = 0; i < t->ncols; i++) {
+                keymask[i] = t->cols[i].key ? PG_SQL_WHERE : 0;
+                if (g->op == CHANGE_INSERT || t->cols[i].key || (g->mask && (g->mask[i] & PG_SQL_SET)))
+                        per_row++;
+        }
+        while (maxrows > 1 && (long)maxrows * per_row > PG_SQL_MAX_PARAMS)
+                maxrows /= 2;
+        while (done < g->nrows) {
+                int n = maxrows, np = 0;
+                char *sql = NULL, *what = NULL, *rows = NULL;
+                const char *stmt;
+
+                while (n > g->nrows - done)
+                        n /= 2;
+                if (g->op == CHANGE_INSERT)
+                        r = pg_sql_insert_rows(ts->schema, ts->name, t, n, &sql);
+                else if (g->op == CHANGE_UPDATE)
+                        r = pg_sql_update_rows(ts->schema, ts->name, t, g->mask, n, &sql);
+                else
+                        r = pg_sql_delete_rows(ts->schema, ts->name, t, n, &sql);
+                if (r < 0 || grow(k, n * per_row) < 0) {
+                        free(sql);
+                        goto oom;
+                }
+                for (int row = done; row < done + n; row++) {
+                        const Value *v = g->rows[row];
+                        for (int i = 0; i < t->ncols; i++)
+                                if (g->op == CHANGE_INSERT || t->cols[i].key ||
+                                    (g->mask && (g->mask[i] & PG_SQL_SET)))
+                                        k->params[np++] = v[i].kind == VALUE_TEXT ? v[i].data : NULL;
+                }
+                if (g->op == CHANGE_INSERT) {
+                        if (n == 1) {
+                                what = describe(opname, ts->schema, ts->name, t, g->rows[done], keymask);
+                        } else {
+                                char buf[600];
+                                snprintf(buf, sizeof(buf), "insert of %d rows into %s.%s", n, ts->schema, ts->name);
+                                what = strdup(buf);
+                        }
+                } else {
+                        /* Each row's description, for naming a row the sink lacks. */
+                        size_t len = 0, cap = 0;
+                        for (int row = done; row < done + n; row++) {
+                                char *d = describe(opname, ts->schema, ts->name, t, g->rows[row], keymask);
+                                size_t dl = d ? strlen(d) + 1 : 0;
+                                if (d && len + dl > cap) {
+                                        char *p;
+                                        cap = (len + dl) * 2;
+                                        p = realloc(rows, cap);
+                                        if (!p) {
+                                                free(d);
+                                                d = NULL;
+                                        } else {
+                                                rows = p;
+                                        }
+                                }
+                                if (!d) {
+                                        free(rows);
+                                        rows = NULL;
+                                        break;
+                                }
+                                memcpy(rows + len, d, dl);
+                                len += dl;
+                                free(d);
+                        }
+                        what = rows ? strdup(rows) : NULL; /* the first row: shown on a server error */
+                }
+                if (!what || (g->op != CHANGE_INSERT && !rows)) {
+                        free(sql), free(what), free(rows);
+                        goto oom;
+                }
+                r = statement(k, sql, np, &stmt, err);
+                free(sql);
+                if (r == 0 && PQsendQueryPrepared(k->conn, stmt, np, k->params, NULL, NULL, 0) != 1)
+                        r = fail(k, conn_error(k, what, err), err);
+                if (r < 0) {
+                        free(what), free(rows);
+                        goto out;
+                }
+                push_pending(k, PENDING_QUERY, false, false, what);
+                if (g->op != CHANGE_INSERT) {
+                        Pending *p = &k->pending[(k->phead + k->npending - 1) % RING];
+                        p->expect_n = n;
+                        p->rows = rows;
+                        k->nexpect++;
+                }
+                done += n;
+                if (k->npending >= PENDING_MAX) {
+                        r = drain(k, PENDING_MAX / 2, err);
+                        if (r < 0)
+                                goto out;
+                }
+        }
+        r = 0;
+        goto out;
+oom:
+        r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+out:
+        free(keymask);
+        return r;
+}
+
+/* Sends the held runs of one table, in the order they were opened (they hold distinct keys). */
+static int flush_table(Sink *k, TState *ts, CdcError *err) {
+        int r = 0;
+        for (int i = 0; i < ts->ngroups && r == 0; i++)
+                r = send_group(k, ts, &ts->groups[i], err);
+        ts_clear_held(ts);
+        return r;
+}
+
+static int flush_all(Sink *k, CdcError *err) {
+        int r = 0;
+        for (int i = 0; i < k->nts && r == 0; i++)
+                if (k->ts[i]->nheld > 0)
+                        r = flush_table(k, k->ts[i], err);
+        return r;
+}
+
+/* Holds c in a run of its table. Returns 1 when held, 0 when c must go alone through the
+ * one-row path (after every held run), negative on error. */
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp,
+                    CdcError *err);
+
+static int hold(Sink *k, TState *ts, const Change *c, CdcError *err) {
+        const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
+        uint8_t *set = NULL; /* the columns an UPDATE sets */
+        int r = hold_run(k, ts, c, img, &set, err);
+        free(set);
+        return r;
+}
+
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp,
+                    CdcError *err) {
+        const Table *t = ts->table;
+        uint8_t *set;
+        KeyEntry *e;
+        Group *g = NULL;
+        Value *copy;
+        char *key;
+        int gi, r;
+
+        if (!img)
+                return 0;
+        set = *setp = calloc((size_t)t->ncols, 1);
+        if (!set)
+                goto oom;
+        for (int i = 0; i < t->ncols; i++) {
+                if (img[i].kind != VALUE_UNCHANGED) {
+                        set[i] = PG_SQL_SET;
+                } else if (c->op == CHANGE_INSERT) {
+                        return 0;
+                }
+        }
+        key = key_text(t, img);
+        if (!key)
+                return 0;
+        if (c->op == CHANGE_UPDATE && c->before) {
+                /* A key change goes alone: the old and the new key are two rows' keys. */
+                char *old = key_text(t, c->before);
+                bool same = old && strcmp(old, key) == 0;
+                free(old);
+                if (!same) {
+                        free(key);
+                        return 0;
+                }
+        }
+        e = key_find(ts, key);
+        if (e) {
+                Group *h = &ts->groups[e->g];
+                bool subset = true;
+                for (int i = 0; i < t->ncols; i++)
+                        if (set[i] && h->op == CHANGE_UPDATE && !(h->mask[i] & PG_SQL_SET))
+                                subset = false;
+                if (c->op == CHANGE_UPDATE && (h->op == CHANGE_INSERT || (h->op == CHANGE_UPDATE && subset))) {
+                        /* Same row, nothing in between touched it: the later image wins. */
+                        Value *row = h->rows[e->row];
+                        free(key);
+                        for (int i = 0; i < t->ncols; i++) {
+                                if (img[i].kind == VALUE_UNCHANGED)
+                                        continue;
+                                free(row[i].data);
+                                row[i] = (Value){.kind = img[i].kind};
+                                if (img[i].kind == VALUE_TEXT && value_set(&row[i], img[i].data, img[i].len) < 0)
+                                        goto oom;
+                        }
+                        return 1;
+                }
+                r = flush_table(k, ts, err);
+                if (r < 0) {
+                        free(key);
+                        return r;
+                }
+        }
+        for (gi = 0; gi < ts->ngroups; gi++) {
+                g = &ts->groups[gi];
+                if (g->op == c->op && (c->op != CHANGE_UPDATE || memcmp(g->mask, set, (size_t)t->ncols) == 0))
+                        break;
+        }
+        if (gi == ts->ngroups) {
+                if (ts->ngroups == GROUPS_MAX) {
+                        r = flush_table(k, ts, err);
+                        if (r < 0) {
+                                free(key);
+                                return r;
+                        }
+                        gi = 0;
+                }
+                g = &ts->groups[gi];
+                memset(g, 0, sizeof(*g));
+                g->op = c->op;
+                if (c->op == CHANGE_UPDATE && !(g->mask = malloc((size_t)t->ncols))) {
+                        free(key);
+                        goto oom;
+                }
+                if (g->mask)
+                        memcpy(g->mask, set, (size_t)t->ncols);
+                ts->ngroups = gi + 1;
+        }
+        if (g->nrows == g->cap) {
+                int cap = g->cap ? g->cap * 2 : 64;
+                Value **p = realloc(g->rows, (size_t)cap * sizeof(*p));
+                if (!p) {
+                        free(key);
+                        goto oom;
+                }
+                g->rows = p;
+                g->cap = cap;
+        }
+        copy = values_copy(img, t->ncols);
+        if (!copy) {
+                free(key);
+                goto oom;
+        }
+        g->rows[g->nrows] = copy;
+        if (key_add(ts, key, gi, g->nrows) < 0) {
+                values_free(copy, t->ncols);
+                goto oom;
+        }
+        g->nrows++;
+        ts->nheld++;
+        if (ts->nheld >= HELD_MAX) {
+                r = flush_table(k, ts, err);
+                if (r < 0)
+                        return r;
+        }
+        return 1;
+oom:
+        return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
         const char *stmt = NULL, *opname;
         const Value *kv = NULL;
         char *sql = NULL, *what = NULL;
+        TState *ts = NULL;
         bool keyless, expect_one = false;
         int r, np = 0;
 
@@ -796,10 +1344,48 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         r = ensure_table(k, schema, name, t, err);
         if (r < 0)
                 return r;
-        memset(k->mask, 0, (size_t)t->ncols);
         /* Without a key, or with REPLICA IDENTITY FULL (every column flagged key), a change
          * stands for one of possibly several equal rows: match the whole old row, touch one. */
         keyless = table_nkeys(t) == 0 || t->replident == 'f';
+        r = pg_sql_quote_ident(schema, &sql);
+        if (r == 0) {
+                char *qn = NULL;
+                r = pg_sql_quote_ident(name, &qn);
+                if (r == 0) {
+                        size_t len = strlen(sql) + strlen(qn) + 2;
+                        what = malloc(len);
+                        if (what)
+                                snprintf(what, len, "%s.%s", sql, qn);
+                }
+                free(qn);
+        }
+        free(sql);
+        sql = NULL;
+        if (r < 0 || !what)
+                goto oom;
+        r = table_state(k, schema, name, what, t, &ts, err);
+        free(what);
+        what = NULL;
+        if (r < 0)
+                goto out;
+        if (ts->table != t) {
+                /* The source's shape of the table changed: rows held in the old one go first. */
+                r = flush_table(k, ts, err);
+                if (r < 0)
+                        goto out;
+                table_unref(ts->table);
+                ts->table = table_ref((Table *)t);
+        }
+        if (!keyless && ts->commutable &&
+            (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE)) {
+                r = hold(k, ts, c, err);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+        r = flush_all(k, err);
+        if (r < 0)
+                goto out;
+        memset(k->mask, 0, (size_t)t->ncols);
 
         switch (c->op) {
         case CHANGE_INSERT:
@@ -920,6 +1506,9 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
                 *err = k->first_err;
                 return k->first_err.code;
         }
+        r = flush_all(k, err);
+        if (r < 0)
+                return r;
         snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
         snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
         snprintf(ts, sizeof(ts), "%" PRId64, last ? last->commit_ts : 0);
@@ -1017,8 +1606,9 @@ static int sink_rollback(Sink *k) {
                 PQclear(res);
                 map_clear(&k->stmts);
         }
-        /* Tables created in the rolled-back transaction are gone again. */
+        /* Tables created in the rolled-back transaction are gone again; held rows with them. */
         map_clear(&k->tables);
+        ts_drop_all(k);
         PQclear(k->captured);
         k->captured = NULL;
         k->in_txn = false;

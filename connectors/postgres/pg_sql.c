@@ -269,3 +269,124 @@ int pg_sql_create_table(const char *schema, const char *name, const Table *t, bo
         buf_str(&b, ")");
         return buf_done(&b, ret);
 }
+
+/* ---- multi-row statements ---- */
+
+/* Whether column i travels in a multi-row UPDATE / DELETE row: set by it, or part of the key. */
+static bool row_col(const Table *t, const uint8_t *mask, int i) {
+        return t->cols[i].key || (mask && (mask[i] & PG_SQL_SET));
+}
+
+int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret) {
+        Buf b = {0};
+        int param = 1;
+
+        if (t->ncols <= 0 || nrows <= 0 || (long)nrows * t->ncols > PG_SQL_MAX_PARAMS)
+                return -EINVAL;
+        buf_str(&b, "INSERT INTO ");
+        buf_qualified(&b, schema, name);
+        buf_str(&b, " (");
+        for (int i = 0; i < t->ncols; i++) {
+                if (i)
+                        buf_str(&b, ", ");
+                buf_ident(&b, t->cols[i].name);
+        }
+        buf_str(&b, ") VALUES ");
+        for (int r = 0; r < nrows; r++) {
+                buf_str(&b, r ? ", (" : "(");
+                for (int i = 0; i < t->ncols; i++)
+                        buf_fmt(&b, i ? ", $%d" : "$%d", param++);
+                buf_str(&b, ")");
+        }
+        return buf_done(&b, ret);
+}
+
+/* " FROM|USING (VALUES (NULL::int, (NULL::s.t).c, ...), (1, $1, ...), ...) AS v(n, c<i>, ...)":
+ * the first row never matches (NULL key) and only gives each VALUES column the type of its table
+ * column, to which the untyped parameters are then coerced as in a one-row statement. */
+static int values_rows(Buf *b, const char *schema, const char *name, const Table *t,
+                       const uint8_t *mask, int nrows) {
+        int ncols = 0, param = 1;
+
+        buf_str(b, " (VALUES (NULL::int");
+        for (int i = 0; i < t->ncols; i++) {
+                if (!row_col(t, mask, i))
+                        continue;
+                buf_str(b, ", (NULL::");
+                buf_qualified(b, schema, name);
+                buf_str(b, ").");
+                buf_ident(b, t->cols[i].name);
+                ncols++;
+        }
+        buf_str(b, ")");
+        if (ncols == 0 || (long)nrows * ncols > PG_SQL_MAX_PARAMS)
+                return -EINVAL;
+        for (int r = 0; r < nrows; r++) {
+                buf_fmt(b, ", (%d", r + 1);
+                for (int i = 0; i < ncols; i++)
+                        buf_fmt(b, ", $%d", param++);
+                buf_str(b, ")");
+        }
+        buf_str(b, ") AS v(n");
+        for (int i = 0; i < t->ncols; i++)
+                if (row_col(t, mask, i))
+                        buf_fmt(b, ", c%d", i);
+        buf_str(b, ") WHERE ");
+        return 0;
+}
+
+static void key_join(Buf *b, const char *schema, const char *name, const Table *t) {
+        int n = 0;
+        for (int i = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                buf_str(b, n++ ? " AND " : "");
+                buf_qualified(b, schema, name);
+                buf_put(b, ".", 1);
+                buf_ident(b, t->cols[i].name);
+                buf_fmt(b, " = v.c%d", i);
+        }
+        buf_str(b, " RETURNING v.n");
+}
+
+int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                       int nrows, char **ret) {
+        Buf b = {0};
+        int nset = 0;
+
+        if (nrows <= 0 || table_nkeys(t) == 0)
+                return -EINVAL;
+        buf_str(&b, "UPDATE ");
+        buf_qualified(&b, schema, name);
+        buf_str(&b, " SET ");
+        for (int i = 0; i < t->ncols; i++) {
+                if (!(mask[i] & PG_SQL_SET))
+                        continue;
+                buf_str(&b, nset++ ? ", " : "");
+                buf_ident(&b, t->cols[i].name);
+                buf_fmt(&b, " = v.c%d", i);
+        }
+        buf_str(&b, " FROM");
+        if (nset == 0 || values_rows(&b, schema, name, t, mask, nrows) < 0) {
+                free(b.data);
+                return -EINVAL;
+        }
+        key_join(&b, schema, name, t);
+        return buf_done(&b, ret);
+}
+
+int pg_sql_delete_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret) {
+        Buf b = {0};
+
+        if (nrows <= 0 || table_nkeys(t) == 0)
+                return -EINVAL;
+        buf_str(&b, "DELETE FROM ");
+        buf_qualified(&b, schema, name);
+        buf_str(&b, " USING");
+        if (values_rows(&b, schema, name, t, NULL, nrows) < 0) {
+                free(b.data);
+                return -EINVAL;
+        }
+        key_join(&b, schema, name, t);
+        return buf_done(&b, ret);
+}

@@ -29,6 +29,18 @@ int pg_sql_update(const char *schema, const char *name, const Table *t, const ui
 /* DELETE with the PG_SQL_WHERE / PG_SQL_WHERE_NULL columns of mask, parameters in column order. */
 int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask,
                   bool by_ctid, char **ret);
+/* Parameters of one statement: the protocol counts them in 16 bits. */
+#define PG_SQL_MAX_PARAMS 65535
+
+/* Multi-row statements for a run of changes of one table with a key (distinct keys). Parameters
+ * go row after row. INSERT: every column of each row. UPDATE / DELETE: per row, each column that
+ * is PG_SQL_SET in mask (UPDATE) or a key column, in column order; they return one row "n" per
+ * row touched, n the 1-based row number in the statement, so a missing row can be named.
+ * -EINVAL with no rows, no key, nothing set, or too many parameters. */
+int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret);
+int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                       int nrows, char **ret);
+int pg_sql_delete_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret);
 /* TRUNCATE with flags TRUNCATE_RESTART_IDENTITY / TRUNCATE_CASCADE. */
 int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret);
 /* CREATE TABLE IF NOT EXISTS with each column's type and the key columns as primary key.

@@ -132,11 +132,42 @@ static void test_type_name_ok(void **state) {
         assert_false(pg_sql_type_name_ok("varchar('x')"));
 }
 
+static void test_multi_row(void **state) {
+        Table *t = orders();
+        uint8_t mask[4] = {0, 0, PG_SQL_SET, 0}; /* note unchanged: left out */
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_insert_rows("s", "o", t, 2, &s), &s,
+                   "INSERT INTO \"s\".\"o\" (\"id\", \"re\"\"gion\", \"total\", \"note\") VALUES "
+                   "($1, $2, $3, $4), ($5, $6, $7, $8)");
+        /* Key columns travel in each row; the typed first row never matches (NULL key). */
+        expect_sql(pg_sql_update_rows("s", "o", t, mask, 2, &s), &s,
+                   "UPDATE \"s\".\"o\" SET \"total\" = v.c2 FROM (VALUES (NULL::int, "
+                   "(NULL::\"s\".\"o\").\"id\", (NULL::\"s\".\"o\").\"re\"\"gion\", "
+                   "(NULL::\"s\".\"o\").\"total\"), (1, $1, $2, $3), (2, $4, $5, $6)) AS v(n, c0, c1, c2) "
+                   "WHERE \"s\".\"o\".\"id\" = v.c0 AND \"s\".\"o\".\"re\"\"gion\" = v.c1 RETURNING v.n");
+        expect_sql(pg_sql_delete_rows("s", "o", t, 1, &s), &s,
+                   "DELETE FROM \"s\".\"o\" USING (VALUES (NULL::int, (NULL::\"s\".\"o\").\"id\", "
+                   "(NULL::\"s\".\"o\").\"re\"\"gion\"), (1, $1, $2)) AS v(n, c0, c1) WHERE "
+                   "\"s\".\"o\".\"id\" = v.c0 AND \"s\".\"o\".\"re\"\"gion\" = v.c1 RETURNING v.n");
+        /* Limits: no rows, nothing set, too many parameters, no key. */
+        uint8_t none[4] = {0};
+        assert_int_equal(pg_sql_insert_rows("s", "o", t, 0, &s), -EINVAL);
+        assert_int_equal(pg_sql_update_rows("s", "o", t, none, 1, &s), -EINVAL);
+        assert_int_equal(pg_sql_insert_rows("s", "o", t, PG_SQL_MAX_PARAMS / 4 + 1, &s), -EINVAL);
+        assert_int_equal(pg_sql_delete_rows("s", "o", t, PG_SQL_MAX_PARAMS / 2 + 1, &s), -EINVAL);
+        t->cols[0].key = t->cols[1].key = false;
+        assert_int_equal(pg_sql_delete_rows("s", "o", t, 1, &s), -EINVAL);
+        assert_null(s);
+        table_unref(t);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_quote_ident),  cmocka_unit_test(test_insert),
                 cmocka_unit_test(test_update),       cmocka_unit_test(test_delete_truncate),
                 cmocka_unit_test(test_create_table), cmocka_unit_test(test_type_name_ok),
+                cmocka_unit_test(test_multi_row),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
