@@ -10,8 +10,16 @@
  *   use origins this is an error, unless the pipeline has conflict = none (one-way sync: then it
  *   is a warning and the writes go unmarked).
  * - begin()/apply()/commit(): one SQL transaction per batch, sent in libpq pipeline mode with
- *   prepared statements (one per table, op and UPDATE column set); results are read at commit or
- *   when 1000 are outstanding, and each failure names the change's table and key. The checkpoint
- *   row and the origin's progress are written in the same transaction as the data.
+ *   prepared statements; results are read at commit or when 1000 are outstanding, and each
+ *   failure names the change's table and key. The checkpoint row and the origin's progress are
+ *   written in the same transaction as the data.
+ * - Runs of inserts, updates (same column set) or deletes on one table are held and sent as one
+ *   multi-row statement (up to 512 rows) — but only on tables where changes to distinct keys
+ *   commute (plain table, no triggers, rules, foreign keys or other unique indexes, primary key
+ *   on the source's key): order per key is kept, a key-changing update or a truncate sends what
+ *   is held first, and an update of a held row merges into it. Grouped updates and deletes
+ *   RETURN the rows they touched, so a missing row is still a "data" error naming its key.
+ *   Other tables are applied one statement per row, in source order. Errors of held changes
+ *   surface at the next flush (at the latest at commit). */
  * - Any error leaves the transaction for rollback(), which is safe in every state. */
 extern const SinkOps pg_sink_ops;
