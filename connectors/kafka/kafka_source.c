@@ -39,8 +39,9 @@
  * pipeline restarts from the committed offsets. The consumer (and its membership) is kept across
  * rebalances, so two instances do not make each other rebalance forever.
  *
- * Several instances with the same pipeline share the sink's checkpoint row: harmless, since the
- * checkpoint is used here only to keep positions increasing; where to read comes from the group. */
+ * Instances that share a group are distinct pipelines (a database sink keeps one checkpoint and
+ * replication origin per pipeline) with the same `group`. Where to read comes from the group's
+ * offsets, never from the sink's checkpoint: that only keeps positions increasing. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -81,7 +82,6 @@ struct Source {
         uint32_t ntopics;
         OffsetEntry *map; /* owned ring, OFFSET_MAP_MAX entries */
         size_t head, count;
-        rd_kafka_topic_partition_list_t *uncommitted; /* owned: offsets to commit, NULL when none */
         uint64_t next_pos;  /* lo of the next transaction */
         uint64_t last_pos;  /* lo of the last one handed on (or the durable start) */
         int64_t last_commit_ms;
@@ -219,42 +219,46 @@ static void map_push(Source *s, uint64_t pos, uint32_t topic, int32_t partition,
         s->count++;
 }
 
-/* Moves the offsets of durable entries into s->uncommitted and commits them (sync: the source
- * thread has nothing else to do meanwhile, and a revoke or stop needs to know). */
-static int commit_durable(Source *s) {
+/* Commits the offsets of the durable entries. async: from the poll loop, where a later commit
+ * supersedes a lost one; sync on a revoke and at the end, where it is the last word. A failed
+ * commit is not retried: the next owner then reads a few applied messages again, which the
+ * idempotent apply makes harmless (and retrying a commit of a stale generation would keep the
+ * consumer rejoining). */
+static int commit_durable(Source *s, bool async) {
         Position durable = pipeline_io_durable(s->io);
+        rd_kafka_topic_partition_list_t *l = NULL;
         int r = 0;
+        s->last_commit_ms = mono_ms();
         while (s->count && durable.hi == 0 && s->map[s->head].pos <= durable.lo) {
                 const OffsetEntry *e = &s->map[s->head];
-                if (!s->uncommitted)
-                        s->uncommitted = rd_kafka_topic_partition_list_new(16);
-                if (!s->uncommitted)
+                if (!l && !(l = rd_kafka_topic_partition_list_new(16)))
                         return -ENOMEM;
-                rd_kafka_topic_partition_t *tp =
-                        rd_kafka_topic_partition_list_find(s->uncommitted, s->topics[e->topic], e->partition);
+                rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, s->topics[e->topic], e->partition);
                 if (!tp)
-                        tp = rd_kafka_topic_partition_list_add(s->uncommitted, s->topics[e->topic], e->partition);
+                        tp = rd_kafka_topic_partition_list_add(l, s->topics[e->topic], e->partition);
                 if (e->next > tp->offset)
                         tp->offset = e->next;
                 s->head = (s->head + 1) % OFFSET_MAP_MAX;
                 s->count--;
         }
-        s->last_commit_ms = mono_ms();
-        if (!s->uncommitted)
+        if (!l)
                 return 0;
-        rd_kafka_resp_err_t ke = rd_kafka_commit(s->rk, s->uncommitted, 0);
+        rd_kafka_resp_err_t ke = rd_kafka_commit(s->rk, l, async);
         if (ke && ke != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-                /* Kept for the next try; a later offset of the same partition supersedes it. */
-                log_warn(s->ctx, "cannot commit offsets of group %s: %s", s->group, rd_kafka_err2str(ke));
+                log_warn(s->ctx, "cannot commit offsets of group %s: %s (some messages will be read again)", s->group,
+                         rd_kafka_err2str(ke));
                 r = -EIO;
-        } else {
-                for (int i = 0; i < s->uncommitted->cnt; i++)
-                        log_debug(s->ctx, "committed %s[%" PRId32 "] at offset %" PRId64, s->uncommitted->elems[i].topic,
-                                  s->uncommitted->elems[i].partition, s->uncommitted->elems[i].offset);
-                rd_kafka_topic_partition_list_destroy(s->uncommitted);
-                s->uncommitted = NULL;
         }
+        rd_kafka_topic_partition_list_destroy(l);
         return r;
+}
+
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+        (void)rk;
+        (void)offsets;
+        Source *s = opaque;
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                log_debug(s->ctx, "offset commit of group %s failed: %s", s->group, rd_kafka_err2str(e));
 }
 
 /* ---- rebalances ---- */
@@ -286,7 +290,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
                 nanosleep(&ts, NULL);
         }
         if (s->io)
-                commit_durable(s);
+                commit_durable(s, false);
+        /* Whatever is left (lost partitions, or a sink that did not catch up) must never be
+         * committed later, over the next owner's progress. */
+        s->head = s->count = 0;
         log_info(s->ctx, "group %s revoked %d partition(s) here%s", s->group, parts->cnt,
                  s->revoke_failed ? " before the sink committed what was read from them" : "");
         if (cooperative)
@@ -307,8 +314,6 @@ static Source *kafka_source_free(Source *s) {
                 rd_kafka_consumer_close(s->rk);
                 rd_kafka_destroy(s->rk);
         }
-        if (s->uncommitted)
-                rd_kafka_topic_partition_list_destroy(s->uncommitted);
         for (uint32_t i = 0; i < s->ntopics; i++)
                 free(s->topics[i]);
         free(s->topics);
@@ -373,6 +378,7 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         rd_kafka_conf_set_opaque(conf, s);
         rd_kafka_conf_set_log_cb(conf, on_log);
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
         s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!s->rk) {
                 r = cdc_error(err, -EINVAL, false, "conf", "connector %s: %s", conn->name, errstr);
@@ -507,7 +513,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
                         goto out;
                 }
                 if (mono_ms() - s->last_commit_ms >= COMMIT_EVERY_MS || s->count >= OFFSET_MAP_MAX)
-                        commit_durable(s);
+                        commit_durable(s, true);
                 if (s->count >= OFFSET_MAP_MAX) {
                         /* The sink is behind by more than the map holds: wait for it. */
                         struct timespec ts = {0, 20 * 1000000L};
@@ -544,7 +550,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
 out:
         /* Whatever the sink committed is committed to the group; nothing more (the pipeline
          * only asks a source to stop after the sink is done). */
-        commit_durable(s);
+        commit_durable(s, false);
         if (sub)
                 rd_kafka_topic_partition_list_destroy(sub);
         rd_kafka_unsubscribe(s->rk);
