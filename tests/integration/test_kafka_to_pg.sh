@@ -146,8 +146,8 @@ log "instance b killed with kill -9"
 wait $BENCH || fail "pgbench failed: $(tail -5 "$WORK/pgbench.log")"
 wait_synced src dst 180 "${TABLES[@]}"
 assert_tables_equal src dst "${TABLES[@]}"
-parts_c=$(grep -c "assigned" "$WORK/service-c.log")
-[ "$parts_c" -ge 2 ] || fail "instance c never took over the partitions of b"
+parts_c=$(grep -c "assigned 7 partition" "$WORK/service-c.log" || true)
+[ "$parts_c" -ge 1 ] || fail "instance c never took over the partitions of b"
 log "(2) target equal to the source after instance b was killed ($(grep -c commit "$WORK/pgbench.log" || true) runs)"
 svc_stop c
 svc_stop tokafka
