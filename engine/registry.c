@@ -3,6 +3,7 @@
 
 #include "cdcsync/connector.h"
 #include "kafka/kafka_sink.h"
+#include "kafka/kafka_source.h"
 #include "mysql/mysql_sink.h"
 #include "mysql/mysql_source.h"
 #include "postgres/pg_sink.h"
@@ -15,7 +16,7 @@ static const struct {
 } connectors[] = {
         {"postgres", &pg_source_ops, &pg_sink_ops},
         {"mysql", &mysql_source_ops, &mysql_sink_ops},
-        {"kafka", NULL, &kafka_sink_ops},
+        {"kafka", &kafka_source_ops, &kafka_sink_ops},
 };
 
 const SourceOps *connector_source(const char *type) {

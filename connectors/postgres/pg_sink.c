@@ -1315,6 +1315,20 @@ oom:
         return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
 }
 
+/* An update that can be applied as an upsert: it keeps the key and carries every column. */
+static bool whole_row_same_key(const Change *c) {
+        for (int i = 0; i < c->table->ncols; i++) {
+                if (c->after[i].kind == VALUE_UNCHANGED)
+                        return false;
+                if (!c->before || !c->table->cols[i].key)
+                        continue;
+                const Value *a = &c->before[i], *b = &c->after[i];
+                if (a->kind != b->kind || (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
+                        return false;
+        }
+        return true;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1323,6 +1337,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         char *sql = NULL, *what = NULL;
         TState *ts = NULL;
         bool keyless, expect_one = false;
+        /* CHANGE_IDEMPOTENT (change.h): a repeat of this change must be harmless. */
+        bool upsert = (c->flags & CHANGE_IDEMPOTENT) && c->op != CHANGE_TRUNCATE;
         int r, np = 0;
 
         (void)txn;
@@ -1376,7 +1392,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 table_unref(ts->table);
                 ts->table = table_ref((Table *)t);
         }
-        if (!keyless && ts->commutable &&
+        /* Idempotent changes (at-least-once sources) take the one-row path: it upserts and
+         * tolerates missing rows, which grouped statements do not. */
+        if (!keyless && !upsert && ts->commutable &&
             (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE)) {
                 r = hold(k, ts, c, err);
                 if (r != 0)
@@ -1400,12 +1418,22 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 /* Only for the error message: which key the failing insert had. */
                 kv = c->after;
                 (void)where_mask(k, t, kv, keyless);
-                r = pg_sql_insert(schema, name, t, &sql);
+                r = upsert && !keyless ? pg_sql_upsert(schema, name, t, &sql) : pg_sql_insert(schema, name, t, &sql);
                 break;
         case CHANGE_UPDATE:
                 opname = "update";
                 if (!c->after)
                         goto bad_change;
+                if (upsert && !keyless && whole_row_same_key(c)) {
+                        /* At-least-once source: the row may be gone or not yet there. */
+                        opname = "upsert";
+                        for (int i = 0; i < t->ncols; i++)
+                                k->params[np++] = c->after[i].kind == VALUE_TEXT ? c->after[i].data : NULL;
+                        kv = c->after;
+                        (void)where_mask(k, t, kv, keyless);
+                        r = pg_sql_upsert(schema, name, t, &sql);
+                        break;
+                }
                 kv = c->before ? c->before : c->after;
                 if (keyless && !c->before) {
                         r = fail(k,
@@ -1428,7 +1456,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         if (k->mask[i] & PG_SQL_WHERE)
                                 k->params[np++] = kv[i].data;
                 r = pg_sql_update(schema, name, t, k->mask, keyless, &sql);
-                expect_one = true;
+                expect_one = !upsert;
                 break;
         case CHANGE_DELETE:
                 opname = "delete";
@@ -1448,7 +1476,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         if (k->mask[i] & PG_SQL_WHERE)
                                 k->params[np++] = kv[i].data;
                 r = pg_sql_delete(schema, name, t, k->mask, keyless, &sql);
-                expect_one = true;
+                expect_one = !upsert;
                 break;
         case CHANGE_TRUNCATE:
                 opname = "truncate";

@@ -20,6 +20,6 @@
  *   is held first, and an update of a held row merges into it. Grouped updates and deletes
  *   RETURN the rows they touched, so a missing row is still a "data" error naming its key.
  *   Other tables are applied one statement per row, in source order. Errors of held changes
- *   surface at the next flush (at the latest at commit). */
+ *   surface at the next flush (at the latest at commit).
  * - Any error leaves the transaction for rollback(), which is safe in every state. */
 extern const SinkOps pg_sink_ops;

@@ -112,6 +112,39 @@ int pg_sql_insert(const char *schema, const char *name, const Table *t, char **r
         return buf_done(&b, ret);
 }
 
+int pg_sql_upsert(const char *schema, const char *name, const Table *t, char **ret) {
+        Buf b = {0};
+        char *ins = NULL;
+        int r, nset = 0;
+
+        if (table_nkeys(t) == 0)
+                return -EINVAL;
+        r = pg_sql_insert(schema, name, t, &ins);
+        if (r < 0)
+                return r;
+        buf_str(&b, ins);
+        free(ins);
+        buf_str(&b, " ON CONFLICT (");
+        for (int i = 0, n = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                buf_str(&b, n++ ? ", " : "");
+                buf_ident(&b, t->cols[i].name);
+        }
+        buf_str(&b, ") DO ");
+        for (int i = 0; i < t->ncols; i++) {
+                if (t->cols[i].key)
+                        continue;
+                buf_str(&b, nset++ ? ", " : "UPDATE SET ");
+                buf_ident(&b, t->cols[i].name);
+                buf_str(&b, " = EXCLUDED.");
+                buf_ident(&b, t->cols[i].name);
+        }
+        if (nset == 0)
+                buf_str(&b, "NOTHING");
+        return buf_done(&b, ret);
+}
+
 /* Appends the WHERE conditions of mask, numbering parameters from *param. Returns how many
  * conditions were written. */
 static int where_list(Buf *b, const Table *t, const uint8_t *mask, int *param) {

@@ -21,6 +21,10 @@ enum {
 int pg_sql_quote_ident(const char *ident, char **ret);
 /* INSERT of every column, $1..$ncols in column order. */
 int pg_sql_insert(const char *schema, const char *name, const Table *t, char **ret);
+/* INSERT like pg_sql_insert, then ON CONFLICT on the key columns DO UPDATE SET every other column
+ * (DO NOTHING when all columns are key): the upsert of a CHANGE_IDEMPOTENT change. -EINVAL when
+ * the table has no key column. */
+int pg_sql_upsert(const char *schema, const char *name, const Table *t, char **ret);
 /* UPDATE: parameters are first the PG_SQL_SET columns, then the PG_SQL_WHERE columns, each in
  * column order. by_ctid: the table has no key, so the WHERE picks one matching row through a
  * "ctid = (SELECT ctid ... LIMIT 1)" subquery. -EINVAL when nothing is set or nothing compared. */

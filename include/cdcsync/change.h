@@ -77,6 +77,12 @@ typedef enum {
 enum {
         TRUNCATE_CASCADE = 1,
         TRUNCATE_RESTART_IDENTITY = 2,
+        /* Any op: the source delivers at least once (Kafka: what follows the last committed
+         * offset is read again after a crash or a rebalance), so the sink applies the change so
+         * that applying it again is harmless: an insert, or an update that keeps the key and
+         * carries the whole row, becomes an upsert of the after image (ON CONFLICT on the key), and
+         * an update or delete that finds no row is not an error. Needs key columns. */
+        CHANGE_IDEMPOTENT = 1u << 16,
 };
 
 /* Positions are opaque per source and compare lexicographically on (hi, lo).
@@ -93,11 +99,11 @@ uint64_t position_counter(Position p);
 
 typedef struct {
         ChangeOp op;
-        Table *table;   /* one reference held */
-        Value *before;  /* owned, table->ncols values, or NULL: the old key (or old row) of an update
-                         * or delete; NULL for an update that did not change the key */
-        Value *after;   /* owned, table->ncols values, or NULL for delete and truncate */
-        uint32_t flags; /* TRUNCATE_* for a truncate */
+        Table *table;  /* one reference held */
+        Value *before; /* owned, table->ncols values, or NULL: the old key (or old row) of an update
+                        * or delete; NULL for an update that did not change the key */
+        Value *after;  /* owned, table->ncols values, or NULL for delete and truncate */
+        uint32_t flags; /* TRUNCATE_* for a truncate; CHANGE_IDEMPOTENT */
         uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
 } Change;
 

@@ -1,0 +1,206 @@
+/* Tests of the Kafka change decoder: messages built by our own sink's envelope code, and Debezium's
+ * (schemas disabled, and schema+payload), decoded back into changes. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kafka/envelope.h"
+#include "kafka/kafka_decode.h"
+
+static int decode(const char *topic, const char *key, const char *value, KafkaDecoded *d) {
+        char why[256] = "";
+        int r = kafka_decode_message(topic, key, key ? strlen(key) : 0, value, value ? strlen(value) : 0, d, why,
+                                     sizeof(why));
+        if (r < 0)
+                print_message("decode: %s\n", why);
+        return r;
+}
+
+static const Value *col(const KafkaDecoded *d, const Value *img, const char *name) {
+        for (int i = 0; i < d->change.table->ncols; i++)
+                if (strcmp(d->change.table->cols[i].name, name) == 0)
+                        return &img[i];
+        fail_msg("no column %s", name);
+        return NULL;
+}
+
+static void expect_text(const KafkaDecoded *d, const Value *img, const char *name, const char *want) {
+        const Value *v = col(d, img, name);
+        if (!want) {
+                assert_int_equal(v->kind, VALUE_NULL);
+                return;
+        }
+        assert_int_equal(v->kind, VALUE_TEXT);
+        assert_string_equal(v->data, want);
+}
+
+/* A change → our sink's key and value → decoded back: same op, table, key and text values. */
+static void test_own_envelope_roundtrip(void **state) {
+        (void)state;
+        Table *t = table_new("public", "orders", 6);
+        const char *names[] = {"id", "customer", "amount", "meta", "flag", "big"};
+        TypeClass cls[] = {TYPE_INTEGER, TYPE_TEXT, TYPE_NUMERIC, TYPE_JSON, TYPE_BOOLEAN, TYPE_TEXT};
+        const char *types[] = {"bigint", "text", "numeric(12,2)", "jsonb", "boolean", "text"};
+        for (int i = 0; i < 6; i++) {
+                t->cols[i].name = strdup(names[i]);
+                t->cols[i].type_name = strdup(types[i]);
+                t->cols[i].cls = cls[i];
+        }
+        t->cols[0].key = true;
+        Change c = {.op = CHANGE_UPDATE, .table = t, .after = values_new(6)};
+        const char *vals[] = {"42", "tab\tq\"uote ✓", "12345678.91", "{\"deep\": {\"a\": [1, 2.10, null]}}", "t", NULL};
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(value_set(&c.after[i], vals[i], strlen(vals[i])), 0);
+        c.after[5].kind = VALUE_UNCHANGED;
+        TxnInfo txn = {.xid = 7, .commit_pos = {0, 0x16B3748}, .commit_ts = 1700000000123000};
+        EnvelopeSource src = {.connector = "postgresql", .name = "src", .db = "postgres", .pos_text = "0/16B3748"};
+        char *key = NULL, *value = NULL;
+        assert_int_equal(envelope_key(&c, &key), 0);
+        assert_int_equal(envelope_value(&c, &txn, &src, 1700000000999, &value), 0);
+
+        KafkaDecoded d = {0};
+        assert_int_equal(decode("cdc.src.public.orders", key, value, &d), 1);
+        assert_int_equal(d.change.op, CHANGE_UPDATE);
+        assert_string_equal(d.change.table->schema, "public");
+        assert_string_equal(d.change.table->name, "orders");
+        assert_int_equal(d.change.table->ncols, 6);
+        assert_int_equal(table_nkeys(d.change.table), 1);
+        assert_true(d.change.table->cols[0].key);
+        assert_int_equal(d.change.table->cols[0].cls, TYPE_INTEGER);
+        assert_int_equal(d.change.table->cols[2].cls, TYPE_NUMERIC);
+        assert_int_equal(d.change.table->cols[3].cls, TYPE_JSON);
+        assert_int_equal(d.change.table->cols[4].cls, TYPE_BOOLEAN);
+        assert_null(d.change.before);
+        for (int i = 0; i < 5; i++)
+                expect_text(&d, d.change.after, names[i], vals[i]);
+        assert_int_equal(d.change.after[5].kind, VALUE_UNCHANGED);
+        assert_int_equal(d.ts_usec, 1700000000123000);
+        assert_false(d.snapshot);
+        kafka_decoded_clear(&d);
+
+        /* The delete and its tombstone. */
+        Change del = {.op = CHANGE_DELETE, .table = t, .before = c.after};
+        free(value);
+        assert_int_equal(envelope_value(&del, &txn, &src, 1, &value), 0);
+        assert_int_equal(decode("cdc.src.public.orders", key, value, &d), 1);
+        assert_int_equal(d.change.op, CHANGE_DELETE);
+        assert_null(d.change.after);
+        expect_text(&d, d.change.before, "id", "42");
+        kafka_decoded_clear(&d);
+        assert_int_equal(decode("cdc.src.public.orders", key, NULL, &d), 0);
+
+        /* A snapshot row is op "r". */
+        Change ins = {.op = CHANGE_INSERT, .table = t, .after = c.after};
+        txn.snapshot = true;
+        free(value);
+        assert_int_equal(envelope_value(&ins, &txn, &src, 1, &value), 0);
+        assert_int_equal(decode("cdc.src.public.orders", key, value, &d), 1);
+        assert_int_equal(d.change.op, CHANGE_INSERT);
+        assert_true(d.snapshot);
+        kafka_decoded_clear(&d);
+
+        free(key);
+        free(value);
+        values_free(c.after, 6);
+        table_unref(t);
+}
+
+/* Debezium's PostgreSQL connector, schemas disabled (from its tutorial). */
+static void test_debezium_plain(void **state) {
+        (void)state;
+        const char *key = "{\"id\":1004}";
+        const char *value =
+                "{\"before\":{\"id\":1004,\"first_name\":\"Anne\",\"last_name\":\"Kretchmar\",\"email\":"
+                "\"annek@noanswer.org\"},\"after\":{\"id\":1004,\"first_name\":\"Anne Marie\",\"last_name\":"
+                "\"Kretchmar\",\"email\":\"annek@noanswer.org\"},\"source\":{\"version\":\"2.5.0.Final\",\"connector\":"
+                "\"postgresql\",\"name\":\"dbserver1\",\"ts_ms\":1559033904863,\"snapshot\":\"false\",\"db\":\"postgres\","
+                "\"schema\":\"inventory\",\"table\":\"customers\",\"txId\":556,\"lsn\":24023128},\"op\":\"u\",\"ts_ms\":"
+                "1559033904863}";
+        KafkaDecoded d = {0};
+        assert_int_equal(decode("dbserver1.inventory.customers", key, value, &d), 1);
+        assert_int_equal(d.change.op, CHANGE_UPDATE);
+        assert_string_equal(d.change.table->schema, "inventory");
+        assert_string_equal(d.change.table->name, "customers");
+        expect_text(&d, d.change.before, "first_name", "Anne");
+        expect_text(&d, d.change.after, "first_name", "Anne Marie");
+        assert_int_equal(d.ts_usec, 1559033904863000);
+        kafka_decoded_clear(&d);
+
+        /* MySQL: no source.schema, the db is the schema; a truncate; a heartbeat. */
+        const char *my = "{\"before\":null,\"after\":{\"id\":1,\"ok\":false,\"price\":1.5e3,\"tags\":[\"a\",1]},"
+                         "\"source\":{\"connector\":\"mysql\",\"db\":\"shop\",\"table\":\"t\",\"ts_ms\":1},\"op\":\"c\"}";
+        assert_int_equal(decode("x.shop.t", "{\"id\":1}", my, &d), 1);
+        assert_string_equal(d.change.table->schema, "shop");
+        expect_text(&d, d.change.after, "ok", "f");
+        expect_text(&d, d.change.after, "price", "1.5e3");
+        expect_text(&d, d.change.after, "tags", "[\"a\",1]");
+        assert_int_equal(d.change.table->cols[3].cls, TYPE_JSON);
+        kafka_decoded_clear(&d);
+        assert_int_equal(decode("dbserver1.inventory.customers", NULL,
+                                "{\"before\":null,\"after\":null,\"source\":{\"schema\":\"s\",\"table\":\"t\"},\"op\":\"t\"}",
+                                &d),
+                         1);
+        assert_int_equal(d.change.op, CHANGE_TRUNCATE);
+        kafka_decoded_clear(&d);
+        assert_int_equal(decode("__debezium-heartbeat.dbserver1", NULL, "{\"ts_ms\":1}", &d), 0);
+
+        /* No source block: the table comes from the topic. */
+        assert_int_equal(decode("a.b.s1.t1", "{\"k\":\"x\"}", "{\"after\":{\"k\":\"x\"},\"op\":\"c\"}", &d), 1);
+        assert_string_equal(d.change.table->schema, "s1");
+        assert_string_equal(d.change.table->name, "t1");
+        kafka_decoded_clear(&d);
+}
+
+/* Debezium with schemas: Decimal and bytes decoded, keys from the key's payload. */
+static void test_debezium_schema(void **state) {
+        (void)state;
+        const char *key = "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":"
+                          "\"id\"}]},\"payload\":{\"id\":7}}";
+        const char *value =
+                "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\","
+                "\"field\":\"id\"},{\"type\":\"bytes\",\"name\":\"org.apache.kafka.connect.data.Decimal\","
+                "\"parameters\":{\"scale\":\"2\"},\"field\":\"amount\"},{\"type\":\"bytes\",\"field\":\"blob\"},"
+                "{\"type\":\"double\",\"field\":\"r\"}],\"field\":\"after\"}]},\"payload\":{\"before\":null,\"after\":"
+                "{\"id\":7,\"amount\":\"/zc=\",\"blob\":\"AP8Q\",\"r\":0.5},\"source\":{\"schema\":\"public\",\"table\":"
+                "\"t\",\"ts_ms\":5},\"op\":\"c\",\"ts_ms\":6}}";
+        KafkaDecoded d = {0};
+        assert_int_equal(decode("s.public.t", key, value, &d), 1);
+        assert_true(d.change.table->cols[0].key);
+        expect_text(&d, d.change.after, "amount", "-2.01");
+        expect_text(&d, d.change.after, "blob", "\\x00ff10");
+        expect_text(&d, d.change.after, "r", "0.5");
+        assert_int_equal(d.change.table->cols[1].cls, TYPE_NUMERIC);
+        assert_int_equal(d.change.table->cols[2].cls, TYPE_BYTES);
+        assert_int_equal(d.change.table->cols[3].cls, TYPE_FLOAT);
+        kafka_decoded_clear(&d);
+        /* The tombstone of the schema form. */
+        assert_int_equal(decode("s.public.t", key, "{\"schema\":null,\"payload\":null}", &d), 0);
+}
+
+static void test_malformed(void **state) {
+        (void)state;
+        KafkaDecoded d = {0};
+        assert_int_equal(decode("a.s.t", NULL, "not json", &d), -EBADMSG);
+        assert_int_equal(decode("a.s.t", NULL, "{\"op\":\"x\",\"after\":{}}", &d), -EBADMSG);
+        assert_int_equal(decode("a.s.t", NULL, "{\"op\":\"c\",\"after\":null}", &d), -EBADMSG);
+        assert_int_equal(decode("a.s.t", "{\"nope\":1}", "{\"op\":\"c\",\"after\":{\"id\":1}}", &d), -EBADMSG);
+        assert_int_equal(decode("a.s.t", NULL, "{\"op\":\"c\",\"after\":{\"id\":1,\"id\":2}}", &d), -EBADMSG);
+        assert_int_equal(decode("notopic", NULL, "{\"op\":\"c\",\"after\":{\"id\":1}}", &d), -EBADMSG);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_own_envelope_roundtrip),
+                cmocka_unit_test(test_debezium_plain),
+                cmocka_unit_test(test_debezium_schema),
+                cmocka_unit_test(test_malformed),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
