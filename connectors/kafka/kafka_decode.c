@@ -318,8 +318,9 @@ static TypeClass class_of_span(Span v) {
         case 't':
         case 'f': return TYPE_BOOLEAN;
         case 'n': return TYPE_TEXT; /* unknown: the other image may tell */
-        default: return memchr(v.p, '.', v.n) || memchr(v.p, 'e', v.n) || memchr(v.p, 'E', v.n) ? TYPE_NUMERIC
-                                                                                                    : TYPE_INTEGER;
+        default:
+                return memchr(v.p, '.', v.n) || memchr(v.p, 'e', v.n) || memchr(v.p, 'E', v.n) ? TYPE_NUMERIC
+                                                                                               : TYPE_INTEGER;
         }
 }
 

@@ -13,10 +13,10 @@
 #define KAFKA_DECODE_COLS_MAX 1600         /* columns of a row image (PostgreSQL's limit) */
 
 typedef struct {
-        Change change;    /* owned: op, table (one reference), before/after in text form */
-        int64_t ts_usec;  /* source commit time (source.ts_ms, else the envelope's ts_ms), usec since
-                           * the Unix epoch; 0 when the message has neither */
-        bool snapshot;    /* op "r": a row of the source's initial snapshot */
+        Change change;   /* owned: op, table (one reference), before/after in text form */
+        int64_t ts_usec; /* source commit time (source.ts_ms, else the envelope's ts_ms), usec since
+                          * the Unix epoch; 0 when the message has neither */
+        bool snapshot;   /* op "r": a row of the source's initial snapshot */
 } KafkaDecoded;
 
 /* Decodes one message. topic is where it was read (the table's names are taken from its last two

@@ -57,18 +57,18 @@
 #include "kafka/kafka_source.h"
 
 #define DEFAULT_TOPIC "cdc.{connector}.{schema}.{table}"
-#define OFFSET_MAP_MAX 65536   /* handed-on messages whose offsets wait for the sink */
-#define TOPICS_MAX 4096        /* distinct topics one source reads */
+#define OFFSET_MAP_MAX 65536 /* handed-on messages whose offsets wait for the sink */
+#define TOPICS_MAX 4096      /* distinct topics one source reads */
 #define COMMIT_EVERY_MS 1000
-#define REVOKE_WAIT_MS 60000   /* how long a revoke waits for the sink to commit */
+#define REVOKE_WAIT_MS 60000 /* how long a revoke waits for the sink to commit */
 #define POLL_MS 200
 #define METADATA_TIMEOUT_MS 10000
 
 typedef struct {
-        uint64_t pos;     /* position lo handed on (or the one before a skipped message) */
-        uint32_t topic;   /* index into Source.topics */
+        uint64_t pos;   /* position lo handed on (or the one before a skipped message) */
+        uint32_t topic; /* index into Source.topics */
         int32_t partition;
-        int64_t next;     /* offset to commit: the message's offset + 1 */
+        int64_t next; /* offset to commit: the message's offset + 1 */
 } OffsetEntry;
 
 struct Source {
@@ -82,8 +82,8 @@ struct Source {
         uint32_t ntopics;
         OffsetEntry *map; /* owned ring, OFFSET_MAP_MAX entries */
         size_t head, count;
-        uint64_t next_pos;  /* lo of the next transaction */
-        uint64_t last_pos;  /* lo of the last one handed on (or the durable start) */
+        uint64_t next_pos; /* lo of the next transaction */
+        uint64_t last_pos; /* lo of the last one handed on (or the durable start) */
         int64_t last_commit_ms;
         bool revoke_failed;
         int nassigned;
@@ -233,7 +233,8 @@ static int commit_durable(Source *s, bool async) {
                 const OffsetEntry *e = &s->map[s->head];
                 if (!l && !(l = rd_kafka_topic_partition_list_new(16)))
                         return -ENOMEM;
-                rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, s->topics[e->topic], e->partition);
+                rd_kafka_topic_partition_t *tp =
+                        rd_kafka_topic_partition_list_find(l, s->topics[e->topic], e->partition);
                 if (!tp)
                         tp = rd_kafka_topic_partition_list_add(l, s->topics[e->topic], e->partition);
                 if (e->next > tp->offset)
@@ -325,8 +326,8 @@ static Source *kafka_source_free(Source *s) {
 static int set(rd_kafka_conf_t *conf, const ConnectorConf *conn, const char *key, const char *value, CdcError *err) {
         char errstr[512];
         if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-                return cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: kafka.%s: %s", conn->file, conn->line,
-                                 conn->name, key, errstr);
+                return cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: kafka.%s: %s", conn->file,
+                                 conn->line, conn->name, key, errstr);
         return 0;
 }
 
@@ -502,7 +503,8 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
                               rd_kafka_err2str(ke));
                 goto out;
         }
-        log_info(s->ctx, "consuming %d topic pattern(s) as group %s, first: %s", sub->cnt, s->group, sub->elems[0].topic);
+        log_info(s->ctx, "consuming %d topic pattern(s) as group %s, first: %s", sub->cnt, s->group,
+                 sub->elems[0].topic);
         pipeline_io_streaming(io, false);
 
         while (!pipeline_io_stopping(io)) {

@@ -12,7 +12,7 @@
 #include "postgres/pg_sink.h"
 #include "postgres/pg_sql.h"
 
-#define PENDING_MAX 1000  /* unread results before we stop and read: bounds client memory */
+#define PENDING_MAX 1000    /* unread results before we stop and read: bounds client memory */
 #define STMT_CACHE_MAX 4096 /* distinct prepared statements before DEALLOCATE ALL */
 #define KEY_VALUE_SHOWN 64  /* bytes of a key value quoted in an error message */
 #define GROUPS_MAX 8        /* runs held per table (insert, delete, UPDATE column sets) */
@@ -107,9 +107,9 @@ typedef struct {
 /* Changes of a run held back to go as one multi-row statement (see sink_apply). */
 typedef struct {
         ChangeOp op;
-        uint8_t *mask;  /* owned, ncols: PG_SQL_SET columns of an UPDATE run */
+        uint8_t *mask; /* owned, ncols: PG_SQL_SET columns of an UPDATE run */
         int nrows, cap;
-        Value **rows;   /* owned: per row ncols values, the new image (insert, update) or old key */
+        Value **rows; /* owned: per row ncols values, the new image (insert, update) or old key */
 } Group;
 
 /* A key -> (group, row) index of the rows held for one table. */
@@ -120,38 +120,38 @@ typedef struct {
 
 /* What the sink knows of one target table in this session. */
 typedef struct {
-        char *qname;      /* owned: "schema"."name", the identity */
+        char *qname; /* owned: "schema"."name", the identity */
         char schema[256], name[256];
-        Table *table;     /* one reference: the shape of the held rows */
-        bool commutable;  /* changes to distinct keys may be reordered (see table_info) */
+        Table *table;    /* one reference: the shape of the held rows */
+        bool commutable; /* changes to distinct keys may be reordered (see table_info) */
         Group groups[GROUPS_MAX];
         int ngroups, nheld;
-        KeyEntry *keys;   /* owned, open addressing, kcap a power of two or 0 */
+        KeyEntry *keys; /* owned, open addressing, kcap a power of two or 0 */
         size_t kcap, nkeys;
 } TState;
 
 struct Sink {
-        const ConnectorConf *conf; /* borrowed, outlives the sink */
-        const PipelineConf *pipe;  /* borrowed */
-        PGconn *conn;              /* owned */
-        char ctx[256];             /* log context */
-        char origin[600];          /* "cdcsync_<pipeline>" */
-        bool origin_ok;            /* the session is marked with the origin */
-        bool in_txn;               /* BEGIN sent, neither COMMIT nor ROLLBACK done */
-        bool failed;               /* an error was seen in this transaction: only rollback helps */
-        CdcError first_err;        /* that error, returned again by apply/commit */
+        const ConnectorConf *conf;        /* borrowed, outlives the sink */
+        const PipelineConf *pipe;         /* borrowed */
+        PGconn *conn;                     /* owned */
+        char ctx[256];                    /* log context */
+        char origin[600];                 /* "cdcsync_<pipeline>" */
+        bool origin_ok;                   /* the session is marked with the origin */
+        bool in_txn;                      /* BEGIN sent, neither COMMIT nor ROLLBACK done */
+        bool failed;                      /* an error was seen in this transaction: only rollback helps */
+        CdcError first_err;               /* that error, returned again by apply/commit */
         Pending pending[PENDING_MAX + 8]; /* ring */
         int phead, npending;
-        int nexpect; /* pending entries with expect_one */
-        PGresult *captured;        /* owned: result of the last capture entry */
-        Map stmts;                 /* SQL text -> prepared statement name */
-        Map tables;                /* quoted "schema"."name" of sink tables known to exist */
+        int nexpect;        /* pending entries with expect_one */
+        PGresult *captured; /* owned: result of the last capture entry */
+        Map stmts;          /* SQL text -> prepared statement name */
+        Map tables;         /* quoted "schema"."name" of sink tables known to exist */
         unsigned next_stmt;
-        const char **params;       /* reused parameter array */
+        const char **params; /* reused parameter array */
         int nparams_cap;
-        uint8_t *mask;             /* reused column mask */
+        uint8_t *mask; /* reused column mask */
         int mask_cap;
-        TState **ts;               /* owned: tables seen this session (cleared with `tables`) */
+        TState **ts; /* owned: tables seen this session (cleared with `tables`) */
         int nts, ts_cap;
 };
 
@@ -175,28 +175,25 @@ static int result_error(Sink *k, const PGresult *res, const char *what, CdcError
                 snprintf(msg, sizeof(msg), "%s%s%s", primary, detail ? " — " : "", detail ? detail : "");
         else
                 pg_conn_error_text(k->conf, k->conn, res, msg, sizeof(msg));
-        if (PQstatus(k->conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 ||
-            strncmp(state, "57P", 3) == 0) {
+        if (PQstatus(k->conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
                 kind = "connection", retriable = true, code = -ECONNRESET;
-        } else if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 ||
-                   strcmp(state, "3F000") == 0) {
+        } else if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 || strcmp(state, "3F000") == 0) {
                 /* A table or column missing: the operator fixes the schema, the pipeline waits. */
                 kind = "schema", retriable = true, code = -ENOENT;
         } else if (strcmp(state, "42501") == 0) {
                 kind = "privilege", code = -EACCES;
-        } else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-                   strncmp(state, "53", 2) == 0 || strcmp(state, "55P03") == 0) {
+        } else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strncmp(state, "53", 2) == 0 ||
+                   strcmp(state, "55P03") == 0) {
                 kind = "data", retriable = true, code = -EAGAIN; /* deadlock, lock timeout, disk full */
         }
-        return cdc_error(err, code, retriable, kind, "sink %s: %s failed: %s (sqlstate %s)",
-                         k->conf->name, what ? what : "statement", msg, state);
+        return cdc_error(err, code, retriable, kind, "sink %s: %s failed: %s (sqlstate %s)", k->conf->name,
+                         what ? what : "statement", msg, state);
 }
 
 static int conn_error(Sink *k, const char *what, CdcError *err) {
         char msg[600];
         pg_conn_error_text(k->conf, k->conn, NULL, msg, sizeof(msg));
-        return cdc_error(err, -ECONNRESET, true, "connection", "sink %s: %s: %s", k->conf->name, what,
-                         msg);
+        return cdc_error(err, -ECONNRESET, true, "connection", "sink %s: %s: %s", k->conf->name, what, msg);
 }
 
 /* Remembers the first error of the transaction; later calls return it until rollback(). */
@@ -214,8 +211,8 @@ static int fail(Sink *k, int r, CdcError *err) {
 /* ---- synchronous helpers (outside pipeline mode) ---- */
 
 /* Runs sql with text parameters; on success *ret (may be NULL) gets the result. */
-static int exec_params(Sink *k, const char *sql, int n, const char *const *vals, const char *what,
-                       PGresult **ret, CdcError *err) {
+static int exec_params(Sink *k, const char *sql, int n, const char *const *vals, const char *what, PGresult **ret,
+                       CdcError *err) {
         PGresult *res = PQexecParams(k->conn, sql, n, NULL, vals, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(res);
         int r;
@@ -263,8 +260,8 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
          * (IF NOT EXISTS does not cover a concurrent creation: the loser fails on the catalogue's
          * unique index, or on the table's row type "already exists", 42710). */
         if (!have_schema) {
-                r = exec_params(k, "CREATE SCHEMA IF NOT EXISTS cdcsync", 0, NULL,
-                                "creating schema cdcsync", NULL, err);
+                r = exec_params(k, "CREATE SCHEMA IF NOT EXISTS cdcsync", 0, NULL, "creating schema cdcsync", NULL,
+                                err);
                 if (r < 0 && sqlstate_is(err, "42501"))
                         return cdc_error(err, -EACCES, false, "privilege",
                                          "sink %s: cannot create schema cdcsync: permission denied — "
@@ -289,9 +286,9 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         return 0;
 }
 
-#define ORIGIN_GRANT                                                                               \
-        "run GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "                         \
-        "pg_replication_origin_create(text), pg_replication_origin_session_setup(text), "        \
+#define ORIGIN_GRANT                                                                                                   \
+        "run GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "                                              \
+        "pg_replication_origin_create(text), pg_replication_origin_session_setup(text), "                              \
         "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <user> (or use a superuser)"
 
 /* Marks this session's writes with the origin "cdcsync_<pipeline>", creating it if absent. */
@@ -322,8 +319,7 @@ static int setup_origin(Sink *k, CdcError *err) {
                 char m[sizeof(err->message)];
                 snprintf(m, sizeof(m), "%s", err->message);
                 return cdc_error(err, -EBUSY, true, "connection",
-                                 "%s — is another cdcsync running pipeline %s against this sink?", m,
-                                 k->pipe->name);
+                                 "%s — is another cdcsync running pipeline %s against this sink?", m, k->pipe->name);
         }
 out:
         if (r < 0 && sqlstate_is(err, "42501")) {
@@ -433,8 +429,8 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
         if (k->in_txn)
                 return cdc_error(err, -EBUSY, false, "internal", "sink %s: last_position inside a batch",
                                  k->conf->name);
-        r = exec_params(k, "SELECT pos_hi::text, pos_lo::text FROM cdcsync.checkpoints WHERE pipeline = $1",
-                        1, vals, "reading the checkpoint", &res, err);
+        r = exec_params(k, "SELECT pos_hi::text, pos_lo::text FROM cdcsync.checkpoints WHERE pipeline = $1", 1, vals,
+                        "reading the checkpoint", &res, err);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0) {
@@ -535,16 +531,16 @@ static int read_one(Sink *k, CdcError *err) {
         st = PQresultStatus(res);
         if (p.kind == PENDING_SYNC) {
                 if (st != PGRES_PIPELINE_SYNC)
-                        r = cdc_error(err, -EPROTO, true, "connection",
-                                      "sink %s: expected a pipeline sync, got %s", k->conf->name,
-                                      PQresStatus(st));
+                        r = cdc_error(err, -EPROTO, true, "connection", "sink %s: expected a pipeline sync, got %s",
+                                      k->conf->name, PQresStatus(st));
                 PQclear(res);
                 goto out;
         }
         if (st == PGRES_PIPELINE_ABORTED) {
                 /* Skipped after an earlier failure, which was already reported. */
-                r = k->failed ? 0 : cdc_error(err, -EIO, false, "internal",
-                                              "sink %s: %s was aborted", k->conf->name, p.what);
+                r = k->failed
+                            ? 0
+                            : cdc_error(err, -EIO, false, "internal", "sink %s: %s was aborted", k->conf->name, p.what);
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
                 r = result_error(k, res, p.what, err);
         } else if (p.expect_one) {
@@ -568,8 +564,8 @@ static int read_one(Sink *k, CdcError *err) {
         if (res) {
                 PQclear(res);
                 if (r == 0)
-                        r = cdc_error(err, -EPROTO, false, "internal",
-                                      "sink %s: more than one result for %s", k->conf->name, p.what);
+                        r = cdc_error(err, -EPROTO, false, "internal", "sink %s: more than one result for %s",
+                                      k->conf->name, p.what);
         } else if (PQstatus(k->conn) == CONNECTION_BAD && r == 0) {
                 r = conn_error(k, "reading results", err);
         }
@@ -587,8 +583,7 @@ static int drain(Sink *k, int keep, CdcError *err) {
 
         if (k->npending <= keep)
                 return 0;
-        if (k->pending[(k->phead + k->npending - 1) % RING].kind != PENDING_SYNC &&
-            PQsendFlushRequest(k->conn) != 1)
+        if (k->pending[(k->phead + k->npending - 1) % RING].kind != PENDING_SYNC && PQsendFlushRequest(k->conn) != 1)
                 return fail(k, conn_error(k, "sending a flush request", err), err);
         if (PQflush(k->conn) != 0)
                 return fail(k, conn_error(k, "sending to the server", err), err);
@@ -610,8 +605,8 @@ static int send_sync(Sink *k, CdcError *err) {
         return push_pending(k, PENDING_SYNC, false, false, NULL);
 }
 
-static int send_query(Sink *k, const char *sql, int n, const char *const *vals, const char *what,
-                      bool capture, CdcError *err) {
+static int send_query(Sink *k, const char *sql, int n, const char *const *vals, const char *what, bool capture,
+                      CdcError *err) {
         char *w = strdup(what);
         if (!w)
                 return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
@@ -626,8 +621,7 @@ static int sink_begin(Sink *k, CdcError *err) {
         int r;
 
         if (k->in_txn)
-                return cdc_error(err, -EBUSY, false, "internal", "sink %s: begin inside a batch",
-                                 k->conf->name);
+                return cdc_error(err, -EBUSY, false, "internal", "sink %s: begin inside a batch", k->conf->name);
         if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
                 r = session_open(k, err);
                 if (r < 0)
@@ -648,17 +642,17 @@ static int sink_begin(Sink *k, CdcError *err) {
 
 /* "shop.orders key (id)=(42)": the change's table and key for error messages; values are cut to
  * KEY_VALUE_SHOWN bytes and control characters shown as '?'. */
-static char *describe(const char *op, const char *schema, const char *name, const Table *t,
-                      const Value *kv, const uint8_t *mask) {
+static char *describe(const char *op, const char *schema, const char *name, const Table *t, const Value *kv,
+                      const uint8_t *mask) {
         char buf[768];
         size_t len = 0;
         int n;
 
-#define PUT(...)                                                                                   \
-        do {                                                                                       \
-                n = snprintf(buf + len, sizeof(buf) - len, __VA_ARGS__);                           \
-                if (n > 0)                                                                         \
-                        len = (size_t)n < sizeof(buf) - len ? len + (size_t)n : sizeof(buf) - 1;   \
+#define PUT(...)                                                                                                       \
+        do {                                                                                                           \
+                n = snprintf(buf + len, sizeof(buf) - len, __VA_ARGS__);                                               \
+                if (n > 0)                                                                                             \
+                        len = (size_t)n < sizeof(buf) - len ? len + (size_t)n : sizeof(buf) - 1;                       \
         } while (0)
         PUT("%s of %s.%s", op, schema, name);
         if (kv && mask) {
@@ -734,8 +728,8 @@ static int ensure_table(Sink *k, const char *schema, const char *name, const Tab
                 goto out;
         }
         if (!exists) {
-                bool native = k->pipe->source && k->pipe->source->type &&
-                              strcmp(k->pipe->source->type, "postgres") == 0;
+                bool native =
+                        k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "postgres") == 0;
                 char *create_schema = NULL;
                 r = pg_sql_create_table(schema, name, t, native, &sql);
                 if (r == -EINVAL) {
@@ -976,8 +970,8 @@ static Value *values_copy(const Value *v, int n) {
 }
 
 /* Looks up (or learns, one round-trip per table and session) what the sink knows of a table. */
-static int table_state(Sink *k, const char *schema, const char *name, const char *qname,
-                       const Table *t, TState **ret, CdcError *err) {
+static int table_state(Sink *k, const char *schema, const char *name, const char *qname, const Table *t, TState **ret,
+                       CdcError *err) {
         const char *vals[2] = {schema, name};
         TState *ts;
         PGresult *res;
@@ -1044,7 +1038,8 @@ static int table_state(Sink *k, const char *schema, const char *name, const char
         }
         k->ts[k->nts++] = ts;
         if (!ts->commutable)
-                log_debug(k->ctx, "table %s.%s: changes go one by one in source order (triggers, "
+                log_debug(k->ctx,
+                          "table %s.%s: changes go one by one in source order (triggers, "
                           "foreign keys, other unique indexes, or another primary key on the sink)",
                           schema, name);
         *ret = ts;
@@ -1091,8 +1086,7 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                 for (int row = done; row < done + n; row++) {
                         const Value *v = g->rows[row];
                         for (int i = 0; i < t->ncols; i++)
-                                if (g->op == CHANGE_INSERT || t->cols[i].key ||
-                                    (g->mask && (g->mask[i] & PG_SQL_SET)))
+                                if (g->op == CHANGE_INSERT || t->cols[i].key || (g->mask && (g->mask[i] & PG_SQL_SET)))
                                         k->params[np++] = v[i].kind == VALUE_TEXT ? v[i].data : NULL;
                 }
                 if (g->op == CHANGE_INSERT) {
@@ -1185,8 +1179,7 @@ static int flush_all(Sink *k, CdcError *err) {
 
 /* Holds c in a run of its table. Returns 1 when held, 0 when c must go alone through the
  * one-row path (after every held run), negative on error. */
-static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp,
-                    CdcError *err);
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err);
 
 static int hold(Sink *k, TState *ts, const Change *c, CdcError *err) {
         const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
@@ -1196,8 +1189,7 @@ static int hold(Sink *k, TState *ts, const Change *c, CdcError *err) {
         return r;
 }
 
-static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp,
-                    CdcError *err) {
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err) {
         const Table *t = ts->table;
         uint8_t *set;
         KeyEntry *e;
@@ -1323,7 +1315,8 @@ static bool whole_row_same_key(const Change *c) {
                 if (!c->before || !c->table->cols[i].key)
                         continue;
                 const Value *a = &c->before[i], *b = &c->after[i];
-                if (a->kind != b->kind || (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
+                if (a->kind != b->kind ||
+                    (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
                         return false;
         }
         return true;
@@ -1343,8 +1336,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
 
         (void)txn;
         if (!k->in_txn)
-                return cdc_error(err, -EINVAL, false, "internal", "sink %s: apply outside a batch",
-                                 k->conf->name);
+                return cdc_error(err, -EINVAL, false, "internal", "sink %s: apply outside a batch", k->conf->name);
         if (k->failed) {
                 *err = k->first_err;
                 return k->first_err.code;
@@ -1482,9 +1474,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 opname = "truncate";
                 r = pg_sql_truncate(schema, name, c->flags, &sql);
                 break;
-        default:
-                opname = "change";
-                goto bad_change;
+        default: opname = "change"; goto bad_change;
         }
         if (r == -EINVAL)
                 goto bad_change;
@@ -1509,8 +1499,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
 bad_change:
         r = fail(k,
                  cdc_error(err, -EINVAL, false, "internal",
-                           "sink %s: malformed %s of %s.%s (missing row image or key value)",
-                           k->conf->name, opname, t->schema, t->name),
+                           "sink %s: malformed %s of %s.%s (missing row image or key value)", k->conf->name, opname,
+                           t->schema, t->name),
                  err);
         goto out;
 oom:
@@ -1528,8 +1518,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         int r;
 
         if (!k->in_txn)
-                return cdc_error(err, -EINVAL, false, "internal", "sink %s: commit outside a batch",
-                                 k->conf->name);
+                return cdc_error(err, -EINVAL, false, "internal", "sink %s: commit outside a batch", k->conf->name);
         if (k->failed) {
                 *err = k->first_err;
                 return k->first_err.code;
@@ -1588,8 +1577,8 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         res = k->captured;
         if (!res || strcmp(PQcmdStatus(res), "COMMIT") != 0)
                 return fail(k,
-                            cdc_error(err, -EIO, true, "internal", "sink %s: commit ended as \"%s\"",
-                                      k->conf->name, res ? PQcmdStatus(res) : "?"),
+                            cdc_error(err, -EIO, true, "internal", "sink %s: commit ended as \"%s\"", k->conf->name,
+                                      res ? PQcmdStatus(res) : "?"),
                             err);
         PQclear(k->captured);
         k->captured = NULL;
@@ -1652,23 +1641,21 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
         r = pg_conn_open(conn, false, &c, err);
         if (r < 0)
                 return r;
-        res = PQexec(c,
-                     "SELECT current_user, current_database(), "
-                     "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
-                     "has_database_privilege(current_database(), 'CREATE'), "
-                     "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'), "
-                     "COALESCE((SELECT has_schema_privilege('cdcsync', 'USAGE,CREATE') WHERE EXISTS "
-                     "(SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync')), false), "
-                     "has_function_privilege('pg_replication_origin_session_setup(text)', 'EXECUTE') "
-                     "AND has_function_privilege('pg_replication_origin_create(text)', 'EXECUTE') "
-                     "AND has_function_privilege('pg_replication_origin_oid(text)', 'EXECUTE') "
-                     "AND has_function_privilege('pg_replication_origin_xact_setup(pg_lsn, timestamptz)', "
-                     "'EXECUTE')");
+        res = PQexec(c, "SELECT current_user, current_database(), "
+                        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+                        "has_database_privilege(current_database(), 'CREATE'), "
+                        "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'), "
+                        "COALESCE((SELECT has_schema_privilege('cdcsync', 'USAGE,CREATE') WHERE EXISTS "
+                        "(SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync')), false), "
+                        "has_function_privilege('pg_replication_origin_session_setup(text)', 'EXECUTE') "
+                        "AND has_function_privilege('pg_replication_origin_create(text)', 'EXECUTE') "
+                        "AND has_function_privilege('pg_replication_origin_oid(text)', 'EXECUTE') "
+                        "AND has_function_privilege('pg_replication_origin_xact_setup(pg_lsn, timestamptz)', "
+                        "'EXECUTE')");
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                 char msg[600];
                 pg_conn_error_text(conn, c, res, msg, sizeof(msg));
-                r = cdc_error(err, -EIO, true, "connection", "sink %s: checking privileges: %s",
-                              conn->name, msg);
+                r = cdc_error(err, -EIO, true, "connection", "sink %s: checking privileges: %s", conn->name, msg);
                 goto out;
         }
         {

@@ -164,8 +164,8 @@ static int where_list(Buf *b, const Table *t, const uint8_t *mask, int *param) {
 
 /* " WHERE <conds>" or, without a key, " WHERE ctid = (SELECT ctid FROM t WHERE <conds> LIMIT 1)":
  * a key-less table may hold duplicate rows, and a change stands for exactly one of them. */
-static int where_clause(Buf *b, const char *schema, const char *name, const Table *t,
-                        const uint8_t *mask, bool by_ctid, int *param) {
+static int where_clause(Buf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid,
+                        int *param) {
         int n;
         if (by_ctid) {
                 buf_str(b, " WHERE ctid = (SELECT ctid FROM ");
@@ -180,8 +180,7 @@ static int where_clause(Buf *b, const char *schema, const char *name, const Tabl
         return n;
 }
 
-int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask,
-                  bool by_ctid, char **ret) {
+int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret) {
         Buf b = {0};
         int param = 1, nset = 0;
 
@@ -202,8 +201,7 @@ int pg_sql_update(const char *schema, const char *name, const Table *t, const ui
         return buf_done(&b, ret);
 }
 
-int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask,
-                  bool by_ctid, char **ret) {
+int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret) {
         Buf b = {0};
         int param = 1;
 
@@ -259,8 +257,7 @@ bool pg_sql_type_name_ok(const char *s) {
                         quoted = !quoted;
                         continue;
                 }
-                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == ' ')
+                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == ' ')
                         continue;
                 /* Inside a quoted identifier only name characters; outside, type punctuation. */
                 if (!quoted && strchr("(),.[]", c))
@@ -270,8 +267,7 @@ bool pg_sql_type_name_ok(const char *s) {
         return !quoted;
 }
 
-int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native,
-                        char **ret) {
+int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native, char **ret) {
         Buf b = {0};
         int nkeys = 0;
 
@@ -337,8 +333,7 @@ int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int
 /* " FROM|USING (VALUES (NULL::int, (NULL::s.t).c, ...), (1, $1, ...), ...) AS v(n, c<i>, ...)":
  * the first row never matches (NULL key) and only gives each VALUES column the type of its table
  * column, to which the untyped parameters are then coerced as in a one-row statement. */
-static int values_rows(Buf *b, const char *schema, const char *name, const Table *t,
-                       const uint8_t *mask, int nrows) {
+static int values_rows(Buf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask, int nrows) {
         int ncols = 0, param = 1;
 
         buf_str(b, " (VALUES (NULL::int");
@@ -382,8 +377,8 @@ static void key_join(Buf *b, const char *schema, const char *name, const Table *
         buf_str(b, " RETURNING v.n");
 }
 
-int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask,
-                       int nrows, char **ret) {
+int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask, int nrows,
+                       char **ret) {
         Buf b = {0};
         int nset = 0;
 

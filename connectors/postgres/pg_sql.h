@@ -28,11 +28,9 @@ int pg_sql_upsert(const char *schema, const char *name, const Table *t, char **r
 /* UPDATE: parameters are first the PG_SQL_SET columns, then the PG_SQL_WHERE columns, each in
  * column order. by_ctid: the table has no key, so the WHERE picks one matching row through a
  * "ctid = (SELECT ctid ... LIMIT 1)" subquery. -EINVAL when nothing is set or nothing compared. */
-int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask,
-                  bool by_ctid, char **ret);
+int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret);
 /* DELETE with the PG_SQL_WHERE / PG_SQL_WHERE_NULL columns of mask, parameters in column order. */
-int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask,
-                  bool by_ctid, char **ret);
+int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret);
 /* Parameters of one statement: the protocol counts them in 16 bits. */
 #define PG_SQL_MAX_PARAMS 65535
 
@@ -42,8 +40,8 @@ int pg_sql_delete(const char *schema, const char *name, const Table *t, const ui
  * row touched, n the 1-based row number in the statement, so a missing row can be named.
  * -EINVAL with no rows, no key, nothing set, or too many parameters. */
 int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret);
-int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask,
-                       int nrows, char **ret);
+int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask, int nrows,
+                       char **ret);
 int pg_sql_delete_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret);
 /* TRUNCATE with flags TRUNCATE_RESTART_IDENTITY / TRUNCATE_CASCADE. */
 int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret);
@@ -51,8 +49,7 @@ int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char *
  * native: the source is PostgreSQL, so Column.type_name is used as it is (after a check that it
  * is a plain type expression); otherwise the type follows the column's TypeClass. -EINVAL when
  * a type name holds characters that cannot belong to a type expression. */
-int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native,
-                        char **ret);
+int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native, char **ret);
 /* The PostgreSQL type used for a column created from a non-PostgreSQL source. */
 const char *pg_sql_type_for_class(TypeClass cls);
 /* Whether s is a safe type expression: letters, digits, '_', ' ', '(', ')', ',', '.', '[', ']',

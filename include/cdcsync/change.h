@@ -99,10 +99,10 @@ uint64_t position_counter(Position p);
 
 typedef struct {
         ChangeOp op;
-        Table *table;  /* one reference held */
-        Value *before; /* owned, table->ncols values, or NULL: the old key (or old row) of an update
-                        * or delete; NULL for an update that did not change the key */
-        Value *after;  /* owned, table->ncols values, or NULL for delete and truncate */
+        Table *table;   /* one reference held */
+        Value *before;  /* owned, table->ncols values, or NULL: the old key (or old row) of an update
+                         * or delete; NULL for an update that did not change the key */
+        Value *after;   /* owned, table->ncols values, or NULL for delete and truncate */
         uint32_t flags; /* TRUNCATE_* for a truncate; CHANGE_IDEMPOTENT */
         uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
 } Change;

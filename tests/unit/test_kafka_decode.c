@@ -120,8 +120,10 @@ static void test_debezium_plain(void **state) {
                 "{\"before\":{\"id\":1004,\"first_name\":\"Anne\",\"last_name\":\"Kretchmar\",\"email\":"
                 "\"annek@noanswer.org\"},\"after\":{\"id\":1004,\"first_name\":\"Anne Marie\",\"last_name\":"
                 "\"Kretchmar\",\"email\":\"annek@noanswer.org\"},\"source\":{\"version\":\"2.5.0.Final\",\"connector\":"
-                "\"postgresql\",\"name\":\"dbserver1\",\"ts_ms\":1559033904863,\"snapshot\":\"false\",\"db\":\"postgres\","
-                "\"schema\":\"inventory\",\"table\":\"customers\",\"txId\":556,\"lsn\":24023128},\"op\":\"u\",\"ts_ms\":"
+                "\"postgresql\",\"name\":\"dbserver1\",\"ts_ms\":1559033904863,\"snapshot\":\"false\",\"db\":"
+                "\"postgres\","
+                "\"schema\":\"inventory\",\"table\":\"customers\",\"txId\":556,\"lsn\":24023128},\"op\":\"u\",\"ts_"
+                "ms\":"
                 "1559033904863}";
         KafkaDecoded d = {0};
         assert_int_equal(decode("dbserver1.inventory.customers", key, value, &d), 1);
@@ -134,8 +136,9 @@ static void test_debezium_plain(void **state) {
         kafka_decoded_clear(&d);
 
         /* MySQL: no source.schema, the db is the schema; a truncate; a heartbeat. */
-        const char *my = "{\"before\":null,\"after\":{\"id\":1,\"ok\":false,\"price\":1.5e3,\"tags\":[\"a\",1]},"
-                         "\"source\":{\"connector\":\"mysql\",\"db\":\"shop\",\"table\":\"t\",\"ts_ms\":1},\"op\":\"c\"}";
+        const char *my =
+                "{\"before\":null,\"after\":{\"id\":1,\"ok\":false,\"price\":1.5e3,\"tags\":[\"a\",1]},"
+                "\"source\":{\"connector\":\"mysql\",\"db\":\"shop\",\"table\":\"t\",\"ts_ms\":1},\"op\":\"c\"}";
         assert_int_equal(decode("x.shop.t", "{\"id\":1}", my, &d), 1);
         assert_string_equal(d.change.table->schema, "shop");
         expect_text(&d, d.change.after, "ok", "f");
@@ -143,10 +146,11 @@ static void test_debezium_plain(void **state) {
         expect_text(&d, d.change.after, "tags", "[\"a\",1]");
         assert_int_equal(d.change.table->cols[3].cls, TYPE_JSON);
         kafka_decoded_clear(&d);
-        assert_int_equal(decode("dbserver1.inventory.customers", NULL,
-                                "{\"before\":null,\"after\":null,\"source\":{\"schema\":\"s\",\"table\":\"t\"},\"op\":\"t\"}",
-                                &d),
-                         1);
+        assert_int_equal(
+                decode("dbserver1.inventory.customers", NULL,
+                       "{\"before\":null,\"after\":null,\"source\":{\"schema\":\"s\",\"table\":\"t\"},\"op\":\"t\"}",
+                       &d),
+                1);
         assert_int_equal(d.change.op, CHANGE_TRUNCATE);
         kafka_decoded_clear(&d);
         assert_int_equal(decode("__debezium-heartbeat.dbserver1", NULL, "{\"ts_ms\":1}", &d), 0);
@@ -161,14 +165,16 @@ static void test_debezium_plain(void **state) {
 /* Debezium with schemas: Decimal and bytes decoded, keys from the key's payload. */
 static void test_debezium_schema(void **state) {
         (void)state;
-        const char *key = "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":"
-                          "\"id\"}]},\"payload\":{\"id\":7}}";
+        const char *key =
+                "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\",\"optional\":false,\"field\":"
+                "\"id\"}]},\"payload\":{\"id\":7}}";
         const char *value =
                 "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\","
                 "\"field\":\"id\"},{\"type\":\"bytes\",\"name\":\"org.apache.kafka.connect.data.Decimal\","
                 "\"parameters\":{\"scale\":\"2\"},\"field\":\"amount\"},{\"type\":\"bytes\",\"field\":\"blob\"},"
                 "{\"type\":\"double\",\"field\":\"r\"}],\"field\":\"after\"}]},\"payload\":{\"before\":null,\"after\":"
-                "{\"id\":7,\"amount\":\"/zc=\",\"blob\":\"AP8Q\",\"r\":0.5},\"source\":{\"schema\":\"public\",\"table\":"
+                "{\"id\":7,\"amount\":\"/"
+                "zc=\",\"blob\":\"AP8Q\",\"r\":0.5},\"source\":{\"schema\":\"public\",\"table\":"
                 "\"t\",\"ts_ms\":5},\"op\":\"c\",\"ts_ms\":6}}";
         KafkaDecoded d = {0};
         assert_int_equal(decode("s.public.t", key, value, &d), 1);
