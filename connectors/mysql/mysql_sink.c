@@ -541,6 +541,29 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
         return 0;
 }
 
+/* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
+ * gets its key, "key (id)=(42)" (every column for a table without key), as the source has it. */
+static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+        char names[256] = "", vals[256] = "";
+        size_t nl = 0, vl = 0;
+        bool keyed = table_nkeys(t) > 0;
+        if (!img)
+                return;
+        for (int i = 0; i < t->ncols; i++) {
+                if (keyed && !t->cols[i].key)
+                        continue;
+                const char *v = img[i].kind == VALUE_TEXT ? img[i].data : "NULL";
+                int a = snprintf(names + nl, sizeof(names) - nl, "%s%s", nl ? "," : "", t->cols[i].name);
+                int b = snprintf(vals + vl, sizeof(vals) - vl, "%s%.40s", vl ? "," : "", v);
+                if (a < 0 || b < 0 || nl + (size_t)a >= sizeof(names) || vl + (size_t)b >= sizeof(vals))
+                        break;
+                nl += (size_t)a;
+                vl += (size_t)b;
+        }
+        size_t ml = strlen(err->message);
+        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key (%s)=(%s))", names, vals);
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -633,6 +656,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                  c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
         r = exec(k, q.s, p, np, what, NULL, err);
 out:
+        if (r < 0 && strcmp(err->kind, "data") == 0)
+                add_key_to_message(t, c->before ? c->before : c->after, err);
         params_free(p, t->ncols * 2 + 1);
         free(p);
         free(q.s);
