@@ -520,6 +520,16 @@ static int make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, 
         return 0;
 }
 
+/* The placeholder of a value of column c. A BIT value comes as a bit string ("0101", from a
+ * MySQL source): bound as a string it would be stored as its characters' bytes, so it goes
+ * through CONV to the number it spells. */
+static void sql_placeholder(Sql *q, const Column *c) {
+        if (c->type_name && strncmp(c->type_name, "bit(", 4) == 0 && c->cls == TYPE_TEXT)
+                sql_add(q, "CAST(CONV(?, 2, 10) AS UNSIGNED)");
+        else
+                sql_add(q, "?");
+}
+
 /* WHERE on the key (all columns when the table has none; NULL-safe either way). */
 static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p, int *np, CdcError *err) {
         bool keyed = table_nkeys(t) > 0, first = true;
@@ -531,7 +541,8 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
                         sql_add(q, " AND ");
                 first = false;
                 sql_ident(q, t->cols[i].name);
-                sql_add(q, " <=> ?");
+                sql_add(q, " <=> ");
+                sql_placeholder(q, &t->cols[i]);
                 int r = make_param(k, t, i, &img[i], &p[(*np)++], err);
                 if (r < 0)
                         return r;
@@ -594,7 +605,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 }
                 sql_add(&q, ") VALUES (");
                 for (int i = 0; i < t->ncols; i++) {
-                        sql_add(&q, i ? ", ?" : "?");
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_placeholder(&q, &t->cols[i]);
                         r = make_param(k, t, i, &c->after[i], &p[np++], err);
                         if (r < 0)
                                 goto out;
@@ -622,7 +635,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                                 sql_add(&q, ", ");
                         first = false;
                         sql_ident(&q, t->cols[i].name);
-                        sql_add(&q, " = ?");
+                        sql_add(&q, " = ");
+                        sql_placeholder(&q, &t->cols[i]);
                         r = make_param(k, t, i, &c->after[i], &p[np++], err);
                         if (r < 0)
                                 goto out;
