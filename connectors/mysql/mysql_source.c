@@ -817,15 +817,22 @@ static int resolve_start(Source *s, const SourceStart *start, char *file, size_t
                 *ret_off = p.lo;
                 return 0;
         }
-        if (!l.found[0])
-                return cdc_error(err, -ENOENT, false, "position",
-                                 "%s binlog file number %06" PRIu64 " (position %" PRIu64
+        if (!l.found[0]) {
+                /* the file's name: the server's binlog base name with the position's number */
+                const char *any = l.last[0] ? l.last : "binlog.0";
+                const char *dot = strrchr(any, '.');
+                int blen = dot ? (int)(dot - any) : (int)strlen(any);
+                return cdc_error(err, -ENOENT, false, "source",
+                                 "%s binlog file %.*s.%06" PRIu64 " (position %" PRIu64
                                  ") is no longer on the server (it has %s .. %s): it was purged before cdcsync read "
-                                 "it; changes were lost for this pipeline: delete its checkpoint in the sink and "
-                                 "restart with snapshot = initial (or start_position), and raise binlog_expire_logs_"
-                                 "seconds", s->ctx, p.hi, p.lo, l.first[0] ? l.first : "none", l.last[0] ? l.last : "none");
+                                 "it, so changes were lost for this pipeline: delete its checkpoint in the sink "
+                                 "(pipeline '%s' in cdcsync.checkpoints) and restart with snapshot = initial (or "
+                                 "start_position), and keep binlogs longer (binlog_expire_logs_seconds)",
+                                 s->ctx, blen, any, p.hi, p.lo, l.first[0] ? l.first : "none",
+                                 l.last[0] ? l.last : "none", s->pipe && s->pipe->name ? s->pipe->name : "-");
+        }
         if (p.lo > l.size)
-                return cdc_error(err, -ERANGE, false, "position",
+                return cdc_error(err, -ERANGE, false, "source",
                                  "%s position %" PRIu64 " is past the end of %s (%" PRIu64 " bytes)", s->ctx, p.lo,
                                  l.found, l.size);
         snprintf(file, flen, "%s", l.found);
@@ -1205,7 +1212,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 return r == -ECANCELED ? 0 : r;
         r = file_seq(s->file, &s->file_seq);
         if (r < 0)
-                return cdc_error(err, r, false, "position", "%s binlog file name '%s' has no number", s->ctx, s->file);
+                return cdc_error(err, r, false, "source", "%s binlog file name '%s' has no number", s->ctx, s->file);
         log_info(s->ctx, "streaming binlog from %s:%" PRIu64, s->file, off);
 
         r = mysql_conn_open(s->conn, NULL, &s->repl, err);
@@ -1284,7 +1291,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         memcpy(s->file, name, n);
                         s->file[n] = '\0';
                         if (file_seq(s->file, &s->file_seq) < 0) {
-                                r = cdc_error(err, -EPROTO, false, "position", "%s binlog file name '%s' has no number",
+                                r = cdc_error(err, -EPROTO, false, "source", "%s binlog file name '%s' has no number",
                                               s->ctx, s->file);
                                 goto out;
                         }
