@@ -5,8 +5,11 @@
  * binlog.c, so what is tested with captured bytes is what runs. Column names, keys, signedness,
  * charsets and ENUM/SET members come from information_schema, cached per table and dropped on
  * every DDL QUERY event (the next TABLE_MAP reloads it). information_schema shows the schema of
- * now, not of the stream position: a column count that disagrees with the TABLE_MAP is refused
- * as a "schema" error rather than guessed. */
+ * now, not of the stream position: a TABLE_MAP with fewer columns whose types match the first
+ * ones of information_schema is the table before columns were added at its end (read with those
+ * columns); any other disagreement is refused as a "schema" error rather than guessed.
+ * The initial snapshot reads every table in one InnoDB consistent snapshot whose binlog position
+ * MariaDB reports, and streaming starts there. */
 #include <errmsg.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -345,18 +348,52 @@ static TypeClass column_class(const BinlogColumn *col, const BinlogColumnInfo *i
         return cls;
 }
 
+static uint8_t type_code_of(const char *column_type);
+
+/* One family per binlog type that information_schema's name can stand for. */
+static uint8_t type_family(uint8_t t) {
+        switch (t) {
+        case BINLOG_T_TIME: return BINLOG_T_TIME2;
+        case BINLOG_T_DATETIME: return BINLOG_T_DATETIME2;
+        case BINLOG_T_TIMESTAMP: return BINLOG_T_TIMESTAMP2;
+        case BINLOG_T_NEWDATE: return BINLOG_T_DATE;
+        case BINLOG_T_DECIMAL: return BINLOG_T_NEWDECIMAL;
+        case BINLOG_T_VAR_STRING: case BINLOG_T_STRING: return BINLOG_T_VARCHAR;
+        case BINLOG_T_TINY_BLOB: case BINLOG_T_MEDIUM_BLOB: case BINLOG_T_LONG_BLOB: return BINLOG_T_BLOB;
+        default: return t;
+        }
+}
+
+/* Whether a TABLE_MAP with fewer columns than information_schema shows now is the table as it was
+ * before columns were added at its end: the stream reads rows logged before an ALTER TABLE ADD
+ * COLUMN that information_schema already shows (a source catching up). Every logged column must
+ * then have the type information_schema gives the column at its place. */
+static bool columns_added_at_end(const SchemaEntry *e, const BinlogTableMap *tm) {
+        if (tm->ncols == 0 || (uint32_t)e->ncols <= tm->ncols)
+                return false;
+        for (uint32_t i = 0; i < tm->ncols; i++)
+                if (type_family(tm->cols[i].type) != type_family(type_code_of(e->col_types[i])))
+                        return false;
+        return true;
+}
+
 /* Builds the Table of e against a TABLE_MAP's column types. */
 static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *tm, CdcError *err) {
-        if ((uint32_t)e->ncols != tm->ncols)
+        int ncols = e->ncols;
+        if ((uint32_t)e->ncols != tm->ncols && columns_added_at_end(e, tm)) {
+                log_info(s->ctx, "%s.%s: %u columns in the binlog at %s, %d in information_schema: reading the "
+                         "rows logged before the columns were added", e->schema, e->name, tm->ncols, s->file, e->ncols);
+                ncols = (int)tm->ncols;
+        } else if ((uint32_t)e->ncols != tm->ncols)
                 return cdc_error(err, -EPROTO, false, "schema",
                                  "%s table %s.%s has %u columns in the binlog but %d in information_schema now: "
                                  "its schema changed after this binlog position; restart the pipeline from a "
                                  "snapshot (delete its checkpoint) or from a position after the change",
                                  s->ctx, e->schema, e->name, tm->ncols, e->ncols);
-        Table *t = table_new(e->schema, e->name, e->ncols);
+        Table *t = table_new(e->schema, e->name, ncols);
         if (!t)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
-        for (int i = 0; i < e->ncols; i++) {
+        for (int i = 0; i < ncols; i++) {
                 Column *c = &t->cols[i];
                 c->name = strdup(e->col_names[i]);
                 c->type_name = strdup(e->col_types[i]);
