@@ -3,6 +3,7 @@
 # key, upserts and deletes on a keyed table) while the service is killed at least 5 times, each
 # time after the sink made progress, and restarted. At the end both sides hold equal ordered
 # contents: a lost change or a change applied twice (a duplicate row in the keyless table) fails.
+# The first kill lands in the initial snapshot of a 30,000-row table, while the writers run.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 
@@ -12,7 +13,9 @@ MPORT=$(free_port)
 
 my_on src -e "CREATE TABLE acct (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40));
   CREATE TABLE lognk (w INT, seq INT, payload VARCHAR(40));
-  INSERT INTO acct SELECT seq, 0, 'initial' FROM seq_1_to_30;"
+  INSERT INTO acct SELECT seq, 0, 'initial' FROM seq_1_to_30;
+  CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(100));
+  INSERT INTO big SELECT seq, REPEAT(CHAR(65 + seq % 26), 60) FROM seq_1_to_30000;"
 
 cat >"$WORK/cdcsync.conf" <<CONF
 [service]
@@ -31,7 +34,7 @@ create_tables = yes
 [pipeline.crash]
 source = msrc
 sink = dst
-tables = test.acct, test.lognk
+tables = test.acct, test.lognk, test.big
 map = test.* -> public.*
 snapshot = initial
 batch_max_rows = 200
@@ -58,6 +61,12 @@ progressed() { [ "$(sink_rows)" -gt "$1" ]; }
 service_start
 pids=()
 for w in 1 2 3; do writer $w & pids+=($!); done
+in_snapshot() { grep -q "initial snapshot of 3 tables" "$WORK/service.log"; }
+wait_for "the snapshot starts" 30 in_snapshot
+service_kill9
+grep -q "streaming binlog from" "$WORK/service.log" && log "note: the snapshot had finished before the first kill"
+log "kill -9 #0 during the initial snapshot"
+service_start
 for n in 1 2 3 4 5 6; do
   before=$(sink_rows)
   wait_for "sink progress before kill $n" 60 progressed "$before"
@@ -79,7 +88,10 @@ synced() {
     rows_equal sss "$WORK/my.acct" "$WORK/pg.acct" &&
     my_on src -e "SELECT $MY_LOG FROM lognk ORDER BY w, seq, payload" >"$WORK/my.lognk" &&
     psql_on dst -c "SELECT $PG_LOG FROM public.lognk ORDER BY w, seq, payload" >"$WORK/pg.lognk" &&
-    rows_equal sss "$WORK/my.lognk" "$WORK/pg.lognk"
+    rows_equal sss "$WORK/my.lognk" "$WORK/pg.lognk" &&
+    my_on src -e "SELECT CONCAT('v:', id, CHAR(9), 'v:', pad) FROM big ORDER BY id" >"$WORK/my.big" &&
+    psql_on dst -c "SELECT 'v:' || id || E'\t' || 'v:' || pad FROM public.big ORDER BY id" >"$WORK/pg.big" &&
+    rows_equal ss "$WORK/my.big" "$WORK/pg.big"
 }
 wait_for "equal contents after the kills" 90 synced
 log "equal: $(tr '\n' ' ' <"$WORK/wait.out")"
