@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcsync/bidi.h"
 #include "cdcsync/connector.h"
 #include "cdcsync/log.h"
 #include "cdcsync/pipeline.h"
@@ -56,6 +57,8 @@ struct Pipeline {
         State *state;   /* shared store, borrowed; may be NULL */
         RowState *rows; /* this pipeline's view of state, NULL when state is NULL */
         PipelineStats stats;
+        BidiPeers peers;      /* echo marks of reverse pipelines (bidirectional sync) */
+        uint64_t echoes;      /* echo transactions dropped, engine thread only */
         char ctx[256];        /* "[pipeline=X source=Y sink=Z]" */
         char spill_dir[512];  /* state_dir/spill/<pipeline> */
         pthread_t supervisor;
@@ -280,6 +283,13 @@ static void *engine_main(void *arg) {
                         /* The slot may resend transactions up to its confirmed position, which
                          * can trail the sink's checkpoint. */
                         skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0;
+                        /* Our reverse pipeline's own write coming back: never sent back. */
+                        if (!skip_txn && bidi_is_echo(&p->peers, txn.origin)) {
+                                skip_txn = true;
+                                p->echoes++;
+                                log_debug(p->ctx, "dropped echo transaction %llu (origin %s, %llu so far)",
+                                          (unsigned long long)txn.xid, txn.origin, (unsigned long long)p->echoes);
+                        }
                         if (skip_txn) {
                                 event_clear(&ev);
                                 continue;
@@ -620,7 +630,8 @@ void pipeline_io_streaming(PipelineIO *io, bool snapshot) {
         set_state(io->p, snapshot ? PIPELINE_SNAPSHOT : PIPELINE_STREAMING);
 }
 
-int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, Pipeline **ret) {
+int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, const BidiPeers *peers,
+                   Pipeline **ret) {
         Pipeline *p = calloc(1, sizeof(*p));
         int r;
         if (!p)
@@ -628,6 +639,8 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         p->conf = conf;
         p->io.p = p;
         p->state = state;
+        if (peers)
+                p->peers = *peers;
         p->source_ops = connector_source(conf->source->type);
         p->sink_ops = connector_sink(conf->sink->type);
         if (!p->source_ops || !p->sink_ops) {
