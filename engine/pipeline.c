@@ -595,6 +595,10 @@ static void *supervisor_main(void *arg) {
                 if (r == 0 || atomic_load(&p->stop))
                         break;
                 stats_count_error(&p->stats, err.kind[0] ? err.kind : "internal", err.message);
+                /* Bidirectional: a row the sink lacks or already has is a write on the sink that
+                 * the reverse pipeline had not read yet; once it has, the change is decided again. */
+                if (p->peers.reverse[0] && strcmp(err.kind, "data") == 0)
+                        err.retriable = true;
                 if (!err.retriable) {
                         log_error(p->ctx, "%s — the pipeline is stopped until this is fixed", err.message);
                         set_state(p, PIPELINE_FAILED);
@@ -668,7 +672,8 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         }
         if (state) {
                 CdcError err;
-                r = rowstate_new(state, conf, &p->rows);
+                RowStateBidi bidi = {.reverse = p->peers.reverse, .state_dir = state_dir, .stats = &p->stats};
+                r = rowstate_new(state, conf, &bidi, &p->rows);
                 if (r < 0) {
                         (void)err;
                         goto fail;

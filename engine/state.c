@@ -331,6 +331,18 @@ int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, 
         return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
 }
 
+int state_get_other(StateBatch *b, const char *pipeline, const char *table, const void *key, size_t keylen,
+                    Version *ret, bool *ret_found) {
+        uint8_t prefix[1 + STATE_NAME_MAX], rk[KEY_MAX];
+        size_t pl, rl;
+        int r = encode_prefix(pipeline, prefix, &pl);
+        if (r == 0)
+                r = row_key(prefix, pl, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
+}
+
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
         uint8_t rk[KEY_MAX], uk[KEY_MAX], val[1 + VERSION_ENCODED_MAX];
         size_t rl, ul;

@@ -58,6 +58,11 @@ int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, Stat
  * row has none (then *ret untouched). */
 int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
               bool *ret_found);
+/* Reads another pipeline's committed version of a row inside the batch's transaction (LMDB has
+ * one writer, so what it reads cannot change until the batch commits). Bidirectional sync: a
+ * pipeline reads its reverse pipeline's rows, never writes them. */
+int state_get_other(StateBatch *b, const char *pipeline, const char *table, const void *key,
+                    size_t keylen, Version *ret, bool *ret_found);
 /* Stores a row's version (undo saved on the first overwrite of the row in this batch). */
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
 /* Commits durably (fsync) and frees the batch, also on failure. Returns 0 or -errno. */
