@@ -238,7 +238,7 @@ static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
 static void *engine_main(void *arg) {
         Pipeline *p = arg;
         Event ev = {0};
-        bool in_txn = false, skip_txn = false, batch_open = false;
+        bool in_txn = false, skip_txn = false, batch_open = false, echo_txn = false;
         size_t batch_rows = 0;
         TxnInfo txn = {0};
         uint32_t seq = 0;
@@ -284,8 +284,10 @@ static void *engine_main(void *arg) {
                          * can trail the sink's checkpoint. */
                         skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0;
                         /* Our reverse pipeline's own write coming back: never sent back. */
-                        if (!skip_txn && bidi_is_echo(&p->peers, txn.origin)) {
-                                skip_txn = true;
+                        echo_txn = !skip_txn && bidi_is_echo(&p->peers, txn.origin);
+                        if (echo_txn) {
+                                /* With row versions its changes still tell what the source holds. */
+                                skip_txn = !p->rows;
                                 p->echoes++;
                                 log_debug(p->ctx, "dropped echo transaction %llu (origin %s, %llu so far)",
                                           (unsigned long long)txn.xid, txn.origin, (unsigned long long)p->echoes);
@@ -310,7 +312,10 @@ static void *engine_main(void *arg) {
                         }
                         if (p->rows) {
                                 bool apply = true;
-                                r = rowstate_check(p->rows, &txn, &ev.change, seq, &apply, &err);
+                                if (echo_txn)
+                                        r = rowstate_echo(p->rows, &txn, &ev.change, seq, &apply, &err);
+                                else
+                                        r = rowstate_check(p->rows, &txn, &ev.change, seq, &apply, &err);
                                 if (r < 0)
                                         goto fail;
                                 seq++;

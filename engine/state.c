@@ -389,6 +389,19 @@ int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, 
         return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
 }
 
+int state_put_noundo(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
+        uint8_t rk[KEY_MAX], val[VERSION_ENCODED_MAX];
+        size_t rl;
+        int r = row_key(b->prefix, b->prefix_len, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        int n = version_encode(ver, val, sizeof(val));
+        if (n < 0)
+                return n;
+        MDB_val k = {rl, rk}, v = {(size_t)n, val};
+        return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
+}
+
 int state_batch_commit(StateBatch *b) {
         int r = mdb_errno(mdb_txn_commit(b->txn)); /* the env syncs on commit: durable */
         b->txn = NULL;

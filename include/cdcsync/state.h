@@ -65,6 +65,9 @@ int state_get_other(StateBatch *b, const char *pipeline, const char *table, cons
                     size_t keylen, Version *ret, bool *ret_found);
 /* Stores a row's version (undo saved on the first overwrite of the row in this batch). */
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
+/* Stores a row's version without undo: recovery leaves it as it is. For facts that stay true
+ * whatever the sink committed (bidirectional sync: what a source's log holds). */
+int state_put_noundo(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
 /* Commits durably (fsync) and frees the batch, also on failure. Returns 0 or -errno. */
 int state_batch_commit(StateBatch *b);
 /* Drops the batch's writes and frees it. Accepts NULL, returns NULL. */

@@ -92,7 +92,7 @@ done
 [ $kills -ge 4 ] || fail "only $kills kills happened during the workload"
 
 wait_for "both pipelines streaming" 60 streaming
-wait_synced a b 180 acc
+wait_synced a b ${SYNC_WAIT:-180} acc
 sleep 3
 c1=$(metric_sum cdcsync_events_total ab)/$(metric_sum cdcsync_events_total ba)
 sleep 5
