@@ -21,6 +21,7 @@
 #include "cdcsync/metrics.h"
 #include "cdcsync/notify.h"
 #include "cdcsync/pipeline.h"
+#include "cdcsync/bidi.h"
 #include "cdcsync/state.h"
 #include "cdcsync/status.h"
 
@@ -64,7 +65,10 @@ typedef struct {
 } Service;
 
 static int start_pipeline(Service *sv, const PipelineConf *pc, Pipeline **ret) {
-        int r = pipeline_start(pc, sv->state, sv->conf->state_dir, ret);
+        BidiPeers peers;
+        int r = bidi_peers(sv->conf, pc, &peers);
+        if (r == 0)
+                r = pipeline_start(pc, sv->state, sv->conf->state_dir, &peers, ret);
         if (r < 0) {
                 log_error(NULL, "pipeline %s: cannot start: %s", pc->name, strerror(-r));
                 return r;

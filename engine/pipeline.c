@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcsync/bidi.h"
 #include "cdcsync/connector.h"
 #include "cdcsync/log.h"
 #include "cdcsync/pipeline.h"
@@ -56,6 +57,8 @@ struct Pipeline {
         State *state;   /* shared store, borrowed; may be NULL */
         RowState *rows; /* this pipeline's view of state, NULL when state is NULL */
         PipelineStats stats;
+        BidiPeers peers;      /* echo marks of reverse pipelines (bidirectional sync) */
+        uint64_t echoes;      /* echo transactions dropped, engine thread only */
         char ctx[256];        /* "[pipeline=X source=Y sink=Z]" */
         char spill_dir[512];  /* state_dir/spill/<pipeline> */
         pthread_t supervisor;
@@ -242,7 +245,7 @@ static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
 static void *engine_main(void *arg) {
         Pipeline *p = arg;
         Event ev = {0};
-        bool in_txn = false, skip_txn = false, batch_open = false;
+        bool in_txn = false, skip_txn = false, batch_open = false, echo_txn = false;
         size_t batch_rows = 0;
         TxnInfo txn = {0};
         uint32_t seq = 0;
@@ -288,6 +291,15 @@ static void *engine_main(void *arg) {
                         /* The slot may resend transactions up to its confirmed position, which
                          * can trail the sink's checkpoint. */
                         skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0;
+                        /* Our reverse pipeline's own write coming back: never sent back. */
+                        echo_txn = !skip_txn && bidi_is_echo(&p->peers, txn.origin);
+                        if (echo_txn) {
+                                /* With row versions its changes still tell what the source holds. */
+                                skip_txn = !p->rows;
+                                p->echoes++;
+                                log_debug(p->ctx, "dropped echo transaction %llu (origin %s, %llu so far)",
+                                          (unsigned long long)txn.xid, txn.origin, (unsigned long long)p->echoes);
+                        }
                         if (skip_txn) {
                                 event_clear(&ev);
                                 continue;
@@ -308,7 +320,10 @@ static void *engine_main(void *arg) {
                         }
                         if (p->rows) {
                                 bool apply = true;
-                                r = rowstate_check(p->rows, &txn, &ev.change, seq, &apply, &err);
+                                if (echo_txn)
+                                        r = rowstate_echo(p->rows, &txn, &ev.change, seq, &apply, &err);
+                                else
+                                        r = rowstate_check(p->rows, &txn, &ev.change, seq, &apply, &err);
                                 if (r < 0)
                                         goto fail;
                                 seq++;
@@ -595,6 +610,10 @@ static void *supervisor_main(void *arg) {
                 if (r == 0 || atomic_load(&p->stop))
                         break;
                 stats_count_error(&p->stats, err.kind[0] ? err.kind : "internal", err.message);
+                /* Bidirectional: a row the sink lacks or already has is a write on the sink that
+                 * the reverse pipeline had not read yet; once it has, the change is decided again. */
+                if (p->peers.reverse[0] && strcmp(err.kind, "data") == 0)
+                        err.retriable = true;
                 if (!err.retriable) {
                         log_error(p->ctx, "%s — the pipeline is stopped until this is fixed", err.message);
                         set_state(p, PIPELINE_FAILED);
@@ -630,7 +649,8 @@ void pipeline_io_streaming(PipelineIO *io, bool snapshot) {
         set_state(io->p, snapshot ? PIPELINE_SNAPSHOT : PIPELINE_STREAMING);
 }
 
-int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, Pipeline **ret) {
+int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, const BidiPeers *peers,
+                   Pipeline **ret) {
         Pipeline *p = calloc(1, sizeof(*p));
         int r;
         if (!p)
@@ -638,6 +658,8 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         p->conf = conf;
         p->io.p = p;
         p->state = state;
+        if (peers)
+                p->peers = *peers;
         p->source_ops = connector_source(conf->source->type);
         p->sink_ops = connector_sink(conf->sink->type);
         if (!p->source_ops || !p->sink_ops) {
@@ -665,7 +687,8 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         }
         if (state) {
                 CdcError err;
-                r = rowstate_new(state, conf, &p->rows);
+                RowStateBidi bidi = {.reverse = p->peers.reverse, .state_dir = state_dir, .stats = &p->stats};
+                r = rowstate_new(state, conf, &bidi, &p->rows);
                 if (r < 0) {
                         (void)err;
                         goto fail;

@@ -322,6 +322,18 @@ int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, 
         return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
 }
 
+int state_get_other(StateBatch *b, const char *pipeline, const char *table, const void *key, size_t keylen,
+                    Version *ret, bool *ret_found) {
+        uint8_t prefix[1 + STATE_NAME_MAX], rk[KEY_MAX];
+        size_t pl, rl;
+        int r = encode_prefix(pipeline, prefix, &pl);
+        if (r == 0)
+                r = row_key(prefix, pl, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
+}
+
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
         uint8_t rk[KEY_MAX], uk[KEY_MAX], val[1 + VERSION_ENCODED_MAX];
         size_t rl, ul;
@@ -365,6 +377,19 @@ int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, 
                 return n;
         k = (MDB_val){rl, rk};
         v = (MDB_val){(size_t)n, val};
+        return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
+}
+
+int state_put_noundo(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
+        uint8_t rk[KEY_MAX], val[VERSION_ENCODED_MAX];
+        size_t rl;
+        int r = row_key(b->prefix, b->prefix_len, table, key, keylen, rk, &rl);
+        if (r < 0)
+                return r;
+        int n = version_encode(ver, val, sizeof(val));
+        if (n < 0)
+                return n;
+        MDB_val k = {rl, rk}, v = {(size_t)n, val};
         return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
 }
 

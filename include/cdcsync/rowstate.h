@@ -4,20 +4,37 @@
 
 #include "cdcsync/conf.h"
 #include "cdcsync/connector.h"
+#include "cdcsync/stats.h"
 
 typedef struct RowState RowState;
 typedef struct State State;
 
-/* One pipeline's view of the shared state store. st is borrowed. */
-int rowstate_new(State *st, const PipelineConf *conf, RowState **ret);
+/* Bidirectional sync (see rowstate.c's DESIGN): what a pipeline with a reverse pipeline needs. */
+typedef struct {
+        const char *reverse;   /* the reverse pipeline's name; NULL or "": one-way (no conflicts) */
+        const char *state_dir; /* conflicts.jsonl is written here */
+        PipelineStats *stats;  /* borrowed, may be NULL: conflicts are counted there */
+} RowStateBidi;
+
+/* One pipeline's view of the shared state store. st, conf and what bidi points to are borrowed
+ * (copied where needed); bidi may be NULL. */
+int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, RowState **ret);
 RowState *rowstate_free(RowState *rs);
 /* On attempt start: makes the versions agree with the sink's committed position. */
 int rowstate_recover(RowState *rs, Position sink_pos, bool sink_found, CdcError *err);
 int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err);
 /* Decides whether change c, the seq-th change of source transaction txn, is applied (*ret_apply)
- * and records its version in the open batch. */
-int rowstate_check(RowState *rs, const TxnInfo *txn, const Change *c, uint32_t seq, bool *ret_apply,
+ * and records its version in the open batch. In bidirectional sync c may be rewritten so that it
+ * fits what the sink holds: an update of a row the sink deleted → insert, an insert of a key the
+ * sink holds → update (a delete of a deleted row is not applied). */
+int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply,
                    CdcError *err);
+/* Bidirectional sync: change c of an echo transaction (the reverse pipeline's own write read back
+ * from our source) updates what we know our source holds; *ret_forward true when it must still
+ * go to the sink (c possibly rewritten as in rowstate_check): the reverse pipeline overwrote an
+ * application write it had not seen, so the sink must get the image the source was left with. */
+int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_forward,
+                  CdcError *err);
 /* Durably records the batch (ending at end) BEFORE the sink commits it. */
 int rowstate_batch_commit(RowState *rs, Position end, CdcError *err);
 void rowstate_batch_abort(RowState *rs);

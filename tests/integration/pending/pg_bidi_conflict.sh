@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Bidirectional sync with conflicts and crashes: applications on both PostgreSQL clusters update
+# the same rows at the same moments, delete rows the other side updates and insert the same keys,
+# while the service is killed with SIGKILL and restarted several times. Once the writes stop,
+# both sides must end with equal ordered contents, the counters of both pipelines must stand
+# still (no loop), and conflicts must have been counted in the metrics and recorded in
+# state_dir/conflicts.jsonl.
+#
+# PENDING — not run by ctest (only tests/integration/test_*.sh are): it FAILS today. A few rows
+# (about 8 of 247) end different, because the engine decides against its knowledge of what the
+# sink holds, which lags application writes on the sink by the reverse pipeline's read latency.
+# Run it by hand: CDCSYNC=build/cdcsync bash tests/integration/pending/pg_bidi_conflict.sh
+source "$(dirname "$0")/../lib.sh"
+
+pg_start a
+pg_start b
+for n in a b; do
+  psql_on $n <<'SQL'
+CREATE TABLE acc (id int PRIMARY KEY, v text, n int NOT NULL);
+INSERT INTO acc SELECT g, 'init' || g, 0 FROM generate_series(1, 200) g;
+SQL
+done
+MPORT=$(free_port)
+
+cat >"$WORK/cdcsync.conf" <<CONF
+[service]
+state_dir = $WORK/state
+metrics_listen = 127.0.0.1:$MPORT
+
+[connector.a]
+type = postgres
+dsn = $(pg_dsn a)
+
+[connector.b]
+type = postgres
+dsn = $(pg_dsn b)
+
+[pipeline.ab]
+source = a
+sink = b
+tables = public.acc
+snapshot = never
+conflict = version_vector
+resolve = timestamp
+
+[pipeline.ba]
+source = b
+sink = a
+tables = public.acc
+snapshot = never
+conflict = version_vector
+resolve = timestamp
+CONF
+
+# The same keys on both sides: every statement can meet a concurrent write of the other side.
+cat >"$WORK/work.sql" <<'SQL'
+\set id random(1, 260)
+\set op random(1, 10)
+BEGIN;
+INSERT INTO acc VALUES (:id, 's' || :side || md5(random()::text), 1)
+  ON CONFLICT (id) DO UPDATE SET v = excluded.v, n = acc.n + 1;
+UPDATE acc SET n = n + 1, v = 's' || :side || n WHERE id = (:id * 7) % 260 + 1;
+DELETE FROM acc WHERE id = (:id * 13) % 260 + 1 AND :op <= 3;
+COMMIT;
+SQL
+
+metric_sum() { # metric_sum NAME PIPELINE: the sum of a counter over its labels
+  curl -sf "http://127.0.0.1:$MPORT/metrics" |
+    awk -v m="$1" -v p="pipeline=\"$2\"" 'index($0, m "{") == 1 && index($0, p) { s += $2 } END { print s + 0 }'
+}
+streaming() { curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null; }
+
+service_start
+wait_for "both pipelines streaming" 60 streaming
+pids=()
+for n in a b; do
+  dir=PG_${n}_DIR port=PG_${n}_PORT
+  pgbench -n -h "${!dir}" -p "${!port}" -U postgres -c 2 -j 1 -T 25 -R 150 -D side="$([ $n = a ] && echo 1 || echo 2)" --max-tries=20 \
+    -f "$WORK/work.sql" postgres >"$WORK/pgbench_$n.log" 2>&1 &
+  pids+=($!)
+done
+
+kills=0
+while kill -0 "${pids[0]}" 2>/dev/null || kill -0 "${pids[1]}" 2>/dev/null; do
+  sleep "$(python3 -c 'import random; print(round(random.uniform(2.0, 4.0), 2))')"
+  kill -0 "${pids[0]}" 2>/dev/null || break
+  service_kill9
+  kills=$((kills + 1))
+  log "kill -9 #$kills"
+  sleep 0.3
+  service_start
+done
+for n in a b; do
+  wait "${pids[0]}" || fail "pgbench on $n failed: $(tail -3 "$WORK/pgbench_$n.log")"
+  pids=("${pids[@]:1}")
+done
+[ $kills -ge 4 ] || fail "only $kills kills happened during the workload"
+
+wait_for "both pipelines streaming" 60 streaming
+wait_synced a b ${SYNC_WAIT:-180} acc
+sleep 3
+c1=$(metric_sum cdcsync_events_total ab)/$(metric_sum cdcsync_events_total ba)
+sleep 5
+c2=$(metric_sum cdcsync_events_total ab)/$(metric_sum cdcsync_events_total ba)
+log "events ab/ba after the writes: $c1 then $c2"
+[ "$c1" = "$c2" ] || fail "counters still move after the writes stopped: a loop"
+assert_tables_equal a b acc
+
+# Conflicts: counted since the last restart, and every one recorded (across restarts).
+conflicts=$(($(metric_sum cdcsync_conflicts_total ab) + $(metric_sum cdcsync_conflicts_total ba)))
+records=$(wc -l <"$WORK/state/conflicts.jsonl" 2>/dev/null || echo 0)
+logged=$(grep -c "conflict on public.acc" "$WORK/service.log" || true)
+log "$kills kills; conflicts counted since the last start: $conflicts; recorded: $records; logged: $logged"
+[ "$records" -gt 0 ] || fail "no conflict recorded in conflicts.jsonl"
+[ "$logged" -ge "$records" ] || fail "conflicts recorded but not logged"
+python3 - "$WORK/state/conflicts.jsonl" <<'PY' || fail "conflicts.jsonl is not valid JSON lines"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    assert r["table"] == "public.acc" and r["winner"] in ("incoming", "sink"), r
+    assert r["sink_version"]["vv"].startswith("{") and r["incoming_version"]["vv"].startswith("{"), r
+PY
+service_stop
+finish

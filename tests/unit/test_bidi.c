@@ -1,0 +1,230 @@
+/* Tests of bidirectional sync: echo marks from the conf, and the row versions of two pipelines in
+ * opposite directions (conflicts decided, changes rewritten, one's recovery sparing the other's
+ * rows). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cdcsync/bidi.h"
+#include "cdcsync/rowstate.h"
+#include "cdcsync/state.h"
+
+static ConnectorConf conns[3];
+static PipelineConf pipes[4];
+static Conf conf;
+
+static void make_conf(void) {
+        memset(conns, 0, sizeof(conns));
+        memset(pipes, 0, sizeof(pipes));
+        conns[0] = (ConnectorConf){.name = "a", .type = "postgres"};
+        conns[1] = (ConnectorConf){.name = "b", .type = "mysql", .server_id = 4242};
+        conns[2] = (ConnectorConf){.name = "c", .type = "postgres"};
+        /* ab and ba are reverse pipelines; bc has none (a chain a→b→c) */
+        const char *spec[4][3] = {{"ab", "a", "b"}, {"ba", "b", "a"}, {"bc", "b", "c"}, {"ab2", "a", "b"}};
+        for (int i = 0; i < 4; i++) {
+                pipes[i].name = (char *)spec[i][0];
+                pipes[i].source_name = (char *)spec[i][1];
+                pipes[i].sink_name = (char *)spec[i][2];
+                pipes[i].source = &conns[spec[i][1][0] - 'a'];
+                pipes[i].sink = &conns[spec[i][2][0] - 'a'];
+                pipes[i].batch_max_rows = 100;
+        }
+        conf = (Conf){.connectors = conns, .nconnectors = 3, .pipelines = pipes, .npipelines = 3};
+}
+
+static void test_marks(void **state) {
+        (void)state;
+        BidiPeers p;
+        make_conf();
+        /* ab reads a; ba writes a (a PostgreSQL sink): its mark is its replication origin */
+        assert_int_equal(bidi_peers(&conf, &pipes[0], &p), 0);
+        assert_int_equal(p.nmarks, 1);
+        assert_string_equal(p.marks[0], "cdcsync_ba");
+        assert_string_equal(p.reverse, "ba");
+        assert_true(bidi_is_echo(&p, "cdcsync_ba"));
+        assert_false(bidi_is_echo(&p, "cdcsync_ab"));
+        assert_false(bidi_is_echo(&p, ""));
+        /* ba reads b; ab writes b (a MySQL sink): its mark is b's server_id */
+        assert_int_equal(bidi_peers(&conf, &pipes[1], &p), 0);
+        assert_int_equal(p.nmarks, 1);
+        assert_string_equal(p.marks[0], "4242");
+        assert_string_equal(p.reverse, "ab");
+        /* a chain: bc forwards whatever ab wrote into b */
+        assert_int_equal(bidi_peers(&conf, &pipes[2], &p), 0);
+        assert_int_equal(p.nmarks, 0);
+        assert_string_equal(p.reverse, "");
+        assert_false(bidi_is_echo(&p, "4242"));
+        /* two pipelines a→b: both marks are echoes for ba */
+        conf.npipelines = 4;
+        assert_int_equal(bidi_peers(&conf, &pipes[1], &p), 0);
+        assert_int_equal(p.nmarks, 2);
+        assert_true(bidi_is_echo(&p, "4242"));
+}
+
+/* ---- row versions of ab (a→b) and ba (b→a), both PostgreSQL ---- */
+
+static char dir[64];
+static Table *tbl;
+
+static int setup(void **state) {
+        (void)state;
+        snprintf(dir, sizeof(dir), "/tmp/cdcsync-bidi-XXXXXX");
+        if (!mkdtemp(dir))
+                return -1;
+        make_conf();
+        conns[1].type = "postgres";
+        tbl = table_new("public", "t", 2);
+        tbl->cols[0].name = strdup("id");
+        tbl->cols[0].key = true;
+        tbl->cols[1].name = strdup("v");
+        return 0;
+}
+
+static int teardown(void **state) {
+        (void)state;
+        char path[128];
+        const char *files[] = {"data.mdb", "lock.mdb", "conflicts.jsonl"};
+        for (size_t i = 0; i < 3; i++) {
+                snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+                unlink(path);
+        }
+        tbl = table_unref(tbl);
+        return rmdir(dir);
+}
+
+static Change mk(ChangeOp op, const char *id, const char *v) {
+        Change c = {.op = op, .table = table_ref(tbl)};
+        Value *vals = values_new(2);
+        assert_int_equal(value_set(&vals[0], id, strlen(id)), 0);
+        if (v)
+                assert_int_equal(value_set(&vals[1], v, strlen(v)), 0);
+        if (op == CHANGE_DELETE)
+                c.before = vals;
+        else
+                c.after = vals;
+        return c;
+}
+
+/* Runs one change of a one-change transaction through rs as its own batch; returns whether it
+ * applies, and the op it applies as in *ret_op. */
+static bool run(RowState *rs, uint64_t *batch, uint64_t lsn, int64_t ts, ChangeOp op, const char *id, ChangeOp *ret_op) {
+        CdcError err;
+        TxnInfo txn = {.xid = lsn, .commit_pos = {0, lsn}, .commit_ts = ts};
+        Change c = mk(op, id, "x");
+        bool apply = false;
+        assert_int_equal(rowstate_batch_begin(rs, ++*batch, &err), 0);
+        assert_int_equal(rowstate_check(rs, &txn, &c, 0, &apply, &err), 0);
+        assert_int_equal(rowstate_batch_commit(rs, txn.commit_pos, &err), 0);
+        if (ret_op)
+                *ret_op = c.op;
+        change_clear(&c);
+        return apply;
+}
+
+static uint64_t conflicts(PipelineStats *st) {
+        uint64_t n = 0;
+        for (int i = 0; i < STATS_CONFLICT_KINDS; i++)
+                n += atomic_load(&st->conflicts[i]);
+        return n;
+}
+
+static void echo(RowState *rs, uint64_t *batch, uint64_t lsn, ChangeOp op, const char *id, bool expect_forward) {
+        CdcError err;
+        TxnInfo txn = {.xid = lsn, .commit_pos = {0, lsn}, .commit_ts = 1};
+        Change c = mk(op, id, "x");
+        bool fwd = !expect_forward;
+        assert_int_equal(rowstate_batch_begin(rs, ++*batch, &err), 0);
+        assert_int_equal(rowstate_echo(rs, &txn, &c, 0, &fwd, &err), 0);
+        assert_int_equal(rowstate_batch_commit(rs, txn.commit_pos, &err), 0);
+        assert_int_equal(fwd, expect_forward);
+        change_clear(&c);
+}
+
+static void test_conflicts(void **state) {
+        (void)state;
+        State *st;
+        RowState *ab, *ba;
+        uint64_t nab = 0, nba = 0;
+        ChangeOp op;
+        CdcError err;
+        PipelineStats sab, sba;
+        Version v;
+        bool found = false;
+        const uint8_t key[5] = {1, 0, 0, 0, '1'};
+        stats_init(&sab, "ab");
+        stats_init(&sba, "ba");
+        assert_int_equal(state_open(dir, &st), 0);
+        RowStateBidi bab = {.reverse = "ba", .state_dir = dir, .stats = &sab};
+        RowStateBidi bba = {.reverse = "ab", .state_dir = dir, .stats = &sba};
+        assert_int_equal(rowstate_new(st, &pipes[0], &bab, &ab), 0);
+        assert_int_equal(rowstate_new(st, &pipes[1], &bba, &ba), 0);
+
+        /* a inserts 1, applied to b; ba reads that echo from b, then b's update of 1: causal */
+        assert_true(run(ab, &nab, 100, 1000, CHANGE_INSERT, "1", &op));
+        assert_int_equal(op, CHANGE_INSERT);
+        echo(ba, &nba, 400, CHANGE_INSERT, "1", false);
+        assert_true(run(ba, &nba, 500, 2000, CHANGE_UPDATE, "1", &op));
+        assert_int_equal(op, CHANGE_UPDATE);
+        assert_int_equal(conflicts(&sab) + conflicts(&sba), 0);
+        /* a replay is skipped */
+        assert_false(run(ab, &nab, 100, 1000, CHANGE_INSERT, "1", NULL));
+
+        /* a updates 1 without having seen b's update: concurrent, b's later one stays on b */
+        assert_false(run(ab, &nab, 300, 1500, CHANGE_UPDATE, "1", NULL));
+        assert_int_equal(conflicts(&sab), 1);
+        /* b deletes 1, concurrent with a's update and later: the delete wins on a */
+        assert_true(run(ba, &nba, 600, 2500, CHANGE_DELETE, "1", &op));
+        assert_int_equal(op, CHANGE_DELETE);
+        assert_int_equal(conflicts(&sba), 1);
+        /* a updates 1 again, later than the delete: it wins on b, where the row is gone: insert */
+        assert_true(run(ab, &nab, 700, 3000, CHANGE_UPDATE, "1", &op));
+        assert_int_equal(op, CHANGE_INSERT);
+        assert_int_equal(conflicts(&sab), 2);
+
+        /* ba's recovery to 500 undoes ba's rows of its batch at 600 only */
+        assert_int_equal(rowstate_recover(ba, (Position){0, 500}, true, &err), 0);
+        assert_int_equal(state_lookup(st, "ab", "a/public.t", key, 5, &v, &found), 0);
+        assert_true(found);
+        assert_int_equal(vclock_get(&v.vv, "a"), 700); /* ab's rows untouched */
+        assert_int_equal(state_lookup(st, "ba", "a/public.t", key, 5, &v, &found), 0);
+        assert_true(found);
+        assert_false(v.deleted); /* what ba made a hold at 500 */
+        assert_int_equal(vclock_get(&v.vv, "b"), 500);
+        assert_int_equal(state_lookup(st, "ba", "b!/public.t", key, 5, &v, &found), 0);
+        assert_true(found);
+        assert_true(v.deleted); /* a fact of b's log stays */
+        assert_int_equal(vclock_get(&v.vv, "b"), 600);
+        rowstate_free(ab);
+        rowstate_free(ba);
+        state_free(st);
+
+        /* every conflict is a JSON line */
+        char path[128], line[4096];
+        snprintf(path, sizeof(path), "%s/conflicts.jsonl", dir);
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        int lines = 0;
+        while (fgets(line, sizeof(line), f)) {
+                assert_non_null(strstr(line, "\"table\":\"public.t\""));
+                lines++;
+        }
+        fclose(f);
+        assert_int_equal(lines, 3);
+        stats_destroy(&sab);
+        stats_destroy(&sba);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_marks),
+                cmocka_unit_test_setup_teardown(test_conflicts, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
