@@ -578,10 +578,10 @@ static void buf_source(Buf *b, const Change *c, const TxnInfo *txn, const Envelo
         buf_puts(b, ",\"snapshot\":");
         buf_cstr(b, txn->snapshot ? "true" : "false");
         buf_puts(b, ",\"db\":");
-        if (src->db)
-                buf_cstr(b, src->db);
-        else if (mysql)
+        if (mysql) /* a MySQL table's database is its schema, whatever the connector's default */
                 buf_cstr(b, c->table->schema);
+        else if (src->db)
+                buf_cstr(b, src->db);
         else
                 buf_puts(b, "null");
         if (src->sequence) {
@@ -594,10 +594,32 @@ static void buf_source(Buf *b, const Change *c, const TxnInfo *txn, const Envelo
         }
         buf_puts(b, ",\"table\":");
         buf_cstr(b, c->table->name);
-        buf_puts(b, ",\"txId\":");
-        buf_int(b, (int64_t)txn->xid);
-        buf_puts(b, mysql ? ",\"pos\":" : ",\"lsn\":");
-        buf_cstr(b, src->pos_text ? src->pos_text : "");
+        if (mysql) {
+                /* Debezium's MySQL form: the binlog file and the offset in it, as two fields. */
+                const char *pt = src->pos_text ? src->pos_text : "";
+                const char *colon = strrchr(pt, ':');
+                char *end = NULL;
+                errno = 0;
+                unsigned long long off = colon ? strtoull(colon + 1, &end, 10) : 0;
+                buf_puts(b, ",\"file\":");
+                if (colon && end != colon + 1 && *end == '\0' && !errno) {
+                        buf_str(b, pt, (size_t)(colon - pt));
+                        buf_puts(b, ",\"pos\":");
+                        char num[32];
+                        snprintf(num, sizeof(num), "%llu", off);
+                        buf_puts(b, num);
+                } else {
+                        buf_cstr(b, pt);
+                        buf_puts(b, ",\"pos\":null");
+                }
+                buf_puts(b, ",\"txId\":");
+                buf_int(b, (int64_t)txn->xid);
+        } else {
+                buf_puts(b, ",\"txId\":");
+                buf_int(b, (int64_t)txn->xid);
+                buf_puts(b, ",\"lsn\":");
+                buf_cstr(b, src->pos_text ? src->pos_text : "");
+        }
         if (src->vclock) {
                 buf_puts(b, ",\"vclock\":{");
                 for (uint32_t i = 0; i < src->vclock->n; i++) {

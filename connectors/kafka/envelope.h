@@ -18,8 +18,9 @@
 typedef struct {
         const char *connector; /* "postgresql" or "mysql" (Debezium's names) */
         const char *name;      /* the source connector's name in the conf */
-        const char *db;        /* database name; NULL: null (MySQL: the table's schema is used) */
-        const char *pos_text;  /* the change's own position ("0/16B3748", "mysql-bin.000002:344"),
+        const char *db;        /* database name; NULL: null. MySQL: ignored, the table's schema is its db */
+        const char *pos_text;  /* the change's own position ("0/16B3748", "mysql-bin.000002:344": MySQL
+                                * sends it as "file" and "pos" fields),
                                 * or the commit position when the change's is unknown */
         const char *sequence;  /* "[\"<commit position>\",\"<index in txn>\"]" as Debezium's
                                 * "sequence"; NULL: omitted */

@@ -499,9 +499,10 @@ static int delivery_error(Sink *k, CdcError *err) {
 }
 
 /* Queues one message (copies key, value; takes hdrs). A full local queue is waited out by
- * serving delivery reports, for at most the delivery timeout. */
+ * serving delivery reports, for at most the delivery timeout. c: the change the message is of
+ * (NULL for a checkpoint), named in errors so an operator finds the row. */
 static int produce(Sink *k, const char *topic, const char *key, const char *value, rd_kafka_headers_t *hdrs,
-                   CdcError *err) {
+                   const Change *c, CdcError *err) {
         int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
         for (;;) {
                 rd_kafka_resp_err_t e =
@@ -517,6 +518,13 @@ static int produce(Sink *k, const char *topic, const char *key, const char *valu
                 if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         if (hdrs)
                                 rd_kafka_headers_destroy(hdrs);
+                        if (c)
+                                return cdc_error(err, -EIO, err_retriable(e), err_kind(e),
+                                                 "cannot produce a change of table %s.%s (key %.200s, %zu bytes) to "
+                                                 "topic %s: %s",
+                                                 c->table->schema, c->table->name, key ? key : "none",
+                                                 (value ? strlen(value) : 0) + (key ? strlen(key) : 0), topic,
+                                                 rd_kafka_err2str(e));
                         return cdc_error(err, -EIO, err_retriable(e), err_kind(e), "cannot produce to topic %s: %s",
                                          topic, rd_kafka_err2str(e));
                 }
@@ -556,9 +564,9 @@ static int produce_change(Sink *k, const char *topic, const TxnInfo *txn, const 
                               strerror(-r));
                 goto out;
         }
-        r = produce(k, topic, key, value, make_headers(k), err);
+        r = produce(k, topic, key, value, make_headers(k), c, err);
         if (r == 0 && c->op == CHANGE_DELETE && key)
-                r = produce(k, topic, key, NULL, make_headers(k), err);
+                r = produce(k, topic, key, NULL, make_headers(k), c, err);
 out:
         free(key);
         free(value);
@@ -651,7 +659,7 @@ static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const 
         json_decref(j);
         if (!value)
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
-        r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, err);
+        r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, NULL, err);
         free(value);
         if (r == 0)
                 r = wait_delivered(k, err);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reads a PostgreSQL → Kafka pipeline's topics back with kcat and checks them against the source.
+"""Reads a PostgreSQL or MySQL → Kafka pipeline's topics back with kcat and checks them against the source.
 
 Checks every message's envelope (fields, key, headers, op), the tombstone after each delete, the
 per-key order (first deliveries of a key's changes in one partition, in source order), and that
@@ -11,8 +11,11 @@ from decimal import Decimal
 
 P = argparse.ArgumentParser()
 P.add_argument("--bootstrap", required=True)
-P.add_argument("--pghost", required=True)
-P.add_argument("--pgport", required=True)
+P.add_argument("--source", default="pg", choices=["pg", "mysql"])
+P.add_argument("--pghost")
+P.add_argument("--pgport")
+P.add_argument("--mysock", help="a MariaDB server's socket (--source mysql; user root)")
+P.add_argument("--mydb", default="test")
 P.add_argument("--connector", required=True)
 P.add_argument("--mode", default="quiet", choices=["quiet", "report"])
 P.add_argument("--require-op", action="append", default=[], help="TABLE:OP that must occur")
@@ -34,9 +37,75 @@ def psql(sql):
                           text=True).stdout
 
 
+def mysql(sql):
+    return subprocess.run(["mariadb", f"--socket={A.mysock}", "-uroot", "-N", "-B", "-r",
+                           "--default-character-set=utf8mb4", "-e", "SET time_zone = '+00:00'; " + sql], check=True,
+                          capture_output=True, text=True).stdout
+
+
 def lsn(text):
+    """A position header in a comparable form: a PostgreSQL LSN, or MySQL's FILE.NNNNNN:OFFSET."""
+    if A.source == "mysql":
+        f, off = text.rsplit(":", 1)
+        return (int(f.rsplit(".", 1)[1]), int(off))
     hi, lo = text.split("/")
     return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def myq(ident):
+    return "`" + ident.replace("`", "``") + "`"
+
+
+MY_BIN = ("binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob")
+MY_NUM = ("tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "float", "double", "year")
+
+
+def my_norm(dtype, v):
+    """A MySQL source value (as selected by my_table) or an envelope value in one comparable form."""
+    if v is None:
+        return None
+    if dtype in MY_NUM:
+        return Decimal(str(v))
+    if dtype in ("datetime", "timestamp"):
+        return datetime.datetime.fromisoformat(v[:-1] if v.endswith("Z") else v)
+    if dtype == "json" or dtype == "longtext" and isinstance(v, str) and v[:1] in "[{":
+        return json.loads(v, parse_float=Decimal) if isinstance(v, str) else v
+    return v
+
+
+def my_table(schema, name):
+    """Column types, key columns and rows (normal forms) of a MySQL table."""
+    cols = [l.split("\t") for l in mysql(
+        f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{schema}' "
+        f"AND table_name = '{name}' ORDER BY ordinal_position").splitlines()]
+    types = dict(cols)
+    keycols = mysql(f"SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = '{schema}' "
+                    f"AND table_name = '{name}' AND constraint_name = 'PRIMARY' ORDER BY ordinal_position").split()
+    exprs = []
+    for c, t in cols:
+        q = myq(c)
+        if t in MY_BIN:
+            e = f"HEX({q})"
+        elif t in ("datetime", "timestamp"):
+            e = f"DATE_FORMAT({q}, '%Y-%m-%d %H:%i:%s.%f')"
+        elif t in MY_NUM:
+            e = f"CAST({q} AS CHAR)"
+        else:
+            e = q
+        exprs.append(f"'{c}', {e}")
+    rows = [json.loads(l, parse_float=Decimal) for l in mysql(
+        f"SELECT JSON_OBJECT({', '.join(exprs)}) FROM {myq(schema)}.{myq(name)}").splitlines() if l.strip()]
+    return types, keycols, [{c: my_norm(types[c], v) for c, v in r.items()} for r in rows]
+
+
+def my_env_row(types, row):
+    out = {}
+    for c, v in row.items():
+        if types[c] in MY_BIN and v is not None:
+            out[c] = base64.b64decode(v).hex().upper()
+        else:
+            out[c] = my_norm(types[c], v)
+    return out
 
 
 def kcat(topic):
@@ -76,13 +145,19 @@ total = repeats = tombstones = placeholders = 0
 ops_seen = collections.Counter()
 for table in A.tables:
     schema, name = table.split(".")
-    types = dict(l.split("|", 1) for l in psql(
+    if A.source == "mysql":
+        types, keycols, my_rows = my_table(schema, name)
+    else:
+      types = dict(l.split("|", 1) for l in psql(
         f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{schema}' "
         f"AND table_name = '{name}'").splitlines())
-    keycols = psql(f"SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
+      keycols = psql(f"SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
                    f"a.attnum = ANY(i.indkey) WHERE i.indrelid = '{schema}.{name}'::regclass AND i.indisprimary "
                    f"ORDER BY array_position(i.indkey, a.attnum)").split()
     topic = f"cdc.{A.connector}.{schema}.{name}"
+    if A.source == "mysql" and not keycols:
+        problem(f"{table}: no primary key (the checker needs one)")
+        continue
     msgs = kcat(topic)
     if msgs is None:
         problem(f"{topic}: cannot be read")
@@ -118,14 +193,27 @@ for table in A.tables:
             continue
         s, op = v["source"], v["op"]
         ops_seen[(table, op)] += 1
-        want = {"connector": "postgresql", "name": A.connector, "db": "postgres", "schema": schema, "table": name,
-                "snapshot": "true" if op == "r" else "false"}
+        if A.source == "mysql":
+            want = {"connector": "mysql", "name": A.connector, "db": schema, "table": name,
+                    "snapshot": "true" if op == "r" else "false"}
+            if "schema" in s or "lsn" in s:
+                problem(f"{where}: a MySQL source block with schema/lsn: {s}")
+            # file/pos: where the change's transaction commits in the binlog, as the header says
+            hp = hdr.get("cdcsync.position", "")
+            if not isinstance(s.get("pos"), int) or f"{s.get('file')}:{s.get('pos')}" != hp or \
+                    not re.match(r"^[^:]+\.[0-9]{6}$", str(s.get("file"))):
+                problem(f"{where}: source file/pos {s.get('file')!r}/{s.get('pos')!r}, header position {hp!r}")
+        else:
+            want = {"connector": "postgresql", "name": A.connector, "db": "postgres", "schema": schema,
+                    "table": name, "snapshot": "true" if op == "r" else "false"}
+            if not re.match(r"^[0-9A-F]+/[0-9A-F]+$", s.get("lsn", "")):
+                problem(f"{where}: source.lsn malformed: {s}")
         for f, w in want.items():
             if s.get(f) != w:
                 problem(f"{where}: source.{f} is {s.get(f)!r}, want {w!r}")
         if not isinstance(s.get("txId"), int) or not isinstance(s.get("ts_ms"), int) or \
-                not isinstance(v["ts_ms"], int) or not re.match(r"^[0-9A-F]+/[0-9A-F]+$", s.get("lsn", "")):
-            problem(f"{where}: source txId/ts_ms/lsn or ts_ms malformed: {s}")
+                not isinstance(v["ts_ms"], int):
+            problem(f"{where}: source txId/ts_ms or ts_ms malformed: {s}")
         seq = json.loads(s.get("sequence", "null"))
         if seq != [hdr.get("cdcsync.position"), hdr.get("cdcsync.sequence")]:
             problem(f"{where}: source.sequence {seq} does not match the headers")
@@ -185,10 +273,19 @@ for table in A.tables:
                     else:
                         after[c] = old[c]
             state[m["key"]] = after
-    src = json.loads(psql(f"SELECT coalesce(json_agg(t), '[]') FROM {schema}.{name} t") or "[]", parse_float=Decimal)
-    want = {json.dumps({c: r[c] for c in keycols}, default=str): norm_row(types, r, True) for r in src}
-    got = {json.dumps(json.loads(k, parse_float=Decimal), default=str): norm_row(types, r, False)
-           for k, r in state.items()}
+    if A.source == "mysql":
+        src = my_rows
+        want = {json.dumps([r[c] for c in keycols], default=str): r for r in src}
+        got = {}
+        for r in state.values():
+            n = my_env_row(types, r)
+            got[json.dumps([n[c] for c in keycols], default=str)] = n
+    else:
+        src = json.loads(psql(f"SELECT coalesce(json_agg(t), '[]') FROM {schema}.{name} t") or "[]",
+                         parse_float=Decimal)
+        want = {json.dumps({c: r[c] for c in keycols}, default=str): norm_row(types, r, True) for r in src}
+        got = {json.dumps(json.loads(k, parse_float=Decimal), default=str): norm_row(types, r, False)
+               for k, r in state.items()}
     if want != got:
         missing = [k for k in want if k not in got]
         extra = [k for k in got if k not in want]

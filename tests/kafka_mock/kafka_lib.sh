@@ -7,10 +7,10 @@ MOCK_PID=""
 # Stops the mock before lib.sh's cleanup (which keeps the exit status).
 trap 'rc=$?; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
 
-# Starts 3 mock brokers; sets KAFKA_BOOTSTRAP. The mock cannot CreateTopics (the sink then warns and
+# Starts 3 mock brokers (ids 1..3) with the control pipe $WORK/kafka.ctl; sets KAFKA_BOOTSTRAP. The mock cannot CreateTopics (the sink then warns and
 # relies on auto-creation), so the checkpoint topic is made here with its one partition.
 kafka_mock_start() {
-  "$KAFKA_MOCK" -b 3 -p "$WORK/kafka.bootstrap" -t cdcsync.checkpoints:1 "$@" >"$WORK/kafka_mock.out" 2>"$WORK/kafka_mock.log" &
+  "$KAFKA_MOCK" -b 3 -p "$WORK/kafka.bootstrap" -c "$WORK/kafka.ctl" -t cdcsync.checkpoints:1 "$@" >"$WORK/kafka_mock.out" 2>"$WORK/kafka_mock.log" &
   MOCK_PID=$!
   wait_for "the mock kafka cluster" 20 test -s "$WORK/kafka.bootstrap"
   KAFKA_BOOTSTRAP=$(cat "$WORK/kafka.bootstrap")
@@ -24,4 +24,13 @@ kafka_check() {
   local dir="PG_${name}_DIR" port="PG_${name}_PORT"
   python3 "$SRCDIR/tests/kafka_mock/kafka_check.py" --bootstrap "$KAFKA_BOOTSTRAP" --pghost "${!dir}" \
     --pgport "${!port}" --connector "$name" --mode "$mode" "$@"
+}
+
+# kafka_ctl "down 1" | "up 1" — sends a command to the mock and waits for its "ok" answer.
+kafka_ctl() {
+  local n
+  n=$(grep -c "^ok \|^error" "$WORK/kafka_mock.out" || true)
+  printf '%s\n' "$1" >"$WORK/kafka.ctl"
+  wait_for "the mock's answer to '$1'" 10 bash -c "[ \$(grep -c '^ok \|^error' '$WORK/kafka_mock.out') -gt $n ]"
+  tail -n 1 "$WORK/kafka_mock.out" | grep -q "^ok $1\$" || fail "kafka mock: '$1': $(tail -n 1 "$WORK/kafka_mock.out")"
 }

@@ -1,15 +1,22 @@
 /* A throwaway Kafka cluster for the integration tests: librdkafka's in-process mock brokers,
  * served on loopback until SIGTERM.
  *
- * Usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE]
+ * Usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE] [-c FIFO]
+ * With -c, commands are read from the named pipe FIFO (created if absent), one a line:
+ * "down ID" / "up ID" take broker ID (1..BROKERS) off the network or back; each answered by a
+ * line "ok ..." or "error ..." on stdout. A test drives outages with them.
  * Prints the bootstrap servers ("127.0.0.1:p1,127.0.0.1:p2,...") as one line on stdout (and into
  * PORTFILE when given, written whole then renamed, so a test can wait for it). Topics not created
  * with -t are auto-created by the mock on first use with its default partition count (4). */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -45,14 +52,68 @@ static int write_file(const char *path, const char *text) {
         return rename(tmp, path) < 0 ? -errno : 0;
 }
 
+/* One control command; the line is NUL-terminated, without its newline. */
+static void run_command(rd_kafka_mock_cluster_t *mc, long brokers, char *line) {
+        char *arg = strchr(line, ' ');
+        long id;
+        if (arg)
+                *arg++ = '\0';
+        if (!arg || parse_int(arg, 1, brokers, &id) < 0) {
+                printf("error: want 'down ID' or 'up ID' with ID 1..%ld\n", brokers);
+        } else if (strcmp(line, "down") == 0 || strcmp(line, "up") == 0) {
+                bool down = line[0] == 'd';
+                rd_kafka_resp_err_t e = down ? rd_kafka_mock_broker_set_down(mc, (int32_t)id)
+                                             : rd_kafka_mock_broker_set_up(mc, (int32_t)id);
+                if (e)
+                        printf("error: %s %ld: %s\n", line, id, rd_kafka_err2str(e));
+                else
+                        printf("ok %s %ld\n", line, id);
+        } else {
+                printf("error: unknown command '%s'\n", line);
+        }
+        fflush(stdout);
+}
+
+/* Serves the control pipe until SIGTERM. Opened read-write so that writers coming and going never
+ * give end-of-file; lines longer than the buffer are dropped. */
+static int serve_fifo(rd_kafka_mock_cluster_t *mc, long brokers, const char *path) {
+        if (mkfifo(path, 0600) < 0 && errno != EEXIST)
+                return -errno;
+        int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        char buf[256];
+        size_t len = 0;
+        while (!stop_requested) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                if (poll(&pfd, 1, 200) <= 0)
+                        continue;
+                ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+                if (n <= 0)
+                        continue;
+                len += (size_t)n;
+                char *nl;
+                while ((nl = memchr(buf, '\n', len))) {
+                        *nl = '\0';
+                        run_command(mc, brokers, buf);
+                        len -= (size_t)(nl + 1 - buf);
+                        memmove(buf, nl + 1, len);
+                }
+                if (len == sizeof(buf) - 1)
+                        len = 0;
+        }
+        close(fd);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         long brokers = 3;
-        const char *portfile = NULL;
+        const char *portfile = NULL, *fifo = NULL;
         char errstr[512];
         int opt, rc = 1;
 
         /* First pass: options that are needed before the cluster exists. */
-        while ((opt = getopt(argc, argv, "b:t:p:")) != -1) {
+        while ((opt = getopt(argc, argv, "b:t:p:c:")) != -1) {
                 switch (opt) {
                 case 'b':
                         if (parse_int(optarg, 1, 16, &brokers) < 0) {
@@ -62,8 +123,9 @@ int main(int argc, char **argv) {
                         break;
                 case 't': break;
                 case 'p': portfile = optarg; break;
+                case 'c': fifo = optarg; break;
                 default:
-                        fprintf(stderr, "usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE]\n");
+                        fprintf(stderr, "usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE] [-c FIFO]\n");
                         return 2;
                 }
         }
@@ -89,7 +151,7 @@ int main(int argc, char **argv) {
         }
 
         optind = 1;
-        while ((opt = getopt(argc, argv, "b:t:p:")) != -1) {
+        while ((opt = getopt(argc, argv, "b:t:p:c:")) != -1) {
                 if (opt != 't')
                         continue;
                 char *colon = strrchr(optarg, ':');
@@ -123,8 +185,16 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
-        while (!stop_requested)
-                pause();
+        if (fifo) {
+                int r = serve_fifo(mc, brokers, fifo);
+                if (r < 0) {
+                        fprintf(stderr, "kafka_mock: control pipe %s: %s\n", fifo, strerror(-r));
+                        goto out;
+                }
+        } else {
+                while (!stop_requested)
+                        pause();
+        }
         rc = 0;
 out:
         if (mc)
