@@ -318,6 +318,9 @@ static void *engine_main(void *arg) {
                                 event_clear(&ev);
                                 continue;
                         }
+                        /* Sinks read the transaction header from each change (Kafka: position,
+                         * txId, snapshot); a binlog source sends it only with BEGIN/COMMIT. */
+                        ev.txn = txn;
                         if (p->rows) {
                                 bool apply = true;
                                 if (echo_txn)
