@@ -521,6 +521,13 @@ static void put_float(Buf *b, double v, bool single) {
         buf_put(b, tmp, strlen(tmp));
 }
 
+void binlog_format_float(double v, bool single, char *buf, size_t len) {
+        Buf b = {0};
+        put_float(&b, v, single);
+        snprintf(buf, len, "%s", b.s ? b.s : "");
+        free(b.s);
+}
+
 static bool bit_set(const uint8_t *bm, uint32_t i) {
         return bm[i / 8] >> (i % 8) & 1;
 }

@@ -147,6 +147,11 @@ typedef struct {
         int nelems;
 } BinlogColumnInfo;
 
+/* The text form the decoder gives a FLOAT (single) or DOUBLE: the shortest that reads back as
+ * the same value. The initial snapshot formats what it SELECTs with it, so a row copied and a row
+ * streamed carry the same text. */
+void binlog_format_float(double v, bool single, char *buf, size_t len);
+
 /* The portable class of a column. */
 TypeClass binlog_type_class(const BinlogColumn *col, const BinlogColumnInfo *info);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <mysql.h>
@@ -31,6 +32,7 @@ typedef struct CachedStmt {
 typedef struct TargetTable {
         struct TargetTable *next;
         char *schema, *name; /* owned: sink-side names */
+        Table *shape;        /* one reference: the source shape last checked against the target */
 } TargetTable;
 
 struct Sink {
@@ -432,10 +434,98 @@ static void mysql_type(const Sink *k, const Column *c, Sql *q) {
         }
 }
 
+typedef struct {
+        const Table *t;
+        bool *present; /* t->ncols: the target has the column */
+} ColCheck;
+
+static int colcheck_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        ColCheck *c = ud;
+        (void)lens;
+        if (ncols < 1 || !cells[0])
+                return 0;
+        for (int i = 0; i < c->t->ncols; i++)
+                if (strcasecmp(c->t->cols[i].name, cells[0]) == 0) /* MySQL column names ignore case */
+                        c->present[i] = true;
+        return 0;
+}
+
+/* A source table that gained columns (ALTER TABLE ADD COLUMN while streaming) against the target.
+ * With create_tables the sink adds them, as it creates tables. MySQL's DDL commits implicitly and
+ * waits for the open batch's locks, so the batch is rolled back first, the columns added on a
+ * connection of their own, and a retriable error replays the batch from the checkpoint, now
+ * against the wider table. Without create_tables the pipeline stops with the columns to add. */
+static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *err) {
+        ColCheck c = {.t = t, .present = calloc((size_t)(t->ncols > 0 ? t->ncols : 1), sizeof(bool))};
+        const char *params[2] = {tt->schema, tt->name};
+        Sql q = {0};
+        char missing[512] = "";
+        size_t ml = 0;
+        int r, nadd = 0;
+        if (!c.present)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        r = mysql_conn_query(k->m, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND "
+                             "TABLE_NAME = ?", params, 2, colcheck_row, &c, err);
+        if (r < 0)
+                goto out;
+        sql_add(&q, "ALTER TABLE ");
+        sql_table(&q, tt->schema, tt->name);
+        for (int i = 0; i < t->ncols; i++) {
+                if (c.present[i])
+                        continue;
+                int n = snprintf(missing + ml, sizeof(missing) - ml, "%s%s", ml ? ", " : "", t->cols[i].name);
+                if (n > 0 && ml + (size_t)n < sizeof(missing))
+                        ml += (size_t)n;
+                sql_add(&q, nadd++ ? ", ADD COLUMN " : " ADD COLUMN ");
+                sql_ident(&q, t->cols[i].name);
+                sql_add(&q, " ");
+                mysql_type(k, &t->cols[i], &q);
+        }
+        if (!nadd) {
+                table_unref(tt->shape);
+                tt->shape = table_ref((Table *)t);
+                r = 0;
+                goto out;
+        }
+        if (!k->conn->create_tables) {
+                r = cdc_error(err, -EPROTO, false, "schema",
+                              "%s source table %s.%s has column(s) %s that sink table `%s`.`%s` lacks: add them "
+                              "(ALTER TABLE ... ADD COLUMN) and restart, or set create_tables = yes on connector '%s'",
+                              k->ctx, t->schema, t->name, missing, tt->schema, tt->name, k->conn->name);
+                goto out;
+        }
+        if (q.oom) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        if (k->in_txn) {
+                mysql_rollback(k->m);
+                k->in_txn = false;
+        }
+        MYSQL *ddl = NULL;
+        r = mysql_conn_open(k->conn, NULL, &ddl, err);
+        if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
+                r = cdc_error(err, -EIO, false, "schema", "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx, missing,
+                              tt->schema, tt->name, mysql_error(ddl));
+        if (ddl)
+                mysql_close(ddl);
+        if (r < 0)
+                goto out;
+        log_info(k->ctx, "added column(s) %s to `%s`.`%s` (new in source table %s.%s)", missing, tt->schema, tt->name,
+                 t->schema, t->name);
+        r = cdc_error(err, -EAGAIN, true, "schema",
+                      "%s added column(s) %s to `%s`.`%s`: the batch is applied again against the new columns",
+                      k->ctx, missing, tt->schema, tt->name);
+out:
+        free(c.present);
+        free(q.s);
+        return r;
+}
+
 static int ensure_table(Sink *k, const Table *t, const char *schema, const char *name, CdcError *err) {
         for (TargetTable *tt = k->known; tt; tt = tt->next)
                 if (strcmp(tt->schema, schema) == 0 && strcmp(tt->name, name) == 0)
-                        return 0;
+                        return tt->shape == t ? 0 : ensure_columns(k, tt, t, err);
         const char *params[2] = {schema, name};
         int r = mysql_conn_query(k->m, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                                  params, 2, NULL, NULL, err);
@@ -496,7 +586,9 @@ static int ensure_table(Sink *k, const Table *t, const char *schema, const char 
         tt->name = strdup(name);
         tt->next = k->known;
         k->known = tt;
-        return 0;
+        if (!tt->schema || !tt->name)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        return ensure_columns(k, tt, t, err);
 }
 
 /* ---- apply ---- */
@@ -520,6 +612,16 @@ static int make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, 
         return 0;
 }
 
+/* The placeholder of a value of column c. A BIT value comes as a bit string ("0101", from a
+ * MySQL source): bound as a string it would be stored as its characters' bytes, so it goes
+ * through CONV to the number it spells. */
+static void sql_placeholder(Sql *q, const Column *c) {
+        if (c->type_name && strncmp(c->type_name, "bit(", 4) == 0 && c->cls == TYPE_TEXT)
+                sql_add(q, "CAST(CONV(?, 2, 10) AS UNSIGNED)");
+        else
+                sql_add(q, "?");
+}
+
 /* WHERE on the key (all columns when the table has none; NULL-safe either way). */
 static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p, int *np, CdcError *err) {
         bool keyed = table_nkeys(t) > 0, first = true;
@@ -531,7 +633,8 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
                         sql_add(q, " AND ");
                 first = false;
                 sql_ident(q, t->cols[i].name);
-                sql_add(q, " <=> ?");
+                sql_add(q, " <=> ");
+                sql_placeholder(q, &t->cols[i]);
                 int r = make_param(k, t, i, &img[i], &p[(*np)++], err);
                 if (r < 0)
                         return r;
@@ -539,6 +642,29 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
         if (!keyed)
                 sql_add(q, " LIMIT 1");
         return 0;
+}
+
+/* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
+ * gets its key, "key (id)=(42)" (every column for a table without key), as the source has it. */
+static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+        char names[256] = "", vals[256] = "";
+        size_t nl = 0, vl = 0;
+        bool keyed = table_nkeys(t) > 0;
+        if (!img)
+                return;
+        for (int i = 0; i < t->ncols; i++) {
+                if (keyed && !t->cols[i].key)
+                        continue;
+                const char *v = img[i].kind == VALUE_TEXT ? img[i].data : "NULL";
+                int a = snprintf(names + nl, sizeof(names) - nl, "%s%s", nl ? "," : "", t->cols[i].name);
+                int b = snprintf(vals + vl, sizeof(vals) - vl, "%s%.40s", vl ? "," : "", v);
+                if (a < 0 || b < 0 || nl + (size_t)a >= sizeof(names) || vl + (size_t)b >= sizeof(vals))
+                        break;
+                nl += (size_t)a;
+                vl += (size_t)b;
+        }
+        size_t ml = strlen(err->message);
+        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key (%s)=(%s))", names, vals);
 }
 
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
@@ -571,7 +697,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 }
                 sql_add(&q, ") VALUES (");
                 for (int i = 0; i < t->ncols; i++) {
-                        sql_add(&q, i ? ", ?" : "?");
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_placeholder(&q, &t->cols[i]);
                         r = make_param(k, t, i, &c->after[i], &p[np++], err);
                         if (r < 0)
                                 goto out;
@@ -599,7 +727,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                                 sql_add(&q, ", ");
                         first = false;
                         sql_ident(&q, t->cols[i].name);
-                        sql_add(&q, " = ?");
+                        sql_add(&q, " = ");
+                        sql_placeholder(&q, &t->cols[i]);
                         r = make_param(k, t, i, &c->after[i], &p[np++], err);
                         if (r < 0)
                                 goto out;
@@ -633,6 +762,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                  c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
         r = exec(k, q.s, p, np, what, NULL, err);
 out:
+        if (r < 0 && strcmp(err->kind, "data") == 0)
+                add_key_to_message(t, c->before ? c->before : c->after, err);
         params_free(p, t->ncols * 2 + 1);
         free(p);
         free(q.s);
@@ -654,6 +785,7 @@ static Sink *sink_free(Sink *k) {
         while (k->known) {
                 TargetTable *t = k->known;
                 k->known = t->next;
+                table_unref(t->shape);
                 free(t->schema);
                 free(t->name);
                 free(t);

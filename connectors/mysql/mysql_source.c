@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <mysql.h>
 
@@ -335,6 +336,15 @@ out:
         return r;
 }
 
+/* A column's class as sinks should see it: a BIGINT UNSIGNED goes up to 2^64-1, past every
+ * other system's 64-bit integer, so it is a NUMERIC (an integer text all the same). */
+static TypeClass column_class(const BinlogColumn *col, const BinlogColumnInfo *info) {
+        TypeClass cls = binlog_type_class(col, info);
+        if (cls == TYPE_INTEGER && col->type == BINLOG_T_LONGLONG && info && info->is_unsigned)
+                return TYPE_NUMERIC;
+        return cls;
+}
+
 /* Builds the Table of e against a TABLE_MAP's column types. */
 static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *tm, CdcError *err) {
         if ((uint32_t)e->ncols != tm->ncols)
@@ -356,7 +366,7 @@ static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *t
                 }
                 c->type_oid = tm->cols[i].type;
                 c->typmod = (int32_t)tm->cols[i].meta;
-                c->cls = binlog_type_class(&tm->cols[i], &e->info[i]);
+                c->cls = column_class(&tm->cols[i], &e->info[i]);
                 if (c->cls == TYPE_INTEGER && strcmp(e->col_types[i], "tinyint(1)") == 0)
                         c->cls = TYPE_INTEGER; /* MySQL's BOOLEAN: kept as 0/1, type_name says it */
                 c->key = e->col_key[i];
@@ -789,10 +799,6 @@ static int resolve_start(Source *s, const SourceStart *start, char *file, size_t
                                          s->pipe->start_position);
                 have = true;
         }
-        if (start && start->snapshot && !have)
-                return cdc_error(err, -ENOTSUP, false, "conf",
-                                 "%s the mysql source cannot take an initial snapshot yet: set snapshot = never "
-                                 "(and start_position) after copying the tables", s->ctx);
         LogsRow l = {.want_seq = p.hi};
         int r = mysql_conn_query(s->sql, "SHOW BINARY LOGS", NULL, 0, logs_row, &l, err);
         if (r < 0)
@@ -811,20 +817,339 @@ static int resolve_start(Source *s, const SourceStart *start, char *file, size_t
                 *ret_off = p.lo;
                 return 0;
         }
-        if (!l.found[0])
-                return cdc_error(err, -ENOENT, false, "position",
-                                 "%s binlog file number %06" PRIu64 " (position %" PRIu64
+        if (!l.found[0]) {
+                /* the file's name: the server's binlog base name with the position's number */
+                const char *any = l.last[0] ? l.last : "binlog.0";
+                const char *dot = strrchr(any, '.');
+                int blen = dot ? (int)(dot - any) : (int)strlen(any);
+                return cdc_error(err, -ENOENT, false, "source",
+                                 "%s binlog file %.*s.%06" PRIu64 " (position %" PRIu64
                                  ") is no longer on the server (it has %s .. %s): it was purged before cdcsync read "
-                                 "it; changes were lost for this pipeline: delete its checkpoint in the sink and "
-                                 "restart with snapshot = initial (or start_position), and raise binlog_expire_logs_"
-                                 "seconds", s->ctx, p.hi, p.lo, l.first[0] ? l.first : "none", l.last[0] ? l.last : "none");
+                                 "it, so changes were lost for this pipeline: delete its checkpoint in the sink "
+                                 "(pipeline '%s' in cdcsync.checkpoints) and restart with snapshot = initial (or "
+                                 "start_position), and keep binlogs longer (binlog_expire_logs_seconds)",
+                                 s->ctx, blen, any, p.hi, p.lo, l.first[0] ? l.first : "none",
+                                 l.last[0] ? l.last : "none", s->pipe && s->pipe->name ? s->pipe->name : "-");
+        }
         if (p.lo > l.size)
-                return cdc_error(err, -ERANGE, false, "position",
+                return cdc_error(err, -ERANGE, false, "source",
                                  "%s position %" PRIu64 " is past the end of %s (%" PRIu64 " bytes)", s->ctx, p.lo,
                                  l.found, l.size);
         snprintf(file, flen, "%s", l.found);
         *ret_off = p.lo;
         return 0;
+}
+
+/* ---- initial snapshot ---- */
+
+/* The binlog type a column of information_schema's COLUMN_TYPE is logged as, so the snapshot's
+ * columns get the class (and the text form) that the stream gives the same column. */
+static uint8_t type_code_of(const char *ct) {
+        static const struct {
+                const char *name;
+                uint8_t code;
+        } map[] = {
+                {"tinyint", BINLOG_T_TINY},       {"smallint", BINLOG_T_SHORT},   {"mediumint", BINLOG_T_INT24},
+                {"int", BINLOG_T_LONG},           {"bigint", BINLOG_T_LONGLONG},  {"year", BINLOG_T_YEAR},
+                {"decimal", BINLOG_T_NEWDECIMAL}, {"float", BINLOG_T_FLOAT},      {"double", BINLOG_T_DOUBLE},
+                {"date", BINLOG_T_DATE},          {"time", BINLOG_T_TIME2},       {"datetime", BINLOG_T_DATETIME2},
+                {"timestamp", BINLOG_T_TIMESTAMP2}, {"bit", BINLOG_T_BIT},        {"enum", BINLOG_T_ENUM},
+                {"set", BINLOG_T_SET},            {"json", BINLOG_T_JSON},        {"char", BINLOG_T_STRING},
+                {"binary", BINLOG_T_STRING},      {"varchar", BINLOG_T_VARCHAR},  {"varbinary", BINLOG_T_VARCHAR},
+                {"tinytext", BINLOG_T_BLOB},      {"text", BINLOG_T_BLOB},        {"mediumtext", BINLOG_T_BLOB},
+                {"longtext", BINLOG_T_BLOB},      {"tinyblob", BINLOG_T_BLOB},    {"blob", BINLOG_T_BLOB},
+                {"mediumblob", BINLOG_T_BLOB},    {"longblob", BINLOG_T_BLOB},    {"geometry", BINLOG_T_GEOMETRY},
+                {"point", BINLOG_T_GEOMETRY},     {"linestring", BINLOG_T_GEOMETRY}, {"polygon", BINLOG_T_GEOMETRY},
+        };
+        size_t n = strcspn(ct, "( ");
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+                if (strlen(map[i].name) == n && strncmp(ct, map[i].name, n) == 0)
+                        return map[i].code;
+        return 0xff; /* unknown: TYPE_OTHER, passed on as the server prints it */
+}
+
+/* SQL text that appends `name` quoted with backticks. */
+static int sql_ident(FILE *f, const char *name) {
+        fputc('`', f);
+        for (const char *p = name; *p; p++) {
+                if (*p == '`')
+                        fputc('`', f);
+                fputc(*p, f);
+        }
+        return fputc('`', f) == EOF ? -EIO : 0;
+}
+
+/* Copies one table inside the snapshot transaction on `snap`: a TRUNCATE, then one INSERT per
+ * row, read with mysql_use_result so only one row is in memory at a time. */
+static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char *name, PipelineIO *io,
+                          uint64_t *ret_rows, CdcError *err) {
+        SchemaEntry *e = NULL;
+        Table *t = NULL;
+        uint8_t *codes = NULL;
+        char *sql = NULL;
+        size_t sqllen = 0;
+        MYSQL_RES *res = NULL;
+        uint64_t rows = 0;
+        int r = schema_load(s, schema, name, &e, err);
+        if (r < 0)
+                return r;
+        t = table_new(schema, name, e->ncols);
+        codes = calloc((size_t)(e->ncols > 0 ? e->ncols : 1), 1);
+        if (!t || !codes) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        FILE *f = open_memstream(&sql, &sqllen);
+        if (!f) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        fputs("SELECT ", f);
+        for (int i = 0; i < e->ncols; i++) {
+                Column *c = &t->cols[i];
+                BinlogColumn bc = {.type = type_code_of(e->col_types[i])};
+                codes[i] = bc.type;
+                c->name = strdup(e->col_names[i]);
+                c->type_name = strdup(e->col_types[i]);
+                c->type_oid = bc.type;
+                c->typmod = -1;
+                c->cls = column_class(&bc, &e->info[i]);
+                c->key = e->col_key[i];
+                if (!c->name || !c->type_name) {
+                        fclose(f);
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                if (i)
+                        fputs(", ", f);
+                /* the text forms binlog.c gives the same values */
+                if (c->cls == TYPE_BYTES) {
+                        fputs("CONCAT('\\\\x', LOWER(HEX(", f);
+                        sql_ident(f, c->name);
+                        fputs(")))", f);
+                } else if (bc.type == BINLOG_T_BIT) {
+                        unsigned width = 1;
+                        const char *par = strchr(c->type_name, '(');
+                        uint64_t w;
+                        if (par && parse_u64(par + 1, strcspn(par + 1, ")"), &w) == 0 && w >= 1 && w <= 64)
+                                width = (unsigned)w;
+                        fputs("LPAD(BIN(", f);
+                        sql_ident(f, c->name);
+                        fprintf(f, "), %u, '0')", width);
+                } else if (bc.type == BINLOG_T_TIMESTAMP2) {
+                        fputs("CONCAT(", f);
+                        sql_ident(f, c->name);
+                        fputs(", '+00')", f);
+                } else if (bc.type == BINLOG_T_FLOAT) {
+                        /* as a double: the server prints a FLOAT rounded to 6 digits */
+                        fputs("(", f);
+                        sql_ident(f, c->name);
+                        fputs(" + 0e0)", f);
+                } else {
+                        sql_ident(f, c->name);
+                }
+        }
+        fputs(" FROM ", f);
+        sql_ident(f, schema);
+        fputc('.', f);
+        sql_ident(f, name);
+        if (fclose(f) != 0 || !sql) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        t->replident = table_nkeys(t) > 0 ? 'd' : 'f';
+
+        /* The sink's table starts empty, so the copy equals the source as of the snapshot. */
+        Event tev = {.kind = EVENT_CHANGE, .change = {.op = CHANGE_TRUNCATE, .table = table_ref(t)}};
+        if ((r = pipeline_io_emit(io, &tev)) < 0)
+                goto out;
+        if (mysql_real_query(snap, sql, sqllen) || !(res = mysql_use_result(snap))) {
+                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
+                              "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
+                              mysql_errno(snap));
+                goto out;
+        }
+        MYSQL_ROW row;
+        while ((row = mysql_fetch_row(res))) {
+                unsigned long *lens = mysql_fetch_lengths(res);
+                Event ev = {.kind = EVENT_CHANGE, .change = {.op = CHANGE_INSERT, .table = table_ref(t)}};
+                ev.change.after = values_new(t->ncols);
+                if (!ev.change.after || !lens) {
+                        change_clear(&ev.change);
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                for (int i = 0; i < t->ncols && r == 0; i++) {
+                        const char *v = row[i];
+                        size_t n = lens[i];
+                        char fb[40];
+                        if (!v)
+                                continue;
+                        TypeClass cls = t->cols[i].cls;
+                        if ((cls == TYPE_DATE || cls == TYPE_TIMESTAMP || cls == TYPE_TIMESTAMPTZ) && n >= 10 &&
+                            (memcmp(v + 5, "00", 2) == 0 || memcmp(v + 8, "00", 2) == 0)) {
+                                s->zero_dates++; /* as the stream does: no date is NULL */
+                                continue;
+                        }
+                        if (codes[i] == BINLOG_T_FLOAT || codes[i] == BINLOG_T_DOUBLE) {
+                                char *end;
+                                errno = 0;
+                                double d = strtod(v, &end);
+                                if (errno || *end) {
+                                        r = cdc_error(err, -EBADMSG, false, "data",
+                                                      "%s snapshot of %s.%s: column %s: '%.40s' is not a number",
+                                                      s->ctx, schema, name, t->cols[i].name, v);
+                                        break;
+                                }
+                                binlog_format_float(d, codes[i] == BINLOG_T_FLOAT, fb, sizeof(fb));
+                                v = fb;
+                                n = strlen(fb);
+                        }
+                        if (value_set(&ev.change.after[i], v, n) < 0)
+                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                }
+                if (r < 0) {
+                        change_clear(&ev.change);
+                        goto out;
+                }
+                if ((r = pipeline_io_emit(io, &ev)) < 0)
+                        goto out;
+                if (++rows % 100000 == 0)
+                        log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows copied so far", schema, name, rows);
+        }
+        if (mysql_errno(snap)) {
+                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
+                              "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
+                              mysql_errno(snap));
+                goto out;
+        }
+        *ret_rows = rows;
+        r = 0;
+out:
+        /* a stopped copy leaves rows unread: the caller closes the connection rather than
+         * draining them */
+        if (res && r == 0)
+                mysql_free_result(res);
+        else if (res)
+                res->handle = NULL, mysql_free_result(res);
+        free(sql);
+        free(codes);
+        table_unref(t);
+        schema_entry_free(e);
+        return r;
+}
+
+typedef struct {
+        char **names; /* schema, name, schema, name, ... owned */
+        int n;
+        const PipelineConf *pipe;
+} TableList;
+
+static int table_list_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        TableList *l = ud;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || !cells[1] || !pipeline_wants(l->pipe, cells[0], cells[1]))
+                return 0;
+        char **n = realloc(l->names, sizeof(char *) * (size_t)(l->n + 2));
+        if (!n)
+                return -ENOMEM;
+        l->names = n;
+        l->names[l->n] = strdup(cells[0]);
+        l->names[l->n + 1] = strdup(cells[1]);
+        l->n += 2;
+        return l->names[l->n - 2] && l->names[l->n - 1] ? 0 : -ENOMEM;
+}
+
+/* The initial snapshot: one transaction (TxnInfo.snapshot) holding a truncate and the rows of
+ * every table of the pipeline, as of one InnoDB consistent snapshot; MariaDB reports the binlog
+ * position that snapshot corresponds to (binlog_snapshot_file/_position), which becomes the
+ * transaction's commit position and where streaming starts. No lock is taken. */
+static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err) {
+        MYSQL *snap = NULL;
+        TableList tl = {.pipe = s->pipe};
+        VarRow st[2];
+        int r = mysql_conn_open(s->conn, NULL, &snap, err);
+        if (r < 0)
+                return r;
+        /* UTC: TIMESTAMP columns print as the stream decodes them; a long net_write_timeout:
+         * the server waits while a full queue holds the reader back */
+        static const char *const setup[] = {
+                "SET SESSION time_zone = '+00:00'",
+                "SET SESSION net_write_timeout = 86400",
+                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        };
+        for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
+                if (mysql_query(snap, setup[i])) {
+                        r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
+                                      "%s snapshot: %s: %s (error %u)", s->ctx, setup[i], mysql_error(snap),
+                                      mysql_errno(snap));
+                        goto out;
+                }
+        memset(st, 0, sizeof(st));
+        if (mysql_query(snap, "SHOW STATUS LIKE 'binlog_snapshot_%'")) {
+                r = cdc_error(err, -EIO, true, "query", "%s snapshot: SHOW STATUS: %s", s->ctx, mysql_error(snap));
+                goto out;
+        }
+        MYSQL_RES *res = mysql_store_result(snap);
+        MYSQL_ROW row;
+        char sfile[512] = "", spos[32] = "";
+        while (res && (row = mysql_fetch_row(res))) {
+                if (row[0] && row[1] && strcmp(row[0], "Binlog_snapshot_file") == 0)
+                        snprintf(sfile, sizeof(sfile), "%s", row[1]);
+                else if (row[0] && row[1] && strcmp(row[0], "Binlog_snapshot_position") == 0)
+                        snprintf(spos, sizeof(spos), "%s", row[1]);
+        }
+        if (res)
+                mysql_free_result(res);
+        uint64_t seq, off;
+        if (!sfile[0] || file_seq(sfile, &seq) < 0 || parse_u64(spos, strlen(spos), &off) < 0) {
+                r = cdc_error(err, -EPROTO, false, "conf",
+                              "%s snapshot: the server reports no binlog_snapshot_file/_position (is this "
+                              "MariaDB with log_bin?): set snapshot = never and start_position", s->ctx);
+                goto out;
+        }
+        r = mysql_conn_query(snap,
+                             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
+                             "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', "
+                             "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
+                             NULL, 0, table_list_row, &tl, err);
+        if (r == -ENOMEM)
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        if (r < 0)
+                goto out;
+        log_info(s->ctx, "initial snapshot of %d tables at %s:%" PRIu64, tl.n / 2, sfile, off);
+        pipeline_io_streaming(io, true);
+        memset(&s->txn, 0, sizeof(s->txn));
+        s->txn.commit_pos = (Position){.hi = seq, .lo = off};
+        s->txn.commit_ts = (int64_t)time(NULL) * 1000000;
+        s->txn.snapshot = true;
+        Event bev = {.kind = EVENT_BEGIN, .txn = s->txn};
+        if ((r = pipeline_io_emit(io, &bev)) < 0)
+                goto out;
+        for (int i = 0; i < tl.n; i += 2) {
+                uint64_t rows = 0;
+                r = snapshot_table(s, snap, tl.names[i], tl.names[i + 1], io, &rows, err);
+                if (r < 0)
+                        goto out;
+                log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", tl.names[i], tl.names[i + 1], rows);
+        }
+        if (s->zero_dates) {
+                log_warn(s->ctx, "%u zero date(s) ('0000-00-00') in the snapshot became NULL", s->zero_dates);
+                s->zero_dates = 0;
+        }
+        Event cev = {.kind = EVENT_COMMIT, .txn = s->txn};
+        if ((r = pipeline_io_emit(io, &cev)) < 0)
+                goto out;
+        snprintf(file, flen, "%s", sfile);
+        *ret_off = off;
+        r = 0;
+out:
+        for (int i = 0; i < tl.n; i++)
+                free(tl.names[i]);
+        free(tl.names);
+        mysql_close(snap); /* ends the read-only transaction */
+        return r;
 }
 
 /* ---- SourceOps ---- */
@@ -879,12 +1204,15 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         MARIADB_RPL_EVENT *ev = NULL;
         int r;
 
-        r = resolve_start(s, start, s->file, sizeof(s->file), &off, err);
+        if (start && start->snapshot && !start->have_position)
+                r = snapshot(s, io, s->file, sizeof(s->file), &off, err);
+        else
+                r = resolve_start(s, start, s->file, sizeof(s->file), &off, err);
         if (r < 0)
-                return r;
+                return r == -ECANCELED ? 0 : r;
         r = file_seq(s->file, &s->file_seq);
         if (r < 0)
-                return cdc_error(err, r, false, "position", "%s binlog file name '%s' has no number", s->ctx, s->file);
+                return cdc_error(err, r, false, "source", "%s binlog file name '%s' has no number", s->ctx, s->file);
         log_info(s->ctx, "streaming binlog from %s:%" PRIu64, s->file, off);
 
         r = mysql_conn_open(s->conn, NULL, &s->repl, err);
@@ -916,6 +1244,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         if (mariadb_rpl_open(s->rpl))
                 return cdc_error(err, -EIO, true, "connection", "%s cannot start the binlog dump at %s:%" PRIu64 ": %s",
                                  s->ctx, s->file, off, mysql_error(s->repl));
+        pipeline_io_streaming(io, false);
 
         while (!pipeline_io_stopping(io)) {
                 ev = mariadb_rpl_fetch(s->rpl, ev);
@@ -962,7 +1291,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         memcpy(s->file, name, n);
                         s->file[n] = '\0';
                         if (file_seq(s->file, &s->file_seq) < 0) {
-                                r = cdc_error(err, -EPROTO, false, "position", "%s binlog file name '%s' has no number",
+                                r = cdc_error(err, -EPROTO, false, "source", "%s binlog file name '%s' has no number",
                                               s->ctx, s->file);
                                 goto out;
                         }

@@ -85,6 +85,10 @@ void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_
         (void)io, (void)end, (void)server_ts;
 }
 
+void pipeline_io_streaming(PipelineIO *io, bool snapshot) {
+        (void)io, (void)snapshot;
+}
+
 const char *pipeline_io_context(PipelineIO *io) {
         (void)io;
         return "[pipeline=driver]";
