@@ -29,6 +29,31 @@ typedef struct CachedStmt {
         MYSQL_STMT *st;
 } CachedStmt;
 
+/* Param of a statement, see make_param. */
+typedef struct {
+        char *data; /* owned */
+        size_t len;
+        bool null;
+        bool binary;
+} Param;
+
+/* A run of consecutive changes with the same statement text, held back and sent as one
+ * array-bound execution (MariaDB's COM_STMT_BULK_EXECUTE): one round trip for the whole run
+ * instead of one per row, and the server applies the rows in order, so the result is that of
+ * executing them one by one. Any other statement, the checkpoint, and commit flush it first. */
+#define RUN_MAX_ROWS 1000
+#define RUN_MAX_BYTES ((size_t)4 << 20) /* well under max_allowed_packet (16 MB by default) */
+
+typedef struct {
+        CachedStmt *stmt; /* NULL: nothing pending; one of Sink.stmts */
+        char what[600];   /* for error messages: "insert on `db`.`t`" */
+        int nparams;      /* per row */
+        int nrows, cap;
+        Param *params; /* nrows * nparams, owned */
+        char **keys;   /* per row, owned: "(id)=(42)", so an error names the row */
+        size_t bytes;
+} Run;
+
 typedef struct TargetTable {
         struct TargetTable *next;
         char *schema, *name; /* owned: sink-side names */
@@ -42,6 +67,8 @@ struct Sink {
         CachedStmt *stmts;
         int nstmts;
         TargetTable *known; /* tables seen to exist */
+        Run run;
+        bool bulk; /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
         char ctx[160];
 };
@@ -255,13 +282,6 @@ int mysql_sink_convert(TypeClass cls, const char *text, size_t len, char **ret, 
 
 /* ---- statements ---- */
 
-typedef struct {
-        char *data; /* owned */
-        size_t len;
-        bool null;
-        bool binary;
-} Param;
-
 static void params_free(Param *p, int n) {
         for (int i = 0; i < n; i++)
                 free(p[i].data);
@@ -281,10 +301,12 @@ static int sink_error(Sink *k, MYSQL_STMT *st, const char *what, CdcError *err) 
                          "%s %s: %s (error %u)", k->ctx, what, msg, e);
 }
 
-static MYSQL_STMT *stmt_get(Sink *k, const char *sql) {
+/* The cached statement for sql, prepared on first use. Never called with a run pending on another
+ * statement (see run_add): dropping the cache would close the run's statement. */
+static CachedStmt *stmt_cached(Sink *k, const char *sql) {
         for (CachedStmt *c = k->stmts; c; c = c->next)
                 if (strcmp(c->sql, sql) == 0)
-                        return c->st;
+                        return c;
         if (k->nstmts >= STMT_CACHE_MAX) {
                 /* simple bound: drop everything; tables are few and statements re-prepare fast */
                 while (k->stmts) {
@@ -312,23 +334,25 @@ static MYSQL_STMT *stmt_get(Sink *k, const char *sql) {
         c->next = k->stmts;
         k->stmts = c;
         k->nstmts++;
-        return c->st;
+        return c;
 }
 
-/* Runs sql with params; *ret_rows: affected rows. */
-static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err) {
-        MYSQL_STMT *st = stmt_get(k, sql);
-        if (!st) {
-                /* prepare failed: run it through a throwaway statement for the message */
-                MYSQL_STMT *t = mysql_stmt_init(k->m);
-                int r;
-                if (!t)
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
-                mysql_stmt_prepare(t, sql, strlen(sql));
-                r = sink_error(k, t, what, err);
-                mysql_stmt_close(t);
-                return r;
-        }
+/* The message of a failed prepare, through a throwaway statement. */
+static int prepare_error(Sink *k, const char *sql, const char *what, CdcError *err) {
+        MYSQL_STMT *t = mysql_stmt_init(k->m);
+        int r;
+        if (!t)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        mysql_stmt_prepare(t, sql, strlen(sql));
+        r = sink_error(k, t, what, err);
+        mysql_stmt_close(t);
+        return r;
+}
+
+/* Executes st once with one row of params. */
+static int exec_row(Sink *k, MYSQL_STMT *st, const Param *p, int n, const char *what, uint64_t *ret_rows,
+                    CdcError *err) {
+        unsigned int one = 0; /* 0: not an array execution (the attribute stays set otherwise) */
         MYSQL_BIND b[n > 0 ? n : 1];
         memset(b, 0, sizeof(b));
         for (int i = 0; i < n; i++) {
@@ -336,12 +360,162 @@ static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uin
                 b[i].buffer = p[i].data;
                 b[i].buffer_length = p[i].len;
         }
-        if ((n > 0 && mysql_stmt_bind_param(st, b)) || mysql_stmt_execute(st))
+        if ((k->bulk && mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &one)) ||
+            (n > 0 && mysql_stmt_bind_param(st, b)) || mysql_stmt_execute(st))
                 return sink_error(k, st, what, err);
         if (ret_rows)
                 *ret_rows = mysql_stmt_affected_rows(st);
         mysql_stmt_free_result(st);
         return 0;
+}
+
+/* Runs sql with params; *ret_rows: affected rows. */
+static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err) {
+        CachedStmt *c = stmt_cached(k, sql);
+        if (!c)
+                return prepare_error(k, sql, what, err);
+        return exec_row(k, c->st, p, n, what, ret_rows, err);
+}
+
+static void run_clear(Run *u) {
+        for (int i = 0; i < u->nrows; i++) {
+                for (int j = 0; j < u->nparams; j++)
+                        free(u->params[(size_t)i * u->nparams + j].data);
+                free(u->keys[i]);
+        }
+        u->nrows = 0;
+        u->bytes = 0;
+        u->stmt = NULL;
+}
+
+static void run_free(Run *u) {
+        run_clear(u);
+        free(u->params);
+        free(u->keys);
+        *u = (Run){0};
+}
+
+/* Row by row: without bulk support, and after a failed array execution to find the row at
+ * fault (the statements are idempotent, so rows the failed execution applied may run again). */
+static int run_rows(Sink *k, Run *u, CdcError *err) {
+        for (int i = 0; i < u->nrows; i++) {
+                int r = exec_row(k, u->stmt->st, &u->params[(size_t)i * u->nparams], u->nparams, u->what, NULL, err);
+                if (r < 0) {
+                        if (strcmp(err->kind, "data") == 0 && u->keys[i]) {
+                                size_t ml = strlen(err->message);
+                                snprintf(err->message + ml, sizeof(err->message) - ml, " (row key %s)", u->keys[i]);
+                        }
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Sends the pending run, if any, and empties it (also on failure: the caller rolls back). */
+static int run_flush(Sink *k, CdcError *err) {
+        Run *u = &k->run;
+        int r = 0, np = u->nparams, n = u->nrows;
+        if (!u->stmt || n == 0)
+                goto out;
+        if (!k->bulk || n == 1 || np == 0) {
+                r = run_rows(k, u, err);
+                goto out;
+        }
+        /* column-wise array binding: per parameter, arrays of pointers, lengths, indicators */
+        MYSQL_STMT *st = u->stmt->st;
+        unsigned int size = (unsigned int)n;
+        MYSQL_BIND *b = calloc((size_t)(np > 0 ? np : 1), sizeof(*b));
+        char **ptrs = calloc((size_t)n * (np > 0 ? np : 1), sizeof(*ptrs));
+        unsigned long *lens = calloc((size_t)n * (np > 0 ? np : 1), sizeof(*lens));
+        char *ind = calloc((size_t)n * (np > 0 ? np : 1), 1);
+        if (!b || !ptrs || !lens || !ind) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto bulk_out;
+        }
+        for (int j = 0; j < np; j++) {
+                bool binary = false;
+                for (int i = 0; i < n; i++) {
+                        const Param *p = &u->params[(size_t)i * np + j];
+                        size_t at = (size_t)j * n + i;
+                        ptrs[at] = p->data ? p->data : "";
+                        lens[at] = p->len;
+                        ind[at] = p->null ? STMT_INDICATOR_NULL : STMT_INDICATOR_NONE;
+                        binary |= p->binary;
+                }
+                b[j].buffer_type = binary ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
+                b[j].buffer = &ptrs[(size_t)j * n];
+                b[j].length = &lens[(size_t)j * n];
+                b[j].u.indicator = &ind[(size_t)j * n];
+        }
+        if (mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size) || (np > 0 && mysql_stmt_bind_param(st, b)) ||
+            mysql_stmt_execute(st)) {
+                r = sink_error(k, st, u->what, err);
+                /* a value the server refuses: name the row (the first that fails on its own) */
+                if (strcmp(err->kind, "data") == 0) {
+                        CdcError e2 = {0};
+                        if (run_rows(k, u, &e2) < 0 && strcmp(e2.kind, "data") == 0)
+                                *err = e2;
+                }
+                goto bulk_out;
+        }
+        mysql_stmt_free_result(st);
+bulk_out:
+        free(b);
+        free(ptrs);
+        free(lens);
+        free(ind);
+out:
+        run_clear(u);
+        return r;
+}
+
+/* Adds one execution of sql to the pending run (flushing a run of another statement first);
+ * takes the params' data (p[i].data is NULL on return) and key (freed either way). */
+static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what, char *key, CdcError *err) {
+        Run *u = &k->run;
+        int r = 0;
+        size_t bytes = 0;
+        if (u->stmt && (u->nparams != np || strcmp(u->stmt->sql, sql) != 0)) {
+                r = run_flush(k, err);
+                if (r < 0)
+                        goto out;
+        }
+        if (!u->stmt) {
+                CachedStmt *c = stmt_cached(k, sql);
+                if (!c) {
+                        r = prepare_error(k, sql, what, err);
+                        goto out;
+                }
+                u->stmt = c;
+                u->nparams = np;
+                snprintf(u->what, sizeof(u->what), "%s", what);
+        }
+        if (u->nrows == u->cap) {
+                int cap = u->cap ? u->cap * 2 : 16;
+                Param *np2 = realloc(u->params, (size_t)cap * (np > 0 ? np : 1) * sizeof(*np2));
+                if (np2)
+                        u->params = np2;
+                char **nk = np2 ? realloc(u->keys, (size_t)cap * sizeof(*nk)) : NULL;
+                if (!np2 || !nk) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                u->keys = nk;
+                u->cap = cap;
+        }
+        for (int j = 0; j < np; j++) {
+                u->params[(size_t)u->nrows * np + j] = p[j];
+                bytes += p[j].len + 8;
+                p[j].data = NULL;
+        }
+        u->keys[u->nrows++] = key;
+        key = NULL;
+        u->bytes += bytes;
+        if (u->nrows >= RUN_MAX_ROWS || u->bytes >= RUN_MAX_BYTES)
+                r = run_flush(k, err);
+out:
+        free(key);
+        return r;
 }
 
 static int simple(Sink *k, const char *sql, CdcError *err) {
@@ -645,11 +819,12 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
 }
 
 /* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
- * gets its key, "key (id)=(42)" (every column for a table without key), as the source has it. */
-static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+ * gets its key, "(id)=(42)" (every column for a table without key), as the source has it. */
+static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
         char names[256] = "", vals[256] = "";
         size_t nl = 0, vl = 0;
         bool keyed = table_nkeys(t) > 0;
+        out[0] = '\0';
         if (!img)
                 return;
         for (int i = 0; i < t->ncols; i++) {
@@ -663,8 +838,24 @@ static void add_key_to_message(const Table *t, const Value *img, CdcError *err) 
                 nl += (size_t)a;
                 vl += (size_t)b;
         }
+        snprintf(out, cap, "(%s)=(%s)", names, vals);
+}
+
+static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+        char key[600];
+        if (!img)
+                return;
+        key_text(t, img, key, sizeof(key));
         size_t ml = strlen(err->message);
-        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key (%s)=(%s))", names, vals);
+        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key %s)", key);
+}
+
+/* True when t's target is known with this very shape: ensure_table will send nothing. */
+static bool table_ready(const Sink *k, const Table *t, const char *schema, const char *name) {
+        for (const TargetTable *tt = k->known; tt; tt = tt->next)
+                if (strcmp(tt->schema, schema) == 0 && strcmp(tt->name, name) == 0)
+                        return tt->shape == t;
+        return false;
 }
 
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
@@ -680,6 +871,12 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 r = cdc_error(err, -ENAMETOOLONG, false, "conf", "%s table name %s.%s too long", k->ctx, t->schema,
                               t->name);
                 goto out;
+        }
+        /* the checks and DDL of ensure_table run after what is pending (DDL commits implicitly) */
+        if (!table_ready(k, t, schema, name)) {
+                r = run_flush(k, err);
+                if (r < 0)
+                        goto out;
         }
         r = ensure_table(k, t, schema, name, err);
         if (r < 0)
@@ -760,10 +957,15 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         char what[600];
         snprintf(what, sizeof(what), "%s on `%s`.`%s`",
                  c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
-        r = exec(k, q.s, p, np, what, NULL, err);
+        char key[600];
+        key_text(t, c->before ? c->before : c->after, key, sizeof(key));
+        r = run_add(k, q.s, p, np, what, strdup(key), err);
+        if (r < 0)
+                goto out_sent; /* a flushed run's error: its message names its own row */
 out:
         if (r < 0 && strcmp(err->kind, "data") == 0)
                 add_key_to_message(t, c->before ? c->before : c->after, err);
+out_sent:
         params_free(p, t->ncols * 2 + 1);
         free(p);
         free(q.s);
@@ -775,6 +977,7 @@ out:
 static Sink *sink_free(Sink *k) {
         if (!k)
                 return NULL;
+        run_free(&k->run);
         while (k->stmts) {
                 CachedStmt *c = k->stmts;
                 k->stmts = c->next;
@@ -813,6 +1016,13 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                 r = cdc_error(err, -EINVAL, false, "conf",
                               "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx, conn->name);
                 goto out;
+        }
+        {
+                /* what MARIADB_STMT_BULK_SUPPORTED tests: a MariaDB server announcing bulk operations */
+                unsigned long caps = 0, ext = 0;
+                k->bulk = mariadb_get_infov(k->m, MARIADB_CONNECTION_SERVER_CAPABILITIES, &caps) == 0 &&
+                          mariadb_get_infov(k->m, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext) == 0 &&
+                          !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_STMT_BULK_OPERATIONS >> 32));
         }
         snprintf(sql, sizeof(sql), "SET SESSION server_id = %" PRIu32, conn->server_id);
         if (mysql_query(k->m, sql)) {
@@ -877,6 +1087,7 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
 }
 
 static int sink_begin(Sink *k, CdcError *err) {
+        run_clear(&k->run);
         int r = simple(k, "START TRANSACTION", err);
         if (r == 0)
                 k->in_txn = true;
@@ -903,7 +1114,10 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         };
         for (int i = 0; i < 5; i++)
                 p[i].len = strlen(p[i].data);
-        int r = exec(k,
+        int r = run_flush(k, err);
+        if (r < 0)
+                return r;
+        r = exec(k,
                      "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, "
                      "updated_at) VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), "
                      "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
@@ -918,6 +1132,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
 }
 
 static int sink_rollback(Sink *k) {
+        run_clear(&k->run);
         k->in_txn = false;
         return mysql_rollback(k->m) ? -EIO : 0;
 }
