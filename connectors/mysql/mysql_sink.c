@@ -48,8 +48,9 @@ typedef struct {
         CachedStmt *stmt; /* NULL: nothing pending; one of Sink.stmts */
         char what[600];   /* for error messages: "insert on `db`.`t`" */
         int nparams;      /* per row */
-        int nrows, cap;
-        Param *params; /* nrows * nparams, owned */
+        int nrows, cap; /* rows held; rows keys[] has room for */
+        size_t pcap;    /* Params params[] has room for (the statement, so nparams, varies) */
+        Param *params;  /* nrows * nparams, owned */
         char **keys;   /* per row, owned: "(id)=(42)", so an error names the row */
         size_t bytes;
 } Run;
@@ -492,16 +493,25 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what,
         }
         if (u->nrows == u->cap) {
                 int cap = u->cap ? u->cap * 2 : 16;
-                Param *np2 = realloc(u->params, (size_t)cap * (np > 0 ? np : 1) * sizeof(*np2));
-                if (np2)
-                        u->params = np2;
-                char **nk = np2 ? realloc(u->keys, (size_t)cap * sizeof(*nk)) : NULL;
-                if (!np2 || !nk) {
+                char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));
+                if (!nk) {
                         r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
                         goto out;
                 }
                 u->keys = nk;
                 u->cap = cap;
+        }
+        if ((size_t)(u->nrows + 1) * np > u->pcap) {
+                size_t pcap = u->pcap ? u->pcap * 2 : 256;
+                while (pcap < (size_t)(u->nrows + 1) * np)
+                        pcap *= 2;
+                Param *np2 = realloc(u->params, pcap * sizeof(*np2));
+                if (!np2) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                u->params = np2;
+                u->pcap = pcap;
         }
         for (int j = 0; j < np; j++) {
                 u->params[(size_t)u->nrows * np + j] = p[j];
