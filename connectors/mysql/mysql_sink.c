@@ -55,10 +55,31 @@ typedef struct {
         size_t bytes;
 } Run;
 
+/* Several runs may be pending at once, one per statement: a batch of small transactions
+ * (update, insert, delete, hot-row update, again and again) then costs a few round trips, not
+ * one per row. That reorders changes across runs, which is only sound when no two pending
+ * changes touch the same row and rows cannot affect each other: the target's primary key is the
+ * source key, with no other unique index, no foreign key and no trigger (TargetTable.reorder).
+ * A change that would touch a row of another pending run flushes them all first. */
+#define RUNS_MAX 8
+
+typedef struct {
+        uint64_t hash;
+        int run; /* -1: empty slot */
+        char *key; /* owned: "schema.table" NUL, then per key column its length and bytes */
+        size_t len;
+} KeySlot;
+
+typedef struct {
+        KeySlot *slots;
+        size_t cap, n; /* cap: a power of two */
+} KeySet;
+
 typedef struct TargetTable {
         struct TargetTable *next;
         char *schema, *name; /* owned: sink-side names */
         Table *shape;        /* one reference: the source shape last checked against the target */
+        bool reorder_known, reorder; /* for shape: may its changes be reordered (see RUNS_MAX) */
 } TargetTable;
 
 struct Sink {
@@ -68,7 +89,10 @@ struct Sink {
         CachedStmt *stmts;
         int nstmts;
         TargetTable *known; /* tables seen to exist */
-        Run run;
+        Run runs[RUNS_MAX]; /* pending, in the order they were started; nruns used */
+        int nruns;
+        bool ordered;   /* the pending run holds a change that nothing may overtake */
+        KeySet keys;    /* row keys of the pending runs → run, for reordering */
         bool bulk; /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
         char ctx[160];
@@ -413,8 +437,7 @@ static int run_rows(Sink *k, Run *u, CdcError *err) {
 }
 
 /* Sends the pending run, if any, and empties it (also on failure: the caller rolls back). */
-static int run_flush(Sink *k, CdcError *err) {
-        Run *u = &k->run;
+static int run_send(Sink *k, Run *u, CdcError *err) {
         int r = 0, np = u->nparams, n = u->nrows;
         if (!u->stmt || n == 0)
                 goto out;
@@ -470,27 +493,160 @@ out:
         return r;
 }
 
-/* Adds one execution of sql to the pending run (flushing a run of another statement first);
- * takes the params' data (p[i].data is NULL on return) and key (freed either way). */
-static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what, char *key, CdcError *err) {
-        Run *u = &k->run;
-        int r = 0;
-        size_t bytes = 0;
-        if (u->stmt && (u->nparams != np || strcmp(u->stmt->sql, sql) != 0)) {
-                r = run_flush(k, err);
-                if (r < 0)
-                        goto out;
+static void keys_clear(KeySet *ks) {
+        for (size_t i = 0; i < ks->cap; i++) {
+                free(ks->slots[i].key);
+                ks->slots[i] = (KeySlot){.run = -1};
         }
-        if (!u->stmt) {
+        ks->n = 0;
+}
+
+static uint64_t key_hash(const char *key, size_t len) {
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+        return h;
+}
+
+/* The slot of key: its own, or the empty one where it would go. */
+static KeySlot *keys_find(KeySet *ks, const char *key, size_t len, uint64_t h) {
+        for (size_t i = h & (ks->cap - 1);; i = (i + 1) & (ks->cap - 1)) {
+                KeySlot *e = &ks->slots[i];
+                if (e->run < 0 || (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0))
+                        return e;
+        }
+}
+
+static int keys_grow(KeySet *ks) {
+        size_t cap = ks->cap ? ks->cap * 2 : 1024;
+        KeySlot *old = ks->slots, *n = malloc(cap * sizeof(*n));
+        size_t oldcap = ks->cap;
+        if (!n)
+                return -ENOMEM;
+        for (size_t i = 0; i < cap; i++)
+                n[i] = (KeySlot){.run = -1};
+        ks->slots = n;
+        ks->cap = cap;
+        for (size_t i = 0; i < oldcap; i++)
+                if (old[i].run >= 0)
+                        *keys_find(ks, old[i].key, old[i].len, old[i].hash) = old[i];
+        free(old);
+        return 0;
+}
+
+static void keys_free(KeySet *ks) {
+        keys_clear(ks);
+        free(ks->slots);
+        *ks = (KeySet){0};
+}
+
+/* Sends every pending run, in the order they were started, and forgets their keys. */
+static int pending_flush(Sink *k, CdcError *err) {
+        int r = 0;
+        for (int i = 0; i < k->nruns; i++) {
+                if (r == 0)
+                        r = run_send(k, &k->runs[i], err);
+                else
+                        run_clear(&k->runs[i]);
+        }
+        k->nruns = 0;
+        k->ordered = false;
+        if (k->keys.n)
+                keys_clear(&k->keys);
+        return r;
+}
+
+static void pending_clear(Sink *k) {
+        for (int i = 0; i < k->nruns; i++)
+                run_clear(&k->runs[i]);
+        k->nruns = 0;
+        k->ordered = false;
+        if (k->keys.n)
+                keys_clear(&k->keys);
+}
+
+/* The identity of a row: sink table and the source key values (every column without a key). */
+static char *row_key(const char *schema, const char *name, const Table *t, const Value *img, size_t *ret_len) {
+        Sql q = {0};
+        bool keyed = table_nkeys(t) > 0;
+        sql_add(&q, schema);
+        sql_put(&q, ".", 1);
+        sql_add(&q, name);
+        sql_put(&q, "", 1); /* the NUL ends the name */
+        for (int i = 0; i < t->ncols; i++) {
+                if (keyed && !t->cols[i].key)
+                        continue;
+                uint32_t n = img[i].kind == VALUE_TEXT ? (uint32_t)img[i].len : UINT32_MAX;
+                sql_put(&q, (const char *)&n, sizeof(n));
+                if (img[i].kind == VALUE_TEXT)
+                        sql_put(&q, img[i].data, img[i].len);
+        }
+        if (q.oom) {
+                free(q.s);
+                return NULL;
+        }
+        *ret_len = q.len;
+        return q.s;
+}
+
+/* Adds one execution of sql to the pending runs; takes the params' data (p[i].data is NULL on
+ * return) and the message key (freed either way). rk: the row keys the change touches (nrk of
+ * them; before and after key of an update), each taken, NULL when the change may not be
+ * reordered (then everything pending goes first and nothing overtakes it). */
+static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what, char *key, char **rk,
+                   const size_t *rkl, int nrk, CdcError *err) {
+        int r = 0, ri = -1;
+        size_t bytes = 0;
+        bool reorder = nrk > 0;
+        for (int i = 0; i < nrk; i++)
+                reorder &= rk[i] != NULL;
+        for (int i = 0; i < k->nruns; i++)
+                if (k->runs[i].nparams == np && strcmp(k->runs[i].stmt->sql, sql) == 0)
+                        ri = i;
+        if (!reorder || k->ordered) {
+                /* keep source order: only the run just before may take it */
+                if (k->nruns > 0 && (ri != k->nruns - 1 || k->nruns > 1)) {
+                        r = pending_flush(k, err);
+                        ri = -1;
+                }
+        } else {
+                for (int i = 0; i < nrk && ri >= -1; i++) {
+                        if (!k->keys.cap)
+                                break;
+                        KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], key_hash(rk[i], rkl[i]));
+                        if (e->run >= 0 && e->run != ri)
+                                ri = -2; /* another pending run touches this row */
+                }
+                if (ri == -2 || (ri == -1 && k->nruns == RUNS_MAX)) {
+                        r = pending_flush(k, err);
+                        ri = -1;
+                }
+        }
+        if (r < 0)
+                goto out;
+        if (ri < 0 && k->nruns > 0 && k->nstmts >= STMT_CACHE_MAX) {
+                bool cached = false;
+                for (CachedStmt *c = k->stmts; c && !cached; c = c->next)
+                        cached = strcmp(c->sql, sql) == 0;
+                if (!cached) { /* preparing it empties the cache: the pending runs go first */
+                        r = pending_flush(k, err);
+                        if (r < 0)
+                                goto out;
+                }
+        }
+        if (ri < 0) {
                 CachedStmt *c = stmt_cached(k, sql);
                 if (!c) {
                         r = prepare_error(k, sql, what, err);
                         goto out;
                 }
+                ri = k->nruns++;
+                Run *u = &k->runs[ri];
                 u->stmt = c;
                 u->nparams = np;
                 snprintf(u->what, sizeof(u->what), "%s", what);
         }
+        Run *u = &k->runs[ri];
         if (u->nrows == u->cap) {
                 int cap = u->cap ? u->cap * 2 : 16;
                 char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));
@@ -521,10 +677,29 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what,
         u->keys[u->nrows++] = key;
         key = NULL;
         u->bytes += bytes;
+        if (!reorder) {
+                k->ordered = true;
+        } else {
+                for (int i = 0; i < nrk; i++) {
+                        if ((k->keys.n + 1) * 2 > k->keys.cap && keys_grow(&k->keys) < 0) {
+                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                goto out;
+                        }
+                        uint64_t h = key_hash(rk[i], rkl[i]);
+                        KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], h);
+                        if (e->run < 0) {
+                                *e = (KeySlot){.hash = h, .run = ri, .key = rk[i], .len = rkl[i]};
+                                rk[i] = NULL;
+                                k->keys.n++;
+                        }
+                }
+        }
         if (u->nrows >= RUN_MAX_ROWS || u->bytes >= RUN_MAX_BYTES)
-                r = run_flush(k, err);
+                r = pending_flush(k, err);
 out:
         free(key);
+        for (int i = 0; i < nrk; i++)
+                free(rk[i]);
         return r;
 }
 
@@ -668,6 +843,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         if (!nadd) {
                 table_unref(tt->shape);
                 tt->shape = table_ref((Table *)t);
+                tt->reorder_known = false;
                 r = 0;
                 goto out;
         }
@@ -868,11 +1044,76 @@ static bool table_ready(const Sink *k, const Table *t, const char *schema, const
         return false;
 }
 
+typedef struct {
+        long other; /* unique indexes besides the primary key, foreign keys, triggers */
+        char *pk;   /* owned: primary key columns, '\n'-separated */
+        bool got;
+} ReorderRow;
+
+static int reorder_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        ReorderRow *x = ud;
+        char *end;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || x->got)
+                return -EBADMSG;
+        errno = 0;
+        x->other = strtol(cells[0], &end, 10);
+        if (errno || *end)
+                return -EBADMSG;
+        x->pk = strdup(cells[1] ? cells[1] : "");
+        if (!x->pk)
+                return -ENOMEM;
+        x->got = true;
+        return 0;
+}
+
+/* May changes of t into tt be reordered (see RUNS_MAX)? One look at the target's indexes,
+ * foreign keys and triggers per shape. */
+static int check_reorder(Sink *k, TargetTable *tt, const Table *t, CdcError *err) {
+        const char *ps[10] = {tt->schema, tt->name, tt->schema, tt->name, tt->schema,
+                              tt->name,   tt->schema, tt->name, tt->schema, tt->name};
+        ReorderRow x = {0};
+        int r = mysql_conn_query(
+                k->m,
+                "SELECT (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? "
+                "AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY') + (SELECT COUNT(*) FROM "
+                "information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_NAME IS NOT NULL AND ((TABLE_SCHEMA = ? "
+                "AND TABLE_NAME = ?) OR (REFERENCED_TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?))) + (SELECT "
+                "COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?), "
+                "(SELECT GROUP_CONCAT(COLUMN_NAME SEPARATOR '\\n') FROM information_schema.STATISTICS WHERE "
+                "TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY')",
+                ps, 10, reorder_row, &x, err);
+        if (r < 0)
+                goto out;
+        /* the primary key must be exactly the source's key (MySQL column names ignore case) */
+        bool ok = x.got && x.other == 0 && table_nkeys(t) > 0;
+        int npk = 0;
+        for (char *name = x.pk, *next; ok && name && *name; name = next) {
+                next = strchr(name, '\n');
+                if (next)
+                        *next++ = '\0';
+                bool found = false;
+                for (int i = 0; i < t->ncols && !found; i++)
+                        found = t->cols[i].key && strcasecmp(t->cols[i].name, name) == 0;
+                ok = found;
+                npk++;
+        }
+        tt->reorder = ok && npk == table_nkeys(t);
+        tt->reorder_known = true;
+        r = 0;
+out:
+        free(x.pk);
+        return r;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
         Sql q = {0};
         int np = 0, r;
+        char *rk[2] = {NULL, NULL};
+        size_t rkl[2] = {0, 0};
+        int nrk = 0;
         (void)txn;
         Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
         if (!p)
@@ -884,13 +1125,28 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         }
         /* the checks and DDL of ensure_table run after what is pending (DDL commits implicitly) */
         if (!table_ready(k, t, schema, name)) {
-                r = run_flush(k, err);
+                r = pending_flush(k, err);
                 if (r < 0)
                         goto out;
         }
         r = ensure_table(k, t, schema, name, err);
         if (r < 0)
                 goto out;
+        TargetTable *tt = k->known;
+        while (tt && (strcmp(tt->schema, schema) != 0 || strcmp(tt->name, name) != 0))
+                tt = tt->next;
+        if (tt && tt->shape == t && !tt->reorder_known) {
+                r = check_reorder(k, tt, t, err);
+                if (r < 0)
+                        goto out;
+        }
+        /* the rows this change touches, when it may be reordered */
+        if (tt && tt->shape == t && tt->reorder && c->op != CHANGE_TRUNCATE) {
+                if (c->op != CHANGE_INSERT)
+                        rk[nrk] = row_key(schema, name, t, c->before ? c->before : c->after, &rkl[nrk]), nrk++;
+                if (c->op != CHANGE_DELETE)
+                        rk[nrk] = row_key(schema, name, t, c->after, &rkl[nrk]), nrk++;
+        }
         switch (c->op) {
         case CHANGE_INSERT: {
                 /* idempotent: a replayed insert overwrites the row with the same values */
@@ -969,13 +1225,16 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                  c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
         char key[600];
         key_text(t, c->before ? c->before : c->after, key, sizeof(key));
-        r = run_add(k, q.s, p, np, what, strdup(key), err);
+        r = run_add(k, q.s, p, np, what, strdup(key), rk, rkl, nrk, err);
+        nrk = 0; /* run_add took them */
         if (r < 0)
                 goto out_sent; /* a flushed run's error: its message names its own row */
 out:
         if (r < 0 && strcmp(err->kind, "data") == 0)
                 add_key_to_message(t, c->before ? c->before : c->after, err);
 out_sent:
+        for (int i = 0; i < nrk; i++)
+                free(rk[i]);
         params_free(p, t->ncols * 2 + 1);
         free(p);
         free(q.s);
@@ -987,7 +1246,10 @@ out_sent:
 static Sink *sink_free(Sink *k) {
         if (!k)
                 return NULL;
-        run_free(&k->run);
+        pending_clear(k);
+        for (int i = 0; i < RUNS_MAX; i++)
+                run_free(&k->runs[i]);
+        keys_free(&k->keys);
         while (k->stmts) {
                 CachedStmt *c = k->stmts;
                 k->stmts = c->next;
@@ -1097,7 +1359,7 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
 }
 
 static int sink_begin(Sink *k, CdcError *err) {
-        run_clear(&k->run);
+        pending_clear(k);
         int r = simple(k, "START TRANSACTION", err);
         if (r == 0)
                 k->in_txn = true;
@@ -1124,7 +1386,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         };
         for (int i = 0; i < 5; i++)
                 p[i].len = strlen(p[i].data);
-        int r = run_flush(k, err);
+        int r = pending_flush(k, err);
         if (r < 0)
                 return r;
         r = exec(k,
@@ -1142,7 +1404,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
 }
 
 static int sink_rollback(Sink *k) {
-        run_clear(&k->run);
+        pending_clear(k);
         k->in_txn = false;
         return mysql_rollback(k->m) ? -EIO : 0;
 }
