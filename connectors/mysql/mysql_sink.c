@@ -59,7 +59,8 @@ typedef struct {
  * (update, insert, delete, hot-row update, again and again) then costs a few round trips, not
  * one per row. That reorders changes across runs, which is only sound when no two pending
  * changes touch the same row and rows cannot affect each other: the target's primary key is the
- * source key, with no other unique index, no foreign key and no trigger (TargetTable.reorder).
+ * source key, of integers or UUIDs, with no other unique index, no foreign key and no trigger
+ * (TargetTable.reorder).
  * A change that would touch a row of another pending run flushes them all first. */
 #define RUNS_MAX 8
 
@@ -1098,6 +1099,11 @@ static int check_reorder(Sink *k, TargetTable *tt, const Table *t, CdcError *err
                 ok = found;
                 npk++;
         }
+        /* Keys are compared by their source text: only types whose text is canonical qualify (a
+         * case-insensitive collation makes 'A' and 'a' one row; DECIMAL makes 1.0 and 1.00 one). */
+        for (int i = 0; i < t->ncols && ok; i++)
+                if (t->cols[i].key)
+                        ok = t->cols[i].cls == TYPE_INTEGER || t->cols[i].cls == TYPE_UUID;
         tt->reorder = ok && npk == table_nkeys(t);
         tt->reorder_known = true;
         r = 0;
