@@ -29,10 +29,58 @@ typedef struct CachedStmt {
         MYSQL_STMT *st;
 } CachedStmt;
 
+/* Param of a statement, see make_param. */
+typedef struct {
+        char *data; /* owned */
+        size_t len;
+        bool null;
+        bool binary;
+} Param;
+
+/* A run of consecutive changes with the same statement text, held back and sent as one
+ * array-bound execution (MariaDB's COM_STMT_BULK_EXECUTE): one round trip for the whole run
+ * instead of one per row, and the server applies the rows in order, so the result is that of
+ * executing them one by one. Any other statement, the checkpoint, and commit flush it first. */
+#define RUN_MAX_ROWS 1000
+#define RUN_MAX_BYTES ((size_t)4 << 20) /* well under max_allowed_packet (16 MB by default) */
+
+typedef struct {
+        CachedStmt *stmt; /* NULL: nothing pending; one of Sink.stmts */
+        char what[600];   /* for error messages: "insert on `db`.`t`" */
+        int nparams;      /* per row */
+        int nrows, cap; /* rows held; rows keys[] has room for */
+        size_t pcap;    /* Params params[] has room for (the statement, so nparams, varies) */
+        Param *params;  /* nrows * nparams, owned */
+        char **keys;   /* per row, owned: "(id)=(42)", so an error names the row */
+        size_t bytes;
+} Run;
+
+/* Several runs may be pending at once, one per statement: a batch of small transactions
+ * (update, insert, delete, hot-row update, again and again) then costs a few round trips, not
+ * one per row. That reorders changes across runs, which is only sound when no two pending
+ * changes touch the same row and rows cannot affect each other: the target's primary key is the
+ * source key, of integers or UUIDs, with no other unique index, no foreign key and no trigger
+ * (TargetTable.reorder).
+ * A change that would touch a row of another pending run flushes them all first. */
+#define RUNS_MAX 8
+
+typedef struct {
+        uint64_t hash;
+        int run; /* -1: empty slot */
+        char *key; /* owned: "schema.table" NUL, then per key column its length and bytes */
+        size_t len;
+} KeySlot;
+
+typedef struct {
+        KeySlot *slots;
+        size_t cap, n; /* cap: a power of two */
+} KeySet;
+
 typedef struct TargetTable {
         struct TargetTable *next;
         char *schema, *name; /* owned: sink-side names */
         Table *shape;        /* one reference: the source shape last checked against the target */
+        bool reorder_known, reorder; /* for shape: may its changes be reordered (see RUNS_MAX) */
 } TargetTable;
 
 struct Sink {
@@ -42,6 +90,11 @@ struct Sink {
         CachedStmt *stmts;
         int nstmts;
         TargetTable *known; /* tables seen to exist */
+        Run runs[RUNS_MAX]; /* pending, in the order they were started; nruns used */
+        int nruns;
+        bool ordered;   /* the pending run holds a change that nothing may overtake */
+        KeySet keys;    /* row keys of the pending runs → run, for reordering */
+        bool bulk; /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
         char ctx[160];
 };
@@ -255,13 +308,6 @@ int mysql_sink_convert(TypeClass cls, const char *text, size_t len, char **ret, 
 
 /* ---- statements ---- */
 
-typedef struct {
-        char *data; /* owned */
-        size_t len;
-        bool null;
-        bool binary;
-} Param;
-
 static void params_free(Param *p, int n) {
         for (int i = 0; i < n; i++)
                 free(p[i].data);
@@ -281,10 +327,12 @@ static int sink_error(Sink *k, MYSQL_STMT *st, const char *what, CdcError *err) 
                          "%s %s: %s (error %u)", k->ctx, what, msg, e);
 }
 
-static MYSQL_STMT *stmt_get(Sink *k, const char *sql) {
+/* The cached statement for sql, prepared on first use. Never called with a run pending on another
+ * statement (see run_add): dropping the cache would close the run's statement. */
+static CachedStmt *stmt_cached(Sink *k, const char *sql) {
         for (CachedStmt *c = k->stmts; c; c = c->next)
                 if (strcmp(c->sql, sql) == 0)
-                        return c->st;
+                        return c;
         if (k->nstmts >= STMT_CACHE_MAX) {
                 /* simple bound: drop everything; tables are few and statements re-prepare fast */
                 while (k->stmts) {
@@ -312,23 +360,25 @@ static MYSQL_STMT *stmt_get(Sink *k, const char *sql) {
         c->next = k->stmts;
         k->stmts = c;
         k->nstmts++;
-        return c->st;
+        return c;
 }
 
-/* Runs sql with params; *ret_rows: affected rows. */
-static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err) {
-        MYSQL_STMT *st = stmt_get(k, sql);
-        if (!st) {
-                /* prepare failed: run it through a throwaway statement for the message */
-                MYSQL_STMT *t = mysql_stmt_init(k->m);
-                int r;
-                if (!t)
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
-                mysql_stmt_prepare(t, sql, strlen(sql));
-                r = sink_error(k, t, what, err);
-                mysql_stmt_close(t);
-                return r;
-        }
+/* The message of a failed prepare, through a throwaway statement. */
+static int prepare_error(Sink *k, const char *sql, const char *what, CdcError *err) {
+        MYSQL_STMT *t = mysql_stmt_init(k->m);
+        int r;
+        if (!t)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        mysql_stmt_prepare(t, sql, strlen(sql));
+        r = sink_error(k, t, what, err);
+        mysql_stmt_close(t);
+        return r;
+}
+
+/* Executes st once with one row of params. */
+static int exec_row(Sink *k, MYSQL_STMT *st, const Param *p, int n, const char *what, uint64_t *ret_rows,
+                    CdcError *err) {
+        unsigned int one = 0; /* 0: not an array execution (the attribute stays set otherwise) */
         MYSQL_BIND b[n > 0 ? n : 1];
         memset(b, 0, sizeof(b));
         for (int i = 0; i < n; i++) {
@@ -336,12 +386,322 @@ static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uin
                 b[i].buffer = p[i].data;
                 b[i].buffer_length = p[i].len;
         }
-        if ((n > 0 && mysql_stmt_bind_param(st, b)) || mysql_stmt_execute(st))
+        if ((k->bulk && mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &one)) ||
+            (n > 0 && mysql_stmt_bind_param(st, b)) || mysql_stmt_execute(st))
                 return sink_error(k, st, what, err);
         if (ret_rows)
                 *ret_rows = mysql_stmt_affected_rows(st);
         mysql_stmt_free_result(st);
         return 0;
+}
+
+/* Runs sql with params; *ret_rows: affected rows. */
+static int exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err) {
+        CachedStmt *c = stmt_cached(k, sql);
+        if (!c)
+                return prepare_error(k, sql, what, err);
+        return exec_row(k, c->st, p, n, what, ret_rows, err);
+}
+
+static void run_clear(Run *u) {
+        for (int i = 0; i < u->nrows; i++) {
+                for (int j = 0; j < u->nparams; j++)
+                        free(u->params[(size_t)i * u->nparams + j].data);
+                free(u->keys[i]);
+        }
+        u->nrows = 0;
+        u->bytes = 0;
+        u->stmt = NULL;
+}
+
+static void run_free(Run *u) {
+        run_clear(u);
+        free(u->params);
+        free(u->keys);
+        *u = (Run){0};
+}
+
+/* Row by row: without bulk support, and after a failed array execution to find the row at
+ * fault (the statements are idempotent, so rows the failed execution applied may run again). */
+static int run_rows(Sink *k, Run *u, CdcError *err) {
+        for (int i = 0; i < u->nrows; i++) {
+                int r = exec_row(k, u->stmt->st, &u->params[(size_t)i * u->nparams], u->nparams, u->what, NULL, err);
+                if (r < 0) {
+                        if (strcmp(err->kind, "data") == 0 && u->keys[i]) {
+                                size_t ml = strlen(err->message);
+                                snprintf(err->message + ml, sizeof(err->message) - ml, " (row key %s)", u->keys[i]);
+                        }
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Sends the pending run, if any, and empties it (also on failure: the caller rolls back). */
+static int run_send(Sink *k, Run *u, CdcError *err) {
+        int r = 0, np = u->nparams, n = u->nrows;
+        if (!u->stmt || n == 0)
+                goto out;
+        if (!k->bulk || n == 1 || np == 0) {
+                r = run_rows(k, u, err);
+                goto out;
+        }
+        /* column-wise array binding: per parameter, arrays of pointers, lengths, indicators */
+        MYSQL_STMT *st = u->stmt->st;
+        unsigned int size = (unsigned int)n;
+        MYSQL_BIND *b = calloc((size_t)(np > 0 ? np : 1), sizeof(*b));
+        char **ptrs = calloc((size_t)n * (np > 0 ? np : 1), sizeof(*ptrs));
+        unsigned long *lens = calloc((size_t)n * (np > 0 ? np : 1), sizeof(*lens));
+        char *ind = calloc((size_t)n * (np > 0 ? np : 1), 1);
+        if (!b || !ptrs || !lens || !ind) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto bulk_out;
+        }
+        for (int j = 0; j < np; j++) {
+                bool binary = false;
+                for (int i = 0; i < n; i++) {
+                        const Param *p = &u->params[(size_t)i * np + j];
+                        size_t at = (size_t)j * n + i;
+                        ptrs[at] = p->data ? p->data : "";
+                        lens[at] = p->len;
+                        ind[at] = p->null ? STMT_INDICATOR_NULL : STMT_INDICATOR_NONE;
+                        binary |= p->binary;
+                }
+                b[j].buffer_type = binary ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
+                b[j].buffer = &ptrs[(size_t)j * n];
+                b[j].length = &lens[(size_t)j * n];
+                b[j].u.indicator = &ind[(size_t)j * n];
+        }
+        if (mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size) || (np > 0 && mysql_stmt_bind_param(st, b)) ||
+            mysql_stmt_execute(st)) {
+                r = sink_error(k, st, u->what, err);
+                /* a value the server refuses: name the row (the first that fails on its own) */
+                if (strcmp(err->kind, "data") == 0) {
+                        CdcError e2 = {0};
+                        if (run_rows(k, u, &e2) < 0 && strcmp(e2.kind, "data") == 0)
+                                *err = e2;
+                }
+                goto bulk_out;
+        }
+        mysql_stmt_free_result(st);
+bulk_out:
+        free(b);
+        free(ptrs);
+        free(lens);
+        free(ind);
+out:
+        run_clear(u);
+        return r;
+}
+
+static void keys_clear(KeySet *ks) {
+        for (size_t i = 0; i < ks->cap; i++) {
+                free(ks->slots[i].key);
+                ks->slots[i] = (KeySlot){.run = -1};
+        }
+        ks->n = 0;
+}
+
+static uint64_t key_hash(const char *key, size_t len) {
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+        return h;
+}
+
+/* The slot of key: its own, or the empty one where it would go. */
+static KeySlot *keys_find(KeySet *ks, const char *key, size_t len, uint64_t h) {
+        for (size_t i = h & (ks->cap - 1);; i = (i + 1) & (ks->cap - 1)) {
+                KeySlot *e = &ks->slots[i];
+                if (e->run < 0 || (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0))
+                        return e;
+        }
+}
+
+static int keys_grow(KeySet *ks) {
+        size_t cap = ks->cap ? ks->cap * 2 : 1024;
+        KeySlot *old = ks->slots, *n = malloc(cap * sizeof(*n));
+        size_t oldcap = ks->cap;
+        if (!n)
+                return -ENOMEM;
+        for (size_t i = 0; i < cap; i++)
+                n[i] = (KeySlot){.run = -1};
+        ks->slots = n;
+        ks->cap = cap;
+        for (size_t i = 0; i < oldcap; i++)
+                if (old[i].run >= 0)
+                        *keys_find(ks, old[i].key, old[i].len, old[i].hash) = old[i];
+        free(old);
+        return 0;
+}
+
+static void keys_free(KeySet *ks) {
+        keys_clear(ks);
+        free(ks->slots);
+        *ks = (KeySet){0};
+}
+
+/* Sends every pending run, in the order they were started, and forgets their keys. */
+static int pending_flush(Sink *k, CdcError *err) {
+        int r = 0;
+        for (int i = 0; i < k->nruns; i++) {
+                if (r == 0)
+                        r = run_send(k, &k->runs[i], err);
+                else
+                        run_clear(&k->runs[i]);
+        }
+        k->nruns = 0;
+        k->ordered = false;
+        if (k->keys.n)
+                keys_clear(&k->keys);
+        return r;
+}
+
+static void pending_clear(Sink *k) {
+        for (int i = 0; i < k->nruns; i++)
+                run_clear(&k->runs[i]);
+        k->nruns = 0;
+        k->ordered = false;
+        if (k->keys.n)
+                keys_clear(&k->keys);
+}
+
+/* The identity of a row: sink table and the source key values (every column without a key). */
+static char *row_key(const char *schema, const char *name, const Table *t, const Value *img, size_t *ret_len) {
+        Sql q = {0};
+        bool keyed = table_nkeys(t) > 0;
+        sql_add(&q, schema);
+        sql_put(&q, ".", 1);
+        sql_add(&q, name);
+        sql_put(&q, "", 1); /* the NUL ends the name */
+        for (int i = 0; i < t->ncols; i++) {
+                if (keyed && !t->cols[i].key)
+                        continue;
+                uint32_t n = img[i].kind == VALUE_TEXT ? (uint32_t)img[i].len : UINT32_MAX;
+                sql_put(&q, (const char *)&n, sizeof(n));
+                if (img[i].kind == VALUE_TEXT)
+                        sql_put(&q, img[i].data, img[i].len);
+        }
+        if (q.oom) {
+                free(q.s);
+                return NULL;
+        }
+        *ret_len = q.len;
+        return q.s;
+}
+
+/* Adds one execution of sql to the pending runs; takes the params' data (p[i].data is NULL on
+ * return) and the message key (freed either way). rk: the row keys the change touches (nrk of
+ * them; before and after key of an update), each taken, NULL when the change may not be
+ * reordered (then everything pending goes first and nothing overtakes it). */
+static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what, char *key, char **rk,
+                   const size_t *rkl, int nrk, CdcError *err) {
+        int r = 0, ri = -1;
+        size_t bytes = 0;
+        bool reorder = nrk > 0;
+        for (int i = 0; i < nrk; i++)
+                reorder &= rk[i] != NULL;
+        for (int i = 0; i < k->nruns; i++)
+                if (k->runs[i].nparams == np && strcmp(k->runs[i].stmt->sql, sql) == 0)
+                        ri = i;
+        if (!reorder || k->ordered) {
+                /* keep source order: only the run just before may take it */
+                if (k->nruns > 0 && (ri != k->nruns - 1 || k->nruns > 1)) {
+                        r = pending_flush(k, err);
+                        ri = -1;
+                }
+        } else {
+                for (int i = 0; i < nrk && ri >= -1; i++) {
+                        if (!k->keys.cap)
+                                break;
+                        KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], key_hash(rk[i], rkl[i]));
+                        if (e->run >= 0 && e->run != ri)
+                                ri = -2; /* another pending run touches this row */
+                }
+                if (ri == -2 || (ri == -1 && k->nruns == RUNS_MAX)) {
+                        r = pending_flush(k, err);
+                        ri = -1;
+                }
+        }
+        if (r < 0)
+                goto out;
+        if (ri < 0 && k->nruns > 0 && k->nstmts >= STMT_CACHE_MAX) {
+                bool cached = false;
+                for (CachedStmt *c = k->stmts; c && !cached; c = c->next)
+                        cached = strcmp(c->sql, sql) == 0;
+                if (!cached) { /* preparing it empties the cache: the pending runs go first */
+                        r = pending_flush(k, err);
+                        if (r < 0)
+                                goto out;
+                }
+        }
+        if (ri < 0) {
+                CachedStmt *c = stmt_cached(k, sql);
+                if (!c) {
+                        r = prepare_error(k, sql, what, err);
+                        goto out;
+                }
+                ri = k->nruns++;
+                Run *u = &k->runs[ri];
+                u->stmt = c;
+                u->nparams = np;
+                snprintf(u->what, sizeof(u->what), "%s", what);
+        }
+        Run *u = &k->runs[ri];
+        if (u->nrows == u->cap) {
+                int cap = u->cap ? u->cap * 2 : 16;
+                char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));
+                if (!nk) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                u->keys = nk;
+                u->cap = cap;
+        }
+        if ((size_t)(u->nrows + 1) * np > u->pcap) {
+                size_t pcap = u->pcap ? u->pcap * 2 : 256;
+                while (pcap < (size_t)(u->nrows + 1) * np)
+                        pcap *= 2;
+                Param *np2 = realloc(u->params, pcap * sizeof(*np2));
+                if (!np2) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                u->params = np2;
+                u->pcap = pcap;
+        }
+        for (int j = 0; j < np; j++) {
+                u->params[(size_t)u->nrows * np + j] = p[j];
+                bytes += p[j].len + 8;
+                p[j].data = NULL;
+        }
+        u->keys[u->nrows++] = key;
+        key = NULL;
+        u->bytes += bytes;
+        if (!reorder) {
+                k->ordered = true;
+        } else {
+                for (int i = 0; i < nrk; i++) {
+                        if ((k->keys.n + 1) * 2 > k->keys.cap && keys_grow(&k->keys) < 0) {
+                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                goto out;
+                        }
+                        uint64_t h = key_hash(rk[i], rkl[i]);
+                        KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], h);
+                        if (e->run < 0) {
+                                *e = (KeySlot){.hash = h, .run = ri, .key = rk[i], .len = rkl[i]};
+                                rk[i] = NULL;
+                                k->keys.n++;
+                        }
+                }
+        }
+        if (u->nrows >= RUN_MAX_ROWS || u->bytes >= RUN_MAX_BYTES)
+                r = pending_flush(k, err);
+out:
+        free(key);
+        for (int i = 0; i < nrk; i++)
+                free(rk[i]);
+        return r;
 }
 
 static int simple(Sink *k, const char *sql, CdcError *err) {
@@ -484,6 +844,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         if (!nadd) {
                 table_unref(tt->shape);
                 tt->shape = table_ref((Table *)t);
+                tt->reorder_known = false;
                 r = 0;
                 goto out;
         }
@@ -645,11 +1006,12 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
 }
 
 /* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
- * gets its key, "key (id)=(42)" (every column for a table without key), as the source has it. */
-static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+ * gets its key, "(id)=(42)" (every column for a table without key), as the source has it. */
+static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
         char names[256] = "", vals[256] = "";
         size_t nl = 0, vl = 0;
         bool keyed = table_nkeys(t) > 0;
+        out[0] = '\0';
         if (!img)
                 return;
         for (int i = 0; i < t->ncols; i++) {
@@ -663,8 +1025,91 @@ static void add_key_to_message(const Table *t, const Value *img, CdcError *err) 
                 nl += (size_t)a;
                 vl += (size_t)b;
         }
+        snprintf(out, cap, "(%s)=(%s)", names, vals);
+}
+
+static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+        char key[600];
+        if (!img)
+                return;
+        key_text(t, img, key, sizeof(key));
         size_t ml = strlen(err->message);
-        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key (%s)=(%s))", names, vals);
+        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key %s)", key);
+}
+
+/* True when t's target is known with this very shape: ensure_table will send nothing. */
+static bool table_ready(const Sink *k, const Table *t, const char *schema, const char *name) {
+        for (const TargetTable *tt = k->known; tt; tt = tt->next)
+                if (strcmp(tt->schema, schema) == 0 && strcmp(tt->name, name) == 0)
+                        return tt->shape == t;
+        return false;
+}
+
+typedef struct {
+        long other; /* unique indexes besides the primary key, foreign keys, triggers */
+        char *pk;   /* owned: primary key columns, '\n'-separated */
+        bool got;
+} ReorderRow;
+
+static int reorder_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        ReorderRow *x = ud;
+        char *end;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || x->got)
+                return -EBADMSG;
+        errno = 0;
+        x->other = strtol(cells[0], &end, 10);
+        if (errno || *end)
+                return -EBADMSG;
+        x->pk = strdup(cells[1] ? cells[1] : "");
+        if (!x->pk)
+                return -ENOMEM;
+        x->got = true;
+        return 0;
+}
+
+/* May changes of t into tt be reordered (see RUNS_MAX)? One look at the target's indexes,
+ * foreign keys and triggers per shape. */
+static int check_reorder(Sink *k, TargetTable *tt, const Table *t, CdcError *err) {
+        const char *ps[10] = {tt->schema, tt->name, tt->schema, tt->name, tt->schema,
+                              tt->name,   tt->schema, tt->name, tt->schema, tt->name};
+        ReorderRow x = {0};
+        int r = mysql_conn_query(
+                k->m,
+                "SELECT (SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? "
+                "AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY') + (SELECT COUNT(*) FROM "
+                "information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_NAME IS NOT NULL AND ((TABLE_SCHEMA = ? "
+                "AND TABLE_NAME = ?) OR (REFERENCED_TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?))) + (SELECT "
+                "COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?), "
+                "(SELECT GROUP_CONCAT(COLUMN_NAME SEPARATOR '\\n') FROM information_schema.STATISTICS WHERE "
+                "TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY')",
+                ps, 10, reorder_row, &x, err);
+        if (r < 0)
+                goto out;
+        /* the primary key must be exactly the source's key (MySQL column names ignore case) */
+        bool ok = x.got && x.other == 0 && table_nkeys(t) > 0;
+        int npk = 0;
+        for (char *name = x.pk, *next; ok && name && *name; name = next) {
+                next = strchr(name, '\n');
+                if (next)
+                        *next++ = '\0';
+                bool found = false;
+                for (int i = 0; i < t->ncols && !found; i++)
+                        found = t->cols[i].key && strcasecmp(t->cols[i].name, name) == 0;
+                ok = found;
+                npk++;
+        }
+        /* Keys are compared by their source text: only types whose text is canonical qualify (a
+         * case-insensitive collation makes 'A' and 'a' one row; DECIMAL makes 1.0 and 1.00 one). */
+        for (int i = 0; i < t->ncols && ok; i++)
+                if (t->cols[i].key)
+                        ok = t->cols[i].cls == TYPE_INTEGER || t->cols[i].cls == TYPE_UUID;
+        tt->reorder = ok && npk == table_nkeys(t);
+        tt->reorder_known = true;
+        r = 0;
+out:
+        free(x.pk);
+        return r;
 }
 
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
@@ -672,6 +1117,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         char schema[256], name[256];
         Sql q = {0};
         int np = 0, r;
+        char *rk[2] = {NULL, NULL};
+        size_t rkl[2] = {0, 0};
+        int nrk = 0;
         (void)txn;
         Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
         if (!p)
@@ -681,9 +1129,30 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                               t->name);
                 goto out;
         }
+        /* the checks and DDL of ensure_table run after what is pending (DDL commits implicitly) */
+        if (!table_ready(k, t, schema, name)) {
+                r = pending_flush(k, err);
+                if (r < 0)
+                        goto out;
+        }
         r = ensure_table(k, t, schema, name, err);
         if (r < 0)
                 goto out;
+        TargetTable *tt = k->known;
+        while (tt && (strcmp(tt->schema, schema) != 0 || strcmp(tt->name, name) != 0))
+                tt = tt->next;
+        if (tt && tt->shape == t && !tt->reorder_known) {
+                r = check_reorder(k, tt, t, err);
+                if (r < 0)
+                        goto out;
+        }
+        /* the rows this change touches, when it may be reordered */
+        if (tt && tt->shape == t && tt->reorder && c->op != CHANGE_TRUNCATE) {
+                if (c->op != CHANGE_INSERT)
+                        rk[nrk] = row_key(schema, name, t, c->before ? c->before : c->after, &rkl[nrk]), nrk++;
+                if (c->op != CHANGE_DELETE)
+                        rk[nrk] = row_key(schema, name, t, c->after, &rkl[nrk]), nrk++;
+        }
         switch (c->op) {
         case CHANGE_INSERT: {
                 /* idempotent: a replayed insert overwrites the row with the same values */
@@ -760,10 +1229,18 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         char what[600];
         snprintf(what, sizeof(what), "%s on `%s`.`%s`",
                  c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
-        r = exec(k, q.s, p, np, what, NULL, err);
+        char key[600];
+        key_text(t, c->before ? c->before : c->after, key, sizeof(key));
+        r = run_add(k, q.s, p, np, what, strdup(key), rk, rkl, nrk, err);
+        nrk = 0; /* run_add took them */
+        if (r < 0)
+                goto out_sent; /* a flushed run's error: its message names its own row */
 out:
         if (r < 0 && strcmp(err->kind, "data") == 0)
                 add_key_to_message(t, c->before ? c->before : c->after, err);
+out_sent:
+        for (int i = 0; i < nrk; i++)
+                free(rk[i]);
         params_free(p, t->ncols * 2 + 1);
         free(p);
         free(q.s);
@@ -775,6 +1252,10 @@ out:
 static Sink *sink_free(Sink *k) {
         if (!k)
                 return NULL;
+        pending_clear(k);
+        for (int i = 0; i < RUNS_MAX; i++)
+                run_free(&k->runs[i]);
+        keys_free(&k->keys);
         while (k->stmts) {
                 CachedStmt *c = k->stmts;
                 k->stmts = c->next;
@@ -813,6 +1294,13 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                 r = cdc_error(err, -EINVAL, false, "conf",
                               "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx, conn->name);
                 goto out;
+        }
+        {
+                /* what MARIADB_STMT_BULK_SUPPORTED tests: a MariaDB server announcing bulk operations */
+                unsigned long caps = 0, ext = 0;
+                k->bulk = mariadb_get_infov(k->m, MARIADB_CONNECTION_SERVER_CAPABILITIES, &caps) == 0 &&
+                          mariadb_get_infov(k->m, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext) == 0 &&
+                          !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_STMT_BULK_OPERATIONS >> 32));
         }
         snprintf(sql, sizeof(sql), "SET SESSION server_id = %" PRIu32, conn->server_id);
         if (mysql_query(k->m, sql)) {
@@ -877,6 +1365,7 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
 }
 
 static int sink_begin(Sink *k, CdcError *err) {
+        pending_clear(k);
         int r = simple(k, "START TRANSACTION", err);
         if (r == 0)
                 k->in_txn = true;
@@ -903,7 +1392,10 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         };
         for (int i = 0; i < 5; i++)
                 p[i].len = strlen(p[i].data);
-        int r = exec(k,
+        int r = pending_flush(k, err);
+        if (r < 0)
+                return r;
+        r = exec(k,
                      "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, "
                      "updated_at) VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), "
                      "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
@@ -918,6 +1410,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
 }
 
 static int sink_rollback(Sink *k) {
+        pending_clear(k);
         k->in_txn = false;
         return mysql_rollback(k->m) ? -EIO : 0;
 }
