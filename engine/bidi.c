@@ -9,8 +9,7 @@ int bidi_peers(const Conf *c, const PipelineConf *p, BidiPeers *ret) {
         BidiPeers b = {0};
         for (int i = 0; i < c->npipelines; i++) {
                 const PipelineConf *q = &c->pipelines[i];
-                if (q == p || strcmp(q->source_name, p->sink_name) != 0 ||
-                    strcmp(q->sink_name, p->source_name) != 0)
+                if (q == p || strcmp(q->source_name, p->sink_name) != 0 || strcmp(q->sink_name, p->source_name) != 0)
                         continue;
                 if (b.nmarks == BIDI_MAX_MARKS)
                         return -E2BIG;

@@ -57,7 +57,7 @@ static void usage(FILE *out) {
 typedef struct {
         Conf **confs; /* every conf loaded: pipelines keep pointers into them until exit */
         size_t nconfs;
-        Conf *conf;   /* current */
+        Conf *conf; /* current */
         State *state;
         Metrics *metrics;
         Pipeline **pipes;
@@ -177,7 +177,8 @@ static void summary(Service *sv, char *buf, size_t len) {
                 up += st == PIPELINE_STREAMING;
                 failed += st == PIPELINE_FAILED;
         }
-        snprintf(buf, len, "%d of %d pipelines streaming%s", up, sv->npipes, failed ? ", some failed (see /status)" : "");
+        snprintf(buf, len, "%d of %d pipelines streaming%s", up, sv->npipes,
+                 failed ? ", some failed (see /status)" : "");
 }
 
 static int cmd_run(const char *path) {
@@ -220,7 +221,8 @@ static int cmd_run(const char *path) {
                         state_free(sv.state);
                         return 1;
                 }
-                log_info(NULL, "metrics on http%s://%s/metrics", conf->metrics_tls_cert ? "s" : "", conf->metrics_listen);
+                log_info(NULL, "metrics on http%s://%s/metrics", conf->metrics_tls_cert ? "s" : "",
+                         conf->metrics_listen);
         }
 
         struct sigaction sa = {.sa_handler = on_signal};
@@ -345,7 +347,8 @@ static int cmd_status(const char *path, bool json) {
                 return 2;
         }
         if (!conf->metrics_listen) {
-                fprintf(stderr, "cdcsync: metrics_listen = off in %s, so the service cannot be asked — enable it\n", path);
+                fprintf(stderr, "cdcsync: metrics_listen = off in %s, so the service cannot be asked — enable it\n",
+                        path);
                 conf_free(conf);
                 return 2;
         }
@@ -358,34 +361,19 @@ int main(int argc, char **argv) {
         const char *path = DEFAULT_CONF;
         bool do_connect = false, json = false;
         static const struct option opts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"connect", no_argument, NULL, 'C'},
-                {"json", no_argument, NULL, 'j'},
-                {"version", no_argument, NULL, 'V'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
+                {"config", required_argument, NULL, 'c'}, {"connect", no_argument, NULL, 'C'},
+                {"json", no_argument, NULL, 'j'},         {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},         {0},
         };
         int c;
         while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
                 switch (c) {
-                case 'c':
-                        path = optarg;
-                        break;
-                case 'C':
-                        do_connect = true;
-                        break;
-                case 'j':
-                        json = true;
-                        break;
-                case 'V':
-                        printf("cdcsync %s\n", CDCSYNC_VERSION);
-                        return 0;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
-                        usage(stderr);
-                        return 2;
+                case 'c': path = optarg; break;
+                case 'C': do_connect = true; break;
+                case 'j': json = true; break;
+                case 'V': printf("cdcsync %s\n", CDCSYNC_VERSION); return 0;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
                 }
         }
         const char *cmd = optind < argc ? argv[optind++] : "run";

@@ -57,23 +57,23 @@ struct Pipeline {
         State *state;   /* shared store, borrowed; may be NULL */
         RowState *rows; /* this pipeline's view of state, NULL when state is NULL */
         PipelineStats stats;
-        BidiPeers peers;      /* echo marks of reverse pipelines (bidirectional sync) */
-        uint64_t echoes;      /* echo transactions dropped, engine thread only */
-        char ctx[256];        /* "[pipeline=X source=Y sink=Z]" */
-        char spill_dir[512];  /* state_dir/spill/<pipeline> */
+        BidiPeers peers;     /* echo marks of reverse pipelines (bidirectional sync) */
+        uint64_t echoes;     /* echo transactions dropped, engine thread only */
+        char ctx[256];       /* "[pipeline=X source=Y sink=Z]" */
+        char spill_dir[512]; /* state_dir/spill/<pipeline> */
         pthread_t supervisor;
-        atomic_bool stop;     /* the service asked this pipeline to stop */
-        atomic_bool settled;  /* streaming or failed once */
+        atomic_bool stop;    /* the service asked this pipeline to stop */
+        atomic_bool settled; /* streaming or failed once */
         /* Per attempt. */
         Queue *q_src, *q_sink;
-        atomic_bool attempt_end;  /* a thread failed, or stop: engine and sink wind down */
-        atomic_bool source_stop;  /* sink done: the source may acknowledge and return */
+        atomic_bool attempt_end; /* a thread failed, or stop: engine and sink wind down */
+        atomic_bool source_stop; /* sink done: the source may acknowledge and return */
         pthread_mutex_t err_lock;
         CdcError err; /* first error of the attempt, guarded by err_lock */
         bool have_err;
         pthread_mutex_t pos_lock;
-        Position durable;    /* guarded by pos_lock */
-        Position start_pos;  /* sink checkpoint at attempt start */
+        Position durable;   /* guarded by pos_lock */
+        Position start_pos; /* sink checkpoint at attempt start */
         bool have_start;
         uint64_t batch_no;
         PendingTs pending;
@@ -355,9 +355,7 @@ static void *engine_main(void *arg) {
                                 continue;
                         }
                         break;
-                default:
-                        event_clear(&ev);
-                        continue;
+                default: event_clear(&ev); continue;
                 }
                 EventKind kind = ev.kind;
                 r = queue_push(p->q_sink, &ev);
@@ -441,9 +439,7 @@ static void *sink_main(void *arg) {
                         case CHANGE_TRUNCATE: counts[3]++; break;
                         }
                         break;
-                case EVENT_COMMIT:
-                        txns++;
-                        break;
+                case EVENT_COMMIT: txns++; break;
                 case EVENT_KEEPALIVE:
                         /* Everything before ev.pos was emitted and, with no batch open here,
                          * committed: the position may advance past an idle stretch of log. */
@@ -564,8 +560,9 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                 cdc_error(&e, -EAGAIN, true, "internal", "cannot start the pipeline's threads");
                 fail_attempt(p, &e);
         } else {
-                log_info(p->ctx, "%s", found ? "resuming from the sink's checkpoint"
-                                              : (sargs.start.snapshot ? "new pipeline: initial snapshot" : "new pipeline: streaming"));
+                log_info(p->ctx, "%s",
+                         found ? "resuming from the sink's checkpoint"
+                               : (sargs.start.snapshot ? "new pipeline: initial snapshot" : "new pipeline: streaming"));
         }
 
         /* The sink ends first (stop, or failure); only then may the source acknowledge and go. */

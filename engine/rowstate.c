@@ -62,14 +62,14 @@
 #define KEY_MAX 8192
 
 struct RowState {
-        State *st;                 /* borrowed */
-        const PipelineConf *conf;  /* borrowed */
-        const char *node;          /* the source connector: this pipeline's origin in vectors */
-        StateBatch *batch;         /* open batch, or NULL */
+        State *st;                /* borrowed */
+        const PipelineConf *conf; /* borrowed */
+        const char *node;         /* the source connector: this pipeline's origin in vectors */
+        StateBatch *batch;        /* open batch, or NULL */
         uint64_t batch_no;
         size_t slice_rows;
-        uint64_t done_upto;        /* batches up to this number were committed by the sink */
-        uint64_t dropped_upto;     /* undo dropped for batches up to this number */
+        uint64_t done_upto;    /* batches up to this number were committed by the sink */
+        uint64_t dropped_upto; /* undo dropped for batches up to this number */
         /* bidirectional sync */
         char reverse[STATE_NAME_MAX + 1]; /* the reverse pipeline, "" for a one-way pipeline */
         PipelineStats *stats;             /* borrowed, may be NULL */
@@ -187,7 +187,8 @@ static int put_version(RowState *rs, const char *table, const char *key, size_t 
         } else {
                 r = version_next(found ? &stored : NULL, rs->node, counter, txn->commit_ts, seq, deleted, &next);
                 if (r < 0)
-                        return cdc_error(err, r, false, "state", "cannot version a change of %s: %s", table, strerror(-r));
+                        return cdc_error(err, r, false, "state", "cannot version a change of %s: %s", table,
+                                         strerror(-r));
         }
         r = state_put(rs->batch, table, key, keylen, &next);
         if (r < 0)
@@ -297,8 +298,8 @@ static void report_conflict(RowState *rs, const char *table, const char *key, co
                 stats_count_conflict(rs->stats, resolution ? resolution : "other");
         version_text(held, hv, sizeof(hv));
         version_text(incoming, iv, sizeof(iv));
-        log_info(rs->ctx, "conflict on %s (%s): sink holds %s, incoming %s; winner: %s (resolve=%s)", table, key, hv, iv,
-                 incoming_won ? "incoming" : "sink", resolution ? resolution : "?");
+        log_info(rs->ctx, "conflict on %s (%s): sink holds %s, incoming %s; winner: %s (resolve=%s)", table, key, hv,
+                 iv, incoming_won ? "incoming" : "sink", resolution ? resolution : "?");
         json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s}", "ts_us", (json_int_t)incoming->ts,
                               "pipeline", rs->conf->name, "source", rs->conf->source->name, "sink",
                               rs->conf->sink->name, "table", table, "key", key, "sink_version", version_json(held),
@@ -360,9 +361,11 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
 
         if (!kv || (n = encode_key(c->table, kv, key, sizeof(key))) <= 0)
                 return 0; /* no key to track: applied by position alone */
-        r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable, sizeof(ktable));
+        r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable,
+                           sizeof(ktable));
         if (r < 0)
-                return cdc_error(err, r, false, "state", "table name of %s.%s too long", c->table->schema, c->table->name);
+                return cdc_error(err, r, false, "state", "table name of %s.%s too long", c->table->schema,
+                                 c->table->name);
         char sfacts[STATE_TABLE_MAX], kfacts[STATE_TABLE_MAX];
         if (space(sspace, sizeof(sspace), S, c->table->schema, c->table->name) < 0 ||
             space(kspace, sizeof(kspace), K, kschema, ktable) < 0 ||
@@ -431,9 +434,11 @@ int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, boo
         if (!rs->reverse[0] || !rs->batch || c->op == CHANGE_TRUNCATE || table_nkeys(c->table) == 0 || !kv ||
             (n = encode_key(c->table, kv, key, sizeof(key))) <= 0)
                 return 0;
-        r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable, sizeof(ktable));
+        r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable,
+                           sizeof(ktable));
         if (r < 0)
-                return cdc_error(err, r, false, "state", "table name of %s.%s too long", c->table->schema, c->table->name);
+                return cdc_error(err, r, false, "state", "table name of %s.%s too long", c->table->schema,
+                                 c->table->name);
         if (space(sspace, sizeof(sspace), S, c->table->schema, c->table->name) < 0 ||
             space(kspace, sizeof(kspace), K, kschema, ktable) < 0)
                 return cdc_error(err, -ENAMETOOLONG, false, "state", "table name of %s.%s too long for the state store",

@@ -11,8 +11,8 @@ bool vclock_node_valid(const char *name) {
                 char c = *p;
                 if (n >= VCLOCK_NODE_MAX - 1)
                         return false;
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '_' || c == '.' || c == '-'))
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                      c == '.' || c == '-'))
                         return false;
         }
         return n > 0;

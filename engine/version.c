@@ -10,20 +10,16 @@
 
 const char *version_verdict_name(VersionVerdict v) {
         switch (v) {
-        case VERSION_APPLY:
-                return "apply";
-        case VERSION_SKIP:
-                return "skip";
-        case VERSION_CONFLICT_APPLY:
-                return "conflict_apply";
-        case VERSION_CONFLICT_SKIP:
-                return "conflict_skip";
+        case VERSION_APPLY: return "apply";
+        case VERSION_SKIP: return "skip";
+        case VERSION_CONFLICT_APPLY: return "conflict_apply";
+        case VERSION_CONFLICT_SKIP: return "conflict_skip";
         }
         return "unknown";
 }
 
-int version_next(const Version *prev, const char *origin, uint64_t counter, int64_t commit_ts,
-                 uint32_t seq, bool deleted, Version *ret) {
+int version_next(const Version *prev, const char *origin, uint64_t counter, int64_t commit_ts, uint32_t seq,
+                 bool deleted, Version *ret) {
         Version v = {0};
         int r;
         if (!vclock_node_valid(origin) || counter == 0)
@@ -185,8 +181,8 @@ static int cmp_lex(const VClock *a, const VClock *b, const char *const *priority
 }
 
 /* The total order that settles conflicts: > 0 when a wins over b, 0 only for the same write. */
-static int cmp_winner(const Version *a, const Version *b, ResolvePolicy resolve,
-                      const char *const *priority, int npriority) {
+static int cmp_winner(const Version *a, const Version *b, ResolvePolicy resolve, const char *const *priority,
+                      int npriority) {
         int c = 0;
         if (resolve == RESOLVE_PRIORITY)
                 c = cmp_lex(&a->wvv, &b->wvv, priority, npriority);
@@ -205,9 +201,8 @@ static int cmp_winner(const Version *a, const Version *b, ResolvePolicy resolve,
         return c < 0 ? -1 : c > 0;
 }
 
-int version_decide(const Version *stored, const Version *incoming, ConflictPolicy policy,
-                   ResolvePolicy resolve, const char *const *priority, int npriority,
-                   Version *ret_merged, const char **ret_resolution) {
+int version_decide(const Version *stored, const Version *incoming, ConflictPolicy policy, ResolvePolicy resolve,
+                   const char *const *priority, int npriority, Version *ret_merged, const char **ret_resolution) {
         VClock join;
         VersionVerdict verdict;
         const char *resolution = NULL;
@@ -234,12 +229,11 @@ int version_decide(const Version *stored, const Version *incoming, ConflictPolic
                 /* last writer wins whatever the vectors say; they only tell a conflict from a
                  * plain update for the metrics */
                 if (win > 0)
-                        verdict = order == VCLOCK_AFTER || order == VCLOCK_EQUAL ? VERSION_APPLY
-                                                                                 : VERSION_CONFLICT_APPLY;
+                        verdict =
+                                order == VCLOCK_AFTER || order == VCLOCK_EQUAL ? VERSION_APPLY : VERSION_CONFLICT_APPLY;
                 else
-                        verdict = order == VCLOCK_BEFORE || order == VCLOCK_EQUAL || win == 0
-                                          ? VERSION_SKIP
-                                          : VERSION_CONFLICT_SKIP;
+                        verdict = order == VCLOCK_BEFORE || order == VCLOCK_EQUAL || win == 0 ? VERSION_SKIP
+                                                                                              : VERSION_CONFLICT_SKIP;
                 break;
         case CONFLICT_NONE:
         case CONFLICT_VERSION_VECTOR:
@@ -258,9 +252,7 @@ int version_decide(const Version *stored, const Version *incoming, ConflictPolic
                 break;
         }
         if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP)
-                resolution = policy == CONFLICT_NONE ? "none"
-                             : resolve == RESOLVE_PRIORITY ? "priority"
-                                                           : "timestamp";
+                resolution = policy == CONFLICT_NONE ? "none" : resolve == RESOLVE_PRIORITY ? "priority" : "timestamp";
         if (ret_merged) {
                 bool take = verdict == VERSION_APPLY || verdict == VERSION_CONFLICT_APPLY;
                 Version m = take ? *incoming : *stored;

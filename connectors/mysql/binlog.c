@@ -106,8 +106,7 @@ static int meta_len(uint8_t type) {
         case BINLOG_T_JSON:
         case BINLOG_T_TIMESTAMP2:
         case BINLOG_T_DATETIME2:
-        case BINLOG_T_TIME2:
-                return 1;
+        case BINLOG_T_TIME2: return 1;
         case BINLOG_T_VARCHAR:
         case BINLOG_T_VAR_STRING:
         case BINLOG_T_STRING:
@@ -115,10 +114,8 @@ static int meta_len(uint8_t type) {
         case BINLOG_T_SET:
         case BINLOG_T_NEWDECIMAL:
         case BINLOG_T_BIT:
-        case BINLOG_T_DECIMAL:
-                return 2;
-        default:
-                return 0;
+        case BINLOG_T_DECIMAL: return 2;
+        default: return 0;
         }
 }
 
@@ -179,9 +176,7 @@ int binlog_read_table_map(const BinlogHeader *h, BinlogTableMap **ret) {
                         goto out;
                 switch (c->type) {
                 case BINLOG_T_VARCHAR:
-                case BINLOG_T_VAR_STRING:
-                        c->meta = (uint32_t)le(m, 2);
-                        break;
+                case BINLOG_T_VAR_STRING: c->meta = (uint32_t)le(m, 2); break;
                 case BINLOG_T_STRING:
                 case BINLOG_T_ENUM:
                 case BINLOG_T_SET: {
@@ -198,12 +193,8 @@ int binlog_read_table_map(const BinlogHeader *h, BinlogTableMap **ret) {
                 }
                 case BINLOG_T_NEWDECIMAL:
                 case BINLOG_T_BIT:
-                case BINLOG_T_DECIMAL:
-                        c->meta = (uint32_t)m[0] << 8 | m[1];
-                        break;
-                default:
-                        c->meta = ml == 1 ? m[0] : 0;
-                        break;
+                case BINLOG_T_DECIMAL: c->meta = (uint32_t)m[0] << 8 | m[1]; break;
+                default: c->meta = ml == 1 ? m[0] : 0; break;
                 }
                 m += ml;
         }
@@ -234,30 +225,22 @@ int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret) {
         case BINLOG_WRITE_ROWS:
                 v2 = true;
                 /* fall through */
-        case BINLOG_WRITE_ROWS_V1:
-                rows.op = CHANGE_INSERT;
-                break;
+        case BINLOG_WRITE_ROWS_V1: rows.op = CHANGE_INSERT; break;
         case BINLOG_UPDATE_ROWS:
                 v2 = true;
                 /* fall through */
-        case BINLOG_UPDATE_ROWS_V1:
-                rows.op = CHANGE_UPDATE;
-                break;
+        case BINLOG_UPDATE_ROWS_V1: rows.op = CHANGE_UPDATE; break;
         case BINLOG_DELETE_ROWS:
                 v2 = true;
                 /* fall through */
-        case BINLOG_DELETE_ROWS_V1:
-                rows.op = CHANGE_DELETE;
-                break;
+        case BINLOG_DELETE_ROWS_V1: rows.op = CHANGE_DELETE; break;
         case BINLOG_WRITE_ROWS_COMPRESSED_V1:
         case BINLOG_UPDATE_ROWS_COMPRESSED_V1:
         case BINLOG_DELETE_ROWS_COMPRESSED_V1:
         case BINLOG_WRITE_ROWS_COMPRESSED:
         case BINLOG_UPDATE_ROWS_COMPRESSED:
-        case BINLOG_DELETE_ROWS_COMPRESSED:
-                return -ENOTSUP;
-        default:
-                return -EBADMSG;
+        case BINLOG_DELETE_ROWS_COMPRESSED: return -ENOTSUP;
+        default: return -EBADMSG;
         }
         if (end - p < 8)
                 return -EBADMSG;
@@ -304,34 +287,24 @@ TypeClass binlog_type_class(const BinlogColumn *col, const BinlogColumnInfo *inf
         case BINLOG_T_INT24:
         case BINLOG_T_LONG:
         case BINLOG_T_LONGLONG:
-        case BINLOG_T_YEAR:
-                return TYPE_INTEGER;
+        case BINLOG_T_YEAR: return TYPE_INTEGER;
         case BINLOG_T_NEWDECIMAL:
-        case BINLOG_T_DECIMAL:
-                return TYPE_NUMERIC;
+        case BINLOG_T_DECIMAL: return TYPE_NUMERIC;
         case BINLOG_T_FLOAT:
-        case BINLOG_T_DOUBLE:
-                return TYPE_FLOAT;
+        case BINLOG_T_DOUBLE: return TYPE_FLOAT;
         case BINLOG_T_DATE:
-        case BINLOG_T_NEWDATE:
-                return TYPE_DATE;
+        case BINLOG_T_NEWDATE: return TYPE_DATE;
         case BINLOG_T_TIME:
-        case BINLOG_T_TIME2:
-                return TYPE_TIME;
+        case BINLOG_T_TIME2: return TYPE_TIME;
         case BINLOG_T_DATETIME:
-        case BINLOG_T_DATETIME2:
-                return TYPE_TIMESTAMP;
+        case BINLOG_T_DATETIME2: return TYPE_TIMESTAMP;
         case BINLOG_T_TIMESTAMP:
-        case BINLOG_T_TIMESTAMP2:
-                return TYPE_TIMESTAMPTZ;
+        case BINLOG_T_TIMESTAMP2: return TYPE_TIMESTAMPTZ;
         case BINLOG_T_BIT:
         case BINLOG_T_ENUM:
-        case BINLOG_T_SET:
-                return TYPE_TEXT;
-        case BINLOG_T_JSON:
-                return TYPE_JSON;
-        case BINLOG_T_GEOMETRY:
-                return TYPE_BYTES;
+        case BINLOG_T_SET: return TYPE_TEXT;
+        case BINLOG_T_JSON: return TYPE_JSON;
+        case BINLOG_T_GEOMETRY: return TYPE_BYTES;
         case BINLOG_T_VARCHAR:
         case BINLOG_T_VAR_STRING:
         case BINLOG_T_STRING:
@@ -344,8 +317,7 @@ TypeClass binlog_type_class(const BinlogColumn *col, const BinlogColumnInfo *inf
                 if (info && info->charset == BINLOG_CS_BINARY)
                         return TYPE_BYTES;
                 return TYPE_TEXT;
-        default:
-                return TYPE_OTHER;
+        default: return TYPE_OTHER;
         }
 }
 
@@ -438,14 +410,10 @@ static size_t frac_bytes(unsigned fsp) {
 /* Reads the fraction (fbytes big-endian) as microseconds. */
 static uint32_t frac_usec(const uint8_t *p, unsigned fsp) {
         switch (frac_bytes(fsp)) {
-        case 1:
-                return (uint32_t)p[0] * 10000;
-        case 2:
-                return (uint32_t)be(p, 2) * 100;
-        case 3:
-                return (uint32_t)be(p, 3);
-        default:
-                return 0;
+        case 1: return (uint32_t)p[0] * 10000;
+        case 2: return (uint32_t)be(p, 2) * 100;
+        case 3: return (uint32_t)be(p, 3);
+        default: return 0;
         }
 }
 
@@ -534,8 +502,8 @@ static bool bit_set(const uint8_t *bm, uint32_t i) {
 
 /* Decodes one column value at p (len bytes left). Returns bytes used, or negative. A zero date
  * sets *zero (the caller stores NULL). */
-static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, const uint8_t *p, size_t len,
-                         Buf *b, bool *zero) {
+static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, const uint8_t *p, size_t len, Buf *b,
+                         bool *zero) {
         bool uns = info && info->is_unsigned;
         size_t need;
         switch (c->type) {
@@ -544,8 +512,11 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
         case BINLOG_T_INT24:
         case BINLOG_T_LONG:
         case BINLOG_T_LONGLONG: {
-                need = c->type == BINLOG_T_TINY ? 1 : c->type == BINLOG_T_SHORT ? 2 : c->type == BINLOG_T_INT24 ? 3
-                       : c->type == BINLOG_T_LONG ? 4 : 8;
+                need = c->type == BINLOG_T_TINY    ? 1
+                       : c->type == BINLOG_T_SHORT ? 2
+                       : c->type == BINLOG_T_INT24 ? 3
+                       : c->type == BINLOG_T_LONG  ? 4
+                                                   : 8;
                 if (len < need)
                         return -EBADMSG;
                 uint64_t u = le(p, need);
@@ -624,7 +595,9 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 uint64_t a = (uint64_t)(neg ? -x : x);
                 unsigned fbits = (unsigned)frac_bytes(fsp) * 8;
                 uint64_t hms = a >> fbits, frac = a & (((uint64_t)1 << fbits) - 1);
-                uint32_t usec = fbits == 8 ? (uint32_t)frac * 10000 : fbits == 16 ? (uint32_t)frac * 100 : (uint32_t)frac;
+                uint32_t usec = fbits == 8    ? (uint32_t)frac * 10000
+                                : fbits == 16 ? (uint32_t)frac * 100
+                                              : (uint32_t)frac;
                 buf_printf(b, "%s%02u:%02u:%02u", neg ? "-" : "", (unsigned)(hms >> 12 & 0x3ff),
                            (unsigned)(hms >> 6 & 63), (unsigned)(hms & 63));
                 put_frac(b, usec, fsp);
@@ -638,8 +611,8 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 if (d / 100 % 100 == 0 || d % 100 == 0)
                         *zero = true;
                 else
-                        buf_printf(b, "%04u-%02u-%02u %02u:%02u:%02u", d / 10000, d / 100 % 100, d % 100,
-                                   t / 10000, t / 100 % 100, t % 100);
+                        buf_printf(b, "%04u-%02u-%02u %02u:%02u:%02u", d / 10000, d / 100 % 100, d % 100, t / 10000,
+                                   t / 100 % 100, t % 100);
                 return 8;
         }
         case BINLOG_T_DATETIME2: {
@@ -678,8 +651,8 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 } else if (!gmtime_r(&sec, &tm)) {
                         return -EBADMSG;
                 } else {
-                        buf_printf(b, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                        buf_printf(b, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                   tm.tm_hour, tm.tm_min, tm.tm_sec);
                         put_frac(b, usec, fsp);
                         buf_put(b, "+00", 3);
                 }

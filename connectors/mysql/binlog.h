@@ -10,7 +10,9 @@
 
 #define BINLOG_HEADER_LEN 19
 #define BINLOG_CHECKSUM_LEN 4
-#define BINLOG_MAGIC "\xfe" "bin"
+#define BINLOG_MAGIC                                                                                                   \
+        "\xfe"                                                                                                         \
+        "bin"
 
 /* Event type codes as they are on the wire (sql/log_event.h). */
 typedef enum {
@@ -99,8 +101,8 @@ int binlog_read_fde_checksum(const uint8_t *buf, size_t len, bool *ret_checksum)
 int binlog_read_rotate(const BinlogHeader *h, uint64_t *ret_pos, const char **ret_name, size_t *ret_len);
 
 typedef struct {
-        uint8_t type;     /* BinlogColType as logged; for STRING: the real type (STRING/ENUM/SET) */
-        uint32_t meta;    /* per type: max bytes, pack length, precision<<8|scale, fsp, bits */
+        uint8_t type;  /* BinlogColType as logged; for STRING: the real type (STRING/ENUM/SET) */
+        uint32_t meta; /* per type: max bytes, pack length, precision<<8|scale, fsp, bits */
         bool nullable;
 } BinlogColumn;
 
@@ -118,9 +120,9 @@ int binlog_read_table_map(const BinlogHeader *h, BinlogTableMap **ret);
 BinlogTableMap *binlog_table_map_free(BinlogTableMap *tm);
 
 typedef struct {
-        ChangeOp op;        /* INSERT, UPDATE or DELETE */
+        ChangeOp op; /* INSERT, UPDATE or DELETE */
         uint64_t table_id;
-        uint16_t flags;     /* STMT_END_F = 1: last rows event of the statement */
+        uint16_t flags; /* STMT_END_F = 1: last rows event of the statement */
         uint32_t ncols;
         const uint8_t *present;       /* bitmap of columns in the (before) image; into the buffer */
         const uint8_t *present_after; /* UPDATE: bitmap of the after image, else NULL */

@@ -46,8 +46,8 @@ int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret
         return 0;
 }
 
-int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int nparams, MysqlRowFn fn,
-                     void *userdata, CdcError *err) {
+int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int nparams, MysqlRowFn fn, void *userdata,
+                     CdcError *err) {
         MYSQL_STMT *st = mysql_stmt_init(m);
         MYSQL_BIND *pb = NULL, *rb = NULL;
         MYSQL_RES *meta = NULL;
@@ -129,7 +129,7 @@ int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int n
 oom:
         r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         goto out;
-fail: {
+fail : {
         unsigned int e = mysql_stmt_errno(st);
         r = cdc_error(err, -EIO, mysql_conn_lost(e), "query", "query failed: %s (error %u)", mysql_stmt_error(st), e);
 }

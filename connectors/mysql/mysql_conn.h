@@ -17,8 +17,8 @@ typedef int (*MysqlRowFn)(void *userdata, char **cells, const unsigned long *len
 /* Runs sql with nparams string parameters (NULL entries bind SQL NULL) as a prepared statement
  * and calls fn for every row (fn may be NULL). Returns the number of rows, or -EIO with the
  * server's message in err (kind "query", retriable when the connection was lost). */
-int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int nparams, MysqlRowFn fn,
-                     void *userdata, CdcError *err);
+int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int nparams, MysqlRowFn fn, void *userdata,
+                     CdcError *err);
 
 /* Whether a client error number means the connection is gone (reconnect can help). */
 bool mysql_conn_lost(unsigned int errnum);

@@ -48,10 +48,10 @@ typedef struct {
         CachedStmt *stmt; /* NULL: nothing pending; one of Sink.stmts */
         char what[600];   /* for error messages: "insert on `db`.`t`" */
         int nparams;      /* per row */
-        int nrows, cap; /* rows held; rows keys[] has room for */
-        size_t pcap;    /* Params params[] has room for (the statement, so nparams, varies) */
-        Param *params;  /* nrows * nparams, owned */
-        char **keys;   /* per row, owned: "(id)=(42)", so an error names the row */
+        int nrows, cap;   /* rows held; rows keys[] has room for */
+        size_t pcap;      /* Params params[] has room for (the statement, so nparams, varies) */
+        Param *params;    /* nrows * nparams, owned */
+        char **keys;      /* per row, owned: "(id)=(42)", so an error names the row */
         size_t bytes;
 } Run;
 
@@ -66,7 +66,7 @@ typedef struct {
 
 typedef struct {
         uint64_t hash;
-        int run; /* -1: empty slot */
+        int run;   /* -1: empty slot */
         char *key; /* owned: "schema.table" NUL, then per key column its length and bytes */
         size_t len;
 } KeySlot;
@@ -78,8 +78,8 @@ typedef struct {
 
 typedef struct TargetTable {
         struct TargetTable *next;
-        char *schema, *name; /* owned: sink-side names */
-        Table *shape;        /* one reference: the source shape last checked against the target */
+        char *schema, *name;         /* owned: sink-side names */
+        Table *shape;                /* one reference: the source shape last checked against the target */
         bool reorder_known, reorder; /* for shape: may its changes be reordered (see RUNS_MAX) */
 } TargetTable;
 
@@ -92,9 +92,9 @@ struct Sink {
         TargetTable *known; /* tables seen to exist */
         Run runs[RUNS_MAX]; /* pending, in the order they were started; nruns used */
         int nruns;
-        bool ordered;   /* the pending run holds a change that nothing may overtake */
-        KeySet keys;    /* row keys of the pending runs → run, for reordering */
-        bool bulk; /* the server takes array-bound executions (MariaDB 10.2+) */
+        bool ordered; /* the pending run holds a change that nothing may overtake */
+        KeySet keys;  /* row keys of the pending runs → run, for reordering */
+        bool bulk;    /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
         char ctx[160];
 };
@@ -293,8 +293,7 @@ int mysql_sink_convert(TypeClass cls, const char *text, size_t len, char **ret, 
                 if (len >= 4 && (text[0] == '0' || (len > 4 && text[4] != '-')))
                         return -ERANGE; /* years before 1000 or past 9999 */
                 break;
-        default:
-                break;
+        default: break;
         }
         char *p = malloc(n + 1);
         if (!p)
@@ -322,8 +321,11 @@ static int sink_error(Sink *k, MYSQL_STMT *st, const char *what, CdcError *err) 
                     e == ER_DUP_ENTRY || e == ER_NO_REFERENCED_ROW_2 || e == ER_ROW_IS_REFERENCED_2;
         bool retry = lost || e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT || e == ER_NO_SUCH_TABLE ||
                      e == ER_BAD_FIELD_ERROR;
-        return cdc_error(err, -EIO, retry && !data, lost ? "connection" : data ? "data" : e == ER_NO_SUCH_TABLE ||
-                         e == ER_BAD_FIELD_ERROR ? "schema" : "query",
+        return cdc_error(err, -EIO, retry && !data,
+                         lost                                               ? "connection"
+                         : data                                             ? "data"
+                         : e == ER_NO_SUCH_TABLE || e == ER_BAD_FIELD_ERROR ? "schema"
+                                                                            : "query",
                          "%s %s: %s (error %u)", k->ctx, what, msg, e);
 }
 
@@ -750,7 +752,9 @@ static void mysql_type(const Sink *k, const Column *c, Sql *q) {
         }
         switch (c->cls) {
         case TYPE_INTEGER:
-                sql_add(q, strncmp(tn, "smallint", 8) == 0 ? "SMALLINT" : strncmp(tn, "integer", 7) == 0 ? "INT" : "BIGINT");
+                sql_add(q, strncmp(tn, "smallint", 8) == 0  ? "SMALLINT"
+                           : strncmp(tn, "integer", 7) == 0 ? "INT"
+                                                            : "BIGINT");
                 break;
         case TYPE_NUMERIC: {
                 unsigned p = 0, s = 0;
@@ -763,34 +767,16 @@ static void mysql_type(const Sink *k, const Column *c, Sql *q) {
                 }
                 break;
         }
-        case TYPE_FLOAT:
-                sql_add(q, strcmp(tn, "real") == 0 ? "FLOAT" : "DOUBLE");
-                break;
-        case TYPE_BOOLEAN:
-                sql_add(q, "TINYINT(1)");
-                break;
-        case TYPE_BYTES:
-                sql_add(q, c->key ? "VARBINARY(3072)" : "LONGBLOB");
-                break;
-        case TYPE_DATE:
-                sql_add(q, "DATE");
-                break;
-        case TYPE_TIME:
-                sql_add(q, "TIME(6)");
-                break;
+        case TYPE_FLOAT: sql_add(q, strcmp(tn, "real") == 0 ? "FLOAT" : "DOUBLE"); break;
+        case TYPE_BOOLEAN: sql_add(q, "TINYINT(1)"); break;
+        case TYPE_BYTES: sql_add(q, c->key ? "VARBINARY(3072)" : "LONGBLOB"); break;
+        case TYPE_DATE: sql_add(q, "DATE"); break;
+        case TYPE_TIME: sql_add(q, "TIME(6)"); break;
         case TYPE_TIMESTAMP:
-        case TYPE_TIMESTAMPTZ: /* stored as UTC */
-                sql_add(q, "DATETIME(6)");
-                break;
-        case TYPE_JSON:
-                sql_add(q, "JSON");
-                break;
-        case TYPE_UUID:
-                sql_add(q, "CHAR(36)");
-                break;
-        default:
-                sql_add(q, c->key ? "VARCHAR(768)" : "LONGTEXT");
-                break;
+        case TYPE_TIMESTAMPTZ: /* stored as UTC */ sql_add(q, "DATETIME(6)"); break;
+        case TYPE_JSON: sql_add(q, "JSON"); break;
+        case TYPE_UUID: sql_add(q, "CHAR(36)"); break;
+        default: sql_add(q, c->key ? "VARCHAR(768)" : "LONGTEXT"); break;
         }
 }
 
@@ -824,8 +810,10 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         int r, nadd = 0;
         if (!c.present)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
-        r = mysql_conn_query(k->m, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND "
-                             "TABLE_NAME = ?", params, 2, colcheck_row, &c, err);
+        r = mysql_conn_query(k->m,
+                             "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND "
+                             "TABLE_NAME = ?",
+                             params, 2, colcheck_row, &c, err);
         if (r < 0)
                 goto out;
         sql_add(&q, "ALTER TABLE ");
@@ -866,8 +854,8 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         MYSQL *ddl = NULL;
         r = mysql_conn_open(k->conn, NULL, &ddl, err);
         if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
-                r = cdc_error(err, -EIO, false, "schema", "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx, missing,
-                              tt->schema, tt->name, mysql_error(ddl));
+                r = cdc_error(err, -EIO, false, "schema", "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx,
+                              missing, tt->schema, tt->name, mysql_error(ddl));
         if (ddl)
                 mysql_close(ddl);
         if (r < 0)
@@ -875,8 +863,8 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         log_info(k->ctx, "added column(s) %s to `%s`.`%s` (new in source table %s.%s)", missing, tt->schema, tt->name,
                  t->schema, t->name);
         r = cdc_error(err, -EAGAIN, true, "schema",
-                      "%s added column(s) %s to `%s`.`%s`: the batch is applied again against the new columns",
-                      k->ctx, missing, tt->schema, tt->name);
+                      "%s added column(s) %s to `%s`.`%s`: the batch is applied again against the new columns", k->ctx,
+                      missing, tt->schema, tt->name);
 out:
         free(c.present);
         free(q.s);
@@ -888,7 +876,8 @@ static int ensure_table(Sink *k, const Table *t, const char *schema, const char 
                 if (strcmp(tt->schema, schema) == 0 && strcmp(tt->name, name) == 0)
                         return tt->shape == t ? 0 : ensure_columns(k, tt, t, err);
         const char *params[2] = {schema, name};
-        int r = mysql_conn_query(k->m, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        int r = mysql_conn_query(k->m,
+                                 "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                                  params, 2, NULL, NULL, err);
         if (r < 0)
                 return r;
@@ -896,7 +885,8 @@ static int ensure_table(Sink *k, const Table *t, const char *schema, const char 
                 if (!k->conn->create_tables)
                         return cdc_error(err, -ENOENT, true, "schema",
                                          "%s table `%s`.`%s` does not exist in the sink: create it, or set "
-                                         "create_tables = yes on connector '%s'", k->ctx, schema, name, k->conn->name);
+                                         "create_tables = yes on connector '%s'",
+                                         k->ctx, schema, name, k->conn->name);
                 Sql q = {0};
                 sql_add(&q, "CREATE TABLE IF NOT EXISTS ");
                 sql_table(&q, schema, name);
@@ -968,7 +958,8 @@ static int make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, 
                                  "%s value '%.64s' of %s.%s column %s (%s) cannot be stored in MySQL%s", k->ctx,
                                  v->data, t->schema, t->name, t->cols[i].name, type_class_name(t->cols[i].cls),
                                  r == -ERANGE ? ": out of range (NaN, Infinity, beyond DECIMAL(65,30) or years "
-                                                "1000..9999)" : "");
+                                                "1000..9999)"
+                                              : "");
         p->binary = t->cols[i].cls == TYPE_BYTES;
         return 0;
 }
@@ -1071,8 +1062,8 @@ static int reorder_row(void *ud, char **cells, const unsigned long *lens, int nc
 /* May changes of t into tt be reordered (see RUNS_MAX)? One look at the target's indexes,
  * foreign keys and triggers per shape. */
 static int check_reorder(Sink *k, TargetTable *tt, const Table *t, CdcError *err) {
-        const char *ps[10] = {tt->schema, tt->name, tt->schema, tt->name, tt->schema,
-                              tt->name,   tt->schema, tt->name, tt->schema, tt->name};
+        const char *ps[10] = {tt->schema, tt->name,   tt->schema, tt->name,   tt->schema,
+                              tt->name,   tt->schema, tt->name,   tt->schema, tt->name};
         ReorderRow x = {0};
         int r = mysql_conn_query(
                 k->m,
@@ -1228,7 +1219,10 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         }
         char what[600];
         snprintf(what, sizeof(what), "%s on `%s`.`%s`",
-                 c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete", schema, name);
+                 c->op == CHANGE_INSERT   ? "insert"
+                 : c->op == CHANGE_UPDATE ? "update"
+                                          : "delete",
+                 schema, name);
         char key[600];
         key_text(t, c->before ? c->before : c->after, key, sizeof(key));
         r = run_add(k, q.s, p, np, what, strdup(key), rk, rkl, nrk, err);
@@ -1292,7 +1286,8 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                 goto out;
         if (conn->server_id == 0) {
                 r = cdc_error(err, -EINVAL, false, "conf",
-                              "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx, conn->name);
+                              "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx,
+                              conn->name);
                 goto out;
         }
         {
@@ -1306,19 +1301,23 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         if (mysql_query(k->m, sql)) {
                 r = cdc_error(err, -EPERM, false, "conf",
                               "%s connector '%s': cannot set the session server_id (%s): GRANT BINLOG REPLAY ON *.* "
-                              "TO the user; cdcsync marks its own writes with it", k->ctx, conn->name, mysql_error(k->m));
+                              "TO the user; cdcsync marks its own writes with it",
+                              k->ctx, conn->name, mysql_error(k->m));
                 goto out;
         }
-        r = simple(k, "SET SESSION time_zone = '+00:00', autocommit = 0, "
-                      "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'", err);
+        r = simple(k,
+                   "SET SESSION time_zone = '+00:00', autocommit = 0, "
+                   "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+                   err);
         if (r < 0)
                 goto out;
         r = simple(k, "CREATE DATABASE IF NOT EXISTS `cdcsync`", err);
         if (r >= 0)
-                r = simple(k, "CREATE TABLE IF NOT EXISTS `cdcsync`.`checkpoints` ("
-                              "pipeline VARCHAR(255) NOT NULL PRIMARY KEY, pos_hi BIGINT UNSIGNED NOT NULL, "
-                              "pos_lo BIGINT UNSIGNED NOT NULL, pos_text VARCHAR(255) NOT NULL, "
-                              "source_commit_ts DATETIME(6) NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
+                r = simple(k,
+                           "CREATE TABLE IF NOT EXISTS `cdcsync`.`checkpoints` ("
+                           "pipeline VARCHAR(255) NOT NULL PRIMARY KEY, pos_hi BIGINT UNSIGNED NOT NULL, "
+                           "pos_lo BIGINT UNSIGNED NOT NULL, pos_text VARCHAR(255) NOT NULL, "
+                           "source_commit_ts DATETIME(6) NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
                            err);
         if (r < 0)
                 goto out;
@@ -1396,11 +1395,11 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         if (r < 0)
                 return r;
         r = exec(k,
-                     "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, "
-                     "updated_at) VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), "
-                     "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
-                     "VALUES(source_commit_ts), updated_at = VALUES(updated_at)",
-                     p, 5, "checkpoint", NULL, err);
+                 "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, "
+                 "updated_at) VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), "
+                 "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
+                 "VALUES(source_commit_ts), updated_at = VALUES(updated_at)",
+                 p, 5, "checkpoint", NULL, err);
         if (r < 0)
                 return r;
         if (mysql_commit(k->m))

@@ -32,11 +32,11 @@
 
 typedef struct SchemaEntry {
         struct SchemaEntry *next;
-        char *schema, *name;   /* owned */
-        bool wanted;           /* covered by the pipeline's tables */
-        Table *table;          /* one reference, NULL until a TABLE_MAP built it */
+        char *schema, *name;    /* owned */
+        bool wanted;            /* covered by the pipeline's tables */
+        Table *table;           /* one reference, NULL until a TABLE_MAP built it */
         BinlogColumnInfo *info; /* owned, ncols */
-        char **elem_store;     /* owned: every ENUM/SET name string, nelem_store entries */
+        char **elem_store;      /* owned: every ENUM/SET name string, nelem_store entries */
         int nelem_store;
         int ncols;
         /* loaded from information_schema */
@@ -316,8 +316,8 @@ static int schema_load(Source *s, const char *schema, const char *name, SchemaEn
                 if (strncmp(t, "enum(", 5) == 0 || strncmp(t, "set(", 4) == 0) {
                         r = parse_elems(e, info, t);
                         if (r < 0) {
-                                r = cdc_error(err, r, false, "schema", "cannot read the members of %s.%s.%s",
-                                              schema, name, e->col_names[i]);
+                                r = cdc_error(err, r, false, "schema", "cannot read the members of %s.%s.%s", schema,
+                                              name, e->col_names[i]);
                                 goto out;
                         }
                 }
@@ -358,8 +358,11 @@ static uint8_t type_family(uint8_t t) {
         case BINLOG_T_TIMESTAMP: return BINLOG_T_TIMESTAMP2;
         case BINLOG_T_NEWDATE: return BINLOG_T_DATE;
         case BINLOG_T_DECIMAL: return BINLOG_T_NEWDECIMAL;
-        case BINLOG_T_VAR_STRING: case BINLOG_T_STRING: return BINLOG_T_VARCHAR;
-        case BINLOG_T_TINY_BLOB: case BINLOG_T_MEDIUM_BLOB: case BINLOG_T_LONG_BLOB: return BINLOG_T_BLOB;
+        case BINLOG_T_VAR_STRING:
+        case BINLOG_T_STRING: return BINLOG_T_VARCHAR;
+        case BINLOG_T_TINY_BLOB:
+        case BINLOG_T_MEDIUM_BLOB:
+        case BINLOG_T_LONG_BLOB: return BINLOG_T_BLOB;
         default: return t;
         }
 }
@@ -381,8 +384,10 @@ static bool columns_added_at_end(const SchemaEntry *e, const BinlogTableMap *tm)
 static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *tm, CdcError *err) {
         int ncols = e->ncols;
         if ((uint32_t)e->ncols != tm->ncols && columns_added_at_end(e, tm)) {
-                log_info(s->ctx, "%s.%s: %u columns in the binlog at %s, %d in information_schema: reading the "
-                         "rows logged before the columns were added", e->schema, e->name, tm->ncols, s->file, e->ncols);
+                log_info(s->ctx,
+                         "%s.%s: %u columns in the binlog at %s, %d in information_schema: reading the "
+                         "rows logged before the columns were added",
+                         e->schema, e->name, tm->ncols, s->file, e->ncols);
                 ncols = (int)tm->ncols;
         } else if ((uint32_t)e->ncols != tm->ncols)
                 return cdc_error(err, -EPROTO, false, "schema",
@@ -419,8 +424,8 @@ static int on_table_map(Source *s, const BinlogHeader *h, CdcError *err) {
         BinlogTableMap *tm;
         int r = binlog_read_table_map(h, &tm);
         if (r < 0)
-                return cdc_error(err, r, false, "data", "%s malformed TABLE_MAP event in %s before %u", s->ctx,
-                                 s->file, h->next_pos);
+                return cdc_error(err, r, false, "data", "%s malformed TABLE_MAP event in %s before %u", s->ctx, s->file,
+                                 h->next_pos);
         SchemaEntry *e = s->schemas;
         while (e && (strcmp(e->schema, tm->schema) != 0 || strcmp(e->name, tm->table) != 0))
                 e = e->next;
@@ -433,8 +438,8 @@ static int on_table_map(Source *s, const BinlogHeader *h, CdcError *err) {
                 e->next = s->schemas;
                 s->schemas = e;
         }
-        if (e->wanted && (!e->table || e->table->rel_id != (uint32_t)tm->table_id ||
-                          (uint32_t)e->table->ncols != tm->ncols)) {
+        if (e->wanted &&
+            (!e->table || e->table->rel_id != (uint32_t)tm->table_id || (uint32_t)e->table->ncols != tm->ncols)) {
                 r = schema_build_table(s, e, tm, err);
                 if (r < 0) {
                         binlog_table_map_free(tm);
@@ -511,8 +516,8 @@ static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
                                               rows.rows + off, rows.rows_len - off, img[i], &used, &s->zero_dates);
                         if (r < 0) {
                                 r = cdc_error(err, r, false, "data",
-                                              "%s cannot decode a row of %s.%s in %s before %u (%s)", s->ctx,
-                                              t->schema, t->name, s->file, h->next_pos, strerror(-r));
+                                              "%s cannot decode a row of %s.%s in %s before %u (%s)", s->ctx, t->schema,
+                                              t->name, s->file, h->next_pos, strerror(-r));
                                 goto fail;
                         }
                         off += used;
@@ -639,7 +644,7 @@ static bool ident(const char **pp, char *out, size_t cap) {
 static int on_query(Source *s, const BinlogHeader *h, MARIADB_RPL_EVENT *ev, PipelineIO *io, CdcError *err) {
         char stmt[4096], db[256];
         size_t n = ev->event.query.statement.length < sizeof(stmt) - 1 ? ev->event.query.statement.length
-                                                                         : sizeof(stmt) - 1;
+                                                                       : sizeof(stmt) - 1;
         if (n)
                 memcpy(stmt, ev->event.query.statement.str, n);
         stmt[n] = '\0';
@@ -695,7 +700,8 @@ static int on_query(Source *s, const BinlogHeader *h, MARIADB_RPL_EVENT *ev, Pip
                                 if (!s->in_txn)
                                         start_txn(s, h, 0, true);
                                 Event tev = {.kind = EVENT_CHANGE,
-                                             .change = {.op = CHANGE_TRUNCATE, .table = t,
+                                             .change = {.op = CHANGE_TRUNCATE,
+                                                        .table = t,
                                                         .lsn = position_counter(pos_at(s, h->next_pos))}};
                                 r = emit_begin(s, io);
                                 if (r < 0) {
@@ -762,7 +768,8 @@ static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcEr
         if (strcmp(v.vals[0], "1") != 0)
                 return cdc_error(err, -EINVAL, false, "conf",
                                  "%s mysql connector '%s': the binary log is off: start the server with log_bin "
-                                 "(and binlog_format = ROW)", ctx, conn->name);
+                                 "(and binlog_format = ROW)",
+                                 ctx, conn->name);
         if (strcasecmp(v.vals[1], "ROW") != 0)
                 return cdc_error(err, -EINVAL, false, "conf",
                                  "%s mysql connector '%s': binlog_format is %s: set binlog_format = ROW", ctx,
@@ -780,8 +787,8 @@ static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcEr
         if (conn->server_id == 0 || strcmp(sid, v.vals[3]) == 0)
                 return cdc_error(err, -EINVAL, false, "conf",
                                  "%s mysql connector '%s': server_id = %u must be set and differ from the server's "
-                                 "own server_id (%s) and from every replica's", ctx, conn->name, conn->server_id,
-                                 v.vals[3]);
+                                 "own server_id (%s) and from every replica's",
+                                 ctx, conn->name, conn->server_id, v.vals[3]);
         GrantRow g = {0};
         r = mysql_conn_query(m, "SHOW GRANTS", NULL, 0, grant_row, &g, err);
         if (r < 0)
@@ -789,8 +796,9 @@ static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcEr
         if (!g.repl_slave || !g.repl_client)
                 return cdc_error(err, -EPERM, false, "conf",
                                  "%s mysql connector '%s': user '%s' lacks %s%s%s on *.*: GRANT REPLICATION SLAVE, "
-                                 "REPLICATION CLIENT ON *.* TO it", ctx, conn->name, conn->user ? conn->user : "",
-                                 g.repl_slave ? "" : "REPLICATION SLAVE", !g.repl_slave && !g.repl_client ? " and " : "",
+                                 "REPLICATION CLIENT ON *.* TO it",
+                                 ctx, conn->name, conn->user ? conn->user : "", g.repl_slave ? "" : "REPLICATION SLAVE",
+                                 !g.repl_slave && !g.repl_client ? " and " : "",
                                  g.repl_client ? "" : "REPLICATION CLIENT (BINLOG MONITOR)");
         return 0;
 }
@@ -812,8 +820,7 @@ static int logs_row(void *ud, char **cells, const unsigned long *lens, int ncols
         if (!l->first[0])
                 snprintf(l->first, sizeof(l->first), "%s", cells[0]);
         snprintf(l->last, sizeof(l->last), "%s", cells[0]);
-        if (file_seq(cells[0], &seq) == 0 && seq == l->want_seq &&
-            parse_u64(cells[1], strlen(cells[1]), &size) == 0) {
+        if (file_seq(cells[0], &seq) == 0 && seq == l->want_seq && parse_u64(cells[1], strlen(cells[1]), &size) == 0) {
                 snprintf(l->found, sizeof(l->found), "%s", cells[0]);
                 l->size = size;
         }
@@ -846,8 +853,7 @@ static int resolve_start(Source *s, const SourceStart *start, char *file, size_t
                 r = mysql_conn_query(s->sql, "SHOW MASTER STATUS", NULL, 0, var_row, &v, err);
                 if (r < 0)
                         return r;
-                if (v.n < 2 || file_seq(v.vals[0], &p.hi) < 0 ||
-                    parse_u64(v.vals[1], strlen(v.vals[1]), &p.lo) < 0)
+                if (v.n < 2 || file_seq(v.vals[0], &p.hi) < 0 || parse_u64(v.vals[1], strlen(v.vals[1]), &p.lo) < 0)
                         return cdc_error(err, -EPROTO, true, "connection", "%s SHOW MASTER STATUS answered nothing",
                                          s->ctx);
                 snprintf(file, flen, "%s", v.vals[0]);
@@ -886,17 +892,39 @@ static uint8_t type_code_of(const char *ct) {
                 const char *name;
                 uint8_t code;
         } map[] = {
-                {"tinyint", BINLOG_T_TINY},       {"smallint", BINLOG_T_SHORT},   {"mediumint", BINLOG_T_INT24},
-                {"int", BINLOG_T_LONG},           {"bigint", BINLOG_T_LONGLONG},  {"year", BINLOG_T_YEAR},
-                {"decimal", BINLOG_T_NEWDECIMAL}, {"float", BINLOG_T_FLOAT},      {"double", BINLOG_T_DOUBLE},
-                {"date", BINLOG_T_DATE},          {"time", BINLOG_T_TIME2},       {"datetime", BINLOG_T_DATETIME2},
-                {"timestamp", BINLOG_T_TIMESTAMP2}, {"bit", BINLOG_T_BIT},        {"enum", BINLOG_T_ENUM},
-                {"set", BINLOG_T_SET},            {"json", BINLOG_T_JSON},        {"char", BINLOG_T_STRING},
-                {"binary", BINLOG_T_STRING},      {"varchar", BINLOG_T_VARCHAR},  {"varbinary", BINLOG_T_VARCHAR},
-                {"tinytext", BINLOG_T_BLOB},      {"text", BINLOG_T_BLOB},        {"mediumtext", BINLOG_T_BLOB},
-                {"longtext", BINLOG_T_BLOB},      {"tinyblob", BINLOG_T_BLOB},    {"blob", BINLOG_T_BLOB},
-                {"mediumblob", BINLOG_T_BLOB},    {"longblob", BINLOG_T_BLOB},    {"geometry", BINLOG_T_GEOMETRY},
-                {"point", BINLOG_T_GEOMETRY},     {"linestring", BINLOG_T_GEOMETRY}, {"polygon", BINLOG_T_GEOMETRY},
+                {"tinyint", BINLOG_T_TINY},
+                {"smallint", BINLOG_T_SHORT},
+                {"mediumint", BINLOG_T_INT24},
+                {"int", BINLOG_T_LONG},
+                {"bigint", BINLOG_T_LONGLONG},
+                {"year", BINLOG_T_YEAR},
+                {"decimal", BINLOG_T_NEWDECIMAL},
+                {"float", BINLOG_T_FLOAT},
+                {"double", BINLOG_T_DOUBLE},
+                {"date", BINLOG_T_DATE},
+                {"time", BINLOG_T_TIME2},
+                {"datetime", BINLOG_T_DATETIME2},
+                {"timestamp", BINLOG_T_TIMESTAMP2},
+                {"bit", BINLOG_T_BIT},
+                {"enum", BINLOG_T_ENUM},
+                {"set", BINLOG_T_SET},
+                {"json", BINLOG_T_JSON},
+                {"char", BINLOG_T_STRING},
+                {"binary", BINLOG_T_STRING},
+                {"varchar", BINLOG_T_VARCHAR},
+                {"varbinary", BINLOG_T_VARCHAR},
+                {"tinytext", BINLOG_T_BLOB},
+                {"text", BINLOG_T_BLOB},
+                {"mediumtext", BINLOG_T_BLOB},
+                {"longtext", BINLOG_T_BLOB},
+                {"tinyblob", BINLOG_T_BLOB},
+                {"blob", BINLOG_T_BLOB},
+                {"mediumblob", BINLOG_T_BLOB},
+                {"longblob", BINLOG_T_BLOB},
+                {"geometry", BINLOG_T_GEOMETRY},
+                {"point", BINLOG_T_GEOMETRY},
+                {"linestring", BINLOG_T_GEOMETRY},
+                {"polygon", BINLOG_T_GEOMETRY},
         };
         size_t n = strcspn(ct, "( ");
         for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -1143,7 +1171,8 @@ static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t
         if (!sfile[0] || file_seq(sfile, &seq) < 0 || parse_u64(spos, strlen(spos), &off) < 0) {
                 r = cdc_error(err, -EPROTO, false, "conf",
                               "%s snapshot: the server reports no binlog_snapshot_file/_position (is this "
-                              "MariaDB with log_bin?): set snapshot = never and start_position", s->ctx);
+                              "MariaDB with log_bin?): set snapshot = never and start_position",
+                              s->ctx);
                 goto out;
         }
         r = mysql_conn_query(snap,
@@ -1257,7 +1286,8 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 return r;
         /* Checksums: ask for them as the server writes them (the FDE then says which); the
          * heartbeat lets an idle stream come back to look at pipeline_io_stopping(). */
-        r = mysql_conn_query(s->repl, "SET @master_binlog_checksum = @@global.binlog_checksum", NULL, 0, NULL, NULL, err);
+        r = mysql_conn_query(s->repl, "SET @master_binlog_checksum = @@global.binlog_checksum", NULL, 0, NULL, NULL,
+                             err);
         if (r >= 0)
                 r = mysql_conn_query(s->repl, "SET @master_heartbeat_period = " HEARTBEAT_NS, NULL, 0, NULL, NULL, err);
         if (r >= 0)
@@ -1337,16 +1367,12 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 case BINLOG_GTID:
                         start_txn(s, &h, ev->event.gtid.sequence_nr, (ev->event.gtid.flags & FL_STANDALONE) != 0);
                         break;
-                case BINLOG_QUERY:
-                        r = on_query(s, &h, ev, io, err);
-                        break;
+                case BINLOG_QUERY: r = on_query(s, &h, ev, io, err); break;
                 case BINLOG_XID:
                         if (s->in_txn)
                                 r = end_txn(s, &h, io);
                         break;
-                case BINLOG_TABLE_MAP:
-                        r = on_table_map(s, &h, err);
-                        break;
+                case BINLOG_TABLE_MAP: r = on_table_map(s, &h, err); break;
                 case BINLOG_WRITE_ROWS_V1:
                 case BINLOG_UPDATE_ROWS_V1:
                 case BINLOG_DELETE_ROWS_V1:
@@ -1358,9 +1384,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 case BINLOG_DELETE_ROWS_COMPRESSED_V1:
                 case BINLOG_WRITE_ROWS_COMPRESSED:
                 case BINLOG_UPDATE_ROWS_COMPRESSED:
-                case BINLOG_DELETE_ROWS_COMPRESSED:
-                        r = on_rows(s, &h, io, err);
-                        break;
+                case BINLOG_DELETE_ROWS_COMPRESSED: r = on_rows(s, &h, io, err); break;
                 case BINLOG_HEARTBEAT: {
                         Position end = pos_at(s, h.next_pos);
                         pipeline_io_report_source_end(io, end, (int64_t)h.timestamp * 1000000);
@@ -1370,8 +1394,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         }
                         break;
                 }
-                default:
-                        break;
+                default: break;
                 }
                 if (r == -ECANCELED) {
                         r = 0;

@@ -27,14 +27,12 @@ int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err);
  * and records its version in the open batch. In bidirectional sync c may be rewritten so that it
  * fits what the sink holds: an update of a row the sink deleted → insert, an insert of a key the
  * sink holds → update (a delete of a deleted row is not applied). */
-int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply,
-                   CdcError *err);
+int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply, CdcError *err);
 /* Bidirectional sync: change c of an echo transaction (the reverse pipeline's own write read back
  * from our source) updates what we know our source holds; *ret_forward true when it must still
  * go to the sink (c possibly rewritten as in rowstate_check): the reverse pipeline overwrote an
  * application write it had not seen, so the sink must get the image the source was left with. */
-int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_forward,
-                  CdcError *err);
+int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_forward, CdcError *err);
 /* Durably records the batch (ending at end) BEFORE the sink commits it. */
 int rowstate_batch_commit(RowState *rs, Position end, CdcError *err);
 void rowstate_batch_abort(RowState *rs);

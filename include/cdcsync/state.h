@@ -55,13 +55,12 @@ int state_batch_set_end(StateBatch *b, Position end_pos);
 int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, StateBatch **ret);
 /* Reads a row's version inside the batch (its own writes included). *ret_found false when the
  * row has none (then *ret untouched). */
-int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret,
-              bool *ret_found);
+int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, Version *ret, bool *ret_found);
 /* Reads another pipeline's committed version of a row inside the batch's transaction (LMDB has
  * one writer, so what it reads cannot change until the batch commits). Bidirectional sync: a
  * pipeline reads its reverse pipeline's rows, never writes them. */
-int state_get_other(StateBatch *b, const char *pipeline, const char *table, const void *key,
-                    size_t keylen, Version *ret, bool *ret_found);
+int state_get_other(StateBatch *b, const char *pipeline, const char *table, const void *key, size_t keylen,
+                    Version *ret, bool *ret_found);
 /* Stores a row's version (undo saved on the first overwrite of the row in this batch). */
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
 /* Stores a row's version without undo: recovery leaves it as it is. For facts that stay true

@@ -38,8 +38,8 @@ const char *version_verdict_name(VersionVerdict v);
  * "causally newer wins, concurrent → later ts wins" is only convergent when a causal successor
  * never carries an older time than what it overwrote (clock skew between nodes would break it).
  * Returns 0, -EINVAL (bad origin, counter not above prev's counter of origin), -E2BIG. */
-int version_next(const Version *prev, const char *origin, uint64_t counter, int64_t commit_ts,
-                 uint32_t seq, bool deleted, Version *ret);
+int version_next(const Version *prev, const char *origin, uint64_t counter, int64_t commit_ts, uint32_t seq,
+                 bool deleted, Version *ret);
 
 /* Binary form for the state store. Returns the length or -ENOBUFS. */
 int version_encode(const Version *v, uint8_t *buf, size_t size);
@@ -64,6 +64,5 @@ bool version_equal(const Version *a, const Version *b);
  * ret_resolution (may be NULL): metrics label of a conflict ("timestamp", "priority", "none"),
  * NULL for APPLY and SKIP.
  * Returns a VersionVerdict (>= 0) or -E2BIG when the merged vector would be too large. */
-int version_decide(const Version *stored, const Version *incoming, ConflictPolicy policy,
-                   ResolvePolicy resolve, const char *const *priority, int npriority,
-                   Version *ret_merged, const char **ret_resolution);
+int version_decide(const Version *stored, const Version *incoming, ConflictPolicy policy, ResolvePolicy resolve,
+                   const char *const *priority, int npriority, Version *ret_merged, const char **ret_resolution);

@@ -15,9 +15,12 @@ static Table *orders(void) {
                 TypeClass cls;
                 bool key;
         } cols[] = {
-                {"id", "integer", TYPE_INTEGER, true},      {"flag", "boolean", TYPE_BOOLEAN, false},
-                {"data", "bytea", TYPE_BYTES, false},       {"ts", "timestamptz", TYPE_TIMESTAMPTZ, false},
-                {"amount", "numeric(12,2)", TYPE_NUMERIC, false}, {"we`ird", "text", TYPE_TEXT, false},
+                {"id", "integer", TYPE_INTEGER, true},
+                {"flag", "boolean", TYPE_BOOLEAN, false},
+                {"data", "bytea", TYPE_BYTES, false},
+                {"ts", "timestamptz", TYPE_TIMESTAMPTZ, false},
+                {"amount", "numeric(12,2)", TYPE_NUMERIC, false},
+                {"we`ird", "text", TYPE_TEXT, false},
         };
         Table *t = table_new("public", "orders", 6);
         for (int i = 0; i < 6; i++) {
@@ -45,22 +48,28 @@ static int apply(const SinkOps *ops, Sink *k, Table *t, ChangeOp op, Value *befo
         return r;
 }
 
-#define CHECK(x)                                                                                                    \
-        do {                                                                                                        \
-                if ((x) < 0) {                                                                                      \
-                        fprintf(stderr, "line %d: %s [%s retriable=%d]\n", __LINE__, err.message, err.kind,        \
-                                err.retriable);                                                                     \
-                        return 1;                                                                                   \
-                }                                                                                                   \
+#define CHECK(x)                                                                                                       \
+        do {                                                                                                           \
+                if ((x) < 0) {                                                                                         \
+                        fprintf(stderr, "line %d: %s [%s retriable=%d]\n", __LINE__, err.message, err.kind,            \
+                                err.retriable);                                                                        \
+                        return 1;                                                                                      \
+                }                                                                                                      \
         } while (0)
 
 int main(int argc, char **argv) {
         if (argc != 4)
                 return 2;
-        ConnectorConf sink = {.name = "mysink", .type = "mysql", .host = "127.0.0.1",
-                              .port = (int)strtol(argv[1], NULL, 10), .user = "cdc", .password = getenv("MYSQL_PW"),
-                              .database = "test_sink", .server_id = (uint32_t)strtoul(argv[2], NULL, 10),
-                              .ssl_mode = "disabled", .create_tables = strcmp(argv[3], "1") == 0};
+        ConnectorConf sink = {.name = "mysink",
+                              .type = "mysql",
+                              .host = "127.0.0.1",
+                              .port = (int)strtol(argv[1], NULL, 10),
+                              .user = "cdc",
+                              .password = getenv("MYSQL_PW"),
+                              .database = "test_sink",
+                              .server_id = (uint32_t)strtoul(argv[2], NULL, 10),
+                              .ssl_mode = "disabled",
+                              .create_tables = strcmp(argv[3], "1") == 0};
         ConnectorConf src = {.name = "pg", .type = "postgres"};
         PipelineConf pipe = {.name = "p1", .source = &src, .sink = &sink};
         const SinkOps *ops = &mysql_sink_ops;
@@ -103,12 +112,13 @@ int main(int argc, char **argv) {
                     row((const char *[]){"1", "t", "\\x00ff", "2024-01-01 12:00:00.25+02", "10.50", "a"}), &err));
         CHECK(apply(ops, k, t, CHANGE_TRUNCATE, NULL, NULL, &err));
         CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
-                    row((const char *[]){"5", "t", "\\xdeadbeef", "2000-02-29 23:59:59.999999+00", "1", "after"}), &err));
+                    row((const char *[]){"5", "t", "\\xdeadbeef", "2000-02-29 23:59:59.999999+00", "1", "after"}),
+                    &err));
         CHECK(ops->rollback(k));
         /* the rolled-back batch left nothing; apply it for real */
         CHECK(ops->begin(k, &err));
-        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
-                    row((const char *[]){"4", "f", NULL, NULL, "12345678.9", "kept"}), &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"4", "f", NULL, NULL, "12345678.9", "kept"}),
+                    &err));
         CHECK(ops->commit(k, (Position){0, 200}, "0/C8", NULL, &err));
         /* batch 3: values MySQL cannot hold: non-retriable "data" errors naming table and column */
         const char *bad[][6] = {

@@ -36,11 +36,8 @@ static void print_image(const Table *t, const Value *v) {
 int pipeline_io_emit(PipelineIO *io, Event *ev) {
         char pos[64];
         switch (ev->kind) {
-        case EVENT_BATCH_END: /* engine → sink only; a source never emits it */
-                break;
-        case EVENT_BEGIN:
-                printf("BEGIN origin=%s\n", ev->txn.origin);
-                break;
+        case EVENT_BATCH_END: /* engine → sink only; a source never emits it */ break;
+        case EVENT_BEGIN: printf("BEGIN origin=%s\n", ev->txn.origin); break;
         case EVENT_CHANGE: {
                 const Change *c = &ev->change;
                 printf("%c %s.%s", (char)c->op, c->table->schema, c->table->name);
@@ -100,8 +97,13 @@ int main(int argc, char **argv) {
                 return 2;
         }
         ConnectorConf conn = {
-                .name = "my", .type = "mysql", .host = "127.0.0.1", .port = (int)strtol(argv[1], NULL, 10),
-                .user = "cdc", .password = getenv("MYSQL_PW"), .server_id = (uint32_t)strtoul(argv[2], NULL, 10),
+                .name = "my",
+                .type = "mysql",
+                .host = "127.0.0.1",
+                .port = (int)strtol(argv[1], NULL, 10),
+                .user = "cdc",
+                .password = getenv("MYSQL_PW"),
+                .server_id = (uint32_t)strtoul(argv[2], NULL, 10),
                 .ssl_mode = "disabled",
         };
         char *tables[16];
@@ -115,7 +117,10 @@ int main(int argc, char **argv) {
                 t = comma;
         }
         PipelineConf pipe = {
-                .name = "driver", .all_tables = strcmp(argv[3], "*") == 0, .tables = tables, .ntables = ntables,
+                .name = "driver",
+                .all_tables = strcmp(argv[3], "*") == 0,
+                .tables = tables,
+                .ntables = ntables,
                 .start_position = strcmp(argv[4], "now") == 0 ? NULL : argv[4],
         };
         struct PipelineIO io = {0};

@@ -125,7 +125,8 @@ int main(int argc, char **argv) {
                 case 'p': portfile = optarg; break;
                 case 'c': fifo = optarg; break;
                 default:
-                        fprintf(stderr, "usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE] [-c FIFO]\n");
+                        fprintf(stderr,
+                                "usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE] [-c FIFO]\n");
                         return 2;
                 }
         }

@@ -114,7 +114,8 @@ static Change mk(ChangeOp op, const char *id, const char *v) {
 
 /* Runs one change of a one-change transaction through rs as its own batch; returns whether it
  * applies, and the op it applies as in *ret_op. */
-static bool run(RowState *rs, uint64_t *batch, uint64_t lsn, int64_t ts, ChangeOp op, const char *id, ChangeOp *ret_op) {
+static bool run(RowState *rs, uint64_t *batch, uint64_t lsn, int64_t ts, ChangeOp op, const char *id,
+                ChangeOp *ret_op) {
         CdcError err;
         TxnInfo txn = {.xid = lsn, .commit_pos = {0, lsn}, .commit_ts = ts};
         Change c = mk(op, id, "x");

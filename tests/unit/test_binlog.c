@@ -17,8 +17,8 @@
 #define MAXIMGS 16
 
 typedef struct {
-        char op;    /* I U D */
-        int image;  /* 0 before, 1 after */
+        char op;   /* I U D */
+        int image; /* 0 before, 1 after */
         char table[32];
         int ncols;
         Value vals[MAXCOLS];
@@ -35,9 +35,9 @@ static char *enum_names[] = {"red", "green", "blue"};
 static char *set_names[] = {"a", "b", "c", "d"};
 static BinlogColumnInfo types_info[35];
 
-static const char *const types_cols[35] = {
-        "id", "ti", "tiu", "si", "siu", "mi", "miu", "i", "iu", "bi", "biu", "d1", "d2", "d3", "f", "dbl", "c", "vc",
-        "vcl", "cl", "t", "bl", "vb", "bn", "dt", "tm", "tm6", "dtm", "dtm3", "ts", "yr", "bt", "e", "st", "j"};
+static const char *const types_cols[35] = {"id", "ti", "tiu", "si",  "siu",  "mi", "miu", "i",  "iu", "bi", "biu", "d1",
+                                           "d2", "d3", "f",   "dbl", "c",    "vc", "vcl", "cl", "t",  "bl", "vb",  "bn",
+                                           "dt", "tm", "tm6", "dtm", "dtm3", "ts", "yr",  "bt", "e",  "st", "j"};
 
 static void setup_info(void) {
         for (int i = 0; i < 35; i++)
@@ -78,7 +78,8 @@ static int free_file(void **state) {
 }
 
 static bool is_rows(uint8_t t) {
-        return (t >= BINLOG_WRITE_ROWS_V1 && t <= BINLOG_DELETE_ROWS_V1) || (t >= BINLOG_WRITE_ROWS && t <= BINLOG_DELETE_ROWS);
+        return (t >= BINLOG_WRITE_ROWS_V1 && t <= BINLOG_DELETE_ROWS_V1) ||
+               (t >= BINLOG_WRITE_ROWS && t <= BINLOG_DELETE_ROWS);
 }
 
 /* Walks every event of the file, decoding every row image of test.types and test.zd. */
@@ -283,15 +284,16 @@ static void test_truncated(void **state) {
                         assert_int_equal(binlog_read_rows(&h, &rows), 0);
                         size_t used;
                         Value vals[MAXCOLS] = {0};
-                        assert_int_equal(binlog_decode_row(tm, types_info, rows.present, rows.rows, rows.rows_len,
-                                                           vals, &used, NULL),
+                        assert_int_equal(binlog_decode_row(tm, types_info, rows.present, rows.rows, rows.rows_len, vals,
+                                                           &used, NULL),
                                          0);
                         for (size_t n = 0; n < used; n++) {
                                 uint8_t *cut = malloc(n ? n : 1);
                                 memcpy(cut, rows.rows, n);
                                 size_t u2;
-                                assert_int_equal(binlog_decode_row(tm, types_info, rows.present, cut, n, vals, &u2, NULL),
-                                                 -EBADMSG);
+                                assert_int_equal(
+                                        binlog_decode_row(tm, types_info, rows.present, cut, n, vals, &u2, NULL),
+                                        -EBADMSG);
                                 free(cut);
                         }
                         for (int c = 0; c < MAXCOLS; c++)
@@ -306,10 +308,8 @@ static void test_truncated(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_walk_file),
-                cmocka_unit_test(test_row1_every_type),
-                cmocka_unit_test(test_nulls_and_edges),
-                cmocka_unit_test(test_update_delete_zero_dates),
+                cmocka_unit_test(test_walk_file),       cmocka_unit_test(test_row1_every_type),
+                cmocka_unit_test(test_nulls_and_edges), cmocka_unit_test(test_update_delete_zero_dates),
                 cmocka_unit_test(test_truncated),
         };
         return cmocka_run_group_tests(tests, load_file, free_file);

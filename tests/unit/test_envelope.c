@@ -221,17 +221,20 @@ static void test_mysql_source_and_vclock(void **state) {
         VClock vc = {0};
         assert_int_equal(vclock_set(&vc, "pg_main", 7), 0);
         assert_int_equal(vclock_set(&vc, "my_shop", 12), 0);
-        EnvelopeSource src = {
-                .connector = "mysql", .name = "my_shop", .db = "conn_default_db",
-                .pos_text = "mariadb-bin.000002:344", .vclock = &vc};
+        EnvelopeSource src = {.connector = "mysql",
+                              .name = "my_shop",
+                              .db = "conn_default_db",
+                              .pos_text = "mariadb-bin.000002:344",
+                              .vclock = &vc};
         Change c = {.op = CHANGE_INSERT, .table = t, .after = row("1", "x", "1")};
         char *value = NULL;
         assert_int_equal(envelope_value(&c, &txn, &src, 5, &value), 0);
-        assert_string_equal(value, "{\"before\":null,\"after\":{\"id\":1,\"name\":\"x\",\"amount\":1},\"source\":{"
-                                   "\"version\":\"cdcsync-" CDCSYNC_VERSION "\",\"connector\":\"mysql\",\"name\":"
-                                   "\"my_shop\",\"ts_ms\":1700000000123,\"snapshot\":\"false\",\"db\":\"shop\","
-                                   "\"table\":\"t\",\"file\":\"mariadb-bin.000002\",\"pos\":344,\"txId\":771,\"vclock\":{"
-                                   "\"my_shop\":12,\"pg_main\":7}},\"op\":\"c\",\"ts_ms\":5}");
+        assert_string_equal(value,
+                            "{\"before\":null,\"after\":{\"id\":1,\"name\":\"x\",\"amount\":1},\"source\":{"
+                            "\"version\":\"cdcsync-" CDCSYNC_VERSION "\",\"connector\":\"mysql\",\"name\":"
+                            "\"my_shop\",\"ts_ms\":1700000000123,\"snapshot\":\"false\",\"db\":\"shop\","
+                            "\"table\":\"t\",\"file\":\"mariadb-bin.000002\",\"pos\":344,\"txId\":771,\"vclock\":{"
+                            "\"my_shop\":12,\"pg_main\":7}},\"op\":\"c\",\"ts_ms\":5}");
         free(value);
         values_free(c.after, 3);
         table_unref(t);

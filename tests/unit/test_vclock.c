@@ -236,10 +236,22 @@ static void test_text(void **state) {
         assert_int_equal(w.n, 0);
         assert_int_equal(vclock_parse("{a:18446744073709551615}", &w), 0);
         assert_true(vclock_get(&w, "a") == UINT64_MAX);
-        const char *bad[] = {"",          "{",         "}",           "{a}",       "{a:}",
-                             "{:1}",      "{a:1,}",    "{a:1,a:2}",   "{a:-1}",    "{a:1}x",
-                             "{a:1 b:2}", "{a b:1}",   "{a:18446744073709551616}", "a:1",
-                             "{a:1}}",    "{a:0x10}"};
+        const char *bad[] = {"",
+                             "{",
+                             "}",
+                             "{a}",
+                             "{a:}",
+                             "{:1}",
+                             "{a:1,}",
+                             "{a:1,a:2}",
+                             "{a:-1}",
+                             "{a:1}x",
+                             "{a:1 b:2}",
+                             "{a b:1}",
+                             "{a:18446744073709551616}",
+                             "a:1",
+                             "{a:1}}",
+                             "{a:0x10}"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(vclock_parse(bad[i], &w), -EINVAL);
 
@@ -265,9 +277,8 @@ static void test_text(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_set_get),     cmocka_unit_test(test_compare_cases),
-                cmocka_unit_test(test_laws),        cmocka_unit_test(test_encode_decode),
-                cmocka_unit_test(test_text),
+                cmocka_unit_test(test_set_get),       cmocka_unit_test(test_compare_cases), cmocka_unit_test(test_laws),
+                cmocka_unit_test(test_encode_decode), cmocka_unit_test(test_text),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,21 +81,18 @@ static void test_next(void **state) {
         assert_int_equal(b.ts, 1001);
         assert_int_equal(vclock_get(&b.vv, "pg_a"), 10);
         assert_int_equal(vclock_get(&b.vv, "pg_b"), 5);
-        assert_int_equal(version_decide(&a, &b, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, NULL, 0,
-                                        NULL, NULL),
+        assert_int_equal(version_decide(&a, &b, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, NULL, 0, NULL, NULL),
                          VERSION_APPLY);
         /* same source transaction: same counter, later seq, same time */
         assert_int_equal(version_next(&b, "pg_b", 5, 900, 1, true, &c), 0);
         assert_int_equal(c.ts, 1001);
         assert_true(c.deleted);
-        assert_int_equal(version_decide(&b, &c, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, NULL, 0,
-                                        NULL, NULL),
+        assert_int_equal(version_decide(&b, &c, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, NULL, 0, NULL, NULL),
                          VERSION_APPLY);
-        assert_int_equal(version_decide(&c, &b, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, NULL, 0,
-                                        NULL, NULL),
+        assert_int_equal(version_decide(&c, &b, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, NULL, 0, NULL, NULL),
                          VERSION_SKIP);
-        assert_int_equal(version_next(&c, "pg_b", 5, 900, 1, false, &a), -EINVAL); /* seq not later */
-        assert_int_equal(version_next(&c, "pg_b", 4, 900, 9, false, &a), -EINVAL); /* counter back */
+        assert_int_equal(version_next(&c, "pg_b", 5, 900, 1, false, &a), -EINVAL);  /* seq not later */
+        assert_int_equal(version_next(&c, "pg_b", 4, 900, 9, false, &a), -EINVAL);  /* counter back */
         assert_int_equal(version_next(&c, "pg_a", 10, 900, 9, false, &a), -EINVAL); /* other txn */
         assert_int_equal(version_next(&c, "bad name", 11, 900, 0, false, &a), -EINVAL);
 }
@@ -109,30 +106,25 @@ static void test_decide_cases(void **state) {
         assert_int_equal(version_next(&base, "pg_a", 2, 500, 0, false, &a), 0); /* later ts */
         assert_int_equal(version_next(&base, "pg_b", 1, 300, 0, false, &b), 0); /* concurrent */
 
-        assert_int_equal(version_decide(NULL, &a, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2,
-                                        &m, &res),
+        assert_int_equal(version_decide(NULL, &a, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_APPLY);
         assert_null(res);
         /* replay and echo */
-        assert_int_equal(version_decide(&a, &a, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2,
-                                        &m, &res),
+        assert_int_equal(version_decide(&a, &a, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_SKIP);
-        assert_int_equal(version_decide(&a, &base, CONFLICT_NONE, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
-                         VERSION_SKIP);
+        assert_int_equal(version_decide(&a, &base, CONFLICT_NONE, RESOLVE_TIMESTAMP, prio, 2, &m, &res), VERSION_SKIP);
         assert_int_equal(version_decide(&a, &a, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_SKIP);
 
         /* concurrent, by timestamp: a (500) wins from either side */
-        assert_int_equal(version_decide(&a, &b, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2,
-                                        &m, &res),
+        assert_int_equal(version_decide(&a, &b, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_CONFLICT_SKIP);
         assert_string_equal(res, "timestamp");
         assert_int_equal(vclock_get(&m.vv, "pg_a"), 2);
         assert_int_equal(vclock_get(&m.vv, "pg_b"), 1);
         assert_int_equal(m.ts, 500);
         assert_string_equal(m.origin, "pg_a");
-        assert_int_equal(version_decide(&b, &a, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2,
-                                        &m, &res),
+        assert_int_equal(version_decide(&b, &a, CONFLICT_VERSION_VECTOR, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_CONFLICT_APPLY);
         assert_int_equal(m.ts, 500);
         assert_int_equal(vclock_compare(&m.vv, &a.vv), VCLOCK_AFTER);
@@ -140,34 +132,28 @@ static void test_decide_cases(void **state) {
         assert_true(vclock_equal(&m.wvv, &a.wvv));
 
         /* concurrent, by priority: pg_b is listed first and wins despite its older time */
-        assert_int_equal(version_decide(&a, &b, CONFLICT_VERSION_VECTOR, RESOLVE_PRIORITY, prio, 2,
-                                        &m, &res),
+        assert_int_equal(version_decide(&a, &b, CONFLICT_VERSION_VECTOR, RESOLVE_PRIORITY, prio, 2, &m, &res),
                          VERSION_CONFLICT_APPLY);
         assert_string_equal(res, "priority");
         assert_string_equal(m.origin, "pg_b");
-        assert_int_equal(version_decide(&b, &a, CONFLICT_VERSION_VECTOR, RESOLVE_PRIORITY, prio, 2,
-                                        &m, &res),
+        assert_int_equal(version_decide(&b, &a, CONFLICT_VERSION_VECTOR, RESOLVE_PRIORITY, prio, 2, &m, &res),
                          VERSION_CONFLICT_SKIP);
         assert_string_equal(m.origin, "pg_b");
 
         /* timestamp policy: a tie on time goes to the priority order, then the origin name */
         Version t1 = a, t2 = b;
         t2.ts = t1.ts;
-        assert_int_equal(version_decide(&t1, &t2, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio, 2, &m,
-                                        &res),
+        assert_int_equal(version_decide(&t1, &t2, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_CONFLICT_APPLY);
-        assert_int_equal(version_decide(&t1, &t2, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, NULL, 0, &m,
-                                        &res),
+        assert_int_equal(version_decide(&t1, &t2, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, NULL, 0, &m, &res),
                          VERSION_CONFLICT_APPLY); /* "pg_b" > "pg_a" */
         const char *prio2[] = {"pg_a"};
-        assert_int_equal(version_decide(&t1, &t2, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio2, 1, &m,
-                                        &res),
+        assert_int_equal(version_decide(&t1, &t2, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio2, 1, &m, &res),
                          VERSION_CONFLICT_SKIP);
         /* timestamp policy ignores causality: an older time loses even when causally newer */
         Version late = base;
         late.ts = 10000;
-        assert_int_equal(version_decide(&late, &a, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio, 2, &m,
-                                        &res),
+        assert_int_equal(version_decide(&late, &a, CONFLICT_TIMESTAMP, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
                          VERSION_CONFLICT_SKIP);
         /* none: concurrent applies */
         assert_int_equal(version_decide(&a, &b, CONFLICT_NONE, RESOLVE_TIMESTAMP, prio, 2, &m, &res),
@@ -190,8 +176,7 @@ static void test_decide_symmetric(void **state) {
                         int x = version_decide(&a, &b, policy, resolve, prio, 2, &m1, NULL);
                         int y = version_decide(&b, &a, policy, resolve, prio, 2, &m2, NULL);
                         assert_true(x >= 0 && y >= 0);
-                        if (x == VERSION_CONFLICT_APPLY || x == VERSION_CONFLICT_SKIP ||
-                            policy == CONFLICT_TIMESTAMP) {
+                        if (x == VERSION_CONFLICT_APPLY || x == VERSION_CONFLICT_SKIP || policy == CONFLICT_TIMESTAMP) {
                                 assert_true(version_equal(&m1, &m2));
                         }
                         if (x == VERSION_CONFLICT_APPLY)
@@ -239,8 +224,7 @@ typedef struct {
 static void apply(Node *n, const Msg *m, const Setup *s, int *conflicts) {
         Cell *c = &n->cells[m->key];
         Version merged;
-        int r = version_decide(c->has ? &c->v : NULL, &m->v, s->policy, s->resolve, s->prio, s->nprio,
-                               &merged, NULL);
+        int r = version_decide(c->has ? &c->v : NULL, &m->v, s->policy, s->resolve, s->prio, s->nprio, &merged, NULL);
         assert_true(r >= 0);
         if (r == VERSION_APPLY || r == VERSION_CONFLICT_APPLY)
                 c->value = m->value;
@@ -302,9 +286,8 @@ static int simulate(int nnodes, const Setup *s, int nwrites) {
                                 vclock_format(&b->v.vv, y, sizeof(y));
                                 print_error("diverged key %d: node0 %s ts=%lld %s value=%llu, node%d %s "
                                             "ts=%lld %s value=%llu\n",
-                                            key, x, (long long)a->v.ts, a->v.origin,
-                                            (unsigned long long)a->value, k, y, (long long)b->v.ts,
-                                            b->v.origin, (unsigned long long)b->value);
+                                            key, x, (long long)a->v.ts, a->v.origin, (unsigned long long)a->value, k, y,
+                                            (long long)b->v.ts, b->v.origin, (unsigned long long)b->value);
                                 fail();
                         }
                 }
@@ -351,14 +334,10 @@ static void test_converge_vv_priority_unlisted(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_encode_decode),
-                cmocka_unit_test(test_next),
-                cmocka_unit_test(test_decide_cases),
-                cmocka_unit_test(test_decide_symmetric),
-                cmocka_unit_test(test_converge_timestamp),
-                cmocka_unit_test(test_converge_vv_timestamp),
-                cmocka_unit_test(test_converge_vv_priority),
-                cmocka_unit_test(test_converge_vv_priority_unlisted),
+                cmocka_unit_test(test_encode_decode),        cmocka_unit_test(test_next),
+                cmocka_unit_test(test_decide_cases),         cmocka_unit_test(test_decide_symmetric),
+                cmocka_unit_test(test_converge_timestamp),   cmocka_unit_test(test_converge_vv_timestamp),
+                cmocka_unit_test(test_converge_vv_priority), cmocka_unit_test(test_converge_vv_priority_unlisted),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
