@@ -27,7 +27,7 @@ svc_kill9() {
   wait "${PIDS[$1]}" 2>/dev/null || true
   unset "PIDS[$1]"
 }
-trap 'rc=$?; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
 
 pg_start src
 pg_start dst

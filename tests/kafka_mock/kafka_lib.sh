@@ -5,7 +5,7 @@ KAFKA_MOCK=${KAFKA_MOCK:-$BUILDDIR/kafka_mock}
 MOCK_PID=""
 
 # Stops the mock before lib.sh's cleanup (which keeps the exit status).
-trap 'rc=$?; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
 
 # Starts 3 mock brokers (ids 1..3) with the control pipe $WORK/kafka.ctl; sets KAFKA_BOOTSTRAP. The mock cannot CreateTopics (the sink then warns and
 # relies on auto-creation), so the checkpoint topic is made here with its one partition.
