@@ -230,49 +230,15 @@ State *state_free(State *s) {
 
 /* --- batches --- */
 
-int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos, StateBatch **ret) {
-        StateBatch *b = calloc(1, sizeof(*b));
-        uint8_t key[1 + STATE_NAME_MAX + 8], val[16];
-        MDB_val k, v;
-        int r;
-
-        if (!b)
-                return -ENOMEM;
-        r = encode_prefix(pipeline, b->prefix, &b->prefix_len);
-        if (r < 0)
-                goto out;
-        b->s = s;
-        b->batch_no = batch_no;
-        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &b->txn));
-        if (r < 0) {
-                b->txn = NULL;
-                goto out;
-        }
-        memcpy(key, b->prefix, b->prefix_len);
-        put_u64(key + b->prefix_len, batch_no);
-        put_u64(val, end_pos.hi);
-        put_u64(val + 8, end_pos.lo);
-        k = (MDB_val){b->prefix_len + 8, key};
-        v = (MDB_val){sizeof(val), val};
-        /* a recorded batch still has undo entries that a reused number would mix with */
-        r = mdb_errno(mdb_put(b->txn, s->batches, &k, &v, MDB_NOOVERWRITE));
-        if (r < 0)
-                goto out;
-        *ret = b;
-        b = NULL;
-out:
-        state_batch_abort(b);
-        return r;
-}
-
-int state_batch_set_end(StateBatch *b, Position end_pos) {
+/* Writes the batch's record: its number and the position it ends at. */
+static int put_batch_record(StateBatch *b, Position end_pos, unsigned flags) {
         uint8_t key[1 + STATE_NAME_MAX + 8], val[16];
         memcpy(key, b->prefix, b->prefix_len);
         put_u64(key + b->prefix_len, b->batch_no);
         put_u64(val, end_pos.hi);
         put_u64(val + 8, end_pos.lo);
         MDB_val k = {b->prefix_len + 8, key}, v = {sizeof(val), val};
-        return mdb_errno(mdb_put(b->txn, b->s->batches, &k, &v, 0));
+        return mdb_errno(mdb_put(b->txn, b->s->batches, &k, &v, flags));
 }
 
 int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, StateBatch **ret) {
@@ -293,6 +259,25 @@ int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, Stat
         }
         *ret = b;
         return 0;
+}
+
+int state_batch_begin(State *s, const char *pipeline, uint64_t batch_no, Position end_pos, StateBatch **ret) {
+        StateBatch *b;
+        int r = state_batch_continue(s, pipeline, batch_no, &b);
+        if (r < 0)
+                return r;
+        /* a recorded batch still has undo entries that a reused number would mix with */
+        r = put_batch_record(b, end_pos, MDB_NOOVERWRITE);
+        if (r < 0) {
+                state_batch_abort(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+int state_batch_set_end(StateBatch *b, Position end_pos) {
+        return put_batch_record(b, end_pos, 0);
 }
 
 static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret, bool *ret_found) {
