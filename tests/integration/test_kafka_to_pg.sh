@@ -134,13 +134,16 @@ log "(1) target equal to the source"
 
 # (2) Two instances of the group; one killed with kill -9 under load.
 svc_stop a
+n_before=$(psql_on dst -c "SELECT coalesce(sum(n), 0) FROM orders")
 svc_start b "$WORK/b.conf"
 svc_start c "$WORK/c.conf"
 run_workload 20 &
 BENCH=$!
-sleep 8
-grep -q "assigned" "$WORK/service-b.log" || fail "instance b got no partitions"
-grep -q "assigned" "$WORK/service-c.log" || fail "instance c got no partitions"
+wait_for "instance b to get partitions" 60 grep -q "assigned" "$WORK/service-b.log"
+wait_for "instance c to get partitions" 60 grep -q "assigned" "$WORK/service-c.log"
+# Kill b only once it has applied part of the load, so its partitions move mid-stream.
+applied_more() { [ "$(psql_on dst -c "SELECT coalesce(sum(n), 0) FROM orders")" -gt $((n_before + 100)) ]; }
+wait_for "changes applied through the group" 60 applied_more
 svc_kill9 b
 log "instance b killed with kill -9"
 wait $BENCH || fail "pgbench failed: $(tail -5 "$WORK/pgbench.log")"
