@@ -389,6 +389,31 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                 *ret_apply = false;
                 return 0;
         }
+        if (fsp && have == counter) {
+                /* A later change of the same source transaction to the same row: it follows the
+                 * transaction's first change to that row, decided already. K holds this
+                 * transaction's write exactly when that change won; then this one goes too. */
+                bool won = fkp && strcmp(kp.origin, S) == 0 && vclock_get(&kp.wvv, S) == counter;
+                sp.seq = seq;
+                sp.deleted = deleted;
+                r = state_put(rs->batch, sspace, key, (size_t)n, &sp);
+                if (r == 0)
+                        r = put_fact(rs, sfacts, key, (size_t)n, &sp);
+                if (r == 0 && won) {
+                        Version held = kp; /* what K held before this change, for fit() */
+                        kp.seq = seq;
+                        kp.deleted = deleted;
+                        r = state_put(rs->batch, kspace, key, (size_t)n, &kp);
+                        kp = held;
+                }
+                if (r < 0)
+                        return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace,
+                                         strerror(-r));
+                if (won)
+                        c->flags |= CHANGE_IDEMPOTENT;
+                *ret_apply = won && fit(c, &kp, true);
+                return slice(rs, err);
+        }
         /* What S held just before this write is what our own "S/" row says: we read S's log in
          * order, application writes and echoes (rowstate_echo) alike. The reverse pipeline's rows
          * may already hold writes that reach S only after this one. */
@@ -416,6 +441,11 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                 r = state_put(rs->batch, kspace, key, (size_t)n, &merged);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+        /* K may hold a write we have not read yet: the sink makes the row equal to the winner's
+         * image whatever it finds, rather than fail on it (two pipelines failing on each other's
+         * unread writes would never get past them). */
+        if (apply)
+                c->flags |= CHANGE_IDEMPOTENT;
         *ret_apply = apply && fit(c, &kh, fkh);
         return slice(rs, err);
 }
@@ -511,6 +541,8 @@ int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, boo
                 r = state_put(rs->batch, kspace, key, (size_t)n, &merged);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+        if (apply)
+                c->flags |= CHANGE_IDEMPOTENT;
         *ret_forward = apply && fit(c, &kh, fkh);
         return slice(rs, err);
 }
