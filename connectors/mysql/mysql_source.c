@@ -782,10 +782,8 @@ static int grant_row(void *ud, char **cells, const unsigned long *lens, int ncol
 
 static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcError *err) {
         VarRow v = {0};
-        int r = mysql_conn_query(m,
-                                 "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id, "
-                                 "IFNULL(@@log_bin_compress, 0)",
-                                 NULL, 0, var_row, &v, err);
+        int r = mysql_conn_query(m, "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id", NULL, 0,
+                                 var_row, &v, err);
         if (r < 0)
                 return r;
         if (strcmp(v.vals[0], "1") != 0)
@@ -801,10 +799,6 @@ static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcEr
                 return cdc_error(err, -EINVAL, false, "conf",
                                  "%s mysql connector '%s': binlog_row_image is %s: set binlog_row_image = FULL", ctx,
                                  conn->name, v.vals[2]);
-        if (strcmp(v.vals[4], "1") == 0)
-                return cdc_error(err, -EINVAL, false, "conf",
-                                 "%s mysql connector '%s': log_bin_compress is on: set log_bin_compress = OFF", ctx,
-                                 conn->name);
         char sid[16];
         snprintf(sid, sizeof(sid), "%u", conn->server_id);
         if (conn->server_id == 0 || strcmp(sid, v.vals[3]) == 0)
