@@ -7,7 +7,8 @@
 # root user), `cdc`@`127.0.0.1` (password "cdc-pw") with REPLICATION SLAVE, REPLICATION CLIENT,
 # SELECT and BINLOG REPLAY (a sink sets its session server_id) on everything, and all privileges
 # on the test databases (`test`, `test\_%`, `cdcsync`). Env overrides: MYSQL_SERVER_ID (default 1),
-# MYSQL_FLUSH_AT_COMMIT (innodb_flush_log_at_trx_commit, default 2).
+# MYSQL_FLUSH_AT_COMMIT (innodb_flush_log_at_trx_commit, default 2), MYSQL_EXTRA_CNF (more
+# [mariadbd] lines, one option a line, e.g. "log_bin_compress = ON").
 set -euo pipefail
 cmd=${1:-} dir=${2:-}
 
@@ -47,6 +48,7 @@ collation_server = utf8mb4_general_ci
 skip_name_resolve = ON
 performance_schema = OFF
 max_connections = 100
+${MYSQL_EXTRA_CNF:-}
 CNF
   if [ ! -d "$dir/data/mysql" ]; then
     as_mysql mariadb-install-db --defaults-file="$dir/my.cnf" --auth-root-authentication-method=socket \

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <zlib.h>
+
 #include "mysql/binlog.h"
 
 /* ---- little readers, every one bounded by the caller ---- */
@@ -212,34 +214,127 @@ out:
         return r;
 }
 
+/* ---- compressed events (MariaDB log_bin_compress) ---- */
+
+/* Deflate cannot expand a stream by more than this factor (RFC 1951: a 258-byte match costs at
+ * least 2 bits), so a longer announced length is a lie told before any byte is allocated. */
+#define ZLIB_MAX_RATIO 1032u
+
+int binlog_uncompress(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len) {
+        if (len < 1 || (buf[0] & 0x80) == 0 || (buf[0] & 0x70) != 0)
+                return -EBADMSG;
+        size_t nlen = buf[0] & 0x07;
+        if (nlen < 1 || nlen > 4 || len < 1 + nlen)
+                return -EBADMSG;
+        uint64_t want = be(buf + 1, nlen);
+        const uint8_t *z = buf + 1 + nlen;
+        size_t zlen = len - 1 - nlen;
+        if (want > BINLOG_UNCOMPRESSED_MAX || want > (uint64_t)zlen * ZLIB_MAX_RATIO)
+                return -EMSGSIZE;
+        /* one spare byte: an empty payload still gets a buffer, and a longer stream shows */
+        uint8_t *out = malloc((size_t)want + 1);
+        if (!out)
+                return -ENOMEM;
+        uLongf got = (uLongf)want + 1;
+        uLong used = (uLong)zlen;
+        int zr = uncompress2(out, &got, z, &used);
+        if (zr != Z_OK || got != want) {
+                free(out);
+                return zr == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
+        }
+        *ret = out;
+        *ret_len = (size_t)want;
+        return 0;
+}
+
+/* ---- QUERY ---- */
+
+void binlog_query_clear(BinlogQuery *q) {
+        free(q->owned);
+        *q = (BinlogQuery){0};
+}
+
+int binlog_read_query(const BinlogHeader *h, BinlogQuery *ret) {
+        const uint8_t *p = h->body, *end = h->body + h->body_len;
+        BinlogQuery q = {0};
+
+        if (h->type != BINLOG_QUERY && h->type != BINLOG_QUERY_COMPRESSED)
+                return -EBADMSG;
+        /* post-header: thread id (4), exec time (4), db length (1), error code (2), status
+         * variables length (2); then the status variables, the db and its NUL, the statement */
+        if (end - p < 13)
+                return -EBADMSG;
+        q.thread_id = (uint32_t)le(p, 4);
+        q.db_len = p[8];
+        q.error_code = (uint16_t)le(p + 9, 2);
+        size_t status_len = (size_t)le(p + 11, 2);
+        p += 13;
+        if ((size_t)(end - p) < status_len + q.db_len + 1 || p[status_len + q.db_len] != 0)
+                return -EBADMSG;
+        p += status_len;
+        q.db = (const char *)p;
+        p += q.db_len + 1;
+        if (h->type == BINLOG_QUERY) {
+                q.statement = (const char *)p;
+                q.statement_len = (size_t)(end - p);
+        } else {
+                int r = binlog_uncompress(p, (size_t)(end - p), &q.owned, &q.statement_len);
+                if (r < 0)
+                        return r;
+                q.statement = (const char *)q.owned;
+        }
+        *ret = q;
+        return 0;
+}
+
 /* ---- ROWS ---- */
+
+void binlog_rows_clear(BinlogRows *rows) {
+        free(rows->owned);
+        *rows = (BinlogRows){0};
+}
 
 int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret) {
         const uint8_t *p = h->body, *end = h->body + h->body_len;
         BinlogRows rows = {0};
-        bool v2 = false;
+        bool v2 = false, compressed = false;
         uint64_t n;
         size_t used, bm;
 
         switch (h->type) {
+        case BINLOG_WRITE_ROWS_COMPRESSED:
+                compressed = true;
+                /* fall through */
         case BINLOG_WRITE_ROWS:
                 v2 = true;
+                rows.op = CHANGE_INSERT;
+                break;
+        case BINLOG_UPDATE_ROWS_COMPRESSED:
+                compressed = true;
                 /* fall through */
-        case BINLOG_WRITE_ROWS_V1: rows.op = CHANGE_INSERT; break;
         case BINLOG_UPDATE_ROWS:
                 v2 = true;
+                rows.op = CHANGE_UPDATE;
+                break;
+        case BINLOG_DELETE_ROWS_COMPRESSED:
+                compressed = true;
                 /* fall through */
-        case BINLOG_UPDATE_ROWS_V1: rows.op = CHANGE_UPDATE; break;
         case BINLOG_DELETE_ROWS:
                 v2 = true;
+                rows.op = CHANGE_DELETE;
+                break;
+        case BINLOG_WRITE_ROWS_COMPRESSED_V1:
+                compressed = true;
+                /* fall through */
+        case BINLOG_WRITE_ROWS_V1: rows.op = CHANGE_INSERT; break;
+        case BINLOG_UPDATE_ROWS_COMPRESSED_V1:
+                compressed = true;
+                /* fall through */
+        case BINLOG_UPDATE_ROWS_V1: rows.op = CHANGE_UPDATE; break;
+        case BINLOG_DELETE_ROWS_COMPRESSED_V1:
+                compressed = true;
                 /* fall through */
         case BINLOG_DELETE_ROWS_V1: rows.op = CHANGE_DELETE; break;
-        case BINLOG_WRITE_ROWS_COMPRESSED_V1:
-        case BINLOG_UPDATE_ROWS_COMPRESSED_V1:
-        case BINLOG_DELETE_ROWS_COMPRESSED_V1:
-        case BINLOG_WRITE_ROWS_COMPRESSED:
-        case BINLOG_UPDATE_ROWS_COMPRESSED:
-        case BINLOG_DELETE_ROWS_COMPRESSED: return -ENOTSUP;
         default: return -EBADMSG;
         }
         if (end - p < 8)
@@ -272,8 +367,15 @@ int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret) {
                 rows.present_after = p;
                 p += bm;
         }
-        rows.rows = p;
-        rows.rows_len = (size_t)(end - p);
+        if (compressed) {
+                int r = binlog_uncompress(p, (size_t)(end - p), &rows.owned, &rows.rows_len);
+                if (r < 0)
+                        return r;
+                rows.rows = rows.owned;
+        } else {
+                rows.rows = p;
+                rows.rows_len = (size_t)(end - p);
+        }
         *ret = rows;
         return 0;
 }

@@ -14,6 +14,10 @@
         "\xfe"                                                                                                         \
         "bin"
 
+/* The most a compressed event may announce as its uncompressed size: the largest packet MariaDB
+ * sends or reads back (max_allowed_packet's maximum, 1 GiB). Above it the event is corrupt. */
+#define BINLOG_UNCOMPRESSED_MAX ((size_t)1 << 30)
+
 /* Event type codes as they are on the wire (sql/log_event.h). */
 typedef enum {
         BINLOG_QUERY = 2,
@@ -126,13 +130,44 @@ typedef struct {
         uint32_t ncols;
         const uint8_t *present;       /* bitmap of columns in the (before) image; into the buffer */
         const uint8_t *present_after; /* UPDATE: bitmap of the after image, else NULL */
-        const uint8_t *rows;          /* row images, into the buffer */
+        const uint8_t *rows;          /* row images, into the buffer (or into owned) */
         size_t rows_len;
+        uint8_t *owned; /* compressed variants: the uncompressed row images, owned */
 } BinlogRows;
 
-/* Parses a WRITE/UPDATE/DELETE_ROWS v1/v2 body. Compressed variants: -ENOTSUP.
- * Returns 0, -EBADMSG or -ENOTSUP. */
+/* Parses a WRITE/UPDATE/DELETE_ROWS v1/v2 body, compressed variants included (MariaDB's
+ * log_bin_compress: only the row images are compressed, the post-header, column count and
+ * bitmaps are not). For a compressed event rows points into memory owned by *ret: release it with
+ * binlog_rows_clear() (harmless for the others). Returns 0, -EBADMSG (malformed, or a corrupt
+ * compressed body), -EMSGSIZE (a compressed body announcing an absurd size, see
+ * binlog_uncompress) or -ENOMEM. */
 int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret);
+/* Frees what binlog_read_rows allocated for a compressed event; rows is then empty. */
+void binlog_rows_clear(BinlogRows *rows);
+
+typedef struct {
+        uint32_t thread_id;
+        uint16_t error_code;
+        const char *db; /* into the buffer, db_len bytes, not NUL-terminated */
+        size_t db_len;
+        const char *statement; /* into the buffer, or into owned; not NUL-terminated */
+        size_t statement_len;
+        uint8_t *owned; /* QUERY_COMPRESSED: the uncompressed statement, owned */
+} BinlogQuery;
+
+/* Parses a QUERY or QUERY_COMPRESSED body (the compressed variant compresses the statement
+ * only). Release with binlog_query_clear(). Returns 0, -EBADMSG, -EMSGSIZE or -ENOMEM. */
+int binlog_read_query(const BinlogHeader *h, BinlogQuery *ret);
+void binlog_query_clear(BinlogQuery *q);
+
+/* Uncompresses the payload of a MariaDB compressed event: one header byte (bit 7 set, bits 4-6
+ * the algorithm, 0 = zlib, the only one MariaDB has; bits 0-2 the count n, 1 to 4, of length
+ * bytes), the uncompressed length in n bytes, big-endian, then a zlib stream. *ret is malloc'ed
+ * (free()), *ret_len its length. Returns 0; -EBADMSG when the header is malformed, the stream
+ * corrupt or truncated, or its length not the announced one; -EMSGSIZE when the announced length
+ * exceeds BINLOG_UNCOMPRESSED_MAX or what zlib can expand the stream to (at most 1032 times its
+ * size), so nothing absurd is allocated; -ENOMEM. */
+int binlog_uncompress(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len);
 
 /* What the binlog does not say about a column, taken from information_schema. */
 typedef enum {

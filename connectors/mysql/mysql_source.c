@@ -478,16 +478,9 @@ static int emit_begin(Source *s, PipelineIO *io) {
         return pipeline_io_emit(io, &ev);
 }
 
-static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *err) {
-        BinlogRows rows;
-        int r = binlog_read_rows(h, &rows);
-        if (r == -ENOTSUP)
-                return cdc_error(err, r, false, "conf",
-                                 "%s compressed rows events in %s: set log_bin_compress = OFF on the server", s->ctx,
-                                 s->file);
-        if (r < 0)
-                return cdc_error(err, r, false, "data", "%s malformed rows event in %s before %u", s->ctx, s->file,
-                                 h->next_pos);
+/* A rows event, compressed or not, decoded by binlog_read_rows(): its changes. */
+static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, PipelineIO *io, CdcError *err) {
+        int r;
         TableMapEntry *m = s->maps;
         while (m && m->tm->table_id != rows.table_id)
                 m = m->next;
@@ -548,6 +541,25 @@ static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
                 return r;
         }
         return 0;
+}
+
+static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *err) {
+        BinlogRows rows;
+        int r = binlog_read_rows(h, &rows);
+        if (r == -EMSGSIZE)
+                return cdc_error(err, r, false, "data",
+                                 "%s compressed rows event in %s before %u announces an impossible uncompressed size "
+                                 "(above 1 GiB or 1032 times its compressed size): the binlog is corrupt",
+                                 s->ctx, s->file, h->next_pos);
+        if (r == -ENOMEM)
+                return cdc_error(err, r, true, "internal", "out of memory");
+        if (r < 0)
+                return cdc_error(err, r, false, "data", "%s malformed rows event in %s before %u%s", s->ctx, s->file,
+                                 h->next_pos,
+                                 h->type >= BINLOG_WRITE_ROWS_COMPRESSED_V1 ? " (corrupt compressed body)" : "");
+        r = emit_rows(s, h, rows, io, err);
+        binlog_rows_clear(&rows);
+        return r;
 }
 
 static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io) {
@@ -641,17 +653,28 @@ static bool ident(const char **pp, char *out, size_t cap) {
         return n > 0;
 }
 
-static int on_query(Source *s, const BinlogHeader *h, MARIADB_RPL_EVENT *ev, PipelineIO *io, CdcError *err) {
+/* QUERY and QUERY_COMPRESSED, both decoded by binlog_read_query(): libmariadb leaves a compressed
+ * statement compressed unless MARIADB_RPL_UNCOMPRESS is set, and then allocates whatever length
+ * the event announces. */
+static int on_query(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *err) {
         char stmt[4096], db[256];
-        size_t n = ev->event.query.statement.length < sizeof(stmt) - 1 ? ev->event.query.statement.length
-                                                                       : sizeof(stmt) - 1;
+        BinlogQuery q;
+        int r = binlog_read_query(h, &q);
+        if (r == -ENOMEM)
+                return cdc_error(err, r, true, "internal", "out of memory");
+        if (r < 0)
+                return cdc_error(err, r, false, "data", "%s malformed %sQUERY event in %s before %u%s", s->ctx,
+                                 h->type == BINLOG_QUERY_COMPRESSED ? "compressed " : "", s->file, h->next_pos,
+                                 r == -EMSGSIZE ? " (its uncompressed size is impossible: corrupt binlog)" : "");
+        size_t n = q.statement_len < sizeof(stmt) - 1 ? q.statement_len : sizeof(stmt) - 1;
         if (n)
-                memcpy(stmt, ev->event.query.statement.str, n);
+                memcpy(stmt, q.statement, n);
         stmt[n] = '\0';
-        n = ev->event.query.database.length < sizeof(db) - 1 ? ev->event.query.database.length : sizeof(db) - 1;
-        if (n) /* an empty name comes as NULL */
-                memcpy(db, ev->event.query.database.str, n);
+        n = q.db_len < sizeof(db) - 1 ? q.db_len : sizeof(db) - 1;
+        if (n)
+                memcpy(db, q.db, n);
         db[n] = '\0';
+        binlog_query_clear(&q);
         const char *p = stmt;
         if (word(&p, "BEGIN") || word(&p, "XA")) {
                 if (!s->in_txn)
@@ -680,7 +703,7 @@ static int on_query(Source *s, const BinlogHeader *h, MARIADB_RPL_EVENT *ev, Pip
                         }
                         if (pipeline_wants(s->pipe, schema, name)) {
                                 SchemaEntry *e;
-                                int r = schema_load(s, schema, name, &e, err);
+                                r = schema_load(s, schema, name, &e, err);
                                 if (r < 0)
                                         return r;
                                 e->next = s->schemas;
@@ -759,10 +782,8 @@ static int grant_row(void *ud, char **cells, const unsigned long *lens, int ncol
 
 static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcError *err) {
         VarRow v = {0};
-        int r = mysql_conn_query(m,
-                                 "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id, "
-                                 "IFNULL(@@log_bin_compress, 0)",
-                                 NULL, 0, var_row, &v, err);
+        int r = mysql_conn_query(m, "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@server_id", NULL, 0,
+                                 var_row, &v, err);
         if (r < 0)
                 return r;
         if (strcmp(v.vals[0], "1") != 0)
@@ -778,10 +799,6 @@ static int preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcEr
                 return cdc_error(err, -EINVAL, false, "conf",
                                  "%s mysql connector '%s': binlog_row_image is %s: set binlog_row_image = FULL", ctx,
                                  conn->name, v.vals[2]);
-        if (strcmp(v.vals[4], "1") == 0)
-                return cdc_error(err, -EINVAL, false, "conf",
-                                 "%s mysql connector '%s': log_bin_compress is on: set log_bin_compress = OFF", ctx,
-                                 conn->name);
         char sid[16];
         snprintf(sid, sizeof(sid), "%u", conn->server_id);
         if (conn->server_id == 0 || strcmp(sid, v.vals[3]) == 0)
@@ -1367,7 +1384,8 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 case BINLOG_GTID:
                         start_txn(s, &h, ev->event.gtid.sequence_nr, (ev->event.gtid.flags & FL_STANDALONE) != 0);
                         break;
-                case BINLOG_QUERY: r = on_query(s, &h, ev, io, err); break;
+                case BINLOG_QUERY:
+                case BINLOG_QUERY_COMPRESSED: r = on_query(s, &h, io, err); break;
                 case BINLOG_XID:
                         if (s->in_txn)
                                 r = end_txn(s, &h, io);
