@@ -86,6 +86,7 @@ struct Source {
         size_t hist_head, hist_len, hist_cap;
         MysqlGtid cur; /* the open transaction's GTID (source thread only) */
         bool have_cur;
+        bool mariadb; /* MariaDB GTIDs (MySQL's differ: its checkpoints carry file:pos only) */
         bool by_gtid; /* the dump was started from a GTID state */
         char connect_state[MYSQL_SOURCE_GTID_MAX * 48];
         Position start_pos; /* the checkpoint's Position: a GTID start must land after it */
@@ -1182,8 +1183,8 @@ static int gtid_at(Source *s, const char *file, uint64_t off, MysqlGtidState *re
  * already carries every domain (not only those the stream happens to show). */
 static int seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err) {
         MysqlGtidState st;
-        int r = gtid_at(s, file, off, &st, err);
-        if (r < 0 && r != -ENOENT && r != -ENOSPC)
+        int r = s->mariadb ? gtid_at(s, file, off, &st, err) : -ENOTSUP;
+        if (r < 0 && r != -ENOENT && r != -ENOSPC && r != -ENOTSUP)
                 return r;
         uint64_t seq = 0;
         file_seq(file, &seq);
@@ -1196,7 +1197,10 @@ static int seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err) {
         if (r < 0)
                 log_warn(s->ctx,
                          "the server gives no GTID state for %s:%" PRIu64 " (%s): checkpoints carry the file:pos only",
-                         file, off, r == -ENOSPC ? "too many domains" : "not a transaction boundary");
+                         file, off,
+                         r == -ENOSPC    ? "too many domains"
+                         : r == -ENOTSUP ? "not MariaDB"
+                                         : "not a transaction boundary");
         return 0;
 }
 
@@ -1291,6 +1295,14 @@ static int choose_start(Source *s, const SourceStart *start, PipelineIO *io, uin
         if (!have && thp) {
                 p = tp;
                 have = true;
+        }
+        if (thg && !s->mariadb) {
+                if (!have)
+                        return cdc_error(err, -EINVAL, false, "conf",
+                                         "%s start position '%s' is a MariaDB GTID state, but the server is not "
+                                         "MariaDB: give FILE:POS",
+                                         s->ctx, text);
+                thg = false;
         }
         if (thg) {
                 r = resolve_gtid_start(s, have, p, &st, err);
@@ -1684,6 +1696,7 @@ static int source_open(const ConnectorConf *conn, const PipelineConf *pipe, Sour
         r = preflight(s->sql, conn, s->ctx, err);
         if (r < 0)
                 goto out;
+        s->mariadb = strstr(mysql_get_server_info(s->sql), "MariaDB") != NULL;
         *ret = s;
         s = NULL;
 out:
@@ -1766,11 +1779,12 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         if (e == 1236 && s->by_gtid)
                                 r = cdc_error(
                                         err, -EIO, false, "source",
-                                        "%s the server cannot stream from GTID state %s: %s: if it purged "
-                                        "the binlogs after that state, changes were lost for this pipeline: "
-                                        "delete its checkpoint in the sink (pipeline '%s' in "
-                                        "cdcsync.checkpoints) and restart with snapshot = initial; if it is "
-                                        "another server (failover), let it catch up with those transactions first",
+                                        "%s the server cannot stream from GTID state %s: %s: its binlog does not "
+                                        "hold the transactions after that state (purged, reset, or not the server "
+                                        "the checkpoint came from); if they are lost, delete the pipeline's "
+                                        "checkpoint in the sink (pipeline '%s' in cdcsync.checkpoints) and "
+                                        "restart with snapshot = initial; after a failover, let this server "
+                                        "catch up with them first",
                                         s->ctx, s->connect_state[0] ? s->connect_state : "(empty)",
                                         mysql_error(s->repl), s->pipe && s->pipe->name ? s->pipe->name : "-");
                         if (e == 1236) /* ER_MASTER_FATAL_ERROR_READING_BINLOG: purged, bad position */
