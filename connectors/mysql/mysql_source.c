@@ -82,7 +82,10 @@ struct Source {
         char base[256];            /* the binlog base name ("mariadb-bin") */
         MysqlGtidState base_state; /* the state at base_pos: every transaction up to it */
         Position base_pos;
-        GtidMark *hist; /* owned ring: the transactions after base_pos, in binlog order */
+        GtidMark *hist;            /* owned ring: the transactions after base_pos, in binlog order */
+        MysqlGtidState head_state; /* the state after the newest mark: texts of the newest
+                                    * position (every COMMIT emitted) need no walk of the ring */
+        bool head_ok;
         size_t hist_head, hist_len, hist_cap;
         MysqlGtid cur; /* the open transaction's GTID (source thread only) */
         bool have_cur;
@@ -684,6 +687,8 @@ static int gtid_note(Source *s, Position pos, MysqlGtid g) {
         }
         s->hist[(s->hist_head + s->hist_len) % s->hist_cap] = (GtidMark){.pos = pos, .gtid = g};
         s->hist_len++;
+        if (mysql_source_gtid_update(&s->head_state, g) < 0)
+                s->head_ok = false;
 out:
         pthread_mutex_unlock(&s->gtid_lock);
         return r;
@@ -698,8 +703,11 @@ static void gtid_prune(Source *s, Position durable) {
 
 static void source_format_checkpoint(Source *s, Position p, char *buf, size_t len) {
         pthread_mutex_lock(&s->gtid_lock);
+        const GtidMark *newest = s->hist_len ? &s->hist[(s->hist_head + s->hist_len - 1) % s->hist_cap] : NULL;
         if (!s->gtid_known || position_cmp(p, s->base_pos) < 0) {
                 mysql_source_format_checkpoint(s->base, p, NULL, buf, len);
+        } else if (!newest || position_cmp(p, newest->pos) >= 0) {
+                mysql_source_format_checkpoint(s->base, p, s->head_ok ? &s->head_state : NULL, buf, len);
         } else {
                 MysqlGtidState st = s->base_state;
                 bool ok = true;
@@ -1190,8 +1198,11 @@ static int seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err) {
         file_seq(file, &seq);
         pthread_mutex_lock(&s->gtid_lock);
         s->gtid_known = r == 0;
-        if (r == 0)
+        if (r == 0) {
                 s->base_state = st;
+                s->head_state = st;
+                s->head_ok = true;
+        }
         s->base_pos = (Position){.hi = seq, .lo = off};
         pthread_mutex_unlock(&s->gtid_lock);
         if (r < 0)
@@ -1259,6 +1270,8 @@ static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlG
         set_base(s, s->file);
         pthread_mutex_lock(&s->gtid_lock);
         s->base_state = *want;
+        s->head_state = *want;
+        s->head_ok = true;
         s->base_pos = p;
         s->gtid_known = true;
         pthread_mutex_unlock(&s->gtid_lock);
