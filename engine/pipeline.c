@@ -139,6 +139,16 @@ static void note_depth(Pipeline *p) {
         atomic_store(&p->stats.queue_depth, (int_fast64_t)n);
 }
 
+/* The text of a position: the running source's own form when it has one (it may hold more
+ * than the Position, e.g. MySQL's GTID state), else the plain one. p->source is set only while
+ * an attempt's threads run. */
+static void format_pos(Pipeline *p, Position pos, char *buf, size_t len) {
+        if (p->source && p->source_ops->format_checkpoint)
+                p->source_ops->format_checkpoint(p->source, pos, buf, len);
+        else
+                p->source_ops->format_position(pos, buf, len);
+}
+
 /* ---- what a source sees (connector.h) ---- */
 
 int pipeline_io_emit(PipelineIO *io, Event *ev) {
@@ -153,7 +163,7 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
                 char text[96];
                 atomic_store(&p->stats.received_hi, pos.hi);
                 atomic_store(&p->stats.received_lo, pos.lo);
-                p->source_ops->format_position(pos, text, sizeof(text));
+                format_pos(p, pos, text, sizeof(text));
                 stats_set_positions_text(&p->stats, text, NULL);
         }
         atomic_store(&p->stats.last_event_ts, now_usec());
@@ -194,7 +204,7 @@ static void set_state(Pipeline *p, PipelineState s) {
 
 static void set_durable(Pipeline *p, Position pos) {
         char text[96];
-        p->source_ops->format_position(pos, text, sizeof(text));
+        format_pos(p, pos, text, sizeof(text));
         pthread_mutex_lock(&p->pos_lock);
         if (position_cmp(pos, p->durable) > 0)
                 p->durable = pos;
@@ -209,6 +219,7 @@ static void set_durable(Pipeline *p, Position pos) {
 typedef struct {
         Pipeline *p;
         SourceStart start;
+        char start_text[512]; /* the checkpoint's text, when the sink keeps it */
 } SourceArgs;
 
 static void *source_main(void *arg) {
@@ -454,8 +465,9 @@ static void *sink_main(void *arg) {
                         if (!open)
                                 break;
                         {
-                                char text[96];
-                                p->source_ops->format_position(ev.pos, text, sizeof(text));
+                                /* 256: what every sink's checkpoint column holds */
+                                char text[256];
+                                format_pos(p, ev.pos, text, sizeof(text));
                                 r = p->sink_ops->commit(p->sink, ev.pos, text, &ev.txn, &err);
                                 if (r < 0)
                                         goto fail;
@@ -528,6 +540,15 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                 set_durable(p, sink_pos);
         sargs.start.have_position = found;
         sargs.start.position = sink_pos;
+        if (found && p->sink_ops->last_position_text) {
+                bool have_text = false;
+                r = p->sink_ops->last_position_text(p->sink, sargs.start_text, sizeof(sargs.start_text), &have_text,
+                                                    err);
+                if (r < 0)
+                        goto out;
+                if (have_text)
+                        sargs.start.position_text = sargs.start_text;
+        }
         sargs.start.snapshot = !found && p->conf->snapshot;
         sargs.start.spill_dir = p->spill_dir;
         if (!found && !p->conf->snapshot && p->conf->start_position) {
@@ -537,6 +558,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                         goto out;
                 }
                 sargs.start.have_position = true;
+                sargs.start.position_text = p->conf->start_position;
         }
         r = p->source_ops->open(p->conf->source, p->conf, &p->source, err);
         if (r < 0)

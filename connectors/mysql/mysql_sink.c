@@ -1363,6 +1363,35 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
         return 0;
 }
 
+typedef struct {
+        char *buf;
+        size_t len;
+        bool found;
+} CkText;
+
+static int ck_text_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        CkText *t = ud;
+        if (ncols < 1 || !cells[0] || lens[0] >= t->len)
+                return 0;
+        memcpy(t->buf, cells[0], lens[0]);
+        t->buf[lens[0]] = '\0';
+        t->found = true;
+        return 0;
+}
+
+/* The text commit() stored with the checkpoint (a MySQL source's GTID state lives there). */
+static int sink_last_position_text(Sink *k, char *buf, size_t len, bool *found, CdcError *err) {
+        CkText t = {.buf = buf, .len = len};
+        const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
+        int r = mysql_conn_query(k->m, "SELECT pos_text FROM `cdcsync`.`checkpoints` WHERE pipeline = ?", params, 1,
+                                 ck_text_row, &t, err);
+        if (r < 0)
+                return r;
+        mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
+        *found = t.found;
+        return 0;
+}
+
 static int sink_begin(Sink *k, CdcError *err) {
         pending_clear(k);
         int r = simple(k, "START TRANSACTION", err);
@@ -1433,4 +1462,5 @@ const SinkOps mysql_sink_ops = {
         .rollback = sink_rollback,
         .check = sink_check,
         .free = sink_free,
+        .last_position_text = sink_last_position_text,
 };

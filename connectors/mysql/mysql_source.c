@@ -13,6 +13,7 @@
 #include <errmsg.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,14 @@ typedef struct TableMapEntry {
         SchemaEntry *se;    /* borrowed from the schema cache */
 } TableMapEntry;
 
+/* A transaction's GTID and where it ends, kept until that position is durable in the sink. */
+typedef struct {
+        Position pos;
+        MysqlGtid gtid;
+} GtidMark;
+
+#define GTID_HIST_MAX ((size_t)1 << 20) /* 32 MiB of marks at most; see gtid_note() */
+
 struct Source {
         const ConnectorConf *conn;
         const PipelineConf *pipe;
@@ -66,6 +75,25 @@ struct Source {
         bool in_txn, standalone, begun;
         TxnInfo txn;
         unsigned zero_dates;
+        /* GTID tracking. The source thread writes; format_checkpoint() reads from the sink's
+         * thread: everything below up to `cur` is guarded by gtid_lock. */
+        pthread_mutex_t gtid_lock;
+        bool gtid_known;           /* base_state is complete: checkpoint texts carry it */
+        char base[256];            /* the binlog base name ("mariadb-bin") */
+        MysqlGtidState base_state; /* the state at base_pos: every transaction up to it */
+        Position base_pos;
+        GtidMark *hist;            /* owned ring: the transactions after base_pos, in binlog order */
+        MysqlGtidState head_state; /* the state after the newest mark: texts of the newest
+                                    * position (every COMMIT emitted) need no walk of the ring */
+        bool head_ok;
+        size_t hist_head, hist_len, hist_cap;
+        MysqlGtid cur; /* the open transaction's GTID (source thread only) */
+        bool have_cur;
+        bool mariadb; /* MariaDB GTIDs (MySQL's differ: its checkpoints carry file:pos only) */
+        bool by_gtid; /* the dump was started from a GTID state */
+        char connect_state[MYSQL_SOURCE_GTID_MAX * 48];
+        Position start_pos; /* the checkpoint's Position: a GTID start must land after it */
+        bool start_checked;
 };
 
 /* ---- positions ---- */
@@ -92,19 +120,162 @@ static int file_seq(const char *name, uint64_t *ret) {
 }
 
 void mysql_source_format_position(Position p, char *buf, size_t len) {
-        snprintf(buf, len, "binlog.%06" PRIu64 ":%" PRIu64, p.hi, p.lo);
+        mysql_source_format_checkpoint(NULL, p, NULL, buf, len);
+}
+
+/* Parses a decimal number of n bytes with an upper bound. */
+static int parse_num(const char *s, size_t n, uint64_t max, uint64_t *ret) {
+        uint64_t v;
+        if (n == 0 || n > 20)
+                return -EINVAL;
+        v = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                unsigned d = (unsigned)(s[i] - '0');
+                if (v > (max - d) / 10)
+                        return -EINVAL;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+int mysql_source_gtid_update(MysqlGtidState *st, MysqlGtid g) {
+        int i = 0;
+        while (i < st->n && st->g[i].domain < g.domain)
+                i++;
+        if (i < st->n && st->g[i].domain == g.domain) {
+                st->g[i] = g;
+                return 0;
+        }
+        if (st->n == MYSQL_SOURCE_GTID_MAX)
+                return -ENOSPC;
+        memmove(&st->g[i + 1], &st->g[i], sizeof(st->g[0]) * (size_t)(st->n - i));
+        st->g[i] = g;
+        st->n++;
+        return 0;
+}
+
+static const MysqlGtid *gtid_find(const MysqlGtidState *st, uint32_t domain) {
+        for (int i = 0; i < st->n; i++)
+                if (st->g[i].domain == domain)
+                        return &st->g[i];
+        return NULL;
+}
+
+int mysql_source_gtid_parse(const char *text, size_t len, MysqlGtidState *ret) {
+        MysqlGtidState st = {0};
+        size_t i = 0;
+        while (i < len) {
+                uint64_t part[3];
+                for (int k = 0; k < 3; k++) {
+                        size_t j = i;
+                        while (j < len && text[j] >= '0' && text[j] <= '9')
+                                j++;
+                        if (parse_num(text + i, j - i, k < 2 ? UINT32_MAX : UINT64_MAX, &part[k]) < 0)
+                                return -EINVAL;
+                        i = j;
+                        if (k < 2) {
+                                if (i >= len || text[i] != '-')
+                                        return -EINVAL;
+                                i++;
+                        }
+                }
+                if (gtid_find(&st, (uint32_t)part[0]))
+                        return -EINVAL;
+                int r = mysql_source_gtid_update(
+                        &st, (MysqlGtid){.domain = (uint32_t)part[0], .server_id = (uint32_t)part[1], .seq = part[2]});
+                if (r < 0)
+                        return r;
+                if (i < len) {
+                        if (text[i] != ',' || i + 1 == len)
+                                return -EINVAL;
+                        i++;
+                }
+        }
+        *ret = st;
+        return 0;
+}
+
+int mysql_source_gtid_format(const MysqlGtidState *st, char *buf, size_t len) {
+        size_t used = 0;
+        if (len == 0)
+                return -ENOSPC;
+        buf[0] = '\0';
+        for (int i = 0; i < st->n; i++) {
+                int n = snprintf(buf + used, len - used, "%s%" PRIu32 "-%" PRIu32 "-%" PRIu64, i ? "," : "",
+                                 st->g[i].domain, st->g[i].server_id, st->g[i].seq);
+                if (n < 0 || (size_t)n >= len - used) {
+                        buf[0] = '\0';
+                        return -ENOSPC;
+                }
+                used += (size_t)n;
+        }
+        return 0;
+}
+
+void mysql_source_format_checkpoint(const char *base, Position p, const MysqlGtidState *gtid, char *buf, size_t len) {
+        char g[MYSQL_SOURCE_GTID_MAX * 48];
+        int n = snprintf(buf, len, "%s.%06" PRIu64 ":%" PRIu64, base && base[0] ? base : "binlog", p.hi, p.lo);
+        if (!gtid || n < 0 || (size_t)n >= len || mysql_source_gtid_format(gtid, g, sizeof(g)) < 0)
+                return;
+        /* all or nothing: a cut GTID state would be a wrong one */
+        if ((size_t)n + strlen(" gtid=") + strlen(g) < len)
+                snprintf(buf + n, len - (size_t)n, " gtid=%s", g);
+}
+
+int mysql_source_parse_checkpoint(const char *text, Position *ret_pos, bool *ret_have_pos, MysqlGtidState *ret_gtid,
+                                  bool *ret_have_gtid) {
+        Position pos = {0};
+        MysqlGtidState st = {0};
+        bool have_pos = false, have_gtid = false;
+        const char *g = NULL;
+        size_t tlen = strlen(text);
+
+        if (strncmp(text, "gtid=", 5) == 0) {
+                g = text + 5;
+        } else if (tlen && !memchr(text, ':', tlen) && !memchr(text, '.', tlen)) {
+                g = text; /* a bare GTID list */
+        } else {
+                const char *sp = strchr(text, ' ');
+                size_t flen = sp ? (size_t)(sp - text) : tlen;
+                const char *colon = memrchr(text, ':', flen);
+                uint64_t seq, off;
+                if (!colon || colon == text)
+                        return -EINVAL;
+                const char *dot = memrchr(text, '.', (size_t)(colon - text));
+                if (!dot || dot == text || parse_num(dot + 1, (size_t)(colon - dot - 1), UINT64_MAX, &seq) < 0 ||
+                    parse_num(colon + 1, flen - (size_t)(colon + 1 - text), UINT64_MAX, &off) < 0 || off < 4)
+                        return -EINVAL;
+                pos = (Position){.hi = seq, .lo = off};
+                have_pos = true;
+                if (sp) {
+                        if (strncmp(sp, " gtid=", 6) != 0)
+                                return -EINVAL;
+                        g = sp + 6;
+                }
+        }
+        if (g) {
+                if (mysql_source_gtid_parse(g, strlen(g), &st) < 0)
+                        return -EINVAL;
+                have_gtid = true;
+        }
+        *ret_pos = pos;
+        *ret_have_pos = have_pos;
+        *ret_gtid = st;
+        *ret_have_gtid = have_gtid;
+        return 0;
 }
 
 int mysql_source_parse_position(const char *text, Position *ret) {
-        const char *colon = strrchr(text, ':');
-        uint64_t seq, off;
-        if (!colon || colon == text)
-                return -EINVAL;
-        const char *dot = memrchr(text, '.', (size_t)(colon - text));
-        if (!dot || parse_u64(dot + 1, (size_t)(colon - dot - 1), &seq) < 0 ||
-            parse_u64(colon + 1, strlen(colon + 1), &off) < 0 || off < 4)
-                return -EINVAL;
-        *ret = (Position){.hi = seq, .lo = off};
+        Position p;
+        MysqlGtidState st;
+        bool hp, hg;
+        int r = mysql_source_parse_checkpoint(text, &p, &hp, &st, &hg);
+        if (r < 0)
+                return r;
+        *ret = p;
         return 0;
 }
 
@@ -464,6 +635,94 @@ static int on_table_map(Source *s, const BinlogHeader *h, CdcError *err) {
         return 0;
 }
 
+/* ---- GTID state per position ---- */
+
+/* The base name of a binlog file name ("mariadb-bin.000003" → "mariadb-bin"). */
+static void set_base(Source *s, const char *file) {
+        const char *dot = strrchr(file, '.');
+        size_t n = dot ? (size_t)(dot - file) : strlen(file);
+        if (n >= sizeof(s->base))
+                n = sizeof(s->base) - 1;
+        pthread_mutex_lock(&s->gtid_lock);
+        memcpy(s->base, file, n);
+        s->base[n] = '\0';
+        pthread_mutex_unlock(&s->gtid_lock);
+}
+
+/* Folds marks at or before `upto` into base_state; gtid_lock held. */
+static void gtid_fold(Source *s, Position upto) {
+        while (s->hist_len && position_cmp(s->hist[s->hist_head].pos, upto) <= 0) {
+                GtidMark *m = &s->hist[s->hist_head];
+                if (mysql_source_gtid_update(&s->base_state, m->gtid) < 0)
+                        s->gtid_known = false; /* more domains than a checkpoint holds */
+                s->base_pos = m->pos;
+                s->hist_head = (s->hist_head + 1) % s->hist_cap;
+                s->hist_len--;
+        }
+}
+
+/* Remembers that the transaction `g` ends at pos. The marks live until the sink made pos
+ * durable (gtid_prune). Past GTID_HIST_MAX unacknowledged transactions the oldest is folded
+ * into base_state: texts of positions before it then carry file:pos only, never a wrong state. */
+static int gtid_note(Source *s, Position pos, MysqlGtid g) {
+        int r = 0;
+        pthread_mutex_lock(&s->gtid_lock);
+        if (s->hist_len == s->hist_cap) {
+                if (s->hist_cap < GTID_HIST_MAX) {
+                        size_t cap = s->hist_cap ? s->hist_cap * 2 : 1024;
+                        GtidMark *n = malloc(sizeof(*n) * cap);
+                        if (!n) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        for (size_t i = 0; i < s->hist_len; i++)
+                                n[i] = s->hist[(s->hist_head + i) % s->hist_cap];
+                        free(s->hist);
+                        s->hist = n;
+                        s->hist_cap = cap;
+                        s->hist_head = 0;
+                } else {
+                        gtid_fold(s, s->hist[s->hist_head].pos);
+                }
+        }
+        s->hist[(s->hist_head + s->hist_len) % s->hist_cap] = (GtidMark){.pos = pos, .gtid = g};
+        s->hist_len++;
+        if (mysql_source_gtid_update(&s->head_state, g) < 0)
+                s->head_ok = false;
+out:
+        pthread_mutex_unlock(&s->gtid_lock);
+        return r;
+}
+
+/* Positions up to the durable one are never asked for again: their marks become the base. */
+static void gtid_prune(Source *s, Position durable) {
+        pthread_mutex_lock(&s->gtid_lock);
+        gtid_fold(s, durable);
+        pthread_mutex_unlock(&s->gtid_lock);
+}
+
+static void source_format_checkpoint(Source *s, Position p, char *buf, size_t len) {
+        pthread_mutex_lock(&s->gtid_lock);
+        const GtidMark *newest = s->hist_len ? &s->hist[(s->hist_head + s->hist_len - 1) % s->hist_cap] : NULL;
+        if (!s->gtid_known || position_cmp(p, s->base_pos) < 0) {
+                mysql_source_format_checkpoint(s->base, p, NULL, buf, len);
+        } else if (!newest || position_cmp(p, newest->pos) >= 0) {
+                mysql_source_format_checkpoint(s->base, p, s->head_ok ? &s->head_state : NULL, buf, len);
+        } else {
+                MysqlGtidState st = s->base_state;
+                bool ok = true;
+                for (size_t i = 0; i < s->hist_len; i++) {
+                        const GtidMark *m = &s->hist[(s->hist_head + i) % s->hist_cap];
+                        if (position_cmp(m->pos, p) > 0)
+                                break;
+                        if (mysql_source_gtid_update(&st, m->gtid) < 0)
+                                ok = false;
+                }
+                mysql_source_format_checkpoint(s->base, p, ok ? &st : NULL, buf, len);
+        }
+        pthread_mutex_unlock(&s->gtid_lock);
+}
+
 /* ---- events out ---- */
 
 static Position pos_at(Source *s, uint32_t off) {
@@ -562,10 +821,33 @@ static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
         return r;
 }
 
-static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io) {
+static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *err) {
         Position at = pos_at(s, h->next_pos);
         int r;
         s->in_txn = false;
+        if (s->by_gtid && !s->start_checked) {
+                /* The engine skips what is at or before the checkpoint's Position as replayed:
+                 * a server whose binlog numbering restarted (RESET MASTER, another log_bin name or
+                 * another server) would have its transactions dropped silently. */
+                s->start_checked = true;
+                if (position_cmp(at, s->start_pos) <= 0) {
+                        char cp[64];
+                        mysql_source_format_position(s->start_pos, cp, sizeof(cp));
+                        return cdc_error(err, -ERANGE, false, "source",
+                                         "%s the server found GTID state %s in %s, but %s:%u is not after the "
+                                         "checkpoint's binlog position (%s): its binlog numbering restarted (RESET "
+                                         "MASTER, a new log_bin name or another server), which cdcsync cannot order; "
+                                         "delete the pipeline's checkpoint in the sink and restart with start_position "
+                                         "= gtid=%s and snapshot = never",
+                                         s->ctx, s->connect_state, s->file, s->file, h->next_pos, cp, s->connect_state);
+                }
+        }
+        if (s->have_cur) {
+                s->have_cur = false;
+                if (gtid_note(s, at, s->cur) < 0)
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        }
+        gtid_prune(s, pipeline_io_durable(io));
         if (s->zero_dates) {
                 log_warn(s->ctx, "%u zero date(s) ('0000-00-00') in the transaction ending at %s:%u became NULL",
                          s->zero_dates, s->file, h->next_pos);
@@ -683,11 +965,11 @@ static int on_query(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *
         }
         p = stmt;
         if (word(&p, "COMMIT"))
-                return s->in_txn ? end_txn(s, h, io) : 0;
+                return s->in_txn ? end_txn(s, h, io, err) : 0;
         p = stmt;
         if (word(&p, "ROLLBACK")) {
                 /* only non-transactional work is logged with a ROLLBACK: nothing of ours to undo */
-                return s->in_txn ? end_txn(s, h, io) : 0;
+                return s->in_txn ? end_txn(s, h, io, err) : 0;
         }
         /* DDL: information_schema is read again at the next TABLE_MAP */
         schema_cache_clear(s);
@@ -739,7 +1021,7 @@ static int on_query(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *
         }
         /* a DDL is its own transaction: its GTID event says standalone, no XID follows */
         if (s->in_txn && s->standalone)
-                return end_txn(s, h, io);
+                return end_txn(s, h, io, err);
         return 0;
 }
 
@@ -844,22 +1126,9 @@ static int logs_row(void *ud, char **cells, const unsigned long *lens, int ncols
         return 0;
 }
 
-/* Finds the binlog file of a position (by its sequence suffix) among the server's binlogs. */
-static int resolve_start(Source *s, const SourceStart *start, char *file, size_t flen, uint64_t *ret_off,
-                         CdcError *err) {
-        Position p = {0};
-        bool have = false;
-        if (start && start->have_position) {
-                p = start->position;
-                have = true;
-        } else if (s->pipe && s->pipe->start_position) {
-                if (mysql_source_parse_position(s->pipe->start_position, &p) < 0)
-                        return cdc_error(err, -EINVAL, false, "conf",
-                                         "%s:%d: start_position '%s' is not FILE:POS (e.g. mariadb-bin.000002:344)",
-                                         s->pipe->file ? s->pipe->file : "conf", s->pipe->line,
-                                         s->pipe->start_position);
-                have = true;
-        }
+/* Finds the binlog file of a position (by its sequence suffix) among the server's binlogs;
+ * without one (have false), the end of the newest binlog. */
+static int resolve_start(Source *s, bool have, Position p, char *file, size_t flen, uint64_t *ret_off, CdcError *err) {
         LogsRow l = {.want_seq = p.hi};
         int r = mysql_conn_query(s->sql, "SHOW BINARY LOGS", NULL, 0, logs_row, &l, err);
         if (r < 0)
@@ -897,6 +1166,194 @@ static int resolve_start(Source *s, const SourceStart *start, char *file, size_t
                                  l.found, l.size);
         snprintf(file, flen, "%s", l.found);
         *ret_off = p.lo;
+        return 0;
+}
+
+typedef struct {
+        char text[MYSQL_SOURCE_GTID_MAX * 48];
+        bool null, toolong;
+} GtidRow;
+
+static int gtid_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        GtidRow *g = ud;
+        g->null = ncols < 1 || !cells[0];
+        g->toolong = !g->null && lens[0] >= sizeof(g->text);
+        if (!g->null && !g->toolong) {
+                memcpy(g->text, cells[0], lens[0]);
+                g->text[lens[0]] = '\0';
+        }
+        return 0;
+}
+
+/* The GTID state at a transaction boundary of a binlog file (MariaDB's BINLOG_GTID_POS: at
+ * offset 4, the state the file starts with). Returns 0, -ENOENT when the server does not know
+ * it (not a boundary, file gone), -ENOSPC when it does not fit a checkpoint, or a CdcError code. */
+static int gtid_at(Source *s, const char *file, uint64_t off, MysqlGtidState *ret, CdcError *err) {
+        char offs[24];
+        GtidRow g = {0};
+        snprintf(offs, sizeof(offs), "%" PRIu64, off);
+        const char *params[2] = {file, offs};
+        int r = mysql_conn_query(s->sql, "SELECT BINLOG_GTID_POS(?, ?)", params, 2, gtid_row, &g, err);
+        if (r < 0)
+                return r;
+        if (r == 0 || g.null)
+                return -ENOENT;
+        if (g.toolong)
+                return -ENOSPC;
+        r = mysql_source_gtid_parse(g.text, strlen(g.text), ret);
+        return r == -EINVAL ? -ENOENT : r;
+}
+
+/* A file:pos start: the GTID state there comes from the server, so that the first checkpoint
+ * already carries every domain (not only those the stream happens to show). */
+static int seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err) {
+        MysqlGtidState st;
+        int r = s->mariadb ? gtid_at(s, file, off, &st, err) : -ENOTSUP;
+        if (r < 0 && r != -ENOENT && r != -ENOSPC && r != -ENOTSUP)
+                return r;
+        uint64_t seq = 0;
+        file_seq(file, &seq);
+        pthread_mutex_lock(&s->gtid_lock);
+        s->gtid_known = r == 0;
+        if (r == 0) {
+                s->base_state = st;
+                s->head_state = st;
+                s->head_ok = true;
+        }
+        s->base_pos = (Position){.hi = seq, .lo = off};
+        pthread_mutex_unlock(&s->gtid_lock);
+        if (r < 0)
+                log_warn(s->ctx,
+                         "the server gives no GTID state for %s:%" PRIu64 " (%s): checkpoints carry the file:pos only",
+                         file, off,
+                         r == -ENOSPC    ? "too many domains"
+                         : r == -ENOTSUP ? "not MariaDB"
+                                         : "not a transaction boundary");
+        return 0;
+}
+
+/* A GTID start: refuses when the oldest binlog the server kept begins after the state, i.e. the
+ * transactions that follow it were purged. The checkpoint's file may be gone (rotated and purged
+ * while the server still holds every transaction after the state): GTID finds the spot. */
+static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlGtidState *want, CdcError *err) {
+        LogsRow l = {.want_seq = p.hi};
+        MysqlGtidState oldest = {0};
+        char cp[1800] = "";
+        int r = mysql_conn_query(s->sql, "SHOW BINARY LOGS", NULL, 0, logs_row, &l, err);
+        if (r < 0)
+                return r;
+        if (mysql_source_gtid_format(want, s->connect_state, sizeof(s->connect_state)) < 0)
+                return cdc_error(err, -ENOSPC, false, "internal", "%s GTID state too long", s->ctx);
+        if (have_pos && !l.found[0]) {
+                const char *any = l.last[0] ? l.last : "binlog.0";
+                const char *dot = strrchr(any, '.');
+                int blen = dot ? (int)(dot - any) : (int)strlen(any);
+                snprintf(cp, sizeof(cp),
+                         "binlog file %.*s.%06" PRIu64 " (position %" PRIu64
+                         ") is no longer on the server (it has %s .. %s) and ",
+                         blen, any, p.hi, p.lo, l.first[0] ? l.first : "none", l.last[0] ? l.last : "none");
+        }
+        if (l.first[0]) {
+                r = gtid_at(s, l.first, 4, &oldest, err);
+                if (r < 0 && r != -ENOENT && r != -ENOSPC)
+                        return r;
+        }
+        for (int i = 0; i < oldest.n; i++) {
+                const MysqlGtid *o = &oldest.g[i];
+                const MysqlGtid *w = gtid_find(want, o->domain);
+                if (w ? w->seq >= o->seq : o->seq == 0)
+                        continue;
+                char os[sizeof(s->connect_state)], ws[48] = "nothing";
+                mysql_source_gtid_format(&oldest, os, sizeof(os));
+                if (w)
+                        snprintf(ws, sizeof(ws), "%" PRIu64, w->seq);
+                return cdc_error(
+                        err, -ENOENT, false, "source",
+                        "%s %sthe transactions after GTID %s are no longer on the server: its oldest binlog %s "
+                        "starts after %s (domain %" PRIu32 " at %" PRIu64 ", the checkpoint at %s); they were "
+                        "purged before cdcsync read them, so changes were lost for this pipeline: delete its "
+                        "checkpoint in the sink (pipeline '%s' in cdcsync.checkpoints) and restart with "
+                        "snapshot = initial (or start_position), and keep binlogs longer "
+                        "(binlog_expire_logs_seconds)",
+                        s->ctx, cp, s->connect_state[0] ? s->connect_state : "(none)", l.first, os, o->domain, o->seq,
+                        ws, s->pipe && s->pipe->name ? s->pipe->name : "-");
+        }
+        if (cp[0])
+                log_info(s->ctx,
+                         "the checkpoint's %sthe server still holds every transaction after GTID %s: resuming by GTID",
+                         cp, s->connect_state);
+        /* the real file and offset come with the stream's first ROTATE */
+        snprintf(s->file, sizeof(s->file), "%s", l.found[0] ? l.found : l.last);
+        set_base(s, s->file);
+        pthread_mutex_lock(&s->gtid_lock);
+        s->base_state = *want;
+        s->head_state = *want;
+        s->head_ok = true;
+        s->base_pos = p;
+        s->gtid_known = true;
+        pthread_mutex_unlock(&s->gtid_lock);
+        s->by_gtid = true;
+        s->start_pos = p;
+        return 0;
+}
+
+static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err);
+
+/* Where streaming starts: the checkpoint's GTID state when its text has one (MariaDB GTID), else
+ * its file:pos, else start_position, else a snapshot or now. */
+static int choose_start(Source *s, const SourceStart *start, PipelineIO *io, uint64_t *ret_off, CdcError *err) {
+        const char *text = start ? start->position_text : NULL;
+        Position p = {0}, tp = {0};
+        MysqlGtidState st = {0};
+        bool have = start && start->have_position, thp = false, thg = false;
+        int r;
+
+        if (have)
+                p = start->position;
+        if (!text && !have && s->pipe && s->pipe->start_position)
+                text = s->pipe->start_position;
+        if (text && mysql_source_parse_checkpoint(text, &tp, &thp, &st, &thg) < 0) {
+                if (!have)
+                        return cdc_error(err, -EINVAL, false, "conf",
+                                         "%s:%d: start_position '%s' is neither FILE:POS (e.g. mariadb-bin.000002:344) "
+                                         "nor a MariaDB GTID state (e.g. gtid=0-1-57)",
+                                         s->pipe && s->pipe->file ? s->pipe->file : "conf", s->pipe ? s->pipe->line : 0,
+                                         text);
+                log_warn(s->ctx, "checkpoint text '%s' is not a position of this source: using its file:pos", text);
+                thg = false;
+        }
+        if (!have && thp) {
+                p = tp;
+                have = true;
+        }
+        if (thg && !s->mariadb) {
+                if (!have)
+                        return cdc_error(err, -EINVAL, false, "conf",
+                                         "%s start position '%s' is a MariaDB GTID state, but the server is not "
+                                         "MariaDB: give FILE:POS",
+                                         s->ctx, text);
+                thg = false;
+        }
+        if (thg) {
+                r = resolve_gtid_start(s, have, p, &st, err);
+                if (r < 0)
+                        return r;
+                *ret_off = 4;
+                log_info(s->ctx, "streaming binlog from GTID state %s (checkpoint %s)",
+                         s->connect_state[0] ? s->connect_state : "(empty: the oldest binlog)", text);
+                return 0;
+        }
+        if (start && start->snapshot && !have)
+                r = snapshot(s, io, s->file, sizeof(s->file), ret_off, err);
+        else
+                r = resolve_start(s, have, p, s->file, sizeof(s->file), ret_off, err);
+        if (r < 0)
+                return r;
+        set_base(s, s->file);
+        r = seed_gtid(s, s->file, *ret_off, err);
+        if (r < 0)
+                return r;
+        log_info(s->ctx, "streaming binlog from %s:%" PRIu64, s->file, *ret_off);
         return 0;
 }
 
@@ -1247,6 +1704,8 @@ static Source *source_free(Source *s) {
                 mysql_close(s->repl);
         if (s->sql)
                 mysql_close(s->sql);
+        pthread_mutex_destroy(&s->gtid_lock);
+        free(s->hist);
         free(s);
         return NULL;
 }
@@ -1258,6 +1717,7 @@ static int source_open(const ConnectorConf *conn, const PipelineConf *pipe, Sour
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         s->conn = conn;
         s->pipe = pipe;
+        pthread_mutex_init(&s->gtid_lock, NULL);
         snprintf(s->ctx, sizeof(s->ctx), "[pipeline=%s source=%s]", pipe && pipe->name ? pipe->name : "-",
                  conn->name ? conn->name : "-");
         r = mysql_conn_open(conn, NULL, &s->sql, err);
@@ -1266,6 +1726,7 @@ static int source_open(const ConnectorConf *conn, const PipelineConf *pipe, Sour
         r = preflight(s->sql, conn, s->ctx, err);
         if (r < 0)
                 goto out;
+        s->mariadb = strstr(mysql_get_server_info(s->sql), "MariaDB") != NULL;
         *ret = s;
         s = NULL;
 out:
@@ -1287,16 +1748,12 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         MARIADB_RPL_EVENT *ev = NULL;
         int r;
 
-        if (start && start->snapshot && !start->have_position)
-                r = snapshot(s, io, s->file, sizeof(s->file), &off, err);
-        else
-                r = resolve_start(s, start, s->file, sizeof(s->file), &off, err);
+        r = choose_start(s, start, io, &off, err);
         if (r < 0)
                 return r == -ECANCELED ? 0 : r;
         r = file_seq(s->file, &s->file_seq);
         if (r < 0)
                 return cdc_error(err, r, false, "source", "%s binlog file name '%s' has no number", s->ctx, s->file);
-        log_info(s->ctx, "streaming binlog from %s:%" PRIu64, s->file, off);
 
         r = mysql_conn_open(s->conn, NULL, &s->repl, err);
         if (r < 0)
@@ -1309,6 +1766,15 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 r = mysql_conn_query(s->repl, "SET @master_heartbeat_period = " HEARTBEAT_NS, NULL, 0, NULL, NULL, err);
         if (r >= 0)
                 r = mysql_conn_query(s->repl, "SET @mariadb_slave_capability = 4", NULL, 0, NULL, NULL, err);
+        if (r >= 0 && s->by_gtid) {
+                /* MariaDB GTID: with @slave_connect_state set, the dump starts after that state and
+                 * ignores the (empty) file name; strict mode makes a state the server's binlog does
+                 * not hold an error instead of a silent start elsewhere. */
+                const char *params[1] = {s->connect_state};
+                r = mysql_conn_query(s->repl, "SET @slave_connect_state = ?", params, 1, NULL, NULL, err);
+                if (r >= 0)
+                        r = mysql_conn_query(s->repl, "SET @slave_gtid_strict_mode = 1", NULL, 0, NULL, NULL, err);
+        }
         if (r < 0)
                 return r;
         VarRow v = {0};
@@ -1321,7 +1787,10 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         if (!s->rpl)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         unsigned int sid = s->conn->server_id;
-        mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FILENAME, s->file, strlen(s->file));
+        if (s->by_gtid)
+                mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FILENAME, "", (size_t)0);
+        else
+                mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FILENAME, s->file, strlen(s->file));
         mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_START, (unsigned long)off);
         mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_SERVER_ID, sid);
         mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FLAGS, (unsigned int)MARIADB_RPL_BINLOG_SEND_ANNOTATE_ROWS);
@@ -1337,6 +1806,17 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         r = cdc_error(err, -EIO, e == 0 || mysql_conn_lost(e) || e == CR_BINLOG_ERROR, "connection",
                                       "%s binlog stream at %s ended: %s (error %u)", s->ctx, s->file,
                                       e ? mysql_error(s->repl) : "connection closed", e);
+                        if (e == 1236 && s->by_gtid)
+                                r = cdc_error(
+                                        err, -EIO, false, "source",
+                                        "%s the server cannot stream from GTID state %s: %s: its binlog does not "
+                                        "hold the transactions after that state (purged, reset, or not the server "
+                                        "the checkpoint came from); if they are lost, delete the pipeline's "
+                                        "checkpoint in the sink (pipeline '%s' in cdcsync.checkpoints) and "
+                                        "restart with snapshot = initial; after a failover, let this server "
+                                        "catch up with them first",
+                                        s->ctx, s->connect_state[0] ? s->connect_state : "(empty)",
+                                        mysql_error(s->repl), s->pipe && s->pipe->name ? s->pipe->name : "-");
                         if (e == 1236) /* ER_MASTER_FATAL_ERROR_READING_BINLOG: purged, bad position */
                                 err->retriable = false;
                         goto out;
@@ -1374,6 +1854,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         }
                         memcpy(s->file, name, n);
                         s->file[n] = '\0';
+                        set_base(s, s->file);
                         if (file_seq(s->file, &s->file_seq) < 0) {
                                 r = cdc_error(err, -EPROTO, false, "source", "%s binlog file name '%s' has no number",
                                               s->ctx, s->file);
@@ -1382,13 +1863,17 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         break;
                 }
                 case BINLOG_GTID:
+                        s->cur = (MysqlGtid){.domain = ev->event.gtid.domain_id,
+                                             .server_id = h.server_id,
+                                             .seq = ev->event.gtid.sequence_nr};
+                        s->have_cur = true;
                         start_txn(s, &h, ev->event.gtid.sequence_nr, (ev->event.gtid.flags & FL_STANDALONE) != 0);
                         break;
                 case BINLOG_QUERY:
                 case BINLOG_QUERY_COMPRESSED: r = on_query(s, &h, io, err); break;
                 case BINLOG_XID:
                         if (s->in_txn)
-                                r = end_txn(s, &h, io);
+                                r = end_txn(s, &h, io, err);
                         break;
                 case BINLOG_TABLE_MAP: r = on_table_map(s, &h, err); break;
                 case BINLOG_WRITE_ROWS_V1:
@@ -1406,6 +1891,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 case BINLOG_HEARTBEAT: {
                         Position end = pos_at(s, h.next_pos);
                         pipeline_io_report_source_end(io, end, (int64_t)h.timestamp * 1000000);
+                        gtid_prune(s, pipeline_io_durable(io));
                         if (!s->in_txn) {
                                 Event kev = {.kind = EVENT_KEEPALIVE, .pos = end};
                                 r = pipeline_io_emit(io, &kev);
@@ -1436,4 +1922,5 @@ const SourceOps mysql_source_ops = {
         .parse_position = mysql_source_parse_position,
         .check = source_check,
         .free = source_free,
+        .format_checkpoint = source_format_checkpoint,
 };

@@ -462,6 +462,21 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
         return 0;
 }
 
+/* The text commit() stored with the checkpoint (a MySQL source's GTID state lives there). */
+static int sink_last_position_text(Sink *k, char *buf, size_t len, bool *found, CdcError *err) {
+        const char *vals[1] = {k->pipe->name};
+        PGresult *res = NULL;
+        int r = exec_params(k, "SELECT pos_text FROM cdcsync.checkpoints WHERE pipeline = $1", 1, vals,
+                            "reading the checkpoint", &res, err);
+        if (r < 0)
+                return r;
+        *found = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && (size_t)PQgetlength(res, 0, 0) < len;
+        if (*found)
+                snprintf(buf, len, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return 0;
+}
+
 /* ---- the pipeline ---- */
 
 #define RING ((int)(sizeof(((Sink *)0)->pending) / sizeof(((Sink *)0)->pending[0])))
@@ -1710,4 +1725,5 @@ const SinkOps pg_sink_ops = {
         .rollback = sink_rollback,
         .check = sink_check,
         .free = sink_free,
+        .last_position_text = sink_last_position_text,
 };

@@ -65,6 +65,10 @@ typedef struct {
         Position position;
         bool snapshot;         /* no checkpoint and snapshot = initial: copy existing rows first */
         const char *spill_dir; /* where a source may spill in-progress transactions (under state_dir) */
+        /* The checkpoint's text as the sink stored it (or start_position), NULL when unknown. A
+         * source whose text holds more than a Position can (MySQL: the GTID state) starts from it;
+         * `position` stays what acknowledgements and replay skipping compare against. */
+        const char *position_text;
 } SourceStart;
 
 typedef struct {
@@ -82,6 +86,12 @@ typedef struct {
          * (one per line, to stdout). Returns 0 when the pipeline can run. */
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
         Source *(*free)(Source *s);
+        /* Optional (NULL: format_position is used). The text of position p as the running source
+         * knows it, which can hold what a Position cannot (MySQL: the server's real binlog name and
+         * the GTID state at p); this is what the sink stores with the checkpoint. Called from other
+         * threads while run() streams, for positions the source emitted (a COMMIT or KEEPALIVE) at
+         * or after pipeline_io_durable(). */
+        void (*format_checkpoint)(Source *s, Position p, char *buf, size_t len);
 } SourceOps;
 
 typedef struct {
@@ -102,6 +112,10 @@ typedef struct {
         /* `cdcsync check --connect` for this side. */
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
         Sink *(*free)(Sink *k);
+        /* Optional: the text stored with the pipeline's checkpoint by commit() (pos_text), so a
+         * source can start from what its Position cannot hold; *found = false when there is none
+         * (or it does not fit in len). */
+        int (*last_position_text)(Sink *k, char *buf, size_t len, bool *found, CdcError *err);
 } SinkOps;
 
 /* Registry of connector types; NULL when the type has no source / sink. */
