@@ -1176,6 +1176,16 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
         if (!p)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        if ((c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE) && !c->after) {
+                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no new row", k->ctx,
+                              t->schema, t->name);
+                goto out_sent; /* not a value error: no key to add */
+        }
+        if ((c->op == CHANGE_DELETE || (c->op == CHANGE_UPDATE && !upsert)) && !c->before && !c->after) {
+                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no key", k->ctx,
+                              t->schema, t->name);
+                goto out_sent; /* not a value error: no key to add */
+        }
         if (map_table(k, t, schema, sizeof(schema), name, sizeof(name)) < 0) {
                 r = cdc_error(err, -ENAMETOOLONG, false, "conf", "%s table name %s.%s too long", k->ctx, t->schema,
                               t->name);
@@ -1204,16 +1214,6 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         rk[nrk] = row_key(schema, name, t, c->before ? c->before : c->after, &rkl[nrk]), nrk++;
                 if (c->op != CHANGE_DELETE)
                         rk[nrk] = row_key(schema, name, t, c->after, &rkl[nrk]), nrk++;
-        }
-        if ((c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE) && !c->after) {
-                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no new row", k->ctx,
-                              t->schema, t->name);
-                goto out;
-        }
-        if ((c->op == CHANGE_DELETE || (c->op == CHANGE_UPDATE && !upsert)) && !c->before && !c->after) {
-                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no key", k->ctx,
-                              t->schema, t->name);
-                goto out;
         }
         switch (upsert ? CHANGE_INSERT : c->op) {
         case CHANGE_INSERT: {
