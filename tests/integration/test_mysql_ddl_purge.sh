@@ -11,6 +11,8 @@
 #    transaction, and ends with the same ordered contents as the source.
 # 2. Binlogs purged while the service was down: the restarted pipeline fails with a message
 #    naming the purged file and what to do, counted as cdcsync_errors_total{kind="source"}.
+# 3. A row deleted on the MySQL sink by hand, then updated at the source: a "data" error naming
+#    table and key, counted in cdcsync_errors_total{kind="data"}, and nothing of that batch committed.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 
@@ -145,5 +147,16 @@ service_stop
 my_on dst -e "DELETE FROM cdcsync.checkpoints WHERE pipeline = 'ddl'"
 service_start
 wait_for "equal after the recovery" 60 synced4
+
+# 3. a row the MySQL sink lacks: removed there by hand, then updated at the source. The sink
+#    stops the pipeline with a data error naming table and key, counted in the metrics, and
+#    commits nothing of that batch (the row inserted in the same transaction stays absent).
+my_on dst -e "DELETE FROM t WHERE id = 8"
+my_on src -e "BEGIN; INSERT INTO t VALUES (9, 'same txn', 9, NULL); UPDATE t SET a = 'upd 8' WHERE id = 8; COMMIT;"
+diverged() { grep -q "\[pipeline=ddl .*update on \`test\`.\`t\` (row key (id)=(8)) matched no rows instead of 1: the sink diverged from the source" "$WORK/service.log"; }
+wait_for "the MySQL sink reports the missing row with table and key" 30 diverged
+data_errors() { [ "$(metric 'cdcsync_errors_total{pipeline="ddl",kind="data"}')" -ge 1 ]; }
+wait_for "the divergence counted in the metrics" 10 data_errors
+[ -z "$(my_on dst -e "SELECT id FROM t WHERE id = 9")" ] || fail "the diverged batch was committed (row 9 is on the sink)"
 service_stop
 finish
