@@ -14,6 +14,11 @@ bool mysql_conn_lost(unsigned int errnum) {
 }
 
 int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err) {
+        return mysql_conn_open_flags(conn, database, 0, ret, err);
+}
+
+int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsigned long client_flags, MYSQL **ret,
+                          CdcError *err) {
         MYSQL *m = mysql_init(NULL);
         unsigned int timeout = 10;
         int r;
@@ -31,7 +36,7 @@ int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret
                 mysql_options(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
         }
         if (!mysql_real_connect(m, conn->host ? conn->host : "127.0.0.1", conn->user, conn->password, database,
-                                conn->port > 0 ? (unsigned)conn->port : 3306, NULL, 0)) {
+                                conn->port > 0 ? (unsigned)conn->port : 3306, NULL, client_flags)) {
                 unsigned int e = mysql_errno(m);
                 bool auth = e == ER_ACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR;
                 r = cdc_error(err, -ECONNREFUSED, !auth, auth ? "conf" : "connection",

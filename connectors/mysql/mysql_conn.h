@@ -10,6 +10,9 @@
  * conf's ssl_mode; database may be NULL. *ret untouched on failure. Returns 0 or a CdcError code
  * ("connection", retriable; "conf" for refused credentials). */
 int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err);
+/* mysql_conn_open with client capability flags for the handshake (e.g. CLIENT_FOUND_ROWS). */
+int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsigned long client_flags, MYSQL **ret,
+                          CdcError *err);
 
 /* One result row: ncols text cells, NULL for SQL NULL; lens[i] is the byte length. */
 typedef int (*MysqlRowFn)(void *userdata, char **cells, const unsigned long *lens, int ncols);

@@ -48,6 +48,7 @@ typedef struct {
         CachedStmt *stmt; /* NULL: nothing pending; one of Sink.stmts */
         char what[600];   /* for error messages: "insert on `db`.`t`" */
         int nparams;      /* per row */
+        bool expect;      /* every row must find exactly one target row (update, delete) */
         int nrows, cap;   /* rows held; rows keys[] has room for */
         size_t pcap;      /* Params params[] has room for (the statement, so nparams, varies) */
         Param *params;    /* nrows * nparams, owned */
@@ -423,11 +424,26 @@ static void run_free(Run *u) {
         *u = (Run){0};
 }
 
-/* Row by row: without bulk support, and after a failed array execution to find the row at
- * fault (the statements are idempotent, so rows the failed execution applied may run again). */
+/* An update or delete that found no row (or several): the target lacks a row the source had, so
+ * applying on would make the divergence permanent. Not retriable: an operator must look. */
+static int diverged(Sink *k, const Run *u, int i, uint64_t rows, CdcError *err) {
+        char n[24];
+        snprintf(n, sizeof(n), "%" PRIu64, rows);
+        return cdc_error(err, -ENOENT, false, "data",
+                         "%s %s (row key %s) matched %s rows instead of 1: the sink diverged from the source (a row "
+                         "was changed or deleted on the sink, or the sink was not in sync when the pipeline started)",
+                         k->ctx, u->what, i >= 0 && u->keys[i] ? u->keys[i] : "unknown", rows ? n : "no");
+}
+
+/* Row by row: without bulk support, and after a failed or short array execution to find the row
+ * at fault (the caller rolled the array execution back to its savepoint first when its rows must
+ * each find one row; inserts are upserts, so rows a failed execution applied may run again). */
 static int run_rows(Sink *k, Run *u, CdcError *err) {
         for (int i = 0; i < u->nrows; i++) {
-                int r = exec_row(k, u->stmt->st, &u->params[(size_t)i * u->nparams], u->nparams, u->what, NULL, err);
+                uint64_t rows = 0;
+                int r = exec_row(k, u->stmt->st, &u->params[(size_t)i * u->nparams], u->nparams, u->what, &rows, err);
+                if (r == 0 && u->expect && rows != 1)
+                        return diverged(k, u, i, rows, err);
                 if (r < 0) {
                         if (strcmp(err->kind, "data") == 0 && u->keys[i]) {
                                 size_t ml = strlen(err->message);
@@ -474,18 +490,40 @@ static int run_send(Sink *k, Run *u, CdcError *err) {
                 b[j].length = &lens[(size_t)j * n];
                 b[j].u.indicator = &ind[(size_t)j * n];
         }
+        /* Updates and deletes must each find one row. The array execution only reports the total
+         * (with CLIENT_FOUND_ROWS: rows found, not rows changed), so when it falls short the rows
+         * are redone one by one from a savepoint taken here to name the one that found nothing. */
+        bool saved = false;
+        if (u->expect) {
+                if (mysql_query(k->m, "SAVEPOINT cdcsync_run")) {
+                        r = sink_error(k, NULL, "savepoint", err);
+                        goto bulk_out;
+                }
+                saved = true;
+        }
         if (mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size) || (np > 0 && mysql_stmt_bind_param(st, b)) ||
             mysql_stmt_execute(st)) {
                 r = sink_error(k, st, u->what, err);
                 /* a value the server refuses: name the row (the first that fails on its own) */
-                if (strcmp(err->kind, "data") == 0) {
+                if (strcmp(err->kind, "data") == 0 &&
+                    (!saved || !mysql_query(k->m, "ROLLBACK TO SAVEPOINT cdcsync_run"))) {
                         CdcError e2 = {0};
                         if (run_rows(k, u, &e2) < 0 && strcmp(e2.kind, "data") == 0)
                                 *err = e2;
                 }
                 goto bulk_out;
         }
+        uint64_t rows = mysql_stmt_affected_rows(st);
         mysql_stmt_free_result(st);
+        if (u->expect && rows != (uint64_t)n) {
+                if (mysql_query(k->m, "ROLLBACK TO SAVEPOINT cdcsync_run")) {
+                        r = sink_error(k, NULL, "rollback to savepoint", err);
+                        goto bulk_out;
+                }
+                r = run_rows(k, u, err);
+                if (r == 0) /* one by one every row found its own: still not what was sent together */
+                        r = diverged(k, u, -1, rows, err);
+        }
 bulk_out:
         free(b);
         free(ptrs);
@@ -592,11 +630,11 @@ static char *row_key(const char *schema, const char *name, const Table *t, const
         return q.s;
 }
 
-/* Adds one execution of sql to the pending runs; takes the params' data (p[i].data is NULL on
- * return) and the message key (freed either way). rk: the row keys the change touches (nrk of
+/* Adds one execution of sql to the pending runs (expect: it must find exactly one row); takes the params' data
+ * (p[i].data is NULL on return) and the message key (freed either way). rk: the row keys the change touches (nrk of
  * them; before and after key of an update), each taken, NULL when the change may not be
  * reordered (then everything pending goes first and nothing overtakes it). */
-static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what, char *key, char **rk,
+static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, const char *what, char *key, char **rk,
                    const size_t *rkl, int nrk, CdcError *err) {
         int r = 0, ri = -1;
         size_t bytes = 0;
@@ -604,7 +642,7 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what,
         for (int i = 0; i < nrk; i++)
                 reorder &= rk[i] != NULL;
         for (int i = 0; i < k->nruns; i++)
-                if (k->runs[i].nparams == np && strcmp(k->runs[i].stmt->sql, sql) == 0)
+                if (k->runs[i].nparams == np && k->runs[i].expect == expect && strcmp(k->runs[i].stmt->sql, sql) == 0)
                         ri = i;
         if (!reorder || k->ordered) {
                 /* keep source order: only the run just before may take it */
@@ -647,6 +685,7 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, const char *what,
                 Run *u = &k->runs[ri];
                 u->stmt = c;
                 u->nparams = np;
+                u->expect = expect;
                 snprintf(u->what, sizeof(u->what), "%s", what);
         }
         Run *u = &k->runs[ri];
@@ -1103,11 +1142,33 @@ out:
         return r;
 }
 
+/* An update that carries the whole row and keeps the key: for an at-least-once source it may be
+ * applied as an upsert of its after image. */
+static bool whole_row_same_key(const Change *c) {
+        for (int i = 0; i < c->table->ncols; i++) {
+                if (c->after[i].kind == VALUE_UNCHANGED)
+                        return false;
+                if (!c->before || !c->table->cols[i].key)
+                        continue;
+                const Value *a = &c->before[i], *b = &c->after[i];
+                if (a->kind != b->kind ||
+                    (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
+                        return false;
+        }
+        return true;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
         Sql q = {0};
         int np = 0, r;
+        /* CHANGE_IDEMPOTENT (change.h): at-least-once source, a repeat of this change must be
+         * harmless, so a missing row is not an error and a whole-row update is an upsert. */
+        bool idem = (c->flags & CHANGE_IDEMPOTENT) && c->op != CHANGE_TRUNCATE;
+        bool upsert = c->op == CHANGE_INSERT ||
+                      (idem && c->op == CHANGE_UPDATE && c->after && table_nkeys(t) > 0 && whole_row_same_key(c));
+        bool expect = !idem && (c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE);
         char *rk[2] = {NULL, NULL};
         size_t rkl[2] = {0, 0};
         int nrk = 0;
@@ -1115,6 +1176,16 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
         if (!p)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        if ((c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE) && !c->after) {
+                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no new row", k->ctx,
+                              t->schema, t->name);
+                goto out_sent; /* not a value error: no key to add */
+        }
+        if ((c->op == CHANGE_DELETE || (c->op == CHANGE_UPDATE && !upsert)) && !c->before && !c->after) {
+                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no key", k->ctx,
+                              t->schema, t->name);
+                goto out_sent; /* not a value error: no key to add */
+        }
         if (map_table(k, t, schema, sizeof(schema), name, sizeof(name)) < 0) {
                 r = cdc_error(err, -ENAMETOOLONG, false, "conf", "%s table name %s.%s too long", k->ctx, t->schema,
                               t->name);
@@ -1144,9 +1215,10 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 if (c->op != CHANGE_DELETE)
                         rk[nrk] = row_key(schema, name, t, c->after, &rkl[nrk]), nrk++;
         }
-        switch (c->op) {
+        switch (upsert ? CHANGE_INSERT : c->op) {
         case CHANGE_INSERT: {
-                /* idempotent: a replayed insert overwrites the row with the same values */
+                /* idempotent: a replayed insert overwrites the row with the same values (so is an
+                 * update of an at-least-once source that carries the whole row) */
                 sql_add(&q, "INSERT INTO ");
                 sql_table(&q, schema, name);
                 sql_add(&q, " (");
@@ -1225,7 +1297,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                  schema, name);
         char key[600];
         key_text(t, c->before ? c->before : c->after, key, sizeof(key));
-        r = run_add(k, q.s, p, np, what, strdup(key), rk, rkl, nrk, err);
+        r = run_add(k, q.s, p, np, expect, what, strdup(key), rk, rkl, nrk, err);
         nrk = 0; /* run_add took them */
         if (r < 0)
                 goto out_sent; /* a flushed run's error: its message names its own row */
@@ -1281,7 +1353,9 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         k->pipe = pipe;
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe && pipe->name ? pipe->name : "-",
                  conn->name ? conn->name : "-");
-        r = mysql_conn_open(conn, NULL, &k->m, err);
+        /* CLIENT_FOUND_ROWS: an UPDATE reports the rows it found, not the rows it changed, so an
+         * update that writes the values a row already has still shows that the row is there */
+        r = mysql_conn_open_flags(conn, NULL, CLIENT_FOUND_ROWS, &k->m, err);
         if (r < 0)
                 goto out;
         if (conn->server_id == 0) {

@@ -124,6 +124,7 @@ typedef struct {
         char schema[256], name[256];
         Table *table;    /* one reference: the shape of the held rows */
         bool commutable; /* changes to distinct keys may be reordered (see table_info) */
+        bool cols_ok;    /* the target has every column of table (see ensure_columns) */
         Group groups[GROUPS_MAX];
         int ngroups, nheld;
         KeyEntry *keys; /* owned, open addressing, kcap a power of two or 0 */
@@ -789,6 +790,83 @@ out:
         return r;
 }
 
+/* Makes sure the target has every column of the source's shape t: a column added at the source
+ * while streaming (MySQL ALTER TABLE ... ADD COLUMN, a new pgoutput relation) is added to the
+ * target with create_tables, typed as CREATE TABLE would type it, in the batch's transaction (so
+ * it is rolled back with it); without create_tables it is an error naming the columns, retried
+ * until the operator adds them. One round-trip per table and shape. */
+static int ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err) {
+        const char *vals[2] = {ts->schema, ts->name};
+        bool *add = calloc((size_t)t->ncols + 1, sizeof(*add));
+        char *sql = NULL, missing[512] = "";
+        size_t ml = 0;
+        int r, nadd = 0;
+
+        if (!add)
+                return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        r = send_query(k,
+                       "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                       "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                       2, vals, "looking up the target table's columns", true, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                goto out;
+        for (int i = 0; i < t->ncols; i++) {
+                add[i] = true;
+                for (int row = 0; k->captured && row < PQntuples(k->captured) && add[i]; row++)
+                        add[i] = strcmp(PQgetvalue(k->captured, row, 0), t->cols[i].name) != 0;
+                if (!add[i])
+                        continue;
+                nadd++;
+                int n = snprintf(missing + ml, sizeof(missing) - ml, "%s\"%s\"", ml ? ", " : "", t->cols[i].name);
+                if (n > 0 && ml + (size_t)n < sizeof(missing))
+                        ml += (size_t)n;
+        }
+        PQclear(k->captured);
+        k->captured = NULL;
+        if (nadd == 0) {
+                r = 0;
+                goto out;
+        }
+        if (!k->conf->create_tables) {
+                r = fail(k,
+                         cdc_error(err, -ENOENT, true, "schema",
+                                   "sink %s: table %s.%s lacks column(s) %s of source table %s.%s — add them "
+                                   "(ALTER TABLE ... ADD COLUMN) or set create_tables = yes in [connector.%s]",
+                                   k->conf->name, ts->schema, ts->name, missing, t->schema, t->name, k->conf->name),
+                         err);
+                goto out;
+        }
+        bool native = k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "postgres") == 0;
+        r = pg_sql_add_columns(ts->schema, ts->name, t, add, native, &sql);
+        if (r == -EINVAL) {
+                r = fail(k,
+                         cdc_error(err, -EINVAL, false, "schema",
+                                   "sink %s: cannot add column(s) %s to %s.%s: a column type of the source is not "
+                                   "a plain type name — add them by hand",
+                                   k->conf->name, missing, ts->schema, ts->name),
+                         err);
+                goto out;
+        }
+        if (r < 0) {
+                r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                goto out;
+        }
+        r = send_query(k, sql, 0, NULL, "adding the source's new columns to the target table", false, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                goto out;
+        log_info(k->ctx, "added column(s) %s to %s.%s (new in source table %s.%s), in the batch's transaction", missing,
+                 ts->schema, ts->name, t->schema, t->name);
+out:
+        free(add);
+        free(sql);
+        return r;
+}
+
 /* Returns the prepared statement name for sql, preparing it (in the pipeline) when new. */
 static int statement(Sink *k, const char *sql, int nparams, const char **ret, CdcError *err) {
         MapEntry *e = map_find(&k->stmts, sql);
@@ -1398,6 +1476,13 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         goto out;
                 table_unref(ts->table);
                 ts->table = table_ref((Table *)t);
+                ts->cols_ok = false;
+        }
+        if (!ts->cols_ok) {
+                r = ensure_columns(k, ts, t, err);
+                if (r < 0)
+                        goto out;
+                ts->cols_ok = true;
         }
         /* Idempotent changes (at-least-once sources) take the one-row path: it upserts and
          * tolerates missing rows, which grouped statements do not. */

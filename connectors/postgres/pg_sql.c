@@ -299,6 +299,31 @@ int pg_sql_create_table(const char *schema, const char *name, const Table *t, bo
         return buf_done(&b, ret);
 }
 
+int pg_sql_add_columns(const char *schema, const char *name, const Table *t, const bool *add, bool native, char **ret) {
+        Buf b = {0};
+        int n = 0;
+
+        for (int i = 0; i < t->ncols; i++)
+                if (add[i] && native && !pg_sql_type_name_ok(t->cols[i].type_name))
+                        return -EINVAL;
+        buf_str(&b, "ALTER TABLE ");
+        buf_qualified(&b, schema, name);
+        for (int i = 0; i < t->ncols; i++) {
+                if (!add[i])
+                        continue;
+                /* IF NOT EXISTS: a column added meanwhile by hand is no reason to stop */
+                buf_str(&b, n++ ? ", ADD COLUMN IF NOT EXISTS " : " ADD COLUMN IF NOT EXISTS ");
+                buf_ident(&b, t->cols[i].name);
+                buf_str(&b, " ");
+                buf_str(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));
+        }
+        if (n == 0) {
+                free(b.data);
+                return -EINVAL;
+        }
+        return buf_done(&b, ret);
+}
+
 /* ---- multi-row statements ---- */
 
 /* Whether column i travels in a multi-row UPDATE / DELETE row: set by it, or part of the key. */

@@ -50,6 +50,10 @@ int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char *
  * is a plain type expression); otherwise the type follows the column's TypeClass. -EINVAL when
  * a type name holds characters that cannot belong to a type expression. */
 int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native, char **ret);
+/* ALTER TABLE ... ADD COLUMN IF NOT EXISTS for each column i of t with add[i], typed as
+ * pg_sql_create_table types it (nullable, no default: rows already there get NULL). -EINVAL when
+ * no column is to be added or a native type name is not a plain type expression. */
+int pg_sql_add_columns(const char *schema, const char *name, const Table *t, const bool *add, bool native, char **ret);
 /* The PostgreSQL type used for a column created from a non-PostgreSQL source. */
 const char *pg_sql_type_for_class(TypeClass cls);
 /* Whether s is a safe type expression: letters, digits, '_', ' ', '(', ')', ',', '.', '[', ']',

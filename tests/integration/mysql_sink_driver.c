@@ -40,12 +40,36 @@ static Value *row(const char *v[6]) {
         return r;
 }
 
-static int apply(const SinkOps *ops, Sink *k, Table *t, ChangeOp op, Value *before, Value *after, CdcError *err) {
-        Change c = {.op = op, .table = table_ref(t), .before = before, .after = after};
+static int apply_flags(const SinkOps *ops, Sink *k, Table *t, ChangeOp op, uint32_t flags, Value *before, Value *after,
+                       CdcError *err) {
+        Change c = {.op = op, .table = table_ref(t), .before = before, .after = after, .flags = flags};
         TxnInfo txn = {.commit_ts = 1700000000000000, .origin = "pg"};
         int r = ops->apply(k, &txn, &c, err);
         change_clear(&c);
         return r;
+}
+
+static int apply(const SinkOps *ops, Sink *k, Table *t, ChangeOp op, Value *before, Value *after, CdcError *err) {
+        return apply_flags(ops, k, t, op, 0, before, after, err);
+}
+
+static Value *key(const char *id) {
+        return row((const char *[]){id, NULL, NULL, NULL, NULL, NULL});
+}
+
+/* Prints how a batch that must fail on a row the sink lacks ended: the error may come from the
+ * apply that flushes the pending rows or from the commit; it must be a non-retriable "data" error
+ * naming the table and the missing key, and nothing of the batch may be committed. */
+static void diverged(const SinkOps *ops, Sink *k, const char *label, const char *want_key, int r, CdcError *err) {
+        if (r == 0)
+                r = ops->commit(k, (Position){0, 999}, "0/3E7", NULL, err);
+        bool named = strstr(err->message, "`test_sink`.`orders`") && strstr(err->message, want_key) &&
+                     strstr(err->message, "the sink diverged from the source");
+        printf("%s: r=%d %s retriable=%d %s\n", label, r < 0, r < 0 ? err->kind : "-", r < 0 ? err->retriable : -1,
+               r < 0 && named ? "named"
+               : r < 0        ? err->message
+                              : "committed");
+        ops->rollback(k);
 }
 
 #define CHECK(x)                                                                                                       \
@@ -133,6 +157,38 @@ int main(int argc, char **argv) {
                        strstr(err.message, "public.orders column") ? "named" : err.message);
                 ops->rollback(k);
         }
+        /* batch 4: updates found as one array execution, one of them of a row the sink lacks */
+        CHECK(ops->begin(k, &err));
+        r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"7", "t", NULL, NULL, "7", "new"}), &err);
+        const char *upd[] = {"1", "20", "99", "4"};
+        for (int i = 0; i < 4 && r == 0; i++)
+                r = apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){upd[i], "f", NULL, NULL, "1", "u"}),
+                          &err);
+        diverged(ops, k, "missing-update", "(id)=(99)", r, &err);
+        /* batch 5: deletes, one of a missing row, after an update of an existing one */
+        CHECK(ops->begin(k, &err));
+        r = apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"4", "t", NULL, NULL, "2", "x"}), &err);
+        if (r == 0)
+                r = apply(ops, k, t, CHANGE_DELETE, key("20"), NULL, &err);
+        if (r == 0)
+                r = apply(ops, k, t, CHANGE_DELETE, key("98"), NULL, &err);
+        diverged(ops, k, "missing-delete", "(id)=(98)", r, &err);
+        /* batch 6: a single missing-row update (not an array execution) */
+        CHECK(ops->begin(k, &err));
+        r = apply(ops, k, t, CHANGE_UPDATE, key("97"), row((const char *[]){"97", "f", NULL, NULL, NULL, "z"}), &err);
+        diverged(ops, k, "missing-single", "(id)=(97)", r, &err);
+        /* batch 7: an at-least-once source (Kafka): a whole-row update of a missing row is an
+         * upsert, a delete of a missing row is no error, a replayed delete neither */
+        CHECK(ops->begin(k, &err));
+        CHECK(apply_flags(ops, k, t, CHANGE_UPDATE, CHANGE_IDEMPOTENT, NULL,
+                          row((const char *[]){"50", "t", NULL, NULL, "5.5", "upserted"}), &err));
+        CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("51"), NULL, &err));
+        CHECK(apply_flags(ops, k, t, CHANGE_INSERT, CHANGE_IDEMPOTENT, NULL,
+                          row((const char *[]){"52", "f", NULL, NULL, NULL, "gone"}), &err));
+        CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
+        CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
+        CHECK(ops->commit(k, (Position){0, 300}, "0/12C", NULL, &err));
+        printf("idempotent: ok\n");
         CHECK(ops->last_position(k, &pos, &found, &err));
         printf("last found=%d %llu/%llu\n", found, (unsigned long long)pos.hi, (unsigned long long)pos.lo);
 out:

@@ -116,6 +116,26 @@ static void test_create_table(void **state) {
         table_unref(t);
 }
 
+static void test_add_columns(void **state) {
+        Table *t = orders();
+        char *s = NULL;
+        bool none[4] = {false, false, false, false}, add[4] = {false, true, false, true};
+        (void)state;
+        /* from a MySQL source: types by class, as pg_sql_create_table gives them */
+        expect_sql(pg_sql_add_columns("s", "o", t, add, false, &s), &s,
+                   "ALTER TABLE \"s\".\"o\" ADD COLUMN IF NOT EXISTS \"re\"\"gion\" text, ADD COLUMN IF NOT EXISTS "
+                   "\"note\" text");
+        expect_sql(pg_sql_add_columns("s", "o", t, add, true, &s), &s,
+                   "ALTER TABLE \"s\".\"o\" ADD COLUMN IF NOT EXISTS \"re\"\"gion\" text, ADD COLUMN IF NOT EXISTS "
+                   "\"note\" text[]");
+        assert_int_equal(pg_sql_add_columns("s", "o", t, none, false, &s), -EINVAL);
+        free(t->cols[3].type_name);
+        t->cols[3].type_name = strdup("text; drop table x");
+        assert_int_equal(pg_sql_add_columns("s", "o", t, add, true, &s), -EINVAL);
+        assert_null(s);
+        table_unref(t);
+}
+
 static void test_type_name_ok(void **state) {
         (void)state;
         assert_true(pg_sql_type_name_ok("timestamp with time zone"));
@@ -167,7 +187,7 @@ int main(void) {
                 cmocka_unit_test(test_quote_ident),  cmocka_unit_test(test_insert),
                 cmocka_unit_test(test_update),       cmocka_unit_test(test_delete_truncate),
                 cmocka_unit_test(test_create_table), cmocka_unit_test(test_type_name_ok),
-                cmocka_unit_test(test_multi_row),
+                cmocka_unit_test(test_multi_row),    cmocka_unit_test(test_add_columns),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
