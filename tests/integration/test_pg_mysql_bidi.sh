@@ -138,7 +138,7 @@ e2=$(metric_sum cdcsync_events_total p2m)/$(metric_sum cdcsync_events_total m2p)
 t2=$(metric_sum cdcsync_transactions_total p2m)/$(metric_sum cdcsync_transactions_total m2p)
 log "events p2m/m2p since the last start: $e1 then $e2; transactions: $t1 then $t2"
 [ "$e1" = "$e2" ] && [ "$t1" = "$t2" ] || fail "counters still move after the writes stopped: a loop"
-synced >/dev/null || fail "the sides drifted apart after settling: $(cat "$WORK/wait.out")"
+synced >"$WORK/final.out" || fail "the sides drifted apart after settling: $(cat "$WORK/final.out")"
 
 # Both sides' rows crossed over, and enough of them to mean something.
 n_pg=$(psql_on p -c "SELECT count(*) FROM acc WHERE id > 100000")
