@@ -114,7 +114,7 @@ my_pid=$!
 
 kills=0
 while kill -0 "$pg_pid" 2>/dev/null && kill -0 "$my_pid" 2>/dev/null; do
-  sleep "$(python3 -c 'import random; print(round(random.uniform(2.5, 4.5), 2))')"
+  sleep "$(python3 -c 'import random; print(round(random.uniform(2.0, 3.5), 2))')"
   kill -0 "$pg_pid" 2>/dev/null || break
   service_kill9
   kills=$((kills + 1))
