@@ -6,8 +6,15 @@
 # still (no loop), and conflicts must have been counted in the metrics and recorded in
 # state_dir/conflicts.jsonl. The PostgreSQL ↔ PostgreSQL twin is pending/pg_bidi_conflict.sh.
 #
-# PENDING — not run by ctest (only tests/integration/test_*.sh are): see the end of this comment
-# for how it fails today.
+# PENDING — not run by ctest (only tests/integration/test_*.sh are): it FAILS today. Pipeline m2p
+# (PostgreSQL sink) stalls for good on the first update or delete that finds no row there, or
+# insert of a key already there (a row the application on PostgreSQL deleted or inserted before
+# m2p's write arrived): the sink calls it divergence and retries with a backoff growing to 30 s,
+# forever, so nothing more of MariaDB's writes reaches PostgreSQL. In three runs (25 s of writes,
+# ~150 transactions/s per side, 5-6 kills) 1 to 9 keys ended on one side only and 132 to 190 of
+# ~245 rows with different values. p2m (MariaDB sink: inserts are upserts, an update of no row
+# passes) never stalled. Flagging every change of a bidirectional pipeline CHANGE_IDEMPOTENT (an
+# experiment, not committed) made it pass 3 runs out of 3.
 # Run it by hand: CDCSYNC=build/cdcsync bash tests/integration/pending/pg_mysql_bidi_conflict.sh
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/../mylib.sh"
