@@ -37,3 +37,22 @@ rows_equal() {
 metric() {
   curl -s "http://127.0.0.1:$MPORT/metrics" | awk -v k="$1" 'index($0, k " ") == 1 {print $2}'
 }
+
+# my_repeat NAME SECONDS RATE FILE — runs the SQL in FILE (with server-side values only: RAND(),
+# NOW()) about RATE times a second for SECONDS over one client session, like pgbench -T -R;
+# statements that fail (a deadlock) are reported on stderr and the run goes on; last on stderr:
+# how many times FILE was sent.
+my_repeat() {
+  local name=$1 secs=$2 rate=$3 file=$4
+  python3 - "$secs" "$rate" "$file" <<'PY' | my_on "$name" --force >/dev/null
+import sys, time
+secs, rate, sql = float(sys.argv[1]), float(sys.argv[2]), open(sys.argv[3]).read()
+end, n = time.monotonic() + secs, 0
+while time.monotonic() < end:
+    sys.stdout.write(sql)
+    sys.stdout.flush()
+    n += 1
+    time.sleep(1.0 / rate)
+print(n, file=sys.stderr)
+PY
+}
