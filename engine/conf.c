@@ -697,6 +697,14 @@ int conf_load(const char *path, FILE *errout, Conf **ret) {
                 r = -EINVAL;
                 goto out;
         }
+        for (int i = 0; i < p.conf->npipelines; i++) {
+                PipelineConf *a = &p.conf->pipelines[i];
+                for (int j = 0; j < p.conf->npipelines; j++) {
+                        const PipelineConf *b = &p.conf->pipelines[j];
+                        if (a->source && a->sink && a->source == b->sink && a->sink == b->source)
+                                a->bidirectional = true;
+                }
+        }
         *ret = p.conf;
         p.conf = NULL;
         r = 0;
@@ -773,11 +781,13 @@ int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
         const char *to_schema = schema, *to_table = table;
         size_t slen = strlen(schema);
         const TableMap *wild = NULL;
-        if (p->sink && p->sink->type && strcmp(p->sink->type, "mysql") == 0 && p->sink->database) {
+        if (strcmp(schema, "cdcsync") == 0) /* our own bookkeeping keeps its place */
+                p = NULL;
+        if (p && p->sink && p->sink->type && strcmp(p->sink->type, "mysql") == 0 && p->sink->database) {
                 to_schema = p->sink->database;
                 slen = strlen(to_schema);
         }
-        for (int i = 0; i < p->nmaps; i++) {
+        for (int i = 0; p && i < p->nmaps; i++) {
                 const TableMap *m = &p->maps[i];
                 if (table_eq(m->from, schema, table)) {
                         to_schema = m->to;

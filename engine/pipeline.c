@@ -253,6 +253,33 @@ static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
         return queue_push(p->q_sink, &be);
 }
 
+/* Bidirectional sync: the version tag of the change just decided goes to the sink just before
+ * it. Returns 1 when a tag was sent, 0 when there is none, -ECANCELED on stop, or an error. */
+static int push_tag(Pipeline *p, const TxnInfo *txn, CdcError *err) {
+        Event tag = {.kind = EVENT_CHANGE, .txn = *txn};
+        int r = rowstate_tag(p->rows, &tag.change);
+        if (r < 0)
+                return cdc_error(err, r, true, "internal", "out of memory");
+        if (r == 0)
+                return 0;
+        r = queue_push(p->q_sink, &tag);
+        if (r < 0) {
+                event_clear(&tag);
+                return -ECANCELED;
+        }
+        return 1;
+}
+
+/* A change the engine itself sends (a delete decided from a tag), after its tag. */
+static int push_tagged(Pipeline *p, Event *ev, CdcError *err) {
+        int r = push_tag(p, &ev->txn, err);
+        if (r >= 0)
+                r = queue_push(p->q_sink, ev) < 0 ? -ECANCELED : 0;
+        if (r < 0)
+                event_clear(ev);
+        return r;
+}
+
 static void *engine_main(void *arg) {
         Pipeline *p = arg;
         Event ev = {0};
@@ -332,6 +359,26 @@ static void *engine_main(void *arg) {
                         /* Sinks read the transaction header from each change (Kafka: position,
                          * txId, snapshot); a binlog source sends it only with BEGIN/COMMIT. */
                         ev.txn = txn;
+                        if (rowstate_is_tag_table(ev.change.table)) {
+                                /* Our own bookkeeping in the source (bidirectional sync's version
+                                 * tags) is read, never copied; a delete it tells of may have to
+                                 * go on to the sink. */
+                                Event fw = {.kind = EVENT_CHANGE, .txn = txn};
+                                r = echo_txn && p->rows ? rowstate_echo_tag(p->rows, &txn, &ev.change, &fw.change, &err)
+                                                        : 0;
+                                event_clear(&ev);
+                                if (r < 0)
+                                        goto fail;
+                                if (r > 0) {
+                                        r = push_tagged(p, &fw, &err);
+                                        if (r == -ECANCELED)
+                                                break;
+                                        if (r < 0)
+                                                goto fail;
+                                        batch_rows += 2;
+                                }
+                                continue;
+                        }
                         if (p->rows) {
                                 bool apply = true;
                                 if (echo_txn)
@@ -345,6 +392,14 @@ static void *engine_main(void *arg) {
                                         event_clear(&ev);
                                         continue;
                                 }
+                                r = push_tag(p, &txn, &err);
+                                if (r == -ECANCELED) {
+                                        event_clear(&ev);
+                                        break;
+                                }
+                                if (r < 0)
+                                        goto fail;
+                                batch_rows += (size_t)r;
                         }
                         batch_rows++;
                         break;

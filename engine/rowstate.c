@@ -6,41 +6,36 @@
  * state store and reads the reverse pipeline's (state_get_other, inside its own LMDB write
  * transaction, so what it reads cannot change under it):
  *
- *   P "S/t"   what S holds, as P learns it reading S's log in order: application writes (versioned
- *             by version_next on top of the previous "S/t") and echoes (Q's writes: Q's "S/t")
- *   P "K/t"   what P made K hold (applied, or the merged version of a skipped conflict)
- *   P "S!/t"  facts: the last application write read from S's log, never rolled back
+ *   P "S/t"   what S holds now, as P reads S's log in order: an application write is versioned by
+ *             version_next on top of it; an echo (Q's write) sets it to exactly the version Q wrote
+ *   P "K/t"   P's last write into K, its vector carrying the entry "w.P" (our write is an event on K
+ *             of its own: what Q reads from K after it is versioned on top of it, what K held
+ *             before it does not follow it)
  *
- * What K holds, for deciding a change from S = the later (causally, else by the resolver) of
- * P "K/t" and Q "K!/t". A change is applied (APPLY / CONFLICT_APPLY) or not, and rewritten to fit
- * K: an update of a row K deleted → insert of its full image, a delete of it → nothing, an insert
- * of a key K holds → update.
+ * What K holds now, as well as P knows it (belief): Q's "K/t" (exact up to Q's read point in K's
+ * log), unless P's "K/t" is later, which shows as Q's row not following it causally. Every event
+ * P reads from S (application write or echo) leaves S holding some version; P sends it to K when
+ * it wins over the belief (version_decide: causally newer, or the conflict policy's winner). K may
+ * hold an application write P has not heard of yet, so the sink applies what P sends
+ * idempotently (CHANGE_IDEMPOTENT: the row is made equal to the image, a missing row is no error).
+ * When that overwrote a later write, Q reads our echo after it and sends S's winner back; the
+ * decisions only use versions both sides agree on, so both settle on the same row.
+ *
+ * Version tags make echoes exact. With each row it applies, the sink writes, in the same
+ * transaction and just before the row, the row's version into cdcsync.versions (rowstate_tag;
+ * k = SHA-256 of the row's name, v = name, key and version). Q reads the tag in the echo
+ * transaction (rowstate_echo_tag) and so knows which version each echoed row is, even when the
+ * row change itself is not in the log (a delete of a row that was not there; MariaDB does not log
+ * an update that changes nothing): a delete is decided from its tag alone. Without the tag (a
+ * sink of an older cdcsync) the reverse pipeline's latest write is taken instead.
+ *
+ * tests/unit/test_bidi_sim.c drives this code through thousands of random interleavings of
+ * application writes, lagging reads, batches and crashes on two nodes; both end equal in all.
  *
  * Crash consistency. The undo log (state.h) is per pipeline batch and covers only the pipeline's
- * own rows; "S/" and "K/" rows describe exactly P's progress, which K's checkpoint of P bounds, so
- * recovering P (against K's checkpoint) restores them to it and never touches Q's rows: one
- * pipeline's recovery cannot undo the other's writes. Facts ("S!/") are not undone: they say
- * what S's log holds, true whatever K committed; they are written monotonically (a redone older
- * change never replaces a later fact). Q reads only P's "K/" (for echoes) and "S!/": a "K/" row of
- * a P batch that is later rolled back describes a write P redoes (decided again, against at least
- * as much knowledge); without facts, two pipelines failing on each other's unseen writes (an
- * insert of a key the other side inserted) would each roll back what the other needs to know,
- * forever.
- *
- * Echoes. An echo transaction (the reverse pipeline's write, by its origin mark) is never sent
- * back as such; rowstate_echo records that S now holds Q's version. When Q's version does not
- * cover P's "S/t" (Q overwrote an application write on S it had not read yet), S holds the
- * echo's image whatever the resolver said, so it is sent to K as a new write of S at the echo's
- * position, on top of everything known (it supersedes it), unless K already holds a later write.
- *
- * Limits. Decisions are made in the engine against what it knows K holds; the knowledge of
- * application writes on K lags by the reverse pipeline's read latency. Inserts/updates/deletes
- * that meet a row state the engine did not expect make the sink fail ("affected 0 rows", unique
- * violation); bidirectional pipelines retry data errors, and the change is decided again with
- * fresher knowledge. The conflict integration test (test_pg_bidi_conflict.sh) still ends with a
- * few rows different under heavy same-row contention: the mending of echoes does not yet settle
- * every interleaving (see the report of issue #5). Conflict records are at least once: a batch
- * redone after a crash records its conflicts again. */
+ * own rows: recovering P (against K's checkpoint) restores them and never touches Q's rows. The
+ * tags travel inside the sink's own transaction, so they are exactly as durable as the rows.
+ * Conflict records are at least once: a batch redone after a crash records its conflicts again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -61,6 +56,18 @@
 #define ROWS_PER_SLICE 20000
 #define KEY_MAX 8192
 
+/* Tags of one echo transaction whose data change has not come yet: the sink writes a row's tag
+ * just before the row (a bulk sink may write a group of tags first), so a few suffice. */
+#define TAG_STASH 256
+
+#define TABLE_CACHE 64
+
+typedef struct {
+        uint8_t k[32];
+        Version v;
+        bool handled; /* a delete decided when its tag was read: its row change needs nothing more */
+} TagEntry;
+
 struct RowState {
         State *st;                /* borrowed */
         const PipelineConf *conf; /* borrowed */
@@ -75,7 +82,43 @@ struct RowState {
         PipelineStats *stats;             /* borrowed, may be NULL */
         char conflicts_path[600];         /* state_dir/conflicts.jsonl */
         char ctx[256];
+        char wnode[VCLOCK_NODE_MAX]; /* "w.<pipeline>": the vector entry of our writes into the sink */
+        /* version tags (see DESIGN) */
+        Table *tag_table; /* cdcsync.versions */
+        bool have_last;   /* the change just decided was applied: its tag is ready */
+        char last_space[STATE_TABLE_MAX];
+        char last_key[KEY_MAX];
+        size_t last_keylen;
+        Version last_v;
+        TagEntry stash[TAG_STASH]; /* tags read in the current echo transaction, oldest first */
+        int nstash;
+        Position stash_txn;
+        /* the source's tables by row name space, to rebuild a delete from a tag alone */
+        struct {
+                char space[STATE_TABLE_MAX];
+                Table *t;
+        } tables[TABLE_CACHE];
+        int ntables;
 };
+
+static int tag_table_init(Table *t) {
+        const char *names[2] = {"k", "v"};
+        for (int i = 0; i < 2; i++) {
+                t->cols[i].name = strdup(names[i]);
+                t->cols[i].type_name = strdup("bytea");
+                if (!t->cols[i].name || !t->cols[i].type_name)
+                        return -ENOMEM;
+                t->cols[i].type_oid = 17; /* PostgreSQL's bytea */
+                t->cols[i].typmod = -1;
+                t->cols[i].cls = TYPE_BYTES;
+                t->cols[i].key = i == 0;
+        }
+        return 0;
+}
+
+bool rowstate_is_tag_table(const Table *t) {
+        return t && strcmp(t->schema, ROWSTATE_TAG_SCHEMA) == 0 && strcmp(t->name, ROWSTATE_TAG_TABLE) == 0;
+}
 
 int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, RowState **ret) {
         RowState *rs = calloc(1, sizeof(*rs));
@@ -90,6 +133,13 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
                         return -EINVAL;
                 }
                 memcpy(rs->reverse, bidi->reverse, strlen(bidi->reverse) + 1);
+                snprintf(rs->wnode, sizeof(rs->wnode), "w.%s", conf->name);
+                rs->tag_table = table_new(ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE, 2);
+                if (!rs->tag_table || tag_table_init(rs->tag_table) < 0) {
+                        table_unref(rs->tag_table);
+                        free(rs);
+                        return -ENOMEM;
+                }
                 rs->stats = bidi->stats;
                 snprintf(rs->conflicts_path, sizeof(rs->conflicts_path), "%s/conflicts.jsonl", bidi->state_dir);
                 snprintf(rs->ctx, sizeof(rs->ctx), "[pipeline=%s source=%s sink=%s]", conf->name, conf->source->name,
@@ -103,6 +153,9 @@ RowState *rowstate_free(RowState *rs) {
         if (!rs)
                 return NULL;
         state_batch_abort(rs->batch);
+        table_unref(rs->tag_table);
+        for (int i = 0; i < rs->ntables; i++)
+                table_unref(rs->tables[i].t);
         free(rs);
         return NULL;
 }
@@ -213,50 +266,10 @@ static int slice(RowState *rs, CdcError *err) {
 
 /* ---- bidirectional sync ---- */
 
-/* The later of two versions of one connector's row (see DESIGN): the causally newer one, or the
- * resolver's winner; its vector is the join of both, so a write built on it follows both. */
-static int pick(RowState *rs, const Version *a, bool fa, const Version *b, bool fb, Version *ret, bool *ret_found) {
-        if (!fa || !fb) {
-                if (fa || fb)
-                        *ret = fa ? *a : *b;
-                *ret_found = fa || fb;
-                return 0;
-        }
-        Version m;
-        int r = version_decide(a, b, rs->conf->conflict, rs->conf->resolve, (const char *const *)rs->conf->priority,
-                               rs->conf->npriority, &m, NULL);
-        if (r < 0)
-                return r;
-        *ret = m;
-        *ret_found = true;
-        return 0;
-}
-
 /* "schema.table" of connector node, as a row name space: "node/schema.table". */
 static int space(char *buf, size_t size, const char *node, const char *schema, const char *table) {
         int n = snprintf(buf, size, "%s/%s.%s", node, schema, table);
         return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-/* The "facts" name space "node!/schema.table": the last application write read from node's log,
- * never rolled back (it stays true whatever the sink committed), so the reverse pipeline learns
- * what its sink holds even while this pipeline fails and retries. */
-static int fact_space(char *buf, size_t size, const char *node, const char *schema, const char *table) {
-        int n = snprintf(buf, size, "%s!/%s.%s", node, schema, table);
-        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-/* Records an application write of node as a fact, unless a later one is recorded already. */
-static int put_fact(RowState *rs, const char *fspace, const char *key, size_t keylen, const Version *v) {
-        Version old;
-        bool found = false;
-        int r = state_get(rs->batch, fspace, key, keylen, &old, &found);
-        if (r < 0)
-                return r;
-        if (found && (vclock_get(&old.vv, rs->node) > vclock_get(&v->vv, rs->node) ||
-                      (vclock_get(&old.vv, rs->node) == vclock_get(&v->vv, rs->node) && old.seq >= v->seq)))
-                return 0;
-        return state_put_noundo(rs->batch, fspace, key, keylen, v);
 }
 
 static void key_text(const Table *t, const Value *vals, char *buf, size_t size) {
@@ -336,9 +349,10 @@ static bool as_insert(Change *c) {
 
 /* Makes an applied change fit what K holds (kh); false when nothing is left to apply. */
 static bool fit(Change *c, const Version *kh, bool fkh) {
-        if (fkh && kh->deleted) { /* the row is gone on K */
-                if (c->op == CHANGE_DELETE)
-                        return false;
+        if (fkh && kh->deleted) { /* the row is gone on K, as far as we know */
+                /* A delete still goes (the sink applies it idempotently): K may hold an
+                 * application write we have not read yet, and its tag tells the reverse pipeline
+                 * what K holds either way. */
                 if (c->op == CHANGE_UPDATE && !c->before)
                         as_insert(c);
         } else if (fkh && !kh->deleted && c->op == CHANGE_INSERT) {
@@ -347,38 +361,357 @@ static bool fit(Change *c, const Version *kh, bool fkh) {
         return true;
 }
 
-static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply, CdcError *err) {
-        char sspace[STATE_TABLE_MAX], kspace[STATE_TABLE_MAX], ktable[STATE_TABLE_MAX], kschema[STATE_TABLE_MAX];
-        char key[KEY_MAX];
-        const char *S = rs->node, *K = rs->conf->sink->name;
-        /* A delete has only the old key; an update that moves a row is tracked by its new key. */
+static void remember_table(RowState *rs, const char *space, Table *t) {
+        int i = 0;
+        while (i < rs->ntables && strcmp(rs->tables[i].space, space) != 0)
+                i++;
+        if (i < rs->ntables && rs->tables[i].t == t)
+                return;
+        if (i == rs->ntables) {
+                if (rs->ntables == TABLE_CACHE)
+                        return;
+                rs->ntables++;
+                snprintf(rs->tables[i].space, sizeof(rs->tables[i].space), "%s", space);
+        }
+        table_unref(rs->tables[i].t);
+        rs->tables[i].t = table_ref(t);
+}
+
+/* The row names of one change: the source's and the sink's spaces and the encoded key.
+ * Returns the key's length, 0 when the change has no key to track, or a negative errno. */
+static int names(RowState *rs, const Change *c, char *sspace, char *kspace, char *key, CdcError *err) {
+        char ktable[STATE_TABLE_MAX], kschema[STATE_TABLE_MAX];
         const Value *kv = c->op == CHANGE_DELETE ? c->before : c->after;
-        bool deleted = c->op == CHANGE_DELETE;
-        Version sp, kp, kq, kh, next, merged;
-        bool fsp = false, fkp = false, fkq = false, fkh = false;
-        const char *resolution = NULL;
-        int r, n;
-
-        if (!kv || (n = encode_key(c->table, kv, key, sizeof(key))) <= 0)
+        int n;
+        if (c->op == CHANGE_TRUNCATE || table_nkeys(c->table) == 0 || !kv ||
+            (n = encode_key(c->table, kv, key, KEY_MAX)) <= 0)
                 return 0; /* no key to track: applied by position alone */
-        r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable,
-                           sizeof(ktable));
+        int r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable,
+                               sizeof(ktable));
+        if (r == 0 && (space(sspace, STATE_TABLE_MAX, rs->node, c->table->schema, c->table->name) < 0 ||
+                       space(kspace, STATE_TABLE_MAX, rs->conf->sink->name, kschema, ktable) < 0))
+                r = -ENAMETOOLONG;
         if (r < 0)
-                return cdc_error(err, r, false, "state", "table name of %s.%s too long", c->table->schema,
-                                 c->table->name);
-        char sfacts[STATE_TABLE_MAX], kfacts[STATE_TABLE_MAX];
-        if (space(sspace, sizeof(sspace), S, c->table->schema, c->table->name) < 0 ||
-            space(kspace, sizeof(kspace), K, kschema, ktable) < 0 ||
-            fact_space(sfacts, sizeof(sfacts), S, c->table->schema, c->table->name) < 0 ||
-            fact_space(kfacts, sizeof(kfacts), K, kschema, ktable) < 0)
-                return cdc_error(err, -ENAMETOOLONG, false, "state", "table name of %s.%s too long for the state store",
+                return cdc_error(err, r, false, "state", "table name of %s.%s too long for the state store",
                                  c->table->schema, c->table->name);
+        remember_table(rs, sspace, c->table);
+        return n;
+}
 
-        r = state_get(rs->batch, sspace, key, (size_t)n, &sp, &fsp);
+/* What K holds now, as well as we know it (see DESIGN): the reverse pipeline's reading of K's
+ * log (qk), unless our own last write to K (kp) is later than what it has read, which shows as qk
+ * not following kp causally (a write read from K after kp was versioned on top of it). */
+static int belief(RowState *rs, const char *kspace, const char *key, size_t n, Version *kp, bool *fkp, Version *ret,
+                  bool *ret_found) {
+        Version qk;
+        bool fqk = false;
+        int r = state_get(rs->batch, kspace, key, n, kp, fkp);
         if (r == 0)
-                r = state_get(rs->batch, kspace, key, (size_t)n, &kp, &fkp);
+                r = state_get_other(rs->batch, rs->reverse, kspace, key, n, &qk, &fqk);
+        if (r < 0)
+                return r;
+        VClockOrder o = fqk && *fkp ? vclock_compare(&qk.vv, &kp->vv) : VCLOCK_EQUAL;
+        *ret_found = fqk || *fkp;
+        if (fqk && (!*fkp || o == VCLOCK_AFTER || o == VCLOCK_EQUAL))
+                *ret = qk;
+        else if (*fkp)
+                *ret = *kp;
+        return 0;
+}
+
+/* Whether two versions are the same write (a merged vector aside). */
+static bool same_write(const Version *a, const Version *b) {
+        return vclock_equal(&a->wvv, &b->wvv) && strcmp(a->origin, b->origin) == 0 && a->seq == b->seq &&
+               a->deleted == b->deleted;
+}
+
+/* ---- version tags ---- */
+
+static int echo_row(RowState *rs, const TxnInfo *txn, Change *c, const char *sspace, const char *kspace,
+                    const char *key, size_t n, const Version *sq, bool *ret_forward, CdcError *err);
+
+/* The tag's primary key: SHA-256 of the row's name space and key. */
+static void tag_key(const char *space, const char *key, size_t n, uint8_t out[32]) {
+        static __thread uint8_t buf[STATE_TABLE_MAX + 1 + KEY_MAX];
+        size_t sl = strlen(space);
+        memcpy(buf, space, sl + 1);
+        memcpy(buf + sl + 1, key, n);
+        state_sha256(buf, sl + 1 + n, out);
+}
+
+static void note_tag(RowState *rs, const char *kspace, const char *key, size_t n, const Version *v) {
+        snprintf(rs->last_space, sizeof(rs->last_space), "%s", kspace);
+        memcpy(rs->last_key, key, n);
+        rs->last_keylen = n;
+        rs->last_v = *v;
+        rs->have_last = true;
+}
+
+/* bytes as PostgreSQL's hex text form "\x0a1b..." (TYPE_BYTES) */
+static int hex_value(Value *v, const uint8_t *b, size_t n) {
+        static const char digits[] = "0123456789abcdef";
+        char *t = malloc(2 + 2 * n + 1);
+        if (!t)
+                return -ENOMEM;
+        t[0] = '\\';
+        t[1] = 'x';
+        for (size_t i = 0; i < n; i++) {
+                t[2 + 2 * i] = digits[b[i] >> 4];
+                t[3 + 2 * i] = digits[b[i] & 15];
+        }
+        t[2 + 2 * n] = '\0';
+        v->kind = VALUE_TEXT;
+        v->data = t;
+        v->len = (uint32_t)(2 + 2 * n);
+        return 0;
+}
+
+static int unhex(const Value *v, uint8_t *out, size_t size, size_t *ret_len) {
+        if (v->kind != VALUE_TEXT || v->len < 2 || v->data[0] != '\\' || v->data[1] != 'x' || (v->len - 2) % 2 ||
+            (v->len - 2) / 2 > size)
+                return -EBADMSG;
+        for (size_t i = 0; i < (v->len - 2) / 2; i++) {
+                int x = 0;
+                for (int j = 0; j < 2; j++) {
+                        char c = v->data[2 + 2 * i + (size_t)j];
+                        int d = c >= '0' && c <= '9'   ? c - '0'
+                                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                       : -1;
+                        if (d < 0)
+                                return -EBADMSG;
+                        x = x * 16 + d;
+                }
+                out[i] = (uint8_t)x;
+        }
+        *ret_len = (v->len - 2) / 2;
+        return 0;
+}
+
+/* The key columns' values from encode_key's bytes, as a row with the other columns NULL. */
+static int key_values(const Table *t, const char *key, size_t n, Value **ret) {
+        Value *vals = values_new(t->ncols);
+        size_t o = 0;
+        if (!vals)
+                return -ENOMEM;
+        for (int i = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                uint32_t len;
+                if (o + 4 > n)
+                        goto bad;
+                memcpy(&len, key + o, 4);
+                o += 4;
+                if (len == UINT32_MAX)
+                        continue;
+                if (len > n - o || value_set(&vals[i], key + o, len) < 0)
+                        goto bad;
+                o += len;
+        }
+        if (o != n)
+                goto bad;
+        *ret = vals;
+        return 0;
+bad:
+        values_free(vals, t->ncols);
+        return -EBADMSG;
+}
+
+#define TAG_V_MAX (2 + STATE_TABLE_MAX + 4 + KEY_MAX + VERSION_ENCODED_MAX)
+
+int rowstate_tag(RowState *rs, Change *ret) {
+        if (!rs->have_last || !rs->tag_table)
+                return 0;
+        rs->have_last = false;
+        static __thread uint8_t v[TAG_V_MAX];
+        uint8_t k[32];
+        uint16_t sl = (uint16_t)strlen(rs->last_space);
+        uint32_t kl = (uint32_t)rs->last_keylen;
+        size_t o = 0;
+        memcpy(v + o, &sl, 2);
+        o += 2;
+        memcpy(v + o, rs->last_space, sl);
+        o += sl;
+        memcpy(v + o, &kl, 4);
+        o += 4;
+        memcpy(v + o, rs->last_key, kl);
+        o += kl;
+        int n = version_encode(&rs->last_v, v + o, sizeof(v) - o);
+        if (n < 0)
+                return n;
+        o += (size_t)n;
+        tag_key(rs->last_space, rs->last_key, kl, k);
+        Change c = {.op = CHANGE_INSERT, .flags = CHANGE_IDEMPOTENT};
+        c.after = values_new(2);
+        if (!c.after || hex_value(&c.after[0], k, sizeof(k)) < 0 || hex_value(&c.after[1], v, o) < 0) {
+                values_free(c.after, 2);
+                return -ENOMEM;
+        }
+        c.table = table_ref(rs->tag_table);
+        *ret = c;
+        return 1;
+}
+
+int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err) {
+        static __thread uint8_t v[TAG_V_MAX];
+        memset(ret_forward, 0, sizeof(*ret_forward));
+        rs->have_last = false;
+        uint8_t k[32];
+        size_t kn = 0, vn = 0;
+        if (!rs->reverse[0] || !rs->batch || !c->after)
+                return 0;
+        if (unhex(&c->after[0], k, sizeof(k), &kn) < 0 || kn != sizeof(k) || unhex(&c->after[1], v, sizeof(v), &vn) < 0)
+                return cdc_error(err, -EBADMSG, false, "data", "%s malformed row in %s.%s", rs->ctx,
+                                 ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
+        uint16_t sl;
+        uint32_t kl;
+        char sspace[STATE_TABLE_MAX];
+        TagEntry e = {.handled = false};
+        memcpy(e.k, k, sizeof(k));
+        if (vn < 6 || (memcpy(&sl, v, 2), sl >= sizeof(sspace)) || vn < 2u + sl + 4 ||
+            (memcpy(&kl, v + 2 + sl, 4), kl > KEY_MAX) || vn < 2u + sl + 4 + kl ||
+            version_decode(v + 2 + sl + 4 + kl, vn - (2 + sl + 4 + kl), &e.v) < 0)
+                return cdc_error(err, -EBADMSG, false, "data", "%s malformed version in %s.%s", rs->ctx,
+                                 ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
+        memcpy(sspace, v + 2, sl);
+        sspace[sl] = '\0';
+        size_t nl = strlen(rs->node);
+        if (strncmp(sspace, rs->node, nl) != 0 || sspace[nl] != '/')
+                return 0; /* a tag of another connector's rows */
+        if (position_cmp(rs->stash_txn, txn->commit_pos) != 0) {
+                rs->nstash = 0;
+                rs->stash_txn = txn->commit_pos;
+        }
+        for (int i = 0; i < rs->nstash; i++)
+                if (memcmp(rs->stash[i].k, k, sizeof(k)) == 0) { /* a later write of the same row */
+                        memmove(rs->stash + i, rs->stash + i + 1, (size_t)(rs->nstash - i - 1) * sizeof(rs->stash[0]));
+                        rs->nstash--;
+                        break;
+                }
+        if (rs->nstash == TAG_STASH) {
+                memmove(rs->stash, rs->stash + 1, (TAG_STASH - 1) * sizeof(rs->stash[0]));
+                rs->nstash--;
+        }
+        const char *key = (const char *)v + 2 + sl + 4;
+        /* S holds this write now, also when its row change is not in the log (a MySQL update that
+         * changed nothing, a delete of a row that was not there). */
+        int r = state_put(rs->batch, sspace, key, kl, &e.v);
+        if (r < 0)
+                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+        /* A delete needs no image: it is decided now, so that it is decided even when the log
+         * holds no row change for it (the row was not there). */
+        Table *t = NULL;
+        for (int i = 0; i < rs->ntables && !t; i++)
+                if (strcmp(rs->tables[i].space, sspace) == 0)
+                        t = rs->tables[i].t;
+        if (e.v.deleted && t) {
+                Change d = {.op = CHANGE_DELETE, .table = table_ref(t)};
+                char kspace[STATE_TABLE_MAX], kschema[STATE_TABLE_MAX], ktable[STATE_TABLE_MAX];
+                bool go = false;
+                r = key_values(t, key, kl, &d.before);
+                if (r == 0)
+                        r = conf_map_table(rs->conf, t->schema, t->name, kschema, sizeof(kschema), ktable,
+                                           sizeof(ktable));
+                if (r == 0)
+                        r = space(kspace, sizeof(kspace), rs->conf->sink->name, kschema, ktable);
+                if (r == 0)
+                        r = echo_row(rs, txn, &d, sspace, kspace, key, kl, &e.v, &go, err);
+                else
+                        r = cdc_error(err, r, false, "state", "%s cannot rebuild a delete of %s", rs->ctx, sspace);
+                if (r < 0 || !go) {
+                        change_clear(&d);
+                        d.table = NULL;
+                } else {
+                        *ret_forward = d;
+                }
+                if (r < 0)
+                        return r;
+                e.handled = true;
+        }
+        rs->stash[rs->nstash++] = e;
+        return slice(rs, err) < 0 ? err->code : (ret_forward->table ? 1 : 0);
+}
+
+/* The exact version of an echoed row change: its tag, read just before it in the transaction. */
+static bool stash_take(RowState *rs, const TxnInfo *txn, const char *space, const char *key, size_t n, Version *ret,
+                       bool *ret_handled) {
+        uint8_t k[32];
+        *ret_handled = false;
+        if (rs->nstash == 0 || position_cmp(rs->stash_txn, txn->commit_pos) != 0)
+                return false;
+        tag_key(space, key, n, k);
+        for (int i = 0; i < rs->nstash; i++)
+                if (memcmp(rs->stash[i].k, k, sizeof(k)) == 0) {
+                        *ret = rs->stash[i].v;
+                        *ret_handled = rs->stash[i].handled;
+                        memmove(rs->stash + i, rs->stash + i + 1, (size_t)(rs->nstash - i - 1) * sizeof(rs->stash[0]));
+                        rs->nstash--;
+                        return true;
+                }
+        return false;
+}
+
+/* Decides whether S's row version in (an application write, or what an echo left) goes to K,
+ * which holds kh as far as we know; records the write in our "K/" row when it goes. */
+static int forward(RowState *rs, Change *c, const char *sspace, const char *kspace, const char *key, size_t n,
+                   const Version *kh, bool fkh, const Version *in, uint64_t wcounter, bool *ret_apply, CdcError *err) {
+        Version merged;
+        const char *resolution = NULL;
+        int r;
+        if (fkh && vclock_equal(&kh->wvv, &in->wvv) && strcmp(kh->origin, in->origin) == 0) {
+                /* K holds another change of the very source transaction this one comes from:
+                 * the later change (by seq) is the newer, whatever else the vectors absorbed. */
+                merged = *in;
+                r = vclock_merge(&kh->vv, &in->vv, &merged.vv);
+                if (r == 0)
+                        r = in->seq > kh->seq ? VERSION_APPLY : VERSION_SKIP;
+        } else {
+                r = version_decide(fkh ? kh : NULL, in, rs->conf->conflict, rs->conf->resolve,
+                                   (const char *const *)rs->conf->priority, rs->conf->npriority, &merged, &resolution);
+        }
+        if (r < 0)
+                return cdc_error(err, r, false, "state", "cannot decide a change of %s: %s", sspace, strerror(-r));
+        int verdict = r;
+        if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) {
+                char kt[512];
+                key_text(c->table, c->op == CHANGE_DELETE ? c->before : c->after, kt, sizeof(kt));
+                report_conflict(rs, sspace + strlen(rs->node) + 1, kt, kh, in, verdict, resolution);
+        }
+        /* A delete of a row K no longer holds sends nothing: then nothing is recorded either (a
+         * write recorded without reaching K's log would never be seen by the reverse pipeline). */
+        bool apply = (verdict == VERSION_APPLY || verdict == VERSION_CONFLICT_APPLY) && fit(c, kh, fkh);
+        if (apply) {
+                /* Our write is a new event on K: it gets its own counter, so that what the
+                 * reverse pipeline reads from K after it (and versions on top of it) follows it,
+                 * and what K held before it does not. */
+                r = vclock_set(&merged.vv, rs->wnode, wcounter);
+                if (r == 0)
+                        r = state_put(rs->batch, kspace, key, n, &merged);
+                if (r == 0)
+                        note_tag(rs, kspace, key, n, &merged);
+                if (r < 0)
+                        return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", kspace,
+                                         strerror(-r));
+                /* K may hold anything by now (an application write we have not read yet): the
+                 * sink makes the row equal to this image whatever it finds. */
+                c->flags |= CHANGE_IDEMPOTENT;
+        }
+        *ret_apply = apply;
+        return 0;
+}
+
+static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply, CdcError *err) {
+        char sspace[STATE_TABLE_MAX], kspace[STATE_TABLE_MAX], key[KEY_MAX];
+        const char *S = rs->node;
+        bool deleted = c->op == CHANGE_DELETE;
+        Version sp, kp, kh, next;
+        bool fsp = false, fkp = false, fkh = false;
+        int n = names(rs, c, sspace, kspace, key, err);
+        if (n <= 0)
+                return n;
+        int r = state_get(rs->batch, sspace, key, (size_t)n, &sp, &fsp);
         if (r == 0)
-                r = state_get_other(rs->batch, rs->reverse, kfacts, key, (size_t)n, &kq, &fkq);
+                r = belief(rs, kspace, key, (size_t)n, &kp, &fkp, &kh, &fkh);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: read of %s failed: %s", sspace, strerror(-r));
 
@@ -397,13 +730,14 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                 sp.seq = seq;
                 sp.deleted = deleted;
                 r = state_put(rs->batch, sspace, key, (size_t)n, &sp);
-                if (r == 0)
-                        r = put_fact(rs, sfacts, key, (size_t)n, &sp);
                 if (r == 0 && won) {
                         Version held = kp; /* what K held before this change, for fit() */
                         kp.seq = seq;
                         kp.deleted = deleted;
+                        kp.wvv = sp.wvv;
                         r = state_put(rs->batch, kspace, key, (size_t)n, &kp);
+                        if (r == 0)
+                                note_tag(rs, kspace, key, (size_t)n, &kp);
                         kp = held;
                 }
                 if (r < 0)
@@ -414,143 +748,77 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                 *ret_apply = won && fit(c, &kp, true);
                 return slice(rs, err);
         }
-        /* What S held just before this write is what our own "S/" row says: we read S's log in
-         * order, application writes and echoes (rowstate_echo) alike. The reverse pipeline's rows
-         * may already hold writes that reach S only after this one. */
-        r = pick(rs, &kp, fkp, &kq, fkq, &kh, &fkh);
+        /* S held what our own "S/" row says just before this write: we read S's log in order,
+         * application writes and echoes alike. */
+        r = version_next(fsp ? &sp : NULL, S, counter, txn->commit_ts, seq, deleted, &next);
         if (r == 0)
-                r = version_next(fsp ? &sp : NULL, S, counter, txn->commit_ts, seq, deleted, &next);
+                r = state_put(rs->batch, sspace, key, (size_t)n, &next);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "cannot version a change of %s: %s", sspace, strerror(-r));
-        r = version_decide(fkh ? &kh : NULL, &next, rs->conf->conflict, rs->conf->resolve,
-                           (const char *const *)rs->conf->priority, rs->conf->npriority, &merged, &resolution);
-        if (r < 0)
-                return cdc_error(err, r, false, "state", "cannot decide a change of %s: %s", sspace, strerror(-r));
-        int verdict = r;
-        if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) {
-                char kt[512];
-                key_text(c->table, kv, kt, sizeof(kt));
-                report_conflict(rs, sspace + strlen(S) + 1, kt, &kh, &next, verdict, resolution);
-        }
-        bool apply = verdict == VERSION_APPLY || verdict == VERSION_CONFLICT_APPLY;
-        /* S holds this write whatever K does; K holds the winner (with a vector covering both). */
-        r = state_put(rs->batch, sspace, key, (size_t)n, &next);
+        r = forward(rs, c, sspace, kspace, key, (size_t)n, &kh, fkh, &next, counter, ret_apply, err);
+        return r < 0 ? r : slice(rs, err);
+}
+
+/* S now holds sq, the reverse pipeline's write read back from S's log (c: its row change, with
+ * the row's key): records it, and decides whether K must get it too. */
+static int echo_row(RowState *rs, const TxnInfo *txn, Change *c, const char *sspace, const char *kspace,
+                    const char *key, size_t n, const Version *sq, bool *ret_forward, CdcError *err) {
+        Version kp, kh;
+        bool fkp = false, fkh = false;
+        int r = belief(rs, kspace, key, n, &kp, &fkp, &kh, &fkh);
         if (r == 0)
-                r = put_fact(rs, sfacts, key, (size_t)n, &next);
-        if (r == 0 && (apply || !fkh || !version_equal(&merged, &kh)))
-                r = state_put(rs->batch, kspace, key, (size_t)n, &merged);
+                r = state_put(rs->batch, sspace, key, n, sq);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
-        /* K may hold a write we have not read yet: the sink makes the row equal to the winner's
-         * image whatever it finds, rather than fail on it (two pipelines failing on each other's
-         * unread writes would never get past them). */
-        if (apply)
-                c->flags |= CHANGE_IDEMPOTENT;
-        *ret_apply = apply && fit(c, &kh, fkh);
-        return slice(rs, err);
+                return cdc_error(err, r, false, "state", "state store: access to %s failed: %s", sspace, strerror(-r));
+        /* Usually K holds that very write (it came from K). It goes back only when K was left with
+         * a write that loses to it: ours, made before we read this echo. */
+        if (fkh && same_write(&kh, sq))
+                return 0;
+        r = forward(rs, c, sspace, kspace, key, n, &kh, fkh, sq, position_counter(txn->commit_pos), ret_forward, err);
+        if (r < 0)
+                return r;
+        if (*ret_forward) {
+                char kt[512];
+                key_text(c->table, c->op == CHANGE_DELETE ? c->before : c->after, kt, sizeof(kt));
+                log_info(rs->ctx,
+                         "%s (%s): the sink was left with an older write than the source holds; sending it "
+                         "the source's row",
+                         sspace + strlen(rs->node) + 1, kt);
+        }
+        return 0;
 }
 
 int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_forward, CdcError *err) {
-        char sspace[STATE_TABLE_MAX], kspace[STATE_TABLE_MAX], ktable[STATE_TABLE_MAX], kschema[STATE_TABLE_MAX];
-        char key[KEY_MAX];
-        const char *S = rs->node, *K = rs->conf->sink->name;
-        const Value *kv = c->op == CHANGE_DELETE ? c->before : c->after;
-        Version sp, sq, kp, kq, kh, in, merged;
-        bool fsp = false, fsq = false, fkp = false, fkq = false, fkh = false;
-        const char *resolution = NULL;
-        int r, n;
-
+        char sspace[STATE_TABLE_MAX], kspace[STATE_TABLE_MAX], key[KEY_MAX];
+        Version sq;
+        bool fsq = false, handled = false;
+        (void)seq;
         *ret_forward = false;
-        if (!rs->reverse[0] || !rs->batch || c->op == CHANGE_TRUNCATE || table_nkeys(c->table) == 0 || !kv ||
-            (n = encode_key(c->table, kv, key, sizeof(key))) <= 0)
+        rs->have_last = false;
+        if (!rs->reverse[0] || !rs->batch)
                 return 0;
-        r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable,
-                           sizeof(ktable));
-        if (r < 0)
-                return cdc_error(err, r, false, "state", "table name of %s.%s too long", c->table->schema,
-                                 c->table->name);
-        if (space(sspace, sizeof(sspace), S, c->table->schema, c->table->name) < 0 ||
-            space(kspace, sizeof(kspace), K, kschema, ktable) < 0)
-                return cdc_error(err, -ENAMETOOLONG, false, "state", "table name of %s.%s too long for the state store",
-                                 c->table->schema, c->table->name);
-        r = state_get(rs->batch, sspace, key, (size_t)n, &sp, &fsp);
-        if (r == 0)
+        int n = names(rs, c, sspace, kspace, key, err);
+        if (n <= 0)
+                return n;
+        int r = 0;
+        fsq = stash_take(rs, txn, sspace, key, (size_t)n, &sq, &handled);
+        if (handled)
+                return 0; /* a delete, decided when its tag was read */
+        if (!fsq)         /* no tag (a sink of an older cdcsync): the reverse pipeline's latest write */
                 r = state_get_other(rs->batch, rs->reverse, sspace, key, (size_t)n, &sq, &fsq);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: read of %s failed: %s", sspace, strerror(-r));
         if (!fsq)
                 return 0; /* the reverse pipeline's rows were rolled back: it writes this again */
-        VClockOrder o = fsp ? vclock_compare(&sp.vv, &sq.vv) : VCLOCK_BEFORE;
-        if (o == VCLOCK_BEFORE || o == VCLOCK_EQUAL) {
-                /* The reverse pipeline decided this write knowing all S held: S holds it now. */
-                r = state_put(rs->batch, sspace, key, (size_t)n, &sq);
-                if (r < 0)
-                        return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace,
-                                         strerror(-r));
-                return slice(rs, err);
-        }
-        /* The reverse pipeline overwrote an application write on S that it had not read yet (sp):
-         * S now holds the echo's image, whatever the resolver had said, and K (which may hold sp
-         * or a write the reverse pipeline judged against stale knowledge) must get it too, or the
-         * two sides stay apart. The overwrite is a real write on S at the echo's position: it is
-         * versioned as such, on top of everything known, so it supersedes all of it. */
-        Version base = sq;
-        r = vclock_merge(&sq.vv, &sp.vv, &base.vv);
-        if (r == 0)
-                r = state_get(rs->batch, kspace, key, (size_t)n, &kp, &fkp);
-        if (r == 0) {
-                char kfacts[STATE_TABLE_MAX];
-                r = fact_space(kfacts, sizeof(kfacts), K, kschema, ktable);
-                if (r == 0)
-                        r = state_get_other(rs->batch, rs->reverse, kfacts, key, (size_t)n, &kq, &fkq);
-        }
-        if (r == 0)
-                r = pick(rs, &kp, fkp, &kq, fkq, &kh, &fkh);
-        if (r == 0 && fkh) {
-                r = vclock_merge(&base.vv, &kh.vv, &base.vv);
-                if (kh.ts > base.ts)
-                        base.ts = kh.ts;
-        }
-        if (r == 0 && sp.ts > base.ts)
-                base.ts = sp.ts;
-        if (r == 0) {
-                r = version_next(&base, S, position_counter(txn->commit_pos), txn->commit_ts, seq,
-                                 c->op == CHANGE_DELETE, &in);
-                if (r == -EINVAL) { /* our facts run ahead of this echo (a batch redone): nothing to mend */
-                        log_debug(rs->ctx, "echo of %s older than what is known: not mended", sspace);
-                        r = state_put(rs->batch, sspace, key, (size_t)n, &sq);
-                        return r < 0 ? cdc_error(err, r, false, "state", "state store: write failed: %s", strerror(-r))
-                                     : slice(rs, err);
-                }
-        }
-        if (r == 0)
-                r = version_decide(fkh ? &kh : NULL, &in, rs->conf->conflict, rs->conf->resolve,
-                                   (const char *const *)rs->conf->priority, rs->conf->npriority, &merged, &resolution);
-        if (r < 0)
-                return cdc_error(err, r, false, "state", "cannot decide an echo of %s: %s", sspace, strerror(-r));
-        int verdict = r;
-        bool apply = verdict == VERSION_APPLY || verdict == VERSION_CONFLICT_APPLY;
-        char kt[512];
-        key_text(c->table, kv, kt, sizeof(kt));
-        log_info(rs->ctx, "%s (%s): the reverse pipeline overwrote a write it had not seen; %s", sspace + strlen(S) + 1,
-                 kt, apply ? "sending the sink the image it left" : "the sink already holds a later write");
-        if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP)
-                report_conflict(rs, sspace + strlen(S) + 1, kt, &kh, &in, verdict, resolution);
-        r = state_put(rs->batch, sspace, key, (size_t)n, &in);
-        if (r == 0 && (apply || !fkh || !version_equal(&merged, &kh)))
-                r = state_put(rs->batch, kspace, key, (size_t)n, &merged);
-        if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
-        if (apply)
-                c->flags |= CHANGE_IDEMPOTENT;
-        *ret_forward = apply && fit(c, &kh, fkh);
-        return slice(rs, err);
+        r = echo_row(rs, txn, c, sspace, kspace, key, (size_t)n, &sq, ret_forward, err);
+        return r < 0 ? r : slice(rs, err);
 }
 
 int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply, CdcError *err) {
         char table[STATE_TABLE_MAX];
         char key[KEY_MAX];
         *ret_apply = true;
+        rs->have_last = false;
         if (c->op == CHANGE_TRUNCATE || table_nkeys(c->table) == 0 || !rs->batch)
                 return 0;
         if (rs->reverse[0])

@@ -81,7 +81,8 @@ static void sha256_block(uint32_t h[8], const uint8_t *p) {
         h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
-static void sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
+void state_sha256(const void *data_, size_t len, uint8_t out[32]) {
+        const uint8_t *data = data_;
         uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                          0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
         uint8_t tail[128] = {0};
@@ -146,7 +147,7 @@ static int encode_rowpart(const char *table, const void *key, size_t keylen, uin
                 o += keylen;
         } else {
                 buf[o++] = 1;
-                sha256(key, keylen, buf + o);
+                state_sha256(key, keylen, buf + o);
                 o += 32;
         }
         *ret_len = o;

@@ -755,6 +755,11 @@ static int simple(Sink *k, const char *sql, CdcError *err) {
 
 static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *name, size_t nl) {
         const char *def = k->conn->database ? k->conn->database : t->schema;
+        if (strcmp(t->schema, "cdcsync") == 0) { /* our own bookkeeping keeps its place */
+                snprintf(schema, sl, "%s", t->schema);
+                snprintf(name, nl, "%s", t->name);
+                return 0;
+        }
         char full[512];
         snprintf(full, sizeof(full), "%s.%s", t->schema, t->name);
         if (k->pipe)
@@ -1392,6 +1397,13 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                            "pipeline VARCHAR(255) NOT NULL PRIMARY KEY, pos_hi BIGINT UNSIGNED NOT NULL, "
                            "pos_lo BIGINT UNSIGNED NOT NULL, pos_text VARCHAR(255) NOT NULL, "
                            "source_commit_ts DATETIME(6) NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
+                           err);
+        /* Bidirectional sync: the version tags (engine/rowstate.c), written in the batch's
+         * transaction just before each row and read back by the reverse pipeline from our binlog. */
+        if (r >= 0 && pipe && pipe->bidirectional)
+                r = simple(k,
+                           "CREATE TABLE IF NOT EXISTS `cdcsync`.`versions` (k VARBINARY(32) NOT NULL PRIMARY KEY, "
+                           "v BLOB NOT NULL) ENGINE=InnoDB",
                            err);
         if (r < 0)
                 goto out;

@@ -455,7 +455,10 @@ static int schema_load(Source *s, const char *schema, const char *name, SchemaEn
                 r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
                 goto out;
         }
-        e->wanted = pipeline_wants(s->pipe, schema, name);
+        /* bidirectional sync also reads the reverse sink's version tags (engine/rowstate.c) */
+        e->wanted =
+                pipeline_wants(s->pipe, schema, name) ||
+                (s->pipe && s->pipe->bidirectional && strcmp(schema, "cdcsync") == 0 && strcmp(name, "versions") == 0);
         if (!e->wanted) {
                 *ret = e;
                 return 0;

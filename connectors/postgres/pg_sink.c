@@ -240,6 +240,23 @@ static bool sqlstate_is(const CdcError *err, const char *state) {
 
 /* ---- session set-up ---- */
 
+/* Bidirectional sync: the table of version tags (engine/rowstate.c), written in the batch's
+ * transaction just before each row, read back by the reverse pipeline from our log. */
+static int ensure_versions_table(Sink *k, CdcError *err) {
+        if (!k->pipe || !k->pipe->bidirectional)
+                return 0;
+        int r = exec_params(k, "CREATE TABLE IF NOT EXISTS cdcsync.versions (k bytea PRIMARY KEY, v bytea NOT NULL)", 0,
+                            NULL, "creating table cdcsync.versions", NULL, err);
+        if (r < 0 && sqlstate_is(err, "42501"))
+                return cdc_error(err, -EACCES, false, "privilege",
+                                 "sink %s: cannot create table cdcsync.versions (bidirectional sync): permission "
+                                 "denied — run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
+                                 k->conf->name);
+        if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505") && !sqlstate_is(err, "42710"))
+                return r;
+        return 0;
+}
+
 static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         PGresult *res = NULL;
         bool have_schema, have_table;
@@ -255,7 +272,7 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         have_table = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
         PQclear(res);
         if (have_table)
-                return 0;
+                return ensure_versions_table(k, err);
         /* CREATE SCHEMA IF NOT EXISTS checks the database privilege even when the schema exists,
          * hence the look-up first. 42P06/42P07/23505/42710: another pipeline created it just now
          * (IF NOT EXISTS does not cover a concurrent creation: the loser fails on the catalogue's
@@ -284,7 +301,7 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
                                  k->conf->name);
         if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505") && !sqlstate_is(err, "42710"))
                 return r;
-        return 0;
+        return ensure_versions_table(k, err);
 }
 
 #define ORIGIN_GRANT                                                                                                   \

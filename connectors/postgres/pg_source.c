@@ -171,6 +171,58 @@ static int slot_state(Source *s, bool *ret_invalid, CdcError *err) {
         return r;
 }
 
+/* Bidirectional sync: the reverse pipeline's sink writes version tags into cdcsync.versions just
+ * before each row (engine/rowstate.c); this pipeline reads them back, so the table must exist
+ * here and be published (the reverse sink creates it too; whichever comes first). */
+static int ensure_versions(Source *s, bool pub_exists, CdcError *err) {
+        static const char *const ddl[] = {
+                "CREATE SCHEMA IF NOT EXISTS cdcsync",
+                "CREATE TABLE IF NOT EXISTS cdcsync.versions (k bytea PRIMARY KEY, v bytea NOT NULL)",
+        };
+        PGresult *res = query(s, s->sql, "SELECT to_regclass('cdcsync.versions') IS NOT NULL", 0, NULL, err);
+        if (!res)
+                return err->code;
+        bool have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        for (size_t i = 0; i < sizeof(ddl) / sizeof(ddl[0]) && !have; i++) {
+                res = query(s, s->sql, ddl[i], 0, NULL, err);
+                if (!res) {
+                        /* retried: the reverse pipeline's sink may be creating it this very moment
+                         * (IF NOT EXISTS does not cover a concurrent creation), or the grant may come */
+                        size_t n = strlen(err->message);
+                        snprintf(err->message + n, sizeof(err->message) - n,
+                                 " — bidirectional sync needs table cdcsync.versions in the source database: create "
+                                 "it (k bytea PRIMARY KEY, v bytea NOT NULL) or grant CREATE to the source's user");
+                        err->retriable = true;
+                        return err->code;
+                }
+                PQclear(res);
+        }
+        if (!pub_exists || s->pipe->all_tables)
+                return 0;
+        const char *params[] = {s->publication};
+        res = query(s, s->sql,
+                    "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = 'cdcsync' "
+                    "AND tablename = 'versions'",
+                    1, params, err);
+        if (!res)
+                return err->code;
+        bool member = PQntuples(res) == 1;
+        PQclear(res);
+        if (member)
+                return 0;
+        char *pub = PQescapeIdentifier(s->sql, s->publication, strlen(s->publication));
+        char sql[256];
+        snprintf(sql, sizeof(sql), "ALTER PUBLICATION %s ADD TABLE cdcsync.versions", pub ? pub : "\"\"");
+        PQfreemem(pub);
+        res = query(s, s->sql, sql, 0, NULL, err);
+        if (!res)
+                return err->code;
+        PQclear(res);
+        log_info(s->ctx, "added cdcsync.versions to publication \"%s\" (bidirectional sync)", s->publication);
+        return 0;
+}
+
 /* Creates the publication from the pipeline's tables when it does not exist. */
 static int ensure_publication(Source *s, CdcError *err) {
         const char *params[] = {s->publication};
@@ -179,6 +231,11 @@ static int ensure_publication(Source *s, CdcError *err) {
                 return err->code;
         bool exists = PQntuples(res) == 1;
         PQclear(res);
+        if (s->pipe->bidirectional) {
+                int r = ensure_versions(s, exists, err);
+                if (r < 0)
+                        return r;
+        }
         if (exists)
                 return 0;
 
@@ -206,6 +263,8 @@ static int ensure_publication(Source *s, CdcError *err) {
                         PQfreemem(sch);
                         PQfreemem(tab);
                 }
+                if (s->pipe->bidirectional)
+                        fputs(", cdcsync.versions", f);
         }
         fclose(f);
         res = query(s, s->sql, sql, 0, NULL, err);

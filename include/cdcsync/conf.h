@@ -77,6 +77,7 @@ typedef struct {
         int batch_max_rows;
         bool snapshot;        /* snapshot = initial */
         char *start_position; /* owned or NULL */
+        bool bidirectional;   /* another pipeline runs the other way (sink → source): set by conf_load */
         const char *file;
         int line;
         uint64_t hash; /* of this section and of both connectors' sections */

@@ -33,6 +33,21 @@ int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bo
  * go to the sink (c possibly rewritten as in rowstate_check): the reverse pipeline overwrote an
  * application write it had not seen, so the sink must get the image the source was left with. */
 int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_forward, CdcError *err);
+/* Version tags (bidirectional sync): the sink writes, in the same transaction and just before
+ * each row it applies, the row's version into the table cdcsync.versions (k: SHA-256 of the row's
+ * name, v: the name and the version). The reverse pipeline reads them back from the sink's log in
+ * the echo transaction and so knows exactly which version each echoed row change is. */
+#define ROWSTATE_TAG_SCHEMA "cdcsync"
+#define ROWSTATE_TAG_TABLE "versions"
+bool rowstate_is_tag_table(const Table *t);
+/* After rowstate_check/rowstate_echo applied a change: the tag change to send to the sink just
+ * before it (*ret owned by the caller). Returns 1, 0 when there is none, or -ENOMEM. */
+int rowstate_tag(RowState *rs, Change *ret);
+/* A change of cdcsync.versions read in an echo transaction: records that the source now holds
+ * that version, and keeps it for the row change that follows. A delete is decided here (its row
+ * change may be missing from the log): returns 1 with *ret_forward set (owned by the caller) when
+ * it must go to the sink, 0 otherwise, or a negative errno. */
+int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err);
 /* Durably records the batch (ending at end) BEFORE the sink commits it. */
 int rowstate_batch_commit(RowState *rs, Position end, CdcError *err);
 void rowstate_batch_abort(RowState *rs);

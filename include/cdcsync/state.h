@@ -38,6 +38,9 @@
 typedef struct State State;
 typedef struct StateBatch StateBatch;
 
+/* SHA-256 of len bytes (the digest the store uses for long row keys). */
+void state_sha256(const void *data, size_t len, uint8_t out[32]);
+
 /* Opens (creating with mode 0700) the store under dir. Returns 0 or -errno. */
 int state_open(const char *dir, State **ret);
 /* Closes the store; every batch must be finished. Accepts NULL, returns NULL. */

@@ -198,10 +198,6 @@ static void test_conflicts(void **state) {
         assert_true(found);
         assert_false(v.deleted); /* what ba made a hold at 500 */
         assert_int_equal(vclock_get(&v.vv, "b"), 500);
-        assert_int_equal(state_lookup(st, "ba", "b!/public.t", key, 5, &v, &found), 0);
-        assert_true(found);
-        assert_true(v.deleted); /* a fact of b's log stays */
-        assert_int_equal(vclock_get(&v.vv, "b"), 600);
         rowstate_free(ab);
         rowstate_free(ba);
         state_free(st);
