@@ -133,6 +133,8 @@ static const ConfKey pipeline_keys[] = {
          "copy existing rows first, or stream right away"},
         {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0, "FILE:POS | GTID | LSN",
          "with snapshot = never: where a new pipeline starts; default now"},
+        {"tombstone_days", K_INT, "7", T_ALL, 0, true, false, PIP(tombstone_days), 0, 1, 36500, "1..36500",
+         "days a deleted row's version is kept; an older change can revive it"},
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))

@@ -54,8 +54,9 @@ struct Pipeline {
         const PipelineConf *conf;
         const SourceOps *source_ops;
         const SinkOps *sink_ops;
-        State *state;   /* shared store, borrowed; may be NULL */
-        RowState *rows; /* this pipeline's view of state, NULL when state is NULL */
+        State *state;     /* shared store, borrowed; may be NULL */
+        RowState *rows;   /* this pipeline's view of state, NULL when state is NULL */
+        time_t pruned_at; /* monotonic seconds of the last tombstone pruning, engine thread only */
         PipelineStats stats;
         BidiPeers peers;     /* echo marks of reverse pipelines (bidirectional sync) */
         uint64_t echoes;     /* echo transactions dropped, engine thread only */
@@ -253,6 +254,24 @@ static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
         return queue_push(p->q_sink, &be);
 }
 
+/* Versions of deleted rows are kept tombstone_days, then dropped: at most hourly, when the
+ * source is idle and no batch holds the store's write lock. */
+static void prune_tombstones(Pipeline *p, bool batch_open) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!p->rows || batch_open || (p->pruned_at && now.tv_sec - p->pruned_at < 3600))
+                return;
+        p->pruned_at = now.tv_sec;
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int r = rowstate_prune(p->rows, (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
+        if (r > 0)
+                log_info(p->ctx, "pruned %d row version(s) of rows deleted more than %d day(s) ago", r,
+                         p->conf->tombstone_days);
+        else if (r < 0)
+                log_warn(p->ctx, "cannot prune old tombstones: %s", strerror(-r));
+}
+
 /* Bidirectional sync: the version tag of the change just decided goes to the sink just before
  * it. Returns 1 when a tag was sent, 0 when there is none, -ECANCELED on stop, or an error. */
 static int push_tag(Pipeline *p, const TxnInfo *txn, CdcError *err) {
@@ -317,8 +336,10 @@ static void *engine_main(void *arg) {
                         batch_rows = 0;
                 }
                 note_depth(p);
-                if (r == -ETIMEDOUT)
+                if (r == -ETIMEDOUT) {
+                        prune_tombstones(p, batch_open);
                         continue;
+                }
                 if (r < 0)
                         break;
                 switch (ev.kind) {

@@ -876,3 +876,10 @@ void rowstate_batch_abort(RowState *rs) {
 void rowstate_batch_done(RowState *rs, uint64_t batch_no) {
         __atomic_store_n(&rs->done_upto, batch_no, __ATOMIC_RELEASE);
 }
+
+int rowstate_prune(RowState *rs, int64_t now_us) {
+        if (rs->batch)
+                return -EBUSY; /* the batch holds the store's single write lock */
+        return state_prune_tombstones(rs->st, rs->conf->name,
+                                      now_us - (int64_t)rs->conf->tombstone_days * 86400000000LL);
+}

@@ -75,6 +75,7 @@ typedef struct {
         char **priority; /* owned, connector names, npriority entries */
         int npriority;
         int batch_max_rows;
+        int tombstone_days;   /* row versions of deleted rows older than this are pruned */
         bool snapshot;        /* snapshot = initial */
         char *start_position; /* owned or NULL */
         bool bidirectional;   /* another pipeline runs the other way (sink → source): set by conf_load */

@@ -48,6 +48,9 @@ int rowstate_tag(RowState *rs, Change *ret);
  * change may be missing from the log): returns 1 with *ret_forward set (owned by the caller) when
  * it must go to the sink, 0 otherwise, or a negative errno. */
 int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err);
+/* Drops tombstones (versions of deleted rows) older than the pipeline's tombstone_days; only
+ * between batches. Returns how many, or a negative errno. */
+int rowstate_prune(RowState *rs, int64_t now_us);
 /* Durably records the batch (ending at end) BEFORE the sink commits it. */
 int rowstate_batch_commit(RowState *rs, Position end, CdcError *err);
 void rowstate_batch_abort(RowState *rs);
