@@ -165,7 +165,7 @@ static int encode_key(const Table *t, const Value *vals, char *buf, size_t size)
 }
 
 static int put_version(RowState *rs, const char *table, const char *key, size_t keylen, const TxnInfo *txn,
-                       uint32_t seq, bool deleted, bool *ret_apply, CdcError *err) {
+                       uint32_t seq, bool deleted, Change *c, bool *ret_apply, CdcError *err) {
         Version stored, next;
         bool found = false;
         int r = state_get(rs->batch, table, key, keylen, &stored, &found);
@@ -193,6 +193,8 @@ static int put_version(RowState *rs, const char *table, const char *key, size_t 
         r = state_put(rs->batch, table, key, keylen, &next);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", table, strerror(-r));
+        if (c && change_set_version(c, &next.vv, next.ts, next.origin) < 0) /* the sink publishes it */
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
         *ret_apply = true;
         return 0;
 }
@@ -416,6 +418,8 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                 r = state_put(rs->batch, kspace, key, (size_t)n, &merged);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+        if (apply && change_set_version(c, &merged.vv, merged.ts, merged.origin) < 0) /* the sink publishes it */
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
         *ret_apply = apply && fit(c, &kh, fkh);
         return slice(rs, err);
 }
@@ -532,7 +536,7 @@ int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bo
                 int n = encode_key(c->table, newv, key, sizeof(key));
                 if (n <= 0)
                         return 0; /* a key too long to track is applied by position alone */
-                r = put_version(rs, table, key, (size_t)n, txn, seq, false, ret_apply, err);
+                r = put_version(rs, table, key, (size_t)n, txn, seq, false, c, ret_apply, err);
                 if (r < 0 || !*ret_apply)
                         return r;
         }
@@ -543,7 +547,7 @@ int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bo
                 /* A delete, or an update that moved the row to another key: the old key gets a
                  * tombstone, so a stale change of it cannot bring the row back. */
                 if (n > 0 && (nn != n || memcmp(key, newkey, (size_t)n) != 0)) {
-                        r = put_version(rs, table, key, (size_t)n, txn, seq, true, ret_apply, err);
+                        r = put_version(rs, table, key, (size_t)n, txn, seq, true, newv ? NULL : c, ret_apply, err);
                         if (r < 0)
                                 return r;
                         if (!newv && !*ret_apply)

@@ -621,7 +621,7 @@ static void buf_source(Buf *b, const Change *c, const TxnInfo *txn, const Envelo
                 buf_cstr(b, src->pos_text ? src->pos_text : "");
         }
         if (src->vclock) {
-                buf_puts(b, ",\"vclock\":{");
+                buf_puts(b, ",\"cdcsync_vclock\":{");
                 for (uint32_t i = 0; i < src->vclock->n; i++) {
                         if (i)
                                 buf_add(b, ",", 1);
