@@ -608,13 +608,17 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
                 .db = k->db,
                 .pos_text = pos_text,
                 .sequence = seq,
-                .vclock = NULL, /* the engine does not hand row versions to sinks (yet) */
+                .vclock = c->version ? &c->version->vv : NULL, /* NULL: the pipeline keeps no versions */
         };
         if (envelope_key_changed(c)) {
-                /* Debezium's form: delete + tombstone of the old key, create of the new one. */
+                /* Debezium's form: delete + tombstone of the old key, create of the new one. The
+                 * version is the new key's: the old key's delete is published without one rather
+                 * than with a vector of another key's history. */
                 Change del = {.op = CHANGE_DELETE, .table = c->table, .before = c->before, .lsn = c->lsn};
                 Change ins = {.op = CHANGE_INSERT, .table = c->table, .after = c->after, .lsn = c->lsn};
-                r = produce_change(k, topic, txn, &del, &src, err);
+                EnvelopeSource del_src = src;
+                del_src.vclock = NULL;
+                r = produce_change(k, topic, txn, &del, &del_src, err);
                 if (r == 0)
                         r = produce_change(k, topic, txn, &ins, &src, err);
         } else {
