@@ -672,7 +672,7 @@ static int topic_entry(Sink *k, const Table *t, TopicEntry **ret, CdcError *err)
 
 static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         char pos_text[96], seq[160];
-        TopicEntry *te;
+        TopicEntry *te = NULL;
         int r;
         /* The snapshot opens with a truncate so that a database sink starts empty; on Kafka it
          * would tell consumers to drop rows that the snapshot's reads then upsert anyway (and
