@@ -95,6 +95,16 @@ static void buf_str(Buf *b, const char *s, size_t n) {
         buf_add(b, "\"", 1);
         size_t i = 0;
         while (i < n) {
+                /* Plain ASCII needs no escape and no UTF-8 check: copied a run at a time (most
+                 * text is; the per-character path below was the sink's hottest spot). */
+                size_t run = i;
+                while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
+                        run++;
+                if (run > i) {
+                        buf_add(b, s + i, run - i);
+                        i = run;
+                        continue;
+                }
                 unsigned char c = u[i];
                 if (c == '"' || c == '\\') {
                         char esc[2] = {'\\', (char)c};

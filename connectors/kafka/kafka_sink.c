@@ -738,9 +738,12 @@ static int wait_delivered(Sink *k, CdcError *err) {
 
 static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
         (void)last;
+        int64_t t0 = mono_ms();
+        uint64_t n = k->sent;
         int r = wait_delivered(k, err);
         if (r < 0)
                 return r;
+        int64_t t1 = mono_ms();
         /* The batch is in Kafka: only now may the checkpoint say so. */
         json_t *j = json_object();
         char hi[24], lo[24];
@@ -760,6 +763,10 @@ static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const 
         free(value);
         if (r == 0)
                 r = wait_delivered(k, err);
+        if (r == 0)
+                log_debug(k->ctx,
+                          "batch to %s: %" PRIu64 " messages delivered in %" PRId64 " ms, checkpoint in %" PRId64 " ms",
+                          pos_text, n, t1 - t0, mono_ms() - t1);
         return r;
 }
 
