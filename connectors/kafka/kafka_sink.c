@@ -30,6 +30,7 @@ typedef struct {
         char *schema, *name; /* owned: the source's names (the cache key) */
         char table[520];     /* "schema.table" as the sink names it (after map) */
         char topic[ENVELOPE_TOPIC_MAX + 1];
+        rd_kafka_topic_t *rkt; /* owned: a handle made at open to fetch the topic's metadata early */
 } TopicEntry;
 
 struct Sink {
@@ -279,8 +280,13 @@ static Sink *kafka_sink_free(Sink *k) {
                  * again by the next attempt, so there is no point in waiting for it. */
                 rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
                 rd_kafka_flush(k->rk, 1000);
-                rd_kafka_destroy(k->rk);
         }
+        /* Topic handles go before the producer (librdkafka's rule). */
+        for (size_t i = 0; i < k->ntopics; i++)
+                if (k->topics[i]->rkt)
+                        rd_kafka_topic_destroy(k->topics[i]->rkt);
+        if (k->rk)
+                rd_kafka_destroy(k->rk);
         for (size_t i = 0; i < k->ntopics; i++) {
                 free(k->topics[i]->schema);
                 free(k->topics[i]->name);
@@ -307,6 +313,28 @@ static char *pg_dbname(const char *dsn) {
         char *ret = db ? strdup(db) : user ? strdup(user) : NULL;
         PQconninfoFree(opts);
         return ret;
+}
+
+static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEntry **ret, CdcError *err);
+
+/* For the tables the conf names, the producer learns the topics' partitions and leaders now,
+ * while the source connects, instead of holding the first batch while it asks. */
+static int warm_topics(Sink *k, CdcError *err) {
+        for (int i = 0; i < k->pipe->ntables && !k->pipe->all_tables; i++) {
+                char schema[256];
+                const char *dot = strchr(k->pipe->tables[i], '.');
+                if (!dot || (size_t)(dot - k->pipe->tables[i]) >= sizeof(schema))
+                        continue;
+                memcpy(schema, k->pipe->tables[i], (size_t)(dot - k->pipe->tables[i]));
+                schema[dot - k->pipe->tables[i]] = '\0';
+                TopicEntry *te = NULL;
+                int r = topic_entry(k, schema, dot + 1, &te, err);
+                if (r < 0)
+                        return r;
+                if (!te->rkt)
+                        te->rkt = rd_kafka_topic_new(k->rk, te->topic, NULL); /* NULL: only no warm-up */
+        }
+        return 0;
 }
 
 static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
@@ -363,6 +391,9 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
         }
         conf = NULL; /* owned by rk now */
         r = ensure_checkpoint_topic(k, err);
+        if (r < 0)
+                goto out;
+        r = warm_topics(k, err);
         if (r < 0)
                 goto out;
         *ret = k;
@@ -618,23 +649,23 @@ out:
         return r;
 }
 
-/* The topic entry of the change's table, made on first use. */
-static int topic_entry(Sink *k, const Table *t, TopicEntry **ret, CdcError *err) {
+/* The topic entry of a table (source-side names), made on first use. */
+static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEntry **ret, CdcError *err) {
         char schema[256], table[256];
         TopicEntry *te = k->last_topic;
-        if (te && strcmp(te->name, t->name) == 0 && strcmp(te->schema, t->schema) == 0) {
+        if (te && strcmp(te->name, tname) == 0 && strcmp(te->schema, tschema) == 0) {
                 *ret = te;
                 return 0;
         }
         for (size_t i = 0; i < k->ntopics; i++) {
                 te = k->topics[i];
-                if (strcmp(te->name, t->name) == 0 && strcmp(te->schema, t->schema) == 0) {
+                if (strcmp(te->name, tname) == 0 && strcmp(te->schema, tschema) == 0) {
                         *ret = k->last_topic = te;
                         return 0;
                 }
         }
-        if (conf_map_table(k->pipe, t->schema, t->name, schema, sizeof(schema), table, sizeof(table)) < 0)
-                return cdc_error(err, -ENAMETOOLONG, false, "conf", "table name %s.%s is too long", t->schema, t->name);
+        if (conf_map_table(k->pipe, tschema, tname, schema, sizeof(schema), table, sizeof(table)) < 0)
+                return cdc_error(err, -ENAMETOOLONG, false, "conf", "table name %s.%s is too long", tschema, tname);
         if (k->ntopics >= TOPICS_MAX)
                 return cdc_error(err, -E2BIG, false, "conf", "more than %d tables published by one pipeline",
                                  TOPICS_MAX);
@@ -649,8 +680,8 @@ static int topic_entry(Sink *k, const Table *t, TopicEntry **ret, CdcError *err)
                                  k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, strerror(-r));
         }
         snprintf(te->table, sizeof(te->table), "%s.%s", schema, table);
-        te->schema = strdup(t->schema);
-        te->name = strdup(t->name);
+        te->schema = strdup(tschema);
+        te->name = strdup(tname);
         if (k->ntopics == k->topics_cap) {
                 size_t cap = k->topics_cap ? 2 * k->topics_cap : 16;
                 TopicEntry **n = realloc(k->topics, cap * sizeof(*n));
@@ -686,7 +717,7 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
                 k->index = 0;
                 k->src_ops->format_position(txn->commit_pos, k->txn_pos_text, sizeof(k->txn_pos_text));
         }
-        r = topic_entry(k, c->table, &te, err);
+        r = topic_entry(k, c->table->schema, c->table->name, &te, err);
         if (r < 0)
                 return r;
         /* A PostgreSQL change knows its own LSN; others are placed by their commit position. */
