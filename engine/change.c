@@ -1,5 +1,6 @@
 /* The change model's helpers: tables by reference count, values, positions. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,7 +97,20 @@ void change_clear(Change *c) {
         values_free(c->before, n);
         values_free(c->after, n);
         table_unref(c->table);
+        free(c->version);
         memset(c, 0, sizeof(*c));
+}
+
+int change_set_version(Change *c, const VClock *vv, int64_t ts, const char *origin) {
+        if (!c->version) {
+                c->version = malloc(sizeof(*c->version));
+                if (!c->version)
+                        return -ENOMEM;
+        }
+        c->version->vv = *vv;
+        c->version->ts = ts;
+        snprintf(c->version->origin, sizeof(c->version->origin), "%s", origin ? origin : "");
+        return 0;
 }
 
 int position_cmp(Position a, Position b) {

@@ -218,7 +218,7 @@ static int encode_key(const Table *t, const Value *vals, char *buf, size_t size)
 }
 
 static int put_version(RowState *rs, const char *table, const char *key, size_t keylen, const TxnInfo *txn,
-                       uint32_t seq, bool deleted, bool *ret_apply, CdcError *err) {
+                       uint32_t seq, bool deleted, Change *c, bool *ret_apply, CdcError *err) {
         Version stored, next;
         bool found = false;
         int r = state_get(rs->batch, table, key, keylen, &stored, &found);
@@ -246,6 +246,8 @@ static int put_version(RowState *rs, const char *table, const char *key, size_t 
         r = state_put(rs->batch, table, key, keylen, &next);
         if (r < 0)
                 return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", table, strerror(-r));
+        if (c && change_set_version(c, &next.vv, next.ts, next.origin) < 0) /* the sink publishes it */
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
         *ret_apply = true;
         return 0;
 }
@@ -689,6 +691,8 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
                         r = state_put(rs->batch, kspace, key, n, &merged);
                 if (r == 0)
                         note_tag(rs, kspace, key, n, &merged);
+                if (r == 0 && change_set_version(c, &merged.vv, merged.ts, merged.origin) < 0) /* sinks publish it */
+                        r = -ENOMEM;
                 if (r < 0)
                         return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", kspace,
                                          strerror(-r));
@@ -738,6 +742,8 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                         r = state_put(rs->batch, kspace, key, (size_t)n, &kp);
                         if (r == 0)
                                 note_tag(rs, kspace, key, (size_t)n, &kp);
+                        if (r == 0 && change_set_version(c, &kp.vv, kp.ts, kp.origin) < 0)
+                                r = -ENOMEM;
                         kp = held;
                 }
                 if (r < 0)
@@ -832,7 +838,7 @@ int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bo
                 int n = encode_key(c->table, newv, key, sizeof(key));
                 if (n <= 0)
                         return 0; /* a key too long to track is applied by position alone */
-                r = put_version(rs, table, key, (size_t)n, txn, seq, false, ret_apply, err);
+                r = put_version(rs, table, key, (size_t)n, txn, seq, false, c, ret_apply, err);
                 if (r < 0 || !*ret_apply)
                         return r;
         }
@@ -843,7 +849,7 @@ int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bo
                 /* A delete, or an update that moved the row to another key: the old key gets a
                  * tombstone, so a stale change of it cannot bring the row back. */
                 if (n > 0 && (nn != n || memcmp(key, newkey, (size_t)n) != 0)) {
-                        r = put_version(rs, table, key, (size_t)n, txn, seq, true, ret_apply, err);
+                        r = put_version(rs, table, key, (size_t)n, txn, seq, true, newv ? NULL : c, ret_apply, err);
                         if (r < 0)
                                 return r;
                         if (!newv && !*ret_apply)

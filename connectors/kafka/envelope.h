@@ -24,7 +24,8 @@ typedef struct {
                                 * or the commit position when the change's is unknown */
         const char *sequence;  /* "[\"<commit position>\",\"<index in txn>\"]" as Debezium's
                                 * "sequence"; NULL: omitted */
-        const VClock *vclock;  /* the row's version vector; NULL: omitted */
+        const VClock *vclock;  /* the row's version vector, as "cdcsync_vclock":{"node":counter,...}
+                                * (prefixed so it cannot meet a future Debezium field); NULL: omitted */
 } EnvelopeSource;
 
 /* The message key: the key columns of the row as a JSON object, e.g. {"id":42}, taken from the

@@ -20,6 +20,18 @@
 #define CHECKPOINT_WINDOW 500     /* checkpoint records read per step, backwards from the end */
 #define CHECKPOINT_VALUE_MAX 4096 /* a checkpoint record is small: anything bigger is not ours */
 #define DELIVERY_SLACK_MS 30000   /* past message.timeout.ms, how long a flush may still take */
+#define TOPICS_MAX 100000         /* tables one sink publishes: past this, the cache is not grown */
+
+/* A table's topic, worked out once per sink (template and map), and the opaque of every message
+ * of that table, so that a failed delivery report names the table as well as the topic. Entries
+ * are allocated one by one and never moved or freed before the producer: librdkafka holds the
+ * pointer until the report. */
+typedef struct {
+        char *schema, *name; /* owned: the source's names (the cache key) */
+        char table[520];     /* "schema.table" as the sink names it (after map) */
+        char topic[ENVELOPE_TOPIC_MAX + 1];
+        rd_kafka_topic_t *rkt; /* owned: a handle made at open to fetch the topic's metadata early */
+} TopicEntry;
 
 struct Sink {
         rd_kafka_t *rk;            /* producer, owned */
@@ -34,6 +46,10 @@ struct Sink {
         uint64_t sent, delivered, failed;
         rd_kafka_resp_err_t first_err;
         char first_err_topic[ENVELOPE_TOPIC_MAX + 1];
+        const TopicEntry *first_err_entry; /* the failed message's table, NULL for a checkpoint */
+        TopicEntry **topics;               /* owned, ntopics entries (see TopicEntry) */
+        size_t ntopics, topics_cap;
+        TopicEntry *last_topic; /* the entry of the previous change: batches are runs of one table */
         /* The source transaction being applied: its changes are numbered from 0. */
         bool have_txn;
         uint64_t txn_xid;
@@ -59,8 +75,8 @@ static bool err_retriable(rd_kafka_resp_err_t e) {
         switch (e) {
         case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
         case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        /* (A topic that does not exist and cannot be created is retried: an operator creates it,
+         * and the pipeline then catches up from its checkpoint.) */
         case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
         case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
         case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
@@ -86,12 +102,17 @@ static const char *err_kind(rd_kafka_resp_err_t e) {
         }
 }
 
+static bool err_unknown_topic(rd_kafka_resp_err_t e) {
+        return e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         Sink *k = opaque;
         if (m->err) {
                 if (k->failed++ == 0) {
                         k->first_err = m->err;
+                        k->first_err_entry = m->_private;
                         snprintf(k->first_err_topic, sizeof(k->first_err_topic), "%s",
                                  m->rkt ? rd_kafka_topic_name(m->rkt) : "?");
                 }
@@ -259,8 +280,19 @@ static Sink *kafka_sink_free(Sink *k) {
                  * again by the next attempt, so there is no point in waiting for it. */
                 rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
                 rd_kafka_flush(k->rk, 1000);
-                rd_kafka_destroy(k->rk);
         }
+        /* Topic handles go before the producer (librdkafka's rule). */
+        for (size_t i = 0; i < k->ntopics; i++)
+                if (k->topics[i]->rkt)
+                        rd_kafka_topic_destroy(k->topics[i]->rkt);
+        if (k->rk)
+                rd_kafka_destroy(k->rk);
+        for (size_t i = 0; i < k->ntopics; i++) {
+                free(k->topics[i]->schema);
+                free(k->topics[i]->name);
+                free(k->topics[i]);
+        }
+        free(k->topics);
         free(k->db);
         free(k);
         return NULL;
@@ -281,6 +313,28 @@ static char *pg_dbname(const char *dsn) {
         char *ret = db ? strdup(db) : user ? strdup(user) : NULL;
         PQconninfoFree(opts);
         return ret;
+}
+
+static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEntry **ret, CdcError *err);
+
+/* For the tables the conf names, the producer learns the topics' partitions and leaders now,
+ * while the source connects, instead of holding the first batch while it asks. */
+static int warm_topics(Sink *k, CdcError *err) {
+        for (int i = 0; i < k->pipe->ntables && !k->pipe->all_tables; i++) {
+                char schema[256];
+                const char *dot = strchr(k->pipe->tables[i], '.');
+                if (!dot || (size_t)(dot - k->pipe->tables[i]) >= sizeof(schema))
+                        continue;
+                memcpy(schema, k->pipe->tables[i], (size_t)(dot - k->pipe->tables[i]));
+                schema[dot - k->pipe->tables[i]] = '\0';
+                TopicEntry *te = NULL;
+                int r = topic_entry(k, schema, dot + 1, &te, err);
+                if (r < 0)
+                        return r;
+                if (!te->rkt)
+                        te->rkt = rd_kafka_topic_new(k->rk, te->topic, NULL); /* NULL: only no warm-up */
+        }
+        return 0;
 }
 
 static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
@@ -337,6 +391,9 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
         }
         conf = NULL; /* owned by rk now */
         r = ensure_checkpoint_topic(k, err);
+        if (r < 0)
+                goto out;
+        r = warm_topics(k, err);
         if (r < 0)
                 goto out;
         *ret = k;
@@ -488,13 +545,28 @@ static int kafka_sink_begin(Sink *k, CdcError *err) {
         (void)err;
         k->sent = k->delivered = k->failed = 0;
         k->first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        k->first_err_entry = NULL;
         k->have_txn = false;
         return 0;
 }
 
+/* The advice for a topic that does not exist: said the same way whether produce() or a delivery
+ * report found it. */
+#define UNKNOWN_TOPIC_HINT                                                                                             \
+        "does not exist and was not created (the brokers' auto.create.topics.enable, or "                              \
+        "kafka.allow.auto.create.topics, is off?): create it; nothing after the last checkpoint is acknowledged "      \
+        "meanwhile"
+
 static int delivery_error(Sink *k, CdcError *err) {
+        const TopicEntry *te = k->first_err_entry;
+        if (err_unknown_topic(k->first_err))
+                return cdc_error(err, -EIO, true, err_kind(k->first_err),
+                                 "topic %s of table %s " UNKNOWN_TOPIC_HINT " (%" PRIu64
+                                 " message(s) not delivered: %s)",
+                                 k->first_err_topic, te ? te->table : "?", k->failed, rd_kafka_err2str(k->first_err));
         return cdc_error(err, -EIO, err_retriable(k->first_err), err_kind(k->first_err),
-                         "%" PRIu64 " message(s) not delivered; first to topic %s: %s", k->failed, k->first_err_topic,
+                         "%" PRIu64 " message(s) not delivered; first to topic %s%s%s: %s", k->failed,
+                         k->first_err_topic, te ? " of table " : "", te ? te->table : "",
                          rd_kafka_err2str(k->first_err));
 }
 
@@ -502,14 +574,14 @@ static int delivery_error(Sink *k, CdcError *err) {
  * serving delivery reports, for at most the delivery timeout. c: the change the message is of
  * (NULL for a checkpoint), named in errors so an operator finds the row. */
 static int produce(Sink *k, const char *topic, const char *key, const char *value, rd_kafka_headers_t *hdrs,
-                   const Change *c, CdcError *err) {
+                   const Change *c, TopicEntry *te, CdcError *err) {
         int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
         for (;;) {
                 rd_kafka_resp_err_t e =
                         rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                           RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
                                           RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
-                                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(te), RD_KAFKA_V_END);
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         k->sent++;
                         rd_kafka_poll(k->rk, 0); /* serve delivery reports as we go */
@@ -518,6 +590,10 @@ static int produce(Sink *k, const char *topic, const char *key, const char *valu
                 if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         if (hdrs)
                                 rd_kafka_headers_destroy(hdrs);
+                        if (c && err_unknown_topic(e))
+                                return cdc_error(err, -EIO, true, err_kind(e),
+                                                 "topic %s of table %s.%s " UNKNOWN_TOPIC_HINT " (%s)", topic,
+                                                 c->table->schema, c->table->name, rd_kafka_err2str(e));
                         if (c)
                                 return cdc_error(err, -EIO, err_retriable(e), err_kind(e),
                                                  "cannot produce a change of table %s.%s (key %.200s, %zu bytes) to "
@@ -552,7 +628,7 @@ static rd_kafka_headers_t *make_headers(Sink *k) {
 }
 
 /* One envelope message (and its tombstone after a delete). */
-static int produce_change(Sink *k, const char *topic, const TxnInfo *txn, const Change *c, const EnvelopeSource *src,
+static int produce_change(Sink *k, TopicEntry *te, const TxnInfo *txn, const Change *c, const EnvelopeSource *src,
                           CdcError *err) {
         char *key = NULL, *value = NULL;
         int r = envelope_key(c, &key);
@@ -564,17 +640,70 @@ static int produce_change(Sink *k, const char *topic, const TxnInfo *txn, const 
                               strerror(-r));
                 goto out;
         }
-        r = produce(k, topic, key, value, make_headers(k), c, err);
+        r = produce(k, te->topic, key, value, make_headers(k), c, te, err);
         if (r == 0 && c->op == CHANGE_DELETE && key)
-                r = produce(k, topic, key, NULL, make_headers(k), c, err);
+                r = produce(k, te->topic, key, NULL, make_headers(k), c, te, err);
 out:
         free(key);
         free(value);
         return r;
 }
 
+/* The topic entry of a table (source-side names), made on first use. */
+static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEntry **ret, CdcError *err) {
+        char schema[256], table[256];
+        TopicEntry *te = k->last_topic;
+        if (te && strcmp(te->name, tname) == 0 && strcmp(te->schema, tschema) == 0) {
+                *ret = te;
+                return 0;
+        }
+        for (size_t i = 0; i < k->ntopics; i++) {
+                te = k->topics[i];
+                if (strcmp(te->name, tname) == 0 && strcmp(te->schema, tschema) == 0) {
+                        *ret = k->last_topic = te;
+                        return 0;
+                }
+        }
+        if (conf_map_table(k->pipe, tschema, tname, schema, sizeof(schema), table, sizeof(table)) < 0)
+                return cdc_error(err, -ENAMETOOLONG, false, "conf", "table name %s.%s is too long", tschema, tname);
+        if (k->ntopics >= TOPICS_MAX)
+                return cdc_error(err, -E2BIG, false, "conf", "more than %d tables published by one pipeline",
+                                 TOPICS_MAX);
+        te = calloc(1, sizeof(*te));
+        if (!te)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        int r = envelope_topic(k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, k->pipe->source->name, schema, table,
+                               te->topic, sizeof(te->topic));
+        if (r < 0) {
+                free(te);
+                return cdc_error(err, r, false, "conf", "no topic for table %s.%s from template %s: %s", schema, table,
+                                 k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, strerror(-r));
+        }
+        snprintf(te->table, sizeof(te->table), "%s.%s", schema, table);
+        te->schema = strdup(tschema);
+        te->name = strdup(tname);
+        if (k->ntopics == k->topics_cap) {
+                size_t cap = k->topics_cap ? 2 * k->topics_cap : 16;
+                TopicEntry **n = realloc(k->topics, cap * sizeof(*n));
+                if (n) {
+                        k->topics = n;
+                        k->topics_cap = cap;
+                }
+        }
+        if (!te->schema || !te->name || k->ntopics == k->topics_cap) {
+                free(te->schema);
+                free(te->name);
+                free(te);
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        k->topics[k->ntopics++] = te;
+        *ret = k->last_topic = te;
+        return 0;
+}
+
 static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
-        char schema[256], table[256], topic[ENVELOPE_TOPIC_MAX + 1], pos_text[96], seq[160];
+        char pos_text[96], seq[160];
+        TopicEntry *te = NULL;
         int r;
         /* The snapshot opens with a truncate so that a database sink starts empty; on Kafka it
          * would tell consumers to drop rows that the snapshot's reads then upsert anyway (and
@@ -588,14 +717,9 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
                 k->index = 0;
                 k->src_ops->format_position(txn->commit_pos, k->txn_pos_text, sizeof(k->txn_pos_text));
         }
-        if (conf_map_table(k->pipe, c->table->schema, c->table->name, schema, sizeof(schema), table, sizeof(table)) < 0)
-                return cdc_error(err, -ENAMETOOLONG, false, "conf", "table name %s.%s is too long", c->table->schema,
-                                 c->table->name);
-        r = envelope_topic(k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, k->pipe->source->name, schema, table, topic,
-                           sizeof(topic));
+        r = topic_entry(k, c->table->schema, c->table->name, &te, err);
         if (r < 0)
-                return cdc_error(err, r, false, "conf", "no topic for table %s.%s from template %s: %s", schema, table,
-                                 k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, strerror(-r));
+                return r;
         /* A PostgreSQL change knows its own LSN; others are placed by their commit position. */
         if (c->lsn && strcmp(k->src_connector, "postgresql") == 0)
                 k->src_ops->format_position((Position){0, c->lsn}, pos_text, sizeof(pos_text));
@@ -608,17 +732,21 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
                 .db = k->db,
                 .pos_text = pos_text,
                 .sequence = seq,
-                .vclock = NULL, /* the engine does not hand row versions to sinks (yet) */
+                .vclock = c->version ? &c->version->vv : NULL, /* NULL: the pipeline keeps no versions */
         };
         if (envelope_key_changed(c)) {
-                /* Debezium's form: delete + tombstone of the old key, create of the new one. */
+                /* Debezium's form: delete + tombstone of the old key, create of the new one. The
+                 * version is the new key's: the old key's delete is published without one rather
+                 * than with a vector of another key's history. */
                 Change del = {.op = CHANGE_DELETE, .table = c->table, .before = c->before, .lsn = c->lsn};
                 Change ins = {.op = CHANGE_INSERT, .table = c->table, .after = c->after, .lsn = c->lsn};
-                r = produce_change(k, topic, txn, &del, &src, err);
+                EnvelopeSource del_src = src;
+                del_src.vclock = NULL;
+                r = produce_change(k, te, txn, &del, &del_src, err);
                 if (r == 0)
-                        r = produce_change(k, topic, txn, &ins, &src, err);
+                        r = produce_change(k, te, txn, &ins, &src, err);
         } else {
-                r = produce_change(k, topic, txn, c, &src, err);
+                r = produce_change(k, te, txn, c, &src, err);
         }
         k->index++;
         return r;
@@ -641,9 +769,12 @@ static int wait_delivered(Sink *k, CdcError *err) {
 
 static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
         (void)last;
+        int64_t t0 = mono_ms();
+        uint64_t n = k->sent;
         int r = wait_delivered(k, err);
         if (r < 0)
                 return r;
+        int64_t t1 = mono_ms();
         /* The batch is in Kafka: only now may the checkpoint say so. */
         json_t *j = json_object();
         char hi[24], lo[24];
@@ -659,10 +790,14 @@ static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const 
         json_decref(j);
         if (!value)
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
-        r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, NULL, err);
+        r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, NULL, NULL, err);
         free(value);
         if (r == 0)
                 r = wait_delivered(k, err);
+        if (r == 0)
+                log_debug(k->ctx,
+                          "batch to %s: %" PRIu64 " messages delivered in %" PRId64 " ms, checkpoint in %" PRId64 " ms",
+                          pos_text, n, t1 - t0, mono_ms() - t1);
         return r;
 }
 

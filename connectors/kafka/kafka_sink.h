@@ -15,6 +15,13 @@
  *   then produces the checkpoint {pipeline: position} to the compacted topic cdcsync.checkpoints
  *   (one partition, key = pipeline name) and waits for it too. Only then is the batch durable.
  * - last_position() reads that topic's partition back from its end.
+ * - Each table's topic is worked out once (a TopicEntry, also every message's opaque, so a failed
+ *   delivery names its table); the topics of the tables the conf lists get a handle at open, so
+ *   their metadata is fetched before the first batch. The row's version (Change.version) goes
+ *   into the envelope as source.cdcsync_vclock.
+ * - A topic that does not exist and cannot be created fails the batch with a retriable error
+ *   naming topic and table: the pipeline retries with backoff and, once the topic exists,
+ *   resumes from the last checkpoint (nothing past it was acknowledged).
  * Guarantee: at-least-once. Kafka has no transaction here that could hold the data and the
  * checkpoint together, so a crash between a batch's delivery and its checkpoint sends the batch
  * again: a consumer may see repeats (same cdcsync.position + cdcsync.sequence), never a gap, and

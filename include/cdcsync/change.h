@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cdcsync/vclock.h"
+
 /* Portable class of a column's type, so a sink of another system can convert the text form. */
 typedef enum {
         TYPE_TEXT = 0,
@@ -97,6 +99,14 @@ bool position_is_zero(Position p);
 /* One monotonic 64-bit counter for version vectors (lo when hi == 0, else hi << 40 | lo). */
 uint64_t position_counter(Position p);
 
+/* The row's version as the engine decided it for a change it hands on, so a sink can publish it
+ * (Kafka: under the envelope's source block). A plain value. */
+typedef struct {
+        VClock vv;                    /* the row's version vector after this change */
+        int64_t ts;                   /* usec since epoch: the version's time (source commit time) */
+        char origin[VCLOCK_NODE_MAX]; /* connector that wrote this version */
+} ChangeVersion;
+
 typedef struct {
         ChangeOp op;
         Table *table;   /* one reference held */
@@ -105,10 +115,17 @@ typedef struct {
         Value *after;   /* owned, table->ncols values, or NULL for delete and truncate */
         uint32_t flags; /* TRUNCATE_* for a truncate; CHANGE_IDEMPOTENT */
         uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
+
+        /* Owned, or NULL when the pipeline tracks no row versions (no state store, a table
+         * without key): set by the engine (rowstate), read by sinks, freed by change_clear. */
+        ChangeVersion *version;
 } Change;
 
 /* Frees what a change owns (not the struct itself) and zeroes it. */
 void change_clear(Change *c);
+/* Sets (allocating on first use) the version a change carries to the sink. origin is copied
+ * (truncated to VCLOCK_NODE_MAX - 1 bytes). Returns 0 or -ENOMEM (c untouched then). */
+int change_set_version(Change *c, const VClock *vv, int64_t ts, const char *origin);
 /* Allocates an array of n NULL values. */
 Value *values_new(int n);
 void values_free(Value *v, int n);

@@ -83,7 +83,7 @@ INSERT INTO items SELECT g, 'again ' || g FROM generate_series(1, 10) g;
 UPDATE items SET name = 'last' WHERE id = 10;
 SQL
 wait_for "the workload in kafka" 60 kafka_check src quiet "${TABLES[@]}"
-kafka_check src report --require-op public.orders:r --require-op public.orders:c --require-op public.orders:u \
+kafka_check src report --vclock --require-op public.orders:r --require-op public.orders:c --require-op public.orders:u \
   --require-op public.orders:d --require-op public.items:t "${TABLES[@]}" 2>"$WORK/report.txt" ||
   { cat "$WORK/report.txt" >&2; fail "kafka topics do not match the source"; }
 cat "$WORK/report.txt" >&2
@@ -98,6 +98,19 @@ assert_grep '"tags":[]' "$WORK/1001.txt"
 assert_grep '"ratio":"NaN"' "$WORK/1001.txt"
 assert_grep '"customer":"tab\tand\nnewline \"quoted\" \\ ünï ✓"' "$WORK/1001.txt"
 
+# The row's version vector under source: for id 10 (snapshot read, then one update per
+# transaction below), src's counter grows with every version and is the commit LSN.
+psql_on src -c "UPDATE orders SET amount = 1 WHERE id = 10" -c "UPDATE orders SET amount = 2 WHERE id = 10"
+wait_for "the updates of id 10 in kafka" 60 kafka_check src quiet "${TABLES[@]}"
+kcat -b "$KAFKA_BOOTSTRAP" -C -t cdc.src.public.orders -e -q -f '%k\t%s\n' | grep -F '{"id":10}' >"$WORK/10.txt"
+python3 - "$WORK/10.txt" <<'PY' || fail "the version vectors of id 10 do not grow: $(cat "$WORK/10.txt")"
+import json, sys
+vv = [json.loads(l.split("\t", 1)[1])["source"].get("cdcsync_vclock") for l in open(sys.argv[1])]
+print(f"id 10: {len(vv)} messages, vectors {vv}", file=sys.stderr)
+assert len(vv) >= 4 and all(v and set(v) == {"src"} for v in vv), vv
+assert all(a["src"] < b["src"] for a, b in zip(vv, vv[1:])), vv
+PY
+
 # The checkpoint is in Kafka, keyed by the pipeline, at the source's position.
 kcat -b "$KAFKA_BOOTSTRAP" -C -t cdcsync.checkpoints -e -q -f '%k %s\n' | tail -1 >"$WORK/ckpt.txt"
 assert_grep 'tokafka {"pipeline":"tokafka"' "$WORK/ckpt.txt"
@@ -109,7 +122,7 @@ before=$(kcat -b "$KAFKA_BOOTSTRAP" -C -t cdc.src.public.orders -e -q -f 'x\n' |
 service_stop
 service_start
 psql_on src -c "INSERT INTO orders (id, customer) VALUES (5000, 'after restart')"
-wait_for "the change after the restart" 60 kafka_check src quiet "${TABLES[@]}"
+wait_for "the change after the restart" 60 kafka_check src quiet --vclock "${TABLES[@]}"
 after=$(kcat -b "$KAFKA_BOOTSTRAP" -C -t cdc.src.public.orders -e -q -f 'x\n' | wc -l)
 [ $((after - before)) -eq 1 ] || fail "after a clean restart $((after - before)) messages came, want 1"
 assert_grep "resuming from the sink's checkpoint" "$WORK/service.log"

@@ -67,7 +67,7 @@ wait $BENCH || fail "pgbench failed: $(tail -5 "$WORK/pgbench.log")"
 [ $kills -ge 5 ] || fail "only $kills kills happened during the workload"
 
 wait_for "every change in kafka" 180 kafka_check src quiet "${TABLES[@]}"
-kafka_check src report --insert-once public.ledger "${TABLES[@]}" 2>"$WORK/report.txt" ||
+kafka_check src report --vclock --insert-once public.ledger "${TABLES[@]}" 2>"$WORK/report.txt" ||
   { cat "$WORK/report.txt" >&2; fail "kafka misses changes of the source"; }
 cat "$WORK/report.txt" >&2
 txns=$(psql_on src -c "SELECT count(*) FROM ledger")

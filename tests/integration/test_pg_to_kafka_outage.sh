@@ -76,7 +76,7 @@ grep -E "out.*(not delivered|without a delivery report|queue stayed full|cannot 
 # One broker back is not the whole cluster; bring all back.
 for b in 1 2 3; do kafka_ctl "up $b"; done
 wait_for "everything in kafka after the outage" 80 kafka_check src quiet public.events
-kafka_check src report --require-op public.events:d public.events 2>"$WORK/report.txt" ||
+kafka_check src report --vclock --require-op public.events:d public.events 2>"$WORK/report.txt" ||
   { cat "$WORK/report.txt" >&2; fail "kafka differs from the source after the outage"; }
 cat "$WORK/report.txt" >&2
 wait_for "pipeline streaming again" 40 state_is streaming

@@ -20,6 +20,9 @@ P.add_argument("--connector", required=True)
 P.add_argument("--mode", default="quiet", choices=["quiet", "report"])
 P.add_argument("--require-op", action="append", default=[], help="TABLE:OP that must occur")
 P.add_argument("--insert-once", action="append", default=[], help="TABLE whose every source row must have a c message")
+P.add_argument("--vclock", action="store_true",
+               help="every change carries source.cdcsync_vclock, its counters never go back along a key's "
+                    "history and grow from one source transaction to the next")
 P.add_argument("tables", nargs="+")
 A = P.parse_args()
 
@@ -236,12 +239,24 @@ for table in A.tables:
             placeholders += sum(1 for x in row.values() if x == PLACEHOLDER)
         m["_id"] = (lsn(hdr["cdcsync.position"]), int(hdr["cdcsync.sequence"]), op, key)
         m["_v"] = v
+        vc = s.get("cdcsync_vclock")
+        if vc is not None and (not isinstance(vc, dict) or not vc or
+                               not all(isinstance(n, int) and n > 0 for n in vc.values())):
+            problem(f"{where}: source.cdcsync_vclock malformed: {vc!r}")
+        elif A.vclock and vc is not None and A.source == "pg" and vc.get(A.connector) != m["_id"][0]:
+            # one-way: the source's own counter is the commit position of the row's last write
+            problem(f"{where}: source.cdcsync_vclock {vc} does not count {A.connector} at the commit position "
+                    f"{hdr['cdcsync.position']} ({m['_id'][0]})")
     for k, parts in key_parts.items():
         if k is not None and len(parts) > 1:
             problem(f"{topic}: key {k} in partitions {sorted(parts)}")
+    # The delete half of a key change (delete + tombstone + create sharing one sequence) has no
+    # vector: the version is the new key's.
+    created_ids = {m["_id"][:2] for m in msgs if m.get("_v") and m["_v"]["op"] == "c"}
     # Per key and partition: the first deliveries are in source order; repeats are counted.
     for (part, key), ms in by_part_key.items():
         last = None
+        last_vc = None
         for m in ms:
             if m["_id"] in seen:
                 repeats += 1
@@ -253,6 +268,20 @@ for table in A.tables:
             last = order
             if m["payload"] is not None:
                 changes.append(m)
+            if A.vclock and m["payload"] is not None and m["_v"]["op"] != "t":
+                vc = m["_v"]["source"].get("cdcsync_vclock")
+                if vc is None:
+                    if not (m["_v"]["op"] == "d" and order in created_ids):
+                        problem(f"{topic}[{part}]@{m['offset']} key {key}: no source.cdcsync_vclock")
+                    continue
+                if last_vc is not None:
+                    prev_vc, prev_pos = last_vc
+                    if any(vc.get(n, 0) < c for n, c in prev_vc.items()):
+                        problem(f"{topic}[{part}] key {key}: vclock {vc} after {prev_vc}: went back")
+                    elif order[0] != prev_pos and vc == prev_vc:
+                        problem(f"{topic}[{part}] key {key}: vclock {vc} did not grow from one transaction "
+                                f"to the next")
+                last_vc = (vc, order[0])
     # Replay the de-duplicated changes in source order (delete, tombstone, create of a key change
     # share one sequence; delete before create).
     rank = {"d": 0, "t": 0, "u": 1, "c": 1, "r": 1}

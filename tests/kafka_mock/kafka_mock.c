@@ -3,8 +3,14 @@
  *
  * Usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE] [-c FIFO]
  * With -c, commands are read from the named pipe FIFO (created if absent), one a line:
- * "down ID" / "up ID" take broker ID (1..BROKERS) off the network or back; each answered by a
- * line "ok ..." or "error ..." on stdout. A test drives outages with them.
+ * "down ID" / "up ID" take broker ID (1..BROKERS) off the network or back;
+ * "block TOPIC" makes the cluster answer metadata requests for TOPIC with UNKNOWN_TOPIC_OR_PART,
+ * as a broker with auto.create.topics.enable=false does for a topic that does not exist (the mock
+ * itself has no such switch: it auto-creates every topic asked for);
+ * "create TOPIC" ends that: the topic exists (with the default partition count), as if an
+ * operator had created it.
+ * Each command is answered by a line "ok ..." or "error ..." on stdout. A test drives outages
+ * with them.
  * Prints the bootstrap servers ("127.0.0.1:p1,127.0.0.1:p2,...") as one line on stdout (and into
  * PORTFILE when given, written whole then renamed, so a test can wait for it). Topics not created
  * with -t are auto-created by the mock on first use with its default partition count (4). */
@@ -52,13 +58,36 @@ static int write_file(const char *path, const char *text) {
         return rename(tmp, path) < 0 ? -errno : 0;
 }
 
+/* Kafka's rule for topic names: 1..249 of [A-Za-z0-9._-]. */
+static bool topic_valid(const char *t) {
+        size_t n = strlen(t);
+        if (n == 0 || n > 249)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+                      t[i] == '.' || t[i] == '_' || t[i] == '-'))
+                        return false;
+        return true;
+}
+
 /* One control command; the line is NUL-terminated, without its newline. */
 static void run_command(rd_kafka_mock_cluster_t *mc, long brokers, char *line) {
         char *arg = strchr(line, ' ');
         long id;
         if (arg)
                 *arg++ = '\0';
-        if (!arg || parse_int(arg, 1, brokers, &id) < 0) {
+        if (strcmp(line, "block") == 0 || strcmp(line, "create") == 0) {
+                if (!arg || !topic_valid(arg)) {
+                        printf("error: want '%s TOPIC' with a valid topic name\n", line);
+                } else {
+                        /* The topic error is what metadata requests for it answer; clearing it
+                         * leaves the (auto-created) topic visible. */
+                        rd_kafka_mock_topic_set_error(mc, arg,
+                                                      line[0] == 'b' ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                                                                     : RD_KAFKA_RESP_ERR_NO_ERROR);
+                        printf("ok %s %s\n", line, arg);
+                }
+        } else if (!arg || parse_int(arg, 1, brokers, &id) < 0) {
                 printf("error: want 'down ID' or 'up ID' with ID 1..%ld\n", brokers);
         } else if (strcmp(line, "down") == 0 || strcmp(line, "up") == 0) {
                 bool down = line[0] == 'd';

@@ -229,15 +229,64 @@ static void test_mysql_source_and_vclock(void **state) {
         Change c = {.op = CHANGE_INSERT, .table = t, .after = row("1", "x", "1")};
         char *value = NULL;
         assert_int_equal(envelope_value(&c, &txn, &src, 5, &value), 0);
-        assert_string_equal(value,
-                            "{\"before\":null,\"after\":{\"id\":1,\"name\":\"x\",\"amount\":1},\"source\":{"
-                            "\"version\":\"cdcsync-" CDCSYNC_VERSION "\",\"connector\":\"mysql\",\"name\":"
-                            "\"my_shop\",\"ts_ms\":1700000000123,\"snapshot\":\"false\",\"db\":\"shop\","
-                            "\"table\":\"t\",\"file\":\"mariadb-bin.000002\",\"pos\":344,\"txId\":771,\"vclock\":{"
-                            "\"my_shop\":12,\"pg_main\":7}},\"op\":\"c\",\"ts_ms\":5}");
+        assert_string_equal(
+                value, "{\"before\":null,\"after\":{\"id\":1,\"name\":\"x\",\"amount\":1},\"source\":{"
+                       "\"version\":\"cdcsync-" CDCSYNC_VERSION "\",\"connector\":\"mysql\",\"name\":"
+                       "\"my_shop\",\"ts_ms\":1700000000123,\"snapshot\":\"false\",\"db\":\"shop\","
+                       "\"table\":\"t\",\"file\":\"mariadb-bin.000002\",\"pos\":344,\"txId\":771,\"cdcsync_vclock\":{"
+                       "\"my_shop\":12,\"pg_main\":7}},\"op\":\"c\",\"ts_ms\":5}");
         free(value);
         values_free(c.after, 3);
         table_unref(t);
+}
+
+/* The version the engine hands on with a change (change_set_version) is what the envelope
+ * publishes under source.cdcsync_vclock; a change without one has no such field. */
+static void test_change_version(void **state) {
+        (void)state;
+        Table *t = make_table();
+        Change c = {.op = CHANGE_UPDATE, .table = t, .after = row("1", "x", "2")};
+        EnvelopeSource src = pg_src;
+        char *value = NULL;
+        assert_int_equal(envelope_value(&c, &txn, &src, 5, &value), 0);
+        assert_null(strstr(value, "cdcsync_vclock"));
+        free(value);
+
+        VClock vc = {0};
+        assert_int_equal(vclock_set(&vc, "pg_main", 0x16B3800), 0);
+        assert_int_equal(change_set_version(&c, &vc, 1700000000123456, "pg_main"), 0);
+        assert_int_equal(vclock_set(&vc, "pg_other", 3), 0);
+        /* Set again (a later decision of the same change): replaced, not leaked (ASan). */
+        assert_int_equal(change_set_version(&c, &vc, 1700000000123457, "pg_other"), 0);
+        assert_non_null(c.version);
+        assert_string_equal(c.version->origin, "pg_other");
+        assert_int_equal(c.version->ts, 1700000000123457);
+        src.vclock = &c.version->vv;
+        assert_int_equal(envelope_value(&c, &txn, &src, 5, &value), 0);
+        json_error_t jerr;
+        json_t *j = json_loads(value, 0, &jerr);
+        if (!j)
+                fail_msg("not JSON: %s (%s)", value, jerr.text);
+        json_t *v = json_object_get(json_object_get(j, "source"), "cdcsync_vclock");
+        assert_true(json_is_object(v));
+        assert_int_equal(json_object_size(v), 2);
+        assert_int_equal(json_integer_value(json_object_get(v, "pg_main")), 0x16B3800);
+        assert_int_equal(json_integer_value(json_object_get(v, "pg_other")), 3);
+        /* The rest of the source block is unchanged by it. */
+        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "source"), "lsn")), "0/16B3748");
+        json_decref(j);
+        free(value);
+
+        /* An empty vector is published as an empty object. */
+        VClock empty = {0};
+        src.vclock = &empty;
+        assert_int_equal(envelope_value(&c, &txn, &src, 5, &value), 0);
+        assert_non_null(strstr(value, "\"cdcsync_vclock\":{}}"));
+        free(value);
+
+        change_clear(&c); /* frees the version with the images and the table reference */
+        assert_null(c.version);
+        assert_null(c.table);
 }
 
 static void test_no_key_table(void **state) {
@@ -277,6 +326,7 @@ int main(void) {
                 cmocka_unit_test(test_unchanged_toast),
                 cmocka_unit_test(test_ops),
                 cmocka_unit_test(test_mysql_source_and_vclock),
+                cmocka_unit_test(test_change_version),
                 cmocka_unit_test(test_no_key_table),
                 cmocka_unit_test(test_topic),
         };
