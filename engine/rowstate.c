@@ -134,8 +134,10 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
                 }
                 memcpy(rs->reverse, bidi->reverse, strlen(bidi->reverse) + 1);
                 snprintf(rs->wnode, sizeof(rs->wnode), "w.%s", conf->name);
-                rs->tag_table = table_new(ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE, 2);
-                if (!rs->tag_table || tag_table_init(rs->tag_table) < 0) {
+                /* tags go to database sinks (a Kafka sink's messages carry their versions) */
+                bool db_sink = !conf->sink->type || strcmp(conf->sink->type, "kafka") != 0;
+                rs->tag_table = db_sink ? table_new(ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE, 2) : NULL;
+                if (db_sink && (!rs->tag_table || tag_table_init(rs->tag_table) < 0)) {
                         table_unref(rs->tag_table);
                         free(rs);
                         return -ENOMEM;
