@@ -4,6 +4,7 @@
 # pipeline's writes must be recognised as echoes (by their replication origin) and dropped, and
 # once the applications stop, the event counters of both pipelines must stop moving.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/bidi_lib.sh"
 
 pg_start a
 pg_start b
@@ -52,11 +53,6 @@ SQL
 sed -e 's/random(1, 2000)/random(100001, 102000)/' -e 's/+ 1, '"'"'a'"'"'/, '"'"'b'"'"'/' "$WORK/work_a.sql" >"$WORK/work_b.sql"
 grep -q "'b'" "$WORK/work_b.sql" || fail "workload b not derived"
 
-metric_sum() { # metric_sum NAME PIPELINE: the sum of a counter over its labels
-  curl -sf "http://127.0.0.1:$MPORT/metrics" |
-    awk -v m="$1" -v p="pipeline=\"$2\"" 'index($0, m "{") == 1 && index($0, p) { s += $2 } END { print s + 0 }'
-}
-streaming() { curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null; }
 
 service_start
 wait_for "both pipelines streaming" 60 streaming

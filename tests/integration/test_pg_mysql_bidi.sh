@@ -7,6 +7,7 @@
 # origin cdcsync_<pipeline>) and dropped, and once the applications stop, the event counters of
 # both pipelines must stand still.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/bidi_lib.sh"
 source "$(dirname "$0")/mylib.sh"
 export PGTZ=UTC
 
@@ -97,11 +98,6 @@ synced() {
     psql_on p -F $'\t' -c "SELECT $PG_NOTE FROM note ORDER BY id" >"$WORK/pg.note" &&
     rows_equal su "$WORK/pg.note" "$WORK/my.note"
 }
-metric_sum() { # metric_sum NAME PIPELINE: the sum of a counter over its labels
-  curl -sf "http://127.0.0.1:$MPORT/metrics" |
-    awk -v m="$1" -v p="pipeline=\"$2\"" 'index($0, m "{") == 1 && index($0, p) { s += $2 } END { print s + 0 }'
-}
-streaming() { curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null; }
 
 WRITE_SECS=${WRITE_SECS:-20}
 service_start
