@@ -218,10 +218,38 @@ static void test_conflicts(void **state) {
         stats_destroy(&sba);
 }
 
+/* Tombstones older than tombstone_days go; younger ones and live rows stay. */
+static void test_prune_tombstones(void **state) {
+        (void)state;
+        State *st;
+        RowState *rs;
+        uint64_t n = 0;
+        Version v;
+        bool found;
+        const int64_t day = 86400000000LL, now = 1700000000000000LL;
+        const uint8_t k1[5] = {1, 0, 0, 0, '1'}, k2[5] = {1, 0, 0, 0, '2'}, k3[5] = {1, 0, 0, 0, '3'};
+        assert_int_equal(state_open(dir, &st), 0);
+        pipes[2].tombstone_days = 2;
+        assert_int_equal(rowstate_new(st, &pipes[2], NULL, &rs), 0);
+        assert_true(run(rs, &n, 10, now - 5 * day, CHANGE_DELETE, "1", NULL)); /* old tombstone */
+        assert_true(run(rs, &n, 20, now - 1 * day, CHANGE_DELETE, "2", NULL)); /* young tombstone */
+        assert_true(run(rs, &n, 30, now - 5 * day, CHANGE_INSERT, "3", NULL)); /* old live row */
+        assert_int_equal(rowstate_prune(rs, now), 1);
+        assert_int_equal(state_lookup(st, "bc", "public.t", k1, 5, &v, &found), 0);
+        assert_false(found);
+        assert_int_equal(state_lookup(st, "bc", "public.t", k2, 5, &v, &found), 0);
+        assert_true(found && v.deleted);
+        assert_int_equal(state_lookup(st, "bc", "public.t", k3, 5, &v, &found), 0);
+        assert_true(found && !v.deleted);
+        rowstate_free(rs);
+        state_free(st);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_marks),
                 cmocka_unit_test_setup_teardown(test_conflicts, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_prune_tombstones, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
