@@ -167,7 +167,6 @@ static bool pipe_step(Pipe *p, int ntx, bool may_crash) {
                 bool echo = strcmp(t->origin, p->echo_mark) == 0;
                 for (int j = 0; j < t->n; j++) {
                         Change c;
-                        make_change(&t->ch[j], &c);
                         bool apply = false;
                         if (t->ch[j].op == 'V') {
                                 if (echo && !getenv("NOTAGS")) {
@@ -196,6 +195,7 @@ static bool pipe_step(Pipe *p, int ntx, bool may_crash) {
                                 }
                                 continue;
                         }
+                        make_change(&t->ch[j], &c);
                         int r = echo ? rowstate_echo(p->rs, &txn, &c, (uint32_t)j, &apply, &err)
                                      : rowstate_check(p->rs, &txn, &c, (uint32_t)j, &apply, &err);
                         assert_int_equal(r, 0);
@@ -259,6 +259,10 @@ static bool pipe_step(Pipe *p, int ntx, bool may_crash) {
         rowstate_batch_done(p->rs, p->batch_no);
         return true;
 restart:
+        for (int i = 0; i < nout; i++) {
+                free(out[i].tag_k);
+                free(out[i].tag_v);
+        }
         /* A new attempt: versions brought back to the sink's checkpoint, reading from there. */
         assert_int_equal(rowstate_recover(p->rs, (Position){0, p->ckpt}, p->ckpt > 0, &err), 0);
         p->read_idx = 0;
@@ -339,6 +343,12 @@ static bool run_seed(unsigned seed, ConflictPolicy policy, int steps) {
                                b.rows[k].exists ? "" : "-", b.rows[k].val);
                 printf("\n");
         }
+        for (Db *d = &a; d; d = d == &a ? &b : NULL)
+                for (int i = 0; i < d->nlog; i++)
+                        for (int j = 0; j < d->log[i].n; j++) {
+                                free(d->log[i].ch[j].tag_k);
+                                free(d->log[i].ch[j].tag_v);
+                        }
         ab.rs = rowstate_free(ab.rs);
         ba.rs = rowstate_free(ba.rs);
         state_free(st);
