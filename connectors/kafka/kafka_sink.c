@@ -90,6 +90,14 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The envelope's ts_ms (when cdcsync processed the change), once per message: the coarse clock
+ * (a few ms of resolution) costs no clock read. */
+static int64_t coarse_now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int64_t mono_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -621,7 +629,7 @@ static int advance(Sink *k, CdcError *err);
 static int produce(Sink *k, const char *topic, const char *key, const char *value, rd_kafka_headers_t *hdrs,
                    const Change *c, Batch *b, CdcError *err) {
         void *opaque = b ? (void *)b : (void *)&k->ckpt_marker;
-        int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
+        int64_t deadline = 0; /* set when the queue is first found full */
         for (;;) {
                 rd_kafka_resp_err_t e =
                         rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -654,6 +662,8 @@ static int produce(Sink *k, const char *topic, const char *key, const char *valu
                         return cdc_error(err, -EIO, err_retriable(e), err_kind(e), "cannot produce to topic %s: %s",
                                          topic, rd_kafka_err2str(e));
                 }
+                if (!deadline)
+                        deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
                 rd_kafka_poll(k->rk, 100);
                 if (k->failed || mono_ms() > deadline) {
                         if (hdrs)
@@ -683,7 +693,7 @@ static int produce_change(Sink *k, TopicEntry *te, const TxnInfo *txn, const Cha
         char *key = NULL, *value = NULL;
         int r = envelope_key(c, &key);
         if (r == 0)
-                r = envelope_value(c, txn, src, now_ms(), &value);
+                r = envelope_value(c, txn, src, coarse_now_ms(), &value);
         if (r < 0) {
                 r = cdc_error(err, r, false, r == -ENOMEM ? "internal" : "data",
                               "cannot build the message of a change of %s.%s: %s", c->table->schema, c->table->name,
