@@ -71,7 +71,7 @@ cat >"$WORK/cdcsync.conf" <<CONF
 [service]
 state_dir = $WORK/state
 metrics_listen = off
-log_level = warn
+log_level = ${LOG_LEVEL:-warn}
 
 [connector.src]
 type = postgres

@@ -8,7 +8,9 @@
  *                  echoes are skipped), groups whole transactions into batches, marks a batch's
  *                  end with BATCH_END into q_sink
  *   sink thread    applies a batch in one sink transaction with the checkpoint, commits, then
- *                  publishes the batch's end as the durable position
+ *                  publishes the batch's end as the durable position. A sink with commit_async
+ *                  (Kafka) is not waited for: the next batch is applied while earlier ones are
+ *                  delivered, and a batch's end becomes durable only when poll_durable says so
  *
  * The source acknowledges upstream only pipeline_io_durable(), so nothing is acknowledged that
  * is not committed in the sink. Threads talk only through the two queues and atomics / the small
@@ -487,6 +489,45 @@ static double elapsed_s(const struct timespec *t0) {
         return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* Batches committed with commit_async and not yet durable, oldest first (sink thread only). */
+#define PENDING_BATCHES_MAX 16
+typedef struct {
+        Position pos;
+        uint64_t batch_no;
+        size_t txns;
+} PendingBatch;
+typedef struct {
+        PendingBatch b[PENDING_BATCHES_MAX];
+        size_t head, count;
+} PendingBatches;
+
+/* Asks the sink which pending batches became durable, and makes them so here: position
+ * published, row versions done, lag moved on. */
+static int poll_durable(Pipeline *p, PendingBatches *pb, int timeout_ms, CdcError *err) {
+        Position pos;
+        bool found = false;
+        int r = p->sink_ops->poll_durable(p->sink, timeout_ms, &pos, &found, err);
+        if (r < 0 || !found)
+                return r;
+        bool any = false;
+        uint64_t batch_no = 0;
+        size_t txns = 0;
+        while (pb->count > 0 && position_cmp(pb->b[pb->head].pos, pos) <= 0) {
+                batch_no = pb->b[pb->head].batch_no;
+                txns += pb->b[pb->head].txns;
+                pb->head = (pb->head + 1) % PENDING_BATCHES_MAX;
+                pb->count--;
+                any = true;
+        }
+        if (!any)
+                return 0;
+        atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, txns));
+        set_durable(p, pos);
+        if (p->rows)
+                rowstate_batch_done(p->rows, batch_no);
+        return 0;
+}
+
 static void *sink_main(void *arg) {
         Pipeline *p = arg;
         Event ev = {0};
@@ -495,12 +536,21 @@ static void *sink_main(void *arg) {
         uint64_t counts[4] = {0};
         size_t txns = 0;
         struct timespec t0 = {0};
+        bool async = p->sink_ops->commit_async && p->sink_ops->poll_durable;
+        PendingBatches pb = {0};
         int r;
 
         for (;;) {
-                r = queue_pop(p->q_sink, &ev, 1000);
+                /* With batches pending, the wait is spent serving the sink instead. */
+                r = queue_pop(p->q_sink, &ev, pb.count ? 0 : 1000);
                 atomic_store(&p->stats.last_progress_ts, now_usec());
                 note_depth(p);
+                if (r == -ETIMEDOUT && pb.count) {
+                        r = poll_durable(p, &pb, 10, &err);
+                        if (r < 0)
+                                goto fail;
+                        continue;
+                }
                 if (r == -ETIMEDOUT)
                         continue;
                 if (r < 0)
@@ -528,9 +578,9 @@ static void *sink_main(void *arg) {
                         break;
                 case EVENT_COMMIT: txns++; break;
                 case EVENT_KEEPALIVE:
-                        /* Everything before ev.pos was emitted and, with no batch open here,
-                         * committed: the position may advance past an idle stretch of log. */
-                        if (!open && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.pos))
+                        /* Everything before ev.pos was emitted and, with no batch open or pending
+                         * here, committed: the position may advance past an idle stretch of log. */
+                        if (!open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.pos))
                                 set_durable(p, ev.pos);
                         break;
                 case EVENT_BATCH_END:
@@ -544,7 +594,16 @@ static void *sink_main(void *arg) {
                                 /* 256: what every sink's checkpoint column holds */
                                 char text[256];
                                 format_pos(p, ev.pos, text, sizeof(text));
-                                r = p->sink_ops->commit(p->sink, ev.pos, text, &ev.txn, &err);
+                                if (async) {
+                                        while (pb.count == PENDING_BATCHES_MAX) {
+                                                r = poll_durable(p, &pb, 100, &err);
+                                                if (r < 0)
+                                                        goto fail;
+                                        }
+                                        r = p->sink_ops->commit_async(p->sink, ev.pos, text, &ev.txn, &err);
+                                } else {
+                                        r = p->sink_ops->commit(p->sink, ev.pos, text, &ev.txn, &err);
+                                }
                                 if (r < 0)
                                         goto fail;
                         }
@@ -555,8 +614,17 @@ static void *sink_main(void *arg) {
                         atomic_fetch_add(&p->stats.events[2], counts[2]);
                         atomic_fetch_add(&p->stats.events[3], counts[3]);
                         atomic_fetch_add(&p->stats.transactions, txns);
-                        atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, txns));
                         memset(counts, 0, sizeof(counts));
+                        if (async) {
+                                size_t i = (pb.head + pb.count++) % PENDING_BATCHES_MAX;
+                                pb.b[i] = (PendingBatch){ev.pos, (uint64_t)ev.server_ts, txns};
+                                txns = 0;
+                                r = poll_durable(p, &pb, 0, &err);
+                                if (r < 0)
+                                        goto fail;
+                                break;
+                        }
+                        atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, txns));
                         txns = 0;
                         set_durable(p, ev.pos);
                         if (p->rows)
@@ -566,6 +634,14 @@ static void *sink_main(void *arg) {
                 event_clear(&ev);
         }
 out:
+        /* Stop or end of the attempt: what was committed is waited for (the sink gives up after
+         * its delivery timeout) and only what was delivered becomes durable. A half batch is
+         * rolled back after that, since a rollback abandons the pending batches too. */
+        while (pb.count > 0) {
+                r = poll_durable(p, &pb, 100, &err);
+                if (r < 0)
+                        goto fail;
+        }
         if (open)
                 p->sink_ops->rollback(p->sink);
         return NULL;

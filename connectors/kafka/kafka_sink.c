@@ -21,17 +21,27 @@
 #define CHECKPOINT_VALUE_MAX 4096 /* a checkpoint record is small: anything bigger is not ours */
 #define DELIVERY_SLACK_MS 30000   /* past message.timeout.ms, how long a flush may still take */
 #define TOPICS_MAX 100000         /* tables one sink publishes: past this, the cache is not grown */
+#define BATCHES_MAX 32            /* batches between begin() and delivery: past this, begin() waits */
 
-/* A table's topic, worked out once per sink (template and map), and the opaque of every message
- * of that table, so that a failed delivery report names the table as well as the topic. Entries
- * are allocated one by one and never moved or freed before the producer: librdkafka holds the
- * pointer until the report. */
+/* A table's topic, worked out once per sink (template and map); a failed delivery report finds
+ * its table by the topic. Entries are allocated one by one and never moved or freed before the
+ * producer. */
 typedef struct {
         char *schema, *name; /* owned: the source's names (the cache key) */
         char table[520];     /* "schema.table" as the sink names it (after map) */
         char topic[ENVELOPE_TOPIC_MAX + 1];
         rd_kafka_topic_t *rkt; /* owned: a handle made at open to fetch the topic's metadata early */
 } TopicEntry;
+
+/* One batch from begin() until every message of it has its delivery report. It is the opaque of
+ * its messages, so a slot is reused only once none of them is in flight. */
+typedef struct {
+        uint64_t sent, done; /* messages produced; delivery reports received (ok or failed) */
+        bool committed;      /* commit_async() was called: sent is final */
+        Position pos;        /* the batch's end (its checkpoint), once committed */
+        char pos_text[256];
+        int64_t committed_ms; /* monotonic */
+} Batch;
 
 struct Sink {
         rd_kafka_t *rk;            /* producer, owned */
@@ -42,12 +52,28 @@ struct Sink {
         char *db;                  /* owned: the source database's name, NULL when unknown */
         const char *src_connector; /* Debezium's connector name: "postgresql" or "mysql" */
         long timeout_ms;           /* message.timeout.ms in effect */
-        /* Per batch; delivery reports run in the sink thread (inside poll/flush). */
-        uint64_t sent, delivered, failed;
+        /* Delivery reports run in the sink thread (inside poll/flush): no locking. A failure is
+         * kept until rollback(): every batch after it is suspect, the attempt must end. */
+        uint64_t failed;
         rd_kafka_resp_err_t first_err;
         char first_err_topic[ENVELOPE_TOPIC_MAX + 1];
-        const TopicEntry *first_err_entry; /* the failed message's table, NULL for a checkpoint */
-        TopicEntry **topics;               /* owned, ntopics entries (see TopicEntry) */
+        /* Batches not yet delivered, oldest first (ring); the newest may be the open one, cur. */
+        Batch batches[BATCHES_MAX];
+        size_t bhead, bcount;
+        Batch *cur; /* the open batch, NULL between commit and begin */
+        /* The newest batch delivered (it and every earlier one) whose checkpoint is not yet sent. */
+        bool have_delivered;
+        Position delivered_pos;
+        char delivered_text[256];
+        /* At most one checkpoint in flight: later batches' deliveries fold into the next one. */
+        bool ckpt_inflight;
+        Position ckpt_pos;
+        int64_t ckpt_ms;  /* monotonic, when it was produced */
+        char ckpt_marker; /* its address is the opaque of checkpoint messages */
+        /* The newest batch whose checkpoint is delivered: what poll_durable() reports. */
+        bool have_durable;
+        Position durable;
+        TopicEntry **topics; /* owned, ntopics entries (see TopicEntry) */
         size_t ntopics, topics_cap;
         TopicEntry *last_topic; /* the entry of the previous change: batches are runs of one table */
         /* The source transaction being applied: its changes are numbered from 0. */
@@ -61,6 +87,14 @@ struct Sink {
 static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The envelope's ts_ms (when cdcsync processed the change), once per message: the coarse clock
+ * (a few ms of resolution) costs no clock read. */
+static int64_t coarse_now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -109,15 +143,20 @@ static bool err_unknown_topic(rd_kafka_resp_err_t e) {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         Sink *k = opaque;
-        if (m->err) {
-                if (k->failed++ == 0) {
-                        k->first_err = m->err;
-                        k->first_err_entry = m->_private;
-                        snprintf(k->first_err_topic, sizeof(k->first_err_topic), "%s",
-                                 m->rkt ? rd_kafka_topic_name(m->rkt) : "?");
+        if (m->_private == &k->ckpt_marker) {
+                k->ckpt_inflight = false;
+                /* Produced only once its batch and every earlier one were delivered. */
+                if (!m->err && (!k->have_durable || position_cmp(k->ckpt_pos, k->durable) > 0)) {
+                        k->durable = k->ckpt_pos;
+                        k->have_durable = true;
                 }
-        } else {
-                k->delivered++;
+        } else if (m->_private) {
+                ((Batch *)m->_private)->done++;
+        }
+        if (m->err && k->failed++ == 0) {
+                k->first_err = m->err;
+                snprintf(k->first_err_topic, sizeof(k->first_err_topic), "%s",
+                         m->rkt ? rd_kafka_topic_name(m->rkt) : "?");
         }
 }
 
@@ -276,8 +315,8 @@ static Sink *kafka_sink_free(Sink *k) {
         if (!k)
                 return NULL;
         if (k->rk) {
-                /* Whatever is still queued belongs to a batch that was not committed: it is sent
-                 * again by the next attempt, so there is no point in waiting for it. */
+                /* Whatever is still queued belongs to a batch that was not reported durable: it
+                 * is sent again by the next attempt, so there is no point in waiting for it. */
                 rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
                 rd_kafka_flush(k->rk, 1000);
         }
@@ -541,11 +580,19 @@ out:
         return r;
 }
 
+static int serve(Sink *k, int timeout_ms, CdcError *err);
+
 static int kafka_sink_begin(Sink *k, CdcError *err) {
-        (void)err;
-        k->sent = k->delivered = k->failed = 0;
-        k->first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        k->first_err_entry = NULL;
+        if (k->cur)
+                return cdc_error(err, -EINVAL, false, "internal", "kafka sink: begin inside an open batch");
+        /* Bounded: past BATCHES_MAX undelivered batches, wait for the oldest. */
+        while (k->bcount == BATCHES_MAX) {
+                int r = serve(k, 100, err);
+                if (r < 0)
+                        return r;
+        }
+        k->cur = &k->batches[(k->bhead + k->bcount++) % BATCHES_MAX];
+        memset(k->cur, 0, sizeof(*k->cur));
         k->have_txn = false;
         return 0;
 }
@@ -558,7 +605,10 @@ static int kafka_sink_begin(Sink *k, CdcError *err) {
         "meanwhile"
 
 static int delivery_error(Sink *k, CdcError *err) {
-        const TopicEntry *te = k->first_err_entry;
+        const TopicEntry *te = NULL; /* the failed message's table, NULL for a checkpoint */
+        for (size_t i = 0; i < k->ntopics && !te; i++)
+                if (strcmp(k->topics[i]->topic, k->first_err_topic) == 0)
+                        te = k->topics[i];
         if (err_unknown_topic(k->first_err))
                 return cdc_error(err, -EIO, true, err_kind(k->first_err),
                                  "topic %s of table %s " UNKNOWN_TOPIC_HINT " (%" PRIu64
@@ -570,22 +620,30 @@ static int delivery_error(Sink *k, CdcError *err) {
                          rd_kafka_err2str(k->first_err));
 }
 
+static int advance(Sink *k, CdcError *err);
+
 /* Queues one message (copies key, value; takes hdrs). A full local queue is waited out by
  * serving delivery reports, for at most the delivery timeout. c: the change the message is of
- * (NULL for a checkpoint), named in errors so an operator finds the row. */
+ * (NULL for a checkpoint), named in errors so an operator finds the row. b: the batch it belongs
+ * to, NULL for a checkpoint (whose opaque is &k->ckpt_marker). */
 static int produce(Sink *k, const char *topic, const char *key, const char *value, rd_kafka_headers_t *hdrs,
-                   const Change *c, TopicEntry *te, CdcError *err) {
-        int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
+                   const Change *c, Batch *b, CdcError *err) {
+        void *opaque = b ? (void *)b : (void *)&k->ckpt_marker;
+        int64_t deadline = 0; /* set when the queue is first found full */
         for (;;) {
                 rd_kafka_resp_err_t e =
                         rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                           RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
                                           RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
-                                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(te), RD_KAFKA_V_END);
+                                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                        k->sent++;
-                        rd_kafka_poll(k->rk, 0); /* serve delivery reports as we go */
-                        return 0;
+                        if (!b)
+                                return 0;
+                        b->sent++;
+                        /* Serve delivery reports as we go: an earlier batch's checkpoint leaves
+                         * as soon as that batch is delivered, while this one is still filled. */
+                        rd_kafka_poll(k->rk, 0);
+                        return advance(k, err);
                 }
                 if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         if (hdrs)
@@ -604,6 +662,8 @@ static int produce(Sink *k, const char *topic, const char *key, const char *valu
                         return cdc_error(err, -EIO, err_retriable(e), err_kind(e), "cannot produce to topic %s: %s",
                                          topic, rd_kafka_err2str(e));
                 }
+                if (!deadline)
+                        deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
                 rd_kafka_poll(k->rk, 100);
                 if (k->failed || mono_ms() > deadline) {
                         if (hdrs)
@@ -633,16 +693,16 @@ static int produce_change(Sink *k, TopicEntry *te, const TxnInfo *txn, const Cha
         char *key = NULL, *value = NULL;
         int r = envelope_key(c, &key);
         if (r == 0)
-                r = envelope_value(c, txn, src, now_ms(), &value);
+                r = envelope_value(c, txn, src, coarse_now_ms(), &value);
         if (r < 0) {
                 r = cdc_error(err, r, false, r == -ENOMEM ? "internal" : "data",
                               "cannot build the message of a change of %s.%s: %s", c->table->schema, c->table->name,
                               strerror(-r));
                 goto out;
         }
-        r = produce(k, te->topic, key, value, make_headers(k), c, te, err);
+        r = produce(k, te->topic, key, value, make_headers(k), c, k->cur, err);
         if (r == 0 && c->op == CHANGE_DELETE && key)
-                r = produce(k, te->topic, key, NULL, make_headers(k), c, te, err);
+                r = produce(k, te->topic, key, NULL, make_headers(k), c, k->cur, err);
 out:
         free(key);
         free(value);
@@ -710,6 +770,8 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
          * Debezium sends none), so it is not published. */
         if (c->op == CHANGE_TRUNCATE && txn->snapshot)
                 return 0;
+        if (!k->cur)
+                return cdc_error(err, -EINVAL, false, "internal", "kafka sink: apply outside a batch");
         if (!k->have_txn || k->txn_xid != txn->xid || position_cmp(k->txn_pos, txn->commit_pos) != 0) {
                 k->have_txn = true;
                 k->txn_xid = txn->xid;
@@ -752,37 +814,32 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
         return r;
 }
 
-/* Waits until every message produced so far has its delivery report. */
-static int wait_delivered(Sink *k, CdcError *err) {
-        int64_t deadline = mono_ms() + k->timeout_ms + DELIVERY_SLACK_MS;
-        while (k->delivered + k->failed < k->sent) {
-                rd_kafka_flush(k->rk, 500);
-                if (mono_ms() > deadline)
-                        return cdc_error(err, -ETIMEDOUT, true, "connection",
-                                         "%" PRIu64 " message(s) without a delivery report after %ld ms",
-                                         k->sent - k->delivered - k->failed, k->timeout_ms + DELIVERY_SLACK_MS);
+/* Retires delivered batches (oldest first: a batch counts only once every earlier one is
+ * delivered too) and sends the checkpoint of the newest of them when none is in flight. */
+static int advance(Sink *k, CdcError *err) {
+        while (k->bcount > 0) {
+                Batch *b = &k->batches[k->bhead];
+                if (!b->committed || b->done < b->sent)
+                        break;
+                log_debug(k->ctx,
+                          "batch to %s: %" PRIu64 " messages, the last delivered %" PRId64 " ms after its commit",
+                          b->pos_text, b->sent, mono_ms() - b->committed_ms);
+                k->have_delivered = true;
+                k->delivered_pos = b->pos;
+                memcpy(k->delivered_text, b->pos_text, sizeof(k->delivered_text));
+                k->bhead = (k->bhead + 1) % BATCHES_MAX;
+                k->bcount--;
         }
-        if (k->failed)
-                return delivery_error(k, err);
-        return 0;
-}
-
-static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
-        (void)last;
-        int64_t t0 = mono_ms();
-        uint64_t n = k->sent;
-        int r = wait_delivered(k, err);
-        if (r < 0)
-                return r;
-        int64_t t1 = mono_ms();
-        /* The batch is in Kafka: only now may the checkpoint say so. */
+        if (!k->have_delivered || k->ckpt_inflight || k->failed)
+                return 0;
+        /* Those batches are in Kafka: only now may the checkpoint say so. */
         json_t *j = json_object();
         char hi[24], lo[24];
-        snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
-        snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
+        snprintf(hi, sizeof(hi), "%" PRIu64, k->delivered_pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, k->delivered_pos.lo);
         json_object_set_new(j, "pipeline", json_string(k->pipe->name));
         json_object_set_new(j, "source", json_string(k->pipe->source->name));
-        json_object_set_new(j, "position", json_string(pos_text));
+        json_object_set_new(j, "position", json_string(k->delivered_text));
         json_object_set_new(j, "hi", json_string(hi));
         json_object_set_new(j, "lo", json_string(lo));
         json_object_set_new(j, "ts_ms", json_integer(now_ms()));
@@ -790,23 +847,90 @@ static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const 
         json_decref(j);
         if (!value)
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
-        r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, NULL, NULL, err);
+        /* Marked in flight first: its report may be served inside produce(). */
+        k->ckpt_inflight = true;
+        k->ckpt_pos = k->delivered_pos;
+        k->ckpt_ms = mono_ms();
+        k->have_delivered = false;
+        int r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, NULL, NULL, err);
         free(value);
-        if (r == 0)
-                r = wait_delivered(k, err);
-        if (r == 0)
-                log_debug(k->ctx,
-                          "batch to %s: %" PRIu64 " messages delivered in %" PRId64 " ms, checkpoint in %" PRId64 " ms",
-                          pos_text, n, t1 - t0, mono_ms() - t1);
+        if (r < 0)
+                k->ckpt_inflight = false;
+        return r;
+}
+
+/* Serves delivery reports for at most timeout_ms, moves batches on; fails on a failed delivery
+ * or on a batch (or checkpoint) without a report past the delivery timeout. */
+static int serve(Sink *k, int timeout_ms, CdcError *err) {
+        rd_kafka_poll(k->rk, timeout_ms);
+        int r = advance(k, err);
+        if (r < 0)
+                return r;
+        if (k->failed)
+                return delivery_error(k, err);
+        int64_t now = mono_ms(), limit = k->timeout_ms + DELIVERY_SLACK_MS;
+        if (k->bcount > 0 && k->batches[k->bhead].committed && now - k->batches[k->bhead].committed_ms > limit)
+                return cdc_error(err, -ETIMEDOUT, true, "connection",
+                                 "%" PRIu64 " message(s) without a delivery report after %" PRId64 " ms",
+                                 k->batches[k->bhead].sent - k->batches[k->bhead].done, limit);
+        if (k->ckpt_inflight && now - k->ckpt_ms > limit)
+                return cdc_error(err, -ETIMEDOUT, true, "connection",
+                                 "the checkpoint to %s has no delivery report after %" PRId64 " ms",
+                                 KAFKA_SINK_CHECKPOINT_TOPIC, limit);
+        return 0;
+}
+
+static int kafka_sink_commit_async(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        (void)last;
+        Batch *b = k->cur;
+        if (!b)
+                return cdc_error(err, -EINVAL, false, "internal", "kafka sink: commit without a batch");
+        b->committed = true;
+        b->pos = pos;
+        snprintf(b->pos_text, sizeof(b->pos_text), "%s", pos_text);
+        b->committed_ms = mono_ms();
+        k->cur = NULL;
+        return serve(k, 0, err);
+}
+
+static int kafka_sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
+        int r = serve(k, timeout_ms, err);
+        if (r < 0)
+                return r;
+        *ret_found = k->have_durable;
+        *ret = k->have_durable ? k->durable : (Position){0};
+        return 0;
+}
+
+/* The synchronous form: waits until this batch's checkpoint is delivered. */
+static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        int r = kafka_sink_commit_async(k, pos, pos_text, last, err);
+        while (r == 0 && !(k->have_durable && position_cmp(k->durable, pos) >= 0))
+                r = serve(k, 100, err);
         return r;
 }
 
 static int kafka_sink_rollback(Sink *k) {
-        /* Sent messages cannot be taken back; those still queued are dropped (the batch is sent
-         * again). Their reports are served now so they do not count in the next batch. */
+        /* Sent messages cannot be taken back; those still queued are dropped, and every batch not
+         * yet reported durable is abandoned (the attempt reads them again). */
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
         rd_kafka_flush(k->rk, 1000);
-        k->sent = k->delivered = k->failed = 0;
+        k->cur = NULL;
+        k->have_delivered = false;
+        if (rd_kafka_outq_len(k->rk) > 0) {
+                /* Reports still to come point into the ring: it cannot be reused. Keep it full and
+                 * failed so that this sink refuses further batches. */
+                k->bcount = BATCHES_MAX;
+                if (k->failed++ == 0) {
+                        k->first_err = RD_KAFKA_RESP_ERR__PURGE_QUEUE;
+                        snprintf(k->first_err_topic, sizeof(k->first_err_topic), "?");
+                }
+                return 0;
+        }
+        k->bhead = k->bcount = 0;
+        k->ckpt_inflight = false;
+        k->failed = 0;
+        k->first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         return 0;
 }
 
@@ -853,4 +977,6 @@ const SinkOps kafka_sink_ops = {
         .rollback = kafka_sink_rollback,
         .check = kafka_sink_check,
         .free = kafka_sink_free,
+        .commit_async = kafka_sink_commit_async,
+        .poll_durable = kafka_sink_poll_durable,
 };

@@ -116,6 +116,18 @@ typedef struct {
          * source can start from what its Position cannot hold; *found = false when there is none
          * (or it does not fit in len). */
         int (*last_position_text)(Sink *k, char *buf, size_t len, bool *found, CdcError *err);
+        /* Optional, both or neither (a database sink leaves them NULL: its commit() is durable when
+         * it returns). commit_async() ends the batch like commit() but does not wait for it: after 0
+         * the batch is pending, and the next begin() may follow at once. The sink stores the
+         * checkpoint of a pending batch only once every message of it and of every earlier batch
+         * is delivered. */
+        int (*commit_async)(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err);
+        /* Serves the sink's outstanding work for at most timeout_ms (0: only what is ready) and
+         * sets *ret to the end position of the newest batch that is durable (its messages, those of
+         * every earlier batch, and its checkpoint), *ret_found = false when none is yet. A pending
+         * batch that failed (or waited past the sink's delivery timeout) returns an error: the
+         * attempt must end, and everything after the last durable position is read again. */
+        int (*poll_durable)(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err);
 } SinkOps;
 
 /* Registry of connector types; NULL when the type has no source / sink. */
