@@ -73,8 +73,11 @@ enum {
         MULTI_DELETE, /* params: the key */
         MULTI_UPDATE, /* whole-row update keeping its key; params: every column, then the key */
 };
-#define MULTI_MIN 8 /* shorter runs go as one array-bound execution */
-#define MULTI_STMT_MAX 32
+#define MULTI_MIN 2
+#define MULTI_MAX_ROWS 4000   /* rows of a multi-row run; and at most MULTI_MAX_PARAMS placeholders */
+#define MULTI_MAX_PARAMS 60000 /* the protocol's limit is 65535 */
+#define MULTI_CACHE_ROWS 64    /* statements of up to this many rows are kept prepared (sizes recur) */
+#define MULTI_STMT_MAX 64
 
 /* Several runs may be pending at once, one per statement: a batch of small transactions
  * (update, insert, delete, hot-row update, again and again) then costs a few round trips, not
@@ -590,14 +593,26 @@ static int param_cmp(const void *a, const void *b) {
  * result's one row, when there is a result (the update check). */
 static int multi_exec(Sink *k, Run *u, const char *sql, int from, int m, int first, int count, uint64_t *ret_rows,
                       uint64_t *ret_count, CdcError *err) {
-        CachedStmt *c = mstmt_cached(k, sql);
+        /* a long statement of a size that may not come again is prepared for this once */
+        CachedStmt one = {0}, *c = &one;
         int r = 0, nb = m * count;
         unsigned int zero = 0;
-        if (!c)
-                return prepare_error(k, sql, u->what, err);
-        MYSQL_BIND *b = calloc((size_t)nb, sizeof(*b));
-        if (!b)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        MYSQL_BIND *b = NULL;
+        if (m <= MULTI_CACHE_ROWS)
+                c = mstmt_cached(k, sql);
+        else if ((one.st = mysql_stmt_init(k->m)) && mysql_stmt_prepare(one.st, sql, strlen(sql))) {
+                r = sink_error(k, one.st, u->what, err);
+                goto out;
+        }
+        if (!c || !c->st) {
+                r = c ? cdc_error(err, -ENOMEM, true, "internal", "out of memory") : prepare_error(k, sql, u->what, err);
+                goto out;
+        }
+        b = calloc((size_t)nb, sizeof(*b));
+        if (!b) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
         for (int i = 0; i < m; i++)
                 for (int j = 0; j < count; j++) {
                         Param *p = &u->params[(size_t)(from + i) * u->nparams + first + j];
@@ -627,6 +642,8 @@ static int multi_exec(Sink *k, Run *u, const char *sql, int from, int m, int fir
         *ret_rows = mysql_stmt_affected_rows(c->st);
         mysql_stmt_free_result(c->st);
 out:
+        if (one.st)
+                mysql_stmt_close(one.st);
         free(b);
         return r;
 }
@@ -711,29 +728,8 @@ static int run_send(Sink *k, Run *u, CdcError *err) {
         if (!u->stmt || n == 0)
                 goto out;
         if (u->mkind != MULTI_NONE && n >= MULTI_MIN) {
-                /* a few sizes, so a few statements to prepare; the rest as one array execution */
-                static const int sizes[] = {512, 64, MULTI_MIN};
-                int done = 0;
-                for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
-                        while (n - done >= sizes[s]) {
-                                r = multi_send(k, u, done, sizes[s], err);
-                                if (r < 0)
-                                        goto out;
-                                done += sizes[s];
-                        }
-                if (done == n)
-                        goto out;
-                /* the tail: shift it to the front (its params and keys move, the rest is freed) */
-                for (int i = 0; i < done; i++) {
-                        for (int j = 0; j < np; j++) {
-                                free(u->params[(size_t)i * np + j].data);
-                                u->params[(size_t)i * np + j].data = NULL;
-                        }
-                        free(u->keys[i]);
-                }
-                memmove(u->params, &u->params[(size_t)done * np], (size_t)(n - done) * np * sizeof(*u->params));
-                memmove(u->keys, &u->keys[done], (size_t)(n - done) * sizeof(*u->keys));
-                u->nrows = n = n - done;
+                r = multi_send(k, u, 0, n, err); /* run_add kept it within the statement limits */
+                goto out;
         }
         if (!k->bulk || n == 1 || np == 0) {
                 r = run_rows(k, u, err);
@@ -1018,7 +1014,10 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, cons
                         }
                 }
         }
-        if (u->nrows >= RUN_MAX_ROWS || u->bytes >= RUN_MAX_BYTES)
+        int max = RUN_MAX_ROWS;
+        if (u->mkind != MULTI_NONE)
+                max = np > 0 && MULTI_MAX_PARAMS / np < MULTI_MAX_ROWS ? MULTI_MAX_PARAMS / np : MULTI_MAX_ROWS;
+        if (u->nrows >= max || u->bytes >= RUN_MAX_BYTES)
                 r = pending_flush(k, err);
 out:
         free(key);
