@@ -905,7 +905,7 @@ static char *row_key(const char *schema, const char *name, const Table *t, const
  * (p[i].data is NULL on return) and the message key (freed either way). rk: the row keys the change touches (nrk of
  * them; before and after key of an update), each taken, NULL when the change may not be
  * reordered (then everything pending goes first and nothing overtakes it). */
-static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, const char *what, char *key, char **rk,
+static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, const char *opname, char *key, char **rk,
                    const size_t *rkl, int nrk, const Table *t, const char *schema, const char *name, int mkind,
                    CdcError *err) {
         int r = 0, ri = -1;
@@ -948,6 +948,8 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, cons
                 }
         }
         if (ri < 0) {
+                char what[600];
+                snprintf(what, sizeof(what), "%s on `%s`.`%s`", opname, schema, name);
                 CachedStmt *c = stmt_cached(k, sql);
                 if (!c) {
                         r = prepare_error(k, sql, what, err);
@@ -1042,8 +1044,9 @@ static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *nam
                 return 0;
         }
         char full[512];
-        snprintf(full, sizeof(full), "%s.%s", t->schema, t->name);
-        if (k->pipe)
+        if (k->pipe && k->pipe->nmaps > 0)
+                snprintf(full, sizeof(full), "%s.%s", t->schema, t->name);
+        if (k->pipe && k->pipe->nmaps > 0)
                 for (int i = 0; i < k->pipe->nmaps; i++) {
                         const TableMap *m = &k->pipe->maps[i];
                         const char *dot = strchr(m->to, '.');
@@ -1062,8 +1065,12 @@ static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *nam
                                 return 0;
                         }
                 }
-        if ((size_t)snprintf(schema, sl, "%s", def) >= sl || (size_t)snprintf(name, nl, "%s", t->name) >= nl)
+        /* every change comes here: copied without printf */
+        size_t dl = strlen(def), tl = strlen(t->name);
+        if (dl >= sl || tl >= nl)
                 return -ENAMETOOLONG;
+        memcpy(schema, def, dl + 1);
+        memcpy(name, t->name, tl + 1);
         return 0;
 }
 
@@ -1323,9 +1330,20 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
 
 /* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
  * gets its key, "(id)=(42)" (every column for a table without key), as the source has it. */
+/* Appends n bytes of s to out (used of cap, one byte kept for the NUL); false when they do not fit. */
+static bool text_put(char *out, size_t cap, size_t *used, const char *s, size_t n) {
+        if (*used + n + 1 > cap)
+                return false;
+        memcpy(out + *used, s, n);
+        *used += n;
+        out[*used] = '\0';
+        return true;
+}
+
+/* Built for every change (an error later names its row), so by hand rather than with printf. */
 static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
         char names[256] = "", vals[256] = "";
-        size_t nl = 0, vl = 0;
+        size_t nl = 0, vl = 0, ol = 0;
         bool keyed = table_nkeys(t) > 0;
         out[0] = '\0';
         if (!img)
@@ -1334,14 +1352,20 @@ static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
                 if (keyed && !t->cols[i].key)
                         continue;
                 const char *v = img[i].kind == VALUE_TEXT ? img[i].data : "NULL";
-                int a = snprintf(names + nl, sizeof(names) - nl, "%s%s", nl ? "," : "", t->cols[i].name);
-                int b = snprintf(vals + vl, sizeof(vals) - vl, "%s%.40s", vl ? "," : "", v);
-                if (a < 0 || b < 0 || nl + (size_t)a >= sizeof(names) || vl + (size_t)b >= sizeof(vals))
+                size_t n = strlen(t->cols[i].name), vn = strnlen(v, 40);
+                size_t nl0 = nl, vl0 = vl;
+                if ((nl && !text_put(names, sizeof(names), &nl, ",", 1)) ||
+                    !text_put(names, sizeof(names), &nl, t->cols[i].name, n) ||
+                    (vl && !text_put(vals, sizeof(vals), &vl, ",", 1)) || !text_put(vals, sizeof(vals), &vl, v, vn)) {
+                        names[nl0] = '\0';
+                        vals[vl0] = '\0';
+                        nl = nl0, vl = vl0;
                         break;
-                nl += (size_t)a;
-                vl += (size_t)b;
+                }
         }
-        snprintf(out, cap, "(%s)=(%s)", names, vals);
+        if (!text_put(out, cap, &ol, "(", 1) || !text_put(out, cap, &ol, names, nl) ||
+            !text_put(out, cap, &ol, ")=(", 3) || !text_put(out, cap, &ol, vals, vl) || !text_put(out, cap, &ol, ")", 1))
+                out[cap - 1] = '\0';
 }
 
 static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
@@ -1575,12 +1599,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
                 goto out;
         }
-        char what[600];
-        snprintf(what, sizeof(what), "%s on `%s`.`%s`",
-                 c->op == CHANGE_INSERT   ? "insert"
-                 : c->op == CHANGE_UPDATE ? "update"
-                                          : "delete",
-                 schema, name);
+        const char *opname = c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete";
         char key[600];
         key_text(t, c->before ? c->before : c->after, key, sizeof(key));
         /* the multi-row form this change qualifies for (see MULTI_NONE) */
@@ -1594,7 +1613,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                          whole_row_same_key(c))
                         mkind = MULTI_UPDATE;
         }
-        r = run_add(k, q.s, p, np, expect, what, strdup(key), rk, rkl, nrk, t, schema, name, mkind, err);
+        r = run_add(k, q.s, p, np, expect, opname, strdup(key), rk, rkl, nrk, t, schema, name, mkind, err);
         nrk = 0; /* run_add took them */
         if (r < 0)
                 goto out_sent; /* a flushed run's error: its message names its own row */
