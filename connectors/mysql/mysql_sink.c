@@ -74,7 +74,7 @@ enum {
         MULTI_UPDATE, /* whole-row update keeping its key; params: every column, then the key */
 };
 #define MULTI_MIN 2
-#define MULTI_MAX_ROWS 4000   /* rows of a multi-row run; and at most MULTI_MAX_PARAMS placeholders */
+#define MULTI_MAX_ROWS 4000    /* rows of a multi-row run; and at most MULTI_MAX_PARAMS placeholders */
 #define MULTI_MAX_PARAMS 60000 /* the protocol's limit is 65535 */
 #define MULTI_CACHE_ROWS 64    /* statements of up to this many rows are kept prepared (sizes recur) */
 #define MULTI_STMT_MAX 64
@@ -123,6 +123,8 @@ struct Sink {
         bool bulk;    /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
         char ctx[160];
+        char *qbuf; /* owned: the text buffer sink_apply builds each change's statement in, kept */
+        size_t qcap;
 };
 
 /* ---- SQL text with quoted identifiers ---- */
@@ -160,10 +162,14 @@ static void sql_add(Sql *q, const char *s) {
 /* `name` with backticks doubled: identifiers are never pasted raw. */
 static void sql_ident(Sql *q, const char *name) {
         sql_put(q, "`", 1);
-        for (const char *p = name; *p; p++) {
-                sql_put(q, p, 1);
-                if (*p == '`')
-                        sql_put(q, "`", 1);
+        for (const char *p = name; *p;) {
+                size_t n = strcspn(p, "`"); /* whole stretches: every change's statement passes here */
+                sql_put(q, p, n);
+                p += n;
+                if (*p == '`') {
+                        sql_put(q, "``", 2);
+                        p++;
+                }
         }
         sql_put(q, "`", 1);
 }
@@ -605,7 +611,8 @@ static int multi_exec(Sink *k, Run *u, const char *sql, int from, int m, int fir
                 goto out;
         }
         if (!c || !c->st) {
-                r = c ? cdc_error(err, -ENOMEM, true, "internal", "out of memory") : prepare_error(k, sql, u->what, err);
+                r = c ? cdc_error(err, -ENOMEM, true, "internal", "out of memory")
+                      : prepare_error(k, sql, u->what, err);
                 goto out;
         }
         b = calloc((size_t)nb, sizeof(*b));
@@ -621,8 +628,8 @@ static int multi_exec(Sink *k, Run *u, const char *sql, int from, int m, int fir
                         x->buffer = p->data;
                         x->buffer_length = p->len;
                 }
-        if ((k->bulk && mysql_stmt_attr_set(c->st, STMT_ATTR_ARRAY_SIZE, &zero)) ||
-            mysql_stmt_bind_param(c->st, b) || mysql_stmt_execute(c->st)) {
+        if ((k->bulk && mysql_stmt_attr_set(c->st, STMT_ATTR_ARRAY_SIZE, &zero)) || mysql_stmt_bind_param(c->st, b) ||
+            mysql_stmt_execute(c->st)) {
                 r = sink_error(k, c->st, u->what, err);
                 goto out;
         }
@@ -1364,7 +1371,8 @@ static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
                 }
         }
         if (!text_put(out, cap, &ol, "(", 1) || !text_put(out, cap, &ol, names, nl) ||
-            !text_put(out, cap, &ol, ")=(", 3) || !text_put(out, cap, &ol, vals, vl) || !text_put(out, cap, &ol, ")", 1))
+            !text_put(out, cap, &ol, ")=(", 3) || !text_put(out, cap, &ol, vals, vl) ||
+            !text_put(out, cap, &ol, ")", 1))
                 out[cap - 1] = '\0';
 }
 
@@ -1471,7 +1479,7 @@ static bool whole_row_same_key(const Change *c) {
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
-        Sql q = {0};
+        Sql q = {.s = k->qbuf, .cap = k->qcap};
         int np = 0, r;
         /* CHANGE_IDEMPOTENT (change.h): at-least-once source, a repeat of this change must be
          * harmless, so a missing row is not an error and a whole-row update is an upsert. */
@@ -1625,7 +1633,8 @@ out_sent:
                 free(rk[i]);
         params_free(p, t->ncols * 2 + 1);
         free(p);
-        free(q.s);
+        k->qbuf = q.s; /* kept for the next change */
+        k->qcap = q.cap;
         return r;
 }
 
@@ -1639,6 +1648,7 @@ static Sink *sink_free(Sink *k) {
                 run_free(&k->runs[i]);
         keys_free(&k->keys);
         mstmts_free(k);
+        free(k->qbuf);
         while (k->stmts) {
                 CachedStmt *c = k->stmts;
                 k->stmts = c->next;
