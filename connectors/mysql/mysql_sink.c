@@ -54,7 +54,30 @@ typedef struct {
         Param *params;    /* nrows * nparams, owned */
         char **keys;      /* per row, owned: "(id)=(42)", so an error names the row */
         size_t bytes;
+        /* The multi-row form of the run (see multi_send): mkind MULTI_NONE, or the kind every row
+         * qualifies for; mt (one reference) and the sink-side names give the statement its text. */
+        int mkind;
+        Table *mt;
+        char mschema[256], mname[256];
 } Run;
+
+/* Multi-row statements: the server runs an array-bound execution as one statement per row (open
+ * and lock the table, plan, write a table map to the binlog: most of its time in a catch-up); one
+ * INSERT ... VALUES (...),(...) or DELETE ... WHERE key IN (...) does that once for many rows.
+ * Only for tables whose changes may be reordered (TargetTable.reorder: the primary key is the
+ * source's key, integers or UUIDs, no other unique index, foreign key or trigger) with a one-column
+ * key, so a row is found by its key alone and at most one row has it. */
+enum {
+        MULTI_NONE,
+        MULTI_INSERT, /* params: every column, in table order */
+        MULTI_DELETE, /* params: the key */
+        MULTI_UPDATE, /* whole-row update keeping its key; params: every column, then the key */
+};
+#define MULTI_MIN 2
+#define MULTI_MAX_ROWS 4000    /* rows of a multi-row run; and at most MULTI_MAX_PARAMS placeholders */
+#define MULTI_MAX_PARAMS 60000 /* the protocol's limit is 65535 */
+#define MULTI_CACHE_ROWS 64    /* statements of up to this many rows are kept prepared (sizes recur) */
+#define MULTI_STMT_MAX 64
 
 /* Several runs may be pending at once, one per statement: a batch of small transactions
  * (update, insert, delete, hot-row update, again and again) then costs a few round trips, not
@@ -90,6 +113,8 @@ struct Sink {
         MYSQL *m;
         CachedStmt *stmts;
         int nstmts;
+        CachedStmt *mstmts; /* multi-row statements, a cache of their own: used only while sent */
+        int nmstmts;
         TargetTable *known; /* tables seen to exist */
         Run runs[RUNS_MAX]; /* pending, in the order they were started; nruns used */
         int nruns;
@@ -98,6 +123,8 @@ struct Sink {
         bool bulk;    /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
         char ctx[160];
+        char *qbuf; /* owned: the text buffer sink_apply builds each change's statement in, kept */
+        size_t qcap;
 };
 
 /* ---- SQL text with quoted identifiers ---- */
@@ -135,10 +162,14 @@ static void sql_add(Sql *q, const char *s) {
 /* `name` with backticks doubled: identifiers are never pasted raw. */
 static void sql_ident(Sql *q, const char *name) {
         sql_put(q, "`", 1);
-        for (const char *p = name; *p; p++) {
-                sql_put(q, p, 1);
-                if (*p == '`')
-                        sql_put(q, "`", 1);
+        for (const char *p = name; *p;) {
+                size_t n = strcspn(p, "`"); /* whole stretches: every change's statement passes here */
+                sql_put(q, p, n);
+                p += n;
+                if (*p == '`') {
+                        sql_put(q, "``", 2);
+                        p++;
+                }
         }
         sql_put(q, "`", 1);
 }
@@ -415,6 +446,8 @@ static void run_clear(Run *u) {
         u->nrows = 0;
         u->bytes = 0;
         u->stmt = NULL;
+        u->mkind = MULTI_NONE;
+        u->mt = table_unref(u->mt);
 }
 
 static void run_free(Run *u) {
@@ -438,8 +471,8 @@ static int diverged(Sink *k, const Run *u, int i, uint64_t rows, CdcError *err) 
 /* Row by row: without bulk support, and after a failed or short array execution to find the row
  * at fault (the caller rolled the array execution back to its savepoint first when its rows must
  * each find one row; inserts are upserts, so rows a failed execution applied may run again). */
-static int run_rows(Sink *k, Run *u, CdcError *err) {
-        for (int i = 0; i < u->nrows; i++) {
+static int run_rows_range(Sink *k, Run *u, int from, int to, CdcError *err) {
+        for (int i = from; i < to; i++) {
                 uint64_t rows = 0;
                 int r = exec_row(k, u->stmt->st, &u->params[(size_t)i * u->nparams], u->nparams, u->what, &rows, err);
                 if (r == 0 && u->expect && rows != 1)
@@ -455,11 +488,256 @@ static int run_rows(Sink *k, Run *u, CdcError *err) {
         return 0;
 }
 
+static int run_rows(Sink *k, Run *u, CdcError *err) {
+        return run_rows_range(k, u, 0, u->nrows, err);
+}
+
+static void mstmts_free(Sink *k) {
+        while (k->mstmts) {
+                CachedStmt *c = k->mstmts;
+                k->mstmts = c->next;
+                mysql_stmt_close(c->st);
+                free(c->sql);
+                free(c);
+        }
+        k->nmstmts = 0;
+}
+
+/* The multi-row statement sql, prepared on first use (NULL: see prepare_error). Its cache is only
+ * ever used inside one multi_send call, so emptying it when full closes nothing in use. */
+static CachedStmt *mstmt_cached(Sink *k, const char *sql) {
+        for (CachedStmt *c = k->mstmts; c; c = c->next)
+                if (strcmp(c->sql, sql) == 0)
+                        return c;
+        if (k->nmstmts >= MULTI_STMT_MAX)
+                mstmts_free(k);
+        CachedStmt *c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        c->sql = strdup(sql);
+        c->st = mysql_stmt_init(k->m);
+        if (!c->sql || !c->st || mysql_stmt_prepare(c->st, sql, strlen(sql))) {
+                if (c->st)
+                        mysql_stmt_close(c->st);
+                free(c->sql);
+                free(c);
+                return NULL;
+        }
+        c->next = k->mstmts;
+        k->mstmts = c;
+        k->nmstmts++;
+        return c;
+}
+
+static void sql_placeholder(Sql *q, const Column *c);
+
+/* The text of u's multi-row statement for m rows; check: the locking read an update's rows are
+ * counted with first. */
+static char *multi_sql(const Run *u, int m, bool check) {
+        const Table *t = u->mt;
+        const char *kname = NULL;
+        Sql q = {0};
+        for (int i = 0; i < t->ncols && !kname; i++)
+                if (t->cols[i].key)
+                        kname = t->cols[i].name;
+        if (!kname)
+                return NULL;
+        if (u->mkind == MULTI_DELETE || check) {
+                sql_add(&q, check ? "SELECT COUNT(*) FROM " : "DELETE FROM ");
+                sql_table(&q, u->mschema, u->mname);
+                sql_add(&q, " WHERE ");
+                sql_ident(&q, kname);
+                sql_add(&q, " IN (");
+                for (int i = 0; i < m; i++)
+                        sql_add(&q, i ? ", ?" : "?");
+                sql_add(&q, check ? ") FOR UPDATE" : ")");
+        } else {
+                sql_add(&q, "INSERT INTO ");
+                sql_table(&q, u->mschema, u->mname);
+                sql_add(&q, " (");
+                for (int i = 0; i < t->ncols; i++) {
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_ident(&q, t->cols[i].name);
+                }
+                sql_add(&q, ") VALUES ");
+                for (int r = 0; r < m; r++) {
+                        sql_add(&q, r ? ", (" : "(");
+                        for (int i = 0; i < t->ncols; i++) {
+                                if (i)
+                                        sql_add(&q, ", ");
+                                sql_placeholder(&q, &t->cols[i]);
+                        }
+                        sql_add(&q, ")");
+                }
+                sql_add(&q, " ON DUPLICATE KEY UPDATE ");
+                for (int i = 0; i < t->ncols; i++) {
+                        if (i)
+                                sql_add(&q, ", ");
+                        sql_ident(&q, t->cols[i].name);
+                        sql_add(&q, " = VALUES(");
+                        sql_ident(&q, t->cols[i].name);
+                        sql_add(&q, ")");
+                }
+        }
+        if (q.oom) {
+                free(q.s);
+                return NULL;
+        }
+        return q.s;
+}
+
+static int param_cmp(const void *a, const void *b) {
+        const Param *x = *(const Param *const *)a, *y = *(const Param *const *)b;
+        if (x->len != y->len)
+                return x->len < y->len ? -1 : 1;
+        return memcmp(x->data, y->data, x->len);
+}
+
+/* Executes a prepared multi-row statement over rows [from, from + m) of u: per row the params
+ * [first, first + count) of it. *ret_rows: affected rows; *ret_count: the first column of the
+ * result's one row, when there is a result (the update check). */
+static int multi_exec(Sink *k, Run *u, const char *sql, int from, int m, int first, int count, uint64_t *ret_rows,
+                      uint64_t *ret_count, CdcError *err) {
+        /* a long statement of a size that may not come again is prepared for this once */
+        CachedStmt one = {0}, *c = &one;
+        int r = 0, nb = m * count;
+        unsigned int zero = 0;
+        MYSQL_BIND *b = NULL;
+        if (m <= MULTI_CACHE_ROWS)
+                c = mstmt_cached(k, sql);
+        else if ((one.st = mysql_stmt_init(k->m)) && mysql_stmt_prepare(one.st, sql, strlen(sql))) {
+                r = sink_error(k, one.st, u->what, err);
+                goto out;
+        }
+        if (!c || !c->st) {
+                r = c ? cdc_error(err, -ENOMEM, true, "internal", "out of memory")
+                      : prepare_error(k, sql, u->what, err);
+                goto out;
+        }
+        b = calloc((size_t)nb, sizeof(*b));
+        if (!b) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        for (int i = 0; i < m; i++)
+                for (int j = 0; j < count; j++) {
+                        Param *p = &u->params[(size_t)(from + i) * u->nparams + first + j];
+                        MYSQL_BIND *x = &b[i * count + j];
+                        x->buffer_type = p->null ? MYSQL_TYPE_NULL : p->binary ? MYSQL_TYPE_BLOB : MYSQL_TYPE_STRING;
+                        x->buffer = p->data;
+                        x->buffer_length = p->len;
+                }
+        if ((k->bulk && mysql_stmt_attr_set(c->st, STMT_ATTR_ARRAY_SIZE, &zero)) || mysql_stmt_bind_param(c->st, b) ||
+            mysql_stmt_execute(c->st)) {
+                r = sink_error(k, c->st, u->what, err);
+                goto out;
+        }
+        if (ret_count) {
+                long long n = 0;
+                my_bool isnull = 0;
+                MYSQL_BIND o = {.buffer_type = MYSQL_TYPE_LONGLONG, .buffer = &n, .is_null = &isnull};
+                if (mysql_stmt_bind_result(c->st, &o) || mysql_stmt_fetch(c->st) != 0) {
+                        r = sink_error(k, c->st, u->what, err);
+                        mysql_stmt_free_result(c->st);
+                        goto out;
+                }
+                *ret_count = isnull || n < 0 ? 0 : (uint64_t)n;
+                while (mysql_stmt_fetch(c->st) == 0)
+                        ;
+        }
+        *ret_rows = mysql_stmt_affected_rows(c->st);
+        mysql_stmt_free_result(c->st);
+out:
+        if (one.st)
+                mysql_stmt_close(one.st);
+        free(b);
+        return r;
+}
+
+/* Rows [from, from + m) of u as multi-row statements. An update first counts its rows with a
+ * locking read (they then stay until the commit): all there, the upsert of the after images does
+ * what the updates one by one would (same key, whole row, later rows of a key last); some missing,
+ * the rows go one by one, so the one that finds nothing is named. A delete that falls short is
+ * rolled back to a savepoint and redone one by one for the same reason. */
+static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
+        int r, nt = u->mt->ncols;
+        bool saved = false;
+        uint64_t rows = 0, found = 0;
+        char *sql = NULL, *check = NULL;
+        if (u->mkind == MULTI_UPDATE && u->expect) {
+                check = multi_sql(u, m, true);
+                if (!check) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                r = multi_exec(k, u, check, from, m, nt, 1, &rows, &found, err);
+                if (r < 0)
+                        goto out;
+                /* distinct keys of the chunk: what the count must be */
+                const Param **ks = malloc((size_t)m * sizeof(*ks));
+                uint64_t distinct = 0;
+                if (!ks) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        goto out;
+                }
+                for (int i = 0; i < m; i++)
+                        ks[i] = &u->params[(size_t)(from + i) * u->nparams + nt];
+                qsort(ks, (size_t)m, sizeof(*ks), param_cmp);
+                for (int i = 0; i < m; i++)
+                        distinct += i == 0 || param_cmp(&ks[i - 1], &ks[i]) != 0;
+                free(ks);
+                if (found != distinct) {
+                        r = run_rows_range(k, u, from, from + m, err);
+                        goto out;
+                }
+        }
+        sql = multi_sql(u, m, false);
+        if (!sql) {
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                goto out;
+        }
+        if (u->mkind == MULTI_DELETE && u->expect) {
+                if (mysql_query(k->m, "SAVEPOINT cdcsync_multi")) {
+                        r = sink_error(k, NULL, "savepoint", err);
+                        goto out;
+                }
+                saved = true;
+        }
+        r = multi_exec(k, u, sql, from, m, 0, u->mkind == MULTI_DELETE ? 1 : nt, &rows, NULL, err);
+        if (r < 0) {
+                /* a value the server refuses: name the row (the first that fails on its own); an
+                 * insert that failed changed nothing (statements are atomic in InnoDB) */
+                if (strcmp(err->kind, "data") == 0 &&
+                    (!saved || !mysql_query(k->m, "ROLLBACK TO SAVEPOINT cdcsync_multi"))) {
+                        CdcError e2 = {0};
+                        if (run_rows_range(k, u, from, from + m, &e2) < 0 && strcmp(e2.kind, "data") == 0)
+                                *err = e2;
+                }
+                goto out;
+        }
+        if (saved && rows != (uint64_t)m) {
+                if (mysql_query(k->m, "ROLLBACK TO SAVEPOINT cdcsync_multi")) {
+                        r = sink_error(k, NULL, "rollback to savepoint", err);
+                        goto out;
+                }
+                r = run_rows_range(k, u, from, from + m, err);
+        }
+out:
+        free(check);
+        free(sql);
+        return r;
+}
+
 /* Sends the pending run, if any, and empties it (also on failure: the caller rolls back). */
 static int run_send(Sink *k, Run *u, CdcError *err) {
         int r = 0, np = u->nparams, n = u->nrows;
         if (!u->stmt || n == 0)
                 goto out;
+        if (u->mkind != MULTI_NONE && n >= MULTI_MIN) {
+                r = multi_send(k, u, 0, n, err); /* run_add kept it within the statement limits */
+                goto out;
+        }
         if (!k->bulk || n == 1 || np == 0) {
                 r = run_rows(k, u, err);
                 goto out;
@@ -634,8 +912,9 @@ static char *row_key(const char *schema, const char *name, const Table *t, const
  * (p[i].data is NULL on return) and the message key (freed either way). rk: the row keys the change touches (nrk of
  * them; before and after key of an update), each taken, NULL when the change may not be
  * reordered (then everything pending goes first and nothing overtakes it). */
-static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, const char *what, char *key, char **rk,
-                   const size_t *rkl, int nrk, CdcError *err) {
+static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, const char *opname, char *key, char **rk,
+                   const size_t *rkl, int nrk, const Table *t, const char *schema, const char *name, int mkind,
+                   CdcError *err) {
         int r = 0, ri = -1;
         size_t bytes = 0;
         bool reorder = nrk > 0;
@@ -676,6 +955,8 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, cons
                 }
         }
         if (ri < 0) {
+                char what[600];
+                snprintf(what, sizeof(what), "%s on `%s`.`%s`", opname, schema, name);
                 CachedStmt *c = stmt_cached(k, sql);
                 if (!c) {
                         r = prepare_error(k, sql, what, err);
@@ -687,8 +968,14 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, cons
                 u->nparams = np;
                 u->expect = expect;
                 snprintf(u->what, sizeof(u->what), "%s", what);
+                u->mkind = mkind;
+                u->mt = mkind != MULTI_NONE ? table_ref((Table *)t) : NULL;
+                snprintf(u->mschema, sizeof(u->mschema), "%s", schema);
+                snprintf(u->mname, sizeof(u->mname), "%s", name);
         }
         Run *u = &k->runs[ri];
+        if (u->mkind != mkind) /* one row that does not qualify: the run goes the general way */
+                u->mkind = MULTI_NONE;
         if (u->nrows == u->cap) {
                 int cap = u->cap ? u->cap * 2 : 16;
                 char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));
@@ -736,7 +1023,10 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, cons
                         }
                 }
         }
-        if (u->nrows >= RUN_MAX_ROWS || u->bytes >= RUN_MAX_BYTES)
+        int max = RUN_MAX_ROWS;
+        if (u->mkind != MULTI_NONE)
+                max = np > 0 && MULTI_MAX_PARAMS / np < MULTI_MAX_ROWS ? MULTI_MAX_PARAMS / np : MULTI_MAX_ROWS;
+        if (u->nrows >= max || u->bytes >= RUN_MAX_BYTES)
                 r = pending_flush(k, err);
 out:
         free(key);
@@ -761,8 +1051,9 @@ static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *nam
                 return 0;
         }
         char full[512];
-        snprintf(full, sizeof(full), "%s.%s", t->schema, t->name);
-        if (k->pipe)
+        if (k->pipe && k->pipe->nmaps > 0)
+                snprintf(full, sizeof(full), "%s.%s", t->schema, t->name);
+        if (k->pipe && k->pipe->nmaps > 0)
                 for (int i = 0; i < k->pipe->nmaps; i++) {
                         const TableMap *m = &k->pipe->maps[i];
                         const char *dot = strchr(m->to, '.');
@@ -781,8 +1072,12 @@ static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *nam
                                 return 0;
                         }
                 }
-        if ((size_t)snprintf(schema, sl, "%s", def) >= sl || (size_t)snprintf(name, nl, "%s", t->name) >= nl)
+        /* every change comes here: copied without printf */
+        size_t dl = strlen(def), tl = strlen(t->name);
+        if (dl >= sl || tl >= nl)
                 return -ENAMETOOLONG;
+        memcpy(schema, def, dl + 1);
+        memcpy(name, t->name, tl + 1);
         return 0;
 }
 
@@ -1042,9 +1337,20 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
 
 /* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
  * gets its key, "(id)=(42)" (every column for a table without key), as the source has it. */
+/* Appends n bytes of s to out (used of cap, one byte kept for the NUL); false when they do not fit. */
+static bool text_put(char *out, size_t cap, size_t *used, const char *s, size_t n) {
+        if (*used + n + 1 > cap)
+                return false;
+        memcpy(out + *used, s, n);
+        *used += n;
+        out[*used] = '\0';
+        return true;
+}
+
+/* Built for every change (an error later names its row), so by hand rather than with printf. */
 static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
         char names[256] = "", vals[256] = "";
-        size_t nl = 0, vl = 0;
+        size_t nl = 0, vl = 0, ol = 0;
         bool keyed = table_nkeys(t) > 0;
         out[0] = '\0';
         if (!img)
@@ -1053,14 +1359,21 @@ static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
                 if (keyed && !t->cols[i].key)
                         continue;
                 const char *v = img[i].kind == VALUE_TEXT ? img[i].data : "NULL";
-                int a = snprintf(names + nl, sizeof(names) - nl, "%s%s", nl ? "," : "", t->cols[i].name);
-                int b = snprintf(vals + vl, sizeof(vals) - vl, "%s%.40s", vl ? "," : "", v);
-                if (a < 0 || b < 0 || nl + (size_t)a >= sizeof(names) || vl + (size_t)b >= sizeof(vals))
+                size_t n = strlen(t->cols[i].name), vn = strnlen(v, 40);
+                size_t nl0 = nl, vl0 = vl;
+                if ((nl && !text_put(names, sizeof(names), &nl, ",", 1)) ||
+                    !text_put(names, sizeof(names), &nl, t->cols[i].name, n) ||
+                    (vl && !text_put(vals, sizeof(vals), &vl, ",", 1)) || !text_put(vals, sizeof(vals), &vl, v, vn)) {
+                        names[nl0] = '\0';
+                        vals[vl0] = '\0';
+                        nl = nl0, vl = vl0;
                         break;
-                nl += (size_t)a;
-                vl += (size_t)b;
+                }
         }
-        snprintf(out, cap, "(%s)=(%s)", names, vals);
+        if (!text_put(out, cap, &ol, "(", 1) || !text_put(out, cap, &ol, names, nl) ||
+            !text_put(out, cap, &ol, ")=(", 3) || !text_put(out, cap, &ol, vals, vl) ||
+            !text_put(out, cap, &ol, ")", 1))
+                out[cap - 1] = '\0';
 }
 
 static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
@@ -1166,7 +1479,7 @@ static bool whole_row_same_key(const Change *c) {
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
-        Sql q = {0};
+        Sql q = {.s = k->qbuf, .cap = k->qcap};
         int np = 0, r;
         /* CHANGE_IDEMPOTENT (change.h): at-least-once source, a repeat of this change must be
          * harmless, so a missing row is not an error and a whole-row update is an upsert. */
@@ -1294,15 +1607,21 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
                 goto out;
         }
-        char what[600];
-        snprintf(what, sizeof(what), "%s on `%s`.`%s`",
-                 c->op == CHANGE_INSERT   ? "insert"
-                 : c->op == CHANGE_UPDATE ? "update"
-                                          : "delete",
-                 schema, name);
+        const char *opname = c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete";
         char key[600];
         key_text(t, c->before ? c->before : c->after, key, sizeof(key));
-        r = run_add(k, q.s, p, np, expect, what, strdup(key), rk, rkl, nrk, err);
+        /* the multi-row form this change qualifies for (see MULTI_NONE) */
+        int mkind = MULTI_NONE;
+        if (tt && tt->shape == t && tt->reorder && table_nkeys(t) == 1) {
+                if (upsert || c->op == CHANGE_INSERT)
+                        mkind = MULTI_INSERT;
+                else if (c->op == CHANGE_DELETE && np == 1 && !p[0].null)
+                        mkind = MULTI_DELETE;
+                else if (c->op == CHANGE_UPDATE && expect && np == t->ncols + 1 && !p[t->ncols].null &&
+                         whole_row_same_key(c))
+                        mkind = MULTI_UPDATE;
+        }
+        r = run_add(k, q.s, p, np, expect, opname, strdup(key), rk, rkl, nrk, t, schema, name, mkind, err);
         nrk = 0; /* run_add took them */
         if (r < 0)
                 goto out_sent; /* a flushed run's error: its message names its own row */
@@ -1314,7 +1633,8 @@ out_sent:
                 free(rk[i]);
         params_free(p, t->ncols * 2 + 1);
         free(p);
-        free(q.s);
+        k->qbuf = q.s; /* kept for the next change */
+        k->qcap = q.cap;
         return r;
 }
 
@@ -1327,6 +1647,8 @@ static Sink *sink_free(Sink *k) {
         for (int i = 0; i < RUNS_MAX; i++)
                 run_free(&k->runs[i]);
         keys_free(&k->keys);
+        mstmts_free(k);
+        free(k->qbuf);
         while (k->stmts) {
                 CachedStmt *c = k->stmts;
                 k->stmts = c->next;
