@@ -101,6 +101,22 @@ void change_clear(Change *c) {
         memset(c, 0, sizeof(*c));
 }
 
+bool change_whole_row_same_key(const Change *c) {
+        if (!c->after)
+                return false;
+        for (int i = 0; i < c->table->ncols; i++) {
+                if (c->after[i].kind == VALUE_UNCHANGED)
+                        return false;
+                if (!c->before || !c->table->cols[i].key)
+                        continue;
+                const Value *a = &c->before[i], *b = &c->after[i];
+                if (a->kind != b->kind ||
+                    (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
+                        return false;
+        }
+        return true;
+}
+
 int change_set_version(Change *c, const VClock *vv, int64_t ts, const char *origin) {
         if (!c->version) {
                 c->version = malloc(sizeof(*c->version));

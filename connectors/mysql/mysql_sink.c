@@ -1460,22 +1460,6 @@ out:
         return r;
 }
 
-/* An update that carries the whole row and keeps the key: for an at-least-once source it may be
- * applied as an upsert of its after image. */
-static bool whole_row_same_key(const Change *c) {
-        for (int i = 0; i < c->table->ncols; i++) {
-                if (c->after[i].kind == VALUE_UNCHANGED)
-                        return false;
-                if (!c->before || !c->table->cols[i].key)
-                        continue;
-                const Value *a = &c->before[i], *b = &c->after[i];
-                if (a->kind != b->kind ||
-                    (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
-                        return false;
-        }
-        return true;
-}
-
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1484,8 +1468,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         /* CHANGE_IDEMPOTENT (change.h): at-least-once source, a repeat of this change must be
          * harmless, so a missing row is not an error and a whole-row update is an upsert. */
         bool idem = (c->flags & CHANGE_IDEMPOTENT) && c->op != CHANGE_TRUNCATE;
-        bool upsert = c->op == CHANGE_INSERT ||
-                      (idem && c->op == CHANGE_UPDATE && c->after && table_nkeys(t) > 0 && whole_row_same_key(c));
+        bool upsert = c->op == CHANGE_INSERT || (idem && c->op == CHANGE_UPDATE && c->after && table_nkeys(t) > 0 &&
+                                                 change_whole_row_same_key(c));
         bool expect = !idem && (c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE);
         char *rk[2] = {NULL, NULL};
         size_t rkl[2] = {0, 0};
@@ -1618,7 +1602,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 else if (c->op == CHANGE_DELETE && np == 1 && !p[0].null)
                         mkind = MULTI_DELETE;
                 else if (c->op == CHANGE_UPDATE && expect && np == t->ncols + 1 && !p[t->ncols].null &&
-                         whole_row_same_key(c))
+                         change_whole_row_same_key(c))
                         mkind = MULTI_UPDATE;
         }
         r = run_add(k, q.s, p, np, expect, opname, strdup(key), rk, rkl, nrk, t, schema, name, mkind, err);

@@ -1417,21 +1417,6 @@ oom:
         return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
 }
 
-/* An update that can be applied as an upsert: it keeps the key and carries every column. */
-static bool whole_row_same_key(const Change *c) {
-        for (int i = 0; i < c->table->ncols; i++) {
-                if (c->after[i].kind == VALUE_UNCHANGED)
-                        return false;
-                if (!c->before || !c->table->cols[i].key)
-                        continue;
-                const Value *a = &c->before[i], *b = &c->after[i];
-                if (a->kind != b->kind ||
-                    (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len))))
-                        return false;
-        }
-        return true;
-}
-
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1533,7 +1518,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 opname = "update";
                 if (!c->after)
                         goto bad_change;
-                if (upsert && !keyless && whole_row_same_key(c)) {
+                if (upsert && !keyless && change_whole_row_same_key(c)) {
                         /* At-least-once source: the row may be gone or not yet there. */
                         opname = "upsert";
                         for (int i = 0; i < t->ncols; i++)

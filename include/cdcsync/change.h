@@ -121,6 +121,9 @@ typedef struct {
         ChangeVersion *version;
 } Change;
 
+/* An update that keeps its key and carries every column (no unchanged TOAST value): it may be
+ * applied as an upsert of its after image (CHANGE_IDEMPOTENT). */
+bool change_whole_row_same_key(const Change *c);
 /* Frees what a change owns (not the struct itself) and zeroes it. */
 void change_clear(Change *c);
 /* Sets (allocating on first use) the version a change carries to the sink. origin is copied
