@@ -29,6 +29,13 @@ typedef struct CachedStmt {
         MYSQL_STMT *st;
 } CachedStmt;
 
+/* Prepared statements by text, bounded: when full it is emptied (tables are few and statements
+ * re-prepare fast). */
+typedef struct {
+        CachedStmt *head;
+        int n;
+} StmtCache;
+
 /* Param of a statement, see make_param. */
 typedef struct {
         char *data; /* owned */
@@ -111,10 +118,8 @@ struct Sink {
         const ConnectorConf *conn;
         const PipelineConf *pipe;
         MYSQL *m;
-        CachedStmt *stmts;
-        int nstmts;
-        CachedStmt *mstmts; /* multi-row statements, a cache of their own: used only while sent */
-        int nmstmts;
+        StmtCache stmts;
+        StmtCache mstmts;   /* multi-row statements, a cache of their own: used only while sent */
         TargetTable *known; /* tables seen to exist */
         Run runs[RUNS_MAX]; /* pending, in the order they were started; nruns used */
         int nruns;
@@ -361,40 +366,55 @@ static int sink_error(Sink *k, MYSQL_STMT *st, const char *what, CdcError *err) 
                          "%s %s: %s (error %u)", k->ctx, what, msg, e);
 }
 
-/* The cached statement for sql, prepared on first use. Never called with a run pending on another
- * statement (see run_add): dropping the cache would close the run's statement. */
-static CachedStmt *stmt_cached(Sink *k, const char *sql) {
-        for (CachedStmt *c = k->stmts; c; c = c->next)
+static void cache_free(StmtCache *cache) {
+        while (cache->head) {
+                CachedStmt *c = cache->head;
+                cache->head = c->next;
+                mysql_stmt_close(c->st);
+                free(c->sql);
+                free(c);
+        }
+        cache->n = 0;
+}
+
+static bool cache_has(const StmtCache *cache, const char *sql) {
+        for (const CachedStmt *c = cache->head; c; c = c->next)
+                if (strcmp(c->sql, sql) == 0)
+                        return true;
+        return false;
+}
+
+/* The statement sql from cache, prepared on first use (NULL: see prepare_error); a full cache
+ * (max) is emptied first, closing its statements. */
+static CachedStmt *cache_get(Sink *k, StmtCache *cache, int max, const char *sql) {
+        for (CachedStmt *c = cache->head; c; c = c->next)
                 if (strcmp(c->sql, sql) == 0)
                         return c;
-        if (k->nstmts >= STMT_CACHE_MAX) {
-                /* simple bound: drop everything; tables are few and statements re-prepare fast */
-                while (k->stmts) {
-                        CachedStmt *c = k->stmts;
-                        k->stmts = c->next;
-                        mysql_stmt_close(c->st);
-                        free(c->sql);
-                        free(c);
-                }
-                k->nstmts = 0;
-        }
+        if (cache->n >= max)
+                cache_free(cache);
         CachedStmt *c = calloc(1, sizeof(*c));
         if (!c)
                 return NULL;
         c->sql = strdup(sql);
         c->st = mysql_stmt_init(k->m);
         if (!c->sql || !c->st || mysql_stmt_prepare(c->st, sql, strlen(sql))) {
-                /* the caller reports mysql_error(k->m) via a fresh statement below */
+                /* the caller reports mysql_error(k->m) via a fresh statement (prepare_error) */
                 if (c->st)
                         mysql_stmt_close(c->st);
                 free(c->sql);
                 free(c);
                 return NULL;
         }
-        c->next = k->stmts;
-        k->stmts = c;
-        k->nstmts++;
+        c->next = cache->head;
+        cache->head = c;
+        cache->n++;
         return c;
+}
+
+/* The cached statement for sql. Never called with a run pending on another statement (see
+ * run_add): emptying the cache would close the run's statement. */
+static CachedStmt *stmt_cached(Sink *k, const char *sql) {
+        return cache_get(k, &k->stmts, STMT_CACHE_MAX, sql);
 }
 
 /* The message of a failed prepare, through a throwaway statement. */
@@ -492,41 +512,10 @@ static int run_rows(Sink *k, Run *u, CdcError *err) {
         return run_rows_range(k, u, 0, u->nrows, err);
 }
 
-static void mstmts_free(Sink *k) {
-        while (k->mstmts) {
-                CachedStmt *c = k->mstmts;
-                k->mstmts = c->next;
-                mysql_stmt_close(c->st);
-                free(c->sql);
-                free(c);
-        }
-        k->nmstmts = 0;
-}
-
 /* The multi-row statement sql, prepared on first use (NULL: see prepare_error). Its cache is only
  * ever used inside one multi_send call, so emptying it when full closes nothing in use. */
 static CachedStmt *mstmt_cached(Sink *k, const char *sql) {
-        for (CachedStmt *c = k->mstmts; c; c = c->next)
-                if (strcmp(c->sql, sql) == 0)
-                        return c;
-        if (k->nmstmts >= MULTI_STMT_MAX)
-                mstmts_free(k);
-        CachedStmt *c = calloc(1, sizeof(*c));
-        if (!c)
-                return NULL;
-        c->sql = strdup(sql);
-        c->st = mysql_stmt_init(k->m);
-        if (!c->sql || !c->st || mysql_stmt_prepare(c->st, sql, strlen(sql))) {
-                if (c->st)
-                        mysql_stmt_close(c->st);
-                free(c->sql);
-                free(c);
-                return NULL;
-        }
-        c->next = k->mstmts;
-        k->mstmts = c;
-        k->nmstmts++;
-        return c;
+        return cache_get(k, &k->mstmts, MULTI_STMT_MAX, sql);
 }
 
 static void sql_placeholder(Sql *q, const Column *c);
@@ -944,11 +933,8 @@ static int run_add(Sink *k, const char *sql, Param *p, int np, bool expect, cons
         }
         if (r < 0)
                 goto out;
-        if (ri < 0 && k->nruns > 0 && k->nstmts >= STMT_CACHE_MAX) {
-                bool cached = false;
-                for (CachedStmt *c = k->stmts; c && !cached; c = c->next)
-                        cached = strcmp(c->sql, sql) == 0;
-                if (!cached) { /* preparing it empties the cache: the pending runs go first */
+        if (ri < 0 && k->nruns > 0 && k->stmts.n >= STMT_CACHE_MAX) {
+                if (!cache_has(&k->stmts, sql)) { /* preparing it empties the cache: the pending runs go first */
                         r = pending_flush(k, err);
                         if (r < 0)
                                 goto out;
@@ -1631,15 +1617,9 @@ static Sink *sink_free(Sink *k) {
         for (int i = 0; i < RUNS_MAX; i++)
                 run_free(&k->runs[i]);
         keys_free(&k->keys);
-        mstmts_free(k);
+        cache_free(&k->mstmts);
         free(k->qbuf);
-        while (k->stmts) {
-                CachedStmt *c = k->stmts;
-                k->stmts = c->next;
-                mysql_stmt_close(c->st);
-                free(c->sql);
-                free(c);
-        }
+        cache_free(&k->stmts);
         while (k->known) {
                 TargetTable *t = k->known;
                 k->known = t->next;
