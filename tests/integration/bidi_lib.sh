@@ -37,3 +37,21 @@ for line in open(sys.argv[1]):
     assert r["sink_version"]["vv"].startswith("{") and r["incoming_version"]["vv"].startswith("{"), r
 PY
 }
+
+# kill9_during MIN MAX PID...: while every PID (the workload) still runs, kill -9 the service every
+# MIN..MAX seconds and start it again; the number of kills is left in $kills.
+kill9_during() {
+  local lo=$1 hi=$2 p
+  shift 2
+  kills=0
+  while :; do
+    for p in "$@"; do kill -0 "$p" 2>/dev/null || return 0; done
+    sleep "$(python3 -c "import random; print(round(random.uniform($lo, $hi), 2))")"
+    for p in "$@"; do kill -0 "$p" 2>/dev/null || return 0; done
+    service_kill9
+    kills=$((kills + 1))
+    log "kill -9 #$kills"
+    sleep 0.3
+    service_start
+  done
+}

@@ -71,16 +71,7 @@ for n in a b; do
   pids+=($!)
 done
 
-kills=0
-while kill -0 "${pids[0]}" 2>/dev/null || kill -0 "${pids[1]}" 2>/dev/null; do
-  sleep "$(python3 -c 'import random; print(round(random.uniform(2.0, 4.0), 2))')"
-  kill -0 "${pids[0]}" 2>/dev/null || break
-  service_kill9
-  kills=$((kills + 1))
-  log "kill -9 #$kills"
-  sleep 0.3
-  service_start
-done
+kill9_during 2.0 4.0 "${pids[@]}"
 for n in a b; do
   wait "${pids[0]}" || fail "pgbench on $n failed: $(tail -3 "$WORK/pgbench_$n.log")"
   pids=("${pids[@]:1}")

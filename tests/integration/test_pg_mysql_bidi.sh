@@ -108,16 +108,7 @@ pg_pid=$!
 my_repeat m "$WRITE_SECS" 120 "$WORK/work_m.sql" 2>"$WORK/my_work.log" &
 my_pid=$!
 
-kills=0
-while kill -0 "$pg_pid" 2>/dev/null && kill -0 "$my_pid" 2>/dev/null; do
-  sleep "$(python3 -c 'import random; print(round(random.uniform(2.0, 3.5), 2))')"
-  kill -0 "$pg_pid" 2>/dev/null || break
-  service_kill9
-  kills=$((kills + 1))
-  log "kill -9 #$kills"
-  sleep 0.3
-  service_start
-done
+kill9_during 2.0 3.5 "$pg_pid" "$my_pid"
 wait "$pg_pid" || fail "pgbench failed: $(tail -3 "$WORK/pgbench.log")"
 wait "$my_pid" || fail "the MariaDB workload failed: $(tail -3 "$WORK/my_work.log")"
 [ $kills -ge 3 ] || fail "only $kills kills happened during the workload"
