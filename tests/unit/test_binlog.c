@@ -392,7 +392,7 @@ static bool is_large(const char *t) {
  * compressed WRITE/UPDATE/DELETE rows (one of 120 kB) decode to the values written. */
 static void test_compressed_walk(void **state) {
         (void)state;
-        size_t len;
+        size_t len = 0;
         uint8_t *data = read_fixture("compressed.binlog", &len);
         assert_non_null(data);
         assert_memory_equal(data, BINLOG_MAGIC, 4);
@@ -498,7 +498,7 @@ static void table_map_of(const uint8_t *data, size_t len, BinlogTableMap **ret) 
  * empty extra-data field (its length, 2, counts itself), they decode the same. */
 static void test_compressed_v2(void **state) {
         (void)state;
-        size_t len;
+        size_t len = 0;
         uint8_t *data = read_fixture("compressed.binlog", &len);
         assert_non_null(data);
         BinlogTableMap *tm;
@@ -572,7 +572,7 @@ static size_t payload_at(const BinlogHeader *h, uint32_t ncols) {
  * crash or a read out of bounds (ASan: each variant sits in a buffer of exactly its size). */
 static void test_compressed_corrupt(void **state) {
         (void)state;
-        size_t len;
+        size_t len = 0;
         uint8_t *data = read_fixture("compressed.binlog", &len);
         assert_non_null(data);
         BinlogTableMap *tm;
