@@ -1,0 +1,52 @@
+# Shared helpers for the benches: the integration tests' servers and checks (tests/integration/
+# lib.sh, mylib.sh), plus what only a bench needs — CPU and memory of a process tree, a marker wait,
+# key=value output. Sourced by bench/*.sh.
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRCDIR=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=../tests/integration/lib.sh
+source "$SRCDIR/tests/integration/lib.sh"
+# shellcheck source=../tests/integration/mylib.sh
+source "$SRCDIR/tests/integration/mylib.sh"
+[ -x "$CDCSYNC" ] || fail "no cdcsync binary at $CDCSYNC (build first, or set CDCSYNC)"
+
+now() { date +%s.%N; }
+calc() { echo "$*" | bc -l; }
+fmt0() { printf '%.0f' "$1"; }
+fmt2() { printf '%.2f' "$1"; }
+
+# CPU seconds (user + system) used so far by a process and every descendant, living or reaped:
+# the process's own ticks, its reaped children's (cutime/cstime) and every living descendant's.
+cpu_tree() {
+  local pid=$1 ticks=0 p f
+  for p in $pid $(pgrep -d ' ' -P "$pid" 2>/dev/null) $(for c in $(pgrep -P "$pid" 2>/dev/null); do pgrep -d ' ' -P "$c"; done); do
+    f=$(cut -d' ' -f14-17 "/proc/$p/stat" 2>/dev/null) || continue
+    # shellcheck disable=SC2086
+    set -- $f
+    if [ "$p" = "$pid" ]; then ticks=$((ticks + $1 + $2 + $3 + $4)); else ticks=$((ticks + $1 + $2)); fi
+  done
+  calc "$ticks / $(getconf CLK_TCK)"
+}
+
+# Peak resident set of a living process, in KiB.
+peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+pg_postmaster_pid() { head -1 "$1/data/postmaster.pid"; }
+
+# wait_sql_true WHAT LIMIT_S COMMAND... — polls COMMAND (which prints t or f, 1 or 0) every 50 ms
+# until it prints t/1; prints the seconds it took. A bench waits for an event, never a fixed time.
+wait_sql_true() {
+  local what=$1 limit=$2 t0 out
+  shift 2
+  t0=$(now)
+  while :; do
+    out=$("$@" 2>/dev/null || true)
+    case "$out" in t | 1) break ;; esac
+    [ -z "$SERVICE_PID" ] || kill -0 "$SERVICE_PID" 2>/dev/null || fail "cdcsync exited while waiting for $what"
+    [ "$(calc "$(now) - $t0 > $limit")" = 0 ] || fail "timed out after ${limit}s waiting for $what"
+    sleep 0.05
+  done
+  calc "$(now) - $t0"
+}
+
+# The machine's load, printed with every result so a reader can judge the noise.
+machine_note() { printf 'cores=%s load_1m=%s' "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"; }
