@@ -294,6 +294,13 @@ void binlog_rows_clear(BinlogRows *rows) {
         *rows = (BinlogRows){0};
 }
 
+static bool any_bit(const uint8_t *bm, uint32_t n) {
+        for (uint32_t i = 0; i < n; i++)
+                if (bm[i / 8] >> (i % 8) & 1)
+                        return true;
+        return false;
+}
+
 int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret) {
         const uint8_t *p = h->body, *end = h->body + h->body_len;
         BinlogRows rows = {0};
@@ -361,6 +368,11 @@ int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret) {
                 return -EBADMSG;
         rows.present = p;
         p += bm;
+        /* A row image without a column is 0 bytes long (not even a null bitmap): rows would be
+         * read forever without consuming a byte. No server logs one (the before image holds at
+         * least the key, an insert at least one column). */
+        if (!any_bit(rows.present, rows.ncols))
+                return -EBADMSG;
         if (rows.op == CHANGE_UPDATE) {
                 if ((size_t)(end - p) < bm)
                         return -EBADMSG;

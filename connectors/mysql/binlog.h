@@ -138,9 +138,10 @@ typedef struct {
 /* Parses a WRITE/UPDATE/DELETE_ROWS v1/v2 body, compressed variants included (MariaDB's
  * log_bin_compress: only the row images are compressed, the post-header, column count and
  * bitmaps are not). For a compressed event rows points into memory owned by *ret: release it with
- * binlog_rows_clear() (harmless for the others). Returns 0, -EBADMSG (malformed, or a corrupt
- * compressed body), -EMSGSIZE (a compressed body announcing an absurd size, see
- * binlog_uncompress) or -ENOMEM. */
+ * binlog_rows_clear() (harmless for the others). Every row then takes at least one byte: an
+ * event whose (before) image names no column is refused. Returns 0, -EBADMSG (malformed, a
+ * corrupt compressed body, or a first image without a column), -EMSGSIZE (a compressed body announcing an absurd size,
+ * see binlog_uncompress) or -ENOMEM. */
 int binlog_read_rows(const BinlogHeader *h, BinlogRows *ret);
 /* Frees what binlog_read_rows allocated for a compressed event; rows is then empty. */
 void binlog_rows_clear(BinlogRows *rows);

@@ -816,9 +816,10 @@ static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
         if (r == -ENOMEM)
                 return cdc_error(err, r, true, "internal", "out of memory");
         if (r < 0)
-                return cdc_error(err, r, false, "data", "%s malformed rows event in %s before %u%s", s->ctx, s->file,
-                                 h->next_pos,
-                                 h->type >= BINLOG_WRITE_ROWS_COMPRESSED_V1 ? " (corrupt compressed body)" : "");
+                return cdc_error(err, r, false, "data",
+                                 "%s malformed rows event (type %u%s) in %s before %u: the binlog is corrupt", s->ctx,
+                                 h->type, h->type >= BINLOG_WRITE_ROWS_COMPRESSED_V1 ? ", compressed" : "", s->file,
+                                 h->next_pos);
         r = emit_rows(s, h, rows, io, err);
         binlog_rows_clear(&rows);
         return r;

@@ -642,12 +642,60 @@ static void test_compressed_corrupt(void **state) {
         free(data);
 }
 
+/* A crafted rows event whose row image names no column (tests/fixtures/crafted/binlog/
+ * empty_row_image.bin: a TABLE_MAP of s.t (one INT) and a WRITE_ROWS with an empty column
+ * bitmap): each row would take 0 bytes, and a reader of its rows would emit changes forever.
+ * It is refused as malformed; a real event beside it still decodes. */
+static void test_empty_row_image(void **state) {
+        (void)state;
+        const char *dir = getenv("FIXTURES");
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/crafted/binlog/empty_row_image.bin", dir ? dir : "tests/fixtures");
+        FILE *f = fopen(path, "rbe");
+        assert_non_null(f);
+        uint8_t buf[256];
+        size_t len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        /* byte 0 is the fuzz target's flags (0: no checksums), the events follow */
+        assert_true(len > 1 && buf[0] == 0);
+        BinlogHeader h;
+        size_t off = 1;
+        assert_int_equal(binlog_read_header(buf + off, len - off, false, &h), 0);
+        assert_int_equal(h.type, BINLOG_TABLE_MAP);
+        BinlogTableMap *tm;
+        assert_int_equal(binlog_read_table_map(&h, &tm), 0);
+        assert_int_equal(tm->ncols, 1);
+        off += h.event_len;
+        assert_int_equal(binlog_read_header(buf + off, len - off, false, &h), 0);
+        assert_int_equal(h.type, BINLOG_WRITE_ROWS_V1);
+        assert_int_equal(off + h.event_len, len);
+        BinlogRows rows;
+        assert_int_equal(binlog_read_rows(&h, &rows), -EBADMSG);
+
+        /* the same event with the column present: one row, its 5 bytes (null bitmap, INT) */
+        uint8_t *body = malloc(h.body_len);
+        memcpy(body, h.body, h.body_len);
+        body[9] = 0x01;
+        BinlogHeader h2 = h;
+        h2.body = body;
+        assert_int_equal(binlog_read_rows(&h2, &rows), 0);
+        Value v[1] = {0};
+        size_t used = 0;
+        assert_int_equal(binlog_decode_row(tm, NULL, rows.present, rows.rows, rows.rows_len, v, &used, NULL), 0);
+        assert_int_equal(used, rows.rows_len);
+        assert_string_equal(v[0].data, "42");
+        free(v[0].data);
+        free(body);
+        binlog_table_map_free(tm);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_walk_file),       cmocka_unit_test(test_row1_every_type),
                 cmocka_unit_test(test_nulls_and_edges), cmocka_unit_test(test_update_delete_zero_dates),
                 cmocka_unit_test(test_truncated),       cmocka_unit_test(test_compressed_walk),
                 cmocka_unit_test(test_compressed_v2),   cmocka_unit_test(test_compressed_corrupt),
+                cmocka_unit_test(test_empty_row_image),
         };
         return cmocka_run_group_tests(tests, load_file, free_file);
 }
