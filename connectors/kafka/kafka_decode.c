@@ -180,24 +180,47 @@ static json_t *image_schema(json_t *schema, const char *image) {
         return NULL;
 }
 
-static FieldType field_type(json_t *image, const char *col) {
-        FieldType ft = {0};
+/* The fields of an image's struct schema by name (the first of a name wins), in *ret (NULL when
+ * there is no schema): looked up once per column, so the work stays linear in the message
+ * (a schema of thousands of fields against a row of thousands of columns was quadratic). */
+static int schema_fields(json_t *image, const char *which, const char *schema, const char *name, json_t **ret,
+                         char *errbuf, size_t errlen) {
+        *ret = NULL;
+        json_t *fields = json_object_get(image, "fields");
+        if (!image || !fields)
+                return 0;
+        if (json_array_size(fields) > KAFKA_DECODE_COLS_MAX)
+                return bad(errbuf, errlen, "schema of the %s image of %s.%s has more than %d fields", which, schema,
+                           name, KAFKA_DECODE_COLS_MAX);
+        json_t *by_name = json_object();
+        if (!by_name)
+                return -ENOMEM;
         size_t i;
         json_t *f;
-        json_array_foreach(json_object_get(image, "fields"), i, f) {
-                const char *name = json_string_value(json_object_get(f, "field"));
-                if (!name || strcmp(name, col) != 0)
-                        continue;
-                ft.type = json_string_value(json_object_get(f, "type"));
-                ft.name = json_string_value(json_object_get(f, "name"));
-                json_t *sc = json_object_get(json_object_get(f, "parameters"), "scale");
-                if (json_is_string(sc)) {
-                        char *e;
-                        long v = strtol(json_string_value(sc), &e, 10);
-                        if (*e == '\0' && v >= 0 && v <= 1000)
-                                ft.scale = (int)v;
+        json_array_foreach(fields, i, f) {
+                const char *col = json_string_value(json_object_get(f, "field"));
+                if (col && !json_object_get(by_name, col) && json_object_set(by_name, col, f) < 0) {
+                        json_decref(by_name);
+                        return -ENOMEM;
                 }
-                break;
+        }
+        *ret = by_name;
+        return 0;
+}
+
+static FieldType field_type(json_t *fields, const char *col) {
+        FieldType ft = {0};
+        json_t *f = json_object_get(fields, col);
+        if (!f)
+                return ft;
+        ft.type = json_string_value(json_object_get(f, "type"));
+        ft.name = json_string_value(json_object_get(f, "name"));
+        json_t *sc = json_object_get(json_object_get(f, "parameters"), "scale");
+        if (json_is_string(sc)) {
+                char *e;
+                long v = strtol(json_string_value(sc), &e, 10);
+                if (*e == '\0' && v >= 0 && v <= 1000)
+                        ft.scale = (int)v;
         }
         return ft;
 }
@@ -389,16 +412,16 @@ static int span_value(Span s, FieldType ft, Value *v) {
         }
 }
 
-static int find_col(const Table *t, const char *name) {
-        for (int i = 0; i < t->ncols; i++)
-                if (strcmp(t->cols[i].name, name) == 0)
-                        return i;
-        return -1;
+/* Index of column name in cols (a name -> index object built with the table), -1 if none. */
+static int find_col(json_t *cols, const char *name) {
+        json_t *i = json_object_get(cols, name);
+        return i ? (int)json_integer_value(i) : -1;
 }
 
-/* Columns of the table from the members of image (names unescaped, types guessed). */
-static int build_columns(Span image, json_t *img_schema, const char *schema, const char *name, Table **ret,
-                         char *errbuf, size_t errlen) {
+/* Columns of the table from the members of image (names unescaped, types guessed); *ret_cols:
+ * their index by name. */
+static int build_columns(Span image, json_t *fields, const char *schema, const char *name, Table **ret,
+                         json_t **ret_cols, char *errbuf, size_t errlen) {
         const char *pos = image.p;
         Span n, v;
         int ncols = 0, r;
@@ -409,8 +432,11 @@ static int build_columns(Span image, json_t *img_schema, const char *schema, con
         if (r < 0)
                 return bad(errbuf, errlen, "row image of %s.%s is not a JSON object", schema, name);
         Table *t = table_new(schema, name, ncols);
-        if (!t)
-                return -ENOMEM;
+        json_t *cols = json_object();
+        if (!t || !cols) {
+                r = -ENOMEM;
+                goto fail;
+        }
         pos = image.p;
         for (int i = 0; i < ncols; i++) {
                 size_t len;
@@ -418,12 +444,16 @@ static int build_columns(Span image, json_t *img_schema, const char *schema, con
                 r = string_text(n, &t->cols[i].name, &len);
                 if (r < 0)
                         goto fail;
-                if (find_col(t, t->cols[i].name) != i) {
+                if (find_col(cols, t->cols[i].name) >= 0) {
                         r = bad(errbuf, errlen, "row image of %s.%s names column %s twice", schema, name,
                                 t->cols[i].name);
                         goto fail;
                 }
-                TypeClass cls = class_of_field(field_type(img_schema, t->cols[i].name), class_of_span(v));
+                if (json_object_set_new(cols, t->cols[i].name, json_integer(i)) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                TypeClass cls = class_of_field(field_type(fields, t->cols[i].name), class_of_span(v));
                 t->cols[i].cls = cls;
                 t->cols[i].type_name = strdup(type_name_of(cls));
                 t->cols[i].typmod = -1;
@@ -433,29 +463,36 @@ static int build_columns(Span image, json_t *img_schema, const char *schema, con
                 }
         }
         *ret = t;
+        *ret_cols = cols;
         return 0;
 fail:
+        json_decref(cols);
         table_unref(t);
         return r;
 }
 
 /* A row image's values in the table's column order; columns it does not hold stay NULL. */
-static int read_image(Span image, json_t *img_schema, Table *t, Value **ret, char *errbuf, size_t errlen) {
+static int read_image(Span image, json_t *fields, Table *t, json_t *cols, Value **ret, char *errbuf, size_t errlen) {
         Value *vals = values_new(t->ncols);
         const char *pos = image.p;
         Span n, v;
-        int r;
+        int r, nmembers = 0;
         if (!vals)
                 return -ENOMEM;
         while ((r = obj_next(image, &pos, &n, &v)) > 0) {
                 char *name;
                 size_t len;
+                if (++nmembers > KAFKA_DECODE_COLS_MAX) {
+                        values_free(vals, t->ncols);
+                        return bad(errbuf, errlen, "row image of %s.%s has more than %d columns", t->schema, t->name,
+                                   KAFKA_DECODE_COLS_MAX);
+                }
                 r = string_text(n, &name, &len);
                 if (r < 0)
                         break;
-                int i = find_col(t, name);
+                int i = find_col(cols, name);
                 if (i >= 0) {
-                        FieldType ft = field_type(img_schema, name);
+                        FieldType ft = field_type(fields, name);
                         r = span_value(v, ft, &vals[i]);
                         /* A null in the main image says nothing of the type; the other may. */
                         if (r == 0 && t->cols[i].cls == TYPE_TEXT && !ft.type && v.p[0] != 'n' && v.p[0] != '"') {
@@ -479,7 +516,7 @@ static int read_image(Span image, json_t *img_schema, Table *t, Value **ret, cha
 }
 
 /* Marks the key columns: the fields of the message key (Debezium's schema form: its payload). */
-static int mark_key(Table *t, const void *key, size_t key_len, char *errbuf, size_t errlen) {
+static int mark_key(Table *t, json_t *cols, const void *key, size_t key_len, char *errbuf, size_t errlen) {
         if (!key || key_len == 0)
                 return 0;
         if (key_len > KAFKA_DECODE_KEY_MAX)
@@ -496,7 +533,7 @@ static int mark_key(Table *t, const void *key, size_t key_len, char *errbuf, siz
                 const char *name;
                 json_t *v;
                 json_object_foreach(obj, name, v) {
-                        int i = find_col(t, name);
+                        int i = find_col(cols, name);
                         if (i < 0) {
                                 r = bad(errbuf, errlen, "message key field %s is not a column of %s.%s", name,
                                         t->schema, t->name);
@@ -547,7 +584,7 @@ void kafka_decoded_clear(KafkaDecoded *d) {
 
 int kafka_decode_message(const char *topic, const void *key, size_t key_len, const void *value, size_t value_len,
                          KafkaDecoded *ret, char *errbuf, size_t errlen) {
-        json_t *root = NULL;
+        json_t *root = NULL, *cols = NULL, *sb = NULL, *sa = NULL;
         json_error_t jerr;
         KafkaDecoded d = {0};
         Table *t = NULL;
@@ -617,8 +654,12 @@ int kafka_decode_message(const char *topic, const void *key, size_t key_len, con
         Span before = {0}, after = {0};
         bool has_before = obj_get(payload, "before", &before) == 1 && before.p[0] == '{';
         bool has_after = obj_get(payload, "after", &after) == 1 && after.p[0] == '{';
-        json_t *sb = schema ? image_schema(schema, "before") : NULL;
-        json_t *sa = schema ? image_schema(schema, "after") : NULL;
+        r = schema_fields(schema ? image_schema(schema, "before") : NULL, "before", sname, tname, &sb, errbuf, errlen);
+        if (r < 0)
+                goto out;
+        r = schema_fields(schema ? image_schema(schema, "after") : NULL, "after", sname, tname, &sa, errbuf, errlen);
+        if (r < 0)
+                goto out;
 
         if (d.change.op == CHANGE_TRUNCATE) {
                 t = table_new(sname, tname, 0);
@@ -633,31 +674,41 @@ int kafka_decode_message(const char *topic, const void *key, size_t key_len, con
                                 d.change.op == CHANGE_DELETE ? "before" : "after");
                         goto out;
                 }
-                r = build_columns(main, d.change.op == CHANGE_DELETE ? sb : sa, sname, tname, &t, errbuf, errlen);
+                r = build_columns(main, d.change.op == CHANGE_DELETE ? sb : sa, sname, tname, &t, &cols, errbuf,
+                                  errlen);
                 if (r < 0)
                         goto out;
-                r = mark_key(t, key, key_len, errbuf, errlen);
+                /* d owns the table from here, so a failure below frees the images read (a before
+                 * image leaked when the after image was malformed) */
+                d.change.table = t;
+                t = NULL;
+                r = mark_key(d.change.table, cols, key, key_len, errbuf, errlen);
                 if (r < 0)
                         goto out;
                 if (has_before) {
-                        r = read_image(before, sb, t, &d.change.before, errbuf, errlen);
+                        r = read_image(before, sb, d.change.table, cols, &d.change.before, errbuf, errlen);
                         if (r < 0)
                                 goto out;
                 }
                 if (has_after && d.change.op != CHANGE_DELETE) {
-                        r = read_image(after, sa, t, &d.change.after, errbuf, errlen);
+                        r = read_image(after, sa, d.change.table, cols, &d.change.after, errbuf, errlen);
                         if (r < 0)
                                 goto out;
                 }
         }
-        d.change.table = t;
-        t = NULL;
+        if (t) {
+                d.change.table = t;
+                t = NULL;
+        }
         *ret = d;
         memset(&d, 0, sizeof(d));
         r = 1;
 out:
         table_unref(t);
         kafka_decoded_clear(&d);
+        json_decref(cols);
+        json_decref(sb);
+        json_decref(sa);
         json_decref(root);
         return r;
 }
