@@ -92,6 +92,10 @@ int value_set(Value *v, const char *data, size_t len) {
         return 0;
 }
 
+int64_t change_clamp_ts(int64_t usec) {
+        return usec < 0 ? 0 : usec > CHANGE_TS_MAX ? CHANGE_TS_MAX : usec;
+}
+
 void change_clear(Change *c) {
         int n = c->table ? c->table->ncols : 0;
         values_free(c->before, n);

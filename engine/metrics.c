@@ -242,10 +242,11 @@ static void *sampler_main(void *arg) {
         return NULL;
 }
 
-/* lag_seconds: source commit time of the oldest change not yet applied, to now. */
+/* lag_seconds: source commit time of the oldest change not yet applied, to now. Sources clamp the
+ * times they read (change_clamp_ts); with 0 < oldest < now the difference cannot overflow. */
 static double lag_seconds(PipelineStats *s, int64_t now) {
         int64_t oldest = atomic_load(&s->oldest_pending_ts);
-        if (oldest == 0 || now <= oldest)
+        if (oldest <= 0 || now <= oldest)
                 return 0;
         return (double)(now - oldest) / 1e6;
 }

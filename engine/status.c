@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -139,15 +140,21 @@ out:
         return r;
 }
 
-/* "1.5s", "4m05s", "2h13m"; with "/16.0KiB" appended when bytes are pending. */
+/* "1.5s", "4m05s", "2h13m"; with "/16.0KiB" appended when bytes are pending. The number comes
+ * from the answer: any double (negative, past any integer type) prints without undefined
+ * behaviour. */
 static void format_lag(double sec, json_int_t bytes, char *buf, size_t len) {
         char t[32], b[32] = "";
-        if (sec < 60)
+        if (!(sec >= 0)) /* negative, or NaN */
+                snprintf(t, sizeof(t), "-");
+        else if (sec < 60)
                 snprintf(t, sizeof(t), "%.1fs", sec);
         else if (sec < 3600)
                 snprintf(t, sizeof(t), "%dm%02ds", (int)(sec / 60), (int)sec % 60);
+        else if (sec < 1e15) /* 31 million years: hours fit a long long */
+                snprintf(t, sizeof(t), "%lldh%02dm", (long long)(sec / 3600), (int)fmod(sec, 3600) / 60);
         else
-                snprintf(t, sizeof(t), "%dh%02dm", (int)(sec / 3600), ((int)sec % 3600) / 60);
+                snprintf(t, sizeof(t), "%.3gh", sec / 3600);
         if (bytes > 0) {
                 static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
                 double v = (double)bytes;
@@ -173,36 +180,42 @@ static const char *str_or_dash(json_t *o, const char *key) {
         return s && s[0] ? s : "-";
 }
 
+typedef char Row[NCOLS][128];
+
+static void fill_row(json_t *p, Row cells) {
+        snprintf(cells[COL_NAME], 128, "%s", str_or_dash(p, "name"));
+        snprintf(cells[COL_STATE], 128, "%s", str_or_dash(p, "state"));
+        snprintf(cells[COL_SRC], 128, "%s", str_or_dash(p, "source_position"));
+        snprintf(cells[COL_APP], 128, "%s", str_or_dash(p, "applied_position"));
+        format_lag(json_number_value(json_object_get(p, "lag_seconds")),
+                   json_integer_value(json_object_get(p, "lag_bytes")), cells[COL_LAG], 128);
+        snprintf(cells[COL_RATE], 128, "%.1f", json_number_value(json_object_get(p, "events_per_second")));
+}
+
+/* Two passes over the rows (widths, then lines) rather than a table of cells: an answer of 8 MiB
+ * of "{}," would have asked for 2 GiB of them. */
 static int print_table(json_t *root, FILE *out) {
         json_t *arr = json_object_get(root, "pipelines");
         if (!json_is_array(arr))
                 return -EBADMSG;
         size_t n = json_array_size(arr);
-        char(*cells)[NCOLS][128] = calloc(n ? n : 1, sizeof(*cells));
-        if (!cells)
-                return -ENOMEM;
+        Row cells;
         size_t width[NCOLS];
         for (int c = 0; c < NCOLS; c++)
                 width[c] = strlen(headers[c]);
         for (size_t i = 0; i < n; i++) {
-                json_t *p = json_array_get(arr, i);
-                snprintf(cells[i][COL_NAME], 128, "%s", str_or_dash(p, "name"));
-                snprintf(cells[i][COL_STATE], 128, "%s", str_or_dash(p, "state"));
-                snprintf(cells[i][COL_SRC], 128, "%s", str_or_dash(p, "source_position"));
-                snprintf(cells[i][COL_APP], 128, "%s", str_or_dash(p, "applied_position"));
-                format_lag(json_number_value(json_object_get(p, "lag_seconds")),
-                           json_integer_value(json_object_get(p, "lag_bytes")), cells[i][COL_LAG], 128);
-                snprintf(cells[i][COL_RATE], 128, "%.1f", json_number_value(json_object_get(p, "events_per_second")));
+                fill_row(json_array_get(arr, i), cells);
                 for (int c = 0; c < NCOLS; c++)
-                        if (strlen(cells[i][c]) > width[c])
-                                width[c] = strlen(cells[i][c]);
+                        if (strlen(cells[c]) > width[c])
+                                width[c] = strlen(cells[c]);
         }
         for (int c = 0; c < NCOLS; c++)
                 fprintf(out, "%-*s  ", (int)width[c], headers[c]);
         fputs("LAST_ERROR\n", out);
         for (size_t i = 0; i < n; i++) {
+                fill_row(json_array_get(arr, i), cells);
                 for (int c = 0; c < NCOLS; c++)
-                        fprintf(out, "%-*s  ", (int)width[c], cells[i][c]);
+                        fprintf(out, "%-*s  ", (int)width[c], cells[c]);
                 json_t *e = json_object_get(json_array_get(arr, i), "last_error");
                 const char *msg = json_string_value(json_object_get(e, "message"));
                 const char *when = json_string_value(json_object_get(e, "time"));
@@ -218,50 +231,15 @@ static int print_table(json_t *root, FILE *out) {
         }
         if (n == 0)
                 fputs("(no pipelines configured)\n", out);
-        free(cells);
         return 0;
 }
 
-int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
+int status_print_answer(const char *answer, size_t answer_len, const char *listen_addr, bool json, FILE *out,
+                        FILE *err) {
         int r;
-        int fd = -1;
-        char *answer = NULL;
-        size_t answer_len = 0;
         json_t *root = NULL;
-        struct sockaddr_storage addr;
-        socklen_t addr_len;
-
-        if (!listen_addr) {
-                fprintf(err, "metrics_listen is off in the conf: cdcsync status asks the service through it; "
-                             "set metrics_listen = 127.0.0.1:9780 and reload\n");
-                return -EINVAL;
-        }
-        r = metrics_parse_listen(listen_addr, &addr, &addr_len);
-        if (r < 0) {
-                fprintf(err, "metrics_listen '%s' is not HOST:PORT (IPv4, or [IPv6]): fix it in the conf\n",
-                        listen_addr);
-                return r;
-        }
-        r = connect_to(&addr, addr_len, &fd);
-        if (r == -ECONNREFUSED) {
-                fprintf(err,
-                        "cdcsync is not running (nothing answers on %s \u2014 start it with systemctl start "
-                        "cdcsync)\n",
-                        listen_addr);
-                return r;
-        }
-        if (r < 0) {
-                fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
-                return r;
-        }
-        r = http_get(fd, listen_addr, "/status", &answer, &answer_len);
-        if (r < 0) {
-                fprintf(err, "reading the status from %s failed: %s\n", listen_addr, strerror(-r));
-                goto out;
-        }
-
         int code = 0;
-        char *body = strstr(answer, "\r\n\r\n");
+        const char *body = strstr(answer, "\r\n\r\n");
         if (strncmp(answer, "HTTP/1.", 7) != 0 || answer_len < 12 || !body) {
                 fprintf(err,
                         "%s answered something that is not HTTP (is metrics TLS on? cdcsync status "
@@ -309,6 +287,47 @@ int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
                 r = print_table(root, out);
 out:
         json_decref(root);
+        return r;
+}
+
+int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
+        int r;
+        int fd = -1;
+        char *answer = NULL;
+        size_t answer_len = 0;
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+
+        if (!listen_addr) {
+                fprintf(err, "metrics_listen is off in the conf: cdcsync status asks the service through it; "
+                             "set metrics_listen = 127.0.0.1:9780 and reload\n");
+                return -EINVAL;
+        }
+        r = metrics_parse_listen(listen_addr, &addr, &addr_len);
+        if (r < 0) {
+                fprintf(err, "metrics_listen '%s' is not HOST:PORT (IPv4, or [IPv6]): fix it in the conf\n",
+                        listen_addr);
+                return r;
+        }
+        r = connect_to(&addr, addr_len, &fd);
+        if (r == -ECONNREFUSED) {
+                fprintf(err,
+                        "cdcsync is not running (nothing answers on %s \u2014 start it with systemctl start "
+                        "cdcsync)\n",
+                        listen_addr);
+                return r;
+        }
+        if (r < 0) {
+                fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
+                return r;
+        }
+        r = http_get(fd, listen_addr, "/status", &answer, &answer_len);
+        if (r < 0) {
+                fprintf(err, "reading the status from %s failed: %s\n", listen_addr, strerror(-r));
+                goto out;
+        }
+        r = status_print_answer(answer, answer_len, listen_addr, json, out, err);
+out:
         free(answer);
         if (fd >= 0)
                 close(fd);

@@ -32,8 +32,10 @@ int version_next(const Version *prev, const char *origin, uint64_t counter, int6
                 v.vv = prev->vv;
                 /* a later change of the same source transaction keeps its commit time; seq orders it */
                 v.ts = commit_ts;
+                /* prev->ts was read from the state store: at INT64_MAX (a time stored before
+                 * sources clamped theirs) it stays there rather than overflow */
                 if (same_txn ? v.ts < prev->ts : v.ts <= prev->ts)
-                        v.ts = same_txn ? prev->ts : prev->ts + 1;
+                        v.ts = same_txn || prev->ts == INT64_MAX ? prev->ts : prev->ts + 1;
         } else {
                 v.ts = commit_ts;
         }

@@ -643,8 +643,8 @@ int kafka_decode_message(const char *topic, const void *key, size_t key_len, con
                 ts_ms = json_integer_value(json_object_get(source, "ts_ms"));
         else if (json_is_integer(json_object_get(env, "ts_ms")))
                 ts_ms = json_integer_value(json_object_get(env, "ts_ms"));
-        if (ts_ms > 0 && ts_ms < INT64_MAX / 1000)
-                d.ts_usec = ts_ms * 1000;
+        if (ts_ms > 0)
+                d.ts_usec = ts_ms > CHANGE_TS_MAX / 1000 ? CHANGE_TS_MAX : ts_ms * 1000;
 
         char sname[256], tname[256];
         r = table_names(source, topic, sname, sizeof(sname), tname, sizeof(tname), errbuf, errlen);

@@ -15,7 +15,7 @@
 typedef struct {
         Change change;   /* owned: op, table (one reference), before/after in text form */
         int64_t ts_usec; /* source commit time (source.ts_ms, else the envelope's ts_ms), usec since
-                          * the Unix epoch; 0 when the message has neither */
+                          * the Unix epoch, at most CHANGE_TS_MAX; 0 when the message has neither */
         bool snapshot;   /* op "r": a row of the source's initial snapshot */
 } KafkaDecoded;
 

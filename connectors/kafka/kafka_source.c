@@ -432,6 +432,9 @@ static int emit_txn(Source *s, KafkaDecoded *d, const rd_kafka_message_t *m) {
         TxnInfo txn = {.xid = pos.lo, .commit_pos = pos, .snapshot = d->snapshot};
         rd_kafka_timestamp_type_t tstype;
         int64_t mts = rd_kafka_message_timestamp(m, &tstype);
+        /* the message timestamp is the producer's word: clamped like any time a peer sends */
+        if (mts > CHANGE_TS_MAX / 1000)
+                mts = CHANGE_TS_MAX / 1000;
         txn.commit_ts = d->ts_usec ? d->ts_usec : mts > 0 ? mts * 1000 : now_usec();
         Event ev = {.kind = EVENT_BEGIN, .txn = txn};
         int r = pipeline_io_emit(s->io, &ev);

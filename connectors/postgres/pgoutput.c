@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdcsync/change.h"
+
 /* MaxTupleAttributeNumber: no relation or tuple the server sends has more columns. */
 #define PGOUTPUT_MAX_ATTS 1664
 
@@ -80,11 +82,12 @@ static uint64_t rd_u64(Reader *rd, const char *field) {
         return rd_uint(rd, 8, field);
 }
 
-/* PostgreSQL timestamps count from 2000-01-01; saturate rather than overflow on garbage input. */
+/* PostgreSQL timestamps count from 2000-01-01; garbage input is clamped to what the engine
+ * takes (change_clamp_ts), never an overflow. */
 static int64_t ts_from_pg(int64_t pg) {
-        if (pg > INT64_MAX - PG_EPOCH_OFFSET_USEC)
-                return INT64_MAX;
-        return pg + PG_EPOCH_OFFSET_USEC;
+        if (pg > CHANGE_TS_MAX - PG_EPOCH_OFFSET_USEC)
+                return CHANGE_TS_MAX;
+        return change_clamp_ts(pg + PG_EPOCH_OFFSET_USEC);
 }
 
 static int64_t ts_to_pg(int64_t unix_usec) {

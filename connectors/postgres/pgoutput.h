@@ -19,14 +19,14 @@ typedef enum {
 typedef struct {
         uint64_t wal_start;  /* LSN of the message's data */
         uint64_t wal_end;    /* current end of WAL on the server */
-        int64_t send_time;   /* usec since the Unix epoch */
+        int64_t send_time;   /* usec since the Unix epoch, in [0, CHANGE_TS_MAX] */
         const uint8_t *data; /* points into the input buffer: the pgoutput message */
         size_t len;
 } PgwireXLogData;
 
 typedef struct {
         uint64_t wal_end;
-        int64_t send_time; /* usec since the Unix epoch */
+        int64_t send_time; /* usec since the Unix epoch, in [0, CHANGE_TS_MAX] */
         bool reply_requested;
 } PgwireKeepalive;
 
@@ -80,13 +80,13 @@ typedef struct {
         union {
                 struct {
                         uint64_t final_lsn;
-                        int64_t commit_ts; /* usec since the Unix epoch */
+                        int64_t commit_ts; /* usec since the Unix epoch, in [0, CHANGE_TS_MAX] */
                 } begin;
                 struct { /* Commit and Stream Commit */
                         uint8_t flags;
                         uint64_t commit_lsn;
                         uint64_t end_lsn;
-                        int64_t commit_ts; /* usec since the Unix epoch */
+                        int64_t commit_ts; /* usec since the Unix epoch, in [0, CHANGE_TS_MAX] */
                 } commit;
                 struct {
                         uint64_t commit_lsn;

@@ -135,11 +135,19 @@ void values_free(Value *v, int n);
 /* Sets v to a copy of len bytes of data as TEXT. Returns 0 or -ENOMEM. */
 int value_set(Value *v, const char *data, size_t len);
 
+/* Latest source time cdcsync takes as given: 9999-12-31 23:59:59.999999 UTC, usec since the Unix
+ * epoch. Far enough below INT64_MAX that lag and version-time arithmetic cannot overflow. */
+#define CHANGE_TS_MAX INT64_C(253402300799999999)
+
+/* A time a peer sent (commit time, server clock; usec since the Unix epoch) clamped to
+ * [0, CHANGE_TS_MAX], where it enters: 0 (unknown) for anything before the epoch. */
+int64_t change_clamp_ts(int64_t usec);
+
 /* What is known of a source transaction when it is handed on. */
 typedef struct {
         uint64_t xid;        /* source transaction id */
         Position commit_pos; /* acknowledge this once the transaction is durable in the sink */
-        int64_t commit_ts;   /* usec since the Unix epoch, source commit time */
+        int64_t commit_ts;   /* usec since the Unix epoch, source commit time, in [0, CHANGE_TS_MAX] */
         char origin[64];     /* writer's mark: PostgreSQL replication origin name, MySQL server_id; "" none */
         bool snapshot;       /* rows of the initial snapshot, not of the log */
 } TxnInfo;

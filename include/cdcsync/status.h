@@ -10,3 +10,9 @@
  * Returns 0, -ECONNREFUSED (nothing listens: the service is not running), -ETIMEDOUT, -EINVAL
  * (bad address), -EPROTO / -EBADMSG (an answer that is not a status), or another -errno. */
 int status_print(const char *listen_addr, bool json, FILE *out, FILE *err);
+
+/* The part of status_print that reads the answer: answer is the whole HTTP reply as received
+ * (answer_len bytes, NUL-terminated), listen_addr only names the service in messages. Same
+ * returns; the answer is the peer's word, so any bytes are refused or printed, never a crash. */
+int status_print_answer(const char *answer, size_t answer_len, const char *listen_addr, bool json, FILE *out,
+                        FILE *err);

@@ -519,6 +519,35 @@ static void test_status_not_utf8(void **state) {
         metrics_free(m);
 }
 
+/* A commit time far before the epoch (what a Begin with a hostile timestamp gave before sources
+ * clamped theirs): now - oldest overflowed int64 (UBSan), the lag read negative. It reads 0:
+ * no commit time is known. */
+static void test_lag_hostile_commit_time(void **state) {
+        (void)state;
+        Metrics *m = start("127.0.0.1:0", NULL, NULL);
+        PipelineStats s;
+        stats_init(&s, "p");
+        stats_set_state(&s, PIPELINE_STREAMING);
+        atomic_store(&s.oldest_pending_ts, INT64_MIN + INT64_C(946684800000000));
+        assert_int_equal(metrics_attach(m, &s), 0);
+        char *body = metrics_render_status(m);
+        assert_non_null(body);
+        json_error_t jerr;
+        json_t *root = json_loads(body, 0, &jerr);
+        assert_non_null(root);
+        json_t *p = json_array_get(json_object_get(root, "pipelines"), 0);
+        assert_true(json_real_value(json_object_get(p, "lag_seconds")) == 0.0);
+        json_decref(root);
+        free(body);
+        body = metrics_render_prometheus(m);
+        assert_non_null(body);
+        assert_true(matches(body, "^cdcsync_pipeline_lag_seconds\\{pipeline=\"p\"\\} 0\\.000000$"));
+        free(body);
+        metrics_detach(m, &s);
+        stats_destroy(&s);
+        metrics_free(m);
+}
+
 typedef struct {
         Metrics *m;
         atomic_bool stop;
@@ -583,6 +612,7 @@ int main(void) {
                 cmocka_unit_test(test_concurrent_attach_detach),
                 cmocka_unit_test(test_status_not_utf8),
                 cmocka_unit_test(test_reload_while_scraping),
+                cmocka_unit_test(test_lag_hostile_commit_time),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

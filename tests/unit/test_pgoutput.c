@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "cdcsync/change.h"
 #include "postgres/pgoutput.h"
 #include "postgres/pgtypes.h"
 
@@ -707,6 +708,35 @@ static void test_keepalive_crafted(void **state) {
         assert_int_equal(pgwire_read_xlogdata(k, 18 + 7, &(PgwireXLogData){0}), -EBADMSG);
 }
 
+/* A Begin whose commit timestamp (and the frame's send time) is the smallest or the largest
+ * 64-bit number (tests/fixtures/crafted/pgoutput/begin_ts_{min,max}.bin): both come out clamped to
+ * [0, CHANGE_TS_MAX], so the lag (now - commit time) and the versions' times cannot overflow. */
+static void test_hostile_timestamps(void **state) {
+        static const struct {
+                const char *file;
+                int64_t want;
+        } cases[] = {{"begin_ts_min.bin", 0}, {"begin_ts_max.bin", CHANGE_TS_MAX}};
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                const char *dir = getenv("FIXTURES");
+                char path[1024], err[256];
+                uint8_t buf[64];
+                snprintf(path, sizeof(path), "%s/crafted/pgoutput/%s", dir ? dir : "tests/fixtures", cases[i].file);
+                FILE *f = fopen(path, "rbe");
+                assert_non_null(f);
+                size_t len = fread(buf, 1, sizeof(buf), f);
+                fclose(f);
+                PgwireXLogData x;
+                assert_int_equal(pgwire_read_xlogdata(buf, len, &x), 0);
+                assert_true(x.send_time == cases[i].want);
+                PgoutputMsg m;
+                assert_int_equal(pgoutput_decode(x.data, x.len, false, &m, err, sizeof(err)), 0);
+                assert_int_equal(m.type, PGOUTPUT_BEGIN);
+                assert_true(m.u.begin.commit_ts == cases[i].want);
+                pgoutput_msg_clear(&m);
+        }
+}
+
 static void test_standby_status(void **state) {
         uint8_t out[34];
         int64_t now = (int64_t)time(NULL) * 1000000 + 123456;
@@ -821,9 +851,8 @@ int main(void) {
                 cmocka_unit_test(test_corruptions_do_not_crash),
         };
         const struct CMUnitTest pure_tests[] = {
-                cmocka_unit_test(test_malformed_crafted),
-                cmocka_unit_test(test_keepalive_crafted),
-                cmocka_unit_test(test_standby_status),
+                cmocka_unit_test(test_malformed_crafted), cmocka_unit_test(test_keepalive_crafted),
+                cmocka_unit_test(test_standby_status),    cmocka_unit_test(test_hostile_timestamps),
                 cmocka_unit_test(test_pgtypes),
         };
         int failed = cmocka_run_group_tests_name("pgoutput_fixture", fixture_tests, fixture_setup, fixture_teardown);

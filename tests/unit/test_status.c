@@ -1,6 +1,9 @@
 /* status: `cdcsync status` against the real endpoint served in-process on loopback. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -213,11 +217,134 @@ static void test_no_pipelines(void **state) {
         metrics_free(m);
 }
 
+/* ---- answers from something that is not (or not only) cdcsync ---- */
+
+typedef struct {
+        int listen_fd;
+        const char *answer;
+        size_t len;
+} Canned;
+
+/* Accepts one connection, reads the request up to its blank line, sends the answer, closes. */
+static void *serve_canned(void *arg) {
+        Canned *sv = arg;
+        int fd = accept4(sv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        char req[2048];
+        size_t got = 0;
+        while (got < sizeof(req) - 1) {
+                ssize_t n = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+                req[got] = '\0';
+                if (strstr(req, "\r\n\r\n"))
+                        break;
+        }
+        for (size_t sent = 0; sent < sv->len;) {
+                ssize_t n = send(fd, sv->answer + sent, sv->len - sent, MSG_NOSIGNAL);
+                if (n <= 0)
+                        break;
+                sent += (size_t)n;
+        }
+        close(fd);
+        return NULL;
+}
+
+/* status_print against a loopback server that answers `answer`. */
+static void print_canned(const char *answer, size_t len, bool json, Printed *p) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(lfd, 1), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+        Canned sv = {.listen_fd = lfd, .answer = answer, .len = len};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, serve_canned, &sv), 0);
+        char addr[64];
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(a.sin_port));
+        print_status(addr, json, p);
+        pthread_join(t, NULL);
+        close(lfd);
+}
+
+/* The LAG cell of pipeline name's line in the table. */
+static void expect_lag(const char *table, const char *name, const char *want) {
+        size_t n = strlen(name);
+        for (const char *l = table; *l;) {
+                const char *e = strchr(l, '\n');
+                if (strncmp(l, name, n) == 0 && l[n] == ' ') {
+                        /* PIPELINE STATE SOURCE_POS APPLIED_POS LAG ... */
+                        char lag[64] = "";
+                        assert_int_equal(sscanf(l, "%*s %*s %*s %*s %63s", lag), 1);
+                        assert_string_equal(lag, want);
+                        return;
+                }
+                if (!e)
+                        break;
+                l = e + 1;
+        }
+        fail_msg("no line for %s in:\n%s", name, table);
+}
+
+/* Lags of 3e9 s (past 2^31), -5 s and 1e300 s in the answer (tests/fixtures/crafted/status/
+ * lag_past_int.http) were cast to int unchecked: undefined behaviour ("833333h-14m" on x86). */
+static void test_lag_beyond_int(void **state) {
+        (void)state;
+        const char *dir = getenv("FIXTURES");
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/crafted/status/lag_past_int.http", dir ? dir : "tests/fixtures");
+        FILE *f = fopen(path, "rbe");
+        assert_non_null(f);
+        static char answer[1 << 16];
+        size_t len = fread(answer, 1, sizeof(answer) - 1, f);
+        fclose(f);
+        Printed p;
+        print_canned(answer, len, false, &p);
+        assert_int_equal(p.r, 0);
+        assert_string_equal(p.err, "");
+        expect_lag(p.out, "past_int", "833333h20m");
+        expect_lag(p.out, "negative", "-");
+        expect_lag(p.out, "huge", "2.78e+296h");
+        expect_lag(p.out, "hour", "1h02m");
+        printed_clear(&p);
+}
+
+/* Answers that are not a status: each refused with its message, nothing printed on out. */
+static void test_not_a_status(void **state) {
+        (void)state;
+        static const struct {
+                const char *answer;
+                int r;
+                const char *msg;
+        } cases[] = {
+                {"SSH-2.0-OpenSSH_9.2\r\n", -EPROTO, "is not HTTP"},
+                {"HTTP/1.1 2x0 OK\r\n\r\n{}", -EPROTO, "malformed HTTP status line"},
+                {"HTTP/1.1 401 Unauthorized\r\n\r\n", -EACCES, "asks for a password"},
+                {"HTTP/1.1 404 Not Found\r\n\r\nnope", -EPROTO, "answered HTTP 404"},
+                {"HTTP/1.1 200 OK\r\n\r\n{\"pipelines\":{}}", -EBADMSG, "not cdcsync's status JSON"},
+                {"HTTP/1.1 200 OK\r\n\r\n{\"pipelines\":[", -EBADMSG, "not cdcsync's status JSON"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                Printed p;
+                print_canned(cases[i].answer, strlen(cases[i].answer), false, &p);
+                assert_int_equal(p.r, cases[i].r);
+                if (!strstr(p.err, cases[i].msg))
+                        fail_msg("answer %zu: %s", i, p.err);
+                assert_string_equal(p.out, "");
+                printed_clear(&p);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_table),        cmocka_unit_test(test_events_per_second),
-                cmocka_unit_test(test_not_running),  cmocka_unit_test(test_bad_address),
-                cmocka_unit_test(test_auth_refused), cmocka_unit_test(test_no_pipelines),
+                cmocka_unit_test(test_table),          cmocka_unit_test(test_events_per_second),
+                cmocka_unit_test(test_not_running),    cmocka_unit_test(test_bad_address),
+                cmocka_unit_test(test_auth_refused),   cmocka_unit_test(test_no_pipelines),
+                cmocka_unit_test(test_lag_beyond_int), cmocka_unit_test(test_not_a_status),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,6 +97,16 @@ static void test_next(void **state) {
         assert_int_equal(version_next(&c, "bad name", 11, 900, 0, false, &a), -EINVAL);
 }
 
+/* A stored version at the largest time (written before sources clamped the times they read, from
+ * a hostile commit time): the next version keeps that time instead of overflowing past it. */
+static void test_next_at_max_time(void **state) {
+        (void)state;
+        Version a, b;
+        assert_int_equal(version_next(NULL, "pg_a", 1, INT64_MAX, 0, false, &a), 0);
+        assert_int_equal(version_next(&a, "pg_b", 1, 1000, 0, false, &b), 0);
+        assert_true(b.ts == INT64_MAX);
+}
+
 static void test_decide_cases(void **state) {
         (void)state;
         const char *prio[] = {"pg_b", "pg_a"};
@@ -334,10 +344,15 @@ static void test_converge_vv_priority_unlisted(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_encode_decode),        cmocka_unit_test(test_next),
-                cmocka_unit_test(test_decide_cases),         cmocka_unit_test(test_decide_symmetric),
-                cmocka_unit_test(test_converge_timestamp),   cmocka_unit_test(test_converge_vv_timestamp),
-                cmocka_unit_test(test_converge_vv_priority), cmocka_unit_test(test_converge_vv_priority_unlisted),
+                cmocka_unit_test(test_encode_decode),
+                cmocka_unit_test(test_next),
+                cmocka_unit_test(test_next_at_max_time),
+                cmocka_unit_test(test_decide_cases),
+                cmocka_unit_test(test_decide_symmetric),
+                cmocka_unit_test(test_converge_timestamp),
+                cmocka_unit_test(test_converge_vv_timestamp),
+                cmocka_unit_test(test_converge_vv_priority),
+                cmocka_unit_test(test_converge_vv_priority_unlisted),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
