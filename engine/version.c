@@ -128,8 +128,11 @@ int version_decode(const uint8_t *buf, size_t len, Version *ret) {
                 if (shift == 28 && (b & 0x70))
                         return -EBADMSG;
                 s |= (uint32_t)(b & 0x7f) << shift;
-                if (!(b & 0x80))
+                if (!(b & 0x80)) {
+                        if (b == 0 && shift > 0)
+                                return -EBADMSG; /* not minimal: version_encode never writes it */
                         break;
+                }
         }
         v.seq = s;
         v.deleted = flags & FLAG_DELETED;

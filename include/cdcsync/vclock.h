@@ -48,13 +48,15 @@ int vclock_merge(const VClock *a, const VClock *b, VClock *ret);
  * Writes at most size bytes; returns the length or -ENOBUFS. */
 int vclock_encode(const VClock *v, uint8_t *buf, size_t size);
 /* Reads one vector from the start of buf; returns the bytes consumed, or -EBADMSG on truncated,
- * non-canonical (unsorted, duplicate, zero counter) or otherwise invalid input. */
+ * non-canonical (unsorted, duplicate, zero counter, a counter in more bytes than it needs) or
+ * otherwise invalid input: what decodes re-encodes to the same bytes. */
 int vclock_decode(const uint8_t *buf, size_t len, VClock *ret);
 
 /* Text form "{pg_a:42,pg_b:7}" ("{}" when empty), NUL-terminated; returns the length without the
  * NUL or -ENOBUFS. */
 int vclock_format(const VClock *v, char *buf, size_t size);
-/* Parses the text form (whitespace around tokens allowed, any node order, zero counters dropped).
- * Returns 0, -EINVAL on bad syntax, a bad node id, a duplicate node or a counter overflow, -E2BIG
- * for too many nodes. */
+/* Parses the text form exactly as vclock_format writes it: nodes in order, each once, counters
+ * > 0 without leading zeros, no whitespace; so equal vectors have one spelling. Returns 0,
+ * -EINVAL on anything else (bad syntax, a bad node id, unsorted or duplicate nodes, a zero or
+ * zero-padded counter, a counter overflow), -E2BIG for too many nodes. */
 int vclock_parse(const char *s, VClock *ret);

@@ -43,7 +43,8 @@ int version_next(const Version *prev, const char *origin, uint64_t counter, int6
 
 /* Binary form for the state store. Returns the length or -ENOBUFS. */
 int version_encode(const Version *v, uint8_t *buf, size_t size);
-/* Decodes exactly len bytes; -EBADMSG on truncated, trailing or invalid input. */
+/* Decodes exactly len bytes; -EBADMSG on truncated, trailing, non-canonical (what decodes
+ * re-encodes to the same bytes) or invalid input. */
 int version_decode(const uint8_t *buf, size_t len, Version *ret);
 bool version_equal(const Version *a, const Version *b);
 

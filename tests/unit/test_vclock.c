@@ -208,7 +208,17 @@ static void test_encode_decode(void **state) {
         const uint8_t overflow[] = {1, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
         const uint8_t toomany[] = {17};
         const uint8_t badname[] = {1, 1, ':', 1};
+        /* 1 and 0 in two bytes instead of one, 128 in three instead of two */
+        const uint8_t long1[] = {1, 1, 'a', 0x81, 0x00};
+        const uint8_t long0[] = {1, 1, 'a', 0x80, 0x00};
+        const uint8_t long128[] = {1, 1, 'a', 0x80, 0x81, 0x00};
         VClock v;
+        assert_int_equal(vclock_decode(long1, sizeof(long1), &v), -EBADMSG);
+        assert_int_equal(vclock_decode(long0, sizeof(long0), &v), -EBADMSG);
+        assert_int_equal(vclock_decode(long128, sizeof(long128), &v), -EBADMSG);
+        const uint8_t short128[] = {1, 1, 'a', 0x80, 0x01};
+        assert_int_equal(vclock_decode(short128, sizeof(short128), &v), (int)sizeof(short128));
+        assert_true(vclock_get(&v, "a") == 128);
         assert_int_equal(vclock_decode(unsorted, sizeof(unsorted), &v), -EBADMSG);
         assert_int_equal(vclock_decode(dup, sizeof(dup), &v), -EBADMSG);
         assert_int_equal(vclock_decode(zero, sizeof(zero), &v), -EBADMSG);
@@ -230,28 +240,18 @@ static void test_text(void **state) {
         assert_int_equal(vclock_format(&v, buf, 16), -ENOBUFS);
         assert_int_equal(vclock_format(&v, buf, 17), 16);
 
-        assert_int_equal(vclock_parse(" { pg_b : 7 , pg_a:42 } ", &w), 0);
+        assert_int_equal(vclock_parse("{pg_a:42,pg_b:7}", &w), 0);
         assert_memory_equal(&v, &w, sizeof(v));
         assert_int_equal(vclock_parse("{}", &w), 0);
         assert_int_equal(w.n, 0);
         assert_int_equal(vclock_parse("{a:18446744073709551615}", &w), 0);
         assert_true(vclock_get(&w, "a") == UINT64_MAX);
-        const char *bad[] = {"",
-                             "{",
-                             "}",
-                             "{a}",
-                             "{a:}",
-                             "{:1}",
-                             "{a:1,}",
-                             "{a:1,a:2}",
-                             "{a:-1}",
-                             "{a:1}x",
-                             "{a:1 b:2}",
-                             "{a b:1}",
-                             "{a:18446744073709551616}",
-                             "a:1",
-                             "{a:1}}",
-                             "{a:0x10}"};
+        const char *bad[] = {"", "{", "}", "{a}", "{a:}", "{:1}", "{a:1,}", "{a:1,a:2}", "{a:-1}", "{a:1}x",
+                             "{a:1 b:2}", "{a b:1}", "{a:18446744073709551616}", "a:1", "{a:1}}", "{a:0x10}",
+                             /* other spellings of a vector that has a canonical one */
+                             " { pg_b : 7 , pg_a:42 } ", "{pg_b:7,pg_a:42}", "{a:0,a:5}", "{a:5,a:0}", "{a:0}",
+                             "{a:0,b:1}", "{a:05}", "{a:00}", "{ a:1}", "{a :1}", "{a: 1}", "{a:1 }", "{a:1,b:1} ",
+                             " {}", "{ }"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(vclock_parse(bad[i], &w), -EINVAL);
 
@@ -275,10 +275,64 @@ static void test_text(void **state) {
         assert_memory_equal(&full, &w, sizeof(w));
 }
 
+/* Other spellings of equal vectors are refused, so equal vectors are equal bytes in every form
+ * (tests/fixtures/crafted/vclock/: "T" + a text form, "V" + a binary one, as the fuzz target
+ * reads them). And garbage text: what parses formats back to exactly the same text. */
+static void test_one_spelling(void **state) {
+        (void)state;
+        static const struct {
+                const char *file;
+                int r;
+        } crafted[] = {{"dup_node.txt", -EINVAL}, {"leading_zero.txt", -EINVAL}, {"leb128_long.bin", -EBADMSG}};
+        for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
+                const char *dir = getenv("FIXTURES");
+                char path[1024];
+                snprintf(path, sizeof(path), "%s/crafted/vclock/%s", dir ? dir : "tests/fixtures", crafted[i].file);
+                FILE *f = fopen(path, "rbe");
+                assert_non_null(f);
+                char buf[256] = "";
+                size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+                fclose(f);
+                assert_true(len > 1);
+                VClock v;
+                if (buf[0] == 'T')
+                        assert_int_equal(vclock_parse(buf + 1, &v), crafted[i].r);
+                else
+                        assert_int_equal(vclock_decode((const uint8_t *)buf + 1, len - 1, &v), crafted[i].r);
+        }
+
+        static const char *const tokens[] = {"{", "}", ",", ":", "a", "b", "0", "1", "5", " ", "a:1", "b:0", "a:01"};
+        rng_state = 99;
+        int parsed = 0;
+        for (int it = 0; it < 200000; it++) {
+                char text[64] = "{", again[VCLOCK_TEXT_MAX];
+                size_t n = 1, k = rnd() % 8;
+                for (size_t j = 0; j < k; j++) {
+                        const char *t = tokens[rnd() % (sizeof(tokens) / sizeof(tokens[0]))];
+                        if (n + strlen(t) + 2 >= sizeof(text))
+                                break;
+                        memcpy(text + n, t, strlen(t));
+                        n += strlen(t);
+                }
+                if (rnd() % 2)
+                        text[n++] = '}';
+                text[n] = '\0';
+                VClock v;
+                if (vclock_parse(text, &v) != 0)
+                        continue;
+                parsed++;
+                assert_true(vclock_format(&v, again, sizeof(again)) > 0);
+                if (strcmp(again, text) != 0)
+                        fail_msg("\"%s\" parsed, but its vector is written \"%s\"", text, again);
+        }
+        assert_true(parsed > 100);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_set_get),       cmocka_unit_test(test_compare_cases), cmocka_unit_test(test_laws),
-                cmocka_unit_test(test_encode_decode), cmocka_unit_test(test_text),
+                cmocka_unit_test(test_set_get), cmocka_unit_test(test_compare_cases),
+                cmocka_unit_test(test_laws),    cmocka_unit_test(test_encode_decode),
+                cmocka_unit_test(test_text),    cmocka_unit_test(test_one_spelling),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

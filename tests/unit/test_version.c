@@ -55,6 +55,11 @@ static void test_encode_decode(void **state) {
                 buf[n] = 0;
                 assert_int_equal(version_decode(buf, (size_t)n + 1, &b), -EBADMSG); /* trailing */
                 assert_int_equal(version_encode(&a, buf, (size_t)n - 1), -ENOBUFS);
+                /* the seq (last, LEB128) spelt with one byte more: refused, one spelling only */
+                n = version_encode(&a, buf, sizeof(buf)); /* n <= VERSION_ENCODED_MAX: buf has one more */
+                buf[n - 1] |= 0x80;
+                buf[n] = 0;
+                assert_int_equal(version_decode(buf, (size_t)n + 1, &b), -EBADMSG);
         }
         for (int it = 0; it < 100000; it++) { /* garbage never crashes */
                 uint8_t g[40];
