@@ -4,7 +4,9 @@
  * renders the answers. A sampler thread owned by this module records each attached pipeline's
  * event counter once per rate interval, for events_per_second. Both read the attached list under
  * m->lock; the pipeline threads never take that lock (they only write atomics in PipelineStats),
- * and metrics_detach() takes it, so once detach returned no thread of ours reads the stats. */
+ * and metrics_detach() takes it, so once detach returned no thread of ours reads the stats.
+ * A reaper thread closes connections of slow clients (see Conn); it and libmicrohttpd's thread
+ * share m->conns under m->conn_lock, never taken together with m->lock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,8 +32,30 @@
  * RATE_SAMPLES rate intervals (10 s by default), including events up to the request itself. */
 #define RATE_SAMPLES 10
 #define TLS_FILE_MAX (1024 * 1024) /* a PEM cert chain or key is far smaller */
-#define CONNECTION_LIMIT 32        /* scrapers and `cdcsync status`: a handful at most */
-#define CONNECTION_TIMEOUT_S 10
+/* Slow clients (a byte every few seconds, or a response read as slowly) must not keep the
+ * endpoint from a monitoring system: every connection gets REQUEST_TIMEOUT_S to send its whole
+ * request and ANSWER_TIMEOUT_S to read the answer, then it is closed; one address may keep at most
+ * WAITING_PER_ADDRESS connections waiting for their request and all together WAITING_MAX, a newer
+ * one closing the oldest, so a scraper's connection always gets in; the rest of CONNECTION_LIMIT
+ * stays for connections whose request arrived. No address holds more than PER_ADDRESS_LIMIT. */
+#define CONNECTION_LIMIT 128
+#define PER_ADDRESS_LIMIT 64
+#define WAITING_MAX 96
+#define WAITING_PER_ADDRESS 16
+#define REQUEST_TIMEOUT_S 5
+#define ANSWER_TIMEOUT_S 30
+#define CONNECTION_TIMEOUT_S 10 /* idle */
+#define REAP_INTERVAL_MS 500
+
+/* One connection, from libmicrohttpd's notification that it started to the one that it closed
+ * (which comes before the socket is closed: fd is valid while used is set). */
+typedef struct {
+        bool used;
+        bool waiting;  /* its request has not arrived whole yet */
+        int fd;        /* libmicrohttpd's socket: only shut down here, never closed */
+        int64_t since; /* usec, CLOCK_MONOTONIC: when it started waiting, or its request arrived */
+        struct sockaddr_storage addr;
+} Conn;
 
 typedef struct {
         PipelineStats *s;              /* not owned */
@@ -56,6 +81,15 @@ struct Metrics {
         bool stopping;
         bool sampler_started;
         pthread_t sampler;
+
+        pthread_mutex_t conn_lock; /* guards conns, reaper_stopping */
+        pthread_cond_t conn_wake;  /* the reaper sleeps on it; signalled to stop */
+        Conn conns[CONNECTION_LIMIT];
+        bool reaper_stopping;
+        bool reaper_started;
+        pthread_t reaper;
+        unsigned closed_slow;  /* connections closed since the last log line about them */
+        int64_t closed_logged; /* usec, CLOCK_MONOTONIC */
 };
 
 static int64_t mono_usec(void) {
@@ -573,6 +607,133 @@ static bool authorized(Metrics *m, struct MHD_Connection *conn) {
         return ok;
 }
 
+/* ---- slow clients ---- */
+
+static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+        if (a->ss_family != b->ss_family)
+                return false;
+        if (a->ss_family == AF_INET)
+                return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+                       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+        if (a->ss_family == AF_INET6)
+                return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                              &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+        return true;
+}
+
+/* Called with m->conn_lock held. libmicrohttpd sees the end of the stream and closes it. */
+static void conn_close(Metrics *m, Conn *c) {
+        shutdown(c->fd, SHUT_RDWR);
+        c->waiting = false;
+        c->since = INT64_MAX; /* not again */
+        m->closed_slow++;
+}
+
+/* Called with m->conn_lock held: the oldest waiting connection (of address a, when given)
+ * other than except, or NULL; *ret_n: how many such wait. */
+static Conn *oldest_waiting(Metrics *m, const struct sockaddr_storage *a, const Conn *except, unsigned *ret_n) {
+        Conn *oldest = NULL;
+        unsigned n = 0;
+        for (size_t i = 0; i < CONNECTION_LIMIT; i++) {
+                Conn *c = &m->conns[i];
+                if (!c->used || !c->waiting || c == except || (a && !same_address(&c->addr, a)))
+                        continue;
+                n++;
+                if (!oldest || c->since < oldest->since)
+                        oldest = c;
+        }
+        *ret_n = n;
+        return oldest;
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe) {
+        Metrics *m = cls;
+        pthread_mutex_lock(&m->conn_lock);
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                Conn *c = *socket_context;
+                if (c)
+                        c->used = false;
+                *socket_context = NULL;
+                goto out;
+        }
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ad = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        Conn *c = NULL;
+        for (size_t i = 0; i < CONNECTION_LIMIT && !c; i++)
+                if (!m->conns[i].used)
+                        c = &m->conns[i];
+        if (!c || !fd || !ad || !ad->client_addr)
+                goto out; /* cannot be (libmicrohttpd admits at most CONNECTION_LIMIT): not tracked */
+        *c = (Conn){.used = true, .waiting = true, .fd = fd->connect_fd, .since = mono_usec()};
+        size_t alen = ad->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        memcpy(&c->addr, ad->client_addr, alen);
+        *socket_context = c;
+        /* Room for the newcomer: the oldest waiting of its address, else the oldest of all. */
+        unsigned n;
+        Conn *old = oldest_waiting(m, &c->addr, c, &n);
+        if (n >= WAITING_PER_ADDRESS)
+                conn_close(m, old);
+        else if ((old = oldest_waiting(m, NULL, c, &n)) && n >= WAITING_MAX)
+                conn_close(m, old);
+out:
+        pthread_mutex_unlock(&m->conn_lock);
+}
+
+/* whole: the request arrived (true), or the answer was sent and a next request may come. */
+static void conn_mark(Metrics *m, struct MHD_Connection *connection, bool whole) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        pthread_mutex_lock(&m->conn_lock);
+        Conn *c = ci ? ci->socket_context : NULL;
+        if (c && c->used && c->since != INT64_MAX) {
+                c->waiting = !whole;
+                c->since = mono_usec();
+        }
+        pthread_mutex_unlock(&m->conn_lock);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+        (void)con_cls;
+        (void)toe;
+        conn_mark(cls, connection, false);
+}
+
+static void *reaper_main(void *arg) {
+        Metrics *m = arg;
+        pthread_mutex_lock(&m->conn_lock);
+        while (!m->reaper_stopping) {
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_nsec += REAP_INTERVAL_MS * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                int r = 0;
+                while (!m->reaper_stopping && r != ETIMEDOUT)
+                        r = pthread_cond_timedwait(&m->conn_wake, &m->conn_lock, &until);
+                int64_t now = mono_usec();
+                for (size_t i = 0; i < CONNECTION_LIMIT; i++) {
+                        Conn *c = &m->conns[i];
+                        int64_t limit = (c->waiting ? REQUEST_TIMEOUT_S : ANSWER_TIMEOUT_S) * INT64_C(1000000);
+                        if (c->used && c->since != INT64_MAX && now - c->since >= limit)
+                                conn_close(m, c);
+                }
+                /* Said at most once a minute: a client trickling bytes must not flood the log. */
+                if (m->closed_slow && now - m->closed_logged >= 60 * INT64_C(1000000)) {
+                        log_warn("[metrics]",
+                                 "closed %u connection(s) of slow clients (a request takes at most %d s to arrive, "
+                                 "an answer %d s to be read; one address keeps at most %d waiting)",
+                                 m->closed_slow, REQUEST_TIMEOUT_S, ANSWER_TIMEOUT_S, WAITING_PER_ADDRESS);
+                        m->closed_slow = 0;
+                        m->closed_logged = now;
+                }
+        }
+        pthread_mutex_unlock(&m->conn_lock);
+        return NULL;
+}
+
 static const char TEXT[] = "text/plain; charset=utf-8";
 
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -584,6 +745,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         (void)upload_data_size;
         (void)con_cls;
 
+        conn_mark(m, conn, true);
         if (!authorized(m, conn))
                 return reply(conn, MHD_HTTP_UNAUTHORIZED, TEXT, "authentication required\n", false, true);
         /* HEAD is GET without a body (libmicrohttpd drops it), which HTTP asks every server to allow. */
@@ -673,7 +835,10 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&m->wake, &ca);
+        pthread_mutex_init(&m->conn_lock, NULL);
+        pthread_cond_init(&m->conn_wake, &ca);
         pthread_condattr_destroy(&ca);
+        m->closed_logged = mono_usec() - 60 * INT64_C(1000000);
         m->interval_ms = opts->rate_interval_ms ? opts->rate_interval_ms : 1000;
 
         if (opts->auth_user) {
@@ -724,10 +889,12 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
                 tls_opts[0].option = MHD_OPTION_END;
 
         /* The logger goes first: libmicrohttpd uses its own for anything said before it is set. */
-        m->daemon = MHD_start_daemon(flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                                     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-                                     (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                                     (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        m->daemon = MHD_start_daemon(
+                flags, m->port, NULL, NULL, handle_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_ADDRESS_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, m,
+                MHD_OPTION_NOTIFY_COMPLETED, request_completed, m, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
         /* From here the daemon owns the socket: it closes it when stopped, and libmicrohttpd
          * 0.9.75 also closes it when the start fails (checked with strace), so never again here. */
         fd = -1;
@@ -741,6 +908,10 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
         if (r < 0)
                 goto fail;
         m->sampler_started = true;
+        r = -pthread_create(&m->reaper, NULL, reaper_main, m);
+        if (r < 0)
+                goto fail;
+        m->reaper_started = true;
 
         /* Said once at start, where an operator reads it: both are legal, neither is wise. */
         if (!is_loopback(&addr) && !m->tls_cert)
@@ -763,6 +934,13 @@ uint16_t metrics_port(const Metrics *m) {
 Metrics *metrics_free(Metrics *m) {
         if (!m)
                 return NULL;
+        if (m->reaper_started) {
+                pthread_mutex_lock(&m->conn_lock);
+                m->reaper_stopping = true;
+                pthread_cond_signal(&m->conn_wake);
+                pthread_mutex_unlock(&m->conn_lock);
+                pthread_join(m->reaper, NULL);
+        }
         if (m->daemon)
                 MHD_stop_daemon(m->daemon);
         if (m->sampler_started) {
@@ -774,6 +952,8 @@ Metrics *metrics_free(Metrics *m) {
         }
         pthread_cond_destroy(&m->wake);
         pthread_mutex_destroy(&m->lock);
+        pthread_cond_destroy(&m->conn_wake);
+        pthread_mutex_destroy(&m->conn_lock);
         free(m->entries);
         free(m->user);
         wipe_free(m->password);
