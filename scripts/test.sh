@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
 
+# build DIR [TYPE [cmake args...]] — warnings are errors here, whatever the default.
 build() {
-  local dir=$1
-  shift
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  local dir=$1 type=${2:-RelWithDebInfo}
+  shift $(($# < 2 ? $# : 2))
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" -DCDCSYNC_WERROR=ON "$@" >/dev/null
   cmake --build "$dir" -j "$jobs" >/dev/null
 }
 
@@ -27,7 +28,10 @@ fi
 echo "== build"
 build build
 echo "== build (ASan + UBSan)"
-build build-asan -DCDCSYNC_SANITIZE=ON
+build build-asan RelWithDebInfo -DCDCSYNC_SANITIZE=ON
+echo "== build (Release, Debug: only built, so that no build type breaks)"
+build build-release Release
+build build-debug Debug
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
