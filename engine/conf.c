@@ -90,8 +90,9 @@ static const ConfKey connector_keys[] = {
         {"user", K_STR, NULL, T_MY, 0, true, false, CON(user), 0, 0, 0, "NAME", "user to log in as"},
         {"database", K_STR, NULL, T_MY, 0, true, false, CON(database), 0, 0, 0, "NAME",
          "default database; as a sink, the default target database"},
-        {"server_id", K_U32, NULL, T_MY, T_MY, true, false, CON(server_id), 0, 1, UINT32_MAX, "1..4294967295",
-         "binlog client id, unique among the server's replicas"},
+        {"server_id", K_U32, NULL, T_MY, 0, true, false, CON(server_id), 0, 1, UINT32_MAX, "1..4294967295",
+         "as a source (required): binlog client id, unique among the server's replicas; as a sink: the "
+         "mark on its writes (unmarked without it)"},
         {"ssl_mode", K_CHOICE, NULL, T_MY, 0, true, false, CON(ssl_mode), 0, 0, 0,
          "disabled | preferred | required | verify_ca | verify_identity", "TLS to the server"},
         {"ssl_ca", K_STR, NULL, T_MY, 0, true, false, CON(ssl_ca), 0, 0, 0, "PATH",
@@ -640,6 +641,24 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
                 pl->hash = fnv(pl->hash, &pl->sink->hash, sizeof(pl->sink->hash));
 }
 
+/* A MySQL connector needs a server_id to read the server's binlog: it is its id as a replica, and
+ * also the mark on the writes of a sink whose writes a reverse pipeline reads back (the sink of a
+ * bidirectional pipeline is the source of its reverse, so this covers it). The sink of one-way
+ * pipelines may go without: it writes unmarked. s: the connector's section. */
+static void connector_check_server_id(ConfParser *p, const ConfSection *s, const ConnectorConf *k) {
+        const Conf *c = p->conf;
+        if (!k->type || strcmp(k->type, "mysql") != 0 || entry_get(s, "server_id"))
+                return;
+        for (int i = 0; i < c->npipelines; i++)
+                if (c->pipelines[i].source == k) {
+                        conf_err(p, s->line,
+                                 "[connector.%s] has no server_id — add server_id = 1..4294967295: pipeline %s "
+                                 "reads the server's binlog as a replica with that id",
+                                 k->name, c->pipelines[i].name);
+                        return;
+                }
+}
+
 /* Builds the Conf from the parsed sections: service, then connectors (pipelines point at them). */
 static void conf_build(ConfParser *p) {
         Conf *c = p->conf;
@@ -673,6 +692,9 @@ static void conf_build(ConfParser *p) {
         for (int i = 0; i < p->nsections; i++)
                 if (p->sections[i].kind == SEC_PIPELINE)
                         pipeline_load(p, &p->sections[i], &c->pipelines[c->npipelines++]);
+        for (int i = 0, k = 0; i < p->nsections; i++)
+                if (p->sections[i].kind == SEC_CONNECTOR)
+                        connector_check_server_id(p, &p->sections[i], &c->connectors[k++]);
         if (npip == 0)
                 conf_err(p, 1,
                          "no [pipeline.NAME] section — define at "

@@ -6,7 +6,8 @@
  * TxnInfo.origin. The engine compares origin with the sink connector's server_id to recognise an
  * echo. skip_replication would hide our writes from our own binlog source (and from every real
  * replica), so it is not used. The connector's server_id must therefore be unique in the
- * replication topology, like any replica's. */
+ * replication topology, like any replica's. A sink without server_id (allowed only when no pipeline
+ * reads its writes back) writes unmarked. */
 #include <errno.h>
 #include <inttypes.h>
 #include <mysqld_error.h>
@@ -1649,7 +1650,10 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         r = mysql_conn_open_flags(conn, NULL, CLIENT_FOUND_ROWS, &k->m, err);
         if (r < 0)
                 goto out;
-        if (conn->server_id == 0) {
+        /* Without a server_id (one-way pipelines only: conf_load demands it for a bidirectional
+         * sink) the writes are unmarked: they carry the server's own server_id, like an
+         * application's, and any binlog reader of this server takes them for one. */
+        if (conn->server_id == 0 && pipe && pipe->bidirectional) {
                 r = cdc_error(err, -EINVAL, false, "conf",
                               "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx,
                               conn->name);
@@ -1663,7 +1667,7 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                           !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_STMT_BULK_OPERATIONS >> 32));
         }
         snprintf(sql, sizeof(sql), "SET SESSION server_id = %" PRIu32, conn->server_id);
-        if (mysql_query(k->m, sql)) {
+        if (conn->server_id != 0 && mysql_query(k->m, sql)) {
                 r = cdc_error(err, -EPERM, false, "conf",
                               "%s connector '%s': cannot set the session server_id (%s): GRANT BINLOG REPLAY ON *.* "
                               "TO the user; cdcsync marks its own writes with it",

@@ -3,7 +3,8 @@
 # (multi-statement transactions, key updates, deletes, truncate, NULLs) over a table holding every
 # MySQL type (TIME beyond a day and negative, BIT, ENUM, SET, latin1 text), and a table without
 # key; create_tables = yes keeps the declared types; both sides end with equal ordered contents,
-# compared by compare_rows.py on per-type normal forms.
+# compared by compare_rows.py on per-type normal forms. Then the sink connector without server_id:
+# accepted, and its writes unmarked.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 export PGTZ=UTC
@@ -128,5 +129,19 @@ wait_for "checkpoint at the binlog end ($bfile:$bpos)" 30 ckpt
 # the sink's writes carry its own server_id (what a reverse pipeline uses to skip its echo)
 ids=$(my_on dst -e "SHOW BINLOG EVENTS" | awk '$3 ~ /_rows/ {print $4}' | sort -u | tr '\n' ' ')
 [ "$ids" = "9002 " ] || fail "the sink's row events carry server_id(s) '$ids', not the sink connector's 9002"
+service_stop
+
+# A MySQL connector used only as the sink of one-way pipelines needs no server_id: check accepts
+# it, the pipeline resumes from its checkpoint, and its writes are unmarked (they carry the sink
+# server's own server_id, 2, like an application's).
+sed -i '/^\[connector.mdst\]/,/^\[/{/^server_id = /d}' "$WORK/cdcsync.conf"
+grep -A8 '^\[connector.mdst\]' "$WORK/cdcsync.conf" | grep -q '^server_id' && fail "server_id still in [connector.mdst]"
+"$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check2.out" 2>&1 || fail "check refuses a sink without server_id: $(cat "$WORK/check2.out")"
+before=$(my_on dst -e "SHOW BINLOG EVENTS" | awk '$3 ~ /_rows/' | wc -l)
+service_start
+my_on src -e "INSERT INTO alltypes (id, vc) VALUES (500, 'unmarked'); UPDATE alltypes SET vc = 'again' WHERE id = 2"
+wait_for "equal after a restart without the sink's server_id" 60 synced
+ids=$(my_on dst -e "SHOW BINLOG EVENTS" | awk '$3 ~ /_rows/' | tail -n +$((before + 1)) | awk '{print $4}' | sort -u | tr '\n' ' ')
+[ "$ids" = "2 " ] || fail "without server_id the sink's row events carry server_id(s) '$ids', not the server's own 2"
 service_stop
 finish

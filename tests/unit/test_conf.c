@@ -252,7 +252,8 @@ static void test_err_required_and_values(void **state) {
         expect_errors("[connector.a]\ndsn = x\n[connector.m]\ntype = mysql\nhost = h\n"
                       "[connector.k]\ntype = kafka\n[pipeline.p]\nsource = m\n",
                       "c.conf:1: [connector.a] has no type — add type = postgres | mysql | kafka\n"
-                      "c.conf:3: [connector.m] has no server_id — add server_id = 1..4294967295\n"
+                      "c.conf:3: [connector.m] has no server_id — add server_id = 1..4294967295: pipeline p "
+                      "reads the server's binlog as a replica with that id\n"
                       "c.conf:6: [connector.k] has no brokers — add brokers = HOST:PORT, ...\n"
                       "c.conf:8: [pipeline.p] has no sink — add sink = CONNECTOR\n"
                       "c.conf:8: [pipeline.p] has no tables — add tables = SCHEMA.TABLE, ... | *\n");
@@ -311,6 +312,35 @@ static void test_err_references(void **state) {
                       "never or remove start_position\n"
                       "c.conf:39: map renames s.u, which is not in tables — add it to tables or fix "
                       "the name\n");
+}
+
+/* server_id: required to read a MySQL server's binlog and for a bidirectional sink, not for the
+ * sink of one-way pipelines. */
+static void test_server_id(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        assert_int_equal(load(PG_PAIR "[connector.m]\ntype = mysql\ndatabase = shop\n"
+                                      "[pipeline.p]\nsource = a\nsink = m\ntables = s.t\n"
+                                      "[pipeline.q]\nsource = b\nsink = m\ntables = s.t\n",
+                              &c, &errs),
+                         0);
+        assert_string_equal(errs, "");
+        free(errs);
+        assert_int_equal(c->connectors[2].server_id, 0);
+        assert_false(c->pipelines[0].bidirectional);
+        conf_free(c);
+        expect_errors(PG_PAIR "[connector.m]\ntype = mysql\n"
+                              "[pipeline.am]\nsource = a\nsink = m\ntables = s.t\n"
+                              "[pipeline.ma]\nsource = m\nsink = a\ntables = s.t\n",
+                      "c.conf:7: [connector.m] has no server_id — add server_id = 1..4294967295: pipeline ma "
+                      "reads the server's binlog as a replica with that id\n");
+        /* a sink whose writes a reverse pipeline reads back: that reverse reads the binlog */
+        expect_errors("[connector.k]\ntype = kafka\nbrokers = k:9092\n[connector.m]\ntype = mysql\n"
+                      "[pipeline.km]\nsource = k\nsink = m\ntables = s.t\n"
+                      "[pipeline.mk]\nsource = m\nsink = k\ntables = s.t\n",
+                      "c.conf:4: [connector.m] has no server_id — add server_id = 1..4294967295: pipeline mk "
+                      "reads the server's binlog as a replica with that id\n");
 }
 
 static void test_secrets(void **state) {
@@ -605,6 +635,7 @@ int main(void) {
                 cmocka_unit_test(test_err_sections_and_keys),
                 cmocka_unit_test(test_err_required_and_values),
                 cmocka_unit_test(test_err_references),
+                cmocka_unit_test(test_server_id),
                 cmocka_unit_test(test_secrets),
                 cmocka_unit_test(test_mode_check),
                 cmocka_unit_test(test_map),
