@@ -116,3 +116,5 @@ int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
 bool conf_pipeline_has_table(const PipelineConf *p, const char *schema, const char *table);
 /* Prints the documented conf (every key, its default and help) from the key tables. */
 void conf_print_reference(FILE *out);
+/* Prints the manual page cdcsync.conf(5), in roff, from the same key tables. */
+void conf_print_man(FILE *out);

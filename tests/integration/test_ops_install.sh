@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `cmake --install` lays out what a package or an admin needs: bin/cdcsync, the unit (pointing at
 # the installed binary) under lib/systemd/system, sysusers.d and tmpfiles.d files, the documented
-# conf as share/doc/cdcsync/cdcsync.conf.example, and etc/cdcsync/cdcsync.conf only when absent.
+# conf as share/doc/cdcsync/cdcsync.conf.example, the man pages under share/man, and
+# etc/cdcsync/cdcsync.conf only when absent.
 # The installed unit passes `systemd-analyze verify`; with DESTDIR and prefix /usr the tree is the
 # packaging one (/usr/bin, /usr/lib/systemd/system, /etc/cdcsync), and sysusers + tmpfiles make
 # /etc/cdcsync readable by the service's group only.
@@ -12,9 +13,13 @@ ROOT=$WORK/root
 cmake --install "$BUILDDIR" --prefix "$ROOT" >"$WORK/install1.out" 2>&1 || { cat "$WORK/install1.out" >&2; fail "cmake --install failed"; }
 
 for f in bin/cdcsync lib/systemd/system/cdcsync.service lib/sysusers.d/cdcsync.conf lib/tmpfiles.d/cdcsync.conf \
-  share/doc/cdcsync/cdcsync.conf.example share/doc/cdcsync/examples/pg-to-pg.conf etc/cdcsync/cdcsync.conf; do
+  share/doc/cdcsync/cdcsync.conf.example share/doc/cdcsync/examples/pg-to-pg.conf etc/cdcsync/cdcsync.conf \
+  share/man/man1/cdcsync.1 share/man/man5/cdcsync.conf.5; do
   [ -f "$ROOT/$f" ] || fail "not installed: $f"
 done
+cmp -s "$SRCDIR/man/cdcsync.conf.5" "$ROOT/share/man/man5/cdcsync.conf.5" || fail "the installed cdcsync.conf(5) is not man/cdcsync.conf.5"
+[ "$(man -M "$ROOT/share/man" -w 5 cdcsync.conf)" = "$ROOT/share/man/man5/cdcsync.conf.5" ] || fail "man does not find the installed cdcsync.conf(5)"
+[ "$(man -M "$ROOT/share/man" -w 1 cdcsync)" = "$ROOT/share/man/man1/cdcsync.1" ] || fail "man does not find the installed cdcsync(1)"
 [ -x "$ROOT/bin/cdcsync" ] || fail "bin/cdcsync is not executable"
 "$ROOT/bin/cdcsync" --version | grep -q '^cdcsync [0-9]' || fail "the installed binary does not run"
 cmp -s "$SRCDIR/conf/cdcsync.conf" "$ROOT/share/doc/cdcsync/cdcsync.conf.example" || fail "the example is not the documented conf"

@@ -586,6 +586,48 @@ static void test_reference_file(void **state) {
         free(printed);
 }
 
+/* man/cdcsync.conf.5 is conf_print_man's output, documents every key of every table, and says the
+ * same as the reference for each. */
+static void test_man_file(void **state) {
+        (void)state;
+        const char *fixtures = getenv("FIXTURES");
+        char path[1024];
+        assert_non_null(fixtures);
+        snprintf(path, sizeof(path), "%s/../../man/cdcsync.conf.5", fixtures);
+        char *printed = NULL, *ref = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&printed, &len);
+        conf_print_man(out);
+        fclose(out);
+        if (getenv("CDCSYNC_WRITE_REFERENCE")) /* regenerate: CDCSYNC_WRITE_REFERENCE=1 test_conf */
+                write_file(path, printed, 0644);
+        char *file = read_all(path);
+        if (strcmp(file, printed) != 0)
+                print_error("man/cdcsync.conf.5 differs from conf_print_man(): rerun test_conf "
+                            "with CDCSYNC_WRITE_REFERENCE=1 and commit the file\n");
+        assert_string_equal(file, printed);
+        free(file);
+        /* every key in the reference (";KEY = ...") has its tagged paragraph ("\fBKEY\fR = ") */
+        out = open_memstream(&ref, &len);
+        conf_print_reference(out);
+        fclose(out);
+        int nkeys = 0;
+        for (const char *l = ref; (l = strstr(l, "\n;")) != NULL; l++) {
+                size_t n = strcspn(l + 2, " =\n");
+                if (l[2] == ' ' || l[2] == '\n' || l[2 + n] != ' ' || strncmp(l + 2 + n, " = ", 3) != 0)
+                        continue; /* prose, not a key */
+                char tag[80];
+                snprintf(tag, sizeof(tag), "\n.TP\n\\fB%.*s\\fR = ", (int)n, l + 2);
+                if (!strstr(printed, tag))
+                        print_error("the man page lacks %s\n", tag + 5);
+                assert_non_null(strstr(printed, tag));
+                nkeys++;
+        }
+        assert_true(nkeys >= 35);
+        free(ref);
+        free(printed);
+}
+
 static void test_examples(void **state) {
         (void)state;
         static const char *const names[] = {"pg-to-pg.conf", "pg-to-mysql.conf", "bidirectional-pg.conf"};
@@ -641,6 +683,7 @@ int main(void) {
                 cmocka_unit_test(test_map),
                 cmocka_unit_test(test_hash),
                 cmocka_unit_test(test_reference_file),
+                cmocka_unit_test(test_man_file),
                 cmocka_unit_test(test_examples),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
