@@ -130,8 +130,10 @@ static const ConfKey pipeline_keys[] = {
          "winner order for resolve = priority and for timestamp ties"},
         {"batch_max_rows", K_INT, "5000", T_ALL, 0, true, false, PIP(batch_max_rows), 0, 1, 1000000, "1..1000000",
          "rows per sink transaction (whole source transactions)"},
-        {"snapshot", K_FIRST_CHOICE, "initial", T_ALL, 0, true, false, PIP(snapshot), 0, 0, 0, "initial | never",
-         "copy existing rows first, or stream right away"},
+        {"snapshot", K_INDEX, "initial", T_ALL, 0, true, false, PIP(snapshot_mode), 0, 0, 0,
+         "initial | never | merge | replace",
+         "a new pipeline's first copy: initial into empty sink tables only (bidirectional: merge), never: "
+         "none, merge: keep the sink's rows, replace: empty them first"},
         {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0, "FILE:POS | GTID | LSN",
          "with snapshot = never: where a new pipeline starts; default now"},
         {"tombstone_days", K_INT, "7", T_ALL, 0, true, false, PIP(tombstone_days), 0, 1, 36500, "1..36500",
@@ -142,7 +144,9 @@ static const ConfKey pipeline_keys[] = {
 #define MAX_KEYS 32 /* section_apply's seen[] */
 _Static_assert(NKEYS(connector_keys) <= MAX_KEYS && NKEYS(pipeline_keys) <= MAX_KEYS && NKEYS(service_keys) <= MAX_KEYS,
                "grow MAX_KEYS");
-_Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int), "K_INDEX stores an int");
+_Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int) &&
+                       sizeof(SnapshotMode) == sizeof(int),
+               "K_INDEX stores an int");
 
 /* ---- values -------------------------------------------------------------------------------- */
 
@@ -606,6 +610,7 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
                 conf_err(p, entry_get(s, "resolve")->line,
                          "resolve = priority needs an order — add "
                          "priority = CONNECTOR, ...");
+        pl->snapshot = pl->snapshot_mode != SNAPSHOT_NEVER;
         if (pl->start_position && pl->snapshot)
                 conf_err(p, entry_get(s, "start_position")->line,
                          "start_position only applies with "
@@ -695,6 +700,21 @@ static void conf_build(ConfParser *p) {
         for (int i = 0, k = 0; i < p->nsections; i++)
                 if (p->sections[i].kind == SEC_CONNECTOR)
                         connector_check_server_id(p, &p->sections[i], &c->connectors[k++]);
+        /* A bidirectional pair never empties a side: its first copy merges. */
+        for (int i = 0, n = 0; i < p->nsections; i++) {
+                if (p->sections[i].kind != SEC_PIPELINE)
+                        continue;
+                const PipelineConf *a = &c->pipelines[n++];
+                for (int j = 0; a->snapshot_mode == SNAPSHOT_REPLACE && a->source && a->sink && j < c->npipelines; j++)
+                        if (a->source == c->pipelines[j].sink && a->sink == c->pipelines[j].source) {
+                                conf_err(p, entry_get(&p->sections[i], "snapshot")->line,
+                                         "snapshot = replace would empty the tables of %s, which pipeline %s "
+                                         "copies into %s — a bidirectional pair merges: use snapshot = merge "
+                                         "(or initial, which merges here)",
+                                         a->sink_name, c->pipelines[j].name, a->source_name);
+                                break;
+                        }
+        }
         if (npip == 0)
                 conf_err(p, 1,
                          "no [pipeline.NAME] section — define at "
@@ -843,6 +863,20 @@ bool conf_pipeline_has_table(const PipelineConf *p, const char *schema, const ch
                 if (table_eq(p->tables[i], schema, table))
                         return true;
         return false;
+}
+
+SnapshotMode conf_pipeline_copy_mode(const PipelineConf *p) {
+        return p->bidirectional && p->snapshot_mode == SNAPSHOT_INITIAL ? SNAPSHOT_MERGE : p->snapshot_mode;
+}
+
+void conf_copy_refusal(const PipelineConf *p, const char *table, unsigned long long rows, bool at_least, char *buf,
+                       size_t len) {
+        snprintf(buf, len,
+                 "sink table %s already holds %s%llu row%s, and snapshot = initial copies only into empty tables, "
+                 "so nothing was copied — in [pipeline.%s] set snapshot = merge to keep them (a key on both sides "
+                 "takes the source's row; a table without primary key cannot be merged), snapshot = replace to "
+                 "empty the table first, or snapshot = never when it already equals the source",
+                 table, at_least ? "at least " : "", rows, rows == 1 && !at_least ? "" : "s", p->name);
 }
 
 /* ---- the reference ------------------------------------------------------------------------- */

@@ -388,7 +388,8 @@ static void *engine_main(void *arg) {
                                  * go on to the sink. */
                                 Event fw = {.kind = EVENT_CHANGE, .txn = txn};
                                 r = echo_txn && p->rows ? rowstate_echo_tag(p->rows, &txn, &ev.change, &fw.change, &err)
-                                                        : 0;
+                                    : txn.snapshot && p->rows ? rowstate_copy_tag(p->rows, &ev.change, &err)
+                                                              : 0;
                                 event_clear(&ev);
                                 if (r < 0)
                                         goto fail;

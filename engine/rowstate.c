@@ -62,6 +62,9 @@
 
 #define TABLE_CACHE 64
 
+/* The time of a version made by a first copy (see check_bidi): older than any real write. */
+#define ROWSTATE_COPY_TS 1
+
 typedef struct {
         uint8_t k[32];
         Version v;
@@ -556,25 +559,23 @@ int rowstate_tag(RowState *rs, Change *ret) {
         return 1;
 }
 
-int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err) {
+/* Reads a row of cdcsync.versions: the row's name space (sspace), its key (*ret_key, kl bytes, in
+ * a thread-local buffer valid until the next call) and version. Returns 1, 0 for a tag of
+ * another connector's rows, or a negative errno. */
+static int parse_tag(RowState *rs, const Change *c, char *sspace, TagEntry *e, const char **ret_key, uint32_t *ret_kl,
+                     CdcError *err) {
         static __thread uint8_t v[TAG_V_MAX];
-        memset(ret_forward, 0, sizeof(*ret_forward));
-        rs->have_last = false;
         uint8_t k[32];
         size_t kn = 0, vn = 0;
-        if (!rs->reverse[0] || !rs->batch || !c->after)
-                return 0;
         if (unhex(&c->after[0], k, sizeof(k), &kn) < 0 || kn != sizeof(k) || unhex(&c->after[1], v, sizeof(v), &vn) < 0)
                 return cdc_error(err, -EBADMSG, false, "data", "%s malformed row in %s.%s", rs->ctx,
                                  ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
         uint16_t sl;
         uint32_t kl;
-        char sspace[STATE_TABLE_MAX];
-        TagEntry e = {.handled = false};
-        memcpy(e.k, k, sizeof(k));
-        if (vn < 6 || (memcpy(&sl, v, 2), sl >= sizeof(sspace)) || vn < 2u + sl + 4 ||
+        memcpy(e->k, k, sizeof(k));
+        if (vn < 6 || (memcpy(&sl, v, 2), sl >= STATE_TABLE_MAX) || vn < 2u + sl + 4 ||
             (memcpy(&kl, v + 2 + sl, 4), kl > KEY_MAX) || vn < 2u + sl + 4 + kl ||
-            version_decode(v + 2 + sl + 4 + kl, vn - (2 + sl + 4 + kl), &e.v) < 0)
+            version_decode(v + 2 + sl + 4 + kl, vn - (2 + sl + 4 + kl), &e->v) < 0)
                 return cdc_error(err, -EBADMSG, false, "data", "%s malformed version in %s.%s", rs->ctx,
                                  ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
         memcpy(sspace, v + 2, sl);
@@ -582,12 +583,47 @@ int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change 
         size_t nl = strlen(rs->node);
         if (strncmp(sspace, rs->node, nl) != 0 || sspace[nl] != '/')
                 return 0; /* a tag of another connector's rows */
+        *ret_key = (const char *)v + 2 + sl + 4;
+        *ret_kl = kl;
+        return 1;
+}
+
+int rowstate_copy_tag(RowState *rs, const Change *c, CdcError *err) {
+        char sspace[STATE_TABLE_MAX];
+        TagEntry e = {.handled = false};
+        const char *key;
+        uint32_t kl;
+        rs->have_last = false;
+        if (!rs->reverse[0] || !rs->batch || !c->after)
+                return 0;
+        int r = parse_tag(rs, c, sspace, &e, &key, &kl, err);
+        if (r <= 0)
+                return r;
+        /* The copied row (if any) is this write or one made on top of it: it is versioned after it. */
+        r = state_put(rs->batch, sspace, key, kl, &e.v);
+        if (r < 0)
+                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+        return slice(rs, err);
+}
+
+int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err) {
+        memset(ret_forward, 0, sizeof(*ret_forward));
+        rs->have_last = false;
+        if (!rs->reverse[0] || !rs->batch || !c->after)
+                return 0;
+        char sspace[STATE_TABLE_MAX];
+        TagEntry e = {.handled = false};
+        const char *key;
+        uint32_t kl;
+        int pr = parse_tag(rs, c, sspace, &e, &key, &kl, err);
+        if (pr <= 0)
+                return pr;
         if (position_cmp(rs->stash_txn, txn->commit_pos) != 0) {
                 rs->nstash = 0;
                 rs->stash_txn = txn->commit_pos;
         }
         for (int i = 0; i < rs->nstash; i++)
-                if (memcmp(rs->stash[i].k, k, sizeof(k)) == 0) { /* a later write of the same row */
+                if (memcmp(rs->stash[i].k, e.k, sizeof(e.k)) == 0) { /* a later write of the same row */
                         memmove(rs->stash + i, rs->stash + i + 1, (size_t)(rs->nstash - i - 1) * sizeof(rs->stash[0]));
                         rs->nstash--;
                         break;
@@ -596,7 +632,6 @@ int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change 
                 memmove(rs->stash, rs->stash + 1, (TAG_STASH - 1) * sizeof(rs->stash[0]));
                 rs->nstash--;
         }
-        const char *key = (const char *)v + 2 + sl + 4;
         /* S holds this write now, also when its row change is not in the log (a MySQL update that
          * changed nothing, a delete of a row that was not there). */
         int r = state_put(rs->batch, sspace, key, kl, &e.v);
@@ -676,7 +711,15 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
         if (r < 0)
                 return cdc_error(err, r, false, "state", "cannot decide a change of %s: %s", sspace, strerror(-r));
         int verdict = r;
-        if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) {
+        if ((verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) && fkh &&
+            kh->ts == ROWSTATE_COPY_TS && in->ts == ROWSTATE_COPY_TS) {
+                /* Both sides held the key when the pair's first copies ran (mostly equal rows):
+                 * counted apart, not logged one by one. */
+                if (rs->stats)
+                        stats_count_conflict(rs->stats, "copy");
+                log_debug(rs->ctx, "%s: key held by both sides at the first copy; winner: %s",
+                          sspace + strlen(rs->node) + 1, verdict == VERSION_CONFLICT_APPLY ? "incoming" : "sink");
+        } else if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) {
                 char kt[512];
                 key_text(c->table, c->op == CHANGE_DELETE ? c->before : c->after, kt, sizeof(kt));
                 report_conflict(rs, sspace + strlen(rs->node) + 1, kt, kh, in, verdict, resolution);
@@ -758,7 +801,12 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
         }
         /* S held what our own "S/" row says just before this write: we read S's log in order,
          * application writes and echoes alike. */
-        r = version_next(fsp ? &sp : NULL, S, counter, txn->commit_ts, seq, deleted, &next);
+        /* A row of a first copy (snapshot) was written at some unknown time before the copy: it
+         * is versioned as written at the oldest time (ROWSTATE_COPY_TS), so any application write
+         * concurrent with it wins, and two copies of one key (both sides held it) are settled by
+         * priority and connector name alone, the same on both sides. */
+        r = version_next(fsp ? &sp : NULL, S, counter, txn->snapshot ? ROWSTATE_COPY_TS : txn->commit_ts, seq, deleted,
+                         &next);
         if (r == 0)
                 r = state_put(rs->batch, sspace, key, (size_t)n, &next);
         if (r < 0)

@@ -1447,6 +1447,42 @@ out:
         return r;
 }
 
+static int count_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        (void)lens;
+        if (ncols >= 1 && cells[0])
+                *(unsigned long long *)ud = strtoull(cells[0], NULL, 10);
+        return 0;
+}
+
+/* The first copy of a table under snapshot = initial (TRUNCATE_CHECK_EMPTY): the copy goes only
+ * into an empty table; rows there stop it (counted up to a bound, so a huge table costs little). */
+#define CHECK_EMPTY_COUNT_MAX 1000000ULL
+static int check_empty(Sink *k, const char *schema, const char *name, CdcError *err) {
+        Sql q = {0};
+        unsigned long long n = 0;
+        char lim[32];
+        sql_add(&q, "SELECT COUNT(*) FROM (SELECT 1 FROM ");
+        sql_table(&q, schema, name);
+        snprintf(lim, sizeof(lim), " LIMIT %llu) t", CHECK_EMPTY_COUNT_MAX + 1);
+        sql_add(&q, lim);
+        if (q.oom) {
+                free(q.s);
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        }
+        int r = mysql_conn_query(k->m, q.s, NULL, 0, count_row, &n, err);
+        free(q.s);
+        if (r < 0)
+                return r;
+        if (n > 0) {
+                char table[600], msg[1024];
+                snprintf(table, sizeof(table), "%s.%s", schema, name);
+                conf_copy_refusal(k->pipe, table, n > CHECK_EMPTY_COUNT_MAX ? CHECK_EMPTY_COUNT_MAX : n,
+                                  n > CHECK_EMPTY_COUNT_MAX, msg, sizeof(msg));
+                return cdc_error(err, -EEXIST, false, "conf", "%s %s", k->ctx, msg);
+        }
+        return 0;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1503,6 +1539,12 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         rk[nrk] = row_key(schema, name, t, c->before ? c->before : c->after, &rkl[nrk]), nrk++;
                 if (c->op != CHANGE_DELETE)
                         rk[nrk] = row_key(schema, name, t, c->after, &rkl[nrk]), nrk++;
+        }
+        if (c->op == CHANGE_TRUNCATE && (c->flags & TRUNCATE_CHECK_EMPTY)) {
+                r = pending_flush(k, err);
+                if (r == 0)
+                        r = check_empty(k, schema, name, err);
+                goto out;
         }
         switch (upsert ? CHANGE_INSERT : c->op) {
         case CHANGE_INSERT: {
@@ -1819,13 +1861,51 @@ static int sink_rollback(Sink *k) {
         return mysql_rollback(k->m) ? -EIO : 0;
 }
 
+static int count_tables(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        (void)cells, (void)lens, (void)ncols;
+        (*(int *)ud)++;
+        return 0;
+}
+
 static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
         Sink *k;
         int r = sink_open(conn, pipe, &k, err);
         if (r < 0)
                 return r;
+        /* A new pipeline whose first copy is snapshot = initial refuses target tables that hold
+         * rows (the copy itself refuses them too: check_empty); one with a checkpoint copies none. */
+        bool found = false;
+        Position pos;
+        if (conf_pipeline_copy_mode(pipe) == SNAPSHOT_INITIAL && pipe->all_tables)
+                printf("note: sink %s: pipeline %s copies into empty tables only (snapshot = initial); with tables = * "
+                       "that is checked when the copy starts\n",
+                       conn->name, pipe->name);
+        else if (conf_pipeline_copy_mode(pipe) == SNAPSHOT_INITIAL)
+                r = sink_last_position(k, &pos, &found, err);
+        for (int i = 0; r == 0 && !found && conf_pipeline_copy_mode(pipe) == SNAPSHOT_INITIAL && !pipe->all_tables &&
+                        i < pipe->ntables;
+             i++) {
+                const char *t = pipe->tables[i], *dot = strchr(t, '.');
+                char sch[256], tab[256];
+                int exists = 0;
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
+                Table *shape = dot ? table_new(sch, dot + 1, 0) : NULL;
+                if (!shape || map_table(k, shape, sch, sizeof(sch), tab, sizeof(tab)) < 0) {
+                        table_unref(shape);
+                        continue;
+                }
+                table_unref(shape);
+                const char *params[2] = {sch, tab};
+                r = mysql_conn_query(k->m,
+                                     "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                                     params, 2, count_tables, &exists, err);
+                if (r >= 0 && exists)
+                        r = check_empty(k, sch, tab, err);
+                if (r > 0)
+                        r = 0;
+        }
         sink_free(k);
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 const SinkOps mysql_sink_ops = {

@@ -1502,10 +1502,25 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
         }
         t->replident = table_nkeys(t) > 0 ? 'd' : 'f';
 
-        /* The sink's table starts empty, so the copy equals the source as of the snapshot. */
-        Event tev = {.kind = EVENT_CHANGE, .change = {.op = CHANGE_TRUNCATE, .table = table_ref(t)}};
-        if ((r = pipeline_io_emit(io, &tev)) < 0)
-                goto out;
+        /* What the sink already holds (conf_pipeline_copy_mode): initial copies into an empty
+         * table (the sink checks it), replace empties it first, merge keeps it (rows upserted). */
+        SnapshotMode mode = s->pipe ? conf_pipeline_copy_mode(s->pipe) : SNAPSHOT_INITIAL;
+        if (mode == SNAPSHOT_MERGE && table_nkeys(t) == 0) {
+                log_warn(s->ctx, "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
+                                 "sink table is empty",
+                         schema, name);
+                mode = SNAPSHOT_INITIAL;
+        }
+        if (mode == SNAPSHOT_REPLACE)
+                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema, name);
+        if (mode != SNAPSHOT_MERGE) {
+                Event tev = {.kind = EVENT_CHANGE,
+                             .change = {.op = CHANGE_TRUNCATE,
+                                        .flags = mode == SNAPSHOT_REPLACE ? 0 : TRUNCATE_CHECK_EMPTY,
+                                        .table = table_ref(t)}};
+                if ((r = pipeline_io_emit(io, &tev)) < 0)
+                        goto out;
+        }
         if (mysql_real_query(snap, sql, sqllen) || !(res = mysql_use_result(snap))) {
                 r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
                               "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
@@ -1515,7 +1530,10 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
         MYSQL_ROW row;
         while ((row = mysql_fetch_row(res))) {
                 unsigned long *lens = mysql_fetch_lengths(res);
-                Event ev = {.kind = EVENT_CHANGE, .change = {.op = CHANGE_INSERT, .table = table_ref(t)}};
+                Event ev = {.kind = EVENT_CHANGE,
+                            .change = {.op = CHANGE_INSERT,
+                                       .flags = mode == SNAPSHOT_MERGE ? CHANGE_IDEMPOTENT : 0,
+                                       .table = table_ref(t)}};
                 ev.change.after = values_new(t->ncols);
                 if (!ev.change.after || !lens) {
                         change_clear(&ev.change);
@@ -1591,7 +1609,9 @@ typedef struct {
 static int table_list_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
         TableList *l = ud;
         (void)lens;
-        if (ncols < 2 || !cells[0] || !cells[1] || !pipeline_wants(l->pipe, cells[0], cells[1]))
+        if (ncols < 2 || !cells[0] || !cells[1] ||
+            (!pipeline_wants(l->pipe, cells[0], cells[1]) &&
+             !(strcmp(cells[0], "cdcsync") == 0 && strcmp(cells[1], "versions") == 0)))
                 return 0;
         char **n = realloc(l->names, sizeof(char *) * (size_t)(l->n + 2));
         if (!n)
@@ -1653,11 +1673,19 @@ static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t
                               s->ctx);
                 goto out;
         }
-        r = mysql_conn_query(snap,
-                             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
-                             "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', "
-                             "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
-                             NULL, 0, table_list_row, &tl, err);
+        /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
+         * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
+        if (s->pipe && s->pipe->bidirectional)
+                r = mysql_conn_query(snap,
+                                     "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                                     "'cdcsync' AND TABLE_NAME = 'versions'",
+                                     NULL, 0, table_list_row, &tl, err);
+        if (r >= 0)
+                r = mysql_conn_query(snap,
+                                     "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
+                                     "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', "
+                                     "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
+                                     NULL, 0, table_list_row, &tl, err);
         if (r == -ENOMEM)
                 r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         if (r < 0)

@@ -1417,6 +1417,41 @@ oom:
         return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
 }
 
+/* The first copy of a table under snapshot = initial (TRUNCATE_CHECK_EMPTY): the copy goes only
+ * into an empty table; rows there stop it (counted up to a bound, so a huge table costs little). */
+#define CHECK_EMPTY_COUNT_MAX 1000000
+static int check_empty(Sink *k, const char *schema, const char *name, CdcError *err) {
+        char *qs = NULL, *qn = NULL, *sql = NULL;
+        int r = pg_sql_quote_ident(schema, &qs);
+        if (r == 0)
+                r = pg_sql_quote_ident(name, &qn);
+        if (r == 0 && asprintf(&sql, "SELECT count(*) FROM (SELECT FROM %s.%s LIMIT %d) t", qs, qn,
+                               CHECK_EMPTY_COUNT_MAX + 1) < 0)
+                sql = NULL;
+        if (!sql) {
+                r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                goto out;
+        }
+        r = send_query(k, sql, 0, NULL, "counting the rows of the target table", true, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                goto out;
+        unsigned long long n = k->captured ? strtoull(PQgetvalue(k->captured, 0, 0), NULL, 10) : 0;
+        if (n > 0) {
+                char table[600], msg[1024];
+                snprintf(table, sizeof(table), "%s.%s", schema, name);
+                conf_copy_refusal(k->pipe, table, n > CHECK_EMPTY_COUNT_MAX ? CHECK_EMPTY_COUNT_MAX : n,
+                                  n > CHECK_EMPTY_COUNT_MAX, msg, sizeof(msg));
+                r = fail(k, cdc_error(err, -EEXIST, false, "conf", "sink %s: %s", k->conf->name, msg), err);
+        }
+out:
+        free(qs);
+        free(qn);
+        free(sql);
+        return r;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1573,6 +1608,10 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 expect_one = !upsert;
                 break;
         case CHANGE_TRUNCATE:
+                if (c->flags & TRUNCATE_CHECK_EMPTY) {
+                        r = check_empty(k, schema, name, err);
+                        goto out;
+                }
                 opname = "truncate";
                 r = pg_sql_truncate(schema, name, c->flags, &sql);
                 break;
@@ -1735,6 +1774,67 @@ static int sink_rollback(Sink *k) {
         return r;
 }
 
+/* `check --connect`: a new pipeline whose first copy is snapshot = initial refuses target tables
+ * that hold rows (the copy itself refuses them too: check_empty); one with a checkpoint copies
+ * nothing. */
+static int check_targets_empty(const ConnectorConf *conn, const PipelineConf *pipe, PGconn *c, CdcError *err) {
+        const char *vals[1] = {pipe->name};
+        int r = 0;
+        if (conf_pipeline_copy_mode(pipe) != SNAPSHOT_INITIAL)
+                return 0;
+        if (pipe->all_tables) {
+                printf("note: sink %s: pipeline %s copies into empty tables only (snapshot = initial); with tables = * "
+                       "that is checked when the copy starts\n",
+                       conn->name, pipe->name);
+                return 0;
+        }
+        PGresult *res = PQexecParams(c,
+                                     "SELECT CASE WHEN to_regclass('cdcsync.checkpoints') IS NULL THEN 0 ELSE "
+                                     "(SELECT count(*) FROM cdcsync.checkpoints WHERE pipeline = $1) END",
+                                     1, NULL, vals, NULL, NULL, 0);
+        bool started = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+        PQclear(res);
+        for (int i = 0; !started && r == 0 && i < pipe->ntables; i++) {
+                const char *t = pipe->tables[i], *dot = strchr(t, '.');
+                char sch[256], tab[256], *qs = NULL, *qn = NULL, *sql = NULL;
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
+                if (!dot || conf_map_table(pipe, sch, dot + 1, sch, sizeof(sch), tab, sizeof(tab)) < 0)
+                        continue;
+                if (pg_sql_quote_ident(sch, &qs) == 0 && pg_sql_quote_ident(tab, &qn) == 0 &&
+                    asprintf(&sql,
+                             "SELECT CASE WHEN to_regclass($1) IS NULL THEN 0 ELSE "
+                             "(SELECT count(*) FROM (SELECT FROM %s.%s LIMIT %d) t) END",
+                             qs, qn, CHECK_EMPTY_COUNT_MAX + 1) < 0)
+                        sql = NULL;
+                char qual[600];
+                snprintf(qual, sizeof(qual), "%s.%s", qs ? qs : "", qn ? qn : "");
+                const char *p1[1] = {qual};
+                res = sql ? PQexecParams(c, sql, 1, NULL, p1, NULL, NULL, 0) : NULL;
+                if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                        unsigned long long n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+                        if (n > 0) {
+                                char name[600], msg[1024];
+                                snprintf(name, sizeof(name), "%s.%s", sch, tab);
+                                conf_copy_refusal(pipe, name, n > CHECK_EMPTY_COUNT_MAX ? CHECK_EMPTY_COUNT_MAX : n,
+                                                  n > CHECK_EMPTY_COUNT_MAX, msg, sizeof(msg));
+                                r = cdc_error(err, -EEXIST, false, "conf", "%s", msg);
+                        }
+                } else if (sql) {
+                        char msg[600];
+                        pg_conn_error_text(conn, c, res, msg, sizeof(msg));
+                        r = cdc_error(err, -EIO, true, "connection", "sink %s: counting the rows of %s.%s: %s",
+                                      conn->name, sch, tab, msg);
+                } else {
+                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                }
+                PQclear(res);
+                free(qs);
+                free(qn);
+                free(sql);
+        }
+        return r;
+}
+
 static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
         PGconn *c = NULL;
         PGresult *res;
@@ -1795,7 +1895,7 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
                                "%s must exist\n",
                                conn->name, pipe->name);
         }
-        r = 0;
+        r = check_targets_empty(conn, pipe, c, err);
 out:
         PQclear(res);
         PQfinish(c);

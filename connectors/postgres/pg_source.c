@@ -53,6 +53,7 @@ struct Source {
         uint64_t received_lsn; /* last WAL position read */
         int64_t last_status, last_data;
         bool heartbeat_failed;
+        bool slot_created; /* this run's snapshot created the slot: dropped again if the copy never commits */
         PipelineIO *io;
         const char *ctx;
         char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
@@ -701,12 +702,25 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
         if (r < 0)
                 goto out;
 
-        /* The target starts empty, so the copy equals the source as of the slot's snapshot. */
-        Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
-        ev.change.op = CHANGE_TRUNCATE;
-        ev.change.table = table_ref(t);
-        if ((r = emit(s, &ev, err)) < 0)
-                goto out;
+        /* What the sink already holds (conf_pipeline_copy_mode): initial copies into an empty
+         * table (the sink checks it), replace empties it first, merge keeps it (rows upserted). */
+        SnapshotMode mode = conf_pipeline_copy_mode(s->pipe);
+        if (mode == SNAPSHOT_MERGE && (table_nkeys(t) == 0 || t->replident == 'f')) {
+                log_warn(s->ctx, "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
+                                 "sink table is empty",
+                         schema, name);
+                mode = SNAPSHOT_INITIAL;
+        }
+        if (mode == SNAPSHOT_REPLACE)
+                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema, name);
+        if (mode != SNAPSHOT_MERGE) {
+                Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
+                ev.change.op = CHANGE_TRUNCATE;
+                ev.change.flags = mode == SNAPSHOT_REPLACE ? 0 : TRUNCATE_CHECK_EMPTY;
+                ev.change.table = table_ref(t);
+                if ((r = emit(s, &ev, err)) < 0)
+                        goto out;
+        }
 
         char *cols = NULL;
         size_t clen = 0;
@@ -750,6 +764,7 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
                 for (int row = 0; row < n && r == 0; row++) {
                         Event e = {.kind = EVENT_CHANGE, .txn = s->txn};
                         e.change.op = CHANGE_INSERT;
+                        e.change.flags = mode == SNAPSHOT_MERGE ? CHANGE_IDEMPOTENT : 0;
                         e.change.table = table_ref(t);
                         e.change.after = values_new(t->ncols);
                         if (!e.change.after) {
@@ -822,6 +837,7 @@ static int snapshot(Source *s, Position *ret_start, CdcError *err) {
                 PQclear(res);
                 return err->code;
         }
+        s->slot_created = true;
         Position start = {0};
         pg_source_parse_position(PQgetvalue(res, 0, 1), &start);
         char snapname[128];
@@ -849,9 +865,12 @@ static int snapshot(Source *s, Position *ret_start, CdcError *err) {
         PQclear(b);
 
         const char *pp[] = {s->publication};
-        PGresult *tabs = query(
-                s, s->sql, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2",
-                1, pp, err);
+        /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
+         * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
+        PGresult *tabs = query(s, s->sql,
+                               "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 "
+                               "ORDER BY (schemaname, tablename) = ('cdcsync', 'versions') DESC, 1, 2",
+                               1, pp, err);
         if (!tabs)
                 return err->code;
         pipeline_io_streaming(s->io, true);
@@ -881,6 +900,36 @@ static int snapshot(Source *s, Position *ret_start, CdcError *err) {
         log_info(s->ctx, "snapshot of %d tables read; streaming from %s", ntabs, pos);
         *ret_start = start;
         return 0;
+}
+
+/* A slot whose copy never reached the sink (refused, failed, stopped) would hold WAL until the
+ * next start: it is dropped now (the next start makes a new one either way). */
+static void drop_unused_slot(Source *s) {
+        PGresult *res = PQexec(s->sql, "ROLLBACK");
+        PQclear(res);
+        if (s->repl) { /* a streaming walsender holds the slot until it exits */
+                PQfinish(s->repl);
+                s->repl = NULL;
+        }
+        const char *params[] = {s->slot};
+        char buf[512] = "";
+        for (int i = 0; i < 50; i++) {
+                res = PQexecParams(s->sql, "SELECT pg_drop_replication_slot($1)", 1, NULL, params, NULL, NULL, 0);
+                bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+                if (!ok)
+                        errtext(s, s->sql, res, buf, sizeof(buf));
+                PQclear(res);
+                if (ok) {
+                        log_info(s->ctx, "dropped replication slot \"%s\": its copy was not committed", s->slot);
+                        return;
+                }
+                if (!strstr(buf, "is active"))
+                        break;
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
+        }
+        log_warn(s->ctx, "cannot drop replication slot \"%s\" whose copy was not committed (%s); the next start drops it",
+                 s->slot, buf);
 }
 
 /* ---- streaming ---- */
@@ -1042,8 +1091,11 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
         Position from = start->position;
         if (start->snapshot) {
                 r = snapshot(s, &from, err);
-                if (r < 0)
+                if (r < 0) {
+                        if (s->slot_created)
+                                drop_unused_slot(s);
                         return r;
+                }
         } else {
                 bool invalid = false;
                 r = slot_state(s, &invalid, err);
@@ -1090,10 +1142,11 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
         }
         s->received_lsn = from.lo;
         r = start_replication(s, start->have_position || start->snapshot ? from : (Position){0, 0}, err);
-        if (r < 0)
-                return r;
-        r = stream(s, err);
+        if (r == 0)
+                r = stream(s, err);
         streams_drop_all(s);
+        if (s->slot_created && position_cmp(pipeline_io_durable(io), from) < 0)
+                drop_unused_slot(s);
         return r;
 }
 

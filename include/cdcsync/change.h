@@ -79,6 +79,10 @@ typedef enum {
 enum {
         TRUNCATE_CASCADE = 1,
         TRUNCATE_RESTART_IDENTITY = 2,
+        /* The first copy of a table (snapshot = initial): nothing is emptied; the sink checks that
+         * the table holds no row and otherwise stops the copy with a "conf" error
+         * (conf_copy_refusal). */
+        TRUNCATE_CHECK_EMPTY = 4,
         /* Any op: the source delivers at least once (Kafka: what follows the last committed
          * offset is read again after a crash or a rebalance), so the sink applies the change so
          * that applying it again is harmless: an insert, or an update that keeps the key and

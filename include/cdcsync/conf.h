@@ -18,6 +18,16 @@ typedef enum {
         RESOLVE_PRIORITY,
 } ResolvePolicy;
 
+/* What a new pipeline's first copy does with rows the sink table already holds (the order is
+ * the conf's: snapshot = initial | never | merge | replace). */
+typedef enum {
+        SNAPSHOT_INITIAL = 0, /* copy into empty tables only: a table holding rows stops the copy
+                               * (bidirectional pipelines: merge, a side is never emptied) */
+        SNAPSHOT_NEVER,       /* no copy: stream from now (or start_position) */
+        SNAPSHOT_MERGE,       /* keep the sink's rows: source rows are upserted, nothing deleted */
+        SNAPSHOT_REPLACE,     /* empty the sink table, then copy (one-way pipelines only) */
+} SnapshotMode;
+
 typedef struct {
         char *key;   /* owned, without the "kafka." prefix */
         char *value; /* owned */
@@ -76,7 +86,8 @@ typedef struct {
         int npriority;
         int batch_max_rows;
         int tombstone_days;   /* row versions of deleted rows older than this are pruned */
-        bool snapshot;        /* snapshot = initial */
+        SnapshotMode snapshot_mode;
+        bool snapshot;        /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
         char *start_position; /* owned or NULL */
         bool bidirectional;   /* another pipeline runs the other way (sink → source): set by conf_load */
         const char *file;
@@ -114,6 +125,13 @@ int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
                    char *ret_table, size_t table_len);
 /* Whether the pipeline's `tables` covers schema.table. */
 bool conf_pipeline_has_table(const PipelineConf *p, const char *schema, const char *table);
+/* The first copy's mode as sources apply it: initial merges in a bidirectional pipeline (a side
+ * is never emptied). */
+SnapshotMode conf_pipeline_copy_mode(const PipelineConf *p);
+/* The message of a first copy refused because sink table `table` already holds `rows` rows (at
+ * least that many when at_least): what happened and the three choices. */
+void conf_copy_refusal(const PipelineConf *p, const char *table, unsigned long long rows, bool at_least, char *buf,
+                       size_t len);
 /* Prints the documented conf (every key, its default and help) from the key tables. */
 void conf_print_reference(FILE *out);
 /* Prints the manual page cdcsync.conf(5), in roff, from the same key tables. */

@@ -48,6 +48,10 @@ int rowstate_tag(RowState *rs, Change *ret);
  * change may be missing from the log): returns 1 with *ret_forward set (owned by the caller) when
  * it must go to the sink, 0 otherwise, or a negative errno. */
 int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err);
+/* A row of cdcsync.versions read by a first copy (a snapshot transaction): the reverse pipeline
+ * wrote that version of the row into our source before the copy's snapshot, so the copied row is
+ * that write or one made on top of it, and is versioned after it. Returns 0 or a negative errno. */
+int rowstate_copy_tag(RowState *rs, const Change *c, CdcError *err);
 /* Drops tombstones (versions of deleted rows) older than the pipeline's tombstone_days; only
  * between batches. Returns how many, or a negative errno. */
 int rowstate_prune(RowState *rs, int64_t now_us);

@@ -179,6 +179,7 @@ static void test_full(void **state) {
         assert_string_equal(o->priority[0], "pg_main");
         assert_int_equal(o->batch_max_rows, 100);
         assert_false(o->snapshot);
+        assert_int_equal(o->snapshot_mode, SNAPSHOT_NEVER);
         assert_string_equal(o->start_position, "0/16B3748");
         assert_int_equal(o->line, 33);
 
@@ -189,6 +190,8 @@ static void test_full(void **state) {
         assert_int_equal(t->resolve, RESOLVE_TIMESTAMP);
         assert_int_equal(t->batch_max_rows, 5000);
         assert_true(t->snapshot);
+        assert_int_equal(t->snapshot_mode, SNAPSHOT_INITIAL);
+        assert_int_equal(conf_pipeline_copy_mode(t), SNAPSHOT_INITIAL);
         assert_null(t->start_position);
         assert_true(conf_pipeline_has_table(t, "any", "thing"));
         assert_true(conf_pipeline_has_table(o, "public", "orders"));
@@ -276,7 +279,7 @@ static void test_err_required_and_values(void **state) {
                       "c.conf:20: conflict = 'vv' is not valid — use one of version_vector | timestamp "
                       "| none\n"
                       "c.conf:21: batch_max_rows = '0' is not valid — use a whole number in 1..1000000\n"
-                      "c.conf:22: snapshot = 'later' is not valid — use one of initial | never\n"
+                      "c.conf:22: snapshot = 'later' is not valid — use one of initial | never | merge | replace\n"
                       "c.conf:23: map = 'a.b => c.d' is not valid — use A.B -> C.D, A.* -> C.*, ...\n");
 }
 
@@ -341,6 +344,40 @@ static void test_server_id(void **state) {
                       "[pipeline.mk]\nsource = m\nsink = k\ntables = s.t\n",
                       "c.conf:4: [connector.m] has no server_id — add server_id = 1..4294967295: pipeline mk "
                       "reads the server's binlog as a replica with that id\n");
+}
+
+/* The first copy's modes: a bidirectional pair never empties a side (replace refused, initial
+ * merges); one-way pipelines keep the mode they name. */
+static void test_snapshot_modes(void **state) {
+        (void)state;
+        expect_errors(PG_PAIR "[pipeline.ab]\nsource = a\nsink = b\ntables = s.t\nsnapshot = replace\n"
+                              "[pipeline.ba]\nsource = b\nsink = a\ntables = s.t\n",
+                      "c.conf:11: snapshot = replace would empty the tables of b, which pipeline ba copies into a "
+                      "— a bidirectional pair merges: use snapshot = merge (or initial, which merges here)\n");
+        Conf *c;
+        char *errs;
+        assert_int_equal(load(PG_PAIR "[pipeline.ab]\nsource = a\nsink = b\ntables = s.t\n"
+                                      "[pipeline.ba]\nsource = b\nsink = a\ntables = s.t\nsnapshot = never\n"
+                                      "[connector.c]\ntype = postgres\ndsn = host=c\n"
+                                      "[pipeline.ac]\nsource = a\nsink = c\ntables = s.t\nsnapshot = replace\n"
+                                      "[pipeline.bc]\nsource = b\nsink = c\ntables = s.u\nsnapshot = merge\n",
+                              &c, &errs),
+                         0);
+        free(errs);
+        assert_int_equal(c->pipelines[0].snapshot_mode, SNAPSHOT_INITIAL);
+        assert_int_equal(conf_pipeline_copy_mode(&c->pipelines[0]), SNAPSHOT_MERGE);
+        assert_int_equal(conf_pipeline_copy_mode(&c->pipelines[1]), SNAPSHOT_NEVER);
+        assert_false(c->pipelines[1].snapshot);
+        assert_int_equal(conf_pipeline_copy_mode(&c->pipelines[2]), SNAPSHOT_REPLACE);
+        assert_true(c->pipelines[2].snapshot);
+        assert_int_equal(conf_pipeline_copy_mode(&c->pipelines[3]), SNAPSHOT_MERGE);
+        char msg[1024];
+        conf_copy_refusal(&c->pipelines[2], "s.t", 2000, false, msg, sizeof(msg));
+        assert_non_null(strstr(msg, "sink table s.t already holds 2000 rows, and snapshot = initial copies only "
+                                    "into empty tables, so nothing was copied — in [pipeline.ac] set snapshot = merge"));
+        conf_copy_refusal(&c->pipelines[2], "s.t", 1000000, true, msg, sizeof(msg));
+        assert_non_null(strstr(msg, "holds at least 1000000 rows"));
+        assert_null(conf_free(c));
 }
 
 static void test_secrets(void **state) {
@@ -678,6 +715,7 @@ int main(void) {
                 cmocka_unit_test(test_err_required_and_values),
                 cmocka_unit_test(test_err_references),
                 cmocka_unit_test(test_server_id),
+                cmocka_unit_test(test_snapshot_modes),
                 cmocka_unit_test(test_secrets),
                 cmocka_unit_test(test_mode_check),
                 cmocka_unit_test(test_map),
