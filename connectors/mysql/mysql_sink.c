@@ -1896,9 +1896,9 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
                 }
                 table_unref(shape);
                 const char *params[2] = {sch, tab};
-                r = mysql_conn_query(k->m,
-                                     "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                                     params, 2, count_tables, &exists, err);
+                r = mysql_conn_query(
+                        k->m, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                        params, 2, count_tables, &exists, err);
                 if (r >= 0 && exists)
                         r = check_empty(k, sch, tab, err);
                 if (r > 0)

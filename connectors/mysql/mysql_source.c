@@ -1506,13 +1506,15 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
          * table (the sink checks it), replace empties it first, merge keeps it (rows upserted). */
         SnapshotMode mode = s->pipe ? conf_pipeline_copy_mode(s->pipe) : SNAPSHOT_INITIAL;
         if (mode == SNAPSHOT_MERGE && table_nkeys(t) == 0) {
-                log_warn(s->ctx, "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
-                                 "sink table is empty",
+                log_warn(s->ctx,
+                         "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
+                         "sink table is empty",
                          schema, name);
                 mode = SNAPSHOT_INITIAL;
         }
         if (mode == SNAPSHOT_REPLACE)
-                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema, name);
+                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema,
+                         name);
         if (mode != SNAPSHOT_MERGE) {
                 Event tev = {.kind = EVENT_CHANGE,
                              .change = {.op = CHANGE_TRUNCATE,
@@ -1676,16 +1678,18 @@ static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t
         /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
          * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
         if (s->pipe && s->pipe->bidirectional)
-                r = mysql_conn_query(snap,
-                                     "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-                                     "'cdcsync' AND TABLE_NAME = 'versions'",
-                                     NULL, 0, table_list_row, &tl, err);
+                r = mysql_conn_query(
+                        snap,
+                        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                        "'cdcsync' AND TABLE_NAME = 'versions'",
+                        NULL, 0, table_list_row, &tl, err);
         if (r >= 0)
-                r = mysql_conn_query(snap,
-                                     "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
-                                     "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', "
-                                     "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
-                                     NULL, 0, table_list_row, &tl, err);
+                r = mysql_conn_query(
+                        snap,
+                        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
+                        "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', "
+                        "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
+                        NULL, 0, table_list_row, &tl, err);
         if (r == -ENOMEM)
                 r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         if (r < 0)

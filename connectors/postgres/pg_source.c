@@ -706,13 +706,15 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
          * table (the sink checks it), replace empties it first, merge keeps it (rows upserted). */
         SnapshotMode mode = conf_pipeline_copy_mode(s->pipe);
         if (mode == SNAPSHOT_MERGE && (table_nkeys(t) == 0 || t->replident == 'f')) {
-                log_warn(s->ctx, "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
-                                 "sink table is empty",
+                log_warn(s->ctx,
+                         "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
+                         "sink table is empty",
                          schema, name);
                 mode = SNAPSHOT_INITIAL;
         }
         if (mode == SNAPSHOT_REPLACE)
-                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema, name);
+                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema,
+                         name);
         if (mode != SNAPSHOT_MERGE) {
                 Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
                 ev.change.op = CHANGE_TRUNCATE;
@@ -928,7 +930,8 @@ static void drop_unused_slot(Source *s) {
                 struct timespec ts = {0, 100 * 1000000L};
                 nanosleep(&ts, NULL);
         }
-        log_warn(s->ctx, "cannot drop replication slot \"%s\" whose copy was not committed (%s); the next start drops it",
+        log_warn(s->ctx,
+                 "cannot drop replication slot \"%s\" whose copy was not committed (%s); the next start drops it",
                  s->slot, buf);
 }
 

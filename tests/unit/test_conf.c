@@ -373,8 +373,9 @@ static void test_snapshot_modes(void **state) {
         assert_int_equal(conf_pipeline_copy_mode(&c->pipelines[3]), SNAPSHOT_MERGE);
         char msg[1024];
         conf_copy_refusal(&c->pipelines[2], "s.t", 2000, false, msg, sizeof(msg));
-        assert_non_null(strstr(msg, "sink table s.t already holds 2000 rows, and snapshot = initial copies only "
-                                    "into empty tables, so nothing was copied — in [pipeline.ac] set snapshot = merge"));
+        assert_non_null(strstr(msg,
+                               "sink table s.t already holds 2000 rows, and snapshot = initial copies only "
+                               "into empty tables, so nothing was copied — in [pipeline.ac] set snapshot = merge"));
         conf_copy_refusal(&c->pipelines[2], "s.t", 1000000, true, msg, sizeof(msg));
         assert_non_null(strstr(msg, "holds at least 1000000 rows"));
         assert_null(conf_free(c));
