@@ -1469,7 +1469,14 @@ static int check_empty(Sink *k, const char *schema, const char *name, CdcError *
                 free(q.s);
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         }
-        int r = mysql_conn_query(k->m, q.s, NULL, 0, count_row, &n, err);
+        /* On a connection of its own: the batch's read view may be older than a table that
+         * create_tables just made (on another connection), which InnoDB refuses to read (1412). */
+        MYSQL *c = NULL;
+        int r = mysql_conn_open(k->conn, NULL, &c, err);
+        if (r >= 0)
+                r = mysql_conn_query(c, q.s, NULL, 0, count_row, &n, err);
+        if (c)
+                mysql_close(c);
         free(q.s);
         if (r < 0)
                 return r;

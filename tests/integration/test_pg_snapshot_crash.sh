@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # An initial snapshot interrupted by kill -9 never leaves a half-copied table behind as if it
-# were complete: the copy is one sink transaction with the checkpoint, so the sink holds nothing
+# were complete (snapshot = replace: the sink's stale row goes): the copy is one sink transaction
+# with the checkpoint, so the sink holds nothing
 # of it after the crash; the next start drops the unused slot, copies again from a new snapshot,
 # and then streams what was written meanwhile, with no gap and no duplicate.
 source "$(dirname "$0")/lib.sh"
@@ -36,6 +37,7 @@ dsn = $(pg_dsn dst)
 source = src
 sink = dst
 tables = public.big, public.small
+snapshot = replace
 CONF
 
 service_start
