@@ -1801,15 +1801,22 @@ static int check_targets_empty(const ConnectorConf *conn, const PipelineConf *pi
                 if (!dot || conf_map_table(pipe, sch, dot + 1, sch, sizeof(sch), tab, sizeof(tab)) < 0)
                         continue;
                 if (pg_sql_quote_ident(sch, &qs) == 0 && pg_sql_quote_ident(tab, &qn) == 0 &&
-                    asprintf(&sql,
-                             "SELECT CASE WHEN to_regclass($1) IS NULL THEN 0 ELSE "
-                             "(SELECT count(*) FROM (SELECT FROM %s.%s LIMIT %d) t) END",
-                             qs, qn, CHECK_EMPTY_COUNT_MAX + 1) < 0)
+                    asprintf(&sql, "SELECT count(*) FROM (SELECT FROM %s.%s LIMIT %d) t", qs, qn,
+                             CHECK_EMPTY_COUNT_MAX + 1) < 0)
                         sql = NULL;
                 char qual[600];
                 snprintf(qual, sizeof(qual), "%s.%s", qs ? qs : "", qn ? qn : "");
                 const char *p1[1] = {qual};
-                res = sql ? PQexecParams(c, sql, 1, NULL, p1, NULL, NULL, 0) : NULL;
+                res = PQexecParams(c, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, p1, NULL, NULL, 0);
+                bool exists = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+                PQclear(res);
+                res = sql && exists ? PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0) : NULL;
+                if (sql && !exists) {
+                        free(qs);
+                        free(qn);
+                        free(sql);
+                        continue;
+                }
                 if (PQresultStatus(res) == PGRES_TUPLES_OK) {
                         unsigned long long n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
                         if (n > 0) {
