@@ -591,8 +591,8 @@ static int parse_tag(RowState *rs, const Change *c, char *sspace, TagEntry *e, c
 int rowstate_copy_tag(RowState *rs, const Change *c, CdcError *err) {
         char sspace[STATE_TABLE_MAX];
         TagEntry e = {.handled = false};
-        const char *key;
-        uint32_t kl;
+        const char *key = NULL;
+        uint32_t kl = 0;
         rs->have_last = false;
         if (!rs->reverse[0] || !rs->batch || !c->after)
                 return 0;
@@ -613,8 +613,8 @@ int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change 
                 return 0;
         char sspace[STATE_TABLE_MAX];
         TagEntry e = {.handled = false};
-        const char *key;
-        uint32_t kl;
+        const char *key = NULL;
+        uint32_t kl = 0;
         int pr = parse_tag(rs, c, sspace, &e, &key, &kl, err);
         if (pr <= 0)
                 return pr;
