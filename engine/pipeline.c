@@ -30,6 +30,7 @@
 
 #include "cdcsync/bidi.h"
 #include "cdcsync/connector.h"
+#include "cdcsync/copies.h"
 #include "cdcsync/log.h"
 #include "cdcsync/pipeline.h"
 #include "cdcsync/queue.h"
@@ -223,6 +224,7 @@ typedef struct {
         Pipeline *p;
         SourceStart start;
         char start_text[512]; /* the checkpoint's text, when the sink keeps it */
+        CopiedTable *copied;  /* owned: the sink's copy records (start.copied) */
 } SourceArgs;
 
 static void *source_main(void *arg) {
@@ -351,7 +353,7 @@ static void *engine_main(void *arg) {
                         seq = 0;
                         /* The slot may resend transactions up to its confirmed position, which
                          * can trail the sink's checkpoint. */
-                        skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0;
+                        skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0 && !txn.snapshot;
                         /* Our reverse pipeline's own write coming back: never sent back. */
                         echo_txn = !skip_txn && bidi_is_echo(&p->peers, txn.origin);
                         if (echo_txn) {
@@ -382,6 +384,16 @@ static void *engine_main(void *arg) {
                         /* Sinks read the transaction header from each change (Kafka: position,
                          * txId, snapshot); a binlog source sends it only with BEGIN/COMMIT. */
                         ev.txn = txn;
+                        if (copies_is_registry(ev.change.table)) {
+                                /* The source's copy records go to the sink with the copy; the
+                                 * table itself, read from a log, is not synced. */
+                                if (!txn.snapshot) {
+                                        event_clear(&ev);
+                                        continue;
+                                }
+                                batch_rows++;
+                                break;
+                        }
                         if (rowstate_is_tag_table(ev.change.table)) {
                                 /* Our own bookkeeping in the source (bidirectional sync's version
                                  * tags) is read, never copied; a delete it tells of may have to
@@ -656,6 +668,58 @@ fail:
 
 /* ---- supervisor ---- */
 
+/* A pipeline whose sink holds a checkpoint but no copy record was made before the records
+ * existed: the tables it streams now (the source's publication, else `tables`) are recorded as
+ * copied at the checkpoint, in one sink transaction, before the source may change anything. */
+static int record_baseline(Pipeline *p, Position pos, const char *pos_text, SourceArgs *a, CdcError *err) {
+        char **names = NULL;
+        int n = 0, r = 0;
+        if (p->source_ops->streamed_tables) {
+                r = p->source_ops->streamed_tables(p->source, &names, &n, err);
+                if (r < 0)
+                        return r;
+        }
+        const char *const *list =
+                p->source_ops->streamed_tables ? (const char *const *)names : (const char *const *)p->conf->tables;
+        if (!p->source_ops->streamed_tables)
+                n = p->conf->ntables;
+        CopiedTable *v = calloc((size_t)n + 1, sizeof(*v));
+        TxnInfo txn = {.commit_pos = pos, .commit_ts = now_usec(), .snapshot = true};
+        if (!v)
+                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        if (r == 0 && n > 0)
+                r = p->sink_ops->begin(p->sink, err);
+        for (int i = 0; r == 0 && i < n; i++) {
+                Change c;
+                snprintf(v[i].table, sizeof(v[i].table), "%s", list[i]);
+                v[i].pos = pos;
+                if (copies_record(p->conf->name, list[i], pos, pos_text, 0, &c) < 0) {
+                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        break;
+                }
+                r = p->sink_ops->apply(p->sink, &txn, &c, err);
+                change_clear(&c);
+        }
+        if (r == 0 && n > 0)
+                r = p->sink_ops->commit(p->sink, pos, pos_text, &txn, err);
+        else if (r < 0 && n > 0)
+                p->sink_ops->rollback(p->sink);
+        if (r == 0 && n > 0)
+                log_info(p->ctx,
+                         "recorded the %d table(s) this pipeline streams as copied (its sink had no copy records)", n);
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        if (r < 0) {
+                free(v);
+                return r;
+        }
+        a->copied = v;
+        a->start.copied = v;
+        a->start.ncopied = n;
+        return 0;
+}
+
 /* One attempt: connect both sides and stream until an error or a stop. Returns 0 on a requested
  * stop, or the error. */
 static int run_attempt(Pipeline *p, CdcError *err) {
@@ -716,6 +780,26 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         r = p->source_ops->open(p->conf->source, p->conf, &p->source, err);
         if (r < 0)
                 goto out;
+        /* Which tables the sink holds copies of (a table of `tables` without one is copied first). */
+        if (p->sink_ops->copied_tables) {
+                sargs.start.registry = true;
+                r = p->sink_ops->copied_tables(p->sink, &sargs.copied, &sargs.start.ncopied, err);
+                if (r < 0)
+                        goto out;
+                sargs.start.copied = sargs.copied;
+                if (found && sargs.start.ncopied == 0 && !p->conf->all_tables) {
+                        free(sargs.copied);
+                        sargs.copied = NULL;
+                        char text[256];
+                        if (sargs.start.position_text)
+                                snprintf(text, sizeof(text), "%s", sargs.start.position_text);
+                        else
+                                p->source_ops->format_position(sink_pos, text, sizeof(text));
+                        r = record_baseline(p, sink_pos, text, &sargs, err);
+                        if (r < 0)
+                                goto out;
+                }
+        }
 
         r = queue_new(QUEUE_CAPACITY, &p->q_src);
         if (r == 0)
@@ -762,6 +846,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         }
         pthread_mutex_unlock(&p->err_lock);
 out:
+        free(sargs.copied);
         p->q_src = queue_free(p->q_src);
         p->q_sink = queue_free(p->q_sink);
         atomic_store(&p->stats.queue_depth, 0);

@@ -231,13 +231,16 @@ static int put_version(RowState *rs, const char *table, const char *key, size_t 
                 return cdc_error(err, r, false, "state", "state store: read of %s failed: %s", table, strerror(-r));
         uint64_t counter = position_counter(txn->commit_pos);
         uint64_t have = found ? vclock_get(&stored.vv, rs->node) : 0;
-        /* Older, or this very change again: a replay. */
-        if (found && (have > counter || (have == counter && stored.seq >= seq))) {
+        /* Older, or this very change again: a replay. A copy (snapshot) is never one: a table
+         * added to a streaming pipeline may be copied at the checkpoint's own position, after a
+         * copy that the sink never committed. */
+        if (found && !txn->snapshot && (have > counter || (have == counter && stored.seq >= seq))) {
                 *ret_apply = false;
                 return 0;
         }
-        if (found && have == counter) {
-                /* A later change of the same source transaction to the same row. */
+        if (found && (have == counter || have > counter)) {
+                /* A later change of the same source transaction to the same row (or a copy of a
+                 * row whose version is already later: it keeps that version). */
                 next = stored;
                 next.seq = seq;
                 next.deleted = deleted;

@@ -770,6 +770,8 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
          * Debezium sends none), so it is not published. */
         if (c->op == CHANGE_TRUNCATE && txn->snapshot)
                 return 0;
+        if (copies_is_registry(c->table)) /* a database sink's bookkeeping (copies.h) */
+                return 0;
         if (!k->cur)
                 return cdc_error(err, -EINVAL, false, "internal", "kafka sink: apply outside a batch");
         if (!k->have_txn || k->txn_xid != txn->xid || position_cmp(k->txn_pos, txn->commit_pos) != 0) {

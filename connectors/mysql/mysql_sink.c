@@ -1737,6 +1737,15 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                            "pos_lo BIGINT UNSIGNED NOT NULL, pos_text VARCHAR(255) NOT NULL, "
                            "source_commit_ts DATETIME(6) NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
                            err);
+        /* The copy records (copies.h): which source tables were copied, as of which position. */
+        if (r >= 0)
+                r = simple(k,
+                           "CREATE TABLE IF NOT EXISTS `cdcsync`.`tables` (pipeline VARCHAR(191) NOT NULL, "
+                           "source_table VARCHAR(576) NOT NULL, state VARCHAR(16) NOT NULL, pos_hi DECIMAL(20,0), "
+                           "pos_lo DECIMAL(20,0), pos_text VARCHAR(255), copied_rows BIGINT, copied_at TIMESTAMP "
+                           "NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (pipeline, source_table)) ENGINE=InnoDB "
+                           "DEFAULT CHARSET=utf8mb4",
+                           err);
         /* Bidirectional sync: the version tags (engine/rowstate.c), written in the batch's
          * transaction just before each row and read back by the reverse pipeline from our binlog. */
         if (r >= 0 && pipe && pipe->bidirectional)
@@ -1814,6 +1823,49 @@ static int sink_last_position_text(Sink *k, char *buf, size_t len, bool *found, 
                 return r;
         mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
         *found = t.found;
+        return 0;
+}
+
+typedef struct {
+        CopiedTable *v;
+        int n;
+        bool oom;
+} CopyList;
+
+static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        CopyList *l = ud;
+        (void)lens;
+        if (ncols < 3 || !cells[0] || !cells[1] || !cells[2])
+                return 0;
+        CopiedTable *v = realloc(l->v, sizeof(*v) * (size_t)(l->n + 1));
+        if (!v) {
+                l->oom = true;
+                return 0;
+        }
+        l->v = v;
+        snprintf(v[l->n].table, sizeof(v[l->n].table), "%s", cells[0]);
+        v[l->n].pos.hi = strtoull(cells[1], NULL, 10);
+        v[l->n].pos.lo = strtoull(cells[2], NULL, 10);
+        l->n++;
+        return 0;
+}
+
+static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
+        CopyList l = {0};
+        const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
+        int r = mysql_conn_query(k->m,
+                                 "SELECT source_table, pos_hi, pos_lo FROM `cdcsync`.`tables` WHERE pipeline = ? AND "
+                                 "state = 'copied'",
+                                 params, 1, copy_row, &l, err);
+        mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
+        if (r >= 0 && l.oom)
+                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        if (r < 0) {
+                free(l.v);
+                return r;
+        }
+        *ret = l.v;
+        *ret_n = l.n;
         return 0;
 }
 
@@ -1926,4 +1978,5 @@ const SinkOps mysql_sink_ops = {
         .check = sink_check,
         .free = sink_free,
         .last_position_text = sink_last_position_text,
+        .copied_tables = sink_copied_tables,
 };

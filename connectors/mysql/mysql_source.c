@@ -24,6 +24,7 @@
 
 #include <mariadb_rpl.h>
 
+#include "cdcsync/copies.h"
 #include "cdcsync/log.h"
 #include "mysql/binlog.h"
 #include "mysql/mysql_conn.h"
@@ -94,6 +95,17 @@ struct Source {
         char connect_state[MYSQL_SOURCE_GTID_MAX * 48];
         Position start_pos; /* the checkpoint's Position: a GTID start must land after it */
         bool start_checked;
+        /* Tables copied as of a binlog position the stream has not passed: their row events at or
+         * before it are in the copy and dropped (copies.h). Owned. */
+        CopiedTable *filters;
+        int nfilters;
+        /* A copy of tables added to `tables` (and the records of removed ones), made as of
+         * copy_pos and handed on when the stream reaches it. */
+        bool copy_pending;
+        Position copy_pos;
+        MYSQL *copy;                  /* holds the copy's consistent snapshot */
+        char **copy_new, **copy_gone; /* owned "schema.table" entries */
+        int ncopy_new, ncopy_gone;
 };
 
 /* ---- positions ---- */
@@ -755,6 +767,10 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
                 return cdc_error(err, -EPROTO, false, "data", "%s rows event of %s.%s has %u columns, its map %u",
                                  s->ctx, m->tm->schema, m->tm->table, rows.ncols, m->tm->ncols);
         Table *t = m->se->table;
+        /* A table copied as of a later position: this transaction is in the copy. */
+        const CopiedTable *f = copies_find(s->filters, s->nfilters, t->schema, t->name);
+        if (f && position_cmp(pos_at(s, h->next_pos), f->pos) <= 0)
+                return 0;
         size_t off = 0;
         while (off < rows.rows_len) {
                 Event ev = {.kind = EVENT_CHANGE};
@@ -1629,10 +1645,10 @@ static int table_list_row(void *ud, char **cells, const unsigned long *lens, int
  * every table of the pipeline, as of one InnoDB consistent snapshot; MariaDB reports the binlog
  * position that snapshot corresponds to (binlog_snapshot_file/_position), which becomes the
  * transaction's commit position and where streaming starts. No lock is taken. */
-static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err) {
+/* Opens a connection holding one InnoDB consistent snapshot; *ret_pos, sfile: the binlog position
+ * it corresponds to (MariaDB's binlog_snapshot_file/_position). */
+static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile, size_t sflen, CdcError *err) {
         MYSQL *snap = NULL;
-        TableList tl = {.pipe = s->pipe};
-        VarRow st[2];
         int r = mysql_conn_open(s->conn, NULL, &snap, err);
         if (r < 0)
                 return r;
@@ -1649,32 +1665,58 @@ static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t
                         r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
                                       "%s snapshot: %s: %s (error %u)", s->ctx, setup[i], mysql_error(snap),
                                       mysql_errno(snap));
-                        goto out;
+                        mysql_close(snap);
+                        return r;
                 }
-        memset(st, 0, sizeof(st));
         if (mysql_query(snap, "SHOW STATUS LIKE 'binlog_snapshot_%'")) {
                 r = cdc_error(err, -EIO, true, "query", "%s snapshot: SHOW STATUS: %s", s->ctx, mysql_error(snap));
-                goto out;
+                mysql_close(snap);
+                return r;
         }
         MYSQL_RES *res = mysql_store_result(snap);
         MYSQL_ROW row;
-        char sfile[512] = "", spos[32] = "";
+        char spos[32] = "";
+        sfile[0] = '\0';
         while (res && (row = mysql_fetch_row(res))) {
                 if (row[0] && row[1] && strcmp(row[0], "Binlog_snapshot_file") == 0)
-                        snprintf(sfile, sizeof(sfile), "%s", row[1]);
+                        snprintf(sfile, sflen, "%s", row[1]);
                 else if (row[0] && row[1] && strcmp(row[0], "Binlog_snapshot_position") == 0)
                         snprintf(spos, sizeof(spos), "%s", row[1]);
         }
         if (res)
                 mysql_free_result(res);
-        uint64_t seq, off;
-        if (!sfile[0] || file_seq(sfile, &seq) < 0 || parse_u64(spos, strlen(spos), &off) < 0) {
-                r = cdc_error(err, -EPROTO, false, "conf",
-                              "%s snapshot: the server reports no binlog_snapshot_file/_position (is this "
-                              "MariaDB with log_bin?): set snapshot = never and start_position",
-                              s->ctx);
-                goto out;
+        if (!sfile[0] || file_seq(sfile, &ret_pos->hi) < 0 || parse_u64(spos, strlen(spos), &ret_pos->lo) < 0) {
+                mysql_close(snap);
+                return cdc_error(err, -EPROTO, false, "conf",
+                                 "%s snapshot: the server reports no binlog_snapshot_file/_position (is this "
+                                 "MariaDB with log_bin?): set snapshot = never and start_position",
+                                 s->ctx);
         }
+        *ret = snap;
+        return 0;
+}
+
+/* The sink records that schema.name was copied as of pos, with the copy. */
+static int emit_record(Source *s, PipelineIO *io, const char *schema, const char *name, Position pos, uint64_t rows,
+                       CdcError *err) {
+        char table[COPIES_NAME_MAX], text[600];
+        snprintf(table, sizeof(table), "%s.%s", schema, name);
+        mysql_source_format_position(pos, text, sizeof(text));
+        Event ev = {.kind = EVENT_CHANGE};
+        if (!s->pipe || copies_record(s->pipe->name, table, pos, text, rows, &ev.change) < 0)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        return pipeline_io_emit(io, &ev);
+}
+
+static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err) {
+        MYSQL *snap = NULL;
+        TableList tl = {.pipe = s->pipe};
+        char sfile[512];
+        Position at = {0};
+        int r = open_snapshot(s, &snap, &at, sfile, sizeof(sfile), err);
+        if (r < 0)
+                return r;
+        uint64_t seq = at.hi, off = at.lo;
         /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
          * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
         if (s->pipe && s->pipe->bidirectional)
@@ -1706,6 +1748,8 @@ static int snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t
         for (int i = 0; i < tl.n; i += 2) {
                 uint64_t rows = 0;
                 r = snapshot_table(s, snap, tl.names[i], tl.names[i + 1], io, &rows, err);
+                if (r == 0 && strcmp(tl.names[i], "cdcsync") != 0)
+                        r = emit_record(s, io, tl.names[i], tl.names[i + 1], at, rows, err);
                 if (r < 0)
                         goto out;
                 log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", tl.names[i], tl.names[i + 1], rows);
@@ -1728,12 +1772,157 @@ out:
         return r;
 }
 
+/* ---- tables added to a streaming pipeline (copies.h) ---- */
+
+static int names_add(char ***list, int *n, const char *v) {
+        char **a = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
+        if (!a)
+                return -ENOMEM;
+        *list = a;
+        if (!(a[*n] = strdup(v)))
+                return -ENOMEM;
+        (*n)++;
+        return 0;
+}
+
+static void names_free(char ***list, int *n) {
+        for (int i = 0; i < *n; i++)
+                free((*list)[i]);
+        free(*list);
+        *list = NULL;
+        *n = 0;
+}
+
+static int filter_add(Source *s, const char *table, Position pos) {
+        CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
+        if (!f)
+                return -ENOMEM;
+        s->filters = f;
+        snprintf(f[s->nfilters].table, sizeof(f[s->nfilters].table), "%s", table);
+        f[s->nfilters++].pos = pos;
+        return 0;
+}
+
+/* `tables` is the truth (a pipeline with a checkpoint; the binlog filter is `tables` itself): a
+ * listed table without a copy record is copied as of a new consistent snapshot before it streams
+ * (emit_copy), the record of a table no longer listed is dropped. */
+static int follow_tables(Source *s, const SourceStart *start, CdcError *err) {
+        int r = 0;
+        if (!s->pipe || s->pipe->all_tables || !start->registry)
+                return 0;
+        for (int i = 0; r == 0 && i < s->pipe->ntables; i++) {
+                const char *t = s->pipe->tables[i], *dot = strchr(t, '.');
+                char sch[256];
+                int exists = 0;
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
+                if (!dot || copies_find(start->copied, start->ncopied, sch, dot + 1))
+                        continue;
+                const char *params[2] = {sch, dot + 1};
+                VarRow v = {0};
+                int q = mysql_conn_query(
+                        s->sql, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                        params, 2, var_row, &v, err);
+                if (q < 0) {
+                        r = q;
+                        break;
+                }
+                exists = q > 0;
+                if (!exists)
+                        log_warn(s->ctx,
+                                 "table %s of tables does not exist: it is copied once it exists (restart or "
+                                 "reload)",
+                                 t);
+                if (exists && names_add(&s->copy_new, &s->ncopy_new, t) < 0)
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        }
+        for (int i = 0; r >= 0 && i < start->ncopied; i++) {
+                const char *t = start->copied[i].table, *dot = strchr(t, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
+                if (!dot || !pipeline_wants(s->pipe, sch, dot + 1)) {
+                        if (names_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
+                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        else
+                                log_info(s->ctx, "table %s left tables: no longer streamed, its copy record is dropped",
+                                         t);
+                } else if (position_cmp(start->copied[i].pos, start->position) > 0 &&
+                           filter_add(s, t, start->copied[i].pos) < 0) {
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                }
+        }
+        if (r < 0)
+                return r;
+        if (s->ncopy_new == 0 && s->ncopy_gone == 0)
+                return 0;
+        char sfile[512];
+        r = open_snapshot(s, &s->copy, &s->copy_pos, sfile, sizeof(sfile), err);
+        for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
+                if (filter_add(s, s->copy_new[i], s->copy_pos) < 0)
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                else
+                        log_info(s->ctx,
+                                 "table %s has no copy in the sink: copying it as of %s:%" PRIu64
+                                 " once the stream reaches there",
+                                 s->copy_new[i], sfile, s->copy_pos.lo);
+        }
+        if (r == 0)
+                s->copy_pending = true;
+        return r;
+}
+
+/* Hands on the pending copy as one transaction at copy_pos: the records of removed tables
+ * dropped, then each added table's rows (as snapshot = says) with its record. Called when the
+ * stream reaches copy_pos, between the transactions it precedes and follows. */
+static int emit_copy(Source *s, PipelineIO *io, CdcError *err) {
+        TxnInfo saved = s->txn;
+        int r;
+        s->copy_pending = false;
+        s->txn = (TxnInfo){.commit_pos = s->copy_pos, .commit_ts = (int64_t)time(NULL) * 1000000, .snapshot = true};
+        Event bev = {.kind = EVENT_BEGIN, .txn = s->txn};
+        r = pipeline_io_emit(io, &bev);
+        for (int i = 0; r == 0 && i < s->ncopy_gone; i++) {
+                Event ev = {.kind = EVENT_CHANGE};
+                if (copies_forget(s->pipe->name, s->copy_gone[i], &ev.change) < 0)
+                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                else
+                        r = pipeline_io_emit(io, &ev);
+        }
+        for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
+                char sch[256], tab[256];
+                const char *dot = strchr(s->copy_new[i], '.');
+                snprintf(sch, sizeof(sch), "%.*s", (int)(dot - s->copy_new[i]), s->copy_new[i]);
+                snprintf(tab, sizeof(tab), "%s", dot + 1);
+                uint64_t rows = 0;
+                /* snapshot = never: the sink holds the rows already; the table streams from here */
+                r = s->pipe->snapshot_mode == SNAPSHOT_NEVER ? 0 : snapshot_table(s, s->copy, sch, tab, io, &rows, err);
+                if (r == 0)
+                        r = emit_record(s, io, sch, tab, s->copy_pos, rows, err);
+                if (r == 0)
+                        log_info(s->ctx, "%s %s.%s (%" PRIu64 " rows); it streams from here on",
+                                 s->pipe->snapshot_mode == SNAPSHOT_NEVER ? "snapshot = never: did not copy" : "copied",
+                                 sch, tab, rows);
+        }
+        if (r == 0) {
+                Event cev = {.kind = EVENT_COMMIT, .txn = s->txn};
+                r = pipeline_io_emit(io, &cev);
+        }
+        mysql_close(s->copy); /* ends the read-only transaction */
+        s->copy = NULL;
+        s->txn = saved;
+        return r;
+}
+
 /* ---- SourceOps ---- */
 
 static Source *source_free(Source *s) {
         if (!s)
                 return NULL;
         schema_cache_clear(s);
+        free(s->filters);
+        names_free(&s->copy_new, &s->ncopy_new);
+        names_free(&s->copy_gone, &s->ncopy_gone);
+        if (s->copy)
+                mysql_close(s->copy);
         if (s->rpl)
                 mariadb_rpl_close(s->rpl);
         if (s->repl)
@@ -1787,6 +1976,11 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         r = choose_start(s, start, io, &off, err);
         if (r < 0)
                 return r == -ECANCELED ? 0 : r;
+        if (start && !start->snapshot && start->have_position) {
+                r = follow_tables(s, start, err);
+                if (r < 0)
+                        return r;
+        }
         r = file_seq(s->file, &s->file_seq);
         if (r < 0)
                 return cdc_error(err, r, false, "source", "%s binlog file name '%s' has no number", s->ctx, s->file);
@@ -1878,6 +2072,16 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         goto out;
                 }
                 r = 0;
+                /* A pending copy goes before the first transaction after its position (or once an
+                 * idle stream's heartbeat shows the position reached). */
+                if (s->copy_pending && !s->in_txn &&
+                    ((h.type == BINLOG_GTID && h.next_pos >= h.event_len &&
+                      position_cmp(pos_at(s, h.next_pos - h.event_len), s->copy_pos) >= 0) ||
+                     (h.type == BINLOG_HEARTBEAT && position_cmp(pos_at(s, h.next_pos), s->copy_pos) >= 0))) {
+                        r = emit_copy(s, io, err);
+                        if (r < 0)
+                                goto out;
+                }
                 switch (h.type) {
                 case BINLOG_ROTATE: {
                         uint64_t rpos;

@@ -257,6 +257,32 @@ static int ensure_versions_table(Sink *k, CdcError *err) {
         return 0;
 }
 
+/* The copy records (copies.h): which source tables were copied, as of which position. */
+static int ensure_copies_table(Sink *k, CdcError *err) {
+        PGresult *res = NULL;
+        int r = exec_params(k, "SELECT to_regclass('cdcsync.tables') IS NOT NULL", 0, NULL, "looking up cdcsync.tables",
+                            &res, err);
+        if (r < 0)
+                return r;
+        bool have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (have)
+                return 0;
+        r = exec_params(k,
+                        "CREATE TABLE IF NOT EXISTS cdcsync.tables (pipeline text, source_table text, state text NOT "
+                        "NULL, pos_hi numeric(20,0), pos_lo numeric(20,0), pos_text text, copied_rows bigint, "
+                        "copied_at timestamptz DEFAULT now(), PRIMARY KEY (pipeline, source_table))",
+                        0, NULL, "creating table cdcsync.tables", NULL, err);
+        if (r < 0 && sqlstate_is(err, "42501"))
+                return cdc_error(err, -EACCES, false, "privilege",
+                                 "sink %s: cannot create table cdcsync.tables: permission denied "
+                                 "— run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
+                                 k->conf->name);
+        if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505") && !sqlstate_is(err, "42710"))
+                return r;
+        return 0;
+}
+
 static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         PGresult *res = NULL;
         bool have_schema, have_table;
@@ -271,8 +297,10 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         have_schema = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         have_table = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
         PQclear(res);
-        if (have_table)
-                return ensure_versions_table(k, err);
+        if (have_table) {
+                r = ensure_versions_table(k, err);
+                return r < 0 ? r : ensure_copies_table(k, err);
+        }
         /* CREATE SCHEMA IF NOT EXISTS checks the database privilege even when the schema exists,
          * hence the look-up first. 42P06/42P07/23505/42710: another pipeline created it just now
          * (IF NOT EXISTS does not cover a concurrent creation: the loser fails on the catalogue's
@@ -301,7 +329,8 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
                                  k->conf->name);
         if (r < 0 && !sqlstate_is(err, "42P07") && !sqlstate_is(err, "23505") && !sqlstate_is(err, "42710"))
                 return r;
-        return ensure_versions_table(k, err);
+        r = ensure_versions_table(k, err);
+        return r < 0 ? r : ensure_copies_table(k, err);
 }
 
 #define ORIGIN_GRANT                                                                                                   \
@@ -492,6 +521,32 @@ static int sink_last_position_text(Sink *k, char *buf, size_t len, bool *found, 
         if (*found)
                 snprintf(buf, len, "%s", PQgetvalue(res, 0, 0));
         PQclear(res);
+        return 0;
+}
+
+static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
+        const char *vals[1] = {k->pipe->name};
+        PGresult *res = NULL;
+        int r = exec_params(k,
+                            "SELECT source_table, pos_hi::text, pos_lo::text FROM cdcsync.tables WHERE pipeline = $1 "
+                            "AND state = 'copied'",
+                            1, vals, "reading the copy records", &res, err);
+        if (r < 0)
+                return r;
+        int n = PQntuples(res);
+        CopiedTable *v = calloc((size_t)n + 1, sizeof(*v));
+        if (!v) {
+                PQclear(res);
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        for (int i = 0; i < n; i++) {
+                snprintf(v[i].table, sizeof(v[i].table), "%s", PQgetvalue(res, i, 0));
+                v[i].pos.hi = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+                v[i].pos.lo = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+        }
+        PQclear(res);
+        *ret = v;
+        *ret_n = n;
         return 0;
 }
 
@@ -1920,4 +1975,5 @@ const SinkOps pg_sink_ops = {
         .check = sink_check,
         .free = sink_free,
         .last_position_text = sink_last_position_text,
+        .copied_tables = sink_copied_tables,
 };

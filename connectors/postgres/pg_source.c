@@ -54,6 +54,19 @@ struct Source {
         int64_t last_status, last_data;
         bool heartbeat_failed;
         bool slot_created; /* this run's snapshot created the slot: dropped again if the copy never commits */
+        /* Tables copied as of a position the stream has not passed: their changes in transactions
+         * committed at or before it are in the copy and dropped (copies.h). Owned. */
+        CopiedTable *filters;
+        int nfilters;
+        /* A copy of tables added to `tables` (and the records of removed ones), made as of
+         * copy_pos and handed on when the stream reaches it. */
+        bool copy_pending;
+        Position copy_pos;
+        PGconn *copy;    /* holds the copy's snapshot in an open transaction */
+        char **copy_new; /* owned "schema.table" entries */
+        int ncopy_new;
+        char **copy_gone;
+        int ncopy_gone;
         PipelineIO *io;
         const char *ctx;
         char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
@@ -425,11 +438,16 @@ static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, C
         return 0;
 }
 
+static bool copied_later(Source *s, const Table *t);
+static int emit_copy(Source *s, CdcError *err);
+
 static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
         Table *t = rel_lookup(s, m->u.row.rel_id);
         if (!t)
                 return cdc_error(err, -EPROTO, false, "source",
                                  "a row for relation %u arrived before its Relation message", m->u.row.rel_id);
+        if (copied_later(s, t))
+                return 0;
         Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
         Change *c = &ev.change;
         c->op = m->type == PGOUTPUT_INSERT ? CHANGE_INSERT : m->type == PGOUTPUT_UPDATE ? CHANGE_UPDATE : CHANGE_DELETE;
@@ -457,6 +475,8 @@ static int on_truncate(Source *s, const PgoutputMsg *m, CdcError *err) {
                 if (!t)
                         return cdc_error(err, -EPROTO, false, "source", "truncate of unknown relation %u",
                                          m->u.truncate.rel_ids[i]);
+                if (copied_later(s, t))
+                        continue;
                 Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
                 ev.change.op = CHANGE_TRUNCATE;
                 ev.change.table = table_ref(t);
@@ -620,6 +640,14 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
                 pgoutput_msg_clear(&m);
                 return r;
         }
+        /* A pending copy goes before the first transaction committed after its position. */
+        if (s->copy_pending && !replay &&
+            ((m.type == PGOUTPUT_BEGIN && m.u.begin.final_lsn > s->copy_pos.lo) ||
+             (m.type == PGOUTPUT_STREAM_COMMIT && m.u.commit.commit_lsn > s->copy_pos.lo)) &&
+            (r = emit_copy(s, err)) < 0) {
+                pgoutput_msg_clear(&m);
+                return r;
+        }
         switch (m.type) {
         case PGOUTPUT_BEGIN:
                 s->in_txn = true;
@@ -655,9 +683,299 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
         return r;
 }
 
+/* ---- per-table copies (copies.h) ---- */
+
+/* Whether a change of t in the current transaction is part of a copy already (dropped). */
+static bool copied_later(Source *s, const Table *t) {
+        const CopiedTable *f = copies_find(s->filters, s->nfilters, t->schema, t->name);
+        return f && position_cmp(s->txn.commit_pos, f->pos) <= 0;
+}
+
+/* The sink records that schema.name was copied as of pos, with the copy. */
+static int emit_record(Source *s, const char *schema, const char *name, Position pos, uint64_t rows, CdcError *err) {
+        char table[COPIES_NAME_MAX], text[32];
+        snprintf(table, sizeof(table), "%s.%s", schema, name);
+        pg_source_format_position(pos, text, sizeof(text));
+        Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
+        if (copies_record(s->pipe->name, table, pos, text, rows, &ev.change) < 0)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        return emit(s, &ev, err);
+}
+
+static int snapshot_table(Source *s, PGconn *data, const char *schema, const char *name, uint64_t *ret_rows,
+                          CdcError *err);
+
+/* Hands on the pending copy as one transaction at copy_pos: the records of removed tables
+ * dropped, then each added table's rows (as snapshot = says) with its record. Called when the
+ * stream reaches copy_pos, so it lands between the transactions it precedes and follows. */
+static int emit_copy(Source *s, CdcError *err) {
+        TxnInfo saved = s->txn;
+        bool saved_begin = s->begin_sent;
+        int r;
+        s->copy_pending = false;
+        s->txn = (TxnInfo){.commit_pos = s->copy_pos, .commit_ts = now_usec(), .snapshot = true};
+        s->begin_sent = false;
+        r = send_begin(s, err);
+        for (int i = 0; r == 0 && i < s->ncopy_gone; i++) {
+                Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
+                if (copies_forget(s->pipe->name, s->copy_gone[i], &ev.change) < 0)
+                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                else
+                        r = emit(s, &ev, err);
+        }
+        for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
+                char sch[256], tab[256];
+                const char *dot = strchr(s->copy_new[i], '.');
+                snprintf(sch, sizeof(sch), "%.*s", (int)(dot - s->copy_new[i]), s->copy_new[i]);
+                snprintf(tab, sizeof(tab), "%s", dot + 1);
+                uint64_t rows = 0;
+                /* snapshot = never: the sink holds the rows already; the table streams from here */
+                r = s->pipe->snapshot_mode == SNAPSHOT_NEVER ? 0 : snapshot_table(s, s->copy, sch, tab, &rows, err);
+                if (r == 0)
+                        r = emit_record(s, sch, tab, s->copy_pos, rows, err);
+                if (r == 0)
+                        log_info(s->ctx, "%s %s.%s (%" PRIu64 " rows); it streams from here on",
+                                 s->pipe->snapshot_mode == SNAPSHOT_NEVER ? "snapshot = never: did not copy" : "copied",
+                                 sch, tab, rows);
+        }
+        if (r == 0) {
+                Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
+                r = emit(s, &ev, err);
+        }
+        PQfinish(s->copy); /* ends the read-only transaction that held the snapshot */
+        s->copy = NULL;
+        s->txn = saved;
+        s->begin_sent = saved_begin;
+        return r;
+}
+
+static bool in_list(char **list, int n, const char *v) {
+        for (int i = 0; i < n; i++)
+                if (strcmp(list[i], v) == 0)
+                        return true;
+        return false;
+}
+
+static int list_add(char ***list, int *n, const char *v) {
+        char **a = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
+        if (!a)
+                return -ENOMEM;
+        *list = a;
+        if (!(a[*n] = strdup(v)))
+                return -ENOMEM;
+        (*n)++;
+        return 0;
+}
+
+static void list_free(char ***list, int *n) {
+        for (int i = 0; i < *n; i++)
+                free((*list)[i]);
+        free(*list);
+        *list = NULL;
+        *n = 0;
+}
+
+/* The publication's tables ("schema.table"), cdcsync.versions aside. */
+static int publication_tables(Source *s, char ***ret, int *ret_n, CdcError *err) {
+        const char *params[] = {s->publication};
+        PGresult *res = query(s, s->sql,
+                              "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1 "
+                              "AND (schemaname, tablename) <> ('cdcsync', 'versions') ORDER BY 1",
+                              1, params, err);
+        if (!res)
+                return err->code;
+        char **list = NULL;
+        int n = 0, r = 0;
+        for (int i = 0; r == 0 && i < PQntuples(res); i++)
+                r = list_add(&list, &n, PQgetvalue(res, i, 0));
+        PQclear(res);
+        if (r < 0) {
+                list_free(&list, &n);
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        *ret = list;
+        *ret_n = n;
+        return 0;
+}
+
+static int pg_source_streamed_tables(Source *s, char ***ret, int *ret_n, CdcError *err) {
+        return publication_tables(s, ret, ret_n, err);
+}
+
+/* ALTER PUBLICATION name ADD|DROP TABLE schema.table */
+static int alter_publication(Source *s, const char *verb, const char *table, CdcError *err) {
+        const char *dot = strchr(table, '.');
+        char *pub = PQescapeIdentifier(s->sql, s->publication, strlen(s->publication));
+        char *sch = dot ? PQescapeIdentifier(s->sql, table, (size_t)(dot - table)) : NULL;
+        char *tab = dot ? PQescapeIdentifier(s->sql, dot + 1, strlen(dot + 1)) : NULL;
+        char *sql = NULL;
+        if (!pub || !sch || !tab || asprintf(&sql, "ALTER PUBLICATION %s %s TABLE %s.%s", pub, verb, sch, tab) < 0)
+                sql = NULL;
+        PQfreemem(pub);
+        PQfreemem(sch);
+        PQfreemem(tab);
+        if (!sql)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        PGresult *res = query(s, s->sql, sql, 0, NULL, err);
+        free(sql);
+        if (!res) {
+                size_t n = strlen(err->message);
+                snprintf(err->message + n, sizeof(err->message) - n,
+                         " — while changing publication \"%s\" to follow tables (%s %s)", s->publication, verb, table);
+                err->retriable = true; /* a table not created yet: created later, the pipeline goes on */
+                return err->code;
+        }
+        PQclear(res);
+        return 0;
+}
+
+/* `tables` is the truth (a pipeline with a checkpoint): the publication is made to hold exactly
+ * the tables listed; a table without a copy record is copied as of a new snapshot before it
+ * streams (emit_copy), the record of a table no longer listed is dropped. */
+static int follow_tables(Source *s, const SourceStart *start, CdcError *err) {
+        char **members = NULL, *snapname = NULL;
+        int nmembers = 0, r;
+        const char *params[] = {s->publication};
+        PGresult *res = query(s, s->sql, "SELECT puballtables FROM pg_publication WHERE pubname = $1", 1, params, err);
+        if (!res)
+                return err->code;
+        bool all = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (all != s->pipe->all_tables)
+                return cdc_error(err, -EINVAL, false, "conf",
+                                 "connector %s: tables of pipeline %s changed between * and a list, but publication "
+                                 "\"%s\" is %s: a running pipeline cannot switch — create a new pipeline (new name) "
+                                 "for the new tables",
+                                 s->conn->name, s->pipe->name, s->publication,
+                                 all ? "FOR ALL TABLES" : "a list of tables");
+        if (all)
+                return 0;
+        r = publication_tables(s, &members, &nmembers, err);
+        if (r < 0)
+                return r;
+        for (int i = 0; r == 0 && i < s->pipe->ntables; i++) {
+                const char *t = s->pipe->tables[i];
+                if (!in_list(members, nmembers, t)) {
+                        r = alter_publication(s, "ADD", t, err);
+                        if (r == 0)
+                                log_info(s->ctx, "table %s added to tables: added to publication \"%s\"", t,
+                                         s->publication);
+                }
+                const char *dot = strchr(t, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", (int)(dot - t), t);
+                bool have = start->registry ? copies_find(start->copied, start->ncopied, sch, dot + 1) != NULL
+                                            : in_list(members, nmembers, t);
+                if (r == 0 && !have && list_add(&s->copy_new, &s->ncopy_new, t) < 0)
+                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        for (int i = 0; r == 0 && i < nmembers; i++) {
+                const char *dot = strchr(members[i], '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - members[i]) : 0, members[i]);
+                if (dot && conf_pipeline_has_table(s->pipe, sch, dot + 1))
+                        continue;
+                r = alter_publication(s, "DROP", members[i], err);
+                if (r == 0)
+                        log_info(s->ctx, "table %s left tables: dropped from publication \"%s\", no longer streamed",
+                                 members[i], s->publication);
+        }
+        list_free(&members, &nmembers);
+        for (int i = 0; r == 0 && i < start->ncopied; i++) {
+                const char *t = start->copied[i].table, *dot = strchr(t, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
+                if (!dot || !conf_pipeline_has_table(s->pipe, sch, dot + 1)) {
+                        if (list_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
+                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                } else if (position_cmp(start->copied[i].pos, start->position) > 0) {
+                        /* copied as of a position the checkpoint has not reached: still filtered */
+                        CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
+                        if (!f)
+                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        else
+                                (s->filters = f)[s->nfilters++] = start->copied[i];
+                }
+        }
+        if (r < 0 || (s->ncopy_new == 0 && s->ncopy_gone == 0))
+                return r;
+
+        /* The copy's snapshot: a temporary slot's, on a walsender of its own; a transaction on
+         * another connection takes it over and holds it until the stream reaches its position. */
+        PGconn *rc = NULL;
+        char tmp[64], *sql = NULL;
+        snprintf(tmp, sizeof(tmp), "%.50s_copy", s->slot);
+        r = pg_conn_open(s->conn, true, &rc, err);
+        char *q = r == 0 ? PQescapeIdentifier(rc, tmp, strlen(tmp)) : NULL;
+        if (r == 0 && (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
+                                      q) < 0)) {
+                sql = NULL;
+                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        PQfreemem(q);
+        if (r == 0) {
+                res = PQexec(rc, sql);
+                if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                        char buf[512];
+                        r = cdc_error(err, -EIO, true, "slot",
+                                      "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, tmp,
+                                      errtext(s, rc, res, buf, sizeof(buf)));
+                } else {
+                        pg_source_parse_position(PQgetvalue(res, 0, 1), &s->copy_pos);
+                        snapname = PQescapeLiteral(rc, PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)));
+                }
+                PQclear(res);
+        }
+        free(sql);
+        sql = NULL;
+        if (r == 0)
+                r = pg_conn_open(s->conn, false, &s->copy, err);
+        if (r == 0 && (res = query(s, s->copy, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
+                PQclear(res);
+        else if (r == 0)
+                r = err->code;
+        if (r == 0 && (!snapname || asprintf(&sql, "SET TRANSACTION SNAPSHOT %s", snapname) < 0)) {
+                sql = NULL;
+                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        }
+        if (r == 0 && (res = query(s, s->copy, sql, 0, NULL, err)))
+                PQclear(res);
+        else if (r == 0)
+                r = err->code;
+        free(sql);
+        PQfreemem(snapname);
+        if (rc)
+                PQfinish(rc); /* drops the temporary slot; the snapshot lives on in s->copy */
+        for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
+                const char *t = s->copy_new[i], *dot = strchr(t, '.');
+                CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
+                if (!f) {
+                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        break;
+                }
+                s->filters = f;
+                snprintf(f[s->nfilters].table, sizeof(f[s->nfilters].table), "%.*s.%s", (int)(dot - t), t, dot + 1);
+                f[s->nfilters++].pos = s->copy_pos;
+        }
+        if (r < 0)
+                return r;
+        s->copy_pending = true;
+        char pos[32];
+        pg_source_format_position(s->copy_pos, pos, sizeof(pos));
+        for (int i = 0; i < s->ncopy_new; i++)
+                log_info(s->ctx, "table %s has no copy in the sink: copying it as of %s once the stream reaches there",
+                         s->copy_new[i], pos);
+        for (int i = 0; i < s->ncopy_gone; i++)
+                log_info(s->ctx, "table %s left tables: its copy record is dropped", s->copy_gone[i]);
+        return 0;
+}
+
 /* ---- initial snapshot ---- */
 
-static int snapshot_table(Source *s, const char *schema, const char *name, uint64_t *ret_rows, CdcError *err) {
+/* Copies one table: the catalogue is read on s->sql, the rows on `data` (inside the transaction
+ * that holds the copy's snapshot). */
+static int snapshot_table(Source *s, PGconn *data, const char *schema, const char *name, uint64_t *ret_rows,
+                          CdcError *err) {
         const char *params[] = {schema, name};
         PGresult *res =
                 query(s, s->sql,
@@ -748,7 +1066,7 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
                 r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
                 goto out;
         }
-        res = query(s, s->sql, sql, 0, NULL, err);
+        res = query(s, data, sql, 0, NULL, err);
         free(sql);
         if (!res) {
                 r = err->code;
@@ -757,7 +1075,7 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
         PQclear(res);
         uint64_t rows = 0;
         for (;;) {
-                res = query(s, s->sql, "FETCH 2000 FROM cdcsync_snap", 0, NULL, err);
+                res = query(s, data, "FETCH 2000 FROM cdcsync_snap", 0, NULL, err);
                 if (!res) {
                         r = err->code;
                         goto out;
@@ -792,7 +1110,7 @@ static int snapshot_table(Source *s, const char *schema, const char *name, uint6
                 if (rows % 100000 < (uint64_t)n)
                         log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows copied so far", schema, name, rows);
         }
-        res = query(s, s->sql, "CLOSE cdcsync_snap", 0, NULL, err);
+        res = query(s, data, "CLOSE cdcsync_snap", 0, NULL, err);
         if (!res) {
                 r = err->code;
                 goto out;
@@ -881,10 +1199,14 @@ static int snapshot(Source *s, Position *ret_start, CdcError *err) {
         r = send_begin(s, err);
         for (int i = 0; r == 0 && i < PQntuples(tabs); i++) {
                 uint64_t rows = 0;
-                r = snapshot_table(s, PQgetvalue(tabs, i, 0), PQgetvalue(tabs, i, 1), &rows, err);
+                const char *sch = PQgetvalue(tabs, i, 0), *tab = PQgetvalue(tabs, i, 1);
+                if (strcmp(sch, "cdcsync") == 0 && strcmp(tab, "versions") != 0)
+                        continue; /* another pipeline's bookkeeping (FOR ALL TABLES): never copied */
+                r = snapshot_table(s, s->sql, sch, tab, &rows, err);
                 if (r == 0)
-                        log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", PQgetvalue(tabs, i, 0),
-                                 PQgetvalue(tabs, i, 1), rows);
+                        log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", sch, tab, rows);
+                if (r == 0 && strcmp(sch, "cdcsync") != 0)
+                        r = emit_record(s, sch, tab, start, rows, err);
         }
         int ntabs = PQntuples(tabs);
         PQclear(tabs);
@@ -1050,7 +1372,11 @@ static int stream(Source *s, CdcError *err) {
                                  * position: the sink ignores one that arrives while a batch is
                                  * still open, and a shutting-down server waits (pg_ctl stop
                                  * hangs) until the flush we report reaches its WAL end. */
-                                if (!s->in_txn && s->nstreams == 0 &&
+                                /* Every transaction committed before the WAL end was sent: a
+                                 * pending copy as of a position before it goes now. */
+                                if (s->copy_pending && !s->in_txn && k.wal_end >= s->copy_pos.lo)
+                                        r = emit_copy(s, err);
+                                if (r == 0 && !s->in_txn && s->nstreams == 0 &&
                                     (k.wal_end > s->received_lsn || (k.reply_requested && k.wal_end > 0))) {
                                         s->received_lsn = k.wal_end;
                                         Event ev = {.kind = EVENT_KEEPALIVE,
@@ -1143,6 +1469,11 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                         log_info(s->ctx, "created replication slot \"%s\"", s->slot);
                 }
         }
+        if (!start->snapshot && start->have_position) {
+                r = follow_tables(s, start, err);
+                if (r < 0)
+                        return r;
+        }
         s->received_lsn = from.lo;
         r = start_replication(s, start->have_position || start->snapshot ? from : (Position){0, 0}, err);
         if (r == 0)
@@ -1160,6 +1491,11 @@ static Source *pg_source_free(Source *s) {
         for (size_t i = 0; i < s->nrels; i++)
                 table_unref(s->rels[i].table);
         free(s->rels);
+        free(s->filters);
+        list_free(&s->copy_new, &s->ncopy_new);
+        list_free(&s->copy_gone, &s->ncopy_gone);
+        if (s->copy)
+                PQfinish(s->copy);
         if (s->repl)
                 PQfinish(s->repl);
         if (s->sql)
@@ -1259,4 +1595,5 @@ const SourceOps pg_source_ops = {
         .parse_position = pg_source_parse_position,
         .check = pg_source_check,
         .free = pg_source_free,
+        .streamed_tables = pg_source_streamed_tables,
 };

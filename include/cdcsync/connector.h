@@ -3,6 +3,7 @@
 
 #include "cdcsync/change.h"
 #include "cdcsync/conf.h"
+#include "cdcsync/copies.h"
 
 /* An error crossing the connector interface: the pipeline decides from `retriable` whether to
  * reconnect with backoff or stop. `kind` is the metrics label (cdcsync_errors_total{kind}). */
@@ -69,6 +70,12 @@ typedef struct {
          * source whose text holds more than a Position can (MySQL: the GTID state) starts from it;
          * `position` stays what acknowledgements and replay skipping compare against. */
         const char *position_text;
+        /* The tables the sink records as copied (copies.h), with the position each copy is as of;
+         * registry: the sink keeps such records (database sinks), so a table of `tables` without
+         * one is copied before it is streamed. Borrowed for run(). */
+        const CopiedTable *copied;
+        int ncopied;
+        bool registry;
 } SourceStart;
 
 typedef struct {
@@ -92,6 +99,11 @@ typedef struct {
          * threads while run() streams, for positions the source emitted (a COMMIT or KEEPALIVE) at
          * or after pipeline_io_durable(). */
         void (*format_checkpoint)(Source *s, Position p, char *buf, size_t len);
+        /* Optional: the tables the source streams now (PostgreSQL: its publication's), as
+         * "schema.table" strings in *ret (owned by the caller, free each and the array). Asked for
+         * a pipeline whose sink holds a checkpoint but no copy records (made before they existed),
+         * which are then recorded as copied at the checkpoint. */
+        int (*streamed_tables)(Source *s, char ***ret, int *ret_n, CdcError *err);
 } SourceOps;
 
 typedef struct {
@@ -128,6 +140,9 @@ typedef struct {
          * batch that failed (or waited past the sink's delivery timeout) returns an error: the
          * attempt must end, and everything after the last durable position is read again. */
         int (*poll_durable)(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err);
+        /* Optional (database sinks): this pipeline's copy records (copies.h), *ret owned by the
+         * caller (free()); they are written as changes of the registry table with the copies. */
+        int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);
 } SinkOps;
 
 /* Registry of connector types; NULL when the type has no source / sink. */
