@@ -18,12 +18,10 @@ const char *const stats_error_kind_labels[STATS_ERROR_KINDS] = {
 };
 
 /* How a conflict was settled: by commit timestamp, by connector priority, or not at all
- * (conflict = none: the incoming change was applied as it came). */
+ * (conflict = none: the incoming change was applied as it came); "copy": a key both sides of a
+ * bidirectional pair held when their first copies ran (README, first sync). */
 const char *const stats_conflict_labels[STATS_CONFLICT_KINDS] = {
-        "timestamp",
-        "priority",
-        "none",
-        "other",
+        "timestamp", "priority", "none", "copy", "other",
 };
 
 const char *const stats_event_op_labels[4] = {"insert", "update", "delete", "truncate"};

@@ -5,8 +5,8 @@
 #   - bidirectional PG <-> PG (ab/ba) and PG <-> MariaDB (pm/mp) with the default snapshot =
 #     initial, over 20,000 rows both sides hold, rows only one side holds and rows that differ,
 #     while applications insert, update and delete on both sides during the copies: both sides
-#     end equal to exactly what was written (the rows differing before the start take the value
-#     of the connector whose name sorts last, no priority being set);
+#     end equal to exactly what was written (a row that differed before the start ends with one
+#     side's value, the same on both);
 #   - one-way into a table that holds rows: snapshot = initial refuses it (check --connect and
 #     the start, PostgreSQL and MariaDB sinks, the table untouched, the slot dropped), merge keeps
 #     the sink's rows and takes the source's for shared keys (PostgreSQL and MariaDB sources),
@@ -187,7 +187,7 @@ import sys
 n, first, second, only1, only2 = int(sys.argv[1]), *sys.argv[2:]
 rows = {i: 'v%d' % i for i in range(1, n + 1)}
 for i in range(1, 51):
-    rows[i] = max(first, second) + str(i)  # ties of two copies: the later connector name wins
+    rows[i] = 'either' + str(i)  # differing before the start: one side's value, the same on both
 for i in range(30001, 30101):
     rows[i] = only1
 for i in range(40001, 40101):
@@ -225,8 +225,15 @@ for w in $w1 $w2 $w3 $w4; do wait $w || fail "a writer failed"; done
 log "the applications' writes are done"
 
 pg_rows() { db "$1" -c "COPY (SELECT id, v FROM $2 ORDER BY id) TO STDOUT"; }
-pair_equal() { # pair_equal WANT DUMP_CMD_1 DUMP_CMD_2
-  $2 >"$WORK/one" && $3 >"$WORK/two" && cmp -s "$WORK/one" "$1" && cmp -s "$WORK/two" "$1" && return 0
+# The rows 1..50 differed before the start: both sides must hold the same one of the two values
+# (which one depends on which pipeline's snapshot came first; see the README).
+either() { awk -F'\t' -v a="$1" -v b="$2" 'BEGIN { OFS = "\t" } $1 <= 50 && ($2 == a $1 || $2 == b $1) { $2 = "either" $1 } 1'; }
+pair_equal() { # pair_equal WANT DUMP_CMD_1 DUMP_CMD_2 SIDE_1 SIDE_2
+  $2 >"$WORK/one.raw" && $3 >"$WORK/two.raw" && cmp -s "$WORK/one.raw" "$WORK/two.raw" &&
+    either "$4" "$5" <"$WORK/one.raw" >"$WORK/one" && cp "$WORK/one" "$WORK/two" && cmp -s "$WORK/one" "$1" && return 0
+  either "$4" "$5" <"$WORK/one.raw" >"$WORK/one"
+  either "$4" "$5" <"$WORK/two.raw" >"$WORK/two"
+  diff "$WORK/one.raw" "$WORK/two.raw" | head -5
   diff "$1" "$WORK/one" | head -5
   diff "$1" "$WORK/two" | head -5
   return 1
@@ -235,11 +242,16 @@ dump_a() { pg_rows a acc; }
 dump_b() { pg_rows b acc; }
 dump_c() { pg_rows c acc; }
 dump_my() { my_on m -e "SELECT id, v FROM acc ORDER BY id"; }
-wait_for "a and b hold exactly what was written" 120 pair_equal "$WORK/want_ab" dump_a dump_b
-wait_for "c and MariaDB hold exactly what was written" 120 pair_equal "$WORK/want_pm" dump_c dump_my
+wait_for "a and b hold exactly what was written" 120 pair_equal "$WORK/want_ab" dump_a dump_b a b
+wait_for "c and MariaDB hold exactly what was written" 120 pair_equal "$WORK/want_pm" dump_c dump_my c my
 log "a = b = expected ($(wc -l <"$WORK/want_ab") rows); c = MariaDB = expected ($(wc -l <"$WORK/want_pm") rows)"
 assert_quiet ab ba
 assert_quiet pm mp
+# each copy is recorded in its sink, with the copy (PostgreSQL and MariaDB sinks)
+[ "$(db b -c "SELECT source_table || ' ' || state FROM cdcsync.tables WHERE pipeline = 'ab'")" = "public.acc copied" ] ||
+  fail "no copy record of ab in b: $(db b -c "SELECT * FROM cdcsync.tables")"
+[ "$(my_on m -e "SELECT CONCAT(source_table, ' ', state) FROM cdcsync.tables WHERE pipeline = 'pm'")" = "public.acc copied" ] ||
+  fail "no copy record of pm in MariaDB: $(my_on m -e "SELECT * FROM cdcsync.tables")"
 log "keys both sides held at the first copies: $(curl -s "http://127.0.0.1:$MPORT/metrics" | grep 'cdcsync_conflicts_total.*copy' | tr '\n' ' ')"
 
 # One-way: refused without touching the sink, the slot dropped; merge and replace as they say.
