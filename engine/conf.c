@@ -718,7 +718,7 @@ static void conf_build(ConfParser *p) {
         if (npip == 0)
                 conf_err(p, 1,
                          "no [pipeline.NAME] section — define at "
-                         "least one pipeline (see conf/examples/)");
+                         "least one pipeline (man cdcsync.conf shows the keys and an example)");
 }
 
 int conf_load(const char *path, FILE *errout, Conf **ret) {

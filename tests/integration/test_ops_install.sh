@@ -14,7 +14,8 @@ cmake --install "$BUILDDIR" --prefix "$ROOT" >"$WORK/install1.out" 2>&1 || { cat
 
 for f in bin/cdcsync lib/systemd/system/cdcsync.service lib/sysusers.d/cdcsync.conf lib/tmpfiles.d/cdcsync.conf \
   share/doc/cdcsync/cdcsync.conf.example share/doc/cdcsync/examples/pg-to-pg.conf etc/cdcsync/cdcsync.conf \
-  share/man/man1/cdcsync.1 share/man/man5/cdcsync.conf.5; do
+  share/man/man1/cdcsync.1 share/man/man5/cdcsync.conf.5 share/doc/cdcsync/prometheus/cdcsync-rules.yml \
+  share/doc/cdcsync/grafana/cdcsync-dashboard.json; do
   [ -f "$ROOT/$f" ] || fail "not installed: $f"
 done
 cmp -s "$SRCDIR/man/cdcsync.conf.5" "$ROOT/share/man/man5/cdcsync.conf.5" || fail "the installed cdcsync.conf(5) is not man/cdcsync.conf.5"

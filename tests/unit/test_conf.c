@@ -238,11 +238,11 @@ static void test_err_sections_and_keys(void **state) {
                       "c.conf:13: duplicate section [connector.a] (first at line 3) — merge them into "
                       "one\n"
                       "c.conf:14: cannot read this line — write KEY = VALUE, [SECTION] or a ; comment\n");
-        expect_errors("", "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (see "
-                          "conf/examples/)\n");
+        expect_errors("", "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (man "
+                          "cdcsync.conf shows the keys and an example)\n");
         expect_errors("; only comments\nstray = 1\n[pipeline.bad name]\n[connector.x\n",
-                      "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (see "
-                      "conf/examples/)\n"
+                      "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (man "
+                      "cdcsync.conf shows the keys and an example)\n"
                       "c.conf:2: stray is outside any section — put it under [service], "
                       "[connector.NAME] or [pipeline.NAME]\n"
                       "c.conf:3: bad name in [pipeline.bad name] — use 1 to 48 letters, digits, '_' "
