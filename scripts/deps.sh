@@ -9,7 +9,7 @@ PACKAGES=(
   liblmdb-dev libinih-dev libsystemd-dev zlib1g-dev
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client kcat prometheus curl
   procps psmisc python3 openssl systemd util-linux git
-  man-db mandoc
+  man-db mandoc file dpkg-dev
 )
 
 missing=()
