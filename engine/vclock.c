@@ -155,7 +155,8 @@ int vclock_decode(const uint8_t *buf, size_t len, VClock *ret) {
                 memcpy(v.e[i].node, buf + o, nl);
                 v.e[i].node[nl] = '\0';
                 o += nl;
-                if (!vclock_node_valid(v.e[i].node))
+                /* a NUL inside the name would cut it: another spelling of a shorter name */
+                if (strlen(v.e[i].node) != nl || !vclock_node_valid(v.e[i].node))
                         return -EBADMSG;
                 if (i > 0 && strcmp(v.e[i - 1].node, v.e[i].node) >= 0)
                         return -EBADMSG; /* not canonical: unsorted or duplicate */

@@ -118,8 +118,8 @@ int version_decode(const uint8_t *buf, size_t len, Version *ret) {
         memcpy(v.origin, buf + o, ol);
         v.origin[ol] = '\0';
         o += ol;
-        if (ol > 0 && !vclock_node_valid(v.origin))
-                return -EBADMSG;
+        if (strlen(v.origin) != ol || (ol > 0 && !vclock_node_valid(v.origin)))
+                return -EBADMSG; /* a NUL inside would cut the name: another spelling */
         uint32_t s = 0;
         for (int shift = 0;; shift += 7) {
                 if (o >= len || shift > 28)

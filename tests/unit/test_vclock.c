@@ -283,7 +283,10 @@ static void test_one_spelling(void **state) {
         static const struct {
                 const char *file;
                 int r;
-        } crafted[] = {{"dup_node.txt", -EINVAL}, {"leading_zero.txt", -EINVAL}, {"leb128_long.bin", -EBADMSG}};
+        } crafted[] = {{"dup_node.txt", -EINVAL},
+                       {"leading_zero.txt", -EINVAL},
+                       {"leb128_long.bin", -EBADMSG},
+                       {"fuzz-nul-in-node.bin", -EBADMSG}};
         for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
                 const char *dir = getenv("FIXTURES");
                 char path[1024];

@@ -112,6 +112,34 @@ static void test_next_at_max_time(void **state) {
         assert_true(b.ts == INT64_MAX);
 }
 
+/* A row version whose origin holds a NUL ("pg_a\0x", tests/fixtures/crafted/vclock/
+ * nul-in-origin.bin as the fuzz target reads it: "R" + the bytes) read as "pg_a": another spelling
+ * of a version that version_encode writes shorter. Refused. */
+static void test_nul_in_origin(void **state) {
+        (void)state;
+        const char *dir = getenv("FIXTURES");
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/crafted/vclock/nul-in-origin.bin", dir ? dir : "tests/fixtures");
+        FILE *f = fopen(path, "rbe");
+        assert_non_null(f);
+        uint8_t buf[256];
+        size_t len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        assert_true(len > 1 && buf[0] == 'R');
+        Version v;
+        assert_int_equal(version_decode(buf + 1, len - 1, &v), -EBADMSG);
+        /* it is what version_encode writes for origin "pg_a", with "\0x" put after the name */
+        Version w;
+        uint8_t ok[VERSION_ENCODED_MAX];
+        assert_int_equal(version_next(NULL, "pg_a", 3, 1700000000123456, 0, false, &w), 0);
+        int n = version_encode(&w, ok, sizeof(ok));
+        assert_int_equal(len - 1, (size_t)n + 2);
+        assert_memory_equal(buf + 1, ok, (size_t)n - 6);
+        assert_memory_equal(buf + 1 + n - 6, "\x06pg_a\0x\0", 8);
+        assert_int_equal(version_decode(ok, (size_t)n, &v), 0);
+        assert_string_equal(v.origin, "pg_a");
+}
+
 static void test_decide_cases(void **state) {
         (void)state;
         const char *prio[] = {"pg_b", "pg_a"};
@@ -349,15 +377,11 @@ static void test_converge_vv_priority_unlisted(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_encode_decode),
-                cmocka_unit_test(test_next),
-                cmocka_unit_test(test_next_at_max_time),
-                cmocka_unit_test(test_decide_cases),
-                cmocka_unit_test(test_decide_symmetric),
-                cmocka_unit_test(test_converge_timestamp),
-                cmocka_unit_test(test_converge_vv_timestamp),
-                cmocka_unit_test(test_converge_vv_priority),
-                cmocka_unit_test(test_converge_vv_priority_unlisted),
+                cmocka_unit_test(test_encode_decode),        cmocka_unit_test(test_next),
+                cmocka_unit_test(test_next_at_max_time),     cmocka_unit_test(test_nul_in_origin),
+                cmocka_unit_test(test_decide_cases),         cmocka_unit_test(test_decide_symmetric),
+                cmocka_unit_test(test_converge_timestamp),   cmocka_unit_test(test_converge_vv_timestamp),
+                cmocka_unit_test(test_converge_vv_priority), cmocka_unit_test(test_converge_vv_priority_unlisted),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
