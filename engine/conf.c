@@ -624,7 +624,8 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
         e = entry_get(s, "source");
         for (int i = 0; pl->source && i < c->npipelines && &c->pipelines[i] != pl; i++) {
                 const PipelineConf *o = &c->pipelines[i];
-                if (o->source != pl->source || strcmp(pl->source->type, "kafka") == 0)
+                /* a connector without a type was reported already */
+                if (o->source != pl->source || !pl->source->type || strcmp(pl->source->type, "kafka") == 0)
                         continue;
                 if (strcmp(pl->source->type, "postgres") == 0 && pl->source->slot)
                         conf_err(p, e->line,

@@ -283,6 +283,17 @@ static void test_err_required_and_values(void **state) {
                       "c.conf:23: map = 'a.b => c.d' is not valid — use A.B -> C.D, A.* -> C.*, ...\n");
 }
 
+/* Two pipelines reading a connector without a type (tests/fixtures/crafted/conf/
+ * source_without_type.conf, found by the conf fuzz target): the missing type is the error; the
+ * check for two pipelines on one source passed its NULL type to strcmp. */
+static void test_err_source_without_type(void **state) {
+        (void)state;
+        expect_errors("[connector.a]\ndsn = x\n[connector.b]\ntype = postgres\ndsn = y\n"
+                      "[pipeline.one]\nsource = a\nsink = b\ntables = public.t\n"
+                      "[pipeline.two]\nsource = a\nsink = b\ntables = public.u\n",
+                      "c.conf:1: [connector.a] has no type — add type = postgres | mysql | kafka\n");
+}
+
 static void test_err_references(void **state) {
         (void)state;
         expect_errors("[connector.a]\ntype = postgres\ndsn = x\nslot = s1\nserver_id = 3\n"
@@ -715,6 +726,7 @@ int main(void) {
                 cmocka_unit_test(test_err_sections_and_keys),
                 cmocka_unit_test(test_err_required_and_values),
                 cmocka_unit_test(test_err_references),
+                cmocka_unit_test(test_err_source_without_type),
                 cmocka_unit_test(test_server_id),
                 cmocka_unit_test(test_snapshot_modes),
                 cmocka_unit_test(test_secrets),
