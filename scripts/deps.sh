@@ -10,6 +10,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client kcat prometheus curl
   procps psmisc python3 openssl systemd util-linux git
   man-db mandoc file dpkg-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -4,6 +4,7 @@
 # servers that the tests start themselves on loopback, and stops them at the end.
 #   scripts/test.sh            everything
 #   scripts/test.sh -L unit    only one ctest label (extra arguments go to ctest)
+#   FUZZ_SECONDS=0 scripts/test.sh   without the fuzz targets' run (20 s each by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +41,10 @@ echo "== tests"
 ctest --test-dir build --output-on-failure "$@"
 echo "== tests under ASan + UBSan"
 ctest --test-dir build-asan --output-on-failure "$@"
+
+# The decoders' libFuzzer targets, built with clang in build-fuzz, FUZZ_SECONDS each (0: skip);
+# longer runs: scripts/fuzz.sh SECONDS.
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  echo "== fuzz targets (${FUZZ_SECONDS:-20} s each)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi
