@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <errmsg.h>
 #include <mysqld_error.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,37 @@ bool mysql_conn_lost(unsigned int errnum) {
         return errnum == CR_SERVER_GONE_ERROR || errnum == CR_SERVER_LOST || errnum == CR_CONN_HOST_ERROR ||
                errnum == CR_CONNECTION_ERROR || errnum == ER_SERVER_SHUTDOWN || errnum == CR_SERVER_LOST_EXTENDED ||
                errnum == ER_CONNECTION_KILLED || errnum == ER_QUERY_INTERRUPTED;
+}
+
+/* Every session setting that changes a value as it is read or written, set after the handshake
+ * (and after the server's init_connect), whatever the server's, the user's or a proxy's defaults:
+ * - NAMES utf8mb4: the text of queries, results and metadata; a server started with
+ *   skip-character-set-client-handshake ignores the charset the handshake asks for;
+ * - time_zone: TIMESTAMP values are read and written in the session's zone;
+ * - sql_mode: PAD_CHAR_TO_FULL_LENGTH pads CHAR values read, NO_BACKSLASH_ESCAPES and ANSI_QUOTES
+ *   change how our SQL is read, EMPTY_STRING_IS_NULL and the Oracle modes change values written;
+ *   strict, so a value the sink cannot hold is an error, never truncated or converted;
+ * - sql_select_limit: a session default below the table's size silently cuts every SELECT (the
+ *   snapshot, information_schema's columns), and group_concat_max_len cuts a GROUP_CONCAT;
+ * - explicit_defaults_for_timestamp (MariaDB; MySQL 8 has it on and restricts setting it): when
+ *   off, a TIMESTAMP column created by create_tables becomes NOT NULL with an automatic
+ *   current-time default and update, so a NULL would be stored as the time of the write. */
+static int pin_session(const ConnectorConf *conn, MYSQL *m, CdcError *err) {
+        static const char pin[] = "SET NAMES utf8mb4, time_zone = '+00:00', "
+                                  "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', "
+                                  "sql_select_limit = 18446744073709551615, group_concat_max_len = 4294967295";
+        static const char pin_mariadb[] = ", explicit_defaults_for_timestamp = 1";
+        char sql[sizeof(pin) + sizeof(pin_mariadb)];
+        bool mariadb = strstr(mysql_get_server_info(m), "MariaDB") != NULL;
+
+        snprintf(sql, sizeof(sql), "%s%s", pin, mariadb ? pin_mariadb : "");
+        if (mysql_query(m, sql) == 0)
+                return 0;
+        unsigned int e = mysql_errno(m);
+        return cdc_error(err, -EIO, mysql_conn_lost(e), mysql_conn_lost(e) ? "connection" : "conf",
+                         "mysql connector '%s': cannot pin the session settings values depend on (%s): %s (error "
+                         "%u) — cdcsync reads and writes values only with them",
+                         conn->name, sql, mysql_error(m), e);
 }
 
 int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err) {
@@ -44,6 +76,11 @@ int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsig
                               conn->host ? conn->host : "127.0.0.1", conn->port > 0 ? conn->port : 3306,
                               conn->user ? conn->user : "", mysql_error(m),
                               auth ? " — check user, password_file and grants" : "");
+                mysql_close(m);
+                return r;
+        }
+        r = pin_session(conn, m, err);
+        if (r < 0) {
                 mysql_close(m);
                 return r;
         }

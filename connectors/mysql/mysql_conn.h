@@ -6,9 +6,12 @@
 
 #include "cdcsync/connector.h"
 
-/* Connects to conn's host:port as its user with its password (never logged), utf8mb4, the
- * conf's ssl_mode; database may be NULL. *ret untouched on failure. Returns 0 or a CdcError code
- * ("connection", retriable; "conf" for refused credentials). */
+/* Connects to conn's host:port as its user with its password (never logged), the conf's
+ * ssl_mode; database may be NULL. The session's settings that change values are then pinned
+ * (see pin_session in mysql_conn.c): utf8mb4, time_zone +00:00, a strict sql_mode without any
+ * mode that changes values or our SQL, no sql_select_limit, explicit_defaults_for_timestamp on
+ * MariaDB. *ret untouched on failure. Returns 0 or a CdcError code ("connection", retriable;
+ * "conf" for refused credentials or settings the server refuses). */
 int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err);
 /* mysql_conn_open with client capability flags for the handshake (e.g. CLIENT_FOUND_ROWS). */
 int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsigned long client_flags, MYSQL **ret,

@@ -1068,12 +1068,40 @@ static int map_table(Sink *k, const Table *t, char *schema, size_t sl, char *nam
         return 0;
 }
 
+/* A PostgreSQL char(n) (bpchar) column: its values arrive padded with blanks to n, which
+ * PostgreSQL ignores in comparisons; MySQL's CHAR drops them, and the sink drops them for every
+ * target type, so a value is the same in a key, a WHERE and a row whatever the target column. */
+static bool blank_padded(const Column *c) {
+        const char *tn = c->type_name ? c->type_name : "";
+        return c->cls == TYPE_TEXT && (strncmp(tn, "character(", 10) == 0 || strcmp(tn, "bpchar") == 0);
+}
+
 /* A MySQL column type for a source column. From a MySQL source the declared type is kept. */
 static void mysql_type(const Sink *k, const Column *c, Sql *q) {
         const char *tn = c->type_name ? c->type_name : "";
+        unsigned n = 0;
         if (k->pipe && k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "mysql") == 0 &&
             tn[0]) {
                 sql_add(q, tn); /* from information_schema COLUMN_TYPE: a type, not data */
+                return;
+        }
+        if (blank_padded(c)) {
+                /* PostgreSQL char(n): MySQL's CHAR(n) drops the padding too, and compares with it
+                 * ignored; past CHAR's 255 the values are stored without it (make_param) */
+                char b[32];
+                if (sscanf(tn, "character(%u)", &n) == 1 && n >= 1 && n <= 255) {
+                        snprintf(b, sizeof(b), "CHAR(%u)", n);
+                        sql_add(q, b);
+                } else {
+                        sql_add(q, c->key ? "VARCHAR(768)" : "LONGTEXT");
+                }
+                return;
+        }
+        if (c->cls == TYPE_TIME && strstr(tn, "with time zone")) {
+                /* PostgreSQL timetz: MySQL has no time with an offset; its text is kept whole
+                 * ("04:05:06.789+02", at most 24 characters) rather than shifted to UTC, which
+                 * would lose the offset and wrap past midnight */
+                sql_add(q, "VARCHAR(32)");
                 return;
         }
         switch (c->cls) {
@@ -1287,6 +1315,9 @@ static int make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, 
                                                 "1000..9999)"
                                               : "");
         p->binary = t->cols[i].cls == TYPE_BYTES;
+        if (blank_padded(&t->cols[i]))
+                while (p->len > 0 && p->data[p->len - 1] == ' ')
+                        p->data[--p->len] = '\0';
         return 0;
 }
 
@@ -1723,10 +1754,8 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                               k->ctx, conn->name, mysql_error(k->m));
                 goto out;
         }
-        r = simple(k,
-                   "SET SESSION time_zone = '+00:00', autocommit = 0, "
-                   "sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-                   err);
+        /* time_zone, sql_mode and the rest are pinned by mysql_conn_open */
+        r = simple(k, "SET SESSION autocommit = 0", err);
         if (r < 0)
                 goto out;
         r = simple(k, "CREATE DATABASE IF NOT EXISTS `cdcsync`", err);

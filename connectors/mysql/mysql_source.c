@@ -1652,10 +1652,10 @@ static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile,
         int r = mysql_conn_open(s->conn, NULL, &snap, err);
         if (r < 0)
                 return r;
-        /* UTC: TIMESTAMP columns print as the stream decodes them; a long net_write_timeout:
-         * the server waits while a full queue holds the reader back */
+        /* mysql_conn_open pinned time_zone UTC (TIMESTAMP columns print as the stream decodes
+         * them) and the sql_mode (CHAR values unpadded); a long net_write_timeout: the server
+         * waits while a full queue holds the reader back */
         static const char *const setup[] = {
-                "SET SESSION time_zone = '+00:00'",
                 "SET SESSION net_write_timeout = 86400",
                 "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
                 "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",

@@ -1,6 +1,7 @@
 /* Opening a libpq connection for a postgres connector, with the password kept out of strings. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cdcsync/log.h"
@@ -54,15 +55,117 @@ static void on_notice(void *arg, const char *message) {
         log_debug(NULL, "connector %s: server notice: %s", conf->name, buf);
 }
 
-int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcError *err) {
+/* Every setting that changes the text form of a value, as the startup options set it and as
+ * current_setting() must then show it. PostgreSQL's own subscriber pins the first three
+ * (libpqwalreceiver.c); the rest change values too: TimeZone the offset a timestamptz prints with,
+ * bytea_output hex or escape, lc_monetary what a money value means (its digits after the point,
+ * its symbol and separators), xmloption whether an xml fragment is accepted, array_nulls whether
+ * an unquoted NULL in an array is a null or the string "NULL", standard_conforming_strings how a
+ * literal of ours is read, search_path whether a regclass prints qualified. */
+typedef struct {
+        const char *name;
+        const char *value; /* in the options string: no blank */
+        const char *shown; /* what current_setting(name) says once it holds */
+        bool source_only;
+} PinnedSetting;
+
+static const PinnedSetting pinned[] = {
+        {"DateStyle", "ISO,YMD", "ISO, YMD", false},
+        {"IntervalStyle", "postgres", "postgres", false},
+        {"extra_float_digits", "3", "3", false},
+        {"TimeZone", "UTC", "UTC", false},
+        {"bytea_output", "hex", "hex", false},
+        {"lc_monetary", "C", "C", false},
+        {"standard_conforming_strings", "on", "on", false},
+        {"xmloption", "content", "content", false},
+        {"array_nulls", "on", "on", false},
+        /* A sink keeps the search_path its users' triggers may rely on: what it receives from a
+         * PostgreSQL source is qualified. */
+        {"search_path", "pg_catalog", "pg_catalog", true},
+};
+
+#define N_PINNED (sizeof(pinned) / sizeof(pinned[0]))
+
+/* The startup options: the dsn's own (or PGOPTIONS when the dsn has none, as libpq would use
+ * them), then ours, which win. Returns a malloc'ed string or NULL on ENOMEM. */
+static char *options_string(const PQconninfoOption *opts, unsigned flags) {
+        const char *base = NULL;
+        char *s = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        for (const PQconninfoOption *o = opts; o && o->keyword; o++)
+                if (strcmp(o->keyword, "options") == 0 && o->val && *o->val)
+                        base = o->val;
+        if (!base)
+                base = getenv("PGOPTIONS");
+        f = open_memstream(&s, &len);
+        if (!f)
+                return NULL;
+        if (base && *base)
+                fprintf(f, "%s ", base);
+        for (size_t i = 0; i < N_PINNED; i++)
+                if (!pinned[i].source_only || (flags & PG_CONN_SOURCE))
+                        fprintf(f, "%s-c %s=%s", i ? " " : "", pinned[i].name, pinned[i].value);
+        if (fclose(f) != 0) {
+                free(s);
+                return NULL;
+        }
+        return s;
+}
+
+/* Reads the pinned settings back: a pooler or proxy may drop the startup options (PgBouncer
+ * with ignore_startup_parameters), and then values would silently take the server's forms. */
+static int check_pinned(const ConnectorConf *conf, PGconn *conn, unsigned flags, CdcError *err) {
+        char *sql = NULL, msg[512];
+        size_t len = 0;
+        FILE *f = open_memstream(&sql, &len);
+        PGresult *res;
+        int r = 0, col = 0;
+
+        if (!f)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        fputs("SELECT ", f);
+        for (size_t i = 0; i < N_PINNED; i++)
+                if (!pinned[i].source_only || (flags & PG_CONN_SOURCE))
+                        fprintf(f, "%scurrent_setting('%s')", i ? ", " : "", pinned[i].name);
+        if (fclose(f) != 0) {
+                free(sql);
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        }
+        res = PQexec(conn, sql);
+        free(sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                pg_conn_error_text(conf, conn, res, msg, sizeof(msg));
+                PQclear(res);
+                return cdc_error(err, -EIO, true, "connection", "connector %s: reading the session settings: %s",
+                                 conf->name, msg);
+        }
+        for (size_t i = 0; i < N_PINNED && r == 0; i++) {
+                if (pinned[i].source_only && !(flags & PG_CONN_SOURCE))
+                        continue;
+                const char *v = PQgetvalue(res, 0, col++);
+                if (strcmp(v, pinned[i].shown) != 0)
+                        r = cdc_error(err, -EPROTO, false, "conf",
+                                      "connector %s: the session setting %s is '%.64s', not '%s' as cdcsync asked in "
+                                      "the startup parameter \"options\": values would be read or written in another "
+                                      "form — connect to PostgreSQL directly, or make the pooler or proxy pass "
+                                      "\"options\" on",
+                                      conf->name, pinned[i].name, v, pinned[i].shown);
+        }
+        PQclear(res);
+        return r;
+}
+
+int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcError *err) {
         /* Order matters: the dsn (expanded from "dbname") overrides what comes before it and is
          * overridden by what comes after. */
-        const char *keys[8], *vals[8];
-        char *parse_err = NULL;
+        const char *keys[9], *vals[9];
+        char *parse_err = NULL, *options;
         char msg[768];
         PQconninfoOption *opts;
         PGconn *conn;
-        int n = 0;
+        int n = 0, r;
 
         if (!conf->dsn)
                 return cdc_error(err, -EINVAL, false, "conf", "connector %s: no dsn set", conf->name);
@@ -76,19 +179,24 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
                                  "connector %s (%s:%d): invalid dsn: %s — fix the libpq conninfo", conf->name,
                                  conf->file ? conf->file : "?", conf->line, msg);
         }
+        options = options_string(opts, flags);
         PQconninfoFree(opts);
+        if (!options)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
 
         keys[n] = "fallback_application_name", vals[n++] = "cdcsync";
         keys[n] = "connect_timeout", vals[n++] = "10";
         keys[n] = "dbname", vals[n++] = conf->dsn;
         keys[n] = "client_encoding", vals[n++] = "UTF8";
-        if (replication)
+        keys[n] = "options", vals[n++] = options;
+        if (flags & PG_CONN_REPLICATION)
                 keys[n] = "replication", vals[n++] = "database";
         if (conf->password)
                 keys[n] = "password", vals[n++] = conf->password;
         keys[n] = NULL, vals[n] = NULL;
 
         conn = PQconnectdbParams(keys, vals, 1);
+        free(options);
         if (!conn)
                 return cdc_error(err, -ENOMEM, true, "connection", "connector %s: out of memory", conf->name);
         if (PQstatus(conn) != CONNECTION_OK) {
@@ -104,11 +212,20 @@ int pg_conn_open(const ConnectorConf *conf, bool replication, PGconn **ret, CdcE
                                  " — check the password (password_file or password) in [connector.%s] and the "
                                  "role's pg_hba.conf entry",
                                  conf->name);
+                else if (strstr(msg, "startup parameter"))
+                        snprintf(hint, sizeof(hint),
+                                 " — cdcsync pins how values are written through the startup parameter "
+                                 "\"options\": connect to PostgreSQL directly, or let the pooler pass it");
                 PQfinish(conn);
                 return cdc_error(err, -ECONNREFUSED, true, "connection",
                                  "connector %s: cannot connect to postgresql: %s%s", conf->name, msg, hint);
         }
         PQsetNoticeProcessor(conn, on_notice, (void *)conf);
+        r = check_pinned(conf, conn, flags, err);
+        if (r < 0) {
+                PQfinish(conn);
+                return r;
+        }
         *ret = conn;
         return 0;
 }

@@ -413,7 +413,7 @@ static int session_open(Sink *k, CdcError *err) {
         reset_session_state(k);
         PQfinish(k->conn);
         k->conn = NULL;
-        r = pg_conn_open(k->conf, false, &k->conn, err);
+        r = pg_conn_open(k->conf, PG_CONN_SQL, &k->conn, err);
         if (r < 0)
                 return r;
         /* Every statement of ours finds its row by key, as PostgreSQL's own apply worker does
@@ -1902,7 +1902,7 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
         PGresult *res;
         int r;
 
-        r = pg_conn_open(conn, false, &c, err);
+        r = pg_conn_open(conn, PG_CONN_SQL, &c, err);
         if (r < 0)
                 return r;
         res = PQexec(c, "SELECT current_user, current_database(), "

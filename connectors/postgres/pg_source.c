@@ -1524,11 +1524,11 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
         /* The settings and the role are checked before the walsender connection: without
          * REPLICATION that connection fails with a bare "must be superuser or replication role"
          * that would be retried forever as a connection error. */
-        int r = pg_conn_open(conn, false, &s->sql, err);
+        int r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
         if (r == 0)
                 r = check_server(s, err);
         if (r == 0)
-                r = pg_conn_open(conn, true, &s->repl, err);
+                r = pg_conn_open(conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &s->repl, err);
         if (r == 0)
                 r = ensure_publication(s, err);
         if (r < 0) {
@@ -1551,7 +1551,7 @@ static int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, 
                 snprintf(s->slot, sizeof(s->slot), "%s", conn->slot);
         else
                 default_name(pipe->name, s->slot, sizeof(s->slot));
-        int r = pg_conn_open(conn, false, &s->sql, err);
+        int r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
         if (r == 0)
                 r = check_server(s, err);
         bool invalid = false;
