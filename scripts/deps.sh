@@ -8,7 +8,7 @@ PACKAGES=(
   libpq-dev libmariadb-dev librdkafka-dev libjansson-dev libcmocka-dev libmicrohttpd-dev
   liblmdb-dev libinih-dev libsystemd-dev zlib1g-dev
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client kcat prometheus curl
-  procps psmisc python3 openssl systemd util-linux git
+  procps psmisc python3 openssl systemd util-linux git locales
   man-db mandoc file dpkg-dev
   clang libclang-rt-14-dev
 )

@@ -23,6 +23,8 @@
 #include "mysql/mysql_sink.h"
 
 #define STMT_CACHE_MAX 64
+#define ROW_COLS_SHOWN 3   /* columns of a keyless row quoted in an error message... */
+#define ROW_VALUE_SHOWN 24 /* ...and bytes of each */
 
 typedef struct CachedStmt {
         struct CachedStmt *next;
@@ -131,6 +133,9 @@ struct Sink {
         char ctx[160];
         char *qbuf; /* owned: the text buffer sink_apply builds each change's statement in, kept */
         size_t qcap;
+        uint64_t txn_xid; /* the source transaction of the last change applied... */
+        Position txn_pos; /* ...its commit position (as its changes carry it) */
+        uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
 };
 
 /* ---- SQL text with quoted identifiers ---- */
@@ -484,7 +489,7 @@ static int diverged(Sink *k, const Run *u, int i, uint64_t rows, CdcError *err) 
         char n[24];
         snprintf(n, sizeof(n), "%" PRIu64, rows);
         return cdc_error(err, -ENOENT, false, "data",
-                         "%s %s (row key %s) matched %s rows instead of 1: the sink diverged from the source (a row "
+                         "%s %s (%s) matched %s rows instead of 1: the sink diverged from the source (a row "
                          "was changed or deleted on the sink, or the sink was not in sync when the pipeline started)",
                          k->ctx, u->what, i >= 0 && u->keys[i] ? u->keys[i] : "unknown", rows ? n : "no");
 }
@@ -501,7 +506,7 @@ static int run_rows_range(Sink *k, Run *u, int from, int to, CdcError *err) {
                 if (r < 0) {
                         if (strcmp(err->kind, "data") == 0 && u->keys[i]) {
                                 size_t ml = strlen(err->message);
-                                snprintf(err->message + ml, sizeof(err->message) - ml, " (row key %s)", u->keys[i]);
+                                snprintf(err->message + ml, sizeof(err->message) - ml, " (%s)", u->keys[i]);
                         }
                         return r;
                 }
@@ -1353,8 +1358,6 @@ static int add_where(Sink *k, const Table *t, const Value *img, Sql *q, Param *p
         return 0;
 }
 
-/* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
- * gets its key, "(id)=(42)" (every column for a table without key), as the source has it. */
 /* Appends n bytes of s to out (used of cap, one byte kept for the NUL); false when they do not fit. */
 static bool text_put(char *out, size_t cap, size_t *used, const char *s, size_t n) {
         if (*used + n + 1 > cap)
@@ -1365,16 +1368,57 @@ static bool text_put(char *out, size_t cap, size_t *used, const char *s, size_t 
         return true;
 }
 
-/* Built for every change (an error later names its row), so by hand rather than with printf. */
-static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
+/* How many of the first max bytes of v to quote: cut before a UTF-8 continuation byte. */
+static size_t text_cut(const char *v, size_t max) {
+        size_t n = strnlen(v, max);
+        if (v[n] != '\0')
+                while (n > 0 && ((unsigned char)v[n] & 0xC0) == 0x80)
+                        n--;
+        return n;
+}
+
+/* A value the sink cannot store stops the pipeline: the operator needs the row, so the message
+ * names it as the source has it: "row key (id)=(42)". A table without key would have its whole
+ * row as key (about a kilobyte in a message): its place in the source transaction (row, from 1)
+ * and its first columns find it, "row 3 of its source transaction, no key: a=1, b=one, c=abc…,
+ * and 9 more columns". Built for every change (an error later names its row), so by hand rather
+ * than with printf. */
+static void key_text(const Table *t, const Value *img, uint32_t row, char *out, size_t cap) {
         char names[256] = "", vals[256] = "";
         size_t nl = 0, vl = 0, ol = 0;
         bool keyed = table_nkeys(t) > 0;
         out[0] = '\0';
         if (!img)
                 return;
+        if (!keyed) {
+                char num[64];
+                int shown = 0, more = 0;
+                snprintf(num, sizeof(num), "row %" PRIu32 " of its source transaction, no key:", row);
+                text_put(out, cap, &ol, num, strlen(num));
+                for (int i = 0; i < t->ncols; i++) {
+                        if (img[i].kind == VALUE_UNCHANGED)
+                                continue;
+                        if (shown == ROW_COLS_SHOWN) {
+                                more++;
+                                continue;
+                        }
+                        const char *v = img[i].kind == VALUE_TEXT ? img[i].data : "NULL";
+                        size_t vn = text_cut(v, ROW_VALUE_SHOWN);
+                        if (!text_put(out, cap, &ol, shown ? ", " : " ", shown ? 2 : 1) ||
+                            !text_put(out, cap, &ol, t->cols[i].name, strlen(t->cols[i].name)) ||
+                            !text_put(out, cap, &ol, "=", 1) || !text_put(out, cap, &ol, v, vn) ||
+                            (v[vn] && !text_put(out, cap, &ol, "…", strlen("…"))))
+                                return;
+                        shown++;
+                }
+                if (more) {
+                        snprintf(num, sizeof(num), ", and %d more column%s", more, more > 1 ? "s" : "");
+                        text_put(out, cap, &ol, num, strlen(num));
+                }
+                return;
+        }
         for (int i = 0; i < t->ncols; i++) {
-                if (keyed && !t->cols[i].key)
+                if (!t->cols[i].key)
                         continue;
                 const char *v = img[i].kind == VALUE_TEXT ? img[i].data : "NULL";
                 size_t n = strlen(t->cols[i].name), vn = strnlen(v, 40);
@@ -1388,19 +1432,19 @@ static void key_text(const Table *t, const Value *img, char *out, size_t cap) {
                         break;
                 }
         }
-        if (!text_put(out, cap, &ol, "(", 1) || !text_put(out, cap, &ol, names, nl) ||
+        if (!text_put(out, cap, &ol, "row key (", 9) || !text_put(out, cap, &ol, names, nl) ||
             !text_put(out, cap, &ol, ")=(", 3) || !text_put(out, cap, &ol, vals, vl) ||
             !text_put(out, cap, &ol, ")", 1))
                 out[cap - 1] = '\0';
 }
 
-static void add_key_to_message(const Table *t, const Value *img, CdcError *err) {
+static void add_key_to_message(const Table *t, const Value *img, uint32_t row, CdcError *err) {
         char key[600];
         if (!img)
                 return;
-        key_text(t, img, key, sizeof(key));
+        key_text(t, img, row, key, sizeof(key));
         size_t ml = strlen(err->message);
-        snprintf(err->message + ml, sizeof(err->message) - ml, " (row key %s)", key);
+        snprintf(err->message + ml, sizeof(err->message) - ml, " (%s)", key);
 }
 
 /* True when t's target is known with this very shape: ensure_table will send nothing. */
@@ -1535,7 +1579,13 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         char *rk[2] = {NULL, NULL};
         size_t rkl[2] = {0, 0};
         int nrk = 0;
-        (void)txn;
+        /* a source transaction's changes all carry the same xid and commit position */
+        if (txn->xid != k->txn_xid || position_cmp(txn->commit_pos, k->txn_pos) != 0 || k->txn_row == 0) {
+                k->txn_xid = txn->xid;
+                k->txn_pos = txn->commit_pos;
+                k->txn_row = 0;
+        }
+        k->txn_row++;
         Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
         if (!p)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
@@ -1660,7 +1710,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         }
         const char *opname = c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete";
         char key[600];
-        key_text(t, c->before ? c->before : c->after, key, sizeof(key));
+        key_text(t, c->before ? c->before : c->after, k->txn_row, key, sizeof(key));
         /* the multi-row form this change qualifies for (see MULTI_NONE) */
         int mkind = MULTI_NONE;
         if (tt && tt->shape == t && tt->reorder && table_nkeys(t) == 1) {
@@ -1678,7 +1728,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 goto out_sent; /* a flushed run's error: its message names its own row */
 out:
         if (r < 0 && strcmp(err->kind, "data") == 0)
-                add_key_to_message(t, c->before ? c->before : c->after, err);
+                add_key_to_message(t, c->before ? c->before : c->after, k->txn_row, err);
 out_sent:
         for (int i = 0; i < nrk; i++)
                 free(rk[i]);
@@ -1900,6 +1950,7 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
 
 static int sink_begin(Sink *k, CdcError *err) {
         pending_clear(k);
+        k->txn_row = 0; /* a batch starts with a source transaction */
         int r = simple(k, "START TRANSACTION", err);
         if (r == 0)
                 k->in_txn = true;

@@ -15,6 +15,8 @@
 #define PENDING_MAX 1000    /* unread results before we stop and read: bounds client memory */
 #define STMT_CACHE_MAX 4096 /* distinct prepared statements before DEALLOCATE ALL */
 #define KEY_VALUE_SHOWN 64  /* bytes of a key value quoted in an error message */
+#define ROW_COLS_SHOWN 3    /* columns of a keyless row quoted in an error message... */
+#define ROW_VALUE_SHOWN 24  /* ...and bytes of each */
 #define GROUPS_MAX 8        /* runs held per table (insert, delete, UPDATE column sets) */
 #define HELD_MAX 2048       /* rows held per table before they are sent */
 #define STMT_ROWS_MAX 512   /* rows of one multi-row statement (powers of two below) */
@@ -154,6 +156,9 @@ struct Sink {
         int mask_cap;
         TState **ts; /* owned: tables seen this session (cleared with `tables`) */
         int nts, ts_cap;
+        uint64_t txn_xid; /* the source transaction of the last change applied... */
+        Position txn_pos; /* ...its commit position (as its changes carry it) */
+        uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
 };
 
 static void ts_drop_all(Sink *k);
@@ -710,6 +715,7 @@ static int sink_begin(Sink *k, CdcError *err) {
 
         if (k->in_txn)
                 return cdc_error(err, -EBUSY, false, "internal", "sink %s: begin inside a batch", k->conf->name);
+        k->txn_row = 0; /* a batch starts with a source transaction */
         if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
                 r = session_open(k, err);
                 if (r < 0)
@@ -729,9 +735,12 @@ static int sink_begin(Sink *k, CdcError *err) {
 }
 
 /* "shop.orders key (id)=(42)": the change's table and key for error messages; values are cut to
- * KEY_VALUE_SHOWN bytes and control characters shown as '?'. */
+ * KEY_VALUE_SHOWN bytes and control characters shown as '?'. A table without key (row > 0):
+ * the whole row would be its key, about a kilobyte in a message; its place in the source
+ * transaction and its first columns find it: "shop.log (row 3 of its source transaction, no
+ * key: a=1, b=one, c=abc…, and 9 more columns)". */
 static char *describe(const char *op, const char *schema, const char *name, const Table *t, const Value *kv,
-                      const uint8_t *mask) {
+                      const uint8_t *mask, uint32_t row) {
         char buf[768];
         size_t len = 0;
         int n;
@@ -743,7 +752,32 @@ static char *describe(const char *op, const char *schema, const char *name, cons
                         len = (size_t)n < sizeof(buf) - len ? len + (size_t)n : sizeof(buf) - 1;                       \
         } while (0)
         PUT("%s of %s.%s", op, schema, name);
-        if (kv && mask) {
+        if (kv && mask && row > 0) {
+                int shown = 0, more = 0;
+                PUT(" (row %" PRIu32 " of its source transaction, no key:", row);
+                for (int i = 0; i < t->ncols; i++) {
+                        if (!(mask[i] & (PG_SQL_WHERE | PG_SQL_WHERE_NULL)))
+                                continue;
+                        if (shown == ROW_COLS_SHOWN) {
+                                more++;
+                                continue;
+                        }
+                        if (kv[i].kind != VALUE_TEXT) {
+                                PUT("%s %s=null", shown ? "," : "", t->cols[i].name);
+                        } else {
+                                /* cut before a UTF-8 continuation byte */
+                                int cut = kv[i].len > ROW_VALUE_SHOWN ? ROW_VALUE_SHOWN : (int)kv[i].len;
+                                while (cut > 0 && cut < (int)kv[i].len &&
+                                       ((unsigned char)kv[i].data[cut] & 0xC0) == 0x80)
+                                        cut--;
+                                PUT("%s %s=%.*s%s", shown ? "," : "", t->cols[i].name, cut, kv[i].data,
+                                    (uint32_t)cut < kv[i].len ? "…" : "");
+                        }
+                        shown++;
+                }
+                /* (%.0d prints nothing for 0) */
+                PUT("%s%.0d%s)", more ? ", and " : "", more, more ? (more > 1 ? " more columns" : " more column") : "");
+        } else if (kv && mask) {
                 bool first = true;
                 PUT(" key (");
                 for (int i = 0; i < t->ncols; i++) {
@@ -1256,7 +1290,7 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                 }
                 if (g->op == CHANGE_INSERT) {
                         if (n == 1) {
-                                what = describe(opname, ts->schema, ts->name, t, g->rows[done], keymask);
+                                what = describe(opname, ts->schema, ts->name, t, g->rows[done], keymask, 0);
                         } else {
                                 char buf[600];
                                 snprintf(buf, sizeof(buf), "insert of %d rows into %s.%s", n, ts->schema, ts->name);
@@ -1266,7 +1300,7 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                         /* Each row's description, for naming a row the sink lacks. */
                         size_t len = 0, cap = 0;
                         for (int row = done; row < done + n; row++) {
-                                char *d = describe(opname, ts->schema, ts->name, t, g->rows[row], keymask);
+                                char *d = describe(opname, ts->schema, ts->name, t, g->rows[row], keymask, 0);
                                 size_t dl = d ? strlen(d) + 1 : 0;
                                 if (d && len + dl > cap) {
                                         char *p;
@@ -1519,9 +1553,15 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         bool upsert = (c->flags & CHANGE_IDEMPOTENT) && c->op != CHANGE_TRUNCATE;
         int r, np = 0;
 
-        (void)txn;
         if (!k->in_txn)
                 return cdc_error(err, -EINVAL, false, "internal", "sink %s: apply outside a batch", k->conf->name);
+        /* a source transaction's changes all carry the same xid and commit position */
+        if (txn->xid != k->txn_xid || position_cmp(txn->commit_pos, k->txn_pos) != 0 || k->txn_row == 0) {
+                k->txn_xid = txn->xid;
+                k->txn_pos = txn->commit_pos;
+                k->txn_row = 0;
+        }
+        k->txn_row++;
         if (k->failed) {
                 *err = k->first_err;
                 return k->first_err.code;
@@ -1676,7 +1716,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 goto bad_change;
         if (r < 0)
                 goto oom;
-        what = describe(opname, schema, name, t, kv, kv ? k->mask : NULL);
+        what = describe(opname, schema, name, t, kv, kv ? k->mask : NULL, keyless ? k->txn_row : 0);
         if (!what)
                 goto oom;
         r = statement(k, sql, np, &stmt, err);

@@ -189,6 +189,42 @@ int main(int argc, char **argv) {
         CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
         CHECK(ops->commit(k, (Position){0, 300}, "0/12C", NULL, &err));
         printf("idempotent: ok\n");
+        /* batch 8: a table without key: an update of a row the sink lacks is named by its place in
+         * the source transaction and its first columns, not by its whole image (12 x 100 bytes) */
+        {
+                Table *w = table_new("public", "wide", 12);
+                char v[101], a[101], name[8], want[400];
+                memset(v, 'b', 100);
+                v[100] = '\0';
+                memset(a, 'a', 100);
+                a[100] = '\0';
+                Value *before = values_new(12), *after = values_new(12), *ins = values_new(12);
+                for (int i = 0; i < 12; i++) {
+                        snprintf(name, sizeof(name), "c%d", i + 1);
+                        w->cols[i].name = strdup(name);
+                        w->cols[i].type_name = strdup("text");
+                        w->cols[i].cls = TYPE_TEXT;
+                        value_set(&before[i], v, 100);
+                        value_set(&after[i], a, 100);
+                        value_set(&ins[i], a, 100);
+                }
+                snprintf(want, sizeof(want),
+                         "(row 2 of its source transaction, no key: c1=%.24s…, c2=%.24s…, c3=%.24s…, and 9 more "
+                         "columns) matched no rows instead of 1",
+                         v, v, v);
+                CHECK(ops->begin(k, &err));
+                r = apply(ops, k, w, CHANGE_INSERT, NULL, ins, &err);
+                if (r == 0)
+                        r = apply(ops, k, w, CHANGE_UPDATE, before, after, &err);
+                else
+                        values_free(before, 12), values_free(after, 12);
+                if (r == 0)
+                        r = ops->commit(k, (Position){0, 999}, "0/3E7", NULL, &err);
+                printf("keyless: r=%d %s %s\n", r < 0, r < 0 ? err.kind : "-",
+                       r < 0 && strstr(err.message, want) && strlen(err.message) < 400 ? "brief" : err.message);
+                ops->rollback(k);
+                table_unref(w);
+        }
         CHECK(ops->last_position(k, &pos, &found, &err));
         printf("last found=%d %llu/%llu\n", found, (unsigned long long)pos.hi, (unsigned long long)pos.lo);
 out:

@@ -312,6 +312,43 @@ static int run_test(const char *dsn) {
               "duplicate: r=%d kind=%s msg=%s", r, err.kind, err.message);
         CHECK(ops->rollback(k) == 0, "rollback after duplicate");
 
+        /* A table without key: a missing row is named by its place in the source transaction and
+         * its first columns, not by its whole image (here 12 columns of 100 bytes). */
+        {
+                static const ColDef wide_cols[] = {
+                        {"c1", "text", TYPE_TEXT, false},  {"c2", "text", TYPE_TEXT, false},
+                        {"c3", "text", TYPE_TEXT, false},  {"c4", "text", TYPE_TEXT, false},
+                        {"c5", "text", TYPE_TEXT, false},  {"c6", "text", TYPE_TEXT, false},
+                        {"c7", "text", TYPE_TEXT, false},  {"c8", "text", TYPE_TEXT, false},
+                        {"c9", "text", TYPE_TEXT, false},  {"c10", "text", TYPE_TEXT, false},
+                        {"c11", "text", TYPE_TEXT, false}, {"c12", "text", TYPE_TEXT, false}};
+                Table *wide = mk_table("Shop", "wide", wide_cols, 12, 'f');
+                char v[101], a[101], want[400];
+                memset(v, 'b', 100);
+                v[100] = '\0';
+                memset(a, 'a', 100);
+                a[100] = '\0';
+                const char *old_row[12] = {v, v, v, v, v, v, v, v, v, v, v, v};
+                const char *new_row[12] = {a, a, a, a, a, a, a, a, a, a, a, a};
+                admin_exec("CREATE TABLE \"Shop\".wide (c1 text, c2 text, c3 text, c4 text, c5 text, c6 text, c7 "
+                           "text, c8 text, c9 text, c10 text, c11 text, c12 text)");
+                snprintf(want, sizeof(want),
+                         "update of Shop.wide (row 2 of its source transaction, no key: c1=%.24s…, c2=%.24s…, "
+                         "c3=%.24s…, and 9 more columns) affected 0 rows instead of 1",
+                         v, v, v);
+                t2 = txn_at(450, 1700000003500000);
+                must(ops->begin(k, &err), &err, "begin keyless");
+                r = apply(k, &t2, CHANGE_INSERT, wide, NULL, new_row, 0, &err);
+                if (r == 0)
+                        r = apply(k, &t2, CHANGE_UPDATE, wide, old_row, new_row, 0, &err);
+                if (r == 0)
+                        r = ops->commit(k, (Position){0, 450}, "0/1C2", &t2, &err);
+                CHECK(r < 0 && strcmp(err.kind, "data") == 0 && strstr(err.message, want) && strlen(err.message) < 400,
+                      "keyless missing row: r=%d kind=%s msg=%s", r, err.kind, err.message);
+                CHECK(ops->rollback(k) == 0, "rollback after keyless");
+                table_unref(wide);
+        }
+
         /* A missing target table without create_tables: retriable schema error, nothing applied. */
         must(ops->begin(k, &err), &err, "begin 7");
         r = apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("1", "2.5", "{a,\"b c\"}", NULL), 0, &err);

@@ -28,6 +28,7 @@ missing-update: r=1 data retriable=0 named
 missing-delete: r=1 data retriable=0 named
 missing-single: r=1 data retriable=0 named
 idempotent: ok
+keyless: r=1 data brief
 last found=1 0/300
 W
 diff -u "$tmp/want" "$tmp/out" || fail "driver answers"
