@@ -90,8 +90,9 @@ SQL
 
 # The source's dsn brings options of its own (the user's): cdcsync's pins come after them and win.
 pg_conn() {
-  printf "type = postgres\ndsn = host=127.0.0.1 port=%s user=cdc dbname=%s options='-c DateStyle=SQL,DMY -c work_mem=8MB'\n" \
-    "${2:-$PG_pg_PORT}" "$1"
+  local opts=""
+  [ "$1" = src ] && opts=" options='-c DateStyle=SQL,DMY -c work_mem=8MB'"
+  printf "type = postgres\ndsn = host=127.0.0.1 port=%s user=cdc dbname=%s%s\n" "$PG_pg_PORT" "$1" "$opts"
 }
 my_conn() {
   printf 'cdc-pw\n' >"$WORK/my.pass"
