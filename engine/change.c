@@ -52,8 +52,23 @@ Table *table_unref(Table *t) {
         for (int i = 0; i < t->ncols; i++) {
                 free(t->cols[i].name);
                 free(t->cols[i].type_name);
+                free(t->cols[i].base_type);
         }
         free(t->cols);
+        for (int i = 0; i < t->ntypes; i++) {
+                free(t->types[i].schema);
+                free(t->types[i].name);
+                free(t->types[i].column);
+                free(t->types[i].ddl);
+                free(t->types[i].why);
+        }
+        free(t->types);
+        for (int i = 0; i < t->ngen; i++) {
+                free(t->gen[i].name);
+                free(t->gen[i].type_name);
+                free(t->gen[i].expr);
+        }
+        free(t->gen);
         free(t->schema);
         free(t->name);
         free(t);

@@ -18,6 +18,7 @@
 #include "postgres/pg_source.h"
 #include "postgres/pgoutput.h"
 #include "postgres/pgtypes.h"
+#include "postgres/pg_typedef.h"
 
 #define STATUS_INTERVAL_USEC (1 * 1000000LL) /* standby status at least this often */
 #define HEARTBEAT_IDLE_USEC (10 * 1000000LL) /* idle this long: emit a WAL heartbeat */
@@ -124,6 +125,24 @@ static PGresult *query(Source *s, PGconn *c, const char *sql, int n, const char 
                   errtext(s, c, res, buf, sizeof(buf)));
         PQclear(res);
         return NULL;
+}
+
+/* With search_path = pg_catalog every name the server prints (format_type, pg_get_expr, reg*
+ * values) is schema-qualified unless it is pg_catalog's: type names a sink can use as they are,
+ * and the same values in the snapshot as in the stream. PostgreSQL's own subscriber empties it
+ * on its connections to the publisher. */
+static int catalog_search_path(Source *s, PGconn *c, CdcError *err) {
+        /* simple protocol: a walsender connection takes no other */
+        PGresult *res = PQexec(c, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)");
+        int r = 0;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                char buf[512];
+                bool lost = PQstatus(c) != CONNECTION_OK;
+                r = cdc_error(err, -EIO, lost, lost ? "connection" : "source", "connector %s: setting search_path: %s",
+                              s->conn->name, errtext(s, c, res, buf, sizeof(buf)));
+        }
+        PQclear(res);
+        return r;
 }
 
 /* ---- checks ---- */
@@ -325,45 +344,114 @@ static int rel_store(Source *s, Table *t) {
         return 0;
 }
 
-/* Fills the declared type names and the primary key from the catalogue (the Relation message
- * has only OIDs and the replica identity). Types are looked up by (oid, typmod), which does not
- * change over time; the key by column name, falling back to the replica identity. */
+/* The user-defined types the table's columns need (Table.types), for a PostgreSQL sink that
+ * creates the table. */
+static int describe_types(Source *s, Table *t, const char *relid, CdcError *err) {
+        const char *params[] = {relid};
+        PGresult *res = query(s, s->sql, pg_typedef_needed_sql, 1, params, err);
+        if (!res)
+                return err->code;
+        int n = PQntuples(res);
+        t->types = calloc((size_t)n + 1, sizeof(*t->types));
+        bool oom = !t->types;
+        for (int r = 0; !oom && r < n; r++) {
+                TypeDef *td = &t->types[t->ntypes++];
+                td->schema = strdup(PQgetvalue(res, r, 0));
+                td->name = strdup(PQgetvalue(res, r, 1));
+                td->column = strdup(PQgetvalue(res, r, 2));
+                td->ddl = PQgetisnull(res, r, 3) ? NULL : strdup(PQgetvalue(res, r, 3));
+                td->why = PQgetisnull(res, r, 4) ? NULL : strdup(PQgetvalue(res, r, 4));
+                oom = !td->schema || !td->name || !td->column || (!td->ddl && !td->why);
+        }
+        PQclear(res);
+        return oom ? cdc_error(err, -ENOMEM, false, "internal", "out of memory") : 0;
+}
+
+/* Fills the declared type names, the primary key, the generated columns and the user-defined
+ * types from the catalogue (the Relation message has only OIDs and the replica identity). Types
+ * are looked up by (oid, typmod), which does not change over time; the key by column name,
+ * falling back to the replica identity. A column of a domain gets its base type's name and class
+ * (what another system maps), an array of a user-defined type the array class. */
 static int describe_table(Source *s, Table *t, CdcError *err) {
         char relid[16];
         snprintf(relid, sizeof(relid), "%u", t->rel_id);
         const char *params[] = {relid};
-        PGresult *res = query(s, s->sql,
-                              "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-                              "coalesce(a.attnum = ANY(i.indkey), false) "
-                              "FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-                              "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped",
-                              1, params, err);
+        PGresult *res =
+                query(s, s->sql,
+                      "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), "
+                      "coalesce(a.attnum = ANY(i.indkey), false), a.attgenerated <> '', "
+                      "pg_catalog.pg_get_expr(d.adbin, d.adrelid), "
+                      "CASE WHEN b.oid <> a.atttypid THEN pg_catalog.format_type(b.oid, b.typmod) END, b.oid, "
+                      "bt.typtype = 'b' AND bt.typelem <> 0 AND bt.typlen = -1, "
+                      "tn.nspname NOT IN ('pg_catalog', 'information_schema') "
+                      "FROM pg_catalog.pg_attribute a "
+                      "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+                      "JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace "
+                      "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                      "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                      "  AND a.attgenerated <> '' "
+                      /* a domain's base type, through domains of domains */
+                      "CROSS JOIN LATERAL (WITH RECURSIVE b(oid, typmod, lvl) AS (SELECT a.atttypid, a.atttypmod, 0 "
+                      "  UNION ALL SELECT t.typbasetype, t.typtypmod, b.lvl + 1 FROM b JOIN pg_catalog.pg_type t "
+                      "  ON t.oid = b.oid WHERE t.typtype = 'd' AND b.lvl < 32) "
+                      "  SELECT oid, typmod FROM b ORDER BY lvl DESC LIMIT 1) b "
+                      "JOIN pg_catalog.pg_type bt ON bt.oid = b.oid "
+                      "WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                      1, params, err);
         if (!res)
                 return err->code;
-        bool have_pk = false;
-        for (int r = 0; r < PQntuples(res); r++)
+        int nrows = PQntuples(res), nreg = 0;
+        bool have_pk = false, user_types = false, oom = false;
+        for (int r = 0; r < nrows; r++) {
                 have_pk |= strcmp(PQgetvalue(res, r, 2), "t") == 0;
-        for (int c = 0; c < t->ncols; c++) {
+                user_types |= strcmp(PQgetvalue(res, r, 8), "t") == 0;
+                t->ngen += strcmp(PQgetvalue(res, r, 3), "t") == 0;
+        }
+        if (t->ngen > 0) {
+                t->gen = calloc((size_t)t->ngen, sizeof(*t->gen));
+                if (!t->gen) {
+                        t->ngen = 0;
+                        oom = true;
+                }
+        }
+        for (int r = 0, g = 0; !oom && r < nrows; r++) {
+                if (strcmp(PQgetvalue(res, r, 3), "t") != 0) {
+                        nreg++;
+                        continue;
+                }
+                GenColumn *gc = &t->gen[g++];
+                gc->name = strdup(PQgetvalue(res, r, 0));
+                gc->type_name = strdup(PQgetvalue(res, r, 1));
+                gc->expr = strdup(PQgetvalue(res, r, 4));
+                gc->pos = nreg;
+                oom = !gc->name || !gc->type_name || !gc->expr;
+        }
+        for (int c = 0; !oom && c < t->ncols; c++) {
                 Column *col = &t->cols[c];
-                for (int r = 0; r < PQntuples(res); r++) {
-                        if (strcmp(PQgetvalue(res, r, 0), col->name) != 0)
+                for (int r = 0; r < nrows; r++) {
+                        if (strcmp(PQgetvalue(res, r, 0), col->name) != 0 || strcmp(PQgetvalue(res, r, 3), "t") == 0)
                                 continue;
                         if (!col->type_name)
                                 col->type_name = strdup(PQgetvalue(res, r, 1));
                         if (have_pk)
                                 col->key = strcmp(PQgetvalue(res, r, 2), "t") == 0;
+                        if (col->cls == TYPE_OTHER && strcmp(PQgetvalue(res, r, 8), "t") == 0) {
+                                uint32_t base = (uint32_t)strtoul(PQgetvalue(res, r, 6), NULL, 10);
+                                col->cls = strcmp(PQgetvalue(res, r, 7), "t") == 0 ? TYPE_ARRAY : pgtypes_class(base);
+                                if (!PQgetisnull(res, r, 5) && !(col->base_type = strdup(PQgetvalue(res, r, 5))))
+                                        oom = true;
+                        }
                 }
                 if (!col->type_name) {
                         const char *bi = pgtypes_name(col->type_oid);
                         col->type_name = strdup(bi ? bi : "text");
                 }
-                if (!col->type_name) {
-                        PQclear(res);
-                        return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
-                }
+                oom |= !col->type_name;
         }
         PQclear(res);
-        return 0;
+        if (oom)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        return user_types ? describe_types(s, t, relid, err) : 0;
 }
 
 static int on_relation(Source *s, const PgoutputMsg *m, CdcError *err) {
@@ -1526,9 +1614,13 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
          * that would be retried forever as a connection error. */
         int r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
         if (r == 0)
+                r = catalog_search_path(s, s->sql, err);
+        if (r == 0)
                 r = check_server(s, err);
         if (r == 0)
                 r = pg_conn_open(conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &s->repl, err);
+        if (r == 0)
+                r = catalog_search_path(s, s->repl, err);
         if (r == 0)
                 r = ensure_publication(s, err);
         if (r < 0) {

@@ -31,11 +31,32 @@ const char *type_class_name(TypeClass c);
 typedef struct {
         char *name;        /* owned */
         char *type_name;   /* owned: the source's declared type, e.g. "numeric(10,2)", "text[]" */
+        char *base_type;   /* owned or NULL: a PostgreSQL domain's base type, e.g. "numeric(10,2)", which
+                            * a sink of another system maps (cls is the base type's class too) */
         uint32_t type_oid; /* source-native type id (PostgreSQL oid, MySQL type code) */
         int32_t typmod;    /* source-native modifier, -1 when none */
         TypeClass cls;
         bool key; /* part of the primary key / replica identity */
 } Column;
+
+/* A user-defined type that a column of a PostgreSQL source table needs (also through a domain,
+ * composite, range or array), so that a PostgreSQL sink creating the table can create it first. */
+typedef struct {
+        char *schema; /* owned: its schema's name */
+        char *name;   /* owned: schema-qualified, quoted where SQL needs it: public.mood */
+        char *column; /* owned: the first column of the table that needs it */
+        char *ddl;    /* owned: CREATE TYPE / CREATE DOMAIN made from the source's catalogue, or NULL */
+        char *why;    /* owned, when ddl is NULL: why it cannot be created so, and what to do */
+} TypeDef;
+
+/* A generated column (PostgreSQL GENERATED ALWAYS AS (...) STORED). The source never sends its
+ * values (pgoutput leaves it out): it is described only so that a sink can create it. */
+typedef struct {
+        char *name;      /* owned */
+        char *type_name; /* owned: the source's declared type */
+        char *expr;      /* owned: the expression as the source's catalogue prints it */
+        int pos;         /* how many of the table's cols come before it */
+} GenColumn;
 
 /* A table's shape as the source describes it. Immutable once built and shared by reference
  * count between the source's catalogue and every change that points to it. */
@@ -46,7 +67,11 @@ typedef struct {
         uint32_t rel_id; /* source's id for the relation (pgoutput relation oid) */
         char replident;  /* PostgreSQL replica identity: 'd' default, 'f' full, 'i' index, 'n' nothing */
         int ncols;
-        Column *cols; /* owned, ncols entries */
+        Column *cols;   /* owned, ncols entries */
+        TypeDef *types; /* owned, ntypes entries, each after the types it uses (PostgreSQL source) */
+        int ntypes;
+        GenColumn *gen; /* owned, ngen entries, in column order (PostgreSQL source) */
+        int ngen;
 } Table;
 
 /* Allocates a table with ncols zeroed columns and one reference. Returns NULL on ENOMEM. */
