@@ -744,6 +744,7 @@ int conf_load(const char *path, FILE *errout, Conf **ret) {
         }
         for (int i = 0; i < p.conf->npipelines; i++) {
                 PipelineConf *a = &p.conf->pipelines[i];
+                a->conf = p.conf;
                 for (int j = 0; j < p.conf->npipelines; j++) {
                         const PipelineConf *b = &p.conf->pipelines[j];
                         if (a->source && a->sink && a->source == b->sink && a->sink == b->source)

@@ -1,6 +1,7 @@
 /* The PostgreSQL sink: batches of source transactions applied in pipeline mode (see pg_sink.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "postgres/pg_conn.h"
 #include "postgres/pg_sink.h"
 #include "postgres/pg_sql.h"
+#include "postgres/pg_typedef.h"
 
 #define PENDING_MAX 1000    /* unread results before we stop and read: bounds client memory */
 #define STMT_CACHE_MAX 4096 /* distinct prepared statements before DEALLOCATE ALL */
@@ -127,6 +129,10 @@ typedef struct {
         Table *table;    /* one reference: the shape of the held rows */
         bool commutable; /* changes to distinct keys may be reordered (see table_info) */
         bool cols_ok;    /* the target has every column of table (see ensure_columns) */
+        bool rel_known;  /* rel_id is the source relation recorded for it (see check_relation) */
+        uint32_t rel_id;
+        bool rel_prev_known; /* rel_prev: the one before, a dropped table's */
+        uint32_t rel_prev;
         Group groups[GROUPS_MAX];
         int ngroups, nheld;
         KeyEntry *keys; /* owned, open addressing, kcap a power of two or 0 */
@@ -140,6 +146,7 @@ struct Sink {
         char ctx[256];                    /* log context */
         char origin[600];                 /* "cdcsync_<pipeline>" */
         bool origin_ok;                   /* the session is marked with the origin */
+        bool rels_ok;                     /* cdcsync.relations is there: re-created tables are detected */
         bool in_txn;                      /* BEGIN sent, neither COMMIT nor ROLLBACK done */
         bool failed;                      /* an error was seen in this transaction: only rollback helps */
         CdcError first_err;               /* that error, returned again by apply/commit */
@@ -183,8 +190,10 @@ static int result_error(Sink *k, const PGresult *res, const char *what, CdcError
                 pg_conn_error_text(k->conf, k->conn, res, msg, sizeof(msg));
         if (PQstatus(k->conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
                 kind = "connection", retriable = true, code = -ECONNRESET;
-        } else if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 || strcmp(state, "3F000") == 0) {
-                /* A table or column missing: the operator fixes the schema, the pipeline waits. */
+        } else if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 || strcmp(state, "3F000") == 0 ||
+                   strcmp(state, "42704") == 0) {
+                /* A table, column, schema or type missing: the operator fixes the schema, the
+                 * pipeline waits. */
                 kind = "schema", retriable = true, code = -ENOENT;
         } else if (strcmp(state, "42501") == 0) {
                 kind = "privilege", code = -EACCES;
@@ -338,10 +347,108 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         return r < 0 ? r : ensure_copies_table(k, err);
 }
 
+static bool source_is_postgres(const Sink *k) {
+        return k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "postgres") == 0;
+}
+
+/* The source relation (pgoutput relation id, which is the table's oid) that each source table of
+ * a PostgreSQL source last had, per pipeline: a source table dropped and created again under the
+ * same name is a new relation, whose rows must not be merged into the old one's (see
+ * check_relation). Written in the batches' transactions. Without it (no right to create it in
+ * schema cdcsync) the pipeline runs, with a warning that such tables go undetected. */
+static void ensure_relations_table(Sink *k) {
+        CdcError e;
+        PGresult *res = NULL;
+
+        k->rels_ok = false;
+        if (!source_is_postgres(k))
+                return;
+        if (exec_params(k, "SELECT to_regclass('cdcsync.relations') IS NOT NULL", 0, NULL,
+                        "looking up cdcsync.relations", &res, &e) < 0) {
+                log_warn(k->ctx, "%s", e.message);
+                return;
+        }
+        k->rels_ok = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (k->rels_ok)
+                return;
+        int r = exec_params(k,
+                            "CREATE TABLE IF NOT EXISTS cdcsync.relations (pipeline text, src_schema text, src_name "
+                            "text, rel_id bigint NOT NULL, prev_rel_id bigint, ready boolean NOT NULL, updated_at "
+                            "timestamptz, PRIMARY KEY (pipeline, src_schema, src_name))",
+                            0, NULL, "creating table cdcsync.relations", NULL, &e);
+        k->rels_ok = r == 0 || sqlstate_is(&e, "42P07") || sqlstate_is(&e, "23505") || sqlstate_is(&e, "42710");
+        if (!k->rels_ok)
+                log_warn(k->ctx,
+                         "%s — a source table dropped and created again will not be detected (its new rows "
+                         "would be merged into the old table's): grant CREATE on schema cdcsync",
+                         e.message);
+}
+
 #define ORIGIN_GRANT                                                                                                   \
         "run GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "                                              \
         "pg_replication_origin_create(text), pg_replication_origin_session_setup(text), "                              \
         "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <user> (or use a superuser)"
+
+/* The replication origins "cdcsync_*" of the sink's server that no pipeline of this conf uses:
+ * left by pipelines removed or renamed (origins are never dropped by cdcsync: a pipeline
+ * commented out by mistake, or run by another cdcsync instance against the same server, must not
+ * lose its checkpoint's origin). Each one that has recorded progress holds one of the server's
+ * max_replication_slots origin slots. Sets *ret_names ("cdcsync_a, cdcsync_b") and *ret_sql (the
+ * statements dropping them and their pipelines' checkpoints), NULL when there is none; -ENOMEM or
+ * -EIO. */
+static int stale_origins(PGconn *c, const PipelineConf *pipe, char **ret_names, char **ret_sql) {
+        PGresult *res = PQexec(c, "SELECT roname FROM pg_catalog.pg_replication_origin "
+                                  "WHERE pg_catalog.left(roname, 8) = 'cdcsync_' ORDER BY 1");
+        char *names = NULL, *sql = NULL;
+        size_t nl = 0, sl = 0;
+        FILE *fn = NULL, *fs = NULL;
+        int n = 0;
+
+        *ret_names = *ret_sql = NULL;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                PQclear(res);
+                return -EIO;
+        }
+        fn = open_memstream(&names, &nl);
+        fs = open_memstream(&sql, &sl);
+        for (int i = 0; fn && fs && i < PQntuples(res); i++) {
+                const char *o = PQgetvalue(res, i, 0);
+                bool used = false;
+                for (int j = 0; pipe->conf && j < pipe->conf->npipelines && !used; j++)
+                        used = strcmp(o + 8, pipe->conf->pipelines[j].name) == 0;
+                if (!pipe->conf)
+                        used = strcmp(o + 8, pipe->name) == 0;
+                if (used)
+                        continue;
+                char *lit = PQescapeLiteral(c, o, strlen(o)), *plit = PQescapeLiteral(c, o + 8, strlen(o + 8));
+                fprintf(fn, "%s%s", n ? ", " : "", o);
+                fprintf(fs,
+                        "%sSELECT pg_replication_origin_drop(%s); DELETE FROM cdcsync.checkpoints WHERE pipeline = %s;",
+                        n ? " " : "", lit ? lit : "''", plit ? plit : "''");
+                PQfreemem(lit);
+                PQfreemem(plit);
+                n++;
+        }
+        PQclear(res);
+        if (fn)
+                fclose(fn);
+        if (fs)
+                fclose(fs);
+        if (!fn || !fs || !names || !sql) {
+                free(names);
+                free(sql);
+                return -ENOMEM;
+        }
+        if (n == 0) {
+                free(names);
+                free(sql);
+                return 0;
+        }
+        *ret_names = names;
+        *ret_sql = sql;
+        return 0;
+}
 
 /* Marks this session's writes with the origin "cdcsync_<pipeline>", creating it if absent. */
 static int setup_origin(Sink *k, CdcError *err) {
@@ -372,6 +479,27 @@ static int setup_origin(Sink *k, CdcError *err) {
                 snprintf(m, sizeof(m), "%s", err->message);
                 return cdc_error(err, -EBUSY, true, "connection",
                                  "%s — is another cdcsync running pipeline %s against this sink?", m, k->pipe->name);
+        }
+        if (r < 0 && sqlstate_is(err, "53400")) {
+                /* Every origin slot is held: by origins of removed pipelines, most likely. */
+                char m[sizeof(err->message)], *names = NULL, *sql = NULL;
+                snprintf(m, sizeof(m), "%s", err->message);
+                stale_origins(k->conn, k->pipe, &names, &sql);
+                if (names)
+                        cdc_error(err, -ENOSPC, true, "slot",
+                                  "%s — replication origins of pipelines that are not in this conf hold origin slots: "
+                                  "%s; if those pipelines are gone for good (and no other cdcsync runs them against "
+                                  "this server), drop them with their checkpoints (the DELETE in the database each "
+                                  "wrote to): %s — or raise max_replication_slots; the pipeline retries",
+                                  m, names, sql);
+                else
+                        cdc_error(err, -ENOSPC, true, "slot",
+                                  "%s — every origin slot is in use (max_replication_slots): raise it, or drop origins "
+                                  "no longer used (SELECT * FROM pg_replication_origin_status); the pipeline retries",
+                                  m);
+                free(names);
+                free(sql);
+                return err->code;
         }
 out:
         if (r < 0 && sqlstate_is(err, "42501")) {
@@ -432,6 +560,7 @@ static int session_open(Sink *k, CdcError *err) {
         r = ensure_checkpoint_table(k, err);
         if (r < 0)
                 return r;
+        ensure_relations_table(k);
         return setup_origin(k, err);
 }
 
@@ -807,6 +936,169 @@ static char *describe(const char *op, const char *schema, const char *name, cons
         return strdup(buf);
 }
 
+/* Sets search_path to pg_catalog, as the source's sessions have it, until path_restore() (or the
+ * end of the batch's transaction), so that the server prints names as the source printed them
+ * (see pg_typedef.h) and the source's DDL, whose names are qualified but pg_catalog's, means the
+ * same here. *ret_saved: to restore. */
+static int path_clear(Sink *k, char **ret_saved, CdcError *err) {
+        int r = send_query(k,
+                           "SELECT pg_catalog.current_setting('search_path'), "
+                           "pg_catalog.set_config('search_path', 'pg_catalog', true)",
+                           0, NULL, "setting search_path", true, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                return r;
+        *ret_saved = k->captured ? strdup(PQgetvalue(k->captured, 0, 0)) : NULL;
+        PQclear(k->captured);
+        k->captured = NULL;
+        if (!*ret_saved)
+                return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        return 0;
+}
+
+static int path_restore(Sink *k, const char *saved, CdcError *err) {
+        const char *vals[1] = {saved};
+        int r = send_query(k, "SELECT pg_catalog.set_config('search_path', $1, true)", 1, vals, "restoring search_path",
+                           false, err);
+        return r == 0 ? drain(k, 0, err) : r;
+}
+
+/* After a failed statement of ours: err (and the transaction's first error) says what we were
+ * doing, with the server's message, as a "schema" error. */
+static int schema_failure(Sink *k, CdcError *err, bool retriable, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int schema_failure(Sink *k, CdcError *err, bool retriable, const char *fmt, ...) {
+        char what[600], server[sizeof(err->message)];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        snprintf(server, sizeof(server), "%s", err->message);
+        cdc_error(err, err->code, retriable, "schema", "%s: %s", what, server);
+        k->first_err = *err;
+        return err->code;
+}
+
+/* Creates, in the sink database, the user-defined types that the source table's columns need
+ * (Table.types, dependencies first), each in its schema: a type that exists already must be
+ * the same as the source's (compared as the statements that would create them), else the
+ * pipeline stops naming it. Runs with search_path = pg_catalog (path_clear). */
+static int ensure_types(Sink *k, const Table *t, CdcError *err) {
+        for (int i = 0; i < t->ntypes; i++) {
+                const TypeDef *td = &t->types[i];
+                const char *vals[1] = {td->name};
+                PGresult *res;
+                char *qs = NULL, *sql = NULL;
+                int r = send_query(k, pg_typedef_ddl_sql, 1, vals, "looking up a type the table needs", true, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0)
+                        return r;
+                res = k->captured;
+                k->captured = NULL;
+                if (res && PQntuples(res) == 1) {
+                        const char *here = PQgetisnull(res, 0, 0) ? NULL : PQgetvalue(res, 0, 0);
+                        if (td->ddl && (!here || strcmp(here, td->ddl) != 0))
+                                r = fail(k,
+                                         cdc_error(err, -EEXIST, true, "schema",
+                                                   "sink %s: type %s, which column %s of source table %s.%s needs, "
+                                                   "exists in the sink database but differs from the source's — "
+                                                   "source: %s; sink: %s — make the sink's type the same (or drop "
+                                                   "it, and cdcsync creates it); the pipeline retries",
+                                                   k->conf->name, td->name, td->column, t->schema, t->name, td->ddl,
+                                                   here ? here : "(a type cdcsync cannot describe)"),
+                                         err);
+                        PQclear(res);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                PQclear(res);
+                if (!td->ddl)
+                        return fail(k,
+                                    cdc_error(err, -ENOENT, true, "schema",
+                                              "sink %s: column %s of source table %s.%s has type %s, which the "
+                                              "sink database lacks and cdcsync cannot create: %s; the pipeline "
+                                              "retries",
+                                              k->conf->name, td->column, t->schema, t->name, td->name, td->why),
+                                    err);
+                r = pg_sql_quote_ident(td->schema, &qs);
+                if (r == 0 && asprintf(&sql, "CREATE SCHEMA IF NOT EXISTS %s", qs) < 0)
+                        r = -ENOMEM, sql = NULL;
+                free(qs);
+                if (r < 0)
+                        return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                r = send_query(k, sql, 0, NULL, "creating a type's schema", false, err);
+                free(sql);
+                if (r == 0)
+                        r = send_query(k, td->ddl, 0, NULL, "creating a type", false, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0 && strcmp(err->kind, "data") == 0)
+                        return schema_failure(k, err, false,
+                                              "sink %s: cannot create type %s, which column %s of source table "
+                                              "%s.%s needs (%s) — create it by hand",
+                                              k->conf->name, td->name, td->column, t->schema, t->name, td->ddl);
+                if (r < 0)
+                        return r;
+                log_info(k->ctx, "created type %s, which column %s of source table %s.%s needs", td->name, td->column,
+                         t->schema, t->name);
+        }
+        return 0;
+}
+
+/* Creates the sink table from the source's shape t (create_tables), with the types it needs and
+ * its generated columns when the source is PostgreSQL. */
+static int create_table(Sink *k, const char *schema, const char *name, const Table *t, CdcError *err) {
+        bool native = source_is_postgres(k);
+        bool clear = native && (t->ntypes > 0 || t->ngen > 0);
+        char *sql = NULL, *qs = NULL, *create_schema = NULL, *saved = NULL;
+        int r = pg_sql_create_table(schema, name, t, native, &sql);
+
+        if (r == -EINVAL)
+                return fail(k,
+                            cdc_error(err, -EINVAL, false, "schema",
+                                      "sink %s: cannot create table %s.%s: a column type of the source is not a "
+                                      "plain type name — create the table by hand",
+                                      k->conf->name, schema, name),
+                            err);
+        if (r == 0)
+                r = pg_sql_quote_ident(schema, &qs);
+        if (r == 0 && asprintf(&create_schema, "CREATE SCHEMA IF NOT EXISTS %s", qs) < 0)
+                r = -ENOMEM, create_schema = NULL;
+        if (r < 0) {
+                r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                goto out;
+        }
+        if (clear)
+                r = path_clear(k, &saved, err);
+        if (r == 0 && native)
+                r = ensure_types(k, t, err);
+        if (r == 0) {
+                r = send_query(k, create_schema, 0, NULL, "creating the target schema", false, err);
+                if (r == 0)
+                        r = send_query(k, sql, 0, NULL, "creating the target table", false, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0 && strcmp(err->kind, "data") == 0) /* refused by the server, not for lack of rights */
+                        r = schema_failure(k, err, false, "sink %s: cannot create table %s.%s", k->conf->name, schema,
+                                           name);
+        }
+        if (r == 0 && clear)
+                r = path_restore(k, saved, err);
+        if (r < 0)
+                goto out;
+        log_info(k->ctx, "created table %s.%s from the source's columns%s", schema, name,
+                 native && t->ngen > 0 ? " (its generated columns as generated)" : "");
+out:
+        free(sql);
+        free(qs);
+        free(create_schema);
+        free(saved);
+        return r;
+}
+
 /* Makes sure the sink table exists, creating it with create_tables. Only the first change of a
  * table per session pays this (one round-trip). */
 static int ensure_table(Sink *k, const char *schema, const char *name, const Table *t, CdcError *err) {
@@ -850,36 +1142,9 @@ static int ensure_table(Sink *k, const char *schema, const char *name, const Tab
                 goto out;
         }
         if (!exists) {
-                bool native =
-                        k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "postgres") == 0;
-                char *create_schema = NULL;
-                r = pg_sql_create_table(schema, name, t, native, &sql);
-                if (r == -EINVAL) {
-                        r = fail(k,
-                                 cdc_error(err, -EINVAL, false, "schema",
-                                           "sink %s: cannot create table %s.%s: a column type of "
-                                           "the source is not a plain type name — create the table "
-                                           "by hand",
-                                           k->conf->name, schema, name),
-                                 err);
-                        goto out;
-                }
-                if (r < 0)
-                        goto oom;
-                klen = strlen(qs) + 40;
-                create_schema = malloc(klen);
-                if (!create_schema)
-                        goto oom;
-                snprintf(create_schema, klen, "CREATE SCHEMA IF NOT EXISTS %s", qs);
-                r = send_query(k, create_schema, 0, NULL, "creating the target schema", false, err);
-                free(create_schema);
-                if (r == 0)
-                        r = send_query(k, sql, 0, NULL, "creating the target table", false, err);
-                if (r == 0)
-                        r = drain(k, 0, err);
+                r = create_table(k, schema, name, t, err);
                 if (r < 0)
                         goto out;
-                log_info(k->ctx, "created table %s.%s from the source's columns", schema, name);
         }
         r = map_add(&k->tables, key, NULL);
         key = NULL;
@@ -945,7 +1210,18 @@ static int ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err) {
                          err);
                 goto out;
         }
-        bool native = k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "postgres") == 0;
+        bool native = source_is_postgres(k);
+        if (native && t->ntypes > 0) { /* the new columns' types */
+                char *saved = NULL;
+                r = path_clear(k, &saved, err);
+                if (r == 0)
+                        r = ensure_types(k, t, err);
+                if (r == 0)
+                        r = path_restore(k, saved, err);
+                free(saved);
+                if (r < 0)
+                        goto out;
+        }
         r = pg_sql_add_columns(ts->schema, ts->name, t, add, native, &sql);
         if (r == -EINVAL) {
                 r = fail(k,
@@ -1033,7 +1309,7 @@ static int where_mask(Sink *k, const Table *t, const Value *kv, bool keyless) {
                 k->mask[i] |= kv[i].kind == VALUE_NULL ? PG_SQL_WHERE_NULL : PG_SQL_WHERE;
                 n++;
         }
-        return n > 0 ? 0 : -EINVAL;
+        return n > 0 || t->ncols == 0 ? 0 : -EINVAL; /* a table of no column: any row is the row */
 }
 
 /* ---- held runs: multi-row statements ----
@@ -1043,10 +1319,10 @@ static int where_mask(Sink *k, const Table *t, const Value *kv, bool keyless) {
  * tables where such changes commute: on the sink, a plain table whose only unique index is the
  * primary key on exactly the source's key columns, without triggers (foreign keys are triggers),
  * rules, exclusion constraints, or defaults on columns the source does not send (a sequence would
- * number rows in another order). Changes to one key keep their order: a change to a held key is
- * merged into it (an UPDATE into the held INSERT or UPDATE, when that sets every column it sets),
- * or else sends the table's held runs first. Any other change (other tables, key changes,
- * truncate, rows without a plain key) sends every held run first. */
+ * number rows in another order; a generated column is computed from its own row, so it may). Changes to one key keep
+ * their order: a change to a held key is merged into it (an UPDATE into the held INSERT or UPDATE, when that sets every
+ * column it sets), or else sends the table's held runs first. Any other change (other tables, key changes, truncate,
+ * rows without a plain key) sends every held run first. */
 
 static void group_clear(Group *g, int ncols) {
         for (int r = 0; r < g->nrows; r++)
@@ -1182,7 +1458,7 @@ static int table_state(Sink *k, const char *schema, const char *name, const char
                         return 0;
                 }
         r = send_query(k,
-                       "SELECT a.attname, (a.atthasdef OR a.attidentity <> '')::int, "
+                       "SELECT a.attname, ((a.atthasdef AND a.attgenerated = '') OR a.attidentity <> '')::int, "
                        "coalesce(a.attnum = ANY (i.indkey), false)::int, "
                        "(c.relkind = 'r' "
                        " AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid) "
@@ -1541,6 +1817,174 @@ out:
         return r;
 }
 
+/* Forgets what the session knew of a target table (it was dropped). */
+static void ts_forget(Sink *k, TState *ts) {
+        for (int i = 0; i < k->nts; i++)
+                if (k->ts[i] == ts) {
+                        k->ts[i] = k->ts[--k->nts];
+                        break;
+                }
+        ts_free(ts);
+}
+
+/* Whether source table t is still the relation this pipeline last saw under its name, as
+ * cdcsync.relations records it: a table dropped and created again at the source is a new
+ * relation, a new table, and its rows are never merged into the old one's.
+ * - With create_tables the target table is dropped (with the old table's rows) and created anew
+ *   from the new table's columns, in the batch's transaction: *ret_recreated.
+ * - Without, a target that is empty (or about to be filled by the initial copy) takes the new
+ *   relation; one that holds rows stops the pipeline until the operator empties it. The new
+ *   relation is then recorded at once, as not ready (the batch is rolled back for that), so that
+ *   the retries know the old relation for what it is.
+ * Changes of the relation before the current one (*ret_skip) are those of a dropped table: a
+ * batch read again after the new one was recorded holds them, and they no longer matter. */
+static int check_relation(Sink *k, TState *ts, const char *schema, const char *name, const Table *t, const TxnInfo *txn,
+                          bool *ret_recreated, bool *ret_skip, CdcError *err) {
+        char relid[16], prev[16], *sql = NULL, *qs = NULL, *qn = NULL;
+        const char *vals[6] = {k->pipe->name, t->schema, t->name, relid, prev, "t"};
+        static const char record[] =
+                "INSERT INTO cdcsync.relations AS r (pipeline, src_schema, src_name, rel_id, prev_rel_id, ready, "
+                "updated_at) VALUES ($1, $2, $3, $4, $5, $6, now()) ON CONFLICT (pipeline, src_schema, src_name) DO "
+                "UPDATE SET rel_id = EXCLUDED.rel_id, prev_rel_id = EXCLUDED.prev_rel_id, ready = EXCLUDED.ready, "
+                "updated_at = EXCLUDED.updated_at";
+        uint32_t cur = 0, before = 0;
+        bool known, has_prev = false, ready = true;
+        int r;
+
+        if (strcmp(t->schema, "cdcsync") == 0) { /* version tags: ours, not the source's */
+                ts->rel_known = true, ts->rel_id = t->rel_id;
+                return 0;
+        }
+        if (ts->rel_prev_known && ts->rel_prev == t->rel_id) {
+                *ret_skip = true;
+                return 0;
+        }
+        snprintf(relid, sizeof(relid), "%u", t->rel_id);
+        r = flush_table(k, ts, err); /* rows held in an older shape go first */
+        if (r == 0)
+                r = send_query(k,
+                               "SELECT rel_id, prev_rel_id, ready FROM cdcsync.relations WHERE pipeline = $1 AND "
+                               "src_schema = $2 AND src_name = $3",
+                               3, vals, "looking up the source table's relation", true, err);
+        if (r == 0)
+                r = drain(k, 0, err);
+        if (r < 0)
+                return r;
+        known = k->captured && PQntuples(k->captured) == 1;
+        if (known) {
+                cur = (uint32_t)strtoul(PQgetvalue(k->captured, 0, 0), NULL, 10);
+                has_prev = !PQgetisnull(k->captured, 0, 1);
+                before = has_prev ? (uint32_t)strtoul(PQgetvalue(k->captured, 0, 1), NULL, 10) : 0;
+                ready = strcmp(PQgetvalue(k->captured, 0, 2), "t") == 0;
+        }
+        PQclear(k->captured);
+        k->captured = NULL;
+        if (known && has_prev) {
+                ts->rel_prev_known = true;
+                ts->rel_prev = before;
+        }
+        if (known && cur == t->rel_id && ready) {
+                ts->rel_known = true, ts->rel_id = t->rel_id;
+                return 0;
+        }
+        if (known && has_prev && before == t->rel_id && cur != t->rel_id) {
+                *ret_skip = true;
+                return 0;
+        }
+        if (!known) { /* first seen */
+                vals[4] = NULL;
+                r = send_query(k, record, 6, vals, "recording the source table's relation", false, err);
+                if (r == 0)
+                        ts->rel_known = true, ts->rel_id = t->rel_id;
+                return r;
+        }
+        /* A new relation: the source table was dropped and created again. */
+        if (cur != t->rel_id)
+                before = cur;
+        snprintf(prev, sizeof(prev), "%u", before);
+        r = pg_sql_quote_ident(schema, &qs);
+        if (r == 0)
+                r = pg_sql_quote_ident(name, &qn);
+        if (r < 0)
+                goto oom;
+        if (k->conf->create_tables) {
+                if (asprintf(&sql, "DROP TABLE IF EXISTS %s.%s", qs, qn) < 0) {
+                        sql = NULL;
+                        goto oom;
+                }
+                r = send_query(k, sql, 0, NULL, "dropping the target table", false, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0 && strcmp(err->kind, "data") == 0)
+                        r = schema_failure(k, err, true,
+                                           "sink %s: source table %s.%s was dropped and created again (relation %u, "
+                                           "before %u), and target table %s.%s cannot be dropped to be created anew "
+                                           "— drop it, or what depends on it",
+                                           k->conf->name, t->schema, t->name, t->rel_id, before, schema, name);
+                if (r == 0)
+                        r = create_table(k, schema, name, t, err);
+                if (r < 0)
+                        goto out;
+                log_warn(k->ctx,
+                         "source table %s.%s was dropped and created again (relation %u, before %u): dropped target "
+                         "table %s.%s with the old table's rows and created it anew from the new table's columns",
+                         t->schema, t->name, t->rel_id, before, schema, name);
+                *ret_recreated = true;
+        } else if (!txn->snapshot) {
+                if (asprintf(&sql, "SELECT EXISTS (SELECT 1 FROM %s.%s)", qs, qn) < 0) {
+                        sql = NULL;
+                        goto oom;
+                }
+                r = send_query(k, sql, 0, NULL, "looking for rows in the target table", true, err);
+                if (r == 0)
+                        r = drain(k, 0, err);
+                if (r < 0)
+                        goto out;
+                bool rows = k->captured && strcmp(PQgetvalue(k->captured, 0, 0), "t") == 0;
+                PQclear(k->captured);
+                k->captured = NULL;
+                if (rows) {
+                        CdcError e;
+                        cdc_error(err, -EEXIST, true, "schema",
+                                  "sink %s: source table %s.%s was dropped and created again (relation %u, before %u): "
+                                  "its rows would be merged into target table %s.%s, which holds the old table's rows "
+                                  "— empty %s.%s (TRUNCATE) and give it the new table's columns, or set create_tables "
+                                  "= yes in [connector.%s] to have it re-created; the pipeline retries",
+                                  k->conf->name, t->schema, t->name, t->rel_id, before, schema, name, schema, name,
+                                  k->conf->name);
+                        if (cur != t->rel_id) {
+                                /* recorded now, outside the batch (rolled back here: it may hold the row) */
+                                vals[5] = "f";
+                                sink_rollback(k);
+                                if (exec_params(k, record, 6, vals, "recording the source table's relation", NULL, &e) <
+                                    0)
+                                        log_warn(k->ctx, "%s", e.message);
+                        }
+                        r = fail(k, err->code, err);
+                        goto out;
+                }
+                log_warn(k->ctx,
+                         "source table %s.%s was dropped and created again (relation %u, before %u): target table "
+                         "%s.%s is empty and takes the new table's rows",
+                         t->schema, t->name, t->rel_id, before, schema, name);
+        }
+        r = send_query(k, record, 6, vals, "recording the source table's relation", false, err);
+        if (r < 0)
+                goto out;
+        ts->rel_prev_known = true, ts->rel_prev = before;
+        if (!*ret_recreated)
+                ts->rel_known = true, ts->rel_id = t->rel_id;
+        r = 0;
+        goto out;
+oom:
+        r = fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+out:
+        free(sql);
+        free(qs);
+        free(qn);
+        return r;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1572,7 +2016,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                             cdc_error(err, r, false, "conf", "sink %s: cannot map table %s.%s: name too long",
                                       k->conf->name, t->schema, t->name),
                             err);
-        if (grow(k, t->ncols) < 0)
+        if (grow(k, t->ncols > 0 ? t->ncols : 1) < 0)
                 return fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
         r = ensure_table(k, schema, name, t, err);
         if (r < 0)
@@ -1597,6 +2041,23 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         if (r < 0 || !what)
                 goto oom;
         r = table_state(k, schema, name, what, t, &ts, err);
+        if (r == 0 && k->rels_ok && !(ts->rel_known && ts->rel_id == t->rel_id)) {
+                bool recreated = false, skip = false;
+                uint32_t prev = ts->rel_prev;
+                r = check_relation(k, ts, schema, name, t, txn, &recreated, &skip, err);
+                if (r == 0 && skip) { /* a change of a table dropped since */
+                        free(what);
+                        return 0;
+                }
+                if (r == 0 && recreated) { /* a new target table: learn it anew */
+                        prev = ts->rel_prev;
+                        ts_forget(k, ts);
+                        r = table_state(k, schema, name, what, t, &ts, err);
+                        if (r == 0)
+                                ts->rel_known = true, ts->rel_id = t->rel_id, ts->rel_prev_known = true,
+                                ts->rel_prev = prev;
+                }
+        }
         free(what);
         what = NULL;
         if (r < 0)
@@ -1937,6 +2398,29 @@ static int check_targets_empty(const ConnectorConf *conn, const PipelineConf *pi
         return r;
 }
 
+/* The host and port a dsn names ("" when it names none: libpq's defaults). */
+static void dsn_server(const char *dsn, char *buf, size_t len) {
+        PQconninfoOption *opts = dsn ? PQconninfoParse(dsn, NULL) : NULL;
+        const char *host = "", *port = "";
+        for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+                if (o->val && (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0))
+                        host = o->val;
+                if (o->val && strcmp(o->keyword, "port") == 0)
+                        port = o->val;
+        }
+        snprintf(buf, len, "%s:%s", host, port);
+        PQconninfoFree(opts);
+}
+
+static bool same_server(const ConnectorConf *a, const ConnectorConf *b) {
+        char sa[300], sb[300];
+        if (a == b)
+                return true;
+        dsn_server(a->dsn, sa, sizeof(sa));
+        dsn_server(b->dsn, sb, sizeof(sb));
+        return strcmp(sa, sb) == 0;
+}
+
 static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
         PGconn *c = NULL;
         PGresult *res;
@@ -1996,6 +2480,24 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
                         printf("note: sink %s: create_tables = no: every target table of pipeline "
                                "%s must exist\n",
                                conn->name, pipe->name);
+        }
+        /* Origins are the server's: once per server, for the first pipeline of the conf writing
+         * to it. */
+        for (int i = 0; pipe->conf && i < pipe->conf->npipelines; i++) {
+                const PipelineConf *o = &pipe->conf->pipelines[i];
+                if (!o->sink || !o->sink->type || strcmp(o->sink->type, "postgres") != 0 || !same_server(o->sink, conn))
+                        continue;
+                char *names = NULL, *sql = NULL;
+                if (o == pipe && stale_origins(c, pipe, &names, &sql) == 0 && names)
+                        printf("note: sink %s: replication origins of pipelines that are not in this conf: %s — each "
+                               "holds an origin slot (max_replication_slots), and its pipeline's checkpoint stays in "
+                               "cdcsync.checkpoints; if those pipelines are gone for good (and no other cdcsync runs "
+                               "them against this server), drop them with their checkpoints (the DELETE in the "
+                               "database each wrote to): %s\n",
+                               conn->name, names, sql);
+                free(names);
+                free(sql);
+                break;
         }
         r = check_targets_empty(conn, pipe, c, err);
 out:

@@ -95,10 +95,14 @@ int pg_sql_quote_ident(const char *ident, char **ret) {
 int pg_sql_insert(const char *schema, const char *name, const Table *t, char **ret) {
         Buf b = {0};
 
-        if (t->ncols <= 0)
+        if (t->ncols < 0)
                 return -EINVAL;
         buf_str(&b, "INSERT INTO ");
         buf_qualified(&b, schema, name);
+        if (t->ncols == 0) {
+                buf_str(&b, " DEFAULT VALUES");
+                return buf_done(&b, ret);
+        }
         buf_str(&b, " (");
         for (int i = 0; i < t->ncols; i++) {
                 if (i)
@@ -167,7 +171,13 @@ static int where_list(Buf *b, const Table *t, const uint8_t *mask, int *param) {
 static int where_clause(Buf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid,
                         int *param) {
         int n;
-        if (by_ctid) {
+        if (by_ctid && t->ncols == 0) {
+                /* rows of a table of no column are all alike */
+                buf_str(b, " WHERE ctid = (SELECT ctid FROM ");
+                buf_qualified(b, schema, name);
+                buf_str(b, " LIMIT 1)");
+                n = 1;
+        } else if (by_ctid) {
                 buf_str(b, " WHERE ctid = (SELECT ctid FROM ");
                 buf_qualified(b, schema, name);
                 buf_str(b, " WHERE ");
@@ -262,6 +272,8 @@ bool pg_sql_type_name_ok(const char *s) {
                 /* Inside a quoted identifier only name characters; outside, type punctuation. */
                 if (!quoted && strchr("(),.[]", c))
                         continue;
+                if (!quoted && c == '-' && p[1] >= '0' && p[1] <= '9') /* a negative scale */
+                        continue;
                 return false;
         }
         return !quoted;
@@ -269,19 +281,34 @@ bool pg_sql_type_name_ok(const char *s) {
 
 int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native, char **ret) {
         Buf b = {0};
-        int nkeys = 0;
+        int nkeys = 0, ngen = native ? t->ngen : 0, n = 0;
 
-        if (t->ncols <= 0)
+        if (t->ncols < 0)
                 return -EINVAL;
         for (int i = 0; i < t->ncols; i++)
                 if (native && !pg_sql_type_name_ok(t->cols[i].type_name))
                         return -EINVAL;
+        for (int g = 0; g < ngen; g++)
+                if (!pg_sql_type_name_ok(t->gen[g].type_name) || !t->gen[g].expr)
+                        return -EINVAL;
         buf_str(&b, "CREATE TABLE IF NOT EXISTS ");
         buf_qualified(&b, schema, name);
         buf_str(&b, " (");
-        for (int i = 0; i < t->ncols; i++) {
-                if (i)
-                        buf_str(&b, ", ");
+        for (int i = 0, g = 0; i <= t->ncols; i++) {
+                /* The generated columns in their place: before column i. The expression is the
+                 * source catalogue's own printing (pg_get_expr), one parenthesised expression. */
+                for (; g < ngen && t->gen[g].pos <= i; g++) {
+                        buf_str(&b, n++ ? ", " : "");
+                        buf_ident(&b, t->gen[g].name);
+                        buf_str(&b, " ");
+                        buf_str(&b, t->gen[g].type_name);
+                        buf_str(&b, " GENERATED ALWAYS AS (");
+                        buf_str(&b, t->gen[g].expr);
+                        buf_str(&b, ") STORED");
+                }
+                if (i == t->ncols)
+                        break;
+                buf_str(&b, n++ ? ", " : "");
                 buf_ident(&b, t->cols[i].name);
                 buf_str(&b, " ");
                 buf_str(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));

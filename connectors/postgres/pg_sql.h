@@ -19,7 +19,7 @@ enum {
 
 /* "name" with embedded double quotes doubled. */
 int pg_sql_quote_ident(const char *ident, char **ret);
-/* INSERT of every column, $1..$ncols in column order. */
+/* INSERT of every column, $1..$ncols in column order (DEFAULT VALUES for a table of no column). */
 int pg_sql_insert(const char *schema, const char *name, const Table *t, char **ret);
 /* INSERT like pg_sql_insert, then ON CONFLICT on the key columns DO UPDATE SET every other column
  * (DO NOTHING when all columns are key): the upsert of a CHANGE_IDEMPOTENT change. -EINVAL when
@@ -29,7 +29,8 @@ int pg_sql_upsert(const char *schema, const char *name, const Table *t, char **r
  * column order. by_ctid: the table has no key, so the WHERE picks one matching row through a
  * "ctid = (SELECT ctid ... LIMIT 1)" subquery. -EINVAL when nothing is set or nothing compared. */
 int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret);
-/* DELETE with the PG_SQL_WHERE / PG_SQL_WHERE_NULL columns of mask, parameters in column order. */
+/* DELETE with the PG_SQL_WHERE / PG_SQL_WHERE_NULL columns of mask, parameters in column order.
+ * A table of no column (by_ctid) deletes any one row. */
 int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret);
 /* Parameters of one statement: the protocol counts them in 16 bits. */
 #define PG_SQL_MAX_PARAMS 65535
@@ -45,10 +46,12 @@ int pg_sql_update_rows(const char *schema, const char *name, const Table *t, con
 int pg_sql_delete_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret);
 /* TRUNCATE with flags TRUNCATE_RESTART_IDENTITY / TRUNCATE_CASCADE. */
 int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret);
-/* CREATE TABLE IF NOT EXISTS with each column's type and the key columns as primary key.
- * native: the source is PostgreSQL, so Column.type_name is used as it is (after a check that it
- * is a plain type expression); otherwise the type follows the column's TypeClass. -EINVAL when
- * a type name holds characters that cannot belong to a type expression. */
+/* CREATE TABLE IF NOT EXISTS with each column's type and the key columns as primary key (no
+ * column at all is fine). native: the source is PostgreSQL, so Column.type_name is used as it is
+ * (after a check that it is a plain type expression), and the generated columns (Table.gen) are
+ * created as generated, with the source's expression, in their place; otherwise the type follows
+ * the column's TypeClass. -EINVAL when a type name holds characters that cannot belong to a type
+ * expression. */
 int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native, char **ret);
 /* ALTER TABLE ... ADD COLUMN IF NOT EXISTS for each column i of t with add[i], typed as
  * pg_sql_create_table types it (nullable, no default: rows already there get NULL). -EINVAL when
@@ -57,5 +60,6 @@ int pg_sql_add_columns(const char *schema, const char *name, const Table *t, con
 /* The PostgreSQL type used for a column created from a non-PostgreSQL source. */
 const char *pg_sql_type_for_class(TypeClass cls);
 /* Whether s is a safe type expression: letters, digits, '_', ' ', '(', ')', ',', '.', '[', ']',
- * and '"' around identifiers; nothing that could end or comment a statement. */
+ * '-' before a digit (numeric(3,-6)), and '"' around identifiers; nothing that could end or
+ * comment a statement. */
 bool pg_sql_type_name_ok(const char *s);

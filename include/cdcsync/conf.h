@@ -69,6 +69,8 @@ typedef struct {
         char *to;   /* owned: "shop.orders" or "public.*" */
 } TableMap;
 
+typedef struct Conf Conf;
+
 typedef struct {
         char *name; /* owned: NAME of [pipeline.NAME] */
         char *source_name;
@@ -90,12 +92,13 @@ typedef struct {
         bool snapshot;        /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
         char *start_position; /* owned or NULL */
         bool bidirectional;   /* another pipeline runs the other way (sink → source): set by conf_load */
+        const Conf *conf;     /* the conf it belongs to (set by conf_load; NULL in a PipelineConf made by hand) */
         const char *file;
         int line;
         uint64_t hash; /* of this section and of both connectors' sections */
 } PipelineConf;
 
-typedef struct {
+struct Conf {
         char *path;           /* owned: the conf file */
         char *state_dir;      /* owned */
         char *metrics_listen; /* owned: "127.0.0.1:9780", or NULL when "off" */
@@ -110,7 +113,7 @@ typedef struct {
         int nconnectors;
         PipelineConf *pipelines; /* owned, npipelines */
         int npipelines;
-} Conf;
+};
 
 /* Parses and validates path. On a bad conf writes every error as "FILE:LINE: what — what to do"
  * to errout and returns -EINVAL; -errno when the file cannot be read. *ret untouched on failure. */

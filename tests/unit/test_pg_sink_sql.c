@@ -116,6 +116,42 @@ static void test_create_table(void **state) {
         table_unref(t);
 }
 
+/* Generated columns (PostgreSQL source) in their places, with the source's expression; a table
+ * without any column. */
+static void test_create_table_generated_and_empty(void **state) {
+        Table *t = orders();
+        char *s = NULL;
+        (void)state;
+        t->ngen = 2;
+        t->gen = calloc(2, sizeof(*t->gen));
+        t->gen[0] = (GenColumn){strdup("first"), strdup("integer"), strdup("(id * 2)"), 0};
+        t->gen[1] = (GenColumn){strdup("last"), strdup("text"), strdup("upper(note[1])"), 4};
+        expect_sql(pg_sql_create_table("s", "o", t, true, &s), &s,
+                   "CREATE TABLE IF NOT EXISTS \"s\".\"o\" (\"first\" integer GENERATED ALWAYS AS ((id * 2)) "
+                   "STORED, \"id\" integer, \"re\"\"gion\" text, \"total\" numeric(10,2), \"note\" text[], "
+                   "\"last\" text GENERATED ALWAYS AS (upper(note[1])) STORED, PRIMARY KEY (\"id\", \"re\"\"gion\"))");
+        /* the rows written never name them */
+        expect_sql(pg_sql_insert("s", "o", t, &s), &s,
+                   "INSERT INTO \"s\".\"o\" (\"id\", \"re\"\"gion\", \"total\", \"note\") VALUES ($1, $2, $3, $4)");
+        /* from another system there are none */
+        expect_sql(pg_sql_create_table("s", "o", t, false, &s), &s,
+                   "CREATE TABLE IF NOT EXISTS \"s\".\"o\" (\"id\" text, \"re\"\"gion\" text, "
+                   "\"total\" numeric, \"note\" text, PRIMARY KEY (\"id\", \"re\"\"gion\"))");
+        free(t->gen[1].type_name);
+        t->gen[1].type_name = strdup("text; drop table x");
+        assert_int_equal(pg_sql_create_table("s", "o", t, true, &s), -EINVAL);
+        table_unref(t);
+
+        Table *z = table_new("s", "z", 0);
+        uint8_t none[1] = {0};
+        z->replident = 'f';
+        expect_sql(pg_sql_create_table("s", "z", z, true, &s), &s, "CREATE TABLE IF NOT EXISTS \"s\".\"z\" ()");
+        expect_sql(pg_sql_insert("s", "z", z, &s), &s, "INSERT INTO \"s\".\"z\" DEFAULT VALUES");
+        expect_sql(pg_sql_delete("s", "z", z, none, true, &s), &s,
+                   "DELETE FROM \"s\".\"z\" WHERE ctid = (SELECT ctid FROM \"s\".\"z\" LIMIT 1)");
+        table_unref(z);
+}
+
 static void test_add_columns(void **state) {
         Table *t = orders();
         char *s = NULL;
@@ -146,6 +182,10 @@ static void test_type_name_ok(void **state) {
         assert_false(pg_sql_type_name_ok(NULL));
         assert_false(pg_sql_type_name_ok("int; select 1"));
         assert_false(pg_sql_type_name_ok("int -- x"));
+        assert_true(pg_sql_type_name_ok("numeric(3,-6)"));
+        assert_true(pg_sql_type_name_ok("public.mood[]"));
+        assert_false(pg_sql_type_name_ok("numeric(3,--6)"));
+        assert_false(pg_sql_type_name_ok("int -"));
         assert_false(pg_sql_type_name_ok("text /* x */"));
         assert_false(pg_sql_type_name_ok("\"unterminated"));
         assert_false(pg_sql_type_name_ok("\"a(b\""));
@@ -184,10 +224,15 @@ static void test_multi_row(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_quote_ident),  cmocka_unit_test(test_insert),
-                cmocka_unit_test(test_update),       cmocka_unit_test(test_delete_truncate),
-                cmocka_unit_test(test_create_table), cmocka_unit_test(test_type_name_ok),
-                cmocka_unit_test(test_multi_row),    cmocka_unit_test(test_add_columns),
+                cmocka_unit_test(test_quote_ident),
+                cmocka_unit_test(test_insert),
+                cmocka_unit_test(test_update),
+                cmocka_unit_test(test_delete_truncate),
+                cmocka_unit_test(test_create_table),
+                cmocka_unit_test(test_type_name_ok),
+                cmocka_unit_test(test_multi_row),
+                cmocka_unit_test(test_add_columns),
+                cmocka_unit_test(test_create_table_generated_and_empty),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
