@@ -110,6 +110,15 @@ typedef struct {
         size_t cap, n; /* cap: a power of two */
 } KeySet;
 
+/* The source relation a source table had when last seen (see check_relation); prev: the one
+ * before it, whose changes are those of a dropped table. */
+typedef struct RelSeen {
+        struct RelSeen *next;
+        char *schema, *name; /* owned: source-side names */
+        uint32_t rel_id, prev;
+        bool has_prev, ready; /* ready: the target is the new relation's (see check_relation) */
+} RelSeen;
+
 typedef struct TargetTable {
         struct TargetTable *next;
         char *schema, *name;         /* owned: sink-side names */
@@ -124,6 +133,9 @@ struct Sink {
         StmtCache stmts;
         StmtCache mstmts;   /* multi-row statements, a cache of their own: used only while sent */
         TargetTable *known; /* tables seen to exist */
+        bool rels;          /* `cdcsync`.`relations` is kept (a PostgreSQL source): see check_relation */
+        RelSeen *seen;      /* what it says, for the source tables seen since the last rollback */
+        MYSQL *aux;         /* owned or NULL: reads `cdcsync`.`relations` outside the batch */
         Run runs[RUNS_MAX]; /* pending, in the order they were started; nruns used */
         int nruns;
         bool ordered; /* the pending run holds a change that nothing may overtake */
@@ -1083,7 +1095,8 @@ static bool blank_padded(const Column *c) {
 
 /* A MySQL column type for a source column. From a MySQL source the declared type is kept. */
 static void mysql_type(const Sink *k, const Column *c, Sql *q) {
-        const char *tn = c->type_name ? c->type_name : "";
+        /* a PostgreSQL domain maps as its base type */
+        const char *tn = c->base_type ? c->base_type : c->type_name ? c->type_name : "";
         unsigned n = 0;
         if (k->pipe && k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "mysql") == 0 &&
             tn[0]) {
@@ -1116,14 +1129,20 @@ static void mysql_type(const Sink *k, const Column *c, Sql *q) {
                                                             : "BIGINT");
                 break;
         case TYPE_NUMERIC: {
-                unsigned p = 0, s = 0;
-                if (sscanf(tn, "numeric(%u,%u)", &p, &s) == 2 && p <= 65 && s <= 30 && s <= p) {
-                        char b[32];
-                        snprintf(b, sizeof(b), "DECIMAL(%u,%u)", p, s);
-                        sql_add(q, b);
-                } else {
-                        sql_add(q, "DECIMAL(65,30)");
+                /* PostgreSQL's scale may be negative (numeric(3,-6): multiples of 10^6 below 10^9)
+                 * or above the precision (numeric(3,5): below 10^-2): DECIMAL(p - s, 0) and
+                 * DECIMAL(s, s) hold those exactly */
+                int p = 0, s = 0, n = 0;
+                if (sscanf(tn, "numeric(%d,%d)%n", &p, &s, &n) == 2 && tn[n] == '\0' && p >= 1 && p <= 1000) {
+                        int mp = s < 0 ? p - s : s > p ? s : p, ms = s < 0 ? 0 : s;
+                        if (mp <= 65 && ms <= 30) {
+                                char b[32];
+                                snprintf(b, sizeof(b), "DECIMAL(%d,%d)", mp, ms);
+                                sql_add(q, b);
+                                break;
+                        }
                 }
+                sql_add(q, "DECIMAL(65,30)");
                 break;
         }
         case TYPE_FLOAT: sql_add(q, strcmp(tn, "real") == 0 ? "FLOAT" : "DOUBLE"); break;
@@ -1230,6 +1249,61 @@ out:
         return r;
 }
 
+/* CREATE TABLE for source shape t. DDL commits implicitly in MySQL: it runs on a connection of
+ * its own, so the open batch stays one transaction. A PostgreSQL source's generated columns are
+ * left out (their expressions are PostgreSQL's; the source does not send their values), with a
+ * warning naming them. */
+static int create_target(Sink *k, const Table *t, const char *schema, const char *name, CdcError *err) {
+        Sql q = {0};
+        int r;
+        sql_add(&q, "CREATE TABLE IF NOT EXISTS ");
+        sql_table(&q, schema, name);
+        sql_add(&q, " (");
+        for (int i = 0; i < t->ncols; i++) {
+                if (i)
+                        sql_add(&q, ", ");
+                sql_ident(&q, t->cols[i].name);
+                sql_add(&q, " ");
+                mysql_type(k, &t->cols[i], &q);
+                if (t->cols[i].key)
+                        sql_add(&q, " NOT NULL");
+        }
+        if (table_nkeys(t) > 0) {
+                sql_add(&q, ", PRIMARY KEY (");
+                bool first = true;
+                for (int i = 0; i < t->ncols; i++)
+                        if (t->cols[i].key) {
+                                if (!first)
+                                        sql_add(&q, ", ");
+                                first = false;
+                                sql_ident(&q, t->cols[i].name);
+                        }
+                sql_add(&q, ")");
+        }
+        sql_add(&q, ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+        if (q.oom) {
+                free(q.s);
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        }
+        MYSQL *ddl = NULL;
+        r = mysql_conn_open(k->conn, NULL, &ddl, err);
+        if (r >= 0 && mysql_query(ddl, q.s))
+                r = cdc_error(err, -EIO, false, "schema", "%s cannot create `%s`.`%s`: %s", k->ctx, schema, name,
+                              mysql_error(ddl));
+        if (ddl)
+                mysql_close(ddl);
+        free(q.s);
+        if (r < 0)
+                return r;
+        for (int g = 0; g < t->ngen; g++)
+                log_warn(k->ctx,
+                         "created `%s`.`%s` without generated column %s of source table %s.%s (GENERATED ALWAYS AS "
+                         "(%s) STORED in PostgreSQL): MySQL cannot compute that expression, and the source does not "
+                         "send its values — add it by hand as a MySQL generated column if you need it",
+                         schema, name, t->gen[g].name, t->schema, t->name, t->gen[g].expr);
+        return 0;
+}
+
 static int ensure_table(Sink *k, const Table *t, const char *schema, const char *name, CdcError *err) {
         for (TargetTable *tt = k->known; tt; tt = tt->next)
                 if (strcmp(tt->schema, schema) == 0 && strcmp(tt->name, name) == 0)
@@ -1246,46 +1320,7 @@ static int ensure_table(Sink *k, const Table *t, const char *schema, const char 
                                          "%s table `%s`.`%s` does not exist in the sink: create it, or set "
                                          "create_tables = yes on connector '%s'",
                                          k->ctx, schema, name, k->conn->name);
-                Sql q = {0};
-                sql_add(&q, "CREATE TABLE IF NOT EXISTS ");
-                sql_table(&q, schema, name);
-                sql_add(&q, " (");
-                for (int i = 0; i < t->ncols; i++) {
-                        if (i)
-                                sql_add(&q, ", ");
-                        sql_ident(&q, t->cols[i].name);
-                        sql_add(&q, " ");
-                        mysql_type(k, &t->cols[i], &q);
-                        if (t->cols[i].key)
-                                sql_add(&q, " NOT NULL");
-                }
-                if (table_nkeys(t) > 0) {
-                        sql_add(&q, ", PRIMARY KEY (");
-                        bool first = true;
-                        for (int i = 0; i < t->ncols; i++)
-                                if (t->cols[i].key) {
-                                        if (!first)
-                                                sql_add(&q, ", ");
-                                        first = false;
-                                        sql_ident(&q, t->cols[i].name);
-                                }
-                        sql_add(&q, ")");
-                }
-                sql_add(&q, ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
-                if (q.oom) {
-                        free(q.s);
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
-                }
-                /* DDL commits implicitly in MySQL: run it on a connection of its own so the
-                 * open batch stays one transaction */
-                MYSQL *ddl = NULL;
-                r = mysql_conn_open(k->conn, NULL, &ddl, err);
-                if (r >= 0 && mysql_query(ddl, q.s))
-                        r = cdc_error(err, -EIO, false, "schema", "%s cannot create `%s`.`%s`: %s", k->ctx, schema,
-                                      name, mysql_error(ddl));
-                if (ddl)
-                        mysql_close(ddl);
-                free(q.s);
+                r = create_target(k, t, schema, name, err);
                 if (r < 0)
                         return r;
         }
@@ -1565,6 +1600,200 @@ static int check_empty(Sink *k, const char *schema, const char *name, CdcError *
         return 0;
 }
 
+static void seen_clear(Sink *k) {
+        while (k->seen) {
+                RelSeen *r = k->seen;
+                k->seen = r->next;
+                free(r->schema);
+                free(r->name);
+                free(r);
+        }
+}
+
+typedef struct {
+        RelSeen *seen;
+        bool found;
+} RelRow;
+
+static int rel_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        RelRow *rr = ud;
+        (void)lens;
+        if (ncols < 3 || !cells[0] || !cells[2])
+                return -EBADMSG;
+        rr->seen->rel_id = (uint32_t)strtoul(cells[0], NULL, 10);
+        rr->seen->has_prev = cells[1] != NULL;
+        rr->seen->prev = cells[1] ? (uint32_t)strtoul(cells[1], NULL, 10) : 0;
+        rr->seen->ready = strcmp(cells[2], "0") != 0;
+        rr->found = true;
+        return 0;
+}
+
+/* Whether source table t is still the relation this pipeline last saw under its name, as
+ * `cdcsync`.`relations` records it: a PostgreSQL table dropped and created again is a new table,
+ * whose rows are never merged into the old one's.
+ * - With create_tables the target is dropped and created anew from the new table's columns. That
+ *   is DDL (it commits), so the batch is rolled back first, the new relation recorded with the
+ *   DDL, and a retriable error applies the batch again.
+ * - Without, a target that is empty (or about to be filled by the initial copy) takes the new
+ *   relation; one that holds rows stops the pipeline until the operator empties it (the new
+ *   relation is recorded at once, as not ready, the batch rolled back for that).
+ * Changes of the relation before the current one (*ret_skip) are those of a dropped table: a
+ * batch applied again after the new one was recorded holds them, and they no longer matter. */
+static int check_relation(Sink *k, const Table *t, const TxnInfo *txn, const char *schema, const char *name,
+                          bool *ret_skip, CdcError *err) {
+        char relid[16], prev[16];
+        const char *params[6] = {k->pipe->name, t->schema, t->name, relid, NULL, "1"};
+        static const char record[] = "INSERT INTO `cdcsync`.`relations` (pipeline, src_schema, src_name, rel_id, "
+                                     "prev_rel_id, ready, updated_at) VALUES (?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE "
+                                     "KEY UPDATE rel_id = VALUES(rel_id), prev_rel_id = VALUES(prev_rel_id), "
+                                     "ready = VALUES(ready), updated_at = VALUES(updated_at)";
+        RelSeen *rs = k->seen;
+        int r;
+
+        while (rs && (strcmp(rs->schema, t->schema) != 0 || strcmp(rs->name, t->name) != 0))
+                rs = rs->next;
+        snprintf(relid, sizeof(relid), "%u", t->rel_id);
+        if (!rs) {
+                rs = calloc(1, sizeof(*rs));
+                if (!rs || !(rs->schema = strdup(t->schema)) || !(rs->name = strdup(t->name))) {
+                        if (rs)
+                                free(rs->schema);
+                        free(rs);
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                }
+                rs->next = k->seen;
+                k->seen = rs;
+                RelRow rr = {.seen = rs};
+                /* Read on a connection of its own: a read in the batch's transaction would open its
+                 * read view, and a table created after it (create_tables) could not be written in
+                 * it (error 1412); a locking read would take gap locks that deadlock pipelines
+                 * inserting their first rows. Only this pipeline writes its rows, and what this
+                 * transaction wrote is in k->seen. */
+                if (!k->aux && (r = mysql_conn_open(k->conn, NULL, &k->aux, err)) < 0)
+                        return r;
+                r = mysql_conn_query(k->aux,
+                                     "SELECT rel_id, prev_rel_id, ready FROM `cdcsync`.`relations` WHERE pipeline = ? "
+                                     "AND src_schema = ? AND src_name = ?",
+                                     params, 3, rel_row, &rr, err);
+                if (r < 0) {
+                        mysql_close(k->aux);
+                        k->aux = NULL;
+                        return r;
+                }
+                if (!rr.found) { /* first seen */
+                        r = mysql_conn_query(k->m, record, params, 6, NULL, NULL, err);
+                        if (r < 0)
+                                return r;
+                        rs->rel_id = t->rel_id;
+                        rs->ready = true;
+                        return 0;
+                }
+        }
+        if (rs->rel_id == t->rel_id && rs->ready)
+                return 0;
+        if (rs->has_prev && rs->prev == t->rel_id && rs->rel_id != t->rel_id) {
+                *ret_skip = true;
+                return 0;
+        }
+        /* A new relation: the source table was dropped and created again. */
+        uint32_t before = rs->rel_id != t->rel_id ? rs->rel_id : rs->prev;
+        snprintf(prev, sizeof(prev), "%u", before);
+        params[4] = prev;
+        Sql q = {0};
+        if (k->conn->create_tables) {
+                pending_clear(k);
+                mysql_rollback(k->m);
+                k->in_txn = false;
+                MYSQL *ddl = NULL;
+                sql_add(&q, "DROP TABLE IF EXISTS ");
+                sql_table(&q, schema, name);
+                if (q.oom)
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = mysql_conn_open(k->conn, NULL, &ddl, err);
+                if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
+                        r = cdc_error(err, -EIO, true, "schema",
+                                      "%s source table %s.%s was dropped and created again (relation %u, before %u), "
+                                      "and target table `%s`.`%s` cannot be dropped to be created anew: %s",
+                                      k->ctx, t->schema, t->name, t->rel_id, before, schema, name, mysql_error(ddl));
+                free(q.s);
+                for (TargetTable **pp = &k->known; r >= 0 && *pp; pp = &(*pp)->next)
+                        if (strcmp((*pp)->schema, schema) == 0 && strcmp((*pp)->name, name) == 0) {
+                                TargetTable *tt = *pp;
+                                *pp = tt->next;
+                                table_unref(tt->shape);
+                                free(tt->schema);
+                                free(tt->name);
+                                free(tt);
+                                break;
+                        }
+                if (r >= 0)
+                        r = create_target(k, t, schema, name, err);
+                if (r >= 0 && (r = mysql_conn_query(ddl, record, params, 6, NULL, NULL, err)) >= 0)
+                        mysql_commit(ddl);
+                if (ddl)
+                        mysql_close(ddl);
+                seen_clear(k);
+                if (r < 0)
+                        return r;
+                log_warn(k->ctx,
+                         "source table %s.%s was dropped and created again (relation %u, before %u): dropped "
+                         "target table `%s`.`%s` with the old table's rows and created it anew from the new "
+                         "table's columns",
+                         t->schema, t->name, t->rel_id, before, schema, name);
+                return cdc_error(err, -EAGAIN, true, "schema",
+                                 "%s re-created `%s`.`%s` for the new source table %s.%s: the batch is applied "
+                                 "again",
+                                 k->ctx, schema, name, t->schema, t->name);
+        }
+        if (!txn->snapshot) {
+                r = pending_flush(k, err); /* rows held for it count */
+                if (r < 0)
+                        return r;
+                sql_add(&q, "SELECT 1 FROM ");
+                sql_table(&q, schema, name);
+                sql_add(&q, " LIMIT 1 LOCK IN SHARE MODE"); /* locking: no read view (see above) */
+                if (q.oom)
+                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = mysql_conn_query(k->m, q.s, NULL, 0, NULL, NULL, err);
+                free(q.s);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        if (rs->rel_id != t->rel_id) {
+                                /* recorded now, outside the batch: rolled back for that (it may hold the row) */
+                                CdcError e;
+                                pending_clear(k);
+                                mysql_rollback(k->m);
+                                k->in_txn = false;
+                                params[5] = "0";
+                                if (mysql_conn_query(k->m, record, params, 6, NULL, NULL, &e) < 0 || mysql_commit(k->m))
+                                        log_warn(k->ctx, "cannot record the new relation of %s.%s: %s", t->schema,
+                                                 t->name, mysql_error(k->m));
+                                seen_clear(k);
+                        }
+                        return cdc_error(err, -EEXIST, true, "schema",
+                                         "%s source table %s.%s was dropped and created again (relation %u, before "
+                                         "%u): its rows would be merged into target table `%s`.`%s`, which holds "
+                                         "the old table's rows — empty it (DELETE, TRUNCATE) and give it the new "
+                                         "table's columns, or set create_tables = yes on connector '%s' to have it "
+                                         "re-created; the pipeline retries",
+                                         k->ctx, t->schema, t->name, t->rel_id, before, schema, name, k->conn->name);
+                }
+                log_warn(k->ctx,
+                         "source table %s.%s was dropped and created again (relation %u, before %u): target table "
+                         "`%s`.`%s` is empty and takes the new table's rows",
+                         t->schema, t->name, t->rel_id, before, schema, name);
+        }
+        r = mysql_conn_query(k->m, record, params, 6, NULL, NULL, err);
+        if (r < 0)
+                return r;
+        rs->prev = before;
+        rs->has_prev = true;
+        rs->rel_id = t->rel_id;
+        rs->ready = true;
+        return 0;
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -1603,6 +1832,20 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 r = cdc_error(err, -ENAMETOOLONG, false, "conf", "%s table name %s.%s too long", k->ctx, t->schema,
                               t->name);
                 goto out;
+        }
+        if (t->ncols == 0) {
+                r = cdc_error(err, -EINVAL, false, "schema",
+                              "%s source table %s.%s has no column, and a MySQL/MariaDB table cannot be without one "
+                              "— leave it out of tables of pipeline %s (name the tables instead of *), or give it a "
+                              "column at the source",
+                              k->ctx, t->schema, t->name, k->pipe ? k->pipe->name : "-");
+                goto out_sent;
+        }
+        if (k->rels && strcmp(t->schema, "cdcsync") != 0) {
+                bool skip = false;
+                r = check_relation(k, t, txn, schema, name, &skip, err);
+                if (r < 0 || skip)
+                        goto out_sent;
         }
         /* the checks and DDL of ensure_table run after what is pending (DDL commits implicitly) */
         if (!table_ready(k, t, schema, name)) {
@@ -1745,6 +1988,7 @@ static Sink *sink_free(Sink *k) {
         if (!k)
                 return NULL;
         pending_clear(k);
+        seen_clear(k);
         for (int i = 0; i < RUNS_MAX; i++)
                 run_free(&k->runs[i]);
         keys_free(&k->keys);
@@ -1761,6 +2005,8 @@ static Sink *sink_free(Sink *k) {
         }
         if (k->m)
                 mysql_close(k->m);
+        if (k->aux)
+                mysql_close(k->aux);
         free(k);
         return NULL;
 }
@@ -1824,6 +2070,15 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                            "pos_lo DECIMAL(20,0), pos_text VARCHAR(255), copied_rows BIGINT, copied_at TIMESTAMP "
                            "NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (pipeline, source_table)) ENGINE=InnoDB "
                            "DEFAULT CHARSET=utf8mb4",
+                           err);
+        k->rels = pipe && pipe->source && pipe->source->type && strcmp(pipe->source->type, "postgres") == 0;
+        if (r >= 0 && k->rels)
+                r = simple(k,
+                           "CREATE TABLE IF NOT EXISTS `cdcsync`.`relations` (pipeline VARCHAR(128) NOT NULL, "
+                           "src_schema VARCHAR(128) NOT NULL, src_name VARCHAR(128) NOT NULL, rel_id BIGINT UNSIGNED "
+                           "NOT NULL, prev_rel_id BIGINT UNSIGNED NULL, ready BOOL NOT NULL, updated_at DATETIME(6) "
+                           "NOT NULL, "
+                           "PRIMARY KEY (pipeline, src_schema, src_name)) ENGINE=InnoDB",
                            err);
         /* Bidirectional sync: the version tags (engine/rowstate.c), written in the batch's
          * transaction just before each row and read back by the reverse pipeline from our binlog. */
@@ -1996,6 +2251,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
 
 static int sink_rollback(Sink *k) {
         pending_clear(k);
+        seen_clear(k); /* what the rolled-back transaction recorded is gone */
         k->in_txn = false;
         return mysql_rollback(k->m) ? -EIO : 0;
 }
