@@ -1634,9 +1634,11 @@ static int rel_row(void *ud, char **cells, const unsigned long *lens, int ncols)
  * - With create_tables the target is dropped and created anew from the new table's columns. That
  *   is DDL (it commits), so the batch is rolled back first, the new relation recorded with the
  *   DDL, and a retriable error applies the batch again.
- * - Without, a target that is empty (or about to be filled by the initial copy) takes the new
- *   relation; one that holds rows stops the pipeline until the operator empties it (the new
- *   relation is recorded at once, as not ready, the batch rolled back for that).
+ * - Without, a target that is empty takes the new relation; one that holds rows stops the
+ *   pipeline until the operator empties it (the new relation is recorded at once, as not ready,
+ *   the batch rolled back for that).
+ * - In the initial copy the new relation is just recorded: the copy's snapshot mode decides what
+ *   becomes of the rows the target holds, as for any table.
  * Changes of the relation before the current one (*ret_skip) are those of a dropped table: a
  * batch applied again after the new one was recorded holds them, and they no longer matter. */
 static int check_relation(Sink *k, const Table *t, const TxnInfo *txn, const char *schema, const char *name,
@@ -1700,7 +1702,7 @@ static int check_relation(Sink *k, const Table *t, const TxnInfo *txn, const cha
         snprintf(prev, sizeof(prev), "%u", before);
         params[4] = prev;
         Sql q = {0};
-        if (k->conn->create_tables) {
+        if (k->conn->create_tables && !txn->snapshot) {
                 pending_clear(k);
                 mysql_rollback(k->m);
                 k->in_txn = false;

@@ -1832,10 +1832,12 @@ static void ts_forget(Sink *k, TState *ts) {
  * relation, a new table, and its rows are never merged into the old one's.
  * - With create_tables the target table is dropped (with the old table's rows) and created anew
  *   from the new table's columns, in the batch's transaction: *ret_recreated.
- * - Without, a target that is empty (or about to be filled by the initial copy) takes the new
- *   relation; one that holds rows stops the pipeline until the operator empties it. The new
- *   relation is then recorded at once, as not ready (the batch is rolled back for that), so that
- *   the retries know the old relation for what it is.
+ * - Without, a target that is empty takes the new relation; one that holds rows stops the
+ *   pipeline until the operator empties it. The new relation is then recorded at once, as not
+ *   ready (the batch is rolled back for that), so that the retries know the old relation for
+ *   what it is.
+ * - In the initial copy the new relation is just recorded: the copy's snapshot mode (initial,
+ *   merge, replace) decides what becomes of the rows the target holds, as for any table.
  * Changes of the relation before the current one (*ret_skip) are those of a dropped table: a
  * batch read again after the new one was recorded holds them, and they no longer matter. */
 static int check_relation(Sink *k, TState *ts, const char *schema, const char *name, const Table *t, const TxnInfo *txn,
@@ -1907,7 +1909,9 @@ static int check_relation(Sink *k, TState *ts, const char *schema, const char *n
                 r = pg_sql_quote_ident(name, &qn);
         if (r < 0)
                 goto oom;
-        if (k->conf->create_tables) {
+        if (txn->snapshot) {
+                /* the initial copy: its snapshot mode says what becomes of the rows there */
+        } else if (k->conf->create_tables) {
                 if (asprintf(&sql, "DROP TABLE IF EXISTS %s.%s", qs, qn) < 0) {
                         sql = NULL;
                         goto oom;
@@ -1930,7 +1934,7 @@ static int check_relation(Sink *k, TState *ts, const char *schema, const char *n
                          "table %s.%s with the old table's rows and created it anew from the new table's columns",
                          t->schema, t->name, t->rel_id, before, schema, name);
                 *ret_recreated = true;
-        } else if (!txn->snapshot) {
+        } else {
                 if (asprintf(&sql, "SELECT EXISTS (SELECT 1 FROM %s.%s)", qs, qn) < 0) {
                         sql = NULL;
                         goto oom;
