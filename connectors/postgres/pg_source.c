@@ -993,7 +993,7 @@ static int follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         PGconn *rc = NULL;
         char tmp[64], *sql = NULL;
         snprintf(tmp, sizeof(tmp), "%.50s_copy", s->slot);
-        r = pg_conn_open(s->conn, true, &rc, err);
+        r = pg_conn_open(s->conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &rc, err);
         char *q = r == 0 ? PQescapeIdentifier(rc, tmp, strlen(tmp)) : NULL;
         if (r == 0 && (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
                                       q) < 0)) {
@@ -1017,7 +1017,7 @@ static int follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         free(sql);
         sql = NULL;
         if (r == 0)
-                r = pg_conn_open(s->conn, false, &s->copy, err);
+                r = pg_conn_open(s->conn, PG_CONN_SOURCE, &s->copy, err);
         if (r == 0 && (res = query(s, s->copy, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
                 PQclear(res);
         else if (r == 0)
