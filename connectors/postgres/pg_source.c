@@ -127,24 +127,6 @@ static PGresult *query(Source *s, PGconn *c, const char *sql, int n, const char 
         return NULL;
 }
 
-/* With search_path = pg_catalog every name the server prints (format_type, pg_get_expr, reg*
- * values) is schema-qualified unless it is pg_catalog's: type names a sink can use as they are,
- * and the same values in the snapshot as in the stream. PostgreSQL's own subscriber empties it
- * on its connections to the publisher. */
-static int catalog_search_path(Source *s, PGconn *c, CdcError *err) {
-        /* simple protocol: a walsender connection takes no other */
-        PGresult *res = PQexec(c, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)");
-        int r = 0;
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                char buf[512];
-                bool lost = PQstatus(c) != CONNECTION_OK;
-                r = cdc_error(err, -EIO, lost, lost ? "connection" : "source", "connector %s: setting search_path: %s",
-                              s->conn->name, errtext(s, c, res, buf, sizeof(buf)));
-        }
-        PQclear(res);
-        return r;
-}
-
 /* ---- checks ---- */
 
 static int check_server(Source *s, CdcError *err) {
@@ -1614,13 +1596,9 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
          * that would be retried forever as a connection error. */
         int r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
         if (r == 0)
-                r = catalog_search_path(s, s->sql, err);
-        if (r == 0)
                 r = check_server(s, err);
         if (r == 0)
                 r = pg_conn_open(conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &s->repl, err);
-        if (r == 0)
-                r = catalog_search_path(s, s->repl, err);
         if (r == 0)
                 r = ensure_publication(s, err);
         if (r < 0) {
