@@ -60,7 +60,8 @@ typedef struct {
 
 static const ConfKey service_keys[] = {
         {"state_dir", K_STR, "/var/lib/cdcsync", T_ALL, 0, false, false, SVC(state_dir), 0, 0, 0, "PATH",
-         "embedded state: checkpoints and row versions (LMDB)"},
+         "local state: spill files, row versions of bidirectional pipelines (LMDB), "
+         "conflicts.jsonl"},
         {"metrics_listen", K_LISTEN, "127.0.0.1:9780", T_ALL, 0, false, false, SVC(metrics_listen), 0, 0, 0,
          "HOST:PORT | [IPV6]:PORT | off", "HTTP endpoint: /metrics /status /healthz"},
         {"log_level", K_LOGLEVEL, "info", T_ALL, 0, true, false, SVC(log_level), 0, 0, 0, "error | warn | info | debug",

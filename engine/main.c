@@ -201,7 +201,8 @@ static int cmd_run(const char *path) {
                 log_error(NULL, "cannot create state_dir %s: %s", conf->state_dir, strerror(errno));
                 return 1;
         }
-        r = state_open(conf->state_dir, &sv.state);
+        /* Opened when a pipeline first needs it: a store that cannot be opened stops only those. */
+        r = state_new(conf->state_dir, &sv.state);
         if (r < 0) {
                 log_error(NULL, "cannot open the state store in %s: %s", conf->state_dir, strerror(-r));
                 return 1;

@@ -847,6 +847,8 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         pthread_mutex_unlock(&p->err_lock);
 out:
         free(sargs.copied);
+        if (p->rows)
+                rowstate_detach(p->rows);
         p->q_src = queue_free(p->q_src);
         p->q_sink = queue_free(p->q_sink);
         atomic_store(&p->stats.queue_depth, 0);

@@ -1,6 +1,19 @@
 /* One pipeline's row versions in the state store: which change is new, which is a replay, and,
  * in bidirectional sync, which side wins a conflict.
  *
+ * DESIGN (which pipelines keep versions). Only bidirectional ones. A one-way pipeline's sink stores
+ * the pipeline's position with the data (a database sink in the same transaction, a Kafka sink in
+ * its checkpoint record after the batch's messages); on start the engine skips every transaction
+ * at or below that position, and a source sends each transaction once and in position order after
+ * it (PostgreSQL, MySQL/MariaDB). So a change whose row version is not newer than the stored one
+ * never reaches the engine: the versions (and their undo log, written and synced before every sink
+ * commit) never skip anything and are pure cost. The Kafka source hands every message on at a new,
+ * higher position (a repeat after a crash included: kafka_source.c) and relies on idempotent apply,
+ * so versions would not skip its repeats either. What a one-way pipeline into Kafka publishes as
+ * source.cdcsync_vclock is the row's vector {source: commit position}, exactly what the kept
+ * versions held (positional_version). Bidirectional sync needs them: what each side holds, echoes
+ * and conflicts are decided on versions, below.
+ *
  * DESIGN (bidirectional sync). Pipeline P reads connector S and writes connector K; its reverse
  * pipeline Q reads K and writes S. Each pipeline writes only rows of its own name space in the
  * state store and reads the reverse pipeline's (state_get_other, inside its own LMDB write
@@ -39,9 +52,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cdcsync/log.h"
@@ -80,6 +96,11 @@ struct RowState {
         size_t slice_rows;
         uint64_t done_upto;    /* batches up to this number were committed by the sink */
         uint64_t dropped_upto; /* undo dropped for batches up to this number */
+        bool acquired;         /* the store is acquired for this attempt (state_acquire) */
+        bool recovered;        /* recovered, no batch begun since: every earlier batch is finished */
+        bool versions_out;     /* a one-way pipeline into Kafka: changes carry their version */
+        const char *state_dir; /* borrowed: for messages and the conflict log */
+        bool conflicts_dirty;  /* conflict records appended in the open batch, not synced yet */
         /* bidirectional sync */
         char reverse[STATE_NAME_MAX + 1]; /* the reverse pipeline, "" for a one-way pipeline */
         PipelineStats *stats;             /* borrowed, may be NULL */
@@ -103,6 +124,48 @@ struct RowState {
         } tables[TABLE_CACHE];
         int ntables;
 };
+
+/* A failure of the state store or of a file under state_dir. Counted as "disk" when the file
+ * system failed (full, out of quota, I/O error, read-only, a file or directory removed), as
+ * "state" when the store itself is corrupt or of an incompatible version. Both are retried with
+ * backoff: freeing space, or moving a damaged store aside, is enough for the pipeline to resume. */
+static int store_error(RowState *rs, CdcError *err, int r, const char *fmt, ...) {
+        char what[300];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        const char *dir = rs->state_dir ? rs->state_dir : "state_dir";
+        switch (r) {
+        case -ENOSPC:
+        case -EDQUOT:
+        case -EIO:
+        case -EROFS:
+        case -EFBIG:
+        case -ENOENT:
+        case -EACCES:
+        case -EPERM:
+                return cdc_error(err, r, true, "disk",
+                                 "state store in %s: %s: %s — free space or fix %s; the pipeline "
+                                 "retries by itself",
+                                 dir, what, state_strerror(r), dir);
+        case -EUCLEAN:
+                return cdc_error(err, r, true, "state",
+                                 "state store %s/data.mdb: %s: %s — move data.mdb and lock.mdb out of %s (or restore "
+                                 "them from a backup); the pipeline retries by itself and starts with no row versions",
+                                 dir, what, state_strerror(r), dir);
+        case -EPROTO:
+                return cdc_error(
+                        err, r, true, "state",
+                        "state store %s/data.mdb: %s: %s — run the cdcsync that wrote it, or move data.mdb and "
+                        "lock.mdb out of %s; the pipeline retries by itself",
+                        dir, what, state_strerror(r), dir);
+        case -ENOMEM: return cdc_error(err, r, true, "internal", "state store: %s: out of memory", what);
+        default:
+                return cdc_error(err, r, r != -EINVAL && r != -ENAMETOOLONG, "state", "state store in %s: %s: %s", dir,
+                                 what, state_strerror(r));
+        }
+}
 
 static int tag_table_init(Table *t) {
         const char *names[2] = {"k", "v"};
@@ -130,8 +193,10 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
         rs->st = st;
         rs->conf = conf;
         rs->node = conf->source->name;
+        rs->state_dir = bidi ? bidi->state_dir : NULL;
+        rs->versions_out = conf->sink->type && strcmp(conf->sink->type, "kafka") == 0;
         if (bidi && bidi->reverse && bidi->reverse[0]) {
-                if (strlen(bidi->reverse) >= sizeof(rs->reverse) || !bidi->state_dir) {
+                if (strlen(bidi->reverse) >= sizeof(rs->reverse) || !bidi->state_dir || !st) {
                         free(rs);
                         return -EINVAL;
                 }
@@ -157,7 +222,7 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
 RowState *rowstate_free(RowState *rs) {
         if (!rs)
                 return NULL;
-        state_batch_abort(rs->batch);
+        rowstate_detach(rs);
         table_unref(rs->tag_table);
         for (int i = 0; i < rs->ntables; i++)
                 table_unref(rs->tables[i].t);
@@ -165,37 +230,63 @@ RowState *rowstate_free(RowState *rs) {
         return NULL;
 }
 
+bool rowstate_uses_store(const RowState *rs) {
+        return rs->reverse[0] != '\0';
+}
+
 int rowstate_recover(RowState *rs, Position sink_pos, bool sink_found, CdcError *err) {
         rs->batch = state_batch_abort(rs->batch);
-        int r = state_recover(rs->st, rs->conf->name, sink_found ? sink_pos : (Position){0, 0});
+        rs->done_upto = rs->dropped_upto = rs->batch_no = 0;
+        rs->conflicts_dirty = false;
+        if (!rowstate_uses_store(rs))
+                return 0;
+        int r = rs->acquired ? 0 : state_acquire(rs->st);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: cannot recover pipeline %s: %s", rs->conf->name,
-                                 strerror(-r));
+                return store_error(rs, err, r, "cannot open the store for pipeline %s", rs->conf->name);
+        rs->acquired = true;
+        r = state_recover(rs->st, rs->conf->name, sink_found ? sink_pos : (Position){0, 0});
+        if (r < 0)
+                return store_error(rs, err, r, "cannot recover pipeline %s", rs->conf->name);
         if (r > 0)
                 log_info(NULL, "pipeline %s: rolled back %d state batches the sink never committed", rs->conf->name, r);
-        rs->done_upto = rs->dropped_upto = rs->batch_no = 0;
+        rs->recovered = true;
         return 0;
 }
 
-/* Undo records of batches the sink committed are dropped here, in the engine thread, between
- * batches: the sink thread must never wait for the store's single write lock, which the engine
- * may hold while it waits for room in the sink's queue. */
-static void drop_done(RowState *rs) {
-        uint64_t upto = __atomic_load_n(&rs->done_upto, __ATOMIC_ACQUIRE);
-        for (uint64_t b = rs->dropped_upto + 1; b <= upto; b++)
-                state_batch_done(rs->st, rs->conf->name, b);
-        if (upto > rs->dropped_upto)
-                rs->dropped_upto = upto;
+void rowstate_detach(RowState *rs) {
+        rs->batch = state_batch_abort(rs->batch);
+        if (rs->acquired)
+                state_release(rs->st);
+        rs->acquired = false;
 }
 
 int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err) {
-        drop_done(rs);
+        if (!rowstate_uses_store(rs))
+                return 0;
+        if (!rs->acquired)
+                return cdc_error(err, -EINVAL, false, "internal", "pipeline %s: batch begun before recovery",
+                                 rs->conf->name);
         /* The end is known only when the batch ends: until state_batch_set_end, recovery treats
          * the batch as never committed by the sink. */
         int r = state_batch_begin(rs->st, rs->conf->name, batch_no, (Position){UINT64_MAX, UINT64_MAX}, &rs->batch);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: cannot begin batch %llu: %s",
-                                 (unsigned long long)batch_no, strerror(-r));
+                return store_error(rs, err, r, "cannot begin batch %llu", (unsigned long long)batch_no);
+        if (rs->recovered) /* recovery finished every batch before this one */
+                rs->dropped_upto = batch_no - 1;
+        rs->recovered = false;
+        /* Undo records of batches the sink committed go in this batch's own transaction: no
+         * write transaction (and sync) of their own, and the sink thread never waits for the
+         * store's single write lock, which the engine may hold while it waits for room in the
+         * sink's queue. */
+        uint64_t upto = __atomic_load_n(&rs->done_upto, __ATOMIC_ACQUIRE);
+        for (uint64_t b = rs->dropped_upto + 1; b <= upto && r == 0; b++)
+                r = state_batch_drop(rs->batch, b);
+        if (r < 0) {
+                rs->batch = state_batch_abort(rs->batch);
+                return store_error(rs, err, r, "cannot drop the undo of committed batches");
+        }
+        if (upto > rs->dropped_upto)
+                rs->dropped_upto = upto;
         rs->batch_no = batch_no;
         rs->slice_rows = 0;
         return 0;
@@ -222,44 +313,6 @@ static int encode_key(const Table *t, const Value *vals, char *buf, size_t size)
         return (int)n;
 }
 
-static int put_version(RowState *rs, const char *table, const char *key, size_t keylen, const TxnInfo *txn,
-                       uint32_t seq, bool deleted, Change *c, bool *ret_apply, CdcError *err) {
-        Version stored, next;
-        bool found = false;
-        int r = state_get(rs->batch, table, key, keylen, &stored, &found);
-        if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: read of %s failed: %s", table, strerror(-r));
-        uint64_t counter = position_counter(txn->commit_pos);
-        uint64_t have = found ? vclock_get(&stored.vv, rs->node) : 0;
-        /* Older, or this very change again: a replay. A copy (snapshot) is never one: a table
-         * added to a streaming pipeline may be copied at the checkpoint's own position, after a
-         * copy that the sink never committed. */
-        if (found && !txn->snapshot && (have > counter || (have == counter && stored.seq >= seq))) {
-                *ret_apply = false;
-                return 0;
-        }
-        if (found && (have == counter || have > counter)) {
-                /* A later change of the same source transaction to the same row (or a copy of a
-                 * row whose version is already later: it keeps that version). */
-                next = stored;
-                next.seq = seq;
-                next.deleted = deleted;
-                next.wvv = next.vv;
-        } else {
-                r = version_next(found ? &stored : NULL, rs->node, counter, txn->commit_ts, seq, deleted, &next);
-                if (r < 0)
-                        return cdc_error(err, r, false, "state", "cannot version a change of %s: %s", table,
-                                         strerror(-r));
-        }
-        r = state_put(rs->batch, table, key, keylen, &next);
-        if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", table, strerror(-r));
-        if (c && change_set_version(c, &next.vv, next.ts, next.origin) < 0) /* the sink publishes it */
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
-        *ret_apply = true;
-        return 0;
-}
-
 static int slice(RowState *rs, CdcError *err) {
         if (++rs->slice_rows < ROWS_PER_SLICE)
                 return 0;
@@ -268,8 +321,7 @@ static int slice(RowState *rs, CdcError *err) {
         if (r == 0)
                 r = state_batch_continue(rs->st, rs->conf->name, rs->batch_no, &rs->batch);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: cannot commit a slice of batch %llu: %s",
-                                 (unsigned long long)rs->batch_no, strerror(-r));
+                return store_error(rs, err, r, "cannot commit a slice of batch %llu", (unsigned long long)rs->batch_no);
         rs->slice_rows = 0;
         return 0;
 }
@@ -311,18 +363,35 @@ static json_t *version_json(const Version *v) {
                          v->deleted);
 }
 
+/* Appends one line to the conflict log, whole or not at all: other pipelines append to the same
+ * file (flock orders them), and a write cut short (disk full) is cut off again, so a reader never
+ * meets half a line. Returns 0 or -errno. */
+static int append_line(const char *path, const char *line, size_t len) {
+        int r = 0, fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        struct stat st;
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+        } else {
+                ssize_t w = write(fd, line, len);
+                if (w != (ssize_t)len) {
+                        r = w < 0 ? -errno : -ENOSPC;
+                        if (w > 0 && ftruncate(fd, st.st_size) < 0)
+                                r = -errno;
+                }
+        }
+        close(fd); /* drops the lock */
+        return r;
+}
+
 /* Counts, logs and records one conflict (records are appended at least once: a batch redone
- * after a crash records its conflicts again). */
-static void report_conflict(RowState *rs, const char *table, const char *key, const Version *held,
-                            const Version *incoming, int verdict, const char *resolution) {
+ * after a crash records its conflicts again). A record that cannot be written fails the change:
+ * the batch is redone once the disk takes it, so no conflict goes unrecorded. */
+static int report_conflict(RowState *rs, const char *table, const char *key, const Version *held,
+                           const Version *incoming, int verdict, const char *resolution, CdcError *err) {
         char hv[VCLOCK_TEXT_MAX + 128], iv[VCLOCK_TEXT_MAX + 128];
         bool incoming_won = verdict == VERSION_CONFLICT_APPLY;
-        if (rs->stats)
-                stats_count_conflict(rs->stats, resolution ? resolution : "other");
-        version_text(held, hv, sizeof(hv));
-        version_text(incoming, iv, sizeof(iv));
-        log_info(rs->ctx, "conflict on %s (%s): sink holds %s, incoming %s; winner: %s (resolve=%s)", table, key, hv,
-                 iv, incoming_won ? "incoming" : "sink", resolution ? resolution : "?");
         json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s}", "ts_us", (json_int_t)incoming->ts,
                               "pipeline", rs->conf->name, "source", rs->conf->source->name, "sink",
                               rs->conf->sink->name, "table", table, "key", key, "sink_version", version_json(held),
@@ -331,18 +400,21 @@ static void report_conflict(RowState *rs, const char *table, const char *key, co
         char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!line)
-                return;
-        int fd = open(rs->conflicts_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-                size_t len = strlen(line);
-                line[len] = '\n'; /* json_dumps' NUL becomes the line end; write exactly len + 1 */
-                if (write(fd, line, len + 1) != (ssize_t)(len + 1))
-                        log_warn(rs->ctx, "cannot append to %s: %s", rs->conflicts_path, strerror(errno));
-                close(fd);
-        } else {
-                log_warn(rs->ctx, "cannot open %s: %s", rs->conflicts_path, strerror(errno));
-        }
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        size_t len = strlen(line);
+        line[len] = '\n'; /* json_dumps' NUL becomes the line end; write exactly len + 1 */
+        int r = append_line(rs->conflicts_path, line, len + 1);
         free(line);
+        if (r < 0)
+                return store_error(rs, err, r, "cannot append a conflict record to %s", rs->conflicts_path);
+        rs->conflicts_dirty = true;
+        if (rs->stats)
+                stats_count_conflict(rs->stats, resolution ? resolution : "other");
+        version_text(held, hv, sizeof(hv));
+        version_text(incoming, iv, sizeof(iv));
+        log_info(rs->ctx, "conflict on %s (%s): sink holds %s, incoming %s; winner: %s (resolve=%s)", table, key, hv,
+                 iv, incoming_won ? "incoming" : "sink", resolution ? resolution : "?");
+        return 0;
 }
 
 /* Turns an update that won into an insert of its full image (the row is gone on the sink);
@@ -639,7 +711,7 @@ int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change 
          * changed nothing, a delete of a row that was not there). */
         int r = state_put(rs->batch, sspace, key, kl, &e.v);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+                return store_error(rs, err, r, "write of %s failed", sspace);
         /* A delete needs no image: it is decided now, so that it is decided even when the log
          * holds no row change for it (the row was not there). */
         Table *t = NULL;
@@ -725,7 +797,9 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
         } else if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) {
                 char kt[512];
                 key_text(c->table, c->op == CHANGE_DELETE ? c->before : c->after, kt, sizeof(kt));
-                report_conflict(rs, sspace + strlen(rs->node) + 1, kt, kh, in, verdict, resolution);
+                r = report_conflict(rs, sspace + strlen(rs->node) + 1, kt, kh, in, verdict, resolution, err);
+                if (r < 0)
+                        return r;
         }
         /* A delete of a row K no longer holds sends nothing: then nothing is recorded either (a
          * write recorded without reaching K's log would never be seen by the reverse pipeline). */
@@ -742,8 +816,7 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
                 if (r == 0 && change_set_version(c, &merged.vv, merged.ts, merged.origin) < 0) /* sinks publish it */
                         r = -ENOMEM;
                 if (r < 0)
-                        return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", kspace,
-                                         strerror(-r));
+                        return store_error(rs, err, r, "write of %s failed", kspace);
                 /* K may hold anything by now (an application write we have not read yet): the
                  * sink makes the row equal to this image whatever it finds. */
                 c->flags |= CHANGE_IDEMPOTENT;
@@ -765,7 +838,7 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
         if (r == 0)
                 r = belief(rs, kspace, key, (size_t)n, &kp, &fkp, &kh, &fkh);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: read of %s failed: %s", sspace, strerror(-r));
+                return store_error(rs, err, r, "read of %s failed", sspace);
 
         uint64_t counter = position_counter(txn->commit_pos);
         uint64_t have = fsp ? vclock_get(&sp.vv, S) : 0;
@@ -795,8 +868,7 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                         kp = held;
                 }
                 if (r < 0)
-                        return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace,
-                                         strerror(-r));
+                        return store_error(rs, err, r, "write of %s failed", sspace);
                 if (won)
                         c->flags |= CHANGE_IDEMPOTENT;
                 *ret_apply = won && fit(c, &kp, true);
@@ -828,7 +900,7 @@ static int echo_row(RowState *rs, const TxnInfo *txn, Change *c, const char *ssp
         if (r == 0)
                 r = state_put(rs->batch, sspace, key, n, sq);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: access to %s failed: %s", sspace, strerror(-r));
+                return store_error(rs, err, r, "access to %s failed", sspace);
         /* Usually K holds that very write (it came from K). It goes back only when K was left with
          * a write that loses to it: ours, made before we read this echo. */
         if (fkh && same_write(&kh, sq))
@@ -866,65 +938,82 @@ int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, boo
         if (!fsq)         /* no tag (a sink of an older cdcsync): the reverse pipeline's latest write */
                 r = state_get_other(rs->batch, rs->reverse, sspace, key, (size_t)n, &sq, &fsq);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: read of %s failed: %s", sspace, strerror(-r));
+                return store_error(rs, err, r, "read of %s failed", sspace);
         if (!fsq)
                 return 0; /* the reverse pipeline's rows were rolled back: it writes this again */
         r = echo_row(rs, txn, c, sspace, kspace, key, (size_t)n, &sq, ret_forward, err);
         return r < 0 ? r : slice(rs, err);
 }
 
+/* A one-way pipeline keeps no row versions (see DESIGN): the version a Kafka sink publishes is
+ * the source position of the change's transaction, {source: position}, which is what the row's
+ * versions held when they were kept. Absent where it was absent then: a truncate, a table without
+ * key, a key too long to track. */
+static int positional_version(RowState *rs, const TxnInfo *txn, Change *c, CdcError *err) {
+        const Value *kv = c->op == CHANGE_DELETE ? c->before : c->after;
+        uint64_t counter = position_counter(txn->commit_pos);
+        if (!rs->versions_out || !kv || counter == 0)
+                return 0;
+        size_t n = 0;
+        for (int i = 0; i < c->table->ncols; i++)
+                if (c->table->cols[i].key)
+                        n += 4 + (kv[i].kind == VALUE_TEXT ? kv[i].len : 0);
+        if (n == 0 || n > KEY_MAX)
+                return 0;
+        VClock vv;
+        vv.n = 0;
+        if (vclock_set(&vv, rs->node, counter) < 0)
+                return cdc_error(err, -EINVAL, false, "internal", "connector name %s is no version vector node",
+                                 rs->node);
+        if (change_set_version(c, &vv, txn->commit_ts, rs->node) < 0)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        return 0;
+}
+
 int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bool *ret_apply, CdcError *err) {
-        char table[STATE_TABLE_MAX];
-        char key[KEY_MAX];
         *ret_apply = true;
         rs->have_last = false;
-        if (c->op == CHANGE_TRUNCATE || table_nkeys(c->table) == 0 || !rs->batch)
+        if (c->op == CHANGE_TRUNCATE || table_nkeys(c->table) == 0)
                 return 0;
-        if (rs->reverse[0])
-                return check_bidi(rs, txn, c, seq, ret_apply, err);
-        snprintf(table, sizeof(table), "%s.%s", c->table->schema, c->table->name);
+        if (!rowstate_uses_store(rs))
+                return positional_version(rs, txn, c, err);
+        if (!rs->batch)
+                return 0;
+        return check_bidi(rs, txn, c, seq, ret_apply, err);
+}
 
-        const Value *oldv = c->before ? c->before : NULL;
-        const Value *newv = c->op == CHANGE_DELETE ? NULL : c->after;
-        int r;
-        if (newv) {
-                int n = encode_key(c->table, newv, key, sizeof(key));
-                if (n <= 0)
-                        return 0; /* a key too long to track is applied by position alone */
-                r = put_version(rs, table, key, (size_t)n, txn, seq, false, c, ret_apply, err);
-                if (r < 0 || !*ret_apply)
-                        return r;
-        }
-        if (oldv) {
-                char newkey[KEY_MAX];
-                int nn = newv ? encode_key(c->table, newv, newkey, sizeof(newkey)) : -1;
-                int n = encode_key(c->table, oldv, key, sizeof(key));
-                /* A delete, or an update that moved the row to another key: the old key gets a
-                 * tombstone, so a stale change of it cannot bring the row back. */
-                if (n > 0 && (nn != n || memcmp(key, newkey, (size_t)n) != 0)) {
-                        r = put_version(rs, table, key, (size_t)n, txn, seq, true, newv ? NULL : c, ret_apply, err);
-                        if (r < 0)
-                                return r;
-                        if (!newv && !*ret_apply)
-                                return 0;
-                        *ret_apply = true;
-                }
-        }
-        return slice(rs, err);
+/* Conflict records of the batch reach the disk before the batch does: a record is then never
+ * missing for a batch the sink committed (a crash after this may record it twice). */
+static int sync_conflicts(RowState *rs, CdcError *err) {
+        if (!rs->conflicts_dirty)
+                return 0;
+        int r = 0, fd = open(rs->conflicts_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd < 0 || fdatasync(fd) < 0)
+                r = -errno;
+        if (fd >= 0)
+                close(fd);
+        if (r < 0)
+                return store_error(rs, err, r, "cannot sync %s", rs->conflicts_path);
+        rs->conflicts_dirty = false;
+        return 0;
 }
 
 int rowstate_batch_commit(RowState *rs, Position end, CdcError *err) {
         if (!rs->batch)
                 return 0;
-        int r = state_batch_set_end(rs->batch, end);
+        int r = sync_conflicts(rs, err);
+        if (r < 0) {
+                rs->batch = state_batch_abort(rs->batch);
+                return r;
+        }
+        r = state_batch_set_end(rs->batch, end);
         if (r == 0)
                 r = state_batch_commit(rs->batch);
         else
                 state_batch_abort(rs->batch);
         rs->batch = NULL;
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: cannot commit batch %llu: %s",
-                                 (unsigned long long)rs->batch_no, strerror(-r));
+                return store_error(rs, err, r, "cannot commit batch %llu", (unsigned long long)rs->batch_no);
         return 0;
 }
 
@@ -937,6 +1026,8 @@ void rowstate_batch_done(RowState *rs, uint64_t batch_no) {
 }
 
 int rowstate_prune(RowState *rs, int64_t now_us) {
+        if (!rs->acquired)
+                return 0; /* no versions kept (one-way), or no attempt running */
         if (rs->batch)
                 return -EBUSY; /* the batch holds the store's single write lock */
         return state_prune_tombstones(rs->st, rs->conf->name,

@@ -2,6 +2,7 @@
  * with the sink (see state.h for the protocol). */
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,12 +12,18 @@
 #define MAP_SIZE (UINT64_C(64) << 30) /* sparse: only what is used takes disk space */
 #define UNDO_ABSENT 0
 #define UNDO_PRESENT 1
+#define FORMAT_KEY "format"
 
 struct State {
-        MDB_env *env;
-        MDB_dbi rows;    /* row key -> encoded Version */
-        MDB_dbi undo;    /* [pipeline][batch_no][table][key] -> UNDO_ABSENT | UNDO_PRESENT + Version */
-        MDB_dbi batches; /* [pipeline][batch_no] -> end position (hi, lo big-endian) */
+        char *dir;            /* owned */
+        pthread_mutex_t lock; /* guards env (open/close), users and the dbi handles' setting */
+        int users;            /* state_acquire calls not yet released */
+        bool broken;          /* an operation met a corrupt store or LMDB gave up: reopen when unused */
+        MDB_env *env;         /* NULL while closed */
+        MDB_dbi rows;         /* row key -> encoded Version */
+        MDB_dbi undo;         /* [pipeline][batch_no][table][key] -> UNDO_ABSENT | UNDO_PRESENT + Version */
+        MDB_dbi batches;      /* [pipeline][batch_no] -> end position (hi, lo big-endian) */
+        MDB_dbi meta;         /* "format" -> STATE_FORMAT (u32 big-endian) */
 };
 
 struct StateBatch {
@@ -43,7 +50,31 @@ static int mdb_errno(int r) {
         case MDB_MAP_FULL:
         case MDB_TXN_FULL: return -ENOSPC;
         case MDB_READERS_FULL: return -EAGAIN;
+        case MDB_CORRUPTED:
+        case MDB_PAGE_NOTFOUND:
+        case MDB_INVALID: return -EUCLEAN;
+        case MDB_VERSION_MISMATCH: return -EPROTO;
         default: return -EIO;
+        }
+}
+
+/* mdb_errno for an operation on s: a store found corrupt, or an environment LMDB gave up on
+ * (MDB_PANIC, after a failed write of its meta page: -EIO), is reopened once no pipeline uses it
+ * (state_acquire). */
+static int serr(State *s, int r) {
+        bool broken = r == MDB_PANIC;
+        r = mdb_errno(r);
+        if (broken || r == -EUCLEAN)
+                __atomic_store_n(&s->broken, true, __ATOMIC_RELEASE);
+        return r;
+}
+
+const char *state_strerror(int r) {
+        switch (r) {
+        case -EUCLEAN: return "the state store is corrupt";
+        case -EPROTO: return "the state store was written by an incompatible version of cdcsync or LMDB";
+        case -ESTALE: return "the state store failed and is opened again once no pipeline uses it";
+        default: return strerror(-r);
         }
 }
 
@@ -171,33 +202,44 @@ static bool has_prefix(const MDB_val *k, const uint8_t *prefix, size_t plen) {
 
 /* --- open / close --- */
 
-int state_open(const char *dir, State **ret) {
-        State *s = NULL;
+int state_new(const char *dir, State **ret) {
+        State *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->dir = strdup(dir);
+        if (!s->dir) {
+                free(s);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&s->lock, NULL);
+        *ret = s;
+        return 0;
+}
+
+/* Opens the environment and its tables, checks the store's format (s->lock held). */
+static int env_open(State *s) {
+        MDB_env *env = NULL;
         MDB_txn *txn = NULL;
         int r, dead;
 
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        if (mkdir(s->dir, 0700) < 0 && errno != EEXIST)
                 return -errno;
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return -ENOMEM;
-        r = mdb_errno(mdb_env_create(&s->env));
-        if (r < 0) {
-                s->env = NULL;
-                goto out;
-        }
-        r = mdb_errno(mdb_env_set_maxdbs(s->env, 4));
-        if (r == 0)
-                r = mdb_errno(mdb_env_set_mapsize(s->env, (size_t)MAP_SIZE));
-        if (r == 0)
-                r = mdb_errno(mdb_env_open(s->env, dir, MDB_NOTLS, 0600));
+        r = mdb_errno(mdb_env_create(&env));
         if (r < 0)
-                goto out;
+                return r;
+        r = mdb_errno(mdb_env_set_maxdbs(env, 8));
+        if (r == 0)
+                r = mdb_errno(mdb_env_set_mapsize(env, (size_t)MAP_SIZE));
+        /* MDB_NOMETASYNC: a commit syncs its data pages, and state_batch_commit syncs the meta page
+         * after the write lock is released, so pipelines do not wait for each other's second sync
+         * (LMDB keeps its integrity either way). */
+        if (r == 0)
+                r = mdb_errno(mdb_env_open(env, s->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600));
         /* a killed process leaves its reader slots behind; free them */
-        r = mdb_errno(mdb_reader_check(s->env, &dead));
-        if (r < 0)
-                goto out;
-        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        if (r == 0)
+                r = mdb_errno(mdb_reader_check(env, &dead));
+        if (r == 0)
+                r = mdb_errno(mdb_txn_begin(env, NULL, 0, &txn));
         if (r < 0)
                 goto out;
         r = mdb_errno(mdb_dbi_open(txn, "rows", MDB_CREATE, &s->rows));
@@ -205,19 +247,81 @@ int state_open(const char *dir, State **ret) {
                 r = mdb_errno(mdb_dbi_open(txn, "undo", MDB_CREATE, &s->undo));
         if (r == 0)
                 r = mdb_errno(mdb_dbi_open(txn, "batches", MDB_CREATE, &s->batches));
+        if (r == 0)
+                r = mdb_errno(mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta));
+        if (r < 0)
+                goto out;
+        /* The format: stores of earlier versions have no record and are format 1. */
+        MDB_val k = {strlen(FORMAT_KEY), FORMAT_KEY}, v;
+        r = mdb_get(txn, s->meta, &k, &v);
+        if (r == MDB_NOTFOUND) {
+                uint8_t f[4] = {STATE_FORMAT >> 24, STATE_FORMAT >> 16 & 255, STATE_FORMAT >> 8 & 255,
+                                STATE_FORMAT & 255};
+                v = (MDB_val){sizeof(f), f};
+                r = mdb_errno(mdb_put(txn, s->meta, &k, &v, 0));
+        } else if (r == 0) {
+                const uint8_t *f = v.mv_data;
+                if (v.mv_size != 4)
+                        r = -EUCLEAN;
+                else if (((uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 | f[3]) != STATE_FORMAT)
+                        r = -EPROTO;
+        } else {
+                r = mdb_errno(r);
+        }
         if (r < 0)
                 goto out;
         r = mdb_errno(mdb_txn_commit(txn));
         txn = NULL;
-        if (r < 0)
-                goto out;
-        *ret = s;
-        s = NULL;
+        if (r == 0)
+                r = mdb_errno(mdb_env_sync(env, 1));
 out:
         if (txn)
                 mdb_txn_abort(txn);
-        state_free(s);
+        if (r < 0) {
+                mdb_env_close(env);
+                return r;
+        }
+        s->env = env;
+        __atomic_store_n(&s->broken, false, __ATOMIC_RELEASE);
+        return 0;
+}
+
+int state_acquire(State *s) {
+        int r = 0;
+        pthread_mutex_lock(&s->lock);
+        if (s->env && s->users == 0 && __atomic_load_n(&s->broken, __ATOMIC_ACQUIRE)) {
+                mdb_env_close(s->env);
+                s->env = NULL;
+        }
+        if (!s->env)
+                r = env_open(s);
+        else if (__atomic_load_n(&s->broken, __ATOMIC_ACQUIRE))
+                r = -ESTALE; /* still in use by another pipeline: reopened when that one lets go */
+        if (r == 0)
+                s->users++;
+        pthread_mutex_unlock(&s->lock);
         return r;
+}
+
+void state_release(State *s) {
+        pthread_mutex_lock(&s->lock);
+        if (s->users > 0)
+                s->users--;
+        pthread_mutex_unlock(&s->lock);
+}
+
+int state_open(const char *dir, State **ret) {
+        State *s;
+        int r = state_new(dir, &s);
+        if (r < 0)
+                return r;
+        r = state_acquire(s);
+        if (r < 0) {
+                state_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
 }
 
 State *state_free(State *s) {
@@ -225,6 +329,8 @@ State *state_free(State *s) {
                 return NULL;
         if (s->env)
                 mdb_env_close(s->env);
+        pthread_mutex_destroy(&s->lock);
+        free(s->dir);
         free(s);
         return NULL;
 }
@@ -239,7 +345,7 @@ static int put_batch_record(StateBatch *b, Position end_pos, unsigned flags) {
         put_u64(val, end_pos.hi);
         put_u64(val + 8, end_pos.lo);
         MDB_val k = {b->prefix_len + 8, key}, v = {sizeof(val), val};
-        return mdb_errno(mdb_put(b->txn, b->s->batches, &k, &v, flags));
+        return serr(b->s, mdb_put(b->txn, b->s->batches, &k, &v, flags));
 }
 
 int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, StateBatch **ret) {
@@ -247,10 +353,12 @@ int state_batch_continue(State *s, const char *pipeline, uint64_t batch_no, Stat
         if (!b)
                 return -ENOMEM;
         int r = encode_prefix(pipeline, b->prefix, &b->prefix_len);
+        if (r == 0 && !s->env)
+                r = -ENXIO; /* not acquired */
         if (r == 0) {
                 b->s = s;
                 b->batch_no = batch_no;
-                r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &b->txn));
+                r = serr(s, mdb_txn_begin(s->env, NULL, 0, &b->txn));
                 if (r < 0)
                         b->txn = NULL;
         }
@@ -281,7 +389,8 @@ int state_batch_set_end(StateBatch *b, Position end_pos) {
         return put_batch_record(b, end_pos, 0);
 }
 
-static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret, bool *ret_found) {
+static int get_in(State *s, MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, Version *ret,
+                  bool *ret_found) {
         MDB_val k = {keylen, (void *)key}, v;
         Version ver;
         int r = mdb_get(txn, dbi, &k, &v);
@@ -290,10 +399,9 @@ static int get_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t keylen, 
                 return 0;
         }
         if (r != 0)
-                return mdb_errno(r);
-        r = version_decode(v.mv_data, v.mv_size, &ver);
-        if (r < 0)
-                return r;
+                return serr(s, r);
+        if (version_decode(v.mv_data, v.mv_size, &ver) < 0)
+                return serr(s, MDB_CORRUPTED);
         *ret = ver;
         *ret_found = true;
         return 0;
@@ -305,7 +413,7 @@ int state_get(StateBatch *b, const char *table, const void *key, size_t keylen, 
         int r = row_key(b->prefix, b->prefix_len, table, key, keylen, rk, &rl);
         if (r < 0)
                 return r;
-        return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
+        return get_in(b->s, b->txn, b->s->rows, rk, rl, ret, ret_found);
 }
 
 int state_get_other(StateBatch *b, const char *pipeline, const char *table, const void *key, size_t keylen,
@@ -317,7 +425,7 @@ int state_get_other(StateBatch *b, const char *pipeline, const char *table, cons
                 r = row_key(prefix, pl, table, key, keylen, rk, &rl);
         if (r < 0)
                 return r;
-        return get_in(b->txn, b->s->rows, rk, rl, ret, ret_found);
+        return get_in(b->s, b->txn, b->s->rows, rk, rl, ret, ret_found);
 }
 
 int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
@@ -345,25 +453,25 @@ int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, 
                         v = (MDB_val){1, val};
                 } else if (r == 0) {
                         if (old.mv_size > VERSION_ENCODED_MAX)
-                                return -EBADMSG;
+                                return serr(b->s, MDB_CORRUPTED);
                         val[0] = UNDO_PRESENT;
                         memcpy(val + 1, old.mv_data, old.mv_size);
                         v = (MDB_val){1 + old.mv_size, val};
                 } else {
-                        return mdb_errno(r);
+                        return serr(b->s, r);
                 }
-                r = mdb_errno(mdb_put(b->txn, b->s->undo, &k, &v, 0));
+                r = serr(b->s, mdb_put(b->txn, b->s->undo, &k, &v, 0));
                 if (r < 0)
                         return r;
         } else if (r != 0) {
-                return mdb_errno(r);
+                return serr(b->s, r);
         }
         n = version_encode(ver, val, sizeof(val));
         if (n < 0)
                 return n;
         k = (MDB_val){rl, rk};
         v = (MDB_val){(size_t)n, val};
-        return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
+        return serr(b->s, mdb_put(b->txn, b->s->rows, &k, &v, 0));
 }
 
 int state_put_noundo(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *ver) {
@@ -376,11 +484,16 @@ int state_put_noundo(StateBatch *b, const char *table, const void *key, size_t k
         if (n < 0)
                 return n;
         MDB_val k = {rl, rk}, v = {(size_t)n, val};
-        return mdb_errno(mdb_put(b->txn, b->s->rows, &k, &v, 0));
+        return serr(b->s, mdb_put(b->txn, b->s->rows, &k, &v, 0));
 }
 
 int state_batch_commit(StateBatch *b) {
-        int r = mdb_errno(mdb_txn_commit(b->txn)); /* the env syncs on commit: durable */
+        /* The commit syncs the data pages; the meta page that makes them current is synced here,
+         * after the write lock was released (MDB_NOMETASYNC), so another pipeline's batch can
+         * begin meanwhile. Durable once both are done. */
+        int r = serr(b->s, mdb_txn_commit(b->txn));
+        if (r == 0)
+                r = serr(b->s, mdb_env_sync(b->s->env, 1));
         b->txn = NULL;
         free(b);
         return r;
@@ -405,10 +518,10 @@ int state_lookup(State *s, const char *pipeline, const char *table, const void *
                 r = row_key(prefix, pl, table, key, keylen, rk, &rl);
         if (r < 0)
                 return r;
-        r = mdb_errno(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+        r = serr(s, mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
         if (r < 0)
                 return r;
-        r = get_in(txn, s->rows, rk, rl, ret, ret_found);
+        r = get_in(s, txn, s->rows, rk, rl, ret, ret_found);
         mdb_txn_abort(txn);
         return r;
 }
@@ -423,7 +536,7 @@ static int finish_batch(State *s, MDB_txn *txn, const uint8_t *prefix, size_t pl
 
         memcpy(bp, prefix, pl);
         put_u64(bp + pl, batch_no);
-        r = mdb_errno(mdb_cursor_open(txn, s->undo, &cur));
+        r = serr(s, mdb_cursor_open(txn, s->undo, &cur));
         if (r < 0)
                 return r;
         k = (MDB_val){pl + 8, bp};
@@ -443,7 +556,7 @@ static int finish_batch(State *s, MDB_txn *txn, const uint8_t *prefix, size_t pl
                                 MDB_val old = {v.mv_size - 1, (void *)(u + 1)};
                                 r = mdb_put(txn, s->rows, &rkv, &old, 0);
                         } else {
-                                r = EBADMSG;
+                                r = MDB_CORRUPTED;
                         }
                         if (r != 0)
                                 goto out;
@@ -462,7 +575,7 @@ static int finish_batch(State *s, MDB_txn *txn, const uint8_t *prefix, size_t pl
                 r = 0;
 out:
         mdb_cursor_close(cur);
-        return mdb_errno(r);
+        return serr(s, r);
 }
 
 int state_batch_done(State *s, const char *pipeline, uint64_t batch_no) {
@@ -472,7 +585,7 @@ int state_batch_done(State *s, const char *pipeline, uint64_t batch_no) {
         int r = encode_prefix(pipeline, prefix, &pl);
         if (r < 0)
                 return r;
-        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        r = serr(s, mdb_txn_begin(s->env, NULL, 0, &txn));
         if (r < 0)
                 return r;
         r = finish_batch(s, txn, prefix, pl, batch_no, false);
@@ -480,7 +593,11 @@ int state_batch_done(State *s, const char *pipeline, uint64_t batch_no) {
                 mdb_txn_abort(txn);
                 return r;
         }
-        return mdb_errno(mdb_txn_commit(txn));
+        return serr(s, mdb_txn_commit(txn));
+}
+
+int state_batch_drop(StateBatch *b, uint64_t batch_no) {
+        return finish_batch(b->s, b->txn, b->prefix, b->prefix_len, batch_no, false);
 }
 
 typedef struct {
@@ -500,17 +617,17 @@ int state_recover(State *s, const char *pipeline, Position sink_pos) {
         r = encode_prefix(pipeline, prefix, &pl);
         if (r < 0)
                 return r;
-        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        r = serr(s, mdb_txn_begin(s->env, NULL, 0, &txn));
         if (r < 0)
                 return r;
-        r = mdb_errno(mdb_cursor_open(txn, s->batches, &cur));
+        r = serr(s, mdb_cursor_open(txn, s->batches, &cur));
         if (r < 0)
                 goto out;
         k = (MDB_val){pl, prefix};
         for (int g = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); g == 0 && has_prefix(&k, prefix, pl);
              g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
                 if (k.mv_size != pl + 8 || v.mv_size != 16) {
-                        r = -EBADMSG;
+                        r = serr(s, MDB_CORRUPTED);
                         goto out;
                 }
                 if (n == cap) {
@@ -536,7 +653,7 @@ int state_recover(State *s, const char *pipeline, Position sink_pos) {
                         goto out;
                 rolled += rollback;
         }
-        r = mdb_errno(mdb_txn_commit(txn));
+        r = serr(s, mdb_txn_commit(txn));
         txn = NULL;
         if (r == 0)
                 r = rolled;
@@ -560,21 +677,22 @@ int state_prune_tombstones(State *s, const char *pipeline, int64_t older_than) {
         r = encode_prefix(pipeline, prefix, &pl);
         if (r < 0)
                 return r;
-        r = mdb_errno(mdb_txn_begin(s->env, NULL, 0, &txn));
+        r = serr(s, mdb_txn_begin(s->env, NULL, 0, &txn));
         if (r < 0)
                 return r;
-        r = mdb_errno(mdb_cursor_open(txn, s->rows, &cur));
+        r = serr(s, mdb_cursor_open(txn, s->rows, &cur));
         if (r < 0)
                 goto out;
         k = (MDB_val){pl, prefix};
         g = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         while (g == 0 && has_prefix(&k, prefix, pl)) {
                 Version ver;
-                r = version_decode(v.mv_data, v.mv_size, &ver);
-                if (r < 0)
+                if (version_decode(v.mv_data, v.mv_size, &ver) < 0) {
+                        r = serr(s, MDB_CORRUPTED);
                         goto out;
+                }
                 if (ver.deleted && ver.ts < older_than) {
-                        r = mdb_errno(mdb_cursor_del(cur, 0));
+                        r = serr(s, mdb_cursor_del(cur, 0));
                         if (r < 0)
                                 goto out;
                         pruned++;
@@ -582,12 +700,12 @@ int state_prune_tombstones(State *s, const char *pipeline, int64_t older_than) {
                 g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
         if (g != 0 && g != MDB_NOTFOUND) {
-                r = mdb_errno(g);
+                r = serr(s, g);
                 goto out;
         }
         mdb_cursor_close(cur);
         cur = NULL;
-        r = mdb_errno(mdb_txn_commit(txn));
+        r = serr(s, mdb_txn_commit(txn));
         txn = NULL;
         if (r == 0)
                 r = pruned;

@@ -11,10 +11,11 @@ const double stats_batch_bounds[STATS_BATCH_BUCKETS] = {
 };
 
 /* The kinds connectors put in CdcError.kind (see connector.h; "source" is a source-side
- * protocol or setup failure, "state" one of the embedded state store); "other" must stay last: it is
- * the catch-all slot for a kind not listed here. */
+ * protocol or setup failure, "state" a corrupt or incompatible state store, "disk" a file under
+ * state_dir that cannot be written or read: full, I/O error, removed); "other" must stay last: it
+ * is the catch-all slot for a kind not listed here. */
 const char *const stats_error_kind_labels[STATS_ERROR_KINDS] = {
-        "connection", "slot", "schema", "data", "conf", "privilege", "source", "state", "internal", "other",
+        "connection", "slot", "schema", "data", "conf", "privilege", "source", "state", "disk", "internal", "other",
 };
 
 /* How a conflict was settled: by commit timestamp, by connector priority, or not at all

@@ -20,8 +20,15 @@ typedef struct {
  * (copied where needed); bidi may be NULL. */
 int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, RowState **ret);
 RowState *rowstate_free(RowState *rs);
-/* On attempt start: makes the versions agree with the sink's committed position. */
+/* Whether the pipeline keeps row versions in the state store: only bidirectional pipelines do
+ * (rowstate.c's DESIGN says why); the others' calls below touch no store. */
+bool rowstate_uses_store(const RowState *rs);
+/* On attempt start: acquires the store (state_acquire) and makes the versions agree with the
+ * sink's committed position. Errors of the store are counted as "disk" or "state" and retriable. */
 int rowstate_recover(RowState *rs, Position sink_pos, bool sink_found, CdcError *err);
+/* On attempt end: drops an open batch and releases the store, so a store found corrupt can be
+ * reopened. */
+void rowstate_detach(RowState *rs);
 int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err);
 /* Decides whether change c, the seq-th change of source transaction txn, is applied (*ret_apply)
  * and records its version in the open batch. In bidirectional sync c may be rewritten so that it

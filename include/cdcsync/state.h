@@ -29,7 +29,18 @@
  * Threads: one State per process (LMDB allows one environment per file per process), shared by
  * every pipeline thread (MDB_NOTLS). LMDB has one writer at a time: a batch holds the write lock
  * from begin to commit/abort, so other pipelines' batches wait meanwhile; a batch is used by the
- * thread that began it only. Never begin a second batch on a thread that holds one (deadlock). */
+ * thread that began it only. Never begin a second batch on a thread that holds one (deadlock).
+ * Only bidirectional pipelines keep row versions (rowstate.c says why), so the store is opened
+ * when the first of them needs it (state_acquire), not when the service starts.
+ *
+ * Faults. Errors are negative errnos: what the file system said (-ENOSPC, -EIO, ...), -EUCLEAN
+ * when the store is corrupt (LMDB's own checks of its meta pages and pages, a record that does not
+ * decode), -EPROTO when it was written by an incompatible version (its "format" record, or
+ * LMDB's). A store found corrupt (or that LMDB gave up on after a failed write) is closed and
+ * opened again by the first state_acquire once every user released it (until then state_acquire
+ * says -ESTALE), so moving a damaged store aside is enough. Not detected: a data file cut short
+ * (LMDB maps it and would fault reading past its end; its last pages may legitimately be unwritten,
+ * so its size alone cannot tell). */
 
 #define STATE_NAME_MAX 64        /* bytes of a pipeline name */
 #define STATE_TABLE_MAX 256      /* bytes of a table name ("schema.table") */
@@ -41,7 +52,18 @@ typedef struct StateBatch StateBatch;
 /* SHA-256 of len bytes (the digest the store uses for long row keys). */
 void state_sha256(const void *data, size_t len, uint8_t out[32]);
 
-/* Opens (creating with mode 0700) the store under dir. Returns 0 or -errno. */
+#define STATE_FORMAT 1 /* the layout of the records below; a store of another format is refused */
+
+/* A handle on the store under dir (copied), not opened yet. Returns 0 or -ENOMEM. */
+int state_new(const char *dir, State **ret);
+/* Opens the store if it is not open (creating dir with mode 0700 and the files), checking its
+ * format and size, and counts one user; reopens it first when it was found corrupt and nobody
+ * uses it. Every other call needs the store acquired. Returns 0 or -errno (see Faults). */
+int state_acquire(State *s);
+void state_release(State *s);
+/* The text of an error of this module: "the state store is corrupt", ..., else strerror. */
+const char *state_strerror(int r);
+/* state_new + state_acquire. Returns 0 or -errno. */
 int state_open(const char *dir, State **ret);
 /* Closes the store; every batch must be finished. Accepts NULL, returns NULL. */
 State *state_free(State *s);
@@ -69,6 +91,9 @@ int state_put(StateBatch *b, const char *table, const void *key, size_t keylen, 
 /* Stores a row's version without undo: recovery leaves it as it is. For facts that stay true
  * whatever the sink committed (bidirectional sync: what a source's log holds). */
 int state_put_noundo(StateBatch *b, const char *table, const void *key, size_t keylen, const Version *v);
+/* Drops the undo entries of batch_no, which the sink committed, inside this batch's transaction
+ * (state_batch_done without a write transaction of its own). */
+int state_batch_drop(StateBatch *b, uint64_t batch_no);
 /* Commits durably (fsync) and frees the batch, also on failure. Returns 0 or -errno. */
 int state_batch_commit(StateBatch *b);
 /* Drops the batch's writes and frees it. Accepts NULL, returns NULL. */

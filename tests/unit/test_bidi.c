@@ -1,6 +1,7 @@
 /* Tests of bidirectional sync: echo marks from the conf, and the row versions of two pipelines in
  * opposite directions (conflicts decided, changes rewritten, one's recovery sparing the other's
  * rows). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,6 +167,8 @@ static void test_conflicts(void **state) {
         RowStateBidi bba = {.reverse = "ab", .state_dir = dir, .stats = &sba};
         assert_int_equal(rowstate_new(st, &pipes[0], &bab, &ab), 0);
         assert_int_equal(rowstate_new(st, &pipes[1], &bba, &ba), 0);
+        assert_int_equal(rowstate_recover(ab, (Position){0, 0}, false, &err), 0);
+        assert_int_equal(rowstate_recover(ba, (Position){0, 0}, false, &err), 0);
 
         /* a inserts 1, applied to b; ba reads that echo from b, then b's update of 1: causal */
         assert_true(run(ab, &nab, 100, 1000, CHANGE_INSERT, "1", &op));
@@ -226,23 +229,140 @@ static void test_prune_tombstones(void **state) {
         uint64_t n = 0;
         Version v;
         bool found;
+        CdcError err;
         const int64_t day = 86400000000LL, now = 1700000000000000LL;
         const uint8_t k1[5] = {1, 0, 0, 0, '1'}, k2[5] = {1, 0, 0, 0, '2'}, k3[5] = {1, 0, 0, 0, '3'};
         assert_int_equal(state_open(dir, &st), 0);
-        pipes[2].tombstone_days = 2;
-        assert_int_equal(rowstate_new(st, &pipes[2], NULL, &rs), 0);
+        pipes[0].tombstone_days = 2;
+        RowStateBidi bab = {.reverse = "ba", .state_dir = dir};
+        assert_int_equal(rowstate_new(st, &pipes[0], &bab, &rs), 0);
+        assert_int_equal(rowstate_recover(rs, (Position){0, 0}, false, &err), 0);
         assert_true(run(rs, &n, 10, now - 5 * day, CHANGE_DELETE, "1", NULL)); /* old tombstone */
         assert_true(run(rs, &n, 20, now - 1 * day, CHANGE_DELETE, "2", NULL)); /* young tombstone */
         assert_true(run(rs, &n, 30, now - 5 * day, CHANGE_INSERT, "3", NULL)); /* old live row */
-        assert_int_equal(rowstate_prune(rs, now), 1);
-        assert_int_equal(state_lookup(st, "bc", "public.t", k1, 5, &v, &found), 0);
-        assert_false(found);
-        assert_int_equal(state_lookup(st, "bc", "public.t", k2, 5, &v, &found), 0);
-        assert_true(found && v.deleted);
-        assert_int_equal(state_lookup(st, "bc", "public.t", k3, 5, &v, &found), 0);
-        assert_true(found && !v.deleted);
+        /* key 1's tombstones: what a holds and what ab wrote into b */
+        assert_int_equal(rowstate_prune(rs, now), 2);
+        const char *spaces[2] = {"a/public.t", "b/public.t"};
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(state_lookup(st, "ab", spaces[i], k1, 5, &v, &found), 0);
+                assert_false(found);
+                assert_int_equal(state_lookup(st, "ab", spaces[i], k2, 5, &v, &found), 0);
+                assert_true(found && v.deleted);
+                assert_int_equal(state_lookup(st, "ab", spaces[i], k3, 5, &v, &found), 0);
+                assert_true(found && !v.deleted);
+        }
         rowstate_free(rs);
         state_free(st);
+}
+
+/* A one-way pipeline keeps no row versions: it never opens the store, applies every change it is
+ * given, and a Kafka sink still gets each row's vector, {source: commit position}. */
+static void test_one_way(void **state) {
+        (void)state;
+        State *st;
+        RowState *rs;
+        CdcError err;
+        bool apply = false;
+        char path[128];
+        assert_int_equal(state_new(dir, &st), 0);
+        for (int kafka = 0; kafka < 2; kafka++) {
+                conns[2].type = kafka ? "kafka" : "postgres";
+                assert_int_equal(rowstate_new(st, &pipes[2], NULL, &rs), 0);
+                assert_false(rowstate_uses_store(rs));
+                assert_int_equal(rowstate_recover(rs, (Position){0, 500}, true, &err), 0);
+                assert_int_equal(rowstate_batch_begin(rs, 1, &err), 0);
+                uint64_t lsns[3] = {600, 700, 700};
+                ChangeOp ops[3] = {CHANGE_INSERT, CHANGE_DELETE, CHANGE_INSERT};
+                for (int i = 0; i < 3; i++) {
+                        TxnInfo txn = {.xid = lsns[i], .commit_pos = {0, lsns[i]}, .commit_ts = 5};
+                        Change c = mk(ops[i], "1", "x");
+                        assert_int_equal(rowstate_check(rs, &txn, &c, (uint32_t)i, &apply, &err), 0);
+                        assert_true(apply);
+                        if (kafka) {
+                                char vv[VCLOCK_TEXT_MAX];
+                                assert_non_null(c.version);
+                                assert_true(vclock_format(&c.version->vv, vv, sizeof(vv)) > 0);
+                                assert_string_equal(vv, lsns[i] == 600 ? "{b:600}" : "{b:700}");
+                                assert_string_equal(c.version->origin, "b");
+                        } else {
+                                assert_null(c.version);
+                        }
+                        change_clear(&c);
+                }
+                /* a truncate and a table without key carry none */
+                TxnInfo txn = {.xid = 800, .commit_pos = {0, 800}};
+                Change c = {.op = CHANGE_TRUNCATE, .table = table_ref(tbl)};
+                assert_int_equal(rowstate_check(rs, &txn, &c, 0, &apply, &err), 0);
+                assert_true(apply);
+                assert_null(c.version);
+                change_clear(&c);
+                assert_int_equal(rowstate_batch_commit(rs, txn.commit_pos, &err), 0);
+                assert_int_equal(rowstate_prune(rs, 1), 0);
+                rowstate_free(rs);
+        }
+        snprintf(path, sizeof(path), "%s/data.mdb", dir);
+        assert_int_equal(access(path, F_OK), -1); /* the store was never opened */
+        state_free(st);
+}
+
+/* A conflict record that cannot be written (disk full) fails the change, counted as "disk" and
+ * retriable, and records nothing half: the batch redone once there is room records it whole. */
+static void test_conflict_log_full(void **state) {
+        (void)state;
+        State *st;
+        RowState *ab, *ba;
+        uint64_t nab = 0, nba = 0;
+        CdcError err = {0};
+        PipelineStats sab;
+        char path[128], line[4096];
+        bool apply = true;
+        stats_init(&sab, "ab");
+        assert_int_equal(state_open(dir, &st), 0);
+        RowStateBidi bab = {.reverse = "ba", .state_dir = dir, .stats = &sab};
+        RowStateBidi bba = {.reverse = "ab", .state_dir = dir};
+        assert_int_equal(rowstate_new(st, &pipes[0], &bab, &ab), 0);
+        assert_int_equal(rowstate_new(st, &pipes[1], &bba, &ba), 0);
+        assert_int_equal(rowstate_recover(ab, (Position){0, 0}, false, &err), 0);
+        assert_int_equal(rowstate_recover(ba, (Position){0, 0}, false, &err), 0);
+        assert_true(run(ab, &nab, 100, 1000, CHANGE_INSERT, "1", NULL));
+        echo(ba, &nba, 400, CHANGE_INSERT, "1", false);
+        assert_true(run(ba, &nba, 500, 2000, CHANGE_UPDATE, "1", NULL));
+
+        snprintf(path, sizeof(path), "%s/conflicts.jsonl", dir);
+        assert_int_equal(symlink("/dev/full", path), 0);
+        TxnInfo txn = {.xid = 300, .commit_pos = {0, 300}, .commit_ts = 1500};
+        for (int round = 0; round < 2; round++) {
+                Change c = mk(CHANGE_UPDATE, "1", "x");
+                assert_int_equal(rowstate_batch_begin(ab, ++nab, &err), 0);
+                int r = rowstate_check(ab, &txn, &c, 0, &apply, &err);
+                change_clear(&c);
+                if (round == 0) {
+                        assert_int_equal(r, -ENOSPC);
+                        assert_string_equal(err.kind, "disk");
+                        assert_true(err.retriable);
+                        assert_non_null(strstr(err.message, "conflicts.jsonl"));
+                        assert_int_equal(conflicts(&sab), 0); /* counted once recorded */
+                        /* the attempt ends; the disk gets room; the next attempt redoes it */
+                        rowstate_detach(ab);
+                        assert_int_equal(unlink(path), 0);
+                        assert_int_equal(rowstate_recover(ab, (Position){0, 100}, true, &err), 0);
+                } else {
+                        assert_int_equal(r, 0);
+                        assert_false(apply);
+                        assert_int_equal(rowstate_batch_commit(ab, txn.commit_pos, &err), 0);
+                }
+        }
+        assert_int_equal(conflicts(&sab), 1);
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        assert_non_null(fgets(line, sizeof(line), f));
+        assert_non_null(strstr(line, "\"resolution\":\"timestamp\"}\n"));
+        assert_null(fgets(line, sizeof(line), f));
+        fclose(f);
+        rowstate_free(ab);
+        rowstate_free(ba);
+        state_free(st);
+        stats_destroy(&sab);
 }
 
 int main(void) {
@@ -250,6 +370,8 @@ int main(void) {
                 cmocka_unit_test(test_marks),
                 cmocka_unit_test_setup_teardown(test_conflicts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_prune_tombstones, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_one_way, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_log_full, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Tests of the state store: reads and writes in batches, recovery against a sink position, a
- * process killed at random moments, a large batch, tombstone pruning. */
+ * process killed at random moments, a large batch, tombstone pruning, and local faults: a full
+ * disk, a corrupt, truncated or foreign store, reopening once the cause is gone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -10,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "cdcsync/state.h"
 
@@ -29,7 +33,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
         (void)state;
         char path[128];
-        const char *files[] = {"data.mdb", "lock.mdb", "sink"};
+        const char *files[] = {"data.mdb", "lock.mdb", "sink", "aside.mdb"};
         for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
                 snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
                 unlink(path);
@@ -239,6 +243,205 @@ static void test_prune(void **state) {
         state_free(s);
 }
 
+/* The undo of a batch the sink committed is dropped inside the next batch's transaction. */
+static void test_drop_in_batch(void **state) {
+        (void)state;
+        State *s = NULL;
+        StateBatch *b = NULL;
+        assert_int_equal(state_open(dir, &s), 0);
+        assert_int_equal(state_batch_begin(s, "p", 1, pos(10), &b), 0);
+        put(b, "t", "a", 1);
+        assert_int_equal(state_batch_commit(b), 0);
+        assert_int_equal(state_batch_begin(s, "p", 2, pos(20), &b), 0);
+        assert_int_equal(state_batch_drop(b, 1), 0);
+        put(b, "t", "a", 2);
+        assert_int_equal(state_batch_commit(b), 0);
+        /* the sink holds nothing: batch 2 is rolled back, batch 1 (dropped: done) is not */
+        assert_int_equal(state_recover(s, "p", pos(0)), 1);
+        assert_int_equal(ts_of(s, "p", "t", "a"), 1);
+        state_free(s);
+}
+
+static void path_of(char *buf, size_t size, const char *name) {
+        snprintf(buf, size, "%s/%s", dir, name);
+}
+
+/* Sets the store's format record by hand, as another version of cdcsync would have. */
+static void set_format(uint32_t format) {
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi meta;
+        uint8_t f[4] = {format >> 24, format >> 16 & 255, format >> 8 & 255, format & 255};
+        MDB_val k = {6, "format"}, v = {4, f};
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+        assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+        if (format)
+                assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+        else
+                assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+}
+
+/* A store of another format is refused, one without a format record (an earlier version's) is
+ * format 1. */
+static void test_format(void **state) {
+        (void)state;
+        State *s = NULL;
+        StateBatch *b = NULL;
+        assert_int_equal(state_open(dir, &s), 0);
+        assert_int_equal(state_batch_begin(s, "p", 1, pos(10), &b), 0);
+        put(b, "t", "a", 7);
+        assert_int_equal(state_batch_commit(b), 0);
+        state_free(s);
+
+        set_format(STATE_FORMAT + 1);
+        assert_int_equal(state_open(dir, &s), -EPROTO);
+        assert_non_null(strstr(state_strerror(-EPROTO), "incompatible version"));
+        set_format(0); /* no record: written before formats were recorded */
+        assert_int_equal(state_open(dir, &s), 0);
+        assert_int_equal(ts_of(s, "p", "t", "a"), 7);
+        state_free(s);
+        set_format(STATE_FORMAT);
+        assert_int_equal(state_open(dir, &s), 0);
+        state_free(s);
+}
+
+/* A damaged store is refused as corrupt; once it is moved aside the same handle opens a new one. */
+static void test_corrupt(void **state) {
+        (void)state;
+        State *s = NULL;
+        StateBatch *b = NULL;
+        char data[128], aside[128];
+        path_of(data, sizeof(data), "data.mdb");
+        path_of(aside, sizeof(aside), "aside.mdb");
+
+        assert_int_equal(state_open(dir, &s), 0);
+        assert_int_equal(state_batch_begin(s, "p", 1, pos(10), &b), 0);
+        put(b, "t", "k1", 1);
+        assert_int_equal(state_batch_commit(b), 0);
+        state_free(s);
+
+        /* garbage where the meta pages should be */
+        int fd = open(data, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        char junk[8192];
+        memset(junk, 0x5a, sizeof(junk));
+        assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+        close(fd);
+        assert_int_equal(state_new(dir, &s), 0);
+        assert_int_equal(state_acquire(s), -EUCLEAN);
+        assert_non_null(strstr(state_strerror(-EUCLEAN), "corrupt"));
+        /* the operator moves it aside: the next acquire opens an empty store */
+        assert_int_equal(rename(data, aside), 0);
+        assert_int_equal(state_acquire(s), 0);
+        assert_int_equal(ts_of(s, "p", "t", "k1"), -1);
+        state_release(s);
+        state_free(s);
+}
+
+/* A record that does not decode: the operation fails as corrupt, and the store is reopened by
+ * the first acquire once nobody uses it (not while someone does). */
+static void test_reopen_when_unused(void **state) {
+        (void)state;
+        State *s = NULL;
+        StateBatch *b = NULL;
+        Version v;
+        bool found;
+        assert_int_equal(state_open(dir, &s), 0);
+        assert_int_equal(state_batch_begin(s, "p", 1, pos(10), &b), 0);
+        put(b, "t", "good", 3);
+        assert_int_equal(state_batch_commit(b), 0);
+        state_free(s);
+        /* a damaged version record, written behind the store's back */
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi rows;
+        uint8_t rk[64] = {1, 'p', 0, 1, 't', 0, 'b', 'a', 'd'}, junk[3] = {0xff, 0xff, 0xff};
+        MDB_val k = {9, rk}, val = {3, junk};
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+        assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "rows", 0, &rows), 0);
+        assert_int_equal(mdb_put(txn, rows, &k, &val, 0), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+
+        assert_int_equal(state_new(dir, &s), 0);
+        assert_int_equal(state_acquire(s), 0);
+        assert_int_equal(state_lookup(s, "p", "t", "bad", 3, &v, &found), -EUCLEAN);
+        assert_int_equal(state_acquire(s), -ESTALE); /* still used: not reopened under its user */
+        state_release(s);
+        assert_int_equal(state_acquire(s), 0); /* unused: closed and opened again */
+        assert_int_equal(ts_of(s, "p", "t", "good"), 3);
+        state_release(s);
+        state_free(s);
+}
+
+/* A full disk (here: a file size limit, EFBIG) fails the commit and loses nothing that was
+ * committed; once there is room, the same open store commits again. Run in a child: the limit is
+ * per process. Exits non-zero on any failure. */
+static void disk_full_child(void) {
+        State *s = NULL;
+        StateBatch *b = NULL;
+        char data[128], key[16];
+        struct stat st;
+        Version v;
+        path_of(data, sizeof(data), "data.mdb");
+        signal(SIGXFSZ, SIG_IGN);
+        if (state_open(dir, &s) < 0 || state_batch_begin(s, "p", 1, pos(10), &b) < 0)
+                _exit(10);
+        v = ver(1, false);
+        if (state_put(b, "t", "base", 4, &v) < 0 || state_batch_commit(b) < 0 || stat(data, &st) < 0)
+                _exit(11);
+        struct rlimit lim = {(rlim_t)st.st_size, RLIM_INFINITY};
+        if (setrlimit(RLIMIT_FSIZE, &lim) < 0)
+                _exit(12);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                if (state_batch_begin(s, "p", 2, pos(20), &b) < 0)
+                        _exit(13);
+                for (int i = 0; i < 5000; i++) {
+                        snprintf(key, sizeof(key), "k%d", i);
+                        v = ver(2, false);
+                        if (state_put(b, "t", key, strlen(key), &v) < 0)
+                                _exit(14);
+                }
+                int r = state_batch_commit(b);
+                if (attempt == 0 && r != -EFBIG)
+                        _exit(15);
+                if (attempt == 1 && r != 0)
+                        _exit(16);
+                /* room again */
+                lim.rlim_cur = RLIM_INFINITY;
+                if (setrlimit(RLIMIT_FSIZE, &lim) < 0)
+                        _exit(17);
+        }
+        Version got;
+        bool found = false;
+        if (state_lookup(s, "p", "t", "k4999", 5, &got, &found) < 0 || !found || got.ts != 2)
+                _exit(18);
+        if (state_lookup(s, "p", "t", "base", 4, &got, &found) < 0 || !found || got.ts != 1)
+                _exit(19);
+        state_free(s);
+        _exit(0);
+}
+
+static void test_disk_full(void **state) {
+        (void)state;
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                disk_full_child();
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* --- crash: a child commits batches like the engine does and is SIGKILLed at random --- */
 
 #define CRASH_ROWS 50
@@ -360,6 +563,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_big_batch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_drop_in_batch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_format, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reopen_when_unused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
