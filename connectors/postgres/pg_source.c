@@ -573,7 +573,17 @@ static StreamXact *stream_find(Source *s, uint32_t xid, bool create, CdcError *e
         snprintf(x->path, sizeof(x->path), "%s/xact-%u.spill", s->spill_dir, xid);
         int fd = open(x->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0 || !(x->f = fdopen(fd, "w+"))) {
-                cdc_error(err, -errno, false, "internal", "cannot create spill file %s: %s", x->path, strerror(errno));
+                int e = errno;
+                if (e == ENOENT)
+                        cdc_error(err, -e, true, "disk",
+                                  "cannot create spill file %s: the spill directory was removed while the pipeline "
+                                  "ran — it is created again when the pipeline retries",
+                                  x->path);
+                else
+                        cdc_error(err, -e, true, "disk",
+                                  "cannot create spill file %s: %s — free space in %s; the "
+                                  "pipeline retries by itself",
+                                  x->path, strerror(e), s->spill_dir);
                 if (fd >= 0)
                         close(fd);
                 return NULL;
@@ -594,11 +604,23 @@ static void streams_drop_all(Source *s) {
                 stream_drop(s, &s->streams[0]);
 }
 
+/* A spill file that cannot be written or read back (disk full, I/O error, the file changed under
+ * us): counted as "disk" and retried; the retry streams the transaction again from the slot. */
+static int spill_error(const StreamXact *x, int e, const char *what, CdcError *err) {
+        if (e <= 0)
+                e = EIO;
+        const char *slash = strrchr(x->path, '/');
+        int dirlen = slash ? (int)(slash - x->path) : (int)strlen(x->path);
+        return cdc_error(err, -e, true, "disk",
+                         "cannot %s spill file %s: %s — free space in %.*s; the pipeline retries by itself", what,
+                         x->path, strerror(e), dirlen, x->path);
+}
+
 static int spill(StreamXact *x, const uint8_t *buf, size_t len, CdcError *err) {
         uint32_t n = (uint32_t)len;
+        errno = 0;
         if (fwrite(&n, sizeof(n), 1, x->f) != 1 || fwrite(buf, 1, len, x->f) != len)
-                return cdc_error(err, -EIO, false, "internal", "cannot write spill file %s: %s", x->path,
-                                 strerror(errno));
+                return spill_error(x, errno, "write", err);
         return 0;
 }
 
@@ -613,7 +635,11 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
         s->in_txn = true;
         s->begin_sent = false;
         int r = 0;
-        if (x) {
+        /* Buffered writes that fail only now (disk full) must not pass for the end of the file. */
+        errno = 0;
+        if (x && fflush(x->f) != 0)
+                r = spill_error(x, errno, "write", err);
+        if (x && r == 0) {
                 uint32_t *aborted = NULL;
                 size_t naborted = 0, cap = 0;
                 uint8_t *buf = NULL;
@@ -621,7 +647,8 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                 for (int pass = 0; pass < 2 && r == 0; pass++) {
                         rewind(x->f);
                         uint32_t n;
-                        while (r == 0 && fread(&n, sizeof(n), 1, x->f) == 1) {
+                        size_t got = 0;
+                        while (r == 0 && (got = fread(&n, 1, sizeof(n), x->f)) == sizeof(n)) {
                                 if (n > bufcap) {
                                         uint8_t *nb = realloc(buf, n);
                                         if (!nb) {
@@ -632,8 +659,7 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                                         bufcap = n;
                                 }
                                 if (fread(buf, 1, n, x->f) != n) {
-                                        r = cdc_error(err, -EIO, false, "internal", "spill file %s is truncated",
-                                                      x->path);
+                                        r = spill_error(x, ferror(x->f) ? errno : EIO, "read back", err);
                                         break;
                                 }
                                 if (buf[0] == 'a') { /* our marker: subtransaction aborted */
@@ -666,6 +692,9 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                                 }
                                 r = handle_message(s, buf, n, true, err);
                         }
+                        /* the end of the file only where a record ends */
+                        if (r == 0 && (got != 0 || ferror(x->f)))
+                                r = spill_error(x, ferror(x->f) ? errno : EIO, "read back", err);
                 }
                 free(aborted);
                 free(buf);
@@ -1485,7 +1514,10 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
         int r;
         snprintf(s->spill_dir, sizeof(s->spill_dir), "%s", start->spill_dir ? start->spill_dir : "/tmp");
         if (mkdir(s->spill_dir, 0700) < 0 && errno != EEXIST)
-                return cdc_error(err, -errno, false, "internal", "cannot create %s: %s", s->spill_dir, strerror(errno));
+                return cdc_error(err, -errno, true, "disk",
+                                 "cannot create the spill directory %s: %s — fix state_dir; "
+                                 "the pipeline retries by itself",
+                                 s->spill_dir, strerror(errno));
 
         Position from = start->position;
         if (start->snapshot) {
