@@ -22,8 +22,11 @@
 # load stops, every target must catch up and equal its source (digest of the ordered contents)
 # or the bench fails.
 #
-# Output per N: `key=value` lines on stdout (lag_max_s, lag_p50_s, lag_end_s over the load,
-# cdcsync_cpu_pct of one core, machine_busy_pct of all cores, loadavg), a summary on stderr.
+# Output per N: `key=value` lines on stdout (lag_max_s, lag_p50_s, lag_end_s over the load;
+# all_equal_after_load_s: until every target was found equal to its source once the load stopped,
+# the checks' own time included; cdcsync_cpu_pct of one core during the load;
+# cdcsync_cpu_ms_per_txn: its CPU from the load's start until every target was equal, per source
+# transaction; machine_busy_pct of all cores, loadavg), a summary on stderr.
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -208,6 +211,8 @@ run_one() {
     [ $ok = 1 ] || die "target p$i differs from its source after 600 s: $(digest dst "p$i") vs $want"
   done
   tc1=$(date +%s.%N)
+  local c2
+  c2=$(cpu_ticks "$SERVICE_PID")
   kill -TERM "$SERVICE_PID"
   wait "$SERVICE_PID" || true
   SERVICE_PID=""
@@ -239,8 +244,9 @@ transactions=$txns
 lag_max_s=${stats% *}
 lag_p50_s=${stats#* }
 lag_end_s=$lag_end
-catchup_after_load_s=$(printf '%.1f' "$(echo "$tc1 - $tc0" | bc -l)")
+all_equal_after_load_s=$(printf '%.1f' "$(echo "$tc1 - $tc0" | bc -l)")
 cdcsync_cpu_pct=$(printf '%.1f' "$cpu")
+cdcsync_cpu_ms_per_txn=$(printf '%.3f' "$(echo "1000 * ($c2 - $c0) / $tck / $txns" | bc -l)")
 machine_busy_pct=$(printf '%.1f' "$busy")
 loadavg=$load
 OUT
