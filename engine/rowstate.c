@@ -677,7 +677,7 @@ int rowstate_copy_tag(RowState *rs, const Change *c, CdcError *err) {
         /* The copied row (if any) is this write or one made on top of it: it is versioned after it. */
         r = state_put(rs->batch, sspace, key, kl, &e.v);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "state store: write of %s failed: %s", sspace, strerror(-r));
+                return store_error(rs, err, r, "write of %s failed", sspace);
         return slice(rs, err);
 }
 
