@@ -19,7 +19,8 @@ if ! mount -t tmpfs -o size=2m,mode=0700 tmpfs "$STATE" 2>"$WORK/mount.err"; the
   exit 77
 fi
 # The service goes before the file system it writes to; then lib.sh's cleanup.
-trap 'rc=$?; [ -n "$SERVICE_PID" ] && kill -9 "$SERVICE_PID" 2>/dev/null; umount -l "$STATE" 2>/dev/null; (exit $rc); cleanup' EXIT
+# (set +e: under errexit the trap would end at the first failing command, cleanup never run.)
+trap 'rc=$?; set +e; [ -n "$SERVICE_PID" ] && kill -9 "$SERVICE_PID" 2>/dev/null; umount -l "$STATE" 2>/dev/null; (exit $rc); cleanup' EXIT
 
 pg_start src
 pg_start dst
@@ -106,9 +107,22 @@ other_flows() {
   wait_for "pipeline other still streaming ($2)" 30 db_equal other t
 }
 
+streamed_txns() { # streamed_txns SLOT — in-progress transactions the slot has streamed so far
+  [ "$(psql_on src -c "SELECT coalesce((SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '$1'), 0)")" -gt 0 ]
+}
+
 service_start
 PID0=$SERVICE_PID
 wait_for "every pipeline streaming" 60 healthy
+# Right after a slot is created PostgreSQL may still decode a large transaction whole instead of
+# streaming it (nothing would spill): large transactions until one is seen streamed.
+for i in 1 2 3 4 5; do
+  psql_on src -c "INSERT INTO big SELECT -g, 'warm-up' FROM generate_series(1, 20000) g"
+  wait_for "big caught up (warm-up $i)" 60 db_equal postgres big
+  if streamed_txns cdcsync_big; then break; fi
+  sleep 1
+done
+wait_for "a transaction of big streamed in progress" 10 streamed_txns cdcsync_big
 
 # --- the spill directory removed under a running pipeline ---
 log "spill directory removed, then a transaction that spills"
