@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 
 #include "cdcsync/conf.h"
+#include "cdcsync/guard.h"
 #include "cdcsync/secret.h"
+#include "cdcsync/text.h"
 #include "conf_ini.h"
 
 /* ---- the key tables ---------------------------------------------------------------------- */
@@ -539,6 +541,17 @@ static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, s
                         conf_err(p, e->line, "%s: %s", e->key, err);
                         continue;
                 }
+                /* The line was checked as text; what ${ENV} brought in is checked here (a secret
+                 * may hold any byte: it never reaches a name or a message). */
+                size_t at;
+                int bad = k->secret || k->kind == K_PASSWORD || k->kind == K_PASSWORD_FILE
+                                  ? 0
+                                  : text_check(e->expanded, strlen(e->expanded), &at);
+                if (bad) {
+                        conf_err(p, e->line, "%s: byte %zu of its value (after ${...}) is %s — fix the variable",
+                                 e->key, at + 1, bad == TEXT_NOT_UTF8 ? "not UTF-8 text" : "a control character");
+                        continue;
+                }
                 key_apply(p, k, obj, e);
         }
         for (size_t j = 0; j < nkeys; j++) {
@@ -666,6 +679,57 @@ static void connector_check_server_id(ConfParser *p, const ConfSection *s, const
                 }
 }
 
+static void guard_report(void *userdata, const PipelineConf *pl, const PipelineConf *other, bool error,
+                         const char *message) {
+        ConfParser *p = userdata;
+        (void)other;
+        char esc[1024], path[512], **w;
+        if (error) {
+                conf_err(p, pl->line, "%s", message);
+                return;
+        }
+        if (!(w = conf_grow(p, p->conf->warnings, p->conf->nwarnings, sizeof(*w))))
+                return;
+        p->conf->warnings = w;
+        text_escape(message, esc, sizeof(esc));
+        text_escape(p->path, path, sizeof(path));
+        if (asprintf(&w[p->conf->nwarnings], "%s:%d: %s", path, pl->line, esc) < 0)
+                p->oom = true;
+        else
+                p->conf->nwarnings++;
+}
+
+/* What would destroy or loop, as far as the conf's text tells where each connector's data is: the
+ * same dsn is the same database, the same MySQL host and port the same server (check --connect
+ * asks the servers themselves). */
+static void conf_guard(ConfParser *p) {
+        Conf *c = p->conf;
+        GuardPlace *places = calloc((size_t)c->nconnectors + 1, sizeof(*places));
+        char(*hostport)[300] = calloc((size_t)c->nconnectors + 1, sizeof(*hostport));
+        if (!places || !hostport) {
+                p->oom = true;
+                goto out;
+        }
+        for (int i = 0; i < c->nconnectors; i++) {
+                const ConnectorConf *k = &c->connectors[i];
+                if (!k->type)
+                        continue;
+                if (strcmp(k->type, "postgres") == 0 && k->dsn) {
+                        places[i] = (GuardPlace){k->dsn, k->dsn, "the same dsn", "the same dsn"};
+                } else if (strcmp(k->type, "mysql") == 0) {
+                        snprintf(hostport[i], sizeof(hostport[i]), "mysql %s:%d", k->host ? k->host : "localhost",
+                                 k->port);
+                        places[i] = (GuardPlace){hostport[i], NULL, "the same host and port", "the same host and port"};
+                }
+        }
+        GuardWorld w = {.places = places};
+        if (guard_check(c, &w, guard_report, p) < 0)
+                p->oom = true;
+out:
+        free(places);
+        free(hostport);
+}
+
 /* Builds the Conf from the parsed sections: service, then connectors (pipelines point at them). */
 static void conf_build(ConfParser *p) {
         Conf *c = p->conf;
@@ -717,6 +781,7 @@ static void conf_build(ConfParser *p) {
                                 break;
                         }
         }
+        conf_guard(p);
         if (npip == 0)
                 conf_err(p, 1,
                          "no [pipeline.NAME] section — define at "
@@ -795,6 +860,9 @@ Conf *conf_free(Conf *c) {
                 free_list(pl->priority, pl->npriority);
                 free(pl->start_position);
         }
+        for (int i = 0; i < c->nwarnings; i++)
+                free(c->warnings[i]);
+        free(c->warnings);
         free(c->connectors);
         free(c->pipelines);
         free(c->path);
@@ -927,7 +995,8 @@ void conf_print_reference(FILE *out) {
               "; Reload (SIGHUP): log_level applies at once; a pipeline restarts when its section or\n"
               "; one of its connectors' sections changed, the others keep streaming.\n"
               "; Each key shows its default, or the values it takes when it has none (then it is\n"
-              "; unset unless required).\n\n",
+              "; unset unless required). The file is UTF-8 text of at most 1 MiB, lines of at most\n"
+              "; 4093 characters, without control characters.\n\n",
               out);
         fputs("[service]\n", out);
         print_keys(out, service_keys, NKEYS(service_keys), true);
@@ -938,7 +1007,9 @@ void conf_print_reference(FILE *out) {
         print_keys(out, connector_keys, NKEYS(connector_keys), false);
         fputs("\n; [pipeline.NAME] — one source/sink pair. Two pipelines in opposite directions\n"
               "; between the same connectors are bidirectional sync. A pipeline's source slot\n"
-              "; (PostgreSQL) or server_id (MySQL) must not be shared with another pipeline.\n"
+              "; (PostgreSQL) or server_id (MySQL) must not be shared with another pipeline, nor\n"
+              "; its target tables (unless the two are each other's reverse); its source and sink\n"
+              "; must be different databases. `cdcsync check` refuses what would destroy or loop.\n"
               ";[pipeline.NAME]\n",
               out);
         print_keys(out, pipeline_keys, NKEYS(pipeline_keys), false);

@@ -2,18 +2,24 @@
  * collecting every FILE:LINE error instead of stopping at the first. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "cdcsync/text.h"
 #include "conf_ini.h"
 
 /* Debian's libinih reads its line limit at run time and defaults to 200 bytes, too short for a
  * libpq DSN; longer lines than this are reported, never split. */
 #define CONF_MAX_LINE 4096
 #define CONF_MAX_ERRORS 100
+/* A conf is a page or two of text; anything near this size is another file given by mistake. Read
+ * no further than this whatever the file claims (a /proc file says 0 bytes). */
+#define CONF_MAX_FILE (1024 * 1024)
 
 enum { CUR_NONE = -1, CUR_IGNORED = -2 };
 
@@ -25,18 +31,21 @@ void *conf_grow(ConfParser *p, void *arr, int n, size_t size) {
 }
 
 void conf_err(ConfParser *p, int line, const char *fmt, ...) {
-        char msg[1024];
+        char msg[1024], esc[1024], path[512];
         va_list ap;
         if (p->nerrors >= CONF_MAX_ERRORS)
                 return;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        /* Whatever a value held, the terminal and the journal get text. */
+        text_escape(msg, esc, sizeof(esc));
+        text_escape(p->path, path, sizeof(path));
         ConfError *e = conf_grow(p, p->errors, p->nerrors, sizeof(*e));
         if (!e)
                 return;
         p->errors = e;
-        if (asprintf(&e[p->nerrors].text, "%s:%d: %s", p->path, line, msg) < 0) {
+        if (asprintf(&e[p->nerrors].text, "%s:%d: %s", path, line, esc) < 0) {
                 p->oom = true;
                 return;
         }
@@ -142,15 +151,54 @@ static void section_begin(ConfParser *p, char *s) {
  * comments; section headers are tracked here too, since inih does not report them. */
 static char *conf_reader(char *str, int num, void *stream) {
         ConfParser *p = stream;
-        ssize_t n = getline(&p->buf, &p->bufcap, p->f);
-        if (n < 0)
+        size_t n = 0;
+        bool nul = false, longer = false, any = false;
+        int c = 0;
+        /* Byte by byte into a fixed buffer: a line with no end (/dev/zero, a binary file) costs
+         * no memory, and the whole read stops at CONF_MAX_FILE. */
+        while (!p->too_big && (c = getc(p->f)) != EOF) {
+                any = true;
+                if (++p->nread > CONF_MAX_FILE) {
+                        p->too_big = true;
+                        conf_err(p, p->lineno + 1,
+                                 "the file goes on past %d bytes — a conf is a page or two of text: check that "
+                                 "-c names the conf file",
+                                 CONF_MAX_FILE);
+                        return NULL;
+                }
+                if (c == '\0')
+                        nul = true;
+                else if (n < CONF_MAX_LINE + 1)
+                        p->buf[n++] = (char)c;
+                else
+                        longer = true;
+                if (c == '\n')
+                        break;
+        }
+        if (!any)
                 return NULL;
+        p->buf[n] = '\0';
         char *s = p->buf;
         p->lineno++;
         if (p->lineno == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
                 s += 3, n -= 3;
-        if (strlen(s) != (size_t)n) {
+        size_t text = n, at;
+        while (text > 0 && (s[text - 1] == '\n' || s[text - 1] == '\r'))
+                text--;
+        int bad = longer ? 0 : text_check(s, text, &at);
+        /* A refused [section] header: its keys are not put into the section before it. */
+        if ((nul || longer || bad) && s[strspn(s, " \t")] == '[')
+                p->cur = CUR_IGNORED;
+        if (nul) {
                 conf_err(p, p->lineno, "line holds a NUL byte — save the file as text");
+                s = "";
+        } else if (longer) {
+                conf_err(p, p->lineno, "line is longer than %d characters — shorten it", num - 3);
+                s = "";
+        } else if (bad) {
+                conf_err(p, p->lineno, "byte %zu is %s (0x%02x) — %s", at + 1,
+                         bad == TEXT_NOT_UTF8 ? "not UTF-8 text" : "a control character", (unsigned char)s[at],
+                         bad == TEXT_NOT_UTF8 ? "save the file as UTF-8" : "remove it (a conf is plain text)");
                 s = "";
         }
         /* Leading blanks are dropped: an indented key is a key, not an inih continuation line. */
@@ -219,6 +267,7 @@ static int error_cmp(const void *a, const void *b) {
 
 int conf_ini_read(ConfParser *p, FILE *errout) {
         struct stat st;
+        char path[512];
         int r;
 
         p->cur = CUR_NONE;
@@ -228,22 +277,51 @@ int conf_ini_read(ConfParser *p, FILE *errout) {
         }
         if (!(p->dir = strdup(p->path)))
                 return -ENOMEM;
+        text_escape(p->path, path, sizeof(path));
         char *slash = strrchr(p->dir, '/');
         if (slash)
                 slash[slash == p->dir] = '\0'; /* "/x.conf": the directory is "/" */
         else
                 p->dir[0] = '.', p->dir[1] = '\0'; /* fits: the path is not empty */
-        p->f = fopen(p->path, "re");
-        if (!p->f || fstat(fileno(p->f), &st) < 0) {
+        /* O_NONBLOCK: a FIFO must not hang the open; a regular file ignores the flag. */
+        int fd = open(p->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
-                fprintf(errout, "%s: cannot read: %s — check the path and its permissions\n", p->path, strerror(-r));
+                if (fd >= 0)
+                        close(fd);
+                fprintf(errout, "%s: cannot read: %s — check the path and its permissions\n", path, strerror(-r));
                 return r;
         }
+        if (!S_ISREG(st.st_mode)) {
+                close(fd);
+                fprintf(errout, "%s: is %s, not a file — give the path of the conf file\n", path,
+                        S_ISDIR(st.st_mode)    ? "a directory"
+                        : S_ISFIFO(st.st_mode) ? "a pipe (FIFO)"
+                        : S_ISCHR(st.st_mode)  ? "a character device"
+                        : S_ISBLK(st.st_mode)  ? "a block device"
+                        : S_ISSOCK(st.st_mode) ? "a socket"
+                                               : "not a regular file");
+                return -EINVAL;
+        }
+        if (st.st_size > CONF_MAX_FILE) {
+                close(fd);
+                fprintf(errout,
+                        "%s: is %lld bytes, more than the %d a conf may hold — check that -c names the conf file\n",
+                        path, (long long)st.st_size, CONF_MAX_FILE);
+                return -EINVAL;
+        }
+        if (!(p->f = fdopen(fd, "r"))) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        if (!(p->buf = malloc(CONF_MAX_LINE + 2)))
+                return -ENOMEM;
         p->others_can_read = (st.st_mode & 077) != 0;
         ini_max_line = CONF_MAX_LINE;
         r = ini_parse_stream(conf_reader, p, conf_handler, p);
         if (ferror(p->f)) {
-                fprintf(errout, "%s: read error — check the file\n", p->path);
+                fprintf(errout, "%s: read error — check the file\n", path);
                 return -EIO;
         }
         if (r != 0) /* cannot happen: the reader hands inih only lines it can parse */

@@ -37,8 +37,9 @@ typedef struct {
         char *dir;            /* owned: its directory, the base of relative secret paths */
         bool others_can_read; /* group/other mode bits set: no literal passwords allowed */
         FILE *f;
-        char *buf; /* owned: getline buffer */
-        size_t bufcap;
+        char *buf;    /* owned: the line being read, CONF_MAX_LINE + 2 bytes */
+        size_t nread; /* bytes read so far */
+        bool too_big; /* the file went on past CONF_MAX_FILE: reading stopped */
         int lineno;
         ConfSection *sections; /* owned, nsections, each [section] once, in file order */
         int nsections, cur;

@@ -22,6 +22,7 @@
 #include "cdcsync/notify.h"
 #include "cdcsync/pipeline.h"
 #include "cdcsync/bidi.h"
+#include "cdcsync/guard.h"
 #include "cdcsync/state.h"
 #include "cdcsync/status.h"
 
@@ -116,6 +117,8 @@ static int load_conf_logged(const char *path, Conf **ret) {
                 line = nl ? nl + 1 : NULL;
         }
         free(buf);
+        for (int i = 0; r == 0 && i < (*ret)->nwarnings; i++)
+                log_warn(NULL, "%s", (*ret)->warnings[i]);
         return r;
 }
 
@@ -299,6 +302,112 @@ static int cmd_run(const char *path) {
 
 /* ---- check ---- */
 
+typedef struct {
+        ConnectorPlace place;
+        char why[512];
+        bool tried, known;
+        char **tables; /* owned, ntables: a source's tables, when listed */
+        int ntables;
+        bool listed;
+} ConnectorFacts;
+
+typedef struct {
+        const Conf *conf;
+        bool *refused; /* per pipeline */
+} Findings;
+
+static void print_finding(void *userdata, const PipelineConf *p, const PipelineConf *other, bool error,
+                          const char *message) {
+        Findings *f = userdata;
+        printf("%s%s\n", error ? "" : "warning: ", message);
+        if (error)
+                f->refused[p - f->conf->pipelines] = true;
+        if (error && other)
+                f->refused[other - f->conf->pipelines] = true;
+}
+
+/* check --connect, across pipelines: asks every connector's server where its data is and every
+ * source which tables it has, then refuses what would destroy or loop (guard.h) and tables that
+ * do not exist. Returns 1 when something is refused. */
+static int check_places(const Conf *conf, bool *refused) {
+        ConnectorFacts *facts = calloc((size_t)conf->nconnectors + 1, sizeof(*facts));
+        GuardPlace *places = calloc((size_t)conf->nconnectors + 1, sizeof(*places));
+        char ***all = calloc((size_t)conf->npipelines + 1, sizeof(*all));
+        int *nall = calloc((size_t)conf->npipelines + 1, sizeof(*nall));
+        int rc = 0;
+        if (!facts || !places || !all || !nall) {
+                fprintf(stderr, "cdcsync: out of memory\n");
+                rc = 1;
+                goto out;
+        }
+        for (int i = 0; i < conf->npipelines; i++) {
+                const PipelineConf *p = &conf->pipelines[i];
+                const ConnectorConf *ends[2] = {p->source, p->sink};
+                for (int e = 0; e < 2; e++) {
+                        const ConnectorConf *k = ends[e];
+                        ConnectorFacts *f = &facts[k - conf->connectors];
+                        const SourceOps *so = connector_source(k->type);
+                        const SinkOps *ko = connector_sink(k->type);
+                        int (*locate)(const ConnectorConf *, ConnectorPlace *, CdcError *) = so && so->locate
+                                                                                                     ? so->locate
+                                                                                             : ko ? ko->locate
+                                                                                                  : NULL;
+                        CdcError err = {0};
+                        if (!f->tried && locate) {
+                                f->tried = true;
+                                if (locate(k, &f->place, &err) < 0) {
+                                        printf("connector %s: cannot ask where its data is: %s\n", k->name,
+                                               err.message);
+                                        rc = 1;
+                                } else {
+                                        f->known = true;
+                                        places[k - conf->connectors] = guard_place(&f->place, f->why, sizeof(f->why));
+                                }
+                        }
+                        if (e == 0 && !f->listed && so && so->list_tables) {
+                                f->listed = true;
+                                if (so->list_tables(k, &f->tables, &f->ntables, &err) < 0) {
+                                        printf("connector %s: cannot list its tables: %s\n", k->name, err.message);
+                                        f->tables = NULL;
+                                        rc = 1;
+                                }
+                        }
+                }
+                const ConnectorFacts *sf = &facts[p->source - conf->connectors];
+                if (!sf->tables)
+                        continue;
+                if (p->all_tables) {
+                        all[i] = sf->tables;
+                        nall[i] = sf->ntables;
+                        continue;
+                }
+                char missing[700];
+                int n = guard_missing_tables(p, sf->tables, sf->ntables, missing, sizeof(missing));
+                if (n > 0) {
+                        printf("pipeline %s: source %s has no table%s %s — create %s, or fix tables in [pipeline.%s]\n",
+                               p->name, p->source->name, n > 1 ? "s" : "", missing, n > 1 ? "them" : "it", p->name);
+                        refused[i] = true;
+                        rc = 1;
+                }
+        }
+        GuardWorld w = {.places = places, .all_tables = (char **const *)all, .nall_tables = nall};
+        Findings fd = {conf, refused};
+        int errors = guard_check(conf, &w, print_finding, &fd);
+        if (errors != 0)
+                rc = 1;
+out:
+        for (int i = 0; facts && i < conf->nconnectors; i++) {
+                for (int j = 0; j < facts[i].ntables; j++)
+                        free(facts[i].tables[j]);
+                free(facts[i].tables);
+        }
+        free(facts);
+        free(places);
+        free(all);
+        free(nall);
+        return rc;
+}
+
 static int cmd_check(const char *path, bool do_connect) {
         Conf *conf = NULL;
         int r = conf_load(path, stderr, &conf);
@@ -309,12 +418,21 @@ static int cmd_check(const char *path, bool do_connect) {
                 return 2;
         }
         printf("%s: ok (%d connectors, %d pipelines)\n", path, conf->nconnectors, conf->npipelines);
+        for (int i = 0; i < conf->nwarnings; i++)
+                printf("warning: %s\n", conf->warnings[i]);
         int rc = 0;
-        for (int i = 0; do_connect && i < conf->npipelines; i++) {
+        /* First what needs every pipeline's servers; a pipeline refused there is not checked
+         * further (a sink's check may create its checkpoint table, not in the wrong place). */
+        bool *refused = calloc((size_t)conf->npipelines + 1, sizeof(*refused));
+        if (!refused || (do_connect && check_places(conf, refused) != 0))
+                rc = 1;
+        for (int i = 0; refused && do_connect && i < conf->npipelines; i++) {
                 const PipelineConf *p = &conf->pipelines[i];
                 const SourceOps *so = connector_source(p->source->type);
                 const SinkOps *ko = connector_sink(p->sink->type);
                 CdcError err = {0};
+                if (refused[i])
+                        continue;
                 if (!so || !ko) {
                         printf("pipeline %s: %s → %s is not supported yet\n", p->name, p->source->type, p->sink->type);
                         rc = 1;
@@ -332,6 +450,7 @@ static int cmd_check(const char *path, bool do_connect) {
                 }
                 printf("pipeline %s: %s → %s ok\n", p->name, p->source->name, p->sink->name);
         }
+        free(refused);
         conf_free(conf);
         return rc;
 }

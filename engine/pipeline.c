@@ -31,6 +31,7 @@
 #include "cdcsync/bidi.h"
 #include "cdcsync/connector.h"
 #include "cdcsync/copies.h"
+#include "cdcsync/guard.h"
 #include "cdcsync/log.h"
 #include "cdcsync/pipeline.h"
 #include "cdcsync/queue.h"
@@ -722,6 +723,24 @@ static int record_baseline(Pipeline *p, Position pos, const char *pos_text, Sour
 
 /* One attempt: connect both sides and stream until an error or a stop. Returns 0 on a requested
  * stop, or the error. */
+/* A pipeline whose source and sink are one database would read its own writes back and apply them
+ * again forever: asked of the servers before the sink or the source creates anything. */
+static int refuse_loop(Pipeline *p, CdcError *err) {
+        ConnectorPlace src, sink;
+        char why_src[512], why_sink[512], msg[1024];
+        if (!p->source_ops->locate || !p->sink_ops->locate)
+                return 0;
+        int r = p->source_ops->locate(p->conf->source, &src, err);
+        if (r == 0)
+                r = p->sink_ops->locate(p->conf->sink, &sink, err);
+        if (r < 0)
+                return r;
+        GuardPlace a = guard_place(&src, why_src, sizeof(why_src)), b = guard_place(&sink, why_sink, sizeof(why_sink));
+        if (guard_same_database(p->conf, &a, &b, msg, sizeof(msg)))
+                return cdc_error(err, -ELOOP, false, "conf", "%s", msg);
+        return 0;
+}
+
 static int run_attempt(Pipeline *p, CdcError *err) {
         SourceArgs sargs = {.p = p};
         Position sink_pos = {0};
@@ -737,6 +756,9 @@ static int run_attempt(Pipeline *p, CdcError *err) {
          * keeps counting from the oldest of them (it must grow while the sink is down). */
         pending_reset(&p->pending);
 
+        r = refuse_loop(p, err);
+        if (r < 0)
+                goto out;
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
                 goto out;

@@ -189,3 +189,79 @@ out:
         mysql_stmt_close(st);
         return r;
 }
+
+typedef struct {
+        char **v; /* owned strings */
+        int n;
+        char cells[4][256];
+} Rows;
+
+static int keep_row(void *userdata, char **cells, const unsigned long *lens, int ncols) {
+        Rows *rows = userdata;
+        (void)lens;
+        if (rows->n == 0)
+                for (int i = 0; i < ncols && i < 4; i++)
+                        snprintf(rows->cells[i], sizeof(rows->cells[i]), "%s", cells[i] ? cells[i] : "");
+        char **v = reallocarray(rows->v, (size_t)rows->n + 2, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        rows->v = v;
+        if (!(v[rows->n] = strdup(cells[0] ? cells[0] : "")))
+                return -ENOMEM;
+        v[++rows->n] = NULL;
+        return 0;
+}
+
+static void rows_free(Rows *rows) {
+        for (int i = 0; i < rows->n; i++)
+                free(rows->v[i]);
+        free(rows->v);
+        rows->v = NULL;
+        rows->n = 0;
+}
+
+int mysql_conn_locate(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err) {
+        MYSQL *m;
+        Rows rows = {0};
+        int r = mysql_conn_open(conn, NULL, &m, err);
+        if (r < 0)
+                return r;
+        bool mariadb = strstr(mysql_get_server_info(m), "MariaDB") != NULL;
+        ret->database[0] = '\0'; /* tables name their database */
+        /* MySQL has a server UUID; MariaDB has none, so where it listens and keeps its files. */
+        if (!mariadb && (r = mysql_conn_query(m, "SELECT @@server_uuid", NULL, 0, keep_row, &rows, err)) >= 0) {
+                snprintf(ret->server, sizeof(ret->server), "MySQL server %.64s", rows.cells[0]);
+        } else if ((r = mysql_conn_query(m, "SELECT @@hostname, @@port, @@datadir, @@server_id", NULL, 0, keep_row,
+                                         &rows, err)) >= 0) {
+                snprintf(ret->server, sizeof(ret->server), "%s server %.64s:%.8s (datadir %.120s, server_id %.12s)",
+                         mariadb ? "MariaDB" : "MySQL", rows.cells[0], rows.cells[1], rows.cells[2], rows.cells[3]);
+        }
+        if (r >= 0)
+                r = 0;
+        rows_free(&rows);
+        mysql_close(m);
+        return r == -ENOMEM ? cdc_error(err, r, false, "internal", "out of memory") : r;
+}
+
+int mysql_conn_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err) {
+        MYSQL *m;
+        Rows rows = {0};
+        int r = mysql_conn_open(conn, NULL, &m, err);
+        if (r < 0)
+                return r;
+        r = mysql_conn_query(m,
+                             "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE "
+                             "table_type = 'BASE TABLE' AND table_schema NOT IN ('mysql', 'information_schema', "
+                             "'performance_schema', 'sys', 'cdcsync') ORDER BY 1",
+                             NULL, 0, keep_row, &rows, err);
+        mysql_close(m);
+        if (r < 0) {
+                rows_free(&rows);
+                return r == -ENOMEM ? cdc_error(err, r, false, "internal", "out of memory") : r;
+        }
+        if (!rows.v && !(rows.v = calloc(1, sizeof(*rows.v))))
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        *ret = rows.v;
+        *ret_n = rows.n;
+        return 0;
+}

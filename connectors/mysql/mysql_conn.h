@@ -28,3 +28,10 @@ int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int n
 
 /* Whether a client error number means the connection is gone (reconnect can help). */
 bool mysql_conn_lost(unsigned int errnum);
+
+/* SourceOps/SinkOps.locate: MySQL's server UUID, or MariaDB's host name, port, datadir and
+ * server_id (it has no UUID); database "" (tables name theirs). */
+int mysql_conn_locate(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
+/* SourceOps.list_tables: the base tables outside the system databases and cdcsync's own, as
+ * "database.table". */
+int mysql_conn_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err);

@@ -2317,4 +2317,5 @@ const SinkOps mysql_sink_ops = {
         .free = sink_free,
         .last_position_text = sink_last_position_text,
         .copied_tables = sink_copied_tables,
+        .locate = mysql_conn_locate,
 };

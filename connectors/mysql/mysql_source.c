@@ -2163,4 +2163,6 @@ const SourceOps mysql_source_ops = {
         .check = source_check,
         .free = source_free,
         .format_checkpoint = source_format_checkpoint,
+        .locate = mysql_conn_locate,
+        .list_tables = mysql_conn_list_tables,
 };

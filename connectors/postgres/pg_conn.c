@@ -229,3 +229,73 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
         *ret = conn;
         return 0;
 }
+
+/* One query over a connection of its own; *ret holds its tuples (PQclear it). */
+static int conn_query(const ConnectorConf *conf, const char *sql, PGconn **ret_conn, PGresult **ret, CdcError *err) {
+        PGconn *c = NULL;
+        int r = pg_conn_open(conf, false, &c, err);
+        if (r < 0)
+                return r;
+        PGresult *res = PQexec(c, sql);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                char msg[600];
+                bool lost = PQstatus(c) != CONNECTION_OK;
+                pg_conn_error_text(conf, c, res, msg, sizeof(msg));
+                PQclear(res);
+                PQfinish(c);
+                return cdc_error(err, -EIO, lost, lost ? "connection" : "query", "connector %s: %s", conf->name, msg);
+        }
+        *ret_conn = c;
+        *ret = res;
+        return 0;
+}
+
+int pg_conn_locate(const ConnectorConf *conf, ConnectorPlace *ret, CdcError *err) {
+        PGconn *c;
+        PGresult *res;
+        /* pg_control_system() is executable by every role (IDENTIFY_SYSTEM would need REPLICATION). */
+        int r = conn_query(conf, "SELECT system_identifier::text, current_database() FROM pg_control_system()", &c,
+                           &res, err);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1) {
+                r = cdc_error(err, -EPROTO, false, "query", "connector %s: pg_control_system() returned no row",
+                              conf->name);
+        } else {
+                snprintf(ret->server, sizeof(ret->server), "PostgreSQL system %s", PQgetvalue(res, 0, 0));
+                snprintf(ret->database, sizeof(ret->database), "%s", PQgetvalue(res, 0, 1));
+        }
+        PQclear(res);
+        PQfinish(c);
+        return r;
+}
+
+int pg_conn_list_tables(const ConnectorConf *conf, char ***ret, int *ret_n, CdcError *err) {
+        PGconn *c;
+        PGresult *res;
+        /* The tables FOR ALL TABLES publishes (partitions included, their parents too). */
+        int r = conn_query(conf,
+                           "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                           "c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', "
+                           "'information_schema', 'cdcsync') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT "
+                           "LIKE 'pg\\_temp\\_%' ORDER BY 1",
+                           &c, &res, err);
+        if (r < 0)
+                return r;
+        int n = PQntuples(res);
+        char **v = calloc((size_t)n + 1, sizeof(*v));
+        for (int i = 0; v && i < n; i++)
+                if (!(v[i] = strdup(PQgetvalue(res, i, 0)))) {
+                        for (int j = 0; j < i; j++)
+                                free(v[j]);
+                        free(v);
+                        v = NULL;
+                }
+        PQclear(res);
+        PQfinish(c);
+        if (!v)
+                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}

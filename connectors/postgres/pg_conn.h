@@ -39,3 +39,10 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
  * trailing newline, masking conf->password if it occurs. Returns buf. */
 const char *pg_conn_error_text(const ConnectorConf *conf, const PGconn *conn, const PGresult *res, char *buf,
                                size_t len);
+
+/* SourceOps/SinkOps.locate: the cluster's system identifier and the database, over a connection
+ * of its own. */
+int pg_conn_locate(const ConnectorConf *conf, ConnectorPlace *ret, CdcError *err);
+/* SourceOps.list_tables: the ordinary and partitioned tables outside the system schemas and
+ * cdcsync's own, as "schema.table". */
+int pg_conn_list_tables(const ConnectorConf *conf, char ***ret, int *ret_n, CdcError *err);

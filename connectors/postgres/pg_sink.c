@@ -2522,4 +2522,5 @@ const SinkOps pg_sink_ops = {
         .free = sink_free,
         .last_position_text = sink_last_position_text,
         .copied_tables = sink_copied_tables,
+        .locate = pg_conn_locate,
 };

@@ -13,6 +13,7 @@
 
 #include <libpq-fe.h>
 
+#include "cdcsync/guard.h"
 #include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 #include "postgres/pg_source.h"
@@ -94,19 +95,10 @@ static int pg_source_parse_position(const char *text, Position *ret) {
         return 0;
 }
 
-/* Slot and publication names default to cdcsync_<pipeline>, lower-cased, [a-z0-9_] only. */
+/* Slot and publication names default to cdcsync_<pipeline>, lower-cased, [a-z0-9_] only (guard.c
+ * refuses pipelines whose names give the same one). */
 static void default_name(const char *pipeline, char *buf, size_t len) {
-        size_t j = 0;
-        const char *prefix = "cdcsync_";
-        for (const char *p = prefix; *p && j + 1 < len; p++)
-                buf[j++] = *p;
-        for (const char *p = pipeline; *p && j + 1 < len; p++) {
-                char c = *p;
-                if (c >= 'A' && c <= 'Z')
-                        c = (char)(c - 'A' + 'a');
-                buf[j++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '_';
-        }
-        buf[j] = '\0';
+        guard_default_pg_name(pipeline, buf, len);
 }
 
 static const char *errtext(Source *s, PGconn *c, const PGresult *res, char *buf, size_t len) {
@@ -1698,4 +1690,6 @@ const SourceOps pg_source_ops = {
         .check = pg_source_check,
         .free = pg_source_free,
         .streamed_tables = pg_source_streamed_tables,
+        .locate = pg_conn_locate,
+        .list_tables = pg_conn_list_tables,
 };

@@ -113,6 +113,9 @@ struct Conf {
         int nconnectors;
         PipelineConf *pipelines; /* owned, npipelines */
         int npipelines;
+        char **warnings; /* owned, nwarnings: "FILE:LINE: what might go wrong — what to do", for
+                          * check to print and run to log (what only the servers can decide) */
+        int nwarnings;
 };
 
 /* Parses and validates path. On a bad conf writes every error as "FILE:LINE: what — what to do"

@@ -60,6 +60,13 @@ const char *pipeline_io_context(PipelineIO *io);
 typedef struct Source Source;
 typedef struct Sink Sink;
 
+/* Where a connector keeps its data, as its server says: equal `server` texts are one server, and
+ * on it equal `database` texts one database (see guard.h). */
+typedef struct {
+        char server[256];   /* "PostgreSQL system 7301...", "MariaDB server host:3306 (datadir ...)" */
+        char database[128]; /* PostgreSQL: the database; "" where tables name their database (MySQL) */
+} ConnectorPlace;
+
 /* Where a source starts. */
 typedef struct {
         bool have_position; /* the sink holds a checkpoint: stream after `position` */
@@ -104,6 +111,12 @@ typedef struct {
          * a pipeline whose sink holds a checkpoint but no copy records (made before they existed),
          * which are then recorded as copied at the checkpoint. */
         int (*streamed_tables)(Source *s, char ***ret, int *ret_n, CdcError *err);
+        /* Optional: where conn's data lives, asked of its server over a short connection of its
+         * own (`check --connect`, and each attempt's start, before anything is created). */
+        int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
+        /* Optional: the tables this source can read, as "schema.table" (what `tables = *` reads);
+         * the caller frees each and *ret. */
+        int (*list_tables)(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err);
 } SourceOps;
 
 typedef struct {
@@ -143,6 +156,8 @@ typedef struct {
         /* Optional (database sinks): this pipeline's copy records (copies.h), *ret owned by the
          * caller (free()); they are written as changes of the registry table with the copies. */
         int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);
+        /* Optional: as SourceOps.locate. */
+        int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;
 
 /* Registry of connector types; NULL when the type has no source / sink. */

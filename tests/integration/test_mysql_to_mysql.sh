@@ -4,7 +4,9 @@
 # MySQL type (TIME beyond a day and negative, BIT, ENUM, SET, latin1 text), and a table without
 # key; create_tables = yes keeps the declared types; both sides end with equal ordered contents,
 # compared by compare_rows.py on per-type normal forms. Then the sink connector without server_id:
-# accepted, and its writes unmarked.
+# accepted, and its writes unmarked. Then (issue #10) a pipeline whose sink is the source server
+# under another host name and writes into a database it reads: check --connect refuses it (and a
+# table that does not exist), and run stops it before it writes anything.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 export PGTZ=UTC
@@ -144,4 +146,42 @@ wait_for "equal after a restart without the sink's server_id" 60 synced
 ids=$(my_on dst -e "SHOW BINLOG EVENTS" | awk '$3 ~ /_rows/' | tail -n +$((before + 1)) | awk '{print $4}' | sort -u | tr '\n' ' ')
 [ "$ids" = "2 " ] || fail "without server_id the sink's row events carry server_id(s) '$ids', not the server's own 2"
 service_stop
+cat >"$WORK/same.conf" <<CONF
+[service]
+state_dir = $WORK/state-same
+metrics_listen = off
+
+[connector.msrc]
+$(my_connector src 9001)
+
+[connector.again]
+type = mysql
+host = 127.1 ; the source server under another name
+port = $MY_src_PORT
+user = cdc
+password_file = $WORK/src.pass
+database = test
+server_id = 9003
+
+[pipeline.loop]
+source = msrc
+sink = again
+tables = test.alltypes, test.nope
+CONF
+chmod 600 "$WORK/same.conf"
+"$CDCSYNC" -c "$WORK/same.conf" check >"$WORK/same.out" 2>&1 || fail "check without --connect refused: $(cat "$WORK/same.out")"
+rc=0
+"$CDCSYNC" -c "$WORK/same.conf" check --connect >"$WORK/same.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "check --connect exited $rc, expected 1: $(cat "$WORK/same.out")"
+assert_grep "pipeline loop: source msrc has no table test.nope — create it, or fix tables in [pipeline.loop]" "$WORK/same.out"
+assert_grep "pipeline loop: source msrc and sink again are one server (MariaDB server " "$WORK/same.out"
+assert_grep "and the pipeline writes into database test, which it reads — it would read its own writes back and apply them again, forever: write into another database (map) or another server" "$WORK/same.out"
+[ -z "$(my_on src -e "SHOW DATABASES LIKE 'cdcsync'")" ] || fail "check --connect created the checkpoint database of the refused pipeline"
+sed -i 's/, test.nope$//' "$WORK/same.conf"
+before=$(my_on src -e "CHECKSUM TABLE test.alltypes EXTENDED")
+service_start "$WORK/same.conf"
+wait_for "the loop refused at run" 30 grep -qF "[pipeline=loop source=msrc sink=again] pipeline loop: source msrc and sink again are one server (MariaDB server " "$WORK/service.log"
+service_stop
+[ -z "$(my_on src -e "SHOW DATABASES LIKE 'cdcsync'")" ] || fail "run created the checkpoint database of the refused pipeline"
+[ "$(my_on src -e "CHECKSUM TABLE test.alltypes EXTENDED")" = "$before" ] || fail "the refused pipeline wrote into test.alltypes"
 finish

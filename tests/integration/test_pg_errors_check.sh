@@ -2,6 +2,10 @@
 # Bad input, part 1 (issue #2): `cdcsync check` on malformed confs (exit 2, FILE:LINE: what — what
 # to do), and `cdcsync check --connect` against real PostgreSQL 15: the ok line, the warning for a
 # table without a primary key, and a wrong password that fails clearly without ever being printed.
+# Part 3 (issue #10): what only the server can tell — a source and sink that are one database
+# under two dsn texts, a slot shared by two connectors of one server, tables that do not exist —
+# refused by check --connect, and the same-database pipeline refused by `run` before it creates
+# anything (it would replay its own writes forever).
 source "$(dirname "$0")/lib.sh"
 
 # check_conf NAME EXPECTED_RC — runs `cdcsync check` on $WORK/NAME.conf; stdout and stderr go to
@@ -123,4 +127,66 @@ grep -qF 'Wr0ng-pa55word' "$WORK/service.log" && fail "the password appeared in 
 printf 's3cret-pw\n' >"$WORK/src.pass"
 check_conf pw 0 --connect
 assert_grep "pipeline main: src → dst ok" "$WORK/pw.out"
+
+# ---- 3. what only the server can tell ----
+SYSID=$(psql_on db -c "SELECT system_identifier FROM pg_control_system()")
+cat >"$WORK/same.conf" <<CONF
+[service]
+state_dir = $WORK/state-same
+metrics_listen = 127.0.0.1:$(free_port)
+
+[connector.tcp]
+type = postgres
+dsn = host=127.0.0.1 port=$P user=postgres dbname=postgres
+slot = shared_slot
+
+[connector.sock]
+type = postgres
+dsn = host=$PG_db_DIR port=$P user=postgres dbname=postgres
+
+[connector.sock2]
+type = postgres
+dsn = host=$PG_db_DIR port=$P user=postgres dbname=sinkdb
+slot = shared_slot
+
+[pipeline.loop]
+source = tcp
+sink = sock
+tables = public.orders
+
+[pipeline.other]
+source = sock2
+sink = tcp
+tables = public.orders, public.gone, nowhere.t
+map = public.orders -> public.orders_copy
+CONF
+chmod 600 "$WORK/same.conf"
+# The conf alone cannot tell (two dsn texts): check passes, check --connect refuses.
+check_conf same 0
+check_conf same 1 --connect
+assert_grep "pipeline loop: source tcp and sink sock are one database (PostgreSQL system $SYSID, database postgres) — it would read its own writes back and apply them again, forever: point the sink at another database" "$WORK/same.out"
+assert_grep "pipeline other: source sock2 has no tables public.orders, public.gone, nowhere.t — create them, or fix tables in [pipeline.other]" "$WORK/same.out"
+assert_grep "pipelines loop and other both use replication slot shared_slot on one server (sources tcp and sock2: PostgreSQL system $SYSID) — a slot feeds one pipeline: set slot = to another name in [connector.sock2]" "$WORK/same.out"
+grep -E "^pipeline (loop|other): .* ok$" "$WORK/same.out" && fail "a refused pipeline was called ok: $(cat "$WORK/same.out")"
+psql_on db -d sinkdb -c "CREATE TABLE orders (id int PRIMARY KEY, v text)"
+sed -i 's/, public.gone, nowhere.t$//; s/^slot = shared_slot$//' "$WORK/same.conf"
+check_conf same 1 --connect
+grep -q "no table\|replication slot" "$WORK/same.out" && fail "still refused once fixed: $(cat "$WORK/same.out")"
+assert_grep "pipeline other: sock2 → tcp ok" "$WORK/same.out"
+
+# `run` refuses the pipeline whose source and sink are one database before it creates anything:
+# no slot, no publication, no checkpoint table, no row written; counted, and /healthz says why.
+psql_on db -c "TRUNCATE orders; INSERT INTO orders VALUES (1, 'one'), (2, 'two')"
+slots_before=$(psql_on db -c "SELECT count(*) FROM pg_replication_slots")
+sed -i '/^\[pipeline.other\]/,$d' "$WORK/same.conf"
+service_start "$WORK/same.conf"
+SP=$(sed -n 's/^metrics_listen = 127.0.0.1://p' "$WORK/same.conf")
+wait_for "the loop refused at run" 30 grep -qF "[pipeline=loop source=tcp sink=sock] pipeline loop: source tcp and sink sock are one database (PostgreSQL system $SYSID, database postgres) — it would read its own writes back and apply them again, forever: point the sink at another database — the pipeline is stopped until this is fixed" "$WORK/service.log"
+curl -s "http://127.0.0.1:$SP/metrics" | grep -qx 'cdcsync_errors_total{pipeline="loop",kind="conf"} 1' || fail "the refusal is not counted as a conf error"
+curl -s "http://127.0.0.1:$SP/healthz" | grep -qF "one database" || fail "/healthz does not say why loop is down"
+service_stop
+[ "$(psql_on db -c "SELECT count(*) FROM pg_replication_slots")" = "$slots_before" ] || fail "run created a slot for the refused pipeline"
+[ -z "$(psql_on db -c "SELECT pubname FROM pg_publication WHERE pubname = 'cdcsync_loop'")" ] || fail "run created a publication for the refused pipeline"
+[ -z "$(psql_on db -c "SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'")" ] || fail "run created the cdcsync schema in the source database"
+[ "$(psql_on db -c "COPY (SELECT * FROM orders ORDER BY id) TO STDOUT")" = $'1\tone\n2\ttwo' ] || fail "orders changed"
 finish

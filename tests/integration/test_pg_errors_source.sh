@@ -51,11 +51,13 @@ tables = public.t
 source = norepl
 sink = sink
 tables = public.t
+map = public.t -> public.t_norepl
 
 [pipeline.p_plugin]
 source = plugsrc
 sink = sink
 tables = public.t
+map = public.t -> public.t_plugin
 CONF
 chmod 600 "$WORK/cdcsync.conf"
 
@@ -99,7 +101,7 @@ done
 [ "$(grep -cF "$MSG_WAL" "$WORK/service.log")" = 1 ] || fail "the wal_level error was logged more than once: retried"
 assert_grep 'cdcsync_pipeline_up{pipeline="p_wal"} 0' "$WORK/metrics.out"
 # Nothing reached the sink, and the foreign slot is untouched.
-[ "$(psql_on db -d sinkdb -c "SELECT count(*) FROM pg_tables WHERE tablename = 't'")" = 0 ] || fail "a failed pipeline wrote to the sink"
+[ "$(psql_on db -d sinkdb -c "SELECT count(*) FROM pg_tables WHERE tablename IN ('t', 't_norepl', 't_plugin')")" = 0 ] || fail "a failed pipeline wrote to the sink"
 [ "$(psql_on db -c "SELECT plugin FROM pg_replication_slots WHERE slot_name = 'cdcsync_x'")" = test_decoding ] || fail "the foreign slot was changed"
 service_stop
 assert_grep "stopped" "$WORK/service.log"

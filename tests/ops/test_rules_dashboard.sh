@@ -35,7 +35,7 @@ dsn = host=127.0.0.1 port=$DEAD user=nobody dbname=none connect_timeout=1
 
 [connector.dst]
 type = postgres
-dsn = host=127.0.0.1 port=$DEAD user=nobody dbname=none connect_timeout=1
+dsn = host=127.0.0.1 port=$DEAD user=nobody dbname=none_sink connect_timeout=1
 
 [pipeline.main]
 source = src

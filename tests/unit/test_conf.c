@@ -299,11 +299,11 @@ static void test_err_references(void **state) {
         expect_errors("[connector.a]\ntype = postgres\ndsn = x\nslot = s1\nserver_id = 3\n"
                       "kafka.acks = all\n[connector.m]\ntype = mysql\nserver_id = 7\ndsn = y\n"
                       "[pipeline.p]\nsource = a\nsink = zz\ntables = s.t\npriority = a, qq\n"
-                      "[connector.x]\ntype = postgres\ndsn = x\nslot = Bad-Slot\n"
+                      "[connector.x]\ntype = postgres\ndsn = x2\nslot = Bad-Slot\n"
                       "[pipeline.t]\nsource = x\nsink = a\ntables = s.t, s.t\n"
                       "[pipeline.q]\nsource = a\nsink = m\ntables = s.t\n"
                       "[pipeline.r]\nsource = m\nsink = a\ntables = s.t\n"
-                      "[pipeline.s]\nsource = m\nsink = a\ntables = s.t\nresolve = priority\n"
+                      "[pipeline.s]\nsource = m\nsink = a\ntables = s.v\nresolve = priority\n"
                       "snapshot = initial\nstart_position = f:1\nmap = s.u -> x.y\n",
                       "c.conf:5: server_id does not apply to a postgres connector — remove it (it is "
                       "for mysql)\n"
@@ -336,7 +336,7 @@ static void test_server_id(void **state) {
         char *errs;
         assert_int_equal(load(PG_PAIR "[connector.m]\ntype = mysql\ndatabase = shop\n"
                                       "[pipeline.p]\nsource = a\nsink = m\ntables = s.t\n"
-                                      "[pipeline.q]\nsource = b\nsink = m\ntables = s.t\n",
+                                      "[pipeline.q]\nsource = b\nsink = m\ntables = s.u\n",
                               &c, &errs),
                          0);
         assert_string_equal(errs, "");
@@ -606,6 +606,216 @@ static char *read_all(const char *path) {
         return buf;
 }
 
+/* What conf_load wrote for path (not text: a device, a FIFO, a directory). */
+static int load_path(const char *path, Conf **ret, char **errs) {
+        size_t len = 0;
+        FILE *err = open_memstream(errs, &len);
+        *ret = NULL;
+        int r = conf_load(path, err, ret);
+        fclose(err);
+        return r;
+}
+
+/* Inputs that crashed or misled the checker: a connector without a (valid) type used by two
+ * pipelines reached a string comparison with NULL; /dev/zero, a FIFO and a huge line or file were
+ * read without bound (or waited on forever); bytes that are not UTF-8 text passed as names and
+ * were echoed raw. */
+static void test_err_crash_inputs(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        expect_errors("[connector.a]\ndsn = x\n[connector.b]\ntype = postgres\ndsn = y\n"
+                      "[pipeline.p]\nsource = a\nsink = b\ntables = s.t\n"
+                      "[pipeline.q]\nsource = a\nsink = b\ntables = s.u\n",
+                      "c.conf:1: [connector.a] has no type — add type = postgres | mysql | kafka\n");
+        expect_errors("[connector.a]\ntype = pg\ndsn = x\n[connector.b]\ntype = mysql\nserver_id = 1\n"
+                      "[pipeline.p]\nsource = a\nsink = b\ntables = s.t\n"
+                      "[pipeline.q]\nsource = a\nsink = b\ntables = s.u\n[pipeline.r]\nsource = b\nsink = a\n"
+                      "tables = s.t\n",
+                      "c.conf:2: type = 'pg' is not valid — use one of postgres | mysql | kafka\n");
+
+        /* Lines and files are bounded before anything is allocated for them. */
+        char *huge = malloc(6000);
+        assert_non_null(huge);
+        memset(huge, 'x', 5999);
+        huge[5999] = '\0';
+        memcpy(huge, "tables = ", 9);
+        char *text = NULL;
+        assert_true(asprintf(&text, PG_PAIR "[pipeline.p]\nsource = a\nsink = b\n%s\n", huge) > 0);
+        expect_errors(text, "c.conf:7: [pipeline.p] has no tables — add tables = SCHEMA.TABLE, ... | *\n"
+                            "c.conf:10: line is longer than 4093 characters — shorten it\n");
+        free(text);
+        free(huge);
+        FILE *f = fopen("c.conf", "we");
+        assert_non_null(f);
+        for (int i = 0; i < 40000; i++) /* 1.2 MB of comments */
+                fputs("; a comment line to make a big file\n", f);
+        fclose(f);
+        assert_int_equal(load_path("c.conf", &c, &errs), -EINVAL);
+        assert_string_equal(errs, "c.conf: is 1440000 bytes, more than the 1048576 a conf may hold — check that -c "
+                                  "names the conf file\n");
+        assert_null(c);
+        free(errs);
+        assert_int_equal(load_path("/dev/zero", &c, &errs), -EINVAL);
+        assert_string_equal(errs, "/dev/zero: is a character device, not a file — give the path of the conf file\n");
+        free(errs);
+        assert_int_equal(mkfifo("fifo", 0600), 0);
+        assert_int_equal(load_path("fifo", &c, &errs), -EINVAL); /* no writer: it must not wait for one */
+        assert_string_equal(errs, "fifo: is a pipe (FIFO), not a file — give the path of the conf file\n");
+        free(errs);
+        unlink("fifo");
+        assert_int_equal(load_path(".", &c, &errs), -EINVAL);
+        assert_string_equal(errs, ".: is a directory, not a file — give the path of the conf file\n");
+        free(errs);
+
+        /* Text only: names and values that are not UTF-8, control characters, and what ${ENV}
+         * brings in; the messages quote nothing raw. */
+        expect_errors(PG_PAIR "[pipeline.p\xe9]\nsource = a\nsink = b\ntables = s.t\n"
+                              "[pipeline.q]\nsource = a\nsink = b\ntables = s.caf\xe9, s.u\n"
+                              "map = s.u -> s.\x1b[31mred\n",
+                      "c.conf:7: byte 12 is not UTF-8 text (0xe9) — save the file as UTF-8\n"
+                      "c.conf:11: [pipeline.q] has no tables — add tables = SCHEMA.TABLE, ... | *\n"
+                      "c.conf:14: byte 15 is not UTF-8 text (0xe9) — save the file as UTF-8\n"
+                      "c.conf:15: byte 16 is a control character (0x1b) — remove it (a conf is plain text)\n");
+        expect_errors(PG_PAIR "[pipeline.p\xc3\xa9]\nsource = a\nsink = b\ntables = s.t\n",
+                      "c.conf:1: no [pipeline.NAME] section — define at least one pipeline (man cdcsync.conf "
+                      "shows the keys and an example)\n"
+                      "c.conf:7: bad name in [pipeline.p\xc3\xa9] — use 1 to 48 letters, digits, '_' or '-'\n");
+        setenv("TEST_CONF_BAD", "s.t\xff", 1);
+        expect_errors(PG_PAIR "[pipeline.p]\nsource = a\nsink = b\ntables = ${TEST_CONF_BAD}\n",
+                      "c.conf:10: tables: byte 4 of its value (after ${...}) is not UTF-8 text — fix the variable\n");
+        setenv("TEST_CONF_BAD", "s.t\n[pipeline.x]", 1);
+        expect_errors(PG_PAIR "[pipeline.p]\nsource = a\nsink = b\ntables = ${TEST_CONF_BAD}\n",
+                      "c.conf:10: tables: byte 4 of its value (after ${...}) is a control character — fix the "
+                      "variable\n");
+        unsetenv("TEST_CONF_BAD");
+        /* Binary garbage: whatever is reported is text. */
+        unsigned char garbage[4096];
+        unsigned x = 12345;
+        for (size_t i = 0; i < sizeof(garbage); i++) {
+                x = x * 1103515245 + 12345;
+                garbage[i] = (unsigned char)(x >> 16);
+        }
+        garbage[100] = '\n', garbage[200] = '[', garbage[300] = '\n', garbage[301] = '[';
+        f = fopen("c.conf", "we");
+        assert_non_null(f);
+        fwrite(garbage, 1, sizeof(garbage), f);
+        fclose(f);
+        assert_int_equal(load_path("c.conf", &c, &errs), -EINVAL);
+        assert_non_null(strstr(errs, "c.conf:1: "));
+        for (const unsigned char *u = (const unsigned char *)errs; *u; u++)
+                assert_true(*u == '\n' || (*u >= 0x20 && *u != 0x7f));
+        free(errs);
+}
+
+#define TWO_SOURCES                                                                                                    \
+        "[connector.s1]\ntype = postgres\ndsn = host=h1\n[connector.s2]\ntype = postgres\ndsn = host=h2\n"             \
+        "[connector.d]\ntype = postgres\ndsn = host=h3\n"
+
+/* What would destroy or loop is refused, naming the pipelines and what to do. */
+static void test_err_destroy_or_loop(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        /* Two pipelines writing one sink table: by name, after map, into one MySQL database. */
+        expect_errors(TWO_SOURCES "[pipeline.p]\nsource = s1\nsink = d\ntables = s.t, s.v\n"
+                                  "[pipeline.q]\nsource = s2\nsink = d\ntables = s.t\n"
+                                  "[pipeline.r]\nsource = s2\nsink = d\ntables = x.u\nmap = x.u -> s.v\n",
+                      "c.conf:14: pipelines p and q both write table s.t of sink d — each would overwrite and delete "
+                      "the other's rows (a truncate, or a snapshot = replace copy, empties the table under the other): "
+                      "give each target table one writer (fix tables or map), or make the two pipelines each other's "
+                      "reverse for sync in both directions\n"
+                      "c.conf:18: pipelines p and r both write table s.v of sink d — each would overwrite and delete "
+                      "the other's rows (a truncate, or a snapshot = replace copy, empties the table under the other): "
+                      "give each target table one writer (fix tables or map), or make the two pipelines each other's "
+                      "reverse for sync in both directions\n");
+        expect_errors(TWO_SOURCES "[connector.d2]\ntype = postgres\ndsn = host=h3\n"
+                                  "[pipeline.p]\nsource = s1\nsink = d\ntables = s.t\n"
+                                  "[pipeline.q]\nsource = s2\nsink = d2\ntables = s.t\n",
+                      "c.conf:17: pipelines p and q both write table s.t of one database (sinks d and d2: the same "
+                      "dsn) — each would overwrite and delete the other's rows (a truncate, or a snapshot = replace "
+                      "copy, empties the table under the other): give each target table one writer (fix tables or "
+                      "map), or make the two pipelines each other's reverse for sync in both directions\n");
+        expect_errors(TWO_SOURCES "[connector.m]\ntype = mysql\nserver_id = 9\ndatabase = shop\n"
+                                  "[pipeline.p]\nsource = s1\nsink = m\ntables = a.t, b.t\n",
+                      "c.conf:14: pipeline p writes both a.t and b.t into table shop.t of sink m — their rows would "
+                      "mix and overwrite each other: give each its own target table (fix map, or remove database "
+                      "from the sink)\n");
+        /* Each other's reverse (bidirectional), or one consumer group: fine. */
+        assert_int_equal(load(TWO_SOURCES "[pipeline.p]\nsource = s1\nsink = d\ntables = s.t\n"
+                                          "[pipeline.q]\nsource = d\nsink = s1\ntables = s.t\n"
+                                          "[connector.k]\ntype = kafka\nbrokers = b:9092\ngroup = g\n"
+                                          "[pipeline.k1]\nsource = k\nsink = s2\ntables = s.t\n"
+                                          "[pipeline.k2]\nsource = k\nsink = s2\ntables = s.t\n",
+                              &c, &errs),
+                         0);
+        assert_string_equal(errs, "");
+        assert_int_equal(c->nwarnings, 0);
+        free(errs);
+        conf_free(c);
+        /* tables = * cannot be compared without the servers: a warning, for check and the log. */
+        assert_int_equal(load(TWO_SOURCES "[pipeline.p]\nsource = s1\nsink = d\ntables = *\n"
+                                          "[pipeline.q]\nsource = s2\nsink = d\ntables = s.t\n",
+                              &c, &errs),
+                         0);
+        free(errs);
+        assert_int_equal(c->nwarnings, 1);
+        assert_string_equal(c->warnings[0],
+                            "c.conf:10: pipeline p copies every table of s1 (tables = *) into d, which pipeline q "
+                            "writes too — where their tables meet, each would overwrite and delete the other's rows: "
+                            "list p's tables, or run cdcsync check --connect to compare them");
+        conf_free(c);
+
+        /* Source and sink one database: it would replay its own writes forever. */
+        expect_errors(TWO_SOURCES "[connector.d2]\ntype = postgres\ndsn = host=h1\n"
+                                  "[pipeline.p]\nsource = s1\nsink = d2\ntables = s.t\nmap = s.t -> s.t2\n",
+                      "c.conf:13: pipeline p: source s1 and sink d2 are one database (the same dsn) — it would read "
+                      "its own writes back and apply them again, forever: point the sink at another database\n");
+        const char *my = "[connector.m1]\ntype = mysql\nhost = db\nserver_id = 1\n"
+                         "[connector.m2]\ntype = mysql\nhost = db\nserver_id = 2\ndatabase = %s\n"
+                         "[pipeline.p]\nsource = m1\nsink = m2\ntables = shop.t\n";
+        char text[1024];
+        snprintf(text, sizeof(text), my, "shop");
+        expect_errors(text, "c.conf:10: pipeline p: source m1 and sink m2 are one server (the same host and port) and "
+                            "the pipeline writes into database shop, which it reads — it would read its own writes "
+                            "back and apply them again, forever: write into another database (map) or another "
+                            "server\n");
+        snprintf(text, sizeof(text), my, "copy"); /* another database of the server: no loop */
+        assert_int_equal(load(text, &c, &errs), 0);
+        free(errs);
+        conf_free(c);
+
+        /* Names that collide: derived slot and publication names, explicit ones on one server. */
+        expect_errors(TWO_SOURCES "[pipeline.a-b]\nsource = s1\nsink = d\ntables = s.t\n"
+                                  "[pipeline.a_b]\nsource = s2\nsink = d\ntables = s.u\n"
+                                  "[pipeline.A_B]\nsource = s2\nsink = d\ntables = s.v\n",
+                      "c.conf:14: pipelines a-b and a_b both get cdcsync_a_b as their replication slot and "
+                      "publication name (cdcsync_<pipeline>, lower-cased, every character but a-z and 0-9 made '_') "
+                      "— rename one of them\n"
+                      "c.conf:18: pipelines a-b and A_B both get cdcsync_a_b as their replication slot and "
+                      "publication name (cdcsync_<pipeline>, lower-cased, every character but a-z and 0-9 made '_') "
+                      "— rename one of them\n");
+        expect_errors("[connector.s1]\ntype = postgres\ndsn = host=h1\nslot = x\n"
+                      "[connector.s1b]\ntype = postgres\ndsn = host=h1\nslot = x\npublication = pub\n"
+                      "[connector.s1c]\ntype = postgres\ndsn = host=h1\npublication = pub\n"
+                      "[connector.d]\ntype = postgres\ndsn = host=h3\n"
+                      "[pipeline.p]\nsource = s1\nsink = d\ntables = s.t\n"
+                      "[pipeline.q]\nsource = s1b\nsink = d\ntables = s.u\n"
+                      "[pipeline.r]\nsource = s1c\nsink = d\ntables = s.v\n",
+                      "c.conf:21: pipelines p and q both use replication slot x on one server (sources s1 and s1b: "
+                      "the same dsn) — a slot feeds one pipeline: set slot = to another name in [connector.s1b]\n"
+                      "c.conf:25: pipelines q and r both use publication pub in one database (sources s1b and s1c: "
+                      "the same dsn) — a publication holds one pipeline's tables: set publication = to another "
+                      "name in [connector.s1c]\n");
+        expect_errors("[connector.s]\ntype = postgres\ndsn = host=h1\npublication = pub\n"
+                      "[connector.d]\ntype = postgres\ndsn = host=h3\n"
+                      "[pipeline.p]\nsource = s\nsink = d\ntables = s.t\n"
+                      "[pipeline.q]\nsource = s\nsink = d\ntables = s.u\n",
+                      "c.conf:12: pipelines p and q both use publication pub of s — a publication holds one "
+                      "pipeline's tables: remove publication from [connector.s] (each pipeline then gets its own) or "
+                      "give each pipeline its own connector\n");
+}
+
 static void test_reference_file(void **state) {
         (void)state;
         const char *fixtures = getenv("FIXTURES");
@@ -729,6 +939,8 @@ int main(void) {
                 cmocka_unit_test(test_err_source_without_type),
                 cmocka_unit_test(test_server_id),
                 cmocka_unit_test(test_snapshot_modes),
+                cmocka_unit_test(test_err_crash_inputs),
+                cmocka_unit_test(test_err_destroy_or_loop),
                 cmocka_unit_test(test_secrets),
                 cmocka_unit_test(test_mode_check),
                 cmocka_unit_test(test_map),
