@@ -141,6 +141,11 @@ static const ConfKey pipeline_keys[] = {
          "with snapshot = never: where a new pipeline starts; default now"},
         {"tombstone_days", K_INT, "7", T_ALL, 0, true, false, PIP(tombstone_days), 0, 1, 36500, "1..36500",
          "days a deleted row's version is kept; an older change can revive it"},
+        {"on_bad_message", K_INDEX, "error", T_ALL, 0, true, false, PIP(on_bad_message), 0, 0, 0,
+         "error | skip | dead_letter",
+         "kafka source, a message that is no change event: stop, skip it, or send it to dead_letter_topic"},
+        {"dead_letter_topic", K_STR, NULL, T_ALL, 0, true, false, PIP(dead_letter_topic), 0, 0, 0, "TOPIC",
+         "with on_bad_message = dead_letter: where those messages go; default cdcsync.dead.<pipeline>"},
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
@@ -148,7 +153,7 @@ static const ConfKey pipeline_keys[] = {
 _Static_assert(NKEYS(connector_keys) <= MAX_KEYS && NKEYS(pipeline_keys) <= MAX_KEYS && NKEYS(service_keys) <= MAX_KEYS,
                "grow MAX_KEYS");
 _Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int) &&
-                       sizeof(SnapshotMode) == sizeof(int),
+                       sizeof(SnapshotMode) == sizeof(int) && sizeof(BadMessagePolicy) == sizeof(int),
                "K_INDEX stores an int");
 
 /* ---- values -------------------------------------------------------------------------------- */
@@ -208,6 +213,13 @@ static bool valid_topic(const char *v) {
                 if (strncmp(s, "{connector}", 11) && strncmp(s, "{schema}", 8) && strncmp(s, "{table}", 7))
                         return false;
         return true;
+}
+
+/* A Kafka topic name as the brokers accept it. */
+static bool valid_kafka_topic(const char *v) {
+        size_t n = strlen(v);
+        return n >= 1 && n <= 249 && strcmp(v, ".") != 0 && strcmp(v, "..") != 0 &&
+               strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
 /* "schema.table" (wild: or "schema.*"), no blanks. */
@@ -654,6 +666,25 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
                                  "with its own server_id",
                                  o->name, pl->name, pl->source->name, pl->source->server_id);
         }
+        bool kafka = pl->source && pl->source->type && strcmp(pl->source->type, "kafka") == 0;
+        if ((e = entry_get(s, "on_bad_message")) && pl->source && pl->source->type && !kafka)
+                conf_err(p, e->line,
+                         "on_bad_message applies to a kafka source — remove it (a %s source stops on what it "
+                         "cannot read)",
+                         pl->source->type);
+        if ((e = entry_get(s, "dead_letter_topic")) && pl->on_bad_message != BAD_MESSAGE_DEAD_LETTER)
+                conf_err(p, e->line,
+                         "dead_letter_topic is used only with on_bad_message = dead_letter — set that, or remove "
+                         "dead_letter_topic");
+        else if (e && pl->dead_letter_topic && !valid_kafka_topic(pl->dead_letter_topic))
+                conf_err(p, e->line,
+                         "dead_letter_topic = '%s' is not valid — use 1 to 249 of a-z, A-Z, 0-9, '.', '_', '-'",
+                         pl->dead_letter_topic);
+        if (pl->on_bad_message == BAD_MESSAGE_DEAD_LETTER && !pl->dead_letter_topic &&
+            asprintf(&pl->dead_letter_topic, "cdcsync.dead.%s", pl->name) < 0) {
+                pl->dead_letter_topic = NULL;
+                p->oom = true;
+        }
         pl->hash = section_hash(p, s, NULL);
         if (pl->source)
                 pl->hash = fnv(pl->hash, &pl->source->hash, sizeof(pl->source->hash));
@@ -859,6 +890,7 @@ Conf *conf_free(Conf *c) {
                 free(pl->maps);
                 free_list(pl->priority, pl->npriority);
                 free(pl->start_position);
+                free(pl->dead_letter_topic);
         }
         for (int i = 0; i < c->nwarnings; i++)
                 free(c->warnings[i]);

@@ -392,6 +392,17 @@ char *metrics_render_prometheus(Metrics *m) {
                 fprintf(f, "} %" PRIu64 "\n", (uint64_t)atomic_load(&s->transactions));
         }
 
+        put_family(f, "cdcsync_bad_messages_total", "counter",
+                   "Kafka messages that were no usable change event, passed on by on_bad_message.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                for (int k = 0; k < 2; k++) {
+                        put_series(f, "cdcsync_bad_messages_total", s);
+                        fprintf(f, ",action=\"%s\"} %" PRIu64 "\n", k ? "dead_letter" : "skip",
+                                (uint64_t)atomic_load_explicit(&s->bad_messages[k], memory_order_relaxed));
+                }
+        }
+
         put_family(f, "cdcsync_conflicts_total", "counter", "Conflicting row versions, by how they were settled.");
         for (size_t i = 0; i < m->nentries; i++) {
                 PipelineStats *s = m->entries[i].s;

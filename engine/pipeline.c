@@ -927,6 +927,10 @@ static void *supervisor_main(void *arg) {
         return NULL;
 }
 
+void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter) {
+        stats_count_bad_message(&io->p->stats, dead_letter);
+}
+
 /* Called by the source when it streams (connector.h has no such call: the first keepalive or
  * event of an attempt marks streaming). */
 void pipeline_io_streaming(PipelineIO *io, bool snapshot) {

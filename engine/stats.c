@@ -89,6 +89,10 @@ void stats_count_transaction(PipelineStats *s) {
         atomic_fetch_add_explicit(&s->transactions, 1, memory_order_relaxed);
 }
 
+void stats_count_bad_message(PipelineStats *s, bool dead_letter) {
+        atomic_fetch_add_explicit(&s->bad_messages[dead_letter], 1, memory_order_relaxed);
+}
+
 /* Index of label in table, or of the last slot ("other") when it is not there. */
 static int label_slot(char table[][32], int n, const char *label) {
         if (label)

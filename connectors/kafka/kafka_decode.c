@@ -6,6 +6,7 @@
  * 12345678.91 or a jsonb value's 2.10 would not come back with the digits the source sent. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "cdcsync/text.h"
 #include "kafka/envelope.h"
 #include "kafka/kafka_decode.h"
 
@@ -26,12 +28,77 @@ typedef struct {
 static int bad(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int bad(char *errbuf, size_t errlen, const char *fmt, ...) {
         if (errbuf && errlen) {
+                char raw[1024];
                 va_list ap;
                 va_start(ap, fmt);
-                vsnprintf(errbuf, errlen, fmt, ap);
+                vsnprintf(raw, sizeof(raw), fmt, ap);
                 va_end(ap);
+                /* Reasons quote the message (an op, jansson's "near '...'"): escaped for the log. */
+                text_escape(raw, errbuf, errlen);
         }
         return -EBADMSG;
+}
+
+/* Whether the number text at s (n bytes, NUL at s[n] allowed to be written) is one jansson
+ * refuses: an integer beyond 64 bits, or a real beyond a double. */
+static bool number_too_big(char *s, size_t n, bool real) {
+        char keep = s[n], *end;
+        s[n] = '\0';
+        errno = 0;
+        if (real) {
+                double d = strtod(s, &end);
+                s[n] = keep;
+                return errno == ERANGE && isinf(d);
+        }
+        (void)strtoll(s, &end, 10);
+        s[n] = keep;
+        return errno == ERANGE;
+}
+
+/* json_loadb, also for text holding numbers jansson refuses ("too big integer", "real number
+ * overflow"): the row images are read from the raw text with their exact digits anyway, so for
+ * jansson such numbers become 0 padded with blanks (the text keeps its length and its other
+ * members). NULL with jerr from the first attempt when the text is not JSON. */
+static json_t *load_json(const char *text, size_t len, size_t flags, json_error_t *jerr) {
+        json_t *j = json_loadb(text, len, flags, jerr);
+        if (j)
+                return j;
+        char *copy = malloc(len + 1);
+        bool changed = false;
+        if (!copy)
+                return NULL;
+        memcpy(copy, text, len);
+        copy[len] = '\0';
+        for (size_t i = 0; i < len;) {
+                char c = copy[i];
+                if (c == '"') {
+                        for (i++; i < len && copy[i] != '"'; i++)
+                                if (copy[i] == '\\')
+                                        i++;
+                        i++;
+                        continue;
+                }
+                if (c != '-' && !(c >= '0' && c <= '9')) {
+                        i++;
+                        continue;
+                }
+                size_t s = i;
+                bool real = false;
+                for (; i < len && (copy[i] == '-' || copy[i] == '+' || copy[i] == '.' || copy[i] == 'e' ||
+                                   copy[i] == 'E' || (copy[i] >= '0' && copy[i] <= '9'));
+                     i++)
+                        real |= copy[i] == '.' || copy[i] == 'e' || copy[i] == 'E';
+                if (number_too_big(copy + s, i - s, real)) {
+                        copy[s] = '0';
+                        memset(copy + s + 1, ' ', i - s - 1);
+                        changed = true;
+                }
+        }
+        json_error_t again;
+        if (changed)
+                j = json_loadb(copy, len, flags, &again);
+        free(copy);
+        return j;
 }
 
 /* ---- raw scanner over text jansson already accepted as JSON ---- */
@@ -333,6 +400,18 @@ static int decimal_text(const char *b64, size_t n, int scale, Value *v) {
 
 /* ---- row images ---- */
 
+/* Whether an integer's text fits in 64 bits (beyond: a numeric, exact digits). */
+static bool fits_int64(Span v) {
+        char buf[32], *end;
+        if (v.n >= sizeof(buf))
+                return false;
+        memcpy(buf, v.p, v.n);
+        buf[v.n] = '\0';
+        errno = 0;
+        (void)strtoll(buf, &end, 10);
+        return errno == 0 && *end == '\0';
+}
+
 static TypeClass class_of_span(Span v) {
         switch (v.p[0]) {
         case '"': return TYPE_TEXT;
@@ -342,8 +421,9 @@ static TypeClass class_of_span(Span v) {
         case 'f': return TYPE_BOOLEAN;
         case 'n': return TYPE_TEXT; /* unknown: the other image may tell */
         default:
-                return memchr(v.p, '.', v.n) || memchr(v.p, 'e', v.n) || memchr(v.p, 'E', v.n) ? TYPE_NUMERIC
-                                                                                               : TYPE_INTEGER;
+                return memchr(v.p, '.', v.n) || memchr(v.p, 'e', v.n) || memchr(v.p, 'E', v.n) || !fits_int64(v)
+                               ? TYPE_NUMERIC
+                               : TYPE_INTEGER;
         }
 }
 
@@ -522,7 +602,7 @@ static int mark_key(Table *t, json_t *cols, const void *key, size_t key_len, cha
         if (key_len > KAFKA_DECODE_KEY_MAX)
                 return bad(errbuf, errlen, "message key of %zu bytes is too large", key_len);
         json_error_t jerr;
-        json_t *k = json_loadb(key, key_len, JSON_DECODE_ANY, &jerr);
+        json_t *k = load_json(key, key_len, JSON_DECODE_ANY, &jerr);
         if (!k)
                 return bad(errbuf, errlen, "message key is not JSON: %s", jerr.text);
         json_t *obj = k;
@@ -590,11 +670,15 @@ int kafka_decode_message(const char *topic, const void *key, size_t key_len, con
         Table *t = NULL;
         int r;
 
-        if (!value || value_len == 0)
-                return 0; /* tombstone */
+        /* A tombstone (null value) follows a delete so that compaction can drop the key: it
+         * carries no change. An empty value is no tombstone: nothing can be read from it. */
+        if (!value)
+                return key && key_len ? 0 : bad(errbuf, errlen, "message has neither a key nor a value");
+        if (value_len == 0)
+                return bad(errbuf, errlen, "message value is empty (a tombstone's value is null, not empty)");
         if (value_len > KAFKA_DECODE_VALUE_MAX)
                 return bad(errbuf, errlen, "message value of %zu bytes is too large", value_len);
-        root = json_loadb(value, value_len, 0, &jerr);
+        root = load_json(value, value_len, 0, &jerr);
         if (!root)
                 return bad(errbuf, errlen, "message value is not a JSON object: %s", jerr.text);
 
@@ -605,9 +689,12 @@ int kafka_decode_message(const char *topic, const void *key, size_t key_len, con
         json_t *env = root, *schema = NULL;
         json_t *pl = json_object_get(root, "payload");
         if (pl && json_object_get(root, "schema") && json_object_size(root) == 2) {
-                /* Debezium with schemas enabled: {"schema":…,"payload":…}. */
+                /* Debezium with schemas enabled: {"schema":…,"payload":…}. Kafka Connect's
+                 * JsonConverter before 2.0 wrote a tombstone as {"schema":null,"payload":null}. */
                 if (json_is_null(pl)) {
-                        r = 0;
+                        r = json_is_null(json_object_get(root, "schema")) && key && key_len
+                                    ? 0
+                                    : bad(errbuf, errlen, "message has a schema but a null payload: no change in it");
                         goto out;
                 }
                 schema = json_object_get(root, "schema");
@@ -619,10 +706,11 @@ int kafka_decode_message(const char *topic, const void *key, size_t key_len, con
         }
         const char *op = json_string_value(json_object_get(env, "op"));
         if (!op) {
-                /* A heartbeat or a schema-change event: no row change in it. */
-                r = json_object_get(env, "before") || json_object_get(env, "after")
-                            ? bad(errbuf, errlen, "change message without op")
-                            : 0;
+                /* A Debezium heartbeat ({"ts_ms": N} and nothing else) carries no change; any
+                 * other message without op cannot be applied. */
+                r = json_object_size(env) == 1 && json_is_integer(json_object_get(env, "ts_ms"))
+                            ? 0
+                            : bad(errbuf, errlen, "message has no op: it is no change event");
                 goto out;
         }
         switch (op[0] && !op[1] ? op[0] : '?') {

@@ -41,9 +41,18 @@
  *
  * Instances that share a group are distinct pipelines (a database sink keeps one checkpoint and
  * replication origin per pipeline) with the same `group`. Where to read comes from the group's
- * offsets, never from the sink's checkpoint: that only keeps positions increasing. */
+ * offsets, never from the sink's checkpoint: that only keeps positions increasing.
+ *
+ * Bad messages. A message that is no change event this source can use (not JSON, no op, an empty
+ * value, a schema with a null payload, ...) stops the pipeline with an error naming its topic,
+ * partition and offset, unless on_bad_message says to skip it (counted, logged) or to produce it
+ * to the dead-letter topic first (a producer of its own, made at the first one; the offset is
+ * passed only once the dead letter is delivered). Tombstones, Debezium heartbeats and logical
+ * decoding messages carry no change and are passed without a word, like the messages of tables
+ * the pipeline does not sync. */
 #include <errno.h>
 #include <inttypes.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +72,7 @@
 #define REVOKE_WAIT_MS 60000 /* how long a revoke waits for the sink to commit */
 #define POLL_MS 200
 #define METADATA_TIMEOUT_MS 10000
+#define DEAD_LETTER_TIMEOUT_MS 30000 /* delivery of one dead letter */
 
 typedef struct {
         uint64_t pos;   /* position lo handed on (or the one before a skipped message) */
@@ -76,9 +86,10 @@ struct Source {
         const PipelineConf *pipe;  /* borrowed */
         char ctx[256];
         char group[256];
-        rd_kafka_t *rk; /* consumer, owned */
-        PipelineIO *io; /* during run() */
-        char **topics;  /* owned: interned topic names, ntopics entries */
+        rd_kafka_t *rk;  /* consumer, owned */
+        rd_kafka_t *dlq; /* producer of dead letters, owned; made at the first one */
+        PipelineIO *io;  /* during run() */
+        char **topics;   /* owned: interned topic names, ntopics entries */
         uint32_t ntopics;
         OffsetEntry *map; /* owned ring, OFFSET_MAP_MAX entries */
         size_t head, count;
@@ -315,6 +326,8 @@ static Source *kafka_source_free(Source *s) {
                 rd_kafka_consumer_close(s->rk);
                 rd_kafka_destroy(s->rk);
         }
+        if (s->dlq)
+                rd_kafka_destroy(s->dlq);
         for (uint32_t i = 0; i < s->ntopics; i++)
                 free(s->topics[i]);
         free(s->topics);
@@ -393,6 +406,133 @@ out:
         return r;
 }
 
+/* Consumer-only properties: a producer would warn about each. */
+static bool consumer_only(const char *key) {
+        static const char *const prefixes[] = {"group.",
+                                               "enable.auto.",
+                                               "auto.",
+                                               "session.timeout.ms",
+                                               "heartbeat.interval.ms",
+                                               "max.poll.interval.ms",
+                                               "partition.assignment.strategy",
+                                               "fetch.",
+                                               "queued.",
+                                               "isolation.level",
+                                               "check.crcs",
+                                               "consume.",
+                                               "offset."};
+        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+                if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+                        return true;
+        return false;
+}
+
+static void on_dead_letter_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        (void)rk;
+        (void)opaque;
+        *(rd_kafka_resp_err_t *)m->_private = m->err;
+}
+
+/* The producer of dead letters: the connector's cluster and properties (the consumer's own left
+ * out), each delivery waited for. */
+static int make_dead_letter_producer(Source *s, CdcError *err) {
+        const ConnectorConf *conn = s->conn;
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char errstr[512], client_id[256], timeout[16];
+        int r = 0;
+        snprintf(client_id, sizeof(client_id), "cdcsync-%s-dead-letters", s->pipe->name);
+        snprintf(timeout, sizeof(timeout), "%d", DEAD_LETTER_TIMEOUT_MS);
+        const char *defaults[][2] = {
+                {"bootstrap.servers", conn->brokers},
+                {"client.id", client_id},
+                {"message.timeout.ms", timeout},
+        };
+        for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
+                r = set(conf, conn, defaults[i][0], defaults[i][1], err);
+        if (r == 0 && conn->password)
+                r = set(conf, conn, "sasl.password", conn->password, err);
+        for (int i = 0; i < conn->nkafka_props && r == 0; i++)
+                if (!consumer_only(conn->kafka_props[i].key) && strcmp(conn->kafka_props[i].key, "message.timeout.ms"))
+                        r = set(conf, conn, conn->kafka_props[i].key, conn->kafka_props[i].value, err);
+        if (r < 0) {
+                rd_kafka_conf_destroy(conf);
+                return r;
+        }
+        rd_kafka_conf_set_opaque(conf, s);
+        rd_kafka_conf_set_log_cb(conf, on_log);
+        rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_delivery);
+        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!s->dlq) {
+                rd_kafka_conf_destroy(conf);
+                return cdc_error(err, -EINVAL, false, "conf", "connector %s: dead-letter producer: %s", conn->name,
+                                 errstr);
+        }
+        return 0;
+}
+
+/* Produces message m (which the source cannot use, for reason why) to the dead-letter topic with
+ * headers saying where it was and why, and waits until it is delivered. */
+static int dead_letter(Source *s, const rd_kafka_message_t *m, const char *topic, const char *why, CdcError *err) {
+        const char *dlt = s->pipe->dead_letter_topic;
+        char part[16], off[24];
+        int r = s->dlq ? 0 : make_dead_letter_producer(s, err);
+        if (r < 0)
+                return r;
+        snprintf(part, sizeof(part), "%" PRId32, m->partition);
+        snprintf(off, sizeof(off), "%" PRId64, m->offset);
+        rd_kafka_resp_err_t delivered = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+        rd_kafka_resp_err_t ke = rd_kafka_producev(
+                s->dlq, RD_KAFKA_V_TOPIC(dlt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+                RD_KAFKA_V_HEADER("cdcsync.error", why, -1), RD_KAFKA_V_HEADER("cdcsync.topic", topic, -1),
+                RD_KAFKA_V_HEADER("cdcsync.partition", part, -1), RD_KAFKA_V_HEADER("cdcsync.offset", off, -1),
+                RD_KAFKA_V_HEADER("cdcsync.pipeline", s->pipe->name, -1), RD_KAFKA_V_OPAQUE(&delivered),
+                RD_KAFKA_V_END);
+        int64_t deadline = mono_ms() + DEAD_LETTER_TIMEOUT_MS + 5000;
+        while (!ke && delivered == RD_KAFKA_RESP_ERR__IN_PROGRESS && mono_ms() < deadline)
+                rd_kafka_poll(s->dlq, 100);
+        if (!ke && delivered == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
+                /* Not delivered in time: the message's pointer to `delivered` must not outlive
+                 * this frame, so the producer goes (and a new one comes with the next attempt). */
+                rd_kafka_purge(s->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_destroy(s->dlq);
+                s->dlq = NULL;
+                ke = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        }
+        if (!ke)
+                ke = delivered;
+        if (ke)
+                return cdc_error(err, -EIO, true, "connection",
+                                 "cannot produce the message at %s[%" PRId32 "] offset %" PRId64
+                                 " to dead-letter topic %s: %s — it is read again once that topic takes it (create "
+                                 "it if it does not exist)",
+                                 topic, m->partition, m->offset, dlt, rd_kafka_err2str(ke));
+        return 0;
+}
+
+/* A dead-letter topic the pipeline itself reads would send its dead letters round forever. */
+static int check_dead_letter_topic(const Source *s, CdcError *err) {
+        rd_kafka_topic_partition_list_t *sub = NULL;
+        if (s->pipe->on_bad_message != BAD_MESSAGE_DEAD_LETTER || !s->pipe->dead_letter_topic)
+                return 0;
+        int r = make_subscription(s, &sub, err);
+        for (int i = 0; r == 0 && i < sub->cnt; i++) {
+                regex_t re;
+                if (regcomp(&re, sub->elems[i].topic, REG_EXTENDED | REG_NOSUB) != 0)
+                        continue;
+                if (regexec(&re, s->pipe->dead_letter_topic, 0, NULL, 0) == 0)
+                        r = cdc_error(err, -ELOOP, false, "conf",
+                                      "dead_letter_topic %s of pipeline %s is one of the topics the pipeline reads "
+                                      "(topic template of connector %s) — it would read its own dead letters back: "
+                                      "set dead_letter_topic to a name outside the template",
+                                      s->pipe->dead_letter_topic, s->pipe->name, s->conn->name);
+                regfree(&re);
+        }
+        if (sub)
+                rd_kafka_topic_partition_list_destroy(sub);
+        return r;
+}
+
 static int source_new(const ConnectorConf *conn, const PipelineConf *pipe, bool check, Source **ret, CdcError *err) {
         Source *s = calloc(1, sizeof(*s));
         int r;
@@ -410,6 +550,9 @@ static int source_new(const ConnectorConf *conn, const PipelineConf *pipe, bool 
                 r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
                 goto fail;
         }
+        r = check_dead_letter_topic(s, err);
+        if (r < 0)
+                goto fail;
         r = make_consumer(s, check, err);
         if (r < 0)
                 goto fail;
@@ -467,11 +610,25 @@ static int handle_message(Source *s, const rd_kafka_message_t *m, CdcError *err)
         r = kafka_decode_message(topic, m->key, m->key_len, m->payload, m->len, &d, why, sizeof(why));
         if (r == -ENOMEM)
                 return cdc_error(err, r, true, "internal", "out of memory");
-        if (r < 0)
+        if (r < 0 && s->pipe->on_bad_message == BAD_MESSAGE_ERROR)
                 return cdc_error(err, r, false, "data",
-                                 "message at %s[%" PRId32 "] offset %" PRId64 " is not a change event: %s — fix or "
-                                 "skip it (move group %s past it with kafka-consumer-groups --reset-offsets)",
-                                 topic, m->partition, m->offset, why, s->group);
+                                 "message at %s[%" PRId32 "] offset %" PRId64 " is no change event cdcsync can use: %s "
+                                 "— fix it at its producer, then set on_bad_message = skip or dead_letter in "
+                                 "[pipeline.%s] to pass such messages, or move group %s past it "
+                                 "(kafka-consumer-groups --reset-offsets)",
+                                 topic, m->partition, m->offset, why, s->pipe->name, s->group);
+        if (r < 0) {
+                bool dl = s->pipe->on_bad_message == BAD_MESSAGE_DEAD_LETTER;
+                if (dl && (r = dead_letter(s, m, topic, why, err)) < 0)
+                        return r;
+                pipeline_io_count_bad_message(s->io, dl);
+                log_warn(s->ctx,
+                         "message at %s[%" PRId32 "] offset %" PRId64 " is no change event cdcsync can use: %s — %s%s",
+                         topic, m->partition, m->offset, why,
+                         dl ? "sent to dead-letter topic " : "skipped (on_bad_message = skip)",
+                         dl ? s->pipe->dead_letter_topic : "");
+                r = 0;
+        }
         if (r == 1 && !conf_pipeline_has_table(s->pipe, d.change.table->schema, d.change.table->name)) {
                 kafka_decoded_clear(&d);
                 r = 0;
@@ -596,6 +753,9 @@ static int kafka_source_check(const ConnectorConf *conn, const PipelineConf *pip
         }
         printf("kafka %s: %d broker(s), %d topic(s); consumer group %s\n", conn->name, md->broker_cnt, md->topic_cnt,
                s->group);
+        if (pipe->on_bad_message == BAD_MESSAGE_DEAD_LETTER)
+                printf("pipeline %s: messages that are no usable change event go to topic %s\n", pipe->name,
+                       pipe->dead_letter_topic);
 out:
         if (md)
                 rd_kafka_metadata_destroy(md);

@@ -28,6 +28,13 @@ typedef enum {
         SNAPSHOT_REPLACE,     /* empty the sink table, then copy (one-way pipelines only) */
 } SnapshotMode;
 
+/* What a Kafka source does with a message that is no change event it can use. */
+typedef enum {
+        BAD_MESSAGE_ERROR = 0,   /* stop the pipeline with an error naming topic, partition and offset */
+        BAD_MESSAGE_SKIP,        /* count, log, and go on */
+        BAD_MESSAGE_DEAD_LETTER, /* produce it to dead_letter_topic, count, log, and go on */
+} BadMessagePolicy;
+
 typedef struct {
         char *key;   /* owned, without the "kafka." prefix */
         char *value; /* owned */
@@ -89,10 +96,12 @@ typedef struct {
         int batch_max_rows;
         int tombstone_days; /* row versions of deleted rows older than this are pruned */
         SnapshotMode snapshot_mode;
-        bool snapshot;        /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
-        char *start_position; /* owned or NULL */
-        bool bidirectional;   /* another pipeline runs the other way (sink → source): set by conf_load */
-        const Conf *conf;     /* the conf it belongs to (set by conf_load; NULL in a PipelineConf made by hand) */
+        bool snapshot;                   /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
+        char *start_position;            /* owned or NULL */
+        BadMessagePolicy on_bad_message; /* Kafka source only */
+        char *dead_letter_topic;         /* owned: where on_bad_message = dead_letter sends them */
+        bool bidirectional;              /* another pipeline runs the other way (sink → source): set by conf_load */
+        const Conf *conf; /* the conf it belongs to (set by conf_load; NULL in a PipelineConf made by hand) */
         const char *file;
         int line;
         uint64_t hash; /* of this section and of both connectors' sections */

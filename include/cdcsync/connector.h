@@ -54,6 +54,9 @@ void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_
 /* The source tells the pipeline it now streams (or copies its snapshot): what READY=1 and
  * cdcsync_pipeline_up wait for. */
 void pipeline_io_streaming(PipelineIO *io, bool snapshot);
+/* Counts a message the source could not use and passed on by on_bad_message (skip, or
+ * dead_letter once it was delivered there): cdcsync_bad_messages_total{action}. */
+void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter);
 /* Log context "[pipeline=X source=Y]" for messages. */
 const char *pipeline_io_context(PipelineIO *io);
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -30,6 +31,8 @@ typedef struct {
         atomic_int state;               /* PipelineState */
         atomic_uint_fast64_t events[4]; /* insert, update, delete, truncate */
         atomic_uint_fast64_t transactions;
+        atomic_uint_fast64_t bad_messages[2]; /* Kafka source: messages passed on by on_bad_message,
+                                               * [0] skip, [1] dead_letter */
         atomic_uint_fast64_t errors[STATS_ERROR_KINDS];
         char error_kinds[STATS_ERROR_KINDS][32]; /* label of each errors[] slot, "" unused */
         atomic_uint_fast64_t conflicts[STATS_CONFLICT_KINDS];
@@ -73,6 +76,8 @@ extern const char *const stats_event_op_labels[4];
 
 void stats_set_state(PipelineStats *s, PipelineState state);
 void stats_count_transaction(PipelineStats *s);
+/* A message the source could not use and passed on (on_bad_message = skip or dead_letter). */
+void stats_count_bad_message(PipelineStats *s, bool dead_letter);
 /* Sets the text forms of the positions shown by /status; NULL leaves one unchanged. */
 void stats_set_positions_text(PipelineStats *s, const char *source_pos, const char *applied_pos);
 /* Copies the last error under the lock; returns its time (usec since epoch), 0 when none. */

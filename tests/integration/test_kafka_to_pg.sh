@@ -4,7 +4,12 @@
 # must end equal to the source; (2) two Kafka → PG instances in one consumer group share the
 # partitions while the workload runs, one is killed with kill -9, the other takes its partitions
 # over, and the target again ends equal to the source; (3) Debezium-format messages produced with
-# kcat (schemas disabled and schema+payload, a delete with its tombstone) are applied.
+# kcat (schemas disabled and schema+payload, a delete with its tombstone) are applied; (4) messages
+# that are no change event (no op, an empty value, a schema with a null payload, not JSON) stop a
+# pipeline with on_bad_message = error (each kind, the error naming topic, partition and offset,
+# counted), are skipped and counted with skip, and land in the dead-letter topic with headers
+# saying why with dead_letter; tombstones pass without a word; an integer beyond 64 bits arrives
+# exact in a numeric column.
 source "$(dirname "$0")/lib.sh"
 source "$SRCDIR/tests/kafka_mock/kafka_lib.sh"
 
@@ -31,7 +36,11 @@ trap 'rc=$?; set +e; for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [
 
 pg_start src
 pg_start dst
-kafka_mock_start -t cdc.src.public.orders:4 -t cdc.src.public.items:3 -t dbserver1.inventory.customers:2
+BAD_KINDS=(noop empty nullpl garbage)
+BAD_TOPICS=()
+for k in "${BAD_KINDS[@]}" skip dl; do BAD_TOPICS+=(-t "bad.s.t_$k:1"); done
+kafka_mock_start -t cdc.src.public.orders:4 -t cdc.src.public.items:3 -t dbserver1.inventory.customers:2 \
+  "${BAD_TOPICS[@]}" -t cdcsync.dead.p_dl:1
 
 DDL="CREATE TABLE orders (id bigint PRIMARY KEY, customer text NOT NULL, amount numeric(12,2),
        created timestamptz, meta jsonb, flag boolean, ratio double precision, n int NOT NULL DEFAULT 0);
@@ -194,4 +203,94 @@ dbz_done() { [ "$(psql_on dst -c 'COPY (SELECT * FROM customers ORDER BY id) TO 
 wait_for "the Debezium messages in the target" 60 dbz_done
 svc_stop dbz
 log "(3) Debezium messages applied"
+
+# (4) Messages that are no change event, under each on_bad_message.
+BIG=123456789012345678901234567890
+bad_message() { # KIND: key|value of one bad message
+  case $1 in
+  noop) printf '%s|%s\n' '{"id":2}' '{"before":null,"after":{"id":2,"v":"two"},"source":{"table":"x"}}' ;;
+  empty) printf '%s|\n' '{"id":3}' ;;
+  nullpl) printf '%s|%s\n' '{"id":4}' '{"schema":{"type":"struct","fields":[]},"payload":null}' ;;
+  garbage) printf '%s|%b\n' '{"id":5}' 'garbage\x01\xff' ;;
+  esac
+}
+produce_case() { # TOPIC KIND...: a good row 1, the bad messages, a tombstone, a good row 6 with a big integer
+  local t=$1 k
+  shift
+  printf '%s|%s\n' '{"id":1}' '{"after":{"id":1,"v":"one","big":1},"op":"c"}' | kcat -b "$KAFKA_BOOTSTRAP" -P -t "$t" -K '|' -p 0
+  for k in "$@"; do bad_message "$k" | kcat -b "$KAFKA_BOOTSTRAP" -P -t "$t" -K '|' -p 0; done
+  printf '%s|\n' '{"id":9}' | kcat -b "$KAFKA_BOOTSTRAP" -P -t "$t" -K '|' -Z -p 0
+  printf '%s|%s\n' '{"id":6}' '{"after":{"id":6,"v":"six","big":'"$BIG"'},"op":"c"}' |
+    kcat -b "$KAFKA_BOOTSTRAP" -P -t "$t" -K '|' -p 0
+}
+for k in "${BAD_KINDS[@]}"; do produce_case "bad.s.t_$k" "$k"; done
+produce_case bad.s.t_skip "${BAD_KINDS[@]}"
+produce_case bad.s.t_dl "${BAD_KINDS[@]}"
+MPORT=$(free_port)
+{
+  cat <<CONF
+[service]
+state_dir = $WORK/state-bad
+metrics_listen = 127.0.0.1:$MPORT
+
+[connector.bus]
+type = kafka
+brokers = $KAFKA_BOOTSTRAP
+topic = bad.{schema}.{table}
+
+[connector.dst]
+type = postgres
+dsn = $(pg_dsn dst)
+CONF
+  for k in "${BAD_KINDS[@]}" skip dl; do
+    psql_on dst -c "CREATE TABLE t_$k (id int PRIMARY KEY, v text, big numeric(40,0))"
+    printf '\n[pipeline.p_%s]\nsource = bus\nsink = dst\ntables = s.t_%s\nmap = s.* -> public.*\n' "$k" "$k"
+    case $k in
+    skip) echo "on_bad_message = skip" ;;
+    dl) echo "on_bad_message = dead_letter" ;;
+    esac
+  done
+} >"$WORK/bad.conf"
+"$CDCSYNC" -c "$WORK/bad.conf" check --connect >"$WORK/bad-check.out" 2>&1 || fail "check --connect: $(cat "$WORK/bad-check.out")"
+assert_grep "pipeline p_dl: messages that are no usable change event go to topic cdcsync.dead.p_dl" "$WORK/bad-check.out"
+svc_start bad "$WORK/bad.conf"
+L="$WORK/service-bad.log"
+metric() { curl -s "http://127.0.0.1:$MPORT/metrics" | awk -v k="$1" 'index($0, k " ") == 1 {print $2}'; }
+rows() { psql_on dst -c "COPY (SELECT id, v, big FROM $1 ORDER BY id) TO STDOUT"; }
+want=$'1\tone\t1\n6\tsix\t'"$BIG"
+# skip and dead_letter: every good row arrives (the big integer exact), each bad message is counted
+# and logged with topic, partition and offset; the tombstone is none of them.
+has_rows() { [ "$(rows "$1")" = "$want" ]; }
+for k in skip dl; do wait_for "the good rows of t_$k" 60 has_rows "t_$k"; done
+reasons=("message has no op: it is no change event" "message value is empty (a tombstone's value is null, not empty)"
+  "message has a schema but a null payload: no change in it" "message value is not a JSON object: ")
+for i in 0 1 2 3; do
+  assert_grep "[pipeline=p_skip source=bus] message at bad.s.t_skip[0] offset $((i + 1)) is no change event cdcsync can use: ${reasons[$i]}" "$L"
+  assert_grep "[pipeline=p_dl source=bus] message at bad.s.t_dl[0] offset $((i + 1)) is no change event cdcsync can use: ${reasons[$i]}" "$L"
+done
+assert_grep "— skipped (on_bad_message = skip)" "$L"
+assert_grep "— sent to dead-letter topic cdcsync.dead.p_dl" "$L"
+grep -q "offset 5 " "$L" && fail "the tombstone (offset 5) was reported as a bad message"
+[ "$(metric 'cdcsync_bad_messages_total{pipeline="p_skip",action="skip"}')" = 4 ] || fail "p_skip did not count 4 skipped messages"
+[ "$(metric 'cdcsync_bad_messages_total{pipeline="p_dl",action="dead_letter"}')" = 4 ] || fail "p_dl did not count 4 dead letters"
+# The dead letters: the original key, and headers saying where each was and why.
+kcat -b "$KAFKA_BOOTSTRAP" -C -t cdcsync.dead.p_dl -e -q -f '%k %h\n' >"$WORK/dead.out"
+for i in 0 1 2 3; do
+  grep -F "{\"id\":$((i + 2))} " "$WORK/dead.out" | grep -F "cdcsync.topic=bad.s.t_dl,cdcsync.partition=0,cdcsync.offset=$((i + 1)),cdcsync.pipeline=p_dl" |
+    grep -qF "cdcsync.error=${reasons[$i]}" || { cat "$WORK/dead.out" >&2; fail "dead letter of offset $((i + 1)) missing or wrong"; }
+done
+[ "$(wc -l <"$WORK/dead.out")" = 4 ] || { cat "$WORK/dead.out" >&2; fail "expected 4 dead letters"; }
+# error: each kind stops its pipeline at that message, naming it; nothing after it is applied.
+for k in "${BAD_KINDS[@]}"; do
+  wait_for "p_$k to stop on its bad message" 60 grep -qF "[pipeline=p_$k source=bus sink=dst] message at bad.s.t_$k[0] offset 1 is no change event cdcsync can use: " "$L"
+  grep -F "[pipeline=p_$k source=bus sink=dst] message at bad.s.t_$k[0] offset 1 " "$L" |
+    grep -qF "— fix it at its producer, then set on_bad_message = skip or dead_letter in [pipeline.p_$k] to pass such messages, or move group cdcsync_p_$k past it (kafka-consumer-groups --reset-offsets) — the pipeline is stopped until this is fixed" ||
+    fail "p_$k: the error does not say what to do"
+  [ "$(metric "cdcsync_errors_total{pipeline=\"p_$k\",kind=\"data\"}")" = 1 ] || fail "p_$k: the error is not counted"
+  [ "$(metric "cdcsync_pipeline_up{pipeline=\"p_$k\"}")" = 0 ] || fail "p_$k is still up"
+  [ -z "$(psql_on dst -c "SELECT id FROM t_$k WHERE id > 1")" ] || fail "p_$k applied rows after its bad message"
+done
+grep -q "garbage"$'\x01' "$L" && fail "raw bytes of a message reached the log"
+svc_stop bad
+log "(4) bad messages: error stops (each kind), skip and dead_letter pass them counted and logged; $BIG arrived exact"
 finish

@@ -814,6 +814,34 @@ static void test_err_destroy_or_loop(void **state) {
                       "c.conf:12: pipelines p and q both use publication pub of s — a publication holds one "
                       "pipeline's tables: remove publication from [connector.s] (each pipeline then gets its own) or "
                       "give each pipeline its own connector\n");
+
+        /* on_bad_message belongs to a Kafka source; dead_letter_topic to dead_letter. */
+        expect_errors(TWO_SOURCES "[pipeline.p]\nsource = s1\nsink = d\ntables = s.t\non_bad_message = skip\n"
+                                  "dead_letter_topic = dl\n",
+                      "c.conf:14: on_bad_message applies to a kafka source — remove it (a postgres source stops on "
+                      "what it cannot read)\n"
+                      "c.conf:15: dead_letter_topic is used only with on_bad_message = dead_letter — set that, or "
+                      "remove dead_letter_topic\n");
+        expect_errors("[connector.k]\ntype = kafka\nbrokers = b:9092\n" PG_PAIR
+                      "[pipeline.p]\nsource = k\nsink = a\ntables = s.t\non_bad_message = dead_letter\n"
+                      "dead_letter_topic = dead letters\n[pipeline.q]\nsource = k\nsink = b\ntables = s.t\n"
+                      "on_bad_message = never\n",
+                      "c.conf:15: dead_letter_topic = 'dead letters' is not valid — use 1 to 249 of a-z, A-Z, 0-9, "
+                      "'.', '_', '-'\n"
+                      "c.conf:20: on_bad_message = 'never' is not valid — use one of error | skip | dead_letter\n");
+        assert_int_equal(load("[connector.k]\ntype = kafka\nbrokers = b:9092\n" PG_PAIR
+                              "[pipeline.p]\nsource = k\nsink = a\ntables = s.t\non_bad_message = dead_letter\n"
+                              "[pipeline.q]\nsource = k\nsink = b\ntables = s.t\non_bad_message = skip\n"
+                              "[pipeline.r]\nsource = k\nsink = b\ntables = s.u\n",
+                              &c, &errs),
+                         0);
+        free(errs);
+        assert_int_equal(c->pipelines[0].on_bad_message, BAD_MESSAGE_DEAD_LETTER);
+        assert_string_equal(c->pipelines[0].dead_letter_topic, "cdcsync.dead.p");
+        assert_int_equal(c->pipelines[1].on_bad_message, BAD_MESSAGE_SKIP);
+        assert_null(c->pipelines[1].dead_letter_topic);
+        assert_int_equal(c->pipelines[2].on_bad_message, BAD_MESSAGE_ERROR);
+        conf_free(c);
 }
 
 static void test_reference_file(void **state) {

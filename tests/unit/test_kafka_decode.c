@@ -280,6 +280,72 @@ static void test_bounded_work(void **state) {
         free(v);
 }
 
+/* Messages a source cannot use are refused with a reason, never passed as "no change": only a
+ * tombstone (a null value, or the old JsonConverter's {"schema":null,"payload":null}, after a key)
+ * and a Debezium heartbeat carry no change. */
+static void test_unusable(void **state) {
+        (void)state;
+        KafkaDecoded d = {0};
+        char why[256];
+        /* A null value: a tombstone when it has a key. */
+        assert_int_equal(decode("a.s.t", "{\"id\":1}", NULL, &d), 0);
+        assert_int_equal(kafka_decode_message("a.s.t", NULL, 0, NULL, 0, &d, why, sizeof(why)), -EBADMSG);
+        assert_string_equal(why, "message has neither a key nor a value");
+        /* An empty value is no tombstone. */
+        assert_int_equal(kafka_decode_message("a.s.t", "{\"id\":1}", 8, "", 0, &d, why, sizeof(why)), -EBADMSG);
+        assert_string_equal(why, "message value is empty (a tombstone's value is null, not empty)");
+        /* A schema with a null payload. */
+        const char *v = "{\"schema\":{\"type\":\"struct\",\"fields\":[]},\"payload\":null}";
+        assert_int_equal(kafka_decode_message("a.s.t", "{\"id\":1}", 8, v, strlen(v), &d, why, sizeof(why)), -EBADMSG);
+        assert_string_equal(why, "message has a schema but a null payload: no change in it");
+        v = "{\"schema\":null,\"payload\":null}";
+        assert_int_equal(kafka_decode_message("a.s.t", NULL, 0, v, strlen(v), &d, why, sizeof(why)), -EBADMSG);
+        /* No op: only a heartbeat is no change. */
+        v = "{\"before\":null,\"source\":{\"table\":\"t\"},\"ts_ms\":5}";
+        assert_int_equal(kafka_decode_message("a.s.t", "{\"id\":1}", 8, v, strlen(v), &d, why, sizeof(why)), -EBADMSG);
+        assert_string_equal(why, "message has no op: it is no change event");
+        assert_int_equal(decode("a.s.t", NULL, "{\"id\":1,\"name\":\"x\"}", &d), -EBADMSG);
+        assert_int_equal(decode("a.s.t", NULL, "{\"ts_ms\":\"soon\"}", &d), -EBADMSG);
+        assert_int_equal(decode("a.s.t", NULL, "{\"ts_ms\":1700000000000}", &d), 0);
+        /* What a message holds reaches the reason escaped: no control character, no stray byte. */
+        v = "{\"op\":\"\\u001b[31m\",\"after\":{}}";
+        assert_int_equal(kafka_decode_message("a.s.t", NULL, 0, v, strlen(v), &d, why, sizeof(why)), -EBADMSG);
+        assert_string_equal(why, "unknown op \"\\x1b[31m\"");
+        v = "{\"op\":\"c\xff\"}";
+        assert_int_equal(kafka_decode_message("a.s.t", NULL, 0, v, strlen(v), &d, why, sizeof(why)), -EBADMSG);
+        for (const char *c = why; *c; c++)
+                assert_true((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f);
+}
+
+/* Integers beyond 64 bits (and reals beyond a double) are carried as numerics with their exact
+ * digits, in the row and in the key. */
+static void test_big_numbers(void **state) {
+        (void)state;
+        KafkaDecoded d = {0};
+        const char *key = "{\"id\":123456789012345678901234567890}";
+        const char *value = "{\"before\":null,\"after\":{\"id\":123456789012345678901234567890,"
+                            "\"u\":18446744073709551615,\"i\":-9223372036854775808,\"r\":1.5e400,"
+                            "\"neg\":-99999999999999999999999},\"source\":{\"schema\":\"s\",\"table\":\"t\","
+                            "\"ts_ms\":7},\"op\":\"c\"}";
+        assert_int_equal(decode("a.s.t", key, value, &d), 1);
+        expect_text(&d, d.change.after, "id", "123456789012345678901234567890");
+        expect_text(&d, d.change.after, "u", "18446744073709551615");
+        expect_text(&d, d.change.after, "i", "-9223372036854775808");
+        expect_text(&d, d.change.after, "r", "1.5e400");
+        expect_text(&d, d.change.after, "neg", "-99999999999999999999999");
+        assert_int_equal(d.change.table->cols[0].cls, TYPE_NUMERIC);
+        assert_string_equal(d.change.table->cols[0].type_name, "numeric");
+        assert_true(d.change.table->cols[0].key);
+        assert_int_equal(d.change.table->cols[1].cls, TYPE_NUMERIC);
+        assert_int_equal(d.change.table->cols[2].cls, TYPE_INTEGER); /* fits */
+        assert_int_equal(d.change.table->cols[3].cls, TYPE_NUMERIC);
+        assert_int_equal(d.ts_usec, 7000); /* jansson still reads the small fields */
+        kafka_decoded_clear(&d);
+        /* Still refused: what is not JSON whatever its numbers. */
+        assert_int_equal(decode("a.s.t", NULL, "{\"op\":\"c\",\"after\":{\"id\":123456789012345678901234567890,}}", &d),
+                         -EBADMSG);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_own_envelope_roundtrip),
@@ -288,6 +354,8 @@ int main(void) {
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_malformed_after_frees_before),
                 cmocka_unit_test(test_bounded_work),
+                cmocka_unit_test(test_unusable),
+                cmocka_unit_test(test_big_numbers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,6 +112,9 @@ static void fill_stats(void) {
                 stats_count_event(&orders, CHANGE_INSERT);
         stats_count_event(&orders, CHANGE_UPDATE);
         stats_count_event(&orders, CHANGE_DELETE);
+        stats_count_bad_message(&orders, true);
+        stats_count_bad_message(&orders, true);
+        stats_count_bad_message(&orders, false);
         stats_count_transaction(&orders);
         stats_count_transaction(&orders);
         stats_count_conflict(&orders, "timestamp");
@@ -228,6 +231,9 @@ static void test_metrics_exposition(void **state) {
                 "^cdcsync_events_total\\{pipeline=\"orders\",op=\"update\"\\} 1$",
                 "^cdcsync_events_total\\{pipeline=\"orders\",op=\"truncate\"\\} 0$",
                 "^cdcsync_transactions_total\\{pipeline=\"orders\"\\} 2$",
+                "^cdcsync_bad_messages_total\\{pipeline=\"orders\",action=\"skip\"\\} 1$",
+                "^cdcsync_bad_messages_total\\{pipeline=\"orders\",action=\"dead_letter\"\\} 2$",
+                "^cdcsync_bad_messages_total\\{pipeline=\"we.*\",action=\"skip\"\\} 0$",
                 "^cdcsync_conflicts_total\\{pipeline=\"orders\",resolution=\"timestamp\"\\} 1$",
                 "^cdcsync_conflicts_total\\{pipeline=\"orders\",resolution=\"other\"\\} 1$",
                 "^cdcsync_errors_total\\{pipeline=\"we.*\",kind=\"connection\"\\} 1$",
@@ -252,7 +258,7 @@ static void test_metrics_exposition(void **state) {
         const char *families[] = {"cdcsync_pipeline_up",  "cdcsync_pipeline_lag_seconds", "cdcsync_pipeline_lag_bytes",
                                   "cdcsync_events_total", "cdcsync_transactions_total",   "cdcsync_conflicts_total",
                                   "cdcsync_errors_total", "cdcsync_sink_batch_seconds",   "cdcsync_queue_depth",
-                                  "cdcsync_build_info"};
+                                  "cdcsync_build_info",   "cdcsync_bad_messages_total"};
         for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
                 char re[128];
                 snprintf(re, sizeof(re), "^# HELP %s [^\n]+$", families[i]);
