@@ -1132,6 +1132,8 @@ void conf_print_man(FILE *out) {
               "A line starting with ';' or '#' is a comment, and so is the rest of a line\n"
               "after a blank and ';'.\n"
               "Values are taken as written, without quoting.\n"
+              "The file is a regular file of at most 1 MiB of UTF-8 text without control\n"
+              "characters, in lines of at most 4093 characters.\n"
               ".BI ${ ENV_VAR }\n"
               "in any value is replaced by that environment variable ($$ is a literal $);\n"
               "an unset variable is an error.\n"
@@ -1195,7 +1197,14 @@ void conf_print_man(FILE *out) {
         fputs(".SS [pipeline.NAME]\n"
               "One source/sink pair. Two pipelines in opposite directions between the same\n"
               "connectors are bidirectional sync. A pipeline's source slot (PostgreSQL) or\n"
-              "server_id (MySQL) must not be shared with another pipeline.\n",
+              "server_id (MySQL) must not be shared with another pipeline, nor its target\n"
+              "tables (unless the two are each other's reverse); its source and sink must be\n"
+              "different databases; two pipelines' names must not give one slot or\n"
+              "publication name (cdcsync_<pipeline>, lower-cased, other characters made '_').\n"
+              ".B cdcsync check\n"
+              "refuses what would destroy or loop, and\n"
+              ".B check \\-\\-connect\n"
+              "asks the servers what the conf cannot tell.\n",
               out);
         man_keys(out, pipeline_keys, NKEYS(pipeline_keys), false);
         fputs(".SH FILES\n"
