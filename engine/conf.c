@@ -114,6 +114,9 @@ static const ConfKey connector_keys[] = {
          "password from the environment (literal only in a mode 600 conf)"},
         {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0, "yes | no",
          "as a sink: create missing target tables from the source's schema"},
+        {"timeout_s", K_INT, "30", T_ALL, 0, true, false, CON(timeout_s), 0, 1, 3600, "1..3600",
+         "seconds without an answer (on a stream: without data or keepalive) before the server counts as "
+         "unreachable and the pipeline reconnects; also bounds connecting (at most 10 s) and TCP keepalives"},
 };
 
 static const ConfKey pipeline_keys[] = {
@@ -1004,6 +1007,10 @@ static void print_keys(FILE *out, const ConfKey *table, size_t n, bool service) 
 #undef ATTR
                 fprintf(out, ";%s = %s\n;       %s%s\n", k->name, k->def ? k->def : k->values, k->help, attrs);
         }
+}
+
+int conf_timeout_ms(const ConnectorConf *c) {
+        return (c && c->timeout_s > 0 ? c->timeout_s : 30) * 1000;
 }
 
 void conf_print_reference(FILE *out) {

@@ -29,6 +29,16 @@
 #define DEFAULT_CONF "/etc/cdcsync/cdcsync.conf"
 #define ALIVE_LIMIT_USEC (20 * 1000000LL) /* a pipeline silent this long fails the watchdog */
 
+/* A pipeline thread may wait for a peer up to its connectors' timeout_s before that wait fails:
+ * silence that long is not a hang, and must not make systemd kill every other pipeline too. */
+static int64_t alive_limit(const Pipeline *p) {
+        const PipelineConf *c = pipeline_conf(p);
+        int64_t t = conf_timeout_ms(c->source) > conf_timeout_ms(c->sink) ? conf_timeout_ms(c->source)
+                                                                          : conf_timeout_ms(c->sink);
+        t = t * 1000 + 10 * 1000000LL;
+        return t > ALIVE_LIMIT_USEC ? t : ALIVE_LIMIT_USEC;
+}
+
 static volatile sig_atomic_t got_term, got_hup;
 
 static void on_signal(int sig) {
@@ -266,7 +276,7 @@ static int cmd_run(const char *path) {
                         int st = atomic_load(&pipeline_stats(sv.pipes[i])->state);
                         if (st == PIPELINE_FAILED || st == PIPELINE_RETRYING || st == PIPELINE_STOPPED)
                                 continue;
-                        alive &= now - pipeline_alive_ts(sv.pipes[i]) < ALIVE_LIMIT_USEC;
+                        alive &= now - pipeline_alive_ts(sv.pipes[i]) < alive_limit(sv.pipes[i]);
                 }
                 if (!ready && settled) {
                         summary(&sv, line, sizeof(line));

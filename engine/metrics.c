@@ -276,33 +276,39 @@ static void *sampler_main(void *arg) {
         return NULL;
 }
 
-/* lag_seconds: source commit time of the oldest change not yet applied, to now. Sources clamp the
- * times they read (change_clamp_ts); with 0 < oldest < now the difference cannot overflow. */
+/* A source heard of less recently than this no longer vouches for "caught up" (about ten of the
+ * pipeline's probes, or its stream's keepalives, missed). */
+#define LAG_STALE_USEC (10 * 1000000LL)
+
+/* lag_seconds, against the source's own view (README "Reliability"): from the source commit time
+ * of the oldest change read but not applied, or else from the time the source was first seen
+ * holding a change the sink lacks (its log end past the sink's position); with neither, 0 while
+ * the pipeline streams and the source answers, otherwise (source unreachable, pipeline down or
+ * failed) from the last time the sink was known to hold everything the source had. */
 static double lag_seconds(PipelineStats *s, int64_t now) {
-        int64_t oldest = atomic_load(&s->oldest_pending_ts);
-        if (oldest <= 0 || now <= oldest)
+        int64_t from = atomic_load(&s->oldest_pending_ts);
+        int64_t behind = atomic_load(&s->behind_since_ts);
+        if (behind && (!from || behind < from))
+                from = behind;
+        if (!from) {
+                int64_t contact = atomic_load(&s->contact_ts);
+                bool fresh = contact == 0 || now - contact <= LAG_STALE_USEC;
+                if (atomic_load(&s->state) == PIPELINE_STREAMING && fresh)
+                        return 0;
+                from = atomic_load(&s->synced_ts);
+        }
+        /* Sources clamp the times they read (change_clamp_ts); with 0 < from < now the difference
+         * cannot overflow. */
+        if (from <= 0 || now <= from)
                 return 0;
-        return (double)(now - oldest) / 1e6;
+        return (double)(now - from) / 1e6;
 }
 
-/* lag_bytes: log bytes between the source's end and what the sink committed. Only meaningful
- * within one log file (PostgreSQL: always, hi = 0; MySQL: same binlog file); across files, or
- * before anything was applied, the distance is unknown and reported as 0.
- * A streaming pipeline with nothing read-but-unapplied is caught up: the log past its last
- * commit holds nothing for it (other tables, other databases, the server's own records), so
- * it reports 0 like lag_seconds, instead of the few bytes PostgreSQL's reported WAL end runs
- * ahead of the last commit until the next keepalive. */
+/* lag_bytes: source log bytes from what the sink committed to where the source's log ends now,
+ * as last observed. 0 when the source's end is not past the sink's position; across MySQL binlog
+ * files, the server's own count of the files' sizes. */
 static uint64_t lag_bytes(PipelineStats *s) {
-        if (atomic_load(&s->state) == PIPELINE_STREAMING && atomic_load(&s->oldest_pending_ts) == 0 &&
-            atomic_load(&s->queue_depth) == 0)
-                return 0;
-        uint64_t end_hi = atomic_load(&s->source_end_hi), end_lo = atomic_load(&s->source_end_lo);
-        uint64_t app_hi = atomic_load(&s->applied_hi), app_lo = atomic_load(&s->applied_lo);
-        if (app_hi == 0 && app_lo == 0)
-                return 0;
-        if (end_hi != app_hi || end_lo <= app_lo)
-                return 0;
-        return end_lo - app_lo;
+        return atomic_load(&s->lag_bytes);
 }
 
 /* Label value escaping of the text exposition format: backslash, double quote, newline. */
@@ -361,14 +367,16 @@ char *metrics_render_prometheus(Metrics *m) {
         }
 
         put_family(f, "cdcsync_pipeline_lag_seconds", "gauge",
-                   "Seconds from the source commit of the oldest change not yet applied to now; 0 when caught up.");
+                   "Seconds the sink is behind the source: from the oldest change it lacks (its commit time, or when "
+                   "the source was seen holding it) to now; 0 when caught up.");
         for (size_t i = 0; i < m->nentries; i++) {
                 PipelineStats *s = m->entries[i].s;
                 put_series(f, "cdcsync_pipeline_lag_seconds", s);
                 fprintf(f, "} %.6f\n", lag_seconds(s, now));
         }
 
-        put_family(f, "cdcsync_pipeline_lag_bytes", "gauge", "Source log bytes not yet applied in the sink.");
+        put_family(f, "cdcsync_pipeline_lag_bytes", "gauge",
+                   "Source log bytes from the sink's position to the source's current log end.");
         for (size_t i = 0; i < m->nentries; i++) {
                 PipelineStats *s = m->entries[i].s;
                 put_series(f, "cdcsync_pipeline_lag_bytes", s);

@@ -18,7 +18,12 @@
  * to end; the supervisor joins the threads, and retries with backoff (retriable errors) or marks
  * the pipeline failed. Stopping: the engine ends the open batch at the next transaction boundary
  * (or abandons a half-read transaction: it is rolled back and read again next time), the sink
- * commits what it holds, and only then is the source told to stop and acknowledge. */
+ * commits what it holds, and only then is the source told to stop and acknowledge.
+ *
+ * A monitor thread lives as long as the pipeline (across attempts): about once a second it asks
+ * the source, over a connection of its own (SourceOps.probe), where its log ends now. With the
+ * stream's keepalives these observations and the durable position make lag (lag.h): measured
+ * against the source, also while the stream stalls, the sink is frozen or the pipeline is down. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -32,6 +37,7 @@
 #include "cdcsync/connector.h"
 #include "cdcsync/copies.h"
 #include "cdcsync/guard.h"
+#include "cdcsync/lag.h"
 #include "cdcsync/log.h"
 #include "cdcsync/pipeline.h"
 #include "cdcsync/queue.h"
@@ -40,6 +46,9 @@
 #define QUEUE_CAPACITY 4096
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+/* An attempt that streamed this long ended an incident: the next one starts from BACKOFF_MIN_MS. */
+#define BACKOFF_RESET_USEC (10 * 1000000LL)
+#define PROBE_INTERVAL_MS 1000
 
 /* Commit timestamps of transactions read but not yet committed in the sink, oldest first: the
  * head is what lag_seconds measures from. Bounded: when full, later transactions are not
@@ -85,8 +94,13 @@ struct Pipeline {
         PipelineIO io;
         Source *source;
         Sink *sink;
-        pthread_mutex_t stop_lock; /* with stop_cond: wakes the supervisor's backoff sleep */
+        pthread_mutex_t stop_lock; /* with stop_cond: wakes the supervisor's backoff sleep and the monitor */
         pthread_cond_t stop_cond;
+        atomic_int_fast64_t streaming_since; /* usec: this attempt streams since; 0: not yet */
+        pthread_mutex_t lag_lock;            /* guards lag */
+        LagTracker lag;
+        pthread_t monitor;
+        bool monitor_started;
 };
 
 static int64_t now_usec(void) {
@@ -114,6 +128,34 @@ static int64_t pending_pop(PendingTs *pt, size_t n) {
         int64_t oldest = pt->count ? pt->ts[pt->head] : 0;
         pthread_mutex_unlock(&pt->lock);
         return oldest;
+}
+
+/* Publishes the lag view for the metrics (with lag_lock held). */
+static void lag_publish(Pipeline *p) {
+        LagView v;
+        lag_view(&p->lag, &v);
+        atomic_store(&p->stats.behind_since_ts, v.behind_since);
+        atomic_store(&p->stats.synced_ts, v.synced_at);
+        atomic_store(&p->stats.contact_ts, v.contact);
+        atomic_store(&p->stats.lag_bytes, v.bytes);
+        if (!position_is_zero(v.end)) {
+                atomic_store(&p->stats.source_end_hi, v.end.hi);
+                atomic_store(&p->stats.source_end_lo, v.end.lo);
+        }
+}
+
+static void note_source_end(Pipeline *p, Position end, uint64_t bytes_hint) {
+        pthread_mutex_lock(&p->lag_lock);
+        lag_note_source(&p->lag, end, now_usec(), bytes_hint);
+        lag_publish(p);
+        pthread_mutex_unlock(&p->lag_lock);
+}
+
+static void note_applied(Pipeline *p, Position applied) {
+        pthread_mutex_lock(&p->lag_lock);
+        lag_note_applied(&p->lag, applied);
+        lag_publish(p);
+        pthread_mutex_unlock(&p->lag_lock);
 }
 
 static void pending_reset(PendingTs *pt) {
@@ -192,8 +234,7 @@ bool pipeline_io_stopping(PipelineIO *io) {
 
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts) {
         (void)server_ts;
-        atomic_store(&io->p->stats.source_end_hi, end.hi);
-        atomic_store(&io->p->stats.source_end_lo, end.lo);
+        note_source_end(io->p, end, UINT64_MAX);
         atomic_store(&io->p->stats.last_progress_ts, now_usec());
 }
 
@@ -202,6 +243,10 @@ const char *pipeline_io_context(PipelineIO *io) {
 }
 
 static void set_state(Pipeline *p, PipelineState s) {
+        if (s == PIPELINE_STREAMING) {
+                int_fast64_t zero = 0;
+                atomic_compare_exchange_strong(&p->streaming_since, &zero, now_usec());
+        }
         stats_set_state(&p->stats, s);
         if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED)
                 atomic_store(&p->settled, true);
@@ -217,6 +262,7 @@ static void set_durable(Pipeline *p, Position pos) {
         atomic_store(&p->stats.applied_hi, pos.hi);
         atomic_store(&p->stats.applied_lo, pos.lo);
         stats_set_positions_text(&p->stats, NULL, text);
+        note_applied(p, pos);
 }
 
 /* ---- source thread ---- */
@@ -751,6 +797,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
 
         atomic_store(&p->attempt_end, false);
         atomic_store(&p->source_stop, false);
+        atomic_store(&p->streaming_since, 0);
         p->have_err = false;
         /* Transactions read but not applied by a failed attempt are read again by this one: lag
          * keeps counting from the oldest of them (it must grow while the sink is down). */
@@ -889,10 +936,15 @@ static void *supervisor_main(void *arg) {
         while (!atomic_load(&p->stop)) {
                 CdcError err = {0};
                 set_state(p, PIPELINE_STARTING);
-                int64_t started = now_usec();
                 int r = run_attempt(p, &err);
                 if (r == 0 || atomic_load(&p->stop))
                         break;
+                /* An attempt that streamed a while ended one incident: the next one (the server
+                 * restarted again, much later) starts from the shortest delay, not where the last
+                 * incident's doubling stopped. */
+                int64_t since = atomic_load(&p->streaming_since);
+                if (since && now_usec() - since >= BACKOFF_RESET_USEC)
+                        backoff_ms = BACKOFF_MIN_MS;
                 stats_count_error(&p->stats, err.kind[0] ? err.kind : "internal", err.message);
                 /* Bidirectional: a row the sink lacks or already has is a write on the sink that
                  * the reverse pipeline had not read yet; once it has, the change is decided again. */
@@ -903,9 +955,6 @@ static void *supervisor_main(void *arg) {
                         set_state(p, PIPELINE_FAILED);
                         return NULL;
                 }
-                /* A long healthy run resets the backoff. */
-                if (now_usec() - started > 60 * 1000000LL)
-                        backoff_ms = BACKOFF_MIN_MS;
                 log_warn(p->ctx, "%s — retrying in %.1f s", err.message, backoff_ms / 1000.0);
                 set_state(p, PIPELINE_RETRYING);
                 struct timespec until;
@@ -929,6 +978,59 @@ static void *supervisor_main(void *arg) {
 
 void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter) {
         stats_count_bad_message(&io->p->stats, dead_letter);
+}
+
+/* ---- monitor ---- */
+
+/* Sleeps ms on stop_cond; returns false once the pipeline stops. */
+static bool monitor_sleep(Pipeline *p, int ms) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&p->stop_lock);
+        while (!atomic_load(&p->stop) && pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until) != ETIMEDOUT)
+                ;
+        pthread_mutex_unlock(&p->stop_lock);
+        return !atomic_load(&p->stop);
+}
+
+/* Asks the source where its log ends now, about once a second, for as long as the pipeline
+ * exists. Failures are not the pipeline's errors (its attempts report those): a source that
+ * does not answer simply stops being observed, and lag counts from the last contact. */
+static void *monitor_main(void *arg) {
+        Pipeline *p = arg;
+        SourceProbe *pr = NULL;
+        char last_err[sizeof(((CdcError *)0)->message)] = "";
+
+        do {
+                CdcError err = {0};
+                int r = 0;
+                if (!pr)
+                        r = p->source_ops->probe_open(p->conf->source, p->conf, &pr, &err);
+                if (r == 0) {
+                        Position applied = pipeline_io_durable(&p->io), end = {0};
+                        uint64_t bytes = UINT64_MAX;
+                        r = p->source_ops->probe(pr, applied, &end, &bytes, &err);
+                        if (r == 0) {
+                                note_source_end(p, end, bytes);
+                                last_err[0] = '\0';
+                        }
+                }
+                if (r < 0) {
+                        pr = pr ? p->source_ops->probe_free(pr) : NULL;
+                        if (strcmp(err.message, last_err) != 0)
+                                log_debug(p->ctx, "cannot read the source's position: %s", err.message);
+                        snprintf(last_err, sizeof(last_err), "%s", err.message);
+                }
+        } while (monitor_sleep(p, PROBE_INTERVAL_MS));
+        if (pr)
+                p->source_ops->probe_free(pr);
+        return NULL;
 }
 
 /* Called by the source when it streams (connector.h has no such call: the first keepalive or
@@ -962,6 +1064,7 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         pthread_mutex_init(&p->pos_lock, NULL);
         pthread_mutex_init(&p->pending.lock, NULL);
         pthread_mutex_init(&p->stop_lock, NULL);
+        pthread_mutex_init(&p->lag_lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -986,6 +1089,9 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         r = -pthread_create(&p->supervisor, NULL, supervisor_main, p);
         if (r < 0)
                 goto fail;
+        /* Without its monitor the pipeline still runs; lag then comes from the stream alone. */
+        if (p->source_ops->probe_open && p->source_ops->probe && p->source_ops->probe_free)
+                p->monitor_started = pthread_create(&p->monitor, NULL, monitor_main, p) == 0;
         *ret = p;
         return 0;
 fail:
@@ -1010,6 +1116,8 @@ Pipeline *pipeline_free(Pipeline *p) {
                 return NULL;
         pipeline_stop(p);
         pthread_join(p->supervisor, NULL);
+        if (p->monitor_started)
+                pthread_join(p->monitor, NULL);
         p->rows = rowstate_free(p->rows);
         free(p->pending.ts);
         stats_destroy(&p->stats);
@@ -1017,6 +1125,7 @@ Pipeline *pipeline_free(Pipeline *p) {
         pthread_mutex_destroy(&p->pos_lock);
         pthread_mutex_destroy(&p->pending.lock);
         pthread_mutex_destroy(&p->stop_lock);
+        pthread_mutex_destroy(&p->lag_lock);
         pthread_cond_destroy(&p->stop_cond);
         free(p);
         return NULL;

@@ -3,7 +3,9 @@
 # and with AddressSanitizer + UBSan), runs the unit tests and the integration tests against real
 # servers that the tests start themselves on loopback, and stops them at the end.
 #   scripts/test.sh            everything
-#   scripts/test.sh -L unit    only one ctest label (extra arguments go to ctest)
+#   scripts/test.sh -L unit    only one ctest label (extra arguments go to ctest); the labels:
+#                              unit, integration, faults (tests/faults/: frozen and cut network
+#                              paths, server restarts, a paused service, local faults)
 #   FUZZ_SECONDS=0 scripts/test.sh   without the fuzz targets' run (20 s each by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -160,7 +160,8 @@ static int check_pinned(const ConnectorConf *conf, PGconn *conn, unsigned flags,
 int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcError *err) {
         /* Order matters: the dsn (expanded from "dbname") overrides what comes before it and is
          * overridden by what comes after. */
-        const char *keys[9], *vals[9];
+        const char *keys[15], *vals[15];
+        char connect_timeout[16], idle[16], interval[16], user_timeout[16];
         char *parse_err = NULL, *options;
         char msg[768];
         PQconninfoOption *opts;
@@ -184,8 +185,21 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
         if (!options)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
 
+        /* A peer gone without FIN/RST (a dead host, a dropped NAT entry) is noticed by TCP within
+         * about timeout_s, idle or not; one that still ACKs but never answers (a frozen server or
+         * proxy) is the callers' business (engine/deadline.c, stream silence). */
+        int t = conf_timeout_ms(conf) / 1000;
+        snprintf(connect_timeout, sizeof(connect_timeout), "%d", t < 10 ? (t < 2 ? 2 : t) : 10);
+        snprintf(idle, sizeof(idle), "%d", t / 3 > 0 ? t / 3 : 1);
+        snprintf(interval, sizeof(interval), "%d", t / 9 > 0 ? t / 9 : 1);
+        snprintf(user_timeout, sizeof(user_timeout), "%d", t * 1000);
         keys[n] = "fallback_application_name", vals[n++] = "cdcsync";
-        keys[n] = "connect_timeout", vals[n++] = "10";
+        keys[n] = "connect_timeout", vals[n++] = connect_timeout;
+        keys[n] = "keepalives", vals[n++] = "1";
+        keys[n] = "keepalives_idle", vals[n++] = idle;
+        keys[n] = "keepalives_interval", vals[n++] = interval;
+        keys[n] = "keepalives_count", vals[n++] = "3";
+        keys[n] = "tcp_user_timeout", vals[n++] = user_timeout;
         keys[n] = "dbname", vals[n++] = conf->dsn;
         keys[n] = "client_encoding", vals[n++] = "UTF8";
         keys[n] = "options", vals[n++] = options;

@@ -18,7 +18,8 @@ enum {
 /* Connects to conf->dsn. conf->password (when set) travels only in PQconnectdbParams' "password"
  * keyword, never inside a conninfo string that could end up in a log line. The session gets
  * client_encoding UTF8 (values cross systems as UTF-8 text), application_name "cdcsync" unless the
- * dsn names one, and connect_timeout 10 unless the dsn says otherwise.
+ * dsn names one, and, unless the dsn says otherwise, connect_timeout min(timeout_s, 10) (at least 2)
+ * and TCP keepalives and tcp_user_timeout that notice a vanished peer within about timeout_s.
  * Every setting that changes the text form of a value (output and input functions run with the
  * session's settings, in the walsender too) is pinned through the startup "options", after the
  * dsn's own (or PGOPTIONS), so no server, database or role default can change a value on its way:

@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "cdcsync/deadline.h"
 #include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 #include "postgres/pg_sink.h"
@@ -166,6 +167,8 @@ struct Sink {
         uint64_t txn_xid; /* the source transaction of the last change applied... */
         Position txn_pos; /* ...its commit position (as its changes carry it) */
         uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
+        Deadline *guard; /* owned: bounds every wait for the server (timeout_s without an answer) */
+        bool guarded;    /* inside a guarded call: each result read pushes the deadline back */
 };
 
 static void ts_drop_all(Sink *k);
@@ -203,6 +206,41 @@ static int result_error(Sink *k, const PGresult *res, const char *what, CdcError
         }
         return cdc_error(err, code, retriable, kind, "sink %s: %s failed: %s (sqlstate %s)", k->conf->name,
                          what ? what : "statement", msg, state);
+}
+
+/* ---- bounded waits ----
+ *
+ * libpq waits for the server without a bound, and a frozen network path or a paused server
+ * answers nothing, without FIN or RST: each call that waits (open, begin, apply, commit,
+ * rollback, reading the checkpoint) arms the guard, and every result read pushes it back, so a
+ * call fails only after timeout_s without any answer (the socket is shut down, the pipeline
+ * reconnects). */
+
+static void guard_on(Sink *k) {
+        k->guarded = true;
+        deadline_arm(k->guard, conf_timeout_ms(k->conf));
+}
+
+static void guard_progress(Sink *k) {
+        if (k->guarded)
+                deadline_arm(k->guard, conf_timeout_ms(k->conf));
+}
+
+/* Ends a guarded call; a failure after the deadline fired is reported as the timeout it is. */
+static int guard_off(Sink *k, int r, CdcError *err) {
+        k->guarded = false;
+        if (deadline_disarm(k->guard) && r < 0 && err)
+                r = cdc_error(err, -ETIMEDOUT, true, "connection",
+                              "sink %s: the server did not answer within %d s (timeout_s): the network path or the "
+                              "server is not responding",
+                              k->conf->name, conf_timeout_ms(k->conf) / 1000);
+        return r;
+}
+
+static void conn_close(Sink *k) {
+        deadline_set_fd(k->guard, -1);
+        PQfinish(k->conn);
+        k->conn = NULL;
 }
 
 static int conn_error(Sink *k, const char *what, CdcError *err) {
@@ -544,11 +582,11 @@ static int session_open(Sink *k, CdcError *err) {
         int r;
 
         reset_session_state(k);
-        PQfinish(k->conn);
-        k->conn = NULL;
+        conn_close(k);
         r = pg_conn_open(k->conf, PG_CONN_SQL, &k->conn, err);
         if (r < 0)
                 return r;
+        deadline_set_fd(k->guard, PQsocket(k->conn));
         /* Every statement of ours finds its row by key, as PostgreSQL's own apply worker does
          * through the replica identity index. A prepared statement's generic plan, made while a
          * table was a page or two, keeps scanning it whole after updates have grown it (a
@@ -576,7 +614,13 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         k->pipe = pipe;
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe->name, conn->name);
         snprintf(k->origin, sizeof(k->origin), "cdcsync_%s", pipe->name);
-        r = session_open(k, err);
+        r = deadline_new(&k->guard);
+        if (r < 0) {
+                free(k);
+                return cdc_error(err, r, false, "internal", "out of memory");
+        }
+        guard_on(k);
+        r = guard_off(k, session_open(k, err), err);
         if (r < 0) {
                 sink_free(k);
                 return r;
@@ -593,7 +637,8 @@ static Sink *sink_free(Sink *k) {
         if (k->in_txn)
                 sink_rollback(k);
         reset_session_state(k);
-        PQfinish(k->conn);
+        conn_close(k);
+        deadline_free(k->guard);
         free(k->params);
         free(k->mask);
         free(k->ts);
@@ -746,6 +791,7 @@ static int read_one(Sink *k, CdcError *err) {
         k->nexpect -= p.expect_one || p.expect_n > 0;
 
         res = PQgetResult(k->conn);
+        guard_progress(k);
         if (!res) {
                 r = conn_error(k, p.what ? p.what : "reading a result", err);
                 goto out;
@@ -2289,7 +2335,16 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         return 0;
 }
 
+static int sink_rollback_unguarded(Sink *k);
+
+/* Guarded itself: it also runs from free() and after another thread's failure, and must not
+ * hang on a frozen sink. */
 static int sink_rollback(Sink *k) {
+        guard_on(k);
+        return guard_off(k, sink_rollback_unguarded(k), NULL);
+}
+
+static int sink_rollback_unguarded(Sink *k) {
         CdcError e;
         /* After a failure, or with results unread, statements prepared in this pipeline may not
          * exist on the server although the cache has them. */
@@ -2307,8 +2362,7 @@ static int sink_rollback(Sink *k) {
                         drain(k, 0, &e);
                 if (PQstatus(k->conn) != CONNECTION_OK || PQexitPipelineMode(k->conn) != 1) {
                         reset_session_state(k);
-                        PQfinish(k->conn);
-                        k->conn = NULL;
+                        conn_close(k);
                         return -ECONNRESET;
                 }
         }
@@ -2510,17 +2564,48 @@ out:
         return r;
 }
 
+/* The calls the engine makes, each bounded (see "bounded waits"). */
+static int guarded_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+        guard_on(k);
+        return guard_off(k, sink_last_position(k, ret, found, err), err);
+}
+
+static int guarded_last_position_text(Sink *k, char *buf, size_t len, bool *found, CdcError *err) {
+        guard_on(k);
+        return guard_off(k, sink_last_position_text(k, buf, len, found, err), err);
+}
+
+static int guarded_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
+        guard_on(k);
+        return guard_off(k, sink_copied_tables(k, ret, ret_n, err), err);
+}
+
+static int guarded_begin(Sink *k, CdcError *err) {
+        guard_on(k);
+        return guard_off(k, sink_begin(k, err), err);
+}
+
+static int guarded_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
+        guard_on(k);
+        return guard_off(k, sink_apply(k, txn, c, err), err);
+}
+
+static int guarded_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        guard_on(k);
+        return guard_off(k, sink_commit(k, pos, pos_text, last, err), err);
+}
+
 const SinkOps pg_sink_ops = {
         .type = "postgres",
         .open = sink_open,
-        .last_position = sink_last_position,
-        .begin = sink_begin,
-        .apply = sink_apply,
-        .commit = sink_commit,
+        .last_position = guarded_last_position,
+        .begin = guarded_begin,
+        .apply = guarded_apply,
+        .commit = guarded_commit,
         .rollback = sink_rollback,
         .check = sink_check,
         .free = sink_free,
-        .last_position_text = sink_last_position_text,
-        .copied_tables = sink_copied_tables,
+        .last_position_text = guarded_last_position_text,
+        .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
 };

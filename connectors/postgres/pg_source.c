@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "cdcsync/guard.h"
+#include "cdcsync/deadline.h"
 #include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 #include "postgres/pg_source.h"
@@ -54,6 +55,8 @@ struct Source {
         TxnInfo txn;
         uint64_t received_lsn; /* last WAL position read */
         int64_t last_status, last_data;
+        int64_t last_recv;      /* usec: last message from the walsender, or when we were ready for one */
+        int64_t reply_asked_at; /* usec: silent stream, a keepalive was requested; 0: not */
         bool heartbeat_failed;
         bool slot_created; /* this run's snapshot created the slot: dropped again if the copy never commits */
         /* Tables copied as of a position the stream has not passed: their changes in transactions
@@ -69,6 +72,7 @@ struct Source {
         int ncopy_new;
         char **copy_gone;
         int ncopy_gone;
+        Deadline *guard_sql, *guard_repl; /* owned: bound every wait for the server (timeout_s) */
         PipelineIO *io;
         const char *ctx;
         char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
@@ -105,16 +109,36 @@ static const char *errtext(Source *s, PGconn *c, const PGresult *res, char *buf,
         return pg_conn_error_text(s->conn, c, res, buf, len);
 }
 
+/* libpq waits for an answer without a bound: a frozen path or a paused server (no FIN, no RST)
+ * would hold the source forever. Waits on either connection are bounded by timeout_s
+ * (engine/deadline.c shuts the socket down); the stream itself by its silence (stream()). */
+static Deadline *guard_of(Source *s, PGconn *c) {
+        return c == s->repl ? s->guard_repl : c == s->sql ? s->guard_sql : NULL;
+}
+
+static int timeout_error(Source *s, CdcError *err) {
+        return cdc_error(err, -ETIMEDOUT, true, "connection",
+                         "connector %s: the source server did not answer within %d s (timeout_s): the network path "
+                         "or the server is not responding",
+                         s->conn->name, conf_timeout_ms(s->conn) / 1000);
+}
+
 /* Runs a query with text parameters; returns the result (caller clears) or NULL with err set. */
 static PGresult *query(Source *s, PGconn *c, const char *sql, int n, const char *const *params, CdcError *err) {
+        Deadline *g = guard_of(s, c);
+        deadline_arm(g, conf_timeout_ms(s->conn));
         PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+        bool fired = deadline_disarm(g);
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
                 return res;
         char buf[512];
         bool lost = PQstatus(c) != CONNECTION_OK;
-        cdc_error(err, -EIO, lost, lost ? "connection" : "source", "connector %s: %s", s->conn->name,
-                  errtext(s, c, res, buf, sizeof(buf)));
+        if (fired)
+                timeout_error(s, err);
+        else
+                cdc_error(err, -EIO, lost, lost ? "connection" : "source", "connector %s: %s", s->conn->name,
+                          errtext(s, c, res, buf, sizeof(buf)));
         PQclear(res);
         return NULL;
 }
@@ -1355,7 +1379,11 @@ static int send_status(Source *s, bool reply, CdcError *err) {
         Position durable = pipeline_io_durable(s->io);
         uint64_t flush = durable.lo;
         size_t n = pgwire_write_standby_status(msg, s->received_lsn, flush, flush, now_usec(), reply);
-        if (PQputCopyData(s->repl, (const char *)msg, (int)n) <= 0 || PQflush(s->repl) != 0) {
+        deadline_arm(s->guard_repl, conf_timeout_ms(s->conn));
+        bool ok = PQputCopyData(s->repl, (const char *)msg, (int)n) > 0 && PQflush(s->repl) == 0;
+        if (deadline_disarm(s->guard_repl))
+                return timeout_error(s, err);
+        if (!ok) {
                 char buf[512];
                 return cdc_error(err, -EIO, true, "connection", "connector %s: cannot send standby status: %s",
                                  s->conn->name, errtext(s, s->repl, NULL, buf, sizeof(buf)));
@@ -1365,18 +1393,28 @@ static int send_status(Source *s, bool reply, CdcError *err) {
 }
 
 /* On an idle database nothing is written, and the slot would hold WAL forever: a tiny
- * non-transactional message moves the WAL end so keepalives let the slot advance. */
-static void heartbeat(Source *s) {
+ * non-transactional message moves the WAL end so keepalives let the slot advance. A server
+ * that does not answer it ends the attempt; one that refuses it disables it. */
+static int heartbeat(Source *s, CdcError *err) {
         if (s->heartbeat_failed)
-                return;
+                return 0;
+        deadline_arm(s->guard_sql, conf_timeout_ms(s->conn));
         PGresult *res = PQexec(s->sql, "SELECT pg_logical_emit_message(false, 'cdcsync_heartbeat', '')");
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        bool fired = deadline_disarm(s->guard_sql);
+        int r = 0;
+        if (fired || PQstatus(s->sql) != CONNECTION_OK) {
+                char buf[512];
+                r = fired ? timeout_error(s, err)
+                          : cdc_error(err, -EIO, true, "connection", "connector %s: %s", s->conn->name,
+                                      errtext(s, s->sql, res, buf, sizeof(buf)));
+        } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                 char buf[512];
                 log_warn(s->ctx, "heartbeat disabled (%s); on an idle database the slot advances only with other WAL",
                          errtext(s, s->sql, res, buf, sizeof(buf)));
                 s->heartbeat_failed = true;
         }
         PQclear(res);
+        return r;
 }
 
 static int classify_stream_error(Source *s, const PGresult *res, CdcError *err) {
@@ -1412,10 +1450,12 @@ static int start_replication(Source *s, Position start, CdcError *err) {
         PQfreemem(publit);
         if (!sql)
                 return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+        deadline_arm(s->guard_repl, conf_timeout_ms(s->conn));
         PGresult *res = PQexec(s->repl, sql);
+        bool fired = deadline_disarm(s->guard_repl);
         free(sql);
         if (PQresultStatus(res) != PGRES_COPY_BOTH) {
-                int r = classify_stream_error(s, res, err);
+                int r = fired ? timeout_error(s, err) : classify_stream_error(s, res, err);
                 PQclear(res);
                 return r;
         }
@@ -1423,9 +1463,31 @@ static int start_replication(Source *s, Position start, CdcError *err) {
         return 0;
 }
 
+/* The walsender sends nothing on an idle server whose changes we confirmed, and a frozen path
+ * or a paused server sends nothing either: after half of timeout_s of silence a keepalive is
+ * requested (the reply-requested flag of our standby status), which a live walsender answers
+ * at once; nothing within the other half means the stream is dead. Silence counts only while
+ * we wait for the socket, not while the pipeline's queue held us. */
+static int check_silence(Source *s, int64_t now, CdcError *err) {
+        int64_t half = (int64_t)conf_timeout_ms(s->conn) * 500;
+        if (!s->reply_asked_at) {
+                if (now - s->last_recv < half)
+                        return 0;
+                s->reply_asked_at = now;
+                return send_status(s, true, err);
+        }
+        if (now - s->reply_asked_at < half)
+                return 0;
+        return cdc_error(err, -ETIMEDOUT, true, "connection",
+                         "connector %s: the replication stream sent nothing for %d s (timeout_s), not even the "
+                         "keepalive asked for: the network path or the source server is not responding",
+                         s->conn->name, conf_timeout_ms(s->conn) / 1000);
+}
+
 static int stream(Source *s, CdcError *err) {
         int r = 0;
-        s->last_data = s->last_status = now_usec();
+        s->last_data = s->last_status = s->last_recv = now_usec();
+        s->reply_asked_at = 0;
         pipeline_io_streaming(s->io, false);
         while (!pipeline_io_stopping(s->io)) {
                 char *copybuf = NULL;
@@ -1435,16 +1497,21 @@ static int stream(Source *s, CdcError *err) {
                         if (now - s->last_status >= STATUS_INTERVAL_USEC && (r = send_status(s, false, err)) < 0)
                                 return r;
                         if (now - s->last_data >= HEARTBEAT_IDLE_USEC && !s->in_txn) {
-                                heartbeat(s);
+                                if ((r = heartbeat(s, err)) < 0)
+                                        return r;
                                 s->last_data = now;
                         }
                         struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
-                        if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+                        int ready = poll(&pfd, 1, 200);
+                        if (ready < 0 && errno != EINTR)
                                 return cdc_error(err, -errno, true, "connection", "poll: %s", strerror(errno));
                         if (PQconsumeInput(s->repl) == 0)
                                 return classify_stream_error(s, NULL, err);
+                        if (ready == 0 && (r = check_silence(s, now_usec(), err)) < 0)
+                                return r;
                         continue;
                 }
+                s->reply_asked_at = 0;
                 if (n == -1) {
                         PGresult *res = PQgetResult(s->repl);
                         r = classify_stream_error(s, res, err);
@@ -1494,6 +1561,8 @@ static int stream(Source *s, CdcError *err) {
                 PQfreemem(copybuf);
                 if (r < 0)
                         return r;
+                /* Ready for the next message: silence counts from here (emit may have waited). */
+                s->last_recv = now_usec();
         }
         /* Stopping: acknowledge what the sink committed before going. */
         send_status(s, false, err);
@@ -1590,10 +1659,14 @@ static Source *pg_source_free(Source *s) {
         list_free(&s->copy_gone, &s->ncopy_gone);
         if (s->copy)
                 PQfinish(s->copy);
+        deadline_set_fd(s->guard_repl, -1);
+        deadline_set_fd(s->guard_sql, -1);
         if (s->repl)
                 PQfinish(s->repl);
         if (s->sql)
                 PQfinish(s->sql);
+        deadline_free(s->guard_repl);
+        deadline_free(s->guard_sql);
         free(s);
         return NULL;
 }
@@ -1618,11 +1691,23 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
         /* The settings and the role are checked before the walsender connection: without
          * REPLICATION that connection fails with a bare "must be superuser or replication role"
          * that would be retried forever as a connection error. */
-        int r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
+        int r = deadline_new(&s->guard_sql);
         if (r == 0)
+                r = deadline_new(&s->guard_repl);
+        if (r < 0) {
+                pg_source_free(s);
+                return cdc_error(err, r, false, "internal", "out of memory");
+        }
+        r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
+        if (r == 0) {
+                deadline_set_fd(s->guard_sql, PQsocket(s->sql));
                 r = check_server(s, err);
-        if (r == 0)
+        }
+        if (r == 0) {
                 r = pg_conn_open(conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &s->repl, err);
+                if (r == 0)
+                        deadline_set_fd(s->guard_repl, PQsocket(s->repl));
+        }
         if (r == 0)
                 r = ensure_publication(s, err);
         if (r < 0) {
@@ -1681,6 +1766,69 @@ static int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, 
         return r;
 }
 
+/* ---- probe: where the WAL ends now (connector.h) ---- */
+
+struct SourceProbe {
+        const ConnectorConf *conn;
+        PGconn *c;
+        Deadline *guard; /* bounds the query: a frozen server or path does not hold the monitor */
+};
+
+static SourceProbe *pg_source_probe_free(SourceProbe *pr) {
+        if (!pr)
+                return NULL;
+        deadline_set_fd(pr->guard, -1);
+        deadline_free(pr->guard);
+        PQfinish(pr->c);
+        free(pr);
+        return NULL;
+}
+
+static int pg_source_probe_open(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err) {
+        (void)pipe;
+        SourceProbe *pr = calloc(1, sizeof(*pr));
+        if (!pr || deadline_new(&pr->guard) < 0) {
+                free(pr);
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        }
+        pr->conn = conn;
+        int r = pg_conn_open(conn, PG_CONN_SQL, &pr->c, err);
+        if (r < 0) {
+                pg_source_probe_free(pr);
+                return r;
+        }
+        deadline_set_fd(pr->guard, PQsocket(pr->c));
+        *ret = pr;
+        return 0;
+}
+
+/* The flush position: what a walsender can send, and where its keepalives end up once the
+ * stream has caught up. */
+static int pg_source_probe(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err) {
+        (void)applied;
+        (void)ret_bytes;
+        deadline_arm(pr->guard, conf_timeout_ms(pr->conn));
+        PGresult *res = PQexec(pr->c, "SELECT pg_current_wal_flush_lsn()");
+        bool fired = deadline_disarm(pr->guard);
+        Position end = {0};
+        int r = 0;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+            pg_source_parse_position(PQgetvalue(res, 0, 0), &end) < 0) {
+                char buf[512];
+                if (fired)
+                        r = cdc_error(err, -ETIMEDOUT, true, "connection",
+                                      "connector %s: no answer within %d s (timeout_s)", pr->conn->name,
+                                      conf_timeout_ms(pr->conn) / 1000);
+                else
+                        r = cdc_error(err, -EIO, true, "connection", "connector %s: %s", pr->conn->name,
+                                      pg_conn_error_text(pr->conn, pr->c, res, buf, sizeof(buf)));
+        } else {
+                *ret_end = end;
+        }
+        PQclear(res);
+        return r;
+}
+
 const SourceOps pg_source_ops = {
         .type = "postgres",
         .open = pg_source_open,
@@ -1692,4 +1840,7 @@ const SourceOps pg_source_ops = {
         .streamed_tables = pg_source_streamed_tables,
         .locate = pg_conn_locate,
         .list_tables = pg_conn_list_tables,
+        .probe_open = pg_source_probe_open,
+        .probe = pg_source_probe,
+        .probe_free = pg_source_probe_free,
 };

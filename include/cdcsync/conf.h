@@ -66,6 +66,7 @@ typedef struct {
         char *password; /* owned secret from password_file, ${ENV} or $CREDENTIALS_DIRECTORY;
                          * NULL when none; never logged */
         bool create_tables;
+        int timeout_s;    /* a peer silent this long is unreachable: reconnect (seconds) */
         const char *file; /* conf file it came from (borrowed from Conf.path) */
         int line;         /* line of its [connector.NAME] header */
         uint64_t hash;    /* hash of the section's settings, to tell on reload whether it changed */
@@ -147,6 +148,8 @@ SnapshotMode conf_pipeline_copy_mode(const PipelineConf *p);
  * least that many when at_least): what happened and the three choices. */
 void conf_copy_refusal(const PipelineConf *p, const char *table, unsigned long long rows, bool at_least, char *buf,
                        size_t len);
+/* A connector's timeout_s in milliseconds (30 s when unset, as in a conf built by hand). */
+int conf_timeout_ms(const ConnectorConf *c);
 /* Prints the documented conf (every key, its default and help) from the key tables. */
 void conf_print_reference(FILE *out);
 /* Prints the manual page cdcsync.conf(5), in roff, from the same key tables. */

@@ -49,7 +49,7 @@ int pipeline_io_emit(PipelineIO *io, Event *ev);
 /* The last position durably committed in the sink: the only position a source may acknowledge. */
 Position pipeline_io_durable(PipelineIO *io);
 bool pipeline_io_stopping(PipelineIO *io);
-/* Source log end as seen in keepalives, for the lag_bytes metric. */
+/* Source log end as seen in the stream (keepalives, heartbeats): an observation for lag. */
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts);
 /* The source tells the pipeline it now streams (or copies its snapshot): what READY=1 and
  * cdcsync_pipeline_up wait for. */
@@ -62,6 +62,7 @@ const char *pipeline_io_context(PipelineIO *io);
 
 typedef struct Source Source;
 typedef struct Sink Sink;
+typedef struct SourceProbe SourceProbe;
 
 /* Where a connector keeps its data, as its server says: equal `server` texts are one server, and
  * on it equal `database` texts one database (see guard.h). */
@@ -120,6 +121,16 @@ typedef struct {
         /* Optional: the tables this source can read, as "schema.table" (what `tables = *` reads);
          * the caller frees each and *ret. */
         int (*list_tables)(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err);
+        /* Optional, all three or none: the source's own view of where its log ends now, over a
+         * connection of its own, so that lag is measured against the source even while the
+         * stream stalls, the source thread waits for a full queue, or the pipeline is down. The
+         * engine asks about once a second from a thread of its own; every call is bounded by the
+         * connector's timeout_s. probe() sets *ret_end, and *ret_bytes to the log bytes from
+         * `applied` to it when the source can count them where positions cannot be subtracted
+         * (else leaves UINT64_MAX). A failed probe is freed and opened again later. */
+        int (*probe_open)(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err);
+        int (*probe)(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err);
+        SourceProbe *(*probe_free)(SourceProbe *pr);
 } SourceOps;
 
 typedef struct {

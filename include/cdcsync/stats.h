@@ -48,8 +48,13 @@ typedef struct {
         atomic_int_fast64_t oldest_pending_ts;             /* usec: commit ts of the oldest change read but not
                                                             * committed in the sink; 0 = nothing pending */
         atomic_int_fast64_t last_event_ts;                 /* usec, wall clock of the last event read */
-        atomic_int_fast64_t last_progress_ts;              /* usec, wall clock the pipeline last proved alive */
-        pthread_mutex_t lock;                              /* guards last_error and the label arrays */
+        /* The source's own view (lag.h), published by the pipeline for lag_seconds / lag_bytes. */
+        atomic_int_fast64_t behind_since_ts;  /* usec: the source had a change the sink lacks since; 0: none */
+        atomic_int_fast64_t synced_ts;        /* usec: the sink held all the source had then; 0: unknown */
+        atomic_int_fast64_t contact_ts;       /* usec: the source last answered (probe or stream); 0: never */
+        atomic_uint_fast64_t lag_bytes;       /* source log bytes the sink lacks */
+        atomic_int_fast64_t last_progress_ts; /* usec, wall clock the pipeline last proved alive */
+        pthread_mutex_t lock;                 /* guards last_error and the label arrays */
         char last_error[1024];
         int64_t last_error_ts;     /* usec */
         char source_pos_text[96];  /* guarded by lock */

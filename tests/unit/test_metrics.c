@@ -129,6 +129,7 @@ static void fill_stats(void) {
         atomic_store(&orders.applied_hi, 3);
         atomic_store(&orders.applied_lo, 6000);
         atomic_store(&orders.oldest_pending_ts, now_usec() - 5000000);
+        atomic_store(&orders.lag_bytes, 4000); /* as the pipeline publishes it (lag.h) */
         stats_set_positions_text(&orders, "mariadb-bin.000003:10000", "mariadb-bin.000003:6000");
 
         stats_init(&weird, "we\"ird\\name\n");

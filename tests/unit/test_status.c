@@ -75,6 +75,7 @@ static void test_table(void **state) {
         atomic_store(&orders.source_end_lo, 0x16B3748);
         atomic_store(&orders.applied_lo, 0x16B3000);
         atomic_store(&orders.oldest_pending_ts, now_usec() - 90 * 1000000LL); /* 1m30s behind */
+        atomic_store(&orders.lag_bytes, 0x748);
 
         stats_init(&users, "users_to_kafka");
         stats_set_state(&users, PIPELINE_RETRYING);

@@ -1,0 +1,152 @@
+/* Guards that bound blocking calls by shutting a socket down past a deadline, and TCP keepalives.
+ *
+ * DESIGN. One thread per guard, started at its first arm, sleeps until the deadline (or forever
+ * while disarmed). Arming is a mutex and a clock read, cheap enough for every call into a sink.
+ * The socket is only ever touched under the guard's mutex, and set to -1 before the owner closes
+ * it, so a fire can never hit a reused descriptor. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "cdcsync/deadline.h"
+
+struct Deadline {
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        pthread_t thread;
+        bool started, stop;
+        bool armed;
+        bool fired;
+        int fd;
+        struct timespec until; /* CLOCK_MONOTONIC, while armed */
+};
+
+static void *deadline_main(void *arg) {
+        Deadline *d = arg;
+        pthread_mutex_lock(&d->lock);
+        while (!d->stop) {
+                if (!d->armed) {
+                        pthread_cond_wait(&d->wake, &d->lock);
+                        continue;
+                }
+                struct timespec until = d->until;
+                if (pthread_cond_timedwait(&d->wake, &d->lock, &until) != ETIMEDOUT)
+                        continue; /* re-armed, disarmed or stopped: look again */
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!d->armed || now.tv_sec < d->until.tv_sec ||
+                    (now.tv_sec == d->until.tv_sec && now.tv_nsec < d->until.tv_nsec))
+                        continue; /* pushed back while we slept */
+                d->armed = false;
+                d->fired = true;
+                /* Wakes the blocked call: its poll sees the end of the stream. */
+                if (d->fd >= 0)
+                        shutdown(d->fd, SHUT_RDWR);
+        }
+        pthread_mutex_unlock(&d->lock);
+        return NULL;
+}
+
+int deadline_new(Deadline **ret) {
+        Deadline *d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->fd = -1;
+        pthread_mutex_init(&d->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&d->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        *ret = d;
+        return 0;
+}
+
+Deadline *deadline_free(Deadline *d) {
+        if (!d)
+                return NULL;
+        pthread_mutex_lock(&d->lock);
+        d->stop = true;
+        d->armed = false;
+        pthread_cond_signal(&d->wake);
+        pthread_mutex_unlock(&d->lock);
+        if (d->started)
+                pthread_join(d->thread, NULL);
+        pthread_cond_destroy(&d->wake);
+        pthread_mutex_destroy(&d->lock);
+        free(d);
+        return NULL;
+}
+
+void deadline_set_fd(Deadline *d, int fd) {
+        if (!d)
+                return;
+        pthread_mutex_lock(&d->lock);
+        d->fd = fd;
+        d->fired = false;
+        pthread_mutex_unlock(&d->lock);
+}
+
+void deadline_arm(Deadline *d, int timeout_ms) {
+        if (!d)
+                return;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&d->lock);
+        if (!d->started && !d->stop) {
+                /* Without its thread the guard bounds nothing; the call still works unbounded. */
+                d->started = pthread_create(&d->thread, NULL, deadline_main, d) == 0;
+        }
+        /* The thread sleeps until the old deadline: wake it only when the new one comes earlier. */
+        bool sooner = !d->armed || until.tv_sec < d->until.tv_sec ||
+                      (until.tv_sec == d->until.tv_sec && until.tv_nsec < d->until.tv_nsec);
+        d->armed = true;
+        d->until = until;
+        if (sooner)
+                pthread_cond_signal(&d->wake);
+        pthread_mutex_unlock(&d->lock);
+}
+
+bool deadline_disarm(Deadline *d) {
+        if (!d)
+                return false;
+        pthread_mutex_lock(&d->lock);
+        d->armed = false;
+        bool fired = d->fired;
+        pthread_mutex_unlock(&d->lock);
+        return fired;
+}
+
+bool deadline_fired(Deadline *d) {
+        if (!d)
+                return false;
+        pthread_mutex_lock(&d->lock);
+        bool fired = d->fired;
+        pthread_mutex_unlock(&d->lock);
+        return fired;
+}
+
+int deadline_tcp_keepalive(int fd, int timeout_s) {
+        int on = 1;
+        int idle = timeout_s / 3 > 0 ? timeout_s / 3 : 1;
+        int intvl = timeout_s / 9 > 0 ? timeout_s / 9 : 1;
+        int cnt = 3;
+        unsigned user_timeout = (unsigned)timeout_s * 1000u;
+        if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout)) < 0)
+                return -errno;
+        return 0;
+}
