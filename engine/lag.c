@@ -50,6 +50,18 @@ void lag_note_source(LagTracker *t, Position end, int64_t now, uint64_t bytes_hi
         drop_applied(t);
 }
 
+void lag_note_backlog(LagTracker *t, uint64_t unread, uint64_t behind, int64_t now) {
+        int64_t prev_contact = t->contact;
+        t->contact = now;
+        t->have_backlog = true;
+        t->backlog = behind;
+        if (!unread) {
+                t->backlog_since = 0;
+                t->backlog_synced = now;
+        } else if (!t->backlog_since)
+                t->backlog_since = prev_contact && now - prev_contact > LAG_GAP_USEC ? prev_contact : now;
+}
+
 void lag_note_applied(LagTracker *t, Position applied) {
         if (t->have_applied && position_cmp(applied, t->applied) <= 0)
                 return;
@@ -77,6 +89,13 @@ void lag_view(const LagTracker *t, LagView *ret) {
                         else if (t->bytes_hint != UINT64_MAX)
                                 v.bytes = t->bytes_hint;
                 }
+        }
+        if (t->have_backlog) {
+                v.bytes = t->backlog;
+                if (t->backlog_synced > v.synced_at)
+                        v.synced_at = t->backlog_synced;
+                if (t->backlog_since && (!v.behind_since || t->backlog_since < v.behind_since))
+                        v.behind_since = t->backlog_since;
         }
         *ret = v;
 }

@@ -238,6 +238,15 @@ void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_
         atomic_store(&io->p->stats.last_progress_ts, now_usec());
 }
 
+void pipeline_io_report_backlog(PipelineIO *io, uint64_t unread, uint64_t behind) {
+        Pipeline *p = io->p;
+        pthread_mutex_lock(&p->lag_lock);
+        lag_note_backlog(&p->lag, unread, behind, now_usec());
+        lag_publish(p);
+        pthread_mutex_unlock(&p->lag_lock);
+        atomic_store(&p->stats.last_progress_ts, now_usec());
+}
+
 const char *pipeline_io_context(PipelineIO *io) {
         return io->p->ctx;
 }

@@ -169,9 +169,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 /* The producer's (or a reader's) conf: our defaults, then the kafka.* keys of the conf file. */
 static int make_conf(const ConnectorConf *conn, const char *client_id, bool producer, rd_kafka_conf_t **ret,
                      CdcError *err) {
-        char errstr[512];
+        char errstr[512], timeout[16];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         int r = 0;
+        snprintf(timeout, sizeof(timeout), "%d", conf_timeout_ms(conn));
         if (!conn->brokers) {
                 r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s has no brokers", conn->file, conn->line,
                               conn->name);
@@ -185,7 +186,11 @@ static int make_conf(const ConnectorConf *conn, const char *client_id, bool prod
                 /* Same key → same partition as the Java client computes it. */
                 {"partitioner", "murmur2_random"},
                 {"linger.ms", "5"},
-                {"message.timeout.ms", "60000"},
+                /* A broker that stops answering (no FIN, no RST): requests fail after timeout_s, a
+                 * batch undelivered for that long fails the attempt (the pipeline retries). */
+                {"message.timeout.ms", timeout},
+                {"socket.timeout.ms", timeout},
+                {"socket.keepalive.enable", "true"},
                 /* Bounded memory: at most 64 MB / 100k messages wait in the local queue. */
                 {"queue.buffering.max.kbytes", "65536"},
                 {"queue.buffering.max.messages", "100000"},
@@ -411,7 +416,7 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
                 goto out;
         char val[32];
         size_t vlen = sizeof(val);
-        k->timeout_ms = 60000;
+        k->timeout_ms = conf_timeout_ms(conn);
         if (rd_kafka_conf_get(conf, "message.timeout.ms", val, &vlen) == RD_KAFKA_CONF_OK) {
                 char *end;
                 errno = 0;

@@ -58,6 +58,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "cdcsync/log.h"
@@ -73,6 +74,7 @@
 #define POLL_MS 200
 #define METADATA_TIMEOUT_MS 10000
 #define DEAD_LETTER_TIMEOUT_MS 30000 /* delivery of one dead letter */
+#define STATS_INTERVAL_MS 1000
 
 typedef struct {
         uint64_t pos;   /* position lo handed on (or the one before a skipped message) */
@@ -96,6 +98,8 @@ struct Source {
         uint64_t next_pos; /* lo of the next transaction */
         uint64_t last_pos; /* lo of the last one handed on (or the durable start) */
         int64_t last_commit_ms;
+        int64_t broker_up_ms; /* mono ms: a broker last answered (statistics) */
+        uint64_t broker_rx;   /* responses received from all brokers, as of broker_up_ms */
         bool revoke_failed;
         int nassigned;
 };
@@ -273,6 +277,68 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_part
                 log_debug(s->ctx, "offset commit of group %s failed: %s", s->group, rd_kafka_err2str(e));
 }
 
+/* ---- lag ---- */
+
+/* librdkafka's statistics (about once a second, served by the poll of the source thread) say
+ * what the consumer knows without another request: per partition the high watermark, what was
+ * handed to us and what is committed, and per broker whether a connection is up. A broker that
+ * stops answering (a frozen path: no FIN, no RST) has its requests time out after
+ * socket.timeout.ms and its connection closed; the consumer itself only retries, so a cluster
+ * from which no response came for timeout_s ends the attempt. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+        (void)rk;
+        Source *s = opaque;
+        json_error_t jerr;
+        json_t *root = json_loadb(json, len, 0, &jerr);
+        if (!root)
+                return 0;
+        /* Responses received, all brokers together: a live consumer gets one at least every
+         * fetch.wait.max.ms, even from an idle cluster. */
+        const char *bname;
+        json_t *b;
+        uint64_t rx = 0;
+        json_object_foreach(json_object_get(root, "brokers"), bname, b) {
+                json_int_t n = json_integer_value(json_object_get(b, "rx"));
+                rx += n > 0 ? (uint64_t)n : 0;
+        }
+        if (rx != s->broker_rx) {
+                s->broker_rx = rx;
+                s->broker_up_ms = mono_ms();
+        }
+        uint64_t unread = 0, behind = 0;
+        const char *tname, *pname;
+        json_t *t, *p;
+        json_object_foreach(json_object_get(root, "topics"), tname, t) {
+                json_object_foreach(json_object_get(t, "partitions"), pname, p) {
+                        if (json_integer_value(json_object_get(p, "partition")) < 0 ||
+                            !json_is_true(json_object_get(p, "assigned")))
+                                continue;
+                        json_int_t hi = json_integer_value(json_object_get(p, "hi_offset"));
+                        json_int_t app = json_integer_value(json_object_get(p, "app_offset"));
+                        json_int_t lag = json_integer_value(json_object_get(p, "consumer_lag"));
+                        if (hi >= 0 && app >= 0 && hi > app)
+                                unread += (uint64_t)(hi - app);
+                        else if (hi >= 0 && app < 0 && lag > 0)
+                                unread += (uint64_t)lag; /* nothing handed to us yet */
+                        if (lag > 0)
+                                behind += (uint64_t)lag;
+                }
+        }
+        json_decref(root);
+        if (s->io)
+                pipeline_io_report_backlog(s->io, unread, behind > unread ? behind : unread);
+        return 0; /* librdkafka frees json */
+}
+
+static int check_brokers(Source *s, CdcError *err) {
+        if (mono_ms() - s->broker_up_ms <= conf_timeout_ms(s->conn) + STATS_INTERVAL_MS)
+                return 0;
+        return cdc_error(err, -ETIMEDOUT, true, "connection",
+                         "kafka connector %s: no broker has answered for %d s (timeout_s): the network path or the "
+                         "brokers are not responding",
+                         s->conn->name, conf_timeout_ms(s->conn) / 1000);
+}
+
 /* ---- rebalances ---- */
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *parts, void *opaque) {
@@ -317,15 +383,43 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
 
 /* ---- lifecycle ---- */
 
+/* Leaves the group now rather than after session.timeout.ms (the revoke commits what is durable
+ * when a run() is still attached), but for at most timeout_s: rd_kafka_consumer_close() waits
+ * for the group coordinator without a bound, and a frozen one would hold the pipeline forever.
+ * A consumer that could not leave is destroyed all the same; the group evicts it later. */
+static void consumer_close(Source *s) {
+        rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+        rd_kafka_error_t *e = q ? rd_kafka_consumer_close_queue(s->rk, q) : NULL;
+        if (!q || e) {
+                if (e)
+                        rd_kafka_error_destroy(e);
+        } else {
+                int64_t deadline = mono_ms() + conf_timeout_ms(s->conn);
+                while (!rd_kafka_consumer_closed(s->rk) && mono_ms() < deadline) {
+                        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+                        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                                on_rebalance(s->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev),
+                                             s);
+                        if (ev)
+                                rd_kafka_event_destroy(ev);
+                }
+        }
+        bool closed = rd_kafka_consumer_closed(s->rk);
+        if (!closed)
+                log_warn(s->ctx,
+                         "could not leave consumer group %s within %d s (timeout_s): the group will evict "
+                         "this member once its session times out",
+                         s->group, conf_timeout_ms(s->conn) / 1000);
+        if (q)
+                rd_kafka_queue_destroy(q);
+        rd_kafka_destroy_flags(s->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
 static Source *kafka_source_free(Source *s) {
         if (!s)
                 return NULL;
-        if (s->rk) {
-                /* Leaves the group now rather than after session.timeout.ms; the revoke commits
-                 * what is durable when a run() is still attached. */
-                rd_kafka_consumer_close(s->rk);
-                rd_kafka_destroy(s->rk);
-        }
+        if (s->rk)
+                consumer_close(s);
         if (s->dlq)
                 rd_kafka_destroy(s->dlq);
         for (uint32_t i = 0; i < s->ntopics; i++)
@@ -355,6 +449,8 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
                 goto out;
         }
         snprintf(client_id, sizeof(client_id), "cdcsync-%s%s", s->pipe->name, check ? "-check" : "");
+        char socket_timeout[16];
+        snprintf(socket_timeout, sizeof(socket_timeout), "%d", conf_timeout_ms(conn));
         const char *defaults[][2] = {
                 {"bootstrap.servers", conn->brokers},
                 {"client.id", client_id},
@@ -365,6 +461,11 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
                 /* Bounded memory: prefetch per partition. */
                 {"queued.max.messages.kbytes", "8192"},
                 {"fetch.message.max.bytes", "1048576"},
+                /* A broker that stops answering (no FIN, no RST) is given up on after timeout_s. */
+                {"socket.timeout.ms", socket_timeout},
+                {"socket.keepalive.enable", "true"},
+                /* what lag and the brokers' liveness are read from (on_stats) */
+                {"statistics.interval.ms", "1000"},
         };
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
                 r = set(conf, conn, defaults[i][0], defaults[i][1], err);
@@ -393,6 +494,7 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         rd_kafka_conf_set_log_cb(conf, on_log);
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
         rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+        rd_kafka_conf_set_stats_cb(conf, on_stats);
         s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!s->rk) {
                 r = cdc_error(err, -EINVAL, false, "conf", "connector %s: %s", conn->name, errstr);
@@ -648,6 +750,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
         int r;
 
         s->io = io;
+        s->broker_up_ms = mono_ms();
         uint64_t ckpt = start->have_position && start->position.hi == 0 ? start->position.lo : 0;
         uint64_t now = (uint64_t)now_usec();
         s->next_pos = now > ckpt ? now : ckpt + 1;
@@ -674,8 +777,11 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
                                       "from them; restarting from the committed offsets");
                         goto out;
                 }
-                if (mono_ms() - s->last_commit_ms >= COMMIT_EVERY_MS || s->count >= OFFSET_MAP_MAX)
+                if (mono_ms() - s->last_commit_ms >= COMMIT_EVERY_MS || s->count >= OFFSET_MAP_MAX) {
                         commit_durable(s, true);
+                        if ((r = check_brokers(s, err)) < 0)
+                                goto out;
+                }
                 if (s->count >= OFFSET_MAP_MAX) {
                         /* The sink is behind by more than the map holds: wait for it. */
                         struct timespec ts = {0, 20 * 1000000L};

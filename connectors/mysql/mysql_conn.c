@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdcsync/deadline.h"
 #include "mysql/mysql_conn.h"
 
 bool mysql_conn_lost(unsigned int errnum) {
@@ -52,11 +53,17 @@ int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret
 int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsigned long client_flags, MYSQL **ret,
                           CdcError *err) {
         MYSQL *m = mysql_init(NULL);
-        unsigned int timeout = 10;
+        /* A server that stops answering (a frozen path or server: no FIN, no RST) fails a read or
+         * a write after timeout_s instead of holding the thread forever; on the binlog stream the
+         * server's heartbeat (mysql_source.c) keeps a live idle server from looking dead. */
+        unsigned int io_timeout = (unsigned)(conf_timeout_ms(conn) / 1000);
+        unsigned int timeout = io_timeout < 10 ? io_timeout : 10;
         int r;
         if (!m)
                 return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
         mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+        mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
+        mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
         mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
         const char *ssl = conn->ssl_mode ? conn->ssl_mode : "preferred";
         if (strcmp(ssl, "disabled") != 0) {
@@ -79,6 +86,8 @@ int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsig
                 mysql_close(m);
                 return r;
         }
+        /* A peer gone without FIN/RST while nothing is being read (a dead host). */
+        deadline_tcp_keepalive((int)mysql_get_socket(m), (int)io_timeout);
         r = pin_session(conn, m, err);
         if (r < 0) {
                 mysql_close(m);

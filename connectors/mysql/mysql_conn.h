@@ -7,7 +7,8 @@
 #include "cdcsync/connector.h"
 
 /* Connects to conn's host:port as its user with its password (never logged), the conf's
- * ssl_mode; database may be NULL. The session's settings that change values are then pinned
+ * ssl_mode, read and write timeouts of timeout_s (connect: at most 10 s) and TCP keepalives;
+ * database may be NULL. The session's settings that change values are then pinned
  * (see pin_session in mysql_conn.c): utf8mb4, time_zone +00:00, a strict sql_mode without any
  * mode that changes values or our SQL, no sql_select_limit, explicit_defaults_for_timestamp on
  * MariaDB. *ret untouched on failure. Returns 0 or a CdcError code ("connection", retriable;

@@ -2154,6 +2154,76 @@ out:
         return r;
 }
 
+/* ---- probe: where the binlog ends now (connector.h) ---- */
+
+struct SourceProbe {
+        const ConnectorConf *conn;
+        MYSQL *m; /* read and write timeouts of timeout_s (mysql_conn.c) */
+};
+
+static SourceProbe *probe_free(SourceProbe *pr) {
+        if (!pr)
+                return NULL;
+        if (pr->m)
+                mysql_close(pr->m);
+        free(pr);
+        return NULL;
+}
+
+static int probe_open(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err) {
+        (void)pipe;
+        SourceProbe *pr = calloc(1, sizeof(*pr));
+        if (!pr)
+                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        pr->conn = conn;
+        int r = mysql_conn_open(conn, NULL, &pr->m, err);
+        if (r < 0) {
+                probe_free(pr);
+                return r;
+        }
+        *ret = pr;
+        return 0;
+}
+
+/* Bytes of the binlogs from `from` (a position in an older file) to the end of the file of `to`'s
+ * sequence number, by the sizes SHOW BINARY LOGS lists. */
+typedef struct {
+        Position from, to;
+        uint64_t bytes;
+} SpanRow;
+
+static int span_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        SpanRow *sp = ud;
+        uint64_t seq, size;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || !cells[1] || file_seq(cells[0], &seq) < 0 ||
+            parse_u64(cells[1], strlen(cells[1]), &size) < 0)
+                return 0;
+        if (seq < sp->from.hi || seq >= sp->to.hi)
+                return 0;
+        sp->bytes += seq == sp->from.hi ? (size > sp->from.lo ? size - sp->from.lo : 0) : size;
+        return 0;
+}
+
+static int probe(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err) {
+        VarRow v = {0};
+        Position end;
+        int r = mysql_conn_query(pr->m, "SHOW MASTER STATUS", NULL, 0, var_row, &v, err);
+        if (r < 0)
+                return r;
+        if (v.n < 2 || file_seq(v.vals[0], &end.hi) < 0 || parse_u64(v.vals[1], strlen(v.vals[1]), &end.lo) < 0)
+                return cdc_error(err, -EPROTO, true, "connection",
+                                 "mysql connector '%s': SHOW MASTER STATUS answered nothing", pr->conn->name);
+        *ret_end = end;
+        /* In another file (a rotation, a server restart) positions cannot be subtracted. */
+        if (!position_is_zero(applied) && applied.hi < end.hi) {
+                SpanRow sp = {.from = applied, .to = end};
+                if (mysql_conn_query(pr->m, "SHOW BINARY LOGS", NULL, 0, span_row, &sp, err) >= 0)
+                        *ret_bytes = sp.bytes + end.lo;
+        }
+        return 0;
+}
+
 const SourceOps mysql_source_ops = {
         .type = "mysql",
         .open = source_open,
@@ -2165,4 +2235,7 @@ const SourceOps mysql_source_ops = {
         .format_checkpoint = source_format_checkpoint,
         .locate = mysql_conn_locate,
         .list_tables = mysql_conn_list_tables,
+        .probe_open = probe_open,
+        .probe = probe,
+        .probe_free = probe_free,
 };

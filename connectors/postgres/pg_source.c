@@ -54,6 +54,7 @@ struct Source {
         bool in_txn, begin_sent;
         TxnInfo txn;
         uint64_t received_lsn; /* last WAL position read */
+        uint64_t commit_end;   /* end of the last transaction's commit record, until acknowledged; 0: none */
         int64_t last_status, last_data;
         int64_t last_recv;      /* usec: last message from the walsender, or when we were ready for one */
         int64_t reply_asked_at; /* usec: silent stream, a keepalive was requested; 0: not */
@@ -719,6 +720,7 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
         if (r == 0 && s->begin_sent) {
                 Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
                 r = emit(s, &ev, err);
+                s->commit_end = m->u.commit.end_lsn;
         }
         s->in_txn = false;
         return r;
@@ -781,6 +783,10 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
                 if (s->begin_sent) {
                         Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
                         r = emit(s, &ev, err);
+                        /* The checkpoint is the commit record's start; once the stream pauses,
+                         * its end is acknowledged too (stream()), or the position would stay a
+                         * record short of the server's WAL end, which lag counts as behind. */
+                        s->commit_end = m.u.commit.end_lsn;
                 } else {
                         Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, m.u.commit.end_lsn}};
                         r = emit(s, &ev, err);
@@ -1494,6 +1500,16 @@ static int stream(Source *s, CdcError *err) {
                 int n = PQgetCopyData(s->repl, &copybuf, 1);
                 if (n == 0) {
                         int64_t now = now_usec();
+                        if (s->commit_end && !s->in_txn && s->nstreams == 0) {
+                                /* Nothing more right now: the engine ends its batch anyway, and the
+                                 * position may move past the last commit record. */
+                                Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, s->commit_end}};
+                                if (s->commit_end > s->received_lsn)
+                                        s->received_lsn = s->commit_end;
+                                s->commit_end = 0;
+                                if ((r = emit(s, &ev, err)) < 0)
+                                        return r;
+                        }
                         if (now - s->last_status >= STATUS_INTERVAL_USEC && (r = send_status(s, false, err)) < 0)
                                 return r;
                         if (now - s->last_data >= HEARTBEAT_IDLE_USEC && !s->in_txn) {

@@ -51,6 +51,10 @@ Position pipeline_io_durable(PipelineIO *io);
 bool pipeline_io_stopping(PipelineIO *io);
 /* Source log end as seen in the stream (keepalives, heartbeats): an observation for lag. */
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts);
+/* For a source whose positions are not its log's (Kafka), instead of log ends: as of now it has
+ * `unread` not handed on yet (0: it read everything the source holds), and the source holds
+ * `behind` beyond what the sink made durable (lag_bytes, in the source's unit: messages). */
+void pipeline_io_report_backlog(PipelineIO *io, uint64_t unread, uint64_t behind);
 /* The source tells the pipeline it now streams (or copies its snapshot): what READY=1 and
  * cdcsync_pipeline_up wait for. */
 void pipeline_io_streaming(PipelineIO *io, bool snapshot);

@@ -27,6 +27,11 @@ typedef struct {
         int64_t contact;     /* usec: the last time the source answered */
         uint64_t bytes_hint; /* bytes from applied to the newest end by the source's own count, when
                               * positions cannot be subtracted (MySQL: another binlog file); UINT64_MAX: unknown */
+        /* A source whose positions are not its log's (Kafka) tells its backlog instead. */
+        bool have_backlog;
+        int64_t backlog_since;  /* usec: it has had unread data at least since; 0: none */
+        int64_t backlog_synced; /* usec: it had read everything the source held then; 0: never */
+        uint64_t backlog;       /* in the source's unit (Kafka: messages) */
 } LagTracker;
 
 typedef struct {
@@ -41,6 +46,10 @@ typedef struct {
  * from the applied position to end by the source's count, UINT64_MAX when not known. A position
  * below one already seen only counts as contact. */
 void lag_note_source(LagTracker *t, Position end, int64_t now, uint64_t bytes_hint);
+/* For a source whose positions are not its log's (Kafka): at wall clock now it has `unread` not
+ * yet handed on (0: it read all the source holds), and `behind` (lag_bytes, in its own unit)
+ * beyond what the sink made durable. */
+void lag_note_backlog(LagTracker *t, uint64_t unread, uint64_t behind, int64_t now);
 /* The sink now holds everything up to applied. */
 void lag_note_applied(LagTracker *t, Position applied);
 void lag_view(const LagTracker *t, LagView *ret);

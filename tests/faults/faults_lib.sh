@@ -93,6 +93,49 @@ PY
   LOADS+=("$!")
 }
 
+# my_load NAME TABLE — the same load on a MariaDB server of my_start (database test, over its
+# socket): TABLE (id bigint AUTO_INCREMENT PRIMARY KEY, v varchar(64)) and TABLE_log (v varchar(64)).
+my_load() {
+  local name=$1 table=$2 dir="MY_${1}_DIR"
+  python3 - "${!dir}/mysql.sock" "$table" <<'PY' >>"$WORK/load.log" 2>&1 &
+import subprocess, sys, time
+sock, table = sys.argv[1:3]
+sql = ("START TRANSACTION; INSERT INTO {t} (v) VALUES (md5(rand())); "
+       "INSERT INTO {t}_log (v) VALUES (concat(now(6), ' ', rand())); "
+       "UPDATE {t} SET v = concat(left(v, 40), '+') WHERE id = (SELECT m FROM (SELECT max(id) - 3 AS m FROM {t}) x); COMMIT;\n").format(t=table)
+p = None
+while True:
+    try:
+        if p is None or p.poll() is not None:
+            p = subprocess.Popen(["mariadb", "--socket=" + sock, "-uroot", "--database=test", "--force"],
+                                 stdin=subprocess.PIPE, text=True)
+        p.stdin.write(sql)
+        p.stdin.flush()
+    except (BrokenPipeError, OSError):
+        p = None
+        time.sleep(0.2)
+    time.sleep(0.05)
+PY
+  LOADS+=("$!")
+}
+
+my_load_tables() {
+  my_on "$1" -e "CREATE TABLE $2 (id bigint AUTO_INCREMENT PRIMARY KEY, v varchar(64));
+    CREATE TABLE $2_log (v varchar(64))"
+}
+
+# my_kill_server NAME / my_start_again NAME — kill -9 of mariadbd (a crash) and a start.
+my_kill_server() {
+  local dir="MY_${1}_DIR" pid
+  pid=$(cat "${!dir}/mysqld.pid")
+  kill -9 "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+my_start_again() {
+  local dir="MY_${1}_DIR" port="MY_${1}_PORT"
+  MYSQL_SERVER_ID=${2:-1} bash "$SRCDIR/scripts/mysql.sh" start "${!dir}" "${!port}" >/dev/null
+}
+
 stop_loads() {
   local p
   for p in "${LOADS[@]}"; do

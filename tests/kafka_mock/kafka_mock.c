@@ -4,6 +4,8 @@
  * Usage: kafka_mock [-b BROKERS] [-t TOPIC:PARTITIONS]... [-p PORTFILE] [-c FIFO]
  * With -c, commands are read from the named pipe FIFO (created if absent), one a line:
  * "down ID" / "up ID" take broker ID (1..BROKERS) off the network or back;
+ * "freeze ID" / "thaw ID" make it hold every answer back (connections stay open: a frozen path)
+ * or answer again;
  * "block TOPIC" makes the cluster answer metadata requests for TOPIC with UNKNOWN_TOPIC_OR_PART,
  * as a broker with auto.create.topics.enable=false does for a topic that does not exist (the mock
  * itself has no such switch: it auto-creates every topic asked for);
@@ -88,7 +90,15 @@ static void run_command(rd_kafka_mock_cluster_t *mc, long brokers, char *line) {
                         printf("ok %s %s\n", line, arg);
                 }
         } else if (!arg || parse_int(arg, 1, brokers, &id) < 0) {
-                printf("error: want 'down ID' or 'up ID' with ID 1..%ld\n", brokers);
+                printf("error: want 'down ID', 'up ID', 'freeze ID' or 'thaw ID' with ID 1..%ld\n", brokers);
+        } else if (strcmp(line, "freeze") == 0 || strcmp(line, "thaw") == 0) {
+                /* A frozen broker keeps its connections and answers nothing (no FIN, no RST): its
+                 * responses are held back for an hour. */
+                rd_kafka_resp_err_t e = rd_kafka_mock_broker_set_rtt(mc, (int32_t)id, line[0] == 'f' ? 3600 * 1000 : 0);
+                if (e)
+                        printf("error: %s %ld: %s\n", line, id, rd_kafka_err2str(e));
+                else
+                        printf("ok %s %ld\n", line, id);
         } else if (strcmp(line, "down") == 0 || strcmp(line, "up") == 0) {
                 bool down = line[0] == 'd';
                 rd_kafka_resp_err_t e = down ? rd_kafka_mock_broker_set_down(mc, (int32_t)id)

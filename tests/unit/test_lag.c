@@ -138,6 +138,32 @@ static void test_bounded(void **state) {
         assert_true(v.synced_at <= 511 * S);
 }
 
+/* A Kafka source tells its backlog: behind since unread data was first reported, in sync as of
+ * the last report without any; lag_bytes is what the source holds beyond the durable offsets. */
+static void test_backlog(void **state) {
+        (void)state;
+        LagTracker t = {0};
+        lag_note_backlog(&t, 0, 0, 10 * S);
+        LagView v = view(&t);
+        assert_int_equal(v.behind_since, 0);
+        assert_int_equal(v.synced_at, 10 * S);
+        assert_int_equal(v.contact, 10 * S);
+        lag_note_backlog(&t, 5, 7, 11 * S);
+        lag_note_backlog(&t, 3, 9, 12 * S);
+        v = view(&t);
+        assert_int_equal(v.behind_since, 11 * S);
+        assert_int_equal(v.synced_at, 10 * S);
+        assert_int_equal(v.bytes, 9);
+        lag_note_backlog(&t, 0, 2, 13 * S); /* all read, two not committed yet */
+        v = view(&t);
+        assert_int_equal(v.behind_since, 0);
+        assert_int_equal(v.synced_at, 13 * S);
+        assert_int_equal(v.bytes, 2);
+        /* after a silence: from the last contact */
+        lag_note_backlog(&t, 4, 4, 13 * S + LAG_GAP_USEC + 1);
+        assert_int_equal(view(&t).behind_since, 13 * S);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_behind_and_caught_up),
@@ -146,6 +172,7 @@ int main(void) {
                 cmocka_unit_test(test_other_file_uses_hint),
                 cmocka_unit_test(test_no_applied_position),
                 cmocka_unit_test(test_bounded),
+                cmocka_unit_test(test_backlog),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
