@@ -100,6 +100,8 @@ struct Source {
         int64_t last_commit_ms;
         int64_t broker_up_ms; /* mono ms: a broker last answered (statistics) */
         uint64_t broker_rx;   /* responses received from all brokers, as of broker_up_ms */
+        bool unresponsive;    /* the attempt ended for brokers that stopped answering */
+        int64_t rx_ms;        /* mono ms: a broker last answered in this attempt; 0: none yet */
         bool revoke_failed;
         int nassigned;
 };
@@ -303,7 +305,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
         }
         if (rx != s->broker_rx) {
                 s->broker_rx = rx;
-                s->broker_up_ms = mono_ms();
+                s->broker_up_ms = s->rx_ms = mono_ms();
         }
         uint64_t unread = 0, behind = 0;
         const char *tname, *pname;
@@ -325,7 +327,9 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
                 }
         }
         json_decref(root);
-        if (s->io)
+        /* The figures are the consumer's own: they speak for the source only while its brokers
+         * answer (lag then counts from the last time they did). */
+        if (s->io && s->rx_ms && mono_ms() - s->rx_ms <= 2 * STATS_INTERVAL_MS + 500)
                 pipeline_io_report_backlog(s->io, unread, behind > unread ? behind : unread);
         return 0; /* librdkafka frees json */
 }
@@ -333,6 +337,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
 static int check_brokers(Source *s, CdcError *err) {
         if (mono_ms() - s->broker_up_ms <= conf_timeout_ms(s->conn) + STATS_INTERVAL_MS)
                 return 0;
+        s->unresponsive = true;
         return cdc_error(err, -ETIMEDOUT, true, "connection",
                          "kafka connector %s: no broker has answered for %d s (timeout_s): the network path or the "
                          "brokers are not responding",
@@ -367,7 +372,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
                 struct timespec ts = {0, 10 * 1000000L};
                 nanosleep(&ts, NULL);
         }
-        if (s->io)
+        /* A lost assignment (our session timed out) cannot be committed for any more: the
+         * commit would only wait for a coordinator that may not answer. */
+        if (s->io && !lost)
                 commit_durable(s, false);
         /* Whatever is left (lost partitions, or a sink that did not catch up) must never be
          * committed later, over the next owner's progress. */
@@ -388,7 +395,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
  * for the group coordinator without a bound, and a frozen one would hold the pipeline forever.
  * A consumer that could not leave is destroyed all the same; the group evicts it later. */
 static void consumer_close(Source *s) {
-        rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+        /* Brokers known not to answer would only make the pipeline wait timeout_s more. */
+        rd_kafka_queue_t *q = s->unresponsive ? NULL : rd_kafka_queue_new(s->rk);
         rd_kafka_error_t *e = q ? rd_kafka_consumer_close_queue(s->rk, q) : NULL;
         if (!q || e) {
                 if (e)
@@ -405,7 +413,12 @@ static void consumer_close(Source *s) {
                 }
         }
         bool closed = rd_kafka_consumer_closed(s->rk);
-        if (!closed)
+        if (!closed && s->unresponsive)
+                log_warn(s->ctx,
+                         "left consumer group %s without telling its coordinator, which does not answer: the group "
+                         "evicts this member once its session times out",
+                         s->group);
+        else if (!closed)
                 log_warn(s->ctx,
                          "could not leave consumer group %s within %d s (timeout_s): the group will evict "
                          "this member once its session times out",
@@ -751,6 +764,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
 
         s->io = io;
         s->broker_up_ms = mono_ms();
+        s->rx_ms = 0;
         uint64_t ckpt = start->have_position && start->position.hi == 0 ? start->position.lo : 0;
         uint64_t now = (uint64_t)now_usec();
         s->next_pos = now > ckpt ? now : ckpt + 1;

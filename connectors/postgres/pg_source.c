@@ -1404,7 +1404,10 @@ static int send_status(Source *s, bool reply, CdcError *err) {
 static int heartbeat(Source *s, CdcError *err) {
         if (s->heartbeat_failed)
                 return 0;
-        deadline_arm(s->guard_sql, conf_timeout_ms(s->conn));
+        /* Within what is left of the stream's own silence budget: a frozen server is reported
+         * timeout_s after the stream last heard of it, not timeout_s after the heartbeat began. */
+        int64_t left_ms = (s->last_recv + (int64_t)conf_timeout_ms(s->conn) * 1000 - now_usec()) / 1000;
+        deadline_arm(s->guard_sql, left_ms > 1000 ? (int)left_ms : 1000);
         PGresult *res = PQexec(s->sql, "SELECT pg_logical_emit_message(false, 'cdcsync_heartbeat', '')");
         bool fired = deadline_disarm(s->guard_sql);
         int r = 0;
