@@ -8,7 +8,7 @@
 #
 #   bash scripts/soak.sh                    # 100,000 transactions, 50 kills
 #   TRANSACTIONS=20000 KILLS=10 bash scripts/soak.sh
-#   CDCSYNC=build/cdcsync CLIENTS=4 KEEP_WORK=1 bash scripts/soak.sh
+#   CDCSYNC=build/cdcsync CLIENTS=4 RATE=800 KEEP_WORK=1 bash scripts/soak.sh
 #
 # Prints "SOAK key=value" lines; exit 0 only with 0 lost and 0 duplicated on both targets.
 set -euo pipefail
@@ -18,6 +18,10 @@ CDCSYNC=${CDCSYNC:-$SRCDIR/build/cdcsync}
 TRANSACTIONS=${TRANSACTIONS:-100000}
 KILLS=${KILLS:-50}
 CLIENTS=${CLIENTS:-4}
+# pgbench runs at most this many transactions a second (all clients), so that the kills, each
+# waiting for the sinks to make progress after the restart, spread over the whole run (about 3 s
+# per kill); RATE=0: as fast as it goes.
+RATE=${RATE:-$((TRANSACTIONS / (KILLS * 3) + 1))}
 [ -x "$CDCSYNC" ] || { echo "soak: build first (cmake -S . -B build && cmake --build build), or set CDCSYNC" >&2; exit 2; }
 export CDCSYNC SRCDIR
 source tests/integration/lib.sh
@@ -71,11 +75,13 @@ my_history() { my_on my -e "SELECT count(*) FROM pgbench_history" 2>/dev/null ||
 service_start
 both_up() { up to_pg && up to_my; }
 wait_for "both pipelines streaming (snapshot copied)" 300 both_up
-log "snapshot copied; pgbench: $TRANSACTIONS transactions, $CLIENTS clients"
+log "snapshot copied; pgbench: $TRANSACTIONS transactions, $CLIENTS clients, at most $RATE/s"
 
 per_client=$((TRANSACTIONS / CLIENTS))
 t_start=$(date +%s)
-pgbench_on -n -c "$CLIENTS" -j "$CLIENTS" -t "$per_client" >"$WORK/pgbench.log" 2>&1 &
+rate_opt=()
+[ "$RATE" -gt 0 ] && rate_opt=(-R "$RATE")
+pgbench_on -n -c "$CLIENTS" -j "$CLIENTS" -t "$per_client" "${rate_opt[@]}" >"$WORK/pgbench.log" 2>&1 &
 PGBENCH_PID=$!
 
 # A kill each time the source committed another slice of the run (and the sinks made progress
@@ -155,7 +161,7 @@ for t in $TABLES; do
   echo "SOAK table=$t rows=$(wc -l <"$WORK/src.$t") postgres:$pgd mysql:$myd"
   [ "$pgd" = "lost=0 duplicated=0 extra=0" ] && [ "$myd" = "lost=0 duplicated=0 extra=0" ] || bad=1
 done
-echo "SOAK transactions=$done_txns kills=$kills pgbench_s=$t_bench catchup_after_s=$t_catchup clients=$CLIENTS"
+echo "SOAK transactions=$done_txns kills=$kills pgbench_s=$t_bench catchup_after_s=$t_catchup clients=$CLIENTS rate=$RATE"
 service_stop
 [ "$bad" = 0 ] || fail "a target differs from the source"
 finish
