@@ -167,8 +167,8 @@ struct Sink {
         uint64_t txn_xid; /* the source transaction of the last change applied... */
         Position txn_pos; /* ...its commit position (as its changes carry it) */
         uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
-        Deadline *guard; /* owned: bounds every wait for the server (timeout_s without an answer) */
-        bool guarded;    /* inside a guarded call: each result read pushes the deadline back */
+        Deadline *guard;  /* owned: bounds every wait for the server (timeout_s without an answer) */
+        bool guarded;     /* inside a guarded call: each result read pushes the deadline back */
 };
 
 static void ts_drop_all(Sink *k);
