@@ -1171,14 +1171,16 @@ static int resolve_start(Source *s, bool have, Position p, char *file, size_t fl
                 const char *any = l.last[0] ? l.last : "binlog.0";
                 const char *dot = strrchr(any, '.');
                 int blen = dot ? (int)(dot - any) : (int)strlen(any);
-                return cdc_error(err, -ENOENT, false, "source",
-                                 "%s binlog file %.*s.%06" PRIu64 " (position %" PRIu64
-                                 ") is no longer on the server (it has %s .. %s): it was purged before cdcsync read "
-                                 "it, so changes were lost for this pipeline: delete its checkpoint in the sink "
-                                 "(pipeline '%s' in cdcsync.checkpoints) and restart with snapshot = initial (or "
-                                 "start_position), and keep binlogs longer (binlog_expire_logs_seconds)",
-                                 s->ctx, blen, any, p.hi, p.lo, l.first[0] ? l.first : "none",
-                                 l.last[0] ? l.last : "none", s->pipe && s->pipe->name ? s->pipe->name : "-");
+                return cdc_error(
+                        err, -ENOENT, false, "source",
+                        "%s binlog file %.*s.%06" PRIu64 " (position %" PRIu64
+                        ") is no longer on the server (it has %s .. %s): it was purged before cdcsync read "
+                        "it, so changes were lost for this pipeline: delete its checkpoint in the sink "
+                        "(pipeline '%s' in cdcsync.checkpoints) and restart with snapshot = replace (merge for "
+                        "a bidirectional pair; or start_position), and keep binlogs longer "
+                        "(binlog_expire_logs_seconds)",
+                        s->ctx, blen, any, p.hi, p.lo, l.first[0] ? l.first : "none", l.last[0] ? l.last : "none",
+                        s->pipe && s->pipe->name ? s->pipe->name : "-");
         }
         if (p.lo > l.size)
                 return cdc_error(err, -ERANGE, false, "source",
@@ -1293,7 +1295,8 @@ static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlG
                         "starts after %s (domain %" PRIu32 " at %" PRIu64 ", the checkpoint at %s); they were "
                         "purged before cdcsync read them, so changes were lost for this pipeline: delete its "
                         "checkpoint in the sink (pipeline '%s' in cdcsync.checkpoints) and restart with "
-                        "snapshot = initial (or start_position), and keep binlogs longer "
+                        "snapshot = replace (merge for a bidirectional pair; or start_position), and keep "
+                        "binlogs longer "
                         "(binlog_expire_logs_seconds)",
                         s->ctx, cp, s->connect_state[0] ? s->connect_state : "(none)", l.first, os, o->domain, o->seq,
                         ws, s->pipe && s->pipe->name ? s->pipe->name : "-");
@@ -2043,7 +2046,8 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                                         "hold the transactions after that state (purged, reset, or not the server "
                                         "the checkpoint came from); if they are lost, delete the pipeline's "
                                         "checkpoint in the sink (pipeline '%s' in cdcsync.checkpoints) and "
-                                        "restart with snapshot = initial; after a failover, let this server "
+                                        "restart with snapshot = replace (merge for a bidirectional pair); after a "
+                                        "failover, let this server "
                                         "catch up with them first",
                                         s->ctx, s->connect_state[0] ? s->connect_state : "(empty)",
                                         mysql_error(s->repl), s->pipe && s->pipe->name ? s->pipe->name : "-");

@@ -1437,7 +1437,8 @@ static int classify_stream_error(Source *s, const PGresult *res, CdcError *err) 
                         err, -ENOENT, false, "slot",
                         "connector %s: replication slot \"%s\" is gone or invalidated (%s) — changes since the "
                         "last checkpoint cannot be read any more; re-create the pipeline with a new snapshot "
-                        "(delete its row from cdcsync.checkpoints on the sink and restart)",
+                        "(delete its row from cdcsync.checkpoints on the sink and restart with snapshot = "
+                        "replace, or merge for a bidirectional pair)",
                         s->conn->name, s->slot, buf);
         return cdc_error(err, -EIO, true, "connection", "connector %s: replication stream ended: %s", s->conn->name,
                          buf);
@@ -1613,20 +1614,24 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                 if (r < 0)
                         return r;
                 if (r == 1 && invalid)
-                        return cdc_error(err, -ENOENT, false, "slot",
-                                         "connector %s: replication slot \"%s\" was invalidated (its WAL was removed, "
-                                         "max_slot_wal_keep_size) — changes were lost; re-create the pipeline with a "
-                                         "new snapshot",
-                                         s->conn->name, s->slot);
+                        return cdc_error(
+                                err, -ENOENT, false, "slot",
+                                "connector %s: replication slot \"%s\" was invalidated (its WAL was removed, "
+                                "max_slot_wal_keep_size) — changes were lost; re-create the pipeline with a "
+                                "new snapshot (delete its row from cdcsync.checkpoints on the sink and restart "
+                                "with snapshot = replace, or merge for a bidirectional pair)",
+                                s->conn->name, s->slot);
                 if (r == 0 && start->have_position) {
                         char pos[32];
                         pg_source_format_position(start->position, pos, sizeof(pos));
-                        return cdc_error(err, -ENOENT, false, "slot",
-                                         "connector %s: replication slot \"%s\" does not exist, but the sink holds a "
-                                         "checkpoint at %s — the slot was dropped and changes since then are lost; "
-                                         "re-create the pipeline with a new snapshot (delete its row from "
-                                         "cdcsync.checkpoints on the sink and restart)",
-                                         s->conn->name, s->slot, pos);
+                        return cdc_error(
+                                err, -ENOENT, false, "slot",
+                                "connector %s: replication slot \"%s\" does not exist, but the sink holds a "
+                                "checkpoint at %s — the slot was dropped and changes since then are lost; "
+                                "re-create the pipeline with a new snapshot (delete its row from "
+                                "cdcsync.checkpoints on the sink and restart with snapshot = replace, or merge for "
+                                "a bidirectional pair)",
+                                s->conn->name, s->slot, pos);
                 }
                 if (r == 0) {
                         char *q = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));

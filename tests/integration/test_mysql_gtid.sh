@@ -114,7 +114,7 @@ newest=$(my_on src -e "SHOW MASTER STATUS" | cut -f1)
 purge() { my_on src -e "PURGE BINARY LOGS TO '$newest'" && [ "$(my_on src -e "SHOW BINARY LOGS" | wc -l)" = 1 ]; }
 wait_for "binlogs purged up to $newest" 30 purge
 service_start
-refused() { grep -q "\[pipeline=gt.*the transactions after GTID $gtid are no longer on the server: its oldest binlog $newest starts after .*delete its checkpoint in the sink.*snapshot = initial" "$WORK/service.log"; }
+refused() { grep -q "\[pipeline=gt.*the transactions after GTID $gtid are no longer on the server: its oldest binlog $newest starts after .*delete its checkpoint in the sink.*snapshot = replace" "$WORK/service.log"; }
 wait_for "the purged GTID stops the pipeline with the GTID named" 30 refused
 log "4: $(grep -o 'the transactions after GTID .*' "$WORK/service.log" | head -1)"
 [ "$(metric 'cdcsync_errors_total{pipeline="gt",kind="source"}')" -ge 1 ] 2>/dev/null ||
