@@ -35,7 +35,7 @@ cleanup() {
   done
   if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
     log "service log (last 60 lines):"
-    tail -n 60 "$WORK"/service*.log 2>/dev/null >&2 || true
+    tail -n 60 "$WORK"/service*.log >&2 2>/dev/null || true
   fi
   [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
   exit $rc

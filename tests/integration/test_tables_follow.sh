@@ -100,8 +100,11 @@ stop_writers() {
 }
 
 service_start
-streaming() { curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null; }
-wait_for "both pipelines streaming" 60 streaming
+# both first copies committed: /healthz says 200 before the sinks are even open, a checkpoint
+# row is written only with the copy's commit
+checkpointed() { [ "$(db "$1" -c "SELECT count(*) FROM cdcsync.checkpoints WHERE pipeline = '$2'" 2>/dev/null)" = 1 ]; }
+copied() { checkpointed dst pg && checkpointed dmy my; }
+wait_for "both first copies committed" 60 copied
 in_log() { grep -q -- "$1" "$WORK/service.log"; }
 
 # Restart with public.t2 added (PostgreSQL source); reload with test_ms.m2 added (MariaDB). The
