@@ -30,7 +30,7 @@ TXNS=${TXNS:-150000}
 PAR_THREADS=${PAR_THREADS:-4}
 BATCH_MAX_ROWS=${BATCH_MAX_ROWS:-5000}
 LIMIT=${LIMIT:-1800}
-command -v sysbench >/dev/null || fail "sysbench is missing: apt-get install sysbench"
+bash "$SRCDIR/scripts/deps.sh" sysbench || fail "cannot install sysbench (apt-get install sysbench)"
 
 my_pid() { local d="MY_${1}_DIR"; cat "${!d}/mysqld.pid"; }
 marker_on() { my_on "$1" -e "SELECT COUNT(*) FROM bench_done" 2>/dev/null || echo 0; }

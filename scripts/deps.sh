@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cdcsync's build, tests and quickstart need. Idempotent and quiet
-# when everything is already there.
+# when everything is already there. Extra package names (a bench's tools) may follow:
+#   scripts/deps.sh sysbench
 set -euo pipefail
 
 PACKAGES=(
@@ -11,6 +12,7 @@ PACKAGES=(
   procps psmisc python3 openssl systemd util-linux git locales
   man-db mandoc file dpkg-dev
   clang libclang-rt-14-dev
+  "$@"
 )
 
 missing=()
