@@ -91,7 +91,7 @@ kept_before=$(table_digest dst kept)
 psql_on src -c "SELECT pg_drop_replication_slot('cdcsync_main')" >/dev/null
 psql_on src -c "INSERT INTO kept VALUES (999, 'written while the slot was gone')"
 service_start
-MSG_SLOT="connector src: replication slot \"cdcsync_main\" does not exist, but the sink holds a checkpoint at ${ckpt_before%% *} — the slot was dropped and changes since then are lost; re-create the pipeline with a new snapshot (delete its row from cdcsync.checkpoints on the sink and restart)"
+MSG_SLOT="connector src: replication slot \"cdcsync_main\" does not exist, but the sink holds a checkpoint at ${ckpt_before%% *} — the slot was dropped and changes since then are lost; re-create the pipeline with a new snapshot (delete its row from cdcsync.checkpoints on the sink and restart with snapshot = replace, or merge for a bidirectional pair)"
 wait_for "pipeline main failed" 30 state_is main failed
 assert_grep "$MSG_SLOT — the pipeline is stopped until this is fixed" "$WORK/service.log"
 code=$(curl -s -o "$WORK/healthz.out" -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz")
