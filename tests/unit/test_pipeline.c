@@ -1,0 +1,720 @@
+/* The pipeline (supervisor, source, engine and sink threads) driven by in-memory fake connectors:
+ * whole transactions per sink commit, the checkpoint committed with the data it covers, nothing
+ * acknowledged upstream before the sink holds it, replays up to the checkpoint skipped, retriable
+ * errors retried to an exact result, fatal ones stopping with data and checkpoint in agreement,
+ * a stop mid-stream resumed without loss or repeat, and a sink that delivers later (Kafka-style
+ * commit_async / poll_durable) acknowledged only once delivered.
+ *
+ * The fakes: a source log of generated transactions (insert, update, delete on 64 keys, computed
+ * against the source's own table so every change is valid exactly once), and a sink "database"
+ * that applies them strictly (an insert of a present key, an update or delete of a missing one is
+ * a violation), stages a batch and commits it with its checkpoint atomically. This file defines
+ * the connector registry itself (connector_source / connector_sink), so the engine's own registry
+ * (engine/registry.c) is not linked in. Waits are for events, bounded only to fail a hung run. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cdcsync/connector.h"
+#include "cdcsync/log.h"
+#include "cdcsync/pipeline.h"
+
+#define NKEYS 64
+#define MAX_TXNS 400
+#define WAIT_LIMIT_S 60 /* only to end a hung run with a message, never a measure */
+
+typedef struct {
+        char op; /* CHANGE_INSERT, CHANGE_UPDATE, CHANGE_DELETE */
+        int key;
+        char val[24];
+} FakeChange;
+
+typedef struct {
+        uint64_t xid;
+        Position pos;
+        int n;
+        FakeChange *ch; /* owned */
+} FakeTxn;
+
+/* A table state: which keys are present, with which value. */
+typedef struct {
+        bool present[NKEYS];
+        char val[NKEYS][24];
+} Rows;
+
+/* One batch delivered by commit_async, not yet durable. */
+typedef struct {
+        Position pos;
+        Rows rows;
+} AsyncBatch;
+
+static struct {
+        pthread_mutex_t lock;
+        /* source */
+        FakeTxn log[MAX_TXNS];
+        int ntxns;
+        int emit_delay_us; /* pause after each transaction emitted */
+        Position acked;    /* what the source was last told is durable */
+        /* sink */
+        Rows committed, stage;
+        bool in_txn;
+        Position ckpt; /* durable checkpoint */
+        bool found;
+        uint64_t applies, commits, rollbacks, opens;
+        uint64_t fail_at_apply; /* the apply with this number (1-based, over all attempts) fails once */
+        bool fail_retriable;
+        bool async; /* the sink delivers later: commit_async / poll_durable */
+        AsyncBatch pending[32];
+        int npending;
+        /* per staged batch: changes seen per transaction index */
+        int batch_count[MAX_TXNS];
+        int batch_first, batch_last; /* txn index range seen in the staged batch, -1 none */
+        int max_commit_changes;      /* most changes in one sink commit */
+        char violation[512];         /* first broken rule, "" none */
+} g;
+
+static Table *table;
+
+struct Source {
+        int unused;
+};
+struct Sink {
+        int unused;
+};
+
+static void violate(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violate(const char *fmt, ...) {
+        if (g.violation[0])
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g.violation, sizeof(g.violation), fmt, ap);
+        va_end(ap);
+}
+
+/* ---- the source log ---- */
+
+static Position txn_pos(int i) {
+        return (Position){0, (uint64_t)(i + 1) * 100};
+}
+
+/* Appends n transactions; the i-th has sizes(i) changes (or `each` when > 0). */
+static void log_generate(int n, int each, Rows *src) {
+        for (int t = 0; t < n; t++) {
+                int i = g.ntxns++;
+                FakeTxn *x = &g.log[i];
+                x->xid = (uint64_t)i + 1000;
+                x->pos = txn_pos(i);
+                x->n = each > 0 ? each : 1 + (i * 7) % 5;
+                x->ch = calloc((size_t)x->n, sizeof(*x->ch));
+                assert_non_null(x->ch);
+                for (int j = 0; j < x->n; j++) {
+                        FakeChange *c = &x->ch[j];
+                        c->key = (i * 31 + j * 7) % NKEYS;
+                        snprintf(c->val, sizeof(c->val), "v%d.%d", i, j);
+                        if (!src->present[c->key])
+                                c->op = CHANGE_INSERT;
+                        else
+                                c->op = (i + j) % 4 == 0 ? CHANGE_DELETE : CHANGE_UPDATE;
+                        src->present[c->key] = c->op != CHANGE_DELETE;
+                        if (c->op != CHANGE_DELETE)
+                                memcpy(src->val[c->key], c->val, sizeof(c->val));
+                }
+        }
+}
+
+/* The table as of transaction index `upto` (inclusive; -1: empty). */
+static void rows_as_of(int upto, Rows *ret) {
+        memset(ret, 0, sizeof(*ret));
+        for (int i = 0; i <= upto; i++)
+                for (int j = 0; j < g.log[i].n; j++) {
+                        const FakeChange *c = &g.log[i].ch[j];
+                        ret->present[c->key] = c->op != CHANGE_DELETE;
+                        if (c->op != CHANGE_DELETE)
+                                memcpy(ret->val[c->key], c->val, sizeof(c->val));
+                }
+}
+
+static int txn_index(Position pos) {
+        for (int i = 0; i < g.ntxns; i++)
+                if (position_cmp(g.log[i].pos, pos) == 0)
+                        return i;
+        return -2;
+}
+
+static void assert_rows_equal(const Rows *a, const Rows *b) {
+        for (int k = 0; k < NKEYS; k++) {
+                assert_int_equal(a->present[k], b->present[k]);
+                if (a->present[k])
+                        assert_string_equal(a->val[k], b->val[k]);
+        }
+}
+
+/* ---- fake source ---- */
+
+static int fsrc_open(const ConnectorConf *conn, const PipelineConf *pipe, Source **ret, CdcError *err) {
+        (void)conn;
+        (void)pipe;
+        (void)err;
+        *ret = calloc(1, sizeof(Source));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int emit_change(PipelineIO *io, const FakeChange *fc) {
+        Event ev = {.kind = EVENT_CHANGE};
+        Change *c = &ev.change;
+        char key[16];
+        snprintf(key, sizeof(key), "%d", fc->key);
+        c->op = (ChangeOp)fc->op;
+        c->table = table_ref(table);
+        Value *v = values_new(2);
+        if (!v || value_set(&v[0], key, strlen(key)) < 0)
+                return -ENOMEM;
+        if (fc->op == CHANGE_DELETE) {
+                c->before = v;
+        } else {
+                c->after = v;
+                if (value_set(&v[1], fc->val, strlen(fc->val)) < 0)
+                        return -ENOMEM;
+        }
+        return pipeline_io_emit(io, &ev);
+}
+
+/* Sends the whole log from its start, as a slot resends what its confirmed position trails: the
+ * engine must skip what the sink holds. Then keepalives at the log's end until told to stop. */
+static int fsrc_run(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err) {
+        (void)s;
+        (void)start;
+        (void)err;
+        pipeline_io_streaming(io, false);
+        int i = 0;
+        while (!pipeline_io_stopping(io)) {
+                pthread_mutex_lock(&g.lock);
+                int n = g.ntxns;
+                int delay = g.emit_delay_us;
+                pthread_mutex_unlock(&g.lock);
+                int r = 0;
+                if (i < n) {
+                        const FakeTxn *x = &g.log[i++];
+                        TxnInfo txn = {.xid = x->xid, .commit_pos = x->pos, .commit_ts = 1700000000000000LL};
+                        Event ev = {.kind = EVENT_BEGIN, .txn = txn};
+                        r = pipeline_io_emit(io, &ev);
+                        for (int j = 0; r == 0 && j < x->n; j++)
+                                r = emit_change(io, &x->ch[j]);
+                        if (r == 0) {
+                                Event cm = {.kind = EVENT_COMMIT, .txn = txn};
+                                r = pipeline_io_emit(io, &cm);
+                        }
+                        if (delay)
+                                usleep((useconds_t)delay);
+                } else {
+                        Event ka = {.kind = EVENT_KEEPALIVE, .pos = n ? g.log[n - 1].pos : (Position){0, 1}};
+                        r = pipeline_io_emit(io, &ka);
+                        usleep(1000);
+                }
+                if (r == -ECANCELED)
+                        return 0;
+                if (r < 0)
+                        return cdc_error(err, r, false, "internal", "emit failed");
+                /* What a source acknowledges upstream must already be durable in the sink. */
+                Position d = pipeline_io_durable(io);
+                pthread_mutex_lock(&g.lock);
+                if (position_cmp(d, g.ckpt) > 0)
+                        violate("source told %" PRIu64 " is durable, the sink holds %" PRIu64, d.lo, g.ckpt.lo);
+                g.acked = d;
+                pthread_mutex_unlock(&g.lock);
+        }
+        return 0;
+}
+
+static void fsrc_format(Position p, char *buf, size_t len) {
+        snprintf(buf, len, "%" PRIu64 "/%" PRIu64, p.hi, p.lo);
+}
+
+static int fsrc_parse(const char *text, Position *ret) {
+        return sscanf(text, "%" SCNu64 "/%" SCNu64, &ret->hi, &ret->lo) == 2 ? 0 : -EINVAL;
+}
+
+static int fake_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
+        (void)conn;
+        (void)pipe;
+        (void)err;
+        return 0;
+}
+
+static Source *fsrc_free(Source *s) {
+        free(s);
+        return NULL;
+}
+
+static const SourceOps fake_source_ops = {
+        .type = "fake",
+        .open = fsrc_open,
+        .run = fsrc_run,
+        .format_position = fsrc_format,
+        .parse_position = fsrc_parse,
+        .check = fake_check,
+        .free = fsrc_free,
+};
+
+/* ---- fake sink ---- */
+
+static int fsink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+        (void)conn;
+        (void)pipe;
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        g.opens++;
+        g.npending = 0; /* a new session: what was not delivered is gone */
+        pthread_mutex_unlock(&g.lock);
+        *ret = calloc(1, sizeof(Sink));
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int fsink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+        (void)k;
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        *ret = g.ckpt;
+        *found = g.found;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static int fsink_begin(Sink *k, CdcError *err) {
+        (void)k;
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        if (g.in_txn)
+                violate("begin inside an open sink transaction");
+        g.in_txn = true;
+        g.stage = g.committed;
+        for (int i = 0; i < MAX_TXNS; i++)
+                g.batch_count[i] = 0;
+        g.batch_first = g.batch_last = -1;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static int fsink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
+        (void)k;
+        pthread_mutex_lock(&g.lock);
+        uint64_t n = ++g.applies;
+        if (g.fail_at_apply && n == g.fail_at_apply) {
+                bool retriable = g.fail_retriable;
+                pthread_mutex_unlock(&g.lock);
+                return cdc_error(err, -EIO, retriable, retriable ? "connection" : "data",
+                                 "injected failure at apply %" PRIu64, n);
+        }
+        if (!g.in_txn)
+                violate("apply outside a sink transaction");
+        int ti = txn_index(txn->commit_pos);
+        const Value *row = c->op == CHANGE_DELETE ? c->before : c->after;
+        int key = atoi(row[0].data);
+        if (ti < 0) {
+                violate("change of an unknown transaction %" PRIu64, txn->commit_pos.lo);
+        } else {
+                if (g.batch_first < 0)
+                        g.batch_first = ti;
+                if (ti < g.batch_last)
+                        violate("transaction %d applied after %d", ti, g.batch_last);
+                g.batch_last = ti;
+                g.batch_count[ti]++;
+        }
+        switch (c->op) {
+        case CHANGE_INSERT:
+                if (g.stage.present[key])
+                        violate("insert of present key %d (a change applied twice)", key);
+                break;
+        case CHANGE_UPDATE:
+        case CHANGE_DELETE:
+                if (!g.stage.present[key])
+                        violate("%c of missing key %d (a change lost or applied twice)", c->op, key);
+                break;
+        default: violate("unexpected op %c", c->op);
+        }
+        g.stage.present[key] = c->op != CHANGE_DELETE;
+        if (c->op != CHANGE_DELETE)
+                snprintf(g.stage.val[key], sizeof(g.stage.val[key]), "%s", row[1].data);
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+/* The batch staged must be whole transactions ending at `pos` (lock held). */
+static void check_batch(Position pos, const TxnInfo *last) {
+        int end = txn_index(pos);
+        if (end < 0 || position_cmp(last->commit_pos, pos) != 0)
+                violate("checkpoint %" PRIu64 " is not the batch's last commit", pos.lo);
+        int changes = 0;
+        for (int i = g.batch_first; i >= 0 && i <= g.batch_last; i++) {
+                if (g.batch_count[i] && g.batch_count[i] != g.log[i].n)
+                        violate("transaction %d split: %d of %d changes in one commit", i, g.batch_count[i],
+                                g.log[i].n);
+                changes += g.batch_count[i];
+        }
+        if (g.batch_last >= 0 && g.batch_last != end)
+                violate("batch holds transaction %d but its checkpoint is %d", g.batch_last, end);
+        if (changes > g.max_commit_changes)
+                g.max_commit_changes = changes;
+}
+
+static int fsink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        (void)k;
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        char want[64];
+        fsrc_format(pos, want, sizeof(want));
+        if (strcmp(pos_text, want) != 0)
+                violate("checkpoint text %s for position %s", pos_text, want);
+        if (g.found && position_cmp(pos, g.ckpt) <= 0)
+                violate("checkpoint went back from %" PRIu64 " to %" PRIu64, g.ckpt.lo, pos.lo);
+        check_batch(pos, last);
+        g.committed = g.stage;
+        g.ckpt = pos;
+        g.found = true;
+        g.in_txn = false;
+        g.commits++;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static int fsink_rollback(Sink *k) {
+        (void)k;
+        pthread_mutex_lock(&g.lock);
+        g.in_txn = false;
+        g.rollbacks++;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static Sink *fsink_free(Sink *k) {
+        free(k);
+        return NULL;
+}
+
+/* Kafka-style: the batch is handed over now and durable only when a later poll says so. */
+static int fsink_commit_async(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+        (void)k;
+        (void)pos_text;
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        check_batch(pos, last);
+        if (g.npending == (int)(sizeof(g.pending) / sizeof(g.pending[0])))
+                violate("more batches pending than the engine may hold");
+        else
+                g.pending[g.npending++] = (AsyncBatch){pos, g.stage};
+        g.committed = g.stage; /* what later batches build on */
+        g.in_txn = false;
+        g.commits++;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+/* A poll that may wait delivers the oldest pending batch; one that may not (timeout 0) only
+ * reports: delivery lags behind the engine's commits, as a broker's acknowledgements do. */
+static int fsink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
+        (void)k;
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        if (timeout_ms > 0 && g.npending > 0) {
+                g.ckpt = g.pending[0].pos;
+                g.found = true;
+                memmove(&g.pending[0], &g.pending[1], (size_t)(g.npending - 1) * sizeof(g.pending[0]));
+                g.npending--;
+        }
+        *ret = g.ckpt;
+        *ret_found = g.found;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static const SinkOps fake_sink_ops = {
+        .type = "fake",
+        .open = fsink_open,
+        .last_position = fsink_last_position,
+        .begin = fsink_begin,
+        .apply = fsink_apply,
+        .commit = fsink_commit,
+        .rollback = fsink_rollback,
+        .check = fake_check,
+        .free = fsink_free,
+};
+
+static const SinkOps fake_async_sink_ops = {
+        .type = "fakeasync",
+        .open = fsink_open,
+        .last_position = fsink_last_position,
+        .begin = fsink_begin,
+        .apply = fsink_apply,
+        .commit = fsink_commit,
+        .rollback = fsink_rollback,
+        .check = fake_check,
+        .free = fsink_free,
+        .commit_async = fsink_commit_async,
+        .poll_durable = fsink_poll_durable,
+};
+
+/* The registry, for this test: every type is the fake. */
+const SourceOps *connector_source(const char *type) {
+        (void)type;
+        return &fake_source_ops;
+}
+
+const SinkOps *connector_sink(const char *type) {
+        return strcmp(type, "fakeasync") == 0 ? &fake_async_sink_ops : &fake_sink_ops;
+}
+
+/* ---- harness ---- */
+
+static ConnectorConf src_conf = {.name = "src", .type = "fake"};
+static ConnectorConf sink_conf = {.name = "dst", .type = "fake"};
+static PipelineConf pipe_conf = {.name = "p", .source = &src_conf, .sink = &sink_conf, .batch_max_rows = 50};
+
+static int setup(void **state) {
+        (void)state;
+        for (int i = 0; i < g.ntxns; i++)
+                free(g.log[i].ch);
+        memset(&g, 0, sizeof(g));
+        pthread_mutex_init(&g.lock, NULL);
+        sink_conf.type = "fake";
+        pipe_conf.batch_max_rows = 50;
+        if (!table) {
+                table = table_new("public", "t", 2);
+                assert_non_null(table);
+                table->cols[0].name = strdup("id");
+                table->cols[0].cls = TYPE_INTEGER;
+                table->cols[0].key = true;
+                table->cols[1].name = strdup("v");
+                table->cols[1].cls = TYPE_TEXT;
+        }
+        log_set_level(LOG_LEVEL_ERROR);
+        return 0;
+}
+
+static int teardown(void **state) {
+        (void)state;
+        for (int i = 0; i < g.ntxns; i++)
+                free(g.log[i].ch);
+        g.ntxns = 0;
+        pthread_mutex_destroy(&g.lock);
+        return 0;
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the sink's checkpoint and the source's acknowledgement reach `pos` (or a
+ * violation shows); fails a hung run after WAIT_LIMIT_S. */
+static void wait_acked(Position pos) {
+        int64_t until = mono_ms() + WAIT_LIMIT_S * 1000;
+        for (;;) {
+                pthread_mutex_lock(&g.lock);
+                bool done = g.violation[0] || (position_cmp(g.ckpt, pos) >= 0 && position_cmp(g.acked, pos) >= 0);
+                pthread_mutex_unlock(&g.lock);
+                if (done)
+                        return;
+                if (mono_ms() > until)
+                        fail_msg("checkpoint %" PRIu64 " / acknowledged %" PRIu64 " never reached %" PRIu64, g.ckpt.lo,
+                                 g.acked.lo, pos.lo);
+                usleep(1000);
+        }
+}
+
+static void wait_state(Pipeline *p, PipelineState s) {
+        int64_t until = mono_ms() + WAIT_LIMIT_S * 1000;
+        while (atomic_load(&pipeline_stats(p)->state) != (int)s) {
+                if (mono_ms() > until)
+                        fail_msg("pipeline never reached state %s", pipeline_state_name(s));
+                usleep(1000);
+        }
+}
+
+static Pipeline *start(void) {
+        Pipeline *p = NULL;
+        assert_int_equal(pipeline_start(&pipe_conf, NULL, "/tmp", NULL, &p), 0);
+        return p;
+}
+
+static void assert_no_violation(void) {
+        if (g.violation[0])
+                fail_msg("%s", g.violation);
+}
+
+static uint64_t changes_in(int from, int to) {
+        uint64_t n = 0;
+        for (int i = from; i <= to; i++)
+                n += (uint64_t)g.log[i].n;
+        return n;
+}
+
+static uint64_t errors_counted(Pipeline *p) {
+        uint64_t n = 0;
+        for (int i = 0; i < STATS_ERROR_KINDS; i++)
+                n += atomic_load(&pipeline_stats(p)->errors[i]);
+        return n;
+}
+
+/* ---- tests ---- */
+
+static void test_streams_whole_transactions(void **state) {
+        (void)state;
+        Rows src = {0}, sink;
+        log_generate(300, 0, &src);
+        Pipeline *p = start();
+        wait_acked(g.log[299].pos);
+        assert_true(pipeline_settled(p));
+        assert_int_equal(atomic_load(&pipeline_stats(p)->transactions), 300);
+        p = pipeline_free(p);
+        assert_no_violation();
+        pthread_mutex_lock(&g.lock);
+        sink = g.committed;
+        pthread_mutex_unlock(&g.lock);
+        assert_rows_equal(&sink, &src);
+        assert_int_equal(g.applies, changes_in(0, 299));
+        assert_int_equal(g.rollbacks, 0);
+        assert_true(g.commits >= 1);
+}
+
+/* The sink already holds transactions 0..149: the resent ones are skipped, not applied again
+ * (an insert applied twice would be a violation). */
+static void test_resume_skips_what_the_sink_holds(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(300, 0, &src);
+        rows_as_of(149, &g.committed);
+        g.ckpt = g.log[149].pos;
+        g.found = true;
+        Pipeline *p = start();
+        wait_acked(g.log[299].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_int_equal(g.applies, changes_in(150, 299));
+}
+
+/* A retriable sink error mid-batch: the batch is rolled back, the attempt retried, and every
+ * change arrives exactly once. */
+static void test_retriable_error_retried_to_exact(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(300, 0, &src);
+        g.fail_at_apply = 123;
+        g.fail_retriable = true;
+        Pipeline *p = start();
+        wait_acked(g.log[299].pos);
+        assert_int_equal(errors_counted(p), 1);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_true(g.rollbacks >= 1);
+        assert_int_equal(g.opens, 2);
+}
+
+/* A fatal error stops the pipeline; what the sink holds is exactly what its checkpoint says. */
+static void test_fatal_error_stops_with_data_and_checkpoint_agreeing(void **state) {
+        (void)state;
+        Rows src = {0}, want;
+        log_generate(300, 0, &src);
+        g.fail_at_apply = 123;
+        g.fail_retriable = false;
+        g.emit_delay_us = 200; /* several batches commit before the failure */
+        Pipeline *p = start();
+        wait_state(p, PIPELINE_FAILED);
+        assert_true(pipeline_settled(p));
+        assert_int_equal(errors_counted(p), 1);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_int_equal(g.opens, 1);
+        assert_true(position_cmp(g.ckpt, g.log[299].pos) < 0);
+        int at = g.found ? txn_index(g.ckpt) : -1;
+        assert_true(at >= -1);
+        rows_as_of(at, &want);
+        assert_rows_equal(&g.committed, &want);
+}
+
+/* A transaction larger than both queues together travels as one sink commit, never split, however
+ * small batch_max_rows is. */
+static void test_large_transaction_is_one_commit(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(1, 3 * 4096, &src);
+        log_generate(2, 0, &src);
+        pipe_conf.batch_max_rows = 10;
+        Pipeline *p = start();
+        wait_acked(g.log[2].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_true(g.max_commit_changes >= 3 * 4096);
+}
+
+/* Stopped mid-stream: the sink holds whole transactions up to its checkpoint; a new pipeline
+ * resumes there and ends exact, nothing lost and nothing applied twice. */
+static void test_stop_midway_then_resume(void **state) {
+        (void)state;
+        Rows src = {0}, want;
+        log_generate(300, 0, &src);
+        g.emit_delay_us = 300;
+        Pipeline *p = start();
+        wait_acked(g.log[50].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_true(g.found);
+        int at = txn_index(g.ckpt);
+        assert_true(at >= 50);
+        rows_as_of(at, &want);
+        assert_rows_equal(&g.committed, &want);
+        g.emit_delay_us = 0;
+        p = start();
+        wait_acked(g.log[299].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_int_equal(g.applies, changes_in(0, 299));
+}
+
+/* A sink that delivers later: nothing is acknowledged to the source before the sink reports it
+ * durable (checked on every acknowledgement the source reads), and all of it arrives. */
+static void test_async_sink_acknowledged_only_when_durable(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(300, 0, &src);
+        sink_conf.type = "fakeasync";
+        pipe_conf.batch_max_rows = 5;
+        Pipeline *p = start();
+        wait_acked(g.log[299].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_int_equal(g.npending, 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_streams_whole_transactions, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_resume_skips_what_the_sink_holds, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_retriable_error_retried_to_exact, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fatal_error_stops_with_data_and_checkpoint_agreeing, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_large_transaction_is_one_commit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stop_midway_then_resume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_async_sink_acknowledged_only_when_durable, setup, teardown),
+        };
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+        table_unref(table);
+        return r;
+}
