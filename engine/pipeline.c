@@ -309,8 +309,7 @@ static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
                 if (r < 0)
                         return r;
         }
-        Event be = {.kind = EVENT_BATCH_END, .pos = txn->commit_pos, .txn = *txn};
-        be.server_ts = (int64_t)p->batch_no;
+        Event be = {.kind = EVENT_BATCH_END, .pos = txn->commit_pos, .txn = *txn, .batch_no = p->batch_no};
         return queue_push(p->q_sink, &be);
 }
 
@@ -359,194 +358,222 @@ static int push_tagged(Pipeline *p, Event *ev, CdcError *err) {
         return r;
 }
 
+/* The engine thread's view of the stream: the transaction being read and the batch being built. */
+typedef struct {
+        Pipeline *p;
+        TxnInfo txn;       /* the transaction being read, or the last one read */
+        bool in_txn;       /* between its BEGIN and its COMMIT */
+        bool skip_txn;     /* dropped whole: the sink holds it, or it is our own write coming back */
+        bool echo_txn;     /* the reverse pipeline's write coming back (bidirectional sync) */
+        uint32_t seq;      /* changes of txn decided so far */
+        bool batch_open;   /* a batch was begun towards the sink and not ended */
+        size_t batch_rows; /* changes (version tags included) in the open batch */
+        CdcError err;
+} Engine;
+
+/* What an event handler did with the event: hand it on to the sink, or it is done with. */
+enum { EVENT_FORWARD = 0, EVENT_CONSUMED = 1 };
+
+static int on_begin(Engine *e, const Event *ev) {
+        Pipeline *p = e->p;
+        e->in_txn = true;
+        e->txn = ev->txn;
+        e->seq = 0;
+        /* The slot may resend transactions up to its confirmed position, which can trail the
+         * sink's checkpoint. */
+        e->skip_txn = p->have_start && position_cmp(e->txn.commit_pos, p->start_pos) <= 0 && !e->txn.snapshot;
+        /* Our reverse pipeline's own write coming back: never sent back. */
+        e->echo_txn = !e->skip_txn && bidi_is_echo(&p->peers, e->txn.origin);
+        if (e->echo_txn) {
+                /* With row versions its changes still tell what the source holds. */
+                e->skip_txn = !p->rows;
+                p->echoes++;
+                log_debug(p->ctx, "dropped echo transaction %llu (origin %s, %llu so far)",
+                          (unsigned long long)e->txn.xid, e->txn.origin, (unsigned long long)p->echoes);
+        }
+        if (e->skip_txn)
+                return EVENT_CONSUMED;
+        if (!e->batch_open && p->rows) {
+                int r = rowstate_batch_begin(p->rows, p->batch_no + 1, &e->err);
+                if (r < 0)
+                        return r;
+        }
+        if (!e->batch_open)
+                p->batch_no++;
+        e->batch_open = true;
+        return EVENT_FORWARD;
+}
+
+/* A row of our own bookkeeping in the source (bidirectional sync's version tags) is read, never
+ * copied; a delete it tells of may have to go on to the sink. */
+static int on_tag_row(Engine *e, Event *ev) {
+        Pipeline *p = e->p;
+        Event fw = {.kind = EVENT_CHANGE, .txn = e->txn};
+        int r = e->echo_txn && p->rows       ? rowstate_echo_tag(p->rows, &e->txn, &ev->change, &fw.change, &e->err)
+                : e->txn.snapshot && p->rows ? rowstate_copy_tag(p->rows, &ev->change, &e->err)
+                                             : 0;
+        if (r <= 0)
+                return r < 0 ? r : EVENT_CONSUMED;
+        r = push_tagged(p, &fw, &e->err);
+        if (r < 0)
+                return r;
+        e->batch_rows += 2;
+        return EVENT_CONSUMED;
+}
+
+static int on_change(Engine *e, Event *ev) {
+        Pipeline *p = e->p;
+        if (e->skip_txn)
+                return EVENT_CONSUMED;
+        /* Sinks read the transaction header from each change (Kafka: position, txId, snapshot); a
+         * binlog source sends it only with BEGIN/COMMIT. */
+        ev->txn = e->txn;
+        if (copies_is_registry(ev->change.table)) {
+                /* The source's copy records go to the sink with the copy; the table itself, read
+                 * from a log, is not synced. */
+                if (!e->txn.snapshot)
+                        return EVENT_CONSUMED;
+                e->batch_rows++;
+                return EVENT_FORWARD;
+        }
+        if (rowstate_is_tag_table(ev->change.table))
+                return on_tag_row(e, ev);
+        if (p->rows) {
+                bool apply = true;
+                int r = e->echo_txn ? rowstate_echo(p->rows, &e->txn, &ev->change, e->seq, &apply, &e->err)
+                                    : rowstate_check(p->rows, &e->txn, &ev->change, e->seq, &apply, &e->err);
+                if (r < 0)
+                        return r;
+                e->seq++;
+                if (!apply)
+                        return EVENT_CONSUMED;
+                r = push_tag(p, &e->txn, &e->err);
+                if (r < 0)
+                        return r;
+                e->batch_rows += (size_t)r;
+        }
+        e->batch_rows++;
+        return EVENT_FORWARD;
+}
+
+static int on_commit(Engine *e, const Event *ev) {
+        Pipeline *p = e->p;
+        e->in_txn = false;
+        if (e->skip_txn) {
+                e->skip_txn = false;
+                atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, 1));
+                return EVENT_CONSUMED;
+        }
+        /* A MySQL source knows where a transaction ends only at its commit. */
+        e->txn = ev->txn;
+        return EVENT_FORWARD;
+}
+
+static int engine_handle(Engine *e, Event *ev) {
+        switch (ev->kind) {
+        case EVENT_BEGIN: return on_begin(e, ev);
+        case EVENT_CHANGE: return on_change(e, ev);
+        case EVENT_COMMIT: return on_commit(e, ev);
+        case EVENT_KEEPALIVE: return e->in_txn ? EVENT_CONSUMED : EVENT_FORWARD;
+        default: return EVENT_CONSUMED;
+        }
+}
+
+/* Batching policy. A batch ends only between transactions: at the COMMIT that brings it to
+ * batch_max_rows, or as soon as the source has nothing more right now (low latency under light
+ * load), or on stop. */
+static bool batch_ends_after(Engine *e, EventKind forwarded) {
+        Pipeline *p = e->p;
+        return e->batch_open && !e->in_txn &&
+               ((forwarded == EVENT_COMMIT && e->batch_rows >= (size_t)p->conf->batch_max_rows) ||
+                queue_depth(p->q_src) == 0 || atomic_load(&p->stop));
+}
+
+/* ... and while waiting: between transactions with nothing more coming (the wait timed out, or
+ * only a keepalive came), the open batch is committed now rather than held until the next one. */
+static bool batch_ends_idle(const Engine *e, int popped, const Event *ev) {
+        return e->batch_open && !e->in_txn && (popped == -ETIMEDOUT || (popped == 0 && ev->kind == EVENT_KEEPALIVE));
+}
+
+/* Ends the open batch; returns 0, -ECANCELED on stop, or an error. */
+static int engine_end_batch(Engine *e) {
+        int r = end_batch(e->p, &e->txn, &e->err);
+        if (r == 0) {
+                e->batch_open = false;
+                e->batch_rows = 0;
+        }
+        return r;
+}
+
 static void *engine_main(void *arg) {
-        Pipeline *p = arg;
+        Engine e = {.p = arg};
+        Pipeline *p = e.p;
         Event ev = {0};
-        bool in_txn = false, skip_txn = false, batch_open = false, echo_txn = false;
-        size_t batch_rows = 0;
-        TxnInfo txn = {0};
-        uint32_t seq = 0;
-        CdcError err = {0};
         int r;
 
         for (;;) {
                 /* On stop, complete transactions already handed on are committed; a transaction
                  * read only in part is dropped (the sink rolls it back; it is read again later). */
                 if (atomic_load(&p->stop)) {
-                        if (batch_open && !in_txn) {
-                                r = end_batch(p, &txn, &err);
-                                if (r == -ECANCELED)
-                                        break;
-                                if (r < 0)
+                        if (e.batch_open && !e.in_txn) {
+                                r = engine_end_batch(&e);
+                                if (r < 0 && r != -ECANCELED)
                                         goto fail;
-                                batch_open = false;
                         }
                         break;
                 }
                 r = queue_pop(p->q_src, &ev, 200);
-                /* Between transactions with nothing more coming (or only a keepalive), the open
-                 * batch is committed now rather than held until the next transaction. */
-                if (batch_open && !in_txn && (r == -ETIMEDOUT || (r == 0 && ev.kind == EVENT_KEEPALIVE))) {
-                        int e = end_batch(p, &txn, &err);
-                        if (e < 0 && e != -ECANCELED) {
-                                r = e;
+                if (batch_ends_idle(&e, r, &ev)) {
+                        int x = engine_end_batch(&e);
+                        if (x < 0 && x != -ECANCELED) {
+                                r = x;
                                 goto fail;
                         }
-                        batch_open = false;
-                        batch_rows = 0;
+                        e.batch_open = false;
+                        e.batch_rows = 0;
                 }
                 note_depth(p);
                 if (r == -ETIMEDOUT) {
-                        prune_tombstones(p, batch_open);
+                        prune_tombstones(p, e.batch_open);
                         continue;
                 }
                 if (r < 0)
                         break;
-                switch (ev.kind) {
-                case EVENT_BEGIN:
-                        in_txn = true;
-                        txn = ev.txn;
-                        seq = 0;
-                        /* The slot may resend transactions up to its confirmed position, which
-                         * can trail the sink's checkpoint. */
-                        skip_txn = p->have_start && position_cmp(txn.commit_pos, p->start_pos) <= 0 && !txn.snapshot;
-                        /* Our reverse pipeline's own write coming back: never sent back. */
-                        echo_txn = !skip_txn && bidi_is_echo(&p->peers, txn.origin);
-                        if (echo_txn) {
-                                /* With row versions its changes still tell what the source holds. */
-                                skip_txn = !p->rows;
-                                p->echoes++;
-                                log_debug(p->ctx, "dropped echo transaction %llu (origin %s, %llu so far)",
-                                          (unsigned long long)txn.xid, txn.origin, (unsigned long long)p->echoes);
-                        }
-                        if (skip_txn) {
-                                event_clear(&ev);
-                                continue;
-                        }
-                        if (!batch_open && p->rows) {
-                                r = rowstate_batch_begin(p->rows, p->batch_no + 1, &err);
-                                if (r < 0)
-                                        goto fail;
-                        }
-                        if (!batch_open)
-                                p->batch_no++;
-                        batch_open = true;
-                        break;
-                case EVENT_CHANGE:
-                        if (skip_txn) {
-                                event_clear(&ev);
-                                continue;
-                        }
-                        /* Sinks read the transaction header from each change (Kafka: position,
-                         * txId, snapshot); a binlog source sends it only with BEGIN/COMMIT. */
-                        ev.txn = txn;
-                        if (copies_is_registry(ev.change.table)) {
-                                /* The source's copy records go to the sink with the copy; the
-                                 * table itself, read from a log, is not synced. */
-                                if (!txn.snapshot) {
-                                        event_clear(&ev);
-                                        continue;
-                                }
-                                batch_rows++;
-                                break;
-                        }
-                        if (rowstate_is_tag_table(ev.change.table)) {
-                                /* Our own bookkeeping in the source (bidirectional sync's version
-                                 * tags) is read, never copied; a delete it tells of may have to
-                                 * go on to the sink. */
-                                Event fw = {.kind = EVENT_CHANGE, .txn = txn};
-                                r = echo_txn && p->rows ? rowstate_echo_tag(p->rows, &txn, &ev.change, &fw.change, &err)
-                                    : txn.snapshot && p->rows ? rowstate_copy_tag(p->rows, &ev.change, &err)
-                                                              : 0;
-                                event_clear(&ev);
-                                if (r < 0)
-                                        goto fail;
-                                if (r > 0) {
-                                        r = push_tagged(p, &fw, &err);
-                                        if (r == -ECANCELED)
-                                                break;
-                                        if (r < 0)
-                                                goto fail;
-                                        batch_rows += 2;
-                                }
-                                continue;
-                        }
-                        if (p->rows) {
-                                bool apply = true;
-                                if (echo_txn)
-                                        r = rowstate_echo(p->rows, &txn, &ev.change, seq, &apply, &err);
-                                else
-                                        r = rowstate_check(p->rows, &txn, &ev.change, seq, &apply, &err);
-                                if (r < 0)
-                                        goto fail;
-                                seq++;
-                                if (!apply) {
-                                        event_clear(&ev);
-                                        continue;
-                                }
-                                r = push_tag(p, &txn, &err);
-                                if (r == -ECANCELED) {
-                                        event_clear(&ev);
-                                        break;
-                                }
-                                if (r < 0)
-                                        goto fail;
-                                batch_rows += (size_t)r;
-                        }
-                        batch_rows++;
-                        break;
-                case EVENT_COMMIT:
-                        in_txn = false;
-                        /* A MySQL source knows where a transaction ends only at its commit. */
-                        if (!skip_txn)
-                                txn = ev.txn;
-                        if (skip_txn) {
-                                skip_txn = false;
-                                atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, 1));
-                                event_clear(&ev);
-                                continue;
-                        }
-                        break;
-                case EVENT_KEEPALIVE:
-                        if (in_txn) {
-                                event_clear(&ev);
-                                continue;
-                        }
-                        break;
-                default: event_clear(&ev); continue;
-                }
-                EventKind kind = ev.kind;
-                r = queue_push(p->q_sink, &ev);
-                if (r < 0) {
+                r = engine_handle(&e, &ev);
+                if (r == -ECANCELED) {
                         event_clear(&ev);
                         break;
                 }
-                /* Adaptive batching: a batch ends at a commit once it is big enough, or, between
-                 * transactions, when the source has nothing more right now (low latency under light
-                 * load). */
-                if (batch_open && !in_txn &&
-                    ((kind == EVENT_COMMIT && batch_rows >= (size_t)p->conf->batch_max_rows) ||
-                     queue_depth(p->q_src) == 0 || atomic_load(&p->stop))) {
-                        r = end_batch(p, &txn, &err);
+                if (r < 0)
+                        goto fail;
+                if (r == EVENT_CONSUMED) {
+                        event_clear(&ev);
+                        continue;
+                }
+                EventKind kind = ev.kind;
+                if (queue_push(p->q_sink, &ev) < 0) {
+                        event_clear(&ev);
+                        break;
+                }
+                if (batch_ends_after(&e, kind)) {
+                        r = engine_end_batch(&e);
                         if (r == -ECANCELED)
                                 break;
                         if (r < 0)
                                 goto fail;
-                        batch_open = false;
-                        batch_rows = 0;
                 }
         }
-        if (batch_open && p->rows)
+        if (e.batch_open && p->rows)
                 rowstate_batch_abort(p->rows);
-        /* Tell the sink nothing more comes (pos all-ones): it rolls back an incomplete batch. */
-        Event eof = {.kind = EVENT_BATCH_END, .pos = {UINT64_MAX, UINT64_MAX}};
-        queue_push(p->q_sink, &eof);
+        /* Tell the sink nothing more comes: it rolls back an incomplete batch. */
+        Event end = {.kind = EVENT_END};
+        queue_push(p->q_sink, &end);
         return NULL;
 fail:
         event_clear(&ev);
-        if (batch_open && p->rows)
+        if (e.batch_open && p->rows)
                 rowstate_batch_abort(p->rows);
-        fail_attempt(p, &err);
+        fail_attempt(p, &e.err);
         return NULL;
 }
 
@@ -652,11 +679,8 @@ static void *sink_main(void *arg) {
                         if (!open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.pos))
                                 set_durable(p, ev.pos);
                         break;
+                case EVENT_END: event_clear(&ev); goto out;
                 case EVENT_BATCH_END:
-                        if (ev.pos.hi == UINT64_MAX) { /* end of stream from the engine */
-                                event_clear(&ev);
-                                goto out;
-                        }
                         if (!open)
                                 break;
                         {
@@ -686,7 +710,7 @@ static void *sink_main(void *arg) {
                         memset(counts, 0, sizeof(counts));
                         if (async) {
                                 size_t i = (pb.head + pb.count++) % PENDING_BATCHES_MAX;
-                                pb.b[i] = (PendingBatch){ev.pos, (uint64_t)ev.server_ts, txns};
+                                pb.b[i] = (PendingBatch){ev.pos, ev.batch_no, txns};
                                 txns = 0;
                                 r = poll_durable(p, &pb, 0, &err);
                                 if (r < 0)
@@ -697,7 +721,7 @@ static void *sink_main(void *arg) {
                         txns = 0;
                         set_durable(p, ev.pos);
                         if (p->rows)
-                                rowstate_batch_done(p->rows, (uint64_t)ev.server_ts);
+                                rowstate_batch_done(p->rows, ev.batch_no);
                         break;
                 }
                 event_clear(&ev);

@@ -26,6 +26,7 @@ typedef enum {
         EVENT_COMMIT,
         EVENT_KEEPALIVE, /* nothing pending up to pos: lets lag read 0 and the slot advance */
         EVENT_BATCH_END, /* engine → sink only: commit the batch, its end position is pos */
+        EVENT_END,       /* engine → sink only: nothing more comes this attempt; an open batch is rolled back */
 } EventKind;
 
 typedef struct {
@@ -34,6 +35,7 @@ typedef struct {
         Change change;     /* CHANGE: owned by the event until handed on */
         Position pos;      /* KEEPALIVE: source log end; every change before it was already emitted */
         int64_t server_ts; /* KEEPALIVE: source server clock, usec since epoch */
+        uint64_t batch_no; /* BATCH_END: the engine's number of the batch it ends */
 } Event;
 
 /* Frees what an event owns (its change). */

@@ -36,7 +36,8 @@ static void print_image(const Table *t, const Value *v) {
 int pipeline_io_emit(PipelineIO *io, Event *ev) {
         char pos[64];
         switch (ev->kind) {
-        case EVENT_BATCH_END: /* engine → sink only; a source never emits it */ break;
+        case EVENT_BATCH_END: /* engine → sink only; a source never emits these */
+        case EVENT_END: break;
         case EVENT_BEGIN: printf("BEGIN origin=%s\n", ev->txn.origin); break;
         case EVENT_CHANGE: {
                 const Change *c = &ev->change;
