@@ -20,6 +20,7 @@
 #include "cdcsync/log.h"
 #include "cdcsync/metrics.h"
 #include "cdcsync/notify.h"
+#include "cdcsync/now.h"
 #include "cdcsync/pipeline.h"
 #include "cdcsync/bidi.h"
 #include "cdcsync/guard.h"
@@ -46,12 +47,6 @@ static void on_signal(int sig) {
                 got_hup = 1;
         else
                 got_term = 1;
-}
-
-static int64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void usage(FILE *out) {

@@ -33,81 +33,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "cdcsync/bidi.h"
-#include "cdcsync/connector.h"
 #include "cdcsync/copies.h"
 #include "cdcsync/guard.h"
-#include "cdcsync/lag.h"
 #include "cdcsync/log.h"
-#include "cdcsync/pipeline.h"
-#include "cdcsync/queue.h"
+#include "cdcsync/now.h"
 #include "cdcsync/rowstate.h"
-
-#define QUEUE_CAPACITY 4096
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
-/* An attempt that streamed this long ended an incident: the next one starts from BACKOFF_MIN_MS. */
-#define BACKOFF_RESET_USEC (10 * 1000000LL)
-#define PROBE_INTERVAL_MS 1000
-
-/* Commit timestamps of transactions read but not yet committed in the sink, oldest first: the
- * head is what lag_seconds measures from. Bounded: when full, later transactions are not
- * recorded, which can only make lag read older (the head stays), never younger. */
-typedef struct {
-        pthread_mutex_t lock;
-        int64_t *ts; /* owned, cap entries */
-        size_t cap, head, count;
-} PendingTs;
-
-struct PipelineIO {
-        Pipeline *p;
-};
-
-struct Pipeline {
-        const PipelineConf *conf;
-        const SourceOps *source_ops;
-        const SinkOps *sink_ops;
-        State *state;     /* shared store, borrowed; may be NULL */
-        RowState *rows;   /* this pipeline's view of state, NULL when state is NULL */
-        time_t pruned_at; /* monotonic seconds of the last tombstone pruning, engine thread only */
-        PipelineStats stats;
-        BidiPeers peers;     /* echo marks of reverse pipelines (bidirectional sync) */
-        uint64_t echoes;     /* echo transactions dropped, engine thread only */
-        char ctx[256];       /* "[pipeline=X source=Y sink=Z]" */
-        char spill_dir[512]; /* state_dir/spill/<pipeline> */
-        pthread_t supervisor;
-        atomic_bool stop;    /* the service asked this pipeline to stop */
-        atomic_bool settled; /* streaming or failed once */
-        /* Per attempt. */
-        Queue *q_src, *q_sink;
-        atomic_bool attempt_end; /* a thread failed, or stop: engine and sink wind down */
-        atomic_bool source_stop; /* sink done: the source may acknowledge and return */
-        pthread_mutex_t err_lock;
-        CdcError err; /* first error of the attempt, guarded by err_lock */
-        bool have_err;
-        pthread_mutex_t pos_lock;
-        Position durable;   /* guarded by pos_lock */
-        Position start_pos; /* sink checkpoint at attempt start */
-        bool have_start;
-        uint64_t batch_no;
-        PendingTs pending;
-        PipelineIO io;
-        Source *source;
-        Sink *sink;
-        pthread_mutex_t stop_lock; /* with stop_cond: wakes the supervisor's backoff sleep and the monitor */
-        pthread_cond_t stop_cond;
-        atomic_int_fast64_t streaming_since; /* usec: this attempt streams since; 0: not yet */
-        pthread_mutex_t lag_lock;            /* guards lag */
-        LagTracker lag;
-        pthread_t monitor;
-        bool monitor_started;
-};
-
-static int64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#include "pipeline_int.h"
 
 static void pending_push(PendingTs *pt, int64_t ts) {
         pthread_mutex_lock(&pt->lock);
@@ -119,7 +50,7 @@ static void pending_push(PendingTs *pt, int64_t ts) {
 }
 
 /* Drops n entries (transactions committed or skipped); returns the new oldest, 0 if none. */
-static int64_t pending_pop(PendingTs *pt, size_t n) {
+int64_t pipeline_pending_pop(PendingTs *pt, size_t n) {
         pthread_mutex_lock(&pt->lock);
         if (n > pt->count)
                 n = pt->count;
@@ -165,7 +96,7 @@ static void pending_reset(PendingTs *pt) {
 }
 
 /* Records the attempt's first error (later ones are consequences) and ends the attempt. */
-static void fail_attempt(Pipeline *p, const CdcError *err) {
+void pipeline_fail_attempt(Pipeline *p, const CdcError *err) {
         pthread_mutex_lock(&p->err_lock);
         if (!p->have_err) {
                 p->err = *err;
@@ -181,7 +112,7 @@ static void fail_attempt(Pipeline *p, const CdcError *err) {
 
 /* cdcsync_queue_depth: events waiting in both queues; refreshed by whoever pushes or pops, so
  * it drops back to 0 once the sink has taken everything. */
-static void note_depth(Pipeline *p) {
+void pipeline_note_depth(Pipeline *p) {
         size_t n = (p->q_src ? queue_depth(p->q_src) : 0) + (p->q_sink ? queue_depth(p->q_sink) : 0);
         atomic_store(&p->stats.queue_depth, (int_fast64_t)n);
 }
@@ -189,7 +120,7 @@ static void note_depth(Pipeline *p) {
 /* The text of a position: the running source's own form when it has one (it may hold more
  * than the Position, e.g. MySQL's GTID state), else the plain one. p->source is set only while
  * an attempt's threads run. */
-static void format_pos(Pipeline *p, Position pos, char *buf, size_t len) {
+void pipeline_format_pos(Pipeline *p, Position pos, char *buf, size_t len) {
         if (p->source && p->source_ops->format_checkpoint)
                 p->source_ops->format_checkpoint(p->source, pos, buf, len);
         else
@@ -210,14 +141,14 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
                 char text[96];
                 atomic_store(&p->stats.received_hi, pos.hi);
                 atomic_store(&p->stats.received_lo, pos.lo);
-                format_pos(p, pos, text, sizeof(text));
+                pipeline_format_pos(p, pos, text, sizeof(text));
                 stats_set_positions_text(&p->stats, text, NULL);
         }
         atomic_store(&p->stats.last_event_ts, now_usec());
         int r = queue_push(p->q_src, ev);
         if (r < 0)
                 event_clear(ev);
-        note_depth(p);
+        pipeline_note_depth(p);
         return r;
 }
 
@@ -261,9 +192,9 @@ static void set_state(Pipeline *p, PipelineState s) {
                 atomic_store(&p->settled, true);
 }
 
-static void set_durable(Pipeline *p, Position pos) {
+void pipeline_set_durable(Pipeline *p, Position pos) {
         char text[96];
-        format_pos(p, pos, text, sizeof(text));
+        pipeline_format_pos(p, pos, text, sizeof(text));
         pthread_mutex_lock(&p->pos_lock);
         if (position_cmp(pos, p->durable) > 0)
                 p->durable = pos;
@@ -289,460 +220,13 @@ static void *source_main(void *arg) {
         CdcError err = {0};
         int r = p->source_ops->run(p->source, &a->start, &p->io, &err);
         if (r < 0 && !atomic_load(&p->source_stop))
-                fail_attempt(p, &err);
+                pipeline_fail_attempt(p, &err);
         else if (!atomic_load(&p->attempt_end) && !atomic_load(&p->source_stop)) {
                 /* A source that returns 0 without being asked to stop has nothing more to give;
                  * treat it as a retriable end so the pipeline reconnects. */
                 cdc_error(&err, -EPIPE, true, "connection", "source ended its stream unexpectedly");
-                fail_attempt(p, &err);
+                pipeline_fail_attempt(p, &err);
         }
-        return NULL;
-}
-
-/* ---- engine thread ---- */
-
-/* Ends the open batch after the transaction txn: versions made durable first, then the sink is
- * told to commit. */
-static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
-        if (p->rows) {
-                int r = rowstate_batch_commit(p->rows, txn->commit_pos, err);
-                if (r < 0)
-                        return r;
-        }
-        Event be = {.kind = EVENT_BATCH_END, .pos = txn->commit_pos, .txn = *txn, .batch_no = p->batch_no};
-        return queue_push(p->q_sink, &be);
-}
-
-/* Versions of deleted rows are kept tombstone_days, then dropped: at most hourly, when the
- * source is idle and no batch holds the store's write lock. */
-static void prune_tombstones(Pipeline *p, bool batch_open) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!p->rows || batch_open || (p->pruned_at && now.tv_sec - p->pruned_at < 3600))
-                return;
-        p->pruned_at = now.tv_sec;
-        struct timespec wall;
-        clock_gettime(CLOCK_REALTIME, &wall);
-        int r = rowstate_prune(p->rows, (int64_t)wall.tv_sec * 1000000 + wall.tv_nsec / 1000);
-        if (r > 0)
-                log_info(p->ctx, "pruned %d row version(s) of rows deleted more than %d day(s) ago", r,
-                         p->conf->tombstone_days);
-        else if (r < 0)
-                log_warn(p->ctx, "cannot prune old tombstones: %s", strerror(-r));
-}
-
-/* Bidirectional sync: the version tag of the change just decided goes to the sink just before
- * it. Returns 1 when a tag was sent, 0 when there is none, -ECANCELED on stop, or an error. */
-static int push_tag(Pipeline *p, const TxnInfo *txn, CdcError *err) {
-        Event tag = {.kind = EVENT_CHANGE, .txn = *txn};
-        int r = rowstate_tag(p->rows, &tag.change);
-        if (r < 0)
-                return cdc_error(err, r, true, "internal", "out of memory");
-        if (r == 0)
-                return 0;
-        r = queue_push(p->q_sink, &tag);
-        if (r < 0) {
-                event_clear(&tag);
-                return -ECANCELED;
-        }
-        return 1;
-}
-
-/* A change the engine itself sends (a delete decided from a tag), after its tag. */
-static int push_tagged(Pipeline *p, Event *ev, CdcError *err) {
-        int r = push_tag(p, &ev->txn, err);
-        if (r >= 0)
-                r = queue_push(p->q_sink, ev) < 0 ? -ECANCELED : 0;
-        if (r < 0)
-                event_clear(ev);
-        return r;
-}
-
-/* The engine thread's view of the stream: the transaction being read and the batch being built. */
-typedef struct {
-        Pipeline *p;
-        TxnInfo txn;       /* the transaction being read, or the last one read */
-        bool in_txn;       /* between its BEGIN and its COMMIT */
-        bool skip_txn;     /* dropped whole: the sink holds it, or it is our own write coming back */
-        bool echo_txn;     /* the reverse pipeline's write coming back (bidirectional sync) */
-        uint32_t seq;      /* changes of txn decided so far */
-        bool batch_open;   /* a batch was begun towards the sink and not ended */
-        size_t batch_rows; /* changes (version tags included) in the open batch */
-        CdcError err;
-} Engine;
-
-/* What an event handler did with the event: hand it on to the sink, or it is done with. */
-enum { EVENT_FORWARD = 0, EVENT_CONSUMED = 1 };
-
-static int on_begin(Engine *e, const Event *ev) {
-        Pipeline *p = e->p;
-        e->in_txn = true;
-        e->txn = ev->txn;
-        e->seq = 0;
-        /* The slot may resend transactions up to its confirmed position, which can trail the
-         * sink's checkpoint. */
-        e->skip_txn = p->have_start && position_cmp(e->txn.commit_pos, p->start_pos) <= 0 && !e->txn.snapshot;
-        /* Our reverse pipeline's own write coming back: never sent back. */
-        e->echo_txn = !e->skip_txn && bidi_is_echo(&p->peers, e->txn.origin);
-        if (e->echo_txn) {
-                /* With row versions its changes still tell what the source holds. */
-                e->skip_txn = !p->rows;
-                p->echoes++;
-                log_debug(p->ctx, "dropped echo transaction %llu (origin %s, %llu so far)",
-                          (unsigned long long)e->txn.xid, e->txn.origin, (unsigned long long)p->echoes);
-        }
-        if (e->skip_txn)
-                return EVENT_CONSUMED;
-        if (!e->batch_open && p->rows) {
-                int r = rowstate_batch_begin(p->rows, p->batch_no + 1, &e->err);
-                if (r < 0)
-                        return r;
-        }
-        if (!e->batch_open)
-                p->batch_no++;
-        e->batch_open = true;
-        return EVENT_FORWARD;
-}
-
-/* A row of our own bookkeeping in the source (bidirectional sync's version tags) is read, never
- * copied; a delete it tells of may have to go on to the sink. */
-static int on_tag_row(Engine *e, Event *ev) {
-        Pipeline *p = e->p;
-        Event fw = {.kind = EVENT_CHANGE, .txn = e->txn};
-        int r = e->echo_txn && p->rows       ? rowstate_echo_tag(p->rows, &e->txn, &ev->change, &fw.change, &e->err)
-                : e->txn.snapshot && p->rows ? rowstate_copy_tag(p->rows, &ev->change, &e->err)
-                                             : 0;
-        if (r <= 0)
-                return r < 0 ? r : EVENT_CONSUMED;
-        r = push_tagged(p, &fw, &e->err);
-        if (r < 0)
-                return r;
-        e->batch_rows += 2;
-        return EVENT_CONSUMED;
-}
-
-static int on_change(Engine *e, Event *ev) {
-        Pipeline *p = e->p;
-        if (e->skip_txn)
-                return EVENT_CONSUMED;
-        /* Sinks read the transaction header from each change (Kafka: position, txId, snapshot); a
-         * binlog source sends it only with BEGIN/COMMIT. */
-        ev->txn = e->txn;
-        if (copies_is_registry(ev->change.table)) {
-                /* The source's copy records go to the sink with the copy; the table itself, read
-                 * from a log, is not synced. */
-                if (!e->txn.snapshot)
-                        return EVENT_CONSUMED;
-                e->batch_rows++;
-                return EVENT_FORWARD;
-        }
-        if (rowstate_is_tag_table(ev->change.table))
-                return on_tag_row(e, ev);
-        if (p->rows) {
-                bool apply = true;
-                int r = e->echo_txn ? rowstate_echo(p->rows, &e->txn, &ev->change, e->seq, &apply, &e->err)
-                                    : rowstate_check(p->rows, &e->txn, &ev->change, e->seq, &apply, &e->err);
-                if (r < 0)
-                        return r;
-                e->seq++;
-                if (!apply)
-                        return EVENT_CONSUMED;
-                r = push_tag(p, &e->txn, &e->err);
-                if (r < 0)
-                        return r;
-                e->batch_rows += (size_t)r;
-        }
-        e->batch_rows++;
-        return EVENT_FORWARD;
-}
-
-static int on_commit(Engine *e, const Event *ev) {
-        Pipeline *p = e->p;
-        e->in_txn = false;
-        if (e->skip_txn) {
-                e->skip_txn = false;
-                atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, 1));
-                return EVENT_CONSUMED;
-        }
-        /* A MySQL source knows where a transaction ends only at its commit. */
-        e->txn = ev->txn;
-        return EVENT_FORWARD;
-}
-
-static int engine_handle(Engine *e, Event *ev) {
-        switch (ev->kind) {
-        case EVENT_BEGIN: return on_begin(e, ev);
-        case EVENT_CHANGE: return on_change(e, ev);
-        case EVENT_COMMIT: return on_commit(e, ev);
-        case EVENT_KEEPALIVE: return e->in_txn ? EVENT_CONSUMED : EVENT_FORWARD;
-        default: return EVENT_CONSUMED;
-        }
-}
-
-/* Batching policy. A batch ends only between transactions: at the COMMIT that brings it to
- * batch_max_rows, or as soon as the source has nothing more right now (low latency under light
- * load), or on stop. */
-static bool batch_ends_after(Engine *e, EventKind forwarded) {
-        Pipeline *p = e->p;
-        return e->batch_open && !e->in_txn &&
-               ((forwarded == EVENT_COMMIT && e->batch_rows >= (size_t)p->conf->batch_max_rows) ||
-                queue_depth(p->q_src) == 0 || atomic_load(&p->stop));
-}
-
-/* ... and while waiting: between transactions with nothing more coming (the wait timed out, or
- * only a keepalive came), the open batch is committed now rather than held until the next one. */
-static bool batch_ends_idle(const Engine *e, int popped, const Event *ev) {
-        return e->batch_open && !e->in_txn && (popped == -ETIMEDOUT || (popped == 0 && ev->kind == EVENT_KEEPALIVE));
-}
-
-/* Ends the open batch; returns 0, -ECANCELED on stop, or an error. */
-static int engine_end_batch(Engine *e) {
-        int r = end_batch(e->p, &e->txn, &e->err);
-        if (r == 0) {
-                e->batch_open = false;
-                e->batch_rows = 0;
-        }
-        return r;
-}
-
-static void *engine_main(void *arg) {
-        Engine e = {.p = arg};
-        Pipeline *p = e.p;
-        Event ev = {0};
-        int r;
-
-        for (;;) {
-                /* On stop, complete transactions already handed on are committed; a transaction
-                 * read only in part is dropped (the sink rolls it back; it is read again later). */
-                if (atomic_load(&p->stop)) {
-                        if (e.batch_open && !e.in_txn) {
-                                r = engine_end_batch(&e);
-                                if (r < 0 && r != -ECANCELED)
-                                        goto fail;
-                        }
-                        break;
-                }
-                r = queue_pop(p->q_src, &ev, 200);
-                if (batch_ends_idle(&e, r, &ev)) {
-                        int x = engine_end_batch(&e);
-                        if (x < 0 && x != -ECANCELED) {
-                                r = x;
-                                goto fail;
-                        }
-                        e.batch_open = false;
-                        e.batch_rows = 0;
-                }
-                note_depth(p);
-                if (r == -ETIMEDOUT) {
-                        prune_tombstones(p, e.batch_open);
-                        continue;
-                }
-                if (r < 0)
-                        break;
-                r = engine_handle(&e, &ev);
-                if (r == -ECANCELED) {
-                        event_clear(&ev);
-                        break;
-                }
-                if (r < 0)
-                        goto fail;
-                if (r == EVENT_CONSUMED) {
-                        event_clear(&ev);
-                        continue;
-                }
-                EventKind kind = ev.kind;
-                if (queue_push(p->q_sink, &ev) < 0) {
-                        event_clear(&ev);
-                        break;
-                }
-                if (batch_ends_after(&e, kind)) {
-                        r = engine_end_batch(&e);
-                        if (r == -ECANCELED)
-                                break;
-                        if (r < 0)
-                                goto fail;
-                }
-        }
-        if (e.batch_open && p->rows)
-                rowstate_batch_abort(p->rows);
-        /* Tell the sink nothing more comes: it rolls back an incomplete batch. */
-        Event end = {.kind = EVENT_END};
-        queue_push(p->q_sink, &end);
-        return NULL;
-fail:
-        event_clear(&ev);
-        if (e.batch_open && p->rows)
-                rowstate_batch_abort(p->rows);
-        fail_attempt(p, &e.err);
-        return NULL;
-}
-
-/* ---- sink thread ---- */
-
-static double elapsed_s(const struct timespec *t0) {
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/* Batches committed with commit_async and not yet durable, oldest first (sink thread only). */
-#define PENDING_BATCHES_MAX 16
-typedef struct {
-        Position pos;
-        uint64_t batch_no;
-        size_t txns;
-} PendingBatch;
-typedef struct {
-        PendingBatch b[PENDING_BATCHES_MAX];
-        size_t head, count;
-} PendingBatches;
-
-/* Asks the sink which pending batches became durable, and makes them so here: position
- * published, row versions done, lag moved on. */
-static int poll_durable(Pipeline *p, PendingBatches *pb, int timeout_ms, CdcError *err) {
-        Position pos;
-        bool found = false;
-        int r = p->sink_ops->poll_durable(p->sink, timeout_ms, &pos, &found, err);
-        if (r < 0 || !found)
-                return r;
-        bool any = false;
-        uint64_t batch_no = 0;
-        size_t txns = 0;
-        while (pb->count > 0 && position_cmp(pb->b[pb->head].pos, pos) <= 0) {
-                batch_no = pb->b[pb->head].batch_no;
-                txns += pb->b[pb->head].txns;
-                pb->head = (pb->head + 1) % PENDING_BATCHES_MAX;
-                pb->count--;
-                any = true;
-        }
-        if (!any)
-                return 0;
-        atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, txns));
-        set_durable(p, pos);
-        if (p->rows)
-                rowstate_batch_done(p->rows, batch_no);
-        return 0;
-}
-
-static void *sink_main(void *arg) {
-        Pipeline *p = arg;
-        Event ev = {0};
-        CdcError err = {0};
-        bool open = false;
-        uint64_t counts[4] = {0};
-        size_t txns = 0;
-        struct timespec t0 = {0};
-        bool async = p->sink_ops->commit_async && p->sink_ops->poll_durable;
-        PendingBatches pb = {0};
-        int r;
-
-        for (;;) {
-                /* With batches pending, the wait is spent serving the sink instead. */
-                r = queue_pop(p->q_sink, &ev, pb.count ? 0 : 1000);
-                atomic_store(&p->stats.last_progress_ts, now_usec());
-                note_depth(p);
-                if (r == -ETIMEDOUT && pb.count) {
-                        r = poll_durable(p, &pb, 10, &err);
-                        if (r < 0)
-                                goto fail;
-                        continue;
-                }
-                if (r == -ETIMEDOUT)
-                        continue;
-                if (r < 0)
-                        break;
-                switch (ev.kind) {
-                case EVENT_BEGIN:
-                        if (!open) {
-                                clock_gettime(CLOCK_MONOTONIC, &t0);
-                                r = p->sink_ops->begin(p->sink, &err);
-                                if (r < 0)
-                                        goto fail;
-                                open = true;
-                        }
-                        break;
-                case EVENT_CHANGE:
-                        r = p->sink_ops->apply(p->sink, &ev.txn, &ev.change, &err);
-                        if (r < 0)
-                                goto fail;
-                        switch (ev.change.op) {
-                        case CHANGE_INSERT: counts[0]++; break;
-                        case CHANGE_UPDATE: counts[1]++; break;
-                        case CHANGE_DELETE: counts[2]++; break;
-                        case CHANGE_TRUNCATE: counts[3]++; break;
-                        }
-                        break;
-                case EVENT_COMMIT: txns++; break;
-                case EVENT_KEEPALIVE:
-                        /* Everything before ev.pos was emitted and, with no batch open or pending
-                         * here, committed: the position may advance past an idle stretch of log. */
-                        if (!open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.pos))
-                                set_durable(p, ev.pos);
-                        break;
-                case EVENT_END: event_clear(&ev); goto out;
-                case EVENT_BATCH_END:
-                        if (!open)
-                                break;
-                        {
-                                /* 256: what every sink's checkpoint column holds */
-                                char text[256];
-                                format_pos(p, ev.pos, text, sizeof(text));
-                                if (async) {
-                                        while (pb.count == PENDING_BATCHES_MAX) {
-                                                r = poll_durable(p, &pb, 100, &err);
-                                                if (r < 0)
-                                                        goto fail;
-                                        }
-                                        r = p->sink_ops->commit_async(p->sink, ev.pos, text, &ev.txn, &err);
-                                } else {
-                                        r = p->sink_ops->commit(p->sink, ev.pos, text, &ev.txn, &err);
-                                }
-                                if (r < 0)
-                                        goto fail;
-                        }
-                        open = false;
-                        stats_observe_batch(&p->stats, elapsed_s(&t0));
-                        atomic_fetch_add(&p->stats.events[0], counts[0]);
-                        atomic_fetch_add(&p->stats.events[1], counts[1]);
-                        atomic_fetch_add(&p->stats.events[2], counts[2]);
-                        atomic_fetch_add(&p->stats.events[3], counts[3]);
-                        atomic_fetch_add(&p->stats.transactions, txns);
-                        memset(counts, 0, sizeof(counts));
-                        if (async) {
-                                size_t i = (pb.head + pb.count++) % PENDING_BATCHES_MAX;
-                                pb.b[i] = (PendingBatch){ev.pos, ev.batch_no, txns};
-                                txns = 0;
-                                r = poll_durable(p, &pb, 0, &err);
-                                if (r < 0)
-                                        goto fail;
-                                break;
-                        }
-                        atomic_store(&p->stats.oldest_pending_ts, pending_pop(&p->pending, txns));
-                        txns = 0;
-                        set_durable(p, ev.pos);
-                        if (p->rows)
-                                rowstate_batch_done(p->rows, ev.batch_no);
-                        break;
-                }
-                event_clear(&ev);
-        }
-out:
-        /* Stop or end of the attempt: what was committed is waited for (the sink gives up after
-         * its delivery timeout) and only what was delivered becomes durable. A half batch is
-         * rolled back after that, since a rollback abandons the pending batches too. */
-        while (pb.count > 0) {
-                r = poll_durable(p, &pb, 100, &err);
-                if (r < 0)
-                        goto fail;
-        }
-        if (open)
-                p->sink_ops->rollback(p->sink);
-        return NULL;
-fail:
-        event_clear(&ev);
-        if (open)
-                p->sink_ops->rollback(p->sink);
-        fail_attempt(p, &err);
         return NULL;
 }
 
@@ -856,7 +340,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         p->durable = sink_pos;
         pthread_mutex_unlock(&p->pos_lock);
         if (found)
-                set_durable(p, sink_pos);
+                pipeline_set_durable(p, sink_pos);
         sargs.start.have_position = found;
         sargs.start.position = sink_pos;
         if (found && p->sink_ops->last_position_text) {
@@ -910,16 +394,16 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                 cdc_error(err, r, false, "internal", "out of memory");
                 goto out;
         }
-        if (pthread_create(&t_sink, NULL, sink_main, p) == 0)
+        if (pthread_create(&t_sink, NULL, pipeline_sink_main, p) == 0)
                 sink_started = true;
-        if (pthread_create(&t_eng, NULL, engine_main, p) == 0)
+        if (pthread_create(&t_eng, NULL, pipeline_engine_main, p) == 0)
                 eng_started = true;
         if (pthread_create(&t_src, NULL, source_main, &sargs) == 0)
                 src_started = true;
         if (!sink_started || !eng_started || !src_started) {
                 CdcError e;
                 cdc_error(&e, -EAGAIN, true, "internal", "cannot start the pipeline's threads");
-                fail_attempt(p, &e);
+                pipeline_fail_attempt(p, &e);
         } else {
                 log_info(p->ctx, "%s",
                          found ? "resuming from the sink's checkpoint"

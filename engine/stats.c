@@ -2,6 +2,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcsync/now.h"
 #include "cdcsync/stats.h"
 
 /* Prometheus' usual latency buckets, stretched to 30 s: a sink batch of a few rows commits in a
@@ -37,12 +38,6 @@ const char *pipeline_state_name(PipelineState s) {
         case PIPELINE_STOPPED: return "stopped";
         }
         return "unknown";
-}
-
-static int64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Copies a NUL-terminated string, truncating; dst always ends up terminated. */
