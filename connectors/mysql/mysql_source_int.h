@@ -1,0 +1,134 @@
+/* Private declarations shared by the files of the MySQL/MariaDB binlog source (not part of include/). */
+#pragma once
+
+#include <errmsg.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <mysql.h>
+
+#include <mariadb_rpl.h>
+
+#include "cdcsync/copies.h"
+#include "cdcsync/log.h"
+#include "mysql/binlog.h"
+#include "mysql/mysql_conn.h"
+#include "mysql/mysql_source.h"
+
+#define HEARTBEAT_NS "1000000000" /* idle servers send a heartbeat every second */
+
+typedef struct SchemaEntry {
+        struct SchemaEntry *next;
+        char *schema, *name;    /* owned */
+        bool wanted;            /* covered by the pipeline's tables */
+        Table *table;           /* one reference, NULL until a TABLE_MAP built it */
+        BinlogColumnInfo *info; /* owned, ncols */
+        char **elem_store;      /* owned: every ENUM/SET name string, nelem_store entries */
+        int nelem_store;
+        int ncols;
+        /* loaded from information_schema */
+        char **col_names, **col_types, **col_charsets;
+        bool *col_key;
+} SchemaEntry;
+
+typedef struct TableMapEntry {
+        struct TableMapEntry *next;
+        BinlogTableMap *tm; /* owned */
+        SchemaEntry *se;    /* borrowed from the schema cache */
+} TableMapEntry;
+
+/* A transaction's GTID and where it ends, kept until that position is durable in the sink. */
+typedef struct {
+        Position pos;
+        MysqlGtid gtid;
+} GtidMark;
+
+#define GTID_HIST_MAX ((size_t)1 << 20) /* 32 MiB of marks at most; see gtid_note() */
+
+struct Source {
+        const ConnectorConf *conn;
+        const PipelineConf *pipe;
+        MYSQL *sql;  /* queries: information_schema, SHOW BINARY LOGS */
+        MYSQL *repl; /* the replica connection */
+        MARIADB_RPL *rpl;
+        char ctx[160];
+        SchemaEntry *schemas;
+        TableMapEntry *maps;
+        /* stream state */
+        char file[512];
+        uint64_t file_seq;
+        bool checksum;
+        bool in_txn, standalone, begun;
+        TxnInfo txn;
+        unsigned zero_dates;
+        /* GTID tracking. The source thread writes; format_checkpoint() reads from the sink's
+         * thread: everything below up to `cur` is guarded by gtid_lock. */
+        pthread_mutex_t gtid_lock;
+        bool gtid_known;           /* base_state is complete: checkpoint texts carry it */
+        char base[256];            /* the binlog base name ("mariadb-bin") */
+        MysqlGtidState base_state; /* the state at base_pos: every transaction up to it */
+        Position base_pos;
+        GtidMark *hist;            /* owned ring: the transactions after base_pos, in binlog order */
+        MysqlGtidState head_state; /* the state after the newest mark: texts of the newest
+                                    * position (every COMMIT emitted) need no walk of the ring */
+        bool head_ok;
+        size_t hist_head, hist_len, hist_cap;
+        MysqlGtid cur; /* the open transaction's GTID (source thread only) */
+        bool have_cur;
+        bool mariadb; /* MariaDB GTIDs (MySQL's differ: its checkpoints carry file:pos only) */
+        bool by_gtid; /* the dump was started from a GTID state */
+        char connect_state[MYSQL_SOURCE_GTID_MAX * 48];
+        Position start_pos; /* the checkpoint's Position: a GTID start must land after it */
+        bool start_checked;
+        /* Tables copied as of a binlog position the stream has not passed: their row events at or
+         * before it are in the copy and dropped (copies.h). Owned. */
+        CopiedTable *filters;
+        int nfilters;
+        /* A copy of tables added to `tables` (and the records of removed ones), made as of
+         * copy_pos and handed on when the stream reaches it. */
+        bool copy_pending;
+        Position copy_pos;
+        MYSQL *copy;                  /* holds the copy's consistent snapshot */
+        char **copy_new, **copy_gone; /* owned "schema.table" entries */
+        int ncopy_new, ncopy_gone;
+};
+
+/* One row of SHOW VARIABLES / SHOW STATUS style queries, filled by mysql_source_var_row. */
+typedef struct {
+        char vals[8][128];
+        int n;
+} VarRow;
+
+/* mysql_position.c */
+const MysqlGtid *mysql_source_gtid_find(const MysqlGtidState *st, uint32_t domain);
+int mysql_source_file_seq(const char *name, uint64_t *ret);
+int mysql_source_parse_u64(const char *s, size_t n, uint64_t *ret);
+
+/* mysql_preflight.c */
+int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *io, uint64_t *ret_off, CdcError *err);
+int mysql_source_preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcError *err);
+int mysql_source_var_row(void *ud, char **cells, const unsigned long *lens, int ncols);
+
+/* mysql_schema.c */
+TypeClass mysql_source_column_class(const BinlogColumn *col, const BinlogColumnInfo *info);
+bool mysql_source_pipeline_wants(const PipelineConf *p, const char *schema, const char *table);
+int mysql_source_on_table_map(Source *s, const BinlogHeader *h, CdcError *err);
+int mysql_source_schema_load(Source *s, const char *schema, const char *name, SchemaEntry **ret, CdcError *err);
+uint8_t mysql_source_type_code_of(const char *ct);
+void mysql_source_schema_cache_clear(Source *s);
+void mysql_source_schema_entry_free(SchemaEntry *e);
+
+/* mysql_snapshot.c */
+int mysql_source_emit_copy(Source *s, PipelineIO *io, CdcError *err);
+int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *err);
+int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err);
+void mysql_source_names_free(char ***list, int *n);
+
+/* mysql_source.c */
+void mysql_source_set_base(Source *s, const char *file);
