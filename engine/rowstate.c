@@ -50,14 +50,10 @@
  * tags travel inside the sink's own transaction, so they are exactly as durable as the rows.
  * Conflict records are at least once: a batch redone after a crash records its conflicts again. */
 #include <errno.h>
-#include <fcntl.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cdcsync/log.h"
@@ -65,71 +61,13 @@
 #include "cdcsync/stats.h"
 #include "cdcsync/state.h"
 #include "cdcsync/version.h"
-
-/* An LMDB write transaction keeps its dirty pages in memory until it commits: a batch holding a
- * 1,000,000-row source transaction is written in slices of this many rows, all under the same
- * batch number, so memory stays bounded (recovery treats the slices as one batch). */
-#define ROWS_PER_SLICE 20000
-#define KEY_MAX 8192
-
-/* Tags of one echo transaction whose data change has not come yet: the sink writes a row's tag
- * just before the row (a bulk sink may write a group of tags first), so a few suffice. */
-#define TAG_STASH 256
-
-#define TABLE_CACHE 64
-
-/* The time of a version made by a first copy (see check_bidi): older than any real write. */
-#define ROWSTATE_COPY_TS 1
-
-typedef struct {
-        uint8_t k[32];
-        Version v;
-        bool handled; /* a delete decided when its tag was read: its row change needs nothing more */
-} TagEntry;
-
-struct RowState {
-        State *st;                /* borrowed */
-        const PipelineConf *conf; /* borrowed */
-        const char *node;         /* the source connector: this pipeline's origin in vectors */
-        StateBatch *batch;        /* open batch, or NULL */
-        uint64_t batch_no;
-        size_t slice_rows;
-        uint64_t done_upto;    /* batches up to this number were committed by the sink */
-        uint64_t dropped_upto; /* undo dropped for batches up to this number */
-        bool acquired;         /* the store is acquired for this attempt (state_acquire) */
-        bool recovered;        /* recovered, no batch begun since: every earlier batch is finished */
-        bool versions_out;     /* a one-way pipeline into Kafka: changes carry their version */
-        const char *state_dir; /* borrowed: for messages and the conflict log */
-        bool conflicts_dirty;  /* conflict records appended in the open batch, not synced yet */
-        /* bidirectional sync */
-        char reverse[STATE_NAME_MAX + 1]; /* the reverse pipeline, "" for a one-way pipeline */
-        PipelineStats *stats;             /* borrowed, may be NULL */
-        char conflicts_path[600];         /* state_dir/conflicts.jsonl */
-        char ctx[256];
-        char wnode[VCLOCK_NODE_MAX]; /* "w.<pipeline>": the vector entry of our writes into the sink */
-        /* version tags (see DESIGN) */
-        Table *tag_table; /* cdcsync.versions */
-        bool have_last;   /* the change just decided was applied: its tag is ready */
-        char last_space[STATE_TABLE_MAX];
-        char last_key[KEY_MAX];
-        size_t last_keylen;
-        Version last_v;
-        TagEntry stash[TAG_STASH]; /* tags read in the current echo transaction, oldest first */
-        int nstash;
-        Position stash_txn;
-        /* the source's tables by row name space, to rebuild a delete from a tag alone */
-        struct {
-                char space[STATE_TABLE_MAX];
-                Table *t;
-        } tables[TABLE_CACHE];
-        int ntables;
-};
+#include "rowstate_int.h"
 
 /* A failure of the state store or of a file under state_dir. Counted as "disk" when the file
  * system failed (full, out of quota, I/O error, read-only, a file or directory removed), as
  * "state" when the store itself is corrupt or of an incompatible version. Both are retried with
  * backoff: freeing space, or moving a damaged store aside, is enough for the pipeline to resume. */
-static int store_error(RowState *rs, CdcError *err, int r, const char *fmt, ...) {
+int rowstate_store_error(RowState *rs, CdcError *err, int r, const char *fmt, ...) {
         char what[300];
         va_list ap;
         va_start(ap, fmt);
@@ -167,25 +105,6 @@ static int store_error(RowState *rs, CdcError *err, int r, const char *fmt, ...)
         }
 }
 
-static int tag_table_init(Table *t) {
-        const char *names[2] = {"k", "v"};
-        for (int i = 0; i < 2; i++) {
-                t->cols[i].name = strdup(names[i]);
-                t->cols[i].type_name = strdup("bytea");
-                if (!t->cols[i].name || !t->cols[i].type_name)
-                        return -ENOMEM;
-                t->cols[i].type_oid = 17; /* PostgreSQL's bytea */
-                t->cols[i].typmod = -1;
-                t->cols[i].cls = TYPE_BYTES;
-                t->cols[i].key = i == 0;
-        }
-        return 0;
-}
-
-bool rowstate_is_tag_table(const Table *t) {
-        return t && strcmp(t->schema, ROWSTATE_TAG_SCHEMA) == 0 && strcmp(t->name, ROWSTATE_TAG_TABLE) == 0;
-}
-
 int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, RowState **ret) {
         RowState *rs = calloc(1, sizeof(*rs));
         if (!rs)
@@ -205,7 +124,7 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
                 /* tags go to database sinks (a Kafka sink's messages carry their versions) */
                 bool db_sink = !conf->sink->type || strcmp(conf->sink->type, "kafka") != 0;
                 rs->tag_table = db_sink ? table_new(ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE, 2) : NULL;
-                if (db_sink && (!rs->tag_table || tag_table_init(rs->tag_table) < 0)) {
+                if (db_sink && (!rs->tag_table || rowstate_tag_table_init(rs->tag_table) < 0)) {
                         table_unref(rs->tag_table);
                         free(rs);
                         return -ENOMEM;
@@ -242,11 +161,11 @@ int rowstate_recover(RowState *rs, Position sink_pos, bool sink_found, CdcError 
                 return 0;
         int r = rs->acquired ? 0 : state_acquire(rs->st);
         if (r < 0)
-                return store_error(rs, err, r, "cannot open the store for pipeline %s", rs->conf->name);
+                return rowstate_store_error(rs, err, r, "cannot open the store for pipeline %s", rs->conf->name);
         rs->acquired = true;
         r = state_recover(rs->st, rs->conf->name, sink_found ? sink_pos : (Position){0, 0});
         if (r < 0)
-                return store_error(rs, err, r, "cannot recover pipeline %s", rs->conf->name);
+                return rowstate_store_error(rs, err, r, "cannot recover pipeline %s", rs->conf->name);
         if (r > 0)
                 log_info(NULL, "pipeline %s: rolled back %d state batches the sink never committed", rs->conf->name, r);
         rs->recovered = true;
@@ -270,7 +189,7 @@ int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err) {
          * the batch as never committed by the sink. */
         int r = state_batch_begin(rs->st, rs->conf->name, batch_no, (Position){UINT64_MAX, UINT64_MAX}, &rs->batch);
         if (r < 0)
-                return store_error(rs, err, r, "cannot begin batch %llu", (unsigned long long)batch_no);
+                return rowstate_store_error(rs, err, r, "cannot begin batch %llu", (unsigned long long)batch_no);
         if (rs->recovered) /* recovery finished every batch before this one */
                 rs->dropped_upto = batch_no - 1;
         rs->recovered = false;
@@ -283,7 +202,7 @@ int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err) {
                 r = state_batch_drop(rs->batch, b);
         if (r < 0) {
                 rs->batch = state_batch_abort(rs->batch);
-                return store_error(rs, err, r, "cannot drop the undo of committed batches");
+                return rowstate_store_error(rs, err, r, "cannot drop the undo of committed batches");
         }
         if (upto > rs->dropped_upto)
                 rs->dropped_upto = upto;
@@ -313,7 +232,7 @@ static int encode_key(const Table *t, const Value *vals, char *buf, size_t size)
         return (int)n;
 }
 
-static int slice(RowState *rs, CdcError *err) {
+int rowstate_slice(RowState *rs, CdcError *err) {
         if (++rs->slice_rows < ROWS_PER_SLICE)
                 return 0;
         int r = state_batch_commit(rs->batch);
@@ -321,7 +240,8 @@ static int slice(RowState *rs, CdcError *err) {
         if (r == 0)
                 r = state_batch_continue(rs->st, rs->conf->name, rs->batch_no, &rs->batch);
         if (r < 0)
-                return store_error(rs, err, r, "cannot commit a slice of batch %llu", (unsigned long long)rs->batch_no);
+                return rowstate_store_error(rs, err, r, "cannot commit a slice of batch %llu",
+                                            (unsigned long long)rs->batch_no);
         rs->slice_rows = 0;
         return 0;
 }
@@ -329,7 +249,7 @@ static int slice(RowState *rs, CdcError *err) {
 /* ---- bidirectional sync ---- */
 
 /* "schema.table" of connector node, as a row name space: "node/schema.table". */
-static int space(char *buf, size_t size, const char *node, const char *schema, const char *table) {
+int rowstate_space(char *buf, size_t size, const char *node, const char *schema, const char *table) {
         int n = snprintf(buf, size, "%s/%s.%s", node, schema, table);
         return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
@@ -346,75 +266,6 @@ static void key_text(const Table *t, const Value *vals, char *buf, size_t size) 
                         break;
                 n += (size_t)w < size - n ? (size_t)w : size - n - 1;
         }
-}
-
-static void version_text(const Version *v, char *buf, size_t size) {
-        char vv[VCLOCK_TEXT_MAX];
-        if (vclock_format(&v->vv, vv, sizeof(vv)) < 0)
-                snprintf(vv, sizeof(vv), "{?}");
-        snprintf(buf, size, "%s origin=%s ts=%lld%s", vv, v->origin, (long long)v->ts, v->deleted ? " deleted" : "");
-}
-
-static json_t *version_json(const Version *v) {
-        char vv[VCLOCK_TEXT_MAX];
-        if (vclock_format(&v->vv, vv, sizeof(vv)) < 0)
-                vv[0] = '\0';
-        return json_pack("{s:s, s:s, s:I, s:b}", "vv", vv, "origin", v->origin, "ts", (json_int_t)v->ts, "deleted",
-                         v->deleted);
-}
-
-/* Appends one line to the conflict log, whole or not at all: other pipelines append to the same
- * file (flock orders them), and a write cut short (disk full) is cut off again, so a reader never
- * meets half a line. Returns 0 or -errno. */
-static int append_line(const char *path, const char *line, size_t len) {
-        int r = 0, fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        struct stat st;
-        if (fd < 0)
-                return -errno;
-        if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
-                r = -errno;
-        } else {
-                ssize_t w = write(fd, line, len);
-                if (w != (ssize_t)len) {
-                        r = w < 0 ? -errno : -ENOSPC;
-                        if (w > 0 && ftruncate(fd, st.st_size) < 0)
-                                r = -errno;
-                }
-        }
-        close(fd); /* drops the lock */
-        return r;
-}
-
-/* Counts, logs and records one conflict (records are appended at least once: a batch redone
- * after a crash records its conflicts again). A record that cannot be written fails the change:
- * the batch is redone once the disk takes it, so no conflict goes unrecorded. */
-static int report_conflict(RowState *rs, const char *table, const char *key, const Version *held,
-                           const Version *incoming, int verdict, const char *resolution, CdcError *err) {
-        char hv[VCLOCK_TEXT_MAX + 128], iv[VCLOCK_TEXT_MAX + 128];
-        bool incoming_won = verdict == VERSION_CONFLICT_APPLY;
-        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:s, s:s}", "ts_us", (json_int_t)incoming->ts,
-                              "pipeline", rs->conf->name, "source", rs->conf->source->name, "sink",
-                              rs->conf->sink->name, "table", table, "key", key, "sink_version", version_json(held),
-                              "incoming_version", version_json(incoming), "winner", incoming_won ? "incoming" : "sink",
-                              "resolution", resolution ? resolution : "");
-        char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        if (!line)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
-        size_t len = strlen(line);
-        line[len] = '\n'; /* json_dumps' NUL becomes the line end; write exactly len + 1 */
-        int r = append_line(rs->conflicts_path, line, len + 1);
-        free(line);
-        if (r < 0)
-                return store_error(rs, err, r, "cannot append a conflict record to %s", rs->conflicts_path);
-        rs->conflicts_dirty = true;
-        if (rs->stats)
-                stats_count_conflict(rs->stats, resolution ? resolution : "other");
-        version_text(held, hv, sizeof(hv));
-        version_text(incoming, iv, sizeof(iv));
-        log_info(rs->ctx, "conflict on %s (%s): sink holds %s, incoming %s; winner: %s (resolve=%s)", table, key, hv,
-                 iv, incoming_won ? "incoming" : "sink", resolution ? resolution : "?");
-        return 0;
 }
 
 /* Turns an update that won into an insert of its full image (the row is gone on the sink);
@@ -470,8 +321,8 @@ static int names(RowState *rs, const Change *c, char *sspace, char *kspace, char
                 return 0; /* no key to track: applied by position alone */
         int r = conf_map_table(rs->conf, c->table->schema, c->table->name, kschema, sizeof(kschema), ktable,
                                sizeof(ktable));
-        if (r == 0 && (space(sspace, STATE_TABLE_MAX, rs->node, c->table->schema, c->table->name) < 0 ||
-                       space(kspace, STATE_TABLE_MAX, rs->conf->sink->name, kschema, ktable) < 0))
+        if (r == 0 && (rowstate_space(sspace, STATE_TABLE_MAX, rs->node, c->table->schema, c->table->name) < 0 ||
+                       rowstate_space(kspace, STATE_TABLE_MAX, rs->conf->sink->name, kschema, ktable) < 0))
                 r = -ENAMETOOLONG;
         if (r < 0)
                 return cdc_error(err, r, false, "state", "table name of %s.%s too long for the state store",
@@ -507,264 +358,6 @@ static bool same_write(const Version *a, const Version *b) {
                a->deleted == b->deleted;
 }
 
-/* ---- version tags ---- */
-
-static int echo_row(RowState *rs, const TxnInfo *txn, Change *c, const char *sspace, const char *kspace,
-                    const char *key, size_t n, const Version *sq, bool *ret_forward, CdcError *err);
-
-/* The tag's primary key: SHA-256 of the row's name space and key. */
-static void tag_key(const char *space, const char *key, size_t n, uint8_t out[32]) {
-        static __thread uint8_t buf[STATE_TABLE_MAX + 1 + KEY_MAX];
-        size_t sl = strlen(space);
-        memcpy(buf, space, sl + 1);
-        memcpy(buf + sl + 1, key, n);
-        state_sha256(buf, sl + 1 + n, out);
-}
-
-static void note_tag(RowState *rs, const char *kspace, const char *key, size_t n, const Version *v) {
-        snprintf(rs->last_space, sizeof(rs->last_space), "%s", kspace);
-        memcpy(rs->last_key, key, n);
-        rs->last_keylen = n;
-        rs->last_v = *v;
-        rs->have_last = true;
-}
-
-/* bytes as PostgreSQL's hex text form "\x0a1b..." (TYPE_BYTES) */
-static int hex_value(Value *v, const uint8_t *b, size_t n) {
-        static const char digits[] = "0123456789abcdef";
-        char *t = malloc(2 + 2 * n + 1);
-        if (!t)
-                return -ENOMEM;
-        t[0] = '\\';
-        t[1] = 'x';
-        for (size_t i = 0; i < n; i++) {
-                t[2 + 2 * i] = digits[b[i] >> 4];
-                t[3 + 2 * i] = digits[b[i] & 15];
-        }
-        t[2 + 2 * n] = '\0';
-        v->kind = VALUE_TEXT;
-        v->data = t;
-        v->len = (uint32_t)(2 + 2 * n);
-        return 0;
-}
-
-static int unhex(const Value *v, uint8_t *out, size_t size, size_t *ret_len) {
-        if (v->kind != VALUE_TEXT || v->len < 2 || v->data[0] != '\\' || v->data[1] != 'x' || (v->len - 2) % 2 ||
-            (v->len - 2) / 2 > size)
-                return -EBADMSG;
-        for (size_t i = 0; i < (v->len - 2) / 2; i++) {
-                int x = 0;
-                for (int j = 0; j < 2; j++) {
-                        char c = v->data[2 + 2 * i + (size_t)j];
-                        int d = c >= '0' && c <= '9'   ? c - '0'
-                                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                       : -1;
-                        if (d < 0)
-                                return -EBADMSG;
-                        x = x * 16 + d;
-                }
-                out[i] = (uint8_t)x;
-        }
-        *ret_len = (v->len - 2) / 2;
-        return 0;
-}
-
-/* The key columns' values from encode_key's bytes, as a row with the other columns NULL. */
-static int key_values(const Table *t, const char *key, size_t n, Value **ret) {
-        Value *vals = values_new(t->ncols);
-        size_t o = 0;
-        if (!vals)
-                return -ENOMEM;
-        for (int i = 0; i < t->ncols; i++) {
-                if (!t->cols[i].key)
-                        continue;
-                uint32_t len;
-                if (o + 4 > n)
-                        goto bad;
-                memcpy(&len, key + o, 4);
-                o += 4;
-                if (len == UINT32_MAX)
-                        continue;
-                if (len > n - o || value_set(&vals[i], key + o, len) < 0)
-                        goto bad;
-                o += len;
-        }
-        if (o != n)
-                goto bad;
-        *ret = vals;
-        return 0;
-bad:
-        values_free(vals, t->ncols);
-        return -EBADMSG;
-}
-
-#define TAG_V_MAX (2 + STATE_TABLE_MAX + 4 + KEY_MAX + VERSION_ENCODED_MAX)
-
-int rowstate_tag(RowState *rs, Change *ret) {
-        if (!rs->have_last || !rs->tag_table)
-                return 0;
-        rs->have_last = false;
-        static __thread uint8_t v[TAG_V_MAX];
-        uint8_t k[32];
-        uint16_t sl = (uint16_t)strlen(rs->last_space);
-        uint32_t kl = (uint32_t)rs->last_keylen;
-        size_t o = 0;
-        memcpy(v + o, &sl, 2);
-        o += 2;
-        memcpy(v + o, rs->last_space, sl);
-        o += sl;
-        memcpy(v + o, &kl, 4);
-        o += 4;
-        memcpy(v + o, rs->last_key, kl);
-        o += kl;
-        int n = version_encode(&rs->last_v, v + o, sizeof(v) - o);
-        if (n < 0)
-                return n;
-        o += (size_t)n;
-        tag_key(rs->last_space, rs->last_key, kl, k);
-        Change c = {.op = CHANGE_INSERT, .flags = CHANGE_IDEMPOTENT};
-        c.after = values_new(2);
-        if (!c.after || hex_value(&c.after[0], k, sizeof(k)) < 0 || hex_value(&c.after[1], v, o) < 0) {
-                values_free(c.after, 2);
-                return -ENOMEM;
-        }
-        c.table = table_ref(rs->tag_table);
-        *ret = c;
-        return 1;
-}
-
-/* Reads a row of cdcsync.versions: the row's name space (sspace), its key (*ret_key, kl bytes, in
- * a thread-local buffer valid until the next call) and version. Returns 1, 0 for a tag of
- * another connector's rows, or a negative errno. */
-static int parse_tag(RowState *rs, const Change *c, char *sspace, TagEntry *e, const char **ret_key, uint32_t *ret_kl,
-                     CdcError *err) {
-        static __thread uint8_t v[TAG_V_MAX];
-        uint8_t k[32];
-        size_t kn = 0, vn = 0;
-        if (unhex(&c->after[0], k, sizeof(k), &kn) < 0 || kn != sizeof(k) || unhex(&c->after[1], v, sizeof(v), &vn) < 0)
-                return cdc_error(err, -EBADMSG, false, "data", "%s malformed row in %s.%s", rs->ctx,
-                                 ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
-        uint16_t sl;
-        uint32_t kl;
-        memcpy(e->k, k, sizeof(k));
-        if (vn < 6 || (memcpy(&sl, v, 2), sl >= STATE_TABLE_MAX) || vn < 2u + sl + 4 ||
-            (memcpy(&kl, v + 2 + sl, 4), kl > KEY_MAX) || vn < 2u + sl + 4 + kl ||
-            version_decode(v + 2 + sl + 4 + kl, vn - (2 + sl + 4 + kl), &e->v) < 0)
-                return cdc_error(err, -EBADMSG, false, "data", "%s malformed version in %s.%s", rs->ctx,
-                                 ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
-        memcpy(sspace, v + 2, sl);
-        sspace[sl] = '\0';
-        size_t nl = strlen(rs->node);
-        if (strncmp(sspace, rs->node, nl) != 0 || sspace[nl] != '/')
-                return 0; /* a tag of another connector's rows */
-        *ret_key = (const char *)v + 2 + sl + 4;
-        *ret_kl = kl;
-        return 1;
-}
-
-int rowstate_copy_tag(RowState *rs, const Change *c, CdcError *err) {
-        char sspace[STATE_TABLE_MAX];
-        TagEntry e = {.handled = false};
-        const char *key = NULL;
-        uint32_t kl = 0;
-        rs->have_last = false;
-        if (!rs->reverse[0] || !rs->batch || !c->after)
-                return 0;
-        int r = parse_tag(rs, c, sspace, &e, &key, &kl, err);
-        if (r <= 0)
-                return r;
-        /* The copied row (if any) is this write or one made on top of it: it is versioned after it. */
-        r = state_put(rs->batch, sspace, key, kl, &e.v);
-        if (r < 0)
-                return store_error(rs, err, r, "write of %s failed", sspace);
-        return slice(rs, err);
-}
-
-int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change *ret_forward, CdcError *err) {
-        memset(ret_forward, 0, sizeof(*ret_forward));
-        rs->have_last = false;
-        if (!rs->reverse[0] || !rs->batch || !c->after)
-                return 0;
-        char sspace[STATE_TABLE_MAX];
-        TagEntry e = {.handled = false};
-        const char *key = NULL;
-        uint32_t kl = 0;
-        int pr = parse_tag(rs, c, sspace, &e, &key, &kl, err);
-        if (pr <= 0)
-                return pr;
-        if (position_cmp(rs->stash_txn, txn->commit_pos) != 0) {
-                rs->nstash = 0;
-                rs->stash_txn = txn->commit_pos;
-        }
-        for (int i = 0; i < rs->nstash; i++)
-                if (memcmp(rs->stash[i].k, e.k, sizeof(e.k)) == 0) { /* a later write of the same row */
-                        memmove(rs->stash + i, rs->stash + i + 1, (size_t)(rs->nstash - i - 1) * sizeof(rs->stash[0]));
-                        rs->nstash--;
-                        break;
-                }
-        if (rs->nstash == TAG_STASH) {
-                memmove(rs->stash, rs->stash + 1, (TAG_STASH - 1) * sizeof(rs->stash[0]));
-                rs->nstash--;
-        }
-        /* S holds this write now, also when its row change is not in the log (a MySQL update that
-         * changed nothing, a delete of a row that was not there). */
-        int r = state_put(rs->batch, sspace, key, kl, &e.v);
-        if (r < 0)
-                return store_error(rs, err, r, "write of %s failed", sspace);
-        /* A delete needs no image: it is decided now, so that it is decided even when the log
-         * holds no row change for it (the row was not there). */
-        Table *t = NULL;
-        for (int i = 0; i < rs->ntables && !t; i++)
-                if (strcmp(rs->tables[i].space, sspace) == 0)
-                        t = rs->tables[i].t;
-        if (e.v.deleted && t) {
-                Change d = {.op = CHANGE_DELETE, .table = table_ref(t)};
-                char kspace[STATE_TABLE_MAX], kschema[STATE_TABLE_MAX], ktable[STATE_TABLE_MAX];
-                bool go = false;
-                r = key_values(t, key, kl, &d.before);
-                if (r == 0)
-                        r = conf_map_table(rs->conf, t->schema, t->name, kschema, sizeof(kschema), ktable,
-                                           sizeof(ktable));
-                if (r == 0)
-                        r = space(kspace, sizeof(kspace), rs->conf->sink->name, kschema, ktable);
-                if (r == 0)
-                        r = echo_row(rs, txn, &d, sspace, kspace, key, kl, &e.v, &go, err);
-                else
-                        r = cdc_error(err, r, false, "state", "%s cannot rebuild a delete of %s", rs->ctx, sspace);
-                if (r < 0 || !go) {
-                        change_clear(&d);
-                        d.table = NULL;
-                } else {
-                        *ret_forward = d;
-                }
-                if (r < 0)
-                        return r;
-                e.handled = true;
-        }
-        rs->stash[rs->nstash++] = e;
-        return slice(rs, err) < 0 ? err->code : (ret_forward->table ? 1 : 0);
-}
-
-/* The exact version of an echoed row change: its tag, read just before it in the transaction. */
-static bool stash_take(RowState *rs, const TxnInfo *txn, const char *space, const char *key, size_t n, Version *ret,
-                       bool *ret_handled) {
-        uint8_t k[32];
-        *ret_handled = false;
-        if (rs->nstash == 0 || position_cmp(rs->stash_txn, txn->commit_pos) != 0)
-                return false;
-        tag_key(space, key, n, k);
-        for (int i = 0; i < rs->nstash; i++)
-                if (memcmp(rs->stash[i].k, k, sizeof(k)) == 0) {
-                        *ret = rs->stash[i].v;
-                        *ret_handled = rs->stash[i].handled;
-                        memmove(rs->stash + i, rs->stash + i + 1, (size_t)(rs->nstash - i - 1) * sizeof(rs->stash[0]));
-                        rs->nstash--;
-                        return true;
-                }
-        return false;
-}
-
 /* Decides whether S's row version in (an application write, or what an echo left) goes to K,
  * which holds kh as far as we know; records the write in our "K/" row when it goes. */
 static int forward(RowState *rs, Change *c, const char *sspace, const char *kspace, const char *key, size_t n,
@@ -797,7 +390,7 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
         } else if (verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) {
                 char kt[512];
                 key_text(c->table, c->op == CHANGE_DELETE ? c->before : c->after, kt, sizeof(kt));
-                r = report_conflict(rs, sspace + strlen(rs->node) + 1, kt, kh, in, verdict, resolution, err);
+                r = rowstate_report_conflict(rs, sspace + strlen(rs->node) + 1, kt, kh, in, verdict, resolution, err);
                 if (r < 0)
                         return r;
         }
@@ -812,11 +405,11 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
                 if (r == 0)
                         r = state_put(rs->batch, kspace, key, n, &merged);
                 if (r == 0)
-                        note_tag(rs, kspace, key, n, &merged);
+                        rowstate_note_tag(rs, kspace, key, n, &merged);
                 if (r == 0 && change_set_version(c, &merged.vv, merged.ts, merged.origin) < 0) /* sinks publish it */
                         r = -ENOMEM;
                 if (r < 0)
-                        return store_error(rs, err, r, "write of %s failed", kspace);
+                        return rowstate_store_error(rs, err, r, "write of %s failed", kspace);
                 /* K may hold anything by now (an application write we have not read yet): the
                  * sink makes the row equal to this image whatever it finds. */
                 c->flags |= CHANGE_IDEMPOTENT;
@@ -838,7 +431,7 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
         if (r == 0)
                 r = belief(rs, kspace, key, (size_t)n, &kp, &fkp, &kh, &fkh);
         if (r < 0)
-                return store_error(rs, err, r, "read of %s failed", sspace);
+                return rowstate_store_error(rs, err, r, "read of %s failed", sspace);
 
         uint64_t counter = position_counter(txn->commit_pos);
         uint64_t have = fsp ? vclock_get(&sp.vv, S) : 0;
@@ -862,17 +455,17 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
                         kp.wvv = sp.wvv;
                         r = state_put(rs->batch, kspace, key, (size_t)n, &kp);
                         if (r == 0)
-                                note_tag(rs, kspace, key, (size_t)n, &kp);
+                                rowstate_note_tag(rs, kspace, key, (size_t)n, &kp);
                         if (r == 0 && change_set_version(c, &kp.vv, kp.ts, kp.origin) < 0)
                                 r = -ENOMEM;
                         kp = held;
                 }
                 if (r < 0)
-                        return store_error(rs, err, r, "write of %s failed", sspace);
+                        return rowstate_store_error(rs, err, r, "write of %s failed", sspace);
                 if (won)
                         c->flags |= CHANGE_IDEMPOTENT;
                 *ret_apply = won && fit(c, &kp, true);
-                return slice(rs, err);
+                return rowstate_slice(rs, err);
         }
         /* S held what our own "S/" row says just before this write: we read S's log in order,
          * application writes and echoes alike. */
@@ -887,20 +480,20 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
         if (r < 0)
                 return cdc_error(err, r, false, "state", "cannot version a change of %s: %s", sspace, strerror(-r));
         r = forward(rs, c, sspace, kspace, key, (size_t)n, &kh, fkh, &next, counter, ret_apply, err);
-        return r < 0 ? r : slice(rs, err);
+        return r < 0 ? r : rowstate_slice(rs, err);
 }
 
 /* S now holds sq, the reverse pipeline's write read back from S's log (c: its row change, with
  * the row's key): records it, and decides whether K must get it too. */
-static int echo_row(RowState *rs, const TxnInfo *txn, Change *c, const char *sspace, const char *kspace,
-                    const char *key, size_t n, const Version *sq, bool *ret_forward, CdcError *err) {
+int rowstate_echo_row(RowState *rs, const TxnInfo *txn, Change *c, const char *sspace, const char *kspace,
+                      const char *key, size_t n, const Version *sq, bool *ret_forward, CdcError *err) {
         Version kp, kh;
         bool fkp = false, fkh = false;
         int r = belief(rs, kspace, key, n, &kp, &fkp, &kh, &fkh);
         if (r == 0)
                 r = state_put(rs->batch, sspace, key, n, sq);
         if (r < 0)
-                return store_error(rs, err, r, "access to %s failed", sspace);
+                return rowstate_store_error(rs, err, r, "access to %s failed", sspace);
         /* Usually K holds that very write (it came from K). It goes back only when K was left with
          * a write that loses to it: ours, made before we read this echo. */
         if (fkh && same_write(&kh, sq))
@@ -932,17 +525,17 @@ int rowstate_echo(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, boo
         if (n <= 0)
                 return n;
         int r = 0;
-        fsq = stash_take(rs, txn, sspace, key, (size_t)n, &sq, &handled);
+        fsq = rowstate_stash_take(rs, txn, sspace, key, (size_t)n, &sq, &handled);
         if (handled)
                 return 0; /* a delete, decided when its tag was read */
         if (!fsq)         /* no tag (a sink of an older cdcsync): the reverse pipeline's latest write */
                 r = state_get_other(rs->batch, rs->reverse, sspace, key, (size_t)n, &sq, &fsq);
         if (r < 0)
-                return store_error(rs, err, r, "read of %s failed", sspace);
+                return rowstate_store_error(rs, err, r, "read of %s failed", sspace);
         if (!fsq)
                 return 0; /* the reverse pipeline's rows were rolled back: it writes this again */
-        r = echo_row(rs, txn, c, sspace, kspace, key, (size_t)n, &sq, ret_forward, err);
-        return r < 0 ? r : slice(rs, err);
+        r = rowstate_echo_row(rs, txn, c, sspace, kspace, key, (size_t)n, &sq, ret_forward, err);
+        return r < 0 ? r : rowstate_slice(rs, err);
 }
 
 /* A one-way pipeline keeps no row versions (see DESIGN): the version a Kafka sink publishes is
@@ -982,26 +575,10 @@ int rowstate_check(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq, bo
         return check_bidi(rs, txn, c, seq, ret_apply, err);
 }
 
-/* Conflict records of the batch reach the disk before the batch does: a record is then never
- * missing for a batch the sink committed (a crash after this may record it twice). */
-static int sync_conflicts(RowState *rs, CdcError *err) {
-        if (!rs->conflicts_dirty)
-                return 0;
-        int r = 0, fd = open(rs->conflicts_path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (fd < 0 || fdatasync(fd) < 0)
-                r = -errno;
-        if (fd >= 0)
-                close(fd);
-        if (r < 0)
-                return store_error(rs, err, r, "cannot sync %s", rs->conflicts_path);
-        rs->conflicts_dirty = false;
-        return 0;
-}
-
 int rowstate_batch_commit(RowState *rs, Position end, CdcError *err) {
         if (!rs->batch)
                 return 0;
-        int r = sync_conflicts(rs, err);
+        int r = rowstate_sync_conflicts(rs, err);
         if (r < 0) {
                 rs->batch = state_batch_abort(rs->batch);
                 return r;
@@ -1013,7 +590,7 @@ int rowstate_batch_commit(RowState *rs, Position end, CdcError *err) {
                 state_batch_abort(rs->batch);
         rs->batch = NULL;
         if (r < 0)
-                return store_error(rs, err, r, "cannot commit batch %llu", (unsigned long long)rs->batch_no);
+                return rowstate_store_error(rs, err, r, "cannot commit batch %llu", (unsigned long long)rs->batch_no);
         return 0;
 }
 
