@@ -14,150 +14,7 @@
 #include "cdcsync/secret.h"
 #include "cdcsync/text.h"
 #include "conf_ini.h"
-
-/* ---- the key tables ---------------------------------------------------------------------- */
-
-typedef enum {
-        K_STR,
-        K_DSN,          /* char *: a literal password in it needs a private conf */
-        K_CHOICE,       /* char *: one of values */
-        K_INDEX,        /* int-sized enum: the index of the value in values */
-        K_FIRST_CHOICE, /* bool: whether the value is the first of values */
-        K_LOGLEVEL,
-        K_INT,  /* int in min..max */
-        K_U32,  /* uint32_t in min..max */
-        K_BOOL, /* yes|no|true|false|on|off|1|0 */
-        K_LISTEN,
-        K_SLOT,
-        K_TOPIC,
-        K_TABLES,
-        K_NAMES,
-        K_MAPS,
-        K_PASSWORD,
-        K_PASSWORD_FILE,
-        K_KAFKA_PROP,
-} KeyKind;
-
-enum { T_PG = 1, T_MY = 2, T_KAFKA = 4, T_ALL = 7 };
-static const char *const type_names[] = {"postgres", "mysql", "kafka"};
-
-typedef struct {
-        const char *name;
-        KeyKind kind;
-        const char *def;   /* default as written in the conf; NULL: none */
-        unsigned types;    /* connector types it applies to (T_ALL outside connectors) */
-        unsigned required; /* connector types that must set it (T_ALL: always required) */
-        bool reloadable;   /* SIGHUP applies it; else a restart is needed */
-        bool secret;       /* its value is never echoed */
-        size_t off;        /* field in Conf / ConnectorConf / PipelineConf */
-        size_t count_off;  /* int count field of a list */
-        long long min, max;
-        const char *values; /* accepted values, for errors and the reference */
-        const char *help;
-} ConfKey;
-
-#define SVC(f) offsetof(Conf, f)
-#define CON(f) offsetof(ConnectorConf, f)
-#define PIP(f) offsetof(PipelineConf, f)
-
-static const ConfKey service_keys[] = {
-        {"state_dir", K_STR, "/var/lib/cdcsync", T_ALL, 0, false, false, SVC(state_dir), 0, 0, 0, "PATH",
-         "local state: spill files, row versions of bidirectional pipelines (LMDB), "
-         "conflicts.jsonl"},
-        {"metrics_listen", K_LISTEN, "127.0.0.1:9780", T_ALL, 0, false, false, SVC(metrics_listen), 0, 0, 0,
-         "HOST:PORT | [IPV6]:PORT | off", "HTTP endpoint: /metrics /status /healthz"},
-        {"log_level", K_LOGLEVEL, "info", T_ALL, 0, true, false, SVC(log_level), 0, 0, 0, "error | warn | info | debug",
-         "least severe level logged"},
-        {"metrics_user", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_user), 0, 0, 0, "NAME",
-         "HTTP basic auth user for the endpoint (with metrics_password_file)"},
-        {"metrics_password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, false, false, SVC(metrics_password), 0, 0, 0,
-         "PATH | CREDENTIAL", "file holding the basic auth password (a bare name: a systemd credential)"},
-        {"metrics_tls_cert", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_cert), 0, 0, 0, "PATH",
-         "PEM certificate: serve HTTPS (with metrics_tls_key)"},
-        {"metrics_tls_key", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_key), 0, 0, 0, "PATH",
-         "PEM private key for metrics_tls_cert"},
-};
-
-static const ConfKey connector_keys[] = {
-        {"type", K_CHOICE, NULL, T_ALL, T_ALL, true, false, CON(type), 0, 0, 0, "postgres | mysql | kafka",
-         "the system this connector talks to"},
-        {"dsn", K_DSN, NULL, T_PG, T_PG, true, true, CON(dsn), 0, 0, 0, "LIBPQ-CONNINFO",
-         "libpq conninfo or postgresql:// URI (password: use password_file)"},
-        {"slot", K_SLOT, NULL, T_PG, 0, true, false, CON(slot), 0, 0, 0, "NAME of a-z, 0-9, _ (max 63)",
-         "replication slot when a source; default cdcsync_<pipeline>"},
-        {"publication", K_STR, NULL, T_PG, 0, true, false, CON(publication), 0, 0, 0, "NAME",
-         "publication when a source, created if absent; default cdcsync_<pipeline>"},
-        {"host", K_STR, NULL, T_MY, 0, true, false, CON(host), 0, 0, 0, "HOST",
-         "server host name or address; default localhost"},
-        {"port", K_INT, "3306", T_MY, 0, true, false, CON(port), 0, 1, 65535, "1..65535", "server TCP port"},
-        {"user", K_STR, NULL, T_MY, 0, true, false, CON(user), 0, 0, 0, "NAME", "user to log in as"},
-        {"database", K_STR, NULL, T_MY, 0, true, false, CON(database), 0, 0, 0, "NAME",
-         "default database; as a sink, the default target database"},
-        {"server_id", K_U32, NULL, T_MY, 0, true, false, CON(server_id), 0, 1, UINT32_MAX, "1..4294967295",
-         "as a source (required): binlog client id, unique among the server's replicas; as a sink: the "
-         "mark on its writes (unmarked without it)"},
-        {"ssl_mode", K_CHOICE, NULL, T_MY, 0, true, false, CON(ssl_mode), 0, 0, 0,
-         "disabled | preferred | required | verify_ca | verify_identity", "TLS to the server"},
-        {"ssl_ca", K_STR, NULL, T_MY, 0, true, false, CON(ssl_ca), 0, 0, 0, "PATH",
-         "CA certificate file for verify_ca / verify_identity"},
-        {"brokers", K_STR, NULL, T_KAFKA, T_KAFKA, true, false, CON(brokers), 0, 0, 0, "HOST:PORT, ...",
-         "bootstrap brokers"},
-        {"topic", K_TOPIC, "cdc.{connector}.{schema}.{table}", T_KAFKA, 0, true, false, CON(topic), 0, 0, 0,
-         "TEXT with {connector} {schema} {table}", "topic per table, from this template"},
-        {"group", K_STR, NULL, T_KAFKA, 0, true, false, CON(group), 0, 0, 0, "NAME",
-         "consumer group when a source; default cdcsync_<pipeline>"},
-        {"kafka.*", K_KAFKA_PROP, NULL, T_KAFKA, 0, true, false, 0, 0, 0, 0, "VALUE",
-         "any librdkafka property, e.g. kafka.security.protocol = ssl"},
-        {"password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, true, false, CON(password), 0, 0, 0, "PATH | CREDENTIAL",
-         "file holding the password (a bare name: a systemd credential)"},
-        {"password", K_PASSWORD, NULL, T_ALL, 0, true, true, CON(password), 0, 0, 0, "${ENV_VAR}",
-         "password from the environment (literal only in a mode 600 conf)"},
-        {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0, "yes | no",
-         "as a sink: create missing target tables from the source's schema"},
-        {"timeout_s", K_INT, "30", T_ALL, 0, true, false, CON(timeout_s), 0, 1, 3600, "1..3600",
-         "seconds without an answer (on a stream: without data or keepalive) before the server counts as "
-         "unreachable and the pipeline reconnects; also bounds connecting (at most 10 s) and TCP keepalives"},
-};
-
-static const ConfKey pipeline_keys[] = {
-        {"source", K_STR, NULL, T_ALL, T_ALL, true, false, PIP(source_name), 0, 0, 0, "CONNECTOR",
-         "the connector changes are read from"},
-        {"sink", K_STR, NULL, T_ALL, T_ALL, true, false, PIP(sink_name), 0, 0, 0, "CONNECTOR",
-         "the connector changes are written to"},
-        {"tables", K_TABLES, NULL, T_ALL, T_ALL, true, false, PIP(tables), PIP(ntables), 0, 0, "SCHEMA.TABLE, ... | *",
-         "source tables to sync"},
-        {"map", K_MAPS, NULL, T_ALL, 0, true, false, PIP(maps), PIP(nmaps), 0, 0, "A.B -> C.D, A.* -> C.*, ...",
-         "sink-side names; default the same (MySQL sink: its database)"},
-        {"conflict", K_INDEX, "version_vector", T_ALL, 0, true, false, PIP(conflict), 0, 0, 0,
-         "version_vector | timestamp | none", "how concurrent updates are detected"},
-        {"resolve", K_INDEX, "timestamp", T_ALL, 0, true, false, PIP(resolve), 0, 0, 0, "timestamp | priority",
-         "who wins a true conflict"},
-        {"priority", K_NAMES, NULL, T_ALL, 0, true, false, PIP(priority), PIP(npriority), 0, 0, "CONNECTOR, ...",
-         "winner order for resolve = priority and for timestamp ties"},
-        {"batch_max_rows", K_INT, "5000", T_ALL, 0, true, false, PIP(batch_max_rows), 0, 1, 1000000, "1..1000000",
-         "rows per sink transaction (whole source transactions)"},
-        {"snapshot", K_INDEX, "initial", T_ALL, 0, true, false, PIP(snapshot_mode), 0, 0, 0,
-         "initial | never | merge | replace",
-         "a new pipeline's first copy: initial into empty sink tables only (bidirectional: merge), never: "
-         "none, merge: keep the sink's rows, replace: empty them first"},
-        {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0, "FILE:POS | GTID | LSN",
-         "with snapshot = never: where a new pipeline starts; default now"},
-        {"tombstone_days", K_INT, "7", T_ALL, 0, true, false, PIP(tombstone_days), 0, 1, 36500, "1..36500",
-         "days a deleted row's version is kept; an older change can revive it"},
-        {"on_bad_message", K_INDEX, "error", T_ALL, 0, true, false, PIP(on_bad_message), 0, 0, 0,
-         "error | skip | dead_letter",
-         "kafka source, a message that is no change event: stop, skip it, or send it to dead_letter_topic"},
-        {"dead_letter_topic", K_STR, NULL, T_ALL, 0, true, false, PIP(dead_letter_topic), 0, 0, 0, "TOPIC",
-         "with on_bad_message = dead_letter: where those messages go; default cdcsync.dead.<pipeline>"},
-};
-
-#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
-#define MAX_KEYS 32 /* section_apply's seen[] */
-_Static_assert(NKEYS(connector_keys) <= MAX_KEYS && NKEYS(pipeline_keys) <= MAX_KEYS && NKEYS(service_keys) <= MAX_KEYS,
-               "grow MAX_KEYS");
-_Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int) &&
-                       sizeof(SnapshotMode) == sizeof(int) && sizeof(BadMessagePolicy) == sizeof(int),
-               "K_INDEX stores an int");
+#include "conf_keys.h"
 
 /* ---- values -------------------------------------------------------------------------------- */
 
@@ -458,16 +315,6 @@ bad:
                          strchr(k->values, '|') ? "one of " : "", k->values);
 }
 
-/* "postgres and mysql" for a T_* mask. */
-static const char *types_text(unsigned types, char *buf, size_t len) {
-        size_t n = 0;
-        buf[0] = '\0';
-        for (int t = 0; t < 3; t++)
-                if (types & (1u << t))
-                        n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? " and " : "", type_names[t]);
-        return buf;
-}
-
 static const ConfKey *key_find(const ConfKey *table, size_t n, const char *key) {
         for (size_t i = 0; i < n; i++)
                 if (strcmp(table[i].name, key) == 0 ||
@@ -521,7 +368,7 @@ static uint64_t section_hash(ConfParser *p, ConfSection *s, const char *secret) 
  * type (T_ALL outside connectors, 0 when the type is missing or bad: only `type` is required). */
 static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, size_t nkeys, void *obj,
                           unsigned type_mask) {
-        bool seen[MAX_KEYS] = {false};
+        bool seen[CONF_MAX_KEYS] = {false};
         char title[80], err[512];
         section_title(s, title, sizeof(title));
         for (int i = 0; i < s->nentries; i++) {
@@ -548,8 +395,8 @@ static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, s
                 if (type_mask && !(k->types & type_mask)) {
                         char for_types[64];
                         conf_err(p, e->line, "%s does not apply to a %s connector — remove it (it is for %s)", e->key,
-                                 type_names[__builtin_ctz(type_mask)],
-                                 types_text(k->types, for_types, sizeof(for_types)));
+                                 conf_type_names[__builtin_ctz(type_mask)],
+                                 conf_types_text(k->types, for_types, sizeof(for_types)));
                         continue;
                 }
                 if (secret_expand_env(e->value, &e->expanded, err, sizeof(err)) < 0) {
@@ -593,10 +440,10 @@ static void connector_load(ConfParser *p, ConfSection *s, ConnectorConf *c) {
         c->line = s->line;
         for (int i = 0; i < s->nentries; i++)
                 if (strcmp(s->entries[i].key, "type") == 0) {
-                        int t = choice_index(connector_keys[0].values, s->entries[i].value);
+                        int t = choice_index(conf_connector_keys[0].values, s->entries[i].value);
                         mask = t < 0 ? 0 : 1u << t;
                 }
-        section_apply(p, s, connector_keys, NKEYS(connector_keys), c, mask);
+        section_apply(p, s, conf_connector_keys, conf_nconnector_keys, c, mask);
         c->hash = section_hash(p, s, c->password);
 }
 
@@ -613,7 +460,7 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
         pl->name = strdup(s->name);
         pl->file = c->path;
         pl->line = s->line;
-        section_apply(p, s, pipeline_keys, NKEYS(pipeline_keys), pl, T_ALL);
+        section_apply(p, s, conf_pipeline_keys, conf_npipeline_keys, pl, T_ALL);
         if (pl->source_name && !(pl->source = conf_connector(c, pl->source_name)))
                 conf_err(p, entry_get(s, "source")->line,
                          "source = %s names no connector — define "
@@ -776,7 +623,7 @@ static void conf_build(ConfParser *p) {
                 if (p->sections[i].kind == SEC_SERVICE)
                         svc = &p->sections[i];
         }
-        section_apply(p, svc, service_keys, NKEYS(service_keys), c, T_ALL);
+        section_apply(p, svc, conf_service_keys, conf_nservice_keys, c, T_ALL);
         if (!c->metrics_user != !c->metrics_password)
                 conf_err(p, svc->line,
                          "metrics_user and metrics_password_file go together — set "
@@ -985,275 +832,6 @@ void conf_copy_refusal(const PipelineConf *p, const char *table, unsigned long l
                  table, at_least ? "at least " : "", rows, rows == 1 && !at_least ? "" : "s", p->name);
 }
 
-/* ---- the reference ------------------------------------------------------------------------- */
-
-/* Two lines a key: ";KEY = DEFAULT" (or its accepted values), then its help and attributes. */
-static void print_keys(FILE *out, const ConfKey *table, size_t n, bool service) {
-        for (size_t i = 0; i < n; i++) {
-                const ConfKey *k = &table[i];
-                char attrs[256] = "", for_types[64];
-                size_t len = 0;
-#define ATTR(...) len += (size_t)snprintf(attrs + len, sizeof(attrs) - len, "; " __VA_ARGS__)
-                if (k->def)
-                        ATTR("values: %s", k->values);
-                if (k->required == T_ALL)
-                        ATTR("required");
-                else if (k->required)
-                        ATTR("required for %s", type_names[__builtin_ctz(k->required)]);
-                if (k->types != T_ALL)
-                        ATTR("%s only", types_text(k->types, for_types, sizeof(for_types)));
-                if (service && !k->reloadable)
-                        ATTR("needs a restart");
-#undef ATTR
-                fprintf(out, ";%s = %s\n;       %s%s\n", k->name, k->def ? k->def : k->values, k->help, attrs);
-        }
-}
-
 int conf_timeout_ms(const ConnectorConf *c) {
         return (c && c->timeout_s > 0 ? c->timeout_s : 30) * 1000;
-}
-
-void conf_print_reference(FILE *out) {
-        fputs("; cdcsync.conf — every key, its default and what it does.\n"
-              ";\n"
-              "; Generated from the key tables in engine/conf.c (conf_print_reference); a unit test\n"
-              "; keeps this file equal to them. Copy what you need into /etc/cdcsync/cdcsync.conf;\n"
-              "; conf/examples/ holds complete confs for the common pairs.\n"
-              ";\n"
-              "; Syntax: KEY = VALUE under [SECTION]; ';' or '#' starts a comment line, and ' ;' an\n"
-              "; inline comment. Values are taken as written (no quoting). ${ENV_VAR} is replaced by\n"
-              "; the environment variable in every value ($$ is a literal $). Errors are reported as\n"
-              "; FILE:LINE: what is wrong — what to do, all at once; `cdcsync check` runs them.\n"
-              ";\n"
-              "; Secrets: password_file = PATH (relative to this file's directory; one trailing\n"
-              "; newline is stripped), or a bare NAME read from $CREDENTIALS_DIRECTORY (systemd\n"
-              "; LoadCredential=), or password = ${ENV_VAR}. A password written here literally\n"
-              "; (password = ..., a DSN's password=, kafka.*password*) is refused unless this file is\n"
-              "; private (chmod 600).\n"
-              ";\n"
-              "; Reload (SIGHUP): log_level applies at once; a pipeline restarts when its section or\n"
-              "; one of its connectors' sections changed, the others keep streaming.\n"
-              "; Each key shows its default, or the values it takes when it has none (then it is\n"
-              "; unset unless required). The file is UTF-8 text of at most 1 MiB, lines of at most\n"
-              "; 4093 characters, without control characters.\n\n",
-              out);
-        fputs("[service]\n", out);
-        print_keys(out, service_keys, NKEYS(service_keys), true);
-        fputs("\n; [connector.NAME] — one system; NAME (letters, digits, '_', '-') is its node id in\n"
-              "; version vectors. Keys marked postgres, mysql or kafka belong to that type only.\n"
-              ";[connector.NAME]\n",
-              out);
-        print_keys(out, connector_keys, NKEYS(connector_keys), false);
-        fputs("\n; [pipeline.NAME] — one source/sink pair. Two pipelines in opposite directions\n"
-              "; between the same connectors are bidirectional sync. A pipeline's source slot\n"
-              "; (PostgreSQL) or server_id (MySQL) must not be shared with another pipeline, nor\n"
-              "; its target tables (unless the two are each other's reverse); its source and sink\n"
-              "; must be different databases. `cdcsync check` refuses what would destroy or loop.\n"
-              ";[pipeline.NAME]\n",
-              out);
-        print_keys(out, pipeline_keys, NKEYS(pipeline_keys), false);
-}
-
-/* ---- the manual page ----------------------------------------------------------------------- */
-
-/* s as roff text: a backslash is \e, a line never starts with a control character, and lines
- * break between words before 80 bytes (roff fills them again). */
-static void man_text(FILE *out, const char *s) {
-        size_t col = 0;
-        while (*s) {
-                size_t word = strcspn(s, " ");
-                if (col > 0 && col + 1 + word > 78) {
-                        fputc('\n', out);
-                        col = 0;
-                } else if (col > 0) {
-                        fputc(' ', out);
-                        col++;
-                }
-                if (col == 0 && (*s == '.' || *s == '\''))
-                        col += (size_t)fprintf(out, "\\&");
-                for (size_t i = 0; i < word; i++)
-                        col += (size_t)fprintf(out, "%s", s[i] == '\\' ? "\\e" : (char[]){s[i], '\0'});
-                s += word;
-                s += strspn(s, " ");
-        }
-}
-
-/* One tagged paragraph a key: "KEY = VALUES", then its help, default and attributes. */
-static void man_keys(FILE *out, const ConfKey *table, size_t n, bool service) {
-        for (size_t i = 0; i < n; i++) {
-                const ConfKey *k = &table[i];
-                char for_types[64];
-                fputs(".TP\n\\fB", out);
-                man_text(out, k->name);
-                fputs("\\fR = \\fI", out);
-                man_text(out, k->values);
-                fputs("\\fR\n", out);
-                man_text(out, k->help);
-                fputs(".\n", out);
-                if (k->def) {
-                        fputs("Default: \\fB", out);
-                        man_text(out, k->def);
-                        fputs("\\fR.\n", out);
-                }
-                if (k->required == T_ALL)
-                        fputs("Required.\n", out);
-                if (k->types != T_ALL)
-                        fprintf(out, "Only for %s connectors%s.\n", types_text(k->types, for_types, sizeof(for_types)),
-                                k->required ? ", where it is required" : "");
-                if (service && !k->reloadable)
-                        fputs("A change needs a restart.\n", out);
-        }
-}
-
-void conf_print_man(FILE *out) {
-        fprintf(out,
-                ".\\\" cdcsync.conf(5). Generated from the key tables in engine/conf.c (conf_print_man);\n"
-                ".\\\" a unit test keeps this file equal to them: do not edit it, edit the tables.\n"
-                ".TH CDCSYNC.CONF 5 2026-12-04 \"cdcsync %s\" \"File Formats Manual\"\n",
-                CDCSYNC_VERSION);
-        fputs(".SH NAME\n"
-              "cdcsync.conf \\- configuration file of the cdcsync change-data-capture service\n"
-              ".SH SYNOPSIS\n"
-              ".B /etc/cdcsync/cdcsync.conf\n"
-              ".SH DESCRIPTION\n"
-              "The conf names the systems cdcsync talks to (connectors) and the pipelines\n"
-              "between them: each pipeline reads the changes of a source connector's tables\n"
-              "and applies them to a sink connector.\n"
-              ".BR cdcsync (1)\n"
-              "reads it at start, on\n"
-              ".B SIGHUP\n"
-              "and for\n"
-              ".BR \"cdcsync check\" .\n"
-              ".PP\n"
-              "The file is INI text:\n"
-              ".I KEY\n"
-              "=\n"
-              ".I VALUE\n"
-              "lines under\n"
-              ".B [service]\n"
-              "(at most one),\n"
-              ".BI [connector. NAME ]\n"
-              "and\n"
-              ".BI [pipeline. NAME ]\n"
-              "headers; a NAME is 1 to 48 letters, digits, '_' or '-'.\n"
-              "A line starting with ';' or '#' is a comment, and so is the rest of a line\n"
-              "after a blank and ';'.\n"
-              "Values are taken as written, without quoting.\n"
-              "The file is a regular file of at most 1 MiB of UTF-8 text without control\n"
-              "characters, in lines of at most 4093 characters.\n"
-              ".BI ${ ENV_VAR }\n"
-              "in any value is replaced by that environment variable ($$ is a literal $);\n"
-              "an unset variable is an error.\n"
-              ".PP\n"
-              "Errors are reported all at once, each as\n"
-              ".IR FILE : LINE :\n"
-              "what is wrong \\(em what to do.\n"
-              ".B cdcsync check\n"
-              "runs every check without starting anything, and an unknown key is named with\n"
-              "the key it most resembles.\n"
-              ".PP\n"
-              "The installed\n"
-              ".I /etc/cdcsync/cdcsync.conf\n"
-              "is the reference with every key commented out: the service refuses it until\n"
-              "a pipeline is defined.\n"
-              "Complete examples are installed in\n"
-              ".IR /usr/share/doc/cdcsync/examples/ .\n"
-              ".SS Secrets\n"
-              "A password never has to sit in the conf:\n"
-              ".B password_file\n"
-              "=\n"
-              ".I PATH\n"
-              "(relative to the conf's directory; one trailing newline is stripped), a bare\n"
-              ".B password_file\n"
-              "=\n"
-              ".I NAME\n"
-              "read from\n"
-              ".B $CREDENTIALS_DIRECTORY\n"
-              "(systemd\n"
-              ".BR LoadCredential= ),\n"
-              "or\n"
-              ".B password\n"
-              "=\n"
-              ".BR ${ENV_VAR} .\n"
-              "A password written literally (password = ..., a dsn's password=, a kafka.* key\n"
-              "holding password or secret) is refused unless the conf file is private\n"
-              "(mode 600).\n"
-              "Passwords never reach a log line or an error message.\n"
-              ".SS Reload\n"
-              "On\n"
-              ".B SIGHUP\n"
-              "(systemctl reload cdcsync) the file is read again; a conf with errors is\n"
-              "rejected and the running one stays.\n"
-              ".B log_level\n"
-              "applies at once; a pipeline restarts from its checkpoint when its section or\n"
-              "one of its connectors' sections changed, the others keep streaming; the\n"
-              "service keys marked so need a restart.\n"
-              ".SH KEYS\n"
-              "Each key is shown with the values it takes. A key with a default takes it\n"
-              "when unset; a key without one is unset unless required.\n"
-              ".SS [service]\n"
-              "How the service runs. The section may be left out.\n",
-              out);
-        man_keys(out, service_keys, NKEYS(service_keys), true);
-        fputs(".SS [connector.NAME]\n"
-              "One system: a PostgreSQL database, a MariaDB/MySQL server or a Kafka cluster.\n"
-              "NAME is the connector's node id in version vectors.\n"
-              "A connector may be the source of one pipeline and the sink of another.\n",
-              out);
-        man_keys(out, connector_keys, NKEYS(connector_keys), false);
-        fputs(".SS [pipeline.NAME]\n"
-              "One source/sink pair. Two pipelines in opposite directions between the same\n"
-              "connectors are bidirectional sync. A pipeline's source slot (PostgreSQL) or\n"
-              "server_id (MySQL) must not be shared with another pipeline, nor its target\n"
-              "tables (unless the two are each other's reverse); its source and sink must be\n"
-              "different databases; two pipelines' names must not give one slot or\n"
-              "publication name (cdcsync_<pipeline>, lower-cased, other characters made '_').\n"
-              ".B cdcsync check\n"
-              "refuses what would destroy or loop, and\n"
-              ".B check \\-\\-connect\n"
-              "asks the servers what the conf cannot tell.\n",
-              out);
-        man_keys(out, pipeline_keys, NKEYS(pipeline_keys), false);
-        fputs(".SH FILES\n"
-              ".TP\n"
-              ".I /etc/cdcsync/cdcsync.conf\n"
-              "The conf read by default and by the systemd unit; root:cdcsync, mode 0640.\n"
-              ".TP\n"
-              ".I /usr/share/doc/cdcsync/cdcsync.conf.example\n"
-              "Every key with its default and help, as in this page.\n"
-              ".TP\n"
-              ".I /usr/share/doc/cdcsync/examples/\n"
-              "Complete confs for the common pairs.\n"
-              ".SH EXAMPLES\n"
-              "One PostgreSQL database streamed into another:\n"
-              ".PP\n"
-              ".in +4n\n"
-              ".EX\n"
-              "[service]\n"
-              "state_dir      = /var/lib/cdcsync\n"
-              "metrics_listen = 127.0.0.1:9780\n"
-              "\n"
-              "[connector.shop]\n"
-              "type = postgres\n"
-              "dsn  = host=db1 dbname=shop user=cdcsync sslmode=verify\\-full\n"
-              "password_file = /etc/cdcsync/shop.pass\n"
-              "\n"
-              "[connector.replica]\n"
-              "type = postgres\n"
-              "dsn  = host=db2 dbname=shop user=cdcsync sslmode=verify\\-full\n"
-              "password_file = replica.pass\n"
-              "create_tables = yes\n"
-              "\n"
-              "[pipeline.orders]\n"
-              "source = shop\n"
-              "sink   = replica\n"
-              "tables = public.orders, public.customers\n"
-              ".EE\n"
-              ".in\n"
-              ".SH SEE ALSO\n"
-              ".BR cdcsync (1),\n"
-              ".BR systemd.exec (5),\n"
-              ".BR systemd-sysusers (8),\n"
-              ".BR systemd-tmpfiles (8)\n",
-              out);
 }

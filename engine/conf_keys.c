@@ -1,0 +1,125 @@
+/* The conf's key tables: every key of [service], [connector.NAME] and [pipeline.NAME], with its
+ * kind, default, the connector types it applies to, limits and help. One declarative table drives
+ * parsing and errors (conf.c) and the documented reference and manual page (conf_doc.c). */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "cdcsync/conf.h"
+#include "conf_keys.h"
+
+const char *const conf_type_names[3] = {"postgres", "mysql", "kafka"};
+
+#define SVC(f) offsetof(Conf, f)
+#define CON(f) offsetof(ConnectorConf, f)
+#define PIP(f) offsetof(PipelineConf, f)
+
+const ConfKey conf_service_keys[] = {
+        {"state_dir", K_STR, "/var/lib/cdcsync", T_ALL, 0, false, false, SVC(state_dir), 0, 0, 0, "PATH",
+         "local state: spill files, row versions of bidirectional pipelines (LMDB), "
+         "conflicts.jsonl"},
+        {"metrics_listen", K_LISTEN, "127.0.0.1:9780", T_ALL, 0, false, false, SVC(metrics_listen), 0, 0, 0,
+         "HOST:PORT | [IPV6]:PORT | off", "HTTP endpoint: /metrics /status /healthz"},
+        {"log_level", K_LOGLEVEL, "info", T_ALL, 0, true, false, SVC(log_level), 0, 0, 0, "error | warn | info | debug",
+         "least severe level logged"},
+        {"metrics_user", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_user), 0, 0, 0, "NAME",
+         "HTTP basic auth user for the endpoint (with metrics_password_file)"},
+        {"metrics_password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, false, false, SVC(metrics_password), 0, 0, 0,
+         "PATH | CREDENTIAL", "file holding the basic auth password (a bare name: a systemd credential)"},
+        {"metrics_tls_cert", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_cert), 0, 0, 0, "PATH",
+         "PEM certificate: serve HTTPS (with metrics_tls_key)"},
+        {"metrics_tls_key", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_key), 0, 0, 0, "PATH",
+         "PEM private key for metrics_tls_cert"},
+};
+
+const ConfKey conf_connector_keys[] = {
+        {"type", K_CHOICE, NULL, T_ALL, T_ALL, true, false, CON(type), 0, 0, 0, "postgres | mysql | kafka",
+         "the system this connector talks to"},
+        {"dsn", K_DSN, NULL, T_PG, T_PG, true, true, CON(dsn), 0, 0, 0, "LIBPQ-CONNINFO",
+         "libpq conninfo or postgresql:// URI (password: use password_file)"},
+        {"slot", K_SLOT, NULL, T_PG, 0, true, false, CON(slot), 0, 0, 0, "NAME of a-z, 0-9, _ (max 63)",
+         "replication slot when a source; default cdcsync_<pipeline>"},
+        {"publication", K_STR, NULL, T_PG, 0, true, false, CON(publication), 0, 0, 0, "NAME",
+         "publication when a source, created if absent; default cdcsync_<pipeline>"},
+        {"host", K_STR, NULL, T_MY, 0, true, false, CON(host), 0, 0, 0, "HOST",
+         "server host name or address; default localhost"},
+        {"port", K_INT, "3306", T_MY, 0, true, false, CON(port), 0, 1, 65535, "1..65535", "server TCP port"},
+        {"user", K_STR, NULL, T_MY, 0, true, false, CON(user), 0, 0, 0, "NAME", "user to log in as"},
+        {"database", K_STR, NULL, T_MY, 0, true, false, CON(database), 0, 0, 0, "NAME",
+         "default database; as a sink, the default target database"},
+        {"server_id", K_U32, NULL, T_MY, 0, true, false, CON(server_id), 0, 1, UINT32_MAX, "1..4294967295",
+         "as a source (required): binlog client id, unique among the server's replicas; as a sink: the "
+         "mark on its writes (unmarked without it)"},
+        {"ssl_mode", K_CHOICE, NULL, T_MY, 0, true, false, CON(ssl_mode), 0, 0, 0,
+         "disabled | preferred | required | verify_ca | verify_identity", "TLS to the server"},
+        {"ssl_ca", K_STR, NULL, T_MY, 0, true, false, CON(ssl_ca), 0, 0, 0, "PATH",
+         "CA certificate file for verify_ca / verify_identity"},
+        {"brokers", K_STR, NULL, T_KAFKA, T_KAFKA, true, false, CON(brokers), 0, 0, 0, "HOST:PORT, ...",
+         "bootstrap brokers"},
+        {"topic", K_TOPIC, "cdc.{connector}.{schema}.{table}", T_KAFKA, 0, true, false, CON(topic), 0, 0, 0,
+         "TEXT with {connector} {schema} {table}", "topic per table, from this template"},
+        {"group", K_STR, NULL, T_KAFKA, 0, true, false, CON(group), 0, 0, 0, "NAME",
+         "consumer group when a source; default cdcsync_<pipeline>"},
+        {"kafka.*", K_KAFKA_PROP, NULL, T_KAFKA, 0, true, false, 0, 0, 0, 0, "VALUE",
+         "any librdkafka property, e.g. kafka.security.protocol = ssl"},
+        {"password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, true, false, CON(password), 0, 0, 0, "PATH | CREDENTIAL",
+         "file holding the password (a bare name: a systemd credential)"},
+        {"password", K_PASSWORD, NULL, T_ALL, 0, true, true, CON(password), 0, 0, 0, "${ENV_VAR}",
+         "password from the environment (literal only in a mode 600 conf)"},
+        {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0, "yes | no",
+         "as a sink: create missing target tables from the source's schema"},
+        {"timeout_s", K_INT, "30", T_ALL, 0, true, false, CON(timeout_s), 0, 1, 3600, "1..3600",
+         "seconds without an answer (on a stream: without data or keepalive) before the server counts as "
+         "unreachable and the pipeline reconnects; also bounds connecting (at most 10 s) and TCP keepalives"},
+};
+
+const ConfKey conf_pipeline_keys[] = {
+        {"source", K_STR, NULL, T_ALL, T_ALL, true, false, PIP(source_name), 0, 0, 0, "CONNECTOR",
+         "the connector changes are read from"},
+        {"sink", K_STR, NULL, T_ALL, T_ALL, true, false, PIP(sink_name), 0, 0, 0, "CONNECTOR",
+         "the connector changes are written to"},
+        {"tables", K_TABLES, NULL, T_ALL, T_ALL, true, false, PIP(tables), PIP(ntables), 0, 0, "SCHEMA.TABLE, ... | *",
+         "source tables to sync"},
+        {"map", K_MAPS, NULL, T_ALL, 0, true, false, PIP(maps), PIP(nmaps), 0, 0, "A.B -> C.D, A.* -> C.*, ...",
+         "sink-side names; default the same (MySQL sink: its database)"},
+        {"conflict", K_INDEX, "version_vector", T_ALL, 0, true, false, PIP(conflict), 0, 0, 0,
+         "version_vector | timestamp | none", "how concurrent updates are detected"},
+        {"resolve", K_INDEX, "timestamp", T_ALL, 0, true, false, PIP(resolve), 0, 0, 0, "timestamp | priority",
+         "who wins a true conflict"},
+        {"priority", K_NAMES, NULL, T_ALL, 0, true, false, PIP(priority), PIP(npriority), 0, 0, "CONNECTOR, ...",
+         "winner order for resolve = priority and for timestamp ties"},
+        {"batch_max_rows", K_INT, "5000", T_ALL, 0, true, false, PIP(batch_max_rows), 0, 1, 1000000, "1..1000000",
+         "rows per sink transaction (whole source transactions)"},
+        {"snapshot", K_INDEX, "initial", T_ALL, 0, true, false, PIP(snapshot_mode), 0, 0, 0,
+         "initial | never | merge | replace",
+         "a new pipeline's first copy: initial into empty sink tables only (bidirectional: merge), never: "
+         "none, merge: keep the sink's rows, replace: empty them first"},
+        {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0, "FILE:POS | GTID | LSN",
+         "with snapshot = never: where a new pipeline starts; default now"},
+        {"tombstone_days", K_INT, "7", T_ALL, 0, true, false, PIP(tombstone_days), 0, 1, 36500, "1..36500",
+         "days a deleted row's version is kept; an older change can revive it"},
+        {"on_bad_message", K_INDEX, "error", T_ALL, 0, true, false, PIP(on_bad_message), 0, 0, 0,
+         "error | skip | dead_letter",
+         "kafka source, a message that is no change event: stop, skip it, or send it to dead_letter_topic"},
+        {"dead_letter_topic", K_STR, NULL, T_ALL, 0, true, false, PIP(dead_letter_topic), 0, 0, 0, "TOPIC",
+         "with on_bad_message = dead_letter: where those messages go; default cdcsync.dead.<pipeline>"},
+};
+
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+_Static_assert(NKEYS(conf_connector_keys) <= CONF_MAX_KEYS && NKEYS(conf_pipeline_keys) <= CONF_MAX_KEYS &&
+                       NKEYS(conf_service_keys) <= CONF_MAX_KEYS,
+               "grow CONF_MAX_KEYS");
+const size_t conf_nservice_keys = NKEYS(conf_service_keys);
+const size_t conf_nconnector_keys = NKEYS(conf_connector_keys);
+const size_t conf_npipeline_keys = NKEYS(conf_pipeline_keys);
+_Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) == sizeof(int) &&
+                       sizeof(SnapshotMode) == sizeof(int) && sizeof(BadMessagePolicy) == sizeof(int),
+               "K_INDEX stores an int");
+
+const char *conf_types_text(unsigned types, char *buf, size_t len) {
+        size_t n = 0;
+        buf[0] = '\0';
+        for (int t = 0; t < 3; t++)
+                if (types & (1u << t))
+                        n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? " and " : "", conf_type_names[t]);
+        return buf;
+}
