@@ -26,83 +26,8 @@
 
 #include "cdcsync/log.h"
 #include "cdcsync/metrics.h"
-
-/* events_per_second: the sampler keeps the last RATE_SAMPLES readings of each pipeline's event
- * total; the rate is (total now - oldest reading) / (time since it), i.e. over the last
- * RATE_SAMPLES rate intervals (10 s by default), including events up to the request itself. */
-#define RATE_SAMPLES 10
-#define TLS_FILE_MAX (1024 * 1024) /* a PEM cert chain or key is far smaller */
-/* Slow clients (a byte every few seconds, or a response read as slowly) must not keep the
- * endpoint from a monitoring system: every connection gets REQUEST_TIMEOUT_S to send its whole
- * request and ANSWER_TIMEOUT_S to read the answer, then it is closed; one address may keep at most
- * WAITING_PER_ADDRESS connections waiting for their request and all together WAITING_MAX, a newer
- * one closing the oldest, so a scraper's connection always gets in; the rest of CONNECTION_LIMIT
- * stays for connections whose request arrived. No address holds more than PER_ADDRESS_LIMIT. */
-#define CONNECTION_LIMIT 128
-#define PER_ADDRESS_LIMIT 64
-#define WAITING_MAX 96
-#define WAITING_PER_ADDRESS 16
-#define REQUEST_TIMEOUT_S 5
-#define ANSWER_TIMEOUT_S 30
-#define CONNECTION_TIMEOUT_S 10 /* idle */
-#define REAP_INTERVAL_MS 500
-
-/* One connection, from libmicrohttpd's notification that it started to the one that it closed
- * (which comes before the socket is closed: fd is valid while used is set). */
-typedef struct {
-        bool used;
-        bool waiting;  /* its request has not arrived whole yet */
-        int fd;        /* libmicrohttpd's socket: only shut down here, never closed */
-        int64_t since; /* usec, CLOCK_MONOTONIC: when it started waiting, or its request arrived */
-        struct sockaddr_storage addr;
-} Conn;
-
-typedef struct {
-        PipelineStats *s;              /* not owned */
-        int64_t t[RATE_SAMPLES];       /* usec, CLOCK_MONOTONIC */
-        uint64_t events[RATE_SAMPLES]; /* events total at t[] */
-        int nsamples;
-        int next; /* ring slot the next sample goes to */
-} Entry;
-
-struct Metrics {
-        struct MHD_Daemon *daemon;
-        uint16_t port;
-        char *user;     /* owned, NULL: no auth */
-        char *password; /* owned, wiped on free */
-        char *tls_cert; /* owned, PEM contents */
-        char *tls_key;  /* owned, PEM contents, wiped on free */
-        unsigned interval_ms;
-
-        pthread_mutex_t lock; /* guards entries, nentries, stopping */
-        pthread_cond_t wake;  /* the sampler sleeps on it; signalled to stop */
-        Entry *entries;
-        size_t nentries, cap;
-        bool stopping;
-        bool sampler_started;
-        pthread_t sampler;
-
-        pthread_mutex_t conn_lock; /* guards conns, reaper_stopping */
-        pthread_cond_t conn_wake;  /* the reaper sleeps on it; signalled to stop */
-        Conn conns[CONNECTION_LIMIT];
-        bool reaper_stopping;
-        bool reaper_started;
-        pthread_t reaper;
-        unsigned closed_slow;  /* connections closed since the last log line about them */
-        int64_t closed_logged; /* usec, CLOCK_MONOTONIC */
-};
-
-static int64_t mono_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#include "cdcsync/now.h"
+#include "metrics_int.h"
 
 int metrics_parse_listen(const char *text, struct sockaddr_storage *ret, socklen_t *ret_len) {
         char host[INET6_ADDRSTRLEN + 1];
@@ -223,369 +148,6 @@ static bool ct_equal(const char *given, const char *expected) {
         return diff == 0;
 }
 
-static uint64_t events_total(PipelineStats *s) {
-        uint64_t n = 0;
-        for (int i = 0; i < 4; i++)
-                n += atomic_load_explicit(&s->events[i], memory_order_relaxed);
-        return n;
-}
-
-/* Called with m->lock held. */
-static void entry_sample(Entry *e, int64_t now) {
-        e->t[e->next] = now;
-        e->events[e->next] = events_total(e->s);
-        e->next = (e->next + 1) % RATE_SAMPLES;
-        if (e->nsamples < RATE_SAMPLES)
-                e->nsamples++;
-}
-
-/* Called with m->lock held. */
-static double entry_rate(Entry *e, int64_t now) {
-        if (e->nsamples == 0)
-                return 0;
-        int oldest = e->nsamples < RATE_SAMPLES ? 0 : e->next;
-        int64_t dt = now - e->t[oldest];
-        uint64_t cur = events_total(e->s);
-        if (dt <= 0 || cur < e->events[oldest])
-                return 0;
-        return (double)(cur - e->events[oldest]) * 1e6 / (double)dt;
-}
-
-static void *sampler_main(void *arg) {
-        Metrics *m = arg;
-        pthread_mutex_lock(&m->lock);
-        while (!m->stopping) {
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_sec += m->interval_ms / 1000;
-                until.tv_nsec += (long)(m->interval_ms % 1000) * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000L;
-                }
-                int r = 0;
-                while (!m->stopping && r != ETIMEDOUT)
-                        r = pthread_cond_timedwait(&m->wake, &m->lock, &until);
-                if (m->stopping)
-                        break;
-                int64_t now = mono_usec();
-                for (size_t i = 0; i < m->nentries; i++)
-                        entry_sample(&m->entries[i], now);
-        }
-        pthread_mutex_unlock(&m->lock);
-        return NULL;
-}
-
-/* A source heard of less recently than this no longer vouches for "caught up" (about ten of the
- * pipeline's probes, or its stream's keepalives, missed). */
-#define LAG_STALE_USEC (10 * 1000000LL)
-
-/* lag_seconds, against the source's own view (README "Reliability"): from the source commit time
- * of the oldest change read but not applied, or else from the time the source was first seen
- * holding a change the sink lacks (its log end past the sink's position); with neither, 0 while
- * the pipeline streams and the source answers, otherwise (source unreachable, pipeline down or
- * failed) from the last time the sink was known to hold everything the source had. */
-static double lag_seconds(PipelineStats *s, int64_t now) {
-        int64_t from = atomic_load(&s->oldest_pending_ts);
-        int64_t behind = atomic_load(&s->behind_since_ts);
-        if (behind && (!from || behind < from))
-                from = behind;
-        if (!from) {
-                int64_t contact = atomic_load(&s->contact_ts);
-                bool fresh = contact == 0 || now - contact <= LAG_STALE_USEC;
-                if (atomic_load(&s->state) == PIPELINE_STREAMING && fresh)
-                        return 0;
-                from = atomic_load(&s->synced_ts);
-        }
-        /* Sources clamp the times they read (change_clamp_ts); with 0 < from < now the difference
-         * cannot overflow. */
-        if (from <= 0 || now <= from)
-                return 0;
-        return (double)(now - from) / 1e6;
-}
-
-/* lag_bytes: source log bytes from what the sink committed to where the source's log ends now,
- * as last observed. 0 when the source's end is not past the sink's position; across MySQL binlog
- * files, the server's own count of the files' sizes. */
-static uint64_t lag_bytes(PipelineStats *s) {
-        return atomic_load(&s->lag_bytes);
-}
-
-/* Label value escaping of the text exposition format: backslash, double quote, newline. */
-static void put_label(FILE *f, const char *v) {
-        for (; *v; v++) {
-                if (*v == '\\')
-                        fputs("\\\\", f);
-                else if (*v == '"')
-                        fputs("\\\"", f);
-                else if (*v == '\n')
-                        fputs("\\n", f);
-                else
-                        fputc(*v, f);
-        }
-}
-
-static void put_family(FILE *f, const char *name, const char *type, const char *help) {
-        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* "name{pipeline="X"" — the caller adds more labels and the closing brace. */
-static void put_series(FILE *f, const char *name, PipelineStats *s) {
-        fprintf(f, "%s{pipeline=\"", name);
-        put_label(f, s->name);
-        fputc('"', f);
-}
-
-/* open_memstream only updates *buf on fflush/fclose: read it after. */
-static char *finish_memstream(FILE *f, char **buf) {
-        if (fclose(f) != 0) {
-                free(*buf);
-                return NULL;
-        }
-        return *buf;
-}
-
-char *metrics_render_prometheus(Metrics *m) {
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
-        if (!f)
-                return NULL;
-        int64_t now = wall_usec();
-
-        pthread_mutex_lock(&m->lock);
-        put_family(f, "cdcsync_build_info", "gauge", "cdcsync version; always 1.");
-        fputs("cdcsync_build_info{version=\"", f);
-        put_label(f, CDCSYNC_VERSION);
-        fputs("\"} 1\n", f);
-
-        put_family(f, "cdcsync_pipeline_up", "gauge", "1 when the pipeline is streaming, 0 otherwise.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                put_series(f, "cdcsync_pipeline_up", s);
-                fprintf(f, "} %d\n", atomic_load(&s->state) == PIPELINE_STREAMING);
-        }
-
-        put_family(f, "cdcsync_pipeline_lag_seconds", "gauge",
-                   "Seconds the sink is behind the source: from the oldest change it lacks (its commit time, or when "
-                   "the source was seen holding it) to now; 0 when caught up.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                put_series(f, "cdcsync_pipeline_lag_seconds", s);
-                fprintf(f, "} %.6f\n", lag_seconds(s, now));
-        }
-
-        put_family(f, "cdcsync_pipeline_lag_bytes", "gauge",
-                   "Source log bytes from the sink's position to the source's current log end.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                put_series(f, "cdcsync_pipeline_lag_bytes", s);
-                fprintf(f, "} %" PRIu64 "\n", lag_bytes(s));
-        }
-
-        put_family(f, "cdcsync_events_total", "counter", "Row changes read from the source, by operation.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                for (int op = 0; op < 4; op++) {
-                        put_series(f, "cdcsync_events_total", s);
-                        fprintf(f, ",op=\"%s\"} %" PRIu64 "\n", stats_event_op_labels[op],
-                                (uint64_t)atomic_load_explicit(&s->events[op], memory_order_relaxed));
-                }
-        }
-
-        put_family(f, "cdcsync_transactions_total", "counter", "Source transactions read.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                put_series(f, "cdcsync_transactions_total", s);
-                fprintf(f, "} %" PRIu64 "\n", (uint64_t)atomic_load(&s->transactions));
-        }
-
-        put_family(f, "cdcsync_bad_messages_total", "counter",
-                   "Kafka messages that were no usable change event, passed on by on_bad_message.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                for (int k = 0; k < 2; k++) {
-                        put_series(f, "cdcsync_bad_messages_total", s);
-                        fprintf(f, ",action=\"%s\"} %" PRIu64 "\n", k ? "dead_letter" : "skip",
-                                (uint64_t)atomic_load_explicit(&s->bad_messages[k], memory_order_relaxed));
-                }
-        }
-
-        put_family(f, "cdcsync_conflicts_total", "counter", "Conflicting row versions, by how they were settled.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                for (int k = 0; k < STATS_CONFLICT_KINDS; k++) {
-                        if (!s->conflict_kinds[k][0])
-                                continue;
-                        put_series(f, "cdcsync_conflicts_total", s);
-                        fputs(",resolution=\"", f);
-                        put_label(f, s->conflict_kinds[k]);
-                        fprintf(f, "\"} %" PRIu64 "\n", (uint64_t)atomic_load(&s->conflicts[k]));
-                }
-        }
-
-        put_family(f, "cdcsync_errors_total", "counter", "Errors, by kind.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                for (int k = 0; k < STATS_ERROR_KINDS; k++) {
-                        if (!s->error_kinds[k][0])
-                                continue;
-                        put_series(f, "cdcsync_errors_total", s);
-                        fputs(",kind=\"", f);
-                        put_label(f, s->error_kinds[k]);
-                        fprintf(f, "\"} %" PRIu64 "\n", (uint64_t)atomic_load(&s->errors[k]));
-                }
-        }
-
-        put_family(f, "cdcsync_sink_batch_seconds", "histogram", "Time to apply and commit one sink batch.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                /* _count is the +Inf bucket, computed from the same reads as the buckets, so a
-                 * scrape racing an observation still shows a consistent histogram. */
-                uint64_t cum = 0;
-                for (int b = 0; b <= STATS_BATCH_BUCKETS; b++) {
-                        cum += atomic_load_explicit(&s->batch_buckets[b], memory_order_relaxed);
-                        put_series(f, "cdcsync_sink_batch_seconds_bucket", s);
-                        if (b < STATS_BATCH_BUCKETS)
-                                fprintf(f, ",le=\"%g\"} %" PRIu64 "\n", stats_batch_bounds[b], cum);
-                        else
-                                fprintf(f, ",le=\"+Inf\"} %" PRIu64 "\n", cum);
-                }
-                put_series(f, "cdcsync_sink_batch_seconds_sum", s);
-                fprintf(f, "} %.9g\n", atomic_load(&s->batch_sum));
-                put_series(f, "cdcsync_sink_batch_seconds_count", s);
-                fprintf(f, "} %" PRIu64 "\n", cum);
-        }
-
-        put_family(f, "cdcsync_queue_depth", "gauge", "Events waiting between the source and the sink.");
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                put_series(f, "cdcsync_queue_depth", s);
-                fprintf(f, "} %" PRId64 "\n", (int64_t)atomic_load(&s->queue_depth));
-        }
-        pthread_mutex_unlock(&m->lock);
-        return finish_memstream(f, &buf);
-}
-
-/* ISO-8601 UTC with milliseconds: "2024-05-01T12:00:00.123Z". */
-static void format_iso(int64_t usec, char *buf, size_t len) {
-        time_t sec = (time_t)(usec / 1000000);
-        struct tm tm;
-        gmtime_r(&sec, &tm);
-        char base[32];
-        strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(buf, len, "%s.%03dZ", base, (int)((usec % 1000000) / 1000));
-}
-
-/* A JSON string even when s is not valid UTF-8 (a server's error message in latin1, say):
- * jansson refuses those, so non-ASCII bytes become '?' rather than losing the whole field. */
-static json_t *json_str_lossy(const char *s) {
-        json_t *j = json_string(s);
-        if (j)
-                return j;
-        char *copy = strdup(s);
-        if (!copy)
-                return NULL;
-        for (char *c = copy; *c; c++)
-                if ((unsigned char)*c >= 0x80)
-                        *c = '?';
-        j = json_string(copy);
-        free(copy);
-        return j;
-}
-
-static json_t *json_str_or_null(const char *s) {
-        return s && s[0] ? json_str_lossy(s) : json_null();
-}
-
-char *metrics_render_status(Metrics *m) {
-        char *out = NULL;
-        json_t *root = json_object(), *arr = json_array();
-        if (!root || !arr) {
-                json_decref(arr);
-                goto out;
-        }
-        json_object_set_new(root, "version", json_string(CDCSYNC_VERSION));
-        json_object_set_new(root, "pipelines", arr);
-
-        int64_t now = wall_usec(), mono = mono_usec();
-        pthread_mutex_lock(&m->lock);
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                char src[sizeof(s->source_pos_text)], app[sizeof(s->applied_pos_text)];
-                char err[sizeof(s->last_error)];
-                stats_copy_positions_text(s, src, sizeof(src), app, sizeof(app));
-                int64_t err_ts = stats_copy_last_error(s, err, sizeof(err));
-                json_t *last_error = NULL;
-                if (err_ts != 0) {
-                        char when[40];
-                        format_iso(err_ts, when, sizeof(when));
-                        last_error = json_pack("{s:o, s:s}", "message", json_str_lossy(err), "time", when);
-                }
-                json_t *p = json_pack(
-                        "{s:o, s:s, s:o, s:o, s:f, s:I, s:f, s:I, s:I, s:o}", "name", json_str_lossy(s->name), "state",
-                        pipeline_state_name((PipelineState)atomic_load(&s->state)), "source_position",
-                        json_str_or_null(src), "applied_position", json_str_or_null(app), "lag_seconds",
-                        lag_seconds(s, now), "lag_bytes", (json_int_t)lag_bytes(s), "events_per_second",
-                        entry_rate(&m->entries[i], mono), "transactions", (json_int_t)atomic_load(&s->transactions),
-                        "queue_depth", (json_int_t)atomic_load(&s->queue_depth), "last_error",
-                        last_error ? last_error : json_null());
-                if (!p || json_array_append_new(arr, p) < 0) {
-                        pthread_mutex_unlock(&m->lock);
-                        goto out;
-                }
-        }
-        pthread_mutex_unlock(&m->lock);
-        out = json_dumps(root, JSON_COMPACT);
-out:
-        json_decref(root);
-        return out;
-}
-
-char *metrics_render_health(Metrics *m, bool *ret_ok) {
-        char *buf = NULL;
-        size_t len = 0;
-        bool ok = true;
-        FILE *f = open_memstream(&buf, &len);
-        if (!f)
-                return NULL;
-        pthread_mutex_lock(&m->lock);
-        for (size_t i = 0; i < m->nentries; i++) {
-                PipelineStats *s = m->entries[i].s;
-                PipelineState st = (PipelineState)atomic_load(&s->state);
-                if (st == PIPELINE_STREAMING)
-                        continue;
-                ok = false;
-                char err[sizeof(s->last_error)];
-                int64_t ts = stats_copy_last_error(s, err, sizeof(err));
-                /* One line per pipeline: a message with a newline would break the shape. A
-                 * newline and the indentation after it (libpq's "\n\tIs the server running")
-                 * become one space, as in the log. */
-                size_t n = 0;
-                for (const char *c = err; *c; c++) {
-                        bool blank = *c == '\n' || *c == '\r' || *c == '\t';
-                        if (blank && n > 0 && err[n - 1] == ' ')
-                                continue;
-                        err[n++] = blank ? ' ' : *c;
-                }
-                err[n] = '\0';
-                fprintf(f, "pipeline %s: %s", s->name, pipeline_state_name(st));
-                if (ts != 0) {
-                        char when[40];
-                        format_iso(ts, when, sizeof(when));
-                        fprintf(f, " (last error at %s: %s)", when, err);
-                }
-                fputc('\n', f);
-        }
-        pthread_mutex_unlock(&m->lock);
-        if (ok)
-                fputs("ok\n", f);
-        char *out = finish_memstream(f, &buf);
-        if (out)
-                *ret_ok = ok;
-        return out;
-}
-
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, bool owned,
                              bool auth_fail) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(
@@ -684,7 +246,7 @@ static void notify_connection(void *cls, struct MHD_Connection *connection, void
                         c = &m->conns[i];
         if (!c || !fd || !ad || !ad->client_addr)
                 goto out; /* cannot be (libmicrohttpd admits at most CONNECTION_LIMIT): not tracked */
-        *c = (Conn){.used = true, .waiting = true, .fd = fd->connect_fd, .since = mono_usec()};
+        *c = (Conn){.used = true, .waiting = true, .fd = fd->connect_fd, .since = metrics_mono_usec()};
         size_t alen = ad->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
         memcpy(&c->addr, ad->client_addr, alen);
         *socket_context = c;
@@ -706,7 +268,7 @@ static void conn_mark(Metrics *m, struct MHD_Connection *connection, bool whole)
         Conn *c = ci ? ci->socket_context : NULL;
         if (c && c->used && c->since != INT64_MAX) {
                 c->waiting = !whole;
-                c->since = mono_usec();
+                c->since = metrics_mono_usec();
         }
         pthread_mutex_unlock(&m->conn_lock);
 }
@@ -732,7 +294,7 @@ static void *reaper_main(void *arg) {
                 int r = 0;
                 while (!m->reaper_stopping && r != ETIMEDOUT)
                         r = pthread_cond_timedwait(&m->conn_wake, &m->conn_lock, &until);
-                int64_t now = mono_usec();
+                int64_t now = metrics_mono_usec();
                 for (size_t i = 0; i < CONNECTION_LIMIT; i++) {
                         Conn *c = &m->conns[i];
                         int64_t limit = (c->waiting ? REQUEST_TIMEOUT_S : ANSWER_TIMEOUT_S) * INT64_C(1000000);
@@ -857,7 +419,7 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
         pthread_mutex_init(&m->conn_lock, NULL);
         pthread_cond_init(&m->conn_wake, &ca);
         pthread_condattr_destroy(&ca);
-        m->closed_logged = mono_usec() - 60 * INT64_C(1000000);
+        m->closed_logged = metrics_mono_usec() - 60 * INT64_C(1000000);
         m->interval_ms = opts->rate_interval_ms ? opts->rate_interval_ms : 1000;
 
         if (opts->auth_user) {
@@ -923,7 +485,7 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
                 goto fail;
         }
 
-        r = -pthread_create(&m->sampler, NULL, sampler_main, m);
+        r = -pthread_create(&m->sampler, NULL, metrics_sampler_main, m);
         if (r < 0)
                 goto fail;
         m->sampler_started = true;
@@ -1004,7 +566,7 @@ int metrics_attach(Metrics *m, PipelineStats *s) {
         memset(e, 0, sizeof(*e));
         e->s = s;
         /* A first reading right away, so the first /status after attach already has a rate. */
-        entry_sample(e, mono_usec());
+        metrics_entry_sample(e, metrics_mono_usec());
 out:
         pthread_mutex_unlock(&m->lock);
         return r;
