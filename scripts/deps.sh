@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang-format
   libpq-dev libmariadb-dev librdkafka-dev libjansson-dev libcmocka-dev libmicrohttpd-dev
-  liblmdb-dev libinih-dev libsystemd-dev zlib1g-dev
+  liblmdb-dev libinih-dev libsystemd-dev zlib1g-dev libssl-dev
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client kcat prometheus curl
   procps psmisc python3 openssl systemd util-linux git locales
   man-db mandoc file dpkg-dev

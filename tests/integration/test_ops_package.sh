@@ -37,7 +37,7 @@ deb=$(ls "$WORK"/pkg/cdcsync_*.deb)
 [ "$(basename "$deb")" = "cdcsync_${ver}-1_$(dpkg --print-architecture).deb" ] || fail "package file name: $deb"
 [ "$(dpkg-deb -f "$deb" Package)" = cdcsync ] && [ "$(dpkg-deb -f "$deb" Version)" = "$ver-1" ] || fail "control: $(dpkg-deb -f "$deb" Package Version)"
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in systemd libc6 libpq5 libmariadb3 librdkafka1 libjansson4 libmicrohttpd12 liblmdb0 libinih1 libsystemd0 zlib1g; do
+for lib in systemd libc6 libpq5 libmariadb3 librdkafka1 libjansson4 libmicrohttpd12 liblmdb0 libinih1 libsystemd0 zlib1g libssl3; do
   echo ", $depends," | grep -q ", $lib[ ,]" || fail "Depends lacks $lib: $depends"
 done
 [ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" = /etc/cdcsync/cdcsync.conf ] || fail "conffiles: $(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)"
