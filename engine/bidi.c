@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cdcsync/bidi.h"
+#include "cdcsync/connector.h"
 
 int bidi_peers(const Conf *c, const PipelineConf *p, BidiPeers *ret) {
         BidiPeers b = {0};
@@ -15,11 +16,10 @@ int bidi_peers(const Conf *c, const PipelineConf *p, BidiPeers *ret) {
                         return -E2BIG;
                 char *m = b.marks[b.nmarks];
                 int n = -1;
-                /* The mark each sink type leaves on its writes (see pg_sink.c and mysql_sink.c). */
-                if (strcmp(q->sink->type, "postgres") == 0)
-                        n = snprintf(m, BIDI_MARK_MAX, "cdcsync_%s", q->name);
-                else if (strcmp(q->sink->type, "mysql") == 0)
-                        n = snprintf(m, BIDI_MARK_MAX, "%u", q->sink->server_id);
+                /* The mark q's sink leaves on its writes, as its log tells them. */
+                const ConnectorType *t = connector_type(q->sink->type);
+                if (t && t->write_mark)
+                        n = t->write_mark(q, m, BIDI_MARK_MAX);
                 if (n < 0 || n >= BIDI_MARK_MAX)
                         continue; /* a sink that leaves no mark, or a name that cannot match */
                 b.nmarks++;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdcsync/connector.h"
 #include "cdcsync/guard.h"
 
 /* A run of equal claims is compared pair by pair up to this many back: enough for any real conf,
@@ -99,7 +100,8 @@ static bool is_type(const ConnectorConf *k, const char *type) {
 }
 
 static bool is_database(const ConnectorConf *k) {
-        return is_type(k, "postgres") || is_type(k, "mysql");
+        const ConnectorType *t = k && k->type ? connector_type(k->type) : NULL;
+        return t && t->holds_tables;
 }
 
 void guard_default_pg_name(const char *pipeline, char *buf, size_t len) {

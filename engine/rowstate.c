@@ -56,6 +56,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cdcsync/connector.h"
 #include "cdcsync/log.h"
 #include "cdcsync/rowstate.h"
 #include "cdcsync/stats.h"
@@ -113,7 +114,8 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
         rs->conf = conf;
         rs->node = conf->source->name;
         rs->state_dir = bidi ? bidi->state_dir : NULL;
-        rs->versions_out = conf->sink->type && strcmp(conf->sink->type, "kafka") == 0;
+        const ConnectorType *kt = conf->sink->type ? connector_type(conf->sink->type) : NULL;
+        rs->versions_out = kt && kt->sink_versions_in_messages;
         if (bidi && bidi->reverse && bidi->reverse[0]) {
                 if (strlen(bidi->reverse) >= sizeof(rs->reverse) || !bidi->state_dir || !st) {
                         free(rs);
@@ -121,8 +123,8 @@ int rowstate_new(State *st, const PipelineConf *conf, const RowStateBidi *bidi, 
                 }
                 memcpy(rs->reverse, bidi->reverse, strlen(bidi->reverse) + 1);
                 snprintf(rs->wnode, sizeof(rs->wnode), "w.%s", conf->name);
-                /* tags go to database sinks (a Kafka sink's messages carry their versions) */
-                bool db_sink = !conf->sink->type || strcmp(conf->sink->type, "kafka") != 0;
+                /* tags go beside the rows, unless the sink's messages carry their versions (Kafka) */
+                bool db_sink = !rs->versions_out;
                 rs->tag_table = db_sink ? table_new(ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE, 2) : NULL;
                 if (db_sink && (!rs->tag_table || rowstate_tag_table_init(rs->tag_table) < 0)) {
                         table_unref(rs->tag_table);

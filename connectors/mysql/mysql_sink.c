@@ -633,6 +633,10 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
         return r < 0 ? r : 0;
 }
 
+int mysql_sink_write_mark(const PipelineConf *writer, char *buf, size_t len) {
+        return snprintf(buf, len, "%u", writer->sink->server_id);
+}
+
 const SinkOps mysql_sink_ops = {
         .type = "mysql",
         .open = sink_open,

@@ -2609,3 +2609,7 @@ const SinkOps pg_sink_ops = {
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
 };
+
+int pg_sink_write_mark(const PipelineConf *writer, char *buf, size_t len) {
+        return snprintf(buf, len, "cdcsync_%s", writer->name);
+}

@@ -23,3 +23,7 @@
  *   surface at the next flush (at the latest at commit).
  * - Any error leaves the transaction for rollback(), which is safe in every state. */
 extern const SinkOps pg_sink_ops;
+
+/* The mark on writer's writes as its sink database's log tells them (TxnInfo.origin): the
+ * replication origin "cdcsync_<pipeline>" its session writes under. */
+int pg_sink_write_mark(const PipelineConf *writer, char *buf, size_t len);

@@ -180,6 +180,34 @@ typedef struct {
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;
 
-/* Registry of connector types; NULL when the type has no source / sink. */
-const SourceOps *connector_source(const char *type);
-const SinkOps *connector_sink(const char *type);
+/* A connector type as the engine knows it: its source and sink, and the facts the engine decides
+ * by, so that engine code asks the type instead of comparing type names (engine/registry.c lists
+ * the types). */
+typedef struct {
+        const char *type;        /* type = in [connector.NAME] */
+        const SourceOps *source; /* NULL: it cannot be a source */
+        const SinkOps *sink;     /* NULL: it cannot be a sink */
+        /* A database: its tables can be one pipeline's source and another's sink, so two pipelines
+         * can loop through it or write one table (guard.h). */
+        bool holds_tables;
+        /* Its sink publishes each row's version in the message itself (Kafka): no version tags are
+         * written beside the rows, and one-way pipelines into it keep versions. */
+        bool sink_versions_in_messages;
+        /* The mark its sink leaves on the writes of pipeline `writer`, as they read back from the
+         * sink's own log (TxnInfo.origin); NULL when its writes carry none. Returns what snprintf
+         * returns. */
+        int (*write_mark)(const PipelineConf *writer, char *buf, size_t len);
+} ConnectorType;
+
+/* The registry: the type named `type`, NULL when there is none. */
+const ConnectorType *connector_type(const char *type);
+
+/* The type's source / sink; NULL when the type does not exist or has none. */
+static inline const SourceOps *connector_source(const char *type) {
+        const ConnectorType *t = connector_type(type);
+        return t ? t->source : NULL;
+}
+static inline const SinkOps *connector_sink(const char *type) {
+        const ConnectorType *t = connector_type(type);
+        return t ? t->sink : NULL;
+}

@@ -248,7 +248,7 @@ wait_for "rc copied (PostgreSQL)" 60 pg_equal rc t
 rc_my() {
   my_on my -e "SELECT CONCAT_WS('|', $(m id), $(m v)$([ "${1:-}" ] && echo ", $(m d)")) FROM t ORDER BY id" >"$WORK/my.t" &&
     psql_db src rc -c "SELECT concat_ws('|', $(w id), $(w v)$([ "${1:-}" ] && echo ", $(w d)")) FROM t ORDER BY id" >"$WORK/pg.t" &&
-    cmp -s "$WORK/my.t" "$WORK/pg.t"
+    cmp -s "$WORK/my.t" "$WORK/pg.t" || { diff "$WORK/pg.t" "$WORK/my.t"; return 1; }
 }
 wait_for "rc copied (MariaDB)" 60 rc_my
 rc2_old() { [ "$(psql_db dst rc2 -c "SELECT string_agg(t::text, ' ' ORDER BY id) FROM t")" = "(1,10) (2,20)" ]; }

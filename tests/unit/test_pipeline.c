@@ -9,7 +9,7 @@
  * against the source's own table so every change is valid exactly once), and a sink "database"
  * that applies them strictly (an insert of a present key, an update or delete of a missing one is
  * a violation), stages a batch and commits it with its checkpoint atomically. This file defines
- * the connector registry itself (connector_source / connector_sink), so the engine's own registry
+ * the connector registry itself (connector_type), so the engine's own registry
  * (engine/registry.c) is not linked in. Waits are for events, bounded only to fail a hung run. */
 #include <errno.h>
 #include <inttypes.h>
@@ -465,14 +465,13 @@ static const SinkOps fake_async_sink_ops = {
         .poll_durable = fsink_poll_durable,
 };
 
-/* The registry, for this test: every type is the fake. */
-const SourceOps *connector_source(const char *type) {
-        (void)type;
-        return &fake_source_ops;
-}
+/* The registry, for this test: every type is the fake ("fakeasync": the deliver-later sink). */
+static const ConnectorType fake_type = {.type = "fake", .source = &fake_source_ops, .sink = &fake_sink_ops};
+static const ConnectorType fake_async_type = {
+        .type = "fakeasync", .source = &fake_source_ops, .sink = &fake_async_sink_ops};
 
-const SinkOps *connector_sink(const char *type) {
-        return strcmp(type, "fakeasync") == 0 ? &fake_async_sink_ops : &fake_sink_ops;
+const ConnectorType *connector_type(const char *type) {
+        return strcmp(type, "fakeasync") == 0 ? &fake_async_type : &fake_type;
 }
 
 /* ---- harness ---- */
