@@ -1,4 +1,5 @@
 /* The error object that crosses the connector interface, and event cleanup. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,10 @@ int cdc_error(CdcError *err, int code, bool retriable, const char *kind, const c
                 va_end(ap);
         }
         return code;
+}
+
+int cdc_oom(CdcError *err) {
+        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
 }
 
 void event_clear(Event *ev) {

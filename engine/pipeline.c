@@ -250,7 +250,7 @@ static int record_baseline(Pipeline *p, Position pos, const char *pos_text, Sour
         CopiedTable *v = calloc((size_t)n + 1, sizeof(*v));
         TxnInfo txn = {.commit_pos = pos, .commit_ts = now_usec(), .snapshot = true};
         if (!v)
-                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                r = cdc_oom(err);
         if (r == 0 && n > 0)
                 r = p->sink_ops->begin(p->sink, err);
         for (int i = 0; r == 0 && i < n; i++) {
@@ -258,7 +258,7 @@ static int record_baseline(Pipeline *p, Position pos, const char *pos_text, Sour
                 snprintf(v[i].table, sizeof(v[i].table), "%s", list[i]);
                 v[i].pos = pos;
                 if (copies_record(p->conf->name, list[i], pos, pos_text, 0, &c) < 0) {
-                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        r = cdc_oom(err);
                         break;
                 }
                 r = p->sink_ops->apply(p->sink, &txn, &c, err);

@@ -561,7 +561,7 @@ static int positional_version(RowState *rs, const TxnInfo *txn, Change *c, CdcEr
                 return cdc_error(err, -EINVAL, false, "internal", "connector name %s is no version vector node",
                                  rs->node);
         if (change_set_version(c, &vv, txn->commit_ts, rs->node) < 0)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         return 0;
 }
 

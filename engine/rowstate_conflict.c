@@ -65,7 +65,7 @@ int rowstate_report_conflict(RowState *rs, const char *table, const char *key, c
         char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!line)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         size_t len = strlen(line);
         line[len] = '\n'; /* json_dumps' NUL becomes the line end; write exactly len + 1 */
         int r = append_line(rs->conflicts_path, line, len + 1);

@@ -387,7 +387,7 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
         char errstr[512], client_id[256];
         int r;
         if (!k)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         k->conn = conn;
         k->pipe = pipe;
         k->src_ops = connector_source(pipe->source->type);
@@ -736,7 +736,7 @@ static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEnt
                                  TOPICS_MAX);
         te = calloc(1, sizeof(*te));
         if (!te)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         int r = envelope_topic(k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, k->pipe->source->name, schema, table,
                                te->topic, sizeof(te->topic));
         if (r < 0) {
@@ -759,7 +759,7 @@ static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEnt
                 free(te->schema);
                 free(te->name);
                 free(te);
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         }
         k->topics[k->ntopics++] = te;
         *ret = k->last_topic = te;
@@ -853,7 +853,7 @@ static int advance(Sink *k, CdcError *err) {
         char *value = json_dumps(j, JSON_COMPACT);
         json_decref(j);
         if (!value)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         /* Marked in flight first: its report may be served inside produce(). */
         k->ckpt_inflight = true;
         k->ckpt_pos = k->delivered_pos;

@@ -652,7 +652,7 @@ static int source_new(const ConnectorConf *conn, const PipelineConf *pipe, bool 
         Source *s = calloc(1, sizeof(*s));
         int r;
         if (!s)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         s->conn = conn;
         s->pipe = pipe;
         snprintf(s->ctx, sizeof(s->ctx), "[pipeline=%s source=%s]", pipe->name, conn->name);
@@ -662,7 +662,7 @@ static int source_new(const ConnectorConf *conn, const PipelineConf *pipe, bool 
                 snprintf(s->group, sizeof(s->group), "cdcsync_%s", pipe->name);
         s->map = calloc(OFFSET_MAP_MAX, sizeof(*s->map));
         if (!s->map) {
-                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto fail;
         }
         r = check_dead_letter_topic(s, err);

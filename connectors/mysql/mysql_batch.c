@@ -93,7 +93,7 @@ static int prepare_error(Sink *k, const char *sql, const char *what, CdcError *e
         MYSQL_STMT *t = mysql_stmt_init(k->m);
         int r;
         if (!t)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         mysql_stmt_prepare(t, sql, strlen(sql));
         r = mysql_sink_error(k, t, what, err);
         mysql_stmt_close(t);
@@ -221,13 +221,12 @@ static int multi_exec(Sink *k, Run *u, const char *sql, int from, int m, int fir
                 goto out;
         }
         if (!c || !c->st) {
-                r = c ? cdc_error(err, -ENOMEM, true, "internal", "out of memory")
-                      : prepare_error(k, sql, u->what, err);
+                r = c ? cdc_oom(err) : prepare_error(k, sql, u->what, err);
                 goto out;
         }
         b = calloc((size_t)nb, sizeof(*b));
         if (!b) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         for (int i = 0; i < m; i++)
@@ -278,7 +277,7 @@ static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
         if (u->mkind == MULTI_UPDATE && u->expect) {
                 check = multi_sql(u, m, true);
                 if (!check) {
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                         goto out;
                 }
                 r = multi_exec(k, u, check, from, m, nt, 1, &rows, &found, err);
@@ -288,7 +287,7 @@ static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
                 const Param **ks = malloc((size_t)m * sizeof(*ks));
                 uint64_t distinct = 0;
                 if (!ks) {
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                         goto out;
                 }
                 for (int i = 0; i < m; i++)
@@ -304,7 +303,7 @@ static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
         }
         sql = multi_sql(u, m, false);
         if (!sql) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         if (u->mkind == MULTI_DELETE && u->expect) {
@@ -360,7 +359,7 @@ static int run_send(Sink *k, Run *u, CdcError *err) {
         unsigned long *lens = calloc((size_t)n * (np > 0 ? np : 1), sizeof(*lens));
         char *ind = calloc((size_t)n * (np > 0 ? np : 1), 1);
         if (!b || !ptrs || !lens || !ind) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto bulk_out;
         }
         for (int j = 0; j < np; j++) {
@@ -587,7 +586,7 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                 int cap = u->cap ? u->cap * 2 : 16;
                 char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));
                 if (!nk) {
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                         goto out;
                 }
                 u->keys = nk;
@@ -599,7 +598,7 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                         pcap *= 2;
                 Param *np2 = realloc(u->params, pcap * sizeof(*np2));
                 if (!np2) {
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                         goto out;
                 }
                 u->params = np2;
@@ -618,7 +617,7 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
         } else {
                 for (int i = 0; i < nrk; i++) {
                         if ((k->keys.n + 1) * 2 > k->keys.cap && keys_grow(&k->keys) < 0) {
-                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                r = cdc_oom(err);
                                 goto out;
                         }
                         uint64_t h = key_hash(rk[i], rkl[i]);

@@ -60,7 +60,7 @@ int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsig
         unsigned int timeout = io_timeout < 10 ? io_timeout : 10;
         int r;
         if (!m)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
         mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
         mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
@@ -108,7 +108,7 @@ int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int n
         int ncols = 0, rows = 0, r;
 
         if (!st)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         if (mysql_stmt_prepare(st, sql, strlen(sql)))
                 goto fail;
         if (nparams > 0) {
@@ -178,7 +178,7 @@ int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int n
         r = rows;
         goto out;
 oom:
-        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+        r = cdc_oom(err);
         goto out;
 fail : {
         unsigned int e = mysql_stmt_errno(st);
@@ -269,7 +269,7 @@ int mysql_conn_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, C
                 return r == -ENOMEM ? cdc_error(err, r, false, "internal", "out of memory") : r;
         }
         if (!rows.v && !(rows.v = calloc(1, sizeof(*rows.v))))
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         *ret = rows.v;
         *ret_n = rows.n;
         return 0;

@@ -182,11 +182,11 @@ int mysql_source_schema_load(Source *s, const char *schema, const char *name, Sc
         SchemaEntry *e = calloc(1, sizeof(*e));
         int r;
         if (!e)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         e->schema = strdup(schema);
         e->name = strdup(name);
         if (!e->schema || !e->name) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         /* bidirectional sync also reads the reverse sink's version tags (engine/rowstate.c) */
@@ -208,7 +208,7 @@ int mysql_source_schema_load(Source *s, const char *schema, const char *name, Sc
                 goto out;
         e->info = calloc((size_t)(e->ncols > 0 ? e->ncols : 1), sizeof(BinlogColumnInfo));
         if (!e->info) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         for (int i = 0; i < e->ncols; i++) {
@@ -351,14 +351,14 @@ static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *t
                                  s->ctx, e->schema, e->name, tm->ncols, e->ncols);
         Table *t = table_new(e->schema, e->name, ncols);
         if (!t)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         for (int i = 0; i < ncols; i++) {
                 Column *c = &t->cols[i];
                 c->name = strdup(e->col_names[i]);
                 c->type_name = strdup(e->col_types[i]);
                 if (!c->name || !c->type_name) {
                         table_unref(t);
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        return cdc_oom(err);
                 }
                 c->type_oid = tm->cols[i].type;
                 c->typmod = (int32_t)tm->cols[i].meta;
@@ -407,7 +407,7 @@ int mysql_source_on_table_map(Source *s, const BinlogHeader *h, CdcError *err) {
                 m = calloc(1, sizeof(*m));
                 if (!m) {
                         binlog_table_map_free(tm);
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        return cdc_oom(err);
                 }
                 m->next = s->maps;
                 s->maps = m;

@@ -171,7 +171,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         k->txn_row++;
         Param *p = calloc((size_t)t->ncols * 2 + 1, sizeof(Param));
         if (!p)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         if ((c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE) && !c->after) {
                 r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no new row", k->ctx,
                               t->schema, t->name);
@@ -273,7 +273,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 break;
         }
         if (q.oom) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         const char *opname = c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete";
@@ -341,7 +341,7 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         char sql[128];
         int r;
         if (!k)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         k->conn = conn;
         k->pipe = pipe;
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe && pipe->name ? pipe->name : "-",
@@ -522,7 +522,7 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
                                  params, 1, copy_row, &l, err);
         mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
         if (r >= 0 && l.oom)
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
         if (r < 0) {
                 free(l.v);
                 return r;

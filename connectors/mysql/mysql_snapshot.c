@@ -43,12 +43,12 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
         t = table_new(schema, name, e->ncols);
         codes = calloc((size_t)(e->ncols > 0 ? e->ncols : 1), 1);
         if (!t || !codes) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         FILE *f = open_memstream(&sql, &sqllen);
         if (!f) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         fputs("SELECT ", f);
@@ -64,7 +64,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                 c->key = e->col_key[i];
                 if (!c->name || !c->type_name) {
                         fclose(f);
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                         goto out;
                 }
                 if (i)
@@ -101,7 +101,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
         fputc('.', f);
         sql_ident(f, name);
         if (fclose(f) != 0 || !sql) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         t->replident = table_nkeys(t) > 0 ? 'd' : 'f';
@@ -143,7 +143,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                 ev.change.after = values_new(t->ncols);
                 if (!ev.change.after || !lens) {
                         change_clear(&ev.change);
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                         goto out;
                 }
                 for (int i = 0; i < t->ncols && r == 0; i++) {
@@ -173,7 +173,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                                 n = strlen(fb);
                         }
                         if (value_set(&ev.change.after[i], v, n) < 0)
-                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                r = cdc_oom(err);
                 }
                 if (r < 0) {
                         change_clear(&ev.change);
@@ -293,7 +293,7 @@ static int emit_record(Source *s, PipelineIO *io, const char *schema, const char
         mysql_source_format_position(pos, text, sizeof(text));
         Event ev = {.kind = EVENT_CHANGE};
         if (!s->pipe || copies_record(s->pipe->name, table, pos, text, rows, &ev.change) < 0)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         return pipeline_io_emit(io, &ev);
 }
 
@@ -322,7 +322,7 @@ int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, ui
                         "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
                         NULL, 0, table_list_row, &tl, err);
         if (r == -ENOMEM)
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
         if (r < 0)
                 goto out;
         log_info(s->ctx, "initial snapshot of %d tables at %s:%" PRIu64, tl.n / 2, sfile, off);
@@ -422,7 +422,7 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
                                  "reload)",
                                  t);
                 if (exists && names_add(&s->copy_new, &s->ncopy_new, t) < 0)
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
         }
         for (int i = 0; r >= 0 && i < start->ncopied; i++) {
                 const char *t = start->copied[i].table, *dot = strchr(t, '.');
@@ -430,13 +430,13 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
                 snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
                 if (!dot || !mysql_source_pipeline_wants(s->pipe, sch, dot + 1)) {
                         if (names_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
-                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                r = cdc_oom(err);
                         else
                                 log_info(s->ctx, "table %s left tables: no longer streamed, its copy record is dropped",
                                          t);
                 } else if (position_cmp(start->copied[i].pos, start->position) > 0 &&
                            filter_add(s, t, start->copied[i].pos) < 0) {
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                 }
         }
         if (r < 0)
@@ -447,7 +447,7 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
         r = open_snapshot(s, &s->copy, &s->copy_pos, sfile, sizeof(sfile), err);
         for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
                 if (filter_add(s, s->copy_new[i], s->copy_pos) < 0)
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                 else
                         log_info(s->ctx,
                                  "table %s has no copy in the sink: copying it as of %s:%" PRIu64
@@ -472,7 +472,7 @@ int mysql_source_emit_copy(Source *s, PipelineIO *io, CdcError *err) {
         for (int i = 0; r == 0 && i < s->ncopy_gone; i++) {
                 Event ev = {.kind = EVENT_CHANGE};
                 if (copies_forget(s->pipe->name, s->copy_gone[i], &ev.change) < 0)
-                        r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        r = cdc_oom(err);
                 else
                         r = pipeline_io_emit(io, &ev);
         }

@@ -155,7 +155,7 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
                         size_t used;
                         img[i] = values_new(t->ncols);
                         if (!img[i]) {
-                                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                r = cdc_oom(err);
                                 goto fail;
                         }
                         r = binlog_decode_row(m->tm, m->se->info, i == 0 ? rows.present : rows.present_after,
@@ -240,7 +240,7 @@ static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
         if (s->have_cur) {
                 s->have_cur = false;
                 if (gtid_note(s, at, s->cur) < 0)
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        return cdc_oom(err);
         }
         gtid_prune(s, pipeline_io_durable(io));
         if (s->zero_dates) {
@@ -387,14 +387,14 @@ static int on_query(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *
                                 s->schemas = e;
                                 Table *t = table_new(schema, name, e->ncols);
                                 if (!t)
-                                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                        return cdc_oom(err);
                                 for (int i = 0; i < e->ncols; i++) {
                                         t->cols[i].name = strdup(e->col_names[i]);
                                         t->cols[i].type_name = strdup(e->col_types[i]);
                                         t->cols[i].key = e->col_key[i];
                                         if (!t->cols[i].name || !t->cols[i].type_name) {
                                                 table_unref(t);
-                                                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                                                return cdc_oom(err);
                                         }
                                 }
                                 if (!s->in_txn)
@@ -447,7 +447,7 @@ static int source_open(const ConnectorConf *conn, const PipelineConf *pipe, Sour
         Source *s = calloc(1, sizeof(*s));
         int r;
         if (!s)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         s->conn = conn;
         s->pipe = pipe;
         pthread_mutex_init(&s->gtid_lock, NULL);
@@ -523,7 +523,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
 
         s->rpl = mariadb_rpl_init(s->repl);
         if (!s->rpl)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         unsigned int sid = s->conn->server_id;
         if (s->by_gtid)
                 mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FILENAME, "", (size_t)0);
@@ -683,7 +683,7 @@ static int probe_open(const ConnectorConf *conn, const PipelineConf *pipe, Sourc
         (void)pipe;
         SourceProbe *pr = calloc(1, sizeof(*pr));
         if (!pr)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         pr->conn = conn;
         int r = mysql_conn_open(conn, NULL, &pr->m, err);
         if (r < 0) {

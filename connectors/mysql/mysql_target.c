@@ -155,7 +155,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         size_t ml = 0;
         int r, nadd = 0;
         if (!c.present)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         r = mysql_conn_query(k->m,
                              "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND "
                              "TABLE_NAME = ?",
@@ -190,7 +190,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                 goto out;
         }
         if (q.oom) {
-                r = cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         if (k->in_txn) {
@@ -251,7 +251,7 @@ static int create_target(Sink *k, const Table *t, const char *schema, const char
         mysql_sql_add(&q, ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
         if (q.oom) {
                 free(q.s);
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         }
         MYSQL *ddl = NULL;
         r = mysql_conn_open(k->conn, NULL, &ddl, err);
@@ -294,13 +294,13 @@ int mysql_sink_ensure_table(Sink *k, const Table *t, const char *schema, const c
         }
         TargetTable *tt = calloc(1, sizeof(*tt));
         if (!tt)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         tt->schema = strdup(schema);
         tt->name = strdup(name);
         tt->next = k->known;
         k->known = tt;
         if (!tt->schema || !tt->name)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         return ensure_columns(k, tt, t, err);
 }
 
@@ -399,7 +399,7 @@ int mysql_sink_check_empty(Sink *k, const char *schema, const char *name, CdcErr
         mysql_sql_add(&q, lim);
         if (q.oom) {
                 free(q.s);
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         }
         /* On a connection of its own: the batch's read view may be older than a table that
          * create_tables just made (on another connection), which InnoDB refuses to read (1412). */
@@ -483,7 +483,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                         if (rs)
                                 free(rs->schema);
                         free(rs);
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        return cdc_oom(err);
                 }
                 rs->next = k->seen;
                 k->seen = rs;
@@ -532,7 +532,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                 mysql_sql_add(&q, "DROP TABLE IF EXISTS ");
                 mysql_sql_table(&q, schema, name);
                 if (q.oom)
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        return cdc_oom(err);
                 r = mysql_conn_open(k->conn, NULL, &ddl, err);
                 if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
                         r = cdc_error(err, -EIO, true, "schema",
@@ -577,7 +577,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                 mysql_sql_table(&q, schema, name);
                 mysql_sql_add(&q, " LIMIT 1 LOCK IN SHARE MODE"); /* locking: no read view (see above) */
                 if (q.oom)
-                        return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                        return cdc_oom(err);
                 r = mysql_conn_query(k->m, q.s, NULL, 0, NULL, NULL, err);
                 free(q.s);
                 if (r < 0)

@@ -17,6 +17,9 @@ typedef struct {
 /* Fills err and returns code (negative). Usage: return cdc_error(err, -EIO, true, "connection", "...", ...). */
 int cdc_error(CdcError *err, int code, bool retriable, const char *kind, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
+/* Out of memory, said the same way everywhere: kind "internal", retriable (memory pressure passes;
+ * the pipeline retries with backoff and counts it). Returns -ENOMEM. */
+int cdc_oom(CdcError *err);
 
 /* Events flow from a source through the engine to a sink. A transaction is BEGIN, its CHANGEs,
  * COMMIT; large ones are never held whole in memory, changes flow one by one. */
