@@ -56,3 +56,28 @@ while time.monotonic() < end:
 print(n, file=sys.stderr)
 PY
 }
+
+# my_wide_table NAME TM1 — creates and fills the wide table alltypes (a column of every MySQL type)
+# and the keyless nokey on server NAME from tests/fixtures/mysql/wide_table.sql; TM1 is row 1's
+# TIME value (negative only where the sink holds it).
+my_wide_table() {
+  local name=$1 tm1=$2
+  sed "s/@TM1@/$tm1/" "$SRCDIR/tests/fixtures/mysql/wide_table.sql" | my_on "$name"
+}
+
+# Normal forms of alltypes and nokey rows (SELECT lists): every column wrapped as v:VALUE or null;
+# text, bytes and JSON as hex; KINDS_ALL is the comparer's kind of each alltypes column.
+MY_ALL="CONCAT_WS(CHAR(9), CONCAT('v:', id), IFNULL(CONCAT('v:', ti), 'null'), IFNULL(CONCAT('v:', tu), 'null'),
+  IFNULL(CONCAT('v:', si), 'null'), IFNULL(CONCAT('v:', su), 'null'), IFNULL(CONCAT('v:', mi), 'null'),
+  IFNULL(CONCAT('v:', mu), 'null'), IFNULL(CONCAT('v:', i), 'null'), IFNULL(CONCAT('v:', iu), 'null'),
+  IFNULL(CONCAT('v:', bi), 'null'), IFNULL(CONCAT('v:', bu), 'null'), IFNULL(CONCAT('v:', de), 'null'),
+  IFNULL(CONCAT('v:', fl), 'null'), IFNULL(CONCAT('v:', db), 'null'),
+  IFNULL(CONCAT('v:', HEX(CONVERT(ch USING utf8mb4))), 'null'), IFNULL(CONCAT('v:', HEX(CONVERT(vc USING utf8mb4))), 'null'),
+  IFNULL(CONCAT('v:', HEX(CONVERT(tx USING utf8mb4))), 'null'), IFNULL(CONCAT('v:', HEX(bl)), 'null'),
+  IFNULL(CONCAT('v:', HEX(CONVERT(l1 USING utf8mb4))), 'null'), IFNULL(CONCAT('v:', HEX(CONVERT(l1t USING utf8mb4))), 'null'),
+  IFNULL(CONCAT('v:', HEX(bn)), 'null'), IFNULL(CONCAT('v:', HEX(vb)), 'null'),
+  IFNULL(CONCAT('v:', d), 'null'), IFNULL(CONCAT('v:', tm), 'null'), IFNULL(CONCAT('v:', dt), 'null'),
+  IFNULL(CONCAT('v:', ts), 'null'), IFNULL(CONCAT('v:', yr), 'null'), IFNULL(CONCAT('v:', LPAD(BIN(bt), 10, '0')), 'null'),
+  IFNULL(CONCAT('v:', en), 'null'), IFNULL(CONCAT('v:', st), 'null'), IFNULL(CONCAT('v:', HEX(js)), 'null'))"
+KINDS_ALL=sssssssssssnrfuuuxuuxxsttttsssj
+MY_NOKEY="CONCAT_WS(CHAR(9), IFNULL(CONCAT('v:', a), 'null'), IFNULL(CONCAT('v:', HEX(b)), 'null'))"

@@ -15,33 +15,7 @@ my_start src 1
 my_start dst 2
 MPORT=$(free_port)
 
-my_on src <<'SQL'
-CREATE TABLE alltypes (
-  id INT PRIMARY KEY,
-  ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, mi MEDIUMINT, mu MEDIUMINT UNSIGNED,
-  i INT, iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED,
-  de DECIMAL(30,10), fl FLOAT, db DOUBLE,
-  ch CHAR(10), vc VARCHAR(50), tx TEXT, bl BLOB,
-  l1 VARCHAR(50) CHARACTER SET latin1, l1t TEXT CHARACTER SET latin1,
-  bn BINARY(4), vb VARBINARY(20),
-  d DATE, tm TIME(3), dt DATETIME(6), ts TIMESTAMP(6) NULL DEFAULT NULL, yr YEAR, bt BIT(10),
-  en ENUM('a','b','c d'), st SET('x','y','z'), js JSON
-) DEFAULT CHARSET=utf8mb4;
-CREATE TABLE nokey (a INT, b VARCHAR(20));
-SET time_zone = '+00:00';
--- existing rows: the initial snapshot copies them
-INSERT INTO alltypes VALUES
-  (1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808,
-   18446744073709551615, -12345678901234567890.0123456789, 1.5, 3.141592653589793,
-   'char', 'ünïcødé ✓ 🐘', 'tab\there\nnewline \\ backslash', X'00FF10', 'café latin1', 'Ä ö ü ß',
-   X'01020304', X'DEADBEEF00', '2024-02-29', '-12:34:56.789', '1999-12-31 23:59:59.999999',
-   '2038-01-19 03:14:07.5', 2155, b'1010101010', 'c d', 'x,z', '{"a": [1, 2, null], "b": {"c": "d"}}'),
-  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-  (3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '', '', '', '', '', '', X'00000000', '', '1000-01-01',
-   '00:00:00', '1000-01-01 00:00:00', '1970-01-01 00:00:01', 1901, b'0', 'a', '', '[]');
-INSERT INTO nokey VALUES (1, 'one'), (1, 'one'), (2, NULL);
-SQL
+my_wide_table src '-12:34:56.789'
 
 cat >"$WORK/cdcsync.conf" <<CONF
 [service]
@@ -64,21 +38,7 @@ snapshot = initial
 CONF
 chmod 600 "$WORK/cdcsync.conf"
 
-# Normal forms (the same SELECT on both sides): every column wrapped as v:VALUE or null; text, bytes and JSON as hex.
-MY_ALL="CONCAT_WS(CHAR(9), CONCAT('v:', id), IFNULL(CONCAT('v:', ti), 'null'), IFNULL(CONCAT('v:', tu), 'null'),
-  IFNULL(CONCAT('v:', si), 'null'), IFNULL(CONCAT('v:', su), 'null'), IFNULL(CONCAT('v:', mi), 'null'),
-  IFNULL(CONCAT('v:', mu), 'null'), IFNULL(CONCAT('v:', i), 'null'), IFNULL(CONCAT('v:', iu), 'null'),
-  IFNULL(CONCAT('v:', bi), 'null'), IFNULL(CONCAT('v:', bu), 'null'), IFNULL(CONCAT('v:', de), 'null'),
-  IFNULL(CONCAT('v:', fl), 'null'), IFNULL(CONCAT('v:', db), 'null'),
-  IFNULL(CONCAT('v:', HEX(CONVERT(ch USING utf8mb4))), 'null'), IFNULL(CONCAT('v:', HEX(CONVERT(vc USING utf8mb4))), 'null'),
-  IFNULL(CONCAT('v:', HEX(CONVERT(tx USING utf8mb4))), 'null'), IFNULL(CONCAT('v:', HEX(bl)), 'null'),
-  IFNULL(CONCAT('v:', HEX(CONVERT(l1 USING utf8mb4))), 'null'), IFNULL(CONCAT('v:', HEX(CONVERT(l1t USING utf8mb4))), 'null'),
-  IFNULL(CONCAT('v:', HEX(bn)), 'null'), IFNULL(CONCAT('v:', HEX(vb)), 'null'),
-  IFNULL(CONCAT('v:', d), 'null'), IFNULL(CONCAT('v:', tm), 'null'), IFNULL(CONCAT('v:', dt), 'null'),
-  IFNULL(CONCAT('v:', ts), 'null'), IFNULL(CONCAT('v:', yr), 'null'), IFNULL(CONCAT('v:', LPAD(BIN(bt), 10, '0')), 'null'),
-  IFNULL(CONCAT('v:', en), 'null'), IFNULL(CONCAT('v:', st), 'null'), IFNULL(CONCAT('v:', HEX(js)), 'null'))"
-KINDS_ALL=sssssssssssnrfuuuxuuxxsttttsssj
-MY_NOKEY="CONCAT_WS(CHAR(9), IFNULL(CONCAT('v:', a), 'null'), IFNULL(CONCAT('v:', HEX(b)), 'null'))"
+# Normal forms (the same SELECT on both sides): MY_ALL, KINDS_ALL and MY_NOKEY from mylib.sh.
 
 dump_pair() { # TABLE EXPR - ORDER
   my_on src -e "SET time_zone = '+00:00'; SELECT $2 FROM $1 ORDER BY $4" >"$WORK/my.$1" &&
