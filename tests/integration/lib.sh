@@ -70,6 +70,20 @@ pg_dsn() {
   printf 'host=127.0.0.1 port=%s user=postgres dbname=postgres' "${!port}"
 }
 
+# write_conf FILE METRICS_LISTEN [LOG_LEVEL] — writes a conf to FILE, mode 600: the [service]
+# section (state in $WORK/state, metrics_listen, log_level if given), a blank line, then stdin (the
+# connectors and pipelines).
+write_conf() {
+  local file=$1 metrics=$2 level=${3:-}
+  {
+    printf '[service]\nstate_dir = %s\nmetrics_listen = %s\n' "$WORK/state" "$metrics"
+    [ -z "$level" ] || printf 'log_level = %s\n' "$level"
+    printf '\n'
+    cat
+  } >"$file"
+  chmod 600 "$file"
+}
+
 # Starts the service on $WORK/cdcsync.conf (or $1) in the background; its log goes to
 # $WORK/service.log (appended, so restarts keep the history).
 service_start() {

@@ -81,3 +81,31 @@ MY_ALL="CONCAT_WS(CHAR(9), CONCAT('v:', id), IFNULL(CONCAT('v:', ti), 'null'), I
   IFNULL(CONCAT('v:', en), 'null'), IFNULL(CONCAT('v:', st), 'null'), IFNULL(CONCAT('v:', HEX(js)), 'null'))"
 KINDS_ALL=sssssssssssnrfuuuxuuxxsttttsssj
 MY_NOKEY="CONCAT_WS(CHAR(9), IFNULL(CONCAT('v:', a), 'null'), IFNULL(CONCAT('v:', HEX(b)), 'null'))"
+
+# my_to_pg_conf PIPELINE TABLES [LINE...] — $WORK/cdcsync.conf (metrics on $MPORT, log_level info)
+# for one pipeline from MariaDB src (connector msrc, server_id 9001) to PostgreSQL dst (connector
+# dst, create_tables = yes), test.* mapped to public.*, initial snapshot; each LINE is one more
+# line of the pipeline (batch_max_rows = 200).
+my_to_pg_conf() {
+  local pipeline=$1 tables=$2
+  shift 2
+  {
+    cat <<CONF
+[connector.msrc]
+$(my_connector src 9001)
+
+[connector.dst]
+type = postgres
+dsn = $(pg_dsn dst)
+create_tables = yes
+
+[pipeline.$pipeline]
+source = msrc
+sink = dst
+tables = $tables
+map = test.* -> public.*
+snapshot = initial
+CONF
+    [ $# -eq 0 ] || printf '%s\n' "$@"
+  } | write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info
+}

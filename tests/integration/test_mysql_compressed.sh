@@ -27,28 +27,7 @@ SQL
 # columns, so its table is made with them beforehand (the other tables: create_tables).
 psql_on dst -c "CREATE TABLE public.evolving (id int PRIMARY KEY, a text, b int, c text)"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
-[connector.msrc]
-$(my_connector src 9001)
-
-[connector.dst]
-type = postgres
-dsn = $(pg_dsn dst)
-create_tables = yes
-
-[pipeline.m2p]
-source = msrc
-sink = dst
-tables = *
-map = test.* -> public.*
-snapshot = initial
-CONF
-chmod 600 "$WORK/cdcsync.conf"
+my_to_pg_conf m2p '*'
 
 # Normal forms (see compare_rows.py); the large columns by length and MD5.
 MY_BIG="CONCAT_WS(CHAR(9), CONCAT('v:', id), IFNULL(CONCAT('v:', HEX(CONVERT(note USING utf8mb4))), 'null'),

@@ -20,28 +20,7 @@ my_on src -e "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40));
   INSERT INTO t VALUES (1, 'one'), (2, 'two');
   INSERT INTO applog VALUES (1, 'first'), (2, 'second');"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
-[connector.msrc]
-$(my_connector src 9001)
-
-[connector.dst]
-type = postgres
-dsn = $(pg_dsn dst)
-create_tables = yes
-
-[pipeline.gt]
-source = msrc
-sink = dst
-tables = test.t, test.applog
-map = test.* -> public.*
-snapshot = initial
-CONF
-chmod 600 "$WORK/cdcsync.conf"
+my_to_pg_conf gt 'test.t, test.applog'
 
 synced() {
   my_on src -e "SELECT id, v FROM t ORDER BY id; SELECT n, what FROM applog ORDER BY n, what" >"$WORK/my.out" &&

@@ -13,28 +13,7 @@ MPORT=$(free_port)
 
 my_wide_table src '12:34:56.789' # PostgreSQL's time holds no negative TIME
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
-[connector.msrc]
-$(my_connector src 9001)
-
-[connector.dst]
-type = postgres
-dsn = $(pg_dsn dst)
-create_tables = yes
-
-[pipeline.m2p]
-source = msrc
-sink = dst
-tables = *
-map = test.* -> public.*
-snapshot = initial
-CONF
-chmod 600 "$WORK/cdcsync.conf"
+my_to_pg_conf m2p '*'
 
 # Normal forms: MY_ALL, KINDS_ALL, MY_NOKEY (mylib.sh), and PostgreSQL's the same: every column
 # wrapped as v:VALUE or null; text, bytes and JSON as hex.

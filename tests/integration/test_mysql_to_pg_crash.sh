@@ -17,29 +17,7 @@ my_on src -e "CREATE TABLE acct (id INT PRIMARY KEY, v INT NOT NULL, note VARCHA
   CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(100));
   INSERT INTO big SELECT seq, REPEAT(CHAR(65 + seq % 26), 60) FROM seq_1_to_30000;"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
-[connector.msrc]
-$(my_connector src 9001)
-
-[connector.dst]
-type = postgres
-dsn = $(pg_dsn dst)
-create_tables = yes
-
-[pipeline.crash]
-source = msrc
-sink = dst
-tables = test.acct, test.lognk, test.big
-map = test.* -> public.*
-snapshot = initial
-batch_max_rows = 200
-CONF
-chmod 600 "$WORK/cdcsync.conf"
+my_to_pg_conf crash 'test.acct, test.lognk, test.big' 'batch_max_rows = 200'
 
 # One writer: batches of 20 transactions through one client, until $WORK/stop exists.
 writer() {
