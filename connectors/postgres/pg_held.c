@@ -1,0 +1,384 @@
+/* The PostgreSQL sink's held runs: changes held back and sent as multi-row statements. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "postgres/pg_sink_int.h"
+#include "postgres/pg_sql.h"
+
+#define HELD_MAX 2048     /* rows held per table before they are sent */
+#define STMT_ROWS_MAX 512 /* rows of one multi-row statement (powers of two below) */
+
+/* ---- held runs: multi-row statements ----
+ * A change to a table with a key is held back in a run of its table and op (UPDATE: and column
+ * set) and sent with others as one multi-row statement, which the server executes far faster
+ * than one statement per row. That reorders changes to distinct keys, so it is done only for
+ * tables where such changes commute: on the sink, a plain table whose only unique index is the
+ * primary key on exactly the source's key columns, without triggers (foreign keys are triggers),
+ * rules, exclusion constraints, or defaults on columns the source does not send (a sequence would
+ * number rows in another order; a generated column is computed from its own row, so it may). Changes to one key keep
+ * their order: a change to a held key is merged into it (an UPDATE into the held INSERT or UPDATE, when that sets every
+ * column it sets), or else sends the table's held runs first. Any other change (other tables, key changes, truncate,
+ * rows without a plain key) sends every held run first. */
+
+static void group_clear(Group *g, int ncols) {
+        for (int r = 0; r < g->nrows; r++)
+                values_free(g->rows[r], ncols);
+        free(g->rows);
+        free(g->mask);
+        memset(g, 0, sizeof(*g));
+}
+
+void pg_held_ts_clear_held(TState *ts) {
+        for (int i = 0; i < ts->ngroups; i++)
+                group_clear(&ts->groups[i], ts->table->ncols);
+        ts->ngroups = 0;
+        ts->nheld = 0;
+        for (size_t i = 0; i < ts->kcap; i++) {
+                free(ts->keys[i].key);
+                ts->keys[i].key = NULL;
+        }
+        ts->nkeys = 0;
+}
+
+/* The key of kv as one string, "<len>:<text>" per key column; NULL when a key value is not text
+ * (such a change goes alone, through the one-row path) or on ENOMEM. */
+static char *key_text(const Table *t, const Value *kv) {
+        size_t len = 1, off = 0;
+        char *s;
+
+        for (int i = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                if (kv[i].kind != VALUE_TEXT)
+                        return NULL;
+                len += kv[i].len + 12;
+        }
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        for (int i = 0; i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                off += (size_t)snprintf(s + off, len - off, "%" PRIu32 ":", kv[i].len);
+                memcpy(s + off, kv[i].data, kv[i].len);
+                off += kv[i].len;
+        }
+        s[off] = '\0';
+        return s;
+}
+
+static KeyEntry *key_find(const TState *ts, const char *key) {
+        if (ts->kcap == 0)
+                return NULL;
+        for (size_t i = pg_map_hash_str(key) & (ts->kcap - 1);; i = (i + 1) & (ts->kcap - 1)) {
+                if (!ts->keys[i].key)
+                        return NULL;
+                if (strcmp(ts->keys[i].key, key) == 0)
+                        return &ts->keys[i];
+        }
+}
+
+/* Takes ownership of key (also on failure). */
+static int key_add(TState *ts, char *key, int g, int row) {
+        size_t j;
+        if ((ts->nkeys + 1) * 2 > ts->kcap) {
+                size_t cap = ts->kcap ? ts->kcap * 2 : 256;
+                KeyEntry *e = calloc(cap, sizeof(*e));
+                if (!e) {
+                        free(key);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < ts->kcap; i++) {
+                        if (!ts->keys[i].key)
+                                continue;
+                        for (j = pg_map_hash_str(ts->keys[i].key) & (cap - 1); e[j].key; j = (j + 1) & (cap - 1))
+                                ;
+                        e[j] = ts->keys[i];
+                }
+                free(ts->keys);
+                ts->keys = e;
+                ts->kcap = cap;
+        }
+        for (j = pg_map_hash_str(key) & (ts->kcap - 1); ts->keys[j].key; j = (j + 1) & (ts->kcap - 1))
+                ;
+        ts->keys[j] = (KeyEntry){.key = key, .g = g, .row = row};
+        ts->nkeys++;
+        return 0;
+}
+
+static Value *values_copy(const Value *v, int n) {
+        Value *c = values_new(n);
+        if (!c)
+                return NULL;
+        for (int i = 0; i < n; i++) {
+                c[i].kind = v[i].kind;
+                if (v[i].kind == VALUE_TEXT && value_set(&c[i], v[i].data, v[i].len) < 0) {
+                        values_free(c, n);
+                        return NULL;
+                }
+        }
+        return c;
+}
+
+/* Sends one held run as multi-row statements of at most STMT_ROWS_MAX rows (sizes powers of two,
+ * so that a table has few prepared statements). */
+static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
+        const Table *t = ts->table;
+        const char *opname = g->op == CHANGE_INSERT ? "insert" : g->op == CHANGE_UPDATE ? "update" : "delete";
+        uint8_t *keymask = calloc((size_t)t->ncols, 1);
+        int per_row = 0, maxrows = STMT_ROWS_MAX, done = 0, r = 0;
+
+        if (!keymask)
+                goto oom;
+        for (int i = 0; i < t->ncols; i++) {
+                keymask[i] = t->cols[i].key ? PG_SQL_WHERE : 0;
+                if (g->op == CHANGE_INSERT || t->cols[i].key || (g->mask && (g->mask[i] & PG_SQL_SET)))
+                        per_row++;
+        }
+        while (maxrows > 1 && (long)maxrows * per_row > PG_SQL_MAX_PARAMS)
+                maxrows /= 2;
+        while (done < g->nrows) {
+                int n = maxrows, np = 0;
+                char *sql = NULL, *what = NULL, *rows = NULL;
+                const char *stmt;
+
+                while (n > g->nrows - done)
+                        n /= 2;
+                if (g->op == CHANGE_INSERT)
+                        r = pg_sql_insert_rows(ts->schema, ts->name, t, n, &sql);
+                else if (g->op == CHANGE_UPDATE)
+                        r = pg_sql_update_rows(ts->schema, ts->name, t, g->mask, n, &sql);
+                else
+                        r = pg_sql_delete_rows(ts->schema, ts->name, t, n, &sql);
+                if (r < 0 || pg_sink_grow(k, n * per_row) < 0) {
+                        free(sql);
+                        goto oom;
+                }
+                for (int row = done; row < done + n; row++) {
+                        const Value *v = g->rows[row];
+                        for (int i = 0; i < t->ncols; i++)
+                                if (g->op == CHANGE_INSERT || t->cols[i].key || (g->mask && (g->mask[i] & PG_SQL_SET)))
+                                        k->params[np++] = v[i].kind == VALUE_TEXT ? v[i].data : NULL;
+                }
+                if (g->op == CHANGE_INSERT) {
+                        if (n == 1) {
+                                what = pg_sink_describe(opname, ts->schema, ts->name, t, g->rows[done], keymask, 0);
+                        } else {
+                                char buf[600];
+                                snprintf(buf, sizeof(buf), "insert of %d rows into %s.%s", n, ts->schema, ts->name);
+                                what = strdup(buf);
+                        }
+                } else {
+                        /* Each row's description, for naming a row the sink lacks. */
+                        size_t len = 0, cap = 0;
+                        for (int row = done; row < done + n; row++) {
+                                char *d = pg_sink_describe(opname, ts->schema, ts->name, t, g->rows[row], keymask, 0);
+                                size_t dl = d ? strlen(d) + 1 : 0;
+                                if (d && len + dl > cap) {
+                                        char *p;
+                                        cap = (len + dl) * 2;
+                                        p = realloc(rows, cap);
+                                        if (!p) {
+                                                free(d);
+                                                d = NULL;
+                                        } else {
+                                                rows = p;
+                                        }
+                                }
+                                if (!d) {
+                                        free(rows);
+                                        rows = NULL;
+                                        break;
+                                }
+                                memcpy(rows + len, d, dl);
+                                len += dl;
+                                free(d);
+                        }
+                        what = rows ? strdup(rows) : NULL; /* the first row: shown on a server error */
+                }
+                if (!what || (g->op != CHANGE_INSERT && !rows)) {
+                        free(sql), free(what), free(rows);
+                        goto oom;
+                }
+                r = pg_pipe_statement(k, sql, np, &stmt, err);
+                free(sql);
+                if (r == 0 && PQsendQueryPrepared(k->conn, stmt, np, k->params, NULL, NULL, 0) != 1)
+                        r = pg_pipe_fail(k, pg_pipe_conn_error(k, what, err), err);
+                if (r < 0) {
+                        free(what), free(rows);
+                        goto out;
+                }
+                pg_pipe_push_pending(k, PENDING_QUERY, false, false, what);
+                if (g->op != CHANGE_INSERT) {
+                        Pending *p = &k->pending[(k->phead + k->npending - 1) % RING];
+                        p->expect_n = n;
+                        p->rows = rows;
+                        k->nexpect++;
+                }
+                done += n;
+                if (k->npending >= PENDING_MAX) {
+                        r = pg_pipe_drain(k, PENDING_MAX / 2, err);
+                        if (r < 0)
+                                goto out;
+                }
+        }
+        r = 0;
+        goto out;
+oom:
+        r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+out:
+        free(keymask);
+        return r;
+}
+
+/* Sends the held runs of one table, in the order they were opened (they hold distinct keys). */
+int pg_held_flush_table(Sink *k, TState *ts, CdcError *err) {
+        int r = 0;
+        for (int i = 0; i < ts->ngroups && r == 0; i++)
+                r = send_group(k, ts, &ts->groups[i], err);
+        pg_held_ts_clear_held(ts);
+        return r;
+}
+
+int pg_held_flush_all(Sink *k, CdcError *err) {
+        int r = 0;
+        for (int i = 0; i < k->nts && r == 0; i++)
+                if (k->ts[i]->nheld > 0)
+                        r = pg_held_flush_table(k, k->ts[i], err);
+        return r;
+}
+
+/* Holds c in a run of its table. Returns 1 when held, 0 when c must go alone through the
+ * one-row path (after every held run), negative on error. */
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err);
+
+int pg_held_hold(Sink *k, TState *ts, const Change *c, CdcError *err) {
+        const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
+        uint8_t *set = NULL; /* the columns an UPDATE sets */
+        int r = hold_run(k, ts, c, img, &set, err);
+        free(set);
+        return r;
+}
+
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err) {
+        const Table *t = ts->table;
+        uint8_t *set;
+        KeyEntry *e;
+        Group *g = NULL;
+        Value *copy;
+        char *key;
+        int gi, r;
+
+        if (!img)
+                return 0;
+        set = *setp = calloc((size_t)t->ncols, 1);
+        if (!set)
+                goto oom;
+        for (int i = 0; i < t->ncols; i++) {
+                if (img[i].kind != VALUE_UNCHANGED) {
+                        set[i] = PG_SQL_SET;
+                } else if (c->op == CHANGE_INSERT) {
+                        return 0;
+                }
+        }
+        key = key_text(t, img);
+        if (!key)
+                return 0;
+        if (c->op == CHANGE_UPDATE && c->before) {
+                /* A key change goes alone: the old and the new key are two rows' keys. */
+                char *old = key_text(t, c->before);
+                bool same = old && strcmp(old, key) == 0;
+                free(old);
+                if (!same) {
+                        free(key);
+                        return 0;
+                }
+        }
+        e = key_find(ts, key);
+        if (e) {
+                Group *h = &ts->groups[e->g];
+                bool subset = true;
+                for (int i = 0; i < t->ncols; i++)
+                        if (set[i] && h->op == CHANGE_UPDATE && !(h->mask[i] & PG_SQL_SET))
+                                subset = false;
+                if (c->op == CHANGE_UPDATE && (h->op == CHANGE_INSERT || (h->op == CHANGE_UPDATE && subset))) {
+                        /* Same row, nothing in between touched it: the later image wins. */
+                        Value *row = h->rows[e->row];
+                        free(key);
+                        for (int i = 0; i < t->ncols; i++) {
+                                if (img[i].kind == VALUE_UNCHANGED)
+                                        continue;
+                                free(row[i].data);
+                                row[i] = (Value){.kind = img[i].kind};
+                                if (img[i].kind == VALUE_TEXT && value_set(&row[i], img[i].data, img[i].len) < 0)
+                                        goto oom;
+                        }
+                        return 1;
+                }
+                r = pg_held_flush_table(k, ts, err);
+                if (r < 0) {
+                        free(key);
+                        return r;
+                }
+        }
+        for (gi = 0; gi < ts->ngroups; gi++) {
+                g = &ts->groups[gi];
+                if (g->op == c->op && (c->op != CHANGE_UPDATE || memcmp(g->mask, set, (size_t)t->ncols) == 0))
+                        break;
+        }
+        if (gi == ts->ngroups) {
+                if (ts->ngroups == GROUPS_MAX) {
+                        r = pg_held_flush_table(k, ts, err);
+                        if (r < 0) {
+                                free(key);
+                                return r;
+                        }
+                        gi = 0;
+                }
+                g = &ts->groups[gi];
+                memset(g, 0, sizeof(*g));
+                g->op = c->op;
+                if (c->op == CHANGE_UPDATE && !(g->mask = malloc((size_t)t->ncols))) {
+                        free(key);
+                        goto oom;
+                }
+                if (g->mask)
+                        memcpy(g->mask, set, (size_t)t->ncols);
+                ts->ngroups = gi + 1;
+        }
+        if (g->nrows == g->cap) {
+                int cap = g->cap ? g->cap * 2 : 64;
+                Value **p = realloc(g->rows, (size_t)cap * sizeof(*p));
+                if (!p) {
+                        free(key);
+                        goto oom;
+                }
+                g->rows = p;
+                g->cap = cap;
+        }
+        copy = values_copy(img, t->ncols);
+        if (!copy) {
+                free(key);
+                goto oom;
+        }
+        g->rows[g->nrows] = copy;
+        if (key_add(ts, key, gi, g->nrows) < 0) {
+                values_free(copy, t->ncols);
+                goto oom;
+        }
+        g->nrows++;
+        ts->nheld++;
+        if (ts->nheld >= HELD_MAX) {
+                r = pg_held_flush_table(k, ts, err);
+                if (r < 0)
+                        return r;
+        }
+        return 1;
+oom:
+        return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+}

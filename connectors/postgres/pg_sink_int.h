@@ -1,0 +1,167 @@
+/* What the files of the PostgreSQL sink share (pg_sink.c, pg_pipe.c, pg_target.c, pg_held.c,
+ * pg_origin.c, pg_sink_check.c, pg_map.c): the Sink and its parts; private to connectors/postgres. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "cdcsync/connector.h"
+#include "cdcsync/deadline.h"
+
+#define PENDING_MAX 1000 /* unread results before we stop and read: bounds client memory */
+#define GROUPS_MAX 8     /* runs held per table (insert, delete, UPDATE column sets) */
+
+/* A string-keyed hash map (open addressing, linear probing): the statement cache and the set of
+ * target tables known to exist. */
+typedef struct {
+        char *key;  /* owned */
+        char *name; /* owned: prepared statement name; NULL in the table set */
+} MapEntry;
+
+typedef struct {
+        MapEntry *e;
+        size_t cap, n; /* cap: power of two or 0 */
+} Map;
+
+typedef enum {
+        PENDING_QUERY = 0, /* one result, then NULL */
+        PENDING_SYNC,      /* PGRES_PIPELINE_SYNC */
+} PendingKind;
+
+/* A statement sent whose result is not read yet. */
+typedef struct {
+        PendingKind kind;
+        bool expect_one; /* UPDATE / DELETE: must affect exactly one row */
+        bool capture;    /* keep the result in Sink.captured */
+        char *what;      /* owned: "update of shop.orders key (id)=(42)", for error messages */
+        int expect_n;    /* multi-row UPDATE / DELETE: rows it must return (one per row touched) */
+        char *rows;      /* owned with expect_n: each row's description, NUL-separated */
+} Pending;
+
+/* Changes of a run held back to go as one multi-row statement (see sink_apply). */
+typedef struct {
+        ChangeOp op;
+        uint8_t *mask; /* owned, ncols: PG_SQL_SET columns of an UPDATE run */
+        int nrows, cap;
+        Value **rows; /* owned: per row ncols values, the new image (insert, update) or old key */
+} Group;
+
+/* A key -> (group, row) index of the rows held for one table. */
+typedef struct {
+        char *key; /* owned */
+        int g, row;
+} KeyEntry;
+
+/* What the sink knows of one target table in this session. */
+typedef struct {
+        char *qname; /* owned: "schema"."name", the identity */
+        char schema[256], name[256];
+        Table *table;    /* one reference: the shape of the held rows */
+        bool commutable; /* changes to distinct keys may be reordered (see table_info) */
+        bool cols_ok;    /* the target has every column of table (see ensure_columns) */
+        bool rel_known;  /* rel_id is the source relation recorded for it (see check_relation) */
+        uint32_t rel_id;
+        bool rel_prev_known; /* rel_prev: the one before, a dropped table's */
+        uint32_t rel_prev;
+        Group groups[GROUPS_MAX];
+        int ngroups, nheld;
+        KeyEntry *keys; /* owned, open addressing, kcap a power of two or 0 */
+        size_t kcap, nkeys;
+} TState;
+
+struct Sink {
+        const ConnectorConf *conf;        /* borrowed, outlives the sink */
+        const PipelineConf *pipe;         /* borrowed */
+        PGconn *conn;                     /* owned */
+        char ctx[256];                    /* log context */
+        char origin[600];                 /* "cdcsync_<pipeline>" */
+        bool origin_ok;                   /* the session is marked with the origin */
+        bool rels_ok;                     /* cdcsync.relations is there: re-created tables are detected */
+        bool in_txn;                      /* BEGIN sent, neither COMMIT nor ROLLBACK done */
+        bool failed;                      /* an error was seen in this transaction: only rollback helps */
+        CdcError first_err;               /* that error, returned again by apply/commit */
+        Pending pending[PENDING_MAX + 8]; /* ring */
+        int phead, npending;
+        int nexpect;        /* pending entries with expect_one */
+        PGresult *captured; /* owned: result of the last capture entry */
+        Map stmts;          /* SQL text -> prepared statement name */
+        Map tables;         /* quoted "schema"."name" of sink tables known to exist */
+        unsigned next_stmt;
+        const char **params; /* reused parameter array */
+        int nparams_cap;
+        uint8_t *mask; /* reused column mask */
+        int mask_cap;
+        TState **ts; /* owned: tables seen this session (cleared with `tables`) */
+        int nts, ts_cap;
+        uint64_t txn_xid; /* the source transaction of the last change applied... */
+        Position txn_pos; /* ...its commit position (as its changes carry it) */
+        uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
+        Deadline *guard;  /* owned: bounds every wait for the server (timeout_s without an answer) */
+        bool guarded;     /* inside a guarded call: each result read pushes the deadline back */
+};
+
+#define RING ((int)(sizeof(((Sink *)0)->pending) / sizeof(((Sink *)0)->pending[0])))
+
+/* Rows counted in a target table that a first copy (snapshot = initial) refuses, at most. */
+#define CHECK_EMPTY_COUNT_MAX 1000000
+
+#define ORIGIN_GRANT                                                                                                   \
+        "run GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "                                              \
+        "pg_replication_origin_create(text), pg_replication_origin_session_setup(text), "                              \
+        "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <user> (or use a superuser)"
+
+/* pg_map.c */
+uint64_t pg_map_hash_str(const char *s);
+MapEntry *pg_map_find(const Map *m, const char *key);
+void pg_map_clear(Map *m);
+int pg_map_add(Map *m, char *key, char *name);
+
+/* pg_pipe.c: the connection, its pipeline and pending-result ring */
+void pg_pipe_guard_on(Sink *k);
+int pg_pipe_guard_off(Sink *k, int r, CdcError *err);
+void pg_pipe_conn_close(Sink *k);
+int pg_pipe_conn_error(Sink *k, const char *what, CdcError *err);
+int pg_pipe_fail(Sink *k, int r, CdcError *err);
+int pg_pipe_exec_params(Sink *k, const char *sql, int n, const char *const *vals, const char *what, PGresult **ret,
+                        CdcError *err);
+bool pg_pipe_sqlstate_is(const CdcError *err, const char *state);
+int pg_pipe_push_pending(Sink *k, PendingKind kind, bool expect_one, bool capture, char *what);
+int pg_pipe_drain(Sink *k, int keep, CdcError *err);
+int pg_pipe_send_sync(Sink *k, CdcError *err);
+int pg_pipe_send_query(Sink *k, const char *sql, int n, const char *const *vals, const char *what, bool capture,
+                       CdcError *err);
+int pg_pipe_statement(Sink *k, const char *sql, int nparams, const char **ret, CdcError *err);
+
+/* pg_target.c: target tables */
+int pg_target_ensure_table(Sink *k, const char *schema, const char *name, const Table *t, CdcError *err);
+int pg_target_ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err);
+void pg_target_ts_drop_all(Sink *k);
+int pg_target_table_state(Sink *k, const char *schema, const char *name, const char *qname, const Table *t,
+                          TState **ret, CdcError *err);
+int pg_target_check_empty(Sink *k, const char *schema, const char *name, CdcError *err);
+void pg_target_ts_forget(Sink *k, TState *ts);
+int pg_target_check_relation(Sink *k, TState *ts, const char *schema, const char *name, const Table *t,
+                             const TxnInfo *txn, bool *ret_recreated, bool *ret_skip, CdcError *err);
+
+/* pg_held.c: held runs */
+void pg_held_ts_clear_held(TState *ts);
+int pg_held_flush_table(Sink *k, TState *ts, CdcError *err);
+int pg_held_flush_all(Sink *k, CdcError *err);
+int pg_held_hold(Sink *k, TState *ts, const Change *c, CdcError *err);
+
+/* pg_origin.c: the replication origin */
+int pg_origin_stale(PGconn *c, const PipelineConf *pipe, char **ret_names, char **ret_sql);
+int pg_origin_setup(Sink *k, CdcError *err);
+
+/* pg_sink_check.c: SinkOps.check */
+int pg_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
+
+/* pg_sink.c */
+bool pg_sink_source_is_postgres(const Sink *k);
+char *pg_sink_describe(const char *op, const char *schema, const char *name, const Table *t, const Value *kv,
+                       const uint8_t *mask, uint32_t row);
+int pg_sink_grow(Sink *k, int ncols);
+int pg_sink_rollback(Sink *k);

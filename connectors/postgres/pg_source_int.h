@@ -1,0 +1,101 @@
+/* What the files of the PostgreSQL source share (pg_source.c, pg_slot.c, pg_snapshot.c, pg_rel.c):
+ * the Source and its helpers; private to connectors/postgres. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#include "cdcsync/connector.h"
+#include "cdcsync/deadline.h"
+#include "postgres/pgoutput.h"
+
+#define MAX_STREAMED_XACTS 1024 /* concurrent in-progress streamed transactions we track */
+
+typedef struct {
+        uint32_t rel_id;
+        Table *table; /* one reference */
+} RelEntry;
+
+typedef struct {
+        uint32_t xid;
+        FILE *f; /* spill file of its streamed changes (raw pgoutput messages) */
+        char path[512];
+} StreamXact;
+
+struct Source {
+        const ConnectorConf *conn;
+        const PipelineConf *pipe;
+        PGconn *sql;  /* catalogue queries, snapshot copy, heartbeats */
+        PGconn *repl; /* walsender */
+        char slot[64];
+        char publication[64];
+        RelEntry *rels;
+        size_t nrels, caprels;
+        StreamXact streams[MAX_STREAMED_XACTS];
+        size_t nstreams;
+        uint32_t stream_xid; /* xid of the current Stream Start block, 0 outside */
+        /* The transaction being read; BEGIN is held back until the Origin message (if any). */
+        bool in_txn, begin_sent;
+        TxnInfo txn;
+        uint64_t received_lsn; /* last WAL position read */
+        uint64_t commit_end;   /* end of the last transaction's commit record, until acknowledged; 0: none */
+        int64_t last_status, last_data;
+        int64_t last_recv;      /* usec: last message from the walsender, or when we were ready for one */
+        int64_t reply_asked_at; /* usec: silent stream, a keepalive was requested; 0: not */
+        bool heartbeat_failed;
+        bool slot_created; /* this run's snapshot created the slot: dropped again if the copy never commits */
+        /* Tables copied as of a position the stream has not passed: their changes in transactions
+         * committed at or before it are in the copy and dropped (copies.h). Owned. */
+        CopiedTable *filters;
+        int nfilters;
+        /* A copy of tables added to `tables` (and the records of removed ones), made as of
+         * copy_pos and handed on when the stream reaches it. */
+        bool copy_pending;
+        Position copy_pos;
+        PGconn *copy;    /* holds the copy's snapshot in an open transaction */
+        char **copy_new; /* owned "schema.table" entries */
+        int ncopy_new;
+        char **copy_gone;
+        int ncopy_gone;
+        Deadline *guard_sql, *guard_repl; /* owned: bound every wait for the server (timeout_s) */
+        PipelineIO *io;
+        const char *ctx;
+        char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
+        char spill_dir[400];
+};
+
+/* pg_source.c: helpers, streaming */
+int64_t pg_source_now_usec(void);
+void pg_source_format_position(Position p, char *buf, size_t len);
+int pg_source_parse_position(const char *text, Position *ret);
+void pg_source_default_name(const char *pipeline, char *buf, size_t len);
+const char *pg_source_errtext(Source *s, PGconn *c, const PGresult *res, char *buf, size_t len);
+PGresult *pg_source_query(Source *s, PGconn *c, const char *sql, int n, const char *const *params, CdcError *err);
+int pg_source_emit(Source *s, Event *ev, CdcError *err);
+int pg_source_send_begin(Source *s, CdcError *err);
+Source *pg_source_free(Source *s);
+
+/* pg_slot.c: slot and publication */
+int pg_slot_check_server(Source *s, CdcError *err);
+int pg_slot_state(Source *s, bool *ret_invalid, CdcError *err);
+int pg_slot_ensure_publication(Source *s, CdcError *err);
+void pg_slot_list_free(char ***list, int *n);
+int pg_source_streamed_tables(Source *s, char ***ret, int *ret_n, CdcError *err);
+int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err);
+int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err);
+void pg_slot_drop_unused(Source *s);
+int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
+
+/* pg_rel.c: relations */
+Table *pg_rel_lookup(Source *s, uint32_t rel_id);
+int pg_rel_describe_table(Source *s, Table *t, CdcError *err);
+int pg_rel_on_relation(Source *s, const PgoutputMsg *m, CdcError *err);
+
+/* pg_snapshot.c: copies */
+bool pg_snapshot_copied_later(Source *s, const Table *t);
+int pg_snapshot_emit_copy(Source *s, CdcError *err);
+int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err);
