@@ -130,8 +130,6 @@ bool pg_pipe_sqlstate_is(const CdcError *err, const char *state) {
 
 /* ---- the pipeline ---- */
 
-#define RING ((int)(sizeof(((Sink *)0)->pending) / sizeof(((Sink *)0)->pending[0])))
-
 int pg_pipe_push_pending(Sink *k, PendingKind kind, bool expect_one, bool capture, char *what) {
         Pending *p = &k->pending[(k->phead + k->npending) % RING];
         p->kind = kind;

@@ -103,15 +103,19 @@ struct Sink {
         bool guarded;     /* inside a guarded call: each result read pushes the deadline back */
 };
 
+/* Entries of the ring Sink.pending. */
 #define RING ((int)(sizeof(((Sink *)0)->pending) / sizeof(((Sink *)0)->pending[0])))
 
 /* Rows counted in a target table that a first copy (snapshot = initial) refuses, at most. */
 #define CHECK_EMPTY_COUNT_MAX 1000000
 
+/* The remedy that errors about the replication origin privileges name (pg_origin.c, pg_sink_check.c). */
 #define ORIGIN_GRANT                                                                                                   \
         "run GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "                                              \
         "pg_replication_origin_create(text), pg_replication_origin_session_setup(text), "                              \
         "pg_replication_origin_xact_setup(pg_lsn, timestamptz) TO <user> (or use a superuser)"
+
+/* The functions each file lends the others; each is described where it is defined. */
 
 /* pg_map.c */
 uint64_t pg_map_hash_str(const char *s);

@@ -68,6 +68,8 @@ struct Source {
         char spill_dir[400];
 };
 
+/* The functions each file lends the others; each is described where it is defined. */
+
 /* pg_source.c: helpers, streaming */
 int64_t pg_source_now_usec(void);
 void pg_source_format_position(Position p, char *buf, size_t len);
