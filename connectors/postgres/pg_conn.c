@@ -124,14 +124,14 @@ static int check_pinned(const ConnectorConf *conf, PGconn *conn, unsigned flags,
         int r = 0, col = 0;
 
         if (!f)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         fputs("SELECT ", f);
         for (size_t i = 0; i < N_PINNED; i++)
                 if (!pinned[i].source_only || (flags & PG_CONN_SOURCE))
                         fprintf(f, "%scurrent_setting('%s')", i ? ", " : "", pinned[i].name);
         if (fclose(f) != 0) {
                 free(sql);
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         }
         res = PQexec(conn, sql);
         free(sql);
@@ -183,7 +183,7 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
         options = options_string(opts, flags);
         PQconninfoFree(opts);
         if (!options)
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
 
         /* A peer gone without FIN/RST (a dead host, a dropped NAT entry) is noticed by TCP within
          * about timeout_s, idle or not; one that still ACKs but never answers (a frozen server or
@@ -308,7 +308,7 @@ int pg_conn_list_tables(const ConnectorConf *conf, char ***ret, int *ret_n, CdcE
         PQclear(res);
         PQfinish(c);
         if (!v)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         *ret = v;
         *ret_n = n;
         return 0;

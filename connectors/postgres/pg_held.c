@@ -230,7 +230,7 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
         r = 0;
         goto out;
 oom:
-        r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        r = pg_pipe_fail(k, cdc_oom(err), err);
 out:
         free(keymask);
         return r;
@@ -380,5 +380,5 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
         }
         return 1;
 oom:
-        return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        return pg_pipe_fail(k, cdc_oom(err), err);
 }

@@ -139,3 +139,7 @@ out:
                 k->origin_ok = true;
         return r;
 }
+
+int pg_sink_write_mark(const PipelineConf *writer, char *buf, size_t len) {
+        return snprintf(buf, len, "cdcsync_%s", writer->name);
+}

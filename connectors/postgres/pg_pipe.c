@@ -151,7 +151,7 @@ static int missing_row(Sink *k, const PGresult *res, const Pending *p, CdcError 
         int ntup = PQntuples(res), r;
 
         if (!seen)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         for (int i = 0; i < ntup; i++) {
                 char *end = NULL;
                 long n;
@@ -274,7 +274,7 @@ int pg_pipe_send_query(Sink *k, const char *sql, int n, const char *const *vals,
                        CdcError *err) {
         char *w = strdup(what);
         if (!w)
-                return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                return pg_pipe_fail(k, cdc_oom(err), err);
         if (PQsendQueryParams(k->conn, sql, n, NULL, vals, NULL, NULL, 0) != 1) {
                 free(w);
                 return pg_pipe_fail(k, pg_pipe_conn_error(k, what, err), err);
@@ -297,7 +297,7 @@ int pg_pipe_statement(Sink *k, const char *sql, int nparams, const char **ret, C
         what = strdup("preparing a statement");
         if (!key || !name || !what) {
                 free(key), free(name), free(what);
-                return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                return pg_pipe_fail(k, cdc_oom(err), err);
         }
         snprintf(name, 24, "cdcsync_%u", k->next_stmt++);
         if (PQsendPrepare(k->conn, name, sql, nparams, NULL) != 1) {
@@ -307,7 +307,7 @@ int pg_pipe_statement(Sink *k, const char *sql, int nparams, const char **ret, C
         pg_pipe_push_pending(k, PENDING_QUERY, false, false, what);
         r = pg_map_add(&k->stmts, key, name);
         if (r < 0)
-                return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                return pg_pipe_fail(k, cdc_oom(err), err);
         *ret = pg_map_find(&k->stmts, sql)->name;
         return 0;
 }

@@ -58,7 +58,7 @@ static int describe_types(Source *s, Table *t, const char *relid, CdcError *err)
                 oom = !td->schema || !td->name || !td->column || (!td->ddl && !td->why);
         }
         PQclear(res);
-        return oom ? cdc_error(err, -ENOMEM, false, "internal", "out of memory") : 0;
+        return oom ? cdc_oom(err) : 0;
 }
 
 /* Fills the declared type names, the primary key, the generated columns and the user-defined
@@ -144,14 +144,14 @@ int pg_rel_describe_table(Source *s, Table *t, CdcError *err) {
         }
         PQclear(res);
         if (oom)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         return user_types ? describe_types(s, t, relid, err) : 0;
 }
 
 int pg_rel_on_relation(Source *s, const PgoutputMsg *m, CdcError *err) {
         Table *t = table_new(m->u.relation.nspname, m->u.relation.relname, m->u.relation.natts);
         if (!t)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         t->rel_id = m->u.relation.rel_id;
         t->replident = m->u.relation.replident;
         for (int i = 0; i < t->ncols; i++) {
@@ -164,7 +164,7 @@ int pg_rel_on_relation(Source *s, const PgoutputMsg *m, CdcError *err) {
                 t->cols[i].key = (a->flags & 1) && t->replident != 'f';
                 if (!t->cols[i].name) {
                         table_unref(t);
-                        return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        return cdc_oom(err);
                 }
         }
         int r = pg_rel_describe_table(s, t, err);

@@ -210,11 +210,11 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         int r;
 
         if (!k)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         k->conf = conn;
         k->pipe = pipe;
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe->name, conn->name);
-        snprintf(k->origin, sizeof(k->origin), "cdcsync_%s", pipe->name);
+        pg_sink_write_mark(pipe, k->origin, sizeof(k->origin));
         r = deadline_new(&k->guard);
         if (r < 0) {
                 free(k);
@@ -316,7 +316,7 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
         CopiedTable *v = calloc((size_t)n + 1, sizeof(*v));
         if (!v) {
                 PQclear(res);
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         }
         for (int i = 0; i < n; i++) {
                 snprintf(v[i].table, sizeof(v[i].table), "%s", PQgetvalue(res, i, 0));
@@ -491,7 +491,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                                               k->conf->name, t->schema, t->name),
                                     err);
         if (pg_sink_grow(k, t->ncols > 0 ? t->ncols : 1) < 0)
-                return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                return pg_pipe_fail(k, cdc_oom(err), err);
         r = pg_target_ensure_table(k, schema, name, t, err);
         if (r < 0)
                 return r;
@@ -675,7 +675,7 @@ bad_change:
                          err);
         goto out;
 oom:
-        r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        r = pg_pipe_fail(k, cdc_oom(err), err);
 out:
         free(sql);
         free(what);
@@ -857,7 +857,3 @@ const SinkOps pg_sink_ops = {
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
 };
-
-int pg_sink_write_mark(const PipelineConf *writer, char *buf, size_t len) {
-        return snprintf(buf, len, "cdcsync_%s", writer->name);
-}

@@ -68,7 +68,7 @@ static int check_targets_empty(const ConnectorConf *conn, const PipelineConf *pi
                         r = cdc_error(err, -EIO, true, "connection", "sink %s: counting the rows of %s.%s: %s",
                                       conn->name, sch, tab, msg);
                 } else {
-                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        r = cdc_oom(err);
                 }
                 PQclear(res);
                 free(qs);

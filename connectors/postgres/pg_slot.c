@@ -145,7 +145,7 @@ int pg_slot_ensure_publication(Source *s, CdcError *err) {
         size_t len = 0;
         FILE *f = open_memstream(&sql, &len);
         if (!f)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         char *pub = PQescapeIdentifier(s->sql, s->publication, strlen(s->publication));
         fprintf(f, "CREATE PUBLICATION %s ", pub ? pub : "\"\"");
         PQfreemem(pub);
@@ -227,7 +227,7 @@ static int publication_tables(Source *s, char ***ret, int *ret_n, CdcError *err)
         PQclear(res);
         if (r < 0) {
                 pg_slot_list_free(&list, &n);
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         }
         *ret = list;
         *ret_n = n;
@@ -251,7 +251,7 @@ static int alter_publication(Source *s, const char *verb, const char *table, Cdc
         PQfreemem(sch);
         PQfreemem(tab);
         if (!sql)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         PGresult *res = pg_source_query(s, s->sql, sql, 0, NULL, err);
         free(sql);
         if (!res) {
@@ -304,7 +304,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 bool have = start->registry ? copies_find(start->copied, start->ncopied, sch, dot + 1) != NULL
                                             : in_list(members, nmembers, t);
                 if (r == 0 && !have && list_add(&s->copy_new, &s->ncopy_new, t) < 0)
-                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        r = cdc_oom(err);
         }
         for (int i = 0; r == 0 && i < nmembers; i++) {
                 const char *dot = strchr(members[i], '.');
@@ -324,12 +324,12 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
                 if (!dot || !conf_pipeline_has_table(s->pipe, sch, dot + 1)) {
                         if (list_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
-                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                r = cdc_oom(err);
                 } else if (position_cmp(start->copied[i].pos, start->position) > 0) {
                         /* copied as of a position the checkpoint has not reached: still filtered */
                         CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
                         if (!f)
-                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                r = cdc_oom(err);
                         else
                                 (s->filters = f)[s->nfilters++] = start->copied[i];
                 }
@@ -347,7 +347,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         if (r == 0 && (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
                                       q) < 0)) {
                 sql = NULL;
-                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                r = cdc_oom(err);
         }
         PQfreemem(q);
         if (r == 0) {
@@ -374,7 +374,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 r = err->code;
         if (r == 0 && (!snapname || asprintf(&sql, "SET TRANSACTION SNAPSHOT %s", snapname) < 0)) {
                 sql = NULL;
-                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                r = cdc_oom(err);
         }
         if (r == 0 && (res = pg_source_query(s, s->copy, sql, 0, NULL, err)))
                 PQclear(res);
@@ -388,7 +388,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 const char *t = s->copy_new[i], *dot = strchr(t, '.');
                 CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
                 if (!f) {
-                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        r = cdc_oom(err);
                         break;
                 }
                 s->filters = f;
@@ -441,7 +441,7 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
                         sql = NULL;
                 PQfreemem(q);
                 if (!sql)
-                        return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        return cdc_oom(err);
                 PGresult *res = PQexec(s->repl, sql);
                 free(sql);
                 if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -493,7 +493,7 @@ void pg_slot_drop_unused(Source *s) {
 int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
         Source *s = calloc(1, sizeof(*s));
         if (!s)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         s->conn = conn;
         s->pipe = pipe;
         if (conn->slot)

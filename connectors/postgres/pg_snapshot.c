@@ -28,7 +28,7 @@ static int emit_record(Source *s, const char *schema, const char *name, Position
         pg_source_format_position(pos, text, sizeof(text));
         Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
         if (copies_record(s->pipe->name, table, pos, text, rows, &ev.change) < 0)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         return pg_source_emit(s, &ev, err);
 }
 
@@ -49,7 +49,7 @@ int pg_snapshot_emit_copy(Source *s, CdcError *err) {
         for (int i = 0; r == 0 && i < s->ncopy_gone; i++) {
                 Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
                 if (copies_forget(s->pipe->name, s->copy_gone[i], &ev.change) < 0)
-                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                        r = cdc_oom(err);
                 else
                         r = pg_source_emit(s, &ev, err);
         }
@@ -115,7 +115,7 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
         Table *t = table_new(schema, name, PQntuples(res));
         if (!t) {
                 PQclear(res);
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         }
         t->rel_id = oid;
         t->replident = replident;
@@ -173,7 +173,7 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
         PQfreemem(qs);
         PQfreemem(qn);
         if (!sql) {
-                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                r = cdc_oom(err);
                 goto out;
         }
         res = pg_source_query(s, data, sql, 0, NULL, err);
@@ -199,13 +199,13 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
                         e.change.after = values_new(t->ncols);
                         if (!e.change.after) {
                                 change_clear(&e.change);
-                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                r = cdc_oom(err);
                                 break;
                         }
                         for (int c = 0; c < t->ncols && r == 0; c++)
                                 if (!PQgetisnull(res, row, c) && value_set(&e.change.after[c], PQgetvalue(res, row, c),
                                                                            (size_t)PQgetlength(res, row, c)) < 0)
-                                        r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                        r = cdc_oom(err);
                         if (r == 0)
                                 r = pg_source_emit(s, &e, err);
                         else
@@ -257,7 +257,7 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
                 sql = NULL;
         PQfreemem(qslot);
         if (!sql)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         PGresult *res = PQexec(s->repl, sql);
         free(sql);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -287,7 +287,7 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
                 setsnap = NULL;
         PQfreemem(lit);
         if (!setsnap)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         b = pg_source_query(s, s->sql, setsnap, 0, NULL, err);
         free(setsnap);
         if (!b)

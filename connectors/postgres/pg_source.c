@@ -111,7 +111,7 @@ static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, C
                                  t->name, tup->ncols, t->ncols);
         Value *v = values_new(t->ncols);
         if (!v)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         for (int i = 0; i < t->ncols; i++) {
                 const PgoutputColumn *c = &tup->cols[i];
                 if (c->kind == 'u') {
@@ -119,7 +119,7 @@ static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, C
                 } else if (c->kind == 't') {
                         if (value_set(&v[i], c->data, c->len) < 0) {
                                 values_free(v, t->ncols);
-                                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                return cdc_oom(err);
                         }
                 } else if (c->kind == 'b') {
                         values_free(v, t->ncols);
@@ -273,7 +273,7 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                                 if (n > bufcap) {
                                         uint8_t *nb = realloc(buf, n);
                                         if (!nb) {
-                                                r = cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                                                r = cdc_oom(err);
                                                 break;
                                         }
                                         buf = nb;
@@ -289,8 +289,7 @@ static int stream_commit(Source *s, const PgoutputMsg *m, CdcError *err) {
                                                         cap = cap ? cap * 2 : 16;
                                                         uint32_t *na = realloc(aborted, cap * sizeof(*na));
                                                         if (!na) {
-                                                                r = cdc_error(err, -ENOMEM, false, "internal",
-                                                                              "out of memory");
+                                                                r = cdc_oom(err);
                                                                 break;
                                                         }
                                                         aborted = na;
@@ -489,7 +488,7 @@ static int start_replication(Source *s, Position start, CdcError *err) {
         PQfreemem(pub);
         PQfreemem(publit);
         if (!sql)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         deadline_arm(s->guard_repl, conf_timeout_ms(s->conn));
         PGresult *res = PQexec(s->repl, sql);
         bool fired = deadline_disarm(s->guard_repl);
@@ -685,7 +684,7 @@ Source *pg_source_free(Source *s) {
 static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, Source **ret, CdcError *err) {
         Source *s = calloc(1, sizeof(*s));
         if (!s)
-                return cdc_error(err, -ENOMEM, false, "internal", "out of memory");
+                return cdc_oom(err);
         s->conn = conn;
         s->pipe = pipe;
         /* open() logs (a created publication) before run() gives the pipeline's context. */
@@ -752,7 +751,7 @@ static int pg_source_probe_open(const ConnectorConf *conn, const PipelineConf *p
         SourceProbe *pr = calloc(1, sizeof(*pr));
         if (!pr || deadline_new(&pr->guard) < 0) {
                 free(pr);
-                return cdc_error(err, -ENOMEM, true, "internal", "out of memory");
+                return cdc_oom(err);
         }
         pr->conn = conn;
         int r = pg_conn_open(conn, PG_CONN_SQL, &pr->c, err);

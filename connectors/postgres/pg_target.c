@@ -30,7 +30,7 @@ static int path_clear(Sink *k, char **ret_saved, CdcError *err) {
         PQclear(k->captured);
         k->captured = NULL;
         if (!*ret_saved)
-                return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                return pg_pipe_fail(k, cdc_oom(err), err);
         return 0;
 }
 
@@ -107,7 +107,7 @@ static int ensure_types(Sink *k, const Table *t, CdcError *err) {
                         r = -ENOMEM, sql = NULL;
                 free(qs);
                 if (r < 0)
-                        return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                        return pg_pipe_fail(k, cdc_oom(err), err);
                 r = pg_pipe_send_query(k, sql, 0, NULL, "creating a type's schema", false, err);
                 free(sql);
                 if (r == 0)
@@ -148,7 +148,7 @@ static int create_table(Sink *k, const char *schema, const char *name, const Tab
         if (r == 0 && asprintf(&create_schema, "CREATE SCHEMA IF NOT EXISTS %s", qs) < 0)
                 r = -ENOMEM, create_schema = NULL;
         if (r < 0) {
-                r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                r = pg_pipe_fail(k, cdc_oom(err), err);
                 goto out;
         }
         if (clear)
@@ -232,7 +232,7 @@ int pg_target_ensure_table(Sink *k, const char *schema, const char *name, const 
                 goto oom;
         goto out;
 oom:
-        r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        r = pg_pipe_fail(k, cdc_oom(err), err);
 out:
         free(qs);
         free(qn);
@@ -254,7 +254,7 @@ int pg_target_ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err)
         int r, nadd = 0;
 
         if (!add)
-                return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                return pg_pipe_fail(k, cdc_oom(err), err);
         r = pg_pipe_send_query(k,
                                "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                                "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -315,7 +315,7 @@ int pg_target_ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err)
                 goto out;
         }
         if (r < 0) {
-                r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                r = pg_pipe_fail(k, cdc_oom(err), err);
                 goto out;
         }
         r = pg_pipe_send_query(k, sql, 0, NULL, "adding the source's new columns to the target table", false, err);
@@ -428,7 +428,7 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
         return 0;
 oom:
         ts_free(ts);
-        return pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        return pg_pipe_fail(k, cdc_oom(err), err);
 }
 
 /* The first copy of a table under snapshot = initial (TRUNCATE_CHECK_EMPTY): the copy goes only
@@ -443,7 +443,7 @@ int pg_target_check_empty(Sink *k, const char *schema, const char *name, CdcErro
                                CHECK_EMPTY_COUNT_MAX + 1) < 0)
                 sql = NULL;
         if (!sql) {
-                r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+                r = pg_pipe_fail(k, cdc_oom(err), err);
                 goto out;
         }
         r = pg_pipe_send_query(k, sql, 0, NULL, "counting the rows of the target table", true, err);
@@ -631,7 +631,7 @@ int pg_target_check_relation(Sink *k, TState *ts, const char *schema, const char
         r = 0;
         goto out;
 oom:
-        r = pg_pipe_fail(k, cdc_error(err, -ENOMEM, false, "internal", "out of memory"), err);
+        r = pg_pipe_fail(k, cdc_oom(err), err);
 out:
         free(sql);
         free(qs);
