@@ -224,7 +224,7 @@ static void *source_main(void *arg) {
         else if (!atomic_load(&p->attempt_end) && !atomic_load(&p->source_stop)) {
                 /* A source that returns 0 without being asked to stop has nothing more to give;
                  * treat it as a retriable end so the pipeline reconnects. */
-                cdc_error(&err, -EPIPE, true, "connection", "source ended its stream unexpectedly");
+                cdc_error(&err, -EPIPE, true, CDC_ERR_CONNECTION, "source ended its stream unexpectedly");
                 pipeline_fail_attempt(p, &err);
         }
         return NULL;
@@ -300,7 +300,7 @@ static int refuse_loop(Pipeline *p, CdcError *err) {
                 return r;
         GuardPlace a = guard_place(&src, why_src, sizeof(why_src)), b = guard_place(&sink, why_sink, sizeof(why_sink));
         if (guard_same_database(p->conf, &a, &b, msg, sizeof(msg)))
-                return cdc_error(err, -ELOOP, false, "conf", "%s", msg);
+                return cdc_error(err, -ELOOP, false, CDC_ERR_CONF, "%s", msg);
         return 0;
 }
 
@@ -356,8 +356,9 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         sargs.start.spill_dir = p->spill_dir;
         if (!found && !p->conf->snapshot && p->conf->start_position) {
                 if (p->source_ops->parse_position(p->conf->start_position, &sargs.start.position) < 0) {
-                        r = cdc_error(err, -EINVAL, false, "conf", "start_position %s is not a position of a %s source",
-                                      p->conf->start_position, p->conf->source->type);
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
+                                      "start_position %s is not a position of a %s source", p->conf->start_position,
+                                      p->conf->source->type);
                         goto out;
                 }
                 sargs.start.have_position = true;
@@ -391,7 +392,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         if (r == 0)
                 r = queue_new(QUEUE_CAPACITY, &p->q_sink);
         if (r < 0) {
-                cdc_error(err, r, false, "internal", "out of memory");
+                cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory");
                 goto out;
         }
         if (pthread_create(&t_sink, NULL, pipeline_sink_main, p) == 0)
@@ -402,7 +403,7 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                 src_started = true;
         if (!sink_started || !eng_started || !src_started) {
                 CdcError e;
-                cdc_error(&e, -EAGAIN, true, "internal", "cannot start the pipeline's threads");
+                cdc_error(&e, -EAGAIN, true, CDC_ERR_INTERNAL, "cannot start the pipeline's threads");
                 pipeline_fail_attempt(p, &e);
         } else {
                 log_info(p->ctx, "%s",

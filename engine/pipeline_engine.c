@@ -51,7 +51,7 @@ static int push_tag(Pipeline *p, const TxnInfo *txn, CdcError *err) {
         Event tag = {.kind = EVENT_CHANGE, .txn = *txn};
         int r = rowstate_tag(p->rows, &tag.change);
         if (r < 0)
-                return cdc_error(err, r, true, "internal", "out of memory");
+                return cdc_error(err, r, true, CDC_ERR_INTERNAL, "out of memory");
         if (r == 0)
                 return 0;
         r = queue_push(p->q_sink, &tag);

@@ -84,25 +84,25 @@ int rowstate_store_error(RowState *rs, CdcError *err, int r, const char *fmt, ..
         case -ENOENT:
         case -EACCES:
         case -EPERM:
-                return cdc_error(err, r, true, "disk",
+                return cdc_error(err, r, true, CDC_ERR_DISK,
                                  "state store in %s: %s: %s — free space or fix %s; the pipeline "
                                  "retries by itself",
                                  dir, what, state_strerror(r), dir);
         case -EUCLEAN:
-                return cdc_error(err, r, true, "state",
+                return cdc_error(err, r, true, CDC_ERR_STATE,
                                  "state store %s/data.mdb: %s: %s — move data.mdb and lock.mdb out of %s (or restore "
                                  "them from a backup); the pipeline retries by itself and starts with no row versions",
                                  dir, what, state_strerror(r), dir);
         case -EPROTO:
                 return cdc_error(
-                        err, r, true, "state",
+                        err, r, true, CDC_ERR_STATE,
                         "state store %s/data.mdb: %s: %s — run the cdcsync that wrote it, or move data.mdb and "
                         "lock.mdb out of %s; the pipeline retries by itself",
                         dir, what, state_strerror(r), dir);
-        case -ENOMEM: return cdc_error(err, r, true, "internal", "state store: %s: out of memory", what);
+        case -ENOMEM: return cdc_error(err, r, true, CDC_ERR_INTERNAL, "state store: %s: out of memory", what);
         default:
-                return cdc_error(err, r, r != -EINVAL && r != -ENAMETOOLONG, "state", "state store in %s: %s: %s", dir,
-                                 what, state_strerror(r));
+                return cdc_error(err, r, r != -EINVAL && r != -ENAMETOOLONG, CDC_ERR_STATE, "state store in %s: %s: %s",
+                                 dir, what, state_strerror(r));
         }
 }
 
@@ -185,7 +185,7 @@ int rowstate_batch_begin(RowState *rs, uint64_t batch_no, CdcError *err) {
         if (!rowstate_uses_store(rs))
                 return 0;
         if (!rs->acquired)
-                return cdc_error(err, -EINVAL, false, "internal", "pipeline %s: batch begun before recovery",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "pipeline %s: batch begun before recovery",
                                  rs->conf->name);
         /* The end is known only when the batch ends: until state_batch_set_end, recovery treats
          * the batch as never committed by the sink. */
@@ -327,7 +327,7 @@ static int names(RowState *rs, const Change *c, char *sspace, char *kspace, char
                        rowstate_space(kspace, STATE_TABLE_MAX, rs->conf->sink->name, kschema, ktable) < 0))
                 r = -ENAMETOOLONG;
         if (r < 0)
-                return cdc_error(err, r, false, "state", "table name of %s.%s too long for the state store",
+                return cdc_error(err, r, false, CDC_ERR_STATE, "table name of %s.%s too long for the state store",
                                  c->table->schema, c->table->name);
         remember_table(rs, sspace, c->table);
         return n;
@@ -379,7 +379,8 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
                                    (const char *const *)rs->conf->priority, rs->conf->npriority, &merged, &resolution);
         }
         if (r < 0)
-                return cdc_error(err, r, false, "state", "cannot decide a change of %s: %s", sspace, strerror(-r));
+                return cdc_error(err, r, false, CDC_ERR_STATE, "cannot decide a change of %s: %s", sspace,
+                                 strerror(-r));
         int verdict = r;
         if ((verdict == VERSION_CONFLICT_APPLY || verdict == VERSION_CONFLICT_SKIP) && fkh &&
             kh->ts == ROWSTATE_COPY_TS && in->ts == ROWSTATE_COPY_TS) {
@@ -480,7 +481,8 @@ static int check_bidi(RowState *rs, const TxnInfo *txn, Change *c, uint32_t seq,
         if (r == 0)
                 r = state_put(rs->batch, sspace, key, (size_t)n, &next);
         if (r < 0)
-                return cdc_error(err, r, false, "state", "cannot version a change of %s: %s", sspace, strerror(-r));
+                return cdc_error(err, r, false, CDC_ERR_STATE, "cannot version a change of %s: %s", sspace,
+                                 strerror(-r));
         r = forward(rs, c, sspace, kspace, key, (size_t)n, &kh, fkh, &next, counter, ret_apply, err);
         return r < 0 ? r : rowstate_slice(rs, err);
 }
@@ -558,7 +560,7 @@ static int positional_version(RowState *rs, const TxnInfo *txn, Change *c, CdcEr
         VClock vv;
         vv.n = 0;
         if (vclock_set(&vv, rs->node, counter) < 0)
-                return cdc_error(err, -EINVAL, false, "internal", "connector name %s is no version vector node",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "connector name %s is no version vector node",
                                  rs->node);
         if (change_set_version(c, &vv, txn->commit_ts, rs->node) < 0)
                 return cdc_oom(err);

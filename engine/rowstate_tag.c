@@ -159,7 +159,7 @@ static int parse_tag(RowState *rs, const Change *c, char *sspace, TagEntry *e, c
         uint8_t k[32];
         size_t kn = 0, vn = 0;
         if (unhex(&c->after[0], k, sizeof(k), &kn) < 0 || kn != sizeof(k) || unhex(&c->after[1], v, sizeof(v), &vn) < 0)
-                return cdc_error(err, -EBADMSG, false, "data", "%s malformed row in %s.%s", rs->ctx,
+                return cdc_error(err, -EBADMSG, false, CDC_ERR_DATA, "%s malformed row in %s.%s", rs->ctx,
                                  ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
         uint16_t sl;
         uint32_t kl;
@@ -167,7 +167,7 @@ static int parse_tag(RowState *rs, const Change *c, char *sspace, TagEntry *e, c
         if (vn < 6 || (memcpy(&sl, v, 2), sl >= STATE_TABLE_MAX) || vn < 2u + sl + 4 ||
             (memcpy(&kl, v + 2 + sl, 4), kl > KEY_MAX) || vn < 2u + sl + 4 + kl ||
             version_decode(v + 2 + sl + 4 + kl, vn - (2 + sl + 4 + kl), &e->v) < 0)
-                return cdc_error(err, -EBADMSG, false, "data", "%s malformed version in %s.%s", rs->ctx,
+                return cdc_error(err, -EBADMSG, false, CDC_ERR_DATA, "%s malformed version in %s.%s", rs->ctx,
                                  ROWSTATE_TAG_SCHEMA, ROWSTATE_TAG_TABLE);
         memcpy(sspace, v + 2, sl);
         sspace[sl] = '\0';
@@ -247,7 +247,8 @@ int rowstate_echo_tag(RowState *rs, const TxnInfo *txn, const Change *c, Change 
                 if (r == 0)
                         r = rowstate_echo_row(rs, txn, &d, sspace, kspace, key, kl, &e.v, &go, err);
                 else
-                        r = cdc_error(err, r, false, "state", "%s cannot rebuild a delete of %s", rs->ctx, sspace);
+                        r = cdc_error(err, r, false, CDC_ERR_STATE, "%s cannot rebuild a delete of %s", rs->ctx,
+                                      sspace);
                 if (r < 0 || !go) {
                         change_clear(&d);
                         d.table = NULL;

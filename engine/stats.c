@@ -2,6 +2,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcsync/connector.h"
 #include "cdcsync/now.h"
 #include "cdcsync/stats.h"
 
@@ -11,13 +12,13 @@ const double stats_batch_bounds[STATS_BATCH_BUCKETS] = {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 };
 
-/* The kinds connectors put in CdcError.kind (see connector.h; "source" is a source-side
- * protocol or setup failure, "state" a corrupt or incompatible state store, "disk" a file under
- * state_dir that cannot be written or read: full, I/O error, removed); "other" must stay last: it
- * is the catch-all slot for a kind not listed here. */
+/* The kinds of CdcError (connector.h's CdcErrorKind, in its order: test_metrics checks they are
+ * cdc_error_kind_names), then "other", the catch-all slot for a kind not listed, which stays last. */
 const char *const stats_error_kind_labels[STATS_ERROR_KINDS] = {
-        "connection", "slot", "schema", "data", "conf", "privilege", "source", "state", "disk", "internal", "other",
+        "connection", "slot",  "schema", "data",     "conf",  "privilege",
+        "source",     "state", "disk",   "internal", "query", "other",
 };
+_Static_assert(STATS_ERROR_KINDS == CDC_ERR_KINDS + 1, "one label per CdcErrorKind, and other");
 
 /* How a conflict was settled: by commit timestamp, by connector priority, or not at all
  * (conflict = none: the incoming change was applied as it came); "copy": a key both sides of a

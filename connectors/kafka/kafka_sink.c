@@ -122,17 +122,17 @@ static bool err_retriable(rd_kafka_resp_err_t e) {
         }
 }
 
-static const char *err_kind(rd_kafka_resp_err_t e) {
+static CdcErrorKind err_kind(rd_kafka_resp_err_t e) {
         switch (e) {
         case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
         case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-        case RD_KAFKA_RESP_ERR_INVALID_RECORD: return "data";
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD: return CDC_ERR_DATA;
         case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED: return "privilege";
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED: return CDC_ERR_PRIVILEGE;
         case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
         case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: return "schema";
-        default: return "connection";
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION: return CDC_ERR_SCHEMA;
+        default: return CDC_ERR_CONNECTION;
         }
 }
 
@@ -174,8 +174,8 @@ static int make_conf(const ConnectorConf *conn, const char *client_id, bool prod
         int r = 0;
         snprintf(timeout, sizeof(timeout), "%d", conf_timeout_ms(conn));
         if (!conn->brokers) {
-                r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s has no brokers", conn->file, conn->line,
-                              conn->name);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s has no brokers", conn->file,
+                              conn->line, conn->name);
                 goto out;
         }
         const char *defaults[][2] = {
@@ -200,21 +200,21 @@ static int make_conf(const ConnectorConf *conn, const char *client_id, bool prod
                         break;
                 if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr)) !=
                     RD_KAFKA_CONF_OK) {
-                        r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: %s: %s", conn->file,
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s: %s: %s", conn->file,
                                       conn->line, conn->name, defaults[i][0], errstr);
                         goto out;
                 }
         }
         if (conn->password &&
             rd_kafka_conf_set(conf, "sasl.password", conn->password, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: the password cannot be used as sasl.password",
-                              conn->name);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
+                              "connector %s: the password cannot be used as sasl.password", conn->name);
                 goto out;
         }
         for (int i = 0; i < conn->nkafka_props; i++) {
                 const KeyValue *kv = &conn->kafka_props[i];
                 if (strcmp(kv->key, "enable.idempotence") == 0 && strcmp(kv->value, "true") != 0) {
-                        r = cdc_error(err, -EINVAL, false, "conf",
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                       "%s:%d: connector %s: kafka.enable.idempotence cannot be turned off: per-key "
                                       "order and no duplicates on retry rely on it",
                                       conn->file, conn->line, conn->name);
@@ -226,8 +226,8 @@ static int make_conf(const ConnectorConf *conn, const char *client_id, bool prod
                     strncmp(kv->key, "ssl.", 4) != 0 && strcmp(kv->key, "bootstrap.servers") != 0)
                         continue;
                 if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-                        r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: kafka.%s: %s", conn->file,
-                                      conn->line, conn->name, kv->key, errstr);
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s: kafka.%s: %s",
+                                      conn->file, conn->line, conn->name, kv->key, errstr);
                         goto out;
                 }
         }
@@ -243,8 +243,8 @@ out:
 static int get_metadata(rd_kafka_t *rk, const rd_kafka_metadata_t **ret, const char *name, CdcError *err) {
         rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, ret, METADATA_TIMEOUT_MS);
         if (e)
-                return cdc_error(err, -EIO, true, "connection", "kafka connector %s: cannot read cluster metadata: %s",
-                                 name, rd_kafka_err2str(e));
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
+                                 "kafka connector %s: cannot read cluster metadata: %s", name, rd_kafka_err2str(e));
         return 0;
 }
 
@@ -393,7 +393,7 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
         k->src_ops = connector_source(pipe->source->type);
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe->name, conn->name);
         if (!k->src_ops) {
-                r = cdc_error(err, -EINVAL, false, "conf", "source type %s has no positions", pipe->source->type);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "source type %s has no positions", pipe->source->type);
                 goto out;
         }
         if (strcmp(pipe->source->type, "postgres") == 0) {
@@ -405,7 +405,7 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
         }
         char probe[ENVELOPE_TOPIC_MAX + 1];
         if (envelope_topic(conn->topic ? conn->topic : DEFAULT_TOPIC, "c", "s", "t", probe, sizeof(probe)) < 0) {
-                r = cdc_error(err, -EINVAL, false, "conf",
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                               "%s:%d: connector %s: topic template '%s' may use only {connector}, {schema}, {table}",
                               conn->file, conn->line, conn->name, conn->topic);
                 goto out;
@@ -429,7 +429,7 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
         rd_kafka_conf_set_opaque(conf, k);
         k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!k->rk) {
-                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: cannot create the kafka producer: %s",
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: cannot create the kafka producer: %s",
                               conn->name, errstr);
                 goto out;
         }
@@ -459,12 +459,12 @@ static int read_checkpoints(rd_kafka_t *rc, const char *pipeline, int32_t part, 
         rd_kafka_topic_partition_list_destroy(tp);
         int r = 0;
         if (e)
-                return cdc_error(err, -EIO, true, "connection", "cannot read %s: %s", KAFKA_SINK_CHECKPOINT_TOPIC,
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "cannot read %s: %s", KAFKA_SINK_CHECKPOINT_TOPIC,
                                  rd_kafka_err2str(e));
         int64_t deadline = mono_ms() + 30000, next = from;
         while (next < to) {
                 if (mono_ms() > deadline) {
-                        r = cdc_error(err, -ETIMEDOUT, true, "connection",
+                        r = cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                                       "timed out reading %s partition %d at offset %" PRId64 " of %" PRId64,
                                       KAFKA_SINK_CHECKPOINT_TOPIC, part, next, to);
                         break;
@@ -492,7 +492,7 @@ static int read_checkpoints(rd_kafka_t *rc, const char *pipeline, int32_t part, 
                         errno = 0;
                         unsigned long long h = hi ? strtoull(hi, &e1, 10) : 0, l = lo ? strtoull(lo, &e2, 10) : 0;
                         if (!hi || !lo || errno || *e1 || *e2) {
-                                r = cdc_error(err, -EBADMSG, false, "data",
+                                r = cdc_error(err, -EBADMSG, false, CDC_ERR_DATA,
                                               "%s partition %d offset %" PRId64 ": checkpoint of pipeline %s is not "
                                               "readable",
                                               KAFKA_SINK_CHECKPOINT_TOPIC, part, m->offset, pipeline);
@@ -534,7 +534,7 @@ static int kafka_sink_last_position(Sink *k, Position *ret, bool *found, CdcErro
         rd_kafka_conf_set_log_cb(conf, on_log);
         rc = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!rc) {
-                r = cdc_error(err, -EINVAL, false, "conf", "cannot create a kafka reader: %s", errstr);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "cannot create a kafka reader: %s", errstr);
                 goto out;
         }
         conf = NULL;
@@ -548,7 +548,7 @@ static int kafka_sink_last_position(Sink *k, Position *ret, bool *found, CdcErro
                 rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rc, KAFKA_SINK_CHECKPOINT_TOPIC, part, &low,
                                                                          &high, METADATA_TIMEOUT_MS);
                 if (e) {
-                        r = cdc_error(err, -EIO, true, "connection", "cannot read the offsets of %s: %s",
+                        r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "cannot read the offsets of %s: %s",
                                       KAFKA_SINK_CHECKPOINT_TOPIC, rd_kafka_err2str(e));
                         goto out;
                 }
@@ -589,7 +589,7 @@ static int serve(Sink *k, int timeout_ms, CdcError *err);
 
 static int kafka_sink_begin(Sink *k, CdcError *err) {
         if (k->cur)
-                return cdc_error(err, -EINVAL, false, "internal", "kafka sink: begin inside an open batch");
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "kafka sink: begin inside an open batch");
         /* Bounded: past BATCHES_MAX undelivered batches, wait for the oldest. */
         while (k->bcount == BATCHES_MAX) {
                 int r = serve(k, 100, err);
@@ -675,7 +675,7 @@ static int produce(Sink *k, const char *topic, const char *key, const char *valu
                                 rd_kafka_headers_destroy(hdrs);
                         if (k->failed)
                                 return delivery_error(k, err);
-                        return cdc_error(err, -ETIMEDOUT, true, "connection",
+                        return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                                          "the kafka producer's queue stayed full for %ld ms: brokers unreachable?",
                                          k->timeout_ms + DELIVERY_SLACK_MS);
                 }
@@ -700,7 +700,7 @@ static int produce_change(Sink *k, TopicEntry *te, const TxnInfo *txn, const Cha
         if (r == 0)
                 r = envelope_value(c, txn, src, coarse_now_ms(), &value);
         if (r < 0) {
-                r = cdc_error(err, r, false, r == -ENOMEM ? "internal" : "data",
+                r = cdc_error(err, r, false, r == -ENOMEM ? CDC_ERR_INTERNAL : CDC_ERR_DATA,
                               "cannot build the message of a change of %s.%s: %s", c->table->schema, c->table->name,
                               strerror(-r));
                 goto out;
@@ -730,9 +730,10 @@ static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEnt
                 }
         }
         if (conf_map_table(k->pipe, tschema, tname, schema, sizeof(schema), table, sizeof(table)) < 0)
-                return cdc_error(err, -ENAMETOOLONG, false, "conf", "table name %s.%s is too long", tschema, tname);
+                return cdc_error(err, -ENAMETOOLONG, false, CDC_ERR_CONF, "table name %s.%s is too long", tschema,
+                                 tname);
         if (k->ntopics >= TOPICS_MAX)
-                return cdc_error(err, -E2BIG, false, "conf", "more than %d tables published by one pipeline",
+                return cdc_error(err, -E2BIG, false, CDC_ERR_CONF, "more than %d tables published by one pipeline",
                                  TOPICS_MAX);
         te = calloc(1, sizeof(*te));
         if (!te)
@@ -741,8 +742,8 @@ static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEnt
                                te->topic, sizeof(te->topic));
         if (r < 0) {
                 free(te);
-                return cdc_error(err, r, false, "conf", "no topic for table %s.%s from template %s: %s", schema, table,
-                                 k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, strerror(-r));
+                return cdc_error(err, r, false, CDC_ERR_CONF, "no topic for table %s.%s from template %s: %s", schema,
+                                 table, k->conn->topic ? k->conn->topic : DEFAULT_TOPIC, strerror(-r));
         }
         snprintf(te->table, sizeof(te->table), "%s.%s", schema, table);
         te->schema = strdup(tschema);
@@ -778,7 +779,7 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
         if (copies_is_registry(c->table)) /* a database sink's bookkeeping (copies.h) */
                 return 0;
         if (!k->cur)
-                return cdc_error(err, -EINVAL, false, "internal", "kafka sink: apply outside a batch");
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "kafka sink: apply outside a batch");
         if (!k->have_txn || k->txn_xid != txn->xid || position_cmp(k->txn_pos, txn->commit_pos) != 0) {
                 k->have_txn = true;
                 k->txn_xid = txn->xid;
@@ -877,11 +878,11 @@ static int serve(Sink *k, int timeout_ms, CdcError *err) {
                 return delivery_error(k, err);
         int64_t now = mono_ms(), limit = k->timeout_ms + DELIVERY_SLACK_MS;
         if (k->bcount > 0 && k->batches[k->bhead].committed && now - k->batches[k->bhead].committed_ms > limit)
-                return cdc_error(err, -ETIMEDOUT, true, "connection",
+                return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                                  "%" PRIu64 " message(s) without a delivery report after %" PRId64 " ms",
                                  k->batches[k->bhead].sent - k->batches[k->bhead].done, limit);
         if (k->ckpt_inflight && now - k->ckpt_ms > limit)
-                return cdc_error(err, -ETIMEDOUT, true, "connection",
+                return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                                  "the checkpoint to %s has no delivery report after %" PRId64 " ms",
                                  KAFKA_SINK_CHECKPOINT_TOPIC, limit);
         return 0;
@@ -891,7 +892,7 @@ static int kafka_sink_commit_async(Sink *k, Position pos, const char *pos_text, 
         (void)last;
         Batch *b = k->cur;
         if (!b)
-                return cdc_error(err, -EINVAL, false, "internal", "kafka sink: commit without a batch");
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "kafka sink: commit without a batch");
         b->committed = true;
         b->pos = pos;
         snprintf(b->pos_text, sizeof(b->pos_text), "%s", pos_text);
@@ -952,7 +953,7 @@ static int kafka_sink_check(const ConnectorConf *conn, const PipelineConf *pipe,
                 goto out;
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!rk) {
-                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: %s", conn->name, errstr);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: %s", conn->name, errstr);
                 goto out;
         }
         conf = NULL;

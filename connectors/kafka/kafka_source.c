@@ -193,7 +193,7 @@ static int make_subscription(const Source *s, rd_kafka_topic_partition_list_t **
                         size_t sl = dot ? (size_t)(dot - t) : 0;
                         if (!dot || sl >= sizeof(schema) || strlen(dot + 1) >= sizeof(table)) {
                                 rd_kafka_topic_partition_list_destroy(l);
-                                return cdc_error(err, -EINVAL, false, "conf", "table %s is not schema.table", t);
+                                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "table %s is not schema.table", t);
                         }
                         memcpy(schema, t, sl);
                         schema[sl] = '\0';
@@ -202,8 +202,8 @@ static int make_subscription(const Source *s, rd_kafka_topic_partition_list_t **
                 if (template_regex(tmpl, s->pipe->all_tables ? NULL : schema, s->pipe->all_tables ? NULL : table, re,
                                    sizeof(re)) < 0) {
                         rd_kafka_topic_partition_list_destroy(l);
-                        return cdc_error(err, -ENAMETOOLONG, false, "conf", "connector %s: topic template too long",
-                                         s->conn->name);
+                        return cdc_error(err, -ENAMETOOLONG, false, CDC_ERR_CONF,
+                                         "connector %s: topic template too long", s->conn->name);
                 }
                 rd_kafka_topic_partition_list_add(l, re, RD_KAFKA_PARTITION_UA);
         }
@@ -338,7 +338,7 @@ static int check_brokers(Source *s, CdcError *err) {
         if (mono_ms() - s->broker_up_ms <= conf_timeout_ms(s->conn) + STATS_INTERVAL_MS)
                 return 0;
         s->unresponsive = true;
-        return cdc_error(err, -ETIMEDOUT, true, "connection",
+        return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                          "kafka connector %s: no broker has answered for %d s (timeout_s): the network path or the "
                          "brokers are not responding",
                          s->conn->name, conf_timeout_ms(s->conn) / 1000);
@@ -446,7 +446,7 @@ static Source *kafka_source_free(Source *s) {
 static int set(rd_kafka_conf_t *conf, const ConnectorConf *conn, const char *key, const char *value, CdcError *err) {
         char errstr[512];
         if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-                return cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s: kafka.%s: %s", conn->file,
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s: kafka.%s: %s", conn->file,
                                  conn->line, conn->name, key, errstr);
         return 0;
 }
@@ -457,8 +457,8 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         char errstr[512], client_id[256];
         int r = 0;
         if (!conn->brokers) {
-                r = cdc_error(err, -EINVAL, false, "conf", "%s:%d: connector %s has no brokers", conn->file, conn->line,
-                              conn->name);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s has no brokers", conn->file,
+                              conn->line, conn->name);
                 goto out;
         }
         snprintf(client_id, sizeof(client_id), "cdcsync-%s%s", s->pipe->name, check ? "-check" : "");
@@ -488,7 +488,7 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
                 const KeyValue *kv = &conn->kafka_props[i];
                 if ((strcmp(kv->key, "enable.auto.commit") == 0 || strcmp(kv->key, "enable.auto.offset.store") == 0) &&
                     strcmp(kv->value, "false") != 0) {
-                        r = cdc_error(err, -EINVAL, false, "conf",
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                       "%s:%d: connector %s: kafka.%s cannot be turned on: offsets are committed only "
                                       "once the sink holds the changes",
                                       conn->file, conn->line, conn->name, kv->key);
@@ -510,7 +510,7 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         rd_kafka_conf_set_stats_cb(conf, on_stats);
         s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
         if (!s->rk) {
-                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: %s", conn->name, errstr);
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: %s", conn->name, errstr);
                 goto out;
         }
         conf = NULL;
@@ -579,8 +579,8 @@ static int make_dead_letter_producer(Source *s, CdcError *err) {
         s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!s->dlq) {
                 rd_kafka_conf_destroy(conf);
-                return cdc_error(err, -EINVAL, false, "conf", "connector %s: dead-letter producer: %s", conn->name,
-                                 errstr);
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: dead-letter producer: %s",
+                                 conn->name, errstr);
         }
         return 0;
 }
@@ -617,7 +617,7 @@ static int dead_letter(Source *s, const rd_kafka_message_t *m, const char *topic
         if (!ke)
                 ke = delivered;
         if (ke)
-                return cdc_error(err, -EIO, true, "connection",
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
                                  "cannot produce the message at %s[%" PRId32 "] offset %" PRId64
                                  " to dead-letter topic %s: %s — it is read again once that topic takes it (create "
                                  "it if it does not exist)",
@@ -636,7 +636,7 @@ static int check_dead_letter_topic(const Source *s, CdcError *err) {
                 if (regcomp(&re, sub->elems[i].topic, REG_EXTENDED | REG_NOSUB) != 0)
                         continue;
                 if (regexec(&re, s->pipe->dead_letter_topic, 0, NULL, 0) == 0)
-                        r = cdc_error(err, -ELOOP, false, "conf",
+                        r = cdc_error(err, -ELOOP, false, CDC_ERR_CONF,
                                       "dead_letter_topic %s of pipeline %s is one of the topics the pipeline reads "
                                       "(topic template of connector %s) — it would read its own dead letters back: "
                                       "set dead_letter_topic to a name outside the template",
@@ -721,12 +721,12 @@ static int handle_message(Source *s, const rd_kafka_message_t *m, CdcError *err)
         uint32_t ti;
         int r = intern_topic(s, topic, &ti);
         if (r < 0)
-                return cdc_error(err, r, false, "internal", "cannot track topic %s: %s", topic, strerror(-r));
+                return cdc_error(err, r, false, CDC_ERR_INTERNAL, "cannot track topic %s: %s", topic, strerror(-r));
         r = kafka_decode_message(topic, m->key, m->key_len, m->payload, m->len, &d, why, sizeof(why));
         if (r == -ENOMEM)
-                return cdc_error(err, r, true, "internal", "out of memory");
+                return cdc_error(err, r, true, CDC_ERR_INTERNAL, "out of memory");
         if (r < 0 && s->pipe->on_bad_message == BAD_MESSAGE_ERROR)
-                return cdc_error(err, r, false, "data",
+                return cdc_error(err, r, false, CDC_ERR_DATA,
                                  "message at %s[%" PRId32 "] offset %" PRId64 " is no change event cdcsync can use: %s "
                                  "— fix it at its producer, then set on_bad_message = skip or dead_letter in "
                                  "[pipeline.%s] to pass such messages, or move group %s past it "
@@ -776,7 +776,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
                 goto out;
         rd_kafka_resp_err_t ke = rd_kafka_subscribe(s->rk, sub);
         if (ke) {
-                r = cdc_error(err, -EINVAL, false, "conf", "connector %s: cannot subscribe: %s", s->conn->name,
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: cannot subscribe: %s", s->conn->name,
                               rd_kafka_err2str(ke));
                 goto out;
         }
@@ -786,7 +786,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
 
         while (!pipeline_io_stopping(io)) {
                 if (s->revoke_failed) {
-                        r = cdc_error(err, -ETIMEDOUT, true, "sink",
+                        r = cdc_error(err, -ETIMEDOUT, true, CDC_ERR_SOURCE,
                                       "a rebalance took partitions away before the sink committed what was read "
                                       "from them; restarting from the committed offsets");
                         goto out;
@@ -814,7 +814,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
                                 continue;
                         if (me == RD_KAFKA_RESP_ERR__FATAL || me == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
                             me == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
-                                r = cdc_error(err, -EIO, me != RD_KAFKA_RESP_ERR__FATAL, "connection",
+                                r = cdc_error(err, -EIO, me != RD_KAFKA_RESP_ERR__FATAL, CDC_ERR_CONNECTION,
                                               "kafka consumer of group %s: %s", s->group, text);
                                 goto out;
                         }
@@ -867,8 +867,8 @@ static int kafka_source_check(const ConnectorConf *conn, const PipelineConf *pip
                 return r;
         rd_kafka_resp_err_t ke = rd_kafka_metadata(s->rk, 1, NULL, &md, METADATA_TIMEOUT_MS);
         if (ke) {
-                r = cdc_error(err, -EIO, true, "connection", "kafka connector %s: cannot read cluster metadata: %s",
-                              conn->name, rd_kafka_err2str(ke));
+                r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
+                              "kafka connector %s: cannot read cluster metadata: %s", conn->name, rd_kafka_err2str(ke));
                 goto out;
         }
         printf("kafka %s: %d broker(s), %d topic(s); consumer group %s\n", conn->name, md->broker_cnt, md->topic_cnt,

@@ -30,10 +30,10 @@ int mysql_sink_error(Sink *k, MYSQL_STMT *st, const char *what, CdcError *err) {
         bool retry = lost || e == ER_LOCK_DEADLOCK || e == ER_LOCK_WAIT_TIMEOUT || e == ER_NO_SUCH_TABLE ||
                      e == ER_BAD_FIELD_ERROR;
         return cdc_error(err, -EIO, retry && !data,
-                         lost                                               ? "connection"
-                         : data                                             ? "data"
-                         : e == ER_NO_SUCH_TABLE || e == ER_BAD_FIELD_ERROR ? "schema"
-                                                                            : "query",
+                         lost                                               ? CDC_ERR_CONNECTION
+                         : data                                             ? CDC_ERR_DATA
+                         : e == ER_NO_SUCH_TABLE || e == ER_BAD_FIELD_ERROR ? CDC_ERR_SCHEMA
+                                                                            : CDC_ERR_QUERY,
                          "%s %s: %s (error %u)", k->ctx, what, msg, e);
 }
 
@@ -153,7 +153,7 @@ void mysql_sink_run_free(Run *u) {
 static int diverged(Sink *k, const Run *u, int i, uint64_t rows, CdcError *err) {
         char n[24];
         snprintf(n, sizeof(n), "%" PRIu64, rows);
-        return cdc_error(err, -ENOENT, false, "data",
+        return cdc_error(err, -ENOENT, false, CDC_ERR_DATA,
                          "%s %s (%s) matched %s rows instead of 1: the sink diverged from the source (a row "
                          "was changed or deleted on the sink, or the sink was not in sync when the pipeline started)",
                          k->ctx, u->what, i >= 0 && u->keys[i] ? u->keys[i] : "unknown", rows ? n : "no");

@@ -40,7 +40,7 @@ static int pin_session(const ConnectorConf *conn, MYSQL *m, CdcError *err) {
         if (mysql_query(m, sql) == 0)
                 return 0;
         unsigned int e = mysql_errno(m);
-        return cdc_error(err, -EIO, mysql_conn_lost(e), mysql_conn_lost(e) ? "connection" : "conf",
+        return cdc_error(err, -EIO, mysql_conn_lost(e), mysql_conn_lost(e) ? CDC_ERR_CONNECTION : CDC_ERR_CONF,
                          "mysql connector '%s': cannot pin the session settings values depend on (%s): %s (error "
                          "%u) — cdcsync reads and writes values only with them",
                          conn->name, sql, mysql_error(m), e);
@@ -78,7 +78,7 @@ int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsig
                                 conn->port > 0 ? (unsigned)conn->port : 3306, NULL, client_flags)) {
                 unsigned int e = mysql_errno(m);
                 bool auth = e == ER_ACCESS_DENIED_ERROR || e == ER_DBACCESS_DENIED_ERROR;
-                r = cdc_error(err, -ECONNREFUSED, !auth, auth ? "conf" : "connection",
+                r = cdc_error(err, -ECONNREFUSED, !auth, auth ? CDC_ERR_CONF : CDC_ERR_CONNECTION,
                               "mysql connector '%s': cannot connect to %s:%d as '%s': %s%s", conn->name,
                               conn->host ? conn->host : "127.0.0.1", conn->port > 0 ? conn->port : 3306,
                               conn->user ? conn->user : "", mysql_error(m),
@@ -182,7 +182,8 @@ oom:
         goto out;
 fail : {
         unsigned int e = mysql_stmt_errno(st);
-        r = cdc_error(err, -EIO, mysql_conn_lost(e), "query", "query failed: %s (error %u)", mysql_stmt_error(st), e);
+        r = cdc_error(err, -EIO, mysql_conn_lost(e), CDC_ERR_QUERY, "query failed: %s (error %u)", mysql_stmt_error(st),
+                      e);
 }
 out:
         if (cells)
@@ -249,7 +250,7 @@ int mysql_conn_locate(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *
                 r = 0;
         rows_free(&rows);
         mysql_close(m);
-        return r == -ENOMEM ? cdc_error(err, r, false, "internal", "out of memory") : r;
+        return r == -ENOMEM ? cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory") : r;
 }
 
 int mysql_conn_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err) {
@@ -266,7 +267,7 @@ int mysql_conn_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, C
         mysql_close(m);
         if (r < 0) {
                 rows_free(&rows);
-                return r == -ENOMEM ? cdc_error(err, r, false, "internal", "out of memory") : r;
+                return r == -ENOMEM ? cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory") : r;
         }
         if (!rows.v && !(rows.v = calloc(1, sizeof(*rows.v))))
                 return cdc_oom(err);

@@ -53,22 +53,22 @@ int mysql_source_preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx,
         if (r < 0)
                 return r;
         if (strcmp(v.vals[0], "1") != 0)
-                return cdc_error(err, -EINVAL, false, "conf",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                  "%s mysql connector '%s': the binary log is off: start the server with log_bin "
                                  "(and binlog_format = ROW)",
                                  ctx, conn->name);
         if (strcasecmp(v.vals[1], "ROW") != 0)
-                return cdc_error(err, -EINVAL, false, "conf",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                  "%s mysql connector '%s': binlog_format is %s: set binlog_format = ROW", ctx,
                                  conn->name, v.vals[1]);
         if (strcasecmp(v.vals[2], "FULL") != 0)
-                return cdc_error(err, -EINVAL, false, "conf",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                  "%s mysql connector '%s': binlog_row_image is %s: set binlog_row_image = FULL", ctx,
                                  conn->name, v.vals[2]);
         char sid[16];
         snprintf(sid, sizeof(sid), "%u", conn->server_id);
         if (conn->server_id == 0 || strcmp(sid, v.vals[3]) == 0)
-                return cdc_error(err, -EINVAL, false, "conf",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                  "%s mysql connector '%s': server_id = %u must be set and differ from the server's "
                                  "own server_id (%s) and from every replica's",
                                  ctx, conn->name, conn->server_id, v.vals[3]);
@@ -77,7 +77,7 @@ int mysql_source_preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx,
         if (r < 0)
                 return r;
         if (!g.repl_slave || !g.repl_client)
-                return cdc_error(err, -EPERM, false, "conf",
+                return cdc_error(err, -EPERM, false, CDC_ERR_CONF,
                                  "%s mysql connector '%s': user '%s' lacks %s%s%s on *.*: GRANT REPLICATION SLAVE, "
                                  "REPLICATION CLIENT ON *.* TO it",
                                  ctx, conn->name, conn->user ? conn->user : "", g.repl_slave ? "" : "REPLICATION SLAVE",
@@ -126,8 +126,8 @@ static int resolve_start(Source *s, bool have, Position p, char *file, size_t fl
                         return r;
                 if (v.n < 2 || mysql_source_file_seq(v.vals[0], &p.hi) < 0 ||
                     mysql_source_parse_u64(v.vals[1], strlen(v.vals[1]), &p.lo) < 0)
-                        return cdc_error(err, -EPROTO, true, "connection", "%s SHOW MASTER STATUS answered nothing",
-                                         s->ctx);
+                        return cdc_error(err, -EPROTO, true, CDC_ERR_CONNECTION,
+                                         "%s SHOW MASTER STATUS answered nothing", s->ctx);
                 snprintf(file, flen, "%s", v.vals[0]);
                 *ret_off = p.lo;
                 return 0;
@@ -138,7 +138,7 @@ static int resolve_start(Source *s, bool have, Position p, char *file, size_t fl
                 const char *dot = strrchr(any, '.');
                 int blen = dot ? (int)(dot - any) : (int)strlen(any);
                 return cdc_error(
-                        err, -ENOENT, false, "source",
+                        err, -ENOENT, false, CDC_ERR_SOURCE,
                         "%s binlog file %.*s.%06" PRIu64 " (position %" PRIu64
                         ") is no longer on the server (it has %s .. %s): it was purged before cdcsync read "
                         "it, so changes were lost for this pipeline: delete its checkpoint in the sink "
@@ -149,7 +149,7 @@ static int resolve_start(Source *s, bool have, Position p, char *file, size_t fl
                         s->pipe && s->pipe->name ? s->pipe->name : "-");
         }
         if (p.lo > l.size)
-                return cdc_error(err, -ERANGE, false, "source",
+                return cdc_error(err, -ERANGE, false, CDC_ERR_SOURCE,
                                  "%s position %" PRIu64 " is past the end of %s (%" PRIu64 " bytes)", s->ctx, p.lo,
                                  l.found, l.size);
         snprintf(file, flen, "%s", l.found);
@@ -231,7 +231,7 @@ static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlG
         if (r < 0)
                 return r;
         if (mysql_source_gtid_format(want, s->connect_state, sizeof(s->connect_state)) < 0)
-                return cdc_error(err, -ENOSPC, false, "internal", "%s GTID state too long", s->ctx);
+                return cdc_error(err, -ENOSPC, false, CDC_ERR_INTERNAL, "%s GTID state too long", s->ctx);
         if (have_pos && !l.found[0]) {
                 const char *any = l.last[0] ? l.last : "binlog.0";
                 const char *dot = strrchr(any, '.');
@@ -256,7 +256,7 @@ static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlG
                 if (w)
                         snprintf(ws, sizeof(ws), "%" PRIu64, w->seq);
                 return cdc_error(
-                        err, -ENOENT, false, "source",
+                        err, -ENOENT, false, CDC_ERR_SOURCE,
                         "%s %sthe transactions after GTID %s are no longer on the server: its oldest binlog %s "
                         "starts after %s (domain %" PRIu32 " at %" PRIu64 ", the checkpoint at %s); they were "
                         "purged before cdcsync read them, so changes were lost for this pipeline: delete its "
@@ -301,7 +301,7 @@ int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *i
                 text = s->pipe->start_position;
         if (text && mysql_source_parse_checkpoint(text, &tp, &thp, &st, &thg) < 0) {
                 if (!have)
-                        return cdc_error(err, -EINVAL, false, "conf",
+                        return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                          "%s:%d: start_position '%s' is neither FILE:POS (e.g. mariadb-bin.000002:344) "
                                          "nor a MariaDB GTID state (e.g. gtid=0-1-57)",
                                          s->pipe && s->pipe->file ? s->pipe->file : "conf", s->pipe ? s->pipe->line : 0,
@@ -315,7 +315,7 @@ int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *i
         }
         if (thg && !s->mariadb) {
                 if (!have)
-                        return cdc_error(err, -EINVAL, false, "conf",
+                        return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                          "%s start position '%s' is a MariaDB GTID state, but the server is not "
                                          "MariaDB: give FILE:POS",
                                          s->ctx, text);

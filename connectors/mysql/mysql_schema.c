@@ -224,8 +224,8 @@ int mysql_source_schema_load(Source *s, const char *schema, const char *name, Sc
                 if (strncmp(t, "enum(", 5) == 0 || strncmp(t, "set(", 4) == 0) {
                         r = parse_elems(e, info, t);
                         if (r < 0) {
-                                r = cdc_error(err, r, false, "schema", "cannot read the members of %s.%s.%s", schema,
-                                              name, e->col_names[i]);
+                                r = cdc_error(err, r, false, CDC_ERR_SCHEMA, "cannot read the members of %s.%s.%s",
+                                              schema, name, e->col_names[i]);
                                 goto out;
                         }
                 }
@@ -344,7 +344,7 @@ static int schema_build_table(Source *s, SchemaEntry *e, const BinlogTableMap *t
                          e->schema, e->name, tm->ncols, s->file, e->ncols);
                 ncols = (int)tm->ncols;
         } else if ((uint32_t)e->ncols != tm->ncols)
-                return cdc_error(err, -EPROTO, false, "schema",
+                return cdc_error(err, -EPROTO, false, CDC_ERR_SCHEMA,
                                  "%s table %s.%s has %u columns in the binlog but %d in information_schema now: "
                                  "its schema changed after this binlog position; restart the pipeline from a "
                                  "snapshot (delete its checkpoint) or from a position after the change",
@@ -378,8 +378,8 @@ int mysql_source_on_table_map(Source *s, const BinlogHeader *h, CdcError *err) {
         BinlogTableMap *tm;
         int r = binlog_read_table_map(h, &tm);
         if (r < 0)
-                return cdc_error(err, r, false, "data", "%s malformed TABLE_MAP event in %s before %u", s->ctx, s->file,
-                                 h->next_pos);
+                return cdc_error(err, r, false, CDC_ERR_DATA, "%s malformed TABLE_MAP event in %s before %u", s->ctx,
+                                 s->file, h->next_pos);
         SchemaEntry *e = s->schemas;
         while (e && (strcmp(e->schema, tm->schema) != 0 || strcmp(e->name, tm->table) != 0))
                 e = e->next;

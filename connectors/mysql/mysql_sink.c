@@ -31,9 +31,9 @@ int mysql_sink_make_param(Sink *k, const Table *t, int i, const Value *v, Param 
         }
         int r = mysql_sink_convert(t->cols[i].cls, v->data, v->len, &p->data, &p->len);
         if (r == -ENOMEM)
-                return cdc_error(err, r, true, "internal", "out of memory");
+                return cdc_error(err, r, true, CDC_ERR_INTERNAL, "out of memory");
         if (r < 0)
-                return cdc_error(err, r, false, "data",
+                return cdc_error(err, r, false, CDC_ERR_DATA,
                                  "%s value '%.64s' of %s.%s column %s (%s) cannot be stored in MySQL%s", k->ctx,
                                  v->data, t->schema, t->name, t->cols[i].name, type_class_name(t->cols[i].cls),
                                  r == -ERANGE ? ": out of range (NaN, Infinity, beyond DECIMAL(65,30) or years "
@@ -173,22 +173,22 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         if (!p)
                 return cdc_oom(err);
         if ((c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE) && !c->after) {
-                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no new row", k->ctx,
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "%s malformed change of %s.%s: no new row", k->ctx,
                               t->schema, t->name);
                 goto out_sent; /* not a value error: no key to add */
         }
         if ((c->op == CHANGE_DELETE || (c->op == CHANGE_UPDATE && !upsert)) && !c->before && !c->after) {
-                r = cdc_error(err, -EINVAL, false, "internal", "%s malformed change of %s.%s: no key", k->ctx,
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "%s malformed change of %s.%s: no key", k->ctx,
                               t->schema, t->name);
                 goto out_sent; /* not a value error: no key to add */
         }
         if (mysql_sink_map_table(k, t, schema, sizeof(schema), name, sizeof(name)) < 0) {
-                r = cdc_error(err, -ENAMETOOLONG, false, "conf", "%s table name %s.%s too long", k->ctx, t->schema,
-                              t->name);
+                r = cdc_error(err, -ENAMETOOLONG, false, CDC_ERR_CONF, "%s table name %s.%s too long", k->ctx,
+                              t->schema, t->name);
                 goto out;
         }
         if (t->ncols == 0) {
-                r = cdc_error(err, -EINVAL, false, "schema",
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_SCHEMA,
                               "%s source table %s.%s has no column, and a MySQL/MariaDB table cannot be without one "
                               "— leave it out of tables of pipeline %s (name the tables instead of *), or give it a "
                               "column at the source",
@@ -355,7 +355,7 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
          * sink) the writes are unmarked: they carry the server's own server_id, like an
          * application's, and any binlog reader of this server takes them for one. */
         if (conn->server_id == 0 && pipe && pipe->bidirectional) {
-                r = cdc_error(err, -EINVAL, false, "conf",
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                               "%s connector '%s': set server_id: the sink marks its writes with it", k->ctx,
                               conn->name);
                 goto out;
@@ -369,7 +369,7 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         }
         snprintf(sql, sizeof(sql), "SET SESSION server_id = %" PRIu32, conn->server_id);
         if (conn->server_id != 0 && mysql_query(k->m, sql)) {
-                r = cdc_error(err, -EPERM, false, "conf",
+                r = cdc_error(err, -EPERM, false, CDC_ERR_CONF,
                               "%s connector '%s': cannot set the session server_id (%s): GRANT BINLOG REPLAY ON *.* "
                               "TO the user; cdcsync marks its own writes with it",
                               k->ctx, conn->name, mysql_error(k->m));

@@ -128,7 +128,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                         goto out;
         }
         if (mysql_real_query(snap, sql, sqllen) || !(res = mysql_use_result(snap))) {
-                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
+                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), CDC_ERR_QUERY,
                               "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
                               mysql_errno(snap));
                 goto out;
@@ -163,7 +163,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                                 errno = 0;
                                 double d = strtod(v, &end);
                                 if (errno || *end) {
-                                        r = cdc_error(err, -EBADMSG, false, "data",
+                                        r = cdc_error(err, -EBADMSG, false, CDC_ERR_DATA,
                                                       "%s snapshot of %s.%s: column %s: '%.40s' is not a number",
                                                       s->ctx, schema, name, t->cols[i].name, v);
                                         break;
@@ -185,7 +185,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                         log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows copied so far", schema, name, rows);
         }
         if (mysql_errno(snap)) {
-                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
+                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), CDC_ERR_QUERY,
                               "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
                               mysql_errno(snap));
                 goto out;
@@ -250,14 +250,15 @@ static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile,
         };
         for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
                 if (mysql_query(snap, setup[i])) {
-                        r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), "query",
+                        r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), CDC_ERR_QUERY,
                                       "%s snapshot: %s: %s (error %u)", s->ctx, setup[i], mysql_error(snap),
                                       mysql_errno(snap));
                         mysql_close(snap);
                         return r;
                 }
         if (mysql_query(snap, "SHOW STATUS LIKE 'binlog_snapshot_%'")) {
-                r = cdc_error(err, -EIO, true, "query", "%s snapshot: SHOW STATUS: %s", s->ctx, mysql_error(snap));
+                r = cdc_error(err, -EIO, true, CDC_ERR_QUERY, "%s snapshot: SHOW STATUS: %s", s->ctx,
+                              mysql_error(snap));
                 mysql_close(snap);
                 return r;
         }
@@ -276,7 +277,7 @@ static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile,
         if (!sfile[0] || mysql_source_file_seq(sfile, &ret_pos->hi) < 0 ||
             mysql_source_parse_u64(spos, strlen(spos), &ret_pos->lo) < 0) {
                 mysql_close(snap);
-                return cdc_error(err, -EPROTO, false, "conf",
+                return cdc_error(err, -EPROTO, false, CDC_ERR_CONF,
                                  "%s snapshot: the server reports no binlog_snapshot_file/_position (is this "
                                  "MariaDB with log_bin?): set snapshot = never and start_position",
                                  s->ctx);

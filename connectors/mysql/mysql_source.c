@@ -134,12 +134,13 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
         while (m && m->tm->table_id != rows.table_id)
                 m = m->next;
         if (!m)
-                return cdc_error(err, -EPROTO, false, "data", "%s rows event for unknown table id %" PRIu64 " in %s",
-                                 s->ctx, rows.table_id, s->file);
+                return cdc_error(err, -EPROTO, false, CDC_ERR_DATA,
+                                 "%s rows event for unknown table id %" PRIu64 " in %s", s->ctx, rows.table_id,
+                                 s->file);
         if (!m->se->wanted)
                 return 0;
         if (rows.ncols != m->tm->ncols)
-                return cdc_error(err, -EPROTO, false, "data", "%s rows event of %s.%s has %u columns, its map %u",
+                return cdc_error(err, -EPROTO, false, CDC_ERR_DATA, "%s rows event of %s.%s has %u columns, its map %u",
                                  s->ctx, m->tm->schema, m->tm->table, rows.ncols, m->tm->ncols);
         Table *t = m->se->table;
         /* A table copied as of a later position: this transaction is in the copy. */
@@ -161,7 +162,7 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
                         r = binlog_decode_row(m->tm, m->se->info, i == 0 ? rows.present : rows.present_after,
                                               rows.rows + off, rows.rows_len - off, img[i], &used, &s->zero_dates);
                         if (r < 0) {
-                                r = cdc_error(err, r, false, "data",
+                                r = cdc_error(err, r, false, CDC_ERR_DATA,
                                               "%s cannot decode a row of %s.%s in %s before %u (%s)", s->ctx, t->schema,
                                               t->name, s->file, h->next_pos, strerror(-r));
                                 goto fail;
@@ -200,14 +201,14 @@ static int on_rows(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
         BinlogRows rows;
         int r = binlog_read_rows(h, &rows);
         if (r == -EMSGSIZE)
-                return cdc_error(err, r, false, "data",
+                return cdc_error(err, r, false, CDC_ERR_DATA,
                                  "%s compressed rows event in %s before %u announces an impossible uncompressed size "
                                  "(above 1 GiB or 1032 times its compressed size): the binlog is corrupt",
                                  s->ctx, s->file, h->next_pos);
         if (r == -ENOMEM)
-                return cdc_error(err, r, true, "internal", "out of memory");
+                return cdc_error(err, r, true, CDC_ERR_INTERNAL, "out of memory");
         if (r < 0)
-                return cdc_error(err, r, false, "data",
+                return cdc_error(err, r, false, CDC_ERR_DATA,
                                  "%s malformed rows event (type %u%s) in %s before %u: the binlog is corrupt", s->ctx,
                                  h->type, h->type >= BINLOG_WRITE_ROWS_COMPRESSED_V1 ? ", compressed" : "", s->file,
                                  h->next_pos);
@@ -228,7 +229,7 @@ static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
                 if (position_cmp(at, s->start_pos) <= 0) {
                         char cp[64];
                         mysql_source_format_position(s->start_pos, cp, sizeof(cp));
-                        return cdc_error(err, -ERANGE, false, "source",
+                        return cdc_error(err, -ERANGE, false, CDC_ERR_SOURCE,
                                          "%s the server found GTID state %s in %s, but %s:%u is not after the "
                                          "checkpoint's binlog position (%s): its binlog numbering restarted (RESET "
                                          "MASTER, a new log_bin name or another server), which cdcsync cannot order; "
@@ -338,9 +339,9 @@ static int on_query(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *
         BinlogQuery q;
         int r = binlog_read_query(h, &q);
         if (r == -ENOMEM)
-                return cdc_error(err, r, true, "internal", "out of memory");
+                return cdc_error(err, r, true, CDC_ERR_INTERNAL, "out of memory");
         if (r < 0)
-                return cdc_error(err, r, false, "data", "%s malformed %sQUERY event in %s before %u%s", s->ctx,
+                return cdc_error(err, r, false, CDC_ERR_DATA, "%s malformed %sQUERY event in %s before %u%s", s->ctx,
                                  h->type == BINLOG_QUERY_COMPRESSED ? "compressed " : "", s->file, h->next_pos,
                                  r == -EMSGSIZE ? " (its uncompressed size is impossible: corrupt binlog)" : "");
         size_t n = q.statement_len < sizeof(stmt) - 1 ? q.statement_len : sizeof(stmt) - 1;
@@ -491,7 +492,8 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         }
         r = mysql_source_file_seq(s->file, &s->file_seq);
         if (r < 0)
-                return cdc_error(err, r, false, "source", "%s binlog file name '%s' has no number", s->ctx, s->file);
+                return cdc_error(err, r, false, CDC_ERR_SOURCE, "%s binlog file name '%s' has no number", s->ctx,
+                                 s->file);
 
         r = mysql_conn_open(s->conn, NULL, &s->repl, err);
         if (r < 0)
@@ -533,20 +535,21 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_SERVER_ID, sid);
         mariadb_rpl_optionsv(s->rpl, MARIADB_RPL_FLAGS, (unsigned int)MARIADB_RPL_BINLOG_SEND_ANNOTATE_ROWS);
         if (mariadb_rpl_open(s->rpl))
-                return cdc_error(err, -EIO, true, "connection", "%s cannot start the binlog dump at %s:%" PRIu64 ": %s",
-                                 s->ctx, s->file, off, mysql_error(s->repl));
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
+                                 "%s cannot start the binlog dump at %s:%" PRIu64 ": %s", s->ctx, s->file, off,
+                                 mysql_error(s->repl));
         pipeline_io_streaming(io, false);
 
         while (!pipeline_io_stopping(io)) {
                 ev = mariadb_rpl_fetch(s->rpl, ev);
                 if (!ev) {
                         unsigned int e = mysql_errno(s->repl);
-                        r = cdc_error(err, -EIO, e == 0 || mysql_conn_lost(e) || e == CR_BINLOG_ERROR, "connection",
-                                      "%s binlog stream at %s ended: %s (error %u)", s->ctx, s->file,
-                                      e ? mysql_error(s->repl) : "connection closed", e);
+                        r = cdc_error(err, -EIO, e == 0 || mysql_conn_lost(e) || e == CR_BINLOG_ERROR,
+                                      CDC_ERR_CONNECTION, "%s binlog stream at %s ended: %s (error %u)", s->ctx,
+                                      s->file, e ? mysql_error(s->repl) : "connection closed", e);
                         if (e == 1236 && s->by_gtid)
                                 r = cdc_error(
-                                        err, -EIO, false, "source",
+                                        err, -EIO, false, CDC_ERR_SOURCE,
                                         "%s the server cannot stream from GTID state %s: %s: its binlog does not "
                                         "hold the transactions after that state (purged, reset, or not the server "
                                         "the checkpoint came from); if they are lost, delete the pipeline's "
@@ -577,7 +580,7 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 BinlogHeader h;
                 r = binlog_read_header(raw, rlen, s->checksum && raw[4] != BINLOG_FORMAT_DESCRIPTION, &h);
                 if (r < 0) {
-                        r = cdc_error(err, r, false, "data", "%s malformed event in %s", s->ctx, s->file);
+                        r = cdc_error(err, r, false, CDC_ERR_DATA, "%s malformed event in %s", s->ctx, s->file);
                         goto out;
                 }
                 r = 0;
@@ -597,16 +600,16 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                         const char *name;
                         size_t n;
                         if (binlog_read_rotate(&h, &rpos, &name, &n) < 0 || n >= sizeof(s->file)) {
-                                r = cdc_error(err, -EBADMSG, false, "data", "%s malformed ROTATE event in %s", s->ctx,
-                                              s->file);
+                                r = cdc_error(err, -EBADMSG, false, CDC_ERR_DATA, "%s malformed ROTATE event in %s",
+                                              s->ctx, s->file);
                                 goto out;
                         }
                         memcpy(s->file, name, n);
                         s->file[n] = '\0';
                         mysql_source_set_base(s, s->file);
                         if (mysql_source_file_seq(s->file, &s->file_seq) < 0) {
-                                r = cdc_error(err, -EPROTO, false, "source", "%s binlog file name '%s' has no number",
-                                              s->ctx, s->file);
+                                r = cdc_error(err, -EPROTO, false, CDC_ERR_SOURCE,
+                                              "%s binlog file name '%s' has no number", s->ctx, s->file);
                                 goto out;
                         }
                         break;
@@ -722,7 +725,7 @@ static int probe(SourceProbe *pr, Position applied, Position *ret_end, uint64_t 
                 return r;
         if (v.n < 2 || mysql_source_file_seq(v.vals[0], &end.hi) < 0 ||
             mysql_source_parse_u64(v.vals[1], strlen(v.vals[1]), &end.lo) < 0)
-                return cdc_error(err, -EPROTO, true, "connection",
+                return cdc_error(err, -EPROTO, true, CDC_ERR_CONNECTION,
                                  "mysql connector '%s': SHOW MASTER STATUS answered nothing", pr->conn->name);
         *ret_end = end;
         /* In another file (a rotation, a server restart) positions cannot be subtracted. */

@@ -183,7 +183,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                 goto out;
         }
         if (!k->conn->create_tables) {
-                r = cdc_error(err, -EPROTO, false, "schema",
+                r = cdc_error(err, -EPROTO, false, CDC_ERR_SCHEMA,
                               "%s source table %s.%s has column(s) %s that sink table `%s`.`%s` lacks: add them "
                               "(ALTER TABLE ... ADD COLUMN) and restart, or set create_tables = yes on connector '%s'",
                               k->ctx, t->schema, t->name, missing, tt->schema, tt->name, k->conn->name);
@@ -200,7 +200,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         MYSQL *ddl = NULL;
         r = mysql_conn_open(k->conn, NULL, &ddl, err);
         if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
-                r = cdc_error(err, -EIO, false, "schema", "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx,
+                r = cdc_error(err, -EIO, false, CDC_ERR_SCHEMA, "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx,
                               missing, tt->schema, tt->name, mysql_error(ddl));
         if (ddl)
                 mysql_close(ddl);
@@ -208,7 +208,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                 goto out;
         log_info(k->ctx, "added column(s) %s to `%s`.`%s` (new in source table %s.%s)", missing, tt->schema, tt->name,
                  t->schema, t->name);
-        r = cdc_error(err, -EAGAIN, true, "schema",
+        r = cdc_error(err, -EAGAIN, true, CDC_ERR_SCHEMA,
                       "%s added column(s) %s to `%s`.`%s`: the batch is applied again against the new columns", k->ctx,
                       missing, tt->schema, tt->name);
 out:
@@ -256,7 +256,7 @@ static int create_target(Sink *k, const Table *t, const char *schema, const char
         MYSQL *ddl = NULL;
         r = mysql_conn_open(k->conn, NULL, &ddl, err);
         if (r >= 0 && mysql_query(ddl, q.s))
-                r = cdc_error(err, -EIO, false, "schema", "%s cannot create `%s`.`%s`: %s", k->ctx, schema, name,
+                r = cdc_error(err, -EIO, false, CDC_ERR_SCHEMA, "%s cannot create `%s`.`%s`: %s", k->ctx, schema, name,
                               mysql_error(ddl));
         if (ddl)
                 mysql_close(ddl);
@@ -284,7 +284,7 @@ int mysql_sink_ensure_table(Sink *k, const Table *t, const char *schema, const c
                 return r;
         if (r == 0) {
                 if (!k->conn->create_tables)
-                        return cdc_error(err, -ENOENT, true, "schema",
+                        return cdc_error(err, -ENOENT, true, CDC_ERR_SCHEMA,
                                          "%s table `%s`.`%s` does not exist in the sink: create it, or set "
                                          "create_tables = yes on connector '%s'",
                                          k->ctx, schema, name, k->conn->name);
@@ -417,7 +417,7 @@ int mysql_sink_check_empty(Sink *k, const char *schema, const char *name, CdcErr
                 snprintf(table, sizeof(table), "%s.%s", schema, name);
                 conf_copy_refusal(k->pipe, table, n > CHECK_EMPTY_COUNT_MAX ? CHECK_EMPTY_COUNT_MAX : n,
                                   n > CHECK_EMPTY_COUNT_MAX, msg, sizeof(msg));
-                return cdc_error(err, -EEXIST, false, "conf", "%s %s", k->ctx, msg);
+                return cdc_error(err, -EEXIST, false, CDC_ERR_CONF, "%s %s", k->ctx, msg);
         }
         return 0;
 }
@@ -535,7 +535,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                         return cdc_oom(err);
                 r = mysql_conn_open(k->conn, NULL, &ddl, err);
                 if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
-                        r = cdc_error(err, -EIO, true, "schema",
+                        r = cdc_error(err, -EIO, true, CDC_ERR_SCHEMA,
                                       "%s source table %s.%s was dropped and created again (relation %u, before %u), "
                                       "and target table `%s`.`%s` cannot be dropped to be created anew: %s",
                                       k->ctx, t->schema, t->name, t->rel_id, before, schema, name, mysql_error(ddl));
@@ -564,7 +564,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                          "target table `%s`.`%s` with the old table's rows and created it anew from the new "
                          "table's columns",
                          t->schema, t->name, t->rel_id, before, schema, name);
-                return cdc_error(err, -EAGAIN, true, "schema",
+                return cdc_error(err, -EAGAIN, true, CDC_ERR_SCHEMA,
                                  "%s re-created `%s`.`%s` for the new source table %s.%s: the batch is applied "
                                  "again",
                                  k->ctx, schema, name, t->schema, t->name);
@@ -595,7 +595,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                                                  t->name, mysql_error(k->m));
                                 mysql_sink_seen_clear(k);
                         }
-                        return cdc_error(err, -EEXIST, true, "schema",
+                        return cdc_error(err, -EEXIST, true, CDC_ERR_SCHEMA,
                                          "%s source table %s.%s was dropped and created again (relation %u, before "
                                          "%u): its rows would be merged into target table `%s`.`%s`, which holds "
                                          "the old table's rows — empty it (DELETE, TRUNCATE) and give it the new "

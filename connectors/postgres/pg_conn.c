@@ -138,7 +138,7 @@ static int check_pinned(const ConnectorConf *conf, PGconn *conn, unsigned flags,
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
                 pg_conn_error_text(conf, conn, res, msg, sizeof(msg));
                 PQclear(res);
-                return cdc_error(err, -EIO, true, "connection", "connector %s: reading the session settings: %s",
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: reading the session settings: %s",
                                  conf->name, msg);
         }
         for (size_t i = 0; i < N_PINNED && r == 0; i++) {
@@ -146,7 +146,7 @@ static int check_pinned(const ConnectorConf *conf, PGconn *conn, unsigned flags,
                         continue;
                 const char *v = PQgetvalue(res, 0, col++);
                 if (strcmp(v, pinned[i].shown) != 0)
-                        r = cdc_error(err, -EPROTO, false, "conf",
+                        r = cdc_error(err, -EPROTO, false, CDC_ERR_CONF,
                                       "connector %s: the session setting %s is '%.64s', not '%s' as cdcsync asked in "
                                       "the startup parameter \"options\": values would be read or written in another "
                                       "form — connect to PostgreSQL directly, or make the pooler or proxy pass "
@@ -169,14 +169,14 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
         int n = 0, r;
 
         if (!conf->dsn)
-                return cdc_error(err, -EINVAL, false, "conf", "connector %s: no dsn set", conf->name);
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: no dsn set", conf->name);
         opts = PQconninfoParse(conf->dsn, &parse_err);
         if (!opts) {
                 snprintf(msg, sizeof(msg), "%s", parse_err ? parse_err : "out of memory");
                 chomp(msg);
                 mask_secret(msg, conf->password);
                 PQfreemem(parse_err);
-                return cdc_error(err, -EINVAL, false, "conf",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                  "connector %s (%s:%d): invalid dsn: %s — fix the libpq conninfo", conf->name,
                                  conf->file ? conf->file : "?", conf->line, msg);
         }
@@ -212,7 +212,7 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
         conn = PQconnectdbParams(keys, vals, 1);
         free(options);
         if (!conn)
-                return cdc_error(err, -ENOMEM, true, "connection", "connector %s: out of memory", conf->name);
+                return cdc_error(err, -ENOMEM, true, CDC_ERR_CONNECTION, "connector %s: out of memory", conf->name);
         if (PQstatus(conn) != CONNECTION_OK) {
                 /* libpq says what failed, not what to do: for the two password cases say where
                  * the password comes from, since the operator cannot see it in any message. */
@@ -231,7 +231,7 @@ int pg_conn_open(const ConnectorConf *conf, unsigned flags, PGconn **ret, CdcErr
                                  " — cdcsync pins how values are written through the startup parameter "
                                  "\"options\": connect to PostgreSQL directly, or let the pooler pass it");
                 PQfinish(conn);
-                return cdc_error(err, -ECONNREFUSED, true, "connection",
+                return cdc_error(err, -ECONNREFUSED, true, CDC_ERR_CONNECTION,
                                  "connector %s: cannot connect to postgresql: %s%s", conf->name, msg, hint);
         }
         PQsetNoticeProcessor(conn, on_notice, (void *)conf);
@@ -257,7 +257,8 @@ static int conn_query(const ConnectorConf *conf, const char *sql, PGconn **ret_c
                 pg_conn_error_text(conf, c, res, msg, sizeof(msg));
                 PQclear(res);
                 PQfinish(c);
-                return cdc_error(err, -EIO, lost, lost ? "connection" : "query", "connector %s: %s", conf->name, msg);
+                return cdc_error(err, -EIO, lost, lost ? CDC_ERR_CONNECTION : CDC_ERR_QUERY, "connector %s: %s",
+                                 conf->name, msg);
         }
         *ret_conn = c;
         *ret = res;
@@ -273,7 +274,7 @@ int pg_conn_locate(const ConnectorConf *conf, ConnectorPlace *ret, CdcError *err
         if (r < 0)
                 return r;
         if (PQntuples(res) != 1) {
-                r = cdc_error(err, -EPROTO, false, "query", "connector %s: pg_control_system() returned no row",
+                r = cdc_error(err, -EPROTO, false, CDC_ERR_QUERY, "connector %s: pg_control_system() returned no row",
                               conf->name);
         } else {
                 snprintf(ret->server, sizeof(ret->server), "PostgreSQL system %s", PQgetvalue(res, 0, 0));

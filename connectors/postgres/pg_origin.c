@@ -96,7 +96,7 @@ int pg_origin_setup(Sink *k, CdcError *err) {
                  * second cdcsync running the same pipeline. Waiting may help. */
                 char m[sizeof(err->message)];
                 snprintf(m, sizeof(m), "%s", err->message);
-                return cdc_error(err, -EBUSY, true, "connection",
+                return cdc_error(err, -EBUSY, true, CDC_ERR_CONNECTION,
                                  "%s — is another cdcsync running pipeline %s against this sink?", m, k->pipe->name);
         }
         if (r < 0 && pg_pipe_sqlstate_is(err, "53400")) {
@@ -105,14 +105,14 @@ int pg_origin_setup(Sink *k, CdcError *err) {
                 snprintf(m, sizeof(m), "%s", err->message);
                 pg_origin_stale(k->conn, k->pipe, &names, &sql);
                 if (names)
-                        cdc_error(err, -ENOSPC, true, "slot",
+                        cdc_error(err, -ENOSPC, true, CDC_ERR_SLOT,
                                   "%s — replication origins of pipelines that are not in this conf hold origin slots: "
                                   "%s; if those pipelines are gone for good (and no other cdcsync runs them against "
                                   "this server), drop them with their checkpoints (the DELETE in the database each "
                                   "wrote to): %s — or raise max_replication_slots; the pipeline retries",
                                   m, names, sql);
                 else
-                        cdc_error(err, -ENOSPC, true, "slot",
+                        cdc_error(err, -ENOSPC, true, CDC_ERR_SLOT,
                                   "%s — every origin slot is in use (max_replication_slots): raise it, or drop origins "
                                   "no longer used (SELECT * FROM pg_replication_origin_status); the pipeline retries",
                                   m);
@@ -129,7 +129,7 @@ out:
                                  k->origin);
                         return 0;
                 }
-                return cdc_error(err, -EACCES, false, "privilege",
+                return cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                  "sink %s: cannot use replication origin %s, which marks cdcsync's "
                                  "writes so they are not synced back: permission denied — " ORIGIN_GRANT
                                  "; or set conflict = none in [pipeline.%s] for one-way sync",

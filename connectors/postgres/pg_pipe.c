@@ -19,7 +19,7 @@ static int result_error(Sink *k, const PGresult *res, const char *what, CdcError
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
         char msg[600];
-        const char *kind = "data";
+        CdcErrorKind kind = CDC_ERR_DATA;
         bool retriable = false;
         int code = -EIO;
 
@@ -30,17 +30,17 @@ static int result_error(Sink *k, const PGresult *res, const char *what, CdcError
         else
                 pg_conn_error_text(k->conf, k->conn, res, msg, sizeof(msg));
         if (PQstatus(k->conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
-                kind = "connection", retriable = true, code = -ECONNRESET;
+                kind = CDC_ERR_CONNECTION, retriable = true, code = -ECONNRESET;
         } else if (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0 || strcmp(state, "3F000") == 0 ||
                    strcmp(state, "42704") == 0) {
                 /* A table, column, schema or type missing: the operator fixes the schema, the
                  * pipeline waits. */
-                kind = "schema", retriable = true, code = -ENOENT;
+                kind = CDC_ERR_SCHEMA, retriable = true, code = -ENOENT;
         } else if (strcmp(state, "42501") == 0) {
-                kind = "privilege", code = -EACCES;
+                kind = CDC_ERR_PRIVILEGE, code = -EACCES;
         } else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strncmp(state, "53", 2) == 0 ||
                    strcmp(state, "55P03") == 0) {
-                kind = "data", retriable = true, code = -EAGAIN; /* deadlock, lock timeout, disk full */
+                kind = CDC_ERR_DATA, retriable = true, code = -EAGAIN; /* deadlock, lock timeout, disk full */
         }
         return cdc_error(err, code, retriable, kind, "sink %s: %s failed: %s (sqlstate %s)", k->conf->name,
                          what ? what : "statement", msg, state);
@@ -68,7 +68,7 @@ static void guard_progress(Sink *k) {
 int pg_pipe_guard_off(Sink *k, int r, CdcError *err) {
         k->guarded = false;
         if (deadline_disarm(k->guard) && r < 0 && err)
-                r = cdc_error(err, -ETIMEDOUT, true, "connection",
+                r = cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                               "sink %s: the server did not answer within %d s (timeout_s): the network path or the "
                               "server is not responding",
                               k->conf->name, conf_timeout_ms(k->conf) / 1000);
@@ -84,7 +84,7 @@ void pg_pipe_conn_close(Sink *k) {
 int pg_pipe_conn_error(Sink *k, const char *what, CdcError *err) {
         char msg[600];
         pg_conn_error_text(k->conf, k->conn, NULL, msg, sizeof(msg));
-        return cdc_error(err, -ECONNRESET, true, "connection", "sink %s: %s: %s", k->conf->name, what, msg);
+        return cdc_error(err, -ECONNRESET, true, CDC_ERR_CONNECTION, "sink %s: %s: %s", k->conf->name, what, msg);
 }
 
 /* Remembers the first error of the transaction; later calls return it until rollback(). */
@@ -165,7 +165,7 @@ static int missing_row(Sink *k, const PGresult *res, const Pending *p, CdcError 
                         break;
                 d += strlen(d) + 1;
         }
-        r = cdc_error(err, -ENOENT, false, "data",
+        r = cdc_error(err, -ENOENT, false, CDC_ERR_DATA,
                       "sink %s: %s affected no rows instead of 1 (%d of %d rows of one statement "
                       "found): the sink's data diverged from the source's",
                       k->conf->name, d, ntup, p->expect_n);
@@ -196,22 +196,22 @@ static int read_one(Sink *k, CdcError *err) {
         st = PQresultStatus(res);
         if (p.kind == PENDING_SYNC) {
                 if (st != PGRES_PIPELINE_SYNC)
-                        r = cdc_error(err, -EPROTO, true, "connection", "sink %s: expected a pipeline sync, got %s",
-                                      k->conf->name, PQresStatus(st));
+                        r = cdc_error(err, -EPROTO, true, CDC_ERR_CONNECTION,
+                                      "sink %s: expected a pipeline sync, got %s", k->conf->name, PQresStatus(st));
                 PQclear(res);
                 goto out;
         }
         if (st == PGRES_PIPELINE_ABORTED) {
                 /* Skipped after an earlier failure, which was already reported. */
-                r = k->failed
-                            ? 0
-                            : cdc_error(err, -EIO, false, "internal", "sink %s: %s was aborted", k->conf->name, p.what);
+                r = k->failed ? 0
+                              : cdc_error(err, -EIO, false, CDC_ERR_INTERNAL, "sink %s: %s was aborted", k->conf->name,
+                                          p.what);
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
                 r = result_error(k, res, p.what, err);
         } else if (p.expect_one) {
                 const char *n = PQcmdTuples(res);
                 if (strcmp(n, "1") != 0)
-                        r = cdc_error(err, -ENOENT, false, "data",
+                        r = cdc_error(err, -ENOENT, false, CDC_ERR_DATA,
                                       "sink %s: %s affected %s rows instead of 1: the sink's data "
                                       "diverged from the source's",
                                       k->conf->name, p.what, *n ? n : "no");
@@ -229,7 +229,7 @@ static int read_one(Sink *k, CdcError *err) {
         if (res) {
                 PQclear(res);
                 if (r == 0)
-                        r = cdc_error(err, -EPROTO, false, "internal", "sink %s: more than one result for %s",
+                        r = cdc_error(err, -EPROTO, false, CDC_ERR_INTERNAL, "sink %s: more than one result for %s",
                                       k->conf->name, p.what);
         } else if (PQstatus(k->conn) == CONNECTION_BAD && r == 0) {
                 r = pg_pipe_conn_error(k, "reading results", err);

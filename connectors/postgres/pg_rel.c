@@ -169,7 +169,7 @@ int pg_rel_on_relation(Source *s, const PgoutputMsg *m, CdcError *err) {
         }
         int r = pg_rel_describe_table(s, t, err);
         if (r == 0 && (r = rel_store(s, t)) < 0)
-                cdc_error(err, r, false, "internal", "out of memory");
+                cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory");
         if (r < 0)
                 table_unref(t);
         return r;

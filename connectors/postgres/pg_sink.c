@@ -31,7 +31,7 @@ static int ensure_versions_table(Sink *k, CdcError *err) {
                 k, "CREATE TABLE IF NOT EXISTS cdcsync.versions (k bytea PRIMARY KEY, v bytea NOT NULL)", 0, NULL,
                 "creating table cdcsync.versions", NULL, err);
         if (r < 0 && pg_pipe_sqlstate_is(err, "42501"))
-                return cdc_error(err, -EACCES, false, "privilege",
+                return cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                  "sink %s: cannot create table cdcsync.versions (bidirectional sync): permission "
                                  "denied — run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
                                  k->conf->name);
@@ -59,7 +59,7 @@ static int ensure_copies_table(Sink *k, CdcError *err) {
                 "copied_at timestamptz DEFAULT now(), PRIMARY KEY (pipeline, source_table))",
                 0, NULL, "creating table cdcsync.tables", NULL, err);
         if (r < 0 && pg_pipe_sqlstate_is(err, "42501"))
-                return cdc_error(err, -EACCES, false, "privilege",
+                return cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                  "sink %s: cannot create table cdcsync.tables: permission denied "
                                  "— run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
                                  k->conf->name);
@@ -95,7 +95,7 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
                 r = pg_pipe_exec_params(k, "CREATE SCHEMA IF NOT EXISTS cdcsync", 0, NULL, "creating schema cdcsync",
                                         NULL, err);
                 if (r < 0 && pg_pipe_sqlstate_is(err, "42501"))
-                        return cdc_error(err, -EACCES, false, "privilege",
+                        return cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                          "sink %s: cannot create schema cdcsync: permission denied — "
                                          "run GRANT CREATE ON DATABASE <db> TO <user>, or create "
                                          "schema cdcsync owned by the sink's user",
@@ -109,7 +109,7 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
                                 "source_commit_ts timestamptz, updated_at timestamptz)",
                                 0, NULL, "creating table cdcsync.checkpoints", NULL, err);
         if (r < 0 && pg_pipe_sqlstate_is(err, "42501"))
-                return cdc_error(err, -EACCES, false, "privilege",
+                return cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                  "sink %s: cannot create table cdcsync.checkpoints: permission denied "
                                  "— run GRANT USAGE, CREATE ON SCHEMA cdcsync TO <user>",
                                  k->conf->name);
@@ -218,7 +218,7 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         r = deadline_new(&k->guard);
         if (r < 0) {
                 free(k);
-                return cdc_error(err, r, false, "internal", "out of memory");
+                return cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory");
         }
         pg_pipe_guard_on(k);
         r = pg_pipe_guard_off(k, session_open(k, err), err);
@@ -252,7 +252,7 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
         int r;
 
         if (k->in_txn)
-                return cdc_error(err, -EBUSY, false, "internal", "sink %s: last_position inside a batch",
+                return cdc_error(err, -EBUSY, false, CDC_ERR_INTERNAL, "sink %s: last_position inside a batch",
                                  k->conf->name);
         r = pg_pipe_exec_params(k, "SELECT pos_hi::text, pos_lo::text FROM cdcsync.checkpoints WHERE pipeline = $1", 1,
                                 vals, "reading the checkpoint", &res, err);
@@ -271,7 +271,7 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
                 v = strtoull(s, &end, 10);
                 if (errno || end == s || *end || *s == '-') {
                         PQclear(res);
-                        return cdc_error(err, -EBADMSG, false, "internal",
+                        return cdc_error(err, -EBADMSG, false, CDC_ERR_INTERNAL,
                                          "sink %s: checkpoint of pipeline %s holds a bad position "
                                          "\"%.40s\" in cdcsync.checkpoints",
                                          k->conf->name, k->pipe->name, s);
@@ -333,7 +333,7 @@ static int sink_begin(Sink *k, CdcError *err) {
         int r;
 
         if (k->in_txn)
-                return cdc_error(err, -EBUSY, false, "internal", "sink %s: begin inside a batch", k->conf->name);
+                return cdc_error(err, -EBUSY, false, CDC_ERR_INTERNAL, "sink %s: begin inside a batch", k->conf->name);
         k->txn_row = 0; /* a batch starts with a source transaction */
         if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
                 r = session_open(k, err);
@@ -472,7 +472,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         int r, np = 0;
 
         if (!k->in_txn)
-                return cdc_error(err, -EINVAL, false, "internal", "sink %s: apply outside a batch", k->conf->name);
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "sink %s: apply outside a batch",
+                                 k->conf->name);
         /* a source transaction's changes all carry the same xid and commit position */
         if (txn->xid != k->txn_xid || position_cmp(txn->commit_pos, k->txn_pos) != 0 || k->txn_row == 0) {
                 k->txn_xid = txn->xid;
@@ -487,8 +488,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         r = conf_map_table(k->pipe, t->schema, t->name, schema, sizeof(schema), name, sizeof(name));
         if (r < 0)
                 return pg_pipe_fail(k,
-                                    cdc_error(err, r, false, "conf", "sink %s: cannot map table %s.%s: name too long",
-                                              k->conf->name, t->schema, t->name),
+                                    cdc_error(err, r, false, CDC_ERR_CONF,
+                                              "sink %s: cannot map table %s.%s: name too long", k->conf->name,
+                                              t->schema, t->name),
                                     err);
         if (pg_sink_grow(k, t->ncols > 0 ? t->ncols : 1) < 0)
                 return pg_pipe_fail(k, cdc_oom(err), err);
@@ -596,7 +598,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 kv = c->before ? c->before : c->after;
                 if (keyless && !c->before) {
                         r = pg_pipe_fail(k,
-                                         cdc_error(err, -EINVAL, false, "schema",
+                                         cdc_error(err, -EINVAL, false, CDC_ERR_SCHEMA,
                                                    "sink %s: update of %s.%s, a table without primary key, "
                                                    "came without the old row — set REPLICA IDENTITY FULL "
                                                    "(or a primary key) on the source table",
@@ -622,7 +624,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 kv = c->before;
                 if (!kv) {
                         r = pg_pipe_fail(k,
-                                         cdc_error(err, -EINVAL, false, "schema",
+                                         cdc_error(err, -EINVAL, false, CDC_ERR_SCHEMA,
                                                    "sink %s: delete of %s.%s came without the old key — "
                                                    "set a primary key or REPLICA IDENTITY FULL on the source table",
                                                    k->conf->name, t->schema, t->name),
@@ -669,7 +671,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         goto out;
 bad_change:
         r = pg_pipe_fail(k,
-                         cdc_error(err, -EINVAL, false, "internal",
+                         cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL,
                                    "sink %s: malformed %s of %s.%s (missing row image or key value)", k->conf->name,
                                    opname, t->schema, t->name),
                          err);
@@ -689,7 +691,8 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         int r;
 
         if (!k->in_txn)
-                return cdc_error(err, -EINVAL, false, "internal", "sink %s: commit outside a batch", k->conf->name);
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "sink %s: commit outside a batch",
+                                 k->conf->name);
         if (k->failed) {
                 *err = k->first_err;
                 return k->first_err.code;
@@ -748,7 +751,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         res = k->captured;
         if (!res || strcmp(PQcmdStatus(res), "COMMIT") != 0)
                 return pg_pipe_fail(k,
-                                    cdc_error(err, -EIO, true, "internal", "sink %s: commit ended as \"%s\"",
+                                    cdc_error(err, -EIO, true, CDC_ERR_INTERNAL, "sink %s: commit ended as \"%s\"",
                                               k->conf->name, res ? PQcmdStatus(res) : "?"),
                                     err);
         PQclear(k->captured);

@@ -60,12 +60,12 @@ static int check_targets_empty(const ConnectorConf *conn, const PipelineConf *pi
                                 snprintf(name, sizeof(name), "%s.%s", sch, tab);
                                 conf_copy_refusal(pipe, name, n > CHECK_EMPTY_COUNT_MAX ? CHECK_EMPTY_COUNT_MAX : n,
                                                   n > CHECK_EMPTY_COUNT_MAX, msg, sizeof(msg));
-                                r = cdc_error(err, -EEXIST, false, "conf", "%s", msg);
+                                r = cdc_error(err, -EEXIST, false, CDC_ERR_CONF, "%s", msg);
                         }
                 } else if (sql) {
                         char msg[600];
                         pg_conn_error_text(conn, c, res, msg, sizeof(msg));
-                        r = cdc_error(err, -EIO, true, "connection", "sink %s: counting the rows of %s.%s: %s",
+                        r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "sink %s: counting the rows of %s.%s: %s",
                                       conn->name, sch, tab, msg);
                 } else {
                         r = cdc_oom(err);
@@ -123,7 +123,7 @@ int pg_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError 
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                 char msg[600];
                 pg_conn_error_text(conn, c, res, msg, sizeof(msg));
-                r = cdc_error(err, -EIO, true, "connection", "sink %s: checking privileges: %s", conn->name, msg);
+                r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "sink %s: checking privileges: %s", conn->name, msg);
                 goto out;
         }
         {
@@ -135,7 +135,7 @@ int pg_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError 
                 bool origin = PQgetvalue(res, 0, 6)[0] == 't';
 
                 if (!super && !(schema ? schemapriv : dbcreate)) {
-                        r = cdc_error(err, -EACCES, false, "privilege",
+                        r = cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                       schema ? "sink %s: user %s cannot use schema cdcsync in database "
                                                "%s — run GRANT USAGE, CREATE ON SCHEMA cdcsync TO %s"
                                              : "sink %s: user %s cannot create schema cdcsync in "
@@ -145,7 +145,7 @@ int pg_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError 
                 }
                 if (!super && !origin) {
                         if (pipe->conflict != CONFLICT_NONE) {
-                                r = cdc_error(err, -EACCES, false, "privilege",
+                                r = cdc_error(err, -EACCES, false, CDC_ERR_PRIVILEGE,
                                               "sink %s: user %s cannot use replication origins, "
                                               "which mark cdcsync's writes — " ORIGIN_GRANT
                                               "; or set conflict = none in [pipeline.%s]",

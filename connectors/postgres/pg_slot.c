@@ -24,15 +24,15 @@ int pg_slot_check_server(Source *s, CdcError *err) {
                 return err->code;
         int r = 0;
         if (PQntuples(res) != 1) {
-                r = cdc_error(err, -EPERM, false, "source", "connector %s: cannot read the current role",
+                r = cdc_error(err, -EPERM, false, CDC_ERR_SOURCE, "connector %s: cannot read the current role",
                               s->conn->name);
         } else if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
-                r = cdc_error(err, -EINVAL, false, "source",
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_SOURCE,
                               "connector %s: wal_level is '%s', logical decoding needs 'logical' — set wal_level = "
                               "logical in postgresql.conf and restart PostgreSQL",
                               s->conn->name, PQgetvalue(res, 0, 0));
         } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-                r = cdc_error(err, -EPERM, false, "privilege",
+                r = cdc_error(err, -EPERM, false, CDC_ERR_PRIVILEGE,
                               "connector %s: role \"%s\" lacks the REPLICATION attribute — ALTER ROLE %s "
                               "REPLICATION (or use a role that has it)",
                               s->conn->name, PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4));
@@ -54,12 +54,12 @@ int pg_slot_state(Source *s, bool *ret_invalid, CdcError *err) {
         int r = 0;
         if (PQntuples(res) == 1) {
                 if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0)
-                        r = cdc_error(err, -EEXIST, false, "slot",
+                        r = cdc_error(err, -EEXIST, false, CDC_ERR_SLOT,
                                       "connector %s: replication slot \"%s\" exists but uses plugin \"%s\", not "
                                       "pgoutput — drop it or set slot = another name",
                                       s->conn->name, s->slot, PQgetvalue(res, 0, 0));
                 else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
-                        r = cdc_error(err, -EEXIST, false, "slot",
+                        r = cdc_error(err, -EEXIST, false, CDC_ERR_SLOT,
                                       "connector %s: replication slot \"%s\" belongs to another database — set slot = "
                                       "another name",
                                       s->conn->name, s->slot);
@@ -279,7 +279,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         bool all = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
         if (all != s->pipe->all_tables)
-                return cdc_error(err, -EINVAL, false, "conf",
+                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                  "connector %s: tables of pipeline %s changed between * and a list, but publication "
                                  "\"%s\" is %s: a running pipeline cannot switch — create a new pipeline (new name) "
                                  "for the new tables",
@@ -354,7 +354,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 res = PQexec(rc, sql);
                 if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
                         char buf[512];
-                        r = cdc_error(err, -EIO, true, "slot",
+                        r = cdc_error(err, -EIO, true, CDC_ERR_SLOT,
                                       "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, tmp,
                                       pg_source_errtext(s, rc, res, buf, sizeof(buf)));
                 } else {
@@ -417,7 +417,7 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
         if (r < 0)
                 return r;
         if (r == 1 && invalid)
-                return cdc_error(err, -ENOENT, false, "slot",
+                return cdc_error(err, -ENOENT, false, CDC_ERR_SLOT,
                                  "connector %s: replication slot \"%s\" was invalidated (its WAL was removed, "
                                  "max_slot_wal_keep_size) — changes were lost; re-create the pipeline with a "
                                  "new snapshot (delete its row from cdcsync.checkpoints on the sink and restart "
@@ -426,7 +426,7 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
         if (r == 0 && start->have_position) {
                 char pos[32];
                 pg_source_format_position(start->position, pos, sizeof(pos));
-                return cdc_error(err, -ENOENT, false, "slot",
+                return cdc_error(err, -ENOENT, false, CDC_ERR_SLOT,
                                  "connector %s: replication slot \"%s\" does not exist, but the sink holds a "
                                  "checkpoint at %s — the slot was dropped and changes since then are lost; "
                                  "re-create the pipeline with a new snapshot (delete its row from "
@@ -446,8 +446,9 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
                 free(sql);
                 if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                         char buf[512];
-                        cdc_error(err, -EIO, false, "slot", "connector %s: cannot create replication slot \"%s\": %s",
-                                  s->conn->name, s->slot, pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
+                        cdc_error(err, -EIO, false, CDC_ERR_SLOT,
+                                  "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
+                                  pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
                         PQclear(res);
                         return err->code;
                 }
@@ -506,7 +507,8 @@ int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcErro
         bool invalid = false;
         if (r == 0 && (r = pg_slot_state(s, &invalid, err)) >= 0) {
                 if (r == 1 && invalid)
-                        r = cdc_error(err, -ENOENT, false, "slot", "replication slot \"%s\" is invalidated", s->slot);
+                        r = cdc_error(err, -ENOENT, false, CDC_ERR_SLOT, "replication slot \"%s\" is invalidated",
+                                      s->slot);
                 else
                         r = 0;
         }

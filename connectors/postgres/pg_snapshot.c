@@ -95,8 +95,8 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
                 return err->code;
         if (PQntuples(res) != 1) {
                 PQclear(res);
-                return cdc_error(err, -ENOENT, false, "schema", "table %s.%s does not exist on the source", schema,
-                                 name);
+                return cdc_error(err, -ENOENT, false, CDC_ERR_SCHEMA, "table %s.%s does not exist on the source",
+                                 schema, name);
         }
         uint32_t oid = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
         char replident = PQgetvalue(res, 0, 1)[0];
@@ -261,7 +261,7 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
         PGresult *res = PQexec(s->repl, sql);
         free(sql);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-                cdc_error(err, -EIO, PQstatus(s->repl) != CONNECTION_OK, "slot",
+                cdc_error(err, -EIO, PQstatus(s->repl) != CONNECTION_OK, CDC_ERR_SLOT,
                           "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
                           pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
                 PQclear(res);

@@ -61,7 +61,7 @@ static Deadline *guard_of(Source *s, PGconn *c) {
 }
 
 static int timeout_error(Source *s, CdcError *err) {
-        return cdc_error(err, -ETIMEDOUT, true, "connection",
+        return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                          "connector %s: the source server did not answer within %d s (timeout_s): the network path "
                          "or the server is not responding",
                          s->conn->name, conf_timeout_ms(s->conn) / 1000);
@@ -81,8 +81,8 @@ PGresult *pg_source_query(Source *s, PGconn *c, const char *sql, int n, const ch
         if (fired)
                 timeout_error(s, err);
         else
-                cdc_error(err, -EIO, lost, lost ? "connection" : "source", "connector %s: %s", s->conn->name,
-                          pg_source_errtext(s, c, res, buf, sizeof(buf)));
+                cdc_error(err, -EIO, lost, lost ? CDC_ERR_CONNECTION : CDC_ERR_SOURCE, "connector %s: %s",
+                          s->conn->name, pg_source_errtext(s, c, res, buf, sizeof(buf)));
         PQclear(res);
         return NULL;
 }
@@ -92,7 +92,7 @@ PGresult *pg_source_query(Source *s, PGconn *c, const char *sql, int n, const ch
 int pg_source_emit(Source *s, Event *ev, CdcError *err) {
         int r = pipeline_io_emit(s->io, ev);
         if (r < 0)
-                return cdc_error(err, r, true, "internal", "pipeline stopping");
+                return cdc_error(err, r, true, CDC_ERR_INTERNAL, "pipeline stopping");
         return 0;
 }
 
@@ -106,7 +106,7 @@ int pg_source_send_begin(Source *s, CdcError *err) {
 
 static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, CdcError *err) {
         if (tup->ncols != t->ncols)
-                return cdc_error(err, -EBADMSG, false, "data",
+                return cdc_error(err, -EBADMSG, false, CDC_ERR_DATA,
                                  "table %s.%s: a row with %d columns arrived for a relation of %d columns", t->schema,
                                  t->name, tup->ncols, t->ncols);
         Value *v = values_new(t->ncols);
@@ -123,7 +123,7 @@ static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, C
                         }
                 } else if (c->kind == 'b') {
                         values_free(v, t->ncols);
-                        return cdc_error(err, -EPROTO, false, "data",
+                        return cdc_error(err, -EPROTO, false, CDC_ERR_DATA,
                                          "table %s.%s column %s: binary format value, but text format was requested",
                                          t->schema, t->name, t->cols[i].name);
                 }
@@ -135,7 +135,7 @@ static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, C
 static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
         Table *t = pg_rel_lookup(s, m->u.row.rel_id);
         if (!t)
-                return cdc_error(err, -EPROTO, false, "source",
+                return cdc_error(err, -EPROTO, false, CDC_ERR_SOURCE,
                                  "a row for relation %u arrived before its Relation message", m->u.row.rel_id);
         if (pg_snapshot_copied_later(s, t))
                 return 0;
@@ -149,7 +149,7 @@ static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
         if (r == 0 && m->type != PGOUTPUT_DELETE)
                 r = tuple_values(t, &m->u.row.new_tuple, &c->after, err);
         if (r == 0 && c->op == CHANGE_DELETE && !c->before)
-                r = cdc_error(err, -EPROTO, false, "data", "table %s.%s: a delete without its old key", t->schema,
+                r = cdc_error(err, -EPROTO, false, CDC_ERR_DATA, "table %s.%s: a delete without its old key", t->schema,
                               t->name);
         if (r == 0)
                 r = pg_source_send_begin(s, err);
@@ -164,7 +164,7 @@ static int on_truncate(Source *s, const PgoutputMsg *m, CdcError *err) {
         for (int i = 0; r == 0 && i < m->u.truncate.nrels; i++) {
                 Table *t = pg_rel_lookup(s, m->u.truncate.rel_ids[i]);
                 if (!t)
-                        return cdc_error(err, -EPROTO, false, "source", "truncate of unknown relation %u",
+                        return cdc_error(err, -EPROTO, false, CDC_ERR_SOURCE, "truncate of unknown relation %u",
                                          m->u.truncate.rel_ids[i]);
                 if (pg_snapshot_copied_later(s, t))
                         continue;
@@ -186,7 +186,7 @@ static StreamXact *stream_find(Source *s, uint32_t xid, bool create, CdcError *e
         if (!create)
                 return NULL;
         if (s->nstreams == MAX_STREAMED_XACTS) {
-                cdc_error(err, -ENOSPC, false, "source", "more than %d streamed transactions in progress",
+                cdc_error(err, -ENOSPC, false, CDC_ERR_SOURCE, "more than %d streamed transactions in progress",
                           MAX_STREAMED_XACTS);
                 return NULL;
         }
@@ -196,12 +196,12 @@ static StreamXact *stream_find(Source *s, uint32_t xid, bool create, CdcError *e
         if (fd < 0 || !(x->f = fdopen(fd, "w+"))) {
                 int e = errno;
                 if (e == ENOENT)
-                        cdc_error(err, -e, true, "disk",
+                        cdc_error(err, -e, true, CDC_ERR_DISK,
                                   "cannot create spill file %s: the spill directory was removed while the pipeline "
                                   "ran — it is created again when the pipeline retries",
                                   x->path);
                 else
-                        cdc_error(err, -e, true, "disk",
+                        cdc_error(err, -e, true, CDC_ERR_DISK,
                                   "cannot create spill file %s: %s — free space in %s; the "
                                   "pipeline retries by itself",
                                   x->path, strerror(e), s->spill_dir);
@@ -232,7 +232,7 @@ static int spill_error(const StreamXact *x, int e, const char *what, CdcError *e
                 e = EIO;
         const char *slash = strrchr(x->path, '/');
         int dirlen = slash ? (int)(slash - x->path) : (int)strlen(x->path);
-        return cdc_error(err, -e, true, "disk",
+        return cdc_error(err, -e, true, CDC_ERR_DISK,
                          "cannot %s spill file %s: %s — free space in %.*s; the pipeline retries by itself", what,
                          x->path, strerror(e), dirlen, x->path);
 }
@@ -349,7 +349,7 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
         bool in_stream = replay || s->stream_xid != 0;
         int r = pgoutput_decode(buf, len, in_stream, &m, why, sizeof(why));
         if (r < 0)
-                return cdc_error(err, r, false, "source", "undecodable pgoutput message at %X/%X: %s",
+                return cdc_error(err, r, false, CDC_ERR_SOURCE, "undecodable pgoutput message at %X/%X: %s",
                                  (uint32_t)(s->received_lsn >> 32), (uint32_t)s->received_lsn, why);
         /* Inside a Stream Start block, everything but the relation cache goes to the spill file. */
         if (!replay && s->stream_xid != 0 && m.type != PGOUTPUT_STREAM_STOP) {
@@ -420,7 +420,7 @@ static int send_status(Source *s, bool reply, CdcError *err) {
                 return timeout_error(s, err);
         if (!ok) {
                 char buf[512];
-                return cdc_error(err, -EIO, true, "connection", "connector %s: cannot send standby status: %s",
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: cannot send standby status: %s",
                                  s->conn->name, pg_source_errtext(s, s->repl, NULL, buf, sizeof(buf)));
         }
         s->last_status = pg_source_now_usec();
@@ -443,7 +443,7 @@ static int heartbeat(Source *s, CdcError *err) {
         if (fired || PQstatus(s->sql) != CONNECTION_OK) {
                 char buf[512];
                 r = fired ? timeout_error(s, err)
-                          : cdc_error(err, -EIO, true, "connection", "connector %s: %s", s->conn->name,
+                          : cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: %s", s->conn->name,
                                       pg_source_errtext(s, s->sql, res, buf, sizeof(buf)));
         } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                 char buf[512];
@@ -463,14 +463,14 @@ static int classify_stream_error(Source *s, const PGresult *res, CdcError *err) 
                     strstr(buf, "invalidated") || (state && strcmp(state, "42704") == 0);
         if (gone)
                 return cdc_error(
-                        err, -ENOENT, false, "slot",
+                        err, -ENOENT, false, CDC_ERR_SLOT,
                         "connector %s: replication slot \"%s\" is gone or invalidated (%s) — changes since the "
                         "last checkpoint cannot be read any more; re-create the pipeline with a new snapshot "
                         "(delete its row from cdcsync.checkpoints on the sink and restart with snapshot = "
                         "replace, or merge for a bidirectional pair)",
                         s->conn->name, s->slot, buf);
-        return cdc_error(err, -EIO, true, "connection", "connector %s: replication stream ended: %s", s->conn->name,
-                         buf);
+        return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: replication stream ended: %s",
+                         s->conn->name, buf);
 }
 
 static int start_replication(Source *s, Position start, CdcError *err) {
@@ -517,7 +517,7 @@ static int check_silence(Source *s, int64_t now, CdcError *err) {
         }
         if (now - s->reply_asked_at < half)
                 return 0;
-        return cdc_error(err, -ETIMEDOUT, true, "connection",
+        return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                          "connector %s: the replication stream sent nothing for %d s (timeout_s), not even the "
                          "keepalive asked for: the network path or the source server is not responding",
                          s->conn->name, conf_timeout_ms(s->conn) / 1000);
@@ -553,7 +553,7 @@ static int stream(Source *s, CdcError *err) {
                         struct pollfd pfd = {.fd = PQsocket(s->repl), .events = POLLIN};
                         int ready = poll(&pfd, 1, 200);
                         if (ready < 0 && errno != EINTR)
-                                return cdc_error(err, -errno, true, "connection", "poll: %s", strerror(errno));
+                                return cdc_error(err, -errno, true, CDC_ERR_CONNECTION, "poll: %s", strerror(errno));
                         if (PQconsumeInput(s->repl) == 0)
                                 return classify_stream_error(s, NULL, err);
                         if (ready == 0 && (r = check_silence(s, pg_source_now_usec(), err)) < 0)
@@ -598,7 +598,7 @@ static int stream(Source *s, CdcError *err) {
                         PgwireXLogData x;
                         r = pgwire_read_xlogdata(buf, (size_t)n, &x);
                         if (r < 0) {
-                                r = cdc_error(err, r, false, "source", "malformed XLogData message");
+                                r = cdc_error(err, r, false, CDC_ERR_SOURCE, "malformed XLogData message");
                         } else {
                                 if (x.wal_start > s->received_lsn)
                                         s->received_lsn = x.wal_start;
@@ -624,7 +624,7 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
         int r;
         snprintf(s->spill_dir, sizeof(s->spill_dir), "%s", start->spill_dir ? start->spill_dir : "/tmp");
         if (mkdir(s->spill_dir, 0700) < 0 && errno != EEXIST)
-                return cdc_error(err, -errno, true, "disk",
+                return cdc_error(err, -errno, true, CDC_ERR_DISK,
                                  "cannot create the spill directory %s: %s — fix state_dir; "
                                  "the pipeline retries by itself",
                                  s->spill_dir, strerror(errno));
@@ -706,7 +706,7 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
                 r = deadline_new(&s->guard_repl);
         if (r < 0) {
                 pg_source_free(s);
-                return cdc_error(err, r, false, "internal", "out of memory");
+                return cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory");
         }
         r = pg_conn_open(conn, PG_CONN_SOURCE, &s->sql, err);
         if (r == 0) {
@@ -778,11 +778,11 @@ static int pg_source_probe(SourceProbe *pr, Position applied, Position *ret_end,
             pg_source_parse_position(PQgetvalue(res, 0, 0), &end) < 0) {
                 char buf[512];
                 if (fired)
-                        r = cdc_error(err, -ETIMEDOUT, true, "connection",
+                        r = cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                                       "connector %s: no answer within %d s (timeout_s)", pr->conn->name,
                                       conf_timeout_ms(pr->conn) / 1000);
                 else
-                        r = cdc_error(err, -EIO, true, "connection", "connector %s: %s", pr->conn->name,
+                        r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: %s", pr->conn->name,
                                       pg_conn_error_text(pr->conn, pr->c, res, buf, sizeof(buf)));
         } else {
                 *ret_end = end;

@@ -52,7 +52,7 @@ static int schema_failure(Sink *k, CdcError *err, bool retriable, const char *fm
         vsnprintf(what, sizeof(what), fmt, ap);
         va_end(ap);
         snprintf(server, sizeof(server), "%s", err->message);
-        cdc_error(err, err->code, retriable, "schema", "%s: %s", what, server);
+        cdc_error(err, err->code, retriable, CDC_ERR_SCHEMA, "%s: %s", what, server);
         k->first_err = *err;
         return err->code;
 }
@@ -80,7 +80,7 @@ static int ensure_types(Sink *k, const Table *t, CdcError *err) {
                         if (td->ddl && (!here || strcmp(here, td->ddl) != 0))
                                 r = pg_pipe_fail(
                                         k,
-                                        cdc_error(err, -EEXIST, true, "schema",
+                                        cdc_error(err, -EEXIST, true, CDC_ERR_SCHEMA,
                                                   "sink %s: type %s, which column %s of source table %s.%s needs, "
                                                   "exists in the sink database but differs from the source's — "
                                                   "source: %s; sink: %s — make the sink's type the same (or drop "
@@ -96,7 +96,7 @@ static int ensure_types(Sink *k, const Table *t, CdcError *err) {
                 PQclear(res);
                 if (!td->ddl)
                         return pg_pipe_fail(k,
-                                            cdc_error(err, -ENOENT, true, "schema",
+                                            cdc_error(err, -ENOENT, true, CDC_ERR_SCHEMA,
                                                       "sink %s: column %s of source table %s.%s has type %s, which the "
                                                       "sink database lacks and cdcsync cannot create: %s; the pipeline "
                                                       "retries",
@@ -138,7 +138,7 @@ static int create_table(Sink *k, const char *schema, const char *name, const Tab
         if (r == -EINVAL)
                 return pg_pipe_fail(
                         k,
-                        cdc_error(err, -EINVAL, false, "schema",
+                        cdc_error(err, -EINVAL, false, CDC_ERR_SCHEMA,
                                   "sink %s: cannot create table %s.%s: a column type of the source is not a "
                                   "plain type name — create the table by hand",
                                   k->conf->name, schema, name),
@@ -214,7 +214,7 @@ int pg_target_ensure_table(Sink *k, const char *schema, const char *name, const 
         exists = k->captured && strcmp(PQgetvalue(k->captured, 0, 0), "t") == 0;
         if (!exists && !k->conf->create_tables) {
                 r = pg_pipe_fail(k,
-                                 cdc_error(err, -ENOENT, true, "schema",
+                                 cdc_error(err, -ENOENT, true, CDC_ERR_SCHEMA,
                                            "table %s.%s does not exist on sink %s — create it or set "
                                            "create_tables = yes in [connector.%s]",
                                            schema, name, k->conf->name, k->conf->name),
@@ -283,7 +283,7 @@ int pg_target_ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err)
         }
         if (!k->conf->create_tables) {
                 r = pg_pipe_fail(k,
-                                 cdc_error(err, -ENOENT, true, "schema",
+                                 cdc_error(err, -ENOENT, true, CDC_ERR_SCHEMA,
                                            "sink %s: table %s.%s lacks column(s) %s of source table %s.%s — add them "
                                            "(ALTER TABLE ... ADD COLUMN) or set create_tables = yes in [connector.%s]",
                                            k->conf->name, ts->schema, ts->name, missing, t->schema, t->name,
@@ -307,7 +307,7 @@ int pg_target_ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err)
         if (r == -EINVAL) {
                 r = pg_pipe_fail(
                         k,
-                        cdc_error(err, -EINVAL, false, "schema",
+                        cdc_error(err, -EINVAL, false, CDC_ERR_SCHEMA,
                                   "sink %s: cannot add column(s) %s to %s.%s: a column type of the source is not "
                                   "a plain type name — add them by hand",
                                   k->conf->name, missing, ts->schema, ts->name),
@@ -457,7 +457,8 @@ int pg_target_check_empty(Sink *k, const char *schema, const char *name, CdcErro
                 snprintf(table, sizeof(table), "%s.%s", schema, name);
                 conf_copy_refusal(k->pipe, table, n > CHECK_EMPTY_COUNT_MAX ? CHECK_EMPTY_COUNT_MAX : n,
                                   n > CHECK_EMPTY_COUNT_MAX, msg, sizeof(msg));
-                r = pg_pipe_fail(k, cdc_error(err, -EEXIST, false, "conf", "sink %s: %s", k->conf->name, msg), err);
+                r = pg_pipe_fail(k, cdc_error(err, -EEXIST, false, CDC_ERR_CONF, "sink %s: %s", k->conf->name, msg),
+                                 err);
         }
 out:
         free(qs);
@@ -599,7 +600,7 @@ int pg_target_check_relation(Sink *k, TState *ts, const char *schema, const char
                 k->captured = NULL;
                 if (rows) {
                         CdcError e;
-                        cdc_error(err, -EEXIST, true, "schema",
+                        cdc_error(err, -EEXIST, true, CDC_ERR_SCHEMA,
                                   "sink %s: source table %s.%s was dropped and created again (relation %u, before %u): "
                                   "its rows would be merged into target table %s.%s, which holds the old table's rows "
                                   "— empty %s.%s (TRUNCATE) and give it the new table's columns, or set create_tables "

@@ -5,17 +5,36 @@
 #include "cdcsync/conf.h"
 #include "cdcsync/copies.h"
 
+/* What an error is about: the label of cdcsync_errors_total{kind} (cdc_error_kind_names). */
+typedef enum {
+        CDC_ERR_CONNECTION, /* a server unreachable, a connection lost or timed out */
+        CDC_ERR_SLOT,       /* a replication slot (or binlog position) gone, invalid or busy */
+        CDC_ERR_SCHEMA,     /* a table, column or type missing or different */
+        CDC_ERR_DATA,       /* a value or row the other side refuses */
+        CDC_ERR_CONF,       /* the conf, or a server setting it needs */
+        CDC_ERR_PRIVILEGE,  /* a grant missing */
+        CDC_ERR_SOURCE,     /* a source-side protocol or setup failure */
+        CDC_ERR_STATE,      /* the state store corrupt or of another version */
+        CDC_ERR_DISK,       /* a file under state_dir that cannot be written or read */
+        CDC_ERR_INTERNAL,   /* out of memory, a thread that cannot start */
+        CDC_ERR_QUERY,      /* a statement the server failed for another reason */
+        CDC_ERR_KINDS,
+} CdcErrorKind;
+
+/* The kinds' names, as CdcError.kind and the metrics label hold them. */
+extern const char *const cdc_error_kind_names[CDC_ERR_KINDS];
+
 /* An error crossing the connector interface: the pipeline decides from `retriable` whether to
  * reconnect with backoff or stop. `kind` is the metrics label (cdcsync_errors_total{kind}). */
 typedef struct {
         int code;           /* negative errno-style code */
         bool retriable;     /* true: a reconnect with backoff can help (server restart, outage) */
-        char kind[32];      /* "connection", "slot", "schema", "data", "conf", "internal", ... */
+        char kind[32];      /* cdc_error_kind_names[] of the CdcErrorKind it was made with */
         char message[1024]; /* lower-case, says what and where; never holds a password */
 } CdcError;
 
-/* Fills err and returns code (negative). Usage: return cdc_error(err, -EIO, true, "connection", "...", ...). */
-int cdc_error(CdcError *err, int code, bool retriable, const char *kind, const char *fmt, ...)
+/* Fills err and returns code (negative). Usage: return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "...", ...). */
+int cdc_error(CdcError *err, int code, bool retriable, CdcErrorKind kind, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
 /* Out of memory, said the same way everywhere: kind "internal", retriable (memory pressure passes;
  * the pipeline retries with backoff and counts it). Returns -ENOMEM. */

@@ -95,12 +95,12 @@ static void test_event_clear(void **state) {
 static void test_cdc_error(void **state) {
         (void)state;
         CdcError err;
-        int r = cdc_error(&err, -EIO, true, "connection", "connector %s: %d", "pg", 5);
+        int r = cdc_error(&err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: %d", "pg", 5);
         assert_int_equal(r, -EIO);
         assert_true(err.retriable);
         assert_string_equal(err.kind, "connection");
         assert_string_equal(err.message, "connector pg: 5");
-        assert_int_equal(cdc_error(NULL, -EINVAL, false, "conf", "x"), -EINVAL);
+        assert_int_equal(cdc_error(NULL, -EINVAL, false, CDC_ERR_CONF, "x"), -EINVAL);
 }
 
 static void test_type_class_names(void **state) {

@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "cdcsync/connector.h"
 #include "cdcsync/metrics.h"
 #include "cdcsync/stats.h"
 
@@ -190,6 +191,15 @@ static void test_stats_labels_and_states(void **state) {
         stats_count_error(&s, "bogus", NULL);
         assert_int_equal(atomic_load(&s.errors[1]), 1);                     /* "slot" */
         assert_int_equal(atomic_load(&s.errors[STATS_ERROR_KINDS - 1]), 1); /* "other" */
+        /* Every kind a CdcError can have is a label of its own (a "query" error once fell into
+         * "other"), in CdcErrorKind's order; "other" is last. */
+        for (int k = 0; k < CDC_ERR_KINDS; k++) {
+                CdcError e;
+                cdc_error(&e, -EIO, false, (CdcErrorKind)k, "x");
+                assert_string_equal(stats_error_kind_labels[k], e.kind);
+                assert_string_equal(stats_error_kind_labels[k], cdc_error_kind_names[k]);
+        }
+        assert_string_equal(stats_error_kind_labels[STATS_ERROR_KINDS - 1], "other");
         char buf[64];
         assert_true(stats_copy_last_error(&s, buf, sizeof(buf)) > 0);
         assert_string_equal(buf, "slot \"x\" is active");

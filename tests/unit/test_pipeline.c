@@ -226,7 +226,7 @@ static int fsrc_run(Source *s, const SourceStart *start, PipelineIO *io, CdcErro
                 if (r == -ECANCELED)
                         return 0;
                 if (r < 0)
-                        return cdc_error(err, r, false, "internal", "emit failed");
+                        return cdc_error(err, r, false, CDC_ERR_INTERNAL, "emit failed");
                 /* What a source acknowledges upstream must already be durable in the sink. */
                 Position d = pipeline_io_durable(io);
                 pthread_mutex_lock(&g.lock);
@@ -314,7 +314,7 @@ static int fsink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *e
         if (g.fail_at_apply && n == g.fail_at_apply) {
                 bool retriable = g.fail_retriable;
                 pthread_mutex_unlock(&g.lock);
-                return cdc_error(err, -EIO, retriable, retriable ? "connection" : "data",
+                return cdc_error(err, -EIO, retriable, retriable ? CDC_ERR_CONNECTION : CDC_ERR_DATA,
                                  "injected failure at apply %" PRIu64, n);
         }
         if (!g.in_txn)
