@@ -15,6 +15,11 @@ bool mysql_conn_lost(unsigned int errnum) {
                errnum == ER_CONNECTION_KILLED || errnum == ER_QUERY_INTERRUPTED;
 }
 
+bool mysql_conn_retry_helps(unsigned int errnum) {
+        return mysql_conn_lost(errnum) || errnum == ER_LOCK_DEADLOCK || errnum == ER_LOCK_WAIT_TIMEOUT ||
+               errnum == ER_TABLE_DEF_CHANGED;
+}
+
 /* Every session setting that changes a value as it is read or written, set after the handshake
  * (and after the server's init_connect), whatever the server's, the user's or a proxy's defaults:
  * - NAMES utf8mb4: the text of queries, results and metadata; a server started with

@@ -29,6 +29,10 @@ int mysql_conn_query(MYSQL *m, const char *sql, const char *const *params, int n
 
 /* Whether a client error number means the connection is gone (reconnect can help). */
 bool mysql_conn_lost(unsigned int errnum);
+/* Whether a statement that failed with errnum can succeed when its transaction runs again: the
+ * connection was lost, a deadlock or lock wait timeout, or (in a consistent snapshot) a table was
+ * created or altered after the snapshot began (ER_TABLE_DEF_CHANGED, error 1412). */
+bool mysql_conn_retry_helps(unsigned int errnum);
 
 /* SourceOps/SinkOps.locate: MySQL's server UUID, or MariaDB's host name, port, datadir and
  * server_id (it has no UUID); database "" (tables name theirs). */

@@ -128,7 +128,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                         goto out;
         }
         if (mysql_real_query(snap, sql, sqllen) || !(res = mysql_use_result(snap))) {
-                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), CDC_ERR_QUERY,
+                r = cdc_error(err, -EIO, mysql_conn_retry_helps(mysql_errno(snap)), CDC_ERR_QUERY,
                               "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
                               mysql_errno(snap));
                 goto out;
@@ -185,7 +185,7 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                         log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows copied so far", schema, name, rows);
         }
         if (mysql_errno(snap)) {
-                r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), CDC_ERR_QUERY,
+                r = cdc_error(err, -EIO, mysql_conn_retry_helps(mysql_errno(snap)), CDC_ERR_QUERY,
                               "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
                               mysql_errno(snap));
                 goto out;
@@ -250,7 +250,7 @@ static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile,
         };
         for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
                 if (mysql_query(snap, setup[i])) {
-                        r = cdc_error(err, -EIO, mysql_conn_lost(mysql_errno(snap)), CDC_ERR_QUERY,
+                        r = cdc_error(err, -EIO, mysql_conn_retry_helps(mysql_errno(snap)), CDC_ERR_QUERY,
                                       "%s snapshot: %s: %s (error %u)", s->ctx, setup[i], mysql_error(snap),
                                       mysql_errno(snap));
                         mysql_close(snap);
