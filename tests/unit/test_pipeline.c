@@ -567,6 +567,28 @@ static uint64_t errors_counted(Pipeline *p) {
         return n;
 }
 
+/* Runs a pipeline until the source's whole log is acknowledged, and stops it: the sink must then
+ * hold exactly the source's table, every rule kept on the way. */
+static void run_to_end(const Rows *src) {
+        Pipeline *p = start();
+        wait_acked(g.log[g.ntxns - 1].pos);
+        pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, src);
+}
+
+/* The sink holds exactly the transactions up to its checkpoint; returns the checkpoint's
+ * transaction index (-1: none yet). */
+static int assert_sink_as_of_checkpoint(void) {
+        Rows want;
+        assert_no_violation();
+        int at = g.found ? txn_index(g.ckpt) : -1;
+        assert_true(at >= -1);
+        rows_as_of(at, &want);
+        assert_rows_equal(&g.committed, &want);
+        return at;
+}
+
 /* ---- tests ---- */
 
 static void test_streams_whole_transactions(void **state) {
@@ -597,11 +619,7 @@ static void test_resume_skips_what_the_sink_holds(void **state) {
         rows_as_of(149, &g.committed);
         g.ckpt = g.log[149].pos;
         g.found = true;
-        Pipeline *p = start();
-        wait_acked(g.log[299].pos);
-        p = pipeline_free(p);
-        assert_no_violation();
-        assert_rows_equal(&g.committed, &src);
+        run_to_end(&src);
         assert_int_equal(g.applies, changes_in(150, 299));
 }
 
@@ -626,7 +644,7 @@ static void test_retriable_error_retried_to_exact(void **state) {
 /* A fatal error stops the pipeline; what the sink holds is exactly what its checkpoint says. */
 static void test_fatal_error_stops_with_data_and_checkpoint_agreeing(void **state) {
         (void)state;
-        Rows src = {0}, want;
+        Rows src = {0};
         log_generate(300, 0, &src);
         g.fail_at_apply = 123;
         g.fail_retriable = false;
@@ -636,13 +654,9 @@ static void test_fatal_error_stops_with_data_and_checkpoint_agreeing(void **stat
         assert_true(pipeline_settled(p));
         assert_int_equal(errors_counted(p), 1);
         p = pipeline_free(p);
-        assert_no_violation();
+        assert_sink_as_of_checkpoint();
         assert_int_equal(g.opens, 1);
         assert_true(position_cmp(g.ckpt, g.log[299].pos) < 0);
-        int at = g.found ? txn_index(g.ckpt) : -1;
-        assert_true(at >= -1);
-        rows_as_of(at, &want);
-        assert_rows_equal(&g.committed, &want);
 }
 
 /* A transaction larger than both queues together travels as one sink commit, never split, however
@@ -653,11 +667,7 @@ static void test_large_transaction_is_one_commit(void **state) {
         log_generate(1, 3 * 4096, &src);
         log_generate(2, 0, &src);
         pipe_conf.batch_max_rows = 10;
-        Pipeline *p = start();
-        wait_acked(g.log[2].pos);
-        p = pipeline_free(p);
-        assert_no_violation();
-        assert_rows_equal(&g.committed, &src);
+        run_to_end(&src);
         assert_true(g.max_commit_changes >= 3 * 4096);
 }
 
@@ -665,24 +675,16 @@ static void test_large_transaction_is_one_commit(void **state) {
  * resumes there and ends exact, nothing lost and nothing applied twice. */
 static void test_stop_midway_then_resume(void **state) {
         (void)state;
-        Rows src = {0}, want;
+        Rows src = {0};
         log_generate(300, 0, &src);
         g.emit_delay_us = 300;
         Pipeline *p = start();
         wait_acked(g.log[50].pos);
-        p = pipeline_free(p);
-        assert_no_violation();
+        pipeline_free(p);
         assert_true(g.found);
-        int at = txn_index(g.ckpt);
-        assert_true(at >= 50);
-        rows_as_of(at, &want);
-        assert_rows_equal(&g.committed, &want);
+        assert_true(assert_sink_as_of_checkpoint() >= 50);
         g.emit_delay_us = 0;
-        p = start();
-        wait_acked(g.log[299].pos);
-        p = pipeline_free(p);
-        assert_no_violation();
-        assert_rows_equal(&g.committed, &src);
+        run_to_end(&src);
         assert_int_equal(g.applies, changes_in(0, 299));
 }
 
@@ -694,11 +696,7 @@ static void test_async_sink_acknowledged_only_when_durable(void **state) {
         log_generate(300, 0, &src);
         sink_conf.type = "fakeasync";
         pipe_conf.batch_max_rows = 5;
-        Pipeline *p = start();
-        wait_acked(g.log[299].pos);
-        p = pipeline_free(p);
-        assert_no_violation();
-        assert_rows_equal(&g.committed, &src);
+        run_to_end(&src);
         assert_int_equal(g.npending, 0);
 }
 
