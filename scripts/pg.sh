@@ -50,7 +50,11 @@ host all all 127.0.0.1/32 trust
 host replication all 127.0.0.1/32 trust
 HBA
   fi
-  as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+  if ! as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null; then
+    echo "scripts/pg.sh: the server on port $port did not start; its log ($dir/server.log):" >&2
+    tail -n 20 "$dir/server.log" >&2 || true
+    exit 1
+  fi
   as_pg psql -h "$dir" -p "$port" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 >/dev/null <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cdc_pw') THEN

@@ -5,7 +5,7 @@ set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 DRIVER="timeout 120 $BUILDDIR/mysql_source_driver"
-PORT=56401
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export MYSQL_PW=cdc-pw
 tmp=$(mktemp -d /tmp/cdcsync-mysrc.XXXXXX)
 trap '"$SRCDIR/scripts/mysql.sh" stop "$tmp/my"; rm -rf "$tmp"' EXIT

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The PostgreSQL sink against a throwaway cluster: tests/integration/pg_sink_driver.c checks
 # every target table and the checkpoint exactly. Env: BUILDDIR, SRCDIR (set by CTest);
-# PG_SINK_PORT (default 56200); PG_SINK_BENCH=1 also measures 100k inserts.
+# PG_SINK_PORT (default: a free port); PG_SINK_BENCH=1 also measures 100k inserts.
 set -euo pipefail
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
-PORT=${PG_SINK_PORT:-56200}
+PORT=${PG_SINK_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
 driver=$BUILDDIR/pg_sink_driver
 [ -x "$driver" ] || { echo "missing $driver: build first" >&2; exit 1; }
 
