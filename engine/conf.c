@@ -11,6 +11,7 @@
 
 #include "cdcsync/conf.h"
 #include "cdcsync/guard.h"
+#include "cdcsync/hash.h"
 #include "cdcsync/secret.h"
 #include "cdcsync/text.h"
 #include "conf_ini.h"
@@ -329,37 +330,48 @@ static const char *section_title(const ConfSection *s, char *buf, size_t len) {
         return buf;
 }
 
-static uint64_t fnv(uint64_t h, const void *data, size_t len) {
-        const unsigned char *b = data;
-        for (size_t i = 0; i < len; i++)
-                h = (h ^ b[i]) * 0x100000001b3ULL;
-        return h;
-}
-
 static int entry_cmp(const void *a, const void *b) {
         return strcmp((*(ConfEntry *const *)a)->key, (*(ConfEntry *const *)b)->key);
 }
 
-/* Hash of the section's keys and expanded values, in key order: reordering lines is no change,
- * a changed ${ENV} or password file is. Never printed. */
+/* Digest of the section's name, keys and expanded values, in key order: reordering lines is no
+ * change, a changed ${ENV} or password file is. Never printed. */
 static uint64_t section_hash(ConfParser *p, ConfSection *s, const char *secret) {
         ConfEntry **sorted = calloc((size_t)s->nentries + 1, sizeof(*sorted));
-        uint64_t h = 0xcbf29ce484222325ULL;
-        if (!sorted) {
+        const char **parts = calloc(2 * (size_t)s->nentries + 2, sizeof(*parts));
+        char *text = NULL;
+        size_t len = 0, n = 0, o = 0;
+        uint64_t h = 0;
+        if (!sorted || !parts) {
                 p->oom = true;
-                return 0;
+                goto out;
         }
         for (int i = 0; i < s->nentries; i++)
                 sorted[i] = &s->entries[i];
         qsort(sorted, (size_t)s->nentries, sizeof(*sorted), entry_cmp);
-        h = fnv(h, s->name, strlen(s->name) + 1);
+        parts[n++] = s->name;
         for (int i = 0; i < s->nentries; i++) {
-                const char *v = sorted[i]->expanded ? sorted[i]->expanded : sorted[i]->value;
-                h = fnv(h, sorted[i]->key, strlen(sorted[i]->key) + 1);
-                h = fnv(h, v, strlen(v) + 1);
+                parts[n++] = sorted[i]->key;
+                parts[n++] = sorted[i]->expanded ? sorted[i]->expanded : sorted[i]->value;
         }
         if (secret)
-                h = fnv(h, secret, strlen(secret) + 1);
+                parts[n++] = secret;
+        for (size_t i = 0; i < n; i++)
+                len += strlen(parts[i]) + 1;
+        if (!(text = malloc(len))) {
+                p->oom = true;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                size_t l = strlen(parts[i]) + 1;
+                memcpy(text + o, parts[i], l);
+                o += l;
+        }
+        h = hash_sha256_u64(text, len);
+        explicit_bzero(text, len); /* may hold a secret */
+out:
+        free(text);
+        free(parts);
         free(sorted);
         return h;
 }
@@ -535,11 +547,9 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
                 pl->dead_letter_topic = NULL;
                 p->oom = true;
         }
-        pl->hash = section_hash(p, s, NULL);
-        if (pl->source)
-                pl->hash = fnv(pl->hash, &pl->source->hash, sizeof(pl->source->hash));
-        if (pl->sink)
-                pl->hash = fnv(pl->hash, &pl->sink->hash, sizeof(pl->sink->hash));
+        uint64_t hashes[3] = {section_hash(p, s, NULL), pl->source ? pl->source->hash : 0,
+                              pl->sink ? pl->sink->hash : 0};
+        pl->hash = hash_sha256_u64(hashes, sizeof(hashes));
 }
 
 /* A MySQL connector needs a server_id to read the server's binlog: it is its id as a replica, and

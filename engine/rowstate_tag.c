@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cdcsync/conf.h"
+#include "cdcsync/hash.h"
 #include "rowstate_int.h"
 
 #define TAG_V_MAX (2 + STATE_TABLE_MAX + 4 + KEY_MAX + VERSION_ENCODED_MAX)
@@ -36,7 +37,7 @@ void rowstate_tag_key(const char *space, const char *key, size_t n, uint8_t out[
         size_t sl = strlen(space);
         memcpy(buf, space, sl + 1);
         memcpy(buf + sl + 1, key, n);
-        state_sha256(buf, sl + 1 + n, out);
+        hash_sha256(buf, sl + 1 + n, out);
 }
 
 void rowstate_note_tag(RowState *rs, const char *kspace, const char *key, size_t n, const Version *v) {

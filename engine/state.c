@@ -2,12 +2,12 @@
  * with the sink (see state.h for the protocol). */
 #include <errno.h>
 #include <lmdb.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cdcsync/hash.h"
 #include "cdcsync/state.h"
 
 #define MAP_SIZE (UINT64_C(64) << 30) /* sparse: only what is used takes disk space */
@@ -79,12 +79,6 @@ const char *state_strerror(int r) {
         }
 }
 
-/* --- SHA-256 (libcrypto): names row keys too long to store inline, and version tags --- */
-
-void state_sha256(const void *data, size_t len, uint8_t out[32]) {
-        SHA256(data, len, out);
-}
-
 /* --- key encoding --- */
 
 static int encode_prefix(const char *pipeline, uint8_t *buf, size_t *ret_len) {
@@ -130,7 +124,7 @@ static int encode_rowpart(const char *table, const void *key, size_t keylen, uin
                 o += keylen;
         } else {
                 buf[o++] = 1;
-                state_sha256(key, keylen, buf + o);
+                hash_sha256(key, keylen, buf + o);
                 o += 32;
         }
         *ret_len = o;

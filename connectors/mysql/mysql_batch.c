@@ -11,6 +11,7 @@
 
 #include <mysql.h>
 
+#include "cdcsync/hash.h"
 #include "mysql/mysql_sink_int.h"
 
 /* ---- statements ---- */
@@ -430,10 +431,7 @@ static void keys_clear(KeySet *ks) {
 }
 
 static uint64_t key_hash(const char *key, size_t len) {
-        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-        for (size_t i = 0; i < len; i++)
-                h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-        return h;
+        return hash_fnv1a(HASH_FNV1A_INIT, key, len);
 }
 
 /* The slot of key: its own, or the empty one where it would go. */

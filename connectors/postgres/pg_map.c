@@ -3,13 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdcsync/hash.h"
 #include "postgres/pg_sink_int.h"
 
 uint64_t pg_map_hash_str(const char *s) {
-        uint64_t h = UINT64_C(14695981039346656037);
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
-        return h;
+        return hash_fnv1a(HASH_FNV1A_INIT, s, strlen(s));
 }
 
 MapEntry *pg_map_find(const Map *m, const char *key) {

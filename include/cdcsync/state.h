@@ -49,9 +49,6 @@
 typedef struct State State;
 typedef struct StateBatch StateBatch;
 
-/* SHA-256 of len bytes (the digest the store uses for long row keys). */
-void state_sha256(const void *data, size_t len, uint8_t out[32]);
-
 #define STATE_FORMAT 1 /* the layout of the records below; a store of another format is refused */
 
 /* A handle on the store under dir (copied), not opened yet. Returns 0 or -ENOMEM. */
