@@ -405,9 +405,9 @@ static void section_apply(ConfParser *p, ConfSection *s, const ConfKey *table, s
                 }
                 seen[k - table] = true;
                 if (type_mask && !(k->types & type_mask)) {
-                        char for_types[64];
+                        char for_types[64], name[32];
                         conf_err(p, e->line, "%s does not apply to a %s connector — remove it (it is for %s)", e->key,
-                                 conf_type_names[__builtin_ctz(type_mask)],
+                                 conf_type_name(__builtin_ctz(type_mask), name, sizeof(name)),
                                  conf_types_text(k->types, for_types, sizeof(for_types)));
                         continue;
                 }

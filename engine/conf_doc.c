@@ -12,7 +12,7 @@
 static void print_keys(FILE *out, const ConfKey *table, size_t n, bool service) {
         for (size_t i = 0; i < n; i++) {
                 const ConfKey *k = &table[i];
-                char attrs[256] = "", for_types[64];
+                char attrs[256] = "", for_types[64], name[32];
                 size_t len = 0;
 #define ATTR(...) len += (size_t)snprintf(attrs + len, sizeof(attrs) - len, "; " __VA_ARGS__)
                 if (k->def)
@@ -20,7 +20,7 @@ static void print_keys(FILE *out, const ConfKey *table, size_t n, bool service) 
                 if (k->required == T_ALL)
                         ATTR("required");
                 else if (k->required)
-                        ATTR("required for %s", conf_type_names[__builtin_ctz(k->required)]);
+                        ATTR("required for %s", conf_type_name(__builtin_ctz(k->required), name, sizeof(name)));
                 if (k->types != T_ALL)
                         ATTR("%s only", conf_types_text(k->types, for_types, sizeof(for_types)));
                 if (service && !k->reloadable)

@@ -3,11 +3,10 @@
  * parsing and errors (conf.c) and the documented reference and manual page (conf_doc.c). */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cdcsync/conf.h"
 #include "conf_keys.h"
-
-const char *const conf_type_names[3] = {"postgres", "mysql", "kafka"};
 
 #define SVC(f) offsetof(Conf, f)
 #define CON(f) offsetof(ConnectorConf, f)
@@ -117,9 +116,21 @@ _Static_assert(sizeof(ConflictPolicy) == sizeof(int) && sizeof(ResolvePolicy) ==
 
 const char *conf_types_text(unsigned types, char *buf, size_t len) {
         size_t n = 0;
+        char name[32];
         buf[0] = '\0';
         for (int t = 0; t < 3; t++)
                 if (types & (1u << t))
-                        n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? " and " : "", conf_type_names[t]);
+                        n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? " and " : "",
+                                              conf_type_name(t, name, sizeof(name)));
+        return buf;
+}
+
+const char *conf_type_name(int t, char *buf, size_t len) {
+        const char *s = conf_connector_keys[0].values; /* the `type` key's: "postgres | mysql | kafka" */
+        for (; t > 0 && *s; t--) {
+                s += strcspn(s, " |");
+                s += strspn(s, " |");
+        }
+        snprintf(buf, len, "%.*s", (int)strcspn(s, " |"), s);
         return buf;
 }

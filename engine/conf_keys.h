@@ -45,10 +45,10 @@ typedef struct {
 
 #define CONF_MAX_KEYS 32 /* keys in one table at most: section_apply's seen[] */
 
-/* Connector type names by T_* bit: conf_type_names[0] is T_PG's. */
-extern const char *const conf_type_names[3];
 extern const ConfKey conf_service_keys[], conf_connector_keys[], conf_pipeline_keys[];
 extern const size_t conf_nservice_keys, conf_nconnector_keys, conf_npipeline_keys;
 
 /* "postgres and mysql" for a T_* mask. */
 const char *conf_types_text(unsigned types, char *buf, size_t len);
+/* The name of the type of T_* bit t (0 is T_PG's), as the `type` key's values list it, in buf. */
+const char *conf_type_name(int t, char *buf, size_t len);
