@@ -61,12 +61,60 @@ static int describe_types(Source *s, Table *t, const char *relid, CdcError *err)
         return oom ? cdc_oom(err) : 0;
 }
 
-/* Fills the declared type names, the primary key, the generated columns and the user-defined
- * types from the catalogue (the Relation message has only OIDs and the replica identity). Types
- * are looked up by (oid, typmod), which does not change over time; the key by column name,
- * falling back to the replica identity. A column of a domain gets its base type's name and class
- * (what another system maps), an array of a user-defined type the array class. */
+/* Names every column's declared type from its (oid, typmod) as the Relation message (or the
+ * snapshot's catalogue read) gave them: format_type(1700, 655366) is numeric(10,2) whether or not
+ * the table still exists, so a Relation message decoded after its table was dropped, or after a
+ * column's type was altered, still names the type the rows were written with. A type gone since
+ * ("???") is left unnamed for the catalogue or the built-in names. */
+static int name_types(Source *s, Table *t, CdcError *err) {
+        if (t->ncols == 0)
+                return 0;
+        size_t cap = (size_t)t->ncols * 12 + 3;
+        char *oids = malloc(cap), *mods = malloc(cap);
+        if (!oids || !mods) {
+                free(oids);
+                free(mods);
+                return cdc_oom(err);
+        }
+        size_t no = 0, nm = 0;
+        oids[no++] = '{';
+        mods[nm++] = '{';
+        for (int c = 0; c < t->ncols; c++) {
+                no += (size_t)snprintf(oids + no, cap - no, "%s%u", c ? "," : "", t->cols[c].type_oid);
+                nm += (size_t)snprintf(mods + nm, cap - nm, "%s%d", c ? "," : "", (int)t->cols[c].typmod);
+        }
+        snprintf(oids + no, cap - no, "}");
+        snprintf(mods + nm, cap - nm, "}");
+        const char *params[] = {oids, mods};
+        PGresult *res = pg_source_query(s, s->sql,
+                                        "SELECT pg_catalog.format_type(o, m) FROM "
+                                        "unnest($1::pg_catalog.oid[], $2::int[]) WITH ORDINALITY AS u(o, m, n) "
+                                        "ORDER BY n",
+                                        2, params, err);
+        free(oids);
+        free(mods);
+        if (!res)
+                return err->code;
+        bool oom = false;
+        for (int c = 0; c < t->ncols && c < PQntuples(res); c++) {
+                if (PQgetisnull(res, c, 0) || strstr(PQgetvalue(res, c, 0), "???"))
+                        continue;
+                free(t->cols[c].type_name);
+                oom |= !(t->cols[c].type_name = strdup(PQgetvalue(res, c, 0)));
+        }
+        PQclear(res);
+        return oom ? cdc_oom(err) : 0;
+}
+
+/* Fills the declared type names (name_types), the primary key, the generated columns and the
+ * user-defined types from the catalogue (the Relation message has only OIDs and the replica
+ * identity). The key is found by column name, falling back to the replica identity. A column of a
+ * domain gets its base type's name and class (what another system maps), an array of a
+ * user-defined type the array class. */
 int pg_rel_describe_table(Source *s, Table *t, CdcError *err) {
+        int tr = name_types(s, t, err);
+        if (tr < 0)
+                return tr;
         char relid[16];
         snprintf(relid, sizeof(relid), "%u", t->rel_id);
         const char *params[] = {relid};
@@ -77,7 +125,7 @@ int pg_rel_describe_table(Source *s, Table *t, CdcError *err) {
                 "pg_catalog.pg_get_expr(d.adbin, d.adrelid), "
                 "CASE WHEN b.oid <> a.atttypid THEN pg_catalog.format_type(b.oid, b.typmod) END, b.oid, "
                 "bt.typtype = 'b' AND bt.typelem <> 0 AND bt.typlen = -1, "
-                "tn.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "tn.nspname NOT IN ('pg_catalog', 'information_schema'), a.atttypid "
                 "FROM pg_catalog.pg_attribute a "
                 "JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
                 "JOIN pg_catalog.pg_namespace tn ON tn.oid = ty.typnamespace "
@@ -129,7 +177,10 @@ int pg_rel_describe_table(Source *s, Table *t, CdcError *err) {
                                 col->type_name = strdup(PQgetvalue(res, r, 1));
                         if (have_pk)
                                 col->key = strcmp(PQgetvalue(res, r, 2), "t") == 0;
-                        if (col->cls == TYPE_OTHER && strcmp(PQgetvalue(res, r, 8), "t") == 0) {
+                        /* The catalogue's type facts hold only for the type the rows carry (not
+                         * for a column altered since). */
+                        bool same_type = strtoul(PQgetvalue(res, r, 9), NULL, 10) == col->type_oid;
+                        if (same_type && col->cls == TYPE_OTHER && strcmp(PQgetvalue(res, r, 8), "t") == 0) {
                                 uint32_t base = (uint32_t)strtoul(PQgetvalue(res, r, 6), NULL, 10);
                                 col->cls = strcmp(PQgetvalue(res, r, 7), "t") == 0 ? TYPE_ARRAY : pgtypes_class(base);
                                 if (!PQgetisnull(res, r, 5) && !(col->base_type = strdup(PQgetvalue(res, r, 5))))

@@ -279,6 +279,14 @@ log "a table dropped and created again: re-created on both sinks, or a schema er
 
 # ---- replication origins of pipelines no longer in the conf ----
 service_stop
+# While the service is down a table is created, written and dropped: its Relation message is
+# decoded after the drop, when the catalogue no longer has the table; the types are named from
+# the message's type and modifier, not guessed (numeric(10,2), not numeric / DECIMAL(65,30)).
+psql_db src rc <<'SQL'
+CREATE TABLE gone (id int PRIMARY KEY, v numeric(10,2), w varchar(5));
+INSERT INTO gone VALUES (1, 1.5, 'ab');
+DROP TABLE gone;
+SQL
 nslots=$(psql_on dst -c "SELECT count(*) FROM pg_replication_origin_status")
 psql_on dst -c "ALTER SYSTEM SET max_replication_slots = $nslots"
 bash "$SRCDIR/scripts/pg.sh" restart "$PG_dst_DIR"
@@ -308,6 +316,15 @@ wait_for "the new pipeline names the stale origin" 60 no_slot
 psql_db dst kinds -c "SELECT pg_replication_origin_drop('cdcsync_kinds'); DELETE FROM cdcsync.checkpoints WHERE pipeline = 'kinds';"
 fresh_copied() { [ "$(psql_db dst fresh -c "SELECT string_agg(t::text, ' ' ORDER BY id) FROM t" 2>/dev/null)" = "(a,0.00,2020-01-01) (b,2.25,) (c,3.00,2021-02-03)" ]; }
 wait_for "the new pipeline runs once the stale origin is dropped" 60 fresh_copied
+gone_pg() { [ "$(psql_db dst rc -c "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'gone'::regclass AND attnum > 0 ORDER BY attnum" 2>/dev/null | paste -sd,)" = "integer,numeric(10,2),character varying(5)" ] &&
+  [ "$(psql_db dst rc -c "SELECT gone::text FROM gone")" = "(1,1.50,ab)" ]; }
+wait_for "a table dropped before its changes were read: created with its declared types (PostgreSQL)" 60 gone_pg
+gone_my() {
+  local got
+  got=$(my_on my -e "SELECT CONCAT(GROUP_CONCAT(COLUMN_TYPE ORDER BY ORDINAL_POSITION), '|', (SELECT CONCAT_WS(',', id, v, w) FROM test.gone)) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'test' AND TABLE_NAME = 'gone'" 2>&1)
+  [ "$got" = "int(11),decimal(10,2),longtext|1,1.50,ab" ] || { echo "$got"; return 1; }
+}
+wait_for "a table dropped before its changes were read: created with its declared types (MariaDB)" 60 gone_my
 log "stale origins named, with the SQL that drops them, by the error and by check --connect"
 service_stop
 finish
