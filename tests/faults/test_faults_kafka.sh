@@ -17,11 +17,7 @@ kafka_mock_start -t cdc.src.public.k:3
 psql_on src -c "CREATE TABLE k (id bigserial PRIMARY KEY, v text); CREATE TABLE k_log (v text)"
 psql_on dst -c "CREATE TABLE k (id bigint PRIMARY KEY, v text)"
 MPORT=$(free_port)
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_dsn src)
@@ -50,7 +46,6 @@ source = bus
 sink = dst
 tables = public.k
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 service_start
 wait_for "pipeline tokafka streaming" 60 pipeline_streaming tokafka
 wait_for "pipeline fromkafka streaming" 60 pipeline_streaming fromkafka

@@ -25,11 +25,7 @@ my_proxied() {
     "$PROXY_my_PORT" "$WORK/my.pass" "$1"
 }
 # Two connectors per server (one per direction): two one-way pipelines, not a bidirectional pair.
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.pg_src]
 type = postgres
 dsn = $(pg_dsn pg)
@@ -60,7 +56,6 @@ sink = pg_dst
 tables = test.b, test.b_log
 map = test.* -> public.*
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 service_start
 wait_for "pipeline pg_my streaming" 60 pipeline_streaming pg_my
 wait_for "pipeline my_pg streaming" 60 pipeline_streaming my_pg

@@ -15,11 +15,7 @@ proxy_start src "$PG_src_PORT"
 proxy_start dst "$PG_dst_PORT"
 pg_load_tables src t
 MPORT=$(free_port)
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_proxy_dsn src)
@@ -36,7 +32,6 @@ source = src
 sink = dst
 tables = public.t, public.t_log
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 service_start
 wait_for "pipeline main streaming" 60 pipeline_streaming main
 pg_load src t

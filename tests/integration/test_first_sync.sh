@@ -58,11 +58,7 @@ for d in d1 d2 d3 d4; do
   db $d -c "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'dst' FROM generate_series(5, 15) i"
 done
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.a]
 type = postgres
 dsn = $(dsn a)
@@ -140,7 +136,6 @@ tables = test_m1.t
 map = test_m1.t -> public.t
 snapshot = merge
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 # check --connect names both refused pipelines' tables and the choices; it passes the others.
 set +e

@@ -35,11 +35,7 @@ printf '%s|\n' '{"id":1002}' | kcat -b "$KAFKA_BOOTSTRAP" -P -t "$T" -K '|' -Z -
 batch1 | kcat -b "$KAFKA_BOOTSTRAP" -P -t "$T" -K '|' -p 0
 msg 1006 c null "$(row 1006 Last l@example.com 6 false)" | kcat -b "$KAFKA_BOOTSTRAP" -P -t "$T" -K '|' -p 0
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.bus]
 type = kafka
 brokers = $KAFKA_BOOTSTRAP
@@ -54,7 +50,6 @@ sink = dst
 tables = *
 map = inventory.* -> test.*
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 service_start
 want=$'1001\tSally\tsally.t@example.com\t13.75\t1\n1004\tAnne\tanne@example.com\t2.00\t1\n1006\tLast\tl@example.com\t6.00\t0'
 applied() { [ "$(my_on dst -e 'SELECT id, first_name, email, score, active FROM customers ORDER BY id')" = "$want" ]; }

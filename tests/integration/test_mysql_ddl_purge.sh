@@ -25,12 +25,7 @@ my_on src -e "CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(20));
   INSERT INTO t VALUES (1, 'before'), (2, 'before');"
 psql_on pdst -c "CREATE TABLE public.t (id int PRIMARY KEY, a text)"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info <<CONF
 [connector.msrc]
 $(my_connector src 9001)
 
@@ -75,7 +70,6 @@ tables = test.t
 map = test.* -> auto.*
 snapshot = initial
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 Q="SELECT CONCAT_WS(CHAR(9), CONCAT('v:', id), IFNULL(CONCAT('v:', a), 'null'), IFNULL(CONCAT('v:', b), 'null')) FROM t ORDER BY id"
 Q2="SELECT CONCAT_WS(CHAR(9), CONCAT('v:', id), IFNULL(CONCAT('v:', a), 'null')) FROM t ORDER BY id"

@@ -25,12 +25,7 @@ INSERT INTO orders SELECT seq, CONCAT('cust', seq), seq * 1.25, '2024-01-01 00:0
 INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_10;
 SQL
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = off
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" off info <<CONF
 [connector.msrc]
 $(my_connector src 9101)
 
@@ -45,7 +40,6 @@ tables = *
 snapshot = initial
 batch_max_rows = 100
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 check() {
   python3 "$SRCDIR/tests/kafka_mock/kafka_check.py" --bootstrap "$KAFKA_BOOTSTRAP" --source mysql \

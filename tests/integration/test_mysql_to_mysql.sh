@@ -17,12 +17,7 @@ MPORT=$(free_port)
 
 my_wide_table src '-12:34:56.789'
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info <<CONF
 [connector.msrc]
 $(my_connector src 9001)
 
@@ -36,7 +31,6 @@ sink = mdst
 tables = *
 snapshot = initial
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 # Normal forms (the same SELECT on both sides): MY_ALL, KINDS_ALL and MY_NOKEY from mylib.sh.
 

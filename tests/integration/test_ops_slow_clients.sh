@@ -18,11 +18,7 @@ trap 'rc=$?; set +e; stop_trickle; (exit $rc); cleanup' EXIT
 
 MPORT=$(free_port)
 DEAD=$(free_port) # nothing listens there
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
 type = postgres
 dsn = host=127.0.0.1 port=$DEAD user=nobody dbname=src connect_timeout=2
@@ -36,7 +32,6 @@ source = src
 sink = dst
 tables = public.t
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 service_start
 wait_for "the endpoint answers" 30 curl -sS -o /dev/null --max-time 5 "http://127.0.0.1:$MPORT/healthz"
 

@@ -21,11 +21,7 @@ check_conf() {
 }
 
 # ---- 1. malformed confs: exit 2 and one FILE:LINE message per mistake, all at once ----
-cat >"$WORK/bad.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = off
-
+write_conf "$WORK/bad.conf" off <<CONF
 [connector.src]
 type = postgres
 dsn = host=127.0.0.1 port=1 user=postgres dbname=postgres
@@ -40,7 +36,6 @@ source = src
 sink = nowhere
 tables = *
 CONF
-chmod 600 "$WORK/bad.conf"
 check_conf bad 2
 F="$WORK/bad.conf"
 assert_grep "$F:8: unknown key colour in [connector.src] — remove it; the keys are listed in cdcsync.conf" "$WORK/bad.err"

@@ -12,11 +12,7 @@ MPORT=$(free_port)
 psql_on src -c "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE nopk (n int, v text)"
 psql_on dst -c "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE nopk (n int, v text)"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_dsn src)
@@ -30,7 +26,6 @@ source = src
 sink = dst
 tables = public.t, public.nopk
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 # load FIRST COUNT — COUNT single-row transactions into both tables, ~200/s, from one session.
 load() {

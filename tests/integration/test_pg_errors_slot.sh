@@ -15,11 +15,7 @@ INSERT INTO kept SELECT g, 'k' || g FROM generate_series(1, 50) g;
 SQL
 psql_on dst -c "CREATE TABLE kept (id int PRIMARY KEY, v text); CREATE TABLE anchor (id int PRIMARY KEY)"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_dsn src)
@@ -41,7 +37,6 @@ sink = dst
 tables = public.anchor, public.missing
 snapshot = never
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 status_json() { curl -sf "http://127.0.0.1:$MPORT/status"; }
 pipeline_state() { status_json | python3 -c "import json,sys; print(next(p['state'] for p in json.load(sys.stdin)['pipelines'] if p['name']=='$1'))"; }
 state_is() { [ "$(pipeline_state "$1")" = "$2" ]; }

@@ -18,11 +18,7 @@ psql_on db -c "CREATE DATABASE sinkdb"
 psql_on db -c "CREATE ROLE norepl LOGIN; GRANT SELECT ON t TO norepl"
 psql_on db -c "SELECT pg_create_logical_replication_slot('cdcsync_x', 'test_decoding')" >/dev/null
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.walsrc]
 type = postgres
 dsn = host=127.0.0.1 port=$PG_wal_PORT user=postgres dbname=postgres
@@ -59,7 +55,6 @@ sink = sink
 tables = public.t
 map = public.t -> public.t_plugin
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 MSG_WAL="connector walsrc: wal_level is 'replica', logical decoding needs 'logical' — set wal_level = logical in postgresql.conf and restart PostgreSQL"
 MSG_REPL='connector norepl: role "norepl" lacks the REPLICATION attribute — ALTER ROLE norepl REPLICATION (or use a role that has it)'

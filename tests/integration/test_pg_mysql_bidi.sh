@@ -28,12 +28,7 @@ CREATE TABLE acc (id INT PRIMARY KEY, bi BIGINT NOT NULL, amount DECIMAL(20,6), 
 CREATE TABLE note (id BIGINT PRIMARY KEY, body TEXT) DEFAULT CHARSET=utf8mb4;
 SQL
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = debug
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" debug <<CONF
 [connector.pg]
 type = postgres
 dsn = $(pg_dsn p)
@@ -53,7 +48,6 @@ sink = pg
 tables = test.acc, test.note
 map = test.* -> public.*
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" || fail "check failed: $(cat "$WORK/check.out")"
 
 # PostgreSQL's application owns acc ids 1..2000 and odd notes; MariaDB's 100001..102000 and even

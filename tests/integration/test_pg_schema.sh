@@ -87,11 +87,7 @@ psql_db dst clash -c "CREATE TYPE mood AS ENUM ('sad', 'happy')"
 psql_db src rc -c "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 10), (2, 20);"
 psql_db dst rc2 -c "CREATE TABLE t (id int PRIMARY KEY, v int)"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.skinds]
 type = postgres
 dsn = $(dsn src kinds)
@@ -160,7 +156,6 @@ sink = my
 tables = *
 map = public.* -> test.*
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 service_start
 
 # ---- a type the sink lacks (an extension's), then a type that differs: stop, fixed, go on ----

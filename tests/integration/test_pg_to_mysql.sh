@@ -35,12 +35,7 @@ INSERT INTO pgall VALUES
 INSERT INTO nokey VALUES (1, 'one'), (1, 'one'), (2, NULL);
 SQL
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info <<CONF
 [connector.psrc]
 type = postgres
 dsn = $(pg_dsn src)
@@ -69,7 +64,6 @@ sink = mdst
 tables = public.bad_num
 map = public.* -> test.*
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 w() { printf "coalesce('v:' || (%s), 'null')" "$1"; }
 m() { printf "IFNULL(CONCAT('v:', %s), 'null')" "$1"; }

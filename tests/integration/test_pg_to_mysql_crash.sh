@@ -14,12 +14,7 @@ psql_on src -c "CREATE TABLE acct (id int PRIMARY KEY, v int NOT NULL, note varc
   CREATE TABLE lognk (w int, seq int, payload varchar(40));
   INSERT INTO acct SELECT g, 0, 'initial' FROM generate_series(1, 30) g;"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info <<CONF
 [connector.psrc]
 type = postgres
 dsn = $(pg_dsn src)
@@ -36,7 +31,6 @@ map = public.* -> test.*
 snapshot = initial
 batch_max_rows = 200
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 # One writer: batches of 20 transactions through one client, until $WORK/stop exists.
 writer() {

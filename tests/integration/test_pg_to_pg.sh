@@ -30,12 +30,7 @@ SQL
 # The enum type must exist on the sink for create_tables to create a column of it.
 psql_on dst -c "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')"
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_dsn src)
@@ -51,7 +46,6 @@ sink = dst
 tables = *
 batch_max_rows = 5000
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" || fail "check failed: $(cat "$WORK/check.out")"
 service_start

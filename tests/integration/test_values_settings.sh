@@ -100,12 +100,7 @@ my_conn() {
   printf 'type = mysql\nhost = 127.0.0.1\nport = %s\nuser = cdc\npassword_file = %s\ndatabase = %s\nserver_id = %s\n' \
     "$MY_my_PORT" "$WORK/my.pass" "$1" "$2"
 }
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = 127.0.0.1:$MPORT
-log_level = info
-
+write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" info <<CONF
 [connector.pg_src]
 $(pg_conn src)
 
@@ -146,7 +141,6 @@ sink = my_dst
 tables = test_src.m
 map = test_src.* -> test_dst2.*
 CONF
-chmod 600 "$WORK/cdcsync.conf"
 
 # ---- what each sink must hold ----
 T_HEX=$(printf '%s' "back\\slash 'single' \"double\" ünï ✓ 🐘" | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
