@@ -24,8 +24,8 @@ pg_start dst
 MPORT=$(free_port)
 psql_on src -c "CREATE TABLE a (id int, v text); CREATE TABLE b (id int, v text)"
 
-# write_conf BETA_BATCH [EXTRA] — the conf, replaced atomically as an editor or a deploy would.
-write_conf() {
+# write_reload_conf BETA_BATCH [EXTRA] — the conf, replaced atomically as an editor or a deploy would.
+write_reload_conf() {
   cat >"$WORK/next.conf" <<CONF
 [service]
 state_dir = $WORK/state
@@ -57,7 +57,7 @@ CONF
   chmod 600 "$WORK/next.conf"
   mv "$WORK/next.conf" "$WORK/cdcsync.conf"
 }
-write_conf 1000
+write_reload_conf 1000
 service_start
 wait_for "alpha streaming" 60 pipeline_streaming alpha
 wait_for "beta streaming" 60 pipeline_streaming beta
@@ -84,7 +84,7 @@ restarts() { grep -c "\[pipeline=$1 .*\(resuming from the sink's checkpoint\|new
 
 # (a) a broken conf: an unknown sink connector.
 log "SIGHUP with a broken conf"
-write_conf 1000 $'\n[pipeline.gamma]\nsource = src\nsink = nowhere\ntables = public.a'
+write_reload_conf 1000 $'\n[pipeline.gamma]\nsource = src\nsink = nowhere\ntables = public.a'
 lines=$(wc -l <"$WORK/service.log")
 kill -HUP "$SERVICE_PID"
 wait_for "the reload rejected" 20 grep -q "reload: .* is not valid" "$WORK/service.log"
@@ -101,7 +101,7 @@ wait_for "a change arriving after the broken reload" 20 sh -c \
 
 # (b) only beta's section changes.
 log "SIGHUP with beta's batch_max_rows changed"
-write_conf 77
+write_reload_conf 77
 lines=$(wc -l <"$WORK/service.log")
 kill -HUP "$SERVICE_PID"
 wait_for "beta restarted" 30 sh -c "[ \$(grep -c \"\\[pipeline=beta .*resuming from the sink's checkpoint\" '$WORK/service.log') -ge 1 ]"

@@ -16,7 +16,7 @@ CREATE TABLE events (id int PRIMARY KEY, batch int NOT NULL, payload text);
 INSERT INTO events SELECT g, 0, md5(g::text) FROM generate_series(1, 100) g;
 SQL
 
-write_conf() {
+write_outage_conf() {
   cat >"$WORK/cdcsync.conf" <<CONF
 [service]
 state_dir = $WORK/state
@@ -48,7 +48,7 @@ state_is() {
 errors() { curl -sf "http://127.0.0.1:$MPORT/metrics" | awk '/^cdcsync_errors_total\{pipeline="out"/ {s += $2} END {print s + 0}'; }
 healthz() { curl -s -o "$WORK/healthz.out" -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz"; }
 
-write_conf ""
+write_outage_conf ""
 service_start
 wait_for "the snapshot in kafka" 40 kafka_check src quiet public.events
 wait_for "pipeline streaming" 10 state_is streaming
@@ -84,7 +84,7 @@ wait_for "pipeline streaming again" 40 state_is streaming
 service_stop
 
 # A message larger than the producer's message.max.bytes can never be sent: fail, name the table.
-write_conf "kafka.message.max.bytes = 3000"
+write_outage_conf "kafka.message.max.bytes = 3000"
 service_start
 wait_for "pipeline streaming with the small limit" 30 state_is streaming
 psql_on src -c "INSERT INTO events VALUES (7777, 9, repeat('x', 5000))"
