@@ -16,49 +16,10 @@
 
 #include <jansson.h>
 
+#include "cdcsync/strbuf.h"
 #include "kafka/envelope.h"
 
 #define ARRAY_MAX_DEPTH 6 /* PostgreSQL allows 6 dimensions */
-
-typedef struct {
-        char *buf;
-        size_t len, cap;
-        bool oom;
-} Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                char *nb = realloc(b->buf, cap);
-                if (!nb) {
-                        b->oom = true;
-                        return;
-                }
-                b->buf = nb;
-                b->cap = cap;
-        }
-        memcpy(b->buf + b->len, s, n);
-        b->len += n;
-        b->buf[b->len] = '\0';
-}
-
-static void buf_puts(Buf *b, const char *s) {
-        buf_add(b, s, strlen(s));
-}
-
-/* Hands the text over (*ret owned by the caller) or frees it on OOM. */
-static int buf_finish(Buf *b, char **ret) {
-        if (b->oom || !b->buf) {
-                free(b->buf);
-                return -ENOMEM;
-        }
-        *ret = b->buf;
-        return 0;
-}
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n) {
@@ -90,9 +51,9 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
 
 /* A JSON string. Bytes that are not UTF-8 (a SQL_ASCII database can send them) become U+FFFD so
  * the message stays valid JSON. */
-static void buf_str(Buf *b, const char *s, size_t n) {
+static void buf_str(StrBuf *b, const char *s, size_t n) {
         const unsigned char *u = (const unsigned char *)s;
-        buf_add(b, "\"", 1);
+        strbuf_put(b, "\"", 1);
         size_t i = 0;
         while (i < n) {
                 /* Plain ASCII needs no escape and no UTF-8 check: copied a run at a time (most
@@ -101,41 +62,41 @@ static void buf_str(Buf *b, const char *s, size_t n) {
                 while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
                         run++;
                 if (run > i) {
-                        buf_add(b, s + i, run - i);
+                        strbuf_put(b, s + i, run - i);
                         i = run;
                         continue;
                 }
                 unsigned char c = u[i];
                 if (c == '"' || c == '\\') {
                         char esc[2] = {'\\', (char)c};
-                        buf_add(b, esc, 2);
+                        strbuf_put(b, esc, 2);
                         i++;
                 } else if (c < 0x20) {
                         char esc[8];
                         switch (c) {
-                        case '\n': buf_add(b, "\\n", 2); break;
-                        case '\r': buf_add(b, "\\r", 2); break;
-                        case '\t': buf_add(b, "\\t", 2); break;
-                        case '\b': buf_add(b, "\\b", 2); break;
-                        case '\f': buf_add(b, "\\f", 2); break;
-                        default: snprintf(esc, sizeof(esc), "\\u%04x", c); buf_add(b, esc, 6);
+                        case '\n': strbuf_put(b, "\\n", 2); break;
+                        case '\r': strbuf_put(b, "\\r", 2); break;
+                        case '\t': strbuf_put(b, "\\t", 2); break;
+                        case '\b': strbuf_put(b, "\\b", 2); break;
+                        case '\f': strbuf_put(b, "\\f", 2); break;
+                        default: snprintf(esc, sizeof(esc), "\\u%04x", c); strbuf_put(b, esc, 6);
                         }
                         i++;
                 } else {
                         size_t l = utf8_len(u + i, n - i);
                         if (l == 0) {
-                                buf_add(b, "\\ufffd", 6);
+                                strbuf_put(b, "\\ufffd", 6);
                                 i++;
                         } else {
-                                buf_add(b, s + i, l);
+                                strbuf_put(b, s + i, l);
                                 i += l;
                         }
                 }
         }
-        buf_add(b, "\"", 1);
+        strbuf_put(b, "\"", 1);
 }
 
-static void buf_cstr(Buf *b, const char *s) {
+static void buf_cstr(StrBuf *b, const char *s) {
         buf_str(b, s, strlen(s));
 }
 
@@ -267,7 +228,7 @@ static int hexval(char c) {
 
 /* bytea in PostgreSQL's hex form "\x0aff" → base64 of the bytes (Debezium's binary handling
  * "bytes"); any other text is taken as the bytes themselves. */
-static void buf_bytes(Buf *b, const char *s, size_t n) {
+static void buf_bytes(StrBuf *b, const char *s, size_t n) {
         const unsigned char *raw = (const unsigned char *)s;
         unsigned char *dec = NULL;
         size_t rn = n;
@@ -289,7 +250,7 @@ static void buf_bytes(Buf *b, const char *s, size_t n) {
                         rn = i;
                 }
         }
-        buf_add(b, "\"", 1);
+        strbuf_put(b, "\"", 1);
         char q[4];
         for (size_t i = 0; i < rn; i += 3) {
                 uint32_t v = (uint32_t)raw[i] << 16;
@@ -301,15 +262,15 @@ static void buf_bytes(Buf *b, const char *s, size_t n) {
                 q[1] = b64[v >> 12 & 63];
                 q[2] = i + 1 < rn ? b64[v >> 6 & 63] : '=';
                 q[3] = i + 2 < rn ? b64[v & 63] : '=';
-                buf_add(b, q, 4);
+                strbuf_put(b, q, 4);
         }
-        buf_add(b, "\"", 1);
+        strbuf_put(b, "\"", 1);
         free(dec);
 }
 
 /* PostgreSQL timestamp(tz) text → ISO 8601: "2024-01-01 10:00:00+05:30" → "2024-01-01T10:00:00+05:30",
  * "+00" → "Z", "+05" → "+05:00". Text in another shape (infinity, BC dates) is kept as it is. */
-static void buf_timestamp(Buf *b, const char *s, size_t n, bool tz) {
+static void buf_timestamp(StrBuf *b, const char *s, size_t n, bool tz) {
         char out[64];
         if (n < 19 || n >= sizeof(out) - 4 || s[10] != ' ' || s[4] != '-' || s[13] != ':' || memmem(s, n, " BC", 3)) {
                 buf_str(b, s, n);
@@ -336,7 +297,7 @@ static void buf_timestamp(Buf *b, const char *s, size_t n, bool tz) {
         buf_cstr(b, out);
 }
 
-static void buf_scalar(Buf *b, TypeClass cls, const char *s, size_t n);
+static void buf_scalar(StrBuf *b, TypeClass cls, const char *s, size_t n);
 
 static TypeClass element_class(const char *type_name) {
         static const struct {
@@ -384,47 +345,47 @@ static TypeClass element_class(const char *type_name) {
 
 /* Parses one level of PostgreSQL's array text form ("{1,NULL,\"a b\",{2,3}}") at *p into b.
  * Returns false on anything unexpected (the caller then falls back to the text as a string). */
-static bool parse_array(Buf *b, const char **p, TypeClass cls, int depth) {
+static bool parse_array(StrBuf *b, const char **p, TypeClass cls, int depth) {
         const char *s = *p;
         if (*s != '{' || depth > ARRAY_MAX_DEPTH)
                 return false;
         s++;
-        buf_add(b, "[", 1);
+        strbuf_put(b, "[", 1);
         if (*s == '}') {
-                buf_add(b, "]", 1);
+                strbuf_put(b, "]", 1);
                 *p = s + 1;
                 return true;
         }
         for (bool first = true;; first = false) {
                 if (!first)
-                        buf_add(b, ",", 1);
+                        strbuf_put(b, ",", 1);
                 if (*s == '{') {
                         if (!parse_array(b, &s, cls, depth + 1))
                                 return false;
                 } else if (*s == '"') {
-                        Buf el = {0};
+                        StrBuf el = {0};
                         s++;
                         while (*s && *s != '"') {
                                 if (*s == '\\' && s[1])
                                         s++;
-                                buf_add(&el, s, 1);
+                                strbuf_put(&el, s, 1);
                                 s++;
                         }
                         if (*s != '"') {
-                                free(el.buf);
+                                free(el.data);
                                 return false;
                         }
                         s++;
-                        buf_scalar(b, cls, el.buf ? el.buf : "", el.len);
+                        buf_scalar(b, cls, el.data ? el.data : "", el.len);
                         if (el.oom)
                                 b->oom = true;
-                        free(el.buf);
+                        free(el.data);
                 } else {
                         size_t n = strcspn(s, ",}");
                         if (n == 0 || s[n] == '\0')
                                 return false;
                         if (n == 4 && strncmp(s, "NULL", 4) == 0)
-                                buf_add(b, "null", 4);
+                                strbuf_put(b, "null", 4);
                         else {
                                 char *el = strndup(s, n);
                                 if (!el) {
@@ -446,32 +407,32 @@ static bool parse_array(Buf *b, const char **p, TypeClass cls, int depth) {
                 }
                 return false;
         }
-        buf_add(b, "]", 1);
+        strbuf_put(b, "]", 1);
         *p = s;
         return true;
 }
 
 /* One non-NULL value of class cls, text s of n bytes (NUL-terminated at n). */
-static void buf_scalar(Buf *b, TypeClass cls, const char *s, size_t n) {
+static void buf_scalar(StrBuf *b, TypeClass cls, const char *s, size_t n) {
         switch (cls) {
         case TYPE_INTEGER:
                 if (json_number_syntax(s) && integer_in_range(s))
-                        buf_add(b, s, n);
+                        strbuf_put(b, s, n);
                 else
                         buf_str(b, s, n);
                 return;
         case TYPE_NUMERIC:
         case TYPE_FLOAT:
                 if (json_number_syntax(s) && number_exact_as_double(s))
-                        buf_add(b, s, n);
+                        strbuf_put(b, s, n);
                 else
                         buf_str(b, s, n);
                 return;
         case TYPE_BOOLEAN:
                 if (strcmp(s, "t") == 0 || strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
-                        buf_add(b, "true", 4);
+                        strbuf_put(b, "true", 4);
                 else if (strcmp(s, "f") == 0 || strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
-                        buf_add(b, "false", 5);
+                        strbuf_put(b, "false", 5);
                 else
                         buf_str(b, s, n);
                 return;
@@ -483,7 +444,7 @@ static void buf_scalar(Buf *b, TypeClass cls, const char *s, size_t n) {
                 json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
                 if (j) {
                         json_decref(j);
-                        buf_add(b, s, n);
+                        strbuf_put(b, s, n);
                 } else {
                         buf_str(b, s, n);
                 }
@@ -493,50 +454,50 @@ static void buf_scalar(Buf *b, TypeClass cls, const char *s, size_t n) {
         }
 }
 
-static void buf_value(Buf *b, const Column *col, const Value *v) {
+static void buf_value(StrBuf *b, const Column *col, const Value *v) {
         if (!v || v->kind == VALUE_NULL || !v->data) {
                 if (v && v->kind == VALUE_UNCHANGED)
                         buf_cstr(b, ENVELOPE_UNAVAILABLE);
                 else
-                        buf_add(b, "null", 4);
+                        strbuf_put(b, "null", 4);
                 return;
         }
         if (col->cls == TYPE_ARRAY) {
-                Buf arr = {0};
+                StrBuf arr = {0};
                 const char *p = v->data;
                 if (parse_array(&arr, &p, element_class(col->type_name), 1) && *p == '\0' && !arr.oom)
-                        buf_add(b, arr.buf, arr.len);
+                        strbuf_put(b, arr.data, arr.len);
                 else
                         buf_str(b, v->data, v->len);
                 if (arr.oom)
                         b->oom = true;
-                free(arr.buf);
+                free(arr.data);
                 return;
         }
         buf_scalar(b, col->cls, v->data, v->len);
 }
 
 int envelope_value_json(const Column *col, const Value *v, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         buf_value(&b, col, v);
-        return buf_finish(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 /* A row image as an object of every column; keys_only: only the key columns. */
-static void buf_row(Buf *b, const Table *t, const Value *vals, bool keys_only) {
-        buf_add(b, "{", 1);
+static void buf_row(StrBuf *b, const Table *t, const Value *vals, bool keys_only) {
+        strbuf_put(b, "{", 1);
         bool first = true;
         for (int i = 0; i < t->ncols; i++) {
                 if (keys_only && !t->cols[i].key)
                         continue;
                 if (!first)
-                        buf_add(b, ",", 1);
+                        strbuf_put(b, ",", 1);
                 first = false;
                 buf_cstr(b, t->cols[i].name);
-                buf_add(b, ":", 1);
+                strbuf_put(b, ":", 1);
                 buf_value(b, &t->cols[i], &vals[i]);
         }
-        buf_add(b, "}", 1);
+        strbuf_put(b, "}", 1);
 }
 
 int envelope_key(const Change *c, char **ret) {
@@ -547,9 +508,9 @@ int envelope_key(const Change *c, char **ret) {
         const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
         if (!img)
                 return -EINVAL;
-        Buf b = {0};
+        StrBuf b = {0};
         buf_row(&b, c->table, img, true);
-        return buf_finish(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 static bool value_equal(const Value *a, const Value *b) {
@@ -569,40 +530,34 @@ bool envelope_key_changed(const Change *c) {
         return false;
 }
 
-static void buf_int(Buf *b, int64_t v) {
-        char num[32];
-        snprintf(num, sizeof(num), "%" PRId64, v);
-        buf_puts(b, num);
-}
-
-static void buf_source(Buf *b, const Change *c, const TxnInfo *txn, const EnvelopeSource *src) {
+static void buf_source(StrBuf *b, const Change *c, const TxnInfo *txn, const EnvelopeSource *src) {
         bool mysql = strcmp(src->connector, "mysql") == 0;
-        buf_puts(b, "{\"version\":");
+        strbuf_puts(b, "{\"version\":");
         buf_cstr(b, "cdcsync-" CDCSYNC_VERSION);
-        buf_puts(b, ",\"connector\":");
+        strbuf_puts(b, ",\"connector\":");
         buf_cstr(b, src->connector);
-        buf_puts(b, ",\"name\":");
+        strbuf_puts(b, ",\"name\":");
         buf_cstr(b, src->name);
-        buf_puts(b, ",\"ts_ms\":");
-        buf_int(b, txn->commit_ts / 1000);
-        buf_puts(b, ",\"snapshot\":");
+        strbuf_puts(b, ",\"ts_ms\":");
+        strbuf_int(b, txn->commit_ts / 1000);
+        strbuf_puts(b, ",\"snapshot\":");
         buf_cstr(b, txn->snapshot ? "true" : "false");
-        buf_puts(b, ",\"db\":");
+        strbuf_puts(b, ",\"db\":");
         if (mysql) /* a MySQL table's database is its schema, whatever the connector's default */
                 buf_cstr(b, c->table->schema);
         else if (src->db)
                 buf_cstr(b, src->db);
         else
-                buf_puts(b, "null");
+                strbuf_puts(b, "null");
         if (src->sequence) {
-                buf_puts(b, ",\"sequence\":");
+                strbuf_puts(b, ",\"sequence\":");
                 buf_cstr(b, src->sequence);
         }
         if (!mysql) {
-                buf_puts(b, ",\"schema\":");
+                strbuf_puts(b, ",\"schema\":");
                 buf_cstr(b, c->table->schema);
         }
-        buf_puts(b, ",\"table\":");
+        strbuf_puts(b, ",\"table\":");
         buf_cstr(b, c->table->name);
         if (mysql) {
                 /* Debezium's MySQL form: the binlog file and the offset in it, as two fields. */
@@ -611,43 +566,43 @@ static void buf_source(Buf *b, const Change *c, const TxnInfo *txn, const Envelo
                 char *end = NULL;
                 errno = 0;
                 unsigned long long off = colon ? strtoull(colon + 1, &end, 10) : 0;
-                buf_puts(b, ",\"file\":");
+                strbuf_puts(b, ",\"file\":");
                 if (colon && end != colon + 1 && *end == '\0' && !errno) {
                         buf_str(b, pt, (size_t)(colon - pt));
-                        buf_puts(b, ",\"pos\":");
+                        strbuf_puts(b, ",\"pos\":");
                         char num[32];
                         snprintf(num, sizeof(num), "%llu", off);
-                        buf_puts(b, num);
+                        strbuf_puts(b, num);
                 } else {
                         buf_cstr(b, pt);
-                        buf_puts(b, ",\"pos\":null");
+                        strbuf_puts(b, ",\"pos\":null");
                 }
-                buf_puts(b, ",\"txId\":");
-                buf_int(b, (int64_t)txn->xid);
+                strbuf_puts(b, ",\"txId\":");
+                strbuf_int(b, (int64_t)txn->xid);
         } else {
-                buf_puts(b, ",\"txId\":");
-                buf_int(b, (int64_t)txn->xid);
-                buf_puts(b, ",\"lsn\":");
+                strbuf_puts(b, ",\"txId\":");
+                strbuf_int(b, (int64_t)txn->xid);
+                strbuf_puts(b, ",\"lsn\":");
                 buf_cstr(b, src->pos_text ? src->pos_text : "");
         }
         if (src->vclock) {
-                buf_puts(b, ",\"cdcsync_vclock\":{");
+                strbuf_puts(b, ",\"cdcsync_vclock\":{");
                 for (uint32_t i = 0; i < src->vclock->n; i++) {
                         if (i)
-                                buf_add(b, ",", 1);
+                                strbuf_put(b, ",", 1);
                         buf_cstr(b, src->vclock->e[i].node);
-                        buf_add(b, ":", 1);
+                        strbuf_put(b, ":", 1);
                         char num[32];
                         snprintf(num, sizeof(num), "%" PRIu64, src->vclock->e[i].counter);
-                        buf_puts(b, num);
+                        strbuf_puts(b, num);
                 }
-                buf_add(b, "}", 1);
+                strbuf_put(b, "}", 1);
         }
-        buf_add(b, "}", 1);
+        strbuf_put(b, "}", 1);
 }
 
 int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         const char *op;
         switch (c->op) {
         case CHANGE_INSERT: op = txn->snapshot ? "r" : "c"; break;
@@ -655,26 +610,26 @@ int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *sr
         case CHANGE_DELETE: op = "d"; break;
         default: op = "t"; break;
         }
-        buf_puts(&b, "{\"before\":");
+        strbuf_puts(&b, "{\"before\":");
         /* A delete's or key update's before image may hold only the key (replica identity
          * default): the other columns are then null, as in Debezium. */
         if (c->before && c->op != CHANGE_TRUNCATE)
                 buf_row(&b, c->table, c->before, false);
         else
-                buf_puts(&b, "null");
-        buf_puts(&b, ",\"after\":");
+                strbuf_puts(&b, "null");
+        strbuf_puts(&b, ",\"after\":");
         if (c->after && (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE))
                 buf_row(&b, c->table, c->after, false);
         else
-                buf_puts(&b, "null");
-        buf_puts(&b, ",\"source\":");
+                strbuf_puts(&b, "null");
+        strbuf_puts(&b, ",\"source\":");
         buf_source(&b, c, txn, src);
-        buf_puts(&b, ",\"op\":");
+        strbuf_puts(&b, ",\"op\":");
         buf_cstr(&b, op);
-        buf_puts(&b, ",\"ts_ms\":");
-        buf_int(&b, now_ms);
-        buf_add(&b, "}", 1);
-        return buf_finish(&b, ret);
+        strbuf_puts(&b, ",\"ts_ms\":");
+        strbuf_int(&b, now_ms);
+        strbuf_put(&b, "}", 1);
+        return strbuf_finish(&b, ret);
 }
 
 static bool topic_char(char c) {

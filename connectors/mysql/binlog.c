@@ -1,7 +1,6 @@
 /* Pure decoding of binlog events and row images into the change model's text Values. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 
 #include <zlib.h>
 
+#include "cdcsync/strbuf.h"
 #include "mysql/binlog.h"
 
 /* ---- little readers, every one bounded by the caller ---- */
@@ -435,95 +435,31 @@ TypeClass binlog_type_class(const BinlogColumn *col, const BinlogColumnInfo *inf
         }
 }
 
-/* A growable text buffer for one value. */
-typedef struct {
-        char *s;
-        size_t len, cap;
-        bool oom;
-} Buf;
-
-static void buf_put(Buf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 64;
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                char *p = realloc(b->s, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->s = p;
-                b->cap = cap;
-        }
-        memcpy(b->s + b->len, s, n);
-        b->len += n;
-        b->s[b->len] = '\0';
-}
-
-static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(Buf *b, const char *fmt, ...) {
-        char tmp[128];
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-        va_end(ap);
-        if (n < 0 || (size_t)n >= sizeof(tmp)) {
-                b->oom = true;
-                return;
-        }
-        buf_put(b, tmp, (size_t)n);
-}
-
-/* u in decimal, zero-padded to width digits: what "%0*" PRIu64 prints, without printf's cost on
- * the hot path (every integer and date of every row goes through here). */
-static void buf_uint(Buf *b, uint64_t u, unsigned width) {
-        char tmp[24];
-        size_t i = sizeof(tmp);
-        do {
-                tmp[--i] = (char)('0' + u % 10);
-                u /= 10;
-        } while (u && i > 0);
-        while (sizeof(tmp) - i < width && i > 0)
-                tmp[--i] = '0';
-        buf_put(b, tmp + i, sizeof(tmp) - i);
-}
-
-static void buf_int(Buf *b, int64_t s) {
-        if (s < 0) {
-                buf_put(b, "-", 1);
-                buf_uint(b, (uint64_t)0 - (uint64_t)s, 0);
-        } else {
-                buf_uint(b, (uint64_t)s, 0);
-        }
-}
-
 /* "YYYY-MM-DD hh:mm:ss" (the width-padded fields of "%04u-%02u-%02u %02u:%02u:%02u") */
-static void buf_datetime(Buf *b, unsigned y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned sec) {
-        buf_uint(b, y, 4);
-        buf_put(b, "-", 1);
-        buf_uint(b, mo, 2);
-        buf_put(b, "-", 1);
-        buf_uint(b, d, 2);
-        buf_put(b, " ", 1);
-        buf_uint(b, h, 2);
-        buf_put(b, ":", 1);
-        buf_uint(b, mi, 2);
-        buf_put(b, ":", 1);
-        buf_uint(b, sec, 2);
+static void buf_datetime(StrBuf *b, unsigned y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned sec) {
+        strbuf_uint(b, y, 4);
+        strbuf_put(b, "-", 1);
+        strbuf_uint(b, mo, 2);
+        strbuf_put(b, "-", 1);
+        strbuf_uint(b, d, 2);
+        strbuf_put(b, " ", 1);
+        strbuf_uint(b, h, 2);
+        strbuf_put(b, ":", 1);
+        strbuf_uint(b, mi, 2);
+        strbuf_put(b, ":", 1);
+        strbuf_uint(b, sec, 2);
 }
 
-static void put_hex(Buf *b, const uint8_t *p, size_t n) {
+static void put_hex(StrBuf *b, const uint8_t *p, size_t n) {
         static const char hex[] = "0123456789abcdef";
-        buf_put(b, "\\x", 2);
+        strbuf_put(b, "\\x", 2);
         for (size_t i = 0; i < n; i++) {
                 char c[2] = {hex[p[i] >> 4], hex[p[i] & 15]};
-                buf_put(b, c, 2);
+                strbuf_put(b, c, 2);
         }
 }
 
-static void put_string(Buf *b, const uint8_t *p, size_t n, const BinlogColumnInfo *info) {
+static void put_string(StrBuf *b, const uint8_t *p, size_t n, const BinlogColumnInfo *info) {
         BinlogCharset cs = info ? info->charset : BINLOG_CS_UTF8;
         if (cs == BINLOG_CS_BINARY) {
                 put_hex(b, p, n);
@@ -532,18 +468,18 @@ static void put_string(Buf *b, const uint8_t *p, size_t n, const BinlogColumnInf
                  * printable characters land here as C1 controls (kept, not lost). */
                 for (size_t i = 0; i < n; i++) {
                         if (p[i] < 0x80) {
-                                buf_put(b, (const char *)p + i, 1);
+                                strbuf_put(b, (const char *)p + i, 1);
                         } else {
                                 char u[2] = {(char)(0xc0 | p[i] >> 6), (char)(0x80 | (p[i] & 0x3f))};
-                                buf_put(b, u, 2);
+                                strbuf_put(b, u, 2);
                         }
                 }
         } else {
-                buf_put(b, (const char *)p, n);
+                strbuf_put(b, (const char *)p, n);
         }
 }
 
-static void put_frac(Buf *b, uint32_t usec, unsigned fsp) {
+static void put_frac(StrBuf *b, uint32_t usec, unsigned fsp) {
         if (fsp == 0)
                 return;
         if (fsp > 6)
@@ -551,8 +487,8 @@ static void put_frac(Buf *b, uint32_t usec, unsigned fsp) {
         uint32_t div = 1;
         for (unsigned i = fsp; i < 6; i++)
                 div *= 10;
-        buf_put(b, ".", 1);
-        buf_uint(b, usec / div, fsp);
+        strbuf_put(b, ".", 1);
+        strbuf_uint(b, usec / div, fsp);
 }
 
 /* Bytes of the fractional part of TIME2/DATETIME2/TIMESTAMP2 for fsp digits. */
@@ -579,7 +515,7 @@ static size_t decimal_size(unsigned prec, unsigned scale) {
 
 /* MySQL's binary DECIMAL: groups of 9 digits in 4 big-endian bytes, a shorter leading and
  * trailing group, the sign in the top bit (inverted), negatives stored with every bit flipped. */
-static int put_decimal(Buf *b, const uint8_t *src, unsigned prec, unsigned scale) {
+static int put_decimal(StrBuf *b, const uint8_t *src, unsigned prec, unsigned scale) {
         uint8_t d[40];
         size_t size = decimal_size(prec, scale);
         if (size > sizeof(d) || prec == 0 || scale > prec)
@@ -609,11 +545,11 @@ static int put_decimal(Buf *b, const uint8_t *src, unsigned prec, unsigned scale
         while (lead + 1 < nd && digits[lead] == '0')
                 lead++;
         if (neg)
-                buf_put(b, "-", 1);
+                strbuf_put(b, "-", 1);
         if (nd == 0)
-                buf_put(b, "0", 1);
+                strbuf_put(b, "0", 1);
         else
-                buf_put(b, digits + lead, nd - lead);
+                strbuf_put(b, digits + lead, nd - lead);
         if (scale) {
                 nd = 0;
                 for (unsigned i = 0; i < frac0; i++) {
@@ -625,28 +561,28 @@ static int put_decimal(Buf *b, const uint8_t *src, unsigned prec, unsigned scale
                         nd += (size_t)snprintf(digits + nd, sizeof(digits) - nd, "%0*" PRIu64, (int)frac0x,
                                                be(p, (size_t)n));
                 }
-                buf_put(b, ".", 1);
-                buf_put(b, digits, nd);
+                strbuf_put(b, ".", 1);
+                strbuf_put(b, digits, nd);
         }
         return 0;
 }
 
 /* Shortest text that reads back as the same float / double. */
-static void put_float(Buf *b, double v, bool single) {
+static void put_float(StrBuf *b, double v, bool single) {
         char tmp[40];
         for (int prec = single ? 6 : 15; prec <= 17; prec++) {
                 snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
                 if (single ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v)
                         break;
         }
-        buf_put(b, tmp, strlen(tmp));
+        strbuf_put(b, tmp, strlen(tmp));
 }
 
 void binlog_format_float(double v, bool single, char *buf, size_t len) {
-        Buf b = {0};
+        StrBuf b = {0};
         put_float(&b, v, single);
-        snprintf(buf, len, "%s", b.s ? b.s : "");
-        free(b.s);
+        snprintf(buf, len, "%s", b.data ? b.data : "");
+        free(b.data);
 }
 
 static bool bit_set(const uint8_t *bm, uint32_t i) {
@@ -655,7 +591,7 @@ static bool bit_set(const uint8_t *bm, uint32_t i) {
 
 /* Decodes one column value at p (len bytes left). Returns bytes used, or negative. A zero date
  * sets *zero (the caller stores NULL). */
-static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, const uint8_t *p, size_t len, Buf *b,
+static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, const uint8_t *p, size_t len, StrBuf *b,
                          bool *zero) {
         bool uns = info && info->is_unsigned;
         size_t need;
@@ -674,18 +610,18 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                         return -EBADMSG;
                 uint64_t u = le(p, need);
                 if (uns) {
-                        buf_uint(b, u, 0);
+                        strbuf_uint(b, u, 0);
                 } else {
                         unsigned shift = (unsigned)(64 - need * 8);
                         int64_t s = shift ? (int64_t)(u << shift) >> shift : (int64_t)u;
-                        buf_int(b, s);
+                        strbuf_int(b, s);
                 }
                 return (long)need;
         }
         case BINLOG_T_YEAR:
                 if (len < 1)
                         return -EBADMSG;
-                buf_printf(b, "%04u", p[0] ? 1900u + p[0] : 0u);
+                strbuf_printf(b, "%04u", p[0] ? 1900u + p[0] : 0u);
                 return 1;
         case BINLOG_T_FLOAT: {
                 if (len < 4)
@@ -724,7 +660,7 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 if (mon == 0 || day == 0)
                         *zero = true;
                 else
-                        buf_printf(b, "%04u-%02u-%02u", year, mon, day);
+                        strbuf_printf(b, "%04u-%02u-%02u", year, mon, day);
                 return 3;
         }
         case BINLOG_T_TIME: {
@@ -732,7 +668,7 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                         return -EBADMSG;
                 int32_t v = (int32_t)(le(p, 3) << 8) >> 8; /* HHMMSS as a signed number */
                 uint32_t a = (uint32_t)(v < 0 ? -v : v);
-                buf_printf(b, "%s%02u:%02u:%02u", v < 0 ? "-" : "", a / 10000, a / 100 % 100, a % 100);
+                strbuf_printf(b, "%s%02u:%02u:%02u", v < 0 ? "-" : "", a / 10000, a / 100 % 100, a % 100);
                 return 3;
         }
         case BINLOG_T_TIME2: {
@@ -751,8 +687,8 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 uint32_t usec = fbits == 8    ? (uint32_t)frac * 10000
                                 : fbits == 16 ? (uint32_t)frac * 100
                                               : (uint32_t)frac;
-                buf_printf(b, "%s%02u:%02u:%02u", neg ? "-" : "", (unsigned)(hms >> 12 & 0x3ff),
-                           (unsigned)(hms >> 6 & 63), (unsigned)(hms & 63));
+                strbuf_printf(b, "%s%02u:%02u:%02u", neg ? "-" : "", (unsigned)(hms >> 12 & 0x3ff),
+                              (unsigned)(hms >> 6 & 63), (unsigned)(hms & 63));
                 put_frac(b, usec, fsp);
                 return (long)need;
         }
@@ -808,7 +744,7 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                         buf_datetime(b, (unsigned)(tm.tm_year + 1900), (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday,
                                      (unsigned)tm.tm_hour, (unsigned)tm.tm_min, (unsigned)tm.tm_sec);
                         put_frac(b, usec, fsp);
-                        buf_put(b, "+00", 3);
+                        strbuf_put(b, "+00", 3);
                 }
                 return (long)need;
         }
@@ -820,7 +756,7 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                         return -EBADMSG;
                 uint64_t v = be(p, need);
                 for (unsigned i = nbits; i > 0; i--)
-                        buf_put(b, v >> (i - 1) & 1 ? "1" : "0", 1);
+                        strbuf_put(b, v >> (i - 1) & 1 ? "1" : "0", 1);
                 return (long)need;
         }
         case BINLOG_T_ENUM: {
@@ -831,11 +767,11 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 if (idx == 0)
                         ; /* MySQL's "invalid value" '' */
                 else if (info && info->elems && idx <= (uint64_t)info->nelems)
-                        buf_put(b, info->elems[idx - 1], strlen(info->elems[idx - 1]));
+                        strbuf_put(b, info->elems[idx - 1], strlen(info->elems[idx - 1]));
                 else
-                        buf_printf(b, "%" PRIu64, idx);
-                if (!b->s)
-                        buf_put(b, "", 0);
+                        strbuf_printf(b, "%" PRIu64, idx);
+                if (!b->data)
+                        strbuf_put(b, "", 0);
                 return (long)need;
         }
         case BINLOG_T_SET: {
@@ -844,17 +780,17 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                         return -EBADMSG;
                 uint64_t bits = le(p, need);
                 bool first = true;
-                buf_put(b, "", 0);
+                strbuf_put(b, "", 0);
                 for (unsigned i = 0; i < 64; i++) {
                         if (!(bits >> i & 1))
                                 continue;
                         if (!first)
-                                buf_put(b, ",", 1);
+                                strbuf_put(b, ",", 1);
                         first = false;
                         if (info && info->elems && i < (unsigned)info->nelems)
-                                buf_put(b, info->elems[i], strlen(info->elems[i]));
+                                strbuf_put(b, info->elems[i], strlen(info->elems[i]));
                         else
-                                buf_printf(b, "%u", i + 1);
+                                strbuf_printf(b, "%u", i + 1);
                 }
                 return (long)need;
         }
@@ -879,7 +815,7 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                 } else {
                         put_string(b, p + pl, n, info);
                 }
-                buf_put(b, "", 0);
+                strbuf_put(b, "", 0);
                 return (long)(pl + n);
         }
         case BINLOG_T_BLOB:
@@ -894,7 +830,7 @@ static long decode_value(const BinlogColumn *c, const BinlogColumnInfo *info, co
                         put_hex(b, p + pl, n);
                 else
                         put_string(b, p + pl, n, info);
-                buf_put(b, "", 0);
+                strbuf_put(b, "", 0);
                 return (long)(pl + n);
         }
         default:
@@ -925,25 +861,25 @@ int binlog_decode_row(const BinlogTableMap *tm, const BinlogColumnInfo *info, co
                 bool isnull = bit_set(nulls, k++);
                 if (isnull)
                         continue;
-                Buf b = {0};
+                StrBuf b = {0};
                 bool zero = false;
                 long used = decode_value(&tm->cols[i], info ? &info[i] : NULL, buf + off, len - off, &b, &zero);
                 if (used < 0 || b.oom) {
-                        free(b.s);
+                        free(b.data);
                         return used < 0 ? (int)used : -ENOMEM;
                 }
                 off += (size_t)used;
                 if (zero) {
                         zeros++;
-                        free(b.s);
+                        free(b.data);
                         continue;
                 }
-                if (!b.s) {
-                        free(b.s);
+                if (!b.data) {
+                        free(b.data);
                         return -EBADMSG;
                 }
                 v->kind = VALUE_TEXT;
-                v->data = b.s;
+                v->data = b.data;
                 v->len = (uint32_t)b.len;
         }
         *ret_used = off;

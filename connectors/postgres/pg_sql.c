@@ -1,123 +1,65 @@
 /* Statement texts for the PostgreSQL sink, built from a table's shape (pure). */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdcsync/strbuf.h"
 #include "postgres/pg_sql.h"
 
-/* A growing string; after the first allocation failure every append is a no-op and done()
- * reports -ENOMEM, so builders check once at the end. */
-typedef struct {
-        char *data;
-        size_t len, cap;
-        bool oom;
-} Buf;
-
-static void buf_put(Buf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 128;
-                char *p;
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                p = realloc(b->data, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->data = p;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-}
-
-static void buf_str(Buf *b, const char *s) {
-        buf_put(b, s, strlen(s));
-}
-
-static void buf_fmt(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_fmt(Buf *b, const char *fmt, ...) {
-        char tmp[64];
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-        va_end(ap);
-        if (n < 0 || (size_t)n >= sizeof(tmp)) {
-                b->oom = true; /* only used for short numbers */
-                return;
-        }
-        buf_put(b, tmp, (size_t)n);
-}
-
-static void buf_ident(Buf *b, const char *ident) {
-        buf_put(b, "\"", 1);
+static void buf_ident(StrBuf *b, const char *ident) {
+        strbuf_put(b, "\"", 1);
         for (const char *p = ident; *p; p++) {
                 const char *q = strchr(p, '"');
                 if (!q) {
-                        buf_str(b, p);
+                        strbuf_puts(b, p);
                         break;
                 }
-                buf_put(b, p, (size_t)(q - p));
-                buf_put(b, "\"\"", 2);
+                strbuf_put(b, p, (size_t)(q - p));
+                strbuf_put(b, "\"\"", 2);
                 p = q;
         }
-        buf_put(b, "\"", 1);
+        strbuf_put(b, "\"", 1);
 }
 
-static void buf_qualified(Buf *b, const char *schema, const char *name) {
+static void buf_qualified(StrBuf *b, const char *schema, const char *name) {
         buf_ident(b, schema);
-        buf_put(b, ".", 1);
+        strbuf_put(b, ".", 1);
         buf_ident(b, name);
 }
 
-static int buf_done(Buf *b, char **ret) {
-        if (b->oom || !b->data) {
-                free(b->data);
-                return -ENOMEM;
-        }
-        *ret = b->data;
-        return 0;
-}
-
 int pg_sql_quote_ident(const char *ident, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         buf_ident(&b, ident);
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 int pg_sql_insert(const char *schema, const char *name, const Table *t, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
 
         if (t->ncols < 0)
                 return -EINVAL;
-        buf_str(&b, "INSERT INTO ");
+        strbuf_puts(&b, "INSERT INTO ");
         buf_qualified(&b, schema, name);
         if (t->ncols == 0) {
-                buf_str(&b, " DEFAULT VALUES");
-                return buf_done(&b, ret);
+                strbuf_puts(&b, " DEFAULT VALUES");
+                return strbuf_finish(&b, ret);
         }
-        buf_str(&b, " (");
+        strbuf_puts(&b, " (");
         for (int i = 0; i < t->ncols; i++) {
                 if (i)
-                        buf_str(&b, ", ");
+                        strbuf_puts(&b, ", ");
                 buf_ident(&b, t->cols[i].name);
         }
-        buf_str(&b, ") VALUES (");
+        strbuf_puts(&b, ") VALUES (");
         for (int i = 0; i < t->ncols; i++)
-                buf_fmt(&b, i ? ", $%d" : "$%d", i + 1);
-        buf_str(&b, ")");
-        return buf_done(&b, ret);
+                strbuf_printf(&b, i ? ", $%d" : "$%d", i + 1);
+        strbuf_puts(&b, ")");
+        return strbuf_finish(&b, ret);
 }
 
 int pg_sql_upsert(const char *schema, const char *name, const Table *t, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         char *ins = NULL;
         int r, nset = 0;
 
@@ -126,114 +68,114 @@ int pg_sql_upsert(const char *schema, const char *name, const Table *t, char **r
         r = pg_sql_insert(schema, name, t, &ins);
         if (r < 0)
                 return r;
-        buf_str(&b, ins);
+        strbuf_puts(&b, ins);
         free(ins);
-        buf_str(&b, " ON CONFLICT (");
+        strbuf_puts(&b, " ON CONFLICT (");
         for (int i = 0, n = 0; i < t->ncols; i++) {
                 if (!t->cols[i].key)
                         continue;
-                buf_str(&b, n++ ? ", " : "");
+                strbuf_puts(&b, n++ ? ", " : "");
                 buf_ident(&b, t->cols[i].name);
         }
-        buf_str(&b, ") DO ");
+        strbuf_puts(&b, ") DO ");
         for (int i = 0; i < t->ncols; i++) {
                 if (t->cols[i].key)
                         continue;
-                buf_str(&b, nset++ ? ", " : "UPDATE SET ");
+                strbuf_puts(&b, nset++ ? ", " : "UPDATE SET ");
                 buf_ident(&b, t->cols[i].name);
-                buf_str(&b, " = EXCLUDED.");
+                strbuf_puts(&b, " = EXCLUDED.");
                 buf_ident(&b, t->cols[i].name);
         }
         if (nset == 0)
-                buf_str(&b, "NOTHING");
-        return buf_done(&b, ret);
+                strbuf_puts(&b, "NOTHING");
+        return strbuf_finish(&b, ret);
 }
 
 /* Appends the WHERE conditions of mask, numbering parameters from *param. Returns how many
  * conditions were written. */
-static int where_list(Buf *b, const Table *t, const uint8_t *mask, int *param) {
+static int where_list(StrBuf *b, const Table *t, const uint8_t *mask, int *param) {
         int n = 0;
         for (int i = 0; i < t->ncols; i++) {
                 if (!(mask[i] & (PG_SQL_WHERE | PG_SQL_WHERE_NULL)))
                         continue;
-                buf_str(b, n++ ? " AND " : "");
+                strbuf_puts(b, n++ ? " AND " : "");
                 buf_ident(b, t->cols[i].name);
                 if (mask[i] & PG_SQL_WHERE_NULL)
-                        buf_str(b, " IS NULL");
+                        strbuf_puts(b, " IS NULL");
                 else
-                        buf_fmt(b, " = $%d", (*param)++);
+                        strbuf_printf(b, " = $%d", (*param)++);
         }
         return n;
 }
 
 /* " WHERE <conds>" or, without a key, " WHERE ctid = (SELECT ctid FROM t WHERE <conds> LIMIT 1)":
  * a key-less table may hold duplicate rows, and a change stands for exactly one of them. */
-static int where_clause(Buf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid,
-                        int *param) {
+static int where_clause(StrBuf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                        bool by_ctid, int *param) {
         int n;
         if (by_ctid && t->ncols == 0) {
                 /* rows of a table of no column are all alike */
-                buf_str(b, " WHERE ctid = (SELECT ctid FROM ");
+                strbuf_puts(b, " WHERE ctid = (SELECT ctid FROM ");
                 buf_qualified(b, schema, name);
-                buf_str(b, " LIMIT 1)");
+                strbuf_puts(b, " LIMIT 1)");
                 n = 1;
         } else if (by_ctid) {
-                buf_str(b, " WHERE ctid = (SELECT ctid FROM ");
+                strbuf_puts(b, " WHERE ctid = (SELECT ctid FROM ");
                 buf_qualified(b, schema, name);
-                buf_str(b, " WHERE ");
+                strbuf_puts(b, " WHERE ");
                 n = where_list(b, t, mask, param);
-                buf_str(b, " LIMIT 1)");
+                strbuf_puts(b, " LIMIT 1)");
         } else {
-                buf_str(b, " WHERE ");
+                strbuf_puts(b, " WHERE ");
                 n = where_list(b, t, mask, param);
         }
         return n;
 }
 
 int pg_sql_update(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         int param = 1, nset = 0;
 
-        buf_str(&b, "UPDATE ");
+        strbuf_puts(&b, "UPDATE ");
         buf_qualified(&b, schema, name);
-        buf_str(&b, " SET ");
+        strbuf_puts(&b, " SET ");
         for (int i = 0; i < t->ncols; i++) {
                 if (!(mask[i] & PG_SQL_SET))
                         continue;
-                buf_str(&b, nset++ ? ", " : "");
+                strbuf_puts(&b, nset++ ? ", " : "");
                 buf_ident(&b, t->cols[i].name);
-                buf_fmt(&b, " = $%d", param++);
+                strbuf_printf(&b, " = $%d", param++);
         }
         if (nset == 0 || where_clause(&b, schema, name, t, mask, by_ctid, &param) == 0) {
                 free(b.data);
                 return -EINVAL;
         }
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 int pg_sql_delete(const char *schema, const char *name, const Table *t, const uint8_t *mask, bool by_ctid, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         int param = 1;
 
-        buf_str(&b, "DELETE FROM ");
+        strbuf_puts(&b, "DELETE FROM ");
         buf_qualified(&b, schema, name);
         if (where_clause(&b, schema, name, t, mask, by_ctid, &param) == 0) {
                 free(b.data);
                 return -EINVAL;
         }
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
 
-        buf_str(&b, "TRUNCATE ");
+        strbuf_puts(&b, "TRUNCATE ");
         buf_qualified(&b, schema, name);
         if (flags & TRUNCATE_RESTART_IDENTITY)
-                buf_str(&b, " RESTART IDENTITY");
+                strbuf_puts(&b, " RESTART IDENTITY");
         if (flags & TRUNCATE_CASCADE)
-                buf_str(&b, " CASCADE");
-        return buf_done(&b, ret);
+                strbuf_puts(&b, " CASCADE");
+        return strbuf_finish(&b, ret);
 }
 
 const char *pg_sql_type_for_class(TypeClass cls) {
@@ -280,7 +222,7 @@ bool pg_sql_type_name_ok(const char *s) {
 }
 
 int pg_sql_create_table(const char *schema, const char *name, const Table *t, bool native, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         int nkeys = 0, ngen = native ? t->ngen : 0, n = 0;
 
         if (t->ncols < 0)
@@ -291,64 +233,64 @@ int pg_sql_create_table(const char *schema, const char *name, const Table *t, bo
         for (int g = 0; g < ngen; g++)
                 if (!pg_sql_type_name_ok(t->gen[g].type_name) || !t->gen[g].expr)
                         return -EINVAL;
-        buf_str(&b, "CREATE TABLE IF NOT EXISTS ");
+        strbuf_puts(&b, "CREATE TABLE IF NOT EXISTS ");
         buf_qualified(&b, schema, name);
-        buf_str(&b, " (");
+        strbuf_puts(&b, " (");
         for (int i = 0, g = 0; i <= t->ncols; i++) {
                 /* The generated columns in their place: before column i. The expression is the
                  * source catalogue's own printing (pg_get_expr), one parenthesised expression. */
                 for (; g < ngen && t->gen[g].pos <= i; g++) {
-                        buf_str(&b, n++ ? ", " : "");
+                        strbuf_puts(&b, n++ ? ", " : "");
                         buf_ident(&b, t->gen[g].name);
-                        buf_str(&b, " ");
-                        buf_str(&b, t->gen[g].type_name);
-                        buf_str(&b, " GENERATED ALWAYS AS (");
-                        buf_str(&b, t->gen[g].expr);
-                        buf_str(&b, ") STORED");
+                        strbuf_puts(&b, " ");
+                        strbuf_puts(&b, t->gen[g].type_name);
+                        strbuf_puts(&b, " GENERATED ALWAYS AS (");
+                        strbuf_puts(&b, t->gen[g].expr);
+                        strbuf_puts(&b, ") STORED");
                 }
                 if (i == t->ncols)
                         break;
-                buf_str(&b, n++ ? ", " : "");
+                strbuf_puts(&b, n++ ? ", " : "");
                 buf_ident(&b, t->cols[i].name);
-                buf_str(&b, " ");
-                buf_str(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));
+                strbuf_puts(&b, " ");
+                strbuf_puts(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));
         }
         /* REPLICA IDENTITY FULL flags every column as key: that is no primary key (NULLs). */
         for (int i = 0; i < t->ncols && t->replident != 'f'; i++) {
                 if (!t->cols[i].key)
                         continue;
-                buf_str(&b, nkeys++ ? ", " : ", PRIMARY KEY (");
+                strbuf_puts(&b, nkeys++ ? ", " : ", PRIMARY KEY (");
                 buf_ident(&b, t->cols[i].name);
         }
         if (nkeys)
-                buf_str(&b, ")");
-        buf_str(&b, ")");
-        return buf_done(&b, ret);
+                strbuf_puts(&b, ")");
+        strbuf_puts(&b, ")");
+        return strbuf_finish(&b, ret);
 }
 
 int pg_sql_add_columns(const char *schema, const char *name, const Table *t, const bool *add, bool native, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         int n = 0;
 
         for (int i = 0; i < t->ncols; i++)
                 if (add[i] && native && !pg_sql_type_name_ok(t->cols[i].type_name))
                         return -EINVAL;
-        buf_str(&b, "ALTER TABLE ");
+        strbuf_puts(&b, "ALTER TABLE ");
         buf_qualified(&b, schema, name);
         for (int i = 0; i < t->ncols; i++) {
                 if (!add[i])
                         continue;
                 /* IF NOT EXISTS: a column added meanwhile by hand is no reason to stop */
-                buf_str(&b, n++ ? ", ADD COLUMN IF NOT EXISTS " : " ADD COLUMN IF NOT EXISTS ");
+                strbuf_puts(&b, n++ ? ", ADD COLUMN IF NOT EXISTS " : " ADD COLUMN IF NOT EXISTS ");
                 buf_ident(&b, t->cols[i].name);
-                buf_str(&b, " ");
-                buf_str(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));
+                strbuf_puts(&b, " ");
+                strbuf_puts(&b, native ? t->cols[i].type_name : pg_sql_type_for_class(t->cols[i].cls));
         }
         if (n == 0) {
                 free(b.data);
                 return -EINVAL;
         }
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 /* ---- multi-row statements ---- */
@@ -359,114 +301,115 @@ static bool row_col(const Table *t, const uint8_t *mask, int i) {
 }
 
 int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         int param = 1;
 
         if (t->ncols <= 0 || nrows <= 0 || (long)nrows * t->ncols > PG_SQL_MAX_PARAMS)
                 return -EINVAL;
-        buf_str(&b, "INSERT INTO ");
+        strbuf_puts(&b, "INSERT INTO ");
         buf_qualified(&b, schema, name);
-        buf_str(&b, " (");
+        strbuf_puts(&b, " (");
         for (int i = 0; i < t->ncols; i++) {
                 if (i)
-                        buf_str(&b, ", ");
+                        strbuf_puts(&b, ", ");
                 buf_ident(&b, t->cols[i].name);
         }
-        buf_str(&b, ") VALUES ");
+        strbuf_puts(&b, ") VALUES ");
         for (int r = 0; r < nrows; r++) {
-                buf_str(&b, r ? ", (" : "(");
+                strbuf_puts(&b, r ? ", (" : "(");
                 for (int i = 0; i < t->ncols; i++)
-                        buf_fmt(&b, i ? ", $%d" : "$%d", param++);
-                buf_str(&b, ")");
+                        strbuf_printf(&b, i ? ", $%d" : "$%d", param++);
+                strbuf_puts(&b, ")");
         }
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 /* " FROM|USING (VALUES (NULL::int, (NULL::s.t).c, ...), (1, $1, ...), ...) AS v(n, c<i>, ...)":
  * the first row never matches (NULL key) and only gives each VALUES column the type of its table
  * column, to which the untyped parameters are then coerced as in a one-row statement. */
-static int values_rows(Buf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask, int nrows) {
+static int values_rows(StrBuf *b, const char *schema, const char *name, const Table *t, const uint8_t *mask,
+                       int nrows) {
         int ncols = 0, param = 1;
 
-        buf_str(b, " (VALUES (NULL::int");
+        strbuf_puts(b, " (VALUES (NULL::int");
         for (int i = 0; i < t->ncols; i++) {
                 if (!row_col(t, mask, i))
                         continue;
-                buf_str(b, ", (NULL::");
+                strbuf_puts(b, ", (NULL::");
                 buf_qualified(b, schema, name);
-                buf_str(b, ").");
+                strbuf_puts(b, ").");
                 buf_ident(b, t->cols[i].name);
                 ncols++;
         }
-        buf_str(b, ")");
+        strbuf_puts(b, ")");
         if (ncols == 0 || (long)nrows * ncols > PG_SQL_MAX_PARAMS)
                 return -EINVAL;
         for (int r = 0; r < nrows; r++) {
-                buf_fmt(b, ", (%d", r + 1);
+                strbuf_printf(b, ", (%d", r + 1);
                 for (int i = 0; i < ncols; i++)
-                        buf_fmt(b, ", $%d", param++);
-                buf_str(b, ")");
+                        strbuf_printf(b, ", $%d", param++);
+                strbuf_puts(b, ")");
         }
-        buf_str(b, ") AS v(n");
+        strbuf_puts(b, ") AS v(n");
         for (int i = 0; i < t->ncols; i++)
                 if (row_col(t, mask, i))
-                        buf_fmt(b, ", c%d", i);
-        buf_str(b, ") WHERE ");
+                        strbuf_printf(b, ", c%d", i);
+        strbuf_puts(b, ") WHERE ");
         return 0;
 }
 
-static void key_join(Buf *b, const char *schema, const char *name, const Table *t) {
+static void key_join(StrBuf *b, const char *schema, const char *name, const Table *t) {
         int n = 0;
         for (int i = 0; i < t->ncols; i++) {
                 if (!t->cols[i].key)
                         continue;
-                buf_str(b, n++ ? " AND " : "");
+                strbuf_puts(b, n++ ? " AND " : "");
                 buf_qualified(b, schema, name);
-                buf_put(b, ".", 1);
+                strbuf_put(b, ".", 1);
                 buf_ident(b, t->cols[i].name);
-                buf_fmt(b, " = v.c%d", i);
+                strbuf_printf(b, " = v.c%d", i);
         }
-        buf_str(b, " RETURNING v.n");
+        strbuf_puts(b, " RETURNING v.n");
 }
 
 int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask, int nrows,
                        char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
         int nset = 0;
 
         if (nrows <= 0 || table_nkeys(t) == 0)
                 return -EINVAL;
-        buf_str(&b, "UPDATE ");
+        strbuf_puts(&b, "UPDATE ");
         buf_qualified(&b, schema, name);
-        buf_str(&b, " SET ");
+        strbuf_puts(&b, " SET ");
         for (int i = 0; i < t->ncols; i++) {
                 if (!(mask[i] & PG_SQL_SET))
                         continue;
-                buf_str(&b, nset++ ? ", " : "");
+                strbuf_puts(&b, nset++ ? ", " : "");
                 buf_ident(&b, t->cols[i].name);
-                buf_fmt(&b, " = v.c%d", i);
+                strbuf_printf(&b, " = v.c%d", i);
         }
-        buf_str(&b, " FROM");
+        strbuf_puts(&b, " FROM");
         if (nset == 0 || values_rows(&b, schema, name, t, mask, nrows) < 0) {
                 free(b.data);
                 return -EINVAL;
         }
         key_join(&b, schema, name, t);
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
 
 int pg_sql_delete_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret) {
-        Buf b = {0};
+        StrBuf b = {0};
 
         if (nrows <= 0 || table_nkeys(t) == 0)
                 return -EINVAL;
-        buf_str(&b, "DELETE FROM ");
+        strbuf_puts(&b, "DELETE FROM ");
         buf_qualified(&b, schema, name);
-        buf_str(&b, " USING");
+        strbuf_puts(&b, " USING");
         if (values_rows(&b, schema, name, t, NULL, nrows) < 0) {
                 free(b.data);
                 return -EINVAL;
         }
         key_join(&b, schema, name, t);
-        return buf_done(&b, ret);
+        return strbuf_finish(&b, ret);
 }
