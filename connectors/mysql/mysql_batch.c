@@ -493,26 +493,26 @@ void mysql_sink_pending_clear(Sink *k) {
 
 /* The identity of a row: sink table and the source key values (every column without a key). */
 char *mysql_sink_row_key(const char *schema, const char *name, const Table *t, const Value *img, size_t *ret_len) {
-        MysqlSql q = {0};
+        StrBuf q = {0};
         bool keyed = table_nkeys(t) > 0;
-        mysql_sql_add(&q, schema);
-        mysql_sql_put(&q, ".", 1);
-        mysql_sql_add(&q, name);
-        mysql_sql_put(&q, "", 1); /* the NUL ends the name */
+        strbuf_puts(&q, schema);
+        strbuf_put(&q, ".", 1);
+        strbuf_puts(&q, name);
+        strbuf_put(&q, "", 1); /* the NUL ends the name */
         for (int i = 0; i < t->ncols; i++) {
                 if (keyed && !t->cols[i].key)
                         continue;
                 uint32_t n = img[i].kind == VALUE_TEXT ? (uint32_t)img[i].len : UINT32_MAX;
-                mysql_sql_put(&q, (const char *)&n, sizeof(n));
+                strbuf_put(&q, (const char *)&n, sizeof(n));
                 if (img[i].kind == VALUE_TEXT)
-                        mysql_sql_put(&q, img[i].data, img[i].len);
+                        strbuf_put(&q, img[i].data, img[i].len);
         }
         if (q.oom) {
-                free(q.s);
+                free(q.data);
                 return NULL;
         }
         *ret_len = q.len;
-        return q.s;
+        return q.data;
 }
 
 /* Adds one execution of sql to the pending runs (expect: it must find exactly one row); takes the params' data

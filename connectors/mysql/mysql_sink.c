@@ -151,7 +151,7 @@ static int add_where(Sink *k, const Table *t, const Value *img, Param *p, int *n
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
-        MysqlSql q = {.s = k->qbuf, .cap = k->qcap};
+        StrBuf q = {.data = k->qbuf, .cap = k->qcap};
         int np = 0, r;
         /* CHANGE_IDEMPOTENT (change.h): at-least-once source, a repeat of this change must be
          * harmless, so a missing row is not an error and a whole-row update is an upsert. */
@@ -290,7 +290,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                          change_whole_row_same_key(c))
                         mkind = MULTI_UPDATE;
         }
-        r = mysql_sink_run_add(k, q.s, p, np, expect, opname, strdup(key), rk, rkl, nrk, t, schema, name, mkind, err);
+        r = mysql_sink_run_add(k, q.data, p, np, expect, opname, strdup(key), rk, rkl, nrk, t, schema, name, mkind,
+                               err);
         nrk = 0; /* run_add took them */
         if (r < 0)
                 goto out_sent; /* a flushed run's error: its message names its own row */
@@ -302,7 +303,7 @@ out_sent:
                 free(rk[i]);
         mysql_sink_params_free(p, t->ncols * 2 + 1);
         free(p);
-        k->qbuf = q.s; /* kept for the next change */
+        k->qbuf = q.data; /* kept for the next change */
         k->qcap = q.cap;
         return r;
 }

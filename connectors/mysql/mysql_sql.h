@@ -6,28 +6,18 @@
 #include <stddef.h>
 
 #include "cdcsync/change.h"
+#include "cdcsync/strbuf.h"
 
-/* A statement's text as it grows: s is malloc'd, NUL-terminated, len bytes (owned by whoever
- * holds the MysqlSql). After the first allocation failure every append is a no-op and oom is set,
- * so a builder's caller checks once at the end. {0} is the empty text; a kept buffer may be
- * reused by setting len to 0. */
-typedef struct {
-        char *s;
-        size_t len, cap;
-        bool oom;
-} MysqlSql;
+/* Builders append to a StrBuf (strbuf.h): {0} is the empty text; a kept buffer may be reused
+ * by setting len to 0. */
 
-/* Appends n bytes of s (may hold NULs). */
-void mysql_sql_put(MysqlSql *q, const char *s, size_t n);
-/* Appends the string s as it is. */
-void mysql_sql_add(MysqlSql *q, const char *s);
 /* Appends `name` with backticks doubled: identifiers are never pasted raw. */
-void mysql_sql_ident(MysqlSql *q, const char *name);
+void mysql_sql_ident(StrBuf *q, const char *name);
 /* Appends `schema`.`name`. */
-void mysql_sql_table(MysqlSql *q, const char *schema, const char *name);
+void mysql_sql_table(StrBuf *q, const char *schema, const char *name);
 /* Appends the placeholder of a value of column c: "?", or for a BIT column whose value comes as a
  * bit string, "CAST(CONV(?, 2, 10) AS UNSIGNED)". */
-void mysql_sql_placeholder(MysqlSql *q, const Column *c);
+void mysql_sql_placeholder(StrBuf *q, const Column *c);
 
 /* The statements of one change, appended to q; sink-side names schema.name, columns of t.
  * Parameters, in order, are named after each builder. */
@@ -35,20 +25,20 @@ void mysql_sql_placeholder(MysqlSql *q, const Column *c);
 /* INSERT of every column ... ON DUPLICATE KEY UPDATE every column = VALUES(column): the insert
  * (an upsert, so a replayed insert overwrites the row with the same values). Parameters: every
  * column, in column order. */
-void mysql_sql_upsert(MysqlSql *q, const char *schema, const char *name, const Table *t);
+void mysql_sql_upsert(StrBuf *q, const char *schema, const char *name, const Table *t);
 /* " WHERE" on the key columns of img (every column when t has no key), each "<=> ?" so NULL
  * matches NULL, skipping the VALUE_UNCHANGED ones; " LIMIT 1" when t has no key. Parameters: the
  * compared columns of img, in column order. */
-void mysql_sql_where(MysqlSql *q, const Table *t, const Value *img);
+void mysql_sql_where(StrBuf *q, const Table *t, const Value *img);
 /* UPDATE ... SET each column whose after value is not VALUE_UNCHANGED, then mysql_sql_where on
  * img (the old key, so key updates work). Parameters: the set columns, then the WHERE's. */
-void mysql_sql_update(MysqlSql *q, const char *schema, const char *name, const Table *t, const Value *after,
+void mysql_sql_update(StrBuf *q, const char *schema, const char *name, const Table *t, const Value *after,
                       const Value *img);
 /* DELETE FROM ... then mysql_sql_where on img. */
-void mysql_sql_delete(MysqlSql *q, const char *schema, const char *name, const Table *t, const Value *img);
+void mysql_sql_delete(StrBuf *q, const char *schema, const char *name, const Table *t, const Value *img);
 /* DELETE FROM every row: a truncate (TRUNCATE TABLE is DDL in MySQL and would commit the open
  * transaction implicitly). No parameter. */
-void mysql_sql_delete_all(MysqlSql *q, const char *schema, const char *name);
+void mysql_sql_delete_all(StrBuf *q, const char *schema, const char *name);
 
 /* Multi-row statements for m rows of a table with a one-column key; malloc'd text the caller
  * frees, or NULL when out of memory or t has no key column. */

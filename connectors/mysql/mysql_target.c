@@ -62,13 +62,13 @@ bool mysql_sink_blank_padded(const Column *c) {
 }
 
 /* A MySQL column type for a source column. From a MySQL source the declared type is kept. */
-static void mysql_type(const Sink *k, const Column *c, MysqlSql *q) {
+static void mysql_type(const Sink *k, const Column *c, StrBuf *q) {
         /* a PostgreSQL domain maps as its base type */
         const char *tn = c->base_type ? c->base_type : c->type_name ? c->type_name : "";
         unsigned n = 0;
         if (k->pipe && k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "mysql") == 0 &&
             tn[0]) {
-                mysql_sql_add(q, tn); /* from information_schema COLUMN_TYPE: a type, not data */
+                strbuf_puts(q, tn); /* from information_schema COLUMN_TYPE: a type, not data */
                 return;
         }
         if (mysql_sink_blank_padded(c)) {
@@ -77,9 +77,9 @@ static void mysql_type(const Sink *k, const Column *c, MysqlSql *q) {
                 char b[32];
                 if (sscanf(tn, "character(%u)", &n) == 1 && n >= 1 && n <= 255) {
                         snprintf(b, sizeof(b), "CHAR(%u)", n);
-                        mysql_sql_add(q, b);
+                        strbuf_puts(q, b);
                 } else {
-                        mysql_sql_add(q, c->key ? "VARCHAR(768)" : "LONGTEXT");
+                        strbuf_puts(q, c->key ? "VARCHAR(768)" : "LONGTEXT");
                 }
                 return;
         }
@@ -87,14 +87,14 @@ static void mysql_type(const Sink *k, const Column *c, MysqlSql *q) {
                 /* PostgreSQL timetz: MySQL has no time with an offset; its text is kept whole
                  * ("04:05:06.789+02", at most 24 characters) rather than shifted to UTC, which
                  * would lose the offset and wrap past midnight */
-                mysql_sql_add(q, "VARCHAR(32)");
+                strbuf_puts(q, "VARCHAR(32)");
                 return;
         }
         switch (c->cls) {
         case TYPE_INTEGER:
-                mysql_sql_add(q, strncmp(tn, "smallint", 8) == 0  ? "SMALLINT"
-                                 : strncmp(tn, "integer", 7) == 0 ? "INT"
-                                                                  : "BIGINT");
+                strbuf_puts(q, strncmp(tn, "smallint", 8) == 0  ? "SMALLINT"
+                               : strncmp(tn, "integer", 7) == 0 ? "INT"
+                                                                : "BIGINT");
                 break;
         case TYPE_NUMERIC: {
                 /* PostgreSQL's scale may be negative (numeric(3,-6): multiples of 10^6 below 10^9)
@@ -106,23 +106,23 @@ static void mysql_type(const Sink *k, const Column *c, MysqlSql *q) {
                         if (mp <= 65 && ms <= 30) {
                                 char b[32];
                                 snprintf(b, sizeof(b), "DECIMAL(%d,%d)", mp, ms);
-                                mysql_sql_add(q, b);
+                                strbuf_puts(q, b);
                                 break;
                         }
                 }
-                mysql_sql_add(q, "DECIMAL(65,30)");
+                strbuf_puts(q, "DECIMAL(65,30)");
                 break;
         }
-        case TYPE_FLOAT: mysql_sql_add(q, strcmp(tn, "real") == 0 ? "FLOAT" : "DOUBLE"); break;
-        case TYPE_BOOLEAN: mysql_sql_add(q, "TINYINT(1)"); break;
-        case TYPE_BYTES: mysql_sql_add(q, c->key ? "VARBINARY(3072)" : "LONGBLOB"); break;
-        case TYPE_DATE: mysql_sql_add(q, "DATE"); break;
-        case TYPE_TIME: mysql_sql_add(q, "TIME(6)"); break;
+        case TYPE_FLOAT: strbuf_puts(q, strcmp(tn, "real") == 0 ? "FLOAT" : "DOUBLE"); break;
+        case TYPE_BOOLEAN: strbuf_puts(q, "TINYINT(1)"); break;
+        case TYPE_BYTES: strbuf_puts(q, c->key ? "VARBINARY(3072)" : "LONGBLOB"); break;
+        case TYPE_DATE: strbuf_puts(q, "DATE"); break;
+        case TYPE_TIME: strbuf_puts(q, "TIME(6)"); break;
         case TYPE_TIMESTAMP:
-        case TYPE_TIMESTAMPTZ: /* stored as UTC */ mysql_sql_add(q, "DATETIME(6)"); break;
-        case TYPE_JSON: mysql_sql_add(q, "JSON"); break;
-        case TYPE_UUID: mysql_sql_add(q, "CHAR(36)"); break;
-        default: mysql_sql_add(q, c->key ? "VARCHAR(768)" : "LONGTEXT"); break;
+        case TYPE_TIMESTAMPTZ: /* stored as UTC */ strbuf_puts(q, "DATETIME(6)"); break;
+        case TYPE_JSON: strbuf_puts(q, "JSON"); break;
+        case TYPE_UUID: strbuf_puts(q, "CHAR(36)"); break;
+        default: strbuf_puts(q, c->key ? "VARCHAR(768)" : "LONGTEXT"); break;
         }
 }
 
@@ -150,7 +150,7 @@ static int colcheck_row(void *ud, char **cells, const unsigned long *lens, int n
 static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *err) {
         ColCheck c = {.t = t, .present = calloc((size_t)(t->ncols > 0 ? t->ncols : 1), sizeof(bool))};
         const char *params[2] = {tt->schema, tt->name};
-        MysqlSql q = {0};
+        StrBuf q = {0};
         char missing[512] = "";
         size_t ml = 0;
         int r, nadd = 0;
@@ -162,7 +162,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                              params, 2, colcheck_row, &c, err);
         if (r < 0)
                 goto out;
-        mysql_sql_add(&q, "ALTER TABLE ");
+        strbuf_puts(&q, "ALTER TABLE ");
         mysql_sql_table(&q, tt->schema, tt->name);
         for (int i = 0; i < t->ncols; i++) {
                 if (c.present[i])
@@ -170,9 +170,9 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                 int n = snprintf(missing + ml, sizeof(missing) - ml, "%s%s", ml ? ", " : "", t->cols[i].name);
                 if (n > 0 && ml + (size_t)n < sizeof(missing))
                         ml += (size_t)n;
-                mysql_sql_add(&q, nadd++ ? ", ADD COLUMN " : " ADD COLUMN ");
+                strbuf_puts(&q, nadd++ ? ", ADD COLUMN " : " ADD COLUMN ");
                 mysql_sql_ident(&q, t->cols[i].name);
-                mysql_sql_add(&q, " ");
+                strbuf_puts(&q, " ");
                 mysql_type(k, &t->cols[i], &q);
         }
         if (!nadd) {
@@ -199,7 +199,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
         }
         MYSQL *ddl = NULL;
         r = mysql_conn_open(k->conn, NULL, &ddl, err);
-        if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
+        if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.data)))
                 r = cdc_error(err, -EIO, false, CDC_ERR_SCHEMA, "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx,
                               missing, tt->schema, tt->name, mysql_error(ddl));
         if (ddl)
@@ -213,7 +213,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                       missing, tt->schema, tt->name);
 out:
         free(c.present);
-        free(q.s);
+        free(q.data);
         return r;
 }
 
@@ -222,45 +222,45 @@ out:
  * left out (their expressions are PostgreSQL's; the source does not send their values), with a
  * warning naming them. */
 static int create_target(Sink *k, const Table *t, const char *schema, const char *name, CdcError *err) {
-        MysqlSql q = {0};
+        StrBuf q = {0};
         int r;
-        mysql_sql_add(&q, "CREATE TABLE IF NOT EXISTS ");
+        strbuf_puts(&q, "CREATE TABLE IF NOT EXISTS ");
         mysql_sql_table(&q, schema, name);
-        mysql_sql_add(&q, " (");
+        strbuf_puts(&q, " (");
         for (int i = 0; i < t->ncols; i++) {
                 if (i)
-                        mysql_sql_add(&q, ", ");
+                        strbuf_puts(&q, ", ");
                 mysql_sql_ident(&q, t->cols[i].name);
-                mysql_sql_add(&q, " ");
+                strbuf_puts(&q, " ");
                 mysql_type(k, &t->cols[i], &q);
                 if (t->cols[i].key)
-                        mysql_sql_add(&q, " NOT NULL");
+                        strbuf_puts(&q, " NOT NULL");
         }
         if (table_nkeys(t) > 0) {
-                mysql_sql_add(&q, ", PRIMARY KEY (");
+                strbuf_puts(&q, ", PRIMARY KEY (");
                 bool first = true;
                 for (int i = 0; i < t->ncols; i++)
                         if (t->cols[i].key) {
                                 if (!first)
-                                        mysql_sql_add(&q, ", ");
+                                        strbuf_puts(&q, ", ");
                                 first = false;
                                 mysql_sql_ident(&q, t->cols[i].name);
                         }
-                mysql_sql_add(&q, ")");
+                strbuf_puts(&q, ")");
         }
-        mysql_sql_add(&q, ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+        strbuf_puts(&q, ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
         if (q.oom) {
-                free(q.s);
+                free(q.data);
                 return cdc_oom(err);
         }
         MYSQL *ddl = NULL;
         r = mysql_conn_open(k->conn, NULL, &ddl, err);
-        if (r >= 0 && mysql_query(ddl, q.s))
+        if (r >= 0 && mysql_query(ddl, q.data))
                 r = cdc_error(err, -EIO, false, CDC_ERR_SCHEMA, "%s cannot create `%s`.`%s`: %s", k->ctx, schema, name,
                               mysql_error(ddl));
         if (ddl)
                 mysql_close(ddl);
-        free(q.s);
+        free(q.data);
         if (r < 0)
                 return r;
         for (int g = 0; g < t->ngen; g++)
@@ -390,15 +390,15 @@ static int count_row(void *ud, char **cells, const unsigned long *lens, int ncol
  * into an empty table; rows there stop it (counted up to a bound, so a huge table costs little). */
 #define CHECK_EMPTY_COUNT_MAX 1000000ULL
 int mysql_sink_check_empty(Sink *k, const char *schema, const char *name, CdcError *err) {
-        MysqlSql q = {0};
+        StrBuf q = {0};
         unsigned long long n = 0;
         char lim[32];
-        mysql_sql_add(&q, "SELECT COUNT(*) FROM (SELECT 1 FROM ");
+        strbuf_puts(&q, "SELECT COUNT(*) FROM (SELECT 1 FROM ");
         mysql_sql_table(&q, schema, name);
         snprintf(lim, sizeof(lim), " LIMIT %llu) t", CHECK_EMPTY_COUNT_MAX + 1);
-        mysql_sql_add(&q, lim);
+        strbuf_puts(&q, lim);
         if (q.oom) {
-                free(q.s);
+                free(q.data);
                 return cdc_oom(err);
         }
         /* On a connection of its own: the batch's read view may be older than a table that
@@ -406,10 +406,10 @@ int mysql_sink_check_empty(Sink *k, const char *schema, const char *name, CdcErr
         MYSQL *c = NULL;
         int r = mysql_conn_open(k->conn, NULL, &c, err);
         if (r >= 0)
-                r = mysql_conn_query(c, q.s, NULL, 0, count_row, &n, err);
+                r = mysql_conn_query(c, q.data, NULL, 0, count_row, &n, err);
         if (c)
                 mysql_close(c);
-        free(q.s);
+        free(q.data);
         if (r < 0)
                 return r;
         if (n > 0) {
@@ -523,23 +523,23 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
         uint32_t before = rs->rel_id != t->rel_id ? rs->rel_id : rs->prev;
         snprintf(prev, sizeof(prev), "%u", before);
         params[4] = prev;
-        MysqlSql q = {0};
+        StrBuf q = {0};
         if (k->conn->create_tables && !txn->snapshot) {
                 mysql_sink_pending_clear(k);
                 mysql_rollback(k->m);
                 k->in_txn = false;
                 MYSQL *ddl = NULL;
-                mysql_sql_add(&q, "DROP TABLE IF EXISTS ");
+                strbuf_puts(&q, "DROP TABLE IF EXISTS ");
                 mysql_sql_table(&q, schema, name);
                 if (q.oom)
                         return cdc_oom(err);
                 r = mysql_conn_open(k->conn, NULL, &ddl, err);
-                if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.s)))
+                if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.data)))
                         r = cdc_error(err, -EIO, true, CDC_ERR_SCHEMA,
                                       "%s source table %s.%s was dropped and created again (relation %u, before %u), "
                                       "and target table `%s`.`%s` cannot be dropped to be created anew: %s",
                                       k->ctx, t->schema, t->name, t->rel_id, before, schema, name, mysql_error(ddl));
-                free(q.s);
+                free(q.data);
                 for (TargetTable **pp = &k->known; r >= 0 && *pp; pp = &(*pp)->next)
                         if (strcmp((*pp)->schema, schema) == 0 && strcmp((*pp)->name, name) == 0) {
                                 TargetTable *tt = *pp;
@@ -573,13 +573,13 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                 r = mysql_sink_pending_flush(k, err); /* rows held for it count */
                 if (r < 0)
                         return r;
-                mysql_sql_add(&q, "SELECT 1 FROM ");
+                strbuf_puts(&q, "SELECT 1 FROM ");
                 mysql_sql_table(&q, schema, name);
-                mysql_sql_add(&q, " LIMIT 1 LOCK IN SHARE MODE"); /* locking: no read view (see above) */
+                strbuf_puts(&q, " LIMIT 1 LOCK IN SHARE MODE"); /* locking: no read view (see above) */
                 if (q.oom)
                         return cdc_oom(err);
-                r = mysql_conn_query(k->m, q.s, NULL, 0, NULL, NULL, err);
-                free(q.s);
+                r = mysql_conn_query(k->m, q.data, NULL, 0, NULL, NULL, err);
+                free(q.data);
                 if (r < 0)
                         return r;
                 if (r > 0) {

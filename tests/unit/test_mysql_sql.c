@@ -34,13 +34,13 @@ static void image(Value *v, ValueKind k0, ValueKind k1, ValueKind k2, ValueKind 
 }
 
 /* Checks the text built so far and empties q for the next statement. */
-static void expect_sql(MysqlSql *q, const char *want) {
+static void expect_sql(StrBuf *q, const char *want) {
         assert_false(q->oom);
-        assert_non_null(q->s);
-        assert_string_equal(q->s, want);
+        assert_non_null(q->data);
+        assert_string_equal(q->data, want);
         assert_int_equal(q->len, strlen(want));
-        free(q->s);
-        *q = (MysqlSql){0};
+        free(q->data);
+        *q = (StrBuf){0};
 }
 
 static void expect_text(char *got, const char *want) {
@@ -50,7 +50,7 @@ static void expect_text(char *got, const char *want) {
 }
 
 static void test_ident(void **state) {
-        MysqlSql q = {0};
+        StrBuf q = {0};
         (void)state;
         mysql_sql_ident(&q, "a`b``");
         expect_sql(&q, "`a``b`````");
@@ -64,7 +64,7 @@ static void test_ident(void **state) {
 
 static void test_upsert(void **state) {
         Table *t = orders(true);
-        MysqlSql q = {0};
+        StrBuf q = {0};
         (void)state;
         mysql_sql_upsert(&q, "shop", t->name, t);
         expect_sql(&q, "INSERT INTO `shop`.`order``items` (`id`, `re``gion`, `total`, `flags`) VALUES (?, ?, ?, "
@@ -76,7 +76,7 @@ static void test_upsert(void **state) {
 static void test_update(void **state) {
         Table *t = orders(true);
         Value after[4], before[4];
-        MysqlSql q = {0};
+        StrBuf q = {0};
         (void)state;
         /* total unchanged (TOAST) is left out of SET; the WHERE compares the old key only */
         image(after, VALUE_TEXT, VALUE_NULL, VALUE_UNCHANGED, VALUE_TEXT);
@@ -100,7 +100,7 @@ static void test_update(void **state) {
 static void test_delete(void **state) {
         Table *t = orders(true);
         Value before[4];
-        MysqlSql q = {0};
+        StrBuf q = {0};
         (void)state;
         image(before, VALUE_TEXT, VALUE_TEXT, VALUE_NULL, VALUE_NULL);
         mysql_sql_delete(&q, "shop", t->name, t, before);
@@ -121,13 +121,13 @@ static void test_delete(void **state) {
 static void test_append(void **state) {
         Table *t = orders(true);
         Value before[4];
-        MysqlSql q = {0};
+        StrBuf q = {0};
         (void)state;
         /* builders append: a kept buffer is reused by resetting its length */
-        mysql_sql_add(&q, "-- ");
+        strbuf_puts(&q, "-- ");
         mysql_sql_delete_all(&q, "a", "b");
         expect_sql(&q, "-- DELETE FROM `a`.`b`");
-        mysql_sql_add(&q, "DELETE FROM x");
+        strbuf_puts(&q, "DELETE FROM x");
         q.len = 0;
         image(before, VALUE_TEXT, VALUE_TEXT, VALUE_TEXT, VALUE_TEXT);
         mysql_sql_delete(&q, "a", "b", t, before);
