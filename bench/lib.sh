@@ -31,6 +31,26 @@ cpu_tree() {
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 pg_postmaster_pid() { head -1 "$1/data/postmaster.pid"; }
+my_server_pid() { cat "$1/mysqld.pid"; }
+
+# pg_digest NAME DATABASE TABLE... — "TABLE=count:md5 ..." of the tables of DATABASE on cluster NAME,
+# each ordered by its whole row (lib.sh's table_digest, in any database): a target equals its
+# source when their digests are equal.
+pg_digest() {
+  local name=$1 db=$2 t d out=""
+  shift 2
+  for t in "$@"; do
+    # A failed query must not give an empty digest on both sides, which would compare equal.
+    d=$(psql_on "$name" -d "$db" -c "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text COLLATE \"C\")), '') FROM $t t") || return 1
+    out+="$t=$d "
+  done
+  echo "${out% }"
+}
+
+# pg_marker_on NAME [SCHEMA] / my_marker_on NAME [DATABASE] — 1 once the backlog's last transaction
+# (a marker row in bench_done) is on the target: commit order means everything before it is too.
+pg_marker_on() { psql_on "$1" -c "SELECT count(*) FROM ${2:-public}.bench_done"; }
+my_marker_on() { my_on "$1" --database="${2:-test}" -e "SELECT COUNT(*) FROM bench_done"; }
 
 # wait_sql_true WHAT LIMIT_S COMMAND... — polls COMMAND (which prints t or f, 1 or 0) every 50 ms
 # until it prints t/1; prints the seconds it took. A bench waits for an event, never a fixed time.
