@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cdcsync/conf.h"
+#include "cdcsync/connector.h"
 #include "cdcsync/guard.h"
 #include "cdcsync/hash.h"
 #include "cdcsync/secret.h"
@@ -510,26 +511,15 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
                                  "— add it to tables or fix the name",
                                  pl->maps[i].from);
         e = entry_get(s, "source");
-        for (int i = 0; pl->source && i < c->npipelines && &c->pipelines[i] != pl; i++) {
+        /* a connector without a type (or of a bad one) was reported already */
+        const ConnectorType *st = pl->source && pl->source->type ? connector_type(pl->source->type) : NULL;
+        for (int i = 0; st && st->conf_shared_source && i < c->npipelines && &c->pipelines[i] != pl; i++) {
                 const PipelineConf *o = &c->pipelines[i];
-                /* a connector without a type was reported already */
-                if (o->source != pl->source || !pl->source->type || strcmp(pl->source->type, "kafka") == 0)
-                        continue;
-                if (strcmp(pl->source->type, "postgres") == 0 && pl->source->slot)
-                        conf_err(p, e->line,
-                                 "pipelines %s and %s both read slot %s of %s — a slot "
-                                 "feeds one pipeline: remove slot from [connector.%s] (each pipeline "
-                                 "then gets its own) or give each pipeline its own connector",
-                                 o->name, pl->name, pl->source->slot, pl->source->name, pl->source->name);
-                else if (strcmp(pl->source->type, "mysql") == 0)
-                        conf_err(p, e->line,
-                                 "pipelines %s and %s both read %s with server_id %u — the "
-                                 "server drops one of them: give each pipeline its own [connector.*] "
-                                 "with its own server_id",
-                                 o->name, pl->name, pl->source->name, pl->source->server_id);
+                char msg[1024];
+                if (o->source == pl->source && st->conf_shared_source(o, pl, msg, sizeof(msg)))
+                        conf_err(p, e->line, "%s", msg);
         }
-        bool kafka = pl->source && pl->source->type && strcmp(pl->source->type, "kafka") == 0;
-        if ((e = entry_get(s, "on_bad_message")) && pl->source && pl->source->type && !kafka)
+        if ((e = entry_get(s, "on_bad_message")) && st && !st->source_passes_bad_messages)
                 conf_err(p, e->line,
                          "on_bad_message applies to a kafka source — remove it (a %s source stops on what it "
                          "cannot read)",
@@ -552,22 +542,29 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
         pl->hash = hash_sha256_u64(hashes, sizeof(hashes));
 }
 
-/* A MySQL connector needs a server_id to read the server's binlog: it is its id as a replica, and
- * also the mark on the writes of a sink whose writes a reverse pipeline reads back (the sink of a
- * bidirectional pipeline is the source of its reverse, so this covers it). The sink of one-way
- * pipelines may go without: it writes unmarked. s: the connector's section. */
-static void connector_check_server_id(ConfParser *p, const ConfSection *s, const ConnectorConf *k) {
+/* What connector k lacks to be read as a source, as its type says (MySQL: a server_id), reported
+ * once, for the first pipeline that reads it. s: the connector's section. */
+static void connector_check_source(ConfParser *p, const ConfSection *s, const ConnectorConf *k) {
         const Conf *c = p->conf;
-        if (!k->type || strcmp(k->type, "mysql") != 0 || entry_get(s, "server_id"))
+        const ConnectorType *t = k->type ? connector_type(k->type) : NULL;
+        const char **set = NULL;
+        char msg[1024];
+        int i;
+        if (!t || !t->conf_source)
                 return;
-        for (int i = 0; i < c->npipelines; i++)
-                if (c->pipelines[i].source == k) {
-                        conf_err(p, s->line,
-                                 "[connector.%s] has no server_id — add server_id = 1..4294967295: pipeline %s "
-                                 "reads the server's binlog as a replica with that id",
-                                 k->name, c->pipelines[i].name);
-                        return;
-                }
+        for (i = 0; i < c->npipelines && c->pipelines[i].source != k; i++)
+                ;
+        if (i == c->npipelines)
+                return;
+        if (!(set = calloc((size_t)s->nentries + 1, sizeof(*set)))) {
+                p->oom = true;
+                return;
+        }
+        for (int j = 0; j < s->nentries; j++)
+                set[j] = s->entries[j].key;
+        if (t->conf_source(k, set, &c->pipelines[i], msg, sizeof(msg)))
+                conf_err(p, s->line, "%s", msg);
+        free(set);
 }
 
 static void guard_report(void *userdata, const PipelineConf *pl, const PipelineConf *other, bool error,
@@ -590,35 +587,29 @@ static void guard_report(void *userdata, const PipelineConf *pl, const PipelineC
                 p->conf->nwarnings++;
 }
 
-/* What would destroy or loop, as far as the conf's text tells where each connector's data is: the
- * same dsn is the same database, the same MySQL host and port the same server (check --connect
- * asks the servers themselves). */
+/* What would destroy or loop, as far as the conf's text tells where each connector's data is (its
+ * type's conf_place: the same dsn is the same PostgreSQL database, the same MySQL host and port
+ * the same server); check --connect asks the servers themselves. */
 static void conf_guard(ConfParser *p) {
         Conf *c = p->conf;
         GuardPlace *places = calloc((size_t)c->nconnectors + 1, sizeof(*places));
-        char(*hostport)[300] = calloc((size_t)c->nconnectors + 1, sizeof(*hostport));
-        if (!places || !hostport) {
+        char(*buf)[300] = calloc((size_t)c->nconnectors + 1, sizeof(*buf));
+        if (!places || !buf) {
                 p->oom = true;
                 goto out;
         }
         for (int i = 0; i < c->nconnectors; i++) {
                 const ConnectorConf *k = &c->connectors[i];
-                if (!k->type)
-                        continue;
-                if (strcmp(k->type, "postgres") == 0 && k->dsn) {
-                        places[i] = (GuardPlace){k->dsn, k->dsn, "the same dsn", "the same dsn"};
-                } else if (strcmp(k->type, "mysql") == 0) {
-                        snprintf(hostport[i], sizeof(hostport[i]), "mysql %s:%d", k->host ? k->host : "localhost",
-                                 k->port);
-                        places[i] = (GuardPlace){hostport[i], NULL, "the same host and port", "the same host and port"};
-                }
+                const ConnectorType *t = k->type ? connector_type(k->type) : NULL;
+                if (t && t->conf_place && t->conf_place(k, buf[i], sizeof(buf[i]), &places[i]) < 0)
+                        places[i] = (GuardPlace){0};
         }
         GuardWorld w = {.places = places};
         if (guard_check(c, &w, guard_report, p) < 0)
                 p->oom = true;
 out:
         free(places);
-        free(hostport);
+        free(buf);
 }
 
 /* Builds the Conf from the parsed sections: service, then connectors (pipelines point at them). */
@@ -656,7 +647,7 @@ static void conf_build(ConfParser *p) {
                         pipeline_load(p, &p->sections[i], &c->pipelines[c->npipelines++]);
         for (int i = 0, k = 0; i < p->nsections; i++)
                 if (p->sections[i].kind == SEC_CONNECTOR)
-                        connector_check_server_id(p, &p->sections[i], &c->connectors[k++]);
+                        connector_check_source(p, &p->sections[i], &c->connectors[k++]);
         /* A bidirectional pair never empties a side: its first copy merges. */
         for (int i = 0, n = 0; i < p->nsections; i++) {
                 if (p->sections[i].kind != SEC_PIPELINE)
@@ -790,7 +781,8 @@ int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
         const TableMap *wild = NULL;
         if (strcmp(schema, "cdcsync") == 0) /* our own bookkeeping keeps its place */
                 p = NULL;
-        if (p && p->sink && p->sink->type && strcmp(p->sink->type, "mysql") == 0 && p->sink->database) {
+        const ConnectorType *kt = p && p->sink && p->sink->type ? connector_type(p->sink->type) : NULL;
+        if (kt && kt->sink_database_is_schema && p->sink->database) {
                 to_schema = p->sink->database;
                 slen = strlen(to_schema);
         }

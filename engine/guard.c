@@ -95,12 +95,12 @@ static void claims_scan(Claims *cl, bool (*conflict)(const Claim *a, const Claim
         }
 }
 
-static bool is_type(const ConnectorConf *k, const char *type) {
-        return k && k->type && strcmp(k->type, type) == 0;
+static const ConnectorType *type_of(const ConnectorConf *k) {
+        return k && k->type ? connector_type(k->type) : NULL;
 }
 
 static bool is_database(const ConnectorConf *k) {
-        const ConnectorType *t = k && k->type ? connector_type(k->type) : NULL;
+        const ConnectorType *t = type_of(k);
         return t && t->holds_tables;
 }
 
@@ -121,18 +121,13 @@ void guard_default_pg_name(const char *pipeline, char *buf, size_t len) {
 }
 
 /* Two pipelines that may write one table: each other's reverse (sync in both directions), or
- * members of one Kafka consumer group (they share the partitions, each change is read once). */
+ * readers dividing one stream between them (ConnectorType.shares_stream: one Kafka consumer group
+ * shares the partitions, each change is read once). */
 static bool may_share(const PipelineConf *a, const PipelineConf *b) {
         if (a->source == b->sink && a->sink == b->source)
                 return true;
-        if (!is_type(a->source, "kafka") || !is_type(b->source, "kafka"))
-                return false;
-        char ga[NAME_MAX_LEN], gb[NAME_MAX_LEN];
-        snprintf(ga, sizeof(ga), "%s%s", a->source->group ? "" : "cdcsync_",
-                 a->source->group ? a->source->group : a->name);
-        snprintf(gb, sizeof(gb), "%s%s", b->source->group ? "" : "cdcsync_",
-                 b->source->group ? b->source->group : b->name);
-        return strcmp(ga, gb) == 0 && nullcmp(a->source->brokers, b->source->brokers) == 0;
+        const ConnectorType *t = type_of(a->source);
+        return t && t == type_of(b->source) && t->shares_stream && t->shares_stream(a, b);
 }
 
 /* Splits "schema.table" at its first dot into buffers; false when it has none or is too long. */
@@ -200,7 +195,9 @@ static bool sink_clash(const Claim *a, const Claim *b, void *ud) {
                     "pipeline %s writes both %s and %s into table %s of sink %s — their rows would mix and "
                     "overwrite each other: give each its own target table (fix map%s)",
                     pa->name, b->what, a->what, a->k3, pa->sink->name,
-                    is_type(pa->sink, "mysql") && pa->sink->database ? ", or remove database from the sink" : "");
+                    type_of(pa->sink) && type_of(pa->sink)->sink_database_is_schema && pa->sink->database
+                            ? ", or remove database from the sink"
+                            : "");
                 return true;
         }
         if (may_share(pa, pb))
@@ -406,7 +403,8 @@ static void check_names(Ctx *x) {
         Claims derived_slot = {0}, derived_pub = {0}, slots = {0}, pubs = {0};
         for (int i = 0; i < c->npipelines; i++) {
                 const PipelineConf *p = &c->pipelines[i];
-                if (!is_type(p->source, "postgres"))
+                const ConnectorType *t = type_of(p->source);
+                if (!t || !t->source_slot_and_publication)
                         continue;
                 char def[NAME_MAX_LEN];
                 guard_default_pg_name(p->name, def, sizeof(def));

@@ -3,10 +3,13 @@
 #include <string.h>
 
 #include "cdcsync/connector.h"
+#include "kafka/kafka_rules.h"
 #include "kafka/kafka_sink.h"
 #include "kafka/kafka_source.h"
+#include "mysql/mysql_rules.h"
 #include "mysql/mysql_sink.h"
 #include "mysql/mysql_source.h"
+#include "postgres/pg_rules.h"
 #include "postgres/pg_sink.h"
 #include "postgres/pg_source.h"
 
@@ -17,6 +20,9 @@ static const ConnectorType types[] = {
                 .sink = &pg_sink_ops,
                 .holds_tables = true,
                 .write_mark = pg_sink_write_mark,
+                .conf_shared_source = pg_rules_shared_source,
+                .conf_place = pg_rules_conf_place,
+                .source_slot_and_publication = true,
         },
         {
                 .type = "mysql",
@@ -24,12 +30,18 @@ static const ConnectorType types[] = {
                 .sink = &mysql_sink_ops,
                 .holds_tables = true,
                 .write_mark = mysql_sink_write_mark,
+                .conf_shared_source = mysql_rules_shared_source,
+                .conf_source = mysql_rules_conf_source,
+                .conf_place = mysql_rules_conf_place,
+                .sink_database_is_schema = true,
         },
         {
                 .type = "kafka",
                 .source = &kafka_source_ops,
                 .sink = &kafka_sink_ops,
                 .sink_versions_in_messages = true,
+                .shares_stream = kafka_rules_shares_stream,
+                .source_passes_bad_messages = true,
         },
 };
 

@@ -202,6 +202,8 @@ typedef struct {
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;
 
+struct GuardPlace; /* guard.h: where a connector's tables live */
+
 /* A connector type as the engine knows it: its source and sink, and the facts the engine decides
  * by, so that engine code asks the type instead of comparing type names (engine/registry.c lists
  * the types). */
@@ -219,6 +221,34 @@ typedef struct {
          * sink's own log (TxnInfo.origin); NULL when its writes carry none. Returns what snprintf
          * returns. */
         int (*write_mark)(const PipelineConf *writer, char *buf, size_t len);
+
+        /* ---- the conf: what conf_load and guard.h ask; the rules live in connectors/<type>/ ---- */
+        /* Optional (NULL: they may): whether two pipelines may both read one connector of this type,
+         * `earlier` defined first. 1 with the refusal in msg (they would share one replication slot,
+         * one replica id), 0 when they may. */
+        int (*conf_shared_source)(const PipelineConf *earlier, const PipelineConf *later, char *msg, size_t len);
+        /* Optional: what connector conn lacks to be read as the source of pipeline `reader`, `set`
+         * being the keys its section sets (NULL-terminated). 1 with the refusal in msg, else 0. */
+        int (*conf_source)(const ConnectorConf *conn, const char *const *set, const PipelineConf *reader, char *msg,
+                           size_t len);
+        /* Optional: where conn's data lives as far as its conf text tells (before any server is
+         * asked; `check --connect` asks locate()). Fills *ret, its strings borrowed from conn, from
+         * buf or static; returns 0, or -1 when the text does not tell. */
+        int (*conf_place)(const ConnectorConf *conn, char *buf, size_t len, struct GuardPlace *ret);
+        /* Optional (NULL: no): whether pipelines a and b, both reading sources of this type, divide
+         * one stream between them (Kafka: one consumer group of one cluster): each change reaches one
+         * of them, so they may write one table. */
+        bool (*shares_stream)(const PipelineConf *a, const PipelineConf *b);
+        /* Its source reads through a replication slot and a publication, named by the slot and
+         * publication keys or else after the pipeline (guard_default_pg_name()): no two pipelines
+         * may share either. */
+        bool source_slot_and_publication;
+        /* Its source can pass by a message it cannot read (on_bad_message: skip or dead_letter);
+         * other sources stop on it. */
+        bool source_passes_bad_messages;
+        /* Its sink writes into the database its `database` key names in place of each source
+         * table's schema (MySQL: a database is a schema). */
+        bool sink_database_is_schema;
 } ConnectorType;
 
 /* The registry: the type named `type`, NULL when there is none. */

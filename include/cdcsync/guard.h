@@ -14,7 +14,7 @@
 
 /* Where a connector's tables live. Two places are one database when their servers are equal text
  * and, for PostgreSQL, their databases too; a MySQL server's tables name their database. */
-typedef struct {
+typedef struct GuardPlace {
         const char *server;     /* NULL: unknown, or not a database (Kafka) */
         const char *database;   /* PostgreSQL: the database; NULL where tables name theirs (MySQL) */
         const char *why;        /* why two equal places are one, for messages: "the same dsn",

@@ -1,0 +1,24 @@
+/* A PostgreSQL connector's conf rules (see pg_rules.h). */
+#include <stdio.h>
+
+#include "cdcsync/guard.h"
+#include "postgres/pg_rules.h"
+
+int pg_rules_shared_source(const PipelineConf *earlier, const PipelineConf *later, char *msg, size_t len) {
+        const ConnectorConf *k = later->source;
+        if (!k->slot) /* each pipeline gets its own slot, cdcsync_<pipeline> */
+                return 0;
+        snprintf(msg, len,
+                 "pipelines %s and %s both read slot %s of %s — a slot feeds one pipeline: remove slot from "
+                 "[connector.%s] (each pipeline then gets its own) or give each pipeline its own connector",
+                 earlier->name, later->name, k->slot, k->name, k->name);
+        return 1;
+}
+
+int pg_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, GuardPlace *ret) {
+        (void)buf, (void)len;
+        if (!conn->dsn)
+                return -1;
+        *ret = (GuardPlace){conn->dsn, conn->dsn, "the same dsn", "the same dsn"};
+        return 0;
+}

@@ -1,0 +1,10 @@
+/* A PostgreSQL connector's conf rules: what conf_load and guard.h ask of its type
+ * (ConnectorType in connector.h). */
+#pragma once
+
+#include "cdcsync/connector.h"
+
+/* Two pipelines reading one connector that names its slot would share that slot. */
+int pg_rules_shared_source(const PipelineConf *earlier, const PipelineConf *later, char *msg, size_t len);
+/* The place its conf text tells: the same dsn is the same database. */
+int pg_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, struct GuardPlace *ret);
