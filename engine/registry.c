@@ -23,6 +23,11 @@ static const ConnectorType types[] = {
                 .conf_shared_source = pg_rules_shared_source,
                 .conf_place = pg_rules_conf_place,
                 .source_slot_and_publication = true,
+                .source_dialect = CONNECTOR_DIALECT_POSTGRES,
+                .source_relation_ids = true,
+                .source_lsn_is_position = true,
+                .debezium_name = "postgresql",
+                .conf_database = pg_rules_conf_database,
         },
         {
                 .type = "mysql",
@@ -34,6 +39,8 @@ static const ConnectorType types[] = {
                 .conf_source = mysql_rules_conf_source,
                 .conf_place = mysql_rules_conf_place,
                 .sink_database_is_schema = true,
+                .source_dialect = CONNECTOR_DIALECT_MYSQL,
+                .debezium_name = "mysql",
         },
         {
                 .type = "kafka",

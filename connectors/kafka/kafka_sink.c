@@ -8,7 +8,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
 #include "cdcsync/log.h"
@@ -51,6 +50,7 @@ struct Sink {
         char ctx[256];
         char *db;                  /* owned: the source database's name, NULL when unknown */
         const char *src_connector; /* Debezium's connector name: "postgresql" or "mysql" */
+        bool src_lsn;              /* a change's lsn is its whole position (ConnectorType.source_lsn_is_position) */
         long timeout_ms;           /* message.timeout.ms in effect */
         /* Delivery reports run in the sink thread (inside poll/flush): no locking. A failure is
          * kept until rollback(): every batch after it is suspect, the attempt must end. */
@@ -342,23 +342,6 @@ static Sink *kafka_sink_free(Sink *k) {
         return NULL;
 }
 
-/* The database name of a PostgreSQL source, for source.db (Debezium has it). */
-static char *pg_dbname(const char *dsn) {
-        char *db = NULL, *user = NULL;
-        PQconninfoOption *opts = dsn ? PQconninfoParse(dsn, NULL) : NULL;
-        if (!opts)
-                return NULL;
-        for (PQconninfoOption *o = opts; o->keyword; o++) {
-                if (strcmp(o->keyword, "dbname") == 0 && o->val && *o->val)
-                        db = o->val;
-                if (strcmp(o->keyword, "user") == 0 && o->val && *o->val)
-                        user = o->val;
-        }
-        char *ret = db ? strdup(db) : user ? strdup(user) : NULL;
-        PQconninfoFree(opts);
-        return ret;
-}
-
 static int topic_entry(Sink *k, const char *tschema, const char *tname, TopicEntry **ret, CdcError *err);
 
 /* For the tables the conf names, the producer learns the topics' partitions and leaders now,
@@ -396,12 +379,13 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
                 r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "source type %s has no positions", pipe->source->type);
                 goto out;
         }
-        if (strcmp(pipe->source->type, "postgres") == 0) {
-                k->src_connector = "postgresql";
-                k->db = pg_dbname(pipe->source->dsn);
-        } else {
-                k->src_connector = pipe->source->type;
-                k->db = pipe->source->database ? strdup(pipe->source->database) : NULL;
+        const ConnectorType *st = connector_type(pipe->source->type);
+        k->src_connector = st->debezium_name ? st->debezium_name : pipe->source->type;
+        k->src_lsn = st->source_lsn_is_position;
+        if (st->conf_database ? st->conf_database(pipe->source, &k->db) < 0
+                              : pipe->source->database && !(k->db = strdup(pipe->source->database))) {
+                r = cdc_oom(err);
+                goto out;
         }
         char probe[ENVELOPE_TOPIC_MAX + 1];
         if (envelope_topic(conn->topic ? conn->topic : DEFAULT_TOPIC, "c", "s", "t", probe, sizeof(probe)) < 0) {
@@ -791,7 +775,7 @@ static int kafka_sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcErr
         if (r < 0)
                 return r;
         /* A PostgreSQL change knows its own LSN; others are placed by their commit position. */
-        if (c->lsn && strcmp(k->src_connector, "postgresql") == 0)
+        if (c->lsn && k->src_lsn)
                 k->src_ops->format_position((Position){0, c->lsn}, pos_text, sizeof(pos_text));
         else
                 snprintf(pos_text, sizeof(pos_text), "%s", k->txn_pos_text);

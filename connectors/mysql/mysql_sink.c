@@ -399,7 +399,9 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                         "NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (pipeline, source_table)) ENGINE=InnoDB "
                         "DEFAULT CHARSET=utf8mb4",
                         err);
-        k->rels = pipe && pipe->source && pipe->source->type && strcmp(pipe->source->type, "postgres") == 0;
+        const ConnectorType *st =
+                pipe && pipe->source && pipe->source->type ? connector_type(pipe->source->type) : NULL;
+        k->rels = st && st->source_relation_ids;
         if (r >= 0 && k->rels)
                 r = mysql_sink_simple(
                         k,

@@ -66,8 +66,9 @@ static void mysql_type(const Sink *k, const Column *c, StrBuf *q) {
         /* a PostgreSQL domain maps as its base type */
         const char *tn = c->base_type ? c->base_type : c->type_name ? c->type_name : "";
         unsigned n = 0;
-        if (k->pipe && k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "mysql") == 0 &&
-            tn[0]) {
+        const ConnectorType *st =
+                k->pipe && k->pipe->source && k->pipe->source->type ? connector_type(k->pipe->source->type) : NULL;
+        if (st && st->source_dialect == CONNECTOR_DIALECT_MYSQL && tn[0]) {
                 strbuf_puts(q, tn); /* from information_schema COLUMN_TYPE: a type, not data */
                 return;
         }

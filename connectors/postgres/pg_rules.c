@@ -1,5 +1,9 @@
 /* A PostgreSQL connector's conf rules (see pg_rules.h). */
+#include <errno.h>
+#include <libpq-fe.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cdcsync/guard.h"
 #include "postgres/pg_rules.h"
@@ -21,4 +25,22 @@ int pg_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, GuardP
                 return -1;
         *ret = (GuardPlace){conn->dsn, conn->dsn, "the same dsn", "the same dsn"};
         return 0;
+}
+
+int pg_rules_conf_database(const ConnectorConf *conn, char **ret) {
+        const char *db = NULL, *user = NULL;
+        PQconninfoOption *opts = conn->dsn ? PQconninfoParse(conn->dsn, NULL) : NULL;
+        *ret = NULL;
+        if (!opts)
+                return 0;
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+                if (strcmp(o->keyword, "dbname") == 0 && o->val && *o->val)
+                        db = o->val;
+                if (strcmp(o->keyword, "user") == 0 && o->val && *o->val)
+                        user = o->val;
+        }
+        if (db || user)
+                *ret = strdup(db ? db : user);
+        PQconninfoFree(opts);
+        return (db || user) && !*ret ? -ENOMEM : 0;
 }

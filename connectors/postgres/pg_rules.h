@@ -8,3 +8,6 @@
 int pg_rules_shared_source(const PipelineConf *earlier, const PipelineConf *later, char *msg, size_t len);
 /* The place its conf text tells: the same dsn is the same database. */
 int pg_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, struct GuardPlace *ret);
+/* The database its dsn names (dbname, else user, as libpq defaults it); *ret NULL when it names
+ * neither or does not parse. */
+int pg_rules_conf_database(const ConnectorConf *conn, char **ret);

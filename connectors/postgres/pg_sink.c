@@ -120,8 +120,13 @@ static int ensure_checkpoint_table(Sink *k, CdcError *err) {
         return r < 0 ? r : ensure_copies_table(k, err);
 }
 
-bool pg_sink_source_is_postgres(const Sink *k) {
-        return k->pipe->source && k->pipe->source->type && strcmp(k->pipe->source->type, "postgres") == 0;
+const ConnectorType *pg_sink_source_type(const Sink *k) {
+        return k->pipe->source && k->pipe->source->type ? connector_type(k->pipe->source->type) : NULL;
+}
+
+bool pg_sink_native(const Sink *k) {
+        const ConnectorType *t = pg_sink_source_type(k);
+        return t && t->source_dialect == CONNECTOR_DIALECT_POSTGRES;
 }
 
 /* The source relation (pgoutput relation id, which is the table's oid) that each source table of
@@ -134,7 +139,7 @@ static void ensure_relations_table(Sink *k) {
         PGresult *res = NULL;
 
         k->rels_ok = false;
-        if (!pg_sink_source_is_postgres(k))
+        if (!pg_sink_source_type(k) || !pg_sink_source_type(k)->source_relation_ids)
                 return;
         if (pg_pipe_exec_params(k, "SELECT to_regclass('cdcsync.relations') IS NOT NULL", 0, NULL,
                                 "looking up cdcsync.relations", &res, &e) < 0) {

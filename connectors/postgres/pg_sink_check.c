@@ -165,7 +165,8 @@ int pg_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError 
          * to it. */
         for (int i = 0; pipe->conf && i < pipe->conf->npipelines; i++) {
                 const PipelineConf *o = &pipe->conf->pipelines[i];
-                if (!o->sink || !o->sink->type || strcmp(o->sink->type, "postgres") != 0 || !same_server(o->sink, conn))
+                /* a sink of this type (conn's) on this server */
+                if (!o->sink || !o->sink->type || strcmp(o->sink->type, conn->type) != 0 || !same_server(o->sink, conn))
                         continue;
                 char *names = NULL, *sql = NULL;
                 if (o == pipe && pg_origin_stale(c, pipe, &names, &sql) == 0 && names)

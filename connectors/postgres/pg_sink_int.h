@@ -164,7 +164,11 @@ int pg_origin_setup(Sink *k, CdcError *err);
 int pg_sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
 
 /* pg_sink.c */
-bool pg_sink_source_is_postgres(const Sink *k);
+/* The pipeline's source type (its facts, connector.h), NULL when it has none. */
+const ConnectorType *pg_sink_source_type(const Sink *k);
+/* The source's tables are described in PostgreSQL's terms (ConnectorType.source_dialect): their
+ * declared types, the types they need and their generated columns are kept. */
+bool pg_sink_native(const Sink *k);
 char *pg_sink_describe(const char *op, const char *schema, const char *name, const Table *t, const Value *kv,
                        const uint8_t *mask, uint32_t row);
 int pg_sink_grow(Sink *k, int ncols);

@@ -130,7 +130,7 @@ static int ensure_types(Sink *k, const Table *t, CdcError *err) {
 /* Creates the sink table from the source's shape t (create_tables), with the types it needs and
  * its generated columns when the source is PostgreSQL. */
 static int create_table(Sink *k, const char *schema, const char *name, const Table *t, CdcError *err) {
-        bool native = pg_sink_source_is_postgres(k);
+        bool native = pg_sink_native(k);
         bool clear = native && (t->ntypes > 0 || t->ngen > 0);
         char *sql = NULL, *qs = NULL, *create_schema = NULL, *saved = NULL;
         int r = pg_sql_create_table(schema, name, t, native, &sql);
@@ -291,7 +291,7 @@ int pg_target_ensure_columns(Sink *k, TState *ts, const Table *t, CdcError *err)
                                  err);
                 goto out;
         }
-        bool native = pg_sink_source_is_postgres(k);
+        bool native = pg_sink_native(k);
         if (native && t->ntypes > 0) { /* the new columns' types */
                 char *saved = NULL;
                 r = path_clear(k, &saved, err);

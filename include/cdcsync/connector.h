@@ -204,6 +204,15 @@ typedef struct {
 
 struct GuardPlace; /* guard.h: where a connector's tables live */
 
+/* Whose SQL a source's tables are described in (ConnectorType.source_dialect): Column.type_name
+ * is a type as that system declares it, and a sink of the same system keeps it (and the types and
+ * generated columns the table needs); other sinks map types by Column.cls. */
+typedef enum {
+        CONNECTOR_DIALECT_NONE = 0,
+        CONNECTOR_DIALECT_POSTGRES,
+        CONNECTOR_DIALECT_MYSQL,
+} ConnectorDialect;
+
 /* A connector type as the engine knows it: its source and sink, and the facts the engine decides
  * by, so that engine code asks the type instead of comparing type names (engine/registry.c lists
  * the types). */
@@ -249,6 +258,23 @@ typedef struct {
         /* Its sink writes into the database its `database` key names in place of each source
          * table's schema (MySQL: a database is a schema). */
         bool sink_database_is_schema;
+
+        /* ---- what a sink asks of its pipeline's source type (connector_type(pipe->source->type)) ---- */
+        ConnectorDialect source_dialect;
+        /* Its source's Table.rel_id names the source relation and is new when a table is dropped and
+         * created again under its name (PostgreSQL's oid): a database sink keeps them per pipeline
+         * (cdcsync.relations), so that the rows of a new relation are not merged into the old one's. */
+        bool source_relation_ids;
+        /* Its source's Change.lsn is a whole position, (Position){0, lsn}: a Kafka sink publishes it
+         * as the change's own; other changes are placed by their commit position. */
+        bool source_lsn_is_position;
+        /* Debezium's name of the connector of this source ("postgresql"): what a Kafka sink's change
+         * messages say they come from; NULL: the type's name. */
+        const char *debezium_name;
+        /* Optional: the database a connector's data is in as its conf tells (PostgreSQL: the dsn's
+         * dbname, else its user), for a Kafka sink's messages; *ret owned by the caller, NULL when
+         * unknown; returns 0 or -ENOMEM. NULL: the `database` key. */
+        int (*conf_database)(const ConnectorConf *conn, char **ret);
 } ConnectorType;
 
 /* The registry: the type named `type`, NULL when there is none. */
