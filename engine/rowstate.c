@@ -360,8 +360,22 @@ static bool same_write(const Version *a, const Version *b) {
                a->deleted == b->deleted;
 }
 
+/* v without the entries of pipelines' writes ("w.P": connector names hold no '.'). A write of ours
+ * copies a version from S to K and adds nothing to the row's content, so it orders nothing
+ * between application writes: S's next write of a row it alone writes follows the version we
+ * copied, not just the one S held, and an echo of an older copy is older, not concurrent. Those
+ * entries order only what the reverse pipeline has read of K (belief). */
+static VClock content_clock(const VClock *v) {
+        VClock c = {0};
+        for (uint32_t i = 0; i < v->n; i++)
+                if (strncmp(v->e[i].node, "w.", 2) != 0)
+                        c.e[c.n++] = v->e[i];
+        return c;
+}
+
 /* Decides whether S's row version in (an application write, or what an echo left) goes to K,
- * which holds kh as far as we know; records the write in our "K/" row when it goes. */
+ * which holds kh as far as we know; records the write in our "K/" row when it goes. Causality is
+ * decided on the rows' content clocks (content_clock); what is recorded keeps every entry. */
 static int forward(RowState *rs, Change *c, const char *sspace, const char *kspace, const char *key, size_t n,
                    const Version *kh, bool fkh, const Version *in, uint64_t wcounter, bool *ret_apply, CdcError *err) {
         Version merged;
@@ -375,8 +389,17 @@ static int forward(RowState *rs, Change *c, const char *sspace, const char *kspa
                 if (r == 0)
                         r = in->seq > kh->seq ? VERSION_APPLY : VERSION_SKIP;
         } else {
-                r = version_decide(fkh ? kh : NULL, in, rs->conf->conflict, rs->conf->resolve,
+                Version khc = fkh ? *kh : (Version){0}, inc = *in;
+                khc.vv = content_clock(&khc.vv);
+                inc.vv = content_clock(&in->vv);
+                r = version_decide(fkh ? &khc : NULL, &inc, rs->conf->conflict, rs->conf->resolve,
                                    (const char *const *)rs->conf->priority, rs->conf->npriority, &merged, &resolution);
+                if (r >= 0 && fkh) {
+                        int m = vclock_merge(&kh->vv, &in->vv, &merged.vv);
+                        r = m < 0 ? m : r;
+                } else if (r >= 0) {
+                        merged.vv = in->vv;
+                }
         }
         if (r < 0)
                 return cdc_error(err, r, false, CDC_ERR_STATE, "cannot decide a change of %s: %s", sspace,

@@ -121,6 +121,11 @@ log "events p2m/m2p since the last start: $e1 then $e2; transactions: $t1 then $
 [ "$e1" = "$e2" ] && [ "$t1" = "$t2" ] || fail "counters still move after the writes stopped: a loop"
 synced >"$WORK/final.out" || fail "the sides drifted apart after settling: $(cat "$WORK/final.out")"
 
+# Each side writes its own keys: nothing is concurrent, so nothing is a conflict (kills included).
+c=$(metric_sum cdcsync_conflicts_total p2m)/$(metric_sum cdcsync_conflicts_total m2p)
+[ "$c" = "0/0" ] && [ ! -s "$WORK/state/conflicts.jsonl" ] ||
+  fail "conflicts where each side wrote its own keys (p2m/m2p since the last start): $c; $(head -c 600 "$WORK/state/conflicts.jsonl" 2>/dev/null)"
+
 # Both sides' rows crossed over, and enough of them to mean something.
 n_pg=$(psql_on p -c "SELECT count(*) FROM acc WHERE id > 100000")
 n_my=$(my_on m -e "SELECT count(*) FROM acc WHERE id <= 2000")
