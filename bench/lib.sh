@@ -34,17 +34,15 @@ pg_postmaster_pid() { head -1 "$1/data/postmaster.pid"; }
 my_server_pid() { cat "$1/mysqld.pid"; }
 
 # pg_digest NAME DATABASE TABLE... — "TABLE=count:md5 ..." of the tables of DATABASE on cluster NAME,
-# each ordered by its whole row (lib.sh's table_digest, in any database): a target equals its
-# source when their digests are equal.
+# each ordered by its whole row (lib.sh's table_digest, in any database, in one query): a target
+# equals its source when their digests are equal.
 pg_digest() {
-  local name=$1 db=$2 t d out=""
+  local name=$1 db=$2 t q=""
   shift 2
   for t in "$@"; do
-    # A failed query must not give an empty digest on both sides, which would compare equal.
-    d=$(psql_on "$name" -d "$db" -c "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text COLLATE \"C\")), '') FROM $t t") || return 1
-    out+="$t=$d "
+    q+="${q:+ || ' ' || }'$t=' || (SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text COLLATE \"C\")), '') FROM $t t)"
   done
-  echo "${out% }"
+  psql_on "$name" -d "$db" -c "SELECT $q"
 }
 
 # pg_marker_on NAME [SCHEMA] / my_marker_on NAME [DATABASE] — 1 once the backlog's last transaction

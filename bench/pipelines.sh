@@ -28,71 +28,36 @@
 # cdcsync_cpu_ms_per_txn: its CPU from the load's start until every target was equal, per source
 # transaction; machine_busy_pct of all cores, loadavg), a summary on stderr.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CDCSYNC=${CDCSYNC:-$SRCDIR/build/cdcsync}
 NS=${NS:-1 5 10 20}
 RATE=${RATE:-20}
 SECS=${SECS:-60}
-WORK=$(mktemp -d /tmp/cdcsync-bench-pipelines.XXXXXX)
-chmod 755 "$WORK"
-STATE=${STATE_DIR:-$WORK/state}
-SERVICE_PID=""
 MON_PID=""
 LOAD_PIDS=()
-CLUSTERS=()
+# The load and the monitor stop before lib.sh's cleanup (which keeps the exit status).
+trap 'rc=$?; set +e; [ -n "$MON_PID" ] && kill "$MON_PID" 2>/dev/null; for p in "${LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null; done; (exit $rc); cleanup' EXIT
 
-say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { say "FAIL: $*"; exit 1; }
-
-cleanup() {
-  local rc=$?
-  [ -n "$SERVICE_PID" ] && kill -9 "$SERVICE_PID" 2>/dev/null || true
-  [ -n "$MON_PID" ] && kill "$MON_PID" 2>/dev/null || true
-  for p in "${LOAD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for d in "${CLUSTERS[@]}"; do bash "$SRCDIR/scripts/pg.sh" stop "$d" || true; done
-  if [ $rc -ne 0 ] && [ -f "$WORK/service.log" ]; then tail -n 30 "$WORK/service.log" >&2; fi
-  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
-  exit $rc
-}
-trap cleanup EXIT
-
-[ -x "$CDCSYNC" ] || die "no cdcsync binary at $CDCSYNC (build first, or set CDCSYNC)"
+# The service's state_dir is write_conf's $WORK/state; STATE_DIR puts it elsewhere through a link.
+STATE=$WORK/state
+if [ -n "${STATE_DIR:-}" ]; then
+  mkdir -p "$STATE_DIR"
+  ln -s "$STATE_DIR" "$STATE"
+fi
+mkdir -p "$STATE"
 PRELOAD=""
 if [ -n "${SLOW_SYNC_US:-}" ]; then
-  cc -shared -fPIC -O2 -o "$WORK/slow_sync.so" "$SRCDIR/bench/slow_sync.c" -ldl || die "cannot build slow_sync.so"
+  cc -shared -fPIC -O2 -o "$WORK/slow_sync.so" "$BENCH_DIR/slow_sync.c" -ldl || fail "cannot build slow_sync.so"
   PRELOAD="$WORK/slow_sync.so"
 fi
 NMAX=0
 for n in $NS; do [ "$n" -gt "$NMAX" ] && NMAX=$n; done
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-declare -A PORT
-start_cluster() {
-  local name=$1
-  PORT[$name]=$(free_port)
-  bash "$SRCDIR/scripts/pg.sh" start "$WORK/pg_$name" "${PORT[$name]}"
-  CLUSTERS+=("$WORK/pg_$name")
-}
-
-sql() {
-  local name=$1 db=$2
-  shift 2
-  psql -X -h 127.0.0.1 -p "${PORT[$name]}" -U postgres -d "$db" -qAt -v ON_ERROR_STOP=1 "$@"
-}
-
-dsn() { printf 'host=127.0.0.1 port=%s user=postgres dbname=%s' "${PORT[$1]}" "$2"; }
-
-digest() {
-  sql "$1" "$2" -c "SELECT (SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t.id)), '') FROM acc t) || ' ' ||
-                           (SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t.id)), '') FROM hist t)"
-}
-
-# cpu_ticks PID — user+system clock ticks of a process.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+dsn() { local d; d=$(pg_dsn "$1"); printf '%s' "${d%postgres}$2"; } # NAME DATABASE
+digest() { pg_digest "$1" "$2" acc hist; }                          # NAME DATABASE
+target_is() { [ "$(digest dst "$1")" = "$2" ]; }                     # DATABASE DIGEST
+healthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1/healthz")" = 200 ]; }
 # machine_ticks — "busy total" clock ticks of all cores.
 machine_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 
@@ -100,16 +65,17 @@ SCHEMA="
 CREATE TABLE acc (id int PRIMARY KEY, bal bigint NOT NULL);
 CREATE TABLE hist (id bigserial PRIMARY KEY, aid int NOT NULL, delta int NOT NULL, at timestamptz NOT NULL);"
 
-say "starting 2 PostgreSQL 15 clusters (fsync = off on both)"
-start_cluster src
-start_cluster dst
+log "starting 2 PostgreSQL 15 clusters (fsync = off on both)"
+pg_start src
+pg_start dst
 for c in src dst; do
-  sql $c postgres -c "ALTER SYSTEM SET max_connections = $((3 * NMAX + 30))" \
+  psql_on $c -c "ALTER SYSTEM SET max_connections = $((3 * NMAX + 30))" \
     -c "ALTER SYSTEM SET max_replication_slots = $((NMAX + 4))" -c "ALTER SYSTEM SET max_wal_senders = $((NMAX + 4))"
-  bash "$SRCDIR/scripts/pg.sh" restart "$WORK/pg_$c"
+  d="PG_${c}_DIR"
+  bash "$SRCDIR/scripts/pg.sh" restart "${!d}"
 done
-sql dst postgres -c "CREATE DATABASE monitor"
-sql dst monitor -c "CREATE EXTENSION dblink"
+psql_on dst -c "CREATE DATABASE monitor"
+psql_on dst -d monitor -c "CREATE EXTENSION dblink"
 
 cat >"$WORK/txn.sql" <<'SQL'
 \set aid random(1, 1000)
@@ -122,34 +88,23 @@ SQL
 
 run_one() {
   local n=$1 i
-  say "N=$n: $n databases on each side, service with $n pipelines (state_dir $STATE)"
+  log "N=$n: $n databases on each side, service with $n pipelines (state_dir ${STATE_DIR:-$STATE})"
   for i in $(seq 1 "$n"); do
-    sql src postgres -c "CREATE DATABASE p$i"
-    sql dst postgres -c "CREATE DATABASE p$i"
-    sql src "p$i" -c "$SCHEMA" -c "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 1000) g"
-    sql dst "p$i" -c "$SCHEMA"
+    psql_on src -c "CREATE DATABASE p$i"
+    psql_on dst -c "CREATE DATABASE p$i"
+    psql_on src -d "p$i" -c "$SCHEMA" -c "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 1000) g"
+    psql_on dst -d "p$i" -c "$SCHEMA"
   done
   rm -rf "$STATE"/* 2>/dev/null || true
   local mport
   mport=$(free_port)
-  {
-    printf '[service]\nstate_dir = %s\nmetrics_listen = 127.0.0.1:%s\nlog_level = %s\n\n' "$STATE" "$mport" "${LOG_LEVEL:-info}"
-    for i in $(seq 1 "$n"); do
-      printf '[connector.s%d]\ntype = postgres\ndsn = %s\n\n' "$i" "$(dsn src "p$i")"
-      printf '[connector.d%d]\ntype = postgres\ndsn = %s\n\n' "$i" "$(dsn dst "p$i")"
-      printf '[pipeline.p%d]\nsource = s%d\nsink = d%d\ntables = public.acc, public.hist\n\n' "$i" "$i" "$i"
-    done
-  } >"$WORK/cdcsync.conf"
-  chmod 600 "$WORK/cdcsync.conf"
-  LD_PRELOAD="$PRELOAD" SLOW_SYNC_US="${SLOW_SYNC_US:-0}" "$CDCSYNC" -c "$WORK/cdcsync.conf" run >>"$WORK/service.log" 2>&1 &
-  SERVICE_PID=$!
-  local t=0
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$mport/healthz")" = 200 ]; do
-    kill -0 "$SERVICE_PID" 2>/dev/null || die "cdcsync exited"
-    t=$((t + 1))
-    [ $t -lt 600 ] || die "the pipelines did not all stream within 120 s"
-    sleep 0.2
-  done
+  for i in $(seq 1 "$n"); do
+    printf '[connector.s%d]\ntype = postgres\ndsn = %s\n\n' "$i" "$(dsn src "p$i")"
+    printf '[connector.d%d]\ntype = postgres\ndsn = %s\n\n' "$i" "$(dsn dst "p$i")"
+    printf '[pipeline.p%d]\nsource = s%d\nsink = d%d\ntables = public.acc, public.hist\n\n' "$i" "$i" "$i"
+  done | write_conf "$WORK/cdcsync.conf" "127.0.0.1:$mport" "${LOG_LEVEL:-info}"
+  LD_PRELOAD="$PRELOAD" SLOW_SYNC_US="${SLOW_SYNC_US:-0}" service_start
+  wait_for "all $n pipelines streaming" 120 healthy "$mport"
 
   # The monitor: one row per sample, the lag of every pipeline (seconds, source newest minus
   # target newest; 0 when the target has the newest row).
@@ -168,25 +123,27 @@ run_one() {
     echo '\watch 1'
   } >"$WORK/monitor.sql"
 
-  local c0 m0 t0
-  c0=$(cpu_ticks "$SERVICE_PID")
+  local c0 t0 mb0 mt0
+  c0=$(cpu_tree "$SERVICE_PID")
   read -r mb0 mt0 < <(machine_ticks)
-  t0=$(date +%s.%N)
+  t0=$(now)
   LOAD_PIDS=()
   for i in $(seq 1 "$n"); do
-    pgbench -n -h 127.0.0.1 -p "${PORT[src]}" -U postgres -c 1 -R "$RATE" -T "$SECS" -f "$WORK/txn.sql" "p$i" \
+    pgbench -n -h 127.0.0.1 -p "$PG_src_PORT" -U postgres -c 1 -R "$RATE" -T "$SECS" -f "$WORK/txn.sql" "p$i" \
       >"$WORK/pgbench_$i.log" 2>&1 &
     LOAD_PIDS+=($!)
   done
   sleep 1
-  psql -X -h 127.0.0.1 -p "${PORT[dst]}" -U postgres -d monitor -qAt -F ' ' -f "$WORK/monitor.sql" \
+  # psql itself, not psql_on: a function in the background is a subshell, and killing it would
+  # leave psql (and its dblink sessions in the databases dropped below) running.
+  psql -X -h 127.0.0.1 -p "$PG_dst_PORT" -U postgres -d monitor -qAt -F ' ' -f "$WORK/monitor.sql" \
     >"$WORK/lag_$n.txt" 2>"$WORK/monitor.err" &
   MON_PID=$!
-  for p in "${LOAD_PIDS[@]}"; do wait "$p" || die "pgbench failed: $(cat "$WORK"/pgbench_*.log | tail -5)"; done
+  for p in "${LOAD_PIDS[@]}"; do wait "$p" || fail "pgbench failed: $(cat "$WORK"/pgbench_*.log | tail -5)"; done
   LOAD_PIDS=()
-  local t1 c1
-  t1=$(date +%s.%N)
-  c1=$(cpu_ticks "$SERVICE_PID")
+  local t1 c1 mb1 mt1
+  t1=$(now)
+  c1=$(cpu_tree "$SERVICE_PID")
   read -r mb1 mt1 < <(machine_ticks)
   local load
   load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -197,34 +154,24 @@ run_one() {
   txns=$(cat "$WORK"/pgbench_*.log | awk '/number of transactions actually processed/ {s += $NF} END {print s + 0}')
 
   # Catch up, then every target must equal its source.
-  local tc0 tc1 ok
-  tc0=$(date +%s.%N)
+  local tc0 tc1 want
+  tc0=$(now)
   for i in $(seq 1 "$n"); do
-    local want
     want=$(digest src "p$i")
-    ok=0
-    for t in $(seq 1 3000); do
-      if [ "$(digest dst "p$i")" = "$want" ]; then ok=1; break; fi
-      kill -0 "$SERVICE_PID" 2>/dev/null || die "cdcsync exited"
-      sleep 0.2
-    done
-    [ $ok = 1 ] || die "target p$i differs from its source after 600 s: $(digest dst "p$i") vs $want"
+    wait_for "target p$i equal to its source ($want)" 600 target_is "p$i" "$want"
   done
-  tc1=$(date +%s.%N)
+  tc1=$(now)
   local c2
-  c2=$(cpu_ticks "$SERVICE_PID")
-  kill -TERM "$SERVICE_PID"
-  wait "$SERVICE_PID" || true
-  SERVICE_PID=""
+  c2=$(cpu_tree "$SERVICE_PID")
+  service_stop
   for i in $(seq 1 "$n"); do
-    sql src "p$i" -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = 'p$i'" >/dev/null
-    sql src postgres -c "DROP DATABASE p$i"
-    sql dst postgres -c "DROP DATABASE p$i"
+    psql_on src -d "p$i" -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = 'p$i'" >/dev/null
+    psql_on src -c "DROP DATABASE p$i"
+    psql_on dst -c "DROP DATABASE p$i"
   done
 
-  local tck secs
-  tck=$(getconf CLK_TCK)
-  secs=$(echo "$t1 - $t0" | bc -l)
+  local secs
+  secs=$(calc "$t1 - $t0")
   # Per sample the worst pipeline; then the max, median and last of those over the load.
   local stats
   stats=$(awk 'NF > 1 { m = 0; for (i = 2; i <= NF; i++) if ($i + 0 > m) m = $i + 0; print m }' "$WORK/lag_$n.txt" |
@@ -233,8 +180,8 @@ run_one() {
   lag_end=$(awk 'NF > 1 { m = 0; for (i = 2; i <= NF; i++) if ($i + 0 > m) m = $i + 0; last = m } END { print last + 0 }' \
     "$WORK/lag_$n.txt")
   local cpu busy
-  cpu=$(echo "100 * ($c1 - $c0) / $tck / $secs" | bc -l)
-  busy=$(echo "100 * ($mb1 - $mb0) / ($mt1 - $mt0)" | bc -l)
+  cpu=$(calc "100 * ($c1 - $c0) / $secs")
+  busy=$(calc "100 * ($mb1 - $mb0) / ($mt1 - $mt0)")
   cat <<OUT
 pipelines=$n
 rate_per_pipeline=$RATE
@@ -244,15 +191,15 @@ transactions=$txns
 lag_max_s=${stats% *}
 lag_p50_s=${stats#* }
 lag_end_s=$lag_end
-all_equal_after_load_s=$(printf '%.1f' "$(echo "$tc1 - $tc0" | bc -l)")
+all_equal_after_load_s=$(printf '%.1f' "$(calc "$tc1 - $tc0")")
 cdcsync_cpu_pct=$(printf '%.1f' "$cpu")
-cdcsync_cpu_ms_per_txn=$(printf '%.3f' "$(echo "1000 * ($c2 - $c0) / $tck / $txns" | bc -l)")
+cdcsync_cpu_ms_per_txn=$(printf '%.3f' "$(calc "1000 * ($c2 - $c0) / $txns")")
 machine_busy_pct=$(printf '%.1f' "$busy")
 loadavg=$load
 OUT
-  say "N=$n: lag max ${stats% *} s, median ${stats#* } s, at the end $lag_end s; cdcsync $(printf '%.1f' "$cpu") % of a core;" \
-      "machine $(printf '%.0f' "$busy") % busy (load $load); $txns transactions; all $n targets equal their sources"
+  log "N=$n: lag max ${stats% *} s, median ${stats#* } s, at the end $lag_end s; cdcsync $(printf '%.1f' "$cpu") % of a core;" \
+    "machine $(fmt0 "$busy") % busy (load $load); $txns transactions; all $n targets equal their sources"
 }
 
-mkdir -p "$STATE"
 for n in $NS; do run_one "$n"; done
+finish
