@@ -3,14 +3,15 @@
  * DESIGN. Each pipeline has one supervisor thread. An "attempt" is: open the sink, read its
  * checkpoint, recover the row-version state to it, open the source, then run three threads:
  *
- *   source thread  reads the source's log, emits BEGIN/CHANGE/COMMIT/KEEPALIVE into q_src
+ *   source thread  reads the source's log, emits BEGIN/CHANGE/COMMIT/KEEPALIVE into q_src; a
+ *                  COMMIT carries its Checkpoint (position and text) as the sink is to store it
  *   engine thread  drops transactions the sink already holds, checks row versions (replays and
  *                  echoes are skipped), groups whole transactions into batches, marks a batch's
- *                  end with BATCH_END into q_sink
- *   sink thread    applies a batch in one sink transaction with the checkpoint, commits, then
- *                  publishes the batch's end as the durable position. A sink with commit_async
- *                  (Kafka) is not waited for: the next batch is applied while earlier ones are
- *                  delivered, and a batch's end becomes durable only when poll_durable says so
+ *                  end with BATCH_END into q_sink, with the Checkpoint of its last COMMIT
+ *   sink thread    applies a batch with that checkpoint and commits it, then publishes the
+ *                  batch's end as the durable position once the sink reports it durable
+ *                  (SinkOps.poll_durable): a database sink at once, Kafka when delivered, while
+ *                  the next batches are applied
  *
  * The source acknowledges upstream only pipeline_io_durable(), so nothing is acknowledged that
  * is not committed in the sink. Threads talk only through the two queues and atomics / the small
@@ -117,16 +118,6 @@ void pipeline_note_depth(Pipeline *p) {
         atomic_store(&p->stats.queue_depth, (int_fast64_t)n);
 }
 
-/* The text of a position: the running source's own form when it has one (it may hold more
- * than the Position, e.g. MySQL's GTID state), else the plain one. p->source is set only while
- * an attempt's threads run. */
-void pipeline_format_pos(Pipeline *p, Position pos, char *buf, size_t len) {
-        if (p->source && p->source_ops->format_checkpoint)
-                p->source_ops->format_checkpoint(p->source, pos, buf, len);
-        else
-                p->source_ops->format_position(pos, buf, len);
-}
-
 /* ---- what a source sees (connector.h) ---- */
 
 int pipeline_io_emit(PipelineIO *io, Event *ev) {
@@ -137,12 +128,14 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
                 atomic_compare_exchange_strong(&p->stats.oldest_pending_ts, &zero, ev->txn.commit_ts);
         }
         if (ev->kind == EVENT_COMMIT || ev->kind == EVENT_KEEPALIVE) {
-                Position pos = ev->kind == EVENT_COMMIT ? ev->txn.commit_pos : ev->pos;
-                char text[96];
-                atomic_store(&p->stats.received_hi, pos.hi);
-                atomic_store(&p->stats.received_lo, pos.lo);
-                pipeline_format_pos(p, pos, text, sizeof(text));
-                stats_set_positions_text(&p->stats, text, NULL);
+                Checkpoint *c = &ev->ckpt;
+                if (ev->kind == EVENT_COMMIT)
+                        c->pos = ev->txn.commit_pos;
+                if (!c->text[0])
+                        p->source_ops->format_position(c->pos, c->text, sizeof(c->text));
+                atomic_store(&p->stats.received_hi, c->pos.hi);
+                atomic_store(&p->stats.received_lo, c->pos.lo);
+                stats_set_positions_text(&p->stats, c->text, NULL);
         }
         atomic_store(&p->stats.last_event_ts, now_usec());
         int r = queue_push(p->q_src, ev);
@@ -192,17 +185,15 @@ static void set_state(Pipeline *p, PipelineState s) {
                 atomic_store(&p->settled, true);
 }
 
-void pipeline_set_durable(Pipeline *p, Position pos) {
-        char text[96];
-        pipeline_format_pos(p, pos, text, sizeof(text));
+void pipeline_set_durable(Pipeline *p, const Checkpoint *ckpt) {
         pthread_mutex_lock(&p->pos_lock);
-        if (position_cmp(pos, p->durable) > 0)
-                p->durable = pos;
+        if (position_cmp(ckpt->pos, p->durable) > 0)
+                p->durable = ckpt->pos;
         pthread_mutex_unlock(&p->pos_lock);
-        atomic_store(&p->stats.applied_hi, pos.hi);
-        atomic_store(&p->stats.applied_lo, pos.lo);
-        stats_set_positions_text(&p->stats, NULL, text);
-        note_applied(p, pos);
+        atomic_store(&p->stats.applied_hi, ckpt->pos.hi);
+        atomic_store(&p->stats.applied_lo, ckpt->pos.lo);
+        stats_set_positions_text(&p->stats, NULL, ckpt->text);
+        note_applied(p, ckpt->pos);
 }
 
 /* ---- source thread ---- */
@@ -210,8 +201,7 @@ void pipeline_set_durable(Pipeline *p, Position pos) {
 typedef struct {
         Pipeline *p;
         SourceStart start;
-        char start_text[512]; /* the checkpoint's text, when the sink keeps it */
-        CopiedTable *copied;  /* owned: the sink's copy records (start.copied) */
+        CopiedTable *copied; /* owned: the sink's copy records (start.copied) */
 } SourceArgs;
 
 static void *source_main(void *arg) {
@@ -232,10 +222,22 @@ static void *source_main(void *arg) {
 
 /* ---- supervisor ---- */
 
+/* Commits the open batch from the supervisor (no sink thread runs yet) and waits until the sink
+ * reports it durable: a database sink at once, any other within its delivery timeout. */
+static int commit_durably(Pipeline *p, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
+        Position pos = {0};
+        bool found = false;
+        int r = p->sink_ops->commit(p->sink, ckpt, last, err);
+        while (r == 0 && !(found && position_cmp(pos, ckpt->pos) >= 0))
+                r = p->sink_ops->poll_durable(p->sink, 100, &pos, &found, err);
+        return r;
+}
+
 /* A pipeline whose sink holds a checkpoint but no copy record was made before the records
  * existed: the tables it streams now (the source's publication, else `tables`) are recorded as
  * copied at the checkpoint, in one sink transaction, before the source may change anything. */
-static int record_baseline(Pipeline *p, Position pos, const char *pos_text, SourceArgs *a, CdcError *err) {
+static int record_baseline(Pipeline *p, const Checkpoint *ckpt, SourceArgs *a, CdcError *err) {
+        Position pos = ckpt->pos;
         char **names = NULL;
         int n = 0, r = 0;
         if (p->source_ops->streamed_tables) {
@@ -257,7 +259,7 @@ static int record_baseline(Pipeline *p, Position pos, const char *pos_text, Sour
                 Change c;
                 snprintf(v[i].table, sizeof(v[i].table), "%s", list[i]);
                 v[i].pos = pos;
-                if (copies_record(p->conf->name, list[i], pos, pos_text, 0, &c) < 0) {
+                if (copies_record(p->conf->name, list[i], pos, ckpt->text, 0, &c) < 0) {
                         r = cdc_oom(err);
                         break;
                 }
@@ -265,7 +267,7 @@ static int record_baseline(Pipeline *p, Position pos, const char *pos_text, Sour
                 change_clear(&c);
         }
         if (r == 0 && n > 0)
-                r = p->sink_ops->commit(p->sink, pos, pos_text, &txn, err);
+                r = commit_durably(p, ckpt, &txn, err);
         else if (r < 0 && n > 0)
                 p->sink_ops->rollback(p->sink);
         if (r == 0 && n > 0)
@@ -306,7 +308,7 @@ static int refuse_loop(Pipeline *p, CdcError *err) {
 
 static int run_attempt(Pipeline *p, CdcError *err) {
         SourceArgs sargs = {.p = p};
-        Position sink_pos = {0};
+        Checkpoint sink_ckpt = {0};
         bool found = false;
         pthread_t t_src, t_eng, t_sink;
         bool src_started = false, eng_started = false, sink_started = false;
@@ -326,43 +328,47 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
                 goto out;
-        r = p->sink_ops->last_position(p->sink, &sink_pos, &found, err);
+        r = p->sink_ops->last_position(p->sink, &sink_ckpt, &found, err);
         if (r < 0)
                 goto out;
+        if (!found)
+                sink_ckpt = (Checkpoint){0};
         if (p->rows) {
-                r = rowstate_recover(p->rows, sink_pos, found, err);
+                r = rowstate_recover(p->rows, sink_ckpt.pos, found, err);
                 if (r < 0)
                         goto out;
         }
         p->have_start = found;
-        p->start_pos = sink_pos;
+        p->start_pos = sink_ckpt.pos;
         pthread_mutex_lock(&p->pos_lock);
-        p->durable = sink_pos;
+        p->durable = sink_ckpt.pos;
         pthread_mutex_unlock(&p->pos_lock);
-        if (found)
-                pipeline_set_durable(p, sink_pos);
-        sargs.start.have_position = found;
-        sargs.start.position = sink_pos;
-        if (found && p->sink_ops->last_position_text) {
-                bool have_text = false;
-                r = p->sink_ops->last_position_text(p->sink, sargs.start_text, sizeof(sargs.start_text), &have_text,
-                                                    err);
-                if (r < 0)
-                        goto out;
-                if (have_text)
-                        sargs.start.position_text = sargs.start_text;
+        if (found) {
+                /* Until the source's own events come, the applied position reads in its plain form. */
+                Checkpoint shown = {.pos = sink_ckpt.pos};
+                p->source_ops->format_position(shown.pos, shown.text, sizeof(shown.text));
+                pipeline_set_durable(p, &shown);
         }
+        sargs.start.have_position = found;
+        sargs.start.checkpoint = sink_ckpt;
         sargs.start.snapshot = !found && p->conf->snapshot;
         sargs.start.spill_dir = p->spill_dir;
         if (!found && !p->conf->snapshot && p->conf->start_position) {
-                if (p->source_ops->parse_position(p->conf->start_position, &sargs.start.position) < 0) {
+                Checkpoint *c = &sargs.start.checkpoint;
+                if (p->source_ops->parse_position(p->conf->start_position, &c->pos) < 0) {
                         r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                       "start_position %s is not a position of a %s source", p->conf->start_position,
                                       p->conf->source->type);
                         goto out;
                 }
+                /* The source starts from its text (MySQL: a GTID state), which a checkpoint holds. */
+                if (strlen(p->conf->start_position) >= sizeof(c->text)) {
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "start_position is longer than %zu characters",
+                                      sizeof(c->text) - 1);
+                        goto out;
+                }
+                snprintf(c->text, sizeof(c->text), "%s", p->conf->start_position);
                 sargs.start.have_position = true;
-                sargs.start.position_text = p->conf->start_position;
         }
         r = p->source_ops->open(p->conf->source, p->conf, &p->source, err);
         if (r < 0)
@@ -377,12 +383,10 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                 if (found && sargs.start.ncopied == 0 && !p->conf->all_tables) {
                         free(sargs.copied);
                         sargs.copied = NULL;
-                        char text[256];
-                        if (sargs.start.position_text)
-                                snprintf(text, sizeof(text), "%s", sargs.start.position_text);
-                        else
-                                p->source_ops->format_position(sink_pos, text, sizeof(text));
-                        r = record_baseline(p, sink_pos, text, &sargs, err);
+                        Checkpoint base = sink_ckpt;
+                        if (!base.text[0])
+                                p->source_ops->format_position(base.pos, base.text, sizeof(base.text));
+                        r = record_baseline(p, &base, &sargs, err);
                         if (r < 0)
                                 goto out;
                 }

@@ -15,15 +15,15 @@
 
 /* ---- engine thread ---- */
 
-/* Ends the open batch after the transaction txn: versions made durable first, then the sink is
- * told to commit. */
-static int end_batch(Pipeline *p, const TxnInfo *txn, CdcError *err) {
+/* Ends the open batch at ckpt, after the transaction txn: versions made durable first, then the
+ * sink is told to commit. */
+static int end_batch(Pipeline *p, const TxnInfo *txn, const Checkpoint *ckpt, CdcError *err) {
         if (p->rows) {
-                int r = rowstate_batch_commit(p->rows, txn->commit_pos, err);
+                int r = rowstate_batch_commit(p->rows, ckpt->pos, err);
                 if (r < 0)
                         return r;
         }
-        Event be = {.kind = EVENT_BATCH_END, .pos = txn->commit_pos, .txn = *txn, .batch_no = p->batch_no};
+        Event be = {.kind = EVENT_BATCH_END, .ckpt = *ckpt, .txn = *txn, .batch_no = p->batch_no};
         return queue_push(p->q_sink, &be);
 }
 
@@ -76,6 +76,7 @@ static int push_tagged(Pipeline *p, Event *ev, CdcError *err) {
 typedef struct {
         Pipeline *p;
         TxnInfo txn;       /* the transaction being read, or the last one read */
+        Checkpoint ckpt;   /* the last COMMIT read: where the open batch ends */
         bool in_txn;       /* between its BEGIN and its COMMIT */
         bool skip_txn;     /* dropped whole: the sink holds it, or it is our own write coming back */
         bool echo_txn;     /* the reverse pipeline's write coming back (bidirectional sync) */
@@ -173,13 +174,15 @@ static int on_change(Engine *e, Event *ev) {
 static int on_commit(Engine *e, const Event *ev) {
         Pipeline *p = e->p;
         e->in_txn = false;
+        /* A MySQL source knows where a transaction ends only at its commit. A batch that ends now
+         * ends after this transaction, also when it was skipped (it is in the sink, or an echo). */
+        e->txn = ev->txn;
+        e->ckpt = ev->ckpt;
         if (e->skip_txn) {
                 e->skip_txn = false;
                 atomic_store(&p->stats.oldest_pending_ts, pipeline_pending_pop(&p->pending, 1));
                 return EVENT_CONSUMED;
         }
-        /* A MySQL source knows where a transaction ends only at its commit. */
-        e->txn = ev->txn;
         return EVENT_FORWARD;
 }
 
@@ -211,7 +214,7 @@ static bool batch_ends_idle(const Engine *e, int popped, const Event *ev) {
 
 /* Ends the open batch; returns 0, -ECANCELED on stop, or an error. */
 static int engine_end_batch(Engine *e) {
-        int r = end_batch(e->p, &e->txn, &e->err);
+        int r = end_batch(e->p, &e->txn, &e->ckpt, &e->err);
         if (r == 0) {
                 e->batch_open = false;
                 e->batch_rows = 0;

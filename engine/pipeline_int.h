@@ -79,10 +79,9 @@ int64_t pipeline_pending_pop(PendingTs *pt, size_t n);
 void pipeline_fail_attempt(Pipeline *p, const CdcError *err);
 /* Refreshes cdcsync_queue_depth. */
 void pipeline_note_depth(Pipeline *p);
-/* The text of a position as the running source writes it. */
-void pipeline_format_pos(Pipeline *p, Position pos, char *buf, size_t len);
-/* Publishes pos as durable in the sink: what the source may acknowledge, and lag. */
-void pipeline_set_durable(Pipeline *p, Position pos);
+/* Publishes ckpt as durable in the sink: what the source may acknowledge, lag, and the applied
+ * position's text. */
+void pipeline_set_durable(Pipeline *p, const Checkpoint *ckpt);
 
 /* The engine thread: from q_src, drops what the sink holds and echoes, decides row versions,
  * groups whole transactions into batches towards q_sink. arg: the Pipeline. */

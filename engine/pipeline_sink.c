@@ -1,6 +1,6 @@
-/* A pipeline's sink thread: applies each batch in one sink transaction with its checkpoint, and
- * publishes what is durable (at once for a database sink, when delivered for one that commits
- * asynchronously, Kafka). The thread model is in pipeline.c's DESIGN comment. */
+/* A pipeline's sink thread: applies each batch with its checkpoint, and publishes what the sink
+ * reports durable (a database sink at once, Kafka when delivered). The thread model is in
+ * pipeline.c's DESIGN comment. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,10 +20,10 @@ static double elapsed_s(const struct timespec *t0) {
         return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* Batches committed with commit_async and not yet durable, oldest first (sink thread only). */
+/* Batches committed and not yet reported durable, oldest first (sink thread only). */
 #define PENDING_BATCHES_MAX 16
 typedef struct {
-        Position pos;
+        Checkpoint ckpt; /* the batch's end */
         uint64_t batch_no;
         size_t txns;
 } PendingBatch;
@@ -40,22 +40,20 @@ static int poll_durable(Pipeline *p, PendingBatches *pb, int timeout_ms, CdcErro
         int r = p->sink_ops->poll_durable(p->sink, timeout_ms, &pos, &found, err);
         if (r < 0 || !found)
                 return r;
-        bool any = false;
-        uint64_t batch_no = 0;
+        const PendingBatch *newest = NULL;
         size_t txns = 0;
-        while (pb->count > 0 && position_cmp(pb->b[pb->head].pos, pos) <= 0) {
-                batch_no = pb->b[pb->head].batch_no;
-                txns += pb->b[pb->head].txns;
+        while (pb->count > 0 && position_cmp(pb->b[pb->head].ckpt.pos, pos) <= 0) {
+                newest = &pb->b[pb->head];
+                txns += newest->txns;
                 pb->head = (pb->head + 1) % PENDING_BATCHES_MAX;
                 pb->count--;
-                any = true;
         }
-        if (!any)
+        if (!newest)
                 return 0;
         atomic_store(&p->stats.oldest_pending_ts, pipeline_pending_pop(&p->pending, txns));
-        pipeline_set_durable(p, pos);
+        pipeline_set_durable(p, &newest->ckpt);
         if (p->rows)
-                rowstate_batch_done(p->rows, batch_no);
+                rowstate_batch_done(p->rows, newest->batch_no);
         return 0;
 }
 
@@ -67,7 +65,6 @@ void *pipeline_sink_main(void *arg) {
         uint64_t counts[4] = {0};
         size_t txns = 0;
         struct timespec t0 = {0};
-        bool async = p->sink_ops->commit_async && p->sink_ops->poll_durable;
         PendingBatches pb = {0};
         int r;
 
@@ -109,32 +106,23 @@ void *pipeline_sink_main(void *arg) {
                         break;
                 case EVENT_COMMIT: txns++; break;
                 case EVENT_KEEPALIVE:
-                        /* Everything before ev.pos was emitted and, with no batch open or pending
+                        /* Everything before ev.ckpt.pos was emitted and, with no batch open or pending
                          * here, committed: the position may advance past an idle stretch of log. */
-                        if (!open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.pos))
-                                pipeline_set_durable(p, ev.pos);
+                        if (!open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.ckpt.pos))
+                                pipeline_set_durable(p, &ev.ckpt);
                         break;
                 case EVENT_END: event_clear(&ev); goto out;
                 case EVENT_BATCH_END:
                         if (!open)
                                 break;
-                        {
-                                /* 256: what every sink's checkpoint column holds */
-                                char text[256];
-                                pipeline_format_pos(p, ev.pos, text, sizeof(text));
-                                if (async) {
-                                        while (pb.count == PENDING_BATCHES_MAX) {
-                                                r = poll_durable(p, &pb, 100, &err);
-                                                if (r < 0)
-                                                        goto fail;
-                                        }
-                                        r = p->sink_ops->commit_async(p->sink, ev.pos, text, &ev.txn, &err);
-                                } else {
-                                        r = p->sink_ops->commit(p->sink, ev.pos, text, &ev.txn, &err);
-                                }
+                        while (pb.count == PENDING_BATCHES_MAX) {
+                                r = poll_durable(p, &pb, 100, &err);
                                 if (r < 0)
                                         goto fail;
                         }
+                        r = p->sink_ops->commit(p->sink, &ev.ckpt, &ev.txn, &err);
+                        if (r < 0)
+                                goto fail;
                         open = false;
                         stats_observe_batch(&p->stats, elapsed_s(&t0));
                         atomic_fetch_add(&p->stats.events[0], counts[0]);
@@ -143,20 +131,11 @@ void *pipeline_sink_main(void *arg) {
                         atomic_fetch_add(&p->stats.events[3], counts[3]);
                         atomic_fetch_add(&p->stats.transactions, txns);
                         memset(counts, 0, sizeof(counts));
-                        if (async) {
-                                size_t i = (pb.head + pb.count++) % PENDING_BATCHES_MAX;
-                                pb.b[i] = (PendingBatch){ev.pos, ev.batch_no, txns};
-                                txns = 0;
-                                r = poll_durable(p, &pb, 0, &err);
-                                if (r < 0)
-                                        goto fail;
-                                break;
-                        }
-                        atomic_store(&p->stats.oldest_pending_ts, pipeline_pending_pop(&p->pending, txns));
+                        pb.b[(pb.head + pb.count++) % PENDING_BATCHES_MAX] = (PendingBatch){ev.ckpt, ev.batch_no, txns};
                         txns = 0;
-                        pipeline_set_durable(p, ev.pos);
-                        if (p->rows)
-                                rowstate_batch_done(p->rows, ev.batch_no);
+                        r = poll_durable(p, &pb, 0, &err);
+                        if (r < 0)
+                                goto fail;
                         break;
                 }
                 event_clear(&ev);

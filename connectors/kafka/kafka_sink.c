@@ -35,10 +35,9 @@ typedef struct {
 /* One batch from begin() until every message of it has its delivery report. It is the opaque of
  * its messages, so a slot is reused only once none of them is in flight. */
 typedef struct {
-        uint64_t sent, done; /* messages produced; delivery reports received (ok or failed) */
-        bool committed;      /* commit_async() was called: sent is final */
-        Position pos;        /* the batch's end (its checkpoint), once committed */
-        char pos_text[256];
+        uint64_t sent, done;  /* messages produced; delivery reports received (ok or failed) */
+        bool committed;       /* commit() was called: sent is final */
+        Checkpoint ckpt;      /* the batch's end, once committed */
         int64_t committed_ms; /* monotonic */
 } Batch;
 
@@ -63,8 +62,7 @@ struct Sink {
         Batch *cur; /* the open batch, NULL between commit and begin */
         /* The newest batch delivered (it and every earlier one) whose checkpoint is not yet sent. */
         bool have_delivered;
-        Position delivered_pos;
-        char delivered_text[256];
+        Checkpoint delivered;
         /* At most one checkpoint in flight: later batches' deliveries fold into the next one. */
         bool ckpt_inflight;
         Position ckpt_pos;
@@ -497,7 +495,9 @@ static int read_checkpoints(rd_kafka_t *rc, const char *pipeline, int32_t part, 
         return r;
 }
 
-static int kafka_sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+/* The newest checkpoint record's position. Its text is not read back (yet): a source resumes from
+ * the Position. */
+static int kafka_sink_last_position(Sink *k, Checkpoint *ret, bool *ret_found, CdcError *err) {
         rd_kafka_conf_t *conf = NULL;
         rd_kafka_t *rc = NULL;
         const rd_kafka_metadata_t *md = NULL;
@@ -554,8 +554,8 @@ static int kafka_sink_last_position(Sink *k, Position *ret, bool *found, CdcErro
                         to = from;
                 }
         }
-        *ret = best;
-        *found = have;
+        *ret = (Checkpoint){.pos = best};
+        *ret_found = have;
         r = 0;
 out:
         if (md)
@@ -815,10 +815,9 @@ static int advance(Sink *k, CdcError *err) {
                         break;
                 log_debug(k->ctx,
                           "batch to %s: %" PRIu64 " messages, the last delivered %" PRId64 " ms after its commit",
-                          b->pos_text, b->sent, mono_ms() - b->committed_ms);
+                          b->ckpt.text, b->sent, mono_ms() - b->committed_ms);
                 k->have_delivered = true;
-                k->delivered_pos = b->pos;
-                memcpy(k->delivered_text, b->pos_text, sizeof(k->delivered_text));
+                k->delivered = b->ckpt;
                 k->bhead = (k->bhead + 1) % BATCHES_MAX;
                 k->bcount--;
         }
@@ -827,11 +826,11 @@ static int advance(Sink *k, CdcError *err) {
         /* Those batches are in Kafka: only now may the checkpoint say so. */
         json_t *j = json_object();
         char hi[24], lo[24];
-        snprintf(hi, sizeof(hi), "%" PRIu64, k->delivered_pos.hi);
-        snprintf(lo, sizeof(lo), "%" PRIu64, k->delivered_pos.lo);
+        snprintf(hi, sizeof(hi), "%" PRIu64, k->delivered.pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, k->delivered.pos.lo);
         json_object_set_new(j, "pipeline", json_string(k->pipe->name));
         json_object_set_new(j, "source", json_string(k->pipe->source->name));
-        json_object_set_new(j, "position", json_string(k->delivered_text));
+        json_object_set_new(j, "position", json_string(k->delivered.text));
         json_object_set_new(j, "hi", json_string(hi));
         json_object_set_new(j, "lo", json_string(lo));
         json_object_set_new(j, "ts_ms", json_integer(now_ms()));
@@ -841,7 +840,7 @@ static int advance(Sink *k, CdcError *err) {
                 return cdc_oom(err);
         /* Marked in flight first: its report may be served inside produce(). */
         k->ckpt_inflight = true;
-        k->ckpt_pos = k->delivered_pos;
+        k->ckpt_pos = k->delivered.pos;
         k->ckpt_ms = mono_ms();
         k->have_delivered = false;
         int r = produce(k, KAFKA_SINK_CHECKPOINT_TOPIC, k->pipe->name, value, NULL, NULL, NULL, err);
@@ -872,14 +871,14 @@ static int serve(Sink *k, int timeout_ms, CdcError *err) {
         return 0;
 }
 
-static int kafka_sink_commit_async(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+/* Closes the batch without waiting for it: poll_durable() reports it once delivered. */
+static int kafka_sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         (void)last;
         Batch *b = k->cur;
         if (!b)
                 return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "kafka sink: commit without a batch");
         b->committed = true;
-        b->pos = pos;
-        snprintf(b->pos_text, sizeof(b->pos_text), "%s", pos_text);
+        b->ckpt = *ckpt;
         b->committed_ms = mono_ms();
         k->cur = NULL;
         return serve(k, 0, err);
@@ -892,14 +891,6 @@ static int kafka_sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool 
         *ret_found = k->have_durable;
         *ret = k->have_durable ? k->durable : (Position){0};
         return 0;
-}
-
-/* The synchronous form: waits until this batch's checkpoint is delivered. */
-static int kafka_sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
-        int r = kafka_sink_commit_async(k, pos, pos_text, last, err);
-        while (r == 0 && !(k->have_durable && position_cmp(k->durable, pos) >= 0))
-                r = serve(k, 100, err);
-        return r;
 }
 
 static int kafka_sink_rollback(Sink *k) {
@@ -966,9 +957,8 @@ const SinkOps kafka_sink_ops = {
         .begin = kafka_sink_begin,
         .apply = kafka_sink_apply,
         .commit = kafka_sink_commit,
+        .poll_durable = kafka_sink_poll_durable,
         .rollback = kafka_sink_rollback,
         .check = kafka_sink_check,
         .free = kafka_sink_free,
-        .commit_async = kafka_sink_commit_async,
-        .poll_durable = kafka_sink_poll_durable,
 };

@@ -11,16 +11,15 @@
  *   change in it) and cdcsync.source. A delete is followed by a tombstone; an update that changes
  *   the key becomes a delete of the old key, its tombstone and a create of the new key (as in
  *   Debezium). A full local queue is waited out by polling, never forever.
- * - commit_async() closes the batch and returns at once, so the next batch is produced while
- *   this one's delivery reports come in. Each batch (a ring slot, the opaque of its messages)
- *   counts its messages and their reports. Once a batch and every earlier one have all their
- *   reports, and all were successful, the checkpoint {pipeline: position} of the newest such
- *   batch goes to the compacted topic cdcsync.checkpoints (one partition, key = pipeline name;
- *   one checkpoint in flight at a time). poll_durable() reports the batch of the newest delivered
- *   checkpoint: only then is it (and everything before it) durable. A failed report fails every
- *   later poll: the attempt ends and re-reads from the last durable position. commit() is
- *   commit_async() plus waiting for that batch's checkpoint.
- * - last_position() reads that topic's partition back from its end.
+ * - commit() closes the batch and returns at once, so the next batch is produced while this
+ *   one's delivery reports come in. Each batch (a ring slot, the opaque of its messages) counts
+ *   its messages and their reports. Once a batch and every earlier one have all their reports,
+ *   and all were successful, the checkpoint {pipeline: position} of the newest such batch goes to
+ *   the compacted topic cdcsync.checkpoints (one partition, key = pipeline name; one checkpoint
+ *   in flight at a time). poll_durable() reports the batch of the newest delivered checkpoint:
+ *   only then is it (and everything before it) durable. A failed report fails every later poll:
+ *   the attempt ends and re-reads from the last durable position.
+ * - last_position() reads that topic's partition back from its end (the position, not its text).
  * - Each table's topic is worked out once (a TopicEntry, also every message's opaque, so a failed
  *   delivery names its table); the topics of the tables the conf lists get a handle at open, so
  *   their metadata is fetched before the first batch. The row's version (Change.version) goes

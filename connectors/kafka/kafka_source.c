@@ -765,7 +765,7 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
         s->io = io;
         s->broker_up_ms = mono_ms();
         s->rx_ms = 0;
-        uint64_t ckpt = start->have_position && start->position.hi == 0 ? start->position.lo : 0;
+        uint64_t ckpt = start->have_position && start->checkpoint.pos.hi == 0 ? start->checkpoint.pos.lo : 0;
         uint64_t now = (uint64_t)now_usec();
         s->next_pos = now > ckpt ? now : ckpt + 1;
         s->last_pos = ckpt;

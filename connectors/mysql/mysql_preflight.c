@@ -194,22 +194,19 @@ static int gtid_at(Source *s, const char *file, uint64_t off, MysqlGtidState *re
 
 /* A file:pos start: the GTID state there comes from the server, so that the first checkpoint
  * already carries every domain (not only those the stream happens to show). */
-static int seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err) {
+int mysql_source_seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err) {
         MysqlGtidState st;
         int r = s->mariadb ? gtid_at(s, file, off, &st, err) : -ENOTSUP;
         if (r < 0 && r != -ENOENT && r != -ENOSPC && r != -ENOTSUP)
                 return r;
         uint64_t seq = 0;
         mysql_source_file_seq(file, &seq);
-        pthread_mutex_lock(&s->gtid_lock);
         s->gtid_known = r == 0;
         if (r == 0) {
-                s->base_state = st;
-                s->head_state = st;
-                s->head_ok = true;
+                s->state = st;
+                s->state_ok = true;
         }
-        s->base_pos = (Position){.hi = seq, .lo = off};
-        pthread_mutex_unlock(&s->gtid_lock);
+        s->gtid_from = (Position){.hi = seq, .lo = off};
         if (r < 0)
                 log_warn(s->ctx,
                          "the server gives no GTID state for %s:%" PRIu64 " (%s): checkpoints carry the file:pos only",
@@ -274,13 +271,10 @@ static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlG
         /* the real file and offset come with the stream's first ROTATE */
         snprintf(s->file, sizeof(s->file), "%s", l.found[0] ? l.found : l.last);
         mysql_source_set_base(s, s->file);
-        pthread_mutex_lock(&s->gtid_lock);
-        s->base_state = *want;
-        s->head_state = *want;
-        s->head_ok = true;
-        s->base_pos = p;
+        s->state = *want;
+        s->state_ok = true;
+        s->gtid_from = p;
         s->gtid_known = true;
-        pthread_mutex_unlock(&s->gtid_lock);
         s->by_gtid = true;
         s->start_pos = p;
         return 0;
@@ -289,14 +283,14 @@ static int resolve_gtid_start(Source *s, bool have_pos, Position p, const MysqlG
 /* Where streaming starts: the checkpoint's GTID state when its text has one (MariaDB GTID), else
  * its file:pos, else start_position, else a snapshot or now. */
 int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *io, uint64_t *ret_off, CdcError *err) {
-        const char *text = start ? start->position_text : NULL;
+        const char *text = start && start->checkpoint.text[0] ? start->checkpoint.text : NULL;
         Position p = {0}, tp = {0};
         MysqlGtidState st = {0};
         bool have = start && start->have_position, thp = false, thg = false;
         int r;
 
         if (have)
-                p = start->position;
+                p = start->checkpoint.pos;
         if (!text && !have && s->pipe && s->pipe->start_position)
                 text = s->pipe->start_position;
         if (text && mysql_source_parse_checkpoint(text, &tp, &thp, &st, &thg) < 0) {
@@ -330,16 +324,20 @@ int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *i
                          s->connect_state[0] ? s->connect_state : "(empty: the oldest binlog)", text);
                 return 0;
         }
-        if (start && start->snapshot && !have)
+        if (start && start->snapshot && !have) {
+                /* it seeds the GTID state itself, for the snapshot's own checkpoint text */
                 r = mysql_source_snapshot(s, io, s->file, sizeof(s->file), ret_off, err);
-        else
+                if (r < 0)
+                        return r;
+        } else {
                 r = resolve_start(s, have, p, s->file, sizeof(s->file), ret_off, err);
-        if (r < 0)
-                return r;
-        mysql_source_set_base(s, s->file);
-        r = seed_gtid(s, s->file, *ret_off, err);
-        if (r < 0)
-                return r;
+                if (r < 0)
+                        return r;
+                mysql_source_set_base(s, s->file);
+                r = mysql_source_seed_gtid(s, s->file, *ret_off, err);
+                if (r < 0)
+                        return r;
+        }
         log_info(s->ctx, "streaming binlog from %s:%" PRIu64, s->file, *ret_off);
         return 0;
 }

@@ -430,65 +430,41 @@ out:
 }
 
 typedef struct {
-        Position pos;
+        Checkpoint ckpt;
         bool found;
 } CkRow;
 
 static int ck_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
         CkRow *c = ud;
-        (void)lens;
-        if (ncols < 2 || !cells[0] || !cells[1])
+        if (ncols < 3 || !cells[0] || !cells[1])
                 return -EBADMSG;
         char *e1, *e2;
         errno = 0;
-        c->pos.hi = strtoull(cells[0], &e1, 10);
-        c->pos.lo = strtoull(cells[1], &e2, 10);
+        c->ckpt.pos.hi = strtoull(cells[0], &e1, 10);
+        c->ckpt.pos.lo = strtoull(cells[1], &e2, 10);
         if (errno || *e1 || *e2)
                 return -EBADMSG;
+        /* the text commit() stored (a MySQL source's GTID state lives there); "" if it does not fit */
+        if (cells[2] && lens[2] < sizeof(c->ckpt.text)) {
+                memcpy(c->ckpt.text, cells[2], lens[2]);
+                c->ckpt.text[lens[2]] = '\0';
+        }
         c->found = true;
         return 0;
 }
 
-static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+static int sink_last_position(Sink *k, Checkpoint *ret, bool *ret_found, CdcError *err) {
         CkRow c = {0};
         const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
-        int r = mysql_conn_query(k->m, "SELECT pos_hi, pos_lo FROM `cdcsync`.`checkpoints` WHERE pipeline = ?", params,
-                                 1, ck_row, &c, err);
+        int r = mysql_conn_query(k->m,
+                                 "SELECT pos_hi, pos_lo, pos_text FROM `cdcsync`.`checkpoints` WHERE pipeline = ?",
+                                 params, 1, ck_row, &c, err);
         if (r < 0)
                 return r;
         mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
-        *found = c.found;
+        *ret_found = c.found;
         if (c.found)
-                *ret = c.pos;
-        return 0;
-}
-
-typedef struct {
-        char *buf;
-        size_t len;
-        bool found;
-} CkText;
-
-static int ck_text_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
-        CkText *t = ud;
-        if (ncols < 1 || !cells[0] || lens[0] >= t->len)
-                return 0;
-        memcpy(t->buf, cells[0], lens[0]);
-        t->buf[lens[0]] = '\0';
-        t->found = true;
-        return 0;
-}
-
-/* The text commit() stored with the checkpoint (a MySQL source's GTID state lives there). */
-static int sink_last_position_text(Sink *k, char *buf, size_t len, bool *found, CdcError *err) {
-        CkText t = {.buf = buf, .len = len};
-        const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
-        int r = mysql_conn_query(k->m, "SELECT pos_text FROM `cdcsync`.`checkpoints` WHERE pipeline = ?", params, 1,
-                                 ck_text_row, &t, err);
-        if (r < 0)
-                return r;
-        mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
-        *found = t.found;
+                *ret = c.ckpt;
         return 0;
 }
 
@@ -544,10 +520,10 @@ static int sink_begin(Sink *k, CdcError *err) {
         return r;
 }
 
-static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         char hi[24], lo[24], ts[96] = "";
-        snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
-        snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
+        snprintf(hi, sizeof(hi), "%" PRIu64, ckpt->pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, ckpt->pos.lo);
         if (last && last->commit_ts > 0) {
                 time_t s = (time_t)(last->commit_ts / 1000000);
                 struct tm tm;
@@ -559,7 +535,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
                 {.data = k->pipe && k->pipe->name ? k->pipe->name : ""},
                 {.data = hi},
                 {.data = lo},
-                {.data = (char *)(pos_text ? pos_text : "")},
+                {.data = (char *)ckpt->text},
                 {.data = ts, .null = ts[0] == '\0'},
         };
         for (int i = 0; i < 5; i++)
@@ -579,6 +555,17 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         if (mysql_commit(k->m))
                 return mysql_sink_error(k, NULL, "commit", err);
         k->in_txn = false;
+        k->have_durable = true;
+        k->durable = ckpt->pos;
+        return 0;
+}
+
+/* A committed batch is durable at once: nothing is outstanding. */
+static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
+        (void)timeout_ms;
+        (void)err;
+        *ret_found = k->have_durable;
+        *ret = k->have_durable ? k->durable : (Position){0};
         return 0;
 }
 
@@ -603,13 +590,13 @@ static int sink_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcEr
         /* A new pipeline whose first copy is snapshot = initial refuses target tables that hold
          * rows (the copy itself refuses them too: check_empty); one with a checkpoint copies none. */
         bool found = false;
-        Position pos;
+        Checkpoint ckpt;
         if (conf_pipeline_copy_mode(pipe) == SNAPSHOT_INITIAL && pipe->all_tables)
                 printf("note: sink %s: pipeline %s copies into empty tables only (snapshot = initial); with tables = * "
                        "that is checked when the copy starts\n",
                        conn->name, pipe->name);
         else if (conf_pipeline_copy_mode(pipe) == SNAPSHOT_INITIAL)
-                r = sink_last_position(k, &pos, &found, err);
+                r = sink_last_position(k, &ckpt, &found, err);
         for (int i = 0; r == 0 && !found && conf_pipeline_copy_mode(pipe) == SNAPSHOT_INITIAL && !pipe->all_tables &&
                         i < pipe->ntables;
              i++) {
@@ -647,10 +634,10 @@ const SinkOps mysql_sink_ops = {
         .begin = sink_begin,
         .apply = sink_apply,
         .commit = sink_commit,
+        .poll_durable = sink_poll_durable,
         .rollback = sink_rollback,
         .check = sink_check,
         .free = sink_free,
-        .last_position_text = sink_last_position_text,
         .copied_tables = sink_copied_tables,
         .locate = mysql_conn_locate,
 };

@@ -136,6 +136,8 @@ struct Sink {
         KeySet keys;  /* row keys of the pending runs → run, for reordering */
         bool bulk;    /* the server takes array-bound executions (MariaDB 10.2+) */
         bool in_txn;
+        bool have_durable; /* a batch was committed in this session: ... */
+        Position durable;  /* ...its checkpoint's position, what poll_durable() reports */
         char ctx[160];
         char *qbuf; /* owned: the text buffer sink_apply builds each change's statement in, kept */
         size_t qcap;

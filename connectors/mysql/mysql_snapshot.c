@@ -307,6 +307,11 @@ int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, ui
         if (r < 0)
                 return r;
         uint64_t seq = at.hi, off = at.lo;
+        /* The GTID state at the snapshot's position, which its checkpoint text carries. */
+        mysql_source_set_base(s, sfile);
+        r = mysql_source_seed_gtid(s, sfile, off, err);
+        if (r < 0)
+                goto out;
         /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
          * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
         if (s->pipe && s->pipe->bidirectional)
@@ -348,7 +353,8 @@ int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, ui
                 log_warn(s->ctx, "%u zero date(s) ('0000-00-00') in the snapshot became NULL", s->zero_dates);
                 s->zero_dates = 0;
         }
-        Event cev = {.kind = EVENT_COMMIT, .txn = s->txn};
+        Event cev = {.kind = EVENT_COMMIT, .txn = s->txn, .ckpt.pos = s->txn.commit_pos};
+        mysql_source_checkpoint_text(s, cev.ckpt.pos, cev.ckpt.text, sizeof(cev.ckpt.text));
         if ((r = pipeline_io_emit(io, &cev)) < 0)
                 goto out;
         snprintf(file, flen, "%s", sfile);
@@ -435,7 +441,7 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
                         else
                                 log_info(s->ctx, "table %s left tables: no longer streamed, its copy record is dropped",
                                          t);
-                } else if (position_cmp(start->copied[i].pos, start->position) > 0 &&
+                } else if (position_cmp(start->copied[i].pos, start->checkpoint.pos) > 0 &&
                            filter_add(s, t, start->copied[i].pos) < 0) {
                         r = cdc_oom(err);
                 }
@@ -493,7 +499,8 @@ int mysql_source_emit_copy(Source *s, PipelineIO *io, CdcError *err) {
                                  sch, tab, rows);
         }
         if (r == 0) {
-                Event cev = {.kind = EVENT_COMMIT, .txn = s->txn};
+                Event cev = {.kind = EVENT_COMMIT, .txn = s->txn, .ckpt.pos = s->txn.commit_pos};
+                mysql_source_checkpoint_text(s, cev.ckpt.pos, cev.ckpt.text, sizeof(cev.ckpt.text));
                 r = pipeline_io_emit(io, &cev);
         }
         mysql_close(s->copy); /* ends the read-only transaction */

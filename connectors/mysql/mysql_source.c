@@ -25,7 +25,7 @@
 
 #include "mysql/mysql_source_int.h"
 
-/* ---- GTID state per position ---- */
+/* ---- GTID state and checkpoint texts ---- */
 
 /* The base name of a binlog file name ("mariadb-bin.000003" → "mariadb-bin"). */
 void mysql_source_set_base(Source *s, const char *file) {
@@ -33,84 +33,21 @@ void mysql_source_set_base(Source *s, const char *file) {
         size_t n = dot ? (size_t)(dot - file) : strlen(file);
         if (n >= sizeof(s->base))
                 n = sizeof(s->base) - 1;
-        pthread_mutex_lock(&s->gtid_lock);
         memcpy(s->base, file, n);
         s->base[n] = '\0';
-        pthread_mutex_unlock(&s->gtid_lock);
 }
 
-/* Folds marks at or before `upto` into base_state; gtid_lock held. */
-static void gtid_fold(Source *s, Position upto) {
-        while (s->hist_len && position_cmp(s->hist[s->hist_head].pos, upto) <= 0) {
-                GtidMark *m = &s->hist[s->hist_head];
-                if (mysql_source_gtid_update(&s->base_state, m->gtid) < 0)
-                        s->gtid_known = false; /* more domains than a checkpoint holds */
-                s->base_pos = m->pos;
-                s->hist_head = (s->hist_head + 1) % s->hist_cap;
-                s->hist_len--;
-        }
+/* Called as each COMMIT or KEEPALIVE is emitted, so the state is that after every transaction
+ * read before p: the text travels with the event, and no other thread asks the source. */
+void mysql_source_checkpoint_text(const Source *s, Position p, char *buf, size_t len) {
+        bool gtid = s->gtid_known && s->state_ok && position_cmp(p, s->gtid_from) >= 0;
+        mysql_source_format_checkpoint(s->base, p, gtid ? &s->state : NULL, buf, len);
 }
 
-/* Remembers that the transaction `g` ends at pos. The marks live until the sink made pos
- * durable (gtid_prune). Past GTID_HIST_MAX unacknowledged transactions the oldest is folded
- * into base_state: texts of positions before it then carry file:pos only, never a wrong state. */
-static int gtid_note(Source *s, Position pos, MysqlGtid g) {
-        int r = 0;
-        pthread_mutex_lock(&s->gtid_lock);
-        if (s->hist_len == s->hist_cap) {
-                if (s->hist_cap < GTID_HIST_MAX) {
-                        size_t cap = s->hist_cap ? s->hist_cap * 2 : 1024;
-                        GtidMark *n = malloc(sizeof(*n) * cap);
-                        if (!n) {
-                                r = -ENOMEM;
-                                goto out;
-                        }
-                        for (size_t i = 0; i < s->hist_len; i++)
-                                n[i] = s->hist[(s->hist_head + i) % s->hist_cap];
-                        free(s->hist);
-                        s->hist = n;
-                        s->hist_cap = cap;
-                        s->hist_head = 0;
-                } else {
-                        gtid_fold(s, s->hist[s->hist_head].pos);
-                }
-        }
-        s->hist[(s->hist_head + s->hist_len) % s->hist_cap] = (GtidMark){.pos = pos, .gtid = g};
-        s->hist_len++;
-        if (mysql_source_gtid_update(&s->head_state, g) < 0)
-                s->head_ok = false;
-out:
-        pthread_mutex_unlock(&s->gtid_lock);
-        return r;
-}
-
-/* Positions up to the durable one are never asked for again: their marks become the base. */
-static void gtid_prune(Source *s, Position durable) {
-        pthread_mutex_lock(&s->gtid_lock);
-        gtid_fold(s, durable);
-        pthread_mutex_unlock(&s->gtid_lock);
-}
-
-static void source_format_checkpoint(Source *s, Position p, char *buf, size_t len) {
-        pthread_mutex_lock(&s->gtid_lock);
-        const GtidMark *newest = s->hist_len ? &s->hist[(s->hist_head + s->hist_len - 1) % s->hist_cap] : NULL;
-        if (!s->gtid_known || position_cmp(p, s->base_pos) < 0) {
-                mysql_source_format_checkpoint(s->base, p, NULL, buf, len);
-        } else if (!newest || position_cmp(p, newest->pos) >= 0) {
-                mysql_source_format_checkpoint(s->base, p, s->head_ok ? &s->head_state : NULL, buf, len);
-        } else {
-                MysqlGtidState st = s->base_state;
-                bool ok = true;
-                for (size_t i = 0; i < s->hist_len; i++) {
-                        const GtidMark *m = &s->hist[(s->hist_head + i) % s->hist_cap];
-                        if (position_cmp(m->pos, p) > 0)
-                                break;
-                        if (mysql_source_gtid_update(&st, m->gtid) < 0)
-                                ok = false;
-                }
-                mysql_source_format_checkpoint(s->base, p, ok ? &st : NULL, buf, len);
-        }
-        pthread_mutex_unlock(&s->gtid_lock);
+/* A transaction's GTID joins the state once it ends. */
+static void gtid_note(Source *s, MysqlGtid g) {
+        if (mysql_source_gtid_update(&s->state, g) < 0)
+                s->state_ok = false; /* more domains than a checkpoint holds */
 }
 
 /* ---- events out ---- */
@@ -240,10 +177,8 @@ static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
         }
         if (s->have_cur) {
                 s->have_cur = false;
-                if (gtid_note(s, at, s->cur) < 0)
-                        return cdc_oom(err);
+                gtid_note(s, s->cur);
         }
-        gtid_prune(s, pipeline_io_durable(io));
         if (s->zero_dates) {
                 log_warn(s->ctx, "%u zero date(s) ('0000-00-00') in the transaction ending at %s:%u became NULL",
                          s->zero_dates, s->file, h->next_pos);
@@ -251,13 +186,15 @@ static int end_txn(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *e
         }
         if (!s->begun) {
                 /* nothing of ours inside: let the position advance all the same */
-                Event ev = {.kind = EVENT_KEEPALIVE, .pos = at, .server_ts = (int64_t)h->timestamp * 1000000};
+                Event ev = {.kind = EVENT_KEEPALIVE, .ckpt.pos = at, .server_ts = (int64_t)h->timestamp * 1000000};
+                mysql_source_checkpoint_text(s, at, ev.ckpt.text, sizeof(ev.ckpt.text));
                 return pipeline_io_emit(io, &ev);
         }
         s->begun = false;
         s->txn.commit_pos = at;
         s->txn.commit_ts = (int64_t)h->timestamp * 1000000;
-        Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
+        Event ev = {.kind = EVENT_COMMIT, .txn = s->txn, .ckpt.pos = at};
+        mysql_source_checkpoint_text(s, at, ev.ckpt.text, sizeof(ev.ckpt.text));
         r = pipeline_io_emit(io, &ev);
         return r;
 }
@@ -438,8 +375,6 @@ static Source *source_free(Source *s) {
                 mysql_close(s->repl);
         if (s->sql)
                 mysql_close(s->sql);
-        pthread_mutex_destroy(&s->gtid_lock);
-        free(s->hist);
         free(s);
         return NULL;
 }
@@ -451,7 +386,6 @@ static int source_open(const ConnectorConf *conn, const PipelineConf *pipe, Sour
                 return cdc_oom(err);
         s->conn = conn;
         s->pipe = pipe;
-        pthread_mutex_init(&s->gtid_lock, NULL);
         snprintf(s->ctx, sizeof(s->ctx), "[pipeline=%s source=%s]", pipe && pipe->name ? pipe->name : "-",
                  conn->name ? conn->name : "-");
         r = mysql_conn_open(conn, NULL, &s->sql, err);
@@ -643,9 +577,9 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
                 case BINLOG_HEARTBEAT: {
                         Position end = pos_at(s, h.next_pos);
                         pipeline_io_report_source_end(io, end, (int64_t)h.timestamp * 1000000);
-                        gtid_prune(s, pipeline_io_durable(io));
                         if (!s->in_txn) {
-                                Event kev = {.kind = EVENT_KEEPALIVE, .pos = end};
+                                Event kev = {.kind = EVENT_KEEPALIVE, .ckpt.pos = end};
+                                mysql_source_checkpoint_text(s, end, kev.ckpt.text, sizeof(kev.ckpt.text));
                                 r = pipeline_io_emit(io, &kev);
                         }
                         break;
@@ -745,7 +679,6 @@ const SourceOps mysql_source_ops = {
         .parse_position = mysql_source_parse_position,
         .check = source_check,
         .free = source_free,
-        .format_checkpoint = source_format_checkpoint,
         .locate = mysql_conn_locate,
         .list_tables = mysql_conn_list_tables,
         .probe_open = probe_open,

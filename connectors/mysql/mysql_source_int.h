@@ -43,14 +43,6 @@ typedef struct TableMapEntry {
         SchemaEntry *se;    /* borrowed from the schema cache */
 } TableMapEntry;
 
-/* A transaction's GTID and where it ends, kept until that position is durable in the sink. */
-typedef struct {
-        Position pos;
-        MysqlGtid gtid;
-} GtidMark;
-
-#define GTID_HIST_MAX ((size_t)1 << 20) /* 32 MiB of marks at most; see gtid_note() */
-
 struct Source {
         const ConnectorConf *conn;
         const PipelineConf *pipe;
@@ -67,19 +59,14 @@ struct Source {
         bool in_txn, standalone, begun;
         TxnInfo txn;
         unsigned zero_dates;
-        /* GTID tracking. The source thread writes; format_checkpoint() reads from the sink's
-         * thread: everything below up to `cur` is guarded by gtid_lock. */
-        pthread_mutex_t gtid_lock;
-        bool gtid_known;           /* base_state is complete: checkpoint texts carry it */
-        char base[256];            /* the binlog base name ("mariadb-bin") */
-        MysqlGtidState base_state; /* the state at base_pos: every transaction up to it */
-        Position base_pos;
-        GtidMark *hist;            /* owned ring: the transactions after base_pos, in binlog order */
-        MysqlGtidState head_state; /* the state after the newest mark: texts of the newest
-                                    * position (every COMMIT emitted) need no walk of the ring */
-        bool head_ok;
-        size_t hist_head, hist_len, hist_cap;
-        MysqlGtid cur; /* the open transaction's GTID (source thread only) */
+        /* GTID tracking, for the checkpoint text of each COMMIT and KEEPALIVE emitted (source
+         * thread only). */
+        bool gtid_known;      /* the state at gtid_from came from the server: texts carry it */
+        char base[256];       /* the binlog base name ("mariadb-bin") */
+        Position gtid_from;   /* where the stream started: positions before it carry file:pos only */
+        MysqlGtidState state; /* every transaction read so far: the state after the newest one */
+        bool state_ok;        /* false once a transaction's domain did not fit in the state */
+        MysqlGtid cur;        /* the open transaction's GTID */
         bool have_cur;
         bool mariadb; /* MariaDB GTIDs (MySQL's differ: its checkpoints carry file:pos only) */
         bool by_gtid; /* the dump was started from a GTID state */
@@ -111,6 +98,9 @@ int mysql_source_file_seq(const char *name, uint64_t *ret);
 int mysql_source_parse_u64(const char *s, size_t n, uint64_t *ret);
 
 /* mysql_preflight.c */
+/* The GTID state at file:off from the server (a file:pos start, the initial snapshot's position):
+ * what the checkpoint texts start from. */
+int mysql_source_seed_gtid(Source *s, const char *file, uint64_t off, CdcError *err);
 int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *io, uint64_t *ret_off, CdcError *err);
 int mysql_source_preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcError *err);
 int mysql_source_var_row(void *ud, char **cells, const unsigned long *lens, int ncols);
@@ -132,3 +122,5 @@ void mysql_source_names_free(char ***list, int *n);
 
 /* mysql_source.c */
 void mysql_source_set_base(Source *s, const char *file);
+/* The checkpoint text of position p, read up to it: file:pos and the GTID state. */
+void mysql_source_checkpoint_text(const Source *s, Position p, char *buf, size_t len);

@@ -250,22 +250,23 @@ static Sink *sink_free(Sink *k) {
         return NULL;
 }
 
-static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+static int sink_last_position(Sink *k, Checkpoint *ret, bool *ret_found, CdcError *err) {
         const char *vals[1] = {k->pipe->name};
         PGresult *res = NULL;
-        Position p = {0};
+        Checkpoint c = {0};
         int r;
 
         if (k->in_txn)
                 return cdc_error(err, -EBUSY, false, CDC_ERR_INTERNAL, "sink %s: last_position inside a batch",
                                  k->conf->name);
-        r = pg_pipe_exec_params(k, "SELECT pos_hi::text, pos_lo::text FROM cdcsync.checkpoints WHERE pipeline = $1", 1,
-                                vals, "reading the checkpoint", &res, err);
+        r = pg_pipe_exec_params(
+                k, "SELECT pos_hi::text, pos_lo::text, pos_text FROM cdcsync.checkpoints WHERE pipeline = $1", 1, vals,
+                "reading the checkpoint", &res, err);
         if (r < 0)
                 return r;
         if (PQntuples(res) == 0) {
                 PQclear(res);
-                *found = false;
+                *ret_found = false;
                 return 0;
         }
         for (int i = 0; i < 2; i++) {
@@ -282,28 +283,16 @@ static int sink_last_position(Sink *k, Position *ret, bool *found, CdcError *err
                                          k->conf->name, k->pipe->name, s);
                 }
                 if (i == 0)
-                        p.hi = v;
+                        c.pos.hi = v;
                 else
-                        p.lo = v;
+                        c.pos.lo = v;
         }
+        /* the text commit() stored (a MySQL source's GTID state lives there); "" if it does not fit */
+        if (!PQgetisnull(res, 0, 2) && (size_t)PQgetlength(res, 0, 2) < sizeof(c.text))
+                snprintf(c.text, sizeof(c.text), "%s", PQgetvalue(res, 0, 2));
         PQclear(res);
-        *ret = p;
-        *found = true;
-        return 0;
-}
-
-/* The text commit() stored with the checkpoint (a MySQL source's GTID state lives there). */
-static int sink_last_position_text(Sink *k, char *buf, size_t len, bool *found, CdcError *err) {
-        const char *vals[1] = {k->pipe->name};
-        PGresult *res = NULL;
-        int r = pg_pipe_exec_params(k, "SELECT pos_text FROM cdcsync.checkpoints WHERE pipeline = $1", 1, vals,
-                                    "reading the checkpoint", &res, err);
-        if (r < 0)
-                return r;
-        *found = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && (size_t)PQgetlength(res, 0, 0) < len;
-        if (*found)
-                snprintf(buf, len, "%s", PQgetvalue(res, 0, 0));
-        PQclear(res);
+        *ret = c;
+        *ret_found = true;
         return 0;
 }
 
@@ -689,7 +678,7 @@ out:
         return r;
 }
 
-static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         char hi[24], lo[24], ts[24], lsn[40];
         const char *vals[5];
         PGresult *res;
@@ -705,8 +694,8 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         r = pg_held_flush_all(k, err);
         if (r < 0)
                 return r;
-        snprintf(hi, sizeof(hi), "%" PRIu64, pos.hi);
-        snprintf(lo, sizeof(lo), "%" PRIu64, pos.lo);
+        snprintf(hi, sizeof(hi), "%" PRIu64, ckpt->pos.hi);
+        snprintf(lo, sizeof(lo), "%" PRIu64, ckpt->pos.lo);
         snprintf(ts, sizeof(ts), "%" PRId64, last ? last->commit_ts : 0);
         if (k->origin_ok && last) {
                 /* The origin's progress: a pg_lsn for PostgreSQL sources, the position's
@@ -725,7 +714,7 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         vals[0] = k->pipe->name;
         vals[1] = hi;
         vals[2] = lo;
-        vals[3] = pos_text;
+        vals[3] = ckpt->text;
         vals[4] = last && last->commit_ts ? ts : NULL;
         r = pg_pipe_send_query(k,
                                "INSERT INTO cdcsync.checkpoints AS c (pipeline, pos_hi, pos_lo, pos_text, "
@@ -764,6 +753,17 @@ static int sink_commit(Sink *k, Position pos, const char *pos_text, const TxnInf
         if (PQexitPipelineMode(k->conn) != 1)
                 log_warn(k->ctx, "cannot leave pipeline mode: %s", PQerrorMessage(k->conn));
         k->in_txn = false;
+        k->have_durable = true;
+        k->durable = ckpt->pos;
+        return 0;
+}
+
+/* A committed batch is durable at once: nothing is outstanding. */
+static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
+        (void)timeout_ms;
+        (void)err;
+        *ret_found = k->have_durable;
+        *ret = k->have_durable ? k->durable : (Position){0};
         return 0;
 }
 
@@ -821,14 +821,9 @@ static int sink_rollback_unguarded(Sink *k) {
 }
 
 /* The calls the engine makes, each bounded (see "bounded waits"). */
-static int guarded_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+static int guarded_last_position(Sink *k, Checkpoint *ret, bool *ret_found, CdcError *err) {
         pg_pipe_guard_on(k);
-        return pg_pipe_guard_off(k, sink_last_position(k, ret, found, err), err);
-}
-
-static int guarded_last_position_text(Sink *k, char *buf, size_t len, bool *found, CdcError *err) {
-        pg_pipe_guard_on(k);
-        return pg_pipe_guard_off(k, sink_last_position_text(k, buf, len, found, err), err);
+        return pg_pipe_guard_off(k, sink_last_position(k, ret, ret_found, err), err);
 }
 
 static int guarded_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
@@ -846,9 +841,9 @@ static int guarded_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError 
         return pg_pipe_guard_off(k, sink_apply(k, txn, c, err), err);
 }
 
-static int guarded_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+static int guarded_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         pg_pipe_guard_on(k);
-        return pg_pipe_guard_off(k, sink_commit(k, pos, pos_text, last, err), err);
+        return pg_pipe_guard_off(k, sink_commit(k, ckpt, last, err), err);
 }
 
 const SinkOps pg_sink_ops = {
@@ -858,10 +853,10 @@ const SinkOps pg_sink_ops = {
         .begin = guarded_begin,
         .apply = guarded_apply,
         .commit = guarded_commit,
+        .poll_durable = sink_poll_durable,
         .rollback = pg_sink_rollback,
         .check = pg_sink_check,
         .free = sink_free,
-        .last_position_text = guarded_last_position_text,
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
 };

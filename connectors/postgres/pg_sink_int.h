@@ -81,6 +81,8 @@ struct Sink {
         bool origin_ok;                   /* the session is marked with the origin */
         bool rels_ok;                     /* cdcsync.relations is there: re-created tables are detected */
         bool in_txn;                      /* BEGIN sent, neither COMMIT nor ROLLBACK done */
+        bool have_durable;                /* a batch was committed in this session: ... */
+        Position durable;                 /* ...its checkpoint's position, what poll_durable() reports */
         bool failed;                      /* an error was seen in this transaction: only rollback helps */
         CdcError first_err;               /* that error, returned again by apply/commit */
         Pending pending[PENDING_MAX + 8]; /* ring */

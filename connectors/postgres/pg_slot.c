@@ -325,7 +325,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 if (!dot || !conf_pipeline_has_table(s->pipe, sch, dot + 1)) {
                         if (list_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
                                 r = cdc_oom(err);
-                } else if (position_cmp(start->copied[i].pos, start->position) > 0) {
+                } else if (position_cmp(start->copied[i].pos, start->checkpoint.pos) > 0) {
                         /* copied as of a position the checkpoint has not reached: still filtered */
                         CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
                         if (!f)
@@ -425,7 +425,7 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
                                  s->conn->name, s->slot);
         if (r == 0 && start->have_position) {
                 char pos[32];
-                pg_source_format_position(start->position, pos, sizeof(pos));
+                pg_source_format_position(start->checkpoint.pos, pos, sizeof(pos));
                 return cdc_error(err, -ENOENT, false, CDC_ERR_SLOT,
                                  "connector %s: replication slot \"%s\" does not exist, but the sink holds a "
                                  "checkpoint at %s — the slot was dropped and changes since then are lost; "

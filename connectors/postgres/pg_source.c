@@ -391,7 +391,7 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
                          * record short of the server's WAL end, which lag counts as behind. */
                         s->commit_end = m.u.commit.end_lsn;
                 } else {
-                        Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, m.u.commit.end_lsn}};
+                        Event ev = {.kind = EVENT_KEEPALIVE, .ckpt.pos = {0, m.u.commit.end_lsn}};
                         r = pg_source_emit(s, &ev, err);
                 }
                 s->in_txn = false;
@@ -536,7 +536,7 @@ static int stream(Source *s, CdcError *err) {
                         if (s->commit_end && !s->in_txn && s->nstreams == 0) {
                                 /* Nothing more right now: the engine ends its batch anyway, and the
                                  * position may move past the last commit record. */
-                                Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, s->commit_end}};
+                                Event ev = {.kind = EVENT_KEEPALIVE, .ckpt.pos = {0, s->commit_end}};
                                 if (s->commit_end > s->received_lsn)
                                         s->received_lsn = s->commit_end;
                                 s->commit_end = 0;
@@ -587,7 +587,7 @@ static int stream(Source *s, CdcError *err) {
                                     (k.wal_end > s->received_lsn || (k.reply_requested && k.wal_end > 0))) {
                                         s->received_lsn = k.wal_end;
                                         Event ev = {.kind = EVENT_KEEPALIVE,
-                                                    .pos = {0, k.wal_end},
+                                                    .ckpt.pos = {0, k.wal_end},
                                                     .server_ts = k.send_time};
                                         r = pg_source_emit(s, &ev, err);
                                 }
@@ -629,7 +629,7 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                                  "the pipeline retries by itself",
                                  s->spill_dir, strerror(errno));
 
-        Position from = start->position;
+        Position from = start->checkpoint.pos;
         if (start->snapshot) {
                 r = pg_snapshot_initial(s, &from, err);
                 if (r < 0) {

@@ -128,6 +128,17 @@ bool position_is_zero(Position p);
 /* One monotonic 64-bit counter for version vectors (lo when hi == 0, else hi << 40 | lo). */
 uint64_t position_counter(Position p);
 
+/* Bytes of a checkpoint's text with its NUL: what every sink's checkpoint column holds. */
+#define CHECKPOINT_TEXT_MAX 256
+
+/* A position as a sink stores it for a pipeline: the Position, which orders and is acknowledged,
+ * and its text as the source writes it, which can hold what a Position cannot (MySQL: the
+ * server's binlog name and the GTID state there). A plain value: copied, never shared. */
+typedef struct {
+        Position pos;
+        char text[CHECKPOINT_TEXT_MAX]; /* NUL-terminated; "" when unknown */
+} Checkpoint;
+
 /* The row's version as the engine decided it for a change it hands on, so a sink can publish it
  * (Kafka: under the envelope's source block). A plain value. */
 typedef struct {

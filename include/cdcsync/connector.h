@@ -40,22 +40,28 @@ int cdc_error(CdcError *err, int code, bool retriable, CdcErrorKind kind, const 
  * the pipeline retries with backoff and counts it). Returns -ENOMEM. */
 int cdc_oom(CdcError *err);
 
-/* Events flow from a source through the engine to a sink. A transaction is BEGIN, its CHANGEs,
- * COMMIT; large ones are never held whole in memory, changes flow one by one. */
+/* Events flow from a source through the engine to a sink, moved from queue to queue: whoever
+ * holds an event owns its change. A transaction is BEGIN, its CHANGEs, COMMIT; large ones are
+ * never held whole in memory, changes flow one by one. */
 typedef enum {
         EVENT_BEGIN = 1,
         EVENT_CHANGE,
         EVENT_COMMIT,
-        EVENT_KEEPALIVE, /* nothing pending up to pos: lets lag read 0 and the slot advance */
-        EVENT_BATCH_END, /* engine → sink only: commit the batch, its end position is pos */
+        EVENT_KEEPALIVE, /* nothing pending up to ckpt: lets lag read 0 and the slot advance */
+        EVENT_BATCH_END, /* engine → sink only: commit the batch with ckpt, its end */
         EVENT_END,       /* engine → sink only: nothing more comes this attempt; an open batch is rolled back */
 } EventKind;
 
 typedef struct {
         EventKind kind;
-        TxnInfo txn;       /* BEGIN and COMMIT: the whole header (commit_pos and commit_ts known at BEGIN) */
-        Change change;     /* CHANGE: owned by the event until handed on */
-        Position pos;      /* KEEPALIVE: source log end; every change before it was already emitted */
+        TxnInfo txn;   /* BEGIN and COMMIT: the whole header (commit_pos and commit_ts known at BEGIN) */
+        Change change; /* CHANGE: owned by the event until handed on */
+        /* COMMIT: where the transaction ends (pos = txn.commit_pos) as the sink is to store it;
+         * KEEPALIVE: the source's log end, every change before it already emitted; BATCH_END: the
+         * batch's end, its last COMMIT's. Filled by the source; a text left "" is the source's
+         * format_position() of pos, and a COMMIT's pos is txn.commit_pos (pipeline_io_emit writes
+         * both). A value, copied with the event: nothing to free. */
+        Checkpoint ckpt;
         int64_t server_ts; /* KEEPALIVE: source server clock, usec since epoch */
         uint64_t batch_no; /* BATCH_END: the engine's number of the batch it ends */
 } Event;
@@ -101,14 +107,13 @@ typedef struct {
 
 /* Where a source starts. */
 typedef struct {
-        bool have_position; /* the sink holds a checkpoint: stream after `position` */
-        Position position;
+        bool have_position; /* the sink holds a checkpoint (or start_position is set): stream after it */
+        /* That checkpoint: its pos is what acknowledgements and replay skipping compare against;
+         * its text ("" unknown), as the sink stored it or start_position, is what a source whose
+         * text holds more than a Position (MySQL: the GTID state) starts from. */
+        Checkpoint checkpoint;
         bool snapshot;         /* no checkpoint and snapshot = initial: copy existing rows first */
         const char *spill_dir; /* where a source may spill in-progress transactions (under state_dir) */
-        /* The checkpoint's text as the sink stored it (or start_position), NULL when unknown. A
-         * source whose text holds more than a Position can (MySQL: the GTID state) starts from it;
-         * `position` stays what acknowledgements and replay skipping compare against. */
-        const char *position_text;
         /* The tables the sink records as copied (copies.h), with the position each copy is as of;
          * registry: the sink keeps such records (database sinks), so a table of `tables` without
          * one is copied before it is streamed. Borrowed for run(). */
@@ -119,25 +124,24 @@ typedef struct {
 
 typedef struct {
         const char *type; /* "postgres", "mysql", "kafka" */
-        /* Connects and checks; does not stream yet. */
+        /* Connects and checks; does not stream yet. *ret is the caller's (free()); conn and pipe
+         * are borrowed and outlive it. */
         int (*open)(const ConnectorConf *conn, const PipelineConf *pipe, Source **ret, CdcError *err);
-        /* Streams from `start` until pipeline_io_stopping() or an error; emits events through io,
-         * acknowledges pipeline_io_durable() upstream. Returns 0 when stopped, negative on error. */
+        /* Streams from `start` until pipeline_io_stopping() or an error; emits events through io
+         * (each COMMIT and KEEPALIVE with its Checkpoint), acknowledges pipeline_io_durable()
+         * upstream. start and io are borrowed for the call. Returns 0 when stopped, negative on
+         * error. */
         int (*run)(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err);
-        /* Formats a position of this source ("0/16B3748", "mariadb-bin.000002:344"). */
+        /* Formats a position of this source ("0/16B3748", "binlog.000002:344") without a running
+         * source: the text of a checkpoint whose source left it "" (Event.ckpt). */
         void (*format_position)(Position p, char *buf, size_t len);
         /* Parses start_position; returns 0 or -EINVAL. */
         int (*parse_position)(const char *text, Position *ret);
         /* `cdcsync check --connect`: connects, checks privileges and settings, prints warnings
          * (one per line, to stdout). Returns 0 when the pipeline can run. */
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
+        /* Accepts NULL, returns NULL. */
         Source *(*free)(Source *s);
-        /* Optional (NULL: format_position is used). The text of position p as the running source
-         * knows it, which can hold what a Position cannot (MySQL: the server's real binlog name and
-         * the GTID state at p); this is what the sink stores with the checkpoint. Called from other
-         * threads while run() streams, for positions the source emitted (a COMMIT or KEEPALIVE) at
-         * or after pipeline_io_durable(). */
-        void (*format_checkpoint)(Source *s, Position p, char *buf, size_t len);
         /* Optional: the tables the source streams now (PostgreSQL: its publication's), as
          * "schema.table" strings in *ret (owned by the caller, free each and the array). Asked for
          * a pipeline whose sink holds a checkpoint but no copy records (made before they existed),
@@ -163,38 +167,35 @@ typedef struct {
 
 typedef struct {
         const char *type;
+        /* *ret is the caller's (free()); conn and pipe are borrowed and outlive it. */
         int (*open)(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err);
-        /* The position this pipeline last committed here; *found = false for a new pipeline. */
-        int (*last_position)(Sink *k, Position *ret, bool *found, CdcError *err);
-        /* Opens a sink transaction for a batch of whole source transactions. */
+        /* The checkpoint this pipeline last stored here, copied into *ret (its text "" when the
+         * sink does not read it back); *ret_found = false for a new pipeline. */
+        int (*last_position)(Sink *k, Checkpoint *ret, bool *ret_found, CdcError *err);
+        /* Opens a batch of whole source transactions. */
         int (*begin)(Sink *k, CdcError *err);
-        /* Applies one change of source transaction txn inside the open sink transaction. */
+        /* Applies one change of source transaction txn in the open batch; both stay the caller's. */
         int (*apply)(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err);
-        /* Stores `pos` (with its text form) as the pipeline's checkpoint in the same transaction
-         * and commits; `last` is the last source transaction of the batch. After 0 returns the
-         * batch is durable. */
-        int (*commit)(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err);
-        /* Rolls the open transaction back (after an error, or on shutdown mid-batch). */
+        /* Ends the batch with ckpt as the pipeline's checkpoint; `last` is the batch's last source
+         * transaction. Both are borrowed for the call (a sink copies what it keeps). After 0 the
+         * next begin() may follow at once; the batch is durable once poll_durable() says so. A
+         * database sink stores the checkpoint in the batch's transaction and commits it; Kafka
+         * stores it once the batch's messages and every earlier batch's are delivered. */
+        int (*commit)(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err);
+        /* Serves the sink's outstanding work for at most timeout_ms (0: only what is ready) and
+         * sets *ret to the end position of the newest batch that is durable (its data, its
+         * checkpoint, and every earlier batch's), *ret_found = false when none is yet; a database
+         * sink reports at once the batch commit() committed last. A batch that failed (or waited
+         * past the sink's delivery timeout) returns an error: the attempt must end, and everything
+         * after the last durable position is read again. */
+        int (*poll_durable)(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err);
+        /* Rolls the open batch back (after an error, or on shutdown mid-batch); batches not yet
+         * durable may be lost with it (they are read again). */
         int (*rollback)(Sink *k);
         /* `cdcsync check --connect` for this side. */
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
+        /* Accepts NULL, returns NULL. */
         Sink *(*free)(Sink *k);
-        /* Optional: the text stored with the pipeline's checkpoint by commit() (pos_text), so a
-         * source can start from what its Position cannot hold; *found = false when there is none
-         * (or it does not fit in len). */
-        int (*last_position_text)(Sink *k, char *buf, size_t len, bool *found, CdcError *err);
-        /* Optional, both or neither (a database sink leaves them NULL: its commit() is durable when
-         * it returns). commit_async() ends the batch like commit() but does not wait for it: after 0
-         * the batch is pending, and the next begin() may follow at once. The sink stores the
-         * checkpoint of a pending batch only once every message of it and of every earlier batch
-         * is delivered. */
-        int (*commit_async)(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err);
-        /* Serves the sink's outstanding work for at most timeout_ms (0: only what is ready) and
-         * sets *ret to the end position of the newest batch that is durable (its messages, those of
-         * every earlier batch, and its checkpoint), *ret_found = false when none is yet. A pending
-         * batch that failed (or waited past the sink's delivery timeout) returns an error: the
-         * attempt must end, and everything after the last durable position is read again. */
-        int (*poll_durable)(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err);
         /* Optional (database sinks): this pipeline's copy records (copies.h), *ret owned by the
          * caller (free()); they are written as changes of the registry table with the copies. */
         int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);

@@ -56,9 +56,9 @@ typedef struct {
         atomic_int_fast64_t last_progress_ts; /* usec, wall clock the pipeline last proved alive */
         pthread_mutex_t lock;                 /* guards last_error and the label arrays */
         char last_error[1024];
-        int64_t last_error_ts;     /* usec */
-        char source_pos_text[96];  /* guarded by lock */
-        char applied_pos_text[96]; /* guarded by lock */
+        int64_t last_error_ts;                      /* usec */
+        char source_pos_text[CHECKPOINT_TEXT_MAX];  /* guarded by lock: the last COMMIT or KEEPALIVE read */
+        char applied_pos_text[CHECKPOINT_TEXT_MAX]; /* guarded by lock: the durable checkpoint */
 } PipelineStats;
 
 void stats_init(PipelineStats *s, const char *name);

@@ -62,7 +62,7 @@ static Value *key(const char *id) {
  * naming the table and the missing key, and nothing of the batch may be committed. */
 static void diverged(const SinkOps *ops, Sink *k, const char *label, const char *want_key, int r, CdcError *err) {
         if (r == 0)
-                r = ops->commit(k, (Position){0, 999}, "0/3E7", NULL, err);
+                r = ops->commit(k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, NULL, err);
         bool named = strstr(err->message, "`test_sink`.`orders`") && strstr(err->message, want_key) &&
                      strstr(err->message, "the sink diverged from the source");
         printf("%s: r=%d %s retriable=%d %s\n", label, r < 0, r < 0 ? err->kind : "-", r < 0 ? err->retriable : -1,
@@ -99,10 +99,10 @@ int main(int argc, char **argv) {
         const SinkOps *ops = &mysql_sink_ops;
         CdcError err = {0};
         Sink *k;
-        Position pos;
+        Checkpoint ckpt;
         bool found;
         CHECK(ops->open(&sink, &pipe, &k, &err));
-        CHECK(ops->last_position(k, &pos, &found, &err));
+        CHECK(ops->last_position(k, &ckpt, &found, &err));
         printf("start found=%d\n", found);
         Table *t = orders();
 
@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
         CHECK(apply(ops, k, t, CHANGE_UPDATE, row((const char *[]){"2", NULL, NULL, NULL, NULL, NULL}),
                     row((const char *[]){"20", "t", "\\x", "2024-01-01 00:00:00-05:30", "99", "b2"}), &err));
         CHECK(apply(ops, k, t, CHANGE_DELETE, row((const char *[]){"3", NULL, NULL, NULL, NULL, NULL}), NULL, &err));
-        CHECK(ops->commit(k, (Position){0, 100}, "0/64", NULL, &err));
+        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 100}, .text = "0/64"}, NULL, &err));
         /* batch 2: a replayed insert (idempotent), a truncate inside the transaction, then a row */
         CHECK(ops->begin(k, &err));
         CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
@@ -143,7 +143,7 @@ int main(int argc, char **argv) {
         CHECK(ops->begin(k, &err));
         CHECK(apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"4", "f", NULL, NULL, "12345678.9", "kept"}),
                     &err));
-        CHECK(ops->commit(k, (Position){0, 200}, "0/C8", NULL, &err));
+        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 200}, .text = "0/C8"}, NULL, &err));
         /* batch 3: values MySQL cannot hold: non-retriable "data" errors naming table and column */
         const char *bad[][6] = {
                 {"6", NULL, NULL, NULL, "NaN", NULL},
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
                           row((const char *[]){"52", "f", NULL, NULL, NULL, "gone"}), &err));
         CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
         CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
-        CHECK(ops->commit(k, (Position){0, 300}, "0/12C", NULL, &err));
+        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 300}, .text = "0/12C"}, NULL, &err));
         printf("idempotent: ok\n");
         /* batch 8: a table without key: an update of a row the sink lacks is named by its place in
          * the source transaction and its first columns, not by its whole image (12 x 100 bytes) */
@@ -219,14 +219,14 @@ int main(int argc, char **argv) {
                 else
                         values_free(before, 12), values_free(after, 12);
                 if (r == 0)
-                        r = ops->commit(k, (Position){0, 999}, "0/3E7", NULL, &err);
+                        r = ops->commit(k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, NULL, &err);
                 printf("keyless: r=%d %s %s\n", r < 0, r < 0 ? err.kind : "-",
                        r < 0 && strstr(err.message, want) && strlen(err.message) < 400 ? "brief" : err.message);
                 ops->rollback(k);
                 table_unref(w);
         }
-        CHECK(ops->last_position(k, &pos, &found, &err));
-        printf("last found=%d %llu/%llu\n", found, (unsigned long long)pos.hi, (unsigned long long)pos.lo);
+        CHECK(ops->last_position(k, &ckpt, &found, &err));
+        printf("last found=%d %llu/%llu\n", found, (unsigned long long)ckpt.pos.hi, (unsigned long long)ckpt.pos.lo);
 out:
         table_unref(t);
         ops->free(k);

@@ -61,7 +61,7 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
                         io->stop = true;
                 break;
         case EVENT_KEEPALIVE:
-                if (position_cmp(ev->pos, io->end) >= 0)
+                if (position_cmp(ev->ckpt.pos, io->end) >= 0)
                         io->stop = true;
                 break;
         }

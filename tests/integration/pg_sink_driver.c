@@ -188,7 +188,7 @@ static int run_test(const char *dsn) {
         char *big = malloc(100001);
         Sink *k = NULL;
         CdcError err = {0};
-        Position pos;
+        Checkpoint ckpt;
         bool found = true;
         TxnInfo t1, t2;
         int r;
@@ -206,7 +206,7 @@ static int run_test(const char *dsn) {
                    "roname = 'cdcsync_t1'");
 
         must(ops->open(&conn, &pipe, &k, &err), &err, "open");
-        must(ops->last_position(k, &pos, &found, &err), &err, "last_position");
+        must(ops->last_position(k, &ckpt, &found, &err), &err, "last_position");
         CHECK(!found, "a new pipeline has no checkpoint");
 
         /* Batch 1: two source transactions of inserts. */
@@ -235,7 +235,7 @@ static int run_test(const char *dsn) {
         must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("1", "x"), 0, &err), &err, "nokey 1");
         must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("1", "x"), 0, &err), &err, "nokey 2");
         must(apply(k, &t2, CHANGE_INSERT, nokey, NULL, ROW("2", NULL), 0, &err), &err, "nokey 3");
-        must(ops->commit(k, (Position){0, 150}, "0/96", &t2, &err), &err, "commit 1");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 150}, .text = "0/96"}, &t2, &err), &err, "commit 1");
 
         /* Batch 2: updates (a renamed row keeping its unchanged TOAST value, a key change), a
          * delete, and key-less rows addressed by their whole old row (one of two duplicates). */
@@ -254,7 +254,7 @@ static int run_test(const char *dsn) {
              &err, "delete 3");
         must(apply(k, &t1, CHANGE_UPDATE, nokey, ROW("1", "x"), ROW("1", "y"), 0, &err), &err, "nokey update");
         must(apply(k, &t1, CHANGE_DELETE, nokey, ROW("2", NULL), NULL, 0, &err), &err, "nokey delete");
-        must(ops->commit(k, (Position){0, 200}, "0/C8", &t1, &err), &err, "commit 2");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 200}, .text = "0/C8"}, &t1, &err), &err, "commit 2");
         expect_rows(ITEMS_Q, items_after_batch2, "items after batch 2");
         expect_rows("SELECT a, b FROM \"Shop\".nokey ORDER BY a, b", nokey_after_batch2, "nokey after batch 2");
 
@@ -262,7 +262,7 @@ static int run_test(const char *dsn) {
         t1 = txn_at(300, 1700000002000000);
         must(ops->begin(k, &err), &err, "begin 3");
         must(apply(k, &t1, CHANGE_TRUNCATE, seqt, NULL, NULL, TRUNCATE_RESTART_IDENTITY, &err), &err, "truncate");
-        must(ops->commit(k, (Position){0, 300}, "0/12C", &t1, &err), &err, "commit 3");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 300}, .text = "0/12C"}, &t1, &err), &err, "commit 3");
         admin_exec("INSERT INTO \"Shop\".seq (v) VALUES ('after')");
         expect_rows("SELECT id, v FROM \"Shop\".seq", "1|after\n", "truncate restarted the sequence");
 
@@ -271,8 +271,9 @@ static int run_test(const char *dsn) {
                     "0|300|0/12C|2023-11-14 22:13:22+00\n", "checkpoint row");
         expect_rows("SELECT remote_lsn FROM pg_replication_origin_status WHERE external_id = 'cdcsync_t1'", "0/12C\n",
                     "origin progress");
-        must(ops->last_position(k, &pos, &found, &err), &err, "last_position");
-        CHECK(found && pos.hi == 0 && pos.lo == 300, "last_position %d %llu", found, (unsigned long long)pos.lo);
+        must(ops->last_position(k, &ckpt, &found, &err), &err, "last_position");
+        CHECK(found && ckpt.pos.hi == 0 && ckpt.pos.lo == 300, "last_position %d %llu", found,
+              (unsigned long long)ckpt.pos.lo);
 
         /* A batch rolled back leaves no trace. */
         t1 = txn_at(400, 1700000003000000);
@@ -294,7 +295,7 @@ static int run_test(const char *dsn) {
         r = apply(k, &t1, CHANGE_UPDATE, items, NULL, ROW("999", "nobody", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
                   &err);
         if (r == 0)
-                r = ops->commit(k, (Position){0, 400}, "0/190", &t1, &err);
+                r = ops->commit(k, &(Checkpoint){.pos = {0, 400}, .text = "0/190"}, &t1, &err);
         CHECK(r < 0 && strcmp(err.kind, "data") == 0 && !err.retriable && strstr(err.message, "Shop.order items") &&
                       strstr(err.message, "(id)=(999)"),
               "missing row: r=%d kind=%s msg=%s", r, err.kind, err.message);
@@ -306,7 +307,7 @@ static int run_test(const char *dsn) {
         r = apply(k, &t1, CHANGE_INSERT, items, NULL, ROW("5", "dup", NULL, NULL, NULL, NULL, NULL, NULL, NULL), 0,
                   &err);
         if (r == 0)
-                r = ops->commit(k, (Position){0, 400}, "0/190", &t1, &err);
+                r = ops->commit(k, &(Checkpoint){.pos = {0, 400}, .text = "0/190"}, &t1, &err);
         CHECK(r < 0 && strcmp(err.kind, "data") == 0 &&
                       strstr(err.message, "insert of Shop.order items key (id)=(5)") && strstr(err.message, "23505"),
               "duplicate: r=%d kind=%s msg=%s", r, err.kind, err.message);
@@ -342,7 +343,7 @@ static int run_test(const char *dsn) {
                 if (r == 0)
                         r = apply(k, &t2, CHANGE_UPDATE, wide, old_row, new_row, 0, &err);
                 if (r == 0)
-                        r = ops->commit(k, (Position){0, 450}, "0/1C2", &t2, &err);
+                        r = ops->commit(k, &(Checkpoint){.pos = {0, 450}, .text = "0/1C2"}, &t2, &err);
                 CHECK(r < 0 && strcmp(err.kind, "data") == 0 && strstr(err.message, want) && strlen(err.message) < 400,
                       "keyless missing row: r=%d kind=%s msg=%s", r, err.kind, err.message);
                 CHECK(ops->rollback(k) == 0, "rollback after keyless");
@@ -363,7 +364,7 @@ static int run_test(const char *dsn) {
         must(apply(k, &t1, CHANGE_UPDATE, items, ROW("20", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
                    ROW("21", "moved again", "3", NULL, NULL, NULL, "{NULL,7}", NULL, UNCH), 0, &err),
              &err, "update key 20->21");
-        must(ops->commit(k, (Position){0, 500}, "0/1F4", &t1, &err), &err, "commit 8");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 500}, .text = "0/1F4"}, &t1, &err), &err, "commit 8");
         expect_rows("SELECT id, name FROM \"Shop\".\"order items\" WHERE id > 5", "21|moved again\n",
                     "key update after errors");
         expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "500\n", "checkpoint 500");
@@ -372,13 +373,13 @@ static int run_test(const char *dsn) {
         /* create_tables: the table is made from the source's types, quoted names and all. */
         conn.create_tables = true;
         must(ops->open(&conn, &pipe, &k, &err), &err, "open with create_tables");
-        must(ops->last_position(k, &pos, &found, &err), &err, "last_position after reopen");
-        CHECK(found && pos.lo == 500, "checkpoint survives a reconnect");
+        must(ops->last_position(k, &ckpt, &found, &err), &err, "last_position after reopen");
+        CHECK(found && ckpt.pos.lo == 500, "checkpoint survives a reconnect");
         t1 = txn_at(600, 1700000005000000);
         must(ops->begin(k, &err), &err, "begin 9");
         must(apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("1", "2.5", "{a,\"b c\"}", "2020-02-29 12:00:00Z"), 0, &err),
              &err, "insert into created table");
-        must(ops->commit(k, (Position){0, 600}, "0/258", &t1, &err), &err, "commit 9");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 600}, .text = "0/258"}, &t1, &err), &err, "commit 9");
         expect_rows("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
                     "'fresh.\"Made \"\"by\"\" cdcsync\"'::regclass AND attnum > 0 ORDER BY attnum",
                     "k|bigint\namount|numeric(10,2)\ntags|text[]\nat|timestamp with time zone\n",
@@ -398,7 +399,7 @@ static int run_test(const char *dsn) {
         if (r == 0)
                 r = apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err);
         if (r == 0)
-                r = ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err);
+                r = ops->commit(k, &(Checkpoint){.pos = {0, 700}, .text = "0/2BC"}, &t1, &err);
         CHECK(r < 0 && strcmp(err.kind, "connection") == 0 && err.retriable, "connection loss: r=%d kind=%s msg=%s", r,
               err.kind, err.message);
         ops->rollback(k);
@@ -408,7 +409,8 @@ static int run_test(const char *dsn) {
         if (r == 0) {
                 must(apply(k, &t1, CHANGE_INSERT, newt, NULL, ROW("2", "1", NULL, NULL), 0, &err), &err,
                      "insert after reconnect");
-                must(ops->commit(k, (Position){0, 700}, "0/2BC", &t1, &err), &err, "commit after reconnect");
+                must(ops->commit(k, &(Checkpoint){.pos = {0, 700}, .text = "0/2BC"}, &t1, &err), &err,
+                     "commit after reconnect");
         }
         expect_rows("SELECT k FROM fresh.\"Made \"\"by\"\" cdcsync\" ORDER BY k", "1\n2\n", "rows after reconnect");
         expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "700\n", "checkpoint 700");
@@ -502,7 +504,7 @@ static int run_bench(const char *dsn, long n) {
                         snprintf(num, sizeof(num), "%ld", j * 7);
                         must(apply(k, &txn, CHANGE_INSERT, t, NULL, ROW(id, v, num), 0, &err), &err, "insert");
                 }
-                must(ops->commit(k, txn.commit_pos, "bench", &txn, &err), &err, "commit");
+                must(ops->commit(k, &(Checkpoint){.pos = txn.commit_pos, .text = "bench"}, &txn, &err), &err, "commit");
         }
         dt = now_sec() - t0;
         printf("pg_sink bench: %ld single-row inserts in batches of 5000: %.2f s, %.0f rows/s\n", n, dt,

@@ -87,9 +87,9 @@ static void test_event_clear(void **state) {
         event_clear(&ev);
         assert_int_equal(ev.kind, 0);
         assert_null(ev.change.table);
-        Event k = {.kind = EVENT_KEEPALIVE, .pos = {0, 7}};
+        Event k = {.kind = EVENT_KEEPALIVE, .ckpt.pos = {0, 7}};
         event_clear(&k);
-        assert_true(position_is_zero(k.pos));
+        assert_true(position_is_zero(k.ckpt.pos));
 }
 
 static void test_cdc_error(void **state) {

@@ -60,7 +60,7 @@ static int teardown(void **state) {
         return 0;
 }
 
-/* One batch of n inserts, ended with commit_async at position lo. */
+/* One batch of n inserts, ended with commit at position lo (which does not wait for delivery). */
 static void batch(Fixture *f, const SinkOps *ops, Sink *k, int n, uint64_t lo) {
         CdcError err = {0};
         TxnInfo txn = {.xid = lo, .commit_pos = {0, lo}, .commit_ts = 1};
@@ -75,10 +75,10 @@ static void batch(Fixture *f, const SinkOps *ops, Sink *k, int n, uint64_t lo) {
                         fail_msg("apply: %s", err.message);
                 change_clear(&c);
         }
-        char text[32];
-        snprintf(text, sizeof(text), "0/%" PRIX64, lo);
-        if (ops->commit_async(k, (Position){0, lo}, text, &txn, &err) != 0)
-                fail_msg("commit_async: %s", err.message);
+        Checkpoint ckpt = {.pos = {0, lo}};
+        snprintf(ckpt.text, sizeof(ckpt.text), "0/%" PRIX64, lo);
+        if (ops->commit(k, &ckpt, &txn, &err) != 0)
+                fail_msg("commit: %s", err.message);
 }
 
 /* Polls for ms milliseconds or until the durable position reaches want; returns what it is. */
@@ -103,7 +103,7 @@ static uint64_t poll_for(const SinkOps *ops, Sink *k, int ms, uint64_t want) {
 static void test_durable_only_when_delivered(void **state) {
         Fixture *f = *state;
         const SinkOps *ops = connector_sink("kafka");
-        assert_non_null(ops->commit_async);
+        assert_non_null(ops->poll_durable);
         Sink *k = NULL;
         CdcError err = {0};
         /* The data's partitions all led by broker 2, the checkpoint's by broker 1: with broker 2
@@ -118,7 +118,7 @@ static void test_durable_only_when_delivered(void **state) {
         batch(f, ops, k, 50, 100);
         assert_int_equal(poll_for(ops, k, 20000, 100), 100);
 
-        /* Batches 2 and 3 are taken (commit_async does not wait) and never reported durable
+        /* Batches 2 and 3 are taken (commit does not wait) and never reported durable
          * while their messages cannot be delivered. */
         rd_kafka_mock_broker_set_down(f->mc, 2);
         batch(f, ops, k, 50, 200);
@@ -130,12 +130,12 @@ static void test_durable_only_when_delivered(void **state) {
         k = ops->free(k);
 
         /* What was reported durable is the checkpoint a new sink starts from. */
-        Position pos = {0};
+        Checkpoint last = {0};
         bool found = false;
         assert_int_equal(ops->open(&f->bus, &f->pipe, &k, &err), 0);
-        assert_int_equal(ops->last_position(k, &pos, &found, &err), 0);
+        assert_int_equal(ops->last_position(k, &last, &found, &err), 0);
         assert_true(found);
-        assert_int_equal(pos.lo, 300);
+        assert_int_equal(last.pos.lo, 300);
         ops->free(k);
 }
 

@@ -2,8 +2,8 @@
  * whole transactions per sink commit, the checkpoint committed with the data it covers, nothing
  * acknowledged upstream before the sink holds it, replays up to the checkpoint skipped, retriable
  * errors retried to an exact result, fatal ones stopping with data and checkpoint in agreement,
- * a stop mid-stream resumed without loss or repeat, and a sink that delivers later (Kafka-style
- * commit_async / poll_durable) acknowledged only once delivered.
+ * a stop mid-stream resumed without loss or repeat, and a sink that delivers later (Kafka-style:
+ * durable when a later poll_durable says so) acknowledged only once delivered.
  *
  * The fakes: a source log of generated transactions (insert, update, delete on 64 keys, computed
  * against the source's own table so every change is valid exactly once), and a sink "database"
@@ -53,7 +53,7 @@ typedef struct {
         char val[NKEYS][24];
 } Rows;
 
-/* One batch delivered by commit_async, not yet durable. */
+/* One batch the deliver-later sink took, not yet durable. */
 typedef struct {
         Position pos;
         Rows rows;
@@ -74,7 +74,7 @@ static struct {
         uint64_t applies, commits, rollbacks, opens;
         uint64_t fail_at_apply; /* the apply with this number (1-based, over all attempts) fails once */
         bool fail_retriable;
-        bool async; /* the sink delivers later: commit_async / poll_durable */
+        bool async; /* the sink delivers later: durable on a later poll_durable */
         AsyncBatch pending[32];
         int npending;
         /* per staged batch: changes seen per transaction index */
@@ -219,7 +219,7 @@ static int fsrc_run(Source *s, const SourceStart *start, PipelineIO *io, CdcErro
                         if (delay)
                                 usleep((useconds_t)delay);
                 } else {
-                        Event ka = {.kind = EVENT_KEEPALIVE, .pos = n ? g.log[n - 1].pos : (Position){0, 1}};
+                        Event ka = {.kind = EVENT_KEEPALIVE, .ckpt.pos = n ? g.log[n - 1].pos : (Position){0, 1}};
                         r = pipeline_io_emit(io, &ka);
                         usleep(1000);
                 }
@@ -282,11 +282,11 @@ static int fsink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink 
         return *ret ? 0 : -ENOMEM;
 }
 
-static int fsink_last_position(Sink *k, Position *ret, bool *found, CdcError *err) {
+static int fsink_last_position(Sink *k, Checkpoint *ret, bool *found, CdcError *err) {
         (void)k;
         (void)err;
         pthread_mutex_lock(&g.lock);
-        *ret = g.ckpt;
+        *ret = (Checkpoint){.pos = g.ckpt};
         *found = g.found;
         pthread_mutex_unlock(&g.lock);
         return 0;
@@ -369,14 +369,15 @@ static void check_batch(Position pos, const TxnInfo *last) {
                 g.max_commit_changes = changes;
 }
 
-static int fsink_commit(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+static int fsink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         (void)k;
         (void)err;
+        Position pos = ckpt->pos;
         pthread_mutex_lock(&g.lock);
         char want[64];
         fsrc_format(pos, want, sizeof(want));
-        if (strcmp(pos_text, want) != 0)
-                violate("checkpoint text %s for position %s", pos_text, want);
+        if (strcmp(ckpt->text, want) != 0)
+                violate("checkpoint text %s for position %s", ckpt->text, want);
         if (g.found && position_cmp(pos, g.ckpt) <= 0)
                 violate("checkpoint went back from %" PRIu64 " to %" PRIu64, g.ckpt.lo, pos.lo);
         check_batch(pos, last);
@@ -403,11 +404,23 @@ static Sink *fsink_free(Sink *k) {
         return NULL;
 }
 
-/* Kafka-style: the batch is handed over now and durable only when a later poll says so. */
-static int fsink_commit_async(Sink *k, Position pos, const char *pos_text, const TxnInfo *last, CdcError *err) {
+/* A database sink: what commit() committed is durable at once. */
+static int fsink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
         (void)k;
-        (void)pos_text;
+        (void)timeout_ms;
         (void)err;
+        pthread_mutex_lock(&g.lock);
+        *ret = g.ckpt;
+        *ret_found = g.found;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+/* Kafka-style: the batch is handed over now and durable only when a later poll says so. */
+static int fsink_commit_later(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
+        (void)k;
+        (void)err;
+        Position pos = ckpt->pos;
         pthread_mutex_lock(&g.lock);
         check_batch(pos, last);
         if (g.npending == (int)(sizeof(g.pending) / sizeof(g.pending[0])))
@@ -423,7 +436,7 @@ static int fsink_commit_async(Sink *k, Position pos, const char *pos_text, const
 
 /* A poll that may wait delivers the oldest pending batch; one that may not (timeout 0) only
  * reports: delivery lags behind the engine's commits, as a broker's acknowledgements do. */
-static int fsink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
+static int fsink_poll_delivered(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
         (void)k;
         (void)err;
         pthread_mutex_lock(&g.lock);
@@ -446,6 +459,7 @@ static const SinkOps fake_sink_ops = {
         .begin = fsink_begin,
         .apply = fsink_apply,
         .commit = fsink_commit,
+        .poll_durable = fsink_poll_durable,
         .rollback = fsink_rollback,
         .check = fake_check,
         .free = fsink_free,
@@ -457,12 +471,11 @@ static const SinkOps fake_async_sink_ops = {
         .last_position = fsink_last_position,
         .begin = fsink_begin,
         .apply = fsink_apply,
-        .commit = fsink_commit,
+        .commit = fsink_commit_later,
+        .poll_durable = fsink_poll_delivered,
         .rollback = fsink_rollback,
         .check = fake_check,
         .free = fsink_free,
-        .commit_async = fsink_commit_async,
-        .poll_durable = fsink_poll_durable,
 };
 
 /* The registry, for this test: every type is the fake ("fakeasync": the deliver-later sink). */

@@ -17,7 +17,7 @@ static void test_fifo(void **state) {
         Queue *q;
         assert_int_equal(queue_new(4, &q), 0);
         for (uint64_t i = 1; i <= 4; i++) {
-                Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, i}};
+                Event ev = {.kind = EVENT_KEEPALIVE, .ckpt.pos = {0, i}};
                 assert_int_equal(queue_push(q, &ev), 0);
                 assert_int_equal(ev.kind, 0); /* ownership moved */
         }
@@ -25,7 +25,7 @@ static void test_fifo(void **state) {
         for (uint64_t i = 1; i <= 4; i++) {
                 Event ev;
                 assert_int_equal(queue_pop(q, &ev, 0), 0);
-                assert_int_equal(ev.pos.lo, i);
+                assert_int_equal(ev.ckpt.pos.lo, i);
         }
         Event ev;
         assert_int_equal(queue_pop(q, &ev, 10), -ETIMEDOUT);
@@ -40,7 +40,7 @@ typedef struct {
 static void *produce(void *arg) {
         Producer *p = arg;
         for (int i = 0; i < 100; i++) {
-                Event ev = {.kind = EVENT_KEEPALIVE, .pos = {0, (uint64_t)i}};
+                Event ev = {.kind = EVENT_KEEPALIVE, .ckpt.pos = {0, (uint64_t)i}};
                 if (queue_push(p->q, &ev) < 0)
                         break;
                 __atomic_store_n(&p->pushed, i + 1, __ATOMIC_SEQ_CST);
@@ -64,7 +64,7 @@ static void test_bounded(void **state) {
         for (uint64_t i = 0; i < 100; i++) {
                 Event ev;
                 assert_int_equal(queue_pop(p.q, &ev, 2000), 0);
-                assert_int_equal(ev.pos.lo, i);
+                assert_int_equal(ev.ckpt.pos.lo, i);
         }
         pthread_join(t, NULL);
         queue_free(p.q);
