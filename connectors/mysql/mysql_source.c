@@ -403,7 +403,7 @@ out:
 }
 
 static int source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err) {
-        Source *s;
+        Source *s = NULL;
         int r = source_open(conn, pipe, &s, err);
         if (r < 0)
                 return r;
