@@ -256,6 +256,8 @@ int pg_held_flush_all(Sink *k, CdcError *err) {
 /* Holds c in a run of its table. Returns 1 when held, 0 when c must go alone through the
  * one-row path (after every held run), negative on error. */
 static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err);
+static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, const uint8_t *set, char *key,
+                    CdcError *err);
 
 int pg_held_hold(Sink *k, TState *ts, const Change *c, CdcError *err) {
         const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
@@ -269,10 +271,8 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
         const Table *t = ts->table;
         uint8_t *set;
         KeyEntry *e;
-        Group *g = NULL;
-        Value *copy;
         char *key;
-        int gi, r;
+        int r;
 
         if (!img)
                 return 0;
@@ -286,6 +286,8 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
                         return 0;
                 }
         }
+        if (ts->appendable) /* inserts into a table without key: one run, no key to follow */
+                return hold_row(k, ts, c, img, set, NULL, err);
         key = key_text(t, img);
         if (!key)
                 return 0;
@@ -326,6 +328,19 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
                         return r;
                 }
         }
+        return hold_row(k, ts, c, img, set, key, err);
+oom:
+        return pg_pipe_fail(k, cdc_oom(err), err);
+}
+
+/* Adds img to the run of c's op (and, for an UPDATE, column set) of its table, opening one when
+ * there is none; key (owned, NULL for a table without key) finds it again. Returns 1. */
+static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, const uint8_t *set, char *key,
+                    CdcError *err) {
+        const Table *t = ts->table;
+        Group *g = NULL;
+        Value *copy;
+        int gi, r;
         for (gi = 0; gi < ts->ngroups; gi++) {
                 g = &ts->groups[gi];
                 if (g->op == c->op && (c->op != CHANGE_UPDATE || memcmp(g->mask, set, (size_t)t->ncols) == 0))
@@ -367,7 +382,7 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
                 goto oom;
         }
         g->rows[g->nrows] = copy;
-        if (key_add(ts, key, gi, g->nrows) < 0) {
+        if (key && key_add(ts, key, gi, g->nrows) < 0) {
                 values_free(copy, t->ncols);
                 goto oom;
         }

@@ -549,8 +549,9 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         }
         /* Idempotent changes (at-least-once sources) take the one-row path: it upserts and
          * tolerates missing rows, which grouped statements do not. */
-        if (!keyless && !upsert && ts->commutable &&
-            (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE)) {
+        if (!upsert && ((!keyless && ts->commutable &&
+                         (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE)) ||
+                        (keyless && ts->appendable && c->op == CHANGE_INSERT))) {
                 r = pg_held_hold(k, ts, c, err);
                 if (r != 0)
                         return r < 0 ? r : 0;

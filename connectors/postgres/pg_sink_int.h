@@ -61,6 +61,7 @@ typedef struct {
         char schema[256], name[256];
         Table *table;    /* one reference: the shape of the held rows */
         bool commutable; /* changes to distinct keys may be reordered (see table_info) */
+        bool appendable; /* a table without key whose inserts may be reordered: held as one run */
         bool cols_ok;    /* the target has every column of table (see ensure_columns) */
         bool rel_known;  /* rel_id is the source relation recorded for it (see check_relation) */
         uint32_t rel_id;

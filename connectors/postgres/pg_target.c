@@ -389,7 +389,23 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
         snprintf(ts->name, sizeof(ts->name), "%s", name);
         ts->table = table_ref((Table *)t);
         res = k->captured;
-        ts->commutable = res && PQntuples(res) > 0 && table_nkeys(t) > 0 && t->replident != 'f';
+        bool keyless = table_nkeys(t) == 0 || t->replident == 'f';
+        /* Where changes commute at all: a plain table, no triggers, rules, exclusion constraints
+         * or other unique indexes, and no default on a column the source does not send. With a
+         * key, the sink's primary key is exactly the source's: changes to distinct keys commute.
+         * Without one (a log, a history table), inserts commute with each other when the sink has
+         * no primary key either: nothing can tell rows apart or refuse one; updates and deletes,
+         * which find rows by their whole image, still go one by one after them. */
+        bool plain = res && PQntuples(res) > 0;
+        for (int row = 0; plain && row < PQntuples(res); row++) {
+                const char *col = PQgetvalue(res, row, 0);
+                int src = -1;
+                for (int i = 0; i < t->ncols; i++)
+                        if (strcmp(t->cols[i].name, col) == 0)
+                                src = i;
+                plain = PQgetvalue(res, row, 3)[0] == '1' && !(PQgetvalue(res, row, 1)[0] == '1' && src < 0);
+        }
+        ts->commutable = plain && !keyless;
         for (int row = 0; ts->commutable && row < PQntuples(res); row++) {
                 const char *col = PQgetvalue(res, row, 0);
                 int src = -1;
@@ -408,6 +424,9 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
         }
         if (npk != table_nkeys(t))
                 ts->commutable = false;
+        for (int row = 0; plain && keyless && row < PQntuples(res); row++)
+                npk += PQgetvalue(res, row, 2)[0] == '1';
+        ts->appendable = plain && keyless && npk == 0;
         PQclear(k->captured);
         k->captured = NULL;
         if (k->nts == k->ts_cap) {
@@ -419,7 +438,7 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
                 k->ts_cap = cap;
         }
         k->ts[k->nts++] = ts;
-        if (!ts->commutable)
+        if (!ts->commutable && !ts->appendable)
                 log_debug(k->ctx,
                           "table %s.%s: changes go one by one in source order (triggers, "
                           "foreign keys, other unique indexes, or another primary key on the sink)",

@@ -81,8 +81,20 @@ INSERT INTO items SELECT g, 'again ' || g FROM generate_series(1, 50) g;
 CREATE TABLE later (id int PRIMARY KEY, at timestamptz DEFAULT now());
 INSERT INTO later (id) SELECT generate_series(1, 10);
 DELETE FROM later WHERE id = 3;
+-- a table without key (REPLICA IDENTITY FULL): its inserts go as one multi-row run, and the
+-- update and delete of one of two equal rows in the same transaction come after them
+CREATE TABLE hist (a int, b text);
+ALTER TABLE hist REPLICA IDENTITY FULL;
+BEGIN;
+INSERT INTO hist VALUES (4, 'four'), (4, 'four'), (5, 'five');
+INSERT INTO items VALUES (200, 'between');
+INSERT INTO hist SELECT g, 'h' || g FROM generate_series(10, 1300) g;
+UPDATE hist SET b = 'four!' WHERE ctid = (SELECT min(ctid) FROM hist WHERE a = 4);
+DELETE FROM hist WHERE a = 5;
+INSERT INTO hist VALUES (5, 'five again'), (NULL, NULL);
+COMMIT;
 SQL
-TABLES+=(later)
+TABLES+=(later hist)
 wait_synced src dst 60 "${TABLES[@]}"
 log "mixed workload equal"
 
