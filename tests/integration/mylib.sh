@@ -19,13 +19,14 @@ my_on() {
   mariadb --socket="${!dir}/mysql.sock" -uroot -N -B -r --default-character-set=utf8mb4 --database=test "$@"
 }
 
-# The [connector.X] lines of a MariaDB server (user cdc, password from a file).
+# my_connector NAME SERVER_ID [DATABASE] — the [connector.X] lines of a MariaDB server (user cdc,
+# password from a file; database test unless given).
 my_connector() {
-  local name=$1 sid=$2 port="MY_${1}_PORT"
+  local name=$1 sid=$2 db=${3:-test} port="MY_${1}_PORT"
   printf 'cdc-pw\n' >"$WORK/$name.pass"
   chmod 600 "$WORK/$name.pass"
-  printf 'type = mysql\nhost = 127.0.0.1\nport = %s\nuser = cdc\npassword_file = %s\ndatabase = test\nserver_id = %s\n' \
-    "${!port}" "$WORK/$name.pass" "$sid"
+  printf 'type = mysql\nhost = 127.0.0.1\nport = %s\nuser = cdc\npassword_file = %s\ndatabase = %s\nserver_id = %s\n' \
+    "${!port}" "$WORK/$name.pass" "$db" "$sid"
 }
 
 # rows_equal KINDS FILE_A FILE_B — the comparer: one line per row, tab-separated fields.
