@@ -15,7 +15,9 @@ Queue *queue_free(Queue *q);
  * queue is closed (ev is left untouched: the caller still owns it). */
 int queue_push(Queue *q, Event *ev);
 /* Moves the oldest event into *ret. Waits at most timeout_ms (-1: forever). Returns 0, -ETIMEDOUT,
- * or -ECANCELED when the queue is closed (remaining events are dropped by queue_free). */
+ * or -ECANCELED when the queue is closed (remaining events are dropped by queue_free). A waiting
+ * consumer is woken by an event that ends something (every kind but BEGIN and CHANGE) or by a run
+ * of queued events, not by each BEGIN or CHANGE (see queue.c). */
 int queue_pop(Queue *q, Event *ret, int timeout_ms);
 /* Wakes every waiter; later pushes and pops fail with -ECANCELED. */
 void queue_close(Queue *q);
