@@ -28,12 +28,8 @@ BATCH_MAX_ROWS=${BATCH_MAX_ROWS:-5000}
 LIMIT=${LIMIT:-1800}
 TABLES="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history"
 
-digest() { # NAME — every pgbench table, ordered by its whole row
-  local name=$1 t out=""
-  for t in $TABLES; do out+="$t=$(table_digest "$name" "$t") "; done
-  echo "$out"
-}
-marker_on() { psql_on "$1" -c "SELECT count(*) FROM bench_done"; }
+# shellcheck disable=SC2086
+digest() { pg_digest "$1" postgres $TABLES; } # NAME — every pgbench table, ordered by its whole row
 
 log "starting 3 PostgreSQL 15 clusters (synchronous_commit = off, fsync = off, identical settings)"
 export PG_SYNC_COMMIT=off
@@ -112,7 +108,7 @@ s0=$(cpu_tree "$SRC_PM")
 d0=$(cpu_tree "$CDC_PM")
 t0=$(now)
 service_start
-wait_sql_true "the marker on cdcsync's target" "$LIMIT" marker_on cdc >/dev/null
+wait_sql_true "the marker on cdcsync's target" "$LIMIT" pg_marker_on cdc >/dev/null
 CDC_SECS=$(calc "$(now) - $t0") # from the start of the process
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
 CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
@@ -129,7 +125,7 @@ d0=$(cpu_tree "$NAT_PM")
 t0=$(now)
 psql_on nat -c "CREATE SUBSCRIPTION bench_sub CONNECTION '$(pg_dsn src)' PUBLICATION bench_pub
                 WITH (create_slot = false, slot_name = 'native_bench', copy_data = false)"
-wait_sql_true "the marker on native's target" "$LIMIT" marker_on nat >/dev/null
+wait_sql_true "the marker on native's target" "$LIMIT" pg_marker_on nat >/dev/null
 NAT_SECS=$(calc "$(now) - $t0") # from CREATE SUBSCRIPTION: its start-up is part of its time
 NAT_DST_CPU=$(calc "$(cpu_tree "$NAT_PM") - $d0")
 NAT_SRC_CPU=$(calc "$(cpu_tree "$SRC_PM") - $s0")

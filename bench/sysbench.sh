@@ -32,8 +32,7 @@ BATCH_MAX_ROWS=${BATCH_MAX_ROWS:-5000}
 LIMIT=${LIMIT:-1800}
 bash "$SRCDIR/scripts/deps.sh" sysbench || fail "cannot install sysbench (apt-get install sysbench)"
 
-my_pid() { local d="MY_${1}_DIR"; cat "${!d}/mysqld.pid"; }
-marker_on() { my_on "$1" -e "SELECT COUNT(*) FROM bench_done" 2>/dev/null || echo 0; }
+my_pid() { local d="MY_${1}_DIR"; my_server_pid "${!d}"; }
 digest() { # NAME — CHECKSUM TABLE of every sysbench table and the marker
   local list="" i
   for i in $(seq 1 "$TABLES"); do list+="sbtest$i,"; done
@@ -105,7 +104,7 @@ s0=$(cpu_tree "$SRC_PID")
 d0=$(cpu_tree "$DST_PID")
 t0=$(now)
 service_start
-wait_sql_true "the marker on cdcsync's target" "$LIMIT" marker_on cdc >/dev/null
+wait_sql_true "the marker on cdcsync's target" "$LIMIT" my_marker_on cdc >/dev/null
 CDC_SECS=$(calc "$(now) - $t0")
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
 CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
@@ -125,7 +124,7 @@ replica() { # NAME PARALLEL_THREADS — sets SECS, DST_CPU, SRC_CPU, MODE
   t0=$(now)
   my_on "$name" -e "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $MY_src_PORT, MASTER_USER = 'cdc',
                     MASTER_PASSWORD = 'cdc-pw', MASTER_LOG_FILE = '$BFILE', MASTER_LOG_POS = $BPOS; START SLAVE"
-  wait_sql_true "the marker on replica $name" "$LIMIT" marker_on "$name" >/dev/null
+  wait_sql_true "the marker on replica $name" "$LIMIT" my_marker_on "$name" >/dev/null
   SECS=$(calc "$(now) - $t0")
   DST_CPU=$(calc "$(cpu_tree "$pid") - $d0")
   SRC_CPU=$(calc "$(cpu_tree "$SRC_PID") - $s0")
