@@ -18,7 +18,7 @@ int bidi_peers(const Conf *c, const PipelineConf *p, BidiPeers *ret) {
                 int n = -1;
                 /* The mark q's sink leaves on its writes, as its log tells them. */
                 const ConnectorType *t = connector_type(q->sink->type);
-                if (t && t->write_mark)
+                if (t)
                         n = t->write_mark(q, m, BIDI_MARK_MAX);
                 if (n < 0 || n >= BIDI_MARK_MAX)
                         continue; /* a sink that leaves no mark, or a name that cannot match */

@@ -513,7 +513,7 @@ static void pipeline_load(ConfParser *p, ConfSection *s, PipelineConf *pl) {
         e = entry_get(s, "source");
         /* a connector without a type (or of a bad one) was reported already */
         const ConnectorType *st = pl->source && pl->source->type ? connector_type(pl->source->type) : NULL;
-        for (int i = 0; st && st->conf_shared_source && i < c->npipelines && &c->pipelines[i] != pl; i++) {
+        for (int i = 0; st && i < c->npipelines && &c->pipelines[i] != pl; i++) {
                 const PipelineConf *o = &c->pipelines[i];
                 char msg[1024];
                 if (o->source == pl->source && st->conf_shared_source(o, pl, msg, sizeof(msg)))
@@ -550,7 +550,7 @@ static void connector_check_source(ConfParser *p, const ConfSection *s, const Co
         const char **set = NULL;
         char msg[1024];
         int i;
-        if (!t || !t->conf_source)
+        if (!t)
                 return;
         for (i = 0; i < c->npipelines && c->pipelines[i].source != k; i++)
                 ;
@@ -601,7 +601,7 @@ static void conf_guard(ConfParser *p) {
         for (int i = 0; i < c->nconnectors; i++) {
                 const ConnectorConf *k = &c->connectors[i];
                 const ConnectorType *t = k->type ? connector_type(k->type) : NULL;
-                if (t && t->conf_place && t->conf_place(k, buf[i], sizeof(buf[i]), &places[i]) < 0)
+                if (t && t->conf_place(k, buf[i], sizeof(buf[i]), &places[i]) < 0)
                         places[i] = (GuardPlace){0};
         }
         GuardWorld w = {.places = places};
@@ -808,6 +808,22 @@ int conf_map_table(const PipelineConf *p, const char *schema, const char *table,
         memcpy(ret_schema, to_schema, slen);
         ret_schema[slen] = '\0';
         memcpy(ret_table, to_table, strlen(to_table) + 1);
+        return 0;
+}
+
+int conf_pipeline_tables_copy(const PipelineConf *p, char ***ret, int *ret_n) {
+        char **v = p->ntables > 0 ? calloc((size_t)p->ntables, sizeof(*v)) : NULL;
+        if (p->ntables > 0 && !v)
+                return -ENOMEM;
+        for (int i = 0; i < p->ntables; i++)
+                if (!(v[i] = strdup(p->tables[i]))) {
+                        while (i-- > 0)
+                                free(v[i]);
+                        free(v);
+                        return -ENOMEM;
+                }
+        *ret = v;
+        *ret_n = p->ntables;
         return 0;
 }
 

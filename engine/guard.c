@@ -127,7 +127,7 @@ static bool may_share(const PipelineConf *a, const PipelineConf *b) {
         if (a->source == b->sink && a->sink == b->source)
                 return true;
         const ConnectorType *t = type_of(a->source);
-        return t && t == type_of(b->source) && t->shares_stream && t->shares_stream(a, b);
+        return t && t == type_of(b->source) && t->shares_stream(a, b);
 }
 
 /* Splits "schema.table" at its first dot into buffers; false when it has none or is too long. */
@@ -439,6 +439,8 @@ GuardPlace guard_place(const ConnectorPlace *cp, char *why, size_t why_len) {
                 snprintf(why, why_len, "%s, database %s", cp->server, cp->database);
         else
                 snprintf(why, why_len, "%s", cp->server);
+        if (!cp->server[0]) /* a type that holds no tables (SourceOps.locate) */
+                return (GuardPlace){0};
         return (GuardPlace){cp->server, cp->database[0] ? cp->database : NULL, why, cp->server};
 }
 

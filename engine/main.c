@@ -351,16 +351,14 @@ static int check_places(const Conf *conf, bool *refused) {
                 for (int e = 0; e < 2; e++) {
                         const ConnectorConf *k = ends[e];
                         ConnectorFacts *f = &facts[k - conf->connectors];
-                        const SourceOps *so = connector_source(k->type);
-                        const SinkOps *ko = connector_sink(k->type);
-                        int (*locate)(const ConnectorConf *, ConnectorPlace *, CdcError *) = so && so->locate
-                                                                                                     ? so->locate
-                                                                                             : ko ? ko->locate
-                                                                                                  : NULL;
+                        const ConnectorType *t = connector_type(k->type);
                         CdcError err = {0};
-                        if (!f->tried && locate) {
+                        if (!t)
+                                continue;
+                        /* Only a type that holds tables has a place to ask about (guard.h). */
+                        if (!f->tried && t->holds_tables) {
                                 f->tried = true;
-                                if (locate(k, &f->place, &err) < 0) {
+                                if (t->source->locate(k, &f->place, &err) < 0) {
                                         printf("connector %s: cannot ask where its data is: %s\n", k->name,
                                                err.message);
                                         rc = 1;
@@ -369,9 +367,9 @@ static int check_places(const Conf *conf, bool *refused) {
                                         places[k - conf->connectors] = guard_place(&f->place, f->why, sizeof(f->why));
                                 }
                         }
-                        if (e == 0 && !f->listed && so && so->list_tables) {
+                        if (e == 0 && !f->listed) {
                                 f->listed = true;
-                                if (so->list_tables(k, &f->tables, &f->ntables, &err) < 0) {
+                                if (t->source->list_tables(k, &f->tables, &f->ntables, &err) < 0) {
                                         printf("connector %s: cannot list its tables: %s\n", k->name, err.message);
                                         f->tables = NULL;
                                         rc = 1;

@@ -234,21 +234,16 @@ static int commit_durably(Pipeline *p, const Checkpoint *ckpt, const TxnInfo *la
 }
 
 /* A pipeline whose sink holds a checkpoint but no copy record was made before the records
- * existed: the tables it streams now (the source's publication, else `tables`) are recorded as
+ * existed: the tables it streams now (SourceOps.streamed_tables) are recorded as
  * copied at the checkpoint, in one sink transaction, before the source may change anything. */
 static int record_baseline(Pipeline *p, const Checkpoint *ckpt, SourceArgs *a, CdcError *err) {
         Position pos = ckpt->pos;
         char **names = NULL;
-        int n = 0, r = 0;
-        if (p->source_ops->streamed_tables) {
-                r = p->source_ops->streamed_tables(p->source, &names, &n, err);
-                if (r < 0)
-                        return r;
-        }
-        const char *const *list =
-                p->source_ops->streamed_tables ? (const char *const *)names : (const char *const *)p->conf->tables;
-        if (!p->source_ops->streamed_tables)
-                n = p->conf->ntables;
+        int n = 0;
+        int r = p->source_ops->streamed_tables(p->source, &names, &n, err);
+        if (r < 0)
+                return r;
+        const char *const *list = (const char *const *)names;
         CopiedTable *v = calloc((size_t)n + 1, sizeof(*v));
         TxnInfo txn = {.commit_pos = pos, .commit_ts = now_usec(), .snapshot = true};
         if (!v)
@@ -286,14 +281,13 @@ static int record_baseline(Pipeline *p, const Checkpoint *ckpt, SourceArgs *a, C
         return 0;
 }
 
-/* One attempt: connect both sides and stream until an error or a stop. Returns 0 on a requested
- * stop, or the error. */
 /* A pipeline whose source and sink are one database would read its own writes back and apply them
- * again forever: asked of the servers before the sink or the source creates anything. */
+ * again forever: asked of the servers before the sink or the source creates anything. Only two
+ * types that hold tables can be one database (no server is asked otherwise). */
 static int refuse_loop(Pipeline *p, CdcError *err) {
         ConnectorPlace src, sink;
         char why_src[512], why_sink[512], msg[1024];
-        if (!p->source_ops->locate || !p->sink_ops->locate)
+        if (!connector_type(p->conf->source->type)->holds_tables || !connector_type(p->conf->sink->type)->holds_tables)
                 return 0;
         int r = p->source_ops->locate(p->conf->source, &src, err);
         if (r == 0)
@@ -306,6 +300,8 @@ static int refuse_loop(Pipeline *p, CdcError *err) {
         return 0;
 }
 
+/* One attempt: connect both sides and stream until an error or a stop. Returns 0 on a requested
+ * stop, or the error. */
 static int run_attempt(Pipeline *p, CdcError *err) {
         SourceArgs sargs = {.p = p};
         Checkpoint sink_ckpt = {0};
@@ -374,22 +370,20 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         if (r < 0)
                 goto out;
         /* Which tables the sink holds copies of (a table of `tables` without one is copied first). */
-        if (p->sink_ops->copied_tables) {
-                sargs.start.registry = true;
-                r = p->sink_ops->copied_tables(p->sink, &sargs.copied, &sargs.start.ncopied, err);
+        sargs.start.registry = p->sink_ops->copy_records;
+        r = p->sink_ops->copied_tables(p->sink, &sargs.copied, &sargs.start.ncopied, err);
+        if (r < 0)
+                goto out;
+        sargs.start.copied = sargs.copied;
+        if (sargs.start.registry && found && sargs.start.ncopied == 0 && !p->conf->all_tables) {
+                free(sargs.copied);
+                sargs.copied = NULL;
+                Checkpoint base = sink_ckpt;
+                if (!base.text[0])
+                        p->source_ops->format_position(base.pos, base.text, sizeof(base.text));
+                r = record_baseline(p, &base, &sargs, err);
                 if (r < 0)
                         goto out;
-                sargs.start.copied = sargs.copied;
-                if (found && sargs.start.ncopied == 0 && !p->conf->all_tables) {
-                        free(sargs.copied);
-                        sargs.copied = NULL;
-                        Checkpoint base = sink_ckpt;
-                        if (!base.text[0])
-                                p->source_ops->format_position(base.pos, base.text, sizeof(base.text));
-                        r = record_baseline(p, &base, &sargs, err);
-                        if (r < 0)
-                                goto out;
-                }
         }
 
         r = queue_new(QUEUE_CAPACITY, &p->q_src);
@@ -532,8 +526,11 @@ static void *monitor_main(void *arg) {
         do {
                 CdcError err = {0};
                 int r = 0;
-                if (!pr)
+                if (!pr) {
                         r = p->source_ops->probe_open(p->conf->source, p->conf, &pr, &err);
+                        if (r == 0 && !pr)
+                                return NULL; /* the source has no probe: lag comes from its stream */
+                }
                 if (r == 0) {
                         Position applied = pipeline_io_durable(&p->io), end = {0};
                         uint64_t bytes = UINT64_MAX;
@@ -544,14 +541,13 @@ static void *monitor_main(void *arg) {
                         }
                 }
                 if (r < 0) {
-                        pr = pr ? p->source_ops->probe_free(pr) : NULL;
+                        pr = p->source_ops->probe_free(pr);
                         if (strcmp(err.message, last_err) != 0)
                                 log_debug(p->ctx, "cannot read the source's position: %s", err.message);
                         snprintf(last_err, sizeof(last_err), "%s", err.message);
                 }
         } while (monitor_sleep(p, PROBE_INTERVAL_MS));
-        if (pr)
-                p->source_ops->probe_free(pr);
+        p->source_ops->probe_free(pr);
         return NULL;
 }
 
@@ -612,8 +608,7 @@ int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir
         if (r < 0)
                 goto fail;
         /* Without its monitor the pipeline still runs; lag then comes from the stream alone. */
-        if (p->source_ops->probe_open && p->source_ops->probe && p->source_ops->probe_free)
-                p->monitor_started = pthread_create(&p->monitor, NULL, monitor_main, p) == 0;
+        p->monitor_started = pthread_create(&p->monitor, NULL, monitor_main, p) == 0;
         *ret = p;
         return 0;
 fail:

@@ -12,6 +12,7 @@
 
 #include "cdcsync/log.h"
 #include "kafka/envelope.h"
+#include "kafka/kafka_rules.h"
 #include "kafka/kafka_sink.h"
 
 #define DEFAULT_TOPIC "cdc.{connector}.{schema}.{table}"
@@ -378,10 +379,9 @@ static int kafka_sink_open(const ConnectorConf *conn, const PipelineConf *pipe, 
                 goto out;
         }
         const ConnectorType *st = connector_type(pipe->source->type);
-        k->src_connector = st->debezium_name ? st->debezium_name : pipe->source->type;
+        k->src_connector = st->debezium_name;
         k->src_lsn = st->source_lsn_is_position;
-        if (st->conf_database ? st->conf_database(pipe->source, &k->db) < 0
-                              : pipe->source->database && !(k->db = strdup(pipe->source->database))) {
+        if (st->conf_database(pipe->source, &k->db) < 0) {
                 r = cdc_oom(err);
                 goto out;
         }
@@ -950,6 +950,14 @@ out:
         return r;
 }
 
+/* Topics keep no copy records (copy_records is false): there are none to read. */
+static int kafka_sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
+        (void)k, (void)err;
+        *ret = NULL;
+        *ret_n = 0;
+        return 0;
+}
+
 const SinkOps kafka_sink_ops = {
         .type = "kafka",
         .open = kafka_sink_open,
@@ -961,4 +969,7 @@ const SinkOps kafka_sink_ops = {
         .rollback = kafka_sink_rollback,
         .check = kafka_sink_check,
         .free = kafka_sink_free,
+        .copy_records = false,
+        .copied_tables = kafka_sink_copied_tables,
+        .locate = kafka_rules_locate,
 };

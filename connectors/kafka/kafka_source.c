@@ -64,6 +64,7 @@
 #include "cdcsync/log.h"
 #include "kafka/envelope.h"
 #include "kafka/kafka_decode.h"
+#include "kafka/kafka_rules.h"
 #include "kafka/kafka_source.h"
 
 #define DEFAULT_TOPIC "cdc.{connector}.{schema}.{table}"
@@ -883,6 +884,11 @@ out:
         return r;
 }
 
+/* The topics read are those of `tables`. */
+static int kafka_source_streamed_tables(Source *s, char ***ret, int *ret_n, CdcError *err) {
+        return conf_pipeline_tables_copy(s->pipe, ret, ret_n) < 0 ? cdc_oom(err) : 0;
+}
+
 const SourceOps kafka_source_ops = {
         .type = "kafka",
         .open = kafka_source_open,
@@ -891,4 +897,10 @@ const SourceOps kafka_source_ops = {
         .parse_position = kafka_source_parse_position,
         .check = kafka_source_check,
         .free = kafka_source_free,
+        .streamed_tables = kafka_source_streamed_tables,
+        .locate = kafka_rules_locate,
+        .list_tables = kafka_rules_list_tables,
+        .probe_open = kafka_rules_probe_open,
+        .probe = kafka_rules_probe,
+        .probe_free = kafka_rules_probe_free,
 };

@@ -1,5 +1,7 @@
 /* A MySQL/MariaDB connector's conf rules (see mysql_rules.h). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cdcsync/guard.h"
@@ -34,4 +36,14 @@ int mysql_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, Gua
         snprintf(buf, len, "mysql %s:%d", conn->host ? conn->host : "localhost", conn->port);
         *ret = (GuardPlace){buf, NULL, "the same host and port", "the same host and port"};
         return 0;
+}
+
+bool mysql_rules_shares_stream(const PipelineConf *a, const PipelineConf *b) {
+        (void)a, (void)b;
+        return false;
+}
+
+int mysql_rules_conf_database(const ConnectorConf *conn, char **ret) {
+        *ret = conn->database ? strdup(conn->database) : NULL;
+        return conn->database && !*ret ? -ENOMEM : 0;
 }

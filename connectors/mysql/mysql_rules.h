@@ -12,3 +12,7 @@ int mysql_rules_conf_source(const ConnectorConf *conn, const char *const *set, c
 /* The place its conf text tells: the same host and port is the same server, whose tables name
  * their database. */
 int mysql_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, struct GuardPlace *ret);
+/* Never: each pipeline reads the binlog as its own replica, which is sent every change. */
+bool mysql_rules_shares_stream(const PipelineConf *a, const PipelineConf *b);
+/* The `database` key (tables name their database; the key names the one a sink writes into). */
+int mysql_rules_conf_database(const ConnectorConf *conn, char **ret);

@@ -638,6 +638,7 @@ const SinkOps mysql_sink_ops = {
         .rollback = sink_rollback,
         .check = sink_check,
         .free = sink_free,
+        .copy_records = true,
         .copied_tables = sink_copied_tables,
         .locate = mysql_conn_locate,
 };

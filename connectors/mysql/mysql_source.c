@@ -600,6 +600,11 @@ out:
         return r;
 }
 
+/* The binlog is read for the tables `tables` lists. */
+static int source_streamed_tables(Source *s, char ***ret, int *ret_n, CdcError *err) {
+        return conf_pipeline_tables_copy(s->pipe, ret, ret_n) < 0 ? cdc_oom(err) : 0;
+}
+
 /* ---- probe: where the binlog ends now (connector.h) ---- */
 
 struct SourceProbe {
@@ -679,6 +684,7 @@ const SourceOps mysql_source_ops = {
         .parse_position = mysql_source_parse_position,
         .check = source_check,
         .free = source_free,
+        .streamed_tables = source_streamed_tables,
         .locate = mysql_conn_locate,
         .list_tables = mysql_conn_list_tables,
         .probe_open = probe_open,

@@ -19,6 +19,12 @@ int pg_rules_shared_source(const PipelineConf *earlier, const PipelineConf *late
         return 1;
 }
 
+int pg_rules_conf_source(const ConnectorConf *conn, const char *const *set, const PipelineConf *reader, char *msg,
+                         size_t len) {
+        (void)conn, (void)set, (void)reader, (void)msg, (void)len;
+        return 0;
+}
+
 int pg_rules_conf_place(const ConnectorConf *conn, char *buf, size_t len, GuardPlace *ret) {
         (void)buf, (void)len;
         if (!conn->dsn)
@@ -43,4 +49,9 @@ int pg_rules_conf_database(const ConnectorConf *conn, char **ret) {
                 *ret = strdup(db ? db : user);
         PQconninfoFree(opts);
         return (db || user) && !*ret ? -ENOMEM : 0;
+}
+
+bool pg_rules_shares_stream(const PipelineConf *a, const PipelineConf *b) {
+        (void)a, (void)b;
+        return false;
 }

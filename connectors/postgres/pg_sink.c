@@ -858,6 +858,7 @@ const SinkOps pg_sink_ops = {
         .rollback = pg_sink_rollback,
         .check = pg_sink_check,
         .free = sink_free,
+        .copy_records = true,
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
 };

@@ -139,6 +139,9 @@ const ConnectorConf *conf_connector(const Conf *c, const char *name);
  * -ENAMETOOLONG. */
 int conf_map_table(const PipelineConf *p, const char *schema, const char *table, char *ret_schema, size_t schema_len,
                    char *ret_table, size_t table_len);
+/* A copy of the pipeline's `tables` ("schema.table" each) in *ret, owned by the caller (free each
+ * and the array); *ret NULL when there are none. Returns 0 or -ENOMEM. */
+int conf_pipeline_tables_copy(const PipelineConf *p, char ***ret, int *ret_n);
 /* Whether the pipeline's `tables` covers schema.table. */
 bool conf_pipeline_has_table(const PipelineConf *p, const char *schema, const char *table);
 /* The first copy's mode as sources apply it: initial merges in a bidirectional pipeline (a side

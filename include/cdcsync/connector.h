@@ -142,24 +142,28 @@ typedef struct {
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
         /* Accepts NULL, returns NULL. */
         Source *(*free)(Source *s);
-        /* Optional: the tables the source streams now (PostgreSQL: its publication's), as
+        /* The tables the source streams now (PostgreSQL: its publication's; others: `tables`), as
          * "schema.table" strings in *ret (owned by the caller, free each and the array). Asked for
          * a pipeline whose sink holds a checkpoint but no copy records (made before they existed),
          * which are then recorded as copied at the checkpoint. */
         int (*streamed_tables)(Source *s, char ***ret, int *ret_n, CdcError *err);
-        /* Optional: where conn's data lives, asked of its server over a short connection of its
-         * own (`check --connect`, and each attempt's start, before anything is created). */
+        /* Where conn's data lives, asked of its server over a short connection of its own (`check
+         * --connect`, and each attempt's start, before anything is created); asked only of a type
+         * that holds tables (ConnectorType.holds_tables). A type that holds none answers server ""
+         * without asking anyone. */
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
-        /* Optional: the tables this source can read, as "schema.table" (what `tables = *` reads);
-         * the caller frees each and *ret. */
+        /* The tables this source can read, as "schema.table" (what `tables = *` reads); the caller
+         * frees each and *ret. *ret is left NULL when the source cannot tell before it reads (Kafka). */
         int (*list_tables)(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err);
-        /* Optional, all three or none: the source's own view of where its log ends now, over a
-         * connection of its own, so that lag is measured against the source even while the
-         * stream stalls, the source thread waits for a full queue, or the pipeline is down. The
-         * engine asks about once a second from a thread of its own; every call is bounded by the
-         * connector's timeout_s. probe() sets *ret_end, and *ret_bytes to the log bytes from
-         * `applied` to it when the source can count them where positions cannot be subtracted
-         * (else leaves UINT64_MAX). A failed probe is freed and opened again later. */
+        /* The source's own view of where its log ends now, over a connection of its own, so that
+         * lag is measured against the source even while the stream stalls, the source thread
+         * waits for a full queue, or the pipeline is down. The engine asks about once a second
+         * from a thread of its own; every call is bounded by the connector's timeout_s.
+         * probe_open() sets *ret NULL (and returns 0) for a source that has no such view (Kafka:
+         * its stream reports the backlog): the engine then never asks again. probe() sets
+         * *ret_end, and *ret_bytes to the log bytes from `applied` to it when the source can count
+         * them where positions cannot be subtracted (else leaves UINT64_MAX). A failed probe is
+         * freed and opened again later; probe_free() accepts NULL and returns NULL. */
         int (*probe_open)(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err);
         int (*probe)(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err);
         SourceProbe *(*probe_free)(SourceProbe *pr);
@@ -196,10 +200,13 @@ typedef struct {
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
         /* Accepts NULL, returns NULL. */
         Sink *(*free)(Sink *k);
-        /* Optional (database sinks): this pipeline's copy records (copies.h), *ret owned by the
-         * caller (free()); they are written as changes of the registry table with the copies. */
+        /* The sink keeps copy records (copies.h) in a registry table (database sinks): a table a
+         * pipeline streams is copied first unless a record says it was. */
+        bool copy_records;
+        /* This pipeline's copy records, *ret owned by the caller (free()); they are written as
+         * changes of the registry table with the copies. None (*ret NULL) without copy_records. */
         int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);
-        /* Optional: as SourceOps.locate. */
+        /* As SourceOps.locate. */
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;
 
@@ -219,8 +226,8 @@ typedef enum {
  * the types). */
 typedef struct {
         const char *type;        /* type = in [connector.NAME] */
-        const SourceOps *source; /* NULL: it cannot be a source */
-        const SinkOps *sink;     /* NULL: it cannot be a sink */
+        const SourceOps *source; /* every type is a source and a sink */
+        const SinkOps *sink;
         /* A database: its tables can be one pipeline's source and another's sink, so two pipelines
          * can loop through it or write one table (guard.h). */
         bool holds_tables;
@@ -228,26 +235,26 @@ typedef struct {
          * written beside the rows, and one-way pipelines into it keep versions. */
         bool sink_versions_in_messages;
         /* The mark its sink leaves on the writes of pipeline `writer`, as they read back from the
-         * sink's own log (TxnInfo.origin); NULL when its writes carry none. Returns what snprintf
-         * returns. */
+         * sink's own log (TxnInfo.origin). Returns what snprintf returns, or -1 when its writes carry
+         * none (Kafka). */
         int (*write_mark)(const PipelineConf *writer, char *buf, size_t len);
 
         /* ---- the conf: what conf_load and guard.h ask; the rules live in connectors/<type>/ ---- */
-        /* Optional (NULL: they may): whether two pipelines may both read one connector of this type,
-         * `earlier` defined first. 1 with the refusal in msg (they would share one replication slot,
-         * one replica id), 0 when they may. */
+        /* Whether two pipelines may both read one connector of this type, `earlier` defined first.
+         * 1 with the refusal in msg (they would share one replication slot, one replica id), 0 when
+         * they may. */
         int (*conf_shared_source)(const PipelineConf *earlier, const PipelineConf *later, char *msg, size_t len);
-        /* Optional: what connector conn lacks to be read as the source of pipeline `reader`, `set`
-         * being the keys its section sets (NULL-terminated). 1 with the refusal in msg, else 0. */
+        /* What connector conn lacks to be read as the source of pipeline `reader`, `set` being the
+         * keys its section sets (NULL-terminated). 1 with the refusal in msg, else 0. */
         int (*conf_source)(const ConnectorConf *conn, const char *const *set, const PipelineConf *reader, char *msg,
                            size_t len);
-        /* Optional: where conn's data lives as far as its conf text tells (before any server is
-         * asked; `check --connect` asks locate()). Fills *ret, its strings borrowed from conn, from
-         * buf or static; returns 0, or -1 when the text does not tell. */
+        /* Where conn's data lives as far as its conf text tells (before any server is asked;
+         * `check --connect` asks locate()). Fills *ret, its strings borrowed from conn, from buf or
+         * static; returns 0, or -1 when the text does not tell or there are no tables (Kafka). */
         int (*conf_place)(const ConnectorConf *conn, char *buf, size_t len, struct GuardPlace *ret);
-        /* Optional (NULL: no): whether pipelines a and b, both reading sources of this type, divide
-         * one stream between them (Kafka: one consumer group of one cluster): each change reaches one
-         * of them, so they may write one table. */
+        /* Whether pipelines a and b, both reading sources of this type, divide one stream between
+         * them (Kafka: one consumer group of one cluster): each change reaches one of them, so they
+         * may write one table. */
         bool (*shares_stream)(const PipelineConf *a, const PipelineConf *b);
         /* Its source reads through a replication slot and a publication, named by the slot and
          * publication keys or else after the pipeline (guard_default_pg_name()): no two pipelines
@@ -270,11 +277,11 @@ typedef struct {
          * as the change's own; other changes are placed by their commit position. */
         bool source_lsn_is_position;
         /* Debezium's name of the connector of this source ("postgresql"): what a Kafka sink's change
-         * messages say they come from; NULL: the type's name. */
+         * messages say they come from. */
         const char *debezium_name;
-        /* Optional: the database a connector's data is in as its conf tells (PostgreSQL: the dsn's
-         * dbname, else its user), for a Kafka sink's messages; *ret owned by the caller, NULL when
-         * unknown; returns 0 or -ENOMEM. NULL: the `database` key. */
+        /* The database a connector's data is in as its conf tells (PostgreSQL: the dsn's dbname,
+         * else its user; others: the `database` key), for a Kafka sink's messages; *ret owned by the
+         * caller, NULL when unknown; returns 0 or -ENOMEM. */
         int (*conf_database)(const ConnectorConf *conn, char **ret);
 } ConnectorType;
 

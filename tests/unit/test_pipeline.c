@@ -259,6 +259,45 @@ static Source *fsrc_free(Source *s) {
         return NULL;
 }
 
+/* The fakes hold no tables: no server to ask where they are, none to list, no probe (lag comes
+ * from the stream). */
+static int fake_locate(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err) {
+        (void)conn, (void)err;
+        *ret = (ConnectorPlace){.server = "", .database = ""};
+        return 0;
+}
+
+/* Asked only of a pipeline whose sink keeps copy records, which no fake sink does. */
+static int fsrc_streamed_tables(Source *s, char ***ret, int *ret_n, CdcError *err) {
+        (void)s, (void)err;
+        *ret = NULL;
+        *ret_n = 0;
+        return 0;
+}
+
+static int fsrc_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, CdcError *err) {
+        (void)conn, (void)err;
+        *ret = NULL;
+        *ret_n = 0;
+        return 0;
+}
+
+static int fsrc_probe_open(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err) {
+        (void)conn, (void)pipe, (void)err;
+        *ret = NULL;
+        return 0;
+}
+
+static int fsrc_probe(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err) {
+        (void)pr, (void)applied, (void)ret_end, (void)ret_bytes;
+        return cdc_error(err, -EOPNOTSUPP, false, CDC_ERR_INTERNAL, "the fake source has no probe");
+}
+
+static SourceProbe *fsrc_probe_free(SourceProbe *pr) {
+        (void)pr;
+        return NULL;
+}
+
 static const SourceOps fake_source_ops = {
         .type = "fake",
         .open = fsrc_open,
@@ -267,6 +306,12 @@ static const SourceOps fake_source_ops = {
         .parse_position = fsrc_parse,
         .check = fake_check,
         .free = fsrc_free,
+        .streamed_tables = fsrc_streamed_tables,
+        .locate = fake_locate,
+        .list_tables = fsrc_list_tables,
+        .probe_open = fsrc_probe_open,
+        .probe = fsrc_probe,
+        .probe_free = fsrc_probe_free,
 };
 
 /* ---- fake sink ---- */
@@ -457,6 +502,14 @@ static int fsink_poll_delivered(Sink *k, int timeout_ms, Position *ret, bool *re
         return 0;
 }
 
+/* The fake sink keeps no copy records. */
+static int fsink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
+        (void)k, (void)err;
+        *ret = NULL;
+        *ret_n = 0;
+        return 0;
+}
+
 static const SinkOps fake_sink_ops = {
         .type = "fake",
         .open = fsink_open,
@@ -468,6 +521,9 @@ static const SinkOps fake_sink_ops = {
         .rollback = fsink_rollback,
         .check = fake_check,
         .free = fsink_free,
+        .copy_records = false,
+        .copied_tables = fsink_copied_tables,
+        .locate = fake_locate,
 };
 
 static const SinkOps fake_async_sink_ops = {
@@ -481,12 +537,57 @@ static const SinkOps fake_async_sink_ops = {
         .rollback = fsink_rollback,
         .check = fake_check,
         .free = fsink_free,
+        .copy_records = false,
+        .copied_tables = fsink_copied_tables,
+        .locate = fake_locate,
 };
 
 /* The registry, for this test: every type is the fake ("fakeasync": the deliver-later sink). */
-static const ConnectorType fake_type = {.type = "fake", .source = &fake_source_ops, .sink = &fake_sink_ops};
-static const ConnectorType fake_async_type = {
-        .type = "fakeasync", .source = &fake_source_ops, .sink = &fake_async_sink_ops};
+static int fake_write_mark(const PipelineConf *writer, char *buf, size_t len) {
+        (void)writer, (void)buf, (void)len;
+        return -1; /* no reverse pipelines here */
+}
+
+static int fake_shared_source(const PipelineConf *earlier, const PipelineConf *later, char *msg, size_t len) {
+        (void)earlier, (void)later, (void)msg, (void)len;
+        return 0;
+}
+
+static int fake_conf_source(const ConnectorConf *conn, const char *const *set, const PipelineConf *reader, char *msg,
+                            size_t len) {
+        (void)conn, (void)set, (void)reader, (void)msg, (void)len;
+        return 0;
+}
+
+static int fake_conf_place(const ConnectorConf *conn, char *buf, size_t len, struct GuardPlace *ret) {
+        (void)conn, (void)buf, (void)len, (void)ret;
+        return -1;
+}
+
+static bool fake_shares_stream(const PipelineConf *a, const PipelineConf *b) {
+        (void)a, (void)b;
+        return false;
+}
+
+static int fake_conf_database(const ConnectorConf *conn, char **ret) {
+        (void)conn;
+        *ret = NULL;
+        return 0;
+}
+
+#define FAKE_TYPE(name, sink_ops)                                                                                      \
+        {                                                                                                              \
+                .type = name, .source = &fake_source_ops, .sink = sink_ops, .holds_tables = false,                     \
+                .sink_versions_in_messages = false, .write_mark = fake_write_mark,                                     \
+                .conf_shared_source = fake_shared_source, .conf_source = fake_conf_source,                             \
+                .conf_place = fake_conf_place, .shares_stream = fake_shares_stream,                                    \
+                .source_slot_and_publication = false, .source_passes_bad_messages = false,                             \
+                .sink_database_is_schema = false, .source_dialect = CONNECTOR_DIALECT_NONE,                            \
+                .source_relation_ids = false, .source_lsn_is_position = false, .debezium_name = name,                  \
+                .conf_database = fake_conf_database,                                                                   \
+        }
+static const ConnectorType fake_type = FAKE_TYPE("fake", &fake_sink_ops);
+static const ConnectorType fake_async_type = FAKE_TYPE("fakeasync", &fake_async_sink_ops);
 
 const ConnectorType *connector_type(const char *type) {
         return strcmp(type, "fakeasync") == 0 ? &fake_async_type : &fake_type;
