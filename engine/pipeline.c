@@ -137,7 +137,6 @@ int pipeline_io_emit(PipelineIO *io, Event *ev) {
                 atomic_store(&p->stats.received_lo, c->pos.lo);
                 stats_set_positions_text(&p->stats, c->text, NULL);
         }
-        atomic_store(&p->stats.last_event_ts, now_usec());
         int r = queue_push(p->q_src, ev);
         if (r < 0)
                 event_clear(ev);

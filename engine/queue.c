@@ -82,18 +82,20 @@ int queue_push(Queue *q, Event *ev) {
 }
 
 int queue_pop(Queue *q, Event *ret, int timeout_ms) {
-        struct timespec deadline;
-        if (timeout_ms >= 0) {
-                clock_gettime(CLOCK_MONOTONIC, &deadline);
-                deadline.tv_sec += timeout_ms / 1000;
-                deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-                if (deadline.tv_nsec >= 1000000000L) {
-                        deadline.tv_sec++;
-                        deadline.tv_nsec -= 1000000000L;
-                }
-        }
+        struct timespec deadline = {0};
+        bool have_deadline = false;
         pthread_mutex_lock(&q->lock);
         while (q->count == 0 && !q->closed) {
+                if (timeout_ms >= 0 && !have_deadline) { /* read the clock only when about to wait */
+                        clock_gettime(CLOCK_MONOTONIC, &deadline);
+                        deadline.tv_sec += timeout_ms / 1000;
+                        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+                        if (deadline.tv_nsec >= 1000000000L) {
+                                deadline.tv_sec++;
+                                deadline.tv_nsec -= 1000000000L;
+                        }
+                        have_deadline = true;
+                }
                 if (timeout_ms < 0) {
                         pthread_cond_wait(&q->not_empty, &q->lock);
                 } else if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) {

@@ -78,7 +78,6 @@ void stats_count_event(PipelineStats *s, ChangeOp op) {
         default: return;
         }
         atomic_fetch_add_explicit(&s->events[i], 1, memory_order_relaxed);
-        atomic_store_explicit(&s->last_event_ts, now_usec(), memory_order_relaxed);
 }
 
 void stats_count_transaction(PipelineStats *s) {

@@ -64,7 +64,13 @@ static char *key_text(const Table *t, const Value *kv) {
         for (int i = 0; i < t->ncols; i++) {
                 if (!t->cols[i].key)
                         continue;
-                off += (size_t)snprintf(s + off, len - off, "%" PRIu32 ":", kv[i].len);
+                char digits[12]; /* the length in decimal, without printf on this per-row path */
+                size_t nd = 0;
+                for (uint32_t v = kv[i].len; nd == 0 || v > 0; v /= 10)
+                        digits[nd++] = (char)('0' + v % 10);
+                while (nd > 0)
+                        s[off++] = digits[--nd];
+                s[off++] = ':';
                 memcpy(s + off, kv[i].data, kv[i].len);
                 off += kv[i].len;
         }

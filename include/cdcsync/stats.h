@@ -47,7 +47,6 @@ typedef struct {
         atomic_uint_fast64_t applied_hi, applied_lo;       /* last position committed in the sink */
         atomic_int_fast64_t oldest_pending_ts;             /* usec: commit ts of the oldest change read but not
                                                             * committed in the sink; 0 = nothing pending */
-        atomic_int_fast64_t last_event_ts;                 /* usec, wall clock of the last event read */
         /* The source's own view (lag.h), published by the pipeline for lag_seconds / lag_bytes. */
         atomic_int_fast64_t behind_since_ts;  /* usec: the source had a change the sink lacks since; 0: none */
         atomic_int_fast64_t synced_ts;        /* usec: the sink held all the source had then; 0: unknown */
