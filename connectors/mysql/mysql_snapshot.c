@@ -453,7 +453,14 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
         char sfile[512];
         r = open_snapshot(s, &s->copy, &s->copy_pos, sfile, sizeof(sfile), err);
         for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
-                if (filter_add(s, s->copy_new[i], s->copy_pos) < 0)
+                /* snapshot = never: nothing is copied, so nothing may be dropped either; the table
+                 * streams from where the pipeline reads (start_position or the checkpoint). */
+                if (s->pipe->snapshot_mode == SNAPSHOT_NEVER)
+                        log_info(s->ctx,
+                                 "table %s has no copy in the sink and snapshot = never: it streams from where the "
+                                 "pipeline reads, every change after it included",
+                                 s->copy_new[i]);
+                else if (filter_add(s, s->copy_new[i], s->copy_pos) < 0)
                         r = cdc_oom(err);
                 else
                         log_info(s->ctx,

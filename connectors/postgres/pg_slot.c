@@ -384,7 +384,9 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         PQfreemem(snapname);
         if (rc)
                 PQfinish(rc); /* drops the temporary slot; the snapshot lives on in s->copy */
-        for (int i = 0; r == 0 && i < s->ncopy_new; i++) {
+        /* snapshot = never: nothing is copied, so nothing may be dropped either; the table streams
+         * from where the pipeline reads (its checkpoint). */
+        for (int i = 0; r == 0 && s->pipe->snapshot_mode != SNAPSHOT_NEVER && i < s->ncopy_new; i++) {
                 const char *t = s->copy_new[i], *dot = strchr(t, '.');
                 CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
                 if (!f) {
@@ -401,8 +403,15 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         char pos[32];
         pg_source_format_position(s->copy_pos, pos, sizeof(pos));
         for (int i = 0; i < s->ncopy_new; i++)
-                log_info(s->ctx, "table %s has no copy in the sink: copying it as of %s once the stream reaches there",
-                         s->copy_new[i], pos);
+                if (s->pipe->snapshot_mode == SNAPSHOT_NEVER)
+                        log_info(s->ctx,
+                                 "table %s has no copy in the sink and snapshot = never: it streams from where the "
+                                 "pipeline reads, every change after it included",
+                                 s->copy_new[i]);
+                else
+                        log_info(s->ctx,
+                                 "table %s has no copy in the sink: copying it as of %s once the stream reaches there",
+                                 s->copy_new[i], pos);
         for (int i = 0; i < s->ncopy_gone; i++)
                 log_info(s->ctx, "table %s left tables: its copy record is dropped", s->copy_gone[i]);
         return 0;
