@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -69,12 +70,20 @@ int pg_origin_stale(PGconn *c, const PipelineConf *pipe, char **ret_names, char 
         return 0;
 }
 
+/* A backend releases its session's origin as it exits, after its client has gone: a session of
+ * ours closed a moment ago (a pipeline restarting after an error, a reconnect after the server
+ * ended the session) may hold the origin a little longer. Setting it up is retried every
+ * ORIGIN_POLL_MS for up to ORIGIN_WAIT_MS, and at most a quarter of timeout_s (the whole open is
+ * bounded by timeout_s), before the error says another session holds it. */
+#define ORIGIN_POLL_MS 50
+#define ORIGIN_WAIT_MS 2000
+
 /* Marks this session's writes with the origin "cdcsync_<pipeline>", creating it if absent. */
 int pg_origin_setup(Sink *k, CdcError *err) {
         const char *vals[1] = {k->origin};
         PGresult *res = NULL;
         bool exists;
-        int r;
+        int r, wait_ms = conf_timeout_ms(k->conf) / 4 < ORIGIN_WAIT_MS ? conf_timeout_ms(k->conf) / 4 : ORIGIN_WAIT_MS;
 
         k->origin_ok = false;
         r = pg_pipe_exec_params(k, "SELECT pg_replication_origin_oid($1) IS NOT NULL", 1, vals,
@@ -89,15 +98,21 @@ int pg_origin_setup(Sink *k, CdcError *err) {
                 if (r < 0 && !pg_pipe_sqlstate_is(err, "23505"))
                         goto out;
         }
-        r = pg_pipe_exec_params(k, "SELECT pg_replication_origin_session_setup($1)", 1, vals,
-                                "setting up the replication origin", NULL, err);
+        for (int waited = 0;; waited += ORIGIN_POLL_MS) {
+                r = pg_pipe_exec_params(k, "SELECT pg_replication_origin_session_setup($1)", 1, vals,
+                                        "setting up the replication origin", NULL, err);
+                if (r == 0 || !pg_pipe_sqlstate_is(err, "55006") || waited >= wait_ms)
+                        break;
+                nanosleep(&(struct timespec){0, ORIGIN_POLL_MS * 1000000L}, NULL);
+        }
         if (r < 0 && pg_pipe_sqlstate_is(err, "55006")) {
-                /* Another session holds the origin: an old connection of ours not yet gone, or a
-                 * second cdcsync running the same pipeline. Waiting may help. */
+                /* Still held: a second cdcsync running the same pipeline, or an old session of ours
+                 * whose backend is slow to exit. The pipeline retries. */
                 char m[sizeof(err->message)];
                 snprintf(m, sizeof(m), "%s", err->message);
                 return cdc_error(err, -EBUSY, true, CDC_ERR_CONNECTION,
-                                 "%s — is another cdcsync running pipeline %s against this sink?", m, k->pipe->name);
+                                 "%s (still after %d ms) — is another cdcsync running pipeline %s against this sink?",
+                                 m, wait_ms, k->pipe->name);
         }
         if (r < 0 && pg_pipe_sqlstate_is(err, "53400")) {
                 /* Every origin slot is held: by origins of removed pipelines, most likely. */

@@ -203,7 +203,7 @@ static int run_test(const char *dsn) {
                    "CREATE TABLE \"Shop\".seq (id serial PRIMARY KEY, v text);"
                    "INSERT INTO \"Shop\".seq (v) VALUES ('old1'), ('old2');"
                    "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE "
-                   "roname = 'cdcsync_t1'");
+                   "roname IN ('cdcsync_t1', 'cdcsync_held')");
 
         must(ops->open(&conn, &pipe, &k, &err), &err, "open");
         must(ops->last_position(k, &ckpt, &found, &err), &err, "last_position");
@@ -415,6 +415,42 @@ static int run_test(const char *dsn) {
         expect_rows("SELECT k FROM fresh.\"Made \"\"by\"\" cdcsync\" ORDER BY k", "1\n2\n", "rows after reconnect");
         expect_rows("SELECT pos_lo FROM cdcsync.checkpoints WHERE pipeline = 't1'", "700\n", "checkpoint 700");
         k = ops->free(k);
+
+        /* The origin held by another session: a backend releases it as it exits, after its client
+         * has gone, so a sink reopened right after free (a pipeline restarting) can find it still
+         * held by its own old session. Open waits for it, bounded; held for good (a second cdcsync
+         * on the same pipeline), a retriable error. Pipeline "held": no sink session of ours ever
+         * held its origin. */
+        {
+                PipelineConf hpipe = pipe;
+                hpipe.name = "held";
+                admin_exec("SELECT pg_replication_origin_create('cdcsync_held'); "
+                           "SELECT pg_replication_origin_session_setup('cdcsync_held')");
+                CHECK(PQsendQuery(admin, "SELECT pg_sleep(0.3); SELECT pg_replication_origin_session_reset()"),
+                      "send: %s", PQerrorMessage(admin));
+                r = ops->open(&conn, &hpipe, &k, &err);
+                CHECK(r == 0, "open while a closing session still holds the origin: %s", err.message);
+                k = ops->free(k);
+                for (PGresult *res; (res = PQgetResult(admin));) {
+                        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK, "release: %s", PQresultErrorMessage(res));
+                        PQclear(res);
+                }
+                /* The sink's own session may still hold it for a moment: wait until it is free. */
+                for (int i = 0; i < 100; i++) {
+                        PGresult *res = PQexec(admin, "SELECT pg_replication_origin_session_setup('cdcsync_held')");
+                        bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+                        PQclear(res);
+                        if (ok)
+                                break;
+                        nanosleep(&(struct timespec){0, 50000000}, NULL);
+                }
+                r = ops->open(&conn, &hpipe, &k, &err);
+                CHECK(r < 0 && err.retriable && strcmp(err.kind, "connection") == 0 &&
+                              strstr(err.message, "already active") && strstr(err.message, "another cdcsync"),
+                      "open while another session holds the origin: r=%d %s", r, err.message);
+                k = ops->free(k);
+                admin_exec("SELECT pg_replication_origin_session_reset()");
+        }
 
         /* A user without the origin functions: an error saying what to grant; with
          * conflict = none (one-way) only a warning. */
