@@ -63,6 +63,7 @@
 
 #include "cdcsync/log.h"
 #include "kafka/envelope.h"
+#include "kafka/kafka_dead_letter.h"
 #include "kafka/kafka_decode.h"
 #include "kafka/kafka_rules.h"
 #include "kafka/kafka_source.h"
@@ -74,7 +75,6 @@
 #define REVOKE_WAIT_MS 60000 /* how long a revoke waits for the sink to commit */
 #define POLL_MS 200
 #define METADATA_TIMEOUT_MS 10000
-#define DEAD_LETTER_TIMEOUT_MS 30000 /* delivery of one dead letter */
 #define STATS_INTERVAL_MS 1000
 
 typedef struct {
@@ -522,110 +522,6 @@ out:
         return r;
 }
 
-/* Consumer-only properties: a producer would warn about each. */
-static bool consumer_only(const char *key) {
-        static const char *const prefixes[] = {"group.",
-                                               "enable.auto.",
-                                               "auto.",
-                                               "session.timeout.ms",
-                                               "heartbeat.interval.ms",
-                                               "max.poll.interval.ms",
-                                               "partition.assignment.strategy",
-                                               "fetch.",
-                                               "queued.",
-                                               "isolation.level",
-                                               "check.crcs",
-                                               "consume.",
-                                               "offset."};
-        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-                if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
-                        return true;
-        return false;
-}
-
-static void on_dead_letter_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-        (void)rk;
-        (void)opaque;
-        *(rd_kafka_resp_err_t *)m->_private = m->err;
-}
-
-/* The producer of dead letters: the connector's cluster and properties (the consumer's own left
- * out), each delivery waited for. */
-static int make_dead_letter_producer(Source *s, CdcError *err) {
-        const ConnectorConf *conn = s->conn;
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        char errstr[512], client_id[256], timeout[16];
-        int r = 0;
-        snprintf(client_id, sizeof(client_id), "cdcsync-%s-dead-letters", s->pipe->name);
-        snprintf(timeout, sizeof(timeout), "%d", DEAD_LETTER_TIMEOUT_MS);
-        const char *defaults[][2] = {
-                {"bootstrap.servers", conn->brokers},
-                {"client.id", client_id},
-                {"message.timeout.ms", timeout},
-        };
-        for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
-                r = set(conf, conn, defaults[i][0], defaults[i][1], err);
-        if (r == 0 && conn->password)
-                r = set(conf, conn, "sasl.password", conn->password, err);
-        for (int i = 0; i < conn->nkafka_props && r == 0; i++)
-                if (!consumer_only(conn->kafka_props[i].key) && strcmp(conn->kafka_props[i].key, "message.timeout.ms"))
-                        r = set(conf, conn, conn->kafka_props[i].key, conn->kafka_props[i].value, err);
-        if (r < 0) {
-                rd_kafka_conf_destroy(conf);
-                return r;
-        }
-        rd_kafka_conf_set_opaque(conf, s);
-        rd_kafka_conf_set_log_cb(conf, on_log);
-        rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter_delivery);
-        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-        if (!s->dlq) {
-                rd_kafka_conf_destroy(conf);
-                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: dead-letter producer: %s",
-                                 conn->name, errstr);
-        }
-        return 0;
-}
-
-/* Produces message m (which the source cannot use, for reason why) to the dead-letter topic with
- * headers saying where it was and why, and waits until it is delivered. */
-static int dead_letter(Source *s, const rd_kafka_message_t *m, const char *topic, const char *why, CdcError *err) {
-        const char *dlt = s->pipe->dead_letter_topic;
-        char part[16], off[24];
-        int r = s->dlq ? 0 : make_dead_letter_producer(s, err);
-        if (r < 0)
-                return r;
-        snprintf(part, sizeof(part), "%" PRId32, m->partition);
-        snprintf(off, sizeof(off), "%" PRId64, m->offset);
-        rd_kafka_resp_err_t delivered = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-        rd_kafka_resp_err_t ke = rd_kafka_producev(
-                s->dlq, RD_KAFKA_V_TOPIC(dlt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-                RD_KAFKA_V_HEADER("cdcsync.error", why, -1), RD_KAFKA_V_HEADER("cdcsync.topic", topic, -1),
-                RD_KAFKA_V_HEADER("cdcsync.partition", part, -1), RD_KAFKA_V_HEADER("cdcsync.offset", off, -1),
-                RD_KAFKA_V_HEADER("cdcsync.pipeline", s->pipe->name, -1), RD_KAFKA_V_OPAQUE(&delivered),
-                RD_KAFKA_V_END);
-        int64_t deadline = mono_ms() + DEAD_LETTER_TIMEOUT_MS + 5000;
-        while (!ke && delivered == RD_KAFKA_RESP_ERR__IN_PROGRESS && mono_ms() < deadline)
-                rd_kafka_poll(s->dlq, 100);
-        if (!ke && delivered == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
-                /* Not delivered in time: the message's pointer to `delivered` must not outlive
-                 * this frame, so the producer goes (and a new one comes with the next attempt). */
-                rd_kafka_purge(s->dlq, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-                rd_kafka_destroy(s->dlq);
-                s->dlq = NULL;
-                ke = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        }
-        if (!ke)
-                ke = delivered;
-        if (ke)
-                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
-                                 "cannot produce the message at %s[%" PRId32 "] offset %" PRId64
-                                 " to dead-letter topic %s: %s — it is read again once that topic takes it (create "
-                                 "it if it does not exist)",
-                                 topic, m->partition, m->offset, dlt, rd_kafka_err2str(ke));
-        return 0;
-}
-
 /* A dead-letter topic the pipeline itself reads would send its dead letters round forever. */
 static int check_dead_letter_topic(const Source *s, CdcError *err) {
         rd_kafka_topic_partition_list_t *sub = NULL;
@@ -735,7 +631,7 @@ static int handle_message(Source *s, const rd_kafka_message_t *m, CdcError *err)
                                  topic, m->partition, m->offset, why, s->pipe->name, s->group);
         if (r < 0) {
                 bool dl = s->pipe->on_bad_message == BAD_MESSAGE_DEAD_LETTER;
-                if (dl && (r = dead_letter(s, m, topic, why, err)) < 0)
+                if (dl && (r = kafka_dead_letter(&s->dlq, s->conn, s->pipe, s->ctx, m, topic, why, err)) < 0)
                         return r;
                 pipeline_io_count_bad_message(s->io, dl);
                 log_warn(s->ctx,
