@@ -5,7 +5,19 @@ KAFKA_MOCK=${KAFKA_MOCK:-$BUILDDIR/kafka_mock}
 MOCK_PID=""
 
 # Stops the mock before lib.sh's cleanup (which keeps the exit status).
-trap 'rc=$?; set +e; [ -n "$MOCK_PID" ] && kill -TERM "$MOCK_PID" 2>/dev/null; wait "$MOCK_PID" 2>/dev/null; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; kafka_mock_stop $rc; (exit $rc); cleanup' EXIT
+
+# kafka_mock_stop RC — stops the mock; on a failed test (RC not 0) says whether the mock itself
+# had died (an assertion in librdkafka's mock ends the whole cluster) and shows its log's end.
+kafka_mock_stop() {
+  [ -n "$MOCK_PID" ] || return 0
+  if [ "$1" != 0 ]; then
+    kill -0 "$MOCK_PID" 2>/dev/null || log "the mock kafka cluster had died; its log ends:"
+    [ -f "$WORK/kafka_mock.log" ] && tail -n 15 "$WORK/kafka_mock.log" >&2
+  fi
+  kill -TERM "$MOCK_PID" 2>/dev/null
+  wait "$MOCK_PID" 2>/dev/null
+}
 
 # Starts 3 mock brokers (ids 1..3) with the control pipe $WORK/kafka.ctl; sets KAFKA_BOOTSTRAP. The mock cannot CreateTopics (the sink then warns and
 # relies on auto-creation), so the checkpoint topic is made here with its one partition.
