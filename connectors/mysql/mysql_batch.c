@@ -134,8 +134,10 @@ static void run_clear(Run *u) {
                 for (int j = 0; j < u->nparams; j++)
                         free(u->params[(size_t)i * u->nparams + j].data);
                 free(u->keys[i]);
+                u->dead[i] = false;
         }
         u->nrows = 0;
+        u->ndead = 0;
         u->bytes = 0;
         u->stmt = NULL;
         u->mkind = MULTI_NONE;
@@ -146,6 +148,7 @@ void mysql_sink_run_free(Run *u) {
         run_clear(u);
         free(u->params);
         free(u->keys);
+        free(u->dead);
         *u = (Run){0};
 }
 
@@ -339,9 +342,35 @@ out:
         return r;
 }
 
+/* Drops the cancelled rows of u, keeping the others in order. */
+static void run_compact(Run *u) {
+        int to = 0;
+        for (int i = 0; i < u->nrows; i++) {
+                Param *p = &u->params[(size_t)i * u->nparams];
+                if (u->dead[i]) {
+                        for (int j = 0; j < u->nparams; j++)
+                                free(p[j].data);
+                        free(u->keys[i]);
+                        u->dead[i] = false;
+                        continue;
+                }
+                if (to != i) {
+                        memcpy(&u->params[(size_t)to * u->nparams], p, (size_t)u->nparams * sizeof(*p));
+                        u->keys[to] = u->keys[i];
+                }
+                to++;
+        }
+        u->nrows = to;
+        u->ndead = 0;
+}
+
 /* Sends the pending run, if any, and empties it (also on failure: the caller rolls back). */
 static int run_send(Sink *k, Run *u, CdcError *err) {
-        int r = 0, np = u->nparams, n = u->nrows;
+        int r = 0, np, n;
+        if (u->ndead > 0)
+                run_compact(u);
+        np = u->nparams;
+        n = u->nrows;
         if (!u->stmt || n == 0)
                 goto out;
         if (u->mkind != MULTI_NONE && n >= MULTI_MIN) {
@@ -425,7 +454,7 @@ out:
 static void keys_clear(KeySet *ks) {
         for (size_t i = 0; i < ks->cap; i++) {
                 free(ks->slots[i].key);
-                ks->slots[i] = (KeySlot){.run = -1};
+                ks->slots[i] = (KeySlot){.run = KEY_EMPTY};
         }
         ks->n = 0;
 }
@@ -438,7 +467,7 @@ static uint64_t key_hash(const char *key, size_t len) {
 static KeySlot *keys_find(KeySet *ks, const char *key, size_t len, uint64_t h) {
         for (size_t i = h & (ks->cap - 1);; i = (i + 1) & (ks->cap - 1)) {
                 KeySlot *e = &ks->slots[i];
-                if (e->run < 0 || (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0))
+                if (e->run == KEY_EMPTY || (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0))
                         return e;
         }
 }
@@ -450,11 +479,11 @@ static int keys_grow(KeySet *ks) {
         if (!n)
                 return -ENOMEM;
         for (size_t i = 0; i < cap; i++)
-                n[i] = (KeySlot){.run = -1};
+                n[i] = (KeySlot){.run = KEY_EMPTY};
         ks->slots = n;
         ks->cap = cap;
         for (size_t i = 0; i < oldcap; i++)
-                if (old[i].run >= 0)
+                if (old[i].run != KEY_EMPTY)
                         *keys_find(ks, old[i].key, old[i].len, old[i].hash) = old[i];
         free(old);
         return 0;
@@ -464,6 +493,21 @@ void mysql_sink_keys_free(KeySet *ks) {
         keys_clear(ks);
         free(ks->slots);
         *ks = (KeySet){0};
+}
+
+bool mysql_sink_cancel_delete(Sink *k, const char *rk, size_t len) {
+        if (!k->keys.cap || k->ordered)
+                return false;
+        KeySlot *e = keys_find(&k->keys, rk, len, key_hash(rk, len));
+        if (e->run < 0)
+                return false;
+        Run *u = &k->runs[e->run];
+        if (!u->is_delete || !u->expect || e->row >= u->nrows || u->dead[e->row])
+                return false;
+        u->dead[e->row] = true;
+        u->ndead++;
+        e->run = KEY_RELEASED;
+        return true;
 }
 
 /* Sends every pending run, in the order they were started, and forgets their keys. */
@@ -571,6 +615,7 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                 u->stmt = c;
                 u->nparams = np;
                 u->expect = expect;
+                u->is_delete = strcmp(opname, "delete") == 0;
                 snprintf(u->what, sizeof(u->what), "%s", what);
                 u->mkind = mkind;
                 u->mt = mkind != MULTI_NONE ? table_ref((Table *)t) : NULL;
@@ -583,11 +628,15 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
         if (u->nrows == u->cap) {
                 int cap = u->cap ? u->cap * 2 : 16;
                 char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));
-                if (!nk) {
+                if (nk)
+                        u->keys = nk;
+                bool *nd = nk ? realloc(u->dead, (size_t)cap * sizeof(*nd)) : NULL;
+                if (!nd) {
                         r = cdc_oom(err);
                         goto out;
                 }
-                u->keys = nk;
+                memset(nd + u->cap, 0, (size_t)(cap - u->cap) * sizeof(*nd));
+                u->dead = nd;
                 u->cap = cap;
         }
         if ((size_t)(u->nrows + 1) * np > u->pcap) {
@@ -620,10 +669,13 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                         }
                         uint64_t h = key_hash(rk[i], rkl[i]);
                         KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], h);
-                        if (e->run < 0) {
-                                *e = (KeySlot){.hash = h, .run = ri, .key = rk[i], .len = rkl[i]};
+                        if (e->run == KEY_EMPTY) {
+                                *e = (KeySlot){.hash = h, .run = ri, .row = u->nrows - 1, .key = rk[i], .len = rkl[i]};
                                 rk[i] = NULL;
                                 k->keys.n++;
+                        } else if (e->run == KEY_RELEASED) {
+                                e->run = ri;
+                                e->row = u->nrows - 1;
                         }
                 }
         }

@@ -226,13 +226,21 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 if (c->op != CHANGE_DELETE)
                         rk[nrk] = mysql_sink_row_key(schema, name, t, c->after, &rkl[nrk]), nrk++;
         }
+        /* a delete of this row pending before it: the two become one update (see
+         * mysql_sink_cancel_delete) */
+        bool replaces = c->op == CHANGE_INSERT && !idem && nrk == 1 && rk[0] && table_nkeys(t) == 1 &&
+                        mysql_sink_cancel_delete(k, rk[0], rkl[0]);
+        if (replaces) {
+                expect = true;
+                upsert = false;
+        }
         if (c->op == CHANGE_TRUNCATE && (c->flags & TRUNCATE_CHECK_EMPTY)) {
                 r = mysql_sink_pending_flush(k, err);
                 if (r == 0)
                         r = mysql_sink_check_empty(k, schema, name, err);
                 goto out;
         }
-        switch (upsert ? CHANGE_INSERT : c->op) {
+        switch (replaces ? CHANGE_UPDATE : upsert ? CHANGE_INSERT : c->op) {
         case CHANGE_INSERT: {
                 /* idempotent: a replayed insert overwrites the row with the same values (so is an
                  * update of an at-least-once source that carries the whole row) */
@@ -276,13 +284,18 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 r = cdc_oom(err);
                 goto out;
         }
-        const char *opname = c->op == CHANGE_INSERT ? "insert" : c->op == CHANGE_UPDATE ? "update" : "delete";
+        const char *opname = replaces                 ? "update"
+                             : c->op == CHANGE_INSERT ? "insert"
+                             : c->op == CHANGE_UPDATE ? "update"
+                                                      : "delete";
         char key[600];
         key_text(t, c->before ? c->before : c->after, k->txn_row, key, sizeof(key));
         /* the multi-row form this change qualifies for (see MULTI_NONE) */
         int mkind = MULTI_NONE;
         if (tt && tt->shape == t && tt->reorder && table_nkeys(t) == 1) {
-                if (upsert || c->op == CHANGE_INSERT)
+                if (replaces)
+                        mkind = np == t->ncols + 1 && !p[t->ncols].null ? MULTI_UPDATE : MULTI_NONE;
+                else if (upsert || c->op == CHANGE_INSERT)
                         mkind = MULTI_INSERT;
                 else if (c->op == CHANGE_DELETE && np == 1 && !p[0].null)
                         mkind = MULTI_DELETE;

@@ -57,6 +57,9 @@ typedef struct {
         size_t pcap;      /* Params params[] has room for (the statement, so nparams, varies) */
         Param *params;    /* nrows * nparams, owned */
         char **keys;      /* per row, owned: "(id)=(42)", so an error names the row */
+        bool *dead;       /* per row: cancelled (mysql_sink_cancel_delete), never sent */
+        int ndead;
+        bool is_delete; /* its statement deletes a row */
         size_t bytes;
         /* The multi-row form of the run (see multi_send): mkind MULTI_NONE, or the kind every row
          * qualifies for; mt (one reference) and the sink-side names give the statement its text. */
@@ -92,9 +95,13 @@ enum {
  * A change that would touch a row of another pending run flushes them all first. */
 #define RUNS_MAX 8
 
+#define KEY_EMPTY (-1)
+#define KEY_RELEASED (-2) /* the key's pending change was cancelled: the next one may go to any run */
+
 typedef struct {
         uint64_t hash;
-        int run;   /* -1: empty slot */
+        int run;   /* the pending run that touches the row, or KEY_EMPTY, KEY_RELEASED */
+        int row;   /* the row of that run that first touched it */
         char *key; /* owned: "schema.table" NUL, then per key column its length and bytes */
         size_t len;
 } KeySlot;
@@ -150,6 +157,13 @@ struct Sink {
 char *mysql_sink_row_key(const char *schema, const char *name, const Table *t, const Value *img, size_t *ret_len);
 int mysql_sink_exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err);
 int mysql_sink_pending_flush(Sink *k, CdcError *err);
+/* A delete and then an insert of one row (sysbench's and many applications' way to replace a
+ * row) may become one whole-row update: when the row's pending change is a delete that must find
+ * its row, in a run that may be reordered, that delete is cancelled (never sent) and true is
+ * returned; the caller then sends the insert as an update that must find the row, which keeps
+ * the delete's check that the row was there and lets it join the runs of updates instead of
+ * flushing everything pending. rk: the row key (mysql_sink_row_key), borrowed. */
+bool mysql_sink_cancel_delete(Sink *k, const char *rk, size_t len);
 int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, const char *opname, char *key,
                        char **rk, const size_t *rkl, int nrk, const Table *t, const char *schema, const char *name,
                        int mkind, CdcError *err);
