@@ -133,6 +133,30 @@ static Value *values_copy(const Value *v, int n) {
 
 /* Sends one held run as multi-row statements of at most STMT_ROWS_MAX rows (sizes powers of two,
  * so that a table has few prepared statements). */
+/* Rows [from, from + n) of g, moved into a PendingRows (g keeps NULL in their place). NULL when
+ * out of memory (g then still holds them). */
+static PendingRows *take_rows(Group *g, int from, int n, const Table *t, const char *op, const char *schema,
+                              const char *name) {
+        PendingRows *rows = calloc(1, sizeof(*rows));
+        if (!rows || !(rows->vals = malloc((size_t)n * sizeof(*rows->vals))) || !(rows->schema = strdup(schema)) ||
+            !(rows->name = strdup(name))) {
+                if (rows) {
+                        free(rows->vals);
+                        free(rows->schema);
+                        free(rows);
+                }
+                return NULL;
+        }
+        rows->table = table_ref((Table *)t);
+        rows->op = op;
+        rows->n = n;
+        for (int i = 0; i < n; i++) {
+                rows->vals[i] = g->rows[from + i];
+                g->rows[from + i] = NULL;
+        }
+        return rows;
+}
+
 static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
         const Table *t = ts->table;
         const char *opname = g->op == CHANGE_INSERT ? "insert" : g->op == CHANGE_UPDATE ? "update" : "delete";
@@ -150,7 +174,8 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                 maxrows /= 2;
         while (done < g->nrows) {
                 int n = maxrows, np = 0;
-                char *sql = NULL, *what = NULL, *rows = NULL;
+                char *sql = NULL, *what = NULL;
+                PendingRows *rows = NULL;
                 const char *stmt;
 
                 while (n > g->nrows - done)
@@ -180,35 +205,13 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                                 what = strdup(buf);
                         }
                 } else {
-                        /* Each row's description, for naming a row the sink lacks. */
-                        size_t len = 0, cap = 0;
-                        for (int row = done; row < done + n; row++) {
-                                char *d = pg_sink_describe(opname, ts->schema, ts->name, t, g->rows[row], keymask, 0);
-                                size_t dl = d ? strlen(d) + 1 : 0;
-                                if (d && len + dl > cap) {
-                                        char *p;
-                                        cap = (len + dl) * 2;
-                                        p = realloc(rows, cap);
-                                        if (!p) {
-                                                free(d);
-                                                d = NULL;
-                                        } else {
-                                                rows = p;
-                                        }
-                                }
-                                if (!d) {
-                                        free(rows);
-                                        rows = NULL;
-                                        break;
-                                }
-                                memcpy(rows + len, d, dl);
-                                len += dl;
-                                free(d);
-                        }
-                        what = rows ? strdup(rows) : NULL; /* the first row: shown on a server error */
+                        /* The first row names the statement on a server error; the rows are kept
+                         * (moved, not copied) to name the one it missed, should it miss one. */
+                        what = pg_sink_describe(opname, ts->schema, ts->name, t, g->rows[done], keymask, 0);
+                        rows = take_rows(g, done, n, t, opname, ts->schema, ts->name);
                 }
                 if (!what || (g->op != CHANGE_INSERT && !rows)) {
-                        free(sql), free(what), free(rows);
+                        free(sql), free(what), pg_pipe_rows_free(rows);
                         goto oom;
                 }
                 r = pg_pipe_statement(k, sql, np, &stmt, err);
@@ -216,7 +219,7 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                 if (r == 0 && PQsendQueryPrepared(k->conn, stmt, np, k->params, NULL, NULL, 0) != 1)
                         r = pg_pipe_fail(k, pg_pipe_conn_error(k, what, err), err);
                 if (r < 0) {
-                        free(what), free(rows);
+                        free(what), pg_pipe_rows_free(rows);
                         goto out;
                 }
                 pg_pipe_push_pending(k, PENDING_QUERY, false, false, what);

@@ -10,6 +10,7 @@
 #include "cdcsync/deadline.h"
 #include "postgres/pg_conn.h"
 #include "postgres/pg_sink_int.h"
+#include "postgres/pg_sql.h"
 
 /* ---- errors ---- */
 
@@ -143,15 +144,32 @@ int pg_pipe_push_pending(Sink *k, PendingKind kind, bool expect_one, bool captur
         return 0;
 }
 
+void pg_pipe_rows_free(PendingRows *rows) {
+        if (!rows)
+                return;
+        for (int i = 0; i < rows->n; i++)
+                values_free(rows->vals[i], rows->table->ncols);
+        free(rows->vals);
+        table_unref(rows->table);
+        free(rows->schema);
+        free(rows->name);
+        free(rows);
+}
+
 /* A multi-row UPDATE / DELETE touched fewer rows than it held: names the first row it missed
  * (its result holds the numbers of the rows it touched). */
 static int missing_row(Sink *k, const PGresult *res, const Pending *p, CdcError *err) {
         bool *seen = calloc((size_t)p->expect_n + 1, sizeof(*seen));
-        const char *d = p->rows;
-        int ntup = PQntuples(res), r;
+        const PendingRows *rows = p->rows;
+        uint8_t *keymask = rows ? calloc((size_t)rows->table->ncols + 1, 1) : NULL;
+        char *d = NULL;
+        int ntup = PQntuples(res), r, miss = 1;
 
-        if (!seen)
+        if (!seen || (rows && !keymask)) {
+                free(seen);
+                free(keymask);
                 return cdc_oom(err);
+        }
         for (int i = 0; i < ntup; i++) {
                 char *end = NULL;
                 long n;
@@ -160,15 +178,19 @@ static int missing_row(Sink *k, const PGresult *res, const Pending *p, CdcError 
                 if (!errno && end && !*end && n >= 1 && n <= p->expect_n)
                         seen[n] = true;
         }
-        for (int i = 1; i <= p->expect_n; i++) {
-                if (!seen[i])
-                        break;
-                d += strlen(d) + 1;
+        while (miss < p->expect_n && seen[miss])
+                miss++;
+        if (rows && miss <= rows->n) {
+                for (int i = 0; i < rows->table->ncols; i++)
+                        keymask[i] = rows->table->cols[i].key ? PG_SQL_WHERE : 0;
+                d = pg_sink_describe(rows->op, rows->schema, rows->name, rows->table, rows->vals[miss - 1], keymask, 0);
         }
         r = cdc_error(err, -ENOENT, false, CDC_ERR_DATA,
                       "sink %s: %s affected no rows instead of 1 (%d of %d rows of one statement "
                       "found): the sink's data diverged from the source's",
-                      k->conf->name, d, ntup, p->expect_n);
+                      k->conf->name, d ? d : p->what, ntup, p->expect_n);
+        free(d);
+        free(keymask);
         free(seen);
         return r;
 }
@@ -236,7 +258,7 @@ static int read_one(Sink *k, CdcError *err) {
         }
 out:
         free(p.what);
-        free(p.rows);
+        pg_pipe_rows_free(p.rows);
         if (r < 0)
                 return pg_pipe_fail(k, r, err);
         return 0;

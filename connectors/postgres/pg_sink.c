@@ -169,7 +169,7 @@ static void reset_session_state(Sink *k) {
         for (; k->npending > 0; k->npending--) {
                 free(k->pending[k->phead].what);
                 k->pending[k->phead].what = NULL;
-                free(k->pending[k->phead].rows);
+                pg_pipe_rows_free(k->pending[k->phead].rows);
                 k->pending[k->phead].rows = NULL;
                 k->phead = (k->phead + 1) % (int)(sizeof(k->pending) / sizeof(k->pending[0]));
         }

@@ -31,14 +31,24 @@ typedef enum {
         PENDING_SYNC,      /* PGRES_PIPELINE_SYNC */
 } PendingKind;
 
+/* The rows of a multi-row UPDATE / DELETE, kept to name the one it missed: described only then,
+ * not each row of every statement. */
+typedef struct {
+        int n;
+        Value **vals;        /* owned: n rows of table->ncols values (the key columns at least) */
+        Table *table;        /* one reference */
+        const char *op;      /* "update", "delete" */
+        char *schema, *name; /* owned: the sink table */
+} PendingRows;
+
 /* A statement sent whose result is not read yet. */
 typedef struct {
         PendingKind kind;
-        bool expect_one; /* UPDATE / DELETE: must affect exactly one row */
-        bool capture;    /* keep the result in Sink.captured */
-        char *what;      /* owned: "update of shop.orders key (id)=(42)", for error messages */
-        int expect_n;    /* multi-row UPDATE / DELETE: rows it must return (one per row touched) */
-        char *rows;      /* owned with expect_n: each row's description, NUL-separated */
+        bool expect_one;   /* UPDATE / DELETE: must affect exactly one row */
+        bool capture;      /* keep the result in Sink.captured */
+        char *what;        /* owned: "update of shop.orders key (id)=(42)", for error messages */
+        int expect_n;      /* multi-row UPDATE / DELETE: rows it must return (one per row touched) */
+        PendingRows *rows; /* owned with expect_n */
 } Pending;
 
 /* Changes of a run held back to go as one multi-row statement (see sink_apply). */
@@ -136,6 +146,7 @@ int pg_pipe_exec_params(Sink *k, const char *sql, int n, const char *const *vals
                         CdcError *err);
 bool pg_pipe_sqlstate_is(const CdcError *err, const char *state);
 int pg_pipe_push_pending(Sink *k, PendingKind kind, bool expect_one, bool capture, char *what);
+void pg_pipe_rows_free(PendingRows *rows);
 int pg_pipe_drain(Sink *k, int keep, CdcError *err);
 int pg_pipe_send_sync(Sink *k, CdcError *err);
 int pg_pipe_send_query(Sink *k, const char *sql, int n, const char *const *vals, const char *what, bool capture,
