@@ -76,11 +76,15 @@ static void lag_publish(Pipeline *p) {
         }
 }
 
-static void note_source_end(Pipeline *p, Position end, uint64_t bytes_hint) {
+static void note_source_end_at(Pipeline *p, Position end, uint64_t bytes_hint, int64_t now) {
         pthread_mutex_lock(&p->lag_lock);
-        lag_note_source(&p->lag, end, now_usec(), bytes_hint);
+        lag_note_source(&p->lag, end, now, bytes_hint);
         lag_publish(p);
         pthread_mutex_unlock(&p->lag_lock);
+}
+
+static void note_source_end(Pipeline *p, Position end, uint64_t bytes_hint) {
+        note_source_end_at(p, end, bytes_hint, now_usec());
 }
 
 static void note_applied(Pipeline *p, Position applied) {
@@ -157,8 +161,9 @@ bool pipeline_io_stopping(PipelineIO *io) {
 
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts) {
         (void)server_ts;
-        note_source_end(io->p, end, UINT64_MAX);
-        atomic_store(&io->p->stats.last_progress_ts, now_usec());
+        int64_t now = now_usec();
+        note_source_end_at(io->p, end, UINT64_MAX, now);
+        atomic_store(&io->p->stats.last_progress_ts, now);
 }
 
 void pipeline_io_report_backlog(PipelineIO *io, uint64_t unread, uint64_t behind) {

@@ -1,6 +1,7 @@
 /* A bounded blocking ring of events: the only channel between a pipeline's threads. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct Queue {
         size_t capacity;
         size_t head; /* next to pop */
         size_t count;
+        atomic_size_t depth; /* count, for queue_depth without the lock */
         bool closed;
 };
 
@@ -74,6 +76,7 @@ int queue_push(Queue *q, Event *ev) {
         EventKind kind = ev->kind;
         q->ring[(q->head + q->count) % q->capacity] = *ev;
         q->count++;
+        atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
         memset(ev, 0, sizeof(*ev));
         if ((kind != EVENT_BEGIN && kind != EVENT_CHANGE) || q->count >= WAKE_EVENTS || q->count == q->capacity)
                 pthread_cond_signal(&q->not_empty);
@@ -111,6 +114,7 @@ int queue_pop(Queue *q, Event *ret, int timeout_ms) {
         memset(&q->ring[q->head], 0, sizeof(Event));
         q->head = (q->head + 1) % q->capacity;
         q->count--;
+        atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
         if (q->count <= q->capacity / 2)
                 pthread_cond_signal(&q->not_full);
         pthread_mutex_unlock(&q->lock);
@@ -126,8 +130,5 @@ void queue_close(Queue *q) {
 }
 
 size_t queue_depth(Queue *q) {
-        pthread_mutex_lock(&q->lock);
-        size_t n = q->count;
-        pthread_mutex_unlock(&q->lock);
-        return n;
+        return atomic_load_explicit(&q->depth, memory_order_relaxed);
 }

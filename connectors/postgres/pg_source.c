@@ -22,10 +22,19 @@
 
 #define STATUS_INTERVAL_USEC (1 * 1000000LL) /* standby status at least this often */
 #define HEARTBEAT_IDLE_USEC (10 * 1000000LL) /* idle this long: emit a WAL heartbeat */
+#define END_REPORT_USEC (100 * 1000LL)       /* inside a transaction, the source's end passed on this often */
 
 int64_t pg_source_now_usec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The same clock, read cheaply to a few milliseconds: for what is taken at every message and
+ * only compared against timeouts of 100 ms and more. */
+static int64_t coarse_now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -602,8 +611,16 @@ static int stream(Source *s, CdcError *err) {
                         } else {
                                 if (x.wal_start > s->received_lsn)
                                         s->received_lsn = x.wal_start;
-                                pipeline_io_report_source_end(s->io, (Position){0, x.wal_end}, x.send_time);
-                                s->last_data = pg_source_now_usec();
+                                /* Where the source is now comes with every message; it is passed
+                                 * on at transaction bounds, and inside a long transaction every
+                                 * END_REPORT_USEC (the lag lock and two clock reads for every
+                                 * change were ~5 % of cdcsync's samples on pgbench's backlog). */
+                                bool bound = x.len > 0 && (x.data[0] == PGOUTPUT_BEGIN || x.data[0] == PGOUTPUT_COMMIT);
+                                if (bound || s->last_recv - s->end_reported >= END_REPORT_USEC) {
+                                        pipeline_io_report_source_end(s->io, (Position){0, x.wal_end}, x.send_time);
+                                        s->end_reported = s->last_recv;
+                                }
+                                s->data_seen = true;
                                 r = handle_message(s, x.data, x.len, false, err);
                         }
                 }
@@ -611,7 +628,10 @@ static int stream(Source *s, CdcError *err) {
                 if (r < 0)
                         return r;
                 /* Ready for the next message: silence counts from here (emit may have waited). */
-                s->last_recv = pg_source_now_usec();
+                s->last_recv = coarse_now_usec();
+                if (s->data_seen)
+                        s->last_data = s->last_recv;
+                s->data_seen = false;
         }
         /* Stopping: acknowledge what the sink committed before going. */
         send_status(s, false, err);

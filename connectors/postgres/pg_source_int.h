@@ -45,6 +45,8 @@ struct Source {
         uint64_t commit_end;   /* end of the last transaction's commit record, until acknowledged; 0: none */
         int64_t last_status, last_data;
         int64_t last_recv;      /* usec: last message from the walsender, or when we were ready for one */
+        int64_t end_reported;   /* usec (last_recv's clock): the source's end last passed on */
+        bool data_seen;         /* the message being handled is XLogData */
         int64_t reply_asked_at; /* usec: silent stream, a keepalive was requested; 0: not */
         bool heartbeat_failed;
         bool slot_created; /* this run's snapshot created the slot: dropped again if the copy never commits */

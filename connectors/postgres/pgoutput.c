@@ -121,12 +121,24 @@ static const char *rd_str(Reader *rd, const char *field) {
         return s;
 }
 
+/* rd_uint for a field of a tuple (column col, or 0: of the tuple): its name, "new tuple column 3
+ * length", is only built for the error, not for every column of every row. */
+static uint64_t rd_tuple_uint(Reader *rd, size_t n, const char *which, int col, const char *what) {
+        if (rd->r == 0 && rd->left < n) {
+                char field[64];
+                if (col > 0)
+                        snprintf(field, sizeof(field), "%s column %d %s", which, col, what);
+                else
+                        snprintf(field, sizeof(field), "%s %s", which, what);
+                rd_need(rd, n, field);
+        }
+        return rd_uint(rd, n, what);
+}
+
 static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t) {
-        char field[64];
         int16_t ncols;
 
-        snprintf(field, sizeof(field), "%s column count", which);
-        ncols = (int16_t)rd_uint(rd, 2, field);
+        ncols = (int16_t)rd_tuple_uint(rd, 2, which, 0, "column count");
         if (rd->r < 0)
                 return;
         /* every column takes at least its kind byte */
@@ -148,8 +160,7 @@ static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t) {
         for (int i = 0; i < ncols && rd->r == 0; i++) {
                 PgoutputColumn *c = &t->cols[i];
 
-                snprintf(field, sizeof(field), "%s column %d kind", which, i + 1);
-                c->kind = (char)rd_u8(rd, field);
+                c->kind = (char)rd_tuple_uint(rd, 1, which, i + 1, "kind");
                 if (rd->r < 0)
                         break;
                 switch (c->kind) {
@@ -157,8 +168,7 @@ static void rd_tuple(Reader *rd, const char *which, PgoutputTuple *t) {
                 case 'u': break;
                 case 't':
                 case 'b':
-                        snprintf(field, sizeof(field), "%s column %d length", which, i + 1);
-                        c->len = rd_u32(rd, field);
+                        c->len = (uint32_t)rd_tuple_uint(rd, 4, which, i + 1, "length");
                         if (rd->r < 0)
                                 break;
                         if (c->len > rd->left) {

@@ -21,4 +21,5 @@ int queue_push(Queue *q, Event *ev);
 int queue_pop(Queue *q, Event *ret, int timeout_ms);
 /* Wakes every waiter; later pushes and pops fail with -ECANCELED. */
 void queue_close(Queue *q);
+/* Events queued as of a moment just past (read without the lock: it is called for every event). */
 size_t queue_depth(Queue *q);
