@@ -28,7 +28,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         *(rd_kafka_resp_err_t *)m->_private = m->err;
 }
 
-static int set(rd_kafka_conf_t *conf, const ConnectorConf *conn, const char *key, const char *value, CdcError *err) {
+int kafka_conf_set(rd_kafka_conf_t *conf, const ConnectorConf *conn, const char *key, const char *value,
+                   CdcError *err) {
         char errstr[512];
         if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
                 return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s: kafka.%s: %s", conn->file,
@@ -72,12 +73,12 @@ static int make_producer(rd_kafka_t **ret, const ConnectorConf *conn, const Pipe
                 {"message.timeout.ms", timeout},
         };
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
-                r = set(conf, conn, defaults[i][0], defaults[i][1], err);
+                r = kafka_conf_set(conf, conn, defaults[i][0], defaults[i][1], err);
         if (r == 0 && conn->password)
-                r = set(conf, conn, "sasl.password", conn->password, err);
+                r = kafka_conf_set(conf, conn, "sasl.password", conn->password, err);
         for (int i = 0; i < conn->nkafka_props && r == 0; i++)
                 if (!consumer_only(conn->kafka_props[i].key) && strcmp(conn->kafka_props[i].key, "message.timeout.ms"))
-                        r = set(conf, conn, conn->kafka_props[i].key, conn->kafka_props[i].value, err);
+                        r = kafka_conf_set(conf, conn, conn->kafka_props[i].key, conn->kafka_props[i].value, err);
         if (r < 0) {
                 rd_kafka_conf_destroy(conf);
                 return r;

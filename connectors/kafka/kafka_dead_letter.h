@@ -6,6 +6,10 @@
 
 #include "cdcsync/connector.h"
 
+/* Sets key of a librdkafka conf (the source's consumer's, the dead-letter producer's); a value
+ * librdkafka refuses is a conf error naming the conf file's line and the kafka.KEY. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const ConnectorConf *conn, const char *key, const char *value, CdcError *err);
+
 /* Produces m (read from topic, unusable for reason why) to pipe->dead_letter_topic and waits
  * until it is delivered. *producer is made at the first call (the connector's cluster and
  * properties, the consumer's own left out; log lines carry ctx, which must outlive it) and kept

@@ -444,14 +444,6 @@ static Source *kafka_source_free(Source *s) {
         return NULL;
 }
 
-static int set(rd_kafka_conf_t *conf, const ConnectorConf *conn, const char *key, const char *value, CdcError *err) {
-        char errstr[512];
-        if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-                return cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "%s:%d: connector %s: kafka.%s: %s", conn->file,
-                                 conn->line, conn->name, key, errstr);
-        return 0;
-}
-
 static int make_consumer(Source *s, bool check, CdcError *err) {
         const ConnectorConf *conn = s->conn;
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -482,9 +474,9 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
                 {"statistics.interval.ms", "1000"},
         };
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
-                r = set(conf, conn, defaults[i][0], defaults[i][1], err);
+                r = kafka_conf_set(conf, conn, defaults[i][0], defaults[i][1], err);
         if (r == 0 && conn->password)
-                r = set(conf, conn, "sasl.password", conn->password, err);
+                r = kafka_conf_set(conf, conn, "sasl.password", conn->password, err);
         for (int i = 0; i < conn->nkafka_props && r == 0; i++) {
                 const KeyValue *kv = &conn->kafka_props[i];
                 if ((strcmp(kv->key, "enable.auto.commit") == 0 || strcmp(kv->key, "enable.auto.offset.store") == 0) &&
@@ -500,7 +492,7 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
                     strcmp(kv->key, "linger.ms") == 0 || strcmp(kv->key, "acks") == 0 ||
                     strcmp(kv->key, "message.timeout.ms") == 0)
                         continue;
-                r = set(conf, conn, kv->key, kv->value, err);
+                r = kafka_conf_set(conf, conn, kv->key, kv->value, err);
         }
         if (r < 0)
                 goto out;
