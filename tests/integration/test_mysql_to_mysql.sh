@@ -6,7 +6,9 @@
 # compared by compare_rows.py on per-type normal forms. Then the sink connector without server_id:
 # accepted, and its writes unmarked. Then (issue #10) a pipeline whose sink is the source server
 # under another host name and writes into a database it reads: check --connect refuses it (and a
-# table that does not exist), and run stops it before it writes anything.
+# table that does not exist), and run stops it before it writes anything; before the first start,
+# check --connect names missing source tables and refuses two pipelines writing one sink table
+# through two host names of one server.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 export PGTZ=UTC
@@ -42,6 +44,64 @@ synced() {
   dump_pair alltypes "$MY_ALL" - id && rows_equal "$KINDS_ALL" "$WORK/my.alltypes" "$WORK/dst.alltypes" &&
     dump_pair nokey "$MY_NOKEY" - "a, b" && rows_equal su "$WORK/my.nokey" "$WORK/dst.nokey"
 }
+
+# Before anything ran (dst holds no cdcsync database yet, and a sink's check would make one):
+# check --connect names the source tables that do not exist, and refuses two pipelines writing one
+# sink table through two host names of one server (a listed table, then tables = *), which the conf
+# alone cannot tell; a refused pipeline is not checked further, so dst stays untouched.
+check_connect() { # CONF EXPECTED_RC
+  local rc=0
+  "$CDCSYNC" -c "$1" check --connect >"$WORK/gaps.out" 2>&1 || rc=$?
+  [ "$rc" = "$2" ] || fail "check --connect on $1 exited $rc, expected $2: $(cat "$WORK/gaps.out")"
+}
+write_conf "$WORK/gaps.conf" off <<CONF
+[connector.s1]
+$(my_connector src 9011)
+
+[connector.d1]
+$(my_connector dst 9021)
+
+[pipeline.p1]
+source = s1
+sink = d1
+tables = test.alltypes, test.nope, nodb.t
+CONF
+check_connect "$WORK/gaps.conf" 1
+assert_grep "pipeline p1: source s1 has no tables test.nope, nodb.t — create them, or fix tables in [pipeline.p1]" "$WORK/gaps.out"
+grep -q "pipeline p1: s1 → d1 ok" "$WORK/gaps.out" && fail "p1 was called ok: $(cat "$WORK/gaps.out")"
+sed -i 's/, test.nope, nodb.t$//' "$WORK/gaps.conf"
+cat >>"$WORK/gaps.conf" <<CONF
+
+[connector.s2]
+$(my_connector src 9012)
+
+[connector.d2]
+type = mysql
+host = 127.1 ; dst under another name
+port = $MY_dst_PORT
+user = cdc
+password_file = $WORK/dst.pass
+database = test
+
+[pipeline.p2]
+source = s2
+sink = d2
+tables = test.nokey
+map = test.nokey -> test.alltypes
+CONF
+"$CDCSYNC" -c "$WORK/gaps.conf" check >"$WORK/gaps.out" 2>&1 || fail "check without --connect refused: $(cat "$WORK/gaps.out")"
+grep -q "both write\|copies every table" "$WORK/gaps.out" && fail "check without --connect claimed to know: $(cat "$WORK/gaps.out")"
+DST_WHY=$(my_on dst -e "SELECT CONCAT('MariaDB server ', @@hostname, ':', @@port, ' (datadir ', @@datadir, ', server_id ', @@server_id, ')')")
+CLASH="— each would overwrite and delete the other's rows (a truncate, or a snapshot = replace copy, empties the table under the other): give each target table one writer (fix tables or map), or make the two pipelines each other's reverse for sync in both directions"
+for step in map star; do
+  # star: every table of src (asked from the server), test.alltypes among them, unmapped
+  [ $step = map ] || sed -i '/^map = test.nokey/d; s/^tables = test.nokey$/tables = */' "$WORK/gaps.conf"
+  check_connect "$WORK/gaps.conf" 1
+  assert_grep "pipelines p1 and p2 both write table test.alltypes of one database (sinks d1 and d2: $DST_WHY) $CLASH" "$WORK/gaps.out"
+  grep -E "^pipeline p[12]: .* ok$" "$WORK/gaps.out" && fail "a refused pipeline was called ok: $(cat "$WORK/gaps.out")"
+done
+[ -z "$(my_on dst -e "SHOW DATABASES LIKE 'cdcsync'")" ] || fail "check --connect created the checkpoint database of a refused pipeline"
+[ -z "$(my_on dst -e "SHOW TABLES FROM test")" ] || fail "check --connect created tables in dst"
 
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" || fail "check failed: $(cat "$WORK/check.out")"
 service_start
