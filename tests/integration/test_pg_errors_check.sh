@@ -5,7 +5,8 @@
 # Part 3 (issue #10): what only the server can tell — a source and sink that are one database
 # under two dsn texts, a slot shared by two connectors of one server, tables that do not exist —
 # refused by check --connect, and the same-database pipeline refused by `run` before it creates
-# anything (it would replay its own writes forever).
+# anything (it would replay its own writes forever); two pipelines writing one sink table through
+# two dsn texts of one database (a listed table, and tables = *) refused by check --connect.
 source "$(dirname "$0")/lib.sh"
 
 # check_conf NAME EXPECTED_RC — runs `cdcsync check` on $WORK/NAME.conf; stdout and stderr go to
@@ -184,4 +185,63 @@ service_stop
 [ -z "$(psql_on db -c "SELECT pubname FROM pg_publication WHERE pubname = 'cdcsync_loop'")" ] || fail "run created a publication for the refused pipeline"
 [ -z "$(psql_on db -c "SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'")" ] || fail "run created the cdcsync schema in the source database"
 [ "$(psql_on db -c "COPY (SELECT * FROM orders ORDER BY id) TO STDOUT")" = $'1\tone\n2\ttwo' ] || fail "orders changed"
+
+# Two pipelines writing one sink table through sinks whose dsn texts differ (another host form,
+# another user) but which are one database: only the server can tell, so check passes and check
+# --connect refuses each pair — a listed table mapped into another's target, and tables = *
+# (its tables asked from the source) meeting a listed one — before any pipeline's own checks.
+printf 's3cret-pw\n' >"$WORK/pw2.pass"
+chmod 600 "$WORK/pw2.pass"
+cat >"$WORK/two.conf" <<CONF
+[service]
+state_dir = $WORK/state-two
+metrics_listen = off
+
+[connector.src]
+type = postgres
+dsn = host=127.0.0.1 port=$P user=postgres dbname=postgres
+
+[connector.s1]
+type = postgres
+dsn = host=127.0.0.1 port=$P user=postgres dbname=sinkdb
+
+[connector.s2]
+type = postgres
+dsn = host=127.0.0.1 port=$P user=cdc_pw dbname=sinkdb
+password_file = $WORK/pw2.pass
+
+[connector.s3]
+type = postgres
+dsn = host=$PG_db_DIR port=$P user=postgres dbname=sinkdb
+
+[pipeline.a]
+source = src
+sink = s1
+tables = public.orders
+
+[pipeline.b]
+source = src
+sink = s2
+tables = public.nopk
+map = public.nopk -> public.orders
+
+[pipeline.c]
+source = src
+sink = s3
+tables = *
+CONF
+chmod 600 "$WORK/two.conf"
+check_conf two 0
+grep -q "both write" "$WORK/two.out" "$WORK/two.err" && fail "check without --connect claimed to know: $(cat "$WORK/two.out")"
+slots_before=$(psql_on db -c "SELECT count(*) FROM pg_replication_slots")
+check_conf two 1 --connect
+CLASH="— each would overwrite and delete the other's rows (a truncate, or a snapshot = replace copy, empties the table under the other): give each target table one writer (fix tables or map), or make the two pipelines each other's reverse for sync in both directions"
+assert_grep "pipelines a and b both write table public.orders of one database (sinks s1 and s2: PostgreSQL system $SYSID, database sinkdb) $CLASH" "$WORK/two.out"
+assert_grep "pipelines a and c both write table public.orders of one database (sinks s1 and s3: PostgreSQL system $SYSID, database sinkdb) $CLASH" "$WORK/two.out"
+[ "$(grep -c "both write" "$WORK/two.out")" = 2 ] || fail "expected exactly the two clashes on public.orders: $(cat "$WORK/two.out")"
+grep -E "^pipeline (a|b|c): .* ok$" "$WORK/two.out" && fail "a refused pipeline was called ok: $(cat "$WORK/two.out")"
+[ "$(psql_on db -c "SELECT count(*) FROM pg_replication_slots")" = "$slots_before" ] || fail "check --connect created a slot"
+[ -z "$(psql_on db -c "SELECT pubname FROM pg_publication WHERE pubname IN ('cdcsync_a', 'cdcsync_b', 'cdcsync_c')")" ] || fail "check --connect created a publication"
+[ -z "$(psql_on db -d sinkdb -c "SELECT 1 FROM pg_namespace WHERE nspname = 'cdcsync'")" ] || fail "check --connect created the cdcsync schema in the sink"
+[ "$(psql_on db -d sinkdb -c "SELECT count(*) FROM orders")" = 0 ] || fail "check --connect wrote into the sink's orders"
 finish
