@@ -343,6 +343,8 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         char tmp[64], *sql = NULL;
         snprintf(tmp, sizeof(tmp), "%.50s_copy", s->slot);
         r = pg_conn_open(s->conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &rc, err);
+        if (r == 0)
+                deadline_set_fd(s->guard_copy, PQsocket(rc));
         char *q = r == 0 ? PQescapeIdentifier(rc, tmp, strlen(tmp)) : NULL;
         if (r == 0 && (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
                                       q) < 0)) {
@@ -351,12 +353,14 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         }
         PQfreemem(q);
         if (r == 0) {
-                res = PQexec(rc, sql);
+                bool timeout;
+                res = pg_source_exec_slot(s, rc, s->guard_copy, sql, &timeout);
                 if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
                         char buf[512];
-                        r = cdc_error(err, -EIO, true, CDC_ERR_SLOT,
-                                      "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, tmp,
-                                      pg_source_errtext(s, rc, res, buf, sizeof(buf)));
+                        r = timeout ? pg_source_timeout_error(s, err)
+                                    : cdc_error(err, -EIO, true, CDC_ERR_SLOT,
+                                                "connector %s: cannot create replication slot \"%s\": %s",
+                                                s->conn->name, tmp, pg_source_errtext(s, rc, res, buf, sizeof(buf)));
                 } else {
                         pg_source_parse_position(PQgetvalue(res, 0, 1), &s->copy_pos);
                         snapname = PQescapeLiteral(rc, PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)));
@@ -365,8 +369,11 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         }
         free(sql);
         sql = NULL;
+        deadline_set_fd(s->guard_copy, -1); /* rc is not waited for any more, only closed */
         if (r == 0)
                 r = pg_conn_open(s->conn, PG_CONN_SOURCE, &s->copy, err);
+        if (r == 0)
+                deadline_set_fd(s->guard_copy, PQsocket(s->copy));
         if (r == 0 &&
             (res = pg_source_query(s, s->copy, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err)))
                 PQclear(res);
@@ -451,13 +458,17 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
                 PQfreemem(q);
                 if (!sql)
                         return cdc_oom(err);
-                PGresult *res = PQexec(s->repl, sql);
+                bool timeout;
+                PGresult *res = pg_source_exec_slot(s, s->repl, s->guard_repl, sql, &timeout);
                 free(sql);
                 if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                         char buf[512];
-                        cdc_error(err, -EIO, false, CDC_ERR_SLOT,
-                                  "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
-                                  pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
+                        if (timeout)
+                                pg_source_timeout_error(s, err);
+                        else
+                                cdc_error(err, -EIO, PQstatus(s->repl) != CONNECTION_OK, CDC_ERR_SLOT,
+                                          "connector %s: cannot create replication slot \"%s\": %s", s->conn->name,
+                                          s->slot, pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
                         PQclear(res);
                         return err->code;
                 }
@@ -470,7 +481,10 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err) {
 /* A slot whose copy never reached the sink (refused, failed, stopped) would hold WAL until the
  * next start: it is dropped now (the next start makes a new one either way). */
 void pg_slot_drop_unused(Source *s) {
+        int timeout = conf_timeout_ms(s->conn);
+        deadline_arm(s->guard_sql, timeout); /* a frozen source does not hold the attempt's end */
         PGresult *res = PQexec(s->sql, "ROLLBACK");
+        deadline_disarm(s->guard_sql);
         PQclear(res);
         if (s->repl) { /* a streaming walsender holds the slot until it exits */
                 PQfinish(s->repl);
@@ -479,7 +493,9 @@ void pg_slot_drop_unused(Source *s) {
         const char *params[] = {s->slot};
         char buf[512] = "";
         for (int i = 0; i < 50; i++) {
+                deadline_arm(s->guard_sql, timeout);
                 res = PQexecParams(s->sql, "SELECT pg_drop_replication_slot($1)", 1, NULL, params, NULL, NULL, 0);
+                deadline_disarm(s->guard_sql);
                 bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
                 if (!ok)
                         pg_source_errtext(s, s->sql, res, buf, sizeof(buf));

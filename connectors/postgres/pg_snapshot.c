@@ -72,6 +72,7 @@ int pg_snapshot_emit_copy(Source *s, CdcError *err) {
                 Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
                 r = pg_source_emit(s, &ev, err);
         }
+        deadline_set_fd(s->guard_copy, -1);
         PQfinish(s->copy); /* ends the read-only transaction that held the snapshot */
         s->copy = NULL;
         s->txn = saved;
@@ -246,6 +247,12 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
         if (r == 1) {
                 const char *params[] = {s->slot};
                 PGresult *res = pg_source_query(s, s->sql, "SELECT pg_drop_replication_slot($1)", 1, params, err);
+                if (!res && strstr(err->message, "is active")) {
+                        /* The walsender of an attempt cut short (a frozen path, a timeout) has not
+                         * noticed yet that its client is gone: it lets go of the slot when it does. */
+                        err->retriable = true;
+                        return err->code;
+                }
                 if (!res)
                         return err->code;
                 PQclear(res);
@@ -258,12 +265,16 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
         PQfreemem(qslot);
         if (!sql)
                 return cdc_oom(err);
-        PGresult *res = PQexec(s->repl, sql);
+        bool timeout;
+        PGresult *res = pg_source_exec_slot(s, s->repl, s->guard_repl, sql, &timeout);
         free(sql);
         if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-                cdc_error(err, -EIO, PQstatus(s->repl) != CONNECTION_OK, CDC_ERR_SLOT,
-                          "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
-                          pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
+                if (timeout)
+                        pg_source_timeout_error(s, err);
+                else
+                        cdc_error(err, -EIO, PQstatus(s->repl) != CONNECTION_OK, CDC_ERR_SLOT,
+                                  "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
+                                  pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
                 PQclear(res);
                 return err->code;
         }

@@ -63,13 +63,15 @@ const char *pg_source_errtext(Source *s, PGconn *c, const PGresult *res, char *b
 }
 
 /* libpq waits for an answer without a bound: a frozen path or a paused server (no FIN, no RST)
- * would hold the source forever. Waits on either connection are bounded by timeout_s
- * (engine/deadline.c shuts the socket down); the stream itself by its silence (stream()). */
+ * would hold the source forever. Waits on every connection (side, walsender, and the copy of
+ * added tables with the walsender that makes its snapshot) are bounded by timeout_s
+ * (engine/deadline.c shuts the socket down); the stream itself by its silence (stream()), a
+ * slot's creation by the server's silence (pg_source_exec_slot()). */
 static Deadline *guard_of(Source *s, PGconn *c) {
-        return c == s->repl ? s->guard_repl : c == s->sql ? s->guard_sql : NULL;
+        return c == s->repl ? s->guard_repl : c == s->sql ? s->guard_sql : c == s->copy ? s->guard_copy : NULL;
 }
 
-static int timeout_error(Source *s, CdcError *err) {
+int pg_source_timeout_error(Source *s, CdcError *err) {
         return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
                          "connector %s: the source server did not answer within %d s (timeout_s): the network path "
                          "or the server is not responding",
@@ -88,12 +90,51 @@ PGresult *pg_source_query(Source *s, PGconn *c, const char *sql, int n, const ch
         char buf[512];
         bool lost = PQstatus(c) != CONNECTION_OK;
         if (fired)
-                timeout_error(s, err);
+                pg_source_timeout_error(s, err);
         else
                 cdc_error(err, -EIO, lost, lost ? CDC_ERR_CONNECTION : CDC_ERR_SOURCE, "connector %s: %s",
                           s->conn->name, pg_source_errtext(s, c, res, buf, sizeof(buf)));
         PQclear(res);
         return NULL;
+}
+
+/* CREATE_REPLICATION_SLOT waits, on a live server, for every transaction running when it began:
+ * a long transaction holds it for as long as it lasts. Its wait is therefore bounded by the
+ * server's silence, not by its length: c's socket is shut down (by g) timeout_s after the last
+ * sign of life, and while the command waits the server is asked on the side connection every
+ * timeout_s / 2 whether it answers at all (each answer pushes the deadline back). A slot
+ * creation cut short while the server was merely busy would leave its walsender holding the
+ * half-made slot. Returns the result (caller clears; may be NULL: the connection's error says
+ * why), *ret_timeout when the deadline passed. */
+PGresult *pg_source_exec_slot(Source *s, PGconn *c, Deadline *g, const char *sql, bool *ret_timeout) {
+        int timeout = conf_timeout_ms(s->conn), half = timeout / 2 > 500 ? timeout / 2 : 500;
+        PGresult *res = NULL, *more;
+
+        deadline_arm(g, timeout);
+        if (PQsendQuery(c, sql) == 1 && PQflush(c) == 0) {
+                for (;;) {
+                        if (PQconsumeInput(c) == 0 || !PQisBusy(c))
+                                break;
+                        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+                        int ready = poll(&pfd, 1, half);
+                        if (ready < 0 && errno != EINTR)
+                                break;
+                        if (ready != 0 || !s->sql || c == s->sql)
+                                continue;
+                        /* Silent for half of timeout_s: is the server there at all? */
+                        deadline_arm(s->guard_sql, half);
+                        PGresult *alive = PQexec(s->sql, "SELECT 1");
+                        bool fired = deadline_disarm(s->guard_sql);
+                        if (!fired && PQresultStatus(alive) == PGRES_TUPLES_OK)
+                                deadline_arm(g, timeout);
+                        PQclear(alive);
+                }
+                res = PQgetResult(c);
+                while ((more = PQgetResult(c)))
+                        PQclear(more);
+        }
+        *ret_timeout = deadline_disarm(g);
+        return res;
 }
 
 /* ---- events ---- */
@@ -426,7 +467,7 @@ static int send_status(Source *s, bool reply, CdcError *err) {
         deadline_arm(s->guard_repl, conf_timeout_ms(s->conn));
         bool ok = PQputCopyData(s->repl, (const char *)msg, (int)n) > 0 && PQflush(s->repl) == 0;
         if (deadline_disarm(s->guard_repl))
-                return timeout_error(s, err);
+                return pg_source_timeout_error(s, err);
         if (!ok) {
                 char buf[512];
                 return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: cannot send standby status: %s",
@@ -451,7 +492,7 @@ static int heartbeat(Source *s, CdcError *err) {
         int r = 0;
         if (fired || PQstatus(s->sql) != CONNECTION_OK) {
                 char buf[512];
-                r = fired ? timeout_error(s, err)
+                r = fired ? pg_source_timeout_error(s, err)
                           : cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: %s", s->conn->name,
                                       pg_source_errtext(s, s->sql, res, buf, sizeof(buf)));
         } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -503,7 +544,7 @@ static int start_replication(Source *s, Position start, CdcError *err) {
         bool fired = deadline_disarm(s->guard_repl);
         free(sql);
         if (PQresultStatus(res) != PGRES_COPY_BOTH) {
-                int r = fired ? timeout_error(s, err) : classify_stream_error(s, res, err);
+                int r = fired ? pg_source_timeout_error(s, err) : classify_stream_error(s, res, err);
                 PQclear(res);
                 return r;
         }
@@ -687,6 +728,7 @@ Source *pg_source_free(Source *s) {
         free(s->filters);
         pg_slot_list_free(&s->copy_new, &s->ncopy_new);
         pg_slot_list_free(&s->copy_gone, &s->ncopy_gone);
+        deadline_set_fd(s->guard_copy, -1);
         if (s->copy)
                 PQfinish(s->copy);
         deadline_set_fd(s->guard_repl, -1);
@@ -697,6 +739,7 @@ Source *pg_source_free(Source *s) {
                 PQfinish(s->sql);
         deadline_free(s->guard_repl);
         deadline_free(s->guard_sql);
+        deadline_free(s->guard_copy);
         free(s);
         return NULL;
 }
@@ -724,6 +767,8 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
         int r = deadline_new(&s->guard_sql);
         if (r == 0)
                 r = deadline_new(&s->guard_repl);
+        if (r == 0)
+                r = deadline_new(&s->guard_copy);
         if (r < 0) {
                 pg_source_free(s);
                 return cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory");

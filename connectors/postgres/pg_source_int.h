@@ -58,12 +58,13 @@ struct Source {
          * copy_pos and handed on when the stream reaches it. */
         bool copy_pending;
         Position copy_pos;
-        PGconn *copy;    /* holds the copy's snapshot in an open transaction */
+        PGconn *copy;    /* holds the copy's snapshot in an open transaction; guarded by guard_copy */
         char **copy_new; /* owned "schema.table" entries */
         int ncopy_new;
         char **copy_gone;
         int ncopy_gone;
         Deadline *guard_sql, *guard_repl; /* owned: bound every wait for the server (timeout_s) */
+        Deadline *guard_copy;             /* owned: the same for copy (and the walsender making its slot) */
         PipelineIO *io;
         const char *ctx;
         char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
@@ -79,6 +80,8 @@ int pg_source_parse_position(const char *text, Position *ret);
 void pg_source_default_name(const char *pipeline, char *buf, size_t len);
 const char *pg_source_errtext(Source *s, PGconn *c, const PGresult *res, char *buf, size_t len);
 PGresult *pg_source_query(Source *s, PGconn *c, const char *sql, int n, const char *const *params, CdcError *err);
+int pg_source_timeout_error(Source *s, CdcError *err);
+PGresult *pg_source_exec_slot(Source *s, PGconn *c, Deadline *g, const char *sql, bool *ret_timeout);
 int pg_source_emit(Source *s, Event *ev, CdcError *err);
 int pg_source_send_begin(Source *s, CdcError *err);
 Source *pg_source_free(Source *s);

@@ -15,7 +15,9 @@ proxy_start src "$PG_src_PORT"
 proxy_start dst "$PG_dst_PORT"
 pg_load_tables src t
 MPORT=$(free_port)
-write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
+# main_conf TABLES — the service's conf, pipeline main syncing TABLES.
+main_conf() {
+  write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_proxy_dsn src)
@@ -30,8 +32,10 @@ timeout_s = 3
 [pipeline.main]
 source = src
 sink = dst
-tables = public.t, public.t_log
+tables = $1
 CONF
+}
+main_conf "public.t, public.t_log"
 service_start
 wait_for "pipeline main streaming" 60 pipeline_streaming main
 pg_load src t
@@ -45,6 +49,37 @@ synced() {
   assert_tables_equal src dst t t_log
   pg_load src t
 }
+
+# ---- the source behind a frozen path while a table added to `tables` is copied ----
+# The copy reads on a connection of its own, holding the copy's snapshot: a FETCH behind the
+# frozen path is bounded by timeout_s like every other wait, the attempt ends (connection error,
+# /healthz 503), and once the path thaws the table is copied again from a new snapshot.
+fault=pg_source_freeze_copy
+psql_on src -c "CREATE TABLE big (id int PRIMARY KEY, v text);
+  INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g"
+errs0=$(errors_of main connection)
+n0=$(wc -l <"$WORK/service.log")
+logged_since() { tail -n +"$((n0 + 1))" "$WORK/service.log" | grep -q -- "$1"; }
+main_conf "public.t, public.t_log, public.big"
+kill -HUP "$SERVICE_PID"
+# 100000 of 1000000 rows read: the copy (bounded by the sink's pace, the queues between) goes on.
+wait_for "$fault: the copy of big under way" 60 logged_since "snapshot of public.big: 100000 rows copied so far"
+t0=$(now_s)
+proxy_freeze src
+detect main "$fault" "$t0"
+msg=$(last_error main)
+log "$fault: last error: $msg"
+case "$msg" in *"connector src"*) ;; *) fail "$fault: the error does not blame the source: $msg" ;; esac
+[ "$(errors_of main connection)" -gt "${errs0:-0}" ] || fail "$fault: errors_total{kind=connection} did not count it"
+logged_since "copied public.big (" && fail "$fault: the copy ended although its source was frozen"
+t1=$(now_s)
+proxy_thaw src
+recover main "$fault" "$t1"
+wait_for "$fault: big copied after the thaw" 180 logged_since "copied public.big (1000000 rows)"
+RECOVER_S=$(since "$t1")
+synced
+assert_tables_equal src dst big
+result "$fault" "detect_s=$DETECT_S recover_s=$RECOVER_S (copy of 1000000 rows done)"
 
 # ---- the sink behind a frozen path ----
 fault=pg_sink_freeze
