@@ -28,6 +28,7 @@
 
 #include "cdcsync/connector.h"
 #include "cdcsync/log.h"
+#include "cdcsync/metrics.h"
 #include "cdcsync/pipeline.h"
 
 #define NKEYS 64
@@ -83,6 +84,9 @@ static struct {
         int batch_first, batch_last; /* txn index range seen in the staged batch, -1 none */
         int max_commit_changes;      /* most changes in one sink commit */
         char violation[512];         /* first broken rule, "" none */
+        /* probe: where the source's log ends, as the pipeline's monitor asks it */
+        bool probe_on; /* off: the source has no probe (lag comes from the stream) */
+        Position probe_end;
 } g;
 
 static Table *table;
@@ -91,6 +95,9 @@ struct Source {
         int unused;
 };
 struct Sink {
+        int unused;
+};
+struct SourceProbe {
         int unused;
 };
 
@@ -259,8 +266,8 @@ static Source *fsrc_free(Source *s) {
         return NULL;
 }
 
-/* The fakes hold no tables: no server to ask where they are, none to list, no probe (lag comes
- * from the stream). */
+/* The fakes hold no tables: no server to ask where they are, none to list; no probe (lag comes
+ * from the stream) unless a test turns it on (g.probe_on: the source's end is g.probe_end). */
 static int fake_locate(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err) {
         (void)conn, (void)err;
         *ret = (ConnectorPlace){.server = "", .database = ""};
@@ -283,18 +290,26 @@ static int fsrc_list_tables(const ConnectorConf *conn, char ***ret, int *ret_n, 
 }
 
 static int fsrc_probe_open(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err) {
-        (void)conn, (void)pipe, (void)err;
-        *ret = NULL;
-        return 0;
+        (void)conn, (void)pipe;
+        pthread_mutex_lock(&g.lock);
+        bool on = g.probe_on;
+        pthread_mutex_unlock(&g.lock);
+        *ret = on ? calloc(1, sizeof(SourceProbe)) : NULL;
+        return on && !*ret ? cdc_oom(err) : 0;
 }
 
 static int fsrc_probe(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err) {
-        (void)pr, (void)applied, (void)ret_end, (void)ret_bytes;
-        return cdc_error(err, -EOPNOTSUPP, false, CDC_ERR_INTERNAL, "the fake source has no probe");
+        (void)applied, (void)ret_bytes;
+        if (!pr)
+                return cdc_error(err, -EOPNOTSUPP, false, CDC_ERR_INTERNAL, "the fake source has no probe");
+        pthread_mutex_lock(&g.lock);
+        *ret_end = g.probe_end;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
 }
 
 static SourceProbe *fsrc_probe_free(SourceProbe *pr) {
-        (void)pr;
+        free(pr);
         return NULL;
 }
 
@@ -778,6 +793,61 @@ static void test_fatal_error_stops_with_data_and_checkpoint_agreeing(void **stat
         assert_true(position_cmp(g.ckpt, g.log[299].pos) < 0);
 }
 
+/* cdcsync_pipeline_lag_seconds of pipeline "p" as the endpoint renders it; -1 if absent. */
+static double rendered_lag_seconds(Metrics *m) {
+        char *body = metrics_render_prometheus(m);
+        assert_non_null(body);
+        const char *at = strstr(body, "\ncdcsync_pipeline_lag_seconds{pipeline=\"p\"} ");
+        double lag = at ? strtod(strchr(at + 1, ' ') + 1, NULL) : -1;
+        free(body);
+        return lag;
+}
+
+/* A pipeline stopped for good by a non-retriable error still tells how far the sink falls behind
+ * the source: its monitor goes on asking the source where its log ends, lag_bytes follows the
+ * source as it moves on after the failure, and lag_seconds grows (it never reads 0). */
+static void test_failed_pipeline_lag_grows(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(300, 0, &src);
+        g.fail_at_apply = 123;
+        g.fail_retriable = false;
+        g.emit_delay_us = 200;
+        g.probe_end = g.log[299].pos;
+        g.probe_on = true;
+        Metrics *m = NULL;
+        assert_int_equal(metrics_start(&(MetricsOptions){.listen = "127.0.0.1:0"}, &m), 0);
+        Pipeline *p = start();
+        assert_int_equal(metrics_attach(m, pipeline_stats(p)), 0);
+        wait_state(p, PIPELINE_FAILED);
+        pthread_mutex_lock(&g.lock);
+        Position held = g.ckpt;
+        g.probe_end = (Position){0, g.log[299].pos.lo + 5000}; /* the source moves on */
+        uint64_t want = g.probe_end.lo - held.lo;
+        pthread_mutex_unlock(&g.lock);
+        assert_true(g.found && position_cmp(held, g.log[299].pos) < 0);
+
+        int64_t until = mono_ms() + WAIT_LIMIT_S * 1000;
+        while (atomic_load(&pipeline_stats(p)->lag_bytes) != want) {
+                if (mono_ms() > until)
+                        fail_msg("lag_bytes of the failed pipeline is %" PRIu64 ", not %" PRIu64,
+                                 (uint64_t)atomic_load(&pipeline_stats(p)->lag_bytes), want);
+                usleep(10000);
+        }
+        double l1 = rendered_lag_seconds(m);
+        assert_true(l1 > 0);
+        while (rendered_lag_seconds(m) < l1 + 1.0) {
+                if (mono_ms() > until)
+                        fail_msg("lag_seconds of the failed pipeline stays at %f", rendered_lag_seconds(m));
+                usleep(50000);
+        }
+        assert_int_equal(atomic_load(&pipeline_stats(p)->state), PIPELINE_FAILED);
+        assert_int_equal(metrics_detach(m, pipeline_stats(p)), 0);
+        m = metrics_free(m);
+        p = pipeline_free(p);
+        assert_sink_as_of_checkpoint();
+}
+
 /* A transaction larger than both queues together travels as one sink commit, never split, however
  * small batch_max_rows is. */
 static void test_large_transaction_is_one_commit(void **state) {
@@ -826,6 +896,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_retriable_error_retried_to_exact, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fatal_error_stops_with_data_and_checkpoint_agreeing, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_failed_pipeline_lag_grows, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_large_transaction_is_one_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_midway_then_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_async_sink_acknowledged_only_when_durable, setup, teardown),
