@@ -50,6 +50,15 @@ synced() {
   pg_load src t
 }
 
+# lag_bytes_growing — where cdcsync sees the source (its probe answers) and the sink takes
+# nothing: lag_bytes counts the source's WAL the sink lacks, and grows with the load.
+lag_bytes_growing() {
+  wait_for "$fault: lag_bytes above 0" 30 lag_bytes_above main 0
+  local b1
+  b1=$(metric cdcsync_pipeline_lag_bytes main)
+  wait_for "$fault: lag_bytes growing past $b1" 30 lag_bytes_above main "$b1"
+}
+
 # ---- the source behind a frozen path while a table added to `tables` is copied ----
 # The copy reads on a connection of its own, holding the copy's snapshot: a FETCH behind the
 # frozen path is bounded by timeout_s like every other wait, the attempt ends (connection error,
@@ -94,6 +103,7 @@ case "$msg" in *"sink dst"*) ;; *) fail "$fault: the error does not blame the si
 wait_for "$fault: lag above 2 s" 30 lag_above main 2
 l1=$(metric cdcsync_pipeline_lag_seconds main)
 wait_for "$fault: lag growing" 30 lag_above main "$l1"
+lag_bytes_growing
 t1=$(now_s)
 proxy_thaw dst
 recover main "$fault" "$t1"
@@ -155,6 +165,9 @@ for fault in pg_source_restart pg_sink_restart pg_source_restart_again; do
   fi
   l1=$(metric cdcsync_pipeline_lag_seconds main)
   wait_for "$fault: lag growing" 30 lag_above main "$l1"
+  # With the sink down the source still answers: lag_bytes grows too. With the source down its
+  # WAL does not move, and cdcsync cannot see it: lag_bytes stays what was last observed.
+  if [ $side = dst ]; then lag_bytes_growing; fi
   log "$fault: lag_seconds $(metric cdcsync_pipeline_lag_seconds main) lag_bytes $(metric cdcsync_pipeline_lag_bytes main)"
   t1=$(now_s)
   pg_start_again $side
