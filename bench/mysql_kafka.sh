@@ -103,6 +103,7 @@ caught_up() {
 }
 log "cdcsync: catching up"
 s0=$(cpu_tree "$SRC_PID")
+k0=$(cpu_tree "$MOCK_PID")
 t0=$(now)
 service_start
 wait_for "cdcsync's checkpoint past the marker" "$LIMIT" caught_up
@@ -110,6 +111,7 @@ T_SEEN=$(calc "$(now) - $t0")
 T_CDC=$(calc "$TS_MS / 1000 - $t0")
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
 CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
+CDC_MOCK_CPU=$(calc "$(cpu_tree "$MOCK_PID") - $k0")
 CDC_SRC_CPU=$(calc "$(cpu_tree "$SRC_PID") - $s0")
 service_stop
 
@@ -154,6 +156,7 @@ cdcsync_msgs_per_s=$(fmt0 "$(calc "$MSGS / $T_CDC")")
 cdcsync_cpu_seconds=$(fmt2 "$CDC_CPU")
 cdcsync_cpu_us_per_row=$(fmt2 "$(calc "$CDC_CPU * 1000000 / $ROWS")")
 cdcsync_source_cpu_seconds=$(fmt2 "$CDC_SRC_CPU")
+cdcsync_kafka_mock_cpu_seconds=$(fmt2 "$CDC_MOCK_CPU")
 cdcsync_peak_rss_kb=$CDC_RSS
 ratio_cdcsync_to_drain=$(printf '%.3f' "$(calc "$T_DRAIN / $T_CDC")")
 ${VERIFY}machine=$(machine_note)

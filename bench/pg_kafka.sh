@@ -93,6 +93,7 @@ caught_up() {
 }
 log "starting cdcsync"
 s0=$(cpu_tree "$SRC_PM")
+k0=$(cpu_tree "$MOCK_PID")
 t0=$(now)
 service_start
 wait_for "cdcsync's checkpoint at the backlog's last commit" 600 caught_up
@@ -100,6 +101,7 @@ T_SEEN=$(calc "$(now) - $t0")
 T_CDC=$(calc "$TS_MS / 1000 - $t0")
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
 CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
+CDC_MOCK_CPU=$(calc "$(cpu_tree "$MOCK_PID") - $k0")
 CDC_SRC_CPU=$(calc "$(cpu_tree "$SRC_PM") - $s0")
 service_stop
 
@@ -143,6 +145,7 @@ drain_source_cpu_seconds=$(fmt2 "$DRAIN_SRC_CPU")
 cdcsync_rows_per_s=$(fmt0 "$(calc "$ROWS / $T_CDC")")
 cdcsync_cpu_seconds=$(fmt2 "$CDC_CPU")
 cdcsync_source_cpu_seconds=$(fmt2 "$CDC_SRC_CPU")
+cdcsync_kafka_mock_cpu_seconds=$(fmt2 "$CDC_MOCK_CPU")
 cdcsync_peak_rss_kb=$CDC_RSS
 ratio_cdcsync_to_drain=$(printf '%.3f' "$(calc "$T_DRAIN / $T_CDC")")
 $(cat "$WORK/verify.txt")
