@@ -601,8 +601,7 @@ static void buf_source(StrBuf *b, const Change *c, const TxnInfo *txn, const Env
         strbuf_put(b, "}", 1);
 }
 
-int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms, char **ret) {
-        StrBuf b = {0};
+int envelope_value_buf(StrBuf *b, const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms) {
         const char *op;
         switch (c->op) {
         case CHANGE_INSERT: op = txn->snapshot ? "r" : "c"; break;
@@ -610,25 +609,31 @@ int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *sr
         case CHANGE_DELETE: op = "d"; break;
         default: op = "t"; break;
         }
-        strbuf_puts(&b, "{\"before\":");
+        strbuf_puts(b, "{\"before\":");
         /* A delete's or key update's before image may hold only the key (replica identity
          * default): the other columns are then null, as in Debezium. */
         if (c->before && c->op != CHANGE_TRUNCATE)
-                buf_row(&b, c->table, c->before, false);
+                buf_row(b, c->table, c->before, false);
         else
-                strbuf_puts(&b, "null");
-        strbuf_puts(&b, ",\"after\":");
+                strbuf_puts(b, "null");
+        strbuf_puts(b, ",\"after\":");
         if (c->after && (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE))
-                buf_row(&b, c->table, c->after, false);
+                buf_row(b, c->table, c->after, false);
         else
-                strbuf_puts(&b, "null");
-        strbuf_puts(&b, ",\"source\":");
-        buf_source(&b, c, txn, src);
-        strbuf_puts(&b, ",\"op\":");
-        buf_cstr(&b, op);
-        strbuf_puts(&b, ",\"ts_ms\":");
-        strbuf_int(&b, now_ms);
-        strbuf_put(&b, "}", 1);
+                strbuf_puts(b, "null");
+        strbuf_puts(b, ",\"source\":");
+        buf_source(b, c, txn, src);
+        strbuf_puts(b, ",\"op\":");
+        buf_cstr(b, op);
+        strbuf_puts(b, ",\"ts_ms\":");
+        strbuf_int(b, now_ms);
+        strbuf_put(b, "}", 1);
+        return b->oom ? -ENOMEM : 0;
+}
+
+int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms, char **ret) {
+        StrBuf b = {0};
+        envelope_value_buf(&b, c, txn, src, now_ms);
         return strbuf_finish(&b, ret);
 }
 

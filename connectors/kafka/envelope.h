@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "cdcsync/change.h"
+#include "cdcsync/strbuf.h"
 #include "cdcsync/vclock.h"
 
 /* Debezium's placeholder for a PostgreSQL TOAST column that an update did not send (its value is
@@ -39,6 +40,10 @@ int envelope_key(const Change *c, char **ret);
  * A change of a snapshot transaction (txn->snapshot) is a read, op "r". *ret is malloc'd, owned
  * by the caller. Returns 0 or -ENOMEM. */
 int envelope_value(const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms, char **ret);
+
+/* envelope_value() appended to b, the caller's: a sink reuses one buffer from message to message
+ * instead of growing a new one for each. Returns 0 or -ENOMEM (b->oom). */
+int envelope_value_buf(StrBuf *b, const Change *c, const TxnInfo *txn, const EnvelopeSource *src, int64_t now_ms);
 
 /* Whether an update changes the row's key: the sink then sends, like Debezium, a delete of the
  * old key (with its tombstone) and a create of the new one, so each key's history stays in one

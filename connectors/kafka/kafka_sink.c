@@ -45,6 +45,7 @@ static Sink *kafka_sink_free(Sink *k) {
         }
         free(k->topics);
         free(k->db);
+        strbuf_free(&k->value);
         free(k);
         return NULL;
 }
@@ -152,22 +153,25 @@ static rd_kafka_headers_t *make_headers(Sink *k) {
 /* One envelope message (and its tombstone after a delete). */
 static int produce_change(Sink *k, TopicEntry *te, const TxnInfo *txn, const Change *c, const EnvelopeSource *src,
                           CdcError *err) {
-        char *key = NULL, *value = NULL;
+        char *key = NULL;
+        StrBuf *value = &k->value;
+        *value = (StrBuf){.data = value->data, .cap = value->cap}; /* empty, its allocation kept */
         int r = envelope_key(c, &key);
         if (r == 0)
-                r = envelope_value(c, txn, src, coarse_now_ms(), &value);
+                r = envelope_value_buf(value, c, txn, src, coarse_now_ms());
         if (r < 0) {
                 r = cdc_error(err, r, false, r == -ENOMEM ? CDC_ERR_INTERNAL : CDC_ERR_DATA,
                               "cannot build the message of a change of %s.%s: %s", c->table->schema, c->table->name,
                               strerror(-r));
                 goto out;
         }
-        r = kafka_sink_produce(k, te->topic, key, value, make_headers(k), c, k->cur, err);
+        r = kafka_sink_produce(k, te->topic, key, value->data, make_headers(k), c, k->cur, err);
         if (r == 0 && c->op == CHANGE_DELETE && key)
                 r = kafka_sink_produce(k, te->topic, key, NULL, make_headers(k), c, k->cur, err);
 out:
         free(key);
-        free(value);
+        if (r < 0 || value->cap > VALUE_BUF_KEEP) /* one huge row does not pin its size */
+                strbuf_free(value);
         return r;
 }
 

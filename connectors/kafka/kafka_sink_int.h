@@ -20,6 +20,7 @@
 #define DELIVERY_SLACK_MS 30000   /* past message.timeout.ms, how long a flush may still take */
 #define TOPICS_MAX 100000         /* tables one sink publishes: past this, the cache is not grown */
 #define BATCHES_MAX 32            /* batches between begin() and delivery: past this, begin() waits */
+#define VALUE_BUF_KEEP (1 << 20)  /* a message value buffer larger than this is not kept for the next */
 
 /* A table's topic, worked out once per sink (template and map); a failed delivery report finds
  * its table by the topic. Entries are allocated one by one and never moved or freed before the
@@ -79,6 +80,9 @@ struct Sink {
         Position txn_pos;
         uint32_t index;
         char txn_pos_text[96];
+        /* The value of the message being built, its allocation kept for the next one (librdkafka
+         * copies it): one buffer per sink instead of a malloc and ~5 reallocs per message. */
+        StrBuf value;
 };
 
 static inline int64_t mono_ms(void) {
