@@ -7,9 +7,10 @@
 # gives what the server can deliver at all.
 #
 #   bench/sysbench.sh    (env: TABLES=4, TABLE_SIZE=100000, THREADS=4, TXNS=150000, PAR_THREADS=4,
-#                         BATCH_MAX_ROWS, APPLY_WORKERS, CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
+#                         BATCH_MAX_ROWS, APPLY_WORKERS="1 2 4" (one cdcsync run and target per value; default
+#                         1), CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
 #
-# Servers: four MariaDB 10.11 servers (scripts/mysql.sh: identical settings, log_bin,
+# Servers: four MariaDB 10.11 servers (one more per further APPLY_WORKERS value) (scripts/mysql.sh: identical settings, log_bin,
 # innodb_flush_log_at_trx_commit = 2; the targets differ only in server_id). `sysbench prepare`
 # fills the source; its dump is loaded into every target outside their binlogs. The backlog is
 # `sysbench oltp_write_only run --events=TXNS`, then a marker row in a table of its own. Each
@@ -47,17 +48,23 @@ sysb() { # NAME COMMAND [options...]
 
 log "starting 4 MariaDB 10.11 servers (identical settings; the targets differ only in server_id)"
 my_start src 1
-my_start cdc 2
+APPLY_WORKERS=${APPLY_WORKERS:-1}
+CDC_TARGETS=()
+sid=10
+for w in $APPLY_WORKERS; do
+  my_start "cdc$w" $((sid++))
+  CDC_TARGETS+=("cdc$w")
+done
 my_start nat1 3
 my_start nat4 4
 sysb src prepare --threads=1 >"$WORK/prepare.log" 2>&1 || { cat "$WORK/prepare.log" >&2; fail "sysbench prepare"; }
 my_on src -e "CREATE TABLE bench_done (id INT PRIMARY KEY) ENGINE=InnoDB"
 mariadb-dump --socket="$MY_src_DIR/mysql.sock" -uroot --single-transaction --skip-dump-date test >"$WORK/dump.sql"
-for t in cdc nat1 nat4; do
+for t in "${CDC_TARGETS[@]}" nat1 nat4; do
   { echo "SET SESSION sql_log_bin = 0;"; cat "$WORK/dump.sql"; } | my_on "$t"
 done
 START_DIGEST=$(digest src)
-for t in cdc nat1 nat4; do [ "$(digest $t)" = "$START_DIGEST" ] || fail "the dump did not give $t the source's rows"; done
+for t in "${CDC_TARGETS[@]}" nat1 nat4; do [ "$(digest $t)" = "$START_DIGEST" ] || fail "the dump did not give $t the source's rows"; done
 
 read -r BFILE BPOS < <(my_on src -e "SHOW MASTER STATUS" | awk '{print $1, $2}')
 [ -n "$BPOS" ] || fail "no binlog position on the source"
@@ -85,33 +92,44 @@ DRAIN_SECS=$(calc "$(now) - $t0")
 DRAIN_SRC_CPU=$(calc "$(cpu_tree "$SRC_PID") - $s0")
 rm -rf "$WORK/raw"
 
-# ---- cdcsync ----
-{
-  printf '[service]\nstate_dir = %s\nmetrics_listen = off\nlog_level = %s\n\n' "$WORK/state" "${LOG_LEVEL:-info}"
-  printf '[connector.src]\n'
-  my_connector src 51001
-  printf '\n[connector.dst]\n'
-  my_connector cdc 51002
-  printf '\n[pipeline.bench]\nsource = src\nsink = dst\ntables = %stest.bench_done\nsnapshot = never\n' \
-    "$(for i in $(seq 1 "$TABLES"); do printf 'test.sbtest%s, ' "$i"; done)"
-  printf 'start_position = %s:%s\nbatch_max_rows = %s\n' "$BFILE" "$BPOS" "$BATCH_MAX_ROWS"
-  [ -z "${APPLY_WORKERS:-}" ] || printf 'apply_workers = %s\n' "$APPLY_WORKERS"
-} >"$WORK/cdcsync.conf"
-chmod 600 "$WORK/cdcsync.conf"
-log "cdcsync: catching up"
-DST_PID=$(my_pid cdc)
-s0=$(cpu_tree "$SRC_PID")
-d0=$(cpu_tree "$DST_PID")
-t0=$(now)
-service_start
-wait_sql_true "the marker on cdcsync's target" "$LIMIT" my_marker_on cdc >/dev/null
-CDC_SECS=$(calc "$(now) - $t0")
-CDC_CPU=$(cpu_tree "$SERVICE_PID")
-CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
-CDC_DST_CPU=$(calc "$(cpu_tree "$DST_PID") - $d0")
-CDC_SRC_CPU=$(calc "$(cpu_tree "$SRC_PID") - $s0")
-service_stop
-[ "$(digest cdc)" = "$SRC_DIGEST" ] || fail "cdcsync's target differs from the source: $(digest cdc) vs $SRC_DIGEST"
+# ---- cdcsync, once per APPLY_WORKERS value, each into a target of its own ----
+run_cdcsync() { # WORKERS — sets CDC_SECS, CDC_CPU, CDC_RSS, CDC_DST_CPU, CDC_SRC_CPU
+  local w=$1 target=cdc$1
+  rm -rf "$WORK/state"
+  {
+    printf '[service]\nstate_dir = %s\nmetrics_listen = off\nlog_level = %s\n\n' "$WORK/state" "${LOG_LEVEL:-info}"
+    printf '[connector.src]\n'
+    my_connector src 51001
+    printf '\n[connector.dst]\n'
+    my_connector "$target" 51002
+    printf '\n[pipeline.bench]\nsource = src\nsink = dst\ntables = %stest.bench_done\nsnapshot = never\n' \
+      "$(for i in $(seq 1 "$TABLES"); do printf 'test.sbtest%s, ' "$i"; done)"
+    printf 'start_position = %s:%s\nbatch_max_rows = %s\napply_workers = %s\n' "$BFILE" "$BPOS" "$BATCH_MAX_ROWS" "$w"
+  } >"$WORK/cdcsync.conf"
+  chmod 600 "$WORK/cdcsync.conf"
+  log "cdcsync (apply_workers = $w): catching up"
+  local dst_pid s0 d0 t0
+  dst_pid=$(my_pid "$target")
+  s0=$(cpu_tree "$SRC_PID")
+  d0=$(cpu_tree "$dst_pid")
+  t0=$(now)
+  service_start
+  wait_sql_true "the marker on cdcsync's target" "$LIMIT" my_marker_on "$target" >/dev/null
+  CDC_SECS=$(calc "$(now) - $t0")
+  CDC_CPU=$(cpu_tree "$SERVICE_PID")
+  CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
+  CDC_DST_CPU=$(calc "$(cpu_tree "$dst_pid") - $d0")
+  CDC_SRC_CPU=$(calc "$(cpu_tree "$SRC_PID") - $s0")
+  service_stop
+  [ "$(digest "$target")" = "$SRC_DIGEST" ] || fail "cdcsync's target $target differs from the source: $(digest "$target") vs $SRC_DIGEST"
+}
+declare -A W_SECS W_CPU W_RSS W_DST_CPU W_SRC_CPU
+for w in $APPLY_WORKERS; do
+  run_cdcsync "$w"
+  W_SECS[$w]=$CDC_SECS W_CPU[$w]=$CDC_CPU W_RSS[$w]=$CDC_RSS W_DST_CPU[$w]=$CDC_DST_CPU W_SRC_CPU[$w]=$CDC_SRC_CPU
+done
+W1=${APPLY_WORKERS%% *}
+CDC_SECS=${W_SECS[$W1]} CDC_CPU=${W_CPU[$W1]} CDC_RSS=${W_RSS[$W1]} CDC_DST_CPU=${W_DST_CPU[$W1]} CDC_SRC_CPU=${W_SRC_CPU[$W1]}
 
 # ---- MariaDB's replication ----
 replica() { # NAME PARALLEL_THREADS — sets SECS, DST_CPU, SRC_CPU, MODE
@@ -147,7 +165,7 @@ threads=$THREADS
 backlog_rows=$ROWS
 backlog_txns=$XACTS
 batch_max_rows=$BATCH_MAX_ROWS
-apply_workers=${APPLY_WORKERS:-default}
+apply_workers=$W1
 drain_seconds=$(fmt2 "$DRAIN_SECS")
 drain_rows_per_s=$(fmt0 "$(calc "$ROWS / $DRAIN_SECS")")
 drain_source_cpu_seconds=$(fmt2 "$DRAIN_SRC_CPU")
@@ -173,7 +191,18 @@ ratio_cdcsync_to_drain=$(printf '%.3f' "$(calc "$DRAIN_SECS / $CDC_SECS")")
 machine=$(machine_note)
 date=$(date -u +%Y-%m-%dT%H:%MZ)
 OUT
-log "cdcsync $(fmt0 "$(calc "$ROWS / $CDC_SECS")") rows/s, replica(1) $(fmt0 "$(calc "$ROWS / $N1_SECS")") rows/s," \
+for w in $APPLY_WORKERS; do # every run, by apply_workers
+  cat <<OUT
+cdcsync_w${w}_seconds=$(fmt2 "${W_SECS[$w]}")
+cdcsync_w${w}_rows_per_s=$(fmt0 "$(calc "$ROWS / ${W_SECS[$w]}")")
+cdcsync_w${w}_cpu_seconds=$(fmt2 "${W_CPU[$w]}")
+cdcsync_w${w}_target_cpu_seconds=$(fmt2 "${W_DST_CPU[$w]}")
+cdcsync_w${w}_peak_rss_kb=${W_RSS[$w]}
+ratio_cdcsync_w${w}_to_replica1=$(printf '%.3f' "$(calc "$N1_SECS / ${W_SECS[$w]}")")
+ratio_cdcsync_w${w}_to_replica${PAR_THREADS}=$(printf '%.3f' "$(calc "$N4_SECS / ${W_SECS[$w]}")")
+OUT
+done
+log "cdcsync $(for w in $APPLY_WORKERS; do printf '(apply_workers %s) %s rows/s, ' "$w" "$(fmt0 "$(calc "$ROWS / ${W_SECS[$w]}")")"; done)replica(1) $(fmt0 "$(calc "$ROWS / $N1_SECS")") rows/s," \
   "replica($PAR_THREADS, $N4_MODE) $(fmt0 "$(calc "$ROWS / $N4_SECS")") rows/s, drain $(fmt0 "$(calc "$ROWS / $DRAIN_SECS")") rows/s;" \
   "every target equals the source"
 finish

@@ -653,6 +653,21 @@ static void conf_build(ConfParser *p) {
                 if (p->sections[i].kind != SEC_PIPELINE)
                         continue;
                 const PipelineConf *a = &c->pipelines[n++];
+                const ConnectorType *skt = a->sink && a->sink->type ? connector_type(a->sink->type) : NULL;
+                if (a->apply_workers > 1 && skt && skt->sink && !skt->sink->open_worker)
+                        conf_err(p, entry_get(&p->sections[i], "apply_workers")->line,
+                                 "apply_workers = %d: a %s sink applies with one session only (database sinks take "
+                                 "more) — set apply_workers = 1",
+                                 a->apply_workers, a->sink->type);
+                for (int j = 0; a->apply_workers > 1 && a->source && a->sink && j < c->npipelines; j++)
+                        if (a->source == c->pipelines[j].sink && a->sink == c->pipelines[j].source) {
+                                conf_err(p, entry_get(&p->sections[i], "apply_workers")->line,
+                                         "apply_workers = %d: pipeline %s runs the other way (bidirectional), and "
+                                         "a bidirectional pipeline applies with one session (its writes are "
+                                         "marked as its own through it) — set apply_workers = 1",
+                                         a->apply_workers, c->pipelines[j].name);
+                                break;
+                        }
                 for (int j = 0; a->snapshot_mode == SNAPSHOT_REPLACE && a->source && a->sink && j < c->npipelines; j++)
                         if (a->source == c->pipelines[j].sink && a->sink == c->pipelines[j].source) {
                                 conf_err(p, entry_get(&p->sections[i], "snapshot")->line,

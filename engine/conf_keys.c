@@ -88,6 +88,9 @@ const ConfKey conf_pipeline_keys[] = {
          "winner order for resolve = priority and for timestamp ties"},
         {"batch_max_rows", K_INT, "5000", T_ALL, 0, true, false, PIP(batch_max_rows), 0, 1, 1000000, "1..1000000",
          "rows per sink transaction (whole source transactions)"},
+        {"apply_workers", K_INT, "1", T_ALL, 0, true, false, PIP(apply_workers), 0, 1, 64, "1..64",
+         "sink sessions applying batches concurrently (database sinks): batches that touch no common row "
+         "overlap, commits keep source order"},
         {"snapshot", K_INDEX, "initial", T_ALL, 0, true, false, PIP(snapshot_mode), 0, 0, 0,
          "initial | never | merge | replace",
          "a new pipeline's first copy: initial into empty sink tables only (bidirectional: merge), never: "

@@ -325,6 +325,12 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         r = refuse_loop(p, err);
         if (r < 0)
                 goto out;
+        if (p->conf->apply_workers > 1 && !p->sink_ops->open_worker) {
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
+                              "apply_workers = %d: a %s sink applies with one session only — set apply_workers = 1",
+                              p->conf->apply_workers, p->conf->sink->type);
+                goto out;
+        }
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
                 goto out;
@@ -397,7 +403,8 @@ static int run_attempt(Pipeline *p, CdcError *err) {
                 cdc_error(err, r, false, CDC_ERR_INTERNAL, "out of memory");
                 goto out;
         }
-        if (pthread_create(&t_sink, NULL, pipeline_sink_main, p) == 0)
+        if (pthread_create(&t_sink, NULL, p->conf->apply_workers > 1 ? pipeline_apply_main : pipeline_sink_main, p) ==
+            0)
                 sink_started = true;
         if (pthread_create(&t_eng, NULL, pipeline_engine_main, p) == 0)
                 eng_started = true;

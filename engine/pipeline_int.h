@@ -67,7 +67,10 @@ struct Pipeline {
         pthread_mutex_t stop_lock; /* with stop_cond: wakes the supervisor's backoff sleep and the monitor */
         pthread_cond_t stop_cond;
         atomic_int_fast64_t streaming_since; /* usec: this attempt streams since; 0: not yet */
-        pthread_mutex_t lag_lock;            /* guards lag */
+        /* apply_workers > 1: batches still to apply one at a time, after an attempt that failed
+         * with several in flight (pipeline_apply.c) */
+        atomic_int serial_batches;
+        pthread_mutex_t lag_lock; /* guards lag */
         LagTracker lag;
         pthread_t monitor;
         bool monitor_started;
@@ -88,3 +91,6 @@ void pipeline_set_durable(Pipeline *p, const Checkpoint *ckpt);
 void *pipeline_engine_main(void *arg);
 /* The sink thread: applies batches from q_sink and makes them durable. arg: the Pipeline. */
 void *pipeline_sink_main(void *arg);
+/* The sink thread with apply_workers > 1: dispatches batches to that many sink sessions, which
+ * apply them concurrently and commit them in order (pipeline_apply.c). arg: the Pipeline. */
+void *pipeline_apply_main(void *arg);

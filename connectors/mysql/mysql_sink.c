@@ -442,6 +442,14 @@ out:
         return r;
 }
 
+/* A MySQL session marks its writes with the session's server_id, which every worker sets: all
+ * of them are the pipeline's. The tables exist once worker 0 opened. */
+static int sink_open_worker(const ConnectorConf *conn, const PipelineConf *pipe, int worker, Sink **ret,
+                            CdcError *err) {
+        (void)worker;
+        return sink_open(conn, pipe, ret, err);
+}
+
 typedef struct {
         Checkpoint ckpt;
         bool found;
@@ -573,6 +581,12 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
         return 0;
 }
 
+/* Parallel apply: every run held back is sent, so that commit() has only the checkpoint and
+ * COMMIT left while earlier batches commit. */
+static int sink_prepare(Sink *k, CdcError *err) {
+        return k->in_txn ? mysql_sink_pending_flush(k, err) : 0;
+}
+
 /* A committed batch is durable at once: nothing is outstanding. */
 static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
         (void)timeout_ms;
@@ -651,6 +665,8 @@ const SinkOps mysql_sink_ops = {
         .rollback = sink_rollback,
         .check = sink_check,
         .free = sink_free,
+        .open_worker = sink_open_worker,
+        .prepare = sink_prepare,
         .copy_records = true,
         .copied_tables = sink_copied_tables,
         .locate = mysql_conn_locate,

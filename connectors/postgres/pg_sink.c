@@ -205,17 +205,19 @@ static int session_open(Sink *k, CdcError *err) {
         if (r < 0)
                 return r;
         ensure_relations_table(k);
-        return pg_origin_setup(k, err);
+        return k->worker > 0 ? 0 : pg_origin_setup(k, err);
 }
 
 static Sink *sink_free(Sink *k);
 
-static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+static int sink_open_worker(const ConnectorConf *conn, const PipelineConf *pipe, int worker, Sink **ret,
+                            CdcError *err) {
         Sink *k = calloc(1, sizeof(*k));
         int r;
 
         if (!k)
                 return cdc_oom(err);
+        k->worker = worker;
         k->conf = conn;
         k->pipe = pipe;
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe->name, conn->name);
@@ -233,6 +235,10 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         }
         *ret = k;
         return 0;
+}
+
+static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+        return sink_open_worker(conn, pipe, 0, ret, err);
 }
 
 static Sink *sink_free(Sink *k) {
@@ -759,6 +765,24 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
         return 0;
 }
 
+/* Parallel apply: everything held back is sent and its results read (an UPDATE or DELETE that
+ * matched no row shows here), so that commit() has only the checkpoint and COMMIT left while
+ * earlier batches commit. */
+static int sink_prepare(Sink *k, CdcError *err) {
+        if (!k->in_txn)
+                return 0;
+        if (k->failed) {
+                *err = k->first_err;
+                return k->first_err.code;
+        }
+        int r = pg_held_flush_all(k, err);
+        if (r == 0)
+                r = pg_pipe_send_sync(k, err);
+        if (r == 0)
+                r = pg_pipe_drain(k, 0, err);
+        return r;
+}
+
 /* A committed batch is durable at once: nothing is outstanding. */
 static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
         (void)timeout_ms;
@@ -842,6 +866,11 @@ static int guarded_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError 
         return pg_pipe_guard_off(k, sink_apply(k, txn, c, err), err);
 }
 
+static int guarded_prepare(Sink *k, CdcError *err) {
+        pg_pipe_guard_on(k);
+        return pg_pipe_guard_off(k, sink_prepare(k, err), err);
+}
+
 static int guarded_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         pg_pipe_guard_on(k);
         return pg_pipe_guard_off(k, sink_commit(k, ckpt, last, err), err);
@@ -858,6 +887,8 @@ const SinkOps pg_sink_ops = {
         .rollback = pg_sink_rollback,
         .check = pg_sink_check,
         .free = sink_free,
+        .open_worker = sink_open_worker,
+        .prepare = guarded_prepare,
         .copy_records = true,
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,

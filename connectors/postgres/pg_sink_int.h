@@ -84,18 +84,20 @@ typedef struct {
 } TState;
 
 struct Sink {
-        const ConnectorConf *conf;        /* borrowed, outlives the sink */
-        const PipelineConf *pipe;         /* borrowed */
-        PGconn *conn;                     /* owned */
-        char ctx[256];                    /* log context */
-        char origin[600];                 /* "cdcsync_<pipeline>" */
-        bool origin_ok;                   /* the session is marked with the origin */
-        bool rels_ok;                     /* cdcsync.relations is there: re-created tables are detected */
-        bool in_txn;                      /* BEGIN sent, neither COMMIT nor ROLLBACK done */
-        bool have_durable;                /* a batch was committed in this session: ... */
-        Position durable;                 /* ...its checkpoint's position, what poll_durable() reports */
-        bool failed;                      /* an error was seen in this transaction: only rollback helps */
-        CdcError first_err;               /* that error, returned again by apply/commit */
+        const ConnectorConf *conf; /* borrowed, outlives the sink */
+        const PipelineConf *pipe;  /* borrowed */
+        PGconn *conn;              /* owned */
+        char ctx[256];             /* log context */
+        char origin[600];          /* "cdcsync_<pipeline>" */
+        bool origin_ok;            /* the session is marked with the origin */
+        int worker;                /* apply worker (SinkOps.open_worker); only worker 0 holds the origin, which one
+                                    * session at a time can: the others' writes are unmarked (one-way pipelines only) */
+        bool rels_ok;              /* cdcsync.relations is there: re-created tables are detected */
+        bool in_txn;               /* BEGIN sent, neither COMMIT nor ROLLBACK done */
+        bool have_durable;         /* a batch was committed in this session: ... */
+        Position durable;          /* ...its checkpoint's position, what poll_durable() reports */
+        bool failed;               /* an error was seen in this transaction: only rollback helps */
+        CdcError first_err;        /* that error, returned again by apply/commit */
         Pending pending[PENDING_MAX + 8]; /* ring */
         int phead, npending;
         int nexpect;        /* pending entries with expect_one */

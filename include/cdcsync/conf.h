@@ -95,6 +95,7 @@ typedef struct {
         char **priority; /* owned, connector names, npriority entries */
         int npriority;
         int batch_max_rows;
+        int apply_workers;  /* sink sessions applying batches concurrently, committed in order */
         int tombstone_days; /* row versions of deleted rows older than this are pruned */
         SnapshotMode snapshot_mode;
         bool snapshot;                   /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */

@@ -200,6 +200,15 @@ typedef struct {
         int (*check)(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
         /* Accepts NULL, returns NULL. */
         Sink *(*free)(Sink *k);
+        /* apply_workers > 1 (pipeline_apply.c): one more session of the pipeline's sink, for
+         * worker `worker` (1.., the pipeline's own open() session is worker 0). Its batches
+         * commit with the same checkpoint, in source order, and each commit() is durable when it
+         * returns. NULL: the sink applies with one session only (Kafka). */
+        int (*open_worker)(const ConnectorConf *conn, const PipelineConf *pipe, int worker, Sink **ret, CdcError *err);
+        /* Optional, with open_worker: does the open batch's outstanding work (statements held
+         * back, results unread) before its turn to commit comes, so that commit() is short: a
+         * worker's commit waits for every earlier batch's. */
+        int (*prepare)(Sink *k, CdcError *err);
         /* The sink keeps copy records (copies.h) in a registry table (database sinks): a table a
          * pipeline streams is copied first unless a record says it was. */
         bool copy_records;

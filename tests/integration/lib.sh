@@ -58,11 +58,13 @@ pg_start() {
 }
 
 # psql_on NAME [psql args...] — as superuser, database postgres, unaligned tuples only.
+# psql_on NAME[/DATABASE] [psql args...] — a client of cluster NAME (database postgres by default).
 psql_on() {
-  local name=$1
+  local name=${1%%/*} db=postgres
+  [[ $1 == */* ]] && db=${1#*/}
   shift
   local dir="PG_${name}_DIR" port="PG_${name}_PORT"
-  psql -X -h "${!dir}" -p "${!port}" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 "$@"
+  psql -X -h "${!dir}" -p "${!port}" -U postgres -d "$db" -qAt -v ON_ERROR_STOP=1 "$@"
 }
 
 pg_dsn() {

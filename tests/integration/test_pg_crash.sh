@@ -2,7 +2,9 @@
 # Crash safety: while 4 clients write concurrently (transactions commit in another order than they
 # begin), the service is killed with SIGKILL at random moments and restarted, at least 5 times.
 # The sink must end equal to the source: no lost and no duplicated row (an append-only table
-# without a key would show any duplicate apply).
+# without a key would show any duplicate apply). Two pipelines from the same source run side by
+# side: one applying with one session, one with apply_workers = 3 (batches applied concurrently,
+# committed in order) into a second database of the sink server.
 source "$(dirname "$0")/lib.sh"
 
 pg_start src
@@ -13,11 +15,14 @@ CREATE TABLE ledger (id bigserial PRIMARY KEY, acc_id int, at timestamptz);
 CREATE TABLE journal (acc_id int, note text);  -- no key: a duplicate apply would add a row
 INSERT INTO acc SELECT g, md5(g::text), 0 FROM generate_series(1, 2000) g;
 SQL
-psql_on dst <<'SQL'
+psql_on dst -c "CREATE DATABASE par"
+for db in dst dst/par; do
+  psql_on $db <<'SQL'
 CREATE TABLE acc (id int PRIMARY KEY, v text, n int NOT NULL);
 CREATE TABLE ledger (id bigserial PRIMARY KEY, acc_id int, at timestamptz);
 CREATE TABLE journal (acc_id int, note text);
 SQL
+done
 
 cat >"$WORK/cdcsync.conf" <<CONF
 [service]
@@ -37,6 +42,17 @@ source = src
 sink = dst
 tables = public.acc, public.ledger, public.journal
 batch_max_rows = 500
+
+[connector.par]
+type = postgres
+dsn = host=127.0.0.1 port=$PG_dst_PORT user=postgres dbname=par
+
+[pipeline.crash_par]
+source = src
+sink = par
+tables = public.acc, public.ledger, public.journal
+batch_max_rows = 20
+apply_workers = 3
 CONF
 
 cat >"$WORK/workload.sql" <<'SQL'
@@ -53,6 +69,7 @@ SQL
 
 service_start
 wait_synced src dst 60 acc
+wait_synced src dst/par 60 acc
 dir=PG_src_DIR port=PG_src_PORT
 pgbench -n -h "${!dir}" -p "${!port}" -U postgres -c 4 -j 2 -T 30 -f "$WORK/workload.sql" postgres \
   >"$WORK/pgbench.log" 2>&1 &
@@ -73,6 +90,8 @@ wait $BENCH || fail "pgbench failed: $(tail -5 "$WORK/pgbench.log")"
 
 wait_synced src dst 180 acc ledger journal
 assert_tables_equal src dst acc ledger journal
+wait_synced src dst/par 180 acc ledger journal
+assert_tables_equal src dst/par acc ledger journal
 txns=$(psql_on src -c "SELECT count(*) FROM ledger")
 log "$kills kills, $txns transactions, sink equal"
 service_stop

@@ -3,6 +3,8 @@
 # key, upserts and deletes on a keyed table) while the service is killed at least 5 times, each
 # time after the sink made progress, and restarted. At the end both sides hold equal ordered
 # contents: a lost change or a change applied twice (a duplicate row in the keyless table) fails.
+# A second pipeline from the same source applies with apply_workers = 3 (batches applied
+# concurrently, committed in order) into database test_par of the same server, under the same kills.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 
@@ -30,7 +32,21 @@ tables = public.acct, public.lognk
 map = public.* -> test.*
 snapshot = initial
 batch_max_rows = 200
+
+[connector.mpar]
+$(my_connector dst 9003 test_par)
+create_tables = yes
+
+[pipeline.crash_par]
+source = psrc
+sink = mpar
+tables = public.acct, public.lognk
+map = public.* -> test_par.*
+snapshot = initial
+batch_max_rows = 20
+apply_workers = 3
 CONF
+my_on dst -e "CREATE DATABASE test_par"
 
 # One writer: batches of 20 transactions through one client, until $WORK/stop exists.
 writer() {
@@ -67,17 +83,19 @@ MY_ACCT="CONCAT_WS(CHAR(9), CONCAT('v:', id), CONCAT('v:', v), IFNULL(CONCAT('v:
 PG_ACCT="concat_ws(E'\t', 'v:' || id, 'v:' || v, coalesce('v:' || note, 'null'))"
 MY_LOG="CONCAT_WS(CHAR(9), CONCAT('v:', w), CONCAT('v:', seq), CONCAT('v:', payload))"
 PG_LOG="concat_ws(E'\t', 'v:' || w, 'v:' || seq, 'v:' || payload)"
-synced() {
-  my_on dst -e "SELECT $MY_ACCT FROM acct ORDER BY id" >"$WORK/my.acct" &&
+synced() { # DATABASE
+  my_on dst -e "SELECT $MY_ACCT FROM $1.acct ORDER BY id" >"$WORK/my.acct" &&
     psql_on src -c "SELECT $PG_ACCT FROM public.acct ORDER BY id" >"$WORK/pg.acct" &&
     rows_equal sss "$WORK/my.acct" "$WORK/pg.acct" &&
-    my_on dst -e "SELECT $MY_LOG FROM lognk ORDER BY w, seq, payload" >"$WORK/my.lognk" &&
+    my_on dst -e "SELECT $MY_LOG FROM $1.lognk ORDER BY w, seq, payload" >"$WORK/my.lognk" &&
     psql_on src -c "SELECT $PG_LOG FROM public.lognk ORDER BY w, seq, payload" >"$WORK/pg.lognk" &&
     rows_equal sss "$WORK/my.lognk" "$WORK/pg.lognk"
 }
-wait_for "equal contents after the kills" 90 synced
-log "equal: $(tr '\n' ' ' <"$WORK/wait.out")"
-dups=$(my_on dst -e "SELECT count(*) FROM (SELECT w, seq FROM lognk GROUP BY 1, 2 HAVING count(*) > 1) d")
-[ "$dups" = 0 ] || fail "$dups keyless rows applied twice"
+for db in test test_par; do
+  wait_for "equal contents in $db after the kills" 90 synced $db
+  log "equal: $(tr '\n' ' ' <"$WORK/wait.out")"
+  dups=$(my_on dst -e "SELECT count(*) FROM (SELECT w, seq FROM $db.lognk GROUP BY 1, 2 HAVING count(*) > 1) d")
+  [ "$dups" = 0 ] || fail "$dups keyless rows applied twice in $db"
+done
 service_stop
 finish

@@ -87,6 +87,26 @@ static struct {
         /* probe: where the source's log ends, as the pipeline's monitor asks it */
         bool probe_on; /* off: the source has no probe (lag comes from the stream) */
         Position probe_end;
+        /* the parallel fake ("fakepar", apply_workers > 1): sessions with row locks */
+        struct ParSess {
+                bool in_txn;
+                int nst; /* staged changes, applied to committed at commit */
+                struct {
+                        int key;
+                        bool present;
+                        char val[24];
+                } st[256];
+                int count[MAX_TXNS]; /* changes per transaction index in the open transaction */
+                int first, last;
+                uint64_t applies;
+        } par[8];
+        int npar;
+        int held_by[NKEYS];     /* 1 + the session whose open transaction changed the row; 0: none */
+        int max_open;           /* most sessions in a transaction with changes at once */
+        int commit_delay_us;    /* a commit takes this long: later batches overlap it */
+        bool fail_when_overlap; /* the first apply made while another session holds changes fails (data) */
+        bool failed_on_overlap;
+        int hot_keys; /* log_generate: transactions touch only this many keys (0: all NKEYS) */
 } g;
 
 static Table *table;
@@ -95,7 +115,7 @@ struct Source {
         int unused;
 };
 struct Sink {
-        int unused;
+        int sess; /* the parallel fake: its session in g.par */
 };
 struct SourceProbe {
         int unused;
@@ -129,7 +149,7 @@ static void log_generate(int n, int each, Rows *src) {
                 assert_non_null(x->ch);
                 for (int j = 0; j < x->n; j++) {
                         FakeChange *c = &x->ch[j];
-                        c->key = (i * 31 + j * 7) % NKEYS;
+                        c->key = g.hot_keys ? (i * 5 + j * 3) % g.hot_keys : (i * 31 + j * 7) % NKEYS;
                         snprintf(c->val, sizeof(c->val), "v%d.%d", i, j);
                         if (!src->present[c->key])
                                 c->op = CHANGE_INSERT;
@@ -557,6 +577,156 @@ static const SinkOps fake_async_sink_ops = {
         .locate = fake_locate,
 };
 
+/* ---- parallel fake sink: one session per worker, row locks, commits in any order checked ---- */
+
+static int fpar_open_worker(const ConnectorConf *conn, const PipelineConf *pipe, int worker, Sink **ret,
+                            CdcError *err) {
+        (void)conn, (void)pipe, (void)worker, (void)err;
+        Sink *k = calloc(1, sizeof(Sink));
+        if (!k)
+                return -ENOMEM;
+        pthread_mutex_lock(&g.lock);
+        g.opens++;
+        if (g.npar == (int)(sizeof(g.par) / sizeof(g.par[0])))
+                violate("more sessions than the fake has");
+        else
+                k->sess = g.npar++;
+        pthread_mutex_unlock(&g.lock);
+        *ret = k;
+        return 0;
+}
+
+static int fpar_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
+        return fpar_open_worker(conn, pipe, 0, ret, err);
+}
+
+static int fpar_begin(Sink *k, CdcError *err) {
+        (void)err;
+        pthread_mutex_lock(&g.lock);
+        struct ParSess *s = &g.par[k->sess];
+        if (s->in_txn)
+                violate("begin inside an open sink transaction");
+        memset(s, 0, sizeof(*s));
+        s->in_txn = true;
+        s->first = s->last = -1;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static int open_with_changes(void) {
+        int n = 0;
+        for (int i = 0; i < g.npar; i++)
+                n += g.par[i].in_txn && g.par[i].nst > 0;
+        return n;
+}
+
+/* As fsink_apply, on this session's view (the committed rows and its own changes); a row another
+ * open transaction changed is a violation: the engine must never let two batches touch one row
+ * at once (a database would make one wait, and commit order could then invert them). */
+static int fpar_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
+        pthread_mutex_lock(&g.lock);
+        struct ParSess *s = &g.par[k->sess];
+        const Value *row = c->op == CHANGE_DELETE ? c->before : c->after;
+        int key = atoi(row[0].data), ti = txn_index(txn->commit_pos);
+        if (g.fail_when_overlap && !g.failed_on_overlap && open_with_changes() - (s->nst > 0) > 0) {
+                g.failed_on_overlap = true;
+                pthread_mutex_unlock(&g.lock);
+                return cdc_error(err, -EINVAL, false, CDC_ERR_DATA, "injected failure while batches overlap");
+        }
+        if (!s->in_txn)
+                violate("apply outside a sink transaction");
+        if (g.held_by[key] && g.held_by[key] != k->sess + 1)
+                violate("row %d changed by two open transactions", key);
+        g.held_by[key] = k->sess + 1;
+        bool present = g.committed.present[key];
+        for (int i = 0; i < s->nst; i++)
+                if (s->st[i].key == key)
+                        present = s->st[i].present;
+        if (c->op == CHANGE_INSERT ? present : !present)
+                violate("%c of key %d %s (a change out of order, lost or applied twice)", c->op, key,
+                        present ? "present" : "missing");
+        if (s->nst == (int)(sizeof(s->st) / sizeof(s->st[0]))) {
+                violate("batch larger than the parallel fake holds");
+        } else {
+                s->st[s->nst].key = key;
+                s->st[s->nst].present = c->op != CHANGE_DELETE;
+                snprintf(s->st[s->nst].val, sizeof(s->st[s->nst].val), "%s", c->op != CHANGE_DELETE ? row[1].data : "");
+                s->nst++;
+        }
+        if (ti >= 0) {
+                if (s->first < 0)
+                        s->first = ti;
+                if (ti < s->last)
+                        violate("transaction %d applied after %d", ti, s->last);
+                s->last = ti;
+                s->count[ti]++;
+        }
+        s->applies++;
+        int open = open_with_changes();
+        if (open > g.max_open)
+                g.max_open = open;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static int fpar_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
+        (void)err;
+        if (g.commit_delay_us)
+                usleep((useconds_t)g.commit_delay_us);
+        pthread_mutex_lock(&g.lock);
+        struct ParSess *s = &g.par[k->sess];
+        if (g.found && position_cmp(ckpt->pos, g.ckpt) <= 0)
+                violate("checkpoint went back from %" PRIu64 " to %" PRIu64 " (commits out of order)", g.ckpt.lo,
+                        ckpt->pos.lo);
+        if (position_cmp(last->commit_pos, ckpt->pos) != 0 || (s->last >= 0 && s->last != txn_index(ckpt->pos)))
+                violate("checkpoint %" PRIu64 " is not the batch's last commit", ckpt->pos.lo);
+        for (int i = s->first; i >= 0 && i <= s->last; i++)
+                if (s->count[i] && s->count[i] != g.log[i].n)
+                        violate("transaction %d split: %d of %d changes in one commit", i, s->count[i], g.log[i].n);
+        for (int i = 0; i < s->nst; i++) {
+                g.committed.present[s->st[i].key] = s->st[i].present;
+                memcpy(g.committed.val[s->st[i].key], s->st[i].val, sizeof(s->st[i].val));
+                g.held_by[s->st[i].key] = 0;
+        }
+        g.committed_applies += s->applies;
+        g.ckpt = ckpt->pos;
+        g.found = true;
+        g.commits++;
+        s->in_txn = false;
+        s->nst = 0;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static int fpar_rollback(Sink *k) {
+        pthread_mutex_lock(&g.lock);
+        struct ParSess *s = &g.par[k->sess];
+        for (int i = 0; i < s->nst; i++)
+                g.held_by[s->st[i].key] = 0;
+        s->in_txn = false;
+        s->nst = 0;
+        g.rollbacks++;
+        pthread_mutex_unlock(&g.lock);
+        return 0;
+}
+
+static const SinkOps fake_par_sink_ops = {
+        .type = "fakepar",
+        .open = fpar_open,
+        .last_position = fsink_last_position,
+        .begin = fpar_begin,
+        .apply = fpar_apply,
+        .commit = fpar_commit,
+        .poll_durable = fsink_poll_durable,
+        .rollback = fpar_rollback,
+        .check = fake_check,
+        .free = fsink_free,
+        .copy_records = false,
+        .copied_tables = fsink_copied_tables,
+        .locate = fake_locate,
+        .open_worker = fpar_open_worker,
+};
+
 /* The registry, for this test: every type is the fake ("fakeasync": the deliver-later sink). */
 static int fake_write_mark(const PipelineConf *writer, char *buf, size_t len) {
         (void)writer, (void)buf, (void)len;
@@ -603,9 +773,12 @@ static int fake_conf_database(const ConnectorConf *conn, char **ret) {
         }
 static const ConnectorType fake_type = FAKE_TYPE("fake", &fake_sink_ops);
 static const ConnectorType fake_async_type = FAKE_TYPE("fakeasync", &fake_async_sink_ops);
+static const ConnectorType fake_par_type = FAKE_TYPE("fakepar", &fake_par_sink_ops);
 
 const ConnectorType *connector_type(const char *type) {
-        return strcmp(type, "fakeasync") == 0 ? &fake_async_type : &fake_type;
+        return strcmp(type, "fakeasync") == 0 ? &fake_async_type
+               : strcmp(type, "fakepar") == 0 ? &fake_par_type
+                                              : &fake_type;
 }
 
 /* ---- harness ---- */
@@ -622,6 +795,7 @@ static int setup(void **state) {
         pthread_mutex_init(&g.lock, NULL);
         sink_conf.type = "fake";
         pipe_conf.batch_max_rows = 50;
+        pipe_conf.apply_workers = 1;
         if (!table) {
                 table = table_new("public", "t", 2);
                 assert_non_null(table);
@@ -889,6 +1063,70 @@ static void test_async_sink_acknowledged_only_when_durable(void **state) {
         assert_int_equal(g.npending, 0);
 }
 
+/* apply_workers = 3 (pipeline_apply.c): batches overlap in the sink (several sessions hold open
+ * transactions with changes at once), yet no row is touched by two open transactions, each
+ * session sees every row as the source had it, commits keep source order and the sink ends
+ * exact. */
+static void test_parallel_apply_overlaps_in_order(void **state) {
+        (void)state;
+        Rows src = {0};
+        g.hot_keys = 24; /* transactions a few apart touch common rows */
+        log_generate(300, 0, &src);
+        sink_conf.type = "fakepar";
+        pipe_conf.apply_workers = 3;
+        pipe_conf.batch_max_rows = 2;
+        g.commit_delay_us = 2000;
+        run_to_end(&src);
+        assert_int_equal(g.committed_applies, changes_in(0, 299));
+        assert_int_equal(g.npar, 3);
+        assert_true(g.max_open >= 2);
+}
+
+/* Stopped midway with several batches in flight: the sink holds exactly the source's rows up to
+ * its checkpoint (what was not committed in order was rolled back), and a resume ends exact. */
+static void test_parallel_apply_stop_midway_then_resume(void **state) {
+        (void)state;
+        Rows src = {0};
+        g.hot_keys = 24; /* transactions a few apart touch common rows */
+        log_generate(300, 0, &src);
+        sink_conf.type = "fakepar";
+        pipe_conf.apply_workers = 3;
+        pipe_conf.batch_max_rows = 2;
+        g.commit_delay_us = 500;
+        g.emit_delay_us = 300;
+        Pipeline *p = start();
+        wait_acked(g.log[60].pos);
+        pipeline_free(p);
+        assert_true(assert_sink_as_of_checkpoint() >= 60);
+        g.npar = 0;
+        g.emit_delay_us = 0;
+        run_to_end(&src);
+        assert_int_equal(g.committed_applies, changes_in(0, 299));
+}
+
+/* An error while batches overlap may be one of parallelism alone (a unique index no key shows):
+ * it is retried, the next batches one at a time, and the pipeline ends exact instead of stopping
+ * on a non-retriable error. */
+static void test_parallel_apply_error_in_overlap_retried_in_order(void **state) {
+        (void)state;
+        Rows src = {0};
+        g.hot_keys = 24; /* transactions a few apart touch common rows */
+        log_generate(300, 0, &src);
+        sink_conf.type = "fakepar";
+        pipe_conf.apply_workers = 2;
+        pipe_conf.batch_max_rows = 2;
+        g.commit_delay_us = 2000;
+        g.fail_when_overlap = true;
+        Pipeline *p = start();
+        wait_acked(g.log[299].pos);
+        assert_true(g.failed_on_overlap);
+        assert_int_equal(errors_counted(p), 1);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_true(g.rollbacks >= 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_streams_whole_transactions, setup, teardown),
@@ -900,6 +1138,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_large_transaction_is_one_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_midway_then_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_async_sink_acknowledged_only_when_durable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_parallel_apply_overlaps_in_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_parallel_apply_stop_midway_then_resume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_parallel_apply_error_in_overlap_retried_in_order, setup, teardown),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         table_unref(table);

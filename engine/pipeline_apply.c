@@ -1,0 +1,530 @@
+/* Parallel apply (apply_workers = N > 1): a pipeline's sink thread becomes a dispatcher that
+ * hands whole batches to N workers, each with its own sink session, and the workers commit in
+ * the batches' order.
+ *
+ * Why it is correct (the same argument as MariaDB's in-order parallel replication):
+ * - Batches are numbered in source order (seq) and batch seq goes to worker (seq - 1) % N, so
+ *   each worker applies its batches one after another, in order.
+ * - Commits happen strictly in seq order: a worker that ended batch seq waits until seq - 1 is
+ *   committed, then writes the checkpoint in the batch's transaction and commits. The sink's one
+ *   checkpoint row is therefore only ever written by the batch whose turn it is (no lock fight),
+ *   it only moves forward, and after a crash everything up to it is committed and nothing after
+ *   it: the resume is the serial one.
+ * - Rows: before a change is handed on, the dispatcher looks up its row keys (table and key
+ *   values; for a table without key, the whole table) among the keys of batches not yet
+ *   committed. A change whose row an earlier uncommitted batch touched waits until that batch
+ *   has committed. Since a batch is dispatched whole before the next one starts, every key of
+ *   every earlier batch is known by then: two batches never apply changes of one row out of
+ *   order.
+ * - What keys cannot show (a TRUNCATE, a table the sink may have to create or alter, a batch of
+ *   more than KEYS_PER_BATCH_MAX rows) makes the batch exclusive: it starts after every earlier
+ *   batch committed, and no later one starts before it commits.
+ * - What no key shows at all (a unique index other than the key, a foreign key, a trigger) may
+ *   make a later batch fail or wait on a lock an earlier one needs. Any failure while more than
+ *   one batch is in flight therefore ends the attempt as retriable, rolls every uncommitted batch
+ *   back, and the next attempt applies the next SERIAL_AFTER_CONFLICT batches one at a time from
+ *   the sink's checkpoint: a real error then shows as it would without workers, and a conflict of
+ *   parallelism alone goes away. Lock waits end with the sink's own timeouts.
+ * Memory: every worker queue is bounded, and the key map holds only keys of batches in flight
+ * (at most N + 1 batches of at most KEYS_PER_BATCH_MAX keys each). */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cdcsync/hash.h"
+#include "cdcsync/log.h"
+#include "cdcsync/now.h"
+#include "pipeline_int.h"
+
+#define WORKER_QUEUE_CAPACITY 2048
+#define KEYS_PER_BATCH_MAX 20000
+#define SERIAL_AFTER_CONFLICT 1000
+#define NOTE_EVENTS 64
+
+/* Key hash → seq of the newest batch that touched it. Open addressing; 0 is an empty slot (a
+ * hash of 0 is stored as 1: a false match only makes a change wait, never reorders). */
+typedef struct {
+        uint64_t *hash;
+        uint64_t *seq;
+        size_t cap, n;
+} KeyMap;
+
+/* A table as last seen by the dispatcher: a new shape may make the sink create or alter it. */
+typedef struct TableSeen {
+        struct TableSeen *next;
+        uint64_t hash; /* of schema.name */
+        Table *shape;  /* one reference */
+} TableSeen;
+
+typedef struct Apply Apply;
+
+typedef struct {
+        Apply *a;
+        int id;
+        Sink *sink; /* worker 0: the pipeline's own sink (borrowed); others owned */
+        Queue *q;
+        pthread_t thread;
+        bool started;
+} Worker;
+
+struct Apply {
+        Pipeline *p;
+        int n;
+        Worker *w;
+        pthread_mutex_t lock; /* guards committed, failed, inflight_fail */
+        pthread_cond_t cond;
+        uint64_t committed;  /* the newest seq committed; batches commit in seq order */
+        uint64_t dispatched; /* the newest seq begun (written by the dispatcher) */
+        bool failed;         /* a worker failed or the attempt ends: nothing commits any more */
+        /* dispatcher only */
+        KeyMap keys;
+        TableSeen *tables;
+        uint64_t exclusive;         /* a batch that must commit before any later one starts; 0: none */
+        uint64_t waits, exclusives; /* changes that waited for an earlier batch's row; exclusive batches */
+};
+
+static int keymap_init(KeyMap *m, size_t cap) {
+        m->hash = calloc(cap, sizeof(*m->hash));
+        m->seq = calloc(cap, sizeof(*m->seq));
+        m->cap = cap;
+        m->n = 0;
+        return m->hash && m->seq ? 0 : -ENOMEM;
+}
+
+static void keymap_free(KeyMap *m) {
+        free(m->hash);
+        free(m->seq);
+        *m = (KeyMap){0};
+}
+
+/* The slot of h: where it is, or the empty slot where it would go. */
+static size_t keymap_slot(const KeyMap *m, uint64_t h) {
+        size_t i = (size_t)h & (m->cap - 1);
+        while (m->hash[i] && m->hash[i] != h)
+                i = (i + 1) & (m->cap - 1);
+        return i;
+}
+
+/* Drops the keys of committed batches and makes room (cap doubles while live keys fill half). */
+static int keymap_rebuild(KeyMap *m, uint64_t committed) {
+        size_t live = 0;
+        for (size_t i = 0; i < m->cap; i++)
+                live += m->hash[i] && m->seq[i] > committed;
+        size_t cap = m->cap;
+        while (live * 2 >= cap)
+                cap *= 2;
+        KeyMap nm;
+        if (keymap_init(&nm, cap) < 0) {
+                keymap_free(&nm);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+                if (!m->hash[i] || m->seq[i] <= committed)
+                        continue;
+                size_t j = keymap_slot(&nm, m->hash[i]);
+                nm.hash[j] = m->hash[i];
+                nm.seq[j] = m->seq[i];
+                nm.n++;
+        }
+        keymap_free(m);
+        *m = nm;
+        return 0;
+}
+
+static uint64_t table_hash(const Table *t) {
+        uint64_t h = hash_fnv1a(HASH_FNV1A_INIT, t->schema, strlen(t->schema) + 1);
+        return hash_fnv1a(h, t->name, strlen(t->name) + 1);
+}
+
+/* The row key of img (key columns; a table without key: the table itself). */
+static uint64_t row_hash(const Table *t, const Value *img) {
+        uint64_t h = table_hash(t);
+        bool keyed = table_nkeys(t) > 0;
+        for (int i = 0; keyed && img && i < t->ncols; i++) {
+                if (!t->cols[i].key)
+                        continue;
+                uint8_t kind = (uint8_t)img[i].kind;
+                uint32_t len = img[i].kind == VALUE_TEXT ? img[i].len : 0;
+                h = hash_fnv1a(h, &kind, 1);
+                h = hash_fnv1a(h, &len, sizeof(len));
+                if (len)
+                        h = hash_fnv1a(h, img[i].data, len);
+        }
+        return h ? h : 1;
+}
+
+static double elapsed_s(const struct timespec *t0) {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Waits until batch seq is committed (or the attempt ends: looked at every 100 ms, since what
+ * ends it need not wake this condition). Returns false when it ended. */
+static bool wait_committed(Apply *a, uint64_t seq) {
+        pthread_mutex_lock(&a->lock);
+        while (!a->failed && a->committed < seq && !atomic_load(&a->p->attempt_end)) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += 100 * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&a->cond, &a->lock, &until);
+        }
+        bool ok = !a->failed && a->committed >= seq;
+        pthread_mutex_unlock(&a->lock);
+        return ok;
+}
+
+static uint64_t committed_now(Apply *a) {
+        pthread_mutex_lock(&a->lock);
+        uint64_t c = a->committed;
+        pthread_mutex_unlock(&a->lock);
+        return c;
+}
+
+static void apply_fail(Apply *a) {
+        pthread_mutex_lock(&a->lock);
+        a->failed = true;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+}
+
+/* Whether t is a shape the dispatcher has not seen for its table (the sink may create or alter
+ * the table for it); remembers it. */
+static int table_is_new(Apply *a, Table *t, bool *ret) {
+        uint64_t h = table_hash(t);
+        TableSeen *s = a->tables;
+        while (s && s->hash != h)
+                s = s->next;
+        if (s && s->shape == t) {
+                *ret = false;
+                return 0;
+        }
+        if (!s) {
+                s = calloc(1, sizeof(*s));
+                if (!s)
+                        return -ENOMEM;
+                s->hash = h;
+                s->next = a->tables;
+                a->tables = s;
+        }
+        table_unref(s->shape);
+        s->shape = table_ref(t);
+        *ret = true;
+        return 0;
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *arg) {
+        Worker *w = arg;
+        Apply *a = w->a;
+        Pipeline *p = a->p;
+        Event ev = {0};
+        CdcError err = {0};
+        bool open = false;
+        uint64_t counts[4] = {0};
+        size_t txns = 0;
+        uint64_t nth = 0; /* batches this worker ended: its next one is seq nth * n + id + 1 */
+        struct timespec t0 = {0};
+        int r;
+
+        for (;;) {
+                r = queue_pop(w->q, &ev, -1);
+                if (r < 0)
+                        break;
+                switch (ev.kind) {
+                case EVENT_BEGIN:
+                        if (!open) {
+                                clock_gettime(CLOCK_MONOTONIC, &t0);
+                                r = p->sink_ops->begin(w->sink, &err);
+                                if (r < 0)
+                                        goto fail;
+                                open = true;
+                        }
+                        break;
+                case EVENT_CHANGE:
+                        r = p->sink_ops->apply(w->sink, &ev.txn, &ev.change, &err);
+                        if (r < 0)
+                                goto fail;
+                        switch (ev.change.op) {
+                        case CHANGE_INSERT: counts[0]++; break;
+                        case CHANGE_UPDATE: counts[1]++; break;
+                        case CHANGE_DELETE: counts[2]++; break;
+                        case CHANGE_TRUNCATE: counts[3]++; break;
+                        }
+                        break;
+                case EVENT_COMMIT: txns++; break;
+                case EVENT_BATCH_END: {
+                        uint64_t seq = nth * (uint64_t)a->n + (uint64_t)w->id + 1;
+                        nth++;
+                        if (open && p->sink_ops->prepare) {
+                                r = p->sink_ops->prepare(w->sink, &err);
+                                if (r < 0)
+                                        goto fail;
+                        }
+                        if (!wait_committed(a, seq - 1))
+                                goto out;
+                        if (open) {
+                                r = p->sink_ops->commit(w->sink, &ev.ckpt, &ev.txn, &err);
+                                if (r < 0)
+                                        goto fail;
+                                open = false;
+                                /* A database sink's commit is durable when it returns
+                                 * (SinkOps.open_worker). */
+                                atomic_store(&p->stats.oldest_pending_ts, pipeline_pending_pop(&p->pending, txns));
+                                pipeline_set_durable(p, &ev.ckpt);
+                                if (p->rows)
+                                        rowstate_batch_done(p->rows, ev.batch_no);
+                                stats_observe_batch(&p->stats, elapsed_s(&t0));
+                                for (int i = 0; i < 4; i++)
+                                        atomic_fetch_add(&p->stats.events[i], counts[i]);
+                                atomic_fetch_add(&p->stats.transactions, txns);
+                        }
+                        memset(counts, 0, sizeof(counts));
+                        txns = 0;
+                        /* the turn passes on even for a batch that opened nothing */
+                        pthread_mutex_lock(&a->lock);
+                        a->committed = seq;
+                        pthread_cond_broadcast(&a->cond);
+                        pthread_mutex_unlock(&a->lock);
+                        break;
+                }
+                default: break;
+                }
+                event_clear(&ev);
+        }
+out:
+        event_clear(&ev);
+        if (open)
+                p->sink_ops->rollback(w->sink);
+        return NULL;
+fail:
+        event_clear(&ev);
+        if (open)
+                p->sink_ops->rollback(w->sink);
+        pthread_mutex_lock(&a->lock);
+        bool others = a->dispatched > a->committed + 1;
+        pthread_mutex_unlock(&a->lock);
+        if (others) {
+                /* Possibly a conflict only parallelism made: tried again in source order. */
+                size_t ml = strlen(err.message);
+                snprintf(err.message + ml, sizeof(err.message) - ml,
+                         " — with other batches in flight (apply_workers = %d): the next %d batches are applied "
+                         "one at a time from the sink's checkpoint",
+                         a->n, SERIAL_AFTER_CONFLICT);
+                err.retriable = true;
+                atomic_store(&p->serial_batches, SERIAL_AFTER_CONFLICT);
+        }
+        pipeline_fail_attempt(p, &err);
+        apply_fail(a);
+        return NULL;
+}
+
+/* ---- dispatcher ---- */
+
+/* Hands ev to the worker of batch seq. False when the attempt ended. */
+static bool hand_on(Apply *a, uint64_t seq, Event *ev) {
+        Worker *w = &a->w[(seq - 1) % (uint64_t)a->n];
+        if (queue_push(w->q, ev) < 0) {
+                event_clear(ev);
+                return false;
+        }
+        return true;
+}
+
+/* Makes batch seq exclusive: everything before it committed first, nothing after it starts
+ * before it commits. */
+static bool go_exclusive(Apply *a, uint64_t seq) {
+        a->exclusive = seq;
+        a->exclusives++;
+        return wait_committed(a, seq - 1);
+}
+
+/* Waits until no earlier uncommitted batch touched row h, then records it as batch seq's. */
+static int claim_key(Apply *a, uint64_t seq, uint64_t h) {
+        if (a->keys.n * 2 >= a->keys.cap && keymap_rebuild(&a->keys, committed_now(a)) < 0)
+                return -ENOMEM;
+        size_t i = keymap_slot(&a->keys, h);
+        if (a->keys.hash[i] && a->keys.seq[i] < seq && a->keys.seq[i] > committed_now(a)) {
+                a->waits++;
+                if (!wait_committed(a, a->keys.seq[i]))
+                        return -ECANCELED;
+        }
+        if (!a->keys.hash[i]) {
+                a->keys.hash[i] = h;
+                a->keys.n++;
+        }
+        a->keys.seq[i] = seq;
+        return 0;
+}
+
+static int dispatch(Apply *a) {
+        Pipeline *p = a->p;
+        Event ev = {0};
+        uint64_t seq = 0;
+        bool in_batch = false;
+        size_t batch_keys = 0;
+        unsigned unnoted = 0;
+        int r;
+
+        for (;;) {
+                r = queue_pop(p->q_sink, &ev, 1000);
+                if (r < 0 || ++unnoted >= NOTE_EVENTS) {
+                        unnoted = 0;
+                        atomic_store(&p->stats.last_progress_ts, now_usec());
+                        pipeline_note_depth(p);
+                }
+                if (r == -ETIMEDOUT)
+                        continue;
+                if (r < 0)
+                        return 0;
+                if (!in_batch && (ev.kind == EVENT_BEGIN || ev.kind == EVENT_CHANGE || ev.kind == EVENT_COMMIT)) {
+                        pthread_mutex_lock(&a->lock); /* workers read dispatched under it */
+                        seq = ++a->dispatched;
+                        pthread_mutex_unlock(&a->lock);
+                        in_batch = true;
+                        batch_keys = 0;
+                        bool serial = atomic_load(&p->serial_batches) > 0;
+                        if (serial)
+                                atomic_fetch_sub(&p->serial_batches, 1);
+                        if ((serial && !wait_committed(a, seq - 1)) ||
+                            (a->exclusive && !wait_committed(a, a->exclusive))) {
+                                event_clear(&ev);
+                                return 0;
+                        }
+                }
+                switch (ev.kind) {
+                case EVENT_CHANGE: {
+                        const Change *c = &ev.change;
+                        bool fresh = false;
+                        if (table_is_new(a, c->table, &fresh) < 0) {
+                                event_clear(&ev);
+                                return -ENOMEM;
+                        }
+                        if ((fresh || c->op == CHANGE_TRUNCATE || ++batch_keys > KEYS_PER_BATCH_MAX) &&
+                            a->exclusive != seq && !go_exclusive(a, seq)) {
+                                event_clear(&ev);
+                                return 0;
+                        }
+                        if (a->exclusive != seq) {
+                                const Value *imgs[2] = {c->before, c->after};
+                                for (int i = 0; i < 2; i++) {
+                                        if (!imgs[i] || (i == 1 && c->before && table_nkeys(c->table) == 0))
+                                                continue;
+                                        r = claim_key(a, seq, row_hash(c->table, imgs[i]));
+                                        if (r < 0) {
+                                                event_clear(&ev);
+                                                return r == -ECANCELED ? 0 : r;
+                                        }
+                                }
+                        }
+                        if (!hand_on(a, seq, &ev))
+                                return 0;
+                        break;
+                }
+                case EVENT_BEGIN:
+                case EVENT_COMMIT:
+                        if (!hand_on(a, seq, &ev))
+                                return 0;
+                        break;
+                case EVENT_BATCH_END:
+                        if (!in_batch) {
+                                event_clear(&ev);
+                                break;
+                        }
+                        in_batch = false;
+                        if (!hand_on(a, seq, &ev))
+                                return 0;
+                        break;
+                case EVENT_KEEPALIVE:
+                        /* As the serial sink thread: only with nothing open or uncommitted. */
+                        if (!in_batch && committed_now(a) == a->dispatched && queue_depth(p->q_sink) == 0 &&
+                            !position_is_zero(ev.ckpt.pos))
+                                pipeline_set_durable(p, &ev.ckpt);
+                        event_clear(&ev);
+                        break;
+                case EVENT_END:
+                        event_clear(&ev);
+                        /* what was dispatched whole commits; an open batch is rolled back */
+                        wait_committed(a, in_batch ? seq - 1 : seq);
+                        return 0;
+                }
+        }
+}
+
+void *pipeline_apply_main(void *arg) {
+        Pipeline *p = arg;
+        Apply a = {.p = p, .n = p->conf->apply_workers};
+        CdcError err = {0};
+        int r = 0;
+
+        pthread_mutex_init(&a.lock, NULL);
+        pthread_cond_init(&a.cond, NULL);
+        a.w = calloc((size_t)a.n, sizeof(*a.w));
+        if (!a.w || keymap_init(&a.keys, 4096) < 0) {
+                r = cdc_oom(&err);
+                goto out;
+        }
+        for (int i = 0; i < a.n; i++) {
+                a.w[i] = (Worker){.a = &a, .id = i};
+                r = queue_new(WORKER_QUEUE_CAPACITY, &a.w[i].q);
+                if (r < 0) {
+                        r = cdc_oom(&err);
+                        goto out;
+                }
+                if (i == 0)
+                        a.w[i].sink = p->sink;
+                else
+                        r = p->sink_ops->open_worker(p->conf->sink, p->conf, i, &a.w[i].sink, &err);
+                if (r < 0)
+                        goto out;
+        }
+        for (int i = 0; i < a.n; i++) {
+                a.w[i].started = pthread_create(&a.w[i].thread, NULL, worker_main, &a.w[i]) == 0;
+                if (!a.w[i].started) {
+                        r = cdc_error(&err, -EAGAIN, true, CDC_ERR_INTERNAL, "cannot start apply worker %d", i);
+                        goto out;
+                }
+        }
+        r = dispatch(&a);
+        if (r == -ENOMEM)
+                r = cdc_oom(&err);
+        log_info(p->ctx,
+                 "apply_workers = %d: %" PRIu64 " batches dispatched, %" PRIu64 " committed; %" PRIu64
+                 " changes waited for an earlier batch touching their row, %" PRIu64 " batches applied alone",
+                 a.n, a.dispatched, committed_now(&a), a.waits, a.exclusives);
+out:
+        if (r < 0)
+                pipeline_fail_attempt(p, &err);
+        apply_fail(&a); /* nothing commits from here on: what is open is rolled back */
+        for (int i = 0; a.w && i < a.n; i++)
+                if (a.w[i].q)
+                        queue_close(a.w[i].q);
+        for (int i = 0; a.w && i < a.n; i++) {
+                if (a.w[i].started)
+                        pthread_join(a.w[i].thread, NULL);
+                a.w[i].q = queue_free(a.w[i].q);
+                if (i > 0 && a.w[i].sink)
+                        p->sink_ops->free(a.w[i].sink);
+        }
+        free(a.w);
+        keymap_free(&a.keys);
+        while (a.tables) {
+                TableSeen *s = a.tables;
+                a.tables = s->next;
+                table_unref(s->shape);
+                free(s);
+        }
+        pthread_cond_destroy(&a.cond);
+        pthread_mutex_destroy(&a.lock);
+        return NULL;
+}
