@@ -158,12 +158,6 @@ static uint64_t row_hash(const Table *t, const Value *img) {
         return h ? h : 1;
 }
 
-static double elapsed_s(const struct timespec *t0) {
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 /* Waits until batch seq is committed (or the attempt ends: looked at every 100 ms, since what
  * ends it need not wake this condition). Returns false when it ended. */
 static bool wait_committed(Apply *a, uint64_t seq) {
@@ -230,11 +224,8 @@ static void *worker_main(void *arg) {
         Pipeline *p = a->p;
         Event ev = {0};
         CdcError err = {0};
-        bool open = false;
-        uint64_t counts[4] = {0};
-        size_t txns = 0;
+        SinkBatch b = {0};
         uint64_t nth = 0; /* batches this worker ended: its next one is seq nth * n + id + 1 */
-        struct timespec t0 = {0};
         int r;
 
         for (;;) {
@@ -243,54 +234,37 @@ static void *worker_main(void *arg) {
                         break;
                 switch (ev.kind) {
                 case EVENT_BEGIN:
-                        if (!open) {
-                                clock_gettime(CLOCK_MONOTONIC, &t0);
-                                r = p->sink_ops->begin(w->sink, &err);
-                                if (r < 0)
-                                        goto fail;
-                                open = true;
-                        }
-                        break;
                 case EVENT_CHANGE:
-                        r = p->sink_ops->apply(w->sink, &ev.txn, &ev.change, &err);
+                case EVENT_COMMIT:
+                        r = pipeline_batch_event(p, w->sink, &b, &ev, &err);
                         if (r < 0)
                                 goto fail;
-                        switch (ev.change.op) {
-                        case CHANGE_INSERT: counts[0]++; break;
-                        case CHANGE_UPDATE: counts[1]++; break;
-                        case CHANGE_DELETE: counts[2]++; break;
-                        case CHANGE_TRUNCATE: counts[3]++; break;
-                        }
                         break;
-                case EVENT_COMMIT: txns++; break;
                 case EVENT_BATCH_END: {
                         uint64_t seq = nth * (uint64_t)a->n + (uint64_t)w->id + 1;
                         nth++;
-                        if (open && p->sink_ops->prepare) {
+                        if (b.open && p->sink_ops->prepare) {
                                 r = p->sink_ops->prepare(w->sink, &err);
                                 if (r < 0)
                                         goto fail;
                         }
                         if (!wait_committed(a, seq - 1))
                                 goto out;
-                        if (open) {
+                        if (b.open) {
                                 r = p->sink_ops->commit(w->sink, &ev.ckpt, &ev.txn, &err);
                                 if (r < 0)
                                         goto fail;
-                                open = false;
+                                b.open = false;
                                 /* A database sink's commit is durable when it returns
                                  * (SinkOps.open_worker). */
-                                atomic_store(&p->stats.oldest_pending_ts, pipeline_pending_pop(&p->pending, txns));
+                                atomic_store(&p->stats.oldest_pending_ts, pipeline_pending_pop(&p->pending, b.txns));
                                 pipeline_set_durable(p, &ev.ckpt);
                                 if (p->rows)
                                         rowstate_batch_done(p->rows, ev.batch_no);
-                                stats_observe_batch(&p->stats, elapsed_s(&t0));
-                                for (int i = 0; i < 4; i++)
-                                        atomic_fetch_add(&p->stats.events[i], counts[i]);
-                                atomic_fetch_add(&p->stats.transactions, txns);
+                                pipeline_batch_counted(p, &b);
+                        } else {
+                                b = (SinkBatch){0};
                         }
-                        memset(counts, 0, sizeof(counts));
-                        txns = 0;
                         /* the turn passes on even for a batch that opened nothing */
                         pthread_mutex_lock(&a->lock);
                         a->committed = seq;
@@ -304,12 +278,12 @@ static void *worker_main(void *arg) {
         }
 out:
         event_clear(&ev);
-        if (open)
+        if (b.open)
                 p->sink_ops->rollback(w->sink);
         return NULL;
 fail:
         event_clear(&ev);
-        if (open)
+        if (b.open)
                 p->sink_ops->rollback(w->sink);
         pthread_mutex_lock(&a->lock);
         bool others = a->dispatched > a->committed + 1;

@@ -86,6 +86,19 @@ void pipeline_note_depth(Pipeline *p);
  * position's text. */
 void pipeline_set_durable(Pipeline *p, const Checkpoint *ckpt);
 
+/* A batch a sink session is applying (the sink thread, or a worker of pipeline_apply.c). */
+typedef struct {
+        bool open;          /* begin() was called */
+        uint64_t counts[4]; /* changes applied: inserts, updates, deletes, truncates */
+        size_t txns;        /* source transactions ended in it */
+        struct timespec t0; /* when it began */
+} SinkBatch;
+
+/* Applies a BEGIN, CHANGE or COMMIT event to session k's batch b (other kinds: nothing). */
+int pipeline_batch_event(Pipeline *p, Sink *k, SinkBatch *b, const Event *ev, CdcError *err);
+/* Counts b, committed, in the pipeline's statistics, and empties it for the next batch. */
+void pipeline_batch_counted(Pipeline *p, SinkBatch *b);
+
 /* The engine thread: from q_src, drops what the sink holds and echoes, decides row versions,
  * groups whole transactions into batches towards q_sink. arg: the Pipeline. */
 void *pipeline_engine_main(void *arg);

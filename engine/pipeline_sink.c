@@ -20,6 +20,43 @@ static double elapsed_s(const struct timespec *t0) {
         return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+int pipeline_batch_event(Pipeline *p, Sink *k, SinkBatch *b, const Event *ev, CdcError *err) {
+        int r;
+        switch (ev->kind) {
+        case EVENT_BEGIN:
+                if (b->open)
+                        return 0;
+                clock_gettime(CLOCK_MONOTONIC, &b->t0);
+                r = p->sink_ops->begin(k, err);
+                if (r < 0)
+                        return r;
+                b->open = true;
+                return 0;
+        case EVENT_CHANGE:
+                r = p->sink_ops->apply(k, &ev->txn, &ev->change, err);
+                if (r < 0)
+                        return r;
+                switch (ev->change.op) {
+                case CHANGE_INSERT: b->counts[0]++; break;
+                case CHANGE_UPDATE: b->counts[1]++; break;
+                case CHANGE_DELETE: b->counts[2]++; break;
+                case CHANGE_TRUNCATE: b->counts[3]++; break;
+                }
+                return 0;
+        case EVENT_COMMIT: b->txns++; return 0;
+        default: return 0;
+        }
+}
+
+void pipeline_batch_counted(Pipeline *p, SinkBatch *b) {
+        stats_observe_batch(&p->stats, elapsed_s(&b->t0));
+        for (int i = 0; i < 4; i++)
+                atomic_fetch_add(&p->stats.events[i], b->counts[i]);
+        atomic_fetch_add(&p->stats.transactions, b->txns);
+        memset(b->counts, 0, sizeof(b->counts));
+        b->txns = 0;
+}
+
 /* Batches committed and not yet reported durable, oldest first (sink thread only). */
 #define PENDING_BATCHES_MAX 16
 #define NOTE_EVENTS 64 /* events between two notes of progress and queue depth */
@@ -62,10 +99,7 @@ void *pipeline_sink_main(void *arg) {
         Pipeline *p = arg;
         Event ev = {0};
         CdcError err = {0};
-        bool open = false;
-        uint64_t counts[4] = {0};
-        size_t txns = 0;
-        struct timespec t0 = {0};
+        SinkBatch b = {0};
         PendingBatches pb = {0};
         unsigned unnoted = 0;
         int r;
@@ -92,35 +126,21 @@ void *pipeline_sink_main(void *arg) {
                         break;
                 switch (ev.kind) {
                 case EVENT_BEGIN:
-                        if (!open) {
-                                clock_gettime(CLOCK_MONOTONIC, &t0);
-                                r = p->sink_ops->begin(p->sink, &err);
-                                if (r < 0)
-                                        goto fail;
-                                open = true;
-                        }
-                        break;
                 case EVENT_CHANGE:
-                        r = p->sink_ops->apply(p->sink, &ev.txn, &ev.change, &err);
+                case EVENT_COMMIT:
+                        r = pipeline_batch_event(p, p->sink, &b, &ev, &err);
                         if (r < 0)
                                 goto fail;
-                        switch (ev.change.op) {
-                        case CHANGE_INSERT: counts[0]++; break;
-                        case CHANGE_UPDATE: counts[1]++; break;
-                        case CHANGE_DELETE: counts[2]++; break;
-                        case CHANGE_TRUNCATE: counts[3]++; break;
-                        }
                         break;
-                case EVENT_COMMIT: txns++; break;
                 case EVENT_KEEPALIVE:
                         /* Everything before ev.ckpt.pos was emitted and, with no batch open or pending
                          * here, committed: the position may advance past an idle stretch of log. */
-                        if (!open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.ckpt.pos))
+                        if (!b.open && pb.count == 0 && queue_depth(p->q_sink) == 0 && !position_is_zero(ev.ckpt.pos))
                                 pipeline_set_durable(p, &ev.ckpt);
                         break;
                 case EVENT_END: event_clear(&ev); goto out;
                 case EVENT_BATCH_END:
-                        if (!open)
+                        if (!b.open)
                                 break;
                         while (pb.count == PENDING_BATCHES_MAX) {
                                 r = poll_durable(p, &pb, 100, &err);
@@ -130,16 +150,10 @@ void *pipeline_sink_main(void *arg) {
                         r = p->sink_ops->commit(p->sink, &ev.ckpt, &ev.txn, &err);
                         if (r < 0)
                                 goto fail;
-                        open = false;
-                        stats_observe_batch(&p->stats, elapsed_s(&t0));
-                        atomic_fetch_add(&p->stats.events[0], counts[0]);
-                        atomic_fetch_add(&p->stats.events[1], counts[1]);
-                        atomic_fetch_add(&p->stats.events[2], counts[2]);
-                        atomic_fetch_add(&p->stats.events[3], counts[3]);
-                        atomic_fetch_add(&p->stats.transactions, txns);
-                        memset(counts, 0, sizeof(counts));
-                        pb.b[(pb.head + pb.count++) % PENDING_BATCHES_MAX] = (PendingBatch){ev.ckpt, ev.batch_no, txns};
-                        txns = 0;
+                        b.open = false;
+                        pb.b[(pb.head + pb.count++) % PENDING_BATCHES_MAX] =
+                                (PendingBatch){ev.ckpt, ev.batch_no, b.txns};
+                        pipeline_batch_counted(p, &b);
                         r = poll_durable(p, &pb, 0, &err);
                         if (r < 0)
                                 goto fail;
@@ -156,12 +170,12 @@ out:
                 if (r < 0)
                         goto fail;
         }
-        if (open)
+        if (b.open)
                 p->sink_ops->rollback(p->sink);
         return NULL;
 fail:
         event_clear(&ev);
-        if (open)
+        if (b.open)
                 p->sink_ops->rollback(p->sink);
         pipeline_fail_attempt(p, &err);
         return NULL;
