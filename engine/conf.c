@@ -44,6 +44,47 @@ static int parse_ll(const char *v, long long min, long long max, long long *ret)
         return 0;
 }
 
+/* "10GiB", "500 MB", "1048576", "off" (0). */
+static int parse_size(const char *v, int64_t *ret) {
+        static const struct {
+                const char *unit;
+                int64_t mult;
+        } units[] = {
+                {"", 1},
+                {"B", 1},
+                {"kB", 1000},
+                {"KB", 1000},
+                {"MB", 1000 * 1000},
+                {"GB", 1000 * 1000 * 1000},
+                {"TB", INT64_C(1000) * 1000 * 1000 * 1000},
+                {"KiB", 1024},
+                {"MiB", 1024 * 1024},
+                {"GiB", 1024 * 1024 * 1024},
+                {"TiB", INT64_C(1024) * 1024 * 1024 * 1024},
+        };
+        if (strcmp(v, "off") == 0) {
+                *ret = 0;
+                return 0;
+        }
+        if (*v < '0' || *v > '9')
+                return -EINVAL;
+        char *end;
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v)
+                return -EINVAL;
+        while (*end == ' ')
+                end++;
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+                if (strcmp(end, units[i].unit) == 0) {
+                        if (x > INT64_MAX / units[i].mult)
+                                return -EINVAL;
+                        *ret = (int64_t)x * units[i].mult;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 static bool valid_listen(const char *v) {
         const char *colon;
         long long port;
@@ -238,6 +279,13 @@ static void key_apply(ConfParser *p, const ConfKey *k, void *obj, const ConfEntr
                 else
                         *(uint32_t *)field = (uint32_t)x;
                 return;
+        case K_SIZE: {
+                int64_t bytes;
+                if (parse_size(v, &bytes) < 0)
+                        goto bad;
+                memcpy(field, &bytes, sizeof(bytes));
+                return;
+        }
         case K_BOOL:
                 if ((idx = choice_index("yes | true | on | 1 | no | false | off | 0", v)) < 0)
                         goto bad;

@@ -28,6 +28,10 @@ const ConfKey conf_service_keys[] = {
          "PEM certificate: serve HTTPS (with metrics_tls_key)"},
         {"metrics_tls_key", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_key), 0, 0, 0, "PATH",
          "PEM private key for metrics_tls_cert"},
+        {"retained_warn_bytes", K_SIZE, "10GiB", T_ALL, 0, false, false, SVC(retained_warn_bytes), 0, 0, 0,
+         "SIZE (bytes, or with kB MB GB TB KiB MiB GiB TiB) | off",
+         "warn (log and /healthz) when a source keeps more log than this for a pipeline (WAL its slot holds, "
+         "binlog behind)"},
 };
 
 const ConfKey conf_connector_keys[] = {

@@ -24,6 +24,7 @@ typedef enum {
         K_PASSWORD,
         K_PASSWORD_FILE,
         K_KAFKA_PROP,
+        K_SIZE, /* int64_t bytes: a whole number with an optional unit (kB MB GB TB, KiB MiB GiB TiB), or off (0) */
 } KeyKind;
 
 enum { T_PG = 1, T_MY = 2, T_KAFKA = 4, T_ALL = 7 };

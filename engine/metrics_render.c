@@ -252,6 +252,29 @@ char *metrics_render_prometheus(Metrics *m) {
                 fprintf(f, "} %" PRIu64 "\n", cum);
         }
 
+        put_family(f, "cdcsync_source_retained_bytes", "gauge",
+                   "Source log bytes the source's server keeps for the pipeline: WAL its replication slot holds, "
+                   "binlog from its position to the server's end.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                int64_t v = atomic_load(&s->retained_bytes);
+                if (v < 0)
+                        continue;
+                put_series(f, "cdcsync_source_retained_bytes", s);
+                fprintf(f, "} %" PRId64 "\n", v);
+        }
+
+        put_family(f, "cdcsync_source_slot_active", "gauge",
+                   "1 when the pipeline's replication slot (MariaDB: a binlog dump of its user) is in use, else 0.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                int v = atomic_load(&s->slot_active);
+                if (v < 0)
+                        continue;
+                put_series(f, "cdcsync_source_slot_active", s);
+                fprintf(f, "} %d\n", v);
+        }
+
         put_family(f, "cdcsync_queue_depth", "gauge", "Events waiting between the source and the sink.");
         for (size_t i = 0; i < m->nentries; i++) {
                 PipelineStats *s = m->entries[i].s;
@@ -371,6 +394,17 @@ char *metrics_render_health(Metrics *m, bool *ret_ok) {
                         fprintf(f, " (last error at %s: %s)", when, err);
                 }
                 fputc('\n', f);
+        }
+        /* A warning, not a failure: the pipeline may be catching up; the status stays as the
+         * states make it. */
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                int64_t kept = atomic_load(&s->retained_bytes), limit = atomic_load(&s->retained_warn_bytes);
+                if (limit > 0 && kept > limit)
+                        fprintf(f,
+                                "warning: pipeline %s: the source keeps %" PRId64
+                                " bytes of log for it, more than retained_warn_bytes (%" PRId64 ")\n",
+                                s->name, kept, limit);
         }
         pthread_mutex_unlock(&m->lock);
         if (ok)

@@ -526,6 +526,36 @@ static bool monitor_sleep(Pipeline *p, int ms) {
         return !atomic_load(&p->stop);
 }
 
+/* Every HEALTH_EVERY probes (about 5 s), what the source's server keeps for the pipeline
+ * (SourceOps.probe_health), with a warning when it passes retained_warn_bytes: said once when
+ * it passes, once when it is back under. */
+#define HEALTH_EVERY 5
+
+static void sample_health(Pipeline *p, SourceProbe *pr, bool *warned) {
+        SourceHealth h;
+        CdcError err = {0};
+        if (p->source_ops->probe_health(pr, pipeline_io_durable(&p->io), &h, &err) < 0) {
+                log_debug(p->ctx, "cannot read what the source keeps for the pipeline: %s", err.message);
+                return;
+        }
+        atomic_store(&p->stats.retained_bytes, h.retained_bytes);
+        atomic_store(&p->stats.slot_active, h.slot_active);
+        int64_t limit = p->conf->conf ? p->conf->conf->retained_warn_bytes : 0;
+        atomic_store(&p->stats.retained_warn_bytes, limit);
+        bool over = limit > 0 && h.retained_bytes > limit;
+        if (over && !*warned)
+                log_warn(p->ctx,
+                         "the source keeps %lld bytes of log for this pipeline, more than retained_warn_bytes "
+                         "(%lld): its disk fills while the pipeline is behind or down",
+                         (long long)h.retained_bytes, (long long)limit);
+        else if (!over && *warned && h.retained_bytes >= 0)
+                log_info(p->ctx,
+                         "the source keeps %lld bytes of log for this pipeline, under retained_warn_bytes again",
+                         (long long)h.retained_bytes);
+        if (h.retained_bytes >= 0)
+                *warned = over;
+}
+
 /* Asks the source where its log ends now, about once a second, for as long as the pipeline
  * exists. Failures are not the pipeline's errors (its attempts report those): a source that
  * does not answer simply stops being observed, and lag counts from the last contact. */
@@ -533,6 +563,8 @@ static void *monitor_main(void *arg) {
         Pipeline *p = arg;
         SourceProbe *pr = NULL;
         char last_err[sizeof(((CdcError *)0)->message)] = "";
+        unsigned probes = 0;
+        bool warned = false;
 
         do {
                 CdcError err = {0};
@@ -549,6 +581,8 @@ static void *monitor_main(void *arg) {
                         if (r == 0) {
                                 note_source_end(p, end, bytes);
                                 last_err[0] = '\0';
+                                if (p->source_ops->probe_health && probes++ % HEALTH_EVERY == 0)
+                                        sample_health(p, pr, &warned);
                         }
                 }
                 if (r < 0) {

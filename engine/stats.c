@@ -54,6 +54,8 @@ void stats_init(PipelineStats *s, const char *name) {
         memset(s, 0, sizeof(*s));
         copy_str(s->name, sizeof(s->name), name);
         atomic_init(&s->state, PIPELINE_STARTING);
+        atomic_init(&s->retained_bytes, -1);
+        atomic_init(&s->slot_active, -1);
         for (int i = 0; i < STATS_ERROR_KINDS; i++)
                 copy_str(s->error_kinds[i], sizeof(s->error_kinds[i]), stats_error_kind_labels[i]);
         for (int i = 0; i < STATS_CONFLICT_KINDS; i++)

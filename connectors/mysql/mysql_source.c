@@ -676,6 +676,50 @@ static int probe(SourceProbe *pr, Position applied, Position *ret_end, uint64_t 
         return 0;
 }
 
+/* Binlog bytes from a position to the server's end: the rest of its file and every later file,
+ * by the sizes SHOW BINARY LOGS lists (the last file's size is the server's current position). */
+typedef struct {
+        Position from;
+        uint64_t bytes;
+} RetainedRow;
+
+static int retained_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        RetainedRow *rr = ud;
+        uint64_t seq, size;
+        (void)lens;
+        if (ncols < 2 || !cells[0] || !cells[1] || mysql_source_file_seq(cells[0], &seq) < 0 ||
+            mysql_source_parse_u64(cells[1], strlen(cells[1]), &size) < 0 || seq < rr->from.hi)
+                return 0;
+        rr->bytes += seq == rr->from.hi ? (size > rr->from.lo ? size - rr->from.lo : 0) : size;
+        return 0;
+}
+
+/* MariaDB keeps no slot for a binlog client: what it keeps for the pipeline is the binlog from
+ * where the pipeline resumes (its durable position) to the end, as long as expire_logs_days lets
+ * it; "active" is a binlog dump of the connector's user being connected (pipelines that read one
+ * server as one user share that answer). */
+static int probe_health(SourceProbe *pr, Position durable, SourceHealth *ret, CdcError *err) {
+        SourceHealth h = {.retained_bytes = -1, .slot_active = -1};
+        if (!position_is_zero(durable)) {
+                RetainedRow rr = {.from = durable};
+                int r = mysql_conn_query(pr->m, "SHOW BINARY LOGS", NULL, 0, retained_row, &rr, err);
+                if (r < 0)
+                        return r;
+                h.retained_bytes = rr.bytes > INT64_MAX ? INT64_MAX : (int64_t)rr.bytes;
+        }
+        /* The probe logs in as the connector's user, as the binlog dump does. */
+        VarRow v = {0};
+        int r = mysql_conn_query(pr->m,
+                                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                 "WHERE COMMAND LIKE 'Binlog Dump%' AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
+                                 NULL, 0, mysql_source_var_row, &v, err);
+        if (r < 0)
+                return r;
+        h.slot_active = v.n >= 1 && strcmp(v.vals[0], "0") != 0;
+        *ret = h;
+        return 0;
+}
+
 const SourceOps mysql_source_ops = {
         .type = "mysql",
         .open = source_open,
@@ -690,4 +734,5 @@ const SourceOps mysql_source_ops = {
         .probe_open = probe_open,
         .probe = probe,
         .probe_free = probe_free,
+        .probe_health = probe_health,
 };

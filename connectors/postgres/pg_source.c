@@ -799,6 +799,7 @@ struct SourceProbe {
         const ConnectorConf *conn;
         PGconn *c;
         Deadline *guard; /* bounds the query: a frozen server or path does not hold the monitor */
+        char slot[64];   /* the pipeline's replication slot */
 };
 
 static SourceProbe *pg_source_probe_free(SourceProbe *pr) {
@@ -812,13 +813,16 @@ static SourceProbe *pg_source_probe_free(SourceProbe *pr) {
 }
 
 static int pg_source_probe_open(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err) {
-        (void)pipe;
         SourceProbe *pr = calloc(1, sizeof(*pr));
         if (!pr || deadline_new(&pr->guard) < 0) {
                 free(pr);
                 return cdc_oom(err);
         }
         pr->conn = conn;
+        if (conn->slot)
+                snprintf(pr->slot, sizeof(pr->slot), "%s", conn->slot);
+        else
+                pg_source_default_name(pipe->name, pr->slot, sizeof(pr->slot));
         int r = pg_conn_open(conn, PG_CONN_SQL, &pr->c, err);
         if (r < 0) {
                 pg_source_probe_free(pr);
@@ -856,6 +860,49 @@ static int pg_source_probe(SourceProbe *pr, Position applied, Position *ret_end,
         return r;
 }
 
+/* Runs one query of the probe within timeout_s; NULL with err set on failure. */
+static PGresult *probe_query(SourceProbe *pr, const char *sql, int n, const char *const *params, CdcError *err) {
+        deadline_arm(pr->guard, conf_timeout_ms(pr->conn));
+        PGresult *res = PQexecParams(pr->c, sql, n, NULL, params, NULL, NULL, 0);
+        bool fired = deadline_disarm(pr->guard);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+                return res;
+        char buf[512];
+        if (fired)
+                cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION, "connector %s: no answer within %d s (timeout_s)",
+                          pr->conn->name, conf_timeout_ms(pr->conn) / 1000);
+        else
+                cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "connector %s: %s", pr->conn->name,
+                          pg_conn_error_text(pr->conn, pr->c, res, buf, sizeof(buf)));
+        PQclear(res);
+        return NULL;
+}
+
+/* The WAL the pipeline's slot makes the server keep: from its restart_lsn to the current insert
+ * position (what pg_wal grows by while the pipeline is down or slow). A slot that does not exist
+ * (yet, or dropped) keeps nothing and is not active. */
+static int pg_source_probe_health(SourceProbe *pr, Position durable, SourceHealth *ret, CdcError *err) {
+        (void)durable;
+        const char *params[] = {pr->slot};
+        PGresult *res = probe_query(pr,
+                                    "SELECT COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, "
+                                    "active FROM pg_replication_slots WHERE slot_name = $1",
+                                    1, params, err);
+        if (!res)
+                return err->code;
+        SourceHealth h = {.retained_bytes = 0, .slot_active = 0};
+        if (PQntuples(res) == 1) {
+                char *end;
+                errno = 0;
+                long long v = strtoll(PQgetvalue(res, 0, 0), &end, 10);
+                h.retained_bytes = errno == 0 && *end == '\0' && v >= 0 ? v : 0;
+                h.slot_active = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        }
+        PQclear(res);
+        *ret = h;
+        return 0;
+}
+
 const SourceOps pg_source_ops = {
         .type = "postgres",
         .open = pg_source_open,
@@ -870,4 +917,5 @@ const SourceOps pg_source_ops = {
         .probe_open = pg_source_probe_open,
         .probe = pg_source_probe,
         .probe_free = pg_source_probe_free,
+        .probe_health = pg_source_probe_health,
 };

@@ -98,6 +98,12 @@ typedef struct Source Source;
 typedef struct Sink Sink;
 typedef struct SourceProbe SourceProbe;
 
+/* What a source's server keeps for a pipeline (SourceOps.probe_health). */
+typedef struct {
+        int64_t retained_bytes; /* log bytes the server keeps for the pipeline; -1: unknown */
+        int slot_active;        /* 1: its slot (its binlog dump) is in use now, 0: not, -1: unknown */
+} SourceHealth;
+
 /* Where a connector keeps its data, as its server says: equal `server` texts are one server, and
  * on it equal `database` texts one database (see guard.h). */
 typedef struct {
@@ -167,6 +173,12 @@ typedef struct {
         int (*probe_open)(const ConnectorConf *conn, const PipelineConf *pipe, SourceProbe **ret, CdcError *err);
         int (*probe)(SourceProbe *pr, Position applied, Position *ret_end, uint64_t *ret_bytes, CdcError *err);
         SourceProbe *(*probe_free)(SourceProbe *pr);
+        /* Optional (NULL: the source has no such view, Kafka): over the probe's connection, what
+         * the server keeps for this pipeline — PostgreSQL: the WAL its slot holds
+         * (pg_current_wal_lsn() - restart_lsn) and whether the slot is active; MariaDB: the binlog
+         * bytes from `durable` (where the pipeline resumes) to the server's end, and whether a
+         * binlog dump of the connector's user is connected. Bounded by timeout_s like probe(). */
+        int (*probe_health)(SourceProbe *pr, Position durable, SourceHealth *ret, CdcError *err);
 } SourceOps;
 
 typedef struct {

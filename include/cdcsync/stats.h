@@ -53,7 +53,13 @@ typedef struct {
         atomic_int_fast64_t contact_ts;       /* usec: the source last answered (probe or stream); 0: never */
         atomic_uint_fast64_t lag_bytes;       /* source log bytes the sink lacks */
         atomic_int_fast64_t last_progress_ts; /* usec, wall clock the pipeline last proved alive */
-        pthread_mutex_t lock;                 /* guards last_error and the label arrays */
+        /* Source-side health, sampled by the pipeline's monitor (SourceOps.probe_health): log bytes
+         * the source keeps for this pipeline (WAL its slot holds, binlog behind the server's end)
+         * and whether its slot is in use; -1: not known (no sample yet, or the source has none). */
+        atomic_int_fast64_t retained_bytes;
+        atomic_int slot_active;
+        atomic_int_fast64_t retained_warn_bytes; /* the pipeline's retained_warn_bytes; 0: off */
+        pthread_mutex_t lock;                    /* guards last_error and the label arrays */
         char last_error[1024];
         int64_t last_error_ts;                      /* usec */
         char source_pos_text[CHECKPOINT_TEXT_MAX];  /* guarded by lock: the last COMMIT or KEEPALIVE read */

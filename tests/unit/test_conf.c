@@ -219,7 +219,44 @@ static void test_defaults(void **state) {
                          0);
         free(errs);
         assert_null(c->metrics_listen);
+        assert_int_equal(c->retained_warn_bytes, INT64_C(10) * 1024 * 1024 * 1024);
         conf_free(c);
+}
+
+/* retained_warn_bytes: a SIZE, with or without a unit, or off. */
+static void test_sizes(void **state) {
+        (void)state;
+        static const struct {
+                const char *text;
+                int64_t bytes;
+        } ok[] = {
+                {"1048576", 1048576},       {"2MiB", 2097152}, {"2 MB", 2000000}, {"3kB", 3000},
+                {"1TiB", INT64_C(1) << 40}, {"off", 0},        {"0", 0},
+        };
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                char text[512];
+                Conf *c;
+                char *errs;
+                snprintf(text, sizeof(text),
+                         "[service]\nretained_warn_bytes = %s\n" PG_PAIR "[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
+                         ok[i].text);
+                assert_int_equal(load(text, &c, &errs), 0);
+                free(errs);
+                assert_int_equal(c->retained_warn_bytes, ok[i].bytes);
+                conf_free(c);
+        }
+        static const char *const bad[] = {"-1", "2XB", "MiB", "9999999999TiB", "1.5GiB"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char text[512];
+                Conf *c;
+                char *errs;
+                snprintf(text, sizeof(text),
+                         "[service]\nretained_warn_bytes = %s\n" PG_PAIR "[pipeline.p]\nsource=a\nsink=b\ntables=s.t\n",
+                         bad[i]);
+                assert_int_equal(load(text, &c, &errs), -EINVAL);
+                assert_non_null(strstr(errs, "retained_warn_bytes"));
+                free(errs);
+        }
 }
 
 static void test_err_sections_and_keys(void **state) {
@@ -973,6 +1010,7 @@ int main(void) {
                 cmocka_unit_test(test_mode_check),
                 cmocka_unit_test(test_map),
                 cmocka_unit_test(test_hash),
+                cmocka_unit_test(test_sizes),
                 cmocka_unit_test(test_reference_file),
                 cmocka_unit_test(test_man_file),
                 cmocka_unit_test(test_examples),

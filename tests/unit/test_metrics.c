@@ -368,6 +368,40 @@ static void test_status_and_health(void **state) {
         stats_destroy(&weird);
 }
 
+/* Source-side health: exported once sampled; /healthz warns past retained_warn_bytes and its
+ * status stays the states'. */
+static void test_source_health(void **state) {
+        (void)state;
+        fill_stats();
+        Metrics *m = start("127.0.0.1:0", NULL, NULL);
+        assert_int_equal(metrics_attach(m, &orders), 0);
+        char *body = metrics_render_prometheus(m);
+        assert_true(matches(body, "# TYPE cdcsync_source_retained_bytes gauge"));
+        assert_false(matches(body, "cdcsync_source_retained_bytes\\{"));
+        assert_false(matches(body, "cdcsync_source_slot_active\\{"));
+        free(body);
+        atomic_store(&orders.retained_bytes, 5000);
+        atomic_store(&orders.slot_active, 0);
+        atomic_store(&orders.retained_warn_bytes, 4096);
+        body = metrics_render_prometheus(m);
+        assert_true(matches(body, "^cdcsync_source_retained_bytes\\{pipeline=\"orders\"\\} 5000$"));
+        assert_true(matches(body, "^cdcsync_source_slot_active\\{pipeline=\"orders\"\\} 0$"));
+        free(body);
+        bool ok = false;
+        body = metrics_render_health(m, &ok);
+        assert_true(ok);
+        assert_string_equal(body, "warning: pipeline orders: the source keeps 5000 bytes of log for it, more than "
+                                  "retained_warn_bytes (4096)\nok\n");
+        free(body);
+        atomic_store(&orders.retained_warn_bytes, 0); /* off */
+        body = metrics_render_health(m, &ok);
+        assert_string_equal(body, "ok\n");
+        free(body);
+        metrics_free(m);
+        stats_destroy(&orders);
+        stats_destroy(&weird);
+}
+
 static void test_routes_and_methods(void **state) {
         (void)state;
         Metrics *m = start("127.0.0.1:0", NULL, NULL);
@@ -622,6 +656,7 @@ int main(void) {
                 cmocka_unit_test(test_stats_labels_and_states),
                 cmocka_unit_test(test_metrics_exposition),
                 cmocka_unit_test(test_status_and_health),
+                cmocka_unit_test(test_source_health),
                 cmocka_unit_test(test_routes_and_methods),
                 cmocka_unit_test(test_binds_exact_address),
                 cmocka_unit_test(test_basic_auth),
