@@ -268,56 +268,60 @@ out:
         return r;
 }
 
-/* Rows [from, from + m) of u as multi-row statements. An update first counts its rows with a
- * locking read (they then stay until the commit): all there, the upsert of the after images does
- * what the updates one by one would (same key, whole row, later rows of a key last); some missing,
- * the rows go one by one, so the one that finds nothing is named. A delete that falls short is
- * rolled back to a savepoint and redone one by one for the same reason. */
-static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
-        int r, nt = u->mt->ncols;
-        bool saved = false;
+/* Rows [from, from + m) of u as multi-row updates the old way, after the fast way fell short: a
+ * locking read counts the rows first (they then stay until the commit); all there, the upsert of
+ * the after images does what the updates one by one would; some missing, the rows go one by one,
+ * so the one that finds nothing is named. */
+static int multi_update_checked(Sink *k, Run *u, const char *sql, int from, int m, CdcError *err) {
+        int nt = u->mt->ncols;
         uint64_t rows = 0, found = 0;
-        char *sql = NULL, *check = NULL;
-        if (u->mkind == MULTI_UPDATE && u->expect) {
-                check = multi_sql(u, m, true);
-                if (!check) {
-                        r = cdc_oom(err);
-                        goto out;
-                }
-                r = multi_exec(k, u, check, from, m, nt, 1, &rows, &found, err);
-                if (r < 0)
-                        goto out;
-                /* distinct keys of the chunk: what the count must be */
-                const Param **ks = malloc((size_t)m * sizeof(*ks));
-                uint64_t distinct = 0;
-                if (!ks) {
-                        r = cdc_oom(err);
-                        goto out;
-                }
-                for (int i = 0; i < m; i++)
-                        ks[i] = &u->params[(size_t)(from + i) * u->nparams + nt];
-                qsort(ks, (size_t)m, sizeof(*ks), param_cmp);
-                for (int i = 0; i < m; i++)
-                        distinct += i == 0 || param_cmp(&ks[i - 1], &ks[i]) != 0;
-                free(ks);
-                if (found != distinct) {
-                        r = run_rows_range(k, u, from, from + m, err);
-                        goto out;
-                }
-        }
-        sql = multi_sql(u, m, false);
+        char *check = multi_sql(u, m, true);
+        if (!check)
+                return cdc_oom(err);
+        int r = multi_exec(k, u, check, from, m, nt, 1, &rows, &found, err);
+        free(check);
+        if (r < 0)
+                return r;
+        /* distinct keys of the chunk: what the count must be */
+        const Param **ks = malloc((size_t)m * sizeof(*ks));
+        uint64_t distinct = 0;
+        if (!ks)
+                return cdc_oom(err);
+        for (int i = 0; i < m; i++)
+                ks[i] = &u->params[(size_t)(from + i) * u->nparams + nt];
+        qsort(ks, (size_t)m, sizeof(*ks), param_cmp);
+        for (int i = 0; i < m; i++)
+                distinct += i == 0 || param_cmp(&ks[i - 1], &ks[i]) != 0;
+        free(ks);
+        if (found != distinct)
+                return run_rows_range(k, u, from, from + m, err);
+        return multi_exec(k, u, sql, from, m, 0, nt, &rows, NULL, err);
+}
+
+/* Rows [from, from + m) of u as one multi-row statement. Updates and deletes must each find their
+ * row, which the statement's affected rows show without a read first: a delete counts 1 per row
+ * it removed; an update goes as the upsert of its after images (same key, whole row, later rows of
+ * a key last), where with CLIENT_FOUND_ROWS a row counts 2 when it changed an existing row and 1
+ * when it was inserted or already equal, so 2 per row means every row was there. Short of that,
+ * the statement is rolled back to a savepoint taken before it, and the rows go the checked way
+ * (updates: multi_update_checked; deletes: one by one), which names the row that is missing. */
+static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
+        int r;
+        bool saved = false, update = u->mkind == MULTI_UPDATE;
+        uint64_t rows = 0;
+        char *sql = multi_sql(u, m, false);
         if (!sql) {
                 r = cdc_oom(err);
                 goto out;
         }
-        if (u->mkind == MULTI_DELETE && u->expect) {
+        if (u->expect) {
                 if (mysql_query(k->m, "SAVEPOINT cdcsync_multi")) {
                         r = mysql_sink_error(k, NULL, "savepoint", err);
                         goto out;
                 }
                 saved = true;
         }
-        r = multi_exec(k, u, sql, from, m, 0, u->mkind == MULTI_DELETE ? 1 : nt, &rows, NULL, err);
+        r = multi_exec(k, u, sql, from, m, 0, u->mkind == MULTI_DELETE ? 1 : u->mt->ncols, &rows, NULL, err);
         if (r < 0) {
                 /* a value the server refuses: name the row (the first that fails on its own); an
                  * insert that failed changed nothing (statements are atomic in InnoDB) */
@@ -329,15 +333,14 @@ static int multi_send(Sink *k, Run *u, int from, int m, CdcError *err) {
                 }
                 goto out;
         }
-        if (saved && rows != (uint64_t)m) {
+        if (saved && rows != (uint64_t)m * (update ? 2 : 1)) {
                 if (mysql_query(k->m, "ROLLBACK TO SAVEPOINT cdcsync_multi")) {
                         r = mysql_sink_error(k, NULL, "rollback to savepoint", err);
                         goto out;
                 }
-                r = run_rows_range(k, u, from, from + m, err);
+                r = update ? multi_update_checked(k, u, sql, from, m, err) : run_rows_range(k, u, from, from + m, err);
         }
 out:
-        free(check);
         free(sql);
         return r;
 }
