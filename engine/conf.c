@@ -677,6 +677,10 @@ static void conf_build(ConfParser *p) {
                 conf_err(p, svc->line,
                          "metrics_user and metrics_password_file go together — set "
                          "both for basic auth, or neither");
+        if (!c->admin_user != !c->admin_password)
+                conf_err(p, svc->line,
+                         "admin_user and admin_password_file go together — set "
+                         "both for the admin API, or neither");
         if (!c->metrics_tls_cert != !c->metrics_tls_key)
                 conf_err(p, svc->line,
                          "metrics_tls_cert and metrics_tls_key go together — set both "
@@ -816,6 +820,8 @@ Conf *conf_free(Conf *c) {
         free(c->metrics_listen);
         free(c->metrics_user);
         free_secret(c->metrics_password);
+        free(c->admin_user);
+        free_secret(c->admin_password);
         free(c->metrics_tls_cert);
         free(c->metrics_tls_key);
         free(c);

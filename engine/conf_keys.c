@@ -28,6 +28,11 @@ const ConfKey conf_service_keys[] = {
          "PEM certificate: serve HTTPS (with metrics_tls_key)"},
         {"metrics_tls_key", K_STR, NULL, T_ALL, 0, false, false, SVC(metrics_tls_key), 0, 0, 0, "PATH",
          "PEM private key for metrics_tls_cert"},
+        {"admin_user", K_STR, NULL, T_ALL, 0, false, false, SVC(admin_user), 0, 0, 0, "NAME",
+         "HTTP basic auth user of the admin API's state-changing calls (pause, resume, restart; with "
+         "admin_password_file); unset: the metrics_user credentials, and with neither those calls are refused"},
+        {"admin_password_file", K_PASSWORD_FILE, NULL, T_ALL, 0, false, false, SVC(admin_password), 0, 0, 0,
+         "PATH | CREDENTIAL", "file holding the admin password (a bare name: a systemd credential)"},
         {"retained_warn_bytes", K_SIZE, "10GiB", T_ALL, 0, false, false, SVC(retained_warn_bytes), 0, 0, 0,
          "SIZE (bytes, or with kB MB GB TB KiB MiB GiB TiB) | off",
          "warn (log and /healthz) when a source keeps more log than this for a pipeline (WAL its slot holds, "

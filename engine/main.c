@@ -1,12 +1,16 @@
-/* cdcsync's command line: run (the service), check, status.
+/* cdcsync's command line: run (the service), check, status, pause/resume/restart.
  *
  * DESIGN. The main thread owns the conf, the state store, the metrics endpoint and the list of
- * pipelines; each pipeline runs its own threads (see pipeline.c). Signal handlers only set flags;
+ * pipelines; each pipeline runs its own threads (see pipeline.c). The endpoint's thread carries
+ * out the admin API's actions (admin_action) on the list under Service.lock, which the main
+ * thread holds while it changes the list (reload, stop); an action that finds it taken answers
+ * "try again" rather than hold up the endpoint. Signal handlers only set flags;
  * the main thread polls them every 200 ms and does the work: SIGTERM/SIGINT stop, SIGHUP reload.
  * The main thread is also the watchdog: it pings systemd only while every pipeline proves it is
  * alive (its threads advanced a progress stamp recently). */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +57,7 @@ static void usage(FILE *out) {
         fputs("usage: cdcsync [-c FILE] [run]        run the service in the foreground\n"
               "       cdcsync [-c FILE] check [--connect]  validate the conf (and connect to every connector)\n"
               "       cdcsync [-c FILE] status [--json]    ask the running service for its pipelines\n"
+              "       cdcsync [-c FILE] pause|resume|restart PIPELINE  through the running service's admin API\n"
               "       cdcsync --version | --help\n"
               "FILE defaults to " DEFAULT_CONF ".\n",
               out);
@@ -68,13 +73,21 @@ typedef struct {
         Metrics *metrics;
         Pipeline **pipes;
         int npipes;
+        pthread_mutex_t lock; /* guards pipes and npipes against the admin API's thread */
 } Service;
 
 static int start_pipeline(Service *sv, const PipelineConf *pc, Pipeline **ret) {
         BidiPeers peers;
-        int r = bidi_peers(sv->conf, pc, &peers);
+        bool paused = false;
+        /* An operator's pause outlives restarts (state_set_paused); a store that cannot say is
+         * taken as no pause: the pipeline's own use of the store reports what is wrong. */
+        int r = state_get_paused(sv->state, pc->name, &paused);
+        if (r < 0)
+                log_warn(NULL, "pipeline %s: cannot read whether it was paused: %s; starting it", pc->name,
+                         state_strerror(r));
+        r = bidi_peers(sv->conf, pc, &peers);
         if (r == 0)
-                r = pipeline_start(pc, sv->state, sv->conf->state_dir, &peers, ret);
+                r = pipeline_start_paused(pc, sv->state, sv->conf->state_dir, &peers, paused, ret);
         if (r < 0) {
                 log_error(NULL, "pipeline %s: cannot start: %s", pc->name, strerror(-r));
                 return r;
@@ -149,6 +162,7 @@ static void reload(Service *sv, const char *path) {
                 return;
         }
         log_set_level(nc->log_level);
+        pthread_mutex_lock(&sv->lock);
         /* Stop what is gone or changed first: a changed pipeline must release its slot. */
         for (int i = 0; i < sv->npipes; i++) {
                 const PipelineConf *old = pipeline_conf(sv->pipes[i]);
@@ -176,6 +190,60 @@ static void reload(Service *sv, const char *path) {
         free(sv->pipes);
         sv->pipes = np;
         sv->npipes = n;
+        pthread_mutex_unlock(&sv->lock);
+}
+
+/* The admin API's actions (MetricsActionFn), on the endpoint's thread. */
+static int admin_action(void *userdata, const char *name, const char *action, json_t *body, char *msg, size_t len) {
+        Service *sv = userdata;
+        (void)body;
+        if (pthread_mutex_trylock(&sv->lock) != 0) {
+                snprintf(msg, len, "the service is reloading or stopping: try again");
+                return -EBUSY;
+        }
+        int r = -ENOENT;
+        Pipeline *p = NULL;
+        for (int i = 0; i < sv->npipes; i++)
+                if (strcmp(pipeline_conf(sv->pipes[i])->name, name) == 0)
+                        p = sv->pipes[i];
+        if (!p) {
+                snprintf(msg, len, "no pipeline %s", name);
+                goto out;
+        }
+        if (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0) {
+                bool pause = action[0] == 'p';
+                /* Kept first: a pause the store did not take would not outlive a restart. */
+                r = state_set_paused(sv->state, name, pause);
+                if (r < 0) {
+                        snprintf(msg, len, "cannot keep the %s in the state store: %s", action, state_strerror(r));
+                        log_error(NULL, "pipeline %s: %s", name, msg);
+                        goto out;
+                }
+                if (pause)
+                        pipeline_pause(p);
+                else
+                        pipeline_resume(p);
+                log_info(NULL, "pipeline %s: %s asked through the admin API", name, action);
+                snprintf(msg, len,
+                         pause ? "pausing: the open batch is committed, then the source is not read until resumed"
+                               : "resuming");
+        } else if (strcmp(action, "restart") == 0) {
+                if (pipeline_paused(p)) {
+                        snprintf(msg, len, "pipeline %s is paused: resume it", name);
+                        r = -EALREADY;
+                        goto out;
+                }
+                pipeline_restart(p);
+                log_info(NULL, "pipeline %s: restart asked through the admin API", name);
+                snprintf(msg, len, "restarting from the sink's checkpoint");
+                r = 0;
+        } else {
+                snprintf(msg, len, "no action %s", action);
+                r = -ENOENT;
+        }
+out:
+        pthread_mutex_unlock(&sv->lock);
+        return r;
 }
 
 static void summary(Service *sv, char *buf, size_t len) {
@@ -190,7 +258,7 @@ static void summary(Service *sv, char *buf, size_t len) {
 }
 
 static int cmd_run(const char *path) {
-        Service sv = {0};
+        Service sv = {.lock = PTHREAD_MUTEX_INITIALIZER};
         Conf *conf = NULL;
         if (getenv("JOURNAL_STREAM"))
                 log_set_journal(true);
@@ -222,6 +290,11 @@ static int cmd_run(const char *path) {
                         .auth_password = conf->metrics_password,
                         .tls_cert_file = conf->metrics_tls_cert,
                         .tls_key_file = conf->metrics_tls_key,
+                        .admin_user = conf->admin_user,
+                        .admin_password = conf->admin_password,
+                        .state_dir = conf->state_dir,
+                        .action = admin_action,
+                        .action_userdata = &sv,
                 };
                 r = metrics_start(&mo, &sv.metrics);
                 if (r < 0) {
@@ -269,7 +342,8 @@ static int cmd_run(const char *path) {
                          * on purpose; neither is hung, and holding back the watchdog for them
                          * would make systemd kill the healthy pipelines with them. */
                         int st = atomic_load(&pipeline_stats(sv.pipes[i])->state);
-                        if (st == PIPELINE_FAILED || st == PIPELINE_RETRYING || st == PIPELINE_STOPPED)
+                        if (st == PIPELINE_FAILED || st == PIPELINE_RETRYING || st == PIPELINE_STOPPED ||
+                            st == PIPELINE_PAUSED)
                                 continue;
                         alive &= now - pipeline_alive_ts(sv.pipes[i]) < alive_limit(sv.pipes[i]);
                 }
@@ -291,11 +365,15 @@ static int cmd_run(const char *path) {
         }
         notify_stopping();
         log_info(NULL, "stopping: committing or rolling back in-flight batches");
+        pthread_mutex_lock(&sv.lock);
         for (int i = 0; i < sv.npipes; i++)
                 pipeline_stop(sv.pipes[i]);
         for (int i = 0; i < sv.npipes; i++)
                 stop_pipeline(&sv, sv.pipes[i]);
         free(sv.pipes);
+        sv.pipes = NULL;
+        sv.npipes = 0;
+        pthread_mutex_unlock(&sv.lock);
         metrics_free(sv.metrics);
         state_free(sv.state);
         for (size_t i = 0; i < sv.nconfs; i++)
@@ -480,6 +558,40 @@ static int cmd_status(const char *path, bool json) {
         return r < 0 ? 1 : 0;
 }
 
+/* ---- pause, resume, restart ---- */
+
+static int cmd_action(const char *path, const char *action, const char *pipeline) {
+        Conf *conf = NULL;
+        int r = conf_load(path, stderr, &conf);
+        if (r == -EINVAL)
+                return 2;
+        if (r < 0) {
+                fprintf(stderr, "cdcsync: cannot read %s: %s\n", path, strerror(-r));
+                return 2;
+        }
+        if (!conf->metrics_listen) {
+                fprintf(stderr, "cdcsync: metrics_listen = off in %s, so the service cannot be asked — enable it\n",
+                        path);
+                conf_free(conf);
+                return 2;
+        }
+        /* The credentials the service checks: admin_user's, else the metrics ones. */
+        const char *user = conf->admin_user ? conf->admin_user : conf->metrics_user;
+        const char *pass = conf->admin_user ? conf->admin_password : conf->metrics_password;
+        if (!user) {
+                fprintf(stderr,
+                        "cdcsync: %s has no admin credentials, and the service refuses %s without them: set "
+                        "admin_user and admin_password_file in [service] (or metrics_user and "
+                        "metrics_password_file), then restart cdcsync\n",
+                        path, action);
+                conf_free(conf);
+                return 1;
+        }
+        r = status_action(conf->metrics_listen, user, pass, pipeline, action, stdout, stderr);
+        conf_free(conf);
+        return r == -EINVAL ? 2 : r < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
         const char *path = DEFAULT_CONF;
         bool do_connect = false, json = false;
@@ -500,6 +612,14 @@ int main(int argc, char **argv) {
                 }
         }
         const char *cmd = optind < argc ? argv[optind++] : "run";
+        if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "restart") == 0) {
+                if (optind + 1 != argc) {
+                        fprintf(stderr, "cdcsync: %s takes one pipeline name\n", cmd);
+                        usage(stderr);
+                        return 2;
+                }
+                return cmd_action(path, cmd, argv[optind]);
+        }
         if (optind < argc) {
                 fprintf(stderr, "cdcsync: unexpected argument '%s'\n", argv[optind]);
                 usage(stderr);
@@ -511,7 +631,7 @@ int main(int argc, char **argv) {
                 return cmd_check(path, do_connect);
         if (strcmp(cmd, "status") == 0)
                 return cmd_status(path, json);
-        fprintf(stderr, "cdcsync: unknown command '%s' — use run, check or status\n", cmd);
+        fprintf(stderr, "cdcsync: unknown command '%s' — use run, check, status, pause, resume or restart\n", cmd);
         usage(stderr);
         return 2;
 }

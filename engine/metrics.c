@@ -24,10 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cdcsync/admin.h"
 #include "cdcsync/log.h"
 #include "cdcsync/metrics.h"
 #include "cdcsync/now.h"
 #include "metrics_int.h"
+
+/* The web console (engine/console.html, compiled in by cmake/embed.cmake). */
+extern const char console_html[];
 
 int metrics_parse_listen(const char *text, struct sockaddr_storage *ret, socklen_t *ret_len) {
         char host[INET6_ADDRSTRLEN + 1];
@@ -136,20 +140,8 @@ static void wipe_free(char *p) {
         free(p);
 }
 
-/* Compares in time that depends only on the expected value's length, not on where the two
- * differ: a password must not be guessable byte by byte from response times. */
-static bool ct_equal(const char *given, const char *expected) {
-        size_t glen = strlen(given), elen = strlen(expected);
-        unsigned char diff = glen != elen;
-        for (size_t i = 0; i < elen; i++) {
-                unsigned char g = i < glen ? (unsigned char)given[i] : 0;
-                diff |= g ^ (unsigned char)expected[i];
-        }
-        return diff == 0;
-}
-
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, bool owned,
-                             bool auth_fail) {
+static enum MHD_Result reply_allow(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
+                                   bool owned, bool auth_fail, const char *allow) {
         struct MHD_Response *resp = MHD_create_response_from_buffer(
                 strlen(body), body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (!resp) {
@@ -160,32 +152,31 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow ? allow : "GET, HEAD");
         enum MHD_Result r = auth_fail ? MHD_queue_basic_auth_fail_response(conn, "cdcsync", resp)
                                       : MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         return r;
 }
 
-static bool authorized(Metrics *m, struct MHD_Connection *conn) {
-        if (!m->user)
-                return true;
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body, bool owned,
+                             bool auth_fail) {
+        return reply_allow(conn, status, type, body, owned, auth_fail, NULL);
+}
+
+/* Who may make this request (admin.h's admin_auth) by the basic auth credentials it carries. */
+static AdminAuth authorize(Metrics *m, struct MHD_Connection *conn, bool mutation) {
         char *pass = NULL;
         char *user = MHD_basic_auth_get_username_password(conn, &pass);
-        bool ok = false;
-        if (user && pass) {
-                /* Both compared, always: which one was wrong must not show in the timing. */
-                bool u = ct_equal(user, m->user);
-                bool p = ct_equal(pass, m->password);
-                ok = u & p;
-        }
+        AdminCreds admin = {m->admin_user, m->admin_password}, metrics = {m->user, m->password};
+        AdminAuth a = admin_auth(&admin, &metrics, user, pass, mutation);
         if (pass) {
                 explicit_bzero(pass, strlen(pass));
                 MHD_free(pass);
         }
         if (user)
                 MHD_free(user);
-        return ok;
+        return a;
 }
 
 /* ---- slow clients ---- */
@@ -273,10 +264,22 @@ static void conn_mark(Metrics *m, struct MHD_Connection *connection, bool whole)
         pthread_mutex_unlock(&m->conn_lock);
 }
 
+/* A POST's body as it arrives (handle_request), at most ADMIN_BODY_MAX bytes. */
+typedef struct {
+        size_t len;
+        bool too_big;
+        char *data; /* owned, NUL-terminated */
+} Upload;
+
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
-        (void)con_cls;
         (void)toe;
+        Upload *up = *con_cls;
+        if (up) {
+                free(up->data);
+                free(up);
+                *con_cls = NULL;
+        }
         conn_mark(cls, connection, false);
 }
 
@@ -317,18 +320,157 @@ static void *reaper_main(void *arg) {
 
 static const char TEXT[] = "text/plain; charset=utf-8";
 
+static const char JSON[] = "application/json";
+
+/* An answer of the admin API: {"error": "..."} or what the caller built. */
+static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, json_t *o, bool auth_fail,
+                                  const char *allow) {
+        char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!body)
+                return MHD_NO;
+        return reply_allow(conn, status, JSON, body, true, auth_fail, allow);
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *message, bool auth_fail,
+                                   const char *allow) {
+        return reply_json(conn, status, json_pack("{s:s}", "error", message), auth_fail, allow);
+}
+
+static const char NO_ADMIN[] =
+        "no admin credentials are configured, so state-changing calls are refused: set admin_user and "
+        "admin_password_file in [service] (or metrics_user and metrics_password_file), then restart cdcsync";
+
+/* A refused request: 401 asks for credentials, except of the console, which asks the user itself
+ * (a browser would put up its own dialog over it). */
+static enum MHD_Result refuse(struct MHD_Connection *conn, AdminAuth a, bool mutation) {
+        if (a == ADMIN_AUTH_UNCONFIGURED)
+                return reply_error(conn, MHD_HTTP_FORBIDDEN, NO_ADMIN, false, NULL);
+        bool console = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Cdcsync-Console") != NULL;
+        const char *msg = mutation ? "authentication required: the admin user (admin_user and admin_password_file in "
+                                     "[service], else metrics_user)"
+                                   : "authentication required";
+        return reply_error(conn, MHD_HTTP_UNAUTHORIZED, msg, !console, NULL);
+}
+
+static enum MHD_Result serve_conflicts(Metrics *m, struct MHD_Connection *conn) {
+        const char *pipeline = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "pipeline");
+        const char *limit_text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "limit");
+        int limit;
+        if (admin_parse_limit(limit_text, &limit) < 0)
+                return reply_error(conn, MHD_HTTP_BAD_REQUEST, "limit must be a whole number from 1 to 1000", false,
+                                   NULL);
+        if (pipeline && (!pipeline[0] || strlen(pipeline) >= ADMIN_NAME_MAX))
+                return reply_error(conn, MHD_HTTP_BAD_REQUEST, "pipeline must name a pipeline", false, NULL);
+        json_t *o = NULL;
+        int r = m->conflicts_path ? admin_conflicts(m->conflicts_path, pipeline, limit, &o)
+                                  : ((o = json_pack("{s:[], s:b}", "conflicts", "complete", true)) ? 0 : -ENOMEM);
+        if (r < 0) {
+                char msg[256];
+                snprintf(msg, sizeof(msg), "cannot read the conflict log: %s", strerror(-r));
+                return reply_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, msg, false, NULL);
+        }
+        return reply_json(conn, MHD_HTTP_OK, o, false, NULL);
+}
+
+static enum MHD_Result serve_action(Metrics *m, struct MHD_Connection *conn, const AdminRoute *rt, Upload *up) {
+        json_t *body = NULL;
+        if (up->len > 0) {
+                json_error_t e;
+                body = json_loadb(up->data, up->len, 0, &e);
+                if (!json_is_object(body)) {
+                        json_decref(body);
+                        return reply_error(conn, MHD_HTTP_BAD_REQUEST, "the body must be a JSON object", false, NULL);
+                }
+        }
+        char msg[512] = "";
+        int r = m->action ? m->action(m->action_userdata, rt->pipeline, rt->action, body, msg, sizeof(msg)) : -EBUSY;
+        json_decref(body);
+        if (r == 0)
+                return reply_json(
+                        conn, MHD_HTTP_ACCEPTED,
+                        json_pack("{s:s, s:s, s:s}", "pipeline", rt->pipeline, "action", rt->action, "message", msg),
+                        false, NULL);
+        unsigned status = r == -ENOENT     ? MHD_HTTP_NOT_FOUND
+                          : r == -EBUSY    ? MHD_HTTP_SERVICE_UNAVAILABLE
+                          : r == -EALREADY ? MHD_HTTP_CONFLICT
+                          : r == -EINVAL   ? MHD_HTTP_BAD_REQUEST
+                                           : MHD_HTTP_INTERNAL_SERVER_ERROR;
+        if (!msg[0])
+                snprintf(msg, sizeof(msg), "%s failed: %s", rt->action, strerror(-r));
+        return reply_error(conn, status, msg, false, NULL);
+}
+
 static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                       const char *version, const char *upload_data, size_t *upload_data_size,
                                       void **con_cls) {
         Metrics *m = cls;
         (void)version;
-        (void)upload_data;
-        (void)upload_data_size;
-        (void)con_cls;
+        AdminRoute rt;
+        bool method_ok = false;
+        int routed = admin_route(method, url, &rt, &method_ok);
+
+        /* A POST to an action: its body comes in further calls (bounded), after the
+         * credentials were checked on the first. */
+        Upload *up = *con_cls;
+        if (up) {
+                if (*upload_data_size > 0) {
+                        size_t n = *upload_data_size;
+                        *upload_data_size = 0;
+                        if (up->too_big || n > ADMIN_BODY_MAX - up->len) {
+                                up->too_big = true;
+                                return MHD_YES; /* drained; answered once it all arrived */
+                        }
+                        memcpy(up->data + up->len, upload_data, n);
+                        up->len += n;
+                        up->data[up->len] = '\0';
+                        return MHD_YES;
+                }
+                if (up->too_big)
+                        return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "the body is larger than 64 KiB", false,
+                                           NULL);
+                return serve_action(m, conn, &rt, up);
+        }
 
         conn_mark(m, conn, true);
-        if (!authorized(m, conn))
-                return reply(conn, MHD_HTTP_UNAUTHORIZED, TEXT, "authentication required\n", false, true);
+        bool mutation = routed == 1 && rt.mutation && method_ok; /* a wrong method is a 405 first */
+        AdminAuth a = authorize(m, conn, mutation);
+        if (a != ADMIN_AUTH_OK)
+                return refuse(conn, a, mutation);
+        if (routed < 0)
+                return reply_error(conn, MHD_HTTP_NOT_FOUND,
+                                   "not found: the admin API has GET /api/pipelines, GET /api/conflicts and POST "
+                                   "/api/pipelines/NAME/pause|resume|restart",
+                                   false, NULL);
+        if (routed == 1 && !method_ok)
+                return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", false, rt.allow);
+        if (mutation) {
+                up = calloc(1, sizeof(*up));
+                if (up)
+                        up->data = malloc(ADMIN_BODY_MAX + 1);
+                if (!up || !up->data) {
+                        if (up)
+                                free(up);
+                        return MHD_NO;
+                }
+                up->data[0] = '\0';
+                *con_cls = up;
+                return MHD_YES;
+        }
+        if (routed == 1) {
+                switch (rt.kind) {
+                case ADMIN_ROUTE_CONSOLE:
+                        return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)console_html, false, false);
+                case ADMIN_ROUTE_PIPELINES: {
+                        char *body = metrics_render_pipelines(m);
+                        if (!body)
+                                return MHD_NO;
+                        return reply(conn, MHD_HTTP_OK, JSON, body, true, false);
+                }
+                case ADMIN_ROUTE_CONFLICTS: return serve_conflicts(m, conn);
+                case ADMIN_ROUTE_ACTION: break; /* a mutation: above */
+                }
+        }
         /* HEAD is GET without a body (libmicrohttpd drops it), which HTTP asks every server to allow. */
         if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
                 return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, TEXT, "method not allowed\n", false, false);
@@ -343,7 +485,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
                 char *body = metrics_render_status(m);
                 if (!body)
                         return MHD_NO;
-                return reply(conn, MHD_HTTP_OK, "application/json", body, true, false);
+                return reply(conn, MHD_HTTP_OK, JSON, body, true, false);
         }
         if (strcmp(url, "/healthz") == 0) {
                 bool ok = false;
@@ -352,7 +494,8 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
                         return MHD_NO;
                 return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, TEXT, body, true, false);
         }
-        return reply(conn, MHD_HTTP_NOT_FOUND, TEXT, "not found: try /metrics, /status or /healthz\n", false, false);
+        return reply(conn, MHD_HTTP_NOT_FOUND, TEXT,
+                     "not found: try /, /metrics, /status, /healthz or /api/pipelines\n", false, false);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -421,6 +564,26 @@ int metrics_start(const MetricsOptions *opts, Metrics **ret) {
         pthread_condattr_destroy(&ca);
         m->closed_logged = metrics_mono_usec() - 60 * INT64_C(1000000);
         m->interval_ms = opts->rate_interval_ms ? opts->rate_interval_ms : 1000;
+        m->lag_interval_ms = opts->lag_history_interval_ms ? opts->lag_history_interval_ms : 10000;
+        m->action = opts->action;
+        m->action_userdata = opts->action_userdata;
+        if ((!opts->admin_user) != (!opts->admin_password)) {
+                r = -EINVAL;
+                goto fail;
+        }
+        if (opts->admin_user) {
+                m->admin_user = strdup(opts->admin_user);
+                m->admin_password = strdup(opts->admin_password);
+                if (!m->admin_user || !m->admin_password) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        if (opts->state_dir && asprintf(&m->conflicts_path, "%s/conflicts.jsonl", opts->state_dir) < 0) {
+                m->conflicts_path = NULL;
+                r = -ENOMEM;
+                goto fail;
+        }
 
         if (opts->auth_user) {
                 m->user = strdup(opts->auth_user);
@@ -538,6 +701,9 @@ Metrics *metrics_free(Metrics *m) {
         free(m->entries);
         free(m->user);
         wipe_free(m->password);
+        free(m->admin_user);
+        wipe_free(m->admin_password);
+        free(m->conflicts_path);
         free(m->tls_cert);
         wipe_free(m->tls_key);
         free(m);
@@ -566,7 +732,7 @@ int metrics_attach(Metrics *m, PipelineStats *s) {
         memset(e, 0, sizeof(*e));
         e->s = s;
         /* A first reading right away, so the first /status after attach already has a rate. */
-        metrics_entry_sample(e, metrics_mono_usec());
+        metrics_entry_sample(m, e, metrics_mono_usec());
 out:
         pthread_mutex_unlock(&m->lock);
         return r;

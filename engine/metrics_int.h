@@ -40,8 +40,14 @@ typedef struct {
         struct sockaddr_storage addr;
 } Conn;
 
+/* The console's lag chart: one lag_seconds point per lag interval (10 s), the last hour. */
+#define LAG_POINTS 360
+
 typedef struct {
-        PipelineStats *s;              /* not owned */
+        PipelineStats *s;      /* not owned */
+        float lag[LAG_POINTS]; /* seconds, ring */
+        int nlag, lag_next;
+        int64_t lag_at;                /* usec, CLOCK_MONOTONIC: when the last point was taken */
         int64_t t[RATE_SAMPLES];       /* usec, CLOCK_MONOTONIC */
         uint64_t events[RATE_SAMPLES]; /* events total at t[] */
         int nsamples;
@@ -56,6 +62,12 @@ struct Metrics {
         char *tls_cert; /* owned, PEM contents */
         char *tls_key;  /* owned, PEM contents, wiped on free */
         unsigned interval_ms;
+        unsigned lag_interval_ms;
+        char *admin_user;     /* owned, NULL: mutations use user/password */
+        char *admin_password; /* owned, wiped on free */
+        char *conflicts_path; /* owned: state_dir/conflicts.jsonl, NULL: none */
+        MetricsActionFn action;
+        void *action_userdata;
 
         pthread_mutex_t lock; /* guards entries, nentries, stopping */
         pthread_cond_t wake;  /* the sampler sleeps on it; signalled to stop */
@@ -77,7 +89,8 @@ struct Metrics {
 
 /* CLOCK_MONOTONIC in usec. */
 int64_t metrics_mono_usec(void);
-/* Records the pipeline's event total now (one rate sample). */
-void metrics_entry_sample(Entry *e, int64_t now);
+/* Records the pipeline's event total now (one rate sample), and a lag point when one is due
+ * (lag_interval_ms; always the first). Called with m->lock held. */
+void metrics_entry_sample(Metrics *m, Entry *e, int64_t now);
 /* The sampler thread (see metrics.c's DESIGN): arg is the Metrics. */
 void *metrics_sampler_main(void *arg);

@@ -25,13 +25,22 @@ static uint64_t events_total(PipelineStats *s) {
         return n;
 }
 
+static double lag_seconds(PipelineStats *s, int64_t now);
+
 /* Called with m->lock held. */
-void metrics_entry_sample(Entry *e, int64_t now) {
+void metrics_entry_sample(Metrics *m, Entry *e, int64_t now) {
         e->t[e->next] = now;
         e->events[e->next] = events_total(e->s);
         e->next = (e->next + 1) % RATE_SAMPLES;
         if (e->nsamples < RATE_SAMPLES)
                 e->nsamples++;
+        if (e->nlag == 0 || now - e->lag_at >= (int64_t)m->lag_interval_ms * 1000) {
+                e->lag[e->lag_next] = (float)lag_seconds(e->s, now_usec());
+                e->lag_next = (e->lag_next + 1) % LAG_POINTS;
+                if (e->nlag < LAG_POINTS)
+                        e->nlag++;
+                e->lag_at = now;
+        }
 }
 
 /* Called with m->lock held. */
@@ -65,7 +74,7 @@ void *metrics_sampler_main(void *arg) {
                         break;
                 int64_t now = metrics_mono_usec();
                 for (size_t i = 0; i < m->nentries; i++)
-                        metrics_entry_sample(&m->entries[i], now);
+                        metrics_entry_sample(m, &m->entries[i], now);
         }
         pthread_mutex_unlock(&m->lock);
         return NULL;
@@ -316,7 +325,19 @@ static json_t *json_str_or_null(const char *s) {
         return s && s[0] ? json_str_lossy(s) : json_null();
 }
 
-char *metrics_render_status(Metrics *m) {
+/* Called with m->lock held: the console's chart points, oldest first. */
+static json_t *lag_history(Metrics *m, Entry *e) {
+        json_t *vals = json_array();
+        for (int k = 0; vals && k < e->nlag; k++) {
+                int at = (e->lag_next - e->nlag + k + LAG_POINTS) % LAG_POINTS;
+                json_array_append_new(vals, json_real(e->lag[at]));
+        }
+        return json_pack("{s:f, s:o}", "interval_s", m->lag_interval_ms / 1000.0, "seconds", vals);
+}
+
+/* /status, and with the lag history /api/pipelines: one builder, so what /status gains (snapshot
+ * progress, ...) the API has too. */
+static char *render_status(Metrics *m, bool history) {
         char *out = NULL;
         json_t *root = json_object(), *arr = json_array();
         if (!root || !arr) {
@@ -348,6 +369,8 @@ char *metrics_render_status(Metrics *m) {
                         entry_rate(&m->entries[i], mono), "transactions", (json_int_t)atomic_load(&s->transactions),
                         "queue_depth", (json_int_t)atomic_load(&s->queue_depth), "last_error",
                         last_error ? last_error : json_null());
+                if (p && history)
+                        json_object_set_new(p, "lag_history", lag_history(m, &m->entries[i]));
                 if (!p || json_array_append_new(arr, p) < 0) {
                         pthread_mutex_unlock(&m->lock);
                         goto out;
@@ -358,6 +381,14 @@ char *metrics_render_status(Metrics *m) {
 out:
         json_decref(root);
         return out;
+}
+
+char *metrics_render_status(Metrics *m) {
+        return render_status(m, false);
+}
+
+char *metrics_render_pipelines(Metrics *m) {
+        return render_status(m, true);
 }
 
 char *metrics_render_health(Metrics *m, bool *ret_ok) {

@@ -185,7 +185,7 @@ static void set_state(Pipeline *p, PipelineState s) {
                 atomic_compare_exchange_strong(&p->streaming_since, &zero, now_usec());
         }
         stats_set_state(&p->stats, s);
-        if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED)
+        if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED || s == PIPELINE_PAUSED)
                 atomic_store(&p->settled, true);
 }
 
@@ -456,16 +456,51 @@ out:
         return r;
 }
 
+/* Sleeps until an operator request after `seen` (requests), a stop, or the deadline (NULL:
+ * none). */
+static void wait_request(Pipeline *p, unsigned seen, const struct timespec *until) {
+        pthread_mutex_lock(&p->stop_lock);
+        while (!atomic_load(&p->stop) && atomic_load(&p->requests) == seen) {
+                if (!until)
+                        pthread_cond_wait(&p->stop_cond, &p->stop_lock);
+                else if (pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, until) == ETIMEDOUT)
+                        break;
+        }
+        pthread_mutex_unlock(&p->stop_lock);
+}
+
 static void *supervisor_main(void *arg) {
         Pipeline *p = arg;
         int backoff_ms = BACKOFF_MIN_MS;
+        bool failed = false; /* a fatal error: nothing runs until an operator asks (restart, resume) */
 
         while (!atomic_load(&p->stop)) {
+                unsigned seen = atomic_load(&p->requests);
                 CdcError err = {0};
+                if (atomic_load(&p->paused)) {
+                        if (atomic_load(&p->stats.state) != PIPELINE_PAUSED)
+                                log_info(p->ctx, "paused: the source is not read until the pipeline is resumed");
+                        set_state(p, PIPELINE_PAUSED);
+                        wait_request(p, seen, NULL);
+                        failed = false;
+                        backoff_ms = BACKOFF_MIN_MS;
+                        continue;
+                }
+                if (failed) {
+                        wait_request(p, seen, NULL);
+                        failed = false;
+                        continue;
+                }
+                atomic_store(&p->attempt_stop, false);
                 set_state(p, PIPELINE_STARTING);
                 int r = run_attempt(p, &err);
-                if (r == 0 || atomic_load(&p->stop))
+                if (atomic_load(&p->stop))
                         break;
+                /* Ended by an operator (pause, restart): what it held is committed; go on at once. */
+                if (r == 0 || atomic_load(&p->attempt_stop)) {
+                        backoff_ms = BACKOFF_MIN_MS;
+                        continue;
+                }
                 /* An attempt that streamed a while ended one incident: the next one (the server
                  * restarted again, much later) starts from the shortest delay, not where the last
                  * incident's doubling stopped. */
@@ -480,7 +515,8 @@ static void *supervisor_main(void *arg) {
                 if (!err.retriable) {
                         log_error(p->ctx, "%s — the pipeline is stopped until this is fixed", err.message);
                         set_state(p, PIPELINE_FAILED);
-                        return NULL;
+                        failed = true;
+                        continue;
                 }
                 log_warn(p->ctx, "%s — retrying in %.1f s", err.message, backoff_ms / 1000.0);
                 set_state(p, PIPELINE_RETRYING);
@@ -492,15 +528,39 @@ static void *supervisor_main(void *arg) {
                         until.tv_sec++;
                         until.tv_nsec -= 1000000000L;
                 }
-                pthread_mutex_lock(&p->stop_lock);
-                while (!atomic_load(&p->stop) &&
-                       pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until) != ETIMEDOUT)
-                        ;
-                pthread_mutex_unlock(&p->stop_lock);
+                wait_request(p, seen, &until);
                 backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
         }
         set_state(p, PIPELINE_STOPPED);
         return NULL;
+}
+
+/* Counts the request and wakes the supervisor (and the monitor, which only looks at stop). */
+static void request(Pipeline *p) {
+        pthread_mutex_lock(&p->stop_lock);
+        atomic_fetch_add(&p->requests, 1);
+        pthread_cond_broadcast(&p->stop_cond);
+        pthread_mutex_unlock(&p->stop_lock);
+}
+
+void pipeline_pause(Pipeline *p) {
+        atomic_store(&p->paused, true);
+        atomic_store(&p->attempt_stop, true);
+        request(p);
+}
+
+void pipeline_resume(Pipeline *p) {
+        atomic_store(&p->paused, false);
+        request(p);
+}
+
+void pipeline_restart(Pipeline *p) {
+        atomic_store(&p->attempt_stop, true);
+        request(p);
+}
+
+bool pipeline_paused(Pipeline *p) {
+        return atomic_load(&p->paused);
 }
 
 void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter) {
@@ -604,11 +664,17 @@ void pipeline_io_streaming(PipelineIO *io, bool snapshot) {
 
 int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, const BidiPeers *peers,
                    Pipeline **ret) {
+        return pipeline_start_paused(conf, state, state_dir, peers, false, ret);
+}
+
+int pipeline_start_paused(const PipelineConf *conf, State *state, const char *state_dir, const BidiPeers *peers,
+                          bool paused, Pipeline **ret) {
         Pipeline *p = calloc(1, sizeof(*p));
         int r;
         if (!p)
                 return -ENOMEM;
         p->conf = conf;
+        atomic_store(&p->paused, paused);
         p->io.p = p;
         p->state = state;
         if (peers)

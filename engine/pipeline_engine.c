@@ -203,7 +203,7 @@ static bool batch_ends_after(Engine *e, EventKind forwarded) {
         Pipeline *p = e->p;
         return e->batch_open && !e->in_txn &&
                ((forwarded == EVENT_COMMIT && e->batch_rows >= (size_t)p->conf->batch_max_rows) ||
-                queue_depth(p->q_src) == 0 || atomic_load(&p->stop));
+                queue_depth(p->q_src) == 0 || pipeline_ending(p));
 }
 
 /* ... and while waiting: between transactions with nothing more coming (the wait timed out, or
@@ -231,7 +231,7 @@ void *pipeline_engine_main(void *arg) {
         for (;;) {
                 /* On stop, complete transactions already handed on are committed; a transaction
                  * read only in part is dropped (the sink rolls it back; it is read again later). */
-                if (atomic_load(&p->stop)) {
+                if (pipeline_ending(p)) {
                         if (e.batch_open && !e.in_txn) {
                                 r = engine_end_batch(&e);
                                 if (r < 0 && r != -ECANCELED)

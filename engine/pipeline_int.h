@@ -46,8 +46,12 @@ struct Pipeline {
         char ctx[256];       /* "[pipeline=X source=Y sink=Z]" */
         char spill_dir[512]; /* state_dir/spill/<pipeline> */
         pthread_t supervisor;
-        atomic_bool stop;    /* the service asked this pipeline to stop */
-        atomic_bool settled; /* streaming or failed once */
+        atomic_bool stop;   /* the service asked this pipeline to stop */
+        atomic_bool paused; /* an operator paused it (pipeline_pause) */
+        /* The current attempt is to end as on stop, the pipeline staying (pause, restart). */
+        atomic_bool attempt_stop;
+        atomic_uint requests; /* operator requests so far: wakes the supervisor's waits */
+        atomic_bool settled;  /* streaming or failed once */
         /* Per attempt. */
         Queue *q_src, *q_sink;
         atomic_bool attempt_end; /* a thread failed, or stop: engine and sink wind down */
@@ -75,6 +79,12 @@ struct Pipeline {
         pthread_t monitor;
         bool monitor_started;
 };
+
+/* The attempt is to wind down at the next transaction boundary: the service stops, or an
+ * operator paused or restarted the pipeline. */
+static inline bool pipeline_ending(Pipeline *p) {
+        return atomic_load(&p->stop) || atomic_load(&p->attempt_stop);
+}
 
 /* Drops n entries (transactions committed or skipped); returns the new oldest, 0 if none. */
 int64_t pipeline_pending_pop(PendingTs *pt, size_t n);

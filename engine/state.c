@@ -662,3 +662,70 @@ out:
                 mdb_txn_abort(txn);
         return r;
 }
+
+/* --- operator flags: "paused:" + pipeline in the meta table, present while paused --- */
+
+#define PAUSED_PREFIX "paused:"
+
+static int paused_key(const char *pipeline, char *buf, size_t len, MDB_val *ret) {
+        size_t n = pipeline ? strlen(pipeline) : 0;
+        if (n == 0)
+                return -EINVAL;
+        if (n > STATE_NAME_MAX || sizeof(PAUSED_PREFIX) + n > len)
+                return -ENAMETOOLONG;
+        memcpy(buf, PAUSED_PREFIX, sizeof(PAUSED_PREFIX) - 1);
+        memcpy(buf + sizeof(PAUSED_PREFIX) - 1, pipeline, n);
+        *ret = (MDB_val){sizeof(PAUSED_PREFIX) - 1 + n, buf};
+        return 0;
+}
+
+int state_set_paused(State *s, const char *pipeline, bool paused) {
+        char buf[sizeof(PAUSED_PREFIX) + STATE_NAME_MAX];
+        MDB_val k, v = {1, "1"};
+        MDB_txn *txn = NULL;
+        int r = paused_key(pipeline, buf, sizeof(buf), &k);
+        if (r < 0)
+                return r;
+        r = state_acquire(s);
+        if (r < 0)
+                return r;
+        r = serr(s, mdb_txn_begin(s->env, NULL, 0, &txn));
+        if (r == 0) {
+                int x = paused ? mdb_put(txn, s->meta, &k, &v, 0) : mdb_del(txn, s->meta, &k, NULL);
+                r = x == MDB_NOTFOUND ? 0 : serr(s, x);
+        }
+        if (r == 0) {
+                r = serr(s, mdb_txn_commit(txn));
+                txn = NULL;
+        }
+        if (txn)
+                mdb_txn_abort(txn);
+        /* The environment syncs meta pages lazily (MDB_NOMETASYNC): a pause must survive a crash. */
+        if (r == 0)
+                r = serr(s, mdb_env_sync(s->env, 1));
+        state_release(s);
+        return r;
+}
+
+int state_get_paused(State *s, const char *pipeline, bool *ret) {
+        char buf[sizeof(PAUSED_PREFIX) + STATE_NAME_MAX];
+        MDB_val k, v;
+        MDB_txn *txn = NULL;
+        int r = paused_key(pipeline, buf, sizeof(buf), &k);
+        if (r < 0)
+                return r;
+        r = state_acquire(s);
+        if (r < 0)
+                return r;
+        r = serr(s, mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+        if (r == 0) {
+                int x = mdb_get(txn, s->meta, &k, &v);
+                if (x == 0 || x == MDB_NOTFOUND)
+                        *ret = x == 0;
+                else
+                        r = serr(s, x);
+                mdb_txn_abort(txn);
+        }
+        state_release(s);
+        return r;
+}

@@ -37,6 +37,7 @@ const char *pipeline_state_name(PipelineState s) {
         case PIPELINE_RETRYING: return "retrying";
         case PIPELINE_FAILED: return "failed";
         case PIPELINE_STOPPED: return "stopped";
+        case PIPELINE_PAUSED: return "paused";
         }
         return "unknown";
 }

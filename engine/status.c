@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "cdcsync/metrics.h"
 #include "cdcsync/status.h"
 
@@ -72,30 +74,39 @@ fail:
         return r;
 }
 
-/* Sends the request and reads the whole answer (the server closes: HTTP/1.0). */
-static int http_get(int fd, const char *host, const char *path, char **ret, size_t *ret_len) {
+/* Sends the request (method, path, an Authorization header line or "") and reads the whole
+ * answer (the server closes: HTTP/1.0). */
+static int http_request(int fd, const char *method, const char *host, const char *path, const char *auth, char **ret,
+                        size_t *ret_len) {
         int r;
-        char req[512];
+        char req[1024];
         int n = snprintf(req, sizeof(req),
-                         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: cdcsync-status\r\nAccept: application/json\r\n"
-                         "Connection: close\r\n\r\n",
-                         path, host);
-        if (n < 0 || (size_t)n >= sizeof(req))
+                         "%s %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: cdcsync-status\r\nAccept: application/json\r\n"
+                         "%sContent-Length: 0\r\nConnection: close\r\n\r\n",
+                         method, path, host, auth);
+        if (n < 0 || (size_t)n >= sizeof(req)) {
+                explicit_bzero(req, sizeof(req));
                 return -EINVAL;
+        }
         int64_t deadline = mono_ms() + READ_TIMEOUT_MS;
         size_t sent = 0;
         while (sent < (size_t)n) {
                 ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
                 if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
                         r = wait_fd(fd, POLLOUT, deadline);
-                        if (r < 0)
+                        if (r < 0) {
+                                explicit_bzero(req, sizeof(req));
                                 return r;
+                        }
                         continue;
                 }
-                if (w < 0)
+                if (w < 0) {
+                        explicit_bzero(req, sizeof(req));
                         return -errno;
+                }
                 sent += (size_t)w;
         }
+        explicit_bzero(req, sizeof(req)); /* it held the password */
 
         size_t cap = 16384, len = 0;
         char *buf = malloc(cap);
@@ -321,13 +332,140 @@ int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
                 fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
                 return r;
         }
-        r = http_get(fd, listen_addr, "/status", &answer, &answer_len);
+        r = http_request(fd, "GET", listen_addr, "/status", "", &answer, &answer_len);
         if (r < 0) {
                 fprintf(err, "reading the status from %s failed: %s\n", listen_addr, strerror(-r));
                 goto out;
         }
         r = status_print_answer(answer, answer_len, listen_addr, json, out, err);
 out:
+        free(answer);
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
+/* "Authorization: Basic base64(user:password)\r\n" into buf (wiped by the caller). */
+static int basic_auth_header(const char *user, const char *password, char *buf, size_t len) {
+        char plain[512];
+        unsigned char enc[700];
+        int n = snprintf(plain, sizeof(plain), "%s:%s", user, password);
+        if (n < 0 || (size_t)n >= sizeof(plain)) {
+                explicit_bzero(plain, sizeof(plain));
+                return -E2BIG;
+        }
+        int e = EVP_EncodeBlock(enc, (const unsigned char *)plain, n);
+        explicit_bzero(plain, sizeof(plain));
+        n = e < 0 ? -1 : snprintf(buf, len, "Authorization: Basic %s\r\n", (const char *)enc);
+        explicit_bzero(enc, sizeof(enc));
+        return n < 0 || (size_t)n >= len ? -E2BIG : 0;
+}
+
+int status_action_answer(const char *answer, size_t answer_len, const char *listen_addr, const char *pipeline,
+                         const char *action, FILE *out, FILE *err) {
+        int code = 0;
+        const char *body = strstr(answer, "\r\n\r\n");
+        if (strncmp(answer, "HTTP/1.", 7) != 0 || answer_len < 12 || !body) {
+                fprintf(err,
+                        "%s answered something that is not HTTP (is metrics TLS on? cdcsync %s speaks plain HTTP)\n",
+                        listen_addr, action);
+                return -EPROTO;
+        }
+        for (int i = 9; i < 12; i++) {
+                if (answer[i] < '0' || answer[i] > '9') {
+                        fprintf(err, "%s answered a malformed HTTP status line\n", listen_addr);
+                        return -EPROTO;
+                }
+                code = code * 10 + (answer[i] - '0');
+        }
+        json_error_t jerr;
+        json_t *root = json_loads(body + 4, 0, &jerr);
+        const char *msg = json_string_value(json_object_get(root, code / 100 == 2 ? "message" : "error"));
+        char text[1024];
+        /* The answer is the peer's word: printed on one line, control bytes replaced. */
+        snprintf(text, sizeof(text), "%s", msg ? msg : "");
+        for (char *c = text; *c; c++)
+                if ((unsigned char)*c < 0x20)
+                        *c = ' ';
+        json_decref(root);
+        int r = 0;
+        if (code / 100 == 2)
+                fprintf(out, "pipeline %s: %s\n", pipeline, text[0] ? text : "done");
+        else if (code == 404 && !text[0])
+                fprintf(err, "%s has no admin API (answered 404): is this cdcsync %s or later?\n", listen_addr,
+                        CDCSYNC_VERSION);
+        else if (code == 404)
+                fprintf(err, "no pipeline %s in the running service (%s)\n", pipeline, text);
+        else if (code == 401)
+                fprintf(err,
+                        "%s refused the credentials (%s): check admin_user and admin_password_file in the conf the "
+                        "service runs with\n",
+                        listen_addr, text);
+        else
+                fprintf(err, "%s answered HTTP %d: %s\n", listen_addr, code, text[0] ? text : "(no message)");
+        if (code / 100 != 2)
+                r = code == 404 ? -ENOENT : code == 401 || code == 403 ? -EACCES : -EPROTO;
+        return r;
+}
+
+int status_action(const char *listen_addr, const char *user, const char *password, const char *pipeline,
+                  const char *action, FILE *out, FILE *err) {
+        int r;
+        int fd = -1;
+        char *answer = NULL, path[512], auth[1024] = "";
+        size_t answer_len = 0;
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+
+        if (!listen_addr) {
+                fprintf(err,
+                        "metrics_listen is off in the conf: cdcsync %s asks the service through it; set "
+                        "metrics_listen = 127.0.0.1:9780 and restart cdcsync\n",
+                        action);
+                return -EINVAL;
+        }
+        r = metrics_parse_listen(listen_addr, &addr, &addr_len);
+        if (r < 0) {
+                fprintf(err, "metrics_listen '%s' is not HOST:PORT (IPv4, or [IPv6]): fix it in the conf\n",
+                        listen_addr);
+                return r;
+        }
+        /* A pipeline name is [A-Za-z0-9_.-] (conf.c): nothing to escape in a path, but check. */
+        for (const char *c = pipeline; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' ||
+                      *c == '-' || *c == '.')) {
+                        fprintf(err, "'%s' is not a pipeline name\n", pipeline);
+                        return -EINVAL;
+                }
+        int n = snprintf(path, sizeof(path), "/api/pipelines/%s/%s", pipeline, action);
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+                fprintf(err, "the pipeline name is too long\n");
+                return -EINVAL;
+        }
+        if (user && password && basic_auth_header(user, password, auth, sizeof(auth)) < 0) {
+                fprintf(err, "the admin user name and password are too long\n");
+                return -EINVAL;
+        }
+        r = connect_to(&addr, addr_len, &fd);
+        if (r == -ECONNREFUSED) {
+                fprintf(err,
+                        "cdcsync is not running (nothing answers on %s \u2014 start it with systemctl start "
+                        "cdcsync)\n",
+                        listen_addr);
+                goto out;
+        }
+        if (r < 0) {
+                fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
+                goto out;
+        }
+        r = http_request(fd, "POST", listen_addr, path, auth, &answer, &answer_len);
+        if (r < 0) {
+                fprintf(err, "asking %s to %s %s failed: %s\n", listen_addr, action, pipeline, strerror(-r));
+                goto out;
+        }
+        r = status_action_answer(answer, answer_len, listen_addr, pipeline, action, out, err);
+out:
+        explicit_bzero(auth, sizeof(auth));
         free(answer);
         if (fd >= 0)
                 close(fd);

@@ -116,10 +116,14 @@ struct Conf {
         LogLevel log_level;
         /* HTTP basic auth and TLS for the metrics endpoint: all NULL when unset (then plain HTTP
          * without auth, fine on loopback); user and password come together, as do cert and key */
-        char *metrics_user;          /* owned */
-        char *metrics_password;      /* owned secret from metrics_password_file; never logged */
-        char *metrics_tls_cert;      /* owned: PEM file path */
-        char *metrics_tls_key;       /* owned: PEM file path */
+        char *metrics_user;     /* owned */
+        char *metrics_password; /* owned secret from metrics_password_file; never logged */
+        char *metrics_tls_cert; /* owned: PEM file path */
+        char *metrics_tls_key;  /* owned: PEM file path */
+        /* Credentials of the admin API's state-changing calls; both NULL when unset (then the
+         * metrics credentials serve, and with neither those calls are refused). */
+        char *admin_user;            /* owned */
+        char *admin_password;        /* owned secret from admin_password_file; never logged */
         int64_t retained_warn_bytes; /* bytes; 0: off */
         ConnectorConf *connectors;   /* owned, nconnectors */
         int nconnectors;

@@ -1,13 +1,23 @@
 /* The HTTP operations endpoint: GET /metrics (Prometheus), /status (JSON), /healthz. */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "cdcsync/stats.h"
 
 typedef struct Metrics Metrics;
+
+/* Carries out POST /api/pipelines/NAME/ACTION (admin.h's admin_actions) on the service's
+ * pipelines, called from the endpoint's thread: it must not wait long. body: the request's JSON
+ * (NULL when it sent none), borrowed. Returns 0 (accepted: 202), -ENOENT (no such pipeline: 404),
+ * -EBUSY (not now, try again: 503), -EALREADY (conflicts with the pipeline's state: 409), -EINVAL
+ * (a bad body: 400), else 500; msg: what to tell the client, either way. */
+typedef int (*MetricsActionFn)(void *userdata, const char *pipeline, const char *action, json_t *body, char *msg,
+                               size_t msglen);
 
 typedef struct {
         const char *listen;        /* "127.0.0.1:9780" or "[::1]:9780"; port 0 picks a free port */
@@ -16,6 +26,15 @@ typedef struct {
         const char *tls_cert_file; /* PEM; TLS when both cert and key are set */
         const char *tls_key_file;  /* PEM, unencrypted */
         unsigned rate_interval_ms; /* events/s sampling period; 0: 1000 ms (window: 10 samples) */
+        /* The admin API (admin.h): credentials of its mutations (NULL: auth_user's; with neither,
+         * mutations are refused), state_dir holding conflicts.jsonl (NULL: none), and what carries
+         * the actions out (NULL: they answer 503). */
+        const char *admin_user;
+        const char *admin_password; /* never logged */
+        const char *state_dir;
+        MetricsActionFn action;
+        void *action_userdata;
+        unsigned lag_history_interval_ms; /* one lag point of the console's chart per interval; 0: 10 s */
 } MetricsOptions;
 
 /* Parses "host:port" (IPv4 literal, "localhost", or "[IPv6 literal]") into a socket address.
@@ -40,5 +59,8 @@ int metrics_detach(Metrics *m, PipelineStats *s);
  * malloc'ed NUL-terminated string (caller frees) or NULL on ENOMEM. */
 char *metrics_render_prometheus(Metrics *m);
 char *metrics_render_status(Metrics *m);
+/* GET /api/pipelines: /status with each pipeline's lag history ("lag_history": {"interval_s",
+ * "seconds": [oldest .. newest]}, the last hour at most). */
+char *metrics_render_pipelines(Metrics *m);
 /* *ret_ok = every pipeline streaming. */
 char *metrics_render_health(Metrics *m, bool *ret_ok);

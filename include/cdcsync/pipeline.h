@@ -14,6 +14,19 @@ typedef struct State State;
  * Returns 0 or -errno. */
 int pipeline_start(const PipelineConf *conf, State *state, const char *state_dir, const BidiPeers *peers,
                    Pipeline **ret);
+/* pipeline_start, paused from the start when `paused` (an operator's pause kept in the state
+ * store): no attempt runs until pipeline_resume(). */
+int pipeline_start_paused(const PipelineConf *conf, State *state, const char *state_dir, const BidiPeers *peers,
+                          bool paused, Pipeline **ret);
+/* Operator requests (admin API); all return at once, the supervisor carries them out.
+ * pause: the open batch is committed at a transaction boundary, the position acknowledged, the
+ * source connection closed (the slot and the position stay); the state reads "paused" until
+ * pipeline_resume(). restart: the current attempt ends as on pause and a new one starts at once
+ * (also after a fatal error: the pipeline tries again). */
+void pipeline_pause(Pipeline *p);
+void pipeline_resume(Pipeline *p);
+void pipeline_restart(Pipeline *p);
+bool pipeline_paused(Pipeline *p);
 /* Asks the pipeline to stop: the open batch is committed at a transaction boundary or rolled
  * back, the position acknowledged. Returns at once. */
 void pipeline_stop(Pipeline *p);

@@ -108,3 +108,9 @@ int state_recover(State *s, const char *pipeline, Position sink_pos);
 /* Deletes the pipeline's tombstones with ts < older_than (usec since epoch). Returns how many,
  * or -errno. */
 int state_prune_tombstones(State *s, const char *pipeline, int64_t older_than);
+
+/* Whether an operator paused the pipeline (admin API): kept in the store until resumed, so a
+ * pause outlives a restart of the service. Both acquire the store for the call themselves.
+ * state_set_paused commits durably. Return 0 or -errno (see Faults). */
+int state_set_paused(State *s, const char *pipeline, bool paused);
+int state_get_paused(State *s, const char *pipeline, bool *ret);

@@ -16,6 +16,7 @@ typedef enum {
         PIPELINE_RETRYING, /* a retriable error: reconnecting with backoff */
         PIPELINE_FAILED,   /* a fatal error: stopped until the conf or the systems are fixed */
         PIPELINE_STOPPED,
+        PIPELINE_PAUSED, /* paused by an operator (admin API): no attempt runs until resumed */
 } PipelineState;
 
 const char *pipeline_state_name(PipelineState s);

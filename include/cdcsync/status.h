@@ -16,3 +16,13 @@ int status_print(const char *listen_addr, bool json, FILE *out, FILE *err);
  * returns; the answer is the peer's word, so any bytes are refused or printed, never a crash. */
 int status_print_answer(const char *answer, size_t answer_len, const char *listen_addr, bool json, FILE *out,
                         FILE *err);
+
+/* `cdcsync pause|resume|restart PIPELINE`: POSTs /api/pipelines/PIPELINE/ACTION to the running
+ * service at listen_addr with basic auth (user and password; NULL: none) and prints its answer
+ * (out) or what went wrong (err). Returns 0, -ECONNREFUSED (not running), -ENOENT (no such
+ * pipeline), -EACCES (credentials refused or none configured), -EINVAL, -EPROTO, or -errno. */
+int status_action(const char *listen_addr, const char *user, const char *password, const char *pipeline,
+                  const char *action, FILE *out, FILE *err);
+/* The part of status_action that reads the whole HTTP answer (NUL-terminated). Same returns. */
+int status_action_answer(const char *answer, size_t answer_len, const char *listen_addr, const char *pipeline,
+                         const char *action, FILE *out, FILE *err);

@@ -556,6 +556,36 @@ static void test_crash(void **state) {
         assert_true(rolled_back > 0);   /* and some kills fell between state and sink commits */
 }
 
+/* An operator's pause: kept per pipeline, across closing and opening the store. */
+static void test_paused(void **state) {
+        (void)state;
+        State *s;
+        bool paused = true;
+        assert_int_equal(state_new(dir, &s), 0);
+        assert_int_equal(state_get_paused(s, "orders", &paused), 0);
+        assert_false(paused);
+        assert_int_equal(state_set_paused(s, "orders", true), 0);
+        assert_int_equal(state_set_paused(s, "orders", true), 0);
+        assert_int_equal(state_get_paused(s, "orders", &paused), 0);
+        assert_true(paused);
+        assert_int_equal(state_get_paused(s, "order", &paused), 0);
+        assert_false(paused);
+        state_free(s);
+        assert_int_equal(state_new(dir, &s), 0);
+        assert_int_equal(state_get_paused(s, "orders", &paused), 0);
+        assert_true(paused);
+        assert_int_equal(state_set_paused(s, "orders", false), 0);
+        assert_int_equal(state_set_paused(s, "orders", false), 0);
+        assert_int_equal(state_get_paused(s, "orders", &paused), 0);
+        assert_false(paused);
+        char longname[STATE_NAME_MAX + 2];
+        memset(longname, 'x', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = '\0';
+        assert_int_equal(state_set_paused(s, longname, true), -ENAMETOOLONG);
+        assert_int_equal(state_set_paused(s, "", true), -EINVAL);
+        state_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
@@ -568,6 +598,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reopen_when_unused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_paused, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
