@@ -3,30 +3,36 @@
  * the batches' order.
  *
  * Why it is correct (the same argument as MariaDB's in-order parallel replication):
- * - Batches are numbered in source order (seq) and batch seq goes to worker (seq - 1) % N, so
- *   each worker applies its batches one after another, in order.
+ * - Batches are numbered in source order (seq). The dispatcher holds a batch until its end (or
+ *   until it is too big to hold: see below), then hands it whole to one worker; each worker
+ *   applies its batches one after another, in seq order.
  * - Commits happen strictly in seq order: a worker that ended batch seq waits until seq - 1 is
  *   committed, then writes the checkpoint in the batch's transaction and commits. The sink's one
  *   checkpoint row is therefore only ever written by the batch whose turn it is (no lock fight),
  *   it only moves forward, and after a crash everything up to it is committed and nothing after
  *   it: the resume is the serial one.
- * - Rows: before a change is handed on, the dispatcher looks up its row keys (table and key
- *   values; for a table without key, the whole table) among the keys of batches not yet
- *   committed. A change whose row an earlier uncommitted batch touched waits until that batch
- *   has committed. Since a batch is dispatched whole before the next one starts, every key of
- *   every earlier batch is known by then: two batches never apply changes of one row out of
- *   order.
+ * - Rows: the dispatcher looks up every change's row keys (table and key values; for a table
+ *   without key, the whole table) among the keys of batches not yet committed. A batch that
+ *   touches no such row goes to the next worker in turn and applies concurrently with them. A
+ *   batch whose rows only batches of one worker touched goes to that worker, behind them: its
+ *   session sees their changes committed first, so nothing waits. A batch whose rows batches of
+ *   several workers touched waits until all but the newest of those are committed, then goes to
+ *   the newest one's worker. Since a batch is dispatched whole before the next one starts, every
+ *   key of every earlier batch is known by then: two batches never apply changes of one row out
+ *   of order, and no two open sink transactions touch one row.
  * - What keys cannot show (a TRUNCATE, a table the sink may have to create or alter, a batch of
- *   more than KEYS_PER_BATCH_MAX rows) makes the batch exclusive: it starts after every earlier
- *   batch committed, and no later one starts before it commits.
+ *   more than KEYS_PER_BATCH_MAX rows or HOLD_BYTES_MAX bytes, which is not held whole either)
+ *   makes the batch exclusive: it starts after every earlier batch committed, and no later one
+ *   starts before it commits.
  * - What no key shows at all (a unique index other than the key, a foreign key, a trigger) may
  *   make a later batch fail or wait on a lock an earlier one needs. Any failure while more than
  *   one batch is in flight therefore ends the attempt as retriable, rolls every uncommitted batch
  *   back, and the next attempt applies the next SERIAL_AFTER_CONFLICT batches one at a time from
  *   the sink's checkpoint: a real error then shows as it would without workers, and a conflict of
  *   parallelism alone goes away. Lock waits end with the sink's own timeouts.
- * Memory: every worker queue is bounded, and the key map holds only keys of batches in flight
- * (at most N + 1 batches of at most KEYS_PER_BATCH_MAX keys each). */
+ * Memory: every worker queue is bounded, the batch held is at most KEYS_PER_BATCH_MAX changes
+ * and HOLD_BYTES_MAX bytes of values, and the key map holds only keys of batches in flight (at
+ * most IN_FLIGHT_MAX batches of at most KEYS_PER_BATCH_MAX keys each). */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -45,6 +51,8 @@
 #define KEYS_PER_BATCH_MAX 20000
 #define SERIAL_AFTER_CONFLICT 1000
 #define NOTE_EVENTS 64
+#define HOLD_BYTES_MAX (16u << 20)
+#define IN_FLIGHT_MAX 256 /* batches dispatched and not yet committed; a power of 2 */
 
 /* Key hash → seq of the newest batch that touched it. Open addressing; 0 is an empty slot (a
  * hash of 0 is stored as 1: a false match only makes a change wait, never reorders). */
@@ -70,6 +78,11 @@ typedef struct {
         Queue *q;
         pthread_t thread;
         bool started;
+        /* The seqs of the batches handed to this worker, in order: the dispatcher writes one
+         * before the batch's BATCH_END, the worker reads it at the BATCH_END (one writer, one
+         * reader; at most IN_FLIGHT_MAX in it). */
+        uint64_t seqs[IN_FLIGHT_MAX];
+        atomic_uint_fast64_t seqs_in, seqs_out;
 } Worker;
 
 struct Apply {
@@ -84,8 +97,15 @@ struct Apply {
         /* dispatcher only */
         KeyMap keys;
         TableSeen *tables;
-        uint64_t exclusive;         /* a batch that must commit before any later one starts; 0: none */
-        uint64_t waits, exclusives; /* changes that waited for an earlier batch's row; exclusive batches */
+        uint64_t exclusive;       /* a batch that must commit before any later one starts; 0: none */
+        int owner[IN_FLIGHT_MAX]; /* the worker of batch seq, at seq % IN_FLIGHT_MAX (in flight) */
+        uint64_t *touched;        /* per worker: the newest uncommitted seq of it the held batch touches */
+        int turn;                 /* the worker a batch touching nothing in flight goes to */
+        Event *held;              /* the batch held until its end */
+        size_t nheld, held_cap, held_bytes;
+        bool streaming; /* the batch is too big to hold: its worker gets it change by change */
+        int streaming_to;
+        uint64_t waits, exclusives; /* batches that waited for another worker's batch; exclusive batches */
 };
 
 static int keymap_init(KeyMap *m, size_t cap) {
@@ -225,7 +245,6 @@ static void *worker_main(void *arg) {
         Event ev = {0};
         CdcError err = {0};
         SinkBatch b = {0};
-        uint64_t nth = 0; /* batches this worker ended: its next one is seq nth * n + id + 1 */
         int r;
 
         for (;;) {
@@ -241,8 +260,9 @@ static void *worker_main(void *arg) {
                                 goto fail;
                         break;
                 case EVENT_BATCH_END: {
-                        uint64_t seq = nth * (uint64_t)a->n + (uint64_t)w->id + 1;
-                        nth++;
+                        uint64_t out = atomic_load_explicit(&w->seqs_out, memory_order_relaxed);
+                        uint64_t seq = w->seqs[out % IN_FLIGHT_MAX];
+                        atomic_store_explicit(&w->seqs_out, out + 1, memory_order_release);
                         if (b.open && p->sink_ops->prepare) {
                                 r = p->sink_ops->prepare(w->sink, &err);
                                 if (r < 0)
@@ -305,10 +325,15 @@ fail:
 
 /* ---- dispatcher ---- */
 
-/* Hands ev to the worker of batch seq. False when the attempt ended. */
-static bool hand_on(Apply *a, uint64_t seq, Event *ev) {
-        Worker *w = &a->w[(seq - 1) % (uint64_t)a->n];
-        if (queue_push(w->q, ev) < 0) {
+/* Hands ev to worker w (a BATCH_END: with its seq). False when the attempt ended. */
+static bool hand_to(Apply *a, int w, uint64_t seq, Event *ev) {
+        Worker *wk = &a->w[w];
+        if (ev->kind == EVENT_BATCH_END) {
+                uint64_t in = atomic_load_explicit(&wk->seqs_in, memory_order_relaxed);
+                wk->seqs[in % IN_FLIGHT_MAX] = seq;
+                atomic_store_explicit(&wk->seqs_in, in + 1, memory_order_release);
+        }
+        if (queue_push(wk->q, ev) < 0) {
                 event_clear(ev);
                 return false;
         }
@@ -323,15 +348,16 @@ static bool go_exclusive(Apply *a, uint64_t seq) {
         return wait_committed(a, seq - 1);
 }
 
-/* Waits until no earlier uncommitted batch touched row h, then records it as batch seq's. */
+/* Records row h as batch seq's, and which worker's uncommitted batch touched it before. */
 static int claim_key(Apply *a, uint64_t seq, uint64_t h) {
         if (a->keys.n * 2 >= a->keys.cap && keymap_rebuild(&a->keys, committed_now(a)) < 0)
                 return -ENOMEM;
         size_t i = keymap_slot(&a->keys, h);
-        if (a->keys.hash[i] && a->keys.seq[i] < seq && a->keys.seq[i] > committed_now(a)) {
-                a->waits++;
-                if (!wait_committed(a, a->keys.seq[i]))
-                        return -ECANCELED;
+        uint64_t before = a->keys.hash[i] ? a->keys.seq[i] : 0;
+        if (before && before < seq) {
+                int w = a->owner[before % IN_FLIGHT_MAX];
+                if (before > a->touched[w])
+                        a->touched[w] = before;
         }
         if (!a->keys.hash[i]) {
                 a->keys.hash[i] = h;
@@ -339,6 +365,91 @@ static int claim_key(Apply *a, uint64_t seq, uint64_t h) {
         }
         a->keys.seq[i] = seq;
         return 0;
+}
+
+/* The worker for batch seq, held whole: see the file's first comment. -1 when the attempt ended. */
+static int choose_worker(Apply *a) {
+        uint64_t committed = committed_now(a), newest = 0, others = 0;
+        int w = -1;
+        for (int i = 0; i < a->n; i++)
+                if (a->touched[i] > committed && a->touched[i] > newest)
+                        newest = a->touched[i], w = i;
+        if (w < 0) {
+                w = a->turn;
+                a->turn = (a->turn + 1) % a->n;
+                return w;
+        }
+        for (int i = 0; i < a->n; i++)
+                if (i != w && a->touched[i] > others)
+                        others = a->touched[i];
+        if (others > committed) {
+                a->waits++;
+                atomic_fetch_add(&a->p->stats.apply_waits, 1);
+                if (!wait_committed(a, others))
+                        return -1;
+        }
+        return w;
+}
+
+/* Hands on the held batch to worker w and empties the hold. False when the attempt ended. */
+static bool release_held(Apply *a, int w, uint64_t seq) {
+        bool ok = true;
+        for (size_t i = 0; i < a->nheld; i++) {
+                if (ok)
+                        ok = hand_to(a, w, seq, &a->held[i]);
+                else
+                        event_clear(&a->held[i]);
+        }
+        a->nheld = 0;
+        a->held_bytes = 0;
+        return ok;
+}
+
+static void drop_held(Apply *a) {
+        for (size_t i = 0; i < a->nheld; i++)
+                event_clear(&a->held[i]);
+        a->nheld = 0;
+        a->held_bytes = 0;
+}
+
+static size_t change_bytes(const Change *c) {
+        size_t n = sizeof(*c);
+        for (int i = 0; c->table && i < c->table->ncols; i++)
+                n += (c->before ? c->before[i].len : 0) + (c->after ? c->after[i].len : 0);
+        return n;
+}
+
+/* Holds ev (or, once the batch streams, hands it on). 0, -ENOMEM, or -ECANCELED when the attempt
+ * ended. */
+static int hold(Apply *a, uint64_t seq, Event *ev) {
+        if (a->streaming)
+                return hand_to(a, a->streaming_to, seq, ev) ? 0 : -ECANCELED;
+        if (a->nheld == a->held_cap) {
+                size_t cap = a->held_cap ? a->held_cap * 2 : 256;
+                Event *h = realloc(a->held, cap * sizeof(*h));
+                if (!h) {
+                        event_clear(ev);
+                        return -ENOMEM;
+                }
+                a->held = h;
+                a->held_cap = cap;
+        }
+        if (ev->kind == EVENT_CHANGE)
+                a->held_bytes += change_bytes(&ev->change);
+        a->held[a->nheld++] = *ev;
+        *ev = (Event){0};
+        return 0;
+}
+
+/* The held batch becomes exclusive and is handed on change by change from here. */
+static int start_streaming(Apply *a, uint64_t seq) {
+        if (a->exclusive != seq && !go_exclusive(a, seq))
+                return -ECANCELED;
+        a->streaming = true;
+        a->streaming_to = a->turn;
+        a->turn = (a->turn + 1) % a->n;
+        a->owner[seq % IN_FLIGHT_MAX] = a->streaming_to;
+        return release_held(a, a->streaming_to, seq) ? 0 : -ECANCELED;
 }
 
 static int dispatch(Apply *a) {
@@ -367,11 +478,14 @@ static int dispatch(Apply *a) {
                         pthread_mutex_unlock(&a->lock);
                         in_batch = true;
                         batch_keys = 0;
+                        a->streaming = false;
+                        memset(a->touched, 0, (size_t)a->n * sizeof(*a->touched));
                         bool serial = atomic_load(&p->serial_batches) > 0;
                         if (serial)
                                 atomic_fetch_sub(&p->serial_batches, 1);
                         if ((serial && !wait_committed(a, seq - 1)) ||
-                            (a->exclusive && !wait_committed(a, a->exclusive))) {
+                            (a->exclusive && !wait_committed(a, a->exclusive)) ||
+                            (seq > IN_FLIGHT_MAX && !wait_committed(a, seq - IN_FLIGHT_MAX))) {
                                 event_clear(&ev);
                                 return 0;
                         }
@@ -384,12 +498,15 @@ static int dispatch(Apply *a) {
                                 event_clear(&ev);
                                 return -ENOMEM;
                         }
-                        if ((fresh || c->op == CHANGE_TRUNCATE || ++batch_keys > KEYS_PER_BATCH_MAX) &&
-                            a->exclusive != seq && !go_exclusive(a, seq)) {
-                                event_clear(&ev);
-                                return 0;
+                        if (!a->streaming && (fresh || c->op == CHANGE_TRUNCATE || ++batch_keys > KEYS_PER_BATCH_MAX ||
+                                              a->held_bytes > HOLD_BYTES_MAX)) {
+                                r = start_streaming(a, seq);
+                                if (r < 0) {
+                                        event_clear(&ev);
+                                        return r == -ECANCELED ? 0 : r;
+                                }
                         }
-                        if (a->exclusive != seq) {
+                        if (!a->streaming) {
                                 const Value *imgs[2] = {c->before, c->after};
                                 for (int i = 0; i < 2; i++) {
                                         if (!imgs[i] || (i == 1 && c->before && table_nkeys(c->table) == 0))
@@ -397,18 +514,28 @@ static int dispatch(Apply *a) {
                                         r = claim_key(a, seq, row_hash(c->table, imgs[i]));
                                         if (r < 0) {
                                                 event_clear(&ev);
-                                                return r == -ECANCELED ? 0 : r;
+                                                return r;
                                         }
                                 }
                         }
-                        if (!hand_on(a, seq, &ev))
-                                return 0;
+                        r = hold(a, seq, &ev);
+                        if (r < 0)
+                                return r == -ECANCELED ? 0 : r;
                         break;
                 }
                 case EVENT_BEGIN:
                 case EVENT_COMMIT:
-                        if (!hand_on(a, seq, &ev))
-                                return 0;
+                        /* transactions without changes count too: what is held stays bounded */
+                        if (!a->streaming && a->nheld >= 3 * (size_t)KEYS_PER_BATCH_MAX) {
+                                r = start_streaming(a, seq);
+                                if (r < 0) {
+                                        event_clear(&ev);
+                                        return r == -ECANCELED ? 0 : r;
+                                }
+                        }
+                        r = hold(a, seq, &ev);
+                        if (r < 0)
+                                return r == -ECANCELED ? 0 : r;
                         break;
                 case EVENT_BATCH_END:
                         if (!in_batch) {
@@ -416,7 +543,21 @@ static int dispatch(Apply *a) {
                                 break;
                         }
                         in_batch = false;
-                        if (!hand_on(a, seq, &ev))
+                        if (!a->streaming) {
+                                int w = choose_worker(a);
+                                if (w < 0) {
+                                        event_clear(&ev);
+                                        return 0;
+                                }
+                                a->owner[seq % IN_FLIGHT_MAX] = w;
+                                if (!release_held(a, w, seq)) {
+                                        event_clear(&ev);
+                                        return 0;
+                                }
+                                a->streaming_to = w;
+                        }
+                        a->streaming = false;
+                        if (!hand_to(a, a->streaming_to, seq, &ev))
                                 return 0;
                         break;
                 case EVENT_KEEPALIVE:
@@ -428,7 +569,9 @@ static int dispatch(Apply *a) {
                         break;
                 case EVENT_END:
                         event_clear(&ev);
-                        /* what was dispatched whole commits; an open batch is rolled back */
+                        /* what was dispatched whole commits; an open batch is rolled back (a held
+                         * one was never handed on) */
+                        drop_held(a);
                         wait_committed(a, in_batch ? seq - 1 : seq);
                         return 0;
                 }
@@ -444,7 +587,8 @@ void *pipeline_apply_main(void *arg) {
         pthread_mutex_init(&a.lock, NULL);
         pthread_cond_init(&a.cond, NULL);
         a.w = calloc((size_t)a.n, sizeof(*a.w));
-        if (!a.w || keymap_init(&a.keys, 4096) < 0) {
+        a.touched = calloc((size_t)a.n, sizeof(*a.touched));
+        if (!a.w || !a.touched || keymap_init(&a.keys, 4096) < 0) {
                 r = cdc_oom(&err);
                 goto out;
         }
@@ -474,7 +618,7 @@ void *pipeline_apply_main(void *arg) {
                 r = cdc_oom(&err);
         log_info(p->ctx,
                  "apply_workers = %d: %" PRIu64 " batches dispatched, %" PRIu64 " committed; %" PRIu64
-                 " changes waited for an earlier batch touching their row, %" PRIu64 " batches applied alone",
+                 " batches waited for another worker's batch touching their rows, %" PRIu64 " batches applied alone",
                  a.n, a.dispatched, committed_now(&a), a.waits, a.exclusives);
 out:
         if (r < 0)
@@ -491,6 +635,9 @@ out:
                         p->sink_ops->free(a.w[i].sink);
         }
         free(a.w);
+        free(a.touched);
+        drop_held(&a);
+        free(a.held);
         keymap_free(&a.keys);
         while (a.tables) {
                 TableSeen *s = a.tables;

@@ -42,6 +42,8 @@ typedef struct {
         atomic_uint_fast64_t batch_count;
         _Atomic double batch_sum; /* seconds */
         atomic_int_fast64_t queue_depth;
+        atomic_uint_fast64_t apply_waits; /* apply_workers > 1: batches that waited for another
+                                           * worker's uncommitted batch touching their rows */
         /* Positions as (hi, lo) of the change stream. */
         atomic_uint_fast64_t source_end_hi, source_end_lo; /* log end as the source last saw it */
         atomic_uint_fast64_t received_hi, received_lo;     /* last position read from the source */

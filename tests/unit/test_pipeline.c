@@ -107,6 +107,8 @@ static struct {
         bool fail_when_overlap; /* the first apply made while another session holds changes fails (data) */
         bool failed_on_overlap;
         int hot_keys; /* log_generate: transactions touch only this many keys (0: all NKEYS) */
+        bool hot_row; /* log_generate: every transaction's first change is of row 0 (as pgbench's
+                       * branches), its others of rows 1.. */
 } g;
 
 static Table *table;
@@ -149,7 +151,10 @@ static void log_generate(int n, int each, Rows *src) {
                 assert_non_null(x->ch);
                 for (int j = 0; j < x->n; j++) {
                         FakeChange *c = &x->ch[j];
-                        c->key = g.hot_keys ? (i * 5 + j * 3) % g.hot_keys : (i * 31 + j * 7) % NKEYS;
+                        c->key = g.hot_row && j == 0 ? 0
+                                 : g.hot_row         ? 1 + (i * 31 + j * 7) % (NKEYS - 1)
+                                 : g.hot_keys        ? (i * 5 + j * 3) % g.hot_keys
+                                                     : (i * 31 + j * 7) % NKEYS;
                         snprintf(c->val, sizeof(c->val), "v%d.%d", i, j);
                         if (!src->present[c->key])
                                 c->op = CHANGE_INSERT;
@@ -1082,6 +1087,28 @@ static void test_parallel_apply_overlaps_in_order(void **state) {
         assert_true(g.max_open >= 2);
 }
 
+/* Every transaction changes one hot row (as each of pgbench's changes its branch row): every
+ * batch touches a row of the batch before it, so each goes behind that one on the same worker
+ * (pipeline_apply.c) while that one is not committed, where its session sees it committed first:
+ * none waits for another worker's batch, and the sink ends exact. */
+static void test_parallel_apply_chain_stays_on_one_worker(void **state) {
+        (void)state;
+        Rows src = {0};
+        g.hot_row = true;
+        log_generate(200, 0, &src);
+        sink_conf.type = "fakepar";
+        pipe_conf.apply_workers = 3;
+        pipe_conf.batch_max_rows = 3;
+        g.commit_delay_us = 1000;
+        Pipeline *p = start();
+        wait_acked(g.log[g.ntxns - 1].pos);
+        assert_int_equal(atomic_load(&pipeline_stats(p)->apply_waits), 0);
+        pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_int_equal(g.committed_applies, changes_in(0, 199));
+}
+
 /* Stopped midway with several batches in flight: the sink holds exactly the source's rows up to
  * its checkpoint (what was not committed in order was rolled back), and a resume ends exact. */
 static void test_parallel_apply_stop_midway_then_resume(void **state) {
@@ -1141,6 +1168,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_parallel_apply_overlaps_in_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_apply_stop_midway_then_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_apply_error_in_overlap_retried_in_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_parallel_apply_chain_stays_on_one_worker, setup, teardown),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
         table_unref(table);
