@@ -12,6 +12,7 @@ PACKAGES=(
   procps psmisc python3 openssl systemd util-linux git locales
   man-db mandoc file dpkg-dev
   clang libclang-rt-14-dev
+  chromium chromium-driver
   "$@"
 )
 

@@ -1027,6 +1027,75 @@ static void test_failed_pipeline_lag_grows(void **state) {
         assert_sink_as_of_checkpoint();
 }
 
+/* Paused mid-stream (admin API): the attempt ends as on stop, the sink holding whole transactions
+ * up to its checkpoint and nothing more arriving while paused; resumed, the pipeline goes on from
+ * there and ends exact, nothing lost and nothing applied twice. */
+static void test_pause_midway_then_resume(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(300, 0, &src);
+        g.emit_delay_us = 300;
+        Pipeline *p = start();
+        wait_acked(g.log[50].pos);
+        pipeline_pause(p);
+        wait_state(p, PIPELINE_PAUSED);
+        assert_true(pipeline_paused(p));
+        assert_true(pipeline_settled(p));
+        pthread_mutex_lock(&g.lock);
+        int at = assert_sink_as_of_checkpoint();
+        int opens = g.opens;
+        uint64_t applies = g.committed_applies;
+        pthread_mutex_unlock(&g.lock);
+        assert_true(at >= 50 && at < 299);
+        /* Still paused after a request that is not a resume. */
+        pipeline_restart(p);
+        wait_state(p, PIPELINE_PAUSED);
+        assert_int_equal(g.opens, opens);
+        assert_int_equal(g.committed_applies, applies);
+        g.emit_delay_us = 0;
+        pipeline_resume(p);
+        wait_acked(g.log[299].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+        assert_int_equal(g.committed_applies, changes_in(0, 299));
+}
+
+/* Started paused (a pause kept in the state store): nothing opens until resumed. */
+static void test_start_paused(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(100, 0, &src);
+        Pipeline *p = NULL;
+        assert_int_equal(pipeline_start_paused(&pipe_conf, NULL, "/tmp", NULL, true, &p), 0);
+        wait_state(p, PIPELINE_PAUSED);
+        assert_true(pipeline_settled(p));
+        assert_int_equal(g.opens, 0);
+        pipeline_resume(p);
+        wait_acked(g.log[99].pos);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+}
+
+/* A pipeline stopped by a fatal error runs again on restart (its cause fixed) and ends exact. */
+static void test_restart_after_fatal_error(void **state) {
+        (void)state;
+        Rows src = {0};
+        log_generate(300, 0, &src);
+        g.fail_at_apply = 123;
+        g.fail_retriable = false;
+        Pipeline *p = start();
+        wait_state(p, PIPELINE_FAILED);
+        assert_int_equal(g.opens, 1);
+        pipeline_restart(p);
+        wait_acked(g.log[299].pos);
+        assert_int_equal(g.opens, 2);
+        p = pipeline_free(p);
+        assert_no_violation();
+        assert_rows_equal(&g.committed, &src);
+}
+
 /* A transaction larger than both queues together travels as one sink commit, never split, however
  * small batch_max_rows is. */
 static void test_large_transaction_is_one_commit(void **state) {
@@ -1162,6 +1231,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_fatal_error_stops_with_data_and_checkpoint_agreeing, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_failed_pipeline_lag_grows, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pause_midway_then_resume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_start_paused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_after_fatal_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_large_transaction_is_one_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_midway_then_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_async_sink_acknowledged_only_when_durable, setup, teardown),
