@@ -553,7 +553,7 @@ static int cmd_status(const char *path, bool json) {
                 conf_free(conf);
                 return 2;
         }
-        r = status_print(conf->metrics_listen, json, stdout, stderr);
+        r = status_print_auth(conf->metrics_listen, conf->metrics_user, conf->metrics_password, json, stdout, stderr);
         conf_free(conf);
         return r < 0 ? 1 : 0;
 }

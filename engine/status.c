@@ -270,8 +270,9 @@ int status_print_answer(const char *answer, size_t answer_len, const char *liste
         }
         if (code == 401) {
                 fprintf(err,
-                        "%s asks for a password (metrics basic auth): cdcsync status cannot send one; "
-                        "use curl -u USER %s/status\n",
+                        "%s asks for a password (metrics basic auth) and did not take what cdcsync status sent "
+                        "(metrics_user and metrics_password_file of the conf, when set): check them, or use "
+                        "curl -u USER %s/status\n",
                         listen_addr, listen_addr);
                 r = -EACCES;
                 goto out;
@@ -301,10 +302,17 @@ out:
         return r;
 }
 
+static int basic_auth_header(const char *user, const char *password, char *buf, size_t len);
+
 int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
+        return status_print_auth(listen_addr, NULL, NULL, json, out, err);
+}
+
+int status_print_auth(const char *listen_addr, const char *user, const char *password, bool json, FILE *out,
+                      FILE *err) {
         int r;
         int fd = -1;
-        char *answer = NULL;
+        char *answer = NULL, auth[1024] = "";
         size_t answer_len = 0;
         struct sockaddr_storage addr;
         socklen_t addr_len;
@@ -332,13 +340,19 @@ int status_print(const char *listen_addr, bool json, FILE *out, FILE *err) {
                 fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
                 return r;
         }
-        r = http_request(fd, "GET", listen_addr, "/status", "", &answer, &answer_len);
+        if (user && password && basic_auth_header(user, password, auth, sizeof(auth)) < 0) {
+                fprintf(err, "the metrics user name and password are too long\n");
+                r = -EINVAL;
+                goto out;
+        }
+        r = http_request(fd, "GET", listen_addr, "/status", auth, &answer, &answer_len);
         if (r < 0) {
                 fprintf(err, "reading the status from %s failed: %s\n", listen_addr, strerror(-r));
                 goto out;
         }
         r = status_print_answer(answer, answer_len, listen_addr, json, out, err);
 out:
+        explicit_bzero(auth, sizeof(auth));
         free(answer);
         if (fd >= 0)
                 close(fd);

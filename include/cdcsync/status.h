@@ -10,6 +10,9 @@
  * Returns 0, -ECONNREFUSED (nothing listens: the service is not running), -ETIMEDOUT, -EINVAL
  * (bad address), -EPROTO / -EBADMSG (an answer that is not a status), or another -errno. */
 int status_print(const char *listen_addr, bool json, FILE *out, FILE *err);
+/* status_print with HTTP basic auth (user and password; NULL: none), for an endpoint with
+ * metrics_user set. */
+int status_print_auth(const char *listen_addr, const char *user, const char *password, bool json, FILE *out, FILE *err);
 
 /* The part of status_print that reads the answer: answer is the whole HTTP reply as received
  * (answer_len bytes, NUL-terminated), listen_addr only names the service in messages. Same

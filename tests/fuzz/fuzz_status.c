@@ -1,5 +1,5 @@
-/* Fuzz target: the answer `cdcsync status` reads from whatever listens on metrics_listen (the
- * service, or anything else there), printed as the table and as --json. Seeds: an answer of a
+/* Fuzz target: the answer `cdcsync status` (and pause/resume/restart) reads from whatever listens
+ * on metrics_listen (the service, or anything else there), printed as the table and as --json. Seeds: an answer of a
  * running service (tests/fixtures/status/) and the crafted ones. */
 #include <errno.h>
 #include <stdint.h>
@@ -24,6 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 int r = status_print_answer(answer, size, "127.0.0.1:9780", json, devnull, devnull);
                 FUZZ_CHECK(r == 0 || r == -EPROTO || r == -EBADMSG || r == -EACCES || r == -ENOMEM);
         }
+        /* The answer to `cdcsync pause|resume|restart` comes from the same place. */
+        int r = status_action_answer(answer, size, "127.0.0.1:9780", "orders", "pause", devnull, devnull);
+        FUZZ_CHECK(r == 0 || r == -EPROTO || r == -ENOENT || r == -EACCES);
         free(answer);
         return 0;
 }

@@ -143,6 +143,8 @@ authed_streaming() { curl -sS --max-time 5 -u mon:met-pw "http://127.0.0.1:$MPOR
 wait_for "main streaming (metrics auth)" 60 authed_streaming
 expect 401 GET /pipelines
 expect 200 GET /pipelines -u mon:met-pw
+"$CDCSYNC" -c "$WORK/metrics.conf" status >"$WORK/status.out" 2>&1 || fail "cdcsync status with metrics auth: $(cat "$WORK/status.out")"
+grep -q "^main  *streaming" "$WORK/status.out" || fail "cdcsync status with metrics auth: $(cat "$WORK/status.out")"
 expect 401 POST /pipelines/main/restart
 expect 202 POST /pipelines/main/restart -u mon:met-pw
 wait_for "main streaming after a restart by the metrics user" 60 authed_streaming
