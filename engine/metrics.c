@@ -437,11 +437,16 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         AdminAuth a = authorize(m, conn, mutation);
         if (a != ADMIN_AUTH_OK)
                 return refuse(conn, a, mutation);
-        if (routed < 0)
-                return reply_error(conn, MHD_HTTP_NOT_FOUND,
-                                   "not found: the admin API has GET /api/pipelines, GET /api/conflicts and POST "
-                                   "/api/pipelines/NAME/pause|resume|restart",
-                                   false, NULL);
+        if (routed < 0) {
+                /* Said from the action table, so a new action is listed without another edit. */
+                char msg[256];
+                size_t n = (size_t)snprintf(msg, sizeof(msg),
+                                            "not found: the admin API has GET /api/pipelines, GET /api/conflicts and "
+                                            "POST /api/pipelines/NAME/");
+                for (const char *const *act = admin_actions; *act && n < sizeof(msg); act++)
+                        n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s", act == admin_actions ? "" : "|", *act);
+                return reply_error(conn, MHD_HTTP_NOT_FOUND, msg, false, NULL);
+        }
         if (routed == 1 && !method_ok)
                 return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", false, rt.allow);
         if (mutation) {

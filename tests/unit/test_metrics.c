@@ -478,6 +478,99 @@ static void test_basic_auth(void **state) {
         metrics_free(m);
 }
 
+/* What the admin API's fake action saw. */
+static char acted[256];
+
+static int fake_action(void *userdata, const char *pipeline, const char *action, json_t *body, char *msg, size_t len) {
+        (void)userdata;
+        (void)body;
+        if (strcmp(pipeline, "orders") != 0) {
+                snprintf(msg, len, "no pipeline %s", pipeline);
+                return -ENOENT;
+        }
+        snprintf(acted, sizeof(acted), "%s %s", action, pipeline);
+        snprintf(msg, len, "%s asked", action);
+        return 0;
+}
+
+/* The admin API through HTTP: reads open without metrics auth, actions only with the admin
+ * credentials (ops:adm = b3BzOmFkbQ==), a wrong method before credentials, the action's answer
+ * as JSON, the console at /. */
+static void test_admin_api(void **state) {
+        (void)state;
+        fill_stats();
+        Metrics *m = NULL;
+        MetricsOptions o = {
+                .listen = "127.0.0.1:0", .admin_user = "ops", .admin_password = "adm", .action = fake_action};
+        assert_int_equal(metrics_start(&o, &m), 0);
+        assert_int_equal(metrics_attach(m, &orders), 0);
+        uint16_t port = metrics_port(m);
+        Answer a = {0};
+        assert_int_equal(http("127.0.0.1", port, "GET", "/api/pipelines", NULL, &a), 0);
+        assert_int_equal(a.status, 200);
+        json_error_t jerr;
+        json_t *root = json_loads(a.body, 0, &jerr);
+        json_t *p = json_array_get(json_object_get(root, "pipelines"), 0);
+        assert_string_equal(json_string_value(json_object_get(p, "name")), "orders");
+        json_t *h = json_object_get(p, "lag_history");
+        assert_true(json_real_value(json_object_get(h, "interval_s")) == 10.0);
+        assert_int_equal(json_array_size(json_object_get(h, "seconds")), 1); /* the point taken at attach */
+        json_decref(root);
+        answer_clear(&a);
+
+        assert_int_equal(http("127.0.0.1", port, "GET", "/", NULL, &a), 0);
+        assert_int_equal(a.status, 200);
+        assert_true(matches(a.head, "^Content-Type: text/html"));
+        assert_true(matches(a.body, "<title>cdcsync</title>"));
+        answer_clear(&a);
+
+        acted[0] = '\0';
+        assert_int_equal(http("127.0.0.1", port, "POST", "/api/pipelines/orders/pause", NULL, &a), 0);
+        assert_int_equal(a.status, 401);
+        assert_true(matches(a.head, "^WWW-Authenticate: Basic"));
+        answer_clear(&a);
+        assert_int_equal(http("127.0.0.1", port, "POST", "/api/pipelines/orders/pause", "b3BzOmFkbg==", &a), 0);
+        assert_int_equal(a.status, 401); /* ops:adn */
+        answer_clear(&a);
+        assert_string_equal(acted, "");
+        assert_int_equal(http("127.0.0.1", port, "GET", "/api/pipelines/orders/pause", NULL, &a), 0);
+        assert_int_equal(a.status, 405);
+        assert_true(matches(a.head, "^Allow: POST"));
+        answer_clear(&a);
+        assert_int_equal(http("127.0.0.1", port, "POST", "/api/pipelines/orders/pause", "b3BzOmFkbQ==", &a), 0);
+        assert_int_equal(a.status, 202);
+        assert_string_equal(a.body, "{\"pipeline\":\"orders\",\"action\":\"pause\",\"message\":\"pause asked\"}");
+        assert_string_equal(acted, "pause orders");
+        answer_clear(&a);
+        assert_int_equal(http("127.0.0.1", port, "POST", "/api/pipelines/nope/resume", "b3BzOmFkbQ==", &a), 0);
+        assert_int_equal(a.status, 404);
+        assert_string_equal(a.body, "{\"error\":\"no pipeline nope\"}");
+        answer_clear(&a);
+        assert_int_equal(http("127.0.0.1", port, "POST", "/api/pipelines/orders/explode", "b3BzOmFkbQ==", &a), 0);
+        assert_int_equal(a.status, 404);
+        assert_true(matches(a.body, "pause\\|resume\\|restart"));
+        answer_clear(&a);
+        assert_int_equal(http("127.0.0.1", port, "GET", "/api/conflicts?limit=0", NULL, &a), 0);
+        assert_int_equal(a.status, 400);
+        answer_clear(&a);
+        assert_int_equal(http("127.0.0.1", port, "GET", "/api/conflicts", NULL, &a), 0);
+        assert_int_equal(a.status, 200);
+        assert_string_equal(a.body, "{\"conflicts\":[],\"complete\":true}"); /* no state_dir */
+        answer_clear(&a);
+        metrics_free(m);
+
+        /* No credentials configured: reads work, actions are refused with what to configure. */
+        assert_int_equal(metrics_start(&(MetricsOptions){.listen = "127.0.0.1:0", .action = fake_action}, &m), 0);
+        assert_int_equal(http("127.0.0.1", metrics_port(m), "POST", "/api/pipelines/orders/pause", "b3BzOmFkbQ==", &a),
+                         0);
+        assert_int_equal(a.status, 403);
+        assert_true(matches(a.body, "admin_user and admin_password_file"));
+        answer_clear(&a);
+        metrics_free(m);
+        stats_destroy(&orders);
+        stats_destroy(&weird);
+}
+
 static int run(const char *cmd) {
         int rc = system(cmd);
         return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -657,6 +750,7 @@ int main(void) {
                 cmocka_unit_test(test_metrics_exposition),
                 cmocka_unit_test(test_status_and_health),
                 cmocka_unit_test(test_source_health),
+                cmocka_unit_test(test_admin_api),
                 cmocka_unit_test(test_routes_and_methods),
                 cmocka_unit_test(test_binds_exact_address),
                 cmocka_unit_test(test_basic_auth),
