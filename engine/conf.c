@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cdcsync/conf.h"
+#include "cdcsync/shape.h"
 #include "cdcsync/connector.h"
 #include "cdcsync/guard.h"
 #include "cdcsync/hash.h"
@@ -720,6 +721,26 @@ static void conf_build(ConfParser *p) {
                                          a->apply_workers, c->pipelines[j].name);
                                 break;
                         }
+                {
+                        /* the shaping keys: parsed here so that a mistake names its line */
+                        static const char *const keys[] = {"columns", "exclude_columns", "mask_columns", "skip",
+                                                           "soft_delete"};
+                        const ConfEntry *first = NULL;
+                        for (size_t k = 0; !first && k < sizeof(keys) / sizeof(keys[0]); k++)
+                                first = entry_get(&p->sections[i], keys[k]);
+                        PipelineConf tmp = *a;
+                        for (int j = 0; a->source && a->sink && j < c->npipelines; j++)
+                                tmp.bidirectional |=
+                                        a->source == c->pipelines[j].sink && a->sink == c->pipelines[j].source;
+                        Shape *sh = NULL;
+                        char msg[1024];
+                        int r = first ? shape_new(&tmp, &sh, msg, sizeof(msg)) : 0;
+                        if (r == -ENOMEM)
+                                p->oom = true;
+                        else if (r < 0)
+                                conf_err(p, first->line, "%s", msg);
+                        shape_free(sh);
+                }
                 for (int j = 0; a->snapshot_mode == SNAPSHOT_REPLACE && a->source && a->sink && j < c->npipelines; j++)
                         if (a->source == c->pipelines[j].sink && a->sink == c->pipelines[j].source) {
                                 conf_err(p, entry_get(&p->sections[i], "snapshot")->line,
@@ -809,6 +830,11 @@ Conf *conf_free(Conf *c) {
                 free_list(pl->priority, pl->npriority);
                 free(pl->start_position);
                 free(pl->dead_letter_topic);
+                free(pl->columns);
+                free(pl->exclude_columns);
+                free(pl->mask_columns);
+                free(pl->skip);
+                free(pl->soft_delete);
         }
         for (int i = 0; i < c->nwarnings; i++)
                 free(c->warnings[i]);

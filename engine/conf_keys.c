@@ -111,6 +111,20 @@ const ConfKey conf_pipeline_keys[] = {
         {"on_bad_message", K_INDEX, "error", T_ALL, 0, true, false, PIP(on_bad_message), 0, 0, 0,
          "error | skip | dead_letter",
          "kafka source, a message that is no change event: stop, skip it, or send it to dead_letter_topic"},
+        {"columns", K_STR, NULL, T_ALL, 0, true, false, PIP(columns), 0, 0, 0,
+         "SCHEMA.TABLE: COL, COL, ...; SCHEMA.TABLE: ...",
+         "keep only these columns of a table (its key columns must be among them); others are never written"},
+        {"exclude_columns", K_STR, NULL, T_ALL, 0, true, false, PIP(exclude_columns), 0, 0, 0,
+         "SCHEMA.TABLE: COL, COL, ...; SCHEMA.TABLE: ...", "drop these columns of a table (not its key columns)"},
+        {"mask_columns", K_STR, NULL, T_ALL, 0, true, false, PIP(mask_columns), 0, 0, 0,
+         "SCHEMA.TABLE.COL: sha256 | redact, ...",
+         "replace values before any sink sees them: sha256 (64 lowercase hex digits of the value's text; a "
+         "key stays a key), redact (NULL; not for a key column)"},
+        {"skip", K_STR, NULL, T_ALL, 0, true, false, PIP(skip), 0, 0, 0, "delete, update, truncate",
+         "operations not applied to the sink (an archive keeps what the source deletes)"},
+        {"soft_delete", K_STR, NULL, T_ALL, 0, true, false, PIP(soft_delete), 0, 0, 0, "COLUMN",
+         "a delete sets this extra column of the sink table to the source's commit time instead of "
+         "removing the row; an insert of the key again clears it"},
         {"dead_letter_topic", K_STR, NULL, T_ALL, 0, true, false, PIP(dead_letter_topic), 0, 0, 0, "TOPIC",
          "with on_bad_message = dead_letter: where those messages go; default cdcsync.dead.<pipeline>"},
 };

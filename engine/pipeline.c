@@ -714,6 +714,14 @@ int pipeline_start_paused(const PipelineConf *conf, State *state, const char *st
                         goto fail;
                 }
         }
+        {
+                char msg[1024];
+                r = shape_new(conf, &p->shape, msg, sizeof(msg));
+                if (r < 0) {
+                        log_error(p->ctx, "%s", msg); /* conf_load refuses such a conf first */
+                        goto fail;
+                }
+        }
         atomic_store(&p->stats.last_progress_ts, now_usec());
         r = -pthread_create(&p->supervisor, NULL, supervisor_main, p);
         if (r < 0)
@@ -724,6 +732,7 @@ int pipeline_start_paused(const PipelineConf *conf, State *state, const char *st
         return 0;
 fail:
         p->rows = rowstate_free(p->rows);
+        p->shape = shape_free(p->shape);
         free(p->pending.ts);
         stats_destroy(&p->stats);
         free(p);
@@ -747,6 +756,7 @@ Pipeline *pipeline_free(Pipeline *p) {
         if (p->monitor_started)
                 pthread_join(p->monitor, NULL);
         p->rows = rowstate_free(p->rows);
+        p->shape = shape_free(p->shape);
         free(p->pending.ts);
         stats_destroy(&p->stats);
         pthread_mutex_destroy(&p->err_lock);

@@ -153,6 +153,13 @@ static int on_change(Engine *e, Event *ev) {
         }
         if (rowstate_is_tag_table(ev->change.table))
                 return on_tag_row(e, ev);
+        if (p->shape) {
+                int r = shape_apply(p->shape, &ev->change, e->txn.commit_ts, e->txn.snapshot, &e->err);
+                if (r < 0)
+                        return r;
+                if (r == SHAPE_DROP)
+                        return EVENT_CONSUMED;
+        }
         if (p->rows) {
                 bool apply = true;
                 int r = e->echo_txn ? rowstate_echo(p->rows, &e->txn, &ev->change, e->seq, &apply, &e->err)

@@ -12,6 +12,7 @@
 #include "cdcsync/pipeline.h"
 #include "cdcsync/queue.h"
 #include "cdcsync/rowstate.h"
+#include "cdcsync/shape.h"
 
 #define QUEUE_CAPACITY 4096
 #define BACKOFF_MIN_MS 500
@@ -39,6 +40,7 @@ struct Pipeline {
         const SinkOps *sink_ops;
         State *state;     /* shared store, borrowed; may be NULL */
         RowState *rows;   /* this pipeline's view of state, NULL when state is NULL */
+        Shape *shape;     /* what of each table flows (shape.h), NULL: everything; engine thread only */
         time_t pruned_at; /* monotonic seconds of the last tombstone pruning, engine thread only */
         PipelineStats stats;
         BidiPeers peers;     /* echo marks of reverse pipelines (bidirectional sync) */

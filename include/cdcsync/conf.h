@@ -102,8 +102,10 @@ typedef struct {
         char *start_position;            /* owned or NULL */
         BadMessagePolicy on_bad_message; /* Kafka source only */
         char *dead_letter_topic;         /* owned: where on_bad_message = dead_letter sends them */
-        bool bidirectional;              /* another pipeline runs the other way (sink → source): set by conf_load */
-        const Conf *conf; /* the conf it belongs to (set by conf_load; NULL in a PipelineConf made by hand) */
+        /* owned or NULL, as written: what of each table flows (parsed and applied by shape.c) */
+        char *columns, *exclude_columns, *mask_columns, *skip, *soft_delete;
+        bool bidirectional; /* another pipeline runs the other way (sink → source): set by conf_load */
+        const Conf *conf;   /* the conf it belongs to (set by conf_load; NULL in a PipelineConf made by hand) */
         const char *file;
         int line;
         uint64_t hash; /* of this section and of both connectors' sections */
