@@ -590,7 +590,7 @@ int shape_apply(Shape *s, Change *c, int64_t commit_ts, bool snapshot, CdcError 
         }
         int sd = s->soft_delete ? e->out->ncols - 1 : -1;
         if (sd >= 0 && c->op == CHANGE_DELETE) {
-                /* the row stays, marked: an update of its key columns and the mark alone */
+                /* the row stays, marked: an update of the mark and of what the old image holds */
                 after = before ? values_new(e->out->ncols) : NULL;
                 for (int o = 0; after && o < e->out->ncols; o++) {
                         if (o == sd) {
@@ -598,11 +598,12 @@ int shape_apply(Shape *s, Change *c, int64_t commit_ts, bool snapshot, CdcError 
                                 ts_text(commit_ts, !s->mysql_types, t, sizeof(t));
                                 if (value_set(&after[o], t, strlen(t)) < 0)
                                         goto oom;
-                        } else if (e->out->cols[o].key && table_nkeys(e->out) > 0) {
-                                if (before[o].kind == VALUE_TEXT &&
-                                    value_set(&after[o], before[o].data, before[o].len) < 0)
+                        } else if (before[o].kind == VALUE_TEXT) {
+                                /* the key, and what a full old image (MySQL, REPLICA IDENTITY FULL) holds */
+                                if (value_set(&after[o], before[o].data, before[o].len) < 0)
                                         goto oom;
-                        } else {
+                        } else if (e->mask[o] != MASK_REDACT) {
+                                /* not in the old image (or NULL there): left as the sink has it */
                                 after[o].kind = VALUE_UNCHANGED;
                         }
                 }
