@@ -498,8 +498,9 @@ typedef struct {
 static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
         CopyList *l = ud;
         (void)lens;
-        if (ncols < 3 || !cells[0] || !cells[1] || !cells[2])
-                return 0;
+        CopyState st;
+        if (ncols < 5 || !cells[0] || !cells[1] || !cells[2] || !cells[3] || copies_state_parse(cells[3], &st) < 0)
+                return 0; /* a state of a later build: not this build's to act on */
         CopiedTable *v = realloc(l->v, sizeof(*v) * (size_t)(l->n + 1));
         if (!v) {
                 l->oom = true;
@@ -509,6 +510,8 @@ static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols
         snprintf(v[l->n].table, sizeof(v[l->n].table), "%s", cells[0]);
         v[l->n].pos.hi = strtoull(cells[1], NULL, 10);
         v[l->n].pos.lo = strtoull(cells[2], NULL, 10);
+        v[l->n].state = st;
+        v[l->n].rows = cells[4] ? strtoull(cells[4], NULL, 10) : 0;
         l->n++;
         return 0;
 }
@@ -517,8 +520,8 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
         CopyList l = {0};
         const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
         int r = mysql_conn_query(k->m,
-                                 "SELECT source_table, pos_hi, pos_lo FROM `cdcsync`.`tables` WHERE pipeline = ? AND "
-                                 "state = 'copied'",
+                                 "SELECT source_table, pos_hi, pos_lo, state, copied_rows FROM `cdcsync`.`tables` "
+                                 "WHERE pipeline = ?",
                                  params, 1, copy_row, &l, err);
         mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
         if (r >= 0 && l.oom)

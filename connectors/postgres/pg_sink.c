@@ -307,8 +307,8 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
         PGresult *res = NULL;
         int r = pg_pipe_exec_params(
                 k,
-                "SELECT source_table, pos_hi::text, pos_lo::text FROM cdcsync.tables WHERE pipeline = $1 "
-                "AND state = 'copied'",
+                "SELECT source_table, pos_hi::text, pos_lo::text, state, coalesce(copied_rows, 0)::text FROM "
+                "cdcsync.tables WHERE pipeline = $1",
                 1, vals, "reading the copy records", &res, err);
         if (r < 0)
                 return r;
@@ -318,14 +318,19 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
                 PQclear(res);
                 return cdc_oom(err);
         }
+        int m = 0;
         for (int i = 0; i < n; i++) {
-                snprintf(v[i].table, sizeof(v[i].table), "%s", PQgetvalue(res, i, 0));
-                v[i].pos.hi = strtoull(PQgetvalue(res, i, 1), NULL, 10);
-                v[i].pos.lo = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+                if (copies_state_parse(PQgetvalue(res, i, 3), &v[m].state) < 0)
+                        continue; /* a state of a later build: not this build's to act on */
+                snprintf(v[m].table, sizeof(v[m].table), "%s", PQgetvalue(res, i, 0));
+                v[m].pos.hi = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+                v[m].pos.lo = strtoull(PQgetvalue(res, i, 2), NULL, 10);
+                v[m].rows = strtoull(PQgetvalue(res, i, 4), NULL, 10);
+                m++;
         }
         PQclear(res);
         *ret = v;
-        *ret_n = n;
+        *ret_n = m;
         return 0;
 }
 

@@ -321,11 +321,14 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         for (int i = 0; r == 0 && i < start->ncopied; i++) {
                 const char *t = start->copied[i].table, *dot = strchr(t, '.');
                 char sch[256];
+                if (start->copied[i].state == COPY_STATE_CHUNK)
+                        continue; /* a chunk of a copy in progress (pg_snapshot_resume) */
                 snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
                 if (!dot || !conf_pipeline_has_table(s->pipe, sch, dot + 1)) {
                         if (list_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
                                 r = cdc_oom(err);
-                } else if (position_cmp(start->copied[i].pos, start->checkpoint.pos) > 0) {
+                } else if (start->copied[i].state == COPY_STATE_COPIED &&
+                           position_cmp(start->copied[i].pos, start->checkpoint.pos) > 0) {
                         /* copied as of a position the checkpoint has not reached: still filtered */
                         CopiedTable *f = realloc(s->filters, sizeof(*f) * (size_t)(s->nfilters + 1));
                         if (!f)

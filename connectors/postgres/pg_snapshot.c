@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "cdcsync/log.h"
+#include "postgres/pg_conn.h"
 #include "postgres/pg_source_int.h"
 #include "postgres/pgtypes.h"
 
@@ -82,10 +83,8 @@ int pg_snapshot_emit_copy(Source *s, CdcError *err) {
 
 /* ---- initial snapshot ---- */
 
-/* Copies one table: the catalogue is read on s->sql, the rows on `data` (inside the transaction
- * that holds the copy's snapshot). */
-static int snapshot_table(Source *s, PGconn *data, const char *schema, const char *name, uint64_t *ret_rows,
-                          CdcError *err) {
+/* The table schema.name as the catalogue on s->sql describes it (*ret: one reference). */
+static int describe(Source *s, const char *schema, const char *name, Table **ret, CdcError *err) {
         const char *params[] = {schema, name};
         PGresult *res = pg_source_query(
                 s, s->sql,
@@ -128,8 +127,23 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
         }
         PQclear(res);
         int r = pg_rel_describe_table(s, t, err);
+        if (r < 0) {
+                table_unref(t);
+                return r;
+        }
+        *ret = t;
+        return 0;
+}
+
+/* Copies one table: the catalogue is read on s->sql, the rows on `data` (inside the transaction
+ * that holds the copy's snapshot). */
+static int snapshot_table(Source *s, PGconn *data, const char *schema, const char *name, uint64_t *ret_rows,
+                          CdcError *err) {
+        Table *t = NULL;
+        PGresult *res;
+        int r = describe(s, schema, name, &t, err);
         if (r < 0)
-                goto out;
+                return r;
 
         /* What the sink already holds (conf_pipeline_copy_mode): initial copies into an empty
          * table (the sink checks it), replace empties it first, merge keeps it (rows upserted). */
@@ -233,12 +247,109 @@ out:
         return r;
 }
 
+/* ---- the chunked initial copy (pg_copy.c) ---- */
+
+static void readers_close(PGconn **rd, int n) {
+        for (int i = 0; rd && i < n; i++)
+                if (rd[i])
+                        PQfinish(rd[i]);
+        free(rd);
+}
+
+/* The copy's reader connections (snapshot_workers; one for a bidirectional pipeline, whose version
+ * tags must be copied before every other table), each in a read-only REPEATABLE READ transaction
+ * that imports the snapshot later (readers_import). */
+static int readers_open(Source *s, PGconn ***ret, int *ret_n, CdcError *err) {
+        int n = s->pipe->bidirectional || s->pipe->snapshot_workers < 1 ? 1 : s->pipe->snapshot_workers;
+        PGconn **rd = calloc((size_t)n, sizeof(*rd));
+        if (!rd)
+                return cdc_oom(err);
+        for (int i = 0; i < n; i++) {
+                int r = pg_conn_open(s->conn, PG_CONN_SOURCE, &rd[i], err);
+                if (r < 0) {
+                        readers_close(rd, n);
+                        return r;
+                }
+        }
+        *ret = rd;
+        *ret_n = n;
+        return 0;
+}
+
+/* Takes over the exported snapshot snapname in a read-only REPEATABLE READ transaction on c. */
+static int import_snapshot(Source *s, PGconn *c, const char *snapname, CdcError *err) {
+        char *lit = PQescapeLiteral(c, snapname, strlen(snapname)), *sql = NULL;
+        if (!lit || asprintf(&sql, "SET TRANSACTION SNAPSHOT %s", lit) < 0)
+                sql = NULL;
+        PQfreemem(lit);
+        if (!sql)
+                return cdc_oom(err);
+        const char *steps[] = {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", sql};
+        int r = 0;
+        for (int i = 0; r == 0 && i < 2; i++) {
+                PGresult *res = c == s->sql ? pg_source_query(s, c, steps[i], 0, NULL, err) : PQexec(c, steps[i]);
+                if (c == s->sql && !res) {
+                        r = err->code;
+                } else if (c != s->sql && PQresultStatus(res) != PGRES_COMMAND_OK) {
+                        char buf[512];
+                        r = cdc_error(err, -EIO, true, CDC_ERR_SOURCE,
+                                      "connector %s: a snapshot reader cannot take over the snapshot: %s",
+                                      s->conn->name, pg_source_errtext(s, c, res, buf, sizeof(buf)));
+                        PQclear(res);
+                } else {
+                        PQclear(res);
+                }
+        }
+        free(sql);
+        return r;
+}
+
+static int readers_import(Source *s, PGconn **rd, int n, const char *snapname, CdcError *err) {
+        int r = import_snapshot(s, s->sql, snapname, err);
+        for (int i = 0; r == 0 && i < n; i++)
+                r = import_snapshot(s, rd[i], snapname, err);
+        return r;
+}
+
+/* Ends the copy's transactions: s->sql's (which stays open for the stream), the readers'. */
+static int readers_end(Source *s, PGconn **rd, int n, CdcError *err) {
+        readers_close(rd, n);
+        PGresult *b = pg_source_query(s, s->sql, "COMMIT", 0, NULL, err);
+        if (!b)
+                return err->code;
+        PQclear(b);
+        return 0;
+}
+
+/* What the first copy of t does with the sink's rows (conf_pipeline_copy_mode): initial copies
+ * into an empty table (the sink checks it), replace empties it first, merge upserts. */
+static void copy_mode(Source *s, const Table *t, uint32_t *ret_flags, bool *ret_truncate, uint32_t *ret_tflags) {
+        SnapshotMode mode = conf_pipeline_copy_mode(s->pipe);
+        if (mode == SNAPSHOT_MERGE && (table_nkeys(t) == 0 || t->replident == 'f')) {
+                log_warn(s->ctx,
+                         "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
+                         "sink table is empty",
+                         t->schema, t->name);
+                mode = SNAPSHOT_INITIAL;
+        }
+        if (mode == SNAPSHOT_REPLACE)
+                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", t->schema,
+                         t->name);
+        *ret_flags = mode == SNAPSHOT_MERGE ? CHANGE_IDEMPOTENT : 0;
+        *ret_truncate = mode != SNAPSHOT_MERGE;
+        *ret_tflags = mode == SNAPSHOT_REPLACE ? 0 : TRUNCATE_CHECK_EMPTY;
+}
+
 /* Creates the slot with an exported snapshot and copies every published table as of that
- * snapshot, as one transaction ending at the slot's consistent point: streaming then starts
- * exactly there, with no gap and no duplicate. A crash during the copy leaves no checkpoint in
- * the sink (the copy is one sink transaction), so the next start drops the unused slot and
- * copies again from a new snapshot. */
-int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
+ * snapshot at the slot's consistent point START, where streaming then starts: no gap, no
+ * duplicate. The snapshot is taken over by snapshot_workers reader connections before the
+ * walsender runs another command (which would end the export); they read the tables' chunks with
+ * COPY (pg_copy.c). Into a sink that keeps copy records each chunk is one sink transaction with
+ * its record, and the first one records every table as "copying", so a crash keeps the chunks
+ * done and the next start resumes (pg_snapshot_resume); into another (Kafka) the copy is one
+ * transaction, and a crash leaves no checkpoint: the next start drops the unused slot and copies
+ * again from a new snapshot. */
+int pg_snapshot_initial(Source *s, const SourceStart *start, Position *ret_start, CdcError *err) {
         char buf[512];
         bool invalid = false;
         int r = pg_slot_state(s, &invalid, err);
@@ -258,13 +369,20 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
                 PQclear(res);
                 log_info(s->ctx, "dropped replication slot \"%s\" left by an unfinished snapshot", s->slot);
         }
+        PGconn **rd = NULL;
+        int nrd = 0;
+        r = readers_open(s, &rd, &nrd, err);
+        if (r < 0)
+                return r;
         char *qslot = PQescapeIdentifier(s->repl, s->slot, strlen(s->slot));
         char *sql = NULL;
         if (!qslot || asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export')", qslot) < 0)
                 sql = NULL;
         PQfreemem(qslot);
-        if (!sql)
+        if (!sql) {
+                readers_close(rd, nrd);
                 return cdc_oom(err);
+        }
         bool timeout;
         PGresult *res = pg_source_exec_slot(s, s->repl, s->guard_repl, sql, &timeout);
         free(sql);
@@ -276,73 +394,334 @@ int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err) {
                                   "connector %s: cannot create replication slot \"%s\": %s", s->conn->name, s->slot,
                                   pg_source_errtext(s, s->repl, res, buf, sizeof(buf)));
                 PQclear(res);
+                readers_close(rd, nrd);
                 return err->code;
         }
         s->slot_created = true;
-        Position start = {0};
-        pg_source_parse_position(PQgetvalue(res, 0, 1), &start);
+        Position pos = {0};
+        pg_source_parse_position(PQgetvalue(res, 0, 1), &pos);
         char snapname[128];
         snprintf(snapname, sizeof(snapname), "%s", PQgetvalue(res, 0, 2));
         PQclear(res);
         char startpos[32];
-        pg_source_format_position(start, startpos, sizeof(startpos));
+        pg_source_format_position(pos, startpos, sizeof(startpos));
         log_info(s->ctx, "created replication slot \"%s\" at %s; copying existing rows", s->slot, startpos);
 
-        PGresult *b = pg_source_query(s, s->sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err);
-        if (!b)
-                return err->code;
-        PQclear(b);
-        char *setsnap = NULL;
-        char *lit = PQescapeLiteral(s->sql, snapname, strlen(snapname));
-        if (!lit || asprintf(&setsnap, "SET TRANSACTION SNAPSHOT %s", lit) < 0)
-                setsnap = NULL;
-        PQfreemem(lit);
-        if (!setsnap)
-                return cdc_oom(err);
-        b = pg_source_query(s, s->sql, setsnap, 0, NULL, err);
-        free(setsnap);
-        if (!b)
-                return err->code;
-        PQclear(b);
-
+        r = readers_import(s, rd, nrd, snapname, err);
         const char *pp[] = {s->publication};
         /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
          * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
-        PGresult *tabs = pg_source_query(s, s->sql,
-                                         "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 "
-                                         "ORDER BY (schemaname, tablename) = ('cdcsync', 'versions') DESC, 1, 2",
-                                         1, pp, err);
-        if (!tabs)
-                return err->code;
-        pipeline_io_streaming(s->io, true);
-        s->txn = (TxnInfo){.xid = 0, .commit_pos = start, .commit_ts = pg_source_now_usec(), .snapshot = true};
-        s->begin_sent = false;
-        r = pg_source_send_begin(s, err);
+        PGresult *tabs = r < 0 ? NULL
+                               : pg_source_query(s, s->sql,
+                                                 "SELECT schemaname, tablename FROM pg_publication_tables WHERE "
+                                                 "pubname = $1 ORDER BY (schemaname, tablename) = ('cdcsync', "
+                                                 "'versions') DESC, 1, 2",
+                                                 1, pp, err);
+        if (!tabs) {
+                readers_close(rd, nrd);
+                return r < 0 ? r : err->code;
+        }
+        PgCopy *cp = NULL;
+        r = pg_copy_new(s, pos, start->registry, &cp, err);
+        int ntabs = 0;
         for (int i = 0; r == 0 && i < PQntuples(tabs); i++) {
-                uint64_t rows = 0;
                 const char *sch = PQgetvalue(tabs, i, 0), *tab = PQgetvalue(tabs, i, 1);
                 if (strcmp(sch, "cdcsync") == 0 && strcmp(tab, "versions") != 0)
                         continue; /* another pipeline's bookkeeping (FOR ALL TABLES): never copied */
-                r = snapshot_table(s, s->sql, sch, tab, &rows, err);
-                if (r == 0)
-                        log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", sch, tab, rows);
-                if (r == 0 && strcmp(sch, "cdcsync") != 0)
-                        r = emit_record(s, sch, tab, start, rows, err);
+                Table *t = NULL;
+                r = describe(s, sch, tab, &t, err);
+                if (r < 0)
+                        break;
+                uint32_t flags, tflags;
+                bool truncate;
+                copy_mode(s, t, &flags, &truncate, &tflags);
+                r = pg_copy_add_table(cp, t, flags, truncate, tflags, NULL, 0, 0, COPY_STATE_COPIED, pos, err);
+                table_unref(t);
+                ntabs++;
         }
-        int ntabs = PQntuples(tabs);
         PQclear(tabs);
+        if (r == 0) {
+                pipeline_io_streaming(s->io, true);
+                r = pg_copy_run(cp, rd, nrd, err);
+        }
+        pg_copy_free(cp);
+        if (r < 0) {
+                readers_close(rd, nrd);
+                return r;
+        }
+        r = readers_end(s, rd, nrd, err);
         if (r < 0)
                 return r;
-        b = pg_source_query(s, s->sql, "COMMIT", 0, NULL, err);
-        if (!b)
-                return err->code;
-        PQclear(b);
-        Event ev = {.kind = EVENT_COMMIT, .txn = s->txn};
-        if ((r = pg_source_emit(s, &ev, err)) < 0)
-                return r;
-        char pos[32];
-        pg_source_format_position(start, pos, sizeof(pos));
-        log_info(s->ctx, "snapshot of %d tables read; streaming from %s", ntabs, pos);
-        *ret_start = start;
+        log_info(s->ctx, "snapshot of %d tables read; streaming from %s", ntabs, startpos);
+        *ret_start = pos;
         return 0;
+}
+
+/* A chunked initial copy cut short (records "copying"): resumed under a new snapshot S2 (a
+ * temporary slot's, at its consistent point C), keeping the chunks done. The stream then starts
+ * at the checkpoint START, where the copy began, and every change of a resumed table up to C is
+ * applied idempotently (COPY_STATE_CONVERGING, pg_snapshot_converge): rows read as of START or
+ * as of S2 then converge to the source's, whatever moved between. A table without key cannot be
+ * upserted: it is emptied and copied whole as of S2, and its changes up to C dropped (they are in
+ * that copy). Also takes up the converging windows recorded by an earlier attempt. */
+int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err) {
+        int r = 0, ncopying = 0;
+        Position from = start->checkpoint.pos;
+        for (int i = 0; i < start->ncopied; i++) {
+                const CopiedTable *e = &start->copied[i];
+                const char *dot = strchr(e->table, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - e->table) : 0, e->table);
+                bool listed = dot && conf_pipeline_has_table(s->pipe, sch, dot + 1);
+                if (e->state == COPY_STATE_CONVERGING && listed && position_cmp(e->pos, from) > 0) {
+                        CopiedTable *g = realloc(s->converging, sizeof(*g) * (size_t)(s->nconverging + 1));
+                        if (!g)
+                                return cdc_oom(err);
+                        (s->converging = g)[s->nconverging++] = *e;
+                }
+                if (e->state == COPY_STATE_COPYING && listed)
+                        ncopying++;
+        }
+        if (ncopying == 0)
+                return 0;
+
+        PGconn **rd = NULL, *rc = NULL;
+        int nrd = 0;
+        char tmp[64], *sql = NULL, snapname[128] = "";
+        Position c = {0};
+        r = readers_open(s, &rd, &nrd, err);
+        if (r == 0)
+                r = pg_conn_open(s->conn, PG_CONN_SOURCE | PG_CONN_REPLICATION, &rc, err);
+        if (r == 0) {
+                snprintf(tmp, sizeof(tmp), "%.50s_resume", s->slot);
+                deadline_set_fd(s->guard_copy, PQsocket(rc));
+                char *q = PQescapeIdentifier(rc, tmp, strlen(tmp));
+                if (!q || asprintf(&sql, "CREATE_REPLICATION_SLOT %s TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
+                                   q) < 0) {
+                        sql = NULL;
+                        r = cdc_oom(err);
+                }
+                PQfreemem(q);
+        }
+        if (r == 0) {
+                bool timeout;
+                PGresult *res = pg_source_exec_slot(s, rc, s->guard_copy, sql, &timeout);
+                if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+                        char buf[512];
+                        r = timeout ? pg_source_timeout_error(s, err)
+                                    : cdc_error(err, -EIO, true, CDC_ERR_SLOT,
+                                                "connector %s: cannot create replication slot \"%s\": %s",
+                                                s->conn->name, tmp, pg_source_errtext(s, rc, res, buf, sizeof(buf)));
+                } else {
+                        pg_source_parse_position(PQgetvalue(res, 0, 1), &c);
+                        snprintf(snapname, sizeof(snapname), "%s", PQgetvalue(res, 0, 2));
+                }
+                PQclear(res);
+        }
+        free(sql);
+        deadline_set_fd(s->guard_copy, -1);
+        if (r == 0)
+                r = readers_import(s, rd, nrd, snapname, err);
+        if (rc)
+                PQfinish(rc); /* drops the temporary slot; the snapshot lives on in the readers */
+        char cpos[32], fpos[32];
+        pg_source_format_position(c, cpos, sizeof(cpos));
+        pg_source_format_position(from, fpos, sizeof(fpos));
+        if (r == 0)
+                log_info(s->ctx,
+                         "resuming the initial copy of %d tables: chunks not done are read as of %s; changes from %s "
+                         "to %s are applied idempotently",
+                         ncopying, cpos, fpos, cpos);
+
+        PgCopy *cp = NULL;
+        if (r == 0)
+                r = pg_copy_new(s, from, true, &cp, err);
+        for (int i = 0; r == 0 && i < start->ncopied; i++) {
+                const CopiedTable *e = &start->copied[i];
+                const char *dot = strchr(e->table, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - e->table) : 0, e->table);
+                if (e->state != COPY_STATE_COPYING || !dot || !conf_pipeline_has_table(s->pipe, sch, dot + 1))
+                        continue;
+                Table *t = NULL;
+                r = describe(s, sch, dot + 1, &t, err);
+                if (r < 0)
+                        break;
+                PgBlockRange *done = NULL;
+                int ndone = 0;
+                uint64_t rows = 0;
+                for (int j = 0; r == 0 && j < start->ncopied; j++) {
+                        PgBlockRange b;
+                        if (start->copied[j].state != COPY_STATE_CHUNK ||
+                            !copies_chunk_parse(start->copied[j].table, e->table, &b.lo, &b.hi))
+                                continue;
+                        PgBlockRange *g = realloc(done, sizeof(*g) * (size_t)(ndone + 1));
+                        if (!g) {
+                                r = cdc_oom(err);
+                                break;
+                        }
+                        (done = g)[ndone++] = b;
+                        rows += start->copied[j].rows;
+                }
+                uint32_t flags, tflags;
+                bool truncate;
+                copy_mode(s, t, &flags, &truncate, &tflags);
+                bool keyless = table_nkeys(t) == 0 || t->replident == 'f';
+                if (r == 0 && keyless) {
+                        /* Emptied and copied whole as of S2: the chunks done before are forgotten
+                         * with its last chunk (kept as done ranges that are read again). */
+                        if (ndone > 0)
+                                log_info(s->ctx,
+                                         "snapshot of %s: a table without primary key cannot be upserted: emptied "
+                                         "and copied again whole as of %s",
+                                         e->table, cpos);
+                        r = pg_copy_add_table(cp, t, 0, true, ndone > 0 ? 0 : tflags, NULL, 0, 0, COPY_STATE_COPIED, c,
+                                              err);
+                        /* the chunk records of the earlier attempt go with the table's final record */
+                        for (int j = 0; r == 0 && j < ndone; j++)
+                                r = pg_copy_forget_chunk(cp, done[j], err);
+                        CopiedTable *g = r == 0 ? realloc(s->filters, sizeof(*g) * (size_t)(s->nfilters + 1)) : NULL;
+                        if (r == 0 && !g)
+                                r = cdc_oom(err);
+                        if (r == 0) {
+                                s->filters = g;
+                                g[s->nfilters] = *e;
+                                g[s->nfilters].state = COPY_STATE_COPIED;
+                                g[s->nfilters++].pos = c;
+                        }
+                } else if (r == 0) {
+                        /* rows read as of S2 may have been copied as of START too (moved since) */
+                        r = pg_copy_add_table(cp, t, CHANGE_IDEMPOTENT, ndone == 0 && truncate, tflags, done, ndone,
+                                              rows, COPY_STATE_CONVERGING, c, err);
+                        CopiedTable *g =
+                                r == 0 ? realloc(s->converging, sizeof(*g) * (size_t)(s->nconverging + 1)) : NULL;
+                        if (r == 0 && !g)
+                                r = cdc_oom(err);
+                        if (r == 0) {
+                                s->converging = g;
+                                g[s->nconverging] = *e;
+                                g[s->nconverging].state = COPY_STATE_CONVERGING;
+                                g[s->nconverging++].pos = c;
+                        }
+                }
+                free(done);
+                table_unref(t);
+        }
+        if (r == 0) {
+                pipeline_io_streaming(s->io, true);
+                r = pg_copy_run(cp, rd, nrd, err);
+        }
+        pg_copy_free(cp);
+        if (r < 0) {
+                readers_close(rd, nrd);
+                return r;
+        }
+        return readers_end(s, rd, nrd, err);
+}
+
+/* The idempotent form of a change of a converging table (pg_snapshot_resume) in a transaction
+ * committed at or before its position; emits it (ev's change is taken). An update that changes
+ * the key becomes a delete of the old key and an upsert of the new row (the old row may be
+ * missing, the new one too: it may have moved into a chunk read before it existed); an update
+ * whose TOAST columns were not sent takes their values from the source's row as it is now (a
+ * later change of them follows in the stream), so an upsert never writes a partial row. */
+int pg_snapshot_converge(Source *s, Event *ev, CdcError *err) {
+        Change *c = &ev->change;
+        const Table *t = c->table;
+        int r = 0;
+        c->flags |= CHANGE_IDEMPOTENT;
+        if (c->op != CHANGE_UPDATE || !c->after)
+                return pg_source_emit(s, ev, err);
+        int nunchanged = 0;
+        for (int i = 0; i < t->ncols; i++)
+                if (c->after[i].kind == VALUE_UNCHANGED)
+                        nunchanged++;
+        if (nunchanged > 0) {
+                /* SELECT the unchanged columns by the row's key, as of now */
+                char *sql = NULL, *cols = NULL, *where = NULL;
+                size_t cl = 0, wl = 0;
+                FILE *fc = open_memstream(&cols, &cl), *fw = open_memstream(&where, &wl);
+                const char *params[t->ncols > 0 ? t->ncols : 1];
+                int np = 0, nc = 0;
+                for (int i = 0; fc && fw && i < t->ncols; i++) {
+                        char *q = PQescapeIdentifier(s->sql, t->cols[i].name, strlen(t->cols[i].name));
+                        if (c->after[i].kind == VALUE_UNCHANGED)
+                                fprintf(fc, "%s%s", nc++ ? ", " : "", q ? q : "\"\"");
+                        if (t->cols[i].key) {
+                                if (c->after[i].kind != VALUE_TEXT)
+                                        r = -EINVAL;
+                                else {
+                                        params[np] = c->after[i].data;
+                                        fprintf(fw, "%s%s = $%d", np ? " AND " : "", q ? q : "\"\"", np + 1);
+                                        np++;
+                                }
+                        }
+                        PQfreemem(q);
+                }
+                if (fc)
+                        fclose(fc);
+                if (fw)
+                        fclose(fw);
+                char *qs = PQescapeIdentifier(s->sql, t->schema, strlen(t->schema));
+                char *qn = PQescapeIdentifier(s->sql, t->name, strlen(t->name));
+                if (r == 0 && np > 0 && cols && where && qs && qn &&
+                    asprintf(&sql, "SELECT %s FROM ONLY %s.%s WHERE %s", cols, qs, qn, where) < 0)
+                        sql = NULL;
+                free(cols);
+                free(where);
+                PQfreemem(qs);
+                PQfreemem(qn);
+                if (!sql) {
+                        change_clear(c);
+                        return r < 0 || np == 0
+                                       ? cdc_error(err, -EINVAL, false, CDC_ERR_DATA,
+                                                   "table %s.%s: an update whose TOAST values were not sent, of a row "
+                                                   "whose copy was resumed, cannot be completed: its key is not a "
+                                                   "plain value — copy the table again (snapshot = replace)",
+                                                   t->schema, t->name)
+                                       : cdc_oom(err);
+                }
+                /* The values must be those the source holds now: a text-format result of s->sql,
+                 * which pins the same settings as the stream (pg_conn.c). */
+                PGresult *res = pg_source_query(s, s->sql, sql, np, params, err);
+                free(sql);
+                if (!res) {
+                        change_clear(c);
+                        return err->code;
+                }
+                if (PQntuples(res) == 1) {
+                        for (int i = 0, k = 0; r == 0 && i < t->ncols; i++) {
+                                if (c->after[i].kind != VALUE_UNCHANGED)
+                                        continue;
+                                c->after[i].kind = VALUE_NULL;
+                                if (!PQgetisnull(res, 0, k) &&
+                                    value_set(&c->after[i], PQgetvalue(res, 0, k), (size_t)PQgetlength(res, 0, k)) < 0)
+                                        r = cdc_oom(err);
+                                k++;
+                        }
+                }
+                /* no row now: it is deleted (or its key changed) later in the stream; the update
+                 * stays as it is (an idempotent update of a missing row does nothing) */
+                PQclear(res);
+                if (r < 0) {
+                        change_clear(c);
+                        return r;
+                }
+        }
+        if (c->before && table_nkeys(t) > 0 && t->replident != 'f') {
+                /* the key changed: delete the old one (if there), upsert the new row */
+                Event d = {.kind = EVENT_CHANGE, .txn = ev->txn};
+                d.change.op = CHANGE_DELETE;
+                d.change.flags = CHANGE_IDEMPOTENT;
+                d.change.table = table_ref(c->table);
+                d.change.before = c->before;
+                c->before = NULL;
+                r = pg_source_emit(s, &d, err);
+                if (r < 0) {
+                        change_clear(c);
+                        return r;
+                }
+                c->op = CHANGE_INSERT;
+        }
+        return pg_source_emit(s, ev, err);
 }

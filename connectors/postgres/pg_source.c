@@ -189,6 +189,8 @@ static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
                                  "a row for relation %u arrived before its Relation message", m->u.row.rel_id);
         if (pg_snapshot_copied_later(s, t))
                 return 0;
+        const CopiedTable *conv =
+                s->nconverging ? copies_find(s->converging, s->nconverging, t->schema, t->name) : NULL;
         Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
         Change *c = &ev.change;
         c->op = m->type == PGOUTPUT_INSERT ? CHANGE_INSERT : m->type == PGOUTPUT_UPDATE ? CHANGE_UPDATE : CHANGE_DELETE;
@@ -203,6 +205,8 @@ static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
                               t->name);
         if (r == 0)
                 r = pg_source_send_begin(s, err);
+        if (r == 0 && conv && position_cmp(s->txn.commit_pos, conv->pos) <= 0)
+                return pg_snapshot_converge(s, &ev, err);
         if (r == 0)
                 return pg_source_emit(s, &ev, err);
         change_clear(c);
@@ -692,7 +696,7 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
 
         Position from = start->checkpoint.pos;
         if (start->snapshot) {
-                r = pg_snapshot_initial(s, &from, err);
+                r = pg_snapshot_initial(s, start, &from, err);
                 if (r < 0) {
                         if (s->slot_created)
                                 pg_slot_drop_unused(s);
@@ -700,6 +704,11 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                 }
         } else {
                 r = pg_slot_resolve_start(s, start, err);
+                if (r < 0)
+                        return r;
+        }
+        if (!start->snapshot && start->have_position && start->registry) {
+                r = pg_snapshot_resume(s, start, err);
                 if (r < 0)
                         return r;
         }
@@ -726,6 +735,7 @@ Source *pg_source_free(Source *s) {
                 table_unref(s->rels[i].table);
         free(s->rels);
         free(s->filters);
+        free(s->converging);
         pg_slot_list_free(&s->copy_new, &s->ncopy_new);
         pg_slot_list_free(&s->copy_gone, &s->ncopy_gone);
         deadline_set_fd(s->guard_copy, -1);

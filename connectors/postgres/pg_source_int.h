@@ -11,6 +11,7 @@
 
 #include "cdcsync/connector.h"
 #include "cdcsync/deadline.h"
+#include "postgres/pg_chunks.h"
 #include "postgres/pgoutput.h"
 
 #define MAX_STREAMED_XACTS 1024 /* concurrent in-progress streamed transactions we track */
@@ -54,6 +55,10 @@ struct Source {
          * committed at or before it are in the copy and dropped (copies.h). Owned. */
         CopiedTable *filters;
         int nfilters;
+        /* Tables whose copy was resumed under a later snapshot (COPY_STATE_CONVERGING): their
+         * changes in transactions committed at or before pos are applied idempotently. Owned. */
+        CopiedTable *converging;
+        int nconverging;
         /* A copy of tables added to `tables` (and the records of removed ones), made as of
          * copy_pos and handed on when the stream reaches it. */
         bool copy_pending;
@@ -102,7 +107,28 @@ Table *pg_rel_lookup(Source *s, uint32_t rel_id);
 int pg_rel_describe_table(Source *s, Table *t, CdcError *err);
 int pg_rel_on_relation(Source *s, const PgoutputMsg *m, CdcError *err);
 
+/* pg_copy.c: the chunked, parallel copy */
+typedef struct PgCopy PgCopy;
+/* A copy whose transactions commit at pos; chunked: one transaction and record per chunk (a sink
+ * that keeps records), else the whole copy is one transaction. */
+int pg_copy_new(Source *s, Position pos, bool chunked, PgCopy **ret, CdcError *err);
+/* Adds table t (a reference taken): its rows with change_flags, a TRUNCATE (truncate_flags) with
+ * its first chunk when truncate, its chunks planned around the done ones (ndone, kept from an
+ * earlier attempt, done_rows rows), and its record once every chunk is done: final_state at
+ * final_pos. Reads the table's size on s->sql. */
+int pg_copy_add_table(PgCopy *cp, Table *t, uint32_t change_flags, bool truncate, uint32_t truncate_flags,
+                      const PgBlockRange *done, int ndone, uint64_t done_rows, CopyState final_state,
+                      Position final_pos, CdcError *err);
+/* The chunk record of blocks r of the table added last, from an earlier attempt: dropped with the
+ * table's final record (its rows are read again). */
+int pg_copy_forget_chunk(PgCopy *cp, PgBlockRange r, CdcError *err);
+/* Copies every chunk over the readers (each in a transaction holding the copy's snapshot). */
+int pg_copy_run(PgCopy *cp, PGconn **readers, int nreaders, CdcError *err);
+PgCopy *pg_copy_free(PgCopy *cp);
+
 /* pg_snapshot.c: copies */
 bool pg_snapshot_copied_later(Source *s, const Table *t);
 int pg_snapshot_emit_copy(Source *s, CdcError *err);
-int pg_snapshot_initial(Source *s, Position *ret_start, CdcError *err);
+int pg_snapshot_initial(Source *s, const SourceStart *start, Position *ret_start, CdcError *err);
+int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err);
+int pg_snapshot_converge(Source *s, Event *ev, CdcError *err);

@@ -95,8 +95,10 @@ typedef struct {
         char **priority; /* owned, connector names, npriority entries */
         int npriority;
         int batch_max_rows;
-        int apply_workers;  /* sink sessions applying batches concurrently, committed in order */
-        int tombstone_days; /* row versions of deleted rows older than this are pruned */
+        int apply_workers;       /* sink sessions applying batches concurrently, committed in order */
+        int tombstone_days;      /* row versions of deleted rows older than this are pruned */
+        int snapshot_workers;    /* source connections reading the initial copy's chunks concurrently */
+        int snapshot_chunk_rows; /* rows per chunk of the initial copy, about */
         SnapshotMode snapshot_mode;
         bool snapshot;                   /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
         char *start_position;            /* owned or NULL */
