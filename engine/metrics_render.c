@@ -290,6 +290,34 @@ char *metrics_render_prometheus(Metrics *m) {
                 put_series(f, "cdcsync_queue_depth", s);
                 fprintf(f, "} %" PRId64 "\n", (int64_t)atomic_load(&s->queue_depth));
         }
+
+        /* The initial copy (#14): per table rows, per pipeline chunks left. */
+        put_family(f, "cdcsync_snapshot_rows_total", "counter",
+                   "Rows copied by the initial load, per source table (chunks kept from earlier attempts included).");
+        for (size_t i = 0; i < m->nentries; i++) {
+                StatsSnapshotTable *v = NULL;
+                int n = 0;
+                stats_copy_snapshot(m->entries[i].s, &v, &n);
+                for (int t = 0; t < n; t++) {
+                        put_series(f, "cdcsync_snapshot_rows_total", m->entries[i].s);
+                        fputs(",table=\"", f);
+                        put_label(f, v[t].table);
+                        fprintf(f, "\"} %" PRIu64 "\n", v[t].rows);
+                }
+                free(v);
+        }
+        put_family(f, "cdcsync_snapshot_chunks_remaining", "gauge", "Chunks of the initial load not copied yet.");
+        for (size_t i = 0; i < m->nentries; i++) {
+                StatsSnapshotTable *v = NULL;
+                int n = 0;
+                int64_t left = 0;
+                stats_copy_snapshot(m->entries[i].s, &v, &n);
+                for (int t = 0; t < n; t++)
+                        left += v[t].chunks_total - v[t].chunks_done;
+                free(v);
+                put_series(f, "cdcsync_snapshot_chunks_remaining", m->entries[i].s);
+                fprintf(f, "} %" PRId64 "\n", left);
+        }
         pthread_mutex_unlock(&m->lock);
         return finish_memstream(f, &buf);
 }
@@ -323,6 +351,30 @@ static json_t *json_str_lossy(const char *s) {
 
 static json_t *json_str_or_null(const char *s) {
         return s && s[0] ? json_str_lossy(s) : json_null();
+}
+
+/* The initial copy's tables (#14): rows copied and estimated, chunks, rate and ETA of this attempt. */
+static json_t *snapshot_json(PipelineStats *s, int64_t now) {
+        StatsSnapshotTable *v = NULL;
+        int n = 0;
+        json_t *arr = json_array();
+        if (!arr || stats_copy_snapshot(s, &v, &n) < 0)
+                return arr ? arr : json_null();
+        for (int i = 0; i < n; i++) {
+                double secs = (double)(now - v[i].started_ts) / 1e6;
+                double rate = secs > 0 ? (double)(v[i].rows - v[i].rows_at_start) / secs : 0;
+                bool done = v[i].chunks_done >= v[i].chunks_total;
+                json_t *eta = done       ? json_integer(0)
+                              : rate > 0 ? json_real((double)(v[i].rows_est - v[i].rows) / rate)
+                                         : json_null();
+                json_array_append_new(arr, json_pack("{s:o, s:I, s:I, s:i, s:i, s:f, s:o}", "table",
+                                                     json_str_lossy(v[i].table), "rows_copied", (json_int_t)v[i].rows,
+                                                     "rows_estimated", (json_int_t)v[i].rows_est, "chunks_done",
+                                                     v[i].chunks_done, "chunks_total", v[i].chunks_total,
+                                                     "rows_per_second", done ? 0.0 : rate, "eta_seconds", eta));
+        }
+        free(v);
+        return arr;
 }
 
 /* Called with m->lock held: the console's chart points, oldest first. */
@@ -371,6 +423,8 @@ static char *render_status(Metrics *m, bool history) {
                         last_error ? last_error : json_null());
                 if (p && history)
                         json_object_set_new(p, "lag_history", lag_history(m, &m->entries[i]));
+                if (p)
+                        json_object_set_new(p, "snapshot", snapshot_json(s, now));
                 if (!p || json_array_append_new(arr, p) < 0) {
                         pthread_mutex_unlock(&m->lock);
                         goto out;

@@ -658,6 +658,11 @@ static void *monitor_main(void *arg) {
 
 /* Called by the source when it streams (connector.h has no such call: the first keepalive or
  * event of an attempt marks streaming). */
+void pipeline_io_report_snapshot(PipelineIO *io, const char *table, bool begin, uint64_t rows, uint64_t rows_est,
+                                 int chunks_done, int chunks_total) {
+        stats_snapshot_table(&io->p->stats, table, begin, rows, rows_est, chunks_done, chunks_total);
+}
+
 void pipeline_io_streaming(PipelineIO *io, bool snapshot) {
         set_state(io->p, snapshot ? PIPELINE_SNAPSHOT : PIPELINE_STREAMING);
 }

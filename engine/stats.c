@@ -1,4 +1,6 @@
 /* Per-pipeline counters and gauges: lock-free counting for the pipeline threads, fixed label tables. */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -68,7 +70,55 @@ void stats_init(PipelineStats *s, const char *name) {
 void stats_destroy(PipelineStats *s) {
         if (!s)
                 return;
+        free(s->snapshot);
+        s->snapshot = NULL;
+        s->nsnapshot = 0;
         pthread_mutex_destroy(&s->lock);
+}
+
+void stats_snapshot_table(PipelineStats *s, const char *table, bool begin, uint64_t rows, uint64_t rows_est,
+                          int chunks_done, int chunks_total) {
+        int64_t now = now_usec();
+        pthread_mutex_lock(&s->lock);
+        StatsSnapshotTable *e = NULL;
+        for (int i = 0; i < s->nsnapshot && !e; i++)
+                if (strcmp(s->snapshot[i].table, table) == 0)
+                        e = &s->snapshot[i];
+        if (!e) {
+                StatsSnapshotTable *g = realloc(s->snapshot, sizeof(*g) * (size_t)(s->nsnapshot + 1));
+                if (g) {
+                        s->snapshot = g;
+                        e = &g[s->nsnapshot++];
+                        memset(e, 0, sizeof(*e));
+                        snprintf(e->table, sizeof(e->table), "%s", table);
+                }
+        }
+        if (e) {
+                if (begin || e->started_ts == 0) { /* an attempt begins: the rate counts from here */
+                        e->started_ts = now;
+                        e->rows_at_start = rows;
+                }
+                e->rows = rows;
+                e->rows_est = rows_est > rows ? rows_est : rows;
+                e->chunks_done = chunks_done;
+                e->chunks_total = chunks_total;
+                e->updated_ts = now;
+        }
+        pthread_mutex_unlock(&s->lock);
+}
+
+int stats_copy_snapshot(PipelineStats *s, StatsSnapshotTable **ret, int *ret_n) {
+        pthread_mutex_lock(&s->lock);
+        StatsSnapshotTable *v = NULL;
+        int n = s->nsnapshot;
+        if (n > 0 && (v = malloc(sizeof(*v) * (size_t)n)))
+                memcpy(v, s->snapshot, sizeof(*v) * (size_t)n);
+        pthread_mutex_unlock(&s->lock);
+        if (n > 0 && !v)
+                return -ENOMEM;
+        *ret = v;
+        *ret_n = v ? n : 0;
+        return 0;
 }
 
 void stats_count_event(PipelineStats *s, ChangeOp op) {

@@ -203,6 +203,33 @@ static void fill_row(json_t *p, Row cells) {
         snprintf(cells[COL_RATE], 128, "%.1f", json_number_value(json_object_get(p, "events_per_second")));
 }
 
+/* The initial copy's tables not done yet (#14), one line each under the table. */
+static void print_snapshots(json_t *arr, FILE *out) {
+        size_t n = json_array_size(arr);
+        for (size_t i = 0; i < n; i++) {
+                json_t *p = json_array_get(arr, i), *snap = json_object_get(p, "snapshot");
+                for (size_t t = 0; t < json_array_size(snap); t++) {
+                        json_t *e = json_array_get(snap, t);
+                        json_int_t done = json_integer_value(json_object_get(e, "chunks_done"));
+                        json_int_t total = json_integer_value(json_object_get(e, "chunks_total"));
+                        if (done >= total)
+                                continue;
+                        json_t *eta = json_object_get(e, "eta_seconds");
+                        char etas[32] = "-";
+                        if (json_is_number(eta))
+                                snprintf(etas, sizeof(etas), "%.0f s", json_number_value(eta));
+                        fprintf(out,
+                                "%s snapshot %s: %" JSON_INTEGER_FORMAT " of ~%" JSON_INTEGER_FORMAT
+                                " rows, %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+                                " chunks, %.0f rows/s, ETA %s\n",
+                                str_or_dash(p, "name"), str_or_dash(e, "table"),
+                                json_integer_value(json_object_get(e, "rows_copied")),
+                                json_integer_value(json_object_get(e, "rows_estimated")), done, total,
+                                json_number_value(json_object_get(e, "rows_per_second")), etas);
+                }
+        }
+}
+
 /* Two passes over the rows (widths, then lines) rather than a table of cells: an answer of 8 MiB
  * of "{}," would have asked for 2 GiB of them. */
 static int print_table(json_t *root, FILE *out) {
@@ -242,6 +269,7 @@ static int print_table(json_t *root, FILE *out) {
         }
         if (n == 0)
                 fputs("(no pipelines configured)\n", out);
+        print_snapshots(arr, out);
         return 0;
 }
 

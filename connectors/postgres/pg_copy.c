@@ -208,6 +208,7 @@ int pg_copy_add_table(PgCopy *cp, Table *t, uint32_t change_flags, bool truncate
                 cp->chunks[cp->nchunks++] = (CopyChunk){.tab = cp->ntabs - 1, .r = plan[i]};
         free(plan);
         tb->chunks_total = tb->ndone + nplan;
+        pipeline_io_report_snapshot(s->io, tb->key, true, tb->rows, tb->rows_est, tb->ndone, tb->chunks_total);
         cp->chunks_done += tb->ndone;
         cp->rows_done += done_rows;
         cp->rows_est += tb->rows_est;
@@ -346,6 +347,7 @@ static int chunk_tail(PgCopy *cp, CopyTab *tb, PgBlockRange range, uint64_t rows
         cp->rows_done += rows;
         cp->chunks_done++;
         cp->current = tb->key;
+        pipeline_io_report_snapshot(s->io, tb->key, false, tb->rows, tb->rows_est, tb->ndone, tb->chunks_total);
         bool last = tb->ndone == tb->chunks_total;
         if (!bookkeeping(tb) && cp->chunked && !last) {
                 pg_source_format_position(cp->pos, text, sizeof(text));

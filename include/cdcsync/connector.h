@@ -88,6 +88,11 @@ void pipeline_io_report_backlog(PipelineIO *io, uint64_t unread, uint64_t behind
 /* The source tells the pipeline it now streams (or copies its snapshot): what READY=1 and
  * cdcsync_pipeline_up wait for. */
 void pipeline_io_streaming(PipelineIO *io, bool snapshot);
+/* The initial copy's progress of source table `table` ("schema.table"): rows copied (kept from
+ * earlier attempts included) and estimated, chunks done of total; begin at an attempt's start.
+ * /status, cdcsync_snapshot_rows_total and cdcsync_snapshot_chunks_remaining show it. */
+void pipeline_io_report_snapshot(PipelineIO *io, const char *table, bool begin, uint64_t rows, uint64_t rows_est,
+                                 int chunks_done, int chunks_total);
 /* Counts a message the source could not use and passed on by on_bad_message (skip, or
  * dead_letter once it was delivered there): cdcsync_bad_messages_total{action}. */
 void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter);

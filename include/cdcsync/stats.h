@@ -27,6 +27,16 @@ const char *pipeline_state_name(PipelineState s);
 
 extern const double stats_batch_bounds[STATS_BATCH_BUCKETS]; /* seconds, ascending */
 
+/* One table of an initial copy in progress or done (stats_snapshot_table). */
+typedef struct {
+        char table[256];         /* source "schema.table" */
+        uint64_t rows, rows_est; /* rows copied (chunks kept from earlier attempts included), estimated */
+        int chunks_done, chunks_total;
+        uint64_t rows_at_start; /* rows when this attempt began copying it: the rate counts the rest */
+        int64_t started_ts;     /* usec: when this attempt began copying it */
+        int64_t updated_ts;     /* usec: last report */
+} StatsSnapshotTable;
+
 typedef struct {
         char name[128];                 /* pipeline name */
         atomic_int state;               /* PipelineState */
@@ -67,6 +77,8 @@ typedef struct {
         int64_t last_error_ts;                      /* usec */
         char source_pos_text[CHECKPOINT_TEXT_MAX];  /* guarded by lock: the last COMMIT or KEEPALIVE read */
         char applied_pos_text[CHECKPOINT_TEXT_MAX]; /* guarded by lock: the durable checkpoint */
+        StatsSnapshotTable *snapshot;               /* guarded by lock, owned: the initial copy's tables */
+        int nsnapshot;
 } PipelineStats;
 
 void stats_init(PipelineStats *s, const char *name);
@@ -76,6 +88,12 @@ void stats_count_error(PipelineStats *s, const char *kind, const char *message);
 void stats_count_conflict(PipelineStats *s, const char *resolution);
 void stats_observe_batch(PipelineStats *s, double seconds);
 void stats_set_error(PipelineStats *s, const char *message);
+/* The initial copy's progress of one table (thread-safe), an entry per table; begin: an attempt
+ * begins to copy it (rows: what earlier attempts kept; the rate counts from here). */
+void stats_snapshot_table(PipelineStats *s, const char *table, bool begin, uint64_t rows, uint64_t rows_est,
+                          int chunks_done, int chunks_total);
+/* A copy of the snapshot entries: *ret owned by the caller (free()), NULL when there are none. */
+int stats_copy_snapshot(PipelineStats *s, StatsSnapshotTable **ret, int *ret_n);
 
 /* Added for the metrics endpoint and the pipeline (all thread-safe). */
 

@@ -158,3 +158,8 @@ int main(int argc, char **argv) {
         }
         return 0;
 }
+
+void pipeline_io_report_snapshot(PipelineIO *io, const char *table, bool begin, uint64_t rows, uint64_t rows_est,
+                                 int chunks_done, int chunks_total) {
+        (void)io, (void)table, (void)begin, (void)rows, (void)rows_est, (void)chunks_done, (void)chunks_total;
+}
