@@ -5,7 +5,8 @@
 # and by pg_dump -Fd -j2 then pg_restore -j2; every target is then checked equal to the source.
 #
 #   bench/pg_snapshot.sh   (env: SCALE=30, WORKERS="1 2 4", CHUNK_ROWS (snapshot_chunk_rows,
-#                           default the conf's), CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
+#                           default the conf's), APPLY_WORKERS (apply_workers, default the conf's),
+#                           CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
 #
 # Servers: two PostgreSQL clusters (scripts/pg.sh; synchronous_commit = off and fsync = off on
 # both): the source, and one target cluster holding a database per run, each made from the
@@ -75,6 +76,7 @@ sink = dst
 tables = public.pgbench_accounts, public.pgbench_branches, public.pgbench_tellers, public.pgbench_history
 snapshot_workers = $w
 ${CHUNK_ROWS:+snapshot_chunk_rows = $CHUNK_ROWS}
+${APPLY_WORKERS:+apply_workers = $APPLY_WORKERS}
 CONF
   chmod 600 "$WORK/cdcsync_$w.conf"
   log "cdcsync, snapshot_workers = $w: initial load"
@@ -140,6 +142,7 @@ rows=$ROWS
 bytes=$BYTES
 snapshot_workers=$WORKERS
 chunk_rows=${CHUNK_ROWS:-default}
+apply_workers=${APPLY_WORKERS:-default}
 ${OUT}native_seconds=$(fmt2 "$NAT_SECS")
 native_rows_per_s=$(fmt0 "$(calc "$ROWS / $NAT_SECS")")
 native_target_cpu_seconds=$(fmt2 "$NAT_DST_CPU")
