@@ -1,0 +1,77 @@
+/* Leadership of a pipeline among instances that run the same conf (issue #16): the decisions on a
+ * lease row kept in the sink (cdcsync.leases), as pure functions over what the server answered,
+ * and the SQL that reads and writes it. Times come from the sink server's clock (now()), never
+ * from this host's, so instances' clocks do not matter. Plain values, no I/O. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LEASE_HOLDER_MAX 128 /* bytes of an instance name, with its NUL */
+
+/* The lease row of one pipeline as the sink server answered LEASE_SQL_READ. */
+typedef struct {
+        bool exists;                   /* false: no row yet for the pipeline */
+        char holder[LEASE_HOLDER_MAX]; /* instance that holds or last held it */
+        int64_t generation;            /* fencing token, bumped at every takeover */
+        int64_t expires_in_ms;         /* expires_at - now() on the server; <= 0: expired */
+        int holder_session;            /* pg_backend_pid() of the holder's sink session; 0: none */
+} LeaseRow;
+
+typedef enum {
+        LEASE_CREATE,    /* no row: insert it, generation 1 (ON CONFLICT DO NOTHING, then read again) */
+        LEASE_TAKE,      /* expired or released: bump the generation where expires_at < now() */
+        LEASE_RENEW,     /* ours, same generation: push expires_at on */
+        LEASE_WAIT,      /* another instance holds a live lease: stay standby, poll again */
+        LEASE_STEP_DOWN, /* we thought we led, but the generation moved on: stop applying at once */
+} LeaseAction;
+
+/* What an instance named `instance` does next with the pipeline's lease. `held` is the generation
+ * it holds (0: none, a standby). A row whose generation differs from a held one means another
+ * instance took over, whatever the holder name says (the same name restarted, a clone). */
+LeaseAction lease_decide(const LeaseRow *row, const char *instance, int64_t held);
+
+/* Whether a batch may commit: the row read under FOR SHARE in the batch's own transaction
+ * (LEASE_SQL_FENCE) still carries the generation the leader holds. A missing row fails too. */
+bool lease_fence_ok(int64_t held, bool row_found, int64_t row_generation);
+
+/* The leader renews every takeover_s / 3 so that two renewals can fail before it expires; each
+ * renewal is bounded by a deadline shorter than that period. Milliseconds, at least 100. */
+int lease_renew_interval_ms(int takeover_s);
+int lease_renew_deadline_ms(int takeover_s);
+
+/* The leader's own view: when its last renewal was confirmed at `renewed_ms` (monotonic) and it is
+ * now `now_ms`, whether it must stop applying on its own, before the lease can have expired on the
+ * server: one renewal period of margin under takeover_s. A cut-off leader thus stops before a
+ * standby can take over, even when it cannot reach the sink to learn so. */
+bool lease_self_expired(int64_t renewed_ms, int64_t now_ms, int takeover_s);
+
+/* Parses PostgreSQL's "replication slot \"NAME\" is active for PID N" (the slot is still used by
+ * another walsender: the old leader's). Returns the PID, or 0 when msg is not that error. */
+int lease_slot_active_pid(const char *msg);
+
+/* SQL, parameters only. $1 pipeline throughout. */
+#define LEASE_SQL_CREATE_TABLE                                                                                         \
+        "CREATE TABLE IF NOT EXISTS cdcsync.leases (pipeline text PRIMARY KEY, holder text NOT NULL, "                 \
+        "generation bigint NOT NULL, expires_at timestamptz NOT NULL, holder_session integer NOT NULL)"
+#define LEASE_SQL_READ                                                                                                 \
+        "SELECT holder, generation::text, (extract(epoch FROM expires_at - now()) * 1000)::bigint::text, "             \
+        "holder_session::text FROM cdcsync.leases WHERE pipeline = $1"
+/* $2 instance, $3 takeover_s */
+#define LEASE_SQL_CREATE                                                                                               \
+        "INSERT INTO cdcsync.leases (pipeline, holder, generation, expires_at, holder_session) VALUES ($1, $2, 1, "    \
+        "now() + $3::int * interval '1 second', pg_backend_pid()) ON CONFLICT (pipeline) DO NOTHING "                  \
+        "RETURNING generation::text"
+/* $2 instance, $3 takeover_s, $4 generation read: only one taker wins */
+#define LEASE_SQL_TAKE                                                                                                 \
+        "UPDATE cdcsync.leases SET holder = $2, generation = generation + 1, expires_at = now() + $3::int * "          \
+        "interval '1 second', holder_session = pg_backend_pid() WHERE pipeline = $1 AND generation = $4 AND "          \
+        "expires_at < now() RETURNING generation::text"
+/* $2 generation held, $3 takeover_s: must touch one row */
+#define LEASE_SQL_RENEW                                                                                                \
+        "UPDATE cdcsync.leases SET expires_at = now() + $3::int * interval '1 second' WHERE pipeline = $1 AND "        \
+        "generation = $2"
+/* $2 generation held: graceful hand-over after the last commit */
+#define LEASE_SQL_RELEASE "UPDATE cdcsync.leases SET expires_at = now() WHERE pipeline = $1 AND generation = $2"
+/* In the batch's transaction, just before COMMIT: holds the row so a taker waits for the commit */
+#define LEASE_SQL_FENCE "SELECT generation::text FROM cdcsync.leases WHERE pipeline = $1 FOR SHARE"
