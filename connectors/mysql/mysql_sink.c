@@ -497,7 +497,6 @@ typedef struct {
 
 static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
         CopyList *l = ud;
-        (void)lens;
         CopyState st;
         if (ncols < 5 || !cells[0] || !cells[1] || !cells[2] || !cells[3] || copies_state_parse(cells[3], &st) < 0)
                 return 0; /* a state of a later build: not this build's to act on */
@@ -512,6 +511,9 @@ static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols
         v[l->n].pos.lo = strtoull(cells[2], NULL, 10);
         v[l->n].state = st;
         v[l->n].rows = cells[4] ? strtoull(cells[4], NULL, 10) : 0;
+        v[l->n].text[0] = '\0';
+        if (ncols > 5 && cells[5] && lens[5] < sizeof(v[l->n].text))
+                snprintf(v[l->n].text, sizeof(v[l->n].text), "%s", cells[5]);
         l->n++;
         return 0;
 }
@@ -519,10 +521,11 @@ static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols
 static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
         CopyList l = {0};
         const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
-        int r = mysql_conn_query(k->m,
-                                 "SELECT source_table, pos_hi, pos_lo, state, copied_rows FROM `cdcsync`.`tables` "
-                                 "WHERE pipeline = ?",
-                                 params, 1, copy_row, &l, err);
+        int r = mysql_conn_query(
+                k->m,
+                "SELECT source_table, pos_hi, pos_lo, state, copied_rows, pos_text FROM `cdcsync`.`tables` "
+                "WHERE pipeline = ?",
+                params, 1, copy_row, &l, err);
         mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
         if (r >= 0 && l.oom)
                 r = cdc_oom(err);

@@ -41,6 +41,7 @@ typedef struct {
         PgBlockRange *forget; /* owned: chunk records of an earlier attempt dropped with the final record */
         int nforget;
         uint64_t rows, rows_est; /* copied so far, kept ones included (emit); the planner's estimate */
+        char filenode[24];       /* pg_relation_filenode() as the copy's plan found it */
         CopyState final_state;   /* the record once every chunk is done */
         Position final_pos;
 } CopyTab;
@@ -159,12 +160,15 @@ int pg_copy_add_table(PgCopy *cp, Table *t, uint32_t change_flags, bool truncate
         const char *params[] = {relid};
         PGresult *res = pg_source_query(s, s->sql,
                                         "SELECT pg_relation_size($1::oid) / current_setting('block_size')::bigint, "
-                                        "reltuples FROM pg_class WHERE oid = $1::oid",
+                                        "reltuples, coalesce(pg_relation_filenode($1::oid)::text, '') FROM pg_class "
+                                        "WHERE oid = $1::oid",
                                         1, params, err);
         if (!res)
                 return err->code;
         uint64_t blocks = PQntuples(res) == 1 ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
         double reltuples = PQntuples(res) == 1 ? strtod(PQgetvalue(res, 0, 1), NULL) : -1;
+        if (PQntuples(res) == 1)
+                snprintf(tb->filenode, sizeof(tb->filenode), "%s", PQgetvalue(res, 0, 2));
         PQclear(res);
         tb->rows_est = reltuples > 0 ? (uint64_t)reltuples : 0;
         if (tb->rows_est < done_rows)
@@ -255,12 +259,14 @@ static int chunk_head(PgCopy *cp, CopyTab *tb, CdcError *err) {
         if (cp->chunked || !cp->begun)
                 r = emit_begin(cp, err);
         if (r == 0 && cp->chunked && !cp->registry_written) {
-                char text[32];
-                pg_source_format_position(cp->pos, text, sizeof(text));
+                char pos[32], text[80];
+                pg_source_format_position(cp->pos, pos, sizeof(pos));
                 for (int i = 0; r == 0 && i < cp->ntabs; i++) {
                         if (bookkeeping(&cp->tabs[i]) || cp->tabs[i].final_state != COPY_STATE_COPIED ||
                             position_cmp(cp->tabs[i].final_pos, cp->pos) != 0)
                                 continue; /* a resumed table's record is there already */
+                        /* the table's storage now: a resume finds out whether a rewrite moved its rows */
+                        snprintf(text, sizeof(text), "%s filenode=%s", pos, cp->tabs[i].filenode);
                         Change c;
                         if (copies_record_state(s->pipe->name, cp->tabs[i].key, COPY_STATE_COPYING, cp->pos, text, 0,
                                                 &c) < 0)

@@ -307,7 +307,8 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
         PGresult *res = NULL;
         int r = pg_pipe_exec_params(
                 k,
-                "SELECT source_table, pos_hi::text, pos_lo::text, state, coalesce(copied_rows, 0)::text FROM "
+                "SELECT source_table, pos_hi::text, pos_lo::text, state, coalesce(copied_rows, 0)::text, "
+                "coalesce(pos_text, '') FROM "
                 "cdcsync.tables WHERE pipeline = $1",
                 1, vals, "reading the copy records", &res, err);
         if (r < 0)
@@ -326,6 +327,8 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
                 v[m].pos.hi = strtoull(PQgetvalue(res, i, 1), NULL, 10);
                 v[m].pos.lo = strtoull(PQgetvalue(res, i, 2), NULL, 10);
                 v[m].rows = strtoull(PQgetvalue(res, i, 4), NULL, 10);
+                if ((size_t)PQgetlength(res, i, 5) < sizeof(v[m].text))
+                        snprintf(v[m].text, sizeof(v[m].text), "%s", PQgetvalue(res, i, 5));
                 m++;
         }
         PQclear(res);

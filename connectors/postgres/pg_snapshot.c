@@ -550,6 +550,7 @@ int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err) {
                 PgBlockRange *done = NULL;
                 int ndone = 0;
                 uint64_t rows = 0;
+                bool rewritten = false;
                 for (int j = 0; r == 0 && j < start->ncopied; j++) {
                         PgBlockRange b;
                         if (start->copied[j].state != COPY_STATE_CHUNK ||
@@ -563,6 +564,28 @@ int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err) {
                         (done = g)[ndone++] = b;
                         rows += start->copied[j].rows;
                 }
+                /* A rewrite since the copy began (VACUUM FULL, CLUSTER, TRUNCATE, a type change)
+                 * moved rows into blocks whose chunks are done: every chunk is read again. */
+                const char *was = strstr(e->text, " filenode=");
+                char relid[16];
+                snprintf(relid, sizeof(relid), "%u", t->rel_id);
+                const char *fp[] = {relid};
+                PGresult *fres =
+                        r == 0 && was && ndone > 0
+                                ? pg_source_query(s, s->sql, "SELECT coalesce(pg_relation_filenode($1::oid)::text, '')",
+                                                  1, fp, err)
+                                : NULL;
+                if (r == 0 && was && ndone > 0 && !fres)
+                        r = err->code;
+                if (fres && strcmp(PQgetvalue(fres, 0, 0), was + strlen(" filenode=")) != 0) {
+                        log_warn(s->ctx,
+                                 "snapshot of %s: the table was rewritten since its copy began (VACUUM FULL, CLUSTER, "
+                                 "TRUNCATE, ...), so rows may have moved into chunks already done: every chunk is "
+                                 "read again",
+                                 e->table);
+                        rewritten = true;
+                }
+                PQclear(fres);
                 uint32_t flags, tflags;
                 bool truncate;
                 copy_mode(s, t, &flags, &truncate, &tflags);
@@ -591,8 +614,11 @@ int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err) {
                         }
                 } else if (r == 0) {
                         /* rows read as of S2 may have been copied as of START too (moved since) */
-                        r = pg_copy_add_table(cp, t, CHANGE_IDEMPOTENT, ndone == 0 && truncate, tflags, done, ndone,
-                                              rows, COPY_STATE_CONVERGING, c, err);
+                        r = pg_copy_add_table(cp, t, CHANGE_IDEMPOTENT, ndone == 0 && truncate, tflags,
+                                              rewritten ? NULL : done, rewritten ? 0 : ndone, rewritten ? 0 : rows,
+                                              COPY_STATE_CONVERGING, c, err);
+                        for (int j = 0; r == 0 && rewritten && j < ndone; j++)
+                                r = pg_copy_forget_chunk(cp, done[j], err);
                         CopiedTable *g =
                                 r == 0 ? realloc(s->converging, sizeof(*g) * (size_t)(s->nconverging + 1)) : NULL;
                         if (r == 0 && !g)

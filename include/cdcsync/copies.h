@@ -35,6 +35,8 @@ typedef struct {
         Position pos;                /* the copy is as of this source position (see the states) */
         CopyState state;
         uint64_t rows; /* copied_rows */
+        char text[96]; /* pos_text ("" when longer); a "copying" record adds " filenode=N" (the
+                        * table's storage when the copy began: a rewrite since moved its rows) */
 } CopiedTable;
 
 /* The state's name in the registry ("copied", ...). */
