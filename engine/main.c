@@ -538,22 +538,32 @@ static int cmd_check(const char *path, bool do_connect) {
 
 /* ---- status ---- */
 
-static int cmd_status(const char *path, bool json) {
+/* The conf of a running service to be asked through its endpoint; NULL (said on stderr) when it
+ * cannot be read or has no endpoint. */
+static Conf *load_for_asking(const char *path) {
         Conf *conf = NULL;
         int r = conf_load(path, stderr, &conf);
         if (r == -EINVAL)
-                return 2;
+                return NULL;
         if (r < 0) {
                 fprintf(stderr, "cdcsync: cannot read %s: %s\n", path, strerror(-r));
-                return 2;
+                return NULL;
         }
         if (!conf->metrics_listen) {
                 fprintf(stderr, "cdcsync: metrics_listen = off in %s, so the service cannot be asked — enable it\n",
                         path);
                 conf_free(conf);
-                return 2;
+                return NULL;
         }
-        r = status_print_auth(conf->metrics_listen, conf->metrics_user, conf->metrics_password, json, stdout, stderr);
+        return conf;
+}
+
+static int cmd_status(const char *path, bool json) {
+        Conf *conf = load_for_asking(path);
+        if (!conf)
+                return 2;
+        int r = status_print_auth(conf->metrics_listen, conf->metrics_user, conf->metrics_password, json, stdout,
+                                  stderr);
         conf_free(conf);
         return r < 0 ? 1 : 0;
 }
@@ -561,20 +571,9 @@ static int cmd_status(const char *path, bool json) {
 /* ---- pause, resume, restart ---- */
 
 static int cmd_action(const char *path, const char *action, const char *pipeline) {
-        Conf *conf = NULL;
-        int r = conf_load(path, stderr, &conf);
-        if (r == -EINVAL)
+        Conf *conf = load_for_asking(path);
+        if (!conf)
                 return 2;
-        if (r < 0) {
-                fprintf(stderr, "cdcsync: cannot read %s: %s\n", path, strerror(-r));
-                return 2;
-        }
-        if (!conf->metrics_listen) {
-                fprintf(stderr, "cdcsync: metrics_listen = off in %s, so the service cannot be asked — enable it\n",
-                        path);
-                conf_free(conf);
-                return 2;
-        }
         /* The credentials the service checks: admin_user's, else the metrics ones. */
         const char *user = conf->admin_user ? conf->admin_user : conf->metrics_user;
         const char *pass = conf->admin_user ? conf->admin_password : conf->metrics_password;
@@ -587,7 +586,7 @@ static int cmd_action(const char *path, const char *action, const char *pipeline
                 conf_free(conf);
                 return 1;
         }
-        r = status_action(conf->metrics_listen, user, pass, pipeline, action, stdout, stderr);
+        int r = status_action(conf->metrics_listen, user, pass, pipeline, action, stdout, stderr);
         conf_free(conf);
         return r == -EINVAL ? 2 : r < 0 ? 1 : 0;
 }
