@@ -18,6 +18,7 @@ const char *const cdc_error_kind_names[CDC_ERR_KINDS] = {
         [CDC_ERR_DISK] = "disk",
         [CDC_ERR_INTERNAL] = "internal",
         [CDC_ERR_QUERY] = "query",
+        [CDC_ERR_LEASE] = "lease",
 };
 
 int cdc_error(CdcError *err, int code, bool retriable, CdcErrorKind kind, const char *fmt, ...) {

@@ -17,8 +17,8 @@ const double stats_batch_bounds[STATS_BATCH_BUCKETS] = {
 /* The kinds of CdcError (connector.h's CdcErrorKind, in its order: test_metrics checks they are
  * cdc_error_kind_names), then "other", the catch-all slot for a kind not listed, which stays last. */
 const char *const stats_error_kind_labels[STATS_ERROR_KINDS] = {
-        "connection", "slot",  "schema", "data",     "conf",  "privilege",
-        "source",     "state", "disk",   "internal", "query", "other",
+        "connection", "slot", "schema",   "data",  "conf",  "privilege", "source",
+        "state",      "disk", "internal", "query", "lease", "other",
 };
 _Static_assert(STATS_ERROR_KINDS == CDC_ERR_KINDS + 1, "one label per CdcErrorKind, and other");
 

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "cdcsync/deadline.h"
+#include "cdcsync/lease.h"
 #include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 #include "postgres/pg_sink.h"
@@ -450,6 +451,49 @@ int pg_sink_grow(Sink *k, int ncols) {
         return 0;
 }
 
+/* ha = on: the batch commits only while this instance still holds the pipeline's lease. The row
+ * is read FOR SHARE in the batch's own transaction: a taker's UPDATE of it waits for this COMMIT
+ * (or terminates this session past its lock_timeout), so no batch commits after a takeover.
+ * Results are read here, before COMMIT is sent (one more round-trip per batch). */
+static int fence_check(Sink *k, CdcError *err) {
+        char gen[32];
+        const char *vals[1] = {k->pipe->name};
+        int r = pg_pipe_send_query(k, LEASE_SQL_FENCE, 1, vals, "checking the pipeline's lease", true, err);
+        if (r == 0)
+                r = pg_pipe_send_sync(k, err);
+        if (r == 0)
+                r = pg_pipe_drain(k, 0, err);
+        if (r < 0)
+                return r;
+        PGresult *res = k->captured;
+        bool found = res && PQntuples(res) == 1;
+        int64_t now_gen = 0;
+        if (found) {
+                char *end;
+                errno = 0;
+                long long v = strtoll(PQgetvalue(res, 0, 0), &end, 10);
+                found = errno == 0 && *end == '\0';
+                now_gen = v;
+        }
+        PQclear(k->captured);
+        k->captured = NULL;
+        if (lease_fence_ok(k->fence, found, now_gen))
+                return 0;
+        snprintf(gen, sizeof(gen), "%" PRId64, now_gen);
+        return pg_pipe_fail(k,
+                            cdc_error(err, -ESTALE, true, CDC_ERR_LEASE,
+                                      "sink %s: pipeline %s: the lease moved on to generation %s (this instance held "
+                                      "%" PRId64 "): another instance runs the pipeline now; the batch is rolled "
+                                      "back and this instance stands by",
+                                      k->conf->name, k->pipe->name, found ? gen : "(none: lease row missing)",
+                                      k->fence),
+                            err);
+}
+
+static void sink_set_fence(Sink *k, int64_t generation) {
+        k->fence = generation;
+}
+
 /* Fills the WHERE part of k->mask from the old key (or, without a key, the whole old row). */
 static int where_mask(Sink *k, const Table *t, const Value *kv, bool keyless) {
         int n = 0;
@@ -741,6 +785,11 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
                                5, vals, "writing the checkpoint", false, err);
         if (r < 0)
                 return r;
+        if (k->fence > 0) {
+                r = fence_check(k, err);
+                if (r < 0)
+                        return r;
+        }
         /* An UPDATE or DELETE that matched no row is no server error: read those results before
          * sending COMMIT, or the divergence would be committed (one more round-trip). */
         if (k->nexpect > 0) {
@@ -900,4 +949,5 @@ const SinkOps pg_sink_ops = {
         .copy_records = true,
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
+        .set_fence = sink_set_fence,
 };

@@ -116,6 +116,7 @@ struct Sink {
         uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
         Deadline *guard;  /* owned: bounds every wait for the server (timeout_s without an answer) */
         bool guarded;     /* inside a guarded call: each result read pushes the deadline back */
+        int64_t fence;    /* ha = on: lease generation each commit checks (lease.h); 0: none */
 };
 
 /* Entries of the ring Sink.pending. */

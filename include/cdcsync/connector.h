@@ -18,6 +18,7 @@ typedef enum {
         CDC_ERR_DISK,       /* a file under state_dir that cannot be written or read */
         CDC_ERR_INTERNAL,   /* out of memory, a thread that cannot start */
         CDC_ERR_QUERY,      /* a statement the server failed for another reason */
+        CDC_ERR_LEASE,      /* ha = on: another instance took the pipeline over (code -ESTALE) */
         CDC_ERR_KINDS,
 } CdcErrorKind;
 
@@ -232,6 +233,10 @@ typedef struct {
         /* This pipeline's copy records, *ret owned by the caller (free()); they are written as
          * changes of the registry table with the copies. None (*ret NULL) without copy_records. */
         int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);
+        /* Optional (ha = on): the lease generation every later commit() fences on, in the batch's
+         * own transaction (lease.h); 0, the default: no fence, no lease. A commit whose fence
+         * fails rolls back and returns -ESTALE, kind CDC_ERR_LEASE: the pipeline steps down. */
+        void (*set_fence)(Sink *k, int64_t generation);
         /* As SourceOps.locate. */
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;

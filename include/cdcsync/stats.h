@@ -21,7 +21,7 @@ typedef enum {
 
 const char *pipeline_state_name(PipelineState s);
 
-#define STATS_ERROR_KINDS 12 /* CDC_ERR_KINDS and "other" */
+#define STATS_ERROR_KINDS 13 /* CDC_ERR_KINDS and "other" */
 #define STATS_CONFLICT_KINDS 5
 #define STATS_BATCH_BUCKETS 12 /* cdcsync_sink_batch_seconds buckets, see stats_batch_bounds */
 
