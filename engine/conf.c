@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cdcsync/conf.h"
@@ -778,6 +779,16 @@ int conf_load(const char *path, FILE *errout, Conf **ret) {
                 r = -EINVAL;
                 goto out;
         }
+        if (!p.conf->instance) {
+                /* The default instance name: the host name, which differs between machines. */
+                char host[256] = "";
+                if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+                        snprintf(host, sizeof(host), "cdcsync");
+                if (!(p.conf->instance = strdup(host))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
         for (int i = 0; i < p.conf->npipelines; i++) {
                 PipelineConf *a = &p.conf->pipelines[i];
                 a->conf = p.conf;
@@ -843,6 +854,7 @@ Conf *conf_free(Conf *c) {
         free(c->pipelines);
         free(c->path);
         free(c->state_dir);
+        free(c->instance);
         free(c->metrics_listen);
         free(c->metrics_user);
         free_secret(c->metrics_password);

@@ -37,6 +37,14 @@ const ConfKey conf_service_keys[] = {
          "SIZE (bytes, or with kB MB GB TB KiB MiB GiB TiB) | off",
          "warn (log and /healthz) when a source keeps more log than this for a pipeline (WAL its slot holds, "
          "binlog behind)"},
+        {"instance", K_STR, NULL, T_ALL, 0, false, false, SVC(instance), 0, 0, 0, "NAME",
+         "this instance's name in the pipelines' leases (ha = on), unique among the instances that run this conf; "
+         "default the host name"},
+        {"ha", K_BOOL, "off", T_ALL, 0, false, false, SVC(ha), 0, 0, 0, "on | off",
+         "run each pipeline on one instance among those with this conf, through a lease row in the pipeline's "
+         "sink (cdcsync.leases); off: no lease, this instance runs every pipeline"},
+        {"ha_takeover_s", K_INT, "15", T_ALL, 0, false, false, SVC(ha_takeover_s), 0, 2, 3600, "2..3600",
+         "seconds: a standby takes over a pipeline whose leader stopped renewing its lease within this"},
 };
 
 const ConfKey conf_connector_keys[] = {

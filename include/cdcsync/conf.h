@@ -129,7 +129,11 @@ struct Conf {
         char *admin_user;            /* owned */
         char *admin_password;        /* owned secret from admin_password_file; never logged */
         int64_t retained_warn_bytes; /* bytes; 0: off */
-        ConnectorConf *connectors;   /* owned, nconnectors */
+        /* High availability (issue #16): leadership per pipeline through a lease in its sink. */
+        char *instance;            /* owned: this instance's name in the leases; default the host name */
+        bool ha;                   /* false: no lease at all, today's behaviour */
+        int ha_takeover_s;         /* seconds: a standby takes a lost leader's pipelines over within this */
+        ConnectorConf *connectors; /* owned, nconnectors */
         int nconnectors;
         PipelineConf *pipelines; /* owned, npipelines */
         int npipelines;
