@@ -950,4 +950,8 @@ const SinkOps pg_sink_ops = {
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
         .set_fence = sink_set_fence,
+        .lease_open = pg_sink_lease_open,
+        .lease_step = pg_sink_lease_step,
+        .lease_release = pg_sink_lease_release,
+        .lease_free = pg_sink_lease_free,
 };

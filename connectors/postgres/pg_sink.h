@@ -27,3 +27,10 @@ extern const SinkOps pg_sink_ops;
 /* The mark on writer's writes as its sink database's log tells them (TxnInfo.origin): the
  * replication origin "cdcsync_<pipeline>" its session writes under. */
 int pg_sink_write_mark(const PipelineConf *writer, char *buf, size_t len);
+
+/* SinkOps.lease_* (pg_lease.c): the pipeline's row in cdcsync.leases, on a session of its own. */
+int pg_sink_lease_open(const ConnectorConf *conn, const PipelineConf *pipe, int takeover_s, SinkLease **ret,
+                       CdcError *err);
+int pg_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, CdcError *err);
+int pg_sink_lease_release(SinkLease *l, int64_t held, CdcError *err);
+SinkLease *pg_sink_lease_free(SinkLease *l);

@@ -102,6 +102,7 @@ const char *pipeline_io_context(PipelineIO *io);
 
 typedef struct Source Source;
 typedef struct Sink Sink;
+typedef struct SinkLease SinkLease;
 typedef struct SourceProbe SourceProbe;
 
 /* What a source's server keeps for a pipeline (SourceOps.probe_health). */
@@ -237,6 +238,16 @@ typedef struct {
          * own transaction (lease.h); 0, the default: no fence, no lease. A commit whose fence
          * fails rolls back and returns -ESTALE, kind CDC_ERR_LEASE: the pipeline steps down. */
         void (*set_fence)(Sink *k, int64_t generation);
+        /* Optional (ha = on): the pipeline's lease in this sink, on a session of its own, every
+         * call bounded by about takeover_s / 3. lease_step() reads the lease and does what
+         * lease_decide() says (create, take over, renew) for `instance`, which holds generation
+         * `held` (0: none); *ret_held is the generation it holds afterwards, 0 when it stands by
+         * or was deposed. lease_release() lets a standby take over at once (graceful stop). */
+        int (*lease_open)(const ConnectorConf *conn, const PipelineConf *pipe, int takeover_s, SinkLease **ret,
+                          CdcError *err);
+        int (*lease_step)(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, CdcError *err);
+        int (*lease_release)(SinkLease *l, int64_t held, CdcError *err);
+        SinkLease *(*lease_free)(SinkLease *l); /* accepts NULL, returns NULL */
         /* As SourceOps.locate. */
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;
