@@ -36,6 +36,7 @@
 
 #include "cdcsync/copies.h"
 #include "cdcsync/guard.h"
+#include "cdcsync/lease.h"
 #include "cdcsync/log.h"
 #include "cdcsync/now.h"
 #include "cdcsync/rowstate.h"
@@ -185,7 +186,7 @@ static void set_state(Pipeline *p, PipelineState s) {
                 atomic_compare_exchange_strong(&p->streaming_since, &zero, now_usec());
         }
         stats_set_state(&p->stats, s);
-        if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED || s == PIPELINE_PAUSED)
+        if (s == PIPELINE_STREAMING || s == PIPELINE_FAILED || s == PIPELINE_PAUSED || s == PIPELINE_STANDBY)
                 atomic_store(&p->settled, true);
 }
 
@@ -306,7 +307,7 @@ static int refuse_loop(Pipeline *p, CdcError *err) {
 
 /* One attempt: connect both sides and stream until an error or a stop. Returns 0 on a requested
  * stop, or the error. */
-static int run_attempt(Pipeline *p, CdcError *err) {
+static int run_attempt(Pipeline *p, int64_t fence, CdcError *err) {
         SourceArgs sargs = {.p = p};
         Checkpoint sink_ckpt = {0};
         bool found = false;
@@ -334,6 +335,8 @@ static int run_attempt(Pipeline *p, CdcError *err) {
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
                 goto out;
+        if (fence > 0 && p->sink_ops->set_fence)
+                p->sink_ops->set_fence(p->sink, fence);
         r = p->sink_ops->last_position(p->sink, &sink_ckpt, &found, err);
         if (r < 0)
                 goto out;
@@ -491,11 +494,31 @@ static void *supervisor_main(void *arg) {
                         failed = false;
                         continue;
                 }
+                int64_t fence = 0;
+                if (p->ha) {
+                        fence = atomic_load(&p->lease_gen);
+                        if (fence == 0) {
+                                if (atomic_load(&p->stats.state) != PIPELINE_STANDBY)
+                                        log_info(p->ctx, "standby: another instance holds the pipeline's lease");
+                                set_state(p, PIPELINE_STANDBY);
+                                struct timespec until;
+                                clock_gettime(CLOCK_MONOTONIC, &until);
+                                until.tv_sec += 1;
+                                wait_request(p, seen, &until);
+                                continue;
+                        }
+                        log_info(p->ctx, "leader: holding the pipeline's lease, generation %" PRId64, fence);
+                }
                 atomic_store(&p->attempt_stop, false);
                 set_state(p, PIPELINE_STARTING);
-                int r = run_attempt(p, &err);
+                int r = run_attempt(p, fence, &err);
                 if (atomic_load(&p->stop))
                         break;
+                if (fence > 0 && (atomic_load(&p->lease_gen) != fence || strcmp(err.kind, "lease") == 0)) {
+                        log_warn(p->ctx, "stepping down: %s",
+                                 r < 0 ? err.message : "the lease was lost; what was committed stays, nothing after");
+                        continue;
+                }
                 /* Ended by an operator (pause, restart): what it held is committed; go on at once. */
                 if (r == 0 || atomic_load(&p->attempt_stop)) {
                         backoff_ms = BACKOFF_MIN_MS;
@@ -532,6 +555,85 @@ static void *supervisor_main(void *arg) {
                 backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
         }
         set_state(p, PIPELINE_STOPPED);
+        atomic_store(&p->supervisor_done, true);
+        return NULL;
+}
+
+static void request(Pipeline *p);
+
+static void lease_sleep(Pipeline *p, int ms) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&p->stop_lock);
+        if (!atomic_load(&p->stop))
+                pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until);
+        pthread_mutex_unlock(&p->stop_lock);
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ha = on: holds the pipeline's lease (lease.h). A standby polls every takeover_s / 3 and takes
+ * an expired lease over; the leader renews at that pace and, when renewals fail until its own
+ * clock says the lease may have expired on the server, or the lease moved on, ends the attempt
+ * (the sink's fence refuses any later commit in any case). On stop, once the supervisor's last
+ * attempt committed, the lease is released so that a standby takes over at once. */
+static void *leaser_main(void *arg) {
+        Pipeline *p = arg;
+        const Conf *c = p->conf->conf;
+        SinkLease *l = NULL;
+        int64_t held = 0, renewed = 0;
+        int interval = lease_renew_interval_ms(c->ha_takeover_s);
+        while (!atomic_load(&p->stop)) {
+                CdcError err = {0};
+                int r = 0;
+                if (!l)
+                        r = p->sink_ops->lease_open(p->conf->sink, p->conf, c->ha_takeover_s, &l, &err);
+                int64_t now_held = 0;
+                if (r == 0)
+                        r = p->sink_ops->lease_step(l, c->instance, held, &now_held, &err);
+                if (r < 0) {
+                        l = p->sink_ops->lease_free(l);
+                        log_warn(p->ctx, "%s", err.message);
+                        if (held > 0 && lease_self_expired(renewed, mono_ms(), c->ha_takeover_s)) {
+                                log_warn(p->ctx, "lease not renewed for too long: stepping down before a standby "
+                                                 "may take over");
+                                now_held = 0;
+                        } else {
+                                now_held = held;
+                        }
+                } else if (now_held > 0) {
+                        renewed = mono_ms();
+                }
+                if (now_held != held) {
+                        atomic_store(&p->lease_gen, now_held);
+                        if (held > 0)
+                                atomic_store(&p->attempt_stop, true);
+                        held = now_held;
+                        request(p);
+                }
+                lease_sleep(p, interval);
+        }
+        /* Graceful hand-over: after the last commit (pipeline_free joins the supervisor first). */
+        while (held > 0 && !atomic_load(&p->supervisor_done))
+                lease_sleep(p, 50);
+        if (held > 0 && l) {
+                CdcError err = {0};
+                if (p->sink_ops->lease_release(l, held, &err) < 0)
+                        log_warn(p->ctx, "%s", err.message);
+                else
+                        log_info(p->ctx, "lease released: a standby takes the pipeline over at once");
+        }
+        p->sink_ops->lease_free(l);
         return NULL;
 }
 
@@ -728,9 +830,27 @@ int pipeline_start_paused(const PipelineConf *conf, State *state, const char *st
                 }
         }
         atomic_store(&p->stats.last_progress_ts, now_usec());
+        /* ha = on: the pipeline runs only while the lease thread holds its lease; a sink without
+         * a lease (not yet: MySQL, Kafka) keeps it on standby rather than run it unfenced. */
+        p->ha = conf->conf && conf->conf->ha;
+        if (p->ha && !p->sink_ops->lease_open)
+                log_error(p->ctx,
+                          "ha = on: a %s sink holds no lease yet — the pipeline stays on standby; run it "
+                          "with ha = off",
+                          conf->sink->type);
+        else if (p->ha)
+                p->leaser_started = pthread_create(&p->leaser, NULL, leaser_main, p) == 0;
+        if (p->ha && p->sink_ops->lease_open && !p->leaser_started)
+                log_error(p->ctx, "cannot start the lease thread: the pipeline stays on standby");
         r = -pthread_create(&p->supervisor, NULL, supervisor_main, p);
-        if (r < 0)
+        if (r < 0) {
+                if (p->leaser_started) {
+                        atomic_store(&p->supervisor_done, true);
+                        pipeline_stop(p);
+                        pthread_join(p->leaser, NULL);
+                }
                 goto fail;
+        }
         /* Without its monitor the pipeline still runs; lag then comes from the stream alone. */
         p->monitor_started = pthread_create(&p->monitor, NULL, monitor_main, p) == 0;
         *ret = p;
@@ -758,6 +878,8 @@ Pipeline *pipeline_free(Pipeline *p) {
                 return NULL;
         pipeline_stop(p);
         pthread_join(p->supervisor, NULL);
+        if (p->leaser_started)
+                pthread_join(p->leaser, NULL);
         if (p->monitor_started)
                 pthread_join(p->monitor, NULL);
         p->rows = rowstate_free(p->rows);

@@ -80,6 +80,12 @@ struct Pipeline {
         LagTracker lag;
         pthread_t monitor;
         bool monitor_started;
+        /* ha = on (lease.h): the lease thread holds the pipeline's lease in its sink */
+        bool ha; /* conf's ha = on */
+        pthread_t leaser;
+        bool leaser_started;
+        atomic_int_fast64_t lease_gen; /* generation held, 0: standby; written by the lease thread */
+        atomic_bool supervisor_done;   /* the last attempt committed and ended: the lease may go */
 };
 
 /* The attempt is to wind down at the next transaction boundary: the service stops, or an

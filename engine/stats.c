@@ -40,6 +40,7 @@ const char *pipeline_state_name(PipelineState s) {
         case PIPELINE_FAILED: return "failed";
         case PIPELINE_STOPPED: return "stopped";
         case PIPELINE_PAUSED: return "paused";
+        case PIPELINE_STANDBY: return "standby";
         }
         return "unknown";
 }

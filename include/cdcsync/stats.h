@@ -16,7 +16,8 @@ typedef enum {
         PIPELINE_RETRYING, /* a retriable error: reconnecting with backoff */
         PIPELINE_FAILED,   /* a fatal error: stopped until the conf or the systems are fixed */
         PIPELINE_STOPPED,
-        PIPELINE_PAUSED, /* paused by an operator (admin API): no attempt runs until resumed */
+        PIPELINE_PAUSED,  /* paused by an operator (admin API): no attempt runs until resumed */
+        PIPELINE_STANDBY, /* ha = on: another instance holds the lease and runs it */
 } PipelineState;
 
 const char *pipeline_state_name(PipelineState s);
