@@ -452,13 +452,14 @@ int pg_sink_grow(Sink *k, int ncols) {
 }
 
 /* ha = on: the batch commits only while this instance still holds the pipeline's lease. The row
- * is read FOR SHARE in the batch's own transaction: a taker's UPDATE of it waits for this COMMIT
+ * is updated in the batch's own transaction (recording this session): a taker's UPDATE waits for this COMMIT
  * (or terminates this session past its lock_timeout), so no batch commits after a takeover.
  * Results are read here, before COMMIT is sent (one more round-trip per batch). */
 static int fence_check(Sink *k, CdcError *err) {
-        char gen[32];
-        const char *vals[1] = {k->pipe->name};
-        int r = pg_pipe_send_query(k, LEASE_SQL_FENCE, 1, vals, "checking the pipeline's lease", true, err);
+        char gen[32], held[32];
+        snprintf(held, sizeof(held), "%" PRId64, k->fence);
+        const char *vals[2] = {k->pipe->name, held};
+        int r = pg_pipe_send_query(k, LEASE_SQL_FENCE, 2, vals, "checking the pipeline's lease", true, err);
         if (r == 0)
                 r = pg_pipe_send_sync(k, err);
         if (r == 0)
@@ -479,14 +480,13 @@ static int fence_check(Sink *k, CdcError *err) {
         k->captured = NULL;
         if (lease_fence_ok(k->fence, found, now_gen))
                 return 0;
-        snprintf(gen, sizeof(gen), "%" PRId64, now_gen);
+        (void)gen;
         return pg_pipe_fail(k,
                             cdc_error(err, -ESTALE, true, CDC_ERR_LEASE,
-                                      "sink %s: pipeline %s: the lease moved on to generation %s (this instance held "
-                                      "%" PRId64 "): another instance runs the pipeline now; the batch is rolled "
-                                      "back and this instance stands by",
-                                      k->conf->name, k->pipe->name, found ? gen : "(none: lease row missing)",
-                                      k->fence),
+                                      "sink %s: pipeline %s: the lease no longer has generation %" PRId64
+                                      ", the one this instance held: another instance runs the pipeline now; the "
+                                      "batch is rolled back and this instance stands by",
+                                      k->conf->name, k->pipe->name, k->fence),
                             err);
 }
 

@@ -14,6 +14,7 @@
 
 #include "cdcsync/guard.h"
 #include "cdcsync/deadline.h"
+#include "cdcsync/lease.h"
 #include "cdcsync/log.h"
 #include "postgres/pg_conn.h"
 #include "postgres/pg_source.h"
@@ -543,9 +544,37 @@ static int start_replication(Source *s, Position start, CdcError *err) {
         PQfreemem(publit);
         if (!sql)
                 return cdc_oom(err);
-        deadline_arm(s->guard_repl, conf_timeout_ms(s->conn));
-        PGresult *res = PQexec(s->repl, sql);
-        bool fired = deadline_disarm(s->guard_repl);
+        PGresult *res = NULL;
+        bool fired = false;
+        for (int tries = 0;; tries++) {
+                deadline_arm(s->guard_repl, conf_timeout_ms(s->conn));
+                res = PQexec(s->repl, sql);
+                fired = deadline_disarm(s->guard_repl);
+                if (PQresultStatus(res) == PGRES_COPY_BOTH || fired || tries >= 10 || !s->pipe->conf ||
+                    !s->pipe->conf->ha || !s->sql)
+                        break;
+                /* ha = on: this instance holds the pipeline's lease, so a walsender still on the
+                 * slot is the deposed leader's (frozen, cut off): end it and try again. */
+                char buf[512];
+                pg_source_errtext(s, s->repl, res, buf, sizeof(buf));
+                int pid = lease_slot_active_pid(buf);
+                if (pid <= 0)
+                        break;
+                PQclear(res);
+                res = NULL;
+                char spid[16];
+                snprintf(spid, sizeof(spid), "%d", pid);
+                const char *params[] = {spid};
+                log_warn(s->ctx, "replication slot \"%s\" is held by walsender PID %d, the deposed leader's: ending it",
+                         s->slot, pid);
+                deadline_arm(s->guard_sql, conf_timeout_ms(s->conn));
+                PGresult *t =
+                        PQexecParams(s->sql, "SELECT pg_terminate_backend($1::int)", 1, NULL, params, NULL, NULL, 0);
+                deadline_disarm(s->guard_sql);
+                PQclear(t);
+                struct timespec ts = {0, (long)(tries + 1) * 100 * 1000000L};
+                nanosleep(&ts, NULL);
+        }
         free(sql);
         if (PQresultStatus(res) != PGRES_COPY_BOTH) {
                 int r = fired ? pg_source_timeout_error(s, err) : classify_stream_error(s, res, err);

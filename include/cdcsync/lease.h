@@ -31,7 +31,7 @@ typedef enum {
  * instance took over, whatever the holder name says (the same name restarted, a clone). */
 LeaseAction lease_decide(const LeaseRow *row, const char *instance, int64_t held);
 
-/* Whether a batch may commit: the row read under FOR SHARE in the batch's own transaction
+/* Whether a batch may commit: the row locked in the batch's own transaction
  * (LEASE_SQL_FENCE) still carries the generation the leader holds. A missing row fails too. */
 bool lease_fence_ok(int64_t held, bool row_found, int64_t row_generation);
 
@@ -73,5 +73,9 @@ int lease_slot_active_pid(const char *msg);
         "generation = $2"
 /* $2 generation held: graceful hand-over after the last commit */
 #define LEASE_SQL_RELEASE "UPDATE cdcsync.leases SET expires_at = now() WHERE pipeline = $1 AND generation = $2"
-/* In the batch's transaction, just before COMMIT: holds the row so a taker waits for the commit */
-#define LEASE_SQL_FENCE "SELECT generation::text FROM cdcsync.leases WHERE pipeline = $1 FOR SHARE"
+/* In the batch's transaction, just before COMMIT; $2 generation held. Locks the row until the
+ * commit (a taker's UPDATE waits for it, or ends this session, whose PID it records) and returns
+ * one row only while the generation is still ours. */
+#define LEASE_SQL_FENCE                                                                                                \
+        "UPDATE cdcsync.leases SET holder_session = pg_backend_pid() WHERE pipeline = $1 AND generation = $2 "         \
+        "RETURNING generation::text"
