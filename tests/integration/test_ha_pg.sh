@@ -63,6 +63,7 @@ wait_for "node0 leads" 60 bash -c "[ \"\$(psql -X -h $PG_dst_DIR -p $PG_dst_PORT
 start_node 1
 wait_synced src dst 60 counter
 
+export STOPFILE="$WORK/stop"
 dir=PG_src_DIR port=PG_src_PORT
 python3 - "${!dir}" "${!port}" >"$WORK/writer.log" 2>&1 <<'PY' &
 import subprocess, sys, time, os
@@ -81,7 +82,6 @@ proc.wait()
 print("wrote", n)
 PY
 WRITER=$!
-export STOPFILE="$WORK/stop"
 
 measure_takeover() { # $1: generation before; prints the seconds until a higher one holds the lease
   local t0=$EPOCHREALTIME
