@@ -343,7 +343,7 @@ static int cmd_run(const char *path) {
                          * would make systemd kill the healthy pipelines with them. */
                         int st = atomic_load(&pipeline_stats(sv.pipes[i])->state);
                         if (st == PIPELINE_FAILED || st == PIPELINE_RETRYING || st == PIPELINE_STOPPED ||
-                            st == PIPELINE_PAUSED)
+                            st == PIPELINE_PAUSED || st == PIPELINE_STANDBY)
                                 continue;
                         alive &= now - pipeline_alive_ts(sv.pipes[i]) < alive_limit(sv.pipes[i]);
                 }

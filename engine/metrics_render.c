@@ -456,7 +456,7 @@ char *metrics_render_health(Metrics *m, bool *ret_ok) {
         for (size_t i = 0; i < m->nentries; i++) {
                 PipelineStats *s = m->entries[i].s;
                 PipelineState st = (PipelineState)atomic_load(&s->state);
-                if (st == PIPELINE_STREAMING)
+                if (st == PIPELINE_STREAMING || st == PIPELINE_STANDBY) /* standby: healthy (ha = on) */
                         continue;
                 ok = false;
                 char err[sizeof(s->last_error)];

@@ -332,6 +332,11 @@ static int run_attempt(Pipeline *p, int64_t fence, CdcError *err) {
                               p->conf->apply_workers, p->conf->sink->type);
                 goto out;
         }
+        if (fence > 0 && p->conf->apply_workers > 1) {
+                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
+                              "ha = on fences the pipeline's own sink session only — set apply_workers = 1");
+                goto out;
+        }
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
                 goto out;
