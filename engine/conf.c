@@ -724,8 +724,8 @@ static void conf_build(ConfParser *p) {
                         }
                 {
                         /* the shaping keys: parsed here so that a mistake names its line */
-                        static const char *const keys[] = {"columns", "exclude_columns", "mask_columns", "skip",
-                                                           "soft_delete"};
+                        static const char *const keys[] = {"columns", "exclude_columns", "mask_columns", "where",
+                                                           "skip",    "soft_delete"};
                         const ConfEntry *first = NULL;
                         for (size_t k = 0; !first && k < sizeof(keys) / sizeof(keys[0]); k++)
                                 first = entry_get(&p->sections[i], keys[k]);
@@ -846,6 +846,7 @@ Conf *conf_free(Conf *c) {
                 free(pl->mask_columns);
                 free(pl->skip);
                 free(pl->soft_delete);
+                free(pl->where);
         }
         for (int i = 0; i < c->nwarnings; i++)
                 free(c->warnings[i]);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cdcsync/hash.h"
+#include "cdcsync/rowfilter.h"
 #include "cdcsync/shape.h"
 
 #define SHAPE_CACHE_MAX 1024
@@ -33,10 +34,18 @@ typedef struct {
 } MaskRule;
 
 typedef struct {
+        char *table; /* "schema.table" */
+        RowFilter *filter;
+} WhereRule;
+
+typedef struct {
         Table *src;     /* one reference: keeps the pointer's identity */
         Table *out;     /* one reference: the shaped table, or NULL when the table is not shaped */
         int *from;      /* per out column: its source column, -1: the soft_delete column */
         MaskKind *mask; /* per out column */
+        const WhereRule *where; /* the table's row filter, or NULL */
+        int *widx;              /* its columns' indexes in src */
+        bool where_keys;        /* every column of the filter is a key column */
 } CacheEntry;
 
 struct Shape {
@@ -44,6 +53,8 @@ struct Shape {
         int nrules;
         MaskRule *masks;
         int nmasks;
+        WhereRule *wheres;
+        int nwheres;
         bool skip[4]; /* insert, update, delete, truncate */
         char *soft_delete;
         bool mysql_types; /* the source declares MySQL types (a shaped column is declared as one) */
@@ -274,13 +285,91 @@ static int parse_skip(Shape *s, const char *value, char *err, size_t errlen) {
         return r;
 }
 
+/* "schema.table: expression; schema.table: expression": a ';' inside a quoted literal or
+ * name does not end an item. */
+static int parse_wheres(Shape *s, const PipelineConf *p, const char *value, char *err, size_t errlen) {
+        if (!value)
+                return 0;
+        char *copy = strdup(value);
+        if (!copy)
+                return -ENOMEM;
+        int r = 0;
+        char *item = copy;
+        while (r == 0 && item) {
+                char *q = item, quote = 0;
+                for (; *q && (quote || *q != ';'); q++)
+                        if (quote && *q == quote)
+                                quote = 0;
+                        else if (!quote && (*q == '\'' || *q == '"'))
+                                quote = *q;
+                char *rest = *q ? q + 1 : NULL;
+                *q = '\0';
+                char *colon = strchr(item, ':');
+                if (!*trim(item)) {
+                        item = rest;
+                        continue;
+                }
+                if (!colon) {
+                        snprintf(err, errlen, "where: '%s' has no ':' — write SCHEMA.TABLE: EXPRESSION; ...",
+                                 trim(item));
+                        r = -EINVAL;
+                        break;
+                }
+                *colon = '\0';
+                char *table = trim(item);
+                if (!table_name_ok(table)) {
+                        snprintf(err, errlen, "where: '%s' is not SCHEMA.TABLE — write SCHEMA.TABLE: EXPRESSION; ...",
+                                 table);
+                        r = -EINVAL;
+                        break;
+                }
+                if (!synced(p, table)) {
+                        snprintf(err, errlen,
+                                 "where names %s, which is not in tables — add it to tables or fix the name", table);
+                        r = -EINVAL;
+                        break;
+                }
+                for (int i = 0; i < s->nwheres && r == 0; i++)
+                        if (strcmp(s->wheres[i].table, table) == 0) {
+                                snprintf(err, errlen,
+                                         "where names %s twice — join the two conditions with AND (or OR) in one",
+                                         table);
+                                r = -EINVAL;
+                        }
+                if (r < 0)
+                        break;
+                WhereRule *w = realloc(s->wheres, (size_t)(s->nwheres + 1) * sizeof(*w));
+                if (!w) {
+                        r = -ENOMEM;
+                        break;
+                }
+                s->wheres = w;
+                w = &s->wheres[s->nwheres++];
+                *w = (WhereRule){.table = strdup(table)};
+                if (!w->table) {
+                        r = -ENOMEM;
+                        break;
+                }
+                char msg[512];
+                r = rowfilter_parse(trim(colon + 1), &w->filter, msg, sizeof(msg));
+                if (r == -EINVAL)
+                        snprintf(err, errlen,
+                                 "where: the condition of %s cannot be read: %s — write comparisons (=, <>, <, <=, "
+                                 ">, >=), IN (...), IS [NOT] NULL of columns and literals, joined by AND, OR, NOT",
+                                 table, msg);
+                item = rest;
+        }
+        free(copy);
+        return r;
+}
+
 int shape_new(const PipelineConf *p, Shape **ret, char *err, size_t errlen) {
         *ret = NULL;
-        if (!p->columns && !p->exclude_columns && !p->mask_columns && !p->skip && !p->soft_delete)
+        if (!p->columns && !p->exclude_columns && !p->mask_columns && !p->skip && !p->soft_delete && !p->where)
                 return 0;
         if (p->bidirectional) {
                 snprintf(err, errlen,
-                         "columns, exclude_columns, mask_columns, skip and soft_delete shape a one-way copy: pipeline "
+                         "columns, exclude_columns, mask_columns, where, skip and soft_delete shape a one-way copy: pipeline "
                          "%s has a reverse pipeline, which would write the shaped rows back — remove them or the "
                          "reverse pipeline",
                          p->name);
@@ -294,6 +383,8 @@ int shape_new(const PipelineConf *p, Shape **ret, char *err, size_t errlen) {
                 r = parse_rules(s, p, "exclude_columns", p->exclude_columns, true, err, errlen);
         if (r == 0)
                 r = parse_masks(s, p, p->mask_columns, err, errlen);
+        if (r == 0)
+                r = parse_wheres(s, p, p->where, err, errlen);
         if (r == 0)
                 r = parse_skip(s, p->skip, err, errlen);
         if (r == 0 && p->soft_delete) {
@@ -326,6 +417,7 @@ static void cache_clear(Shape *s) {
                 table_unref(s->cache[i].out);
                 free(s->cache[i].from);
                 free(s->cache[i].mask);
+                free(s->cache[i].widx);
         }
         free(s->cache);
         s->cache = NULL;
@@ -347,6 +439,11 @@ Shape *shape_free(Shape *s) {
                 free(s->masks[i].col);
         }
         free(s->masks);
+        for (int i = 0; i < s->nwheres; i++) {
+                free(s->wheres[i].table);
+                rowfilter_free(s->wheres[i].filter);
+        }
+        free(s->wheres);
         free(s->soft_delete);
         cache_clear(s);
         free(s);
@@ -413,6 +510,24 @@ static int build_entry(Shape *s, Table *t, CacheEntry *e, CdcError *err) {
         for (int i = 0; i < s->nmasks; i++)
                 masked |= is_table(s->masks[i].table, t);
         *e = (CacheEntry){.src = table_ref(t)};
+        for (int i = 0; i < s->nwheres; i++)
+                if (is_table(s->wheres[i].table, t)) {
+                        const RowFilter *f = s->wheres[i].filter;
+                        int n = rowfilter_ncolumns(f);
+                        e->widx = calloc((size_t)n + 1, sizeof(*e->widx));
+                        if (!e->widx)
+                                return cdc_oom(err);
+                        char msg[512];
+                        if (rowfilter_bind(f, t, e->widx, msg, sizeof(msg)) < 0) {
+                                free(e->widx);
+                                e->widx = NULL;
+                                return conf_error(err, "where on %s: %s — fix the condition in the conf", full, msg);
+                        }
+                        e->where = &s->wheres[i];
+                        e->where_keys = true;
+                        for (int j = 0; j < n; j++)
+                                e->where_keys &= t->cols[e->widx[j]].key;
+                }
         if (!rule && !masked && !s->soft_delete)
                 return 0;
         /* every column named must exist: a typo must not leave data in (or out) silently */
@@ -519,6 +634,7 @@ static int entry_for(Shape *s, Table *t, CacheEntry **ret, CdcError *err) {
         int r = build_entry(s, t, &e, err);
         if (r < 0) {
                 table_unref(e.src);
+                free(e.widx);
                 return r;
         }
         s->cache[s->ncache] = e;
@@ -568,9 +684,146 @@ static void ts_text(int64_t usec, bool offset, char *out, size_t len) {
         snprintf(out, len, "%s.%06d%s", day, (int)(usec % 1000000), offset ? "+00" : "");
 }
 
+/* ---- the row filter ---- */
+
+static int undecidable(CacheEntry *e, const Change *c, CdcError *err) {
+        const RowFilter *f = e->where->filter;
+        const char *col = "?";
+        for (int i = 0; i < rowfilter_ncolumns(f); i++)
+                if (c->after && c->after[e->widx[i]].kind == VALUE_UNCHANGED)
+                        col = rowfilter_column(f, i);
+        return conf_error(err,
+                          "where on %s.%s: an update did not carry what the condition needs (column %s, or the "
+                          "row before it) — so it cannot be told whether the row enters or leaves the filter; "
+                          "on PostgreSQL set ALTER TABLE %s.%s REPLICA IDENTITY FULL, so updates carry the old row",
+                          c->table->schema, c->table->name, col, c->table->schema, c->table->name);
+}
+
+/* An update's new row for the condition: its unchanged (TOAST) values taken from the old row
+ * where that has them. Shallow copies into tmp; returns tmp, or c->after when nothing is taken. */
+static const Value *new_row(const Change *c, Value *tmp) {
+        bool any = false;
+        for (int i = 0; i < c->table->ncols; i++) {
+                tmp[i] = c->after[i];
+                if (tmp[i].kind == VALUE_UNCHANGED && c->before && c->before[i].kind != VALUE_UNCHANGED) {
+                        tmp[i] = c->before[i];
+                        any = true;
+                }
+        }
+        return any ? tmp : c->after;
+}
+
+/* Fills the after image's unchanged values from the old row (deep copies). -1: one stays
+ * unchanged; -ENOMEM. */
+static int complete_after(Change *c) {
+        for (int i = 0; i < c->table->ncols; i++) {
+                if (c->after[i].kind != VALUE_UNCHANGED)
+                        continue;
+                const Value *b = c->before ? &c->before[i] : NULL;
+                if (!b || b->kind == VALUE_UNCHANGED)
+                        return -1;
+                c->after[i].kind = VALUE_NULL;
+                if (b->kind == VALUE_TEXT && value_set(&c->after[i], b->data, b->len) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The row filter, as PostgreSQL's publication row filters do it: an insert or delete passes when
+ * its row matches; an update whose old and new rows both match stays an update, one whose old row
+ * matched and new row does not becomes a delete, the other way an insert. When the old row is not
+ * known (PostgreSQL's default replica identity sends only the key), an update whose new row
+ * matches becomes an upsert of it, one that does not a delete of its key if the sink has it, and
+ * a delete deletes the key if the sink has it: the sink ends the same either way. */
+static int filter_change(CacheEntry *e, Change *c, bool full_before, CdcError *err) {
+        const RowFilter *f = e->where->filter;
+        const Table *t = c->table;
+        /* an old image that is only the key has NULL in the other columns: only a condition on key
+         * columns may be asked of it */
+        bool old_known = full_before || e->where_keys;
+        switch (c->op) {
+        case CHANGE_INSERT: {
+                int v = rowfilter_eval(f, t, e->widx, c->after);
+                return v == ROWFILTER_YES ? SHAPE_KEEP : v == ROWFILTER_NO ? SHAPE_DROP : undecidable(e, c, err);
+        }
+        case CHANGE_DELETE: {
+                int v = old_known ? rowfilter_eval(f, t, e->widx, c->before) : ROWFILTER_MISSING;
+                if (v == ROWFILTER_MISSING)
+                        c->flags |= CHANGE_IDEMPOTENT;
+                return v == ROWFILTER_NO ? SHAPE_DROP : SHAPE_KEEP;
+        }
+        case CHANGE_UPDATE:
+                break;
+        default:
+                return SHAPE_KEEP;
+        }
+        Value *tmp = malloc((size_t)t->ncols * sizeof(*tmp) + 1);
+        if (!tmp)
+                return cdc_oom(err);
+        int now = rowfilter_eval(f, t, e->widx, new_row(c, tmp));
+        free(tmp);
+        /* no old row: a key that did not change is its own old value */
+        int was = c->before && old_known ? rowfilter_eval(f, t, e->widx, c->before)
+                  : e->where_keys        ? now
+                                         : ROWFILTER_MISSING;
+        if (now == ROWFILTER_MISSING)
+                return undecidable(e, c, err);
+        if (was == ROWFILTER_NO && now == ROWFILTER_NO)
+                return SHAPE_DROP;
+        if (was == ROWFILTER_YES && now == ROWFILTER_YES)
+                return SHAPE_KEEP;
+        if (now == ROWFILTER_NO) {
+                /* it leaves the filter (or may have been in it): a delete of its old key */
+                if (!c->before) {
+                        c->before = values_new(t->ncols);
+                        for (int i = 0; c->before && i < t->ncols; i++)
+                                if (t->cols[i].key && c->after[i].kind == VALUE_TEXT &&
+                                    value_set(&c->before[i], c->after[i].data, c->after[i].len) < 0)
+                                        return cdc_oom(err);
+                        if (!c->before)
+                                return cdc_oom(err);
+                }
+                values_free(c->after, t->ncols);
+                c->after = NULL;
+                c->op = CHANGE_DELETE;
+                if (was == ROWFILTER_MISSING)
+                        c->flags |= CHANGE_IDEMPOTENT;
+                return SHAPE_KEEP;
+        }
+        if (was == ROWFILTER_NO) {
+                /* it enters the filter: an insert of the whole new row */
+                int r = complete_after(c);
+                if (r == -ENOMEM)
+                        return cdc_oom(err);
+                if (r < 0)
+                        return undecidable(e, c, err);
+                values_free(c->before, t->ncols);
+                c->before = NULL;
+                c->op = CHANGE_INSERT;
+                return SHAPE_KEEP;
+        }
+        /* the old row is not known and the new one matches: an upsert of the whole row */
+        if (!change_whole_row_same_key(c))
+                return undecidable(e, c, err);
+        c->flags |= CHANGE_IDEMPOTENT;
+        return SHAPE_KEEP;
+}
+
 int shape_apply(Shape *s, Change *c, int64_t commit_ts, bool snapshot, CdcError *err) {
         if (!s)
                 return SHAPE_KEEP;
+        if (s->nwheres && c->op != CHANGE_TRUNCATE) {
+                /* the filter first: an update leaving it is a delete (for skip and soft_delete too) */
+                CacheEntry *w = NULL;
+                int r = entry_for(s, c->table, &w, err);
+                if (r < 0)
+                        return r;
+                /* MySQL's row images are whole (binlog_row_image = FULL), PostgreSQL's old one only
+                 * with REPLICA IDENTITY FULL */
+                bool full = s->mysql_types || c->table->replident == 'f';
+                if (w->where && (r = filter_change(w, c, full, err)) != SHAPE_KEEP)
+                        return r;
+        }
         if (s->skip[op_index(c->op)] && !(snapshot && c->op == CHANGE_TRUNCATE))
                 return SHAPE_DROP;
         /* a row kept after the source deleted it (skip = delete, soft_delete) may see its key come

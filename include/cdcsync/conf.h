@@ -105,7 +105,7 @@ typedef struct {
         BadMessagePolicy on_bad_message; /* Kafka source only */
         char *dead_letter_topic;         /* owned: where on_bad_message = dead_letter sends them */
         /* owned or NULL, as written: what of each table flows (parsed and applied by shape.c) */
-        char *columns, *exclude_columns, *mask_columns, *skip, *soft_delete;
+        char *columns, *exclude_columns, *mask_columns, *skip, *soft_delete, *where;
         bool bidirectional; /* another pipeline runs the other way (sink → source): set by conf_load */
         const Conf *conf;   /* the conf it belongs to (set by conf_load; NULL in a PipelineConf made by hand) */
         const char *file;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -242,12 +243,148 @@ static void test_skip_and_soft_delete(void **state) {
         shape_free(s);
 }
 
+/* where: a condition on a non-key column (email), rows entering and leaving it. */
+static void test_where(void **state) {
+        (void)state;
+        char err[512];
+        Shape *s = NULL;
+        PipelineConf p = conf();
+        p.where = "public.users: email = 'a;b' OR email IN ('keep', 'also') ; public.logs: id > 3";
+        assert_int_equal(parse(&p, &s, err), 0);
+        Table *t = users();
+        CdcError e = {0};
+        /* inserts and deletes pass when their row matches */
+        Change c = change(t, CHANGE_INSERT, NULL, img("1", "keep", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_INSERT);
+        change_clear(&c);
+        c = change(t, CHANGE_INSERT, NULL, img("1", "a;b", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        change_clear(&c);
+        c = change(t, CHANGE_INSERT, NULL, img("2", "drop", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, true, &e), SHAPE_DROP);
+        change_clear(&c);
+        Table *tf = users();
+        tf->replident = 'f'; /* PostgreSQL's REPLICA IDENTITY FULL: whole old rows */
+        c = change(tf, CHANGE_DELETE, img("2", "drop", "h", "s"), NULL);
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_DROP);
+        change_clear(&c);
+        c = change(tf, CHANGE_DELETE, img("2", "keep", "h", "s"), NULL);
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_false(c.flags & CHANGE_IDEMPOTENT);
+        change_clear(&c);
+        /* a delete carrying only its key: deleted if the sink has it */
+        c = change(t, CHANGE_DELETE, img("2", NULL, NULL, NULL), NULL);
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_true(c.flags & CHANGE_IDEMPOTENT);
+        change_clear(&c);
+
+        /* whole old rows (MySQL, REPLICA IDENTITY FULL): exact transitions */
+        c = change(tf, CHANGE_UPDATE, img("1", "keep", "h", "s"), img("1", "also", "h2", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_UPDATE);
+        assert_false(c.flags & CHANGE_IDEMPOTENT);
+        change_clear(&c);
+        c = change(tf, CHANGE_UPDATE, img("1", "keep", "h", "s"), img("1", "gone", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_DELETE);
+        assert_null(c.after);
+        assert_string_equal(text(&c, c.before, "id"), "1");
+        change_clear(&c);
+        c = change(tf, CHANGE_UPDATE, img("1", "out", "h", "s"), img("1", "keep", "h", NULL));
+        c.after[2].kind = VALUE_UNCHANGED; /* an unchanged TOAST value: taken from the old row */
+        free(c.after[2].data);
+        c.after[2].data = NULL;
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_INSERT);
+        assert_null(c.before);
+        assert_string_equal(text(&c, c.after, "password_hash"), "h");
+        assert_string_equal(text(&c, c.after, "ssn"), "NULL");
+        change_clear(&c);
+        c = change(tf, CHANGE_UPDATE, img("1", "out", "h", "s"), img("1", "still out", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_DROP);
+        change_clear(&c);
+
+        /* with a key-only old image, its NULLs are not the row's: a delete of the key if there */
+        c = change(t, CHANGE_UPDATE, img("1", NULL, NULL, NULL), img("1", "gone", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_DELETE);
+        assert_true(c.flags & CHANGE_IDEMPOTENT);
+        change_clear(&c);
+        table_unref(tf);
+
+        /* no old row (PostgreSQL's default replica identity) */
+        c = change(t, CHANGE_UPDATE, NULL, img("1", "keep", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_UPDATE);
+        assert_true(c.flags & CHANGE_IDEMPOTENT); /* an upsert: it may be entering */
+        change_clear(&c);
+        c = change(t, CHANGE_UPDATE, NULL, img("1", "out", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_KEEP);
+        assert_int_equal(c.op, CHANGE_DELETE); /* it may be leaving: its key goes */
+        assert_true(c.flags & CHANGE_IDEMPOTENT);
+        assert_string_equal(text(&c, c.before, "id"), "1");
+        assert_string_equal(text(&c, c.before, "email"), "NULL");
+        change_clear(&c);
+        /* the condition's column not sent: it cannot be decided, and says what to do */
+        c = change(t, CHANGE_UPDATE, NULL, img("1", NULL, "h", "s"));
+        c.after[1].kind = VALUE_UNCHANGED;
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), -EINVAL);
+        assert_non_null(strstr(e.message, "REPLICA IDENTITY FULL"));
+        assert_non_null(strstr(e.message, "column email"));
+        change_clear(&c);
+        /* a key that changed with the new row matching and no old row: an upsert cannot remove
+         * the old key, so this is refused too */
+        c = change(t, CHANGE_UPDATE, img("1", NULL, NULL, NULL), img("9", "keep", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), -EINVAL);
+        change_clear(&c);
+        table_unref(t);
+        shape_free(s);
+
+        /* with skip = delete, a row leaving the filter stays on the sink */
+        p = conf();
+        p.where = "public.users: email = 'keep'";
+        p.skip = "delete";
+        assert_int_equal(parse(&p, &s, err), 0);
+        t = users();
+        c = change(t, CHANGE_UPDATE, img("1", "keep", "h", "s"), img("1", "gone", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), SHAPE_DROP);
+        change_clear(&c);
+        table_unref(t);
+        shape_free(s);
+
+        /* errors: at parse, and against the table */
+        p = conf();
+        p.where = "public.users: email = 'x' AND";
+        assert_int_equal(parse(&p, &s, err), -EINVAL);
+        assert_non_null(strstr(err, "where: the condition of public.users cannot be read: the expression ends"));
+        p.where = "public.orders: id = 1";
+        assert_int_equal(parse(&p, &s, err), -EINVAL);
+        assert_non_null(strstr(err, "where names public.orders, which is not in tables"));
+        p.where = "public.users id = 1";
+        assert_int_equal(parse(&p, &s, err), -EINVAL);
+        assert_non_null(strstr(err, "has no ':'"));
+        p.where = "public.users: id = 1; public.users: id = 2";
+        assert_int_equal(parse(&p, &s, err), -EINVAL);
+        assert_non_null(strstr(err, "names public.users twice"));
+        p.where = "public.users: region = 'eu'";
+        assert_int_equal(parse(&p, &s, err), 0);
+        t = users();
+        c = change(t, CHANGE_INSERT, NULL, img("1", "keep", "h", "s"));
+        assert_int_equal(shape_apply(s, &c, 0, false, &e), -EINVAL);
+        assert_non_null(strstr(e.message, "where on public.users: column region is not in public.users"));
+        change_clear(&c);
+        table_unref(t);
+        shape_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_errors),
                 cmocka_unit_test(test_columns_and_masks),
                 cmocka_unit_test(test_errors_against_the_table),
                 cmocka_unit_test(test_skip_and_soft_delete),
+                cmocka_unit_test(test_where),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
