@@ -134,8 +134,7 @@ const ConfKey conf_pipeline_keys[] = {
          "SCHEMA.TABLE.COL: sha256 | redact, ...",
          "replace values before any sink sees them: sha256 (64 lowercase hex digits of the value's text; a "
          "key stays a key), redact (NULL; not for a key column)"},
-        {"where", K_STR, NULL, T_ALL, 0, true, false, PIP(where), 0, 0, 0,
-         "SCHEMA.TABLE: CONDITION; SCHEMA.TABLE: ...",
+        {"where", K_STR, NULL, T_ALL, 0, true, false, PIP(where), 0, 0, 0, "SCHEMA.TABLE: CONDITION; SCHEMA.TABLE: ...",
          "sync only the rows matching the condition (=, <>, <, <=, >, >=, IN, IS NULL, AND, OR, NOT on "
          "columns and literals); an update moving a row out of it deletes it on the sink, into it inserts it"},
         {"skip", K_STR, NULL, T_ALL, 0, true, false, PIP(skip), 0, 0, 0, "delete, update, truncate",

@@ -120,8 +120,8 @@ static void next(Parser *ps) {
                 ps->text = out;
                 ps->kind = q == '\'' ? T_STRING : T_QIDENT;
                 ps->p = r;
-        } else if (isdigit((unsigned char)*s) || ((*s == '-' || *s == '+' || *s == '.') &&
-                                                   (isdigit((unsigned char)s[1]) || s[1] == '.'))) {
+        } else if (isdigit((unsigned char)*s) ||
+                   ((*s == '-' || *s == '+' || *s == '.') && (isdigit((unsigned char)s[1]) || s[1] == '.'))) {
                 char *end;
                 errno = 0;
                 (void)strtod(s, &end);
@@ -384,8 +384,12 @@ static Node *parse_list(Parser *ps, NodeKind kind, const char *kw, Node *(*sub)(
         return n;
 }
 
-static Node *parse_and(Parser *ps) { return parse_list(ps, N_AND, "AND", parse_not); }
-static Node *parse_or(Parser *ps) { return parse_list(ps, N_OR, "OR", parse_and); }
+static Node *parse_and(Parser *ps) {
+        return parse_list(ps, N_AND, "AND", parse_not);
+}
+static Node *parse_or(Parser *ps) {
+        return parse_list(ps, N_OR, "OR", parse_and);
+}
 
 int rowfilter_parse(const char *expr, RowFilter **ret, char *err, size_t errlen) {
         *ret = NULL;
@@ -431,14 +435,20 @@ RowFilter *rowfilter_free(RowFilter *f) {
         return NULL;
 }
 
-int rowfilter_ncolumns(const RowFilter *f) { return f->ncols; }
-const char *rowfilter_column(const RowFilter *f, int i) { return f->cols[i]; }
+int rowfilter_ncolumns(const RowFilter *f) {
+        return f->ncols;
+}
+const char *rowfilter_column(const RowFilter *f, int i) {
+        return f->cols[i];
+}
 
 /* ---- comparing values ---- */
 
 typedef enum { MODE_TEXT, MODE_NUMBER, MODE_BOOL } Mode;
 
-static bool numeric_class(TypeClass c) { return c == TYPE_INTEGER || c == TYPE_NUMERIC || c == TYPE_FLOAT; }
+static bool numeric_class(TypeClass c) {
+        return c == TYPE_INTEGER || c == TYPE_NUMERIC || c == TYPE_FLOAT;
+}
 
 static Mode mode_of(const Table *t, const int *idx, const Operand *a, const Operand *b) {
         const Operand *ops[2] = {a, b};
@@ -554,8 +564,7 @@ static int truth_of(const char *s, size_t len) {
 
 /* Every literal compared with a number column must be a number (or NULL), with a boolean
  * column a truth value. Recursion depth is bounded by the parser's MAX_DEPTH. */
-static int check_literals(const RowFilter *f, const Node *n, const Table *t, const int *idx, char *err,
-                          size_t errlen) {
+static int check_literals(const RowFilter *f, const Node *n, const Table *t, const int *idx, char *err, size_t errlen) {
         for (int i = 0; i < n->nkids; i++)
                 if (check_literals(f, n->kids[i], t, idx, err, errlen) < 0)
                         return -EINVAL;
@@ -577,7 +586,9 @@ static int check_literals(const RowFilter *f, const Node *n, const Table *t, con
                         snprintf(err, errlen, "column %s of %s.%s (%s) is compared with %s%s%s, which is no %s",
                                  f->cols[col->col], t->schema, t->name, c->type_name ? c->type_name : "?",
                                  l->lit == LIT_TEXT ? "'" : "", txt, l->lit == LIT_TEXT ? "'" : "",
-                                 m == MODE_NUMBER ? "number" : m == MODE_BOOL ? "boolean" : "text");
+                                 m == MODE_NUMBER ? "number"
+                                 : m == MODE_BOOL ? "boolean"
+                                                  : "text");
                         return -EINVAL;
                 }
         }
@@ -618,7 +629,9 @@ static Got fetch(const Operand *o, const int *idx, const Value *img) {
                 if (o->lit == LIT_NULL)
                         return (Got){.state = V_UNKNOWN};
                 if (o->lit == LIT_BOOL)
-                        return (Got){.truth_lit = true, .truth = o->truth, .s = o->truth ? "true" : "false",
+                        return (Got){.truth_lit = true,
+                                     .truth = o->truth,
+                                     .s = o->truth ? "true" : "false",
                                      .len = o->truth ? 4 : 5};
                 return (Got){.s = o->text, .len = strlen(o->text)};
         }
@@ -655,18 +668,12 @@ static int compare(Mode m, const Got *a, const Got *b) {
 
 static bool holds(CmpOp op, int c) {
         switch (op) {
-        case CMP_EQ:
-                return c == 0;
-        case CMP_NE:
-                return c != 0;
-        case CMP_LT:
-                return c < 0;
-        case CMP_LE:
-                return c <= 0;
-        case CMP_GT:
-                return c > 0;
-        case CMP_GE:
-                return c >= 0;
+        case CMP_EQ: return c == 0;
+        case CMP_NE: return c != 0;
+        case CMP_LT: return c < 0;
+        case CMP_LE: return c <= 0;
+        case CMP_GT: return c > 0;
+        case CMP_GE: return c >= 0;
         }
         return false;
 }
@@ -679,12 +686,12 @@ static int eval(const Node *n, const Table *t, const int *idx, const Value *img)
                 int missing = 0, unknown = 0;
                 for (int i = 0; i < n->nkids; i++) {
                         int v = eval(n->kids[i], t, idx, img);
-                        if (v == (and ? V_FALSE : V_TRUE))
+                        if (v == (and? V_FALSE : V_TRUE))
                                 return v;
                         missing |= v == V_MISSING;
                         unknown |= v == V_UNKNOWN;
                 }
-                return missing ? V_MISSING : unknown ? V_UNKNOWN : and ? V_TRUE : V_FALSE;
+                return missing ? V_MISSING : unknown ? V_UNKNOWN : and? V_TRUE : V_FALSE;
         }
         case N_NOT: {
                 int v = eval(n->kids[0], t, idx, img);

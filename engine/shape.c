@@ -39,10 +39,10 @@ typedef struct {
 } WhereRule;
 
 typedef struct {
-        Table *src;     /* one reference: keeps the pointer's identity */
-        Table *out;     /* one reference: the shaped table, or NULL when the table is not shaped */
-        int *from;      /* per out column: its source column, -1: the soft_delete column */
-        MaskKind *mask; /* per out column */
+        Table *src;             /* one reference: keeps the pointer's identity */
+        Table *out;             /* one reference: the shaped table, or NULL when the table is not shaped */
+        int *from;              /* per out column: its source column, -1: the soft_delete column */
+        MaskKind *mask;         /* per out column */
         const WhereRule *where; /* the table's row filter, or NULL */
         int *widx;              /* its columns' indexes in src */
         bool where_keys;        /* every column of the filter is a key column */
@@ -369,7 +369,8 @@ int shape_new(const PipelineConf *p, Shape **ret, char *err, size_t errlen) {
                 return 0;
         if (p->bidirectional) {
                 snprintf(err, errlen,
-                         "columns, exclude_columns, mask_columns, where, skip and soft_delete shape a one-way copy: pipeline "
+                         "columns, exclude_columns, mask_columns, where, skip and soft_delete shape a one-way copy: "
+                         "pipeline "
                          "%s has a reverse pipeline, which would write the shaped rows back — remove them or the "
                          "reverse pipeline",
                          p->name);
@@ -752,10 +753,8 @@ static int filter_change(CacheEntry *e, Change *c, bool full_before, CdcError *e
                         c->flags |= CHANGE_IDEMPOTENT;
                 return v == ROWFILTER_NO ? SHAPE_DROP : SHAPE_KEEP;
         }
-        case CHANGE_UPDATE:
-                break;
-        default:
-                return SHAPE_KEEP;
+        case CHANGE_UPDATE: break;
+        default: return SHAPE_KEEP;
         }
         Value *tmp = malloc((size_t)t->ncols * sizeof(*tmp) + 1);
         if (!tmp)
