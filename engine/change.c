@@ -117,6 +117,7 @@ void change_clear(Change *c) {
         values_free(c->after, n);
         table_unref(c->table);
         free(c->version);
+        free(c->keep);
         memset(c, 0, sizeof(*c));
 }
 

@@ -39,7 +39,7 @@ static Table *registry_table(void) {
         return t;
 }
 
-static const char *const state_names[] = {"copied", "copying", "converging", "chunk"};
+static const char *const state_names[] = {"copied", "copying", "converging", "chunk", "resnapshot"};
 
 const char *copies_state_name(CopyState st) {
         return (unsigned)st < sizeof(state_names) / sizeof(state_names[0]) ? state_names[st] : "?";

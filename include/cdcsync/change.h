@@ -114,6 +114,10 @@ enum {
          * carries the whole row, becomes an upsert of the after image (ON CONFLICT on the key), and
          * an update or delete that finds no row is not an error. Needs key columns. */
         CHANGE_IDEMPOTENT = 1u << 16,
+        /* A delete of a key range (a re-snapshot's chunk, resnapshot.h): every row of the sink
+         * table whose key (one integer column) is above before's key value (NULL: no bound) and
+         * at most after's (NULL: no bound), and not in Change.keep, is deleted. */
+        CHANGE_RANGE = 1u << 17,
 };
 
 /* Positions are opaque per source and compare lexicographically on (hi, lo).
@@ -155,6 +159,7 @@ typedef struct {
         Value *after;   /* owned, table->ncols values, or NULL for delete and truncate */
         uint32_t flags; /* TRUNCATE_* for a truncate; CHANGE_IDEMPOTENT */
         uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
+        char *keep;     /* owned, CHANGE_RANGE only: the keys kept, "1,5,7" (ascending), "" none */
 
         /* Owned, or NULL when the pipeline tracks no row versions (no state store, a table
          * without key): set by the engine (rowstate), read by sinks, freed by change_clear. */

@@ -18,6 +18,8 @@
  *   start (a resumed copy); the stream's changes of the table up to pos are applied idempotently
  *   (CHANGE_IDEMPOTENT), so the rows read at different moments converge to the source's.
  * - "chunk": one done chunk of a "copying" table, keyed "schema.table [lo,hi)" (copies_chunk_key).
+ * - "resnapshot": the table is being copied again while it streams (resnapshot.h), as of pos, the
+ *   last chunk applied; pos_text "key=K": the chunks up to key K are done ("key=": none yet).
  * A source that does not chunk writes only "copied". */
 #define COPIES_SCHEMA "cdcsync"
 #define COPIES_TABLE "tables"
@@ -28,6 +30,7 @@ typedef enum {
         COPY_STATE_COPYING,
         COPY_STATE_CONVERGING,
         COPY_STATE_CHUNK,
+        COPY_STATE_RESNAPSHOT,
 } CopyState;
 
 typedef struct {
