@@ -498,8 +498,8 @@ static int dispatch(Apply *a) {
                                 event_clear(&ev);
                                 return -ENOMEM;
                         }
-                        if (!a->streaming && (fresh || c->op == CHANGE_TRUNCATE || ++batch_keys > KEYS_PER_BATCH_MAX ||
-                                              a->held_bytes > HOLD_BYTES_MAX)) {
+                        if (!a->streaming && (fresh || c->op == CHANGE_TRUNCATE || (c->flags & CHANGE_RANGE) ||
+                                              ++batch_keys > KEYS_PER_BATCH_MAX || a->held_bytes > HOLD_BYTES_MAX)) {
                                 r = start_streaming(a, seq);
                                 if (r < 0) {
                                         event_clear(&ev);

@@ -210,6 +210,10 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         r = mysql_sink_ensure_table(k, t, schema, name, err);
         if (r < 0)
                 goto out;
+        if (c->op == CHANGE_DELETE && (c->flags & CHANGE_RANGE)) {
+                r = mysql_sink_range_delete(k, t, c, schema, name, err);
+                goto out_sent;
+        }
         TargetTable *tt = k->known;
         while (tt && (strcmp(tt->schema, schema) != 0 || strcmp(tt->name, name) != 0))
                 tt = tt->next;
@@ -674,6 +678,7 @@ const SinkOps mysql_sink_ops = {
         .open_worker = sink_open_worker,
         .prepare = sink_prepare,
         .copy_records = true,
+        .range_delete = true,
         .copied_tables = sink_copied_tables,
         .locate = mysql_conn_locate,
 };

@@ -175,6 +175,10 @@ void mysql_sink_params_free(Param *p, int n);
 void mysql_sink_pending_clear(Sink *k);
 void mysql_sink_run_free(Run *u);
 
+/* mysql_sink_range.c: a CHANGE_RANGE delete of t (mapped to schema.name), sent at once. */
+int mysql_sink_range_delete(Sink *k, const Table *t, const Change *c, const char *schema, const char *name,
+                            CdcError *err);
+
 /* mysql_sink.c */
 int mysql_sink_make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, CdcError *err);
 

@@ -251,6 +251,7 @@ static Sink *sink_free(Sink *k) {
         pg_pipe_conn_close(k);
         deadline_free(k->guard);
         free(k->params);
+        free(k->range_keep);
         free(k->mask);
         free(k->ts);
         free(k);
@@ -619,6 +620,29 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 goto out;
         memset(k->mask, 0, (size_t)t->ncols);
 
+        if (c->op == CHANGE_DELETE && (c->flags & CHANGE_RANGE)) {
+                /* a re-snapshot's chunk: its rows are in the sink now, the rest of its range goes */
+                opname = "range delete";
+                r = pg_sink_range_statement(k, t, c, schema, name, &sql, &np, err);
+                if (r < 0) {
+                        r = pg_pipe_fail(k, r, err);
+                        goto out;
+                }
+                what = pg_sink_describe(opname, schema, name, t, NULL, NULL, 0);
+                if (!what)
+                        goto oom;
+                r = pg_pipe_statement(k, sql, np, &stmt, err);
+                if (r < 0)
+                        goto out;
+                if (PQsendQueryPrepared(k->conn, stmt, np, k->params, NULL, NULL, 0) != 1) {
+                        r = pg_pipe_fail(k, pg_pipe_conn_error(k, what, err), err);
+                        goto out;
+                }
+                pg_pipe_push_pending(k, PENDING_QUERY, false, false, what);
+                what = NULL;
+                r = k->npending >= PENDING_MAX ? pg_pipe_drain(k, PENDING_MAX / 2, err) : 0;
+                goto out;
+        }
         switch (c->op) {
         case CHANGE_INSERT:
                 opname = "insert";
@@ -947,6 +971,7 @@ const SinkOps pg_sink_ops = {
         .open_worker = sink_open_worker,
         .prepare = guarded_prepare,
         .copy_records = true,
+        .range_delete = true,
         .copied_tables = guarded_copied_tables,
         .locate = pg_conn_locate,
         .set_fence = sink_set_fence,

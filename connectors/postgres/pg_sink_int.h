@@ -106,6 +106,7 @@ struct Sink {
         Map tables;         /* quoted "schema"."name" of sink tables known to exist */
         unsigned next_stmt;
         const char **params; /* reused parameter array */
+        char *range_keep;    /* owned: the kept keys of the last range delete, a parameter until sent */
         int nparams_cap;
         uint8_t *mask; /* reused column mask */
         int mask_cap;
@@ -189,4 +190,8 @@ bool pg_sink_native(const Sink *k);
 char *pg_sink_describe(const char *op, const char *schema, const char *name, const Table *t, const Value *kv,
                        const uint8_t *mask, uint32_t row);
 int pg_sink_grow(Sink *k, int ncols);
+/* pg_sink_range.c: the statement of a CHANGE_RANGE delete of t (mapped to schema.name), its
+ * parameters set in k->params (*ret_np of them). */
+int pg_sink_range_statement(Sink *k, const Table *t, const Change *c, const char *schema, const char *name,
+                            char **ret_sql, int *ret_np, CdcError *err);
 int pg_sink_rollback(Sink *k);
