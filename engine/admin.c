@@ -9,7 +9,7 @@
 
 #include "cdcsync/admin.h"
 
-const char *const admin_actions[] = {"pause", "resume", "restart", NULL};
+const char *const admin_actions[] = {"pause", "resume", "restart", "resnapshot", NULL};
 
 static const char READ_METHODS[] = "GET, HEAD";
 static const char ACTION_METHODS[] = "POST";

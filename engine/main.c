@@ -1,4 +1,4 @@
-/* cdcsync's command line: run (the service), check, status, pause/resume/restart.
+/* cdcsync's command line: run (the service), check, status, pause/resume/restart, resnapshot.
  *
  * DESIGN. The main thread owns the conf, the state store, the metrics endpoint and the list of
  * pipelines; each pipeline runs its own threads (see pipeline.c). The endpoint's thread carries
@@ -58,6 +58,7 @@ static void usage(FILE *out) {
               "       cdcsync [-c FILE] check [--connect]  validate the conf (and connect to every connector)\n"
               "       cdcsync [-c FILE] status [--json]    ask the running service for its pipelines\n"
               "       cdcsync [-c FILE] pause|resume|restart PIPELINE  through the running service's admin API\n"
+              "       cdcsync [-c FILE] resnapshot PIPELINE [TABLE...]  copy tables again while the pipeline streams\n"
               "       cdcsync --version | --help\n"
               "FILE defaults to " DEFAULT_CONF ".\n",
               out);
@@ -196,7 +197,6 @@ static void reload(Service *sv, const char *path) {
 /* The admin API's actions (MetricsActionFn), on the endpoint's thread. */
 static int admin_action(void *userdata, const char *name, const char *action, json_t *body, char *msg, size_t len) {
         Service *sv = userdata;
-        (void)body;
         if (pthread_mutex_trylock(&sv->lock) != 0) {
                 snprintf(msg, len, "the service is reloading or stopping: try again");
                 return -EBUSY;
@@ -237,6 +237,8 @@ static int admin_action(void *userdata, const char *name, const char *action, js
                 log_info(NULL, "pipeline %s: restart asked through the admin API", name);
                 snprintf(msg, len, "restarting from the sink's checkpoint");
                 r = 0;
+        } else if (strcmp(action, "resnapshot") == 0) {
+                r = pipeline_resnapshot_ask(p, body, msg, len);
         } else {
                 snprintf(msg, len, "no action %s", action);
                 r = -ENOENT;
@@ -570,7 +572,7 @@ static int cmd_status(const char *path, bool json) {
 
 /* ---- pause, resume, restart ---- */
 
-static int cmd_action(const char *path, const char *action, const char *pipeline) {
+static int cmd_action(const char *path, const char *action, const char *pipeline, char *const *tables, int ntables) {
         Conf *conf = load_for_asking(path);
         if (!conf)
                 return 2;
@@ -586,7 +588,8 @@ static int cmd_action(const char *path, const char *action, const char *pipeline
                 conf_free(conf);
                 return 1;
         }
-        int r = status_action(conf->metrics_listen, user, pass, pipeline, action, stdout, stderr);
+        int r = status_action_tables(conf->metrics_listen, user, pass, pipeline, action, tables, ntables, stdout,
+                                     stderr);
         conf_free(conf);
         return r == -EINVAL ? 2 : r < 0 ? 1 : 0;
 }
@@ -617,7 +620,16 @@ int main(int argc, char **argv) {
                         usage(stderr);
                         return 2;
                 }
-                return cmd_action(path, cmd, argv[optind]);
+                return cmd_action(path, cmd, argv[optind], NULL, -1);
+        }
+        if (strcmp(cmd, "resnapshot") == 0) {
+                if (optind >= argc) {
+                        fprintf(stderr,
+                                "cdcsync: resnapshot takes a pipeline name, then the tables (none: every one)\n");
+                        usage(stderr);
+                        return 2;
+                }
+                return cmd_action(path, cmd, argv[optind], argv + optind + 1, argc - optind - 1);
         }
         if (optind < argc) {
                 fprintf(stderr, "cdcsync: unexpected argument '%s'\n", argv[optind]);
@@ -630,7 +642,8 @@ int main(int argc, char **argv) {
                 return cmd_check(path, do_connect);
         if (strcmp(cmd, "status") == 0)
                 return cmd_status(path, json);
-        fprintf(stderr, "cdcsync: unknown command '%s' — use run, check, status, pause, resume or restart\n", cmd);
+        fprintf(stderr,
+                "cdcsync: unknown command '%s' — use run, check, status, pause, resume, restart or resnapshot\n", cmd);
         usage(stderr);
         return 2;
 }

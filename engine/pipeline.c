@@ -806,6 +806,7 @@ int pipeline_start_paused(const PipelineConf *conf, State *state, const char *st
         pthread_mutex_init(&p->pending.lock, NULL);
         pthread_mutex_init(&p->stop_lock, NULL);
         pthread_mutex_init(&p->lag_lock, NULL);
+        resnap_requests_init(&p->resnap);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -897,6 +898,7 @@ Pipeline *pipeline_free(Pipeline *p) {
         pthread_mutex_destroy(&p->stop_lock);
         pthread_mutex_destroy(&p->lag_lock);
         pthread_cond_destroy(&p->stop_cond);
+        resnap_requests_destroy(&p->resnap);
         free(p);
         return NULL;
 }

@@ -11,6 +11,7 @@
 #include "cdcsync/lag.h"
 #include "cdcsync/pipeline.h"
 #include "cdcsync/queue.h"
+#include "cdcsync/resnapshot.h"
 #include "cdcsync/rowstate.h"
 #include "cdcsync/shape.h"
 
@@ -52,8 +53,9 @@ struct Pipeline {
         atomic_bool paused; /* an operator paused it (pipeline_pause) */
         /* The current attempt is to end as on stop, the pipeline staying (pause, restart). */
         atomic_bool attempt_stop;
-        atomic_uint requests; /* operator requests so far: wakes the supervisor's waits */
-        atomic_bool settled;  /* streaming or failed once */
+        atomic_uint requests;  /* operator requests so far: wakes the supervisor's waits */
+        atomic_bool settled;   /* streaming or failed once */
+        ResnapRequests resnap; /* tables an operator asked to copy again (pipeline_resnap.c) */
         /* Per attempt. */
         Queue *q_src, *q_sink;
         atomic_bool attempt_end; /* a thread failed, or stop: engine and sink wind down */

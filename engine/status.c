@@ -76,22 +76,26 @@ fail:
 
 /* Sends the request (method, path, an Authorization header line or "") and reads the whole
  * answer (the server closes: HTTP/1.0). */
-static int http_request(int fd, const char *method, const char *host, const char *path, const char *auth, char **ret,
-                        size_t *ret_len) {
+static int http_request(int fd, const char *method, const char *host, const char *path, const char *auth,
+                        const char *body, char **ret, size_t *ret_len) {
         int r;
         char req[1024];
+        size_t blen = body ? strlen(body) : 0;
         int n = snprintf(req, sizeof(req),
                          "%s %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: cdcsync-status\r\nAccept: application/json\r\n"
-                         "%sContent-Length: 0\r\nConnection: close\r\n\r\n",
-                         method, path, host, auth);
+                         "%s%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                         method, path, host, auth, body ? "Content-Type: application/json\r\n" : "", blen);
         if (n < 0 || (size_t)n >= sizeof(req)) {
                 explicit_bzero(req, sizeof(req));
                 return -EINVAL;
         }
         int64_t deadline = mono_ms() + READ_TIMEOUT_MS;
         size_t sent = 0;
-        while (sent < (size_t)n) {
-                ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+        /* the headers, then the body */
+        while (sent < (size_t)n + blen) {
+                const char *from = sent < (size_t)n ? req + sent : body + (sent - (size_t)n);
+                size_t left = sent < (size_t)n ? (size_t)n - sent : (size_t)n + blen - sent;
+                ssize_t w = send(fd, from, left, MSG_NOSIGNAL);
                 if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
                         r = wait_fd(fd, POLLOUT, deadline);
                         if (r < 0) {
@@ -373,7 +377,7 @@ int status_print_auth(const char *listen_addr, const char *user, const char *pas
                 r = -EINVAL;
                 goto out;
         }
-        r = http_request(fd, "GET", listen_addr, "/status", auth, &answer, &answer_len);
+        r = http_request(fd, "GET", listen_addr, "/status", auth, NULL, &answer, &answer_len);
         if (r < 0) {
                 fprintf(err, "reading the status from %s failed: %s\n", listen_addr, strerror(-r));
                 goto out;
@@ -452,9 +456,14 @@ int status_action_answer(const char *answer, size_t answer_len, const char *list
 
 int status_action(const char *listen_addr, const char *user, const char *password, const char *pipeline,
                   const char *action, FILE *out, FILE *err) {
+        return status_action_tables(listen_addr, user, password, pipeline, action, NULL, -1, out, err);
+}
+
+int status_action_tables(const char *listen_addr, const char *user, const char *password, const char *pipeline,
+                         const char *action, char *const *tables, int ntables, FILE *out, FILE *err) {
         int r;
         int fd = -1;
-        char *answer = NULL, path[512], auth[1024] = "";
+        char *answer = NULL, *body = NULL, path[512], auth[1024] = "";
         size_t answer_len = 0;
         struct sockaddr_storage addr;
         socklen_t addr_len;
@@ -488,6 +497,20 @@ int status_action(const char *listen_addr, const char *user, const char *passwor
                 fprintf(err, "the admin user name and password are too long\n");
                 return -EINVAL;
         }
+        if (ntables >= 0) {
+                json_t *list = json_array(), *o = list ? json_pack("{s:o}", "tables", list) : NULL;
+                for (int i = 0; o && i < ntables; i++)
+                        if (json_array_append_new(list, json_string(tables[i])) < 0) {
+                                json_decref(o);
+                                o = NULL;
+                        }
+                body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                json_decref(o);
+                if (!body) {
+                        fprintf(err, "out of memory (or a table name that is not UTF-8)\n");
+                        return -ENOMEM;
+                }
+        }
         r = connect_to(&addr, addr_len, &fd);
         if (r == -ECONNREFUSED) {
                 fprintf(err,
@@ -500,7 +523,7 @@ int status_action(const char *listen_addr, const char *user, const char *passwor
                 fprintf(err, "cannot reach cdcsync on %s: %s\n", listen_addr, strerror(-r));
                 goto out;
         }
-        r = http_request(fd, "POST", listen_addr, path, auth, &answer, &answer_len);
+        r = http_request(fd, "POST", listen_addr, path, auth, body, &answer, &answer_len);
         if (r < 0) {
                 fprintf(err, "asking %s to %s %s failed: %s\n", listen_addr, action, pipeline, strerror(-r));
                 goto out;
@@ -509,6 +532,7 @@ int status_action(const char *listen_addr, const char *user, const char *passwor
 out:
         explicit_bzero(auth, sizeof(auth));
         free(answer);
+        free(body);
         if (fd >= 0)
                 close(fd);
         return r;

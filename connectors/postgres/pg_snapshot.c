@@ -84,7 +84,7 @@ int pg_snapshot_emit_copy(Source *s, CdcError *err) {
 /* ---- initial snapshot ---- */
 
 /* The table schema.name as the catalogue on s->sql describes it (*ret: one reference). */
-static int describe(Source *s, const char *schema, const char *name, Table **ret, CdcError *err) {
+int pg_snapshot_describe(Source *s, const char *schema, const char *name, Table **ret, CdcError *err) {
         const char *params[] = {schema, name};
         PGresult *res = pg_source_query(
                 s, s->sql,
@@ -141,7 +141,7 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
                           CdcError *err) {
         Table *t = NULL;
         PGresult *res;
-        int r = describe(s, schema, name, &t, err);
+        int r = pg_snapshot_describe(s, schema, name, &t, err);
         if (r < 0)
                 return r;
 
@@ -429,7 +429,7 @@ int pg_snapshot_initial(Source *s, const SourceStart *start, Position *ret_start
                 if (strcmp(sch, "cdcsync") == 0 && strcmp(tab, "versions") != 0)
                         continue; /* another pipeline's bookkeeping (FOR ALL TABLES): never copied */
                 Table *t = NULL;
-                r = describe(s, sch, tab, &t, err);
+                r = pg_snapshot_describe(s, sch, tab, &t, err);
                 if (r < 0)
                         break;
                 uint32_t flags, tflags;
@@ -544,7 +544,7 @@ int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err) {
                 if (e->state != COPY_STATE_COPYING || !dot || !conf_pipeline_has_table(s->pipe, sch, dot + 1))
                         continue;
                 Table *t = NULL;
-                r = describe(s, sch, dot + 1, &t, err);
+                r = pg_snapshot_describe(s, sch, dot + 1, &t, err);
                 if (r < 0)
                         break;
                 PgBlockRange *done = NULL;

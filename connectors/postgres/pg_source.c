@@ -208,6 +208,8 @@ static int on_row(Source *s, const PgoutputMsg *m, CdcError *err) {
                 r = pg_source_send_begin(s, err);
         if (r == 0 && conv && position_cmp(s->txn.commit_pos, conv->pos) <= 0)
                 return pg_snapshot_converge(s, &ev, err);
+        if (r == 0 && pg_resnap_owns(s, t))
+                return pg_resnap_on_row(s, &ev, err);
         if (r == 0)
                 return pg_source_emit(s, &ev, err);
         change_clear(c);
@@ -223,6 +225,8 @@ static int on_truncate(Source *s, const PgoutputMsg *m, CdcError *err) {
                                          m->u.truncate.rel_ids[i]);
                 if (pg_snapshot_copied_later(s, t))
                         continue;
+                if ((r = pg_resnap_on_truncate(s, t, err)) < 0)
+                        return r;
                 Event ev = {.kind = EVENT_CHANGE, .txn = s->txn};
                 ev.change.op = CHANGE_TRUNCATE;
                 ev.change.table = table_ref(t);
@@ -455,8 +459,8 @@ static int handle_message(Source *s, const uint8_t *buf, size_t len, bool replay
         case PGOUTPUT_STREAM_STOP: s->stream_xid = 0; break;
         case PGOUTPUT_STREAM_COMMIT: r = stream_commit(s, &m, err); break;
         case PGOUTPUT_STREAM_ABORT: r = stream_abort(s, &m, err); break;
-        case PGOUTPUT_TYPE:
-        case PGOUTPUT_MESSAGE: break;
+        case PGOUTPUT_MESSAGE: r = pg_resnap_on_message(s, &m, err); break;
+        case PGOUTPUT_TYPE: break;
         }
         pgoutput_msg_clear(&m);
         return r;
@@ -536,8 +540,10 @@ static int start_replication(Source *s, Position start, CdcError *err) {
         if (!qslot || !publit ||
             asprintf(&sql,
                      "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '2', streaming 'on', "
-                     "publication_names %s)",
-                     qslot, (uint32_t)(start.lo >> 32), (uint32_t)start.lo, publit) < 0)
+                     "publication_names %s%s)",
+                     qslot, (uint32_t)(start.lo >> 32), (uint32_t)start.lo, publit,
+                     /* the watermarks of a re-snapshot (pg_resnapshot.c) */
+                     s->resnap && PQserverVersion(s->repl) >= 140000 ? ", messages 'true'" : "") < 0)
                 sql = NULL;
         PQfreemem(qslot);
         PQfreemem(pub);
@@ -628,6 +634,8 @@ static int stream(Source *s, CdcError *err) {
                         }
                         if (now - s->last_status >= STATUS_INTERVAL_USEC && (r = send_status(s, false, err)) < 0)
                                 return r;
+                        if (!s->in_txn && s->nstreams == 0 && (r = pg_resnap_step(s, err)) < 0)
+                                return r;
                         if (now - s->last_data >= HEARTBEAT_IDLE_USEC && !s->in_txn) {
                                 if ((r = heartbeat(s, err)) < 0)
                                         return r;
@@ -699,6 +707,8 @@ static int stream(Source *s, CdcError *err) {
                         }
                 }
                 PQfreemem(copybuf);
+                if (r == 0 && !s->in_txn && s->nstreams == 0)
+                        r = pg_resnap_step(s, err);
                 if (r < 0)
                         return r;
                 /* Ready for the next message: silence counts from here (emit may have waited). */
@@ -746,6 +756,9 @@ static int pg_source_run(Source *s, const SourceStart *start, PipelineIO *io, Cd
                 if (r < 0)
                         return r;
         }
+        r = pg_resnap_open(s, start, err);
+        if (r < 0)
+                return r;
         s->received_lsn = from.lo;
         r = start_replication(s, start->have_position || start->snapshot ? from : (Position){0, 0}, err);
         if (r == 0)
@@ -765,6 +778,7 @@ Source *pg_source_free(Source *s) {
         free(s->rels);
         free(s->filters);
         free(s->converging);
+        pg_resnap_free(s);
         pg_slot_list_free(&s->copy_new, &s->ncopy_new);
         pg_slot_list_free(&s->copy_gone, &s->ncopy_gone);
         deadline_set_fd(s->guard_copy, -1);
@@ -957,4 +971,5 @@ const SourceOps pg_source_ops = {
         .probe = pg_source_probe,
         .probe_free = pg_source_probe_free,
         .probe_health = pg_source_probe_health,
+        .resnapshot = true,
 };

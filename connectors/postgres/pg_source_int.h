@@ -70,6 +70,7 @@ struct Source {
         int ncopy_gone;
         Deadline *guard_sql, *guard_repl; /* owned: bound every wait for the server (timeout_s) */
         Deadline *guard_copy;             /* owned: the same for copy (and the walsender making its slot) */
+        struct PgResnap *resnap;          /* owned: tables being copied again while streaming (pg_resnapshot.c) */
         PipelineIO *io;
         const char *ctx;
         char open_ctx[200]; /* ctx before run() hands over the pipeline's own */
@@ -132,3 +133,19 @@ int pg_snapshot_emit_copy(Source *s, CdcError *err);
 int pg_snapshot_initial(Source *s, const SourceStart *start, Position *ret_start, CdcError *err);
 int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err);
 int pg_snapshot_converge(Source *s, Event *ev, CdcError *err);
+/* Table schema.name as the catalogue on s->sql describes it (*ret: one reference); -ENOENT when
+ * there is none. */
+int pg_snapshot_describe(Source *s, const char *schema, const char *name, Table **ret, CdcError *err);
+
+/* pg_resnapshot.c: re-snapshot while streaming. open() takes up the re-snapshots the registry
+ * says are under way; step() runs between the stream's transactions (requests, next chunk);
+ * on_message() sees the watermarks; a change of a table owns() says is being copied again goes
+ * through on_row() (which emits it), a truncate of one is told to on_truncate(). */
+typedef struct PgResnap PgResnap;
+int pg_resnap_open(Source *s, const SourceStart *start, CdcError *err);
+void pg_resnap_free(Source *s);
+int pg_resnap_step(Source *s, CdcError *err);
+int pg_resnap_on_message(Source *s, const PgoutputMsg *m, CdcError *err);
+bool pg_resnap_owns(Source *s, const Table *t);
+int pg_resnap_on_row(Source *s, Event *ev, CdcError *err);
+int pg_resnap_on_truncate(Source *s, const Table *t, CdcError *err);

@@ -94,6 +94,13 @@ void pipeline_io_streaming(PipelineIO *io, bool snapshot);
  * /status, cdcsync_snapshot_rows_total and cdcsync_snapshot_chunks_remaining show it. */
 void pipeline_io_report_snapshot(PipelineIO *io, const char *table, bool begin, uint64_t rows, uint64_t rows_est,
                                  int chunks_done, int chunks_total);
+/* Re-snapshot (resnapshot.h): whether an operator asked for tables to be copied again, and those
+ * tables (*ret owned by the caller; "*" alone: every table the pipeline streams). */
+bool pipeline_io_resnapshot_pending(PipelineIO *io);
+void pipeline_io_resnapshot_take(PipelineIO *io, char ***ret, int *ret_n);
+/* Gives back tables taken whose copy did not end (the attempt ends): the next attempt takes them
+ * again. tables stay the caller's. */
+void pipeline_io_resnapshot_again(PipelineIO *io, const char *const *tables, int n);
 /* Counts a message the source could not use and passed on by on_bad_message (skip, or
  * dead_letter once it was delivered there): cdcsync_bad_messages_total{action}. */
 void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter);
@@ -186,6 +193,8 @@ typedef struct {
          * bytes from `durable` (where the pipeline resumes) to the server's end, and whether a
          * binlog dump of the connector's user is connected. Bounded by timeout_s like probe(). */
         int (*probe_health)(SourceProbe *pr, Position durable, SourceHealth *ret, CdcError *err);
+        /* It copies tables again while it streams when asked (pipeline_io_resnapshot_take). */
+        bool resnapshot;
 } SourceOps;
 
 typedef struct {
@@ -231,6 +240,8 @@ typedef struct {
         /* The sink keeps copy records (copies.h) in a registry table (database sinks): a table a
          * pipeline streams is copied first unless a record says it was. */
         bool copy_records;
+        /* It applies deletes of key ranges (CHANGE_RANGE), which a re-snapshot sends. */
+        bool range_delete;
         /* This pipeline's copy records, *ret owned by the caller (free()); they are written as
          * changes of the registry table with the copies. None (*ret NULL) without copy_records. */
         int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);

@@ -1,6 +1,8 @@
 /* One source → engine → sink pipeline: its threads, its retries, its stats. */
 #pragma once
 
+#include <jansson.h>
+
 #include "cdcsync/bidi.h"
 #include "cdcsync/conf.h"
 #include "cdcsync/stats.h"
@@ -27,6 +29,10 @@ void pipeline_pause(Pipeline *p);
 void pipeline_resume(Pipeline *p);
 void pipeline_restart(Pipeline *p);
 bool pipeline_paused(Pipeline *p);
+/* resnapshot (admin API): body {"tables": [...]} (NULL or no list: every table) checked against
+ * the pipeline's conf and connectors, and queued for its source, which copies them again while it
+ * streams. Returns 0, -EINVAL with why in msg, -ENOMEM. */
+int pipeline_resnapshot_ask(Pipeline *p, json_t *body, char *msg, size_t len);
 /* Asks the pipeline to stop: the open batch is committed at a transaction boundary or rolled
  * back, the position acknowledged. Returns at once. */
 void pipeline_stop(Pipeline *p);

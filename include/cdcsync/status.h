@@ -26,6 +26,10 @@ int status_print_answer(const char *answer, size_t answer_len, const char *liste
  * pipeline), -EACCES (credentials refused or none configured), -EINVAL, -EPROTO, or -errno. */
 int status_action(const char *listen_addr, const char *user, const char *password, const char *pipeline,
                   const char *action, FILE *out, FILE *err);
+/* status_action with a JSON body {"tables": [tables...]} (`cdcsync resnapshot PIPELINE TABLE...`);
+ * ntables -1: no body. */
+int status_action_tables(const char *listen_addr, const char *user, const char *password, const char *pipeline,
+                         const char *action, char *const *tables, int ntables, FILE *out, FILE *err);
 /* The part of status_action that reads the whole HTTP answer (NUL-terminated). Same returns. */
 int status_action_answer(const char *answer, size_t answer_len, const char *listen_addr, const char *pipeline,
                          const char *action, FILE *out, FILE *err);
