@@ -21,6 +21,32 @@ LeaseAction lease_decide(const LeaseRow *row, const char *instance, int64_t held
         return LEASE_WAIT;
 }
 
+bool lease_released(const LeaseRow *row) {
+        return row->exists && row->expires_in_ms <= 0 && row->holder_session == 0;
+}
+
+static void copy_name(char dst[LEASE_HOLDER_MAX], const char *src) {
+        size_t n = strnlen(src, LEASE_HOLDER_MAX - 1);
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
+void lease_seen(const LeaseRow *row, LeaseAction a, const char *instance, int64_t now_held, LeaseSeen *ret) {
+        memset(ret, 0, sizeof(*ret));
+        if (now_held > 0) {
+                copy_name(ret->holder, instance);
+                if (a == LEASE_CREATE || a == LEASE_TAKE) {
+                        ret->took = true;
+                        if (a == LEASE_TAKE) {
+                                copy_name(ret->took_from, row->holder);
+                                ret->released = lease_released(row);
+                        }
+                }
+        } else if ((a == LEASE_WAIT || a == LEASE_STEP_DOWN) && row->exists) {
+                copy_name(ret->holder, row->holder);
+        }
+}
+
 bool lease_fence_ok(int64_t held, bool row_found, int64_t row_generation) {
         return held > 0 && row_found && row_generation == held;
 }

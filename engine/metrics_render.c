@@ -170,6 +170,14 @@ char *metrics_render_prometheus(Metrics *m) {
                 fprintf(f, "} %d\n", atomic_load(&s->state) == PIPELINE_STREAMING);
         }
 
+        put_family(f, "cdcsync_pipeline_leader", "gauge",
+                   "1 when this instance runs the pipeline (ha = off: always), 0 on a standby (ha = on).");
+        for (size_t i = 0; i < m->nentries; i++) {
+                PipelineStats *s = m->entries[i].s;
+                put_series(f, "cdcsync_pipeline_leader", s);
+                fprintf(f, "} %d\n", atomic_load(&s->leader) != 0);
+        }
+
         put_family(f, "cdcsync_pipeline_lag_seconds", "gauge",
                    "Seconds the sink is behind the source: from the oldest change it lacks (its commit time, or when "
                    "the source was seen holding it) to now; 0 when caught up.");
@@ -425,6 +433,11 @@ static char *render_status(Metrics *m, bool history) {
                         json_object_set_new(p, "lag_history", lag_history(m, &m->entries[i]));
                 if (p)
                         json_object_set_new(p, "snapshot", snapshot_json(s, now));
+                if (p) { /* ha = on: who runs it; lease_holder null with ha = off */
+                        char holder[sizeof(s->lease_holder)];
+                        json_object_set_new(p, "leader", json_boolean(stats_copy_lease(s, holder, sizeof(holder))));
+                        json_object_set_new(p, "lease_holder", holder[0] ? json_str_lossy(holder) : json_null());
+                }
                 if (!p || json_array_append_new(arr, p) < 0) {
                         pthread_mutex_unlock(&m->lock);
                         goto out;

@@ -604,8 +604,13 @@ static void *leaser_main(void *arg) {
                 if (!l)
                         r = p->sink_ops->lease_open(p->conf->sink, p->conf, c->ha_takeover_s, &l, &err);
                 int64_t now_held = 0;
+                LeaseSeen seen = {0};
                 if (r == 0)
-                        r = p->sink_ops->lease_step(l, c->instance, held, &now_held, &err);
+                        r = p->sink_ops->lease_step(l, c->instance, held, &now_held, &seen, &err);
+                if (r == 0 && seen.took && seen.took_from[0])
+                        log_info(p->ctx, "took the lease over from %s, %s", seen.took_from,
+                                 seen.released ? "which released it (graceful hand-over)"
+                                               : "whose lease expired unrenewed");
                 if (r < 0) {
                         l = p->sink_ops->lease_free(l);
                         log_warn(p->ctx, "%s", err.message);
@@ -626,6 +631,11 @@ static void *leaser_main(void *arg) {
                         held = now_held;
                         request(p);
                 }
+                /* after lease_gen: who sees 0 here finds the supervisor told */
+                if (r == 0)
+                        stats_set_lease(&p->stats, now_held > 0, seen.holder);
+                else if (now_held == 0)
+                        stats_set_lease(&p->stats, false, NULL);
                 lease_sleep(p, interval);
         }
         /* Graceful hand-over: after the last commit (pipeline_free joins the supervisor first). */
@@ -637,6 +647,7 @@ static void *leaser_main(void *arg) {
                         log_warn(p->ctx, "%s", err.message);
                 else
                         log_info(p->ctx, "lease released: a standby takes the pipeline over at once");
+                stats_set_lease(&p->stats, false, NULL);
         }
         p->sink_ops->lease_free(l);
         return NULL;
@@ -837,8 +848,10 @@ int pipeline_start_paused(const PipelineConf *conf, State *state, const char *st
         }
         atomic_store(&p->stats.last_progress_ts, now_usec());
         /* ha = on: the pipeline runs only while the lease thread holds its lease; a sink without
-         * a lease (not yet: MySQL, Kafka) keeps it on standby rather than run it unfenced. */
+         * a lease (a Kafka sink) keeps it on standby rather than run it unfenced. */
         p->ha = conf->conf && conf->conf->ha;
+        if (p->ha)
+                stats_set_lease(&p->stats, false, NULL); /* a standby until the lease thread holds it */
         if (p->ha && !p->sink_ops->lease_open)
                 log_error(p->ctx,
                           "ha = on: a %s sink holds no lease yet — the pipeline stays on standby; run it "

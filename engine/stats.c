@@ -60,12 +60,28 @@ void stats_init(PipelineStats *s, const char *name) {
         atomic_init(&s->state, PIPELINE_STARTING);
         atomic_init(&s->retained_bytes, -1);
         atomic_init(&s->slot_active, -1);
+        atomic_init(&s->leader, 1);
         for (int i = 0; i < STATS_ERROR_KINDS; i++)
                 copy_str(s->error_kinds[i], sizeof(s->error_kinds[i]), stats_error_kind_labels[i]);
         for (int i = 0; i < STATS_CONFLICT_KINDS; i++)
                 copy_str(s->conflict_kinds[i], sizeof(s->conflict_kinds[i]), stats_conflict_labels[i]);
         atomic_init(&s->batch_sum, 0.0);
         pthread_mutex_init(&s->lock, NULL);
+}
+
+void stats_set_lease(PipelineStats *s, bool leader, const char *holder) {
+        pthread_mutex_lock(&s->lock);
+        copy_str(s->lease_holder, sizeof(s->lease_holder), holder ? holder : "");
+        atomic_store(&s->leader, leader ? 1 : 0);
+        pthread_mutex_unlock(&s->lock);
+}
+
+bool stats_copy_lease(PipelineStats *s, char *holder, size_t len) {
+        pthread_mutex_lock(&s->lock);
+        copy_str(holder, len, s->lease_holder);
+        bool leader = atomic_load(&s->leader) != 0;
+        pthread_mutex_unlock(&s->lock);
+        return leader;
 }
 
 void stats_destroy(PipelineStats *s) {

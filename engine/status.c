@@ -199,7 +199,14 @@ typedef char Row[NCOLS][128];
 
 static void fill_row(json_t *p, Row cells) {
         snprintf(cells[COL_NAME], 128, "%s", str_or_dash(p, "name"));
-        snprintf(cells[COL_STATE], 128, "%s", str_or_dash(p, "state"));
+        /* ha = on: who runs the pipeline, from the lease as the instance last read it */
+        const char *holder = json_string_value(json_object_get(p, "lease_holder"));
+        if (holder && holder[0] && json_is_true(json_object_get(p, "leader")))
+                snprintf(cells[COL_STATE], 128, "%s, leader", str_or_dash(p, "state"));
+        else if (holder && holder[0])
+                snprintf(cells[COL_STATE], 128, "%s, %.80s leads", str_or_dash(p, "state"), holder);
+        else
+                snprintf(cells[COL_STATE], 128, "%s", str_or_dash(p, "state"));
         snprintf(cells[COL_SRC], 128, "%s", str_or_dash(p, "source_position"));
         snprintf(cells[COL_APP], 128, "%s", str_or_dash(p, "applied_position"));
         format_lag(json_number_value(json_object_get(p, "lag_seconds")),

@@ -128,15 +128,14 @@ static int64_t returned(PGresult *res) {
         return g > 0 ? g : 0;
 }
 
-int pg_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, CdcError *err) {
-        LeaseRow row;
+static int lease_act(SinkLease *l, const LeaseRow *rowp, LeaseAction a, const char *instance, int64_t held,
+                     int64_t *ret_held, CdcError *err) {
+        LeaseRow row = *rowp;
         PGresult *res;
         char gen[32];
-        int r = lease_read(l, &row, err);
-        if (r < 0)
-                return r;
+        int r;
         const char *v[4] = {l->pipe->name, instance, l->takeover, gen};
-        switch (lease_decide(&row, instance, held)) {
+        switch (a) {
         case LEASE_CREATE:
                 r = lease_exec(l, LEASE_SQL_CREATE, 3, v, "creating the lease", &res, err);
                 if (r == 0)
@@ -177,6 +176,19 @@ int pg_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t
         }
         *ret_held = 0;
         return 0;
+}
+
+int pg_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, LeaseSeen *ret_seen,
+                       CdcError *err) {
+        LeaseRow row;
+        int r = lease_read(l, &row, err);
+        if (r < 0)
+                return r;
+        LeaseAction a = lease_decide(&row, instance, held);
+        r = lease_act(l, &row, a, instance, held, ret_held, err);
+        if (r == 0)
+                lease_seen(&row, a, instance, *ret_held, ret_seen);
+        return r;
 }
 
 int pg_sink_lease_release(SinkLease *l, int64_t held, CdcError *err) {

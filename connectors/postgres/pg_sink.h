@@ -31,6 +31,7 @@ int pg_sink_write_mark(const PipelineConf *writer, char *buf, size_t len);
 /* SinkOps.lease_* (pg_lease.c): the pipeline's row in cdcsync.leases, on a session of its own. */
 int pg_sink_lease_open(const ConnectorConf *conn, const PipelineConf *pipe, int takeover_s, SinkLease **ret,
                        CdcError *err);
-int pg_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, CdcError *err);
+int pg_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, LeaseSeen *ret_seen,
+                       CdcError *err);
 int pg_sink_lease_release(SinkLease *l, int64_t held, CdcError *err);
 SinkLease *pg_sink_lease_free(SinkLease *l);

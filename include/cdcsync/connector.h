@@ -4,6 +4,7 @@
 #include "cdcsync/change.h"
 #include "cdcsync/conf.h"
 #include "cdcsync/copies.h"
+#include "cdcsync/lease.h"
 
 /* What an error is about: the label of cdcsync_errors_total{kind} (cdc_error_kind_names). */
 typedef enum {
@@ -253,10 +254,12 @@ typedef struct {
          * call bounded by about takeover_s / 3. lease_step() reads the lease and does what
          * lease_decide() says (create, take over, renew) for `instance`, which holds generation
          * `held` (0: none); *ret_held is the generation it holds afterwards, 0 when it stands by
-         * or was deposed. lease_release() lets a standby take over at once (graceful stop). */
+         * or was deposed; *ret_seen what it saw (lease_seen()). lease_release() lets a standby take over at once
+         * (graceful stop). */
         int (*lease_open)(const ConnectorConf *conn, const PipelineConf *pipe, int takeover_s, SinkLease **ret,
                           CdcError *err);
-        int (*lease_step)(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, CdcError *err);
+        int (*lease_step)(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, LeaseSeen *ret_seen,
+                          CdcError *err);
         int (*lease_release)(SinkLease *l, int64_t held, CdcError *err);
         SinkLease *(*lease_free)(SinkLease *l); /* accepts NULL, returns NULL */
         /* As SourceOps.locate. */

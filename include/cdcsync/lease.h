@@ -31,6 +31,22 @@ typedef enum {
  * instance took over, whatever the holder name says (the same name restarted, a clone). */
 LeaseAction lease_decide(const LeaseRow *row, const char *instance, int64_t held);
 
+/* A released lease (graceful hand-over, LEASE_SQL_RELEASE): expired with no holder session. An
+ * expired lease whose holder stopped renewing keeps the session its last batch recorded. */
+bool lease_released(const LeaseRow *row);
+
+/* What one lease step saw and did, for the log and /status. */
+typedef struct {
+        char holder[LEASE_HOLDER_MAX];    /* who holds the lease after the step; "": not known */
+        bool took;                        /* this step won the lease (created it, or took it over)... */
+        char took_from[LEASE_HOLDER_MAX]; /* ...from this holder ("": it created the row)... */
+        bool released;                    /* ...who had released it (graceful hand-over), not let it expire */
+} LeaseSeen;
+
+/* Fills *ret from the row read before the step, the action taken and the generation held after
+ * it (0: none; a CREATE or TAKE that lost the race to another instance holds none). */
+void lease_seen(const LeaseRow *row, LeaseAction a, const char *instance, int64_t now_held, LeaseSeen *ret);
+
 /* Whether a batch may commit: the row locked in the batch's own transaction
  * (LEASE_SQL_FENCE) still carries the generation the leader holds. A missing row fails too. */
 bool lease_fence_ok(int64_t held, bool row_found, int64_t row_generation);
@@ -71,8 +87,9 @@ int lease_slot_active_pid(const char *msg);
 #define LEASE_SQL_RENEW                                                                                                \
         "UPDATE cdcsync.leases SET expires_at = now() + $3::int * interval '1 second' WHERE pipeline = $1 AND "        \
         "generation = $2"
-/* $2 generation held: graceful hand-over after the last commit */
-#define LEASE_SQL_RELEASE "UPDATE cdcsync.leases SET expires_at = now() WHERE pipeline = $1 AND generation = $2"
+/* $2 generation held: graceful hand-over after the last commit; no session is left to end */
+#define LEASE_SQL_RELEASE                                                                                              \
+        "UPDATE cdcsync.leases SET expires_at = now(), holder_session = 0 WHERE pipeline = $1 AND generation = $2"
 /* In the batch's transaction, just before COMMIT; $2 generation held. Locks the row until the
  * commit (a taker's UPDATE waits for it, or ends this session, whose PID it records) and returns
  * one row only while the generation is still ours. */

@@ -80,6 +80,11 @@ typedef struct {
         char applied_pos_text[CHECKPOINT_TEXT_MAX]; /* guarded by lock: the durable checkpoint */
         StatsSnapshotTable *snapshot;               /* guarded by lock, owned: the initial copy's tables */
         int nsnapshot;
+        /* Leadership (ha = on, issue #16): 1 while this instance runs the pipeline (always with
+         * ha = off), 0 on a standby; lease_holder (guarded by lock) names the instance that held
+         * the lease when last read, "" with ha = off or before the first read. */
+        atomic_int leader;
+        char lease_holder[128];
 } PipelineStats;
 
 void stats_init(PipelineStats *s, const char *name);
@@ -112,6 +117,10 @@ void stats_count_transaction(PipelineStats *s);
 void stats_count_bad_message(PipelineStats *s, bool dead_letter);
 /* Sets the text forms of the positions shown by /status; NULL leaves one unchanged. */
 void stats_set_positions_text(PipelineStats *s, const char *source_pos, const char *applied_pos);
+/* Leadership as the lease thread last saw it (thread-safe); holder NULL or "": not known. */
+void stats_set_lease(PipelineStats *s, bool leader, const char *holder);
+/* Copies lease_holder under the lock; returns leader. */
+bool stats_copy_lease(PipelineStats *s, char *holder, size_t len);
 /* Copies the last error under the lock; returns its time (usec since epoch), 0 when none. */
 int64_t stats_copy_last_error(PipelineStats *s, char *buf, size_t len);
 /* Copies the position texts under the lock. */

@@ -71,6 +71,48 @@ static void test_timing(void **state) {
         assert_true(lease_self_expired(1000, 3000, 3));
 }
 
+/* What a step reports: who holds the lease, and whether a takeover followed a release (graceful
+ * hand-over: expired, no holder session) or an expiry (the holder stopped renewing). */
+static void test_seen(void **state) {
+        (void)state;
+        LeaseSeen s;
+        LeaseRow live = row("b", 5, 2000), expired = row("b", 5, -10), released = row("b", 5, 0), none = {0};
+        released.holder_session = 0;
+        assert_true(lease_released(&released));
+        assert_false(lease_released(&expired));
+        assert_false(lease_released(&live));
+        assert_false(lease_released(&none));
+        LeaseRow live_no_session = row("b", 5, 2000);
+        live_no_session.holder_session = 0;
+        assert_false(lease_released(&live_no_session)); /* not expired yet */
+
+        lease_seen(&live, LEASE_WAIT, "a", 0, &s);
+        assert_string_equal(s.holder, "b");
+        assert_false(s.took);
+        lease_seen(&expired, LEASE_TAKE, "a", 6, &s);
+        assert_string_equal(s.holder, "a");
+        assert_true(s.took);
+        assert_string_equal(s.took_from, "b");
+        assert_false(s.released);
+        lease_seen(&released, LEASE_TAKE, "a", 6, &s);
+        assert_true(s.took);
+        assert_true(s.released);
+        lease_seen(&released, LEASE_TAKE, "a", 0, &s); /* another standby won the race */
+        assert_false(s.took);
+        assert_string_equal(s.holder, "");
+        lease_seen(&none, LEASE_CREATE, "a", 1, &s);
+        assert_true(s.took);
+        assert_string_equal(s.took_from, "");
+        assert_string_equal(s.holder, "a");
+        LeaseRow ours = row("a", 5, 1000);
+        lease_seen(&ours, LEASE_RENEW, "a", 5, &s);
+        assert_false(s.took);
+        assert_string_equal(s.holder, "a");
+        LeaseRow taken = row("b", 6, 3000);
+        lease_seen(&taken, LEASE_STEP_DOWN, "a", 0, &s);
+        assert_string_equal(s.holder, "b");
+}
+
 static void test_slot_active(void **state) {
         (void)state;
         assert_int_equal(lease_slot_active_pid("ERROR:  replication slot \"cdc_orders\" is active for PID 4711"), 4711);
@@ -84,6 +126,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_no_row), cmocka_unit_test(test_standby), cmocka_unit_test(test_leader),
                 cmocka_unit_test(test_fence),  cmocka_unit_test(test_timing),  cmocka_unit_test(test_slot_active),
+                cmocka_unit_test(test_seen),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

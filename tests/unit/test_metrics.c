@@ -135,6 +135,7 @@ static void fill_stats(void) {
 
         stats_init(&weird, "we\"ird\\name\n");
         stats_set_state(&weird, PIPELINE_RETRYING);
+        stats_set_lease(&weird, false, "node1"); /* ha = on: a standby; orders keeps ha = off's 1 */
         stats_count_error(&weird, "connection", "could not connect to \"pg_main\": connection refused");
         stats_count_error(&weird, "no-such-kind", NULL);
         atomic_store(&weird.source_end_lo, 9000);
@@ -234,6 +235,9 @@ static void test_metrics_exposition(void **state) {
                 "^cdcsync_build_info\\{version=\"" CDCSYNC_VERSION "\"\\} 1$",
                 "^cdcsync_pipeline_up\\{pipeline=\"orders\"\\} 1$",
                 "^cdcsync_pipeline_up\\{pipeline=\"we\\\\\"ird\\\\\\\\name\\\\n\"\\} 0$",
+                "^# TYPE cdcsync_pipeline_leader gauge$",
+                "^cdcsync_pipeline_leader\\{pipeline=\"orders\"\\} 1$",
+                "^cdcsync_pipeline_leader\\{pipeline=\"we.*\"\\} 0$",
                 "^cdcsync_pipeline_lag_seconds\\{pipeline=\"orders\"\\} 5\\.[0-9]+$",
                 "^cdcsync_pipeline_lag_seconds\\{pipeline=\"we.*\"\\} 0\\.000000$",
                 "^cdcsync_pipeline_lag_bytes\\{pipeline=\"orders\"\\} 4000$",
@@ -269,7 +273,7 @@ static void test_metrics_exposition(void **state) {
         const char *families[] = {"cdcsync_pipeline_up",  "cdcsync_pipeline_lag_seconds", "cdcsync_pipeline_lag_bytes",
                                   "cdcsync_events_total", "cdcsync_transactions_total",   "cdcsync_conflicts_total",
                                   "cdcsync_errors_total", "cdcsync_sink_batch_seconds",   "cdcsync_queue_depth",
-                                  "cdcsync_build_info",   "cdcsync_bad_messages_total"};
+                                  "cdcsync_build_info",   "cdcsync_bad_messages_total",   "cdcsync_pipeline_leader"};
         for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
                 char re[128];
                 snprintf(re, sizeof(re), "^# HELP %s [^\n]+$", families[i]);

@@ -128,6 +128,51 @@ static void test_table(void **state) {
         stats_destroy(&users);
 }
 
+/* ha = on: the STATE cell says who runs the pipeline, from /status's leader and lease_holder. */
+static void test_ha_roles(void **state) {
+        (void)state;
+        PipelineStats led, standby, plain;
+        stats_init(&led, "led");
+        stats_set_state(&led, PIPELINE_STREAMING);
+        stats_set_lease(&led, true, "node0");
+        stats_init(&standby, "standby");
+        stats_set_state(&standby, PIPELINE_STANDBY);
+        stats_set_lease(&standby, false, "node1");
+        stats_init(&plain, "plain"); /* ha = off: no holder, no role shown */
+        stats_set_state(&plain, PIPELINE_STREAMING);
+        MetricsOptions o = {.listen = "127.0.0.1:0"};
+        Metrics *m = NULL;
+        assert_int_equal(metrics_start(&o, &m), 0);
+        assert_int_equal(metrics_attach(m, &led), 0);
+        assert_int_equal(metrics_attach(m, &standby), 0);
+        assert_int_equal(metrics_attach(m, &plain), 0);
+        char addr[64];
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", metrics_port(m));
+        Printed p;
+        print_status(addr, false, &p);
+        assert_int_equal(p.r, 0);
+        if (!matches(p.out, "^led +streaming, leader +") || !matches(p.out, "^standby +standby, node1 leads +") ||
+            !matches(p.out, "^plain +streaming +-"))
+                fail_msg("roles not as expected:\n%s", p.out);
+        printed_clear(&p);
+        print_status(addr, true, &p);
+        assert_int_equal(p.r, 0);
+        json_t *root = json_loads(p.out, 0, NULL);
+        assert_non_null(root);
+        json_t *arr = json_object_get(root, "pipelines");
+        assert_true(json_is_true(json_object_get(json_array_get(arr, 0), "leader")));
+        assert_true(json_is_false(json_object_get(json_array_get(arr, 1), "leader")));
+        assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 1), "lease_holder")), "node1");
+        assert_true(json_is_true(json_object_get(json_array_get(arr, 2), "leader")));
+        assert_true(json_is_null(json_object_get(json_array_get(arr, 2), "lease_holder")));
+        json_decref(root);
+        printed_clear(&p);
+        metrics_free(m);
+        stats_destroy(&led);
+        stats_destroy(&standby);
+        stats_destroy(&plain);
+}
+
 static void test_events_per_second(void **state) {
         (void)state;
         PipelineStats s;
@@ -342,10 +387,11 @@ static void test_not_a_status(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_table),          cmocka_unit_test(test_events_per_second),
-                cmocka_unit_test(test_not_running),    cmocka_unit_test(test_bad_address),
-                cmocka_unit_test(test_auth_refused),   cmocka_unit_test(test_no_pipelines),
-                cmocka_unit_test(test_lag_beyond_int), cmocka_unit_test(test_not_a_status),
+                cmocka_unit_test(test_table),        cmocka_unit_test(test_events_per_second),
+                cmocka_unit_test(test_ha_roles),     cmocka_unit_test(test_not_running),
+                cmocka_unit_test(test_bad_address),  cmocka_unit_test(test_auth_refused),
+                cmocka_unit_test(test_no_pipelines), cmocka_unit_test(test_lag_beyond_int),
+                cmocka_unit_test(test_not_a_status),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
