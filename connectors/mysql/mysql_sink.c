@@ -581,6 +581,8 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
                 "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
                 "VALUES(source_commit_ts), updated_at = VALUES(updated_at)",
                 p, 5, "checkpoint", NULL, err);
+        if (r == 0 && k->fence > 0)
+                r = mysql_sink_fence_check(k, err);
         if (r < 0)
                 return r;
         if (mysql_commit(k->m))
@@ -604,6 +606,10 @@ static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_f
         *ret_found = k->have_durable;
         *ret = k->have_durable ? k->durable : (Position){0};
         return 0;
+}
+
+static void sink_set_fence(Sink *k, int64_t generation) {
+        k->fence = generation;
 }
 
 static int sink_rollback(Sink *k) {
@@ -681,4 +687,9 @@ const SinkOps mysql_sink_ops = {
         .range_delete = true,
         .copied_tables = sink_copied_tables,
         .locate = mysql_conn_locate,
+        .set_fence = sink_set_fence,
+        .lease_open = mysql_sink_lease_open,
+        .lease_step = mysql_sink_lease_step,
+        .lease_release = mysql_sink_lease_release,
+        .lease_free = mysql_sink_lease_free,
 };

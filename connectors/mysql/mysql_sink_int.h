@@ -151,6 +151,7 @@ struct Sink {
         uint64_t txn_xid; /* the source transaction of the last change applied... */
         Position txn_pos; /* ...its commit position (as its changes carry it) */
         uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
+        int64_t fence;    /* ha = on: lease generation each commit checks (lease.h); 0: none */
 };
 
 /* mysql_batch.c */
@@ -181,6 +182,16 @@ int mysql_sink_range_delete(Sink *k, const Table *t, const Change *c, const char
 
 /* mysql_sink.c */
 int mysql_sink_make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, CdcError *err);
+
+/* mysql_lease.c: SinkOps.lease_* (the pipeline's row in `cdcsync`.`leases`, on a session of its
+ * own) and the fence commit() checks in the batch's transaction when k->fence is set. */
+int mysql_sink_lease_open(const ConnectorConf *conn, const PipelineConf *pipe, int takeover_s, SinkLease **ret,
+                          CdcError *err);
+int mysql_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int64_t *ret_held, LeaseSeen *ret_seen,
+                          CdcError *err);
+int mysql_sink_lease_release(SinkLease *l, int64_t held, CdcError *err);
+SinkLease *mysql_sink_lease_free(SinkLease *l);
+int mysql_sink_fence_check(Sink *k, CdcError *err);
 
 /* mysql_target.c */
 bool mysql_sink_blank_padded(const Column *c);
