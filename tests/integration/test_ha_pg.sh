@@ -3,8 +3,11 @@
 # PG → PG pipeline runs on exactly one of them while a writer runs all along. The leader is killed
 # with SIGKILL 4 times (the other takes over, the killed one comes back as standby), then frozen
 # with SIGSTOP past ha_takeover_s (the standby takes over) and resumed: it must step down without
-# committing. The sink ends equal to the source: insert-only rows with a unique sequence number
-# (a loss or duplicate shows) and a counter row bumped by every transaction.
+# committing. Last, SIGTERM on the leader hands the pipeline over through the lease's release.
+# cdcsync_pipeline_leader and `cdcsync status` show who leads. Between faults the test waits for the
+# writer's rows to reach the sink (the new leader applies). The sink ends equal to the source:
+# insert-only rows with a unique sequence number (a loss or duplicate shows) and a counter row
+# bumped by every transaction.
 source "$(dirname "$0")/lib.sh"
 
 TAKEOVER=3
@@ -56,12 +59,24 @@ holder() { psql_on dst -c "SELECT holder || ' ' || generation FROM cdcsync.lease
 node_of() { case "$1" in node0*) echo 0 ;; node1*) echo 1 ;; *) echo "" ;; esac; }
 gen_above() { local h; h=$(holder) && [ -n "$h" ] && [ "${h#* }" -gt "$1" ]; }
 cleanup_nodes() { for p in "${PIDS[@]}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done; true; }
-trap 'cleanup_nodes; cleanup' EXIT
+trap 'rc=$?; cleanup_nodes; (exit $rc); cleanup' EXIT # cleanup exits with the test's status
+leader_metric() { curl -s "http://127.0.0.1:${PORTS[$1]}/metrics" | awk '$1 == "cdcsync_pipeline_leader{pipeline=\"ha\"}" {print $2}'; }
+metric_is() { [ "$(leader_metric "$1")" = "$2" ]; }
+# The sink has applied every row the source had when called: the current leader runs.
+src_max() { psql_on src -c "SELECT coalesce(max(n), 0) FROM seqlog"; }
+sink_reached() { [ "$(psql_on dst -c "SELECT coalesce(max(n), 0) >= $1 FROM seqlog" 2>/dev/null)" = t ]; }
+wait_applied() { local m; m=$(( $(src_max) + 1 )); wait_for "the sink applies the writer's rows up to $m" 60 sink_reached "$m"; }
 
 start_node 0
 wait_for "node0 leads" 60 bash -c "[ \"\$(psql -X -h $PG_dst_DIR -p $PG_dst_PORT -U postgres -qAt -c \"SELECT holder FROM cdcsync.leases WHERE pipeline = 'ha'\" 2>/dev/null)\" = node0 ]"
 start_node 1
 wait_synced src dst 60 counter
+# Roles: the metric on each instance, and `cdcsync status` of each.
+wait_for "node0's cdcsync_pipeline_leader is 1" 30 metric_is 0 1
+wait_for "node1's cdcsync_pipeline_leader is 0" 30 metric_is 1 0
+status_has() { "$CDCSYNC" -c "$WORK/c$1.conf" status | tee "$WORK/status$1.txt" | grep -q "$2"; }
+wait_for "node0's status: leader" 30 status_has 0 '^ha  *streaming, leader '
+wait_for "node1's status: node0 leads" 30 status_has 1 '^ha  *standby, node0 leads '
 
 export STOPFILE="$WORK/stop"
 dir=PG_src_DIR port=PG_src_PORT
@@ -90,7 +105,7 @@ measure_takeover() { # $1: generation before; prints the seconds until a higher 
 }
 
 for k in 1 2 3 4; do
-  sleep 1.5
+  wait_applied
   h=$(holder); leader=$(node_of "$h"); gen=${h#* }
   [ -n "$leader" ] || fail "no leader: $h"
   log "kill -9 #$k of node$leader (generation $gen)"
@@ -100,17 +115,36 @@ for k in 1 2 3 4; do
   start_node "$leader"
 done
 
-# Freeze the leader past the takeover time while writes go on, then resume it.
-sleep 1.5
+# Freeze the leader past the takeover time while writes go on, then resume it once the new
+# leader has applied rows written after the freeze.
+wait_applied
 h=$(holder); leader=$(node_of "$h"); gen=${h#* }
 log "SIGSTOP node$leader (generation $gen)"
 kill -STOP "${PIDS[$leader]}"
 secs=$(measure_takeover "$gen")
 log "takeover after SIGSTOP: $(holder) after ${secs}s"
-sleep 2
+wait_applied
 kill -CONT "${PIDS[$leader]}"
 log "SIGCONT node$leader"
 wait_for "node$leader steps down" 30 grep -q "stepping down" "$WORK/service$leader.log"
+wait_for "node$leader's cdcsync_pipeline_leader is 0" 30 metric_is "$leader" 0
+
+# Graceful hand-over: SIGTERM on the leader commits, releases the lease, and the standby takes it
+# over at its next poll: its log says it took a released lease, not an expired one.
+wait_applied
+h=$(holder); leader=$(node_of "$h"); gen=${h#* }; other=$((1 - leader))
+log "SIGTERM node$leader (generation $gen)"
+t0=$EPOCHREALTIME
+kill -TERM "${PIDS[$leader]}"
+wait_for "node$other takes over after generation $gen" $((TAKEOVER * 10)) gen_above "$gen"
+secs=$(python3 -c "print(f'{$EPOCHREALTIME - $t0:.2f}')")
+log "takeover after SIGTERM: $(holder) after ${secs}s (ha_takeover_s = $TAKEOVER)"
+wait "${PIDS[$leader]}" || fail "node$leader exited with $? after SIGTERM"
+PIDS[$leader]=""
+assert_grep "lease released: a standby takes the pipeline over at once" "$WORK/service$leader.log"
+assert_grep "took the lease over from node$leader, which released it (graceful hand-over)" "$WORK/service$other.log"
+wait_for "node$other's cdcsync_pipeline_leader is 1" 30 metric_is "$other" 1
+wait_applied
 
 touch "$STOPFILE"
 wait "$WRITER" || fail "writer failed: $(tail -5 "$WORK/writer.log")"
