@@ -516,6 +516,11 @@ static void test_crash(void **state) {
                         child();
                 struct timespec ts = {0, (long)(1 + rand() % 80) * 1000000L};
                 nanosleep(&ts, NULL);
+                /* on a loaded machine the child may not have run yet: kill it only once it has
+                 * committed a batch past the last round's (waiting for that, not for a time) */
+                struct timespec ms = {0, 1000000L};
+                for (int waited = 0; read_sink() <= last && waited < 120000; waited++)
+                        nanosleep(&ms, NULL);
                 assert_int_equal(kill(pid, SIGKILL), 0);
                 int status;
                 assert_int_equal(waitpid(pid, &status, 0), pid);
