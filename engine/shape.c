@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "cdcsync/hash.h"
@@ -451,6 +452,35 @@ Shape *shape_free(Shape *s) {
         return NULL;
 }
 
+int shape_column_rule(const Shape *s, const char *schema, const char *name, char *const **cols, int *ncols,
+                      bool *exclude) {
+        size_t sl = strlen(schema);
+        for (int i = 0; s && i < s->nrules; i++) {
+                const char *t = s->rules[i].table;
+                if (strncmp(t, schema, sl) == 0 && t[sl] == '.' && strcmp(t + sl + 1, name) == 0) {
+                        *cols = s->rules[i].cols;
+                        *ncols = s->rules[i].ncols;
+                        *exclude = s->rules[i].exclude;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
+bool shape_where_uses(const Shape *s, const char *schema, const char *name, const char *col) {
+        size_t sl = strlen(schema);
+        for (int i = 0; s && i < s->nwheres; i++) {
+                const char *t = s->wheres[i].table;
+                if (strncmp(t, schema, sl) != 0 || t[sl] != '.' || strcmp(t + sl + 1, name) != 0)
+                        continue;
+                /* as rowfilter_bind finds them: exact, or regardless of case when written unquoted */
+                for (int j = 0; j < rowfilter_ncolumns(s->wheres[i].filter); j++)
+                        if (strcasecmp(rowfilter_column(s->wheres[i].filter, j), col) == 0)
+                                return true;
+        }
+        return false;
+}
+
 /* ---- the shaped table ---- */
 
 void shape_sha256_hex(const char *text, size_t len, char out[65]) {
@@ -533,7 +563,7 @@ static int build_entry(Shape *s, Table *t, CacheEntry *e, CdcError *err) {
                 return 0;
         /* every column named must exist: a typo must not leave data in (or out) silently */
         for (int i = 0; rule && i < rule->ncols; i++)
-                if (find_col(t, rule->cols[i]) < 0)
+                if (find_col(t, rule->cols[i]) < 0 && !(rule->exclude && t->col_list))
                         return conf_error(err,
                                           "%s names column %s of %s, which the source table does not have — fix the "
                                           "name in the conf",

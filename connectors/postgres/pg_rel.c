@@ -168,6 +168,9 @@ int pg_rel_describe_table(Source *s, Table *t, CdcError *err) {
                 gc->pos = nreg;
                 oom = !gc->name || !gc->type_name || !gc->expr;
         }
+        /* fewer columns than the catalogue has: the publication's column list left some out (or,
+         * for a moment, a column was added since the relation was described) */
+        t->col_list = t->ncols < nreg;
         for (int c = 0; !oom && c < t->ncols; c++) {
                 Column *col = &t->cols[c];
                 for (int r = 0; r < nrows; r++) {

@@ -160,9 +160,18 @@ int pg_slot_ensure_publication(Source *s, CdcError *err) {
                                         : PQescapeIdentifier(s->sql, "public", 6);
                         const char *nm = dot ? dot + 1 : t;
                         char *tab = PQescapeIdentifier(s->sql, nm, strlen(nm));
-                        fprintf(f, "%s%s.%s", i ? ", " : "", sch ? sch : "\"\"", tab ? tab : "\"\"");
+                        char *cols = NULL;
+                        int r = pg_pubcols_list(s, t, &cols, err);
+                        fprintf(f, "%s%s.%s%s", i ? ", " : "", sch ? sch : "\"\"", tab ? tab : "\"\"",
+                                cols ? cols : "");
                         PQfreemem(sch);
                         PQfreemem(tab);
+                        free(cols);
+                        if (r < 0) {
+                                fclose(f);
+                                free(sql);
+                                return r;
+                        }
                 }
                 if (s->pipe->bidirectional)
                         fputs(", cdcsync.versions", f);
@@ -241,15 +250,23 @@ int pg_source_streamed_tables(Source *s, char ***ret, int *ret_n, CdcError *err)
 /* ALTER PUBLICATION name ADD|DROP TABLE schema.table */
 static int alter_publication(Source *s, const char *verb, const char *table, CdcError *err) {
         const char *dot = strchr(table, '.');
+        char *cols = NULL;
+        if (strcmp(verb, "ADD") == 0) {
+                int r = pg_pubcols_list(s, table, &cols, err);
+                if (r < 0)
+                        return r;
+        }
         char *pub = PQescapeIdentifier(s->sql, s->publication, strlen(s->publication));
         char *sch = dot ? PQescapeIdentifier(s->sql, table, (size_t)(dot - table)) : NULL;
         char *tab = dot ? PQescapeIdentifier(s->sql, dot + 1, strlen(dot + 1)) : NULL;
         char *sql = NULL;
-        if (!pub || !sch || !tab || asprintf(&sql, "ALTER PUBLICATION %s %s TABLE %s.%s", pub, verb, sch, tab) < 0)
+        if (!pub || !sch || !tab ||
+            asprintf(&sql, "ALTER PUBLICATION %s %s TABLE %s.%s%s", pub, verb, sch, tab, cols ? cols : "") < 0)
                 sql = NULL;
         PQfreemem(pub);
         PQfreemem(sch);
         PQfreemem(tab);
+        free(cols);
         if (!sql)
                 return cdc_oom(err);
         PGresult *res = pg_source_query(s, s->sql, sql, 0, NULL, err);
@@ -263,6 +280,53 @@ static int alter_publication(Source *s, const char *verb, const char *table, Cdc
         }
         PQclear(res);
         return 0;
+}
+
+/* A member table whose column list is not what columns / exclude_columns now make (the conf
+ * changed, or the publication was made before lists): dropped and added again with the new list
+ * in one transaction, so no change of it is published without it. */
+static int realign_columns(Source *s, const char *table, CdcError *err) {
+        if (PQserverVersion(s->sql) < 150000)
+                return 0;
+        char *want = NULL;
+        int r = pg_pubcols_list(s, table, &want, err);
+        if (r < 0)
+                return r;
+        const char *params[] = {s->publication, table};
+        PGresult *res = pg_source_query(
+                s, s->sql,
+                "SELECT coalesce((SELECT ' (' || string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) || ')' "
+                "  FROM pg_catalog.pg_attribute a WHERE a.attrelid = pr.prrelid "
+                "  AND a.attnum = ANY (pr.prattrs::pg_catalog.int2[])), '') "
+                "FROM pg_catalog.pg_publication_rel pr JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid "
+                "JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE p.pubname = $1 AND n.nspname || '.' || c.relname = $2",
+                2, params, err);
+        if (!res) {
+                free(want);
+                return err->code;
+        }
+        bool same = PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), want) == 0;
+        char have[512];
+        snprintf(have, sizeof(have), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+        PQclear(res);
+        if (!same) {
+                res = pg_source_query(s, s->sql, "BEGIN", 0, NULL, err);
+                PQclear(res);
+                r = res ? alter_publication(s, "DROP", table, err) : err->code;
+                if (r == 0)
+                        r = alter_publication(s, "ADD", table, err);
+                res = pg_source_query(s, s->sql, r == 0 ? "COMMIT" : "ROLLBACK", 0, NULL,
+                                      r == 0 ? err : &(CdcError){0});
+                if (r == 0 && !res)
+                        r = err->code;
+                PQclear(res);
+                if (r == 0)
+                        log_info(s->ctx, "publication \"%s\" now sends columns%s of %s (it sent%s)", s->publication,
+                                 *want ? want : " (all)", table, *have ? have : " all");
+        }
+        free(want);
+        return r;
 }
 
 /* `tables` is the truth (a pipeline with a checkpoint): the publication is made to hold exactly
@@ -292,6 +356,8 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
                 return r;
         for (int i = 0; r == 0 && i < s->pipe->ntables; i++) {
                 const char *t = s->pipe->tables[i];
+                if (in_list(members, nmembers, t))
+                        r = realign_columns(s, t, err);
                 if (!in_list(members, nmembers, t)) {
                         r = alter_publication(s, "ADD", t, err);
                         if (r == 0)

@@ -104,12 +104,25 @@ int pg_snapshot_describe(Source *s, const char *schema, const char *name, Table 
 
         char relid[16];
         snprintf(relid, sizeof(relid), "%u", oid);
-        const char *p1[] = {relid};
-        res = pg_source_query(
-                s, s->sql,
-                "SELECT attname, atttypid, atttypmod FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0 "
-                "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-                1, p1, err);
+        const char *p1[] = {relid, s->publication};
+        /* only the columns the publication sends (a column list, PostgreSQL 15+): the copy reads
+         * no value the stream would not carry */
+        res = PQserverVersion(s->sql) >= 150000
+                      ? pg_source_query(
+                                s, s->sql,
+                                "SELECT attname, atttypid, atttypmod FROM pg_attribute WHERE attrelid = $1::oid "
+                                "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' AND "
+                                "coalesce(attnum = ANY (CAST((SELECT pr.prattrs::pg_catalog.int2[] FROM "
+                                "pg_catalog.pg_publication_rel pr JOIN pg_catalog.pg_publication p ON p.oid "
+                                "= pr.prpubid WHERE p.pubname = $2 AND pr.prrelid = $1::oid) AS "
+                                "pg_catalog.int2[])), true) "
+                                "ORDER BY attnum",
+                                2, p1, err)
+                      : pg_source_query(
+                                s, s->sql,
+                                "SELECT attname, atttypid, atttypmod FROM pg_attribute WHERE attrelid = $1::oid "
+                                "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                                1, p1, err);
         if (!res)
                 return err->code;
         Table *t = table_new(schema, name, PQntuples(res));

@@ -103,6 +103,9 @@ int pg_slot_resolve_start(Source *s, const SourceStart *start, CdcError *err);
 void pg_slot_drop_unused(Source *s);
 int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcError *err);
 
+/* pg_pubcols.c: publication column lists */
+int pg_pubcols_list(Source *s, const char *table, char **ret, CdcError *err);
+
 /* pg_rel.c: relations */
 Table *pg_rel_lookup(Source *s, uint32_t rel_id);
 int pg_rel_describe_table(Source *s, Table *t, CdcError *err);

@@ -72,6 +72,9 @@ typedef struct {
         int ntypes;
         GenColumn *gen; /* owned, ngen entries, in column order (PostgreSQL source) */
         int ngen;
+        /* The source sends only some of the table's columns (a PostgreSQL publication column list
+         * made from columns / exclude_columns): a column left out is not missing by mistake. */
+        bool col_list;
 } Table;
 
 /* Allocates a table with ncols zeroed columns and one reference. Returns NULL on ENOMEM. */

@@ -29,5 +29,13 @@ enum { SHAPE_KEEP = 0, SHAPE_DROP = 1 };
  * Not thread-safe: the engine thread only. */
 int shape_apply(Shape *s, Change *c, int64_t commit_ts, bool snapshot, CdcError *err);
 
+/* The columns / exclude_columns rule of table schema.name: returns 1 with *cols (ncols names,
+ * owned by s) and *exclude, or 0 when none names the table. */
+int shape_column_rule(const Shape *s, const char *schema, const char *name, char *const **cols, int *ncols,
+                      bool *exclude);
+
+/* Whether a where condition of table schema.name reads column col. */
+bool shape_where_uses(const Shape *s, const char *schema, const char *name, const char *col);
+
 /* The SHA-256 mask of text[0..len): 64 lowercase hex digits and a NUL into out. */
 void shape_sha256_hex(const char *text, size_t len, char out[65]);
