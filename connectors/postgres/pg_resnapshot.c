@@ -211,8 +211,11 @@ static int tab_begin(Source *s, ResnapTab *rt, CdcError *err) {
         char relid[16];
         snprintf(relid, sizeof(relid), "%u", t->rel_id);
         const char *params[] = {relid};
-        PGresult *res =
-                pg_source_query(s, s->sql, "SELECT reltuples FROM pg_class WHERE oid = $1::oid", 1, params, err);
+        /* the planner's estimate, or the statistics' live rows where the table was never analysed */
+        PGresult *res = pg_source_query(s, s->sql,
+                                        "SELECT greatest(c.reltuples, coalesce(st.n_live_tup, 0)) FROM pg_class c "
+                                        "LEFT JOIN pg_stat_user_tables st ON st.relid = c.oid WHERE c.oid = $1::oid",
+                                        1, params, err);
         if (!res)
                 return err->code;
         double est = PQntuples(res) == 1 ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
