@@ -41,7 +41,7 @@ typedef struct {
         PgBlockRange *forget; /* owned: chunk records of an earlier attempt dropped with the final record */
         int nforget;
         uint64_t rows, rows_est; /* copied so far, kept ones included (emit); the planner's estimate */
-        char filenode[24];       /* pg_relation_filenode() as the copy's plan found it */
+        char filenode[48];       /* the storage as the copy's plan found it (pg_partitions_describe) */
         CopyState final_state;   /* the record once every chunk is done */
         Position final_pos;
 } CopyTab;
@@ -155,21 +155,16 @@ int pg_copy_add_table(PgCopy *cp, Table *t, uint32_t change_flags, bool truncate
                 if (done_add(tb, done[i]) < 0)
                         return cdc_oom(err);
 
-        char relid[16];
-        snprintf(relid, sizeof(relid), "%u", t->rel_id);
-        const char *params[] = {relid};
-        PGresult *res = pg_source_query(s, s->sql,
-                                        "SELECT pg_relation_size($1::oid) / current_setting('block_size')::bigint, "
-                                        "reltuples, coalesce(pg_relation_filenode($1::oid)::text, '') FROM pg_class "
-                                        "WHERE oid = $1::oid",
-                                        1, params, err);
-        if (!res)
-                return err->code;
-        uint64_t blocks = PQntuples(res) == 1 ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-        double reltuples = PQntuples(res) == 1 ? strtod(PQgetvalue(res, 0, 1), NULL) : -1;
-        if (PQntuples(res) == 1)
-                snprintf(tb->filenode, sizeof(tb->filenode), "%s", PQgetvalue(res, 0, 2));
-        PQclear(res);
+        /* A partitioned table has no heap: its chunks are block ranges read from every leaf at
+         * once (a TID range scan per leaf), sized by the largest leaf, its rows named as the
+         * root's (publish_via_partition_root streams them so too). */
+        PgRelSize z;
+        int r = pg_partitions_describe(s, t->rel_id, &z, err);
+        if (r < 0)
+                return r;
+        uint64_t blocks = z.blocks;
+        double reltuples = z.reltuples;
+        snprintf(tb->filenode, sizeof(tb->filenode), "%s", z.storage);
         tb->rows_est = reltuples > 0 ? (uint64_t)reltuples : 0;
         if (tb->rows_est < done_rows)
                 tb->rows_est = done_rows;
@@ -187,7 +182,7 @@ int pg_copy_add_table(PgCopy *cp, Table *t, uint32_t change_flags, bool truncate
                 fclose(f);
         char *qs = PQescapeIdentifier(s->sql, t->schema, strlen(t->schema));
         char *qn = PQescapeIdentifier(s->sql, t->name, strlen(t->name));
-        if (!cols || !qs || !qn || asprintf(&sql, "SELECT %s FROM ONLY %s.%s", cols, qs, qn) < 0)
+        if (!cols || !qs || !qn || asprintf(&sql, "SELECT %s FROM %s%s.%s", cols, pg_partitions_only(&z), qs, qn) < 0)
                 sql = NULL;
         free(cols);
         PQfreemem(qs);
@@ -259,7 +254,7 @@ static int chunk_head(PgCopy *cp, CopyTab *tb, CdcError *err) {
         if (cp->chunked || !cp->begun)
                 r = emit_begin(cp, err);
         if (r == 0 && cp->chunked && !cp->registry_written) {
-                char pos[32], text[80];
+                char pos[32], text[96];
                 pg_source_format_position(cp->pos, pos, sizeof(pos));
                 for (int i = 0; r == 0 && i < cp->ntabs; i++) {
                         if (bookkeeping(&cp->tabs[i]) || cp->tabs[i].final_state != COPY_STATE_COPIED ||

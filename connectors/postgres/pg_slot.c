@@ -176,6 +176,7 @@ int pg_slot_ensure_publication(Source *s, CdcError *err) {
                 if (s->pipe->bidirectional)
                         fputs(", cdcsync.versions", f);
         }
+        fputs(pg_partitions_publication_with(s), f);
         fclose(f);
         res = pg_source_query(s, s->sql, sql, 0, NULL, err);
         free(sql);
@@ -606,6 +607,8 @@ int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcErro
                 else
                         r = 0;
         }
+        if (r == 0)
+                r = pg_partitions_check_tables(s, err);
         if (r == 0) {
                 PGresult *res = pg_source_query(
                         s, s->sql,

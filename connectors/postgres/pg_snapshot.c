@@ -180,6 +180,9 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
                         goto out;
         }
 
+        PgRelSize z; /* a partitioned table is read through its root, from every leaf */
+        if ((r = pg_partitions_describe(s, t->rel_id, &z, err)) < 0)
+                goto out;
         char *cols = NULL;
         size_t clen = 0;
         FILE *f = open_memstream(&cols, &clen);
@@ -194,8 +197,8 @@ static int snapshot_table(Source *s, PGconn *data, const char *schema, const cha
         char *qn = PQescapeIdentifier(s->sql, name, strlen(name));
         char *sql = NULL;
         if (cols && qs && qn &&
-            asprintf(&sql, "DECLARE cdcsync_snap NO SCROLL CURSOR FOR SELECT %s FROM ONLY %s.%s", t->ncols ? cols : "",
-                     qs, qn) < 0)
+            asprintf(&sql, "DECLARE cdcsync_snap NO SCROLL CURSOR FOR SELECT %s FROM %s%s.%s", t->ncols ? cols : "",
+                     pg_partitions_only(&z), qs, qn) < 0)
                 sql = NULL;
         free(cols);
         PQfreemem(qs);
@@ -580,25 +583,17 @@ int pg_snapshot_resume(Source *s, const SourceStart *start, CdcError *err) {
                 /* A rewrite since the copy began (VACUUM FULL, CLUSTER, TRUNCATE, a type change)
                  * moved rows into blocks whose chunks are done: every chunk is read again. */
                 const char *was = strstr(e->text, " filenode=");
-                char relid[16];
-                snprintf(relid, sizeof(relid), "%u", t->rel_id);
-                const char *fp[] = {relid};
-                PGresult *fres =
-                        r == 0 && was && ndone > 0
-                                ? pg_source_query(s, s->sql, "SELECT coalesce(pg_relation_filenode($1::oid)::text, '')",
-                                                  1, fp, err)
-                                : NULL;
-                if (r == 0 && was && ndone > 0 && !fres)
-                        r = err->code;
-                if (fres && strcmp(PQgetvalue(fres, 0, 0), was + strlen(" filenode=")) != 0) {
+                PgRelSize z;
+                if (r == 0 && was && ndone > 0 && (r = pg_partitions_describe(s, t->rel_id, &z, err)) == 0 &&
+                    strcmp(z.storage, was + strlen(" filenode=")) != 0) {
                         log_warn(s->ctx,
                                  "snapshot of %s: the table was rewritten since its copy began (VACUUM FULL, CLUSTER, "
-                                 "TRUNCATE, ...), so rows may have moved into chunks already done: every chunk is "
-                                 "read again",
+                                 "TRUNCATE, ...; of a partitioned table: a partition rewritten, attached or "
+                                 "detached), so rows may have moved into chunks already done: every chunk is read "
+                                 "again",
                                  e->table);
                         rewritten = true;
                 }
-                PQclear(fres);
                 uint32_t flags, tflags;
                 bool truncate;
                 copy_mode(s, t, &flags, &truncate, &tflags);
@@ -701,10 +696,19 @@ int pg_snapshot_converge(Source *s, Event *ev, CdcError *err) {
                         fclose(fc);
                 if (fw)
                         fclose(fw);
+                PgRelSize z = {0}; /* a partitioned table: its row is in one of its leaves */
+                CdcError zerr = {0};
+                if (r == 0 && np > 0 && pg_partitions_describe(s, t->rel_id, &z, &zerr) < 0) {
+                        free(cols);
+                        free(where);
+                        change_clear(c);
+                        *err = zerr;
+                        return zerr.code;
+                }
                 char *qs = PQescapeIdentifier(s->sql, t->schema, strlen(t->schema));
                 char *qn = PQescapeIdentifier(s->sql, t->name, strlen(t->name));
                 if (r == 0 && np > 0 && cols && where && qs && qn &&
-                    asprintf(&sql, "SELECT %s FROM ONLY %s.%s WHERE %s", cols, qs, qn, where) < 0)
+                    asprintf(&sql, "SELECT %s FROM %s%s.%s WHERE %s", cols, pg_partitions_only(&z), qs, qn, where) < 0)
                         sql = NULL;
                 free(cols);
                 free(where);

@@ -838,6 +838,10 @@ static int pg_source_open(const ConnectorConf *conn, const PipelineConf *pipe, S
         }
         if (r == 0)
                 r = pg_slot_ensure_publication(s, err);
+        if (r == 0)
+                r = pg_partitions_check_tables(s, err);
+        if (r == 0)
+                pg_partitions_check_publication(s);
         if (r < 0) {
                 pg_source_free(s);
                 return r;

@@ -130,6 +130,26 @@ int pg_copy_forget_chunk(PgCopy *cp, PgBlockRange r, CdcError *err);
 int pg_copy_run(PgCopy *cp, PGconn **readers, int nreaders, CdcError *err);
 PgCopy *pg_copy_free(PgCopy *cp);
 
+/* pg_partitions.c: partitioned tables */
+/* What a copy needs of a relation's storage. */
+typedef struct {
+        bool partitioned; /* relkind 'p': no rows of its own, they are its leaf partitions' */
+        uint64_t blocks;  /* its heap's size in blocks; partitioned: the largest leaf's */
+        double reltuples; /* the planner's row estimate (<= 0: unknown); partitioned: the leaves' sum */
+        char storage[48]; /* its filenode; partitioned: an md5 of its leaves and their filenodes */
+} PgRelSize;
+/* The WITH clause of CREATE PUBLICATION ("" before PostgreSQL 13): partitions publish through
+ * their root. */
+const char *pg_partitions_publication_with(const Source *s);
+/* The storage of relation relid (on s->sql). */
+int pg_partitions_describe(Source *s, uint32_t relid, PgRelSize *ret, CdcError *err);
+/* "ONLY " for a table read from its own heap, "" for a partitioned one (read through its root). */
+const char *pg_partitions_only(const PgRelSize *z);
+/* Refuses (kind conf) a table of `tables` that is a partition of another table of `tables`. */
+int pg_partitions_check_tables(Source *s, CdcError *err);
+/* Warns when the (existing) publication publishes partitions under their own names. */
+void pg_partitions_check_publication(Source *s);
+
 /* pg_snapshot.c: copies */
 bool pg_snapshot_copied_later(Source *s, const Table *t);
 int pg_snapshot_emit_copy(Source *s, CdcError *err);
