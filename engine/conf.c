@@ -742,6 +742,19 @@ static void conf_build(ConfParser *p) {
                                 conf_err(p, first->line, "%s", msg);
                         shape_free(sh);
                 }
+                if (a->sync_sequences && a->source && a->sink && a->source->type && a->sink->type) {
+                        const ConnectorType *sot = connector_type(a->source->type);
+                        if (!sot || !sot->sync_sequences || strcmp(a->source->type, a->sink->type) != 0)
+                                conf_err(p, entry_get(&p->sections[i], "sync_sequences")->line,
+                                         "sync_sequences = yes carries sequence values from a PostgreSQL source into "
+                                         "a PostgreSQL sink, but pipeline %s reads %s and writes %s — remove "
+                                         "sync_sequences",
+                                         a->name, a->source->type, a->sink->type);
+                }
+                if (!a->sync_sequences && entry_get(&p->sections[i], "sync_sequences_interval_s"))
+                        conf_err(p, entry_get(&p->sections[i], "sync_sequences_interval_s")->line,
+                                 "sync_sequences_interval_s is used only with sync_sequences = yes — set that, or "
+                                 "remove sync_sequences_interval_s");
                 for (int j = 0; a->snapshot_mode == SNAPSHOT_REPLACE && a->source && a->sink && j < c->npipelines; j++)
                         if (a->source == c->pipelines[j].sink && a->sink == c->pipelines[j].source) {
                                 conf_err(p, entry_get(&p->sections[i], "snapshot")->line,

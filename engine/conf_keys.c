@@ -144,6 +144,12 @@ const ConfKey conf_pipeline_keys[] = {
          "removing the row; an insert of the key again clears it"},
         {"dead_letter_topic", K_STR, NULL, T_ALL, 0, true, false, PIP(dead_letter_topic), 0, 0, 0, "TOPIC",
          "with on_bad_message = dead_letter: where those messages go; default cdcsync.dead.<pipeline>"},
+        {"sync_sequences", K_BOOL, "no", T_ALL, 0, true, false, PIP(sync_sequences), 0, 0, 0, "yes | no",
+         "PostgreSQL source and sink: copy the values of the sequences the tables use (serial, identity, "
+         "nextval() defaults) onto the sink's, never backwards, every sync_sequences_interval_s, on SIGHUP and "
+         "when the pipeline stops"},
+        {"sync_sequences_interval_s", K_INT, "60", T_ALL, 0, true, false, PIP(sync_sequences_interval_s), 0, 1, 86400,
+         "1..86400", "with sync_sequences = yes: seconds between two syncs of the sequence values"},
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))

@@ -1,4 +1,5 @@
-/* cdcsync's command line: run (the service), check, status, pause/resume/restart, resnapshot.
+/* cdcsync's command line: run (the service), check, status, pause/resume/restart, resnapshot,
+ * sync-sequences.
  *
  * DESIGN. The main thread owns the conf, the state store, the metrics endpoint and the list of
  * pipelines; each pipeline runs its own threads (see pipeline.c). The endpoint's thread carries
@@ -26,6 +27,7 @@
 #include "cdcsync/notify.h"
 #include "cdcsync/now.h"
 #include "cdcsync/pipeline.h"
+#include "cdcsync/seqsync.h"
 #include "cdcsync/bidi.h"
 #include "cdcsync/guard.h"
 #include "cdcsync/state.h"
@@ -59,6 +61,8 @@ static void usage(FILE *out) {
               "       cdcsync [-c FILE] status [--json]    ask the running service for its pipelines\n"
               "       cdcsync [-c FILE] pause|resume|restart PIPELINE  through the running service's admin API\n"
               "       cdcsync [-c FILE] resnapshot PIPELINE [TABLE...]  copy tables again while the pipeline streams\n"
+              "       cdcsync [-c FILE] sync-sequences PIPELINE  carry sequence values source -> sink now "
+              "(PostgreSQL)\n"
               "       cdcsync --version | --help\n"
               "FILE defaults to " DEFAULT_CONF ".\n",
               out);
@@ -183,6 +187,11 @@ static void reload(Service *sv, const char *path) {
                         log_info(NULL, "reload: starting pipeline %s", nc->pipelines[j].name);
                         start_pipeline(sv, &nc->pipelines[j], &np[j]);
                 }
+        /* A reload is also when sequence values are carried (sync_sequences = yes): the kept
+         * pipelines sync now, the restarted ones did at their stop and do at their start. */
+        for (int j = 0; j < nc->npipelines; j++)
+                if (np[j] && nc->pipelines[j].sync_sequences)
+                        pipeline_sync_sequences(np[j]);
         /* Pipelines that failed to start leave holes: compact. */
         int n = 0;
         for (int j = 0; j < nc->npipelines; j++)
@@ -594,6 +603,62 @@ static int cmd_action(const char *path, const char *action, const char *pipeline
         return r == -EINVAL ? 2 : r < 0 ? 1 : 0;
 }
 
+/* ---- sync-sequences ---- */
+
+typedef struct {
+        int counts[SEQ_FAILED + 1];
+} SeqTally;
+
+static void print_seq(void *userdata, const SeqNote *n) {
+        SeqTally *t = userdata;
+        t->counts[n->action]++;
+        printf("%-7s %s: %s = %s -> %s", seqsync_action_name(n->action), n->column, n->source_seq,
+               n->value ? n->value : "unused", n->sink_seq[0] ? n->sink_seq : "(none)");
+        if (n->action == SEQ_SET || n->action == SEQ_AHEAD)
+                printf(" (was %s)", n->before ? n->before : "unused");
+        if (n->why)
+                printf(": %s", n->why);
+        putchar('\n');
+}
+
+/* Carried now, over connections of its own (the service need not run: after a cut-over's stop
+ * is when it matters most). Exit 1 when a sequence could not be carried. */
+static int cmd_sync_sequences(const char *path, const char *pipeline) {
+        Conf *conf = NULL;
+        int r = conf_load(path, stderr, &conf);
+        if (r == -EINVAL)
+                return 2;
+        if (r < 0) {
+                fprintf(stderr, "cdcsync: cannot read %s: %s\n", path, strerror(-r));
+                return 2;
+        }
+        const PipelineConf *pc = NULL;
+        for (int i = 0; i < conf->npipelines; i++)
+                if (strcmp(conf->pipelines[i].name, pipeline) == 0)
+                        pc = &conf->pipelines[i];
+        if (!pc) {
+                fprintf(stderr, "cdcsync: %s has no [pipeline.%s] — name one of its pipelines\n", path, pipeline);
+                conf_free(conf);
+                return 2;
+        }
+        SeqTally t = {0};
+        CdcError err = {0};
+        r = seqsync_run(pc, print_seq, &t, &err);
+        int rc = 0;
+        if (r < 0) {
+                fprintf(stderr, "cdcsync: %s\n", err.message);
+                rc = r == -EOPNOTSUPP ? 2 : 1;
+        } else {
+                int bad = t.counts[SEQ_MISSING] + t.counts[SEQ_FAILED];
+                printf("pipeline %s: %d sequences set on the sink, %d already at or past the source, %d unused, %d "
+                       "not carried\n",
+                       pc->name, t.counts[SEQ_SET], t.counts[SEQ_AHEAD], t.counts[SEQ_UNUSED], bad);
+                rc = bad > 0 ? 1 : 0;
+        }
+        conf_free(conf);
+        return rc;
+}
+
 int main(int argc, char **argv) {
         const char *path = DEFAULT_CONF;
         bool do_connect = false, json = false;
@@ -631,6 +696,14 @@ int main(int argc, char **argv) {
                 }
                 return cmd_action(path, cmd, argv[optind], argv + optind + 1, argc - optind - 1);
         }
+        if (strcmp(cmd, "sync-sequences") == 0) {
+                if (optind + 1 != argc) {
+                        fprintf(stderr, "cdcsync: sync-sequences takes one pipeline name\n");
+                        usage(stderr);
+                        return 2;
+                }
+                return cmd_sync_sequences(path, argv[optind]);
+        }
         if (optind < argc) {
                 fprintf(stderr, "cdcsync: unexpected argument '%s'\n", argv[optind]);
                 usage(stderr);
@@ -643,7 +716,9 @@ int main(int argc, char **argv) {
         if (strcmp(cmd, "status") == 0)
                 return cmd_status(path, json);
         fprintf(stderr,
-                "cdcsync: unknown command '%s' — use run, check, status, pause, resume, restart or resnapshot\n", cmd);
+                "cdcsync: unknown command '%s' — use run, check, status, pause, resume, restart, resnapshot or "
+                "sync-sequences\n",
+                cmd);
         usage(stderr);
         return 2;
 }

@@ -677,6 +677,10 @@ void pipeline_restart(Pipeline *p) {
         request(p);
 }
 
+void pipeline_sync_sequences(Pipeline *p) {
+        seqsync_request(p->seqsync);
+}
+
 bool pipeline_paused(Pipeline *p) {
         return atomic_load(&p->paused);
 }
@@ -872,6 +876,9 @@ int pipeline_start_paused(const PipelineConf *conf, State *state, const char *st
         }
         /* Without its monitor the pipeline still runs; lag then comes from the stream alone. */
         p->monitor_started = pthread_create(&p->monitor, NULL, monitor_main, p) == 0;
+        /* Without it the pipeline still runs; `cdcsync sync-sequences` can carry them. */
+        if (seqsync_start(conf, p->ctx, &p->seqsync) < 0)
+                log_error(p->ctx, "cannot start the thread that syncs sequence values: they are not carried");
         *ret = p;
         return 0;
 fail:
@@ -901,6 +908,7 @@ Pipeline *pipeline_free(Pipeline *p) {
                 pthread_join(p->leaser, NULL);
         if (p->monitor_started)
                 pthread_join(p->monitor, NULL);
+        p->seqsync = seqsync_free(p->seqsync); /* its last sync: after the pipeline's last batch */
         p->rows = rowstate_free(p->rows);
         p->shape = shape_free(p->shape);
         free(p->pending.ts);

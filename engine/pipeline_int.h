@@ -13,6 +13,7 @@
 #include "cdcsync/queue.h"
 #include "cdcsync/resnapshot.h"
 #include "cdcsync/rowstate.h"
+#include "cdcsync/seqsync.h"
 #include "cdcsync/shape.h"
 
 #define QUEUE_CAPACITY 4096
@@ -82,6 +83,7 @@ struct Pipeline {
         LagTracker lag;
         pthread_t monitor;
         bool monitor_started;
+        SeqSync *seqsync; /* owned: sync_sequences = yes, else NULL (seqsync.h) */
         /* ha = on (lease.h): the lease thread holds the pipeline's lease in its sink */
         bool ha; /* conf's ha = on */
         pthread_t leaser;

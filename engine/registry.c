@@ -10,6 +10,7 @@
 #include "mysql/mysql_sink.h"
 #include "mysql/mysql_source.h"
 #include "postgres/pg_rules.h"
+#include "postgres/pg_sequences.h"
 #include "postgres/pg_sink.h"
 #include "postgres/pg_source.h"
 
@@ -33,6 +34,7 @@ static const ConnectorType types[] = {
                 .source_lsn_is_position = true,
                 .debezium_name = "postgresql",
                 .conf_database = pg_rules_conf_database,
+                .sync_sequences = pg_sequences_sync,
         },
         {
                 .type = "mysql",

@@ -111,6 +111,10 @@ typedef struct {
         const char *file;
         int line;
         uint64_t hash; /* of this section and of both connectors' sections */
+
+        /* PostgreSQL -> PostgreSQL sequence values (seqsync.h) */
+        bool sync_sequences;
+        int sync_sequences_interval_s; /* seconds between two syncs while the pipeline runs */
 } PipelineConf;
 
 struct Conf {

@@ -266,6 +266,28 @@ typedef struct {
         int (*locate)(const ConnectorConf *conn, ConnectorPlace *ret, CdcError *err);
 } SinkOps;
 
+/* sync_sequences: what became of one sequence a source table uses (ConnectorType.sync_sequences). */
+typedef enum {
+        SEQ_SET,     /* the sink's sequence was behind: set to the source's value */
+        SEQ_AHEAD,   /* the sink's sequence was at or past it already: left as it is */
+        SEQ_UNUSED,  /* the source's sequence was never used (or reset): nothing to carry */
+        SEQ_MISSING, /* the sink has no sequence for the column: nothing was set */
+        SEQ_FAILED,  /* reading or setting it failed (a privilege, a value out of the sink's range) */
+} SeqAction;
+
+/* Borrowed for the call of the SeqNoteFn. */
+typedef struct {
+        const char *column;     /* source "schema.table.column" whose default or identity uses it */
+        const char *source_seq; /* "schema.name" on the source */
+        const char *sink_seq;   /* "schema.name" on the sink; "" when none */
+        const char *value;      /* the source's last value; NULL when unused */
+        const char *before;     /* the sink's last value before; NULL when unused or unknown */
+        SeqAction action;
+        const char *why; /* SEQ_MISSING, SEQ_FAILED: what is wrong and what to do; else NULL */
+} SeqNote;
+
+typedef void (*SeqNoteFn)(void *userdata, const SeqNote *note);
+
 struct GuardPlace; /* guard.h: where a connector's tables live */
 
 /* Whose SQL a source's tables are described in (ConnectorType.source_dialect): Column.type_name
@@ -339,6 +361,14 @@ typedef struct {
          * else its user; others: the `database` key), for a Kafka sink's messages; *ret owned by the
          * caller, NULL when unknown; returns 0 or -ENOMEM. */
         int (*conf_database)(const ConnectorConf *conn, char **ret);
+        /* Optional (sync_sequences = yes; NULL: the type cannot): copies the values of the
+         * sequences pipe's source tables use (a column's default nextval(), a serial or identity
+         * column's own) onto the sink's sequence of the same column (the sink is of the same
+         * type), only where the sink's is behind: never backwards. Over short connections of its
+         * own to both, each wait bounded by their timeout_s. note (may be NULL) hears of every
+         * sequence. Returns 0 when both could be asked (per-sequence failures are notes), else
+         * negative with err. */
+        int (*sync_sequences)(const PipelineConf *pipe, SeqNoteFn note, void *userdata, CdcError *err);
 } ConnectorType;
 
 /* The registry: the type named `type`, NULL when there is none. */

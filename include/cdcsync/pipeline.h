@@ -33,6 +33,8 @@ bool pipeline_paused(Pipeline *p);
  * the pipeline's conf and connectors, and queued for its source, which copies them again while it
  * streams. Returns 0, -EINVAL with why in msg, -ENOMEM. */
 int pipeline_resnapshot_ask(Pipeline *p, json_t *body, char *msg, size_t len);
+/* sync_sequences = yes: carry the sequence values now (SIGHUP); returns at once. */
+void pipeline_sync_sequences(Pipeline *p);
 /* Asks the pipeline to stop: the open batch is committed at a transaction boundary or rolled
  * back, the position acknowledged. Returns at once. */
 void pipeline_stop(Pipeline *p);

@@ -881,6 +881,31 @@ static void test_err_destroy_or_loop(void **state) {
         conf_free(c);
 }
 
+/* sync_sequences: PostgreSQL -> PostgreSQL only; its interval only with it. */
+static void test_sync_sequences(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        expect_errors(TWO_SOURCES "[connector.k]\ntype = kafka\nbrokers = b:9092\n"
+                                  "[pipeline.p]\nsource = s1\nsink = k\ntables = s.t\nsync_sequences = yes\n"
+                                  "[pipeline.q]\nsource = s2\nsink = d\ntables = s.t\nsync_sequences_interval_s = 5\n",
+                      "c.conf:17: sync_sequences = yes carries sequence values from a PostgreSQL source into a "
+                      "PostgreSQL sink, but pipeline p reads postgres and writes kafka — remove sync_sequences\n"
+                      "c.conf:22: sync_sequences_interval_s is used only with sync_sequences = yes — set that, or "
+                      "remove sync_sequences_interval_s\n");
+        assert_int_equal(load(TWO_SOURCES "[pipeline.p]\nsource = s1\nsink = d\ntables = s.t\nsync_sequences = yes\n"
+                                          "sync_sequences_interval_s = 5\n[pipeline.q]\nsource = s2\nsink = d\n"
+                                          "tables = s.u\n",
+                              &c, &errs),
+                         0);
+        free(errs);
+        assert_true(c->pipelines[0].sync_sequences);
+        assert_int_equal(c->pipelines[0].sync_sequences_interval_s, 5);
+        assert_false(c->pipelines[1].sync_sequences);
+        assert_int_equal(c->pipelines[1].sync_sequences_interval_s, 60);
+        conf_free(c);
+}
+
 static void test_reference_file(void **state) {
         (void)state;
         const char *fixtures = getenv("FIXTURES");
@@ -1011,6 +1036,7 @@ int main(void) {
                 cmocka_unit_test(test_map),
                 cmocka_unit_test(test_hash),
                 cmocka_unit_test(test_sizes),
+                cmocka_unit_test(test_sync_sequences),
                 cmocka_unit_test(test_reference_file),
                 cmocka_unit_test(test_man_file),
                 cmocka_unit_test(test_examples),
