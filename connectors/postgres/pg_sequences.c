@@ -188,6 +188,11 @@ int pg_sequences_sync(const PipelineConf *pipe, SeqNoteFn note, void *userdata, 
                                 r = query_error(&snk, "setting a sequence", buf, err);
                                 goto out;
                         }
+                        if (res && PQntuples(res) != 1) { /* dropped since it was looked up */
+                                PQclear(res);
+                                res = NULL;
+                                snprintf(buf, sizeof(buf), "sequence %s is gone from the sink", sink_seq);
+                        }
                         if (!res) {
                                 n.action = SEQ_FAILED;
                                 snprintf(why, sizeof(why),
