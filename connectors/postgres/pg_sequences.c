@@ -146,7 +146,7 @@ int pg_sequences_sync(const PipelineConf *pipe, SeqNoteFn note, void *userdata, 
                 if (!conf_pipeline_has_table(pipe, schema, table) ||
                     (pipe->all_tables && strcmp(PQgetvalue(uses, i, 7), "t") == 0))
                         continue;
-                char column[400], source_seq[300], sink_seq[300] = "", ts[128], tn[128], why[700] = "";
+                char column[400], source_seq[300], sink_seq[300] = "", ts[128], tn[128], why[1200] = "";
                 snprintf(column, sizeof(column), "%s.%s.%s", schema, table, PQgetvalue(uses, i, 2));
                 snprintf(source_seq, sizeof(source_seq), "%s.%s", PQgetvalue(uses, i, 3), PQgetvalue(uses, i, 4));
                 const char *value = PQgetisnull(uses, i, 5) ? NULL : PQgetvalue(uses, i, 5);
@@ -190,10 +190,11 @@ int pg_sequences_sync(const PipelineConf *pipe, SeqNoteFn note, void *userdata, 
                         }
                         if (res && PQntuples(res) != 1) { /* dropped since it was looked up */
                                 PQclear(res);
-                                res = NULL;
-                                snprintf(buf, sizeof(buf), "sequence %s is gone from the sink", sink_seq);
-                        }
-                        if (!res) {
+                                n.action = SEQ_FAILED;
+                                snprintf(why, sizeof(why), "sequence %s was dropped from the sink while it was synced",
+                                         sink_seq);
+                                n.why = why;
+                        } else if (!res) {
                                 n.action = SEQ_FAILED;
                                 snprintf(why, sizeof(why),
                                          "%s — the sink's user needs USAGE, SELECT and UPDATE on sequence %s, whose "

@@ -117,6 +117,7 @@ wait_for "ev equal after DETACH (the root and the detached rows)" 60 \
   same ev "(SELECT * FROM ev UNION ALL SELECT * FROM ev_2026_01)"
 [ "$(db dst -c "SELECT count(*) FROM pg_tables WHERE tablename = 'ev_2026_01'")" = 0 ] || fail "the detached partition appeared in the sink"
 assert_tables_equal p/src p/dst reg plain
-curl -sf "http://127.0.0.1:$MPORT/metrics" | grep -q '^cdcsync_pipeline_up{pipeline="parts"} 1' || fail "the pipeline is not up"
+metrics=$(curl -sf "http://127.0.0.1:$MPORT/metrics")
+grep -q '^cdcsync_pipeline_up{pipeline="parts"} 1' <<<"$metrics" || fail "the pipeline is not up"
 service_stop
 finish
