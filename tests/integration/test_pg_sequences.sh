@@ -106,7 +106,7 @@ assert_grep "pipeline seq: 3 sequences set on the sink, 0 already at or past the
 grep -q unsynced "$WORK/verb.out" && fail "a table outside tables had its sequence carried"
 [ "$(last dst unsynced_id_seq)" = 0 ] || fail "unsynced_id_seq moved on the sink"
 # never backwards: a sink sequence ahead of the source stays where it is
-db dst -c "SELECT setval('orders_id_seq', 1000000)"
+db dst -c "SELECT setval('orders_id_seq', 1000000)" >/dev/null
 "$CDCSYNC" -c "$WORK/cdcsync.conf" sync-sequences seq >"$WORK/verb2.out" 2>&1 || { cat "$WORK/verb2.out" >&2; fail "sync-sequences failed"; }
 assert_grep "ahead   public.orders.id: public.orders_id_seq = $(last src orders_id_seq) -> public.orders_id_seq (was 1000000)" "$WORK/verb2.out"
 [ "$(last dst orders_id_seq)" = 1000000 ] || fail "orders_id_seq moved backwards on the sink"
