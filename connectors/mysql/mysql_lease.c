@@ -313,3 +313,14 @@ int mysql_sink_fence_check(Sink *k, CdcError *err) {
                          "back and this instance stands by",
                          k->ctx, k->fence);
 }
+
+/* Before any batch holds a row lock, so that a taker ends this session (not the lease thread's)
+ * even when this instance freezes in its first batch; every batch's fence records it again. */
+void mysql_sink_fence_record(Sink *k) {
+        CdcError ignored = {0};
+        int r = mysql_sink_fence_check(k, &ignored);
+        if (r == 0)
+                mysql_commit(k->m);
+        else
+                mysql_rollback(k->m);
+}

@@ -610,6 +610,8 @@ static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_f
 
 static void sink_set_fence(Sink *k, int64_t generation) {
         k->fence = generation;
+        if (generation > 0 && !k->in_txn)
+                mysql_sink_fence_record(k);
 }
 
 static int sink_rollback(Sink *k) {

@@ -493,6 +493,19 @@ static int fence_check(Sink *k, CdcError *err) {
 
 static void sink_set_fence(Sink *k, int64_t generation) {
         k->fence = generation;
+        /* Records this session in the lease row now, before any batch holds a row lock, so that a
+         * taker ends this session (not the lease thread's) even when this instance freezes in its
+         * first batch. Best effort, in autocommit: every batch's fence records it again. */
+        if (generation > 0 && !k->in_txn) {
+                char held[32];
+                CdcError ignored = {0};
+                PGresult *res = NULL;
+                snprintf(held, sizeof(held), "%" PRId64, generation);
+                const char *vals[2] = {k->pipe->name, held};
+                if (pg_pipe_exec_params(k, LEASE_SQL_FENCE, 2, vals, "recording the sink session in the lease", &res,
+                                        &ignored) == 0)
+                        PQclear(res);
+        }
 }
 
 /* Fills the WHERE part of k->mask from the old key (or, without a key, the whole old row). */
