@@ -109,11 +109,12 @@ const ConfKey conf_pipeline_keys[] = {
          "sink sessions applying batches concurrently (database sinks): batches that touch no common row "
          "overlap, commits keep source order"},
         {"snapshot_workers", K_INT, "2", T_ALL, 0, true, false, PIP(snapshot_workers), 0, 1, 64, "1..64",
-         "source connections reading the initial copy's chunks concurrently (PostgreSQL source)"},
+         "source connections reading the initial copy's chunks concurrently (a MySQL/MariaDB source: "
+         "with RELOAD, else one)"},
         {"snapshot_chunk_rows", K_INT, "100000", T_ALL, 0, true, false, PIP(snapshot_chunk_rows), 0, 100, 100000000,
          "100..100000000",
-         "rows per chunk of the initial copy, about (PostgreSQL source): each chunk is one sink transaction "
-         "recorded as done"},
+         "rows per chunk of the initial copy, about (MySQL/MariaDB: by integer primary-key ranges): each "
+         "chunk is one sink transaction recorded as done"},
         {"snapshot", K_INDEX, "initial", T_ALL, 0, true, false, PIP(snapshot_mode), 0, 0, 0,
          "initial | never | merge | replace",
          "a new pipeline's first copy: initial into empty sink tables only (bidirectional: merge), never: "

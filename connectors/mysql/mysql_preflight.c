@@ -326,7 +326,7 @@ int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *i
         }
         if (start && start->snapshot && !have) {
                 /* it seeds the GTID state itself, for the snapshot's own checkpoint text */
-                r = mysql_source_snapshot(s, io, s->file, sizeof(s->file), ret_off, err);
+                r = mysql_source_snapshot(s, io, start->registry, s->file, sizeof(s->file), ret_off, err);
                 if (r < 0)
                         return r;
         } else {

@@ -11,6 +11,7 @@
 #include <mysql.h>
 #include <mariadb_rpl.h>
 
+#include "mysql/mysql_copy.h"
 #include "mysql/mysql_source_int.h"
 
 /* ---- initial snapshot ---- */
@@ -26,36 +27,58 @@ static int sql_ident(FILE *f, const char *name) {
         return fputc('`', f) == EOF ? -EIO : 0;
 }
 
-/* Copies one table inside the snapshot transaction on `snap`: a TRUNCATE, then one INSERT per
- * row, read with mysql_use_result so only one row is in memory at a time. */
-static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char *name, PipelineIO *io,
-                          uint64_t *ret_rows, CdcError *err) {
-        SchemaEntry *e = NULL;
-        Table *t = NULL;
-        uint8_t *codes = NULL;
-        char *sql = NULL;
-        size_t sqllen = 0;
-        MYSQL_RES *res = NULL;
-        uint64_t rows = 0;
-        int r = mysql_source_schema_load(s, schema, name, &e, err);
+SnapTable *mysql_snapshot_table_free(SnapTable *st) {
+        if (!st)
+                return NULL;
+        table_unref(st->t);
+        free(st->codes);
+        free(st->select);
+        free(st->qkey);
+        free(st->qtable);
+        free(st);
+        return NULL;
+}
+
+/* The name of the first column of schema.name's primary key (*ret "" when it has none). */
+static int key_first_column(Source *s, const char *schema, const char *name, char *ret, size_t len, CdcError *err) {
+        const char *params[2] = {schema, name};
+        VarRow v = {0};
+        int r = mysql_conn_query(s->sql,
+                                 "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND "
+                                 "TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' AND SEQ_IN_INDEX = 1",
+                                 params, 2, mysql_source_var_row, &v, err);
         if (r < 0)
                 return r;
-        t = table_new(schema, name, e->ncols);
-        codes = calloc((size_t)(e->ncols > 0 ? e->ncols : 1), 1);
-        if (!t || !codes) {
-                r = cdc_oom(err);
+        snprintf(ret, len, "%s", r > 0 ? v.vals[0] : "");
+        return 0;
+}
+
+int mysql_snapshot_describe(Source *s, const char *schema, const char *name, SnapTable **ret, CdcError *err) {
+        SchemaEntry *e = NULL;
+        char *sql = NULL, *q = NULL;
+        size_t sqllen = 0, qlen = 0;
+        char first[128];
+        SnapTable *st = calloc(1, sizeof(*st));
+        if (!st)
+                return cdc_oom(err);
+        st->key_col = -1;
+        int r = mysql_source_schema_load(s, schema, name, &e, err);
+        if (r == 0)
+                r = key_first_column(s, schema, name, first, sizeof(first), err);
+        if (r < 0)
                 goto out;
-        }
-        FILE *f = open_memstream(&sql, &sqllen);
+        st->t = table_new(schema, name, e->ncols);
+        st->codes = calloc((size_t)(e->ncols > 0 ? e->ncols : 1), 1);
+        FILE *f = st->t && st->codes ? open_memstream(&sql, &sqllen) : NULL;
         if (!f) {
                 r = cdc_oom(err);
                 goto out;
         }
         fputs("SELECT ", f);
         for (int i = 0; i < e->ncols; i++) {
-                Column *c = &t->cols[i];
+                Column *c = &st->t->cols[i];
                 BinlogColumn bc = {.type = mysql_source_type_code_of(e->col_types[i])};
-                codes[i] = bc.type;
+                st->codes[i] = bc.type;
                 c->name = strdup(e->col_names[i]);
                 c->type_name = strdup(e->col_types[i]);
                 c->type_oid = bc.type;
@@ -66,6 +89,13 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                         fclose(f);
                         r = cdc_oom(err);
                         goto out;
+                }
+                /* The primary key's first column, when an integer: the chunks are its ranges. */
+                if (c->key && strcmp(c->name, first) == 0 &&
+                    (bc.type == BINLOG_T_TINY || bc.type == BINLOG_T_SHORT || bc.type == BINLOG_T_INT24 ||
+                     bc.type == BINLOG_T_LONG || bc.type == BINLOG_T_LONGLONG)) {
+                        st->key_col = i;
+                        st->key_signed = strstr(c->type_name, "unsigned") == NULL;
                 }
                 if (i)
                         fputs(", ", f);
@@ -104,30 +134,133 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
                 r = cdc_oom(err);
                 goto out;
         }
-        t->replident = table_nkeys(t) > 0 ? 'd' : 'f';
+        st->select = sql;
+        sql = NULL;
+        /* the quoted names the chunk queries use */
+        if (!(f = open_memstream(&q, &qlen))) {
+                r = cdc_oom(err);
+                goto out;
+        }
+        sql_ident(f, schema);
+        fputc('.', f);
+        sql_ident(f, name);
+        if (fclose(f) != 0 || !q) {
+                r = cdc_oom(err);
+                goto out;
+        }
+        st->qtable = q;
+        q = NULL;
+        if (st->key_col >= 0) {
+                if (!(f = open_memstream(&q, &qlen))) {
+                        r = cdc_oom(err);
+                        goto out;
+                }
+                sql_ident(f, st->t->cols[st->key_col].name);
+                if (fclose(f) != 0 || !q) {
+                        r = cdc_oom(err);
+                        goto out;
+                }
+                st->qkey = q;
+                q = NULL;
+        }
+        st->t->replident = table_nkeys(st->t) > 0 ? 'd' : 'f';
+        *ret = st;
+        st = NULL;
+out:
+        free(sql);
+        free(q);
+        mysql_snapshot_table_free(st);
+        mysql_source_schema_entry_free(e);
+        return r;
+}
 
-        /* What the sink already holds (conf_pipeline_copy_mode): initial copies into an empty
-         * table (the sink checks it), replace empties it first, merge keeps it (rows upserted). */
+int mysql_snapshot_row(const Source *s, const SnapTable *st, MYSQL_ROW row, const unsigned long *lens, uint32_t flags,
+                       unsigned *zero_dates, Change *ret, CdcError *err) {
+        const Table *t = st->t;
+        Change c = {.op = CHANGE_INSERT, .flags = flags, .table = table_ref(st->t)};
+        c.after = values_new(t->ncols);
+        if (!c.after || !lens) {
+                change_clear(&c);
+                return cdc_oom(err);
+        }
+        int r = 0;
+        for (int i = 0; i < t->ncols && r == 0; i++) {
+                const char *v = row[i];
+                size_t n = lens[i];
+                char fb[40];
+                if (!v)
+                        continue;
+                TypeClass cls = t->cols[i].cls;
+                if ((cls == TYPE_DATE || cls == TYPE_TIMESTAMP || cls == TYPE_TIMESTAMPTZ) && n >= 10 &&
+                    (memcmp(v + 5, "00", 2) == 0 || memcmp(v + 8, "00", 2) == 0)) {
+                        (*zero_dates)++; /* as the stream does: no date is NULL */
+                        continue;
+                }
+                if (st->codes[i] == BINLOG_T_FLOAT || st->codes[i] == BINLOG_T_DOUBLE) {
+                        char *end;
+                        errno = 0;
+                        double d = strtod(v, &end);
+                        if (errno || *end) {
+                                r = cdc_error(err, -EBADMSG, false, CDC_ERR_DATA,
+                                              "%s snapshot of %s.%s: column %s: '%.40s' is not a number", s->ctx,
+                                              t->schema, t->name, t->cols[i].name, v);
+                                break;
+                        }
+                        binlog_format_float(d, st->codes[i] == BINLOG_T_FLOAT, fb, sizeof(fb));
+                        v = fb;
+                        n = strlen(fb);
+                }
+                if (value_set(&c.after[i], v, n) < 0)
+                        r = cdc_oom(err);
+        }
+        if (r < 0) {
+                change_clear(&c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* What the first copy of t does with the sink's rows (conf_pipeline_copy_mode): initial copies
+ * into an empty table (the sink checks it), replace empties it first, merge upserts. */
+static void copy_mode(Source *s, const Table *t, uint32_t *ret_flags, bool *ret_truncate, uint32_t *ret_tflags) {
         SnapshotMode mode = s->pipe ? conf_pipeline_copy_mode(s->pipe) : SNAPSHOT_INITIAL;
         if (mode == SNAPSHOT_MERGE && table_nkeys(t) == 0) {
                 log_warn(s->ctx,
                          "snapshot of %s.%s: a table without primary key cannot be merged: copied only if the "
                          "sink table is empty",
-                         schema, name);
+                         t->schema, t->name);
                 mode = SNAPSHOT_INITIAL;
         }
         if (mode == SNAPSHOT_REPLACE)
-                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", schema,
-                         name);
-        if (mode != SNAPSHOT_MERGE) {
+                log_info(s->ctx, "snapshot of %s.%s: snapshot = replace: the sink table is emptied first", t->schema,
+                         t->name);
+        *ret_flags = mode == SNAPSHOT_MERGE ? CHANGE_IDEMPOTENT : 0;
+        *ret_truncate = mode != SNAPSHOT_MERGE;
+        *ret_tflags = mode == SNAPSHOT_REPLACE ? 0 : TRUNCATE_CHECK_EMPTY;
+}
+
+/* Copies one table inside the snapshot transaction on `snap` (a table added to `tables`): a
+ * TRUNCATE as snapshot = says, then its rows, read with mysql_use_result so only one row is in
+ * memory at a time. */
+static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char *name, PipelineIO *io,
+                          uint64_t *ret_rows, CdcError *err) {
+        SnapTable *st = NULL;
+        MYSQL_RES *res = NULL;
+        uint64_t rows = 0;
+        int r = mysql_snapshot_describe(s, schema, name, &st, err);
+        if (r < 0)
+                return r;
+        uint32_t flags, tflags;
+        bool truncate;
+        copy_mode(s, st->t, &flags, &truncate, &tflags);
+        if (truncate) {
                 Event tev = {.kind = EVENT_CHANGE,
-                             .change = {.op = CHANGE_TRUNCATE,
-                                        .flags = mode == SNAPSHOT_REPLACE ? 0 : TRUNCATE_CHECK_EMPTY,
-                                        .table = table_ref(t)}};
+                             .change = {.op = CHANGE_TRUNCATE, .flags = tflags, .table = table_ref(st->t)}};
                 if ((r = pipeline_io_emit(io, &tev)) < 0)
                         goto out;
         }
-        if (mysql_real_query(snap, sql, sqllen) || !(res = mysql_use_result(snap))) {
+        if (mysql_real_query(snap, st->select, strlen(st->select)) || !(res = mysql_use_result(snap))) {
                 r = cdc_error(err, -EIO, mysql_conn_retry_helps(mysql_errno(snap)), CDC_ERR_QUERY,
                               "%s snapshot of %s.%s: %s (error %u)", s->ctx, schema, name, mysql_error(snap),
                               mysql_errno(snap));
@@ -135,50 +268,10 @@ static int snapshot_table(Source *s, MYSQL *snap, const char *schema, const char
         }
         MYSQL_ROW row;
         while ((row = mysql_fetch_row(res))) {
-                unsigned long *lens = mysql_fetch_lengths(res);
-                Event ev = {.kind = EVENT_CHANGE,
-                            .change = {.op = CHANGE_INSERT,
-                                       .flags = mode == SNAPSHOT_MERGE ? CHANGE_IDEMPOTENT : 0,
-                                       .table = table_ref(t)}};
-                ev.change.after = values_new(t->ncols);
-                if (!ev.change.after || !lens) {
-                        change_clear(&ev.change);
-                        r = cdc_oom(err);
+                Event ev = {.kind = EVENT_CHANGE};
+                r = mysql_snapshot_row(s, st, row, mysql_fetch_lengths(res), flags, &s->zero_dates, &ev.change, err);
+                if (r < 0)
                         goto out;
-                }
-                for (int i = 0; i < t->ncols && r == 0; i++) {
-                        const char *v = row[i];
-                        size_t n = lens[i];
-                        char fb[40];
-                        if (!v)
-                                continue;
-                        TypeClass cls = t->cols[i].cls;
-                        if ((cls == TYPE_DATE || cls == TYPE_TIMESTAMP || cls == TYPE_TIMESTAMPTZ) && n >= 10 &&
-                            (memcmp(v + 5, "00", 2) == 0 || memcmp(v + 8, "00", 2) == 0)) {
-                                s->zero_dates++; /* as the stream does: no date is NULL */
-                                continue;
-                        }
-                        if (codes[i] == BINLOG_T_FLOAT || codes[i] == BINLOG_T_DOUBLE) {
-                                char *end;
-                                errno = 0;
-                                double d = strtod(v, &end);
-                                if (errno || *end) {
-                                        r = cdc_error(err, -EBADMSG, false, CDC_ERR_DATA,
-                                                      "%s snapshot of %s.%s: column %s: '%.40s' is not a number",
-                                                      s->ctx, schema, name, t->cols[i].name, v);
-                                        break;
-                                }
-                                binlog_format_float(d, codes[i] == BINLOG_T_FLOAT, fb, sizeof(fb));
-                                v = fb;
-                                n = strlen(fb);
-                        }
-                        if (value_set(&ev.change.after[i], v, n) < 0)
-                                r = cdc_oom(err);
-                }
-                if (r < 0) {
-                        change_clear(&ev.change);
-                        goto out;
-                }
                 if ((r = pipeline_io_emit(io, &ev)) < 0)
                         goto out;
                 if (++rows % 100000 == 0)
@@ -199,10 +292,7 @@ out:
                 mysql_free_result(res);
         else if (res)
                 res->handle = NULL, mysql_free_result(res);
-        free(sql);
-        free(codes);
-        table_unref(t);
-        mysql_source_schema_entry_free(e);
+        mysql_snapshot_table_free(st);
         return r;
 }
 
@@ -229,40 +319,32 @@ static int table_list_row(void *ud, char **cells, const unsigned long *lens, int
         return l->names[l->n - 2] && l->names[l->n - 1] ? 0 : -ENOMEM;
 }
 
-/* The initial snapshot: one transaction (TxnInfo.snapshot) holding a truncate and the rows of
- * every table of the pipeline, as of one InnoDB consistent snapshot; MariaDB reports the binlog
- * position that snapshot corresponds to (binlog_snapshot_file/_position), which becomes the
- * transaction's commit position and where streaming starts. No lock is taken. */
-/* Opens a connection holding one InnoDB consistent snapshot; *ret_pos, sfile: the binlog position
- * it corresponds to (MariaDB's binlog_snapshot_file/_position). */
-static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile, size_t sflen, CdcError *err) {
-        MYSQL *snap = NULL;
-        int r = mysql_conn_open(s->conn, NULL, &snap, err);
-        if (r < 0)
-                return r;
-        /* mysql_conn_open pinned time_zone UTC (TIMESTAMP columns print as the stream decodes
-         * them) and the sql_mode (CHAR values unpadded); a long net_write_timeout: the server
-         * waits while a full queue holds the reader back */
+/* ---- one consistent snapshot, for one reader or several ---- */
+
+/* Starts c's read-only consistent-snapshot transaction. mysql_conn_open pinned time_zone UTC
+ * (TIMESTAMP columns print as the stream decodes them) and the sql_mode (CHAR values unpadded);
+ * a long net_write_timeout: the server waits while a full queue holds the reader back. */
+static int snap_begin(Source *s, MYSQL *c, CdcError *err) {
         static const char *const setup[] = {
                 "SET SESSION net_write_timeout = 86400",
                 "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
                 "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
         };
         for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++)
-                if (mysql_query(snap, setup[i])) {
-                        r = cdc_error(err, -EIO, mysql_conn_retry_helps(mysql_errno(snap)), CDC_ERR_QUERY,
-                                      "%s snapshot: %s: %s (error %u)", s->ctx, setup[i], mysql_error(snap),
-                                      mysql_errno(snap));
-                        mysql_close(snap);
-                        return r;
-                }
-        if (mysql_query(snap, "SHOW STATUS LIKE 'binlog_snapshot_%'")) {
-                r = cdc_error(err, -EIO, true, CDC_ERR_QUERY, "%s snapshot: SHOW STATUS: %s", s->ctx,
-                              mysql_error(snap));
-                mysql_close(snap);
-                return r;
-        }
-        MYSQL_RES *res = mysql_store_result(snap);
+                if (mysql_query(c, setup[i]))
+                        return cdc_error(err, -EIO, mysql_conn_retry_helps(mysql_errno(c)), CDC_ERR_QUERY,
+                                         "%s snapshot: %s: %s (error %u)", s->ctx, setup[i], mysql_error(c),
+                                         mysql_errno(c));
+        return 0;
+}
+
+/* The binlog position c's consistent snapshot corresponds to (MariaDB's
+ * binlog_snapshot_file/_position); -ENOENT when the server reports none (MySQL). */
+static int snap_position(Source *s, MYSQL *c, Position *ret_pos, char *sfile, size_t sflen, CdcError *err) {
+        if (mysql_query(c, "SHOW STATUS LIKE 'binlog_snapshot_%'"))
+                return cdc_error(err, -EIO, true, CDC_ERR_QUERY, "%s snapshot: SHOW STATUS: %s", s->ctx,
+                                 mysql_error(c));
+        MYSQL_RES *res = mysql_store_result(c);
         MYSQL_ROW row;
         char spos[32] = "";
         sfile[0] = '\0';
@@ -275,14 +357,179 @@ static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile,
         if (res)
                 mysql_free_result(res);
         if (!sfile[0] || mysql_source_file_seq(sfile, &ret_pos->hi) < 0 ||
-            mysql_source_parse_u64(spos, strlen(spos), &ret_pos->lo) < 0) {
-                mysql_close(snap);
-                return cdc_error(err, -EPROTO, false, CDC_ERR_CONF,
-                                 "%s snapshot: the server reports no binlog_snapshot_file/_position (is this "
-                                 "MariaDB with log_bin?): set snapshot = never and start_position",
-                                 s->ctx);
+            mysql_source_parse_u64(spos, strlen(spos), &ret_pos->lo) < 0)
+                return -ENOENT;
+        return 0;
+}
+
+static int no_snapshot_position(Source *s, CdcError *err) {
+        return cdc_error(err, -EPROTO, false, CDC_ERR_CONF,
+                         "%s snapshot: the server reports no binlog_snapshot_file/_position (is this MariaDB with "
+                         "log_bin?), and without the RELOAD privilege cdcsync cannot hold commits while it reads "
+                         "the position: GRANT RELOAD ON *.* to the connector's user, or set snapshot = never and "
+                         "start_position",
+                         s->ctx);
+}
+
+/* Opens a connection holding one InnoDB consistent snapshot; *ret_pos, sfile: the binlog position
+ * it corresponds to (MariaDB's binlog_snapshot_file/_position). No lock is taken. */
+static int open_snapshot(Source *s, MYSQL **ret, Position *ret_pos, char *sfile, size_t sflen, CdcError *err) {
+        MYSQL *snap = NULL;
+        int r = mysql_conn_open(s->conn, NULL, &snap, err);
+        if (r == 0)
+                r = snap_begin(s, snap, err);
+        if (r == 0) {
+                r = snap_position(s, snap, ret_pos, sfile, sflen, err);
+                if (r == -ENOENT)
+                        r = no_snapshot_position(s, err);
+        }
+        if (r < 0) {
+                if (snap)
+                        mysql_close(snap);
+                return r;
         }
         *ret = snap;
+        return 0;
+}
+
+static void readers_close(MYSQL **rd, int n) {
+        for (int i = 0; rd && i < n; i++)
+                if (rd[i])
+                        mysql_close(rd[i]);
+        free(rd);
+}
+
+/* Session lock_wait_timeout (s) of the global read lock's attempt: a long statement or DDL on
+ * the source must not keep every writer waiting behind the lock for long. */
+#define VIEW_LOCK_WAIT_S "10"
+
+/* Holds every commit on the source (s->sql): MariaDB >= 10.4 BACKUP STAGE BLOCK_COMMIT (commits
+ * wait, running statements and reads go on), else FLUSH TABLES WITH READ LOCK (waits for running
+ * statements to end, then blocks every write). *ret_how names it. Returns 0, 1 when it cannot
+ * be had (no RELOAD privilege, a lock wait timeout: *why says so), or a CdcError code. */
+static int view_lock(Source *s, const char **ret_how, char *why, size_t wlen, CdcError *err) {
+        bool stages = s->mariadb && mysql_get_server_version(s->sql) >= 100401;
+        const char *steps_stage[] = {"SET SESSION lock_wait_timeout = " VIEW_LOCK_WAIT_S, "BACKUP STAGE START",
+                                     "BACKUP STAGE BLOCK_COMMIT"};
+        const char *steps_ftwrl[] = {"SET SESSION lock_wait_timeout = " VIEW_LOCK_WAIT_S,
+                                     "FLUSH TABLES WITH READ LOCK"};
+        const char *const *steps = stages ? steps_stage : steps_ftwrl;
+        size_t n = stages ? 3 : 2;
+        *ret_how = stages ? "BACKUP STAGE BLOCK_COMMIT" : "FLUSH TABLES WITH READ LOCK";
+        for (size_t i = 0; i < n; i++) {
+                if (mysql_query(s->sql, steps[i]) == 0)
+                        continue;
+                unsigned e = mysql_errno(s->sql);
+                if (mysql_conn_lost(e))
+                        return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "%s snapshot: %s: %s (error %u)", s->ctx,
+                                         steps[i], mysql_error(s->sql), e);
+                snprintf(why, wlen, "%s: %s (error %u)", steps[i], mysql_error(s->sql), e);
+                if (stages && i == 2)
+                        mysql_query(s->sql, "BACKUP STAGE END");
+                return 1;
+        }
+        return 0;
+}
+
+static int view_unlock(Source *s, const char *how, CdcError *err) {
+        const char *sql = strncmp(how, "BACKUP", 6) == 0 ? "BACKUP STAGE END" : "UNLOCK TABLES";
+        if (mysql_query(s->sql, sql))
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "%s snapshot: %s: %s (error %u)", s->ctx, sql,
+                                 mysql_error(s->sql), mysql_errno(s->sql));
+        return 0;
+}
+
+/* Opens the copy's readers: snapshot_workers connections (one for a bidirectional pipeline, whose
+ * version tags must be copied before every other table) in one consistent snapshot, the mydumper
+ * way: with every commit held (view_lock), each starts its consistent-snapshot transaction and
+ * the binlog position is read; then commits go on. Without the lock (no RELOAD privilege) the copy
+ * has one reader, whose snapshot needs no lock on MariaDB. *ret (n connections) is the caller's
+ * (readers_close); *ret_pos and sfile: the snapshot's binlog position. */
+static int view_open(Source *s, MYSQL ***ret, int *ret_n, Position *ret_pos, char *sfile, size_t sflen, CdcError *err) {
+        int want = !s->pipe || s->pipe->bidirectional || s->pipe->snapshot_workers < 1 ? 1 : s->pipe->snapshot_workers;
+        MYSQL **rd = calloc((size_t)want, sizeof(*rd));
+        const char *how = NULL;
+        char why[512] = "";
+        int r = 0, n = want;
+        bool locked = false;
+        if (!rd)
+                return cdc_oom(err);
+        for (int i = 0; r == 0 && i < n; i++)
+                r = mysql_conn_open(s->conn, NULL, &rd[i], err);
+        /* MySQL reports no snapshot position: the lock gives it, also for one reader */
+        if (r == 0 && (n > 1 || !s->mariadb)) {
+                r = view_lock(s, &how, why, sizeof(why), err);
+                if (r == 1 && n > 1) {
+                        log_warn(s->ctx,
+                                 "snapshot_workers = %d, but the source's commits cannot be held for a moment to give "
+                                 "the readers one snapshot (%s): copying with one reader; GRANT RELOAD ON *.* to the "
+                                 "connector's user for parallel readers",
+                                 n, why);
+                        for (int i = 1; i < n; i++)
+                                mysql_close(rd[i]), rd[i] = NULL;
+                        n = 1;
+                        r = 0;
+                } else if (r == 1) {
+                        r = 0; /* MySQL, one reader: no_snapshot_position says what is missing */
+                } else if (r == 0) {
+                        locked = true;
+                }
+        }
+        int64_t t0 = 0;
+        if (locked) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                t0 = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        }
+        for (int i = 0; r == 0 && i < n; i++)
+                r = snap_begin(s, rd[i], err);
+        /* The position: each reader's (MariaDB), equal when the commits were held; else, under the
+         * lock, the server's (MySQL has no binlog_snapshot_*). */
+        for (int i = 0; r == 0 && i < n; i++) {
+                Position p = {0};
+                char f[512] = "";
+                int q = snap_position(s, rd[i], &p, f, sizeof(f), err);
+                if (q == -ENOENT && locked) {
+                        VarRow v = {0};
+                        q = mysql_conn_query(s->sql, "SHOW MASTER STATUS", NULL, 0, mysql_source_var_row, &v, err);
+                        if (q >= 0 && (v.n < 2 || mysql_source_file_seq(v.vals[0], &p.hi) < 0 ||
+                                       mysql_source_parse_u64(v.vals[1], strlen(v.vals[1]), &p.lo) < 0))
+                                q = -ENOENT;
+                        if (q >= 0)
+                                snprintf(f, sizeof(f), "%s", v.vals[0]);
+                }
+                if (q == -ENOENT)
+                        r = no_snapshot_position(s, err);
+                else if (q < 0)
+                        r = q;
+                else if (i == 0) {
+                        *ret_pos = p;
+                        snprintf(sfile, sflen, "%s", f);
+                } else if (position_cmp(p, *ret_pos) != 0)
+                        r = cdc_error(err, -EAGAIN, true, CDC_ERR_SOURCE,
+                                      "%s snapshot: reader %d's snapshot is at %s:%" PRIu64
+                                      ", reader 1's at %s:%" PRIu64 " although commits were held (%s): retrying",
+                                      s->ctx, i + 1, f, p.lo, sfile, ret_pos->lo, how ? how : "no lock");
+        }
+        if (locked) {
+                int u = view_unlock(s, how, err);
+                if (r == 0)
+                        r = u;
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                int64_t held = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - t0;
+                if (r == 0)
+                        log_info(s->ctx,
+                                 "snapshot: %d readers share one consistent snapshot at %s:%" PRIu64
+                                 "; the source's commits were held for %.1f ms (%s)",
+                                 n, sfile, ret_pos->lo, (double)held / 1000.0, how);
+        }
+        if (r < 0) {
+                readers_close(rd, want);
+                return r;
+        }
+        *ret = rd;
+        *ret_n = n;
         return 0;
 }
 
@@ -298,31 +545,41 @@ static int emit_record(Source *s, PipelineIO *io, const char *schema, const char
         return pipeline_io_emit(io, &ev);
 }
 
-int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err) {
-        MYSQL *snap = NULL;
+/* ---- the initial snapshot (mysql_copy.c) ---- */
+
+/* Every table of the pipeline as of one consistent snapshot shared by the readers (view_open),
+ * cut into primary-key ranges, and streaming from the snapshot's binlog position START: no gap,
+ * no duplicate. Into a sink that keeps copy records each chunk is one sink transaction with its
+ * record, and the first one records every table as "copying", so a crash keeps the chunks done
+ * and the next start resumes (mysql_source_resume); into another (Kafka) the copy is one
+ * transaction, and a crash copies again from a new snapshot. */
+int mysql_source_snapshot(Source *s, PipelineIO *io, bool chunked, char *file, size_t flen, uint64_t *ret_off,
+                          CdcError *err) {
+        MYSQL **rd = NULL;
+        int nrd = 0;
         TableList tl = {.pipe = s->pipe};
-        char sfile[512];
+        char sfile[512], ckpt[CHECKPOINT_TEXT_MAX];
         Position at = {0};
-        int r = open_snapshot(s, &snap, &at, sfile, sizeof(sfile), err);
+        MysqlCopy *cp = NULL;
+        int r = view_open(s, &rd, &nrd, &at, sfile, sizeof(sfile), err);
         if (r < 0)
                 return r;
-        uint64_t seq = at.hi, off = at.lo;
         /* The GTID state at the snapshot's position, which its checkpoint text carries. */
         mysql_source_set_base(s, sfile);
-        r = mysql_source_seed_gtid(s, sfile, off, err);
+        r = mysql_source_seed_gtid(s, sfile, at.lo, err);
         if (r < 0)
                 goto out;
         /* Bidirectional sync: the version tags (cdcsync.versions) first, so the rows the reverse
          * pipeline wrote here are known as its writes when they are copied (rowstate_copy_tag). */
         if (s->pipe && s->pipe->bidirectional)
                 r = mysql_conn_query(
-                        snap,
+                        rd[0],
                         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
                         "'cdcsync' AND TABLE_NAME = 'versions'",
                         NULL, 0, table_list_row, &tl, err);
         if (r >= 0)
                 r = mysql_conn_query(
-                        snap,
+                        rd[0],
                         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = "
                         "'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', "
                         "'performance_schema', 'sys', 'cdcsync') ORDER BY 1, 2",
@@ -331,41 +588,191 @@ int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, ui
                 r = cdc_oom(err);
         if (r < 0)
                 goto out;
-        log_info(s->ctx, "initial snapshot of %d tables at %s:%" PRIu64, tl.n / 2, sfile, off);
-        pipeline_io_streaming(io, true);
-        memset(&s->txn, 0, sizeof(s->txn));
-        s->txn.commit_pos = (Position){.hi = seq, .lo = off};
-        s->txn.commit_ts = (int64_t)time(NULL) * 1000000;
-        s->txn.snapshot = true;
-        Event bev = {.kind = EVENT_BEGIN, .txn = s->txn};
-        if ((r = pipeline_io_emit(io, &bev)) < 0)
-                goto out;
-        for (int i = 0; i < tl.n; i += 2) {
-                uint64_t rows = 0;
-                r = snapshot_table(s, snap, tl.names[i], tl.names[i + 1], io, &rows, err);
-                if (r == 0 && strcmp(tl.names[i], "cdcsync") != 0)
-                        r = emit_record(s, io, tl.names[i], tl.names[i + 1], at, rows, err);
+        log_info(s->ctx, "initial snapshot of %d tables at %s:%" PRIu64, tl.n / 2, sfile, at.lo);
+        mysql_source_checkpoint_text(s, at, ckpt, sizeof(ckpt));
+        r = mysql_copy_new(s, io, at, ckpt, chunked, &cp, err);
+        for (int i = 0; r == 0 && i < tl.n; i += 2) {
+                SnapTable *st = NULL;
+                r = mysql_snapshot_describe(s, tl.names[i], tl.names[i + 1], &st, err);
                 if (r < 0)
-                        goto out;
-                log_info(s->ctx, "snapshot of %s.%s: %" PRIu64 " rows", tl.names[i], tl.names[i + 1], rows);
+                        break;
+                uint32_t flags, tflags;
+                bool truncate;
+                copy_mode(s, st->t, &flags, &truncate, &tflags);
+                r = mysql_copy_add_table(cp, rd[0], st, flags, truncate, tflags, NULL, 0, 0, COPY_STATE_COPIED, at,
+                                         err);
         }
-        if (s->zero_dates) {
-                log_warn(s->ctx, "%u zero date(s) ('0000-00-00') in the snapshot became NULL", s->zero_dates);
-                s->zero_dates = 0;
+        if (r == 0) {
+                pipeline_io_streaming(io, true);
+                r = mysql_copy_run(cp, rd, nrd, err);
         }
-        Event cev = {.kind = EVENT_COMMIT, .txn = s->txn, .ckpt.pos = s->txn.commit_pos};
-        mysql_source_checkpoint_text(s, cev.ckpt.pos, cev.ckpt.text, sizeof(cev.ckpt.text));
-        if ((r = pipeline_io_emit(io, &cev)) < 0)
+        if (r < 0)
                 goto out;
         snprintf(file, flen, "%s", sfile);
-        *ret_off = off;
-        r = 0;
+        *ret_off = at.lo;
 out:
+        mysql_copy_free(cp);
         for (int i = 0; i < tl.n; i++)
                 free(tl.names[i]);
         free(tl.names);
-        mysql_close(snap); /* ends the read-only transaction */
+        readers_close(rd, nrd); /* ends the read-only transactions */
         return r;
+}
+
+/* A chunked initial copy cut short (records "copying"): resumed under a new consistent snapshot
+ * S2 at binlog position C, keeping the chunks done. The stream then starts at the checkpoint
+ * START, where the copy began, and every change of a resumed table up to C is applied
+ * idempotently (COPY_STATE_CONVERGING, mysql_source_converge): rows read as of START or as of S2
+ * then converge to the source's, whatever changed between. A table without integer key is one
+ * chunk, so it was either copied whole or not at all: copied whole as of S2, its changes up to C
+ * dropped (they are in that copy). Also takes up the converging windows of an earlier attempt. */
+int mysql_source_resume(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err) {
+        int r = 0, ncopying = 0;
+        Position from = start->checkpoint.pos;
+        for (int i = 0; i < start->ncopied; i++) {
+                const CopiedTable *e = &start->copied[i];
+                const char *dot = strchr(e->table, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - e->table) : 0, e->table);
+                bool listed = dot && e->state != COPY_STATE_CHUNK && mysql_source_pipeline_wants(s->pipe, sch, dot + 1);
+                if (e->state == COPY_STATE_CONVERGING && listed && position_cmp(e->pos, from) > 0) {
+                        CopiedTable *g = realloc(s->converging, sizeof(*g) * (size_t)(s->nconverging + 1));
+                        if (!g)
+                                return cdc_oom(err);
+                        (s->converging = g)[s->nconverging++] = *e;
+                }
+                if (e->state == COPY_STATE_COPYING && listed)
+                        ncopying++;
+        }
+        if (ncopying == 0)
+                return 0;
+
+        MYSQL **rd = NULL;
+        int nrd = 0;
+        char sfile[512], ckpt[CHECKPOINT_TEXT_MAX];
+        Position c = {0};
+        MysqlCopy *cp = NULL;
+        r = view_open(s, &rd, &nrd, &c, sfile, sizeof(sfile), err);
+        if (r < 0)
+                return r;
+        char fpos[96];
+        mysql_source_format_position(from, fpos, sizeof(fpos));
+        log_info(s->ctx,
+                 "resuming the initial copy of %d tables: chunks not done are read as of %s:%" PRIu64
+                 "; changes from %s to there are applied idempotently",
+                 ncopying, sfile, c.lo, fpos);
+        /* the chunks' checkpoint stays the copy's start, with the text the sink keeps for it */
+        snprintf(ckpt, sizeof(ckpt), "%s", start->checkpoint.text);
+        if (!ckpt[0])
+                mysql_source_checkpoint_text(s, from, ckpt, sizeof(ckpt));
+        r = mysql_copy_new(s, io, from, ckpt, true, &cp, err);
+        for (int i = 0; r == 0 && i < start->ncopied; i++) {
+                const CopiedTable *e = &start->copied[i];
+                const char *dot = strchr(e->table, '.');
+                char sch[256];
+                snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - e->table) : 0, e->table);
+                if (e->state != COPY_STATE_COPYING || !dot || !mysql_source_pipeline_wants(s->pipe, sch, dot + 1))
+                        continue;
+                SnapTable *st = NULL;
+                r = mysql_snapshot_describe(s, sch, dot + 1, &st, err);
+                if (r < 0)
+                        break;
+                MysqlKeyRange *done = NULL;
+                int ndone = 0;
+                uint64_t rows = 0;
+                for (int j = 0; r == 0 && st->key_col >= 0 && j < start->ncopied; j++) {
+                        MysqlKeyRange k;
+                        if (start->copied[j].state != COPY_STATE_CHUNK ||
+                            !mysql_chunks_parse(start->copied[j].table, e->table, st->key_signed, &k))
+                                continue;
+                        MysqlKeyRange *g = realloc(done, sizeof(*g) * (size_t)(ndone + 1));
+                        if (!g) {
+                                r = cdc_oom(err);
+                                break;
+                        }
+                        (done = g)[ndone++] = k;
+                        rows += start->copied[j].rows;
+                }
+                uint32_t flags, tflags;
+                bool truncate;
+                copy_mode(s, st->t, &flags, &truncate, &tflags);
+                bool keyed = st->key_col >= 0;
+                Position final = c;
+                if (r == 0)
+                        r = mysql_copy_add_table(cp, rd[0], st, keyed ? CHANGE_IDEMPOTENT : flags,
+                                                 ndone == 0 && truncate, tflags, done, ndone, rows,
+                                                 keyed ? COPY_STATE_CONVERGING : COPY_STATE_COPIED, final, err);
+                else
+                        mysql_snapshot_table_free(st);
+                free(done);
+                /* keyed: its changes up to C converge; else they are in its copy as of C */
+                CopiedTable *g = NULL;
+                if (r == 0 && keyed) {
+                        g = realloc(s->converging, sizeof(*g) * (size_t)(s->nconverging + 1));
+                        if (g) {
+                                s->converging = g;
+                                g[s->nconverging] = *e;
+                                g[s->nconverging].state = COPY_STATE_CONVERGING;
+                                g[s->nconverging++].pos = c;
+                        }
+                } else if (r == 0) {
+                        g = realloc(s->filters, sizeof(*g) * (size_t)(s->nfilters + 1));
+                        if (g) {
+                                s->filters = g;
+                                g[s->nfilters] = *e;
+                                g[s->nfilters].state = COPY_STATE_COPIED;
+                                g[s->nfilters++].pos = c;
+                        }
+                }
+                if (r == 0 && !g)
+                        r = cdc_oom(err);
+        }
+        if (r == 0) {
+                pipeline_io_streaming(io, true);
+                r = mysql_copy_run(cp, rd, nrd, err);
+        }
+        mysql_copy_free(cp);
+        readers_close(rd, nrd);
+        return r;
+}
+
+/* The idempotent form of a change of a converging table (mysql_source_resume) in a transaction
+ * committed at or before its position; emits it (ev's change is taken). The binlog carries whole
+ * rows (binlog_row_image = FULL): an insert or an update that keeps the key becomes an upsert of
+ * the row, a delete deletes the row if it is there, and an update that changes the key becomes a
+ * delete of the old key and an upsert of the new row (either may be missing or there already:
+ * the chunks were read at other moments). */
+int mysql_source_converge(Source *s, PipelineIO *io, Event *ev) {
+        Change *c = &ev->change;
+        const Table *t = c->table;
+        c->flags |= CHANGE_IDEMPOTENT;
+        if (c->op == CHANGE_UPDATE && c->before && c->after && table_nkeys(t) > 0) {
+                bool same = true;
+                for (int i = 0; same && i < t->ncols; i++) {
+                        const Value *a = &c->before[i], *b = &c->after[i];
+                        if (t->cols[i].key &&
+                            (a->kind != b->kind ||
+                             (a->kind == VALUE_TEXT && (a->len != b->len || memcmp(a->data, b->data, a->len)))))
+                                same = false;
+                }
+                if (!same) {
+                        Event d = {.kind = EVENT_CHANGE};
+                        d.change.op = CHANGE_DELETE;
+                        d.change.flags = CHANGE_IDEMPOTENT;
+                        d.change.table = table_ref(c->table);
+                        d.change.lsn = c->lsn;
+                        d.change.before = c->before;
+                        c->before = NULL;
+                        int r = pipeline_io_emit(io, &d);
+                        if (r < 0) {
+                                change_clear(c);
+                                return r;
+                        }
+                        c->op = CHANGE_INSERT;
+                }
+        }
+        (void)s;
+        return pipeline_io_emit(io, ev);
 }
 
 /* ---- tables added to a streaming pipeline (copies.h) ---- */
@@ -394,8 +801,9 @@ static int filter_add(Source *s, const char *table, Position pos) {
         if (!f)
                 return -ENOMEM;
         s->filters = f;
+        f[s->nfilters] = (CopiedTable){.state = COPY_STATE_COPIED, .pos = pos};
         snprintf(f[s->nfilters].table, sizeof(f[s->nfilters].table), "%s", table);
-        f[s->nfilters++].pos = pos;
+        s->nfilters++;
         return 0;
 }
 
@@ -434,6 +842,8 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
         for (int i = 0; r >= 0 && i < start->ncopied; i++) {
                 const char *t = start->copied[i].table, *dot = strchr(t, '.');
                 char sch[256];
+                if (start->copied[i].state == COPY_STATE_CHUNK)
+                        continue; /* a chunk of a copy in progress (mysql_source_resume) */
                 snprintf(sch, sizeof(sch), "%.*s", dot ? (int)(dot - t) : 0, t);
                 if (!dot || !mysql_source_pipeline_wants(s->pipe, sch, dot + 1)) {
                         if (names_add(&s->copy_gone, &s->ncopy_gone, t) < 0)
@@ -441,7 +851,8 @@ int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *er
                         else
                                 log_info(s->ctx, "table %s left tables: no longer streamed, its copy record is dropped",
                                          t);
-                } else if (position_cmp(start->copied[i].pos, start->checkpoint.pos) > 0 &&
+                } else if (start->copied[i].state == COPY_STATE_COPIED &&
+                           position_cmp(start->copied[i].pos, start->checkpoint.pos) > 0 &&
                            filter_add(s, t, start->copied[i].pos) < 0) {
                         r = cdc_oom(err);
                 }

@@ -84,6 +84,10 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
         const CopiedTable *f = copies_find(s->filters, s->nfilters, t->schema, t->name);
         if (f && position_cmp(pos_at(s, h->next_pos), f->pos) <= 0)
                 return 0;
+        /* A table whose copy was resumed as of a later position: converges up to it. */
+        const CopiedTable *conv =
+                s->nconverging ? copies_find(s->converging, s->nconverging, t->schema, t->name) : NULL;
+        bool converge = conv && position_cmp(pos_at(s, h->next_pos), conv->pos) <= 0;
         size_t off = 0;
         while (off < rows.rows_len) {
                 Event ev = {.kind = EVENT_CHANGE};
@@ -122,7 +126,7 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
                         event_clear(&ev);
                         return r;
                 }
-                r = pipeline_io_emit(io, &ev);
+                r = converge ? mysql_source_converge(s, io, &ev) : pipeline_io_emit(io, &ev);
                 if (r < 0)
                         return r;
                 continue;
@@ -316,7 +320,11 @@ static int on_query(Source *s, const BinlogHeader *h, PipelineIO *io, CdcError *
                                 schema = a;
                                 name = b;
                         }
-                        if (mysql_source_pipeline_wants(s->pipe, schema, name)) {
+                        /* a table copied as of a later position: its truncate is in the copy */
+                        const CopiedTable *f = copies_find(s->filters, s->nfilters, schema, name);
+                        if (f && position_cmp(pos_at(s, h->next_pos), f->pos) <= 0)
+                                name = NULL;
+                        if (name && mysql_source_pipeline_wants(s->pipe, schema, name)) {
                                 SchemaEntry *e;
                                 r = mysql_source_schema_load(s, schema, name, &e, err);
                                 if (r < 0)
@@ -365,6 +373,7 @@ static Source *source_free(Source *s) {
                 return NULL;
         mysql_source_schema_cache_clear(s);
         free(s->filters);
+        free(s->converging);
         mysql_source_names_free(&s->copy_new, &s->ncopy_new);
         mysql_source_names_free(&s->copy_gone, &s->ncopy_gone);
         if (s->copy)
@@ -419,6 +428,11 @@ static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcEr
         r = mysql_source_choose_start(s, start, io, &off, err);
         if (r < 0)
                 return r == -ECANCELED ? 0 : r;
+        if (start && !start->snapshot && start->have_position && start->registry) {
+                r = mysql_source_resume(s, start, io, err);
+                if (r < 0)
+                        return r == -ECANCELED ? 0 : r;
+        }
         if (start && !start->snapshot && start->have_position) {
                 r = mysql_source_follow_tables(s, start, err);
                 if (r < 0)

@@ -77,6 +77,11 @@ struct Source {
          * before it are in the copy and dropped (copies.h). Owned. */
         CopiedTable *filters;
         int nfilters;
+        /* Tables whose initial copy was resumed under a later snapshot (COPY_STATE_CONVERGING):
+         * their row events at or before its position are applied idempotently
+         * (mysql_source_converge). Owned. */
+        CopiedTable *converging;
+        int nconverging;
         /* A copy of tables added to `tables` (and the records of removed ones), made as of
          * copy_pos and handed on when the stream reaches it. */
         bool copy_pending;
@@ -115,9 +120,34 @@ void mysql_source_schema_cache_clear(Source *s);
 void mysql_source_schema_entry_free(SchemaEntry *e);
 
 /* mysql_snapshot.c */
+/* A table as the copies read it. */
+typedef struct {
+        Table *t;       /* one reference */
+        uint8_t *codes; /* owned: each column's binlog type code */
+        char *select;   /* owned: "SELECT <each column in the stream's text form> FROM `schema`.`name`" */
+        char *qtable;   /* owned: "`schema`.`name`" */
+        int key_col;    /* the primary key's first column when it is an integer (chunks are its ranges), else -1 */
+        bool key_signed;
+        char *qkey; /* owned: key_col's name quoted, NULL without key_col */
+} SnapTable;
+/* Describes schema.name from information_schema (on s->sql). *ret is the caller's. */
+int mysql_snapshot_describe(Source *s, const char *schema, const char *name, SnapTable **ret, CdcError *err);
+/* Accepts NULL, returns NULL. */
+SnapTable *mysql_snapshot_table_free(SnapTable *st);
+/* One row of st->select as an insert with flags (*ret owned by the caller); a zero date becomes
+ * NULL and counts in *zero_dates. */
+int mysql_snapshot_row(const Source *s, const SnapTable *st, MYSQL_ROW row, const unsigned long *lens, uint32_t flags,
+                       unsigned *zero_dates, Change *ret, CdcError *err);
 int mysql_source_emit_copy(Source *s, PipelineIO *io, CdcError *err);
 int mysql_source_follow_tables(Source *s, const SourceStart *start, CdcError *err);
-int mysql_source_snapshot(Source *s, PipelineIO *io, char *file, size_t flen, uint64_t *ret_off, CdcError *err);
+/* The initial snapshot (chunked: a sink transaction and a record per chunk). */
+int mysql_source_snapshot(Source *s, PipelineIO *io, bool chunked, char *file, size_t flen, uint64_t *ret_off,
+                          CdcError *err);
+/* Resumes a chunked initial copy cut short (records "copying"), before the stream starts. */
+int mysql_source_resume(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err);
+/* Emits a converging table's change in its idempotent form (ev's change taken); returns what
+ * pipeline_io_emit returns. */
+int mysql_source_converge(Source *s, PipelineIO *io, Event *ev);
 void mysql_source_names_free(char ***list, int *n);
 
 /* mysql_source.c */
