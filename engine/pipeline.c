@@ -464,6 +464,19 @@ out:
         return r;
 }
 
+/* The CLOCK_MONOTONIC time ms from now (stop_cond waits on that clock). */
+static struct timespec after_ms(int ms) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        return until;
+}
+
 /* Sleeps until an operator request after `seen` (requests), a stop, or the deadline (NULL:
  * none). */
 static void wait_request(Pipeline *p, unsigned seen, const struct timespec *until) {
@@ -506,9 +519,7 @@ static void *supervisor_main(void *arg) {
                                 if (atomic_load(&p->stats.state) != PIPELINE_STANDBY)
                                         log_info(p->ctx, "standby: another instance holds the pipeline's lease");
                                 set_state(p, PIPELINE_STANDBY);
-                                struct timespec until;
-                                clock_gettime(CLOCK_MONOTONIC, &until);
-                                until.tv_sec += 1;
+                                struct timespec until = after_ms(1000);
                                 wait_request(p, seen, &until);
                                 continue;
                         }
@@ -548,14 +559,7 @@ static void *supervisor_main(void *arg) {
                 }
                 log_warn(p->ctx, "%s — retrying in %.1f s", err.message, backoff_ms / 1000.0);
                 set_state(p, PIPELINE_RETRYING);
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_sec += backoff_ms / 1000;
-                until.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000L;
-                }
+                struct timespec until = after_ms(backoff_ms);
                 wait_request(p, seen, &until);
                 backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
         }
@@ -566,19 +570,16 @@ static void *supervisor_main(void *arg) {
 
 static void request(Pipeline *p);
 
-static void lease_sleep(Pipeline *p, int ms) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
+/* Sleeps ms on stop_cond; with wake_on_stop, less once the pipeline stops (at once if it has).
+ * Returns false once the pipeline stops. */
+static bool stop_wait(Pipeline *p, int ms, bool wake_on_stop) {
+        struct timespec until = after_ms(ms);
         pthread_mutex_lock(&p->stop_lock);
-        if (!atomic_load(&p->stop))
-                pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until);
+        while (!(wake_on_stop && atomic_load(&p->stop)) &&
+               pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until) != ETIMEDOUT)
+                ;
         pthread_mutex_unlock(&p->stop_lock);
+        return !atomic_load(&p->stop);
 }
 
 static int64_t mono_ms(void) {
@@ -636,11 +637,11 @@ static void *leaser_main(void *arg) {
                         stats_set_lease(&p->stats, now_held > 0, seen.holder);
                 else if (now_held == 0)
                         stats_set_lease(&p->stats, false, NULL);
-                lease_sleep(p, interval);
+                stop_wait(p, interval, true);
         }
         /* Graceful hand-over: after the last commit (pipeline_free joins the supervisor first). */
         while (held > 0 && !atomic_load(&p->supervisor_done))
-                lease_sleep(p, 50);
+                stop_wait(p, 50, false); /* stop is set: a plain 50 ms, not a spin */
         if (held > 0 && l) {
                 CdcError err = {0};
                 if (p->sink_ops->lease_release(l, held, &err) < 0)
@@ -690,23 +691,6 @@ void pipeline_io_count_bad_message(PipelineIO *io, bool dead_letter) {
 }
 
 /* ---- monitor ---- */
-
-/* Sleeps ms on stop_cond; returns false once the pipeline stops. */
-static bool monitor_sleep(Pipeline *p, int ms) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&p->stop_lock);
-        while (!atomic_load(&p->stop) && pthread_cond_timedwait(&p->stop_cond, &p->stop_lock, &until) != ETIMEDOUT)
-                ;
-        pthread_mutex_unlock(&p->stop_lock);
-        return !atomic_load(&p->stop);
-}
 
 /* Every HEALTH_EVERY probes (about 5 s), what the source's server keeps for the pipeline
  * (SourceOps.probe_health), with a warning when it passes retained_warn_bytes: said once when
@@ -773,7 +757,7 @@ static void *monitor_main(void *arg) {
                                 log_debug(p->ctx, "cannot read the source's position: %s", err.message);
                         snprintf(last_err, sizeof(last_err), "%s", err.message);
                 }
-        } while (monitor_sleep(p, PROBE_INTERVAL_MS));
+        } while (stop_wait(p, PROBE_INTERVAL_MS, true));
         p->source_ops->probe_free(pr);
         return NULL;
 }
