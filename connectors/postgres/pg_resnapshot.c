@@ -38,7 +38,7 @@ typedef struct {
         int chunks;     /* chunks done this attempt */
         Table *t;       /* as described when its first chunk of this attempt began; one reference */
         int key_col;
-        char *select; /* owned: "SELECT cols FROM ONLY t" */
+        char *select; /* owned: "SELECT cols FROM [ONLY] t" */
         char *qkey;   /* owned: the key column, quoted */
         uint64_t rows_est;
 } ResnapTab;
@@ -179,6 +179,13 @@ static int tab_begin(Source *s, ResnapTab *rt, CdcError *err) {
                 table_unref(t);
                 return 1;
         }
+        /* a partitioned table has no rows of its own: read through the root from its leaves (read
+         * with ONLY, it would look empty and its rows would be deleted from the sink) */
+        PgRelSize z;
+        if ((r = pg_partitions_describe(s, t->rel_id, &z, err)) < 0) {
+                table_unref(t);
+                return r;
+        }
         char *cols = NULL;
         size_t clen = 0;
         FILE *f = open_memstream(&cols, &clen);
@@ -193,7 +200,8 @@ static int tab_begin(Source *s, ResnapTab *rt, CdcError *err) {
         char *qn = PQescapeIdentifier(s->sql, rt->table, strlen(rt->table));
         char *qk = PQescapeIdentifier(s->sql, t->cols[key].name, strlen(t->cols[key].name));
         char *sql = NULL;
-        if (!cols || !qs || !qn || !qk || asprintf(&sql, "SELECT %s FROM ONLY %s.%s", cols, qs, qn) < 0)
+        if (!cols || !qs || !qn || !qk ||
+            asprintf(&sql, "SELECT %s FROM %s%s.%s", cols, pg_partitions_only(&z), qs, qn) < 0)
                 sql = NULL;
         free(cols);
         PQfreemem(qs);
