@@ -493,6 +493,18 @@ static void child(void) {
                 }
                 if (state_batch_commit(b) < 0)
                         _exit(14);
+                /* a round that must crash between the two commits: the parent made a hold file;
+                 * say so, and wait for the kill */
+                char hold[160];
+                snprintf(hold, sizeof(hold), "%s/hold", dir);
+                if (access(hold, F_OK) == 0) {
+                        snprintf(hold, sizeof(hold), "%s/held", dir);
+                        int h = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                        if (h >= 0)
+                                close(h);
+                        for (;;)
+                                pause();
+                }
                 /* the sink takes a while to commit: crashes in between are what recovery is for */
                 struct timespec slow = {0, (long)(n % 5) * 500000L};
                 nanosleep(&slow, NULL);
@@ -509,7 +521,18 @@ static void test_crash(void **state) {
         srand(4242);
         uint64_t first = 0, last = 0;
         int rolled_back = 0;
+        char hold[160], held[160];
+        snprintf(hold, sizeof(hold), "%s/hold", dir);
+        snprintf(held, sizeof(held), "%s/held", dir);
         for (int round = 0; round < 25; round++) {
+                /* every fifth round crashes between the state's commit and the sink's for sure;
+                 * the others wherever the kill falls */
+                bool in_window = round % 5 == 4;
+                if (in_window) {
+                        int h = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                        assert_true(h >= 0);
+                        close(h);
+                }
                 pid_t pid = fork();
                 assert_true(pid >= 0);
                 if (pid == 0)
@@ -517,11 +540,15 @@ static void test_crash(void **state) {
                 struct timespec ts = {0, (long)(1 + rand() % 80) * 1000000L};
                 nanosleep(&ts, NULL);
                 /* on a loaded machine the child may not have run yet: kill it only once it has
-                 * committed a batch past the last round's (waiting for that, not for a time) */
+                 * committed a batch past the last round's, or is held between the commits
+                 * (waiting for that, not for a time) */
                 struct timespec ms = {0, 1000000L};
-                for (int waited = 0; read_sink() <= last && waited < 120000; waited++)
+                for (int waited = 0; (in_window ? access(held, F_OK) != 0 : read_sink() <= last) && waited < 120000;
+                     waited++)
                         nanosleep(&ms, NULL);
                 assert_int_equal(kill(pid, SIGKILL), 0);
+                unlink(hold);
+                unlink(held);
                 int status;
                 assert_int_equal(waitpid(pid, &status, 0), pid);
                 assert_true(WIFSIGNALED(status)); /* not an early exit on error */
