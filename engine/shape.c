@@ -467,6 +467,16 @@ int shape_column_rule(const Shape *s, const char *schema, const char *name, char
         return 0;
 }
 
+const RowFilter *shape_where_filter(const Shape *s, const char *schema, const char *name) {
+        size_t sl = strlen(schema);
+        for (int i = 0; s && i < s->nwheres; i++) {
+                const char *t = s->wheres[i].table;
+                if (strncmp(t, schema, sl) == 0 && t[sl] == '.' && strcmp(t + sl + 1, name) == 0)
+                        return s->wheres[i].filter;
+        }
+        return NULL;
+}
+
 bool shape_where_uses(const Shape *s, const char *schema, const char *name, const char *col) {
         size_t sl = strlen(schema);
         for (int i = 0; s && i < s->nwheres; i++) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdcsync/rowfilter.h"
 #include "cdcsync/shape.h"
 #include "pg_source_int.h"
 
@@ -107,4 +108,46 @@ int pg_pubcols_list(Source *s, const char *table, char **ret, CdcError *err) {
                 return cdc_oom(err);
         *ret = list;
         return 0;
+}
+
+/* check --connect: every column columns / exclude_columns / where names exists in its table (the
+ * list is made as for the publication, which refuses a missing one), so a typo shows before the
+ * first change does. */
+int pg_pubcols_check(Source *s, CdcError *err) {
+        char msg[1024];
+        Shape *sh = NULL;
+        if (s->pipe->all_tables || shape_new(s->pipe, &sh, msg, sizeof(msg)) < 0 || !sh)
+                return 0; /* nothing named, or refused by check already */
+        int r = 0;
+        for (int i = 0; r == 0 && i < s->pipe->ntables; i++) {
+                const char *t = s->pipe->tables[i], *dot = strchr(t, '.');
+                char *list = NULL;
+                if ((r = pg_pubcols_list(s, t, &list, err)) < 0 || !dot)
+                        break;
+                free(list);
+                char schema[256];
+                snprintf(schema, sizeof(schema), "%.*s", (int)(dot - t), t);
+                const RowFilter *f = shape_where_filter(sh, schema, dot + 1);
+                for (int j = 0; f && r == 0 && j < rowfilter_ncolumns(f); j++) {
+                        const char *params[] = {schema, dot + 1, rowfilter_column(f, j)};
+                        PGresult *res = pg_source_query(
+                                s, s->sql,
+                                "SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = "
+                                "a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
+                                "$1 AND c.relname = $2 AND lower(a.attname) = lower($3) AND a.attnum > 0 AND NOT "
+                                "a.attisdropped",
+                                3, params, err);
+                        if (!res) {
+                                r = err->code;
+                                break;
+                        }
+                        if (PQntuples(res) == 0)
+                                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
+                                              "where on %s: column %s is not in %s — fix the condition in the conf", t,
+                                              rowfilter_column(f, j), t);
+                        PQclear(res);
+                }
+        }
+        shape_free(sh);
+        return r;
 }

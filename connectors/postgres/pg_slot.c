@@ -609,6 +609,8 @@ int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcErro
         }
         if (r == 0)
                 r = pg_partitions_check_tables(s, err);
+        if (r == 0)
+                r = pg_pubcols_check(s, err);
         if (r == 0) {
                 PGresult *res = pg_source_query(
                         s, s->sql,

@@ -105,6 +105,7 @@ int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcErro
 
 /* pg_pubcols.c: publication column lists */
 int pg_pubcols_list(Source *s, const char *table, char **ret, CdcError *err);
+int pg_pubcols_check(Source *s, CdcError *err);
 
 /* pg_rel.c: relations */
 Table *pg_rel_lookup(Source *s, uint32_t rel_id);

@@ -34,6 +34,9 @@ int shape_apply(Shape *s, Change *c, int64_t commit_ts, bool snapshot, CdcError 
 int shape_column_rule(const Shape *s, const char *schema, const char *name, char *const **cols, int *ncols,
                       bool *exclude);
 
+/* The where condition of table schema.name, or NULL. */
+const struct RowFilter *shape_where_filter(const Shape *s, const char *schema, const char *name);
+
 /* Whether a where condition of table schema.name reads column col. */
 bool shape_where_uses(const Shape *s, const char *schema, const char *name, const char *col);
 

@@ -129,6 +129,11 @@ service_stop
 
 # a column that does not exist: the pipeline stops with the name, and check names the line
 sed -i 's/^columns = public.users: id, email, ssn$/columns = public.users: id, emial, ssn/' "$WORK/cdcsync.conf"
+if "$CDCSYNC" -c "$WORK/cdcsync.conf" check --connect >"$WORK/check.out" 2>&1; then
+  fail "check --connect accepted the misspelt column"
+fi
+grep -q "columns names column emial of public.users, which the source table does not have" "$WORK/check.out" ||
+  { cat "$WORK/check.out"; fail "check --connect did not name the misspelt column"; }
 psql_on src -c "UPDATE users SET email = 'x' WHERE id = 1"
 service_start
 wait_for "the misspelt column named" 60 grep -q "columns names column emial of public.users, which the source table does not have" "$WORK/service.log"

@@ -114,6 +114,12 @@ service_stop
 # a column the table does not have: the pipeline stops and names it
 sed -i "s/^where = public.orders: region = 'eu' OR region IS NULL$/where = public.orders: regoin = 'eu'/" \
   "$WORK/cdcsync.conf"
+# check --connect names it before any change does
+if "$CDCSYNC" -c "$WORK/cdcsync.conf" check --connect >"$WORK/check.out" 2>&1; then
+  fail "check --connect accepted the misspelt column"
+fi
+grep -q "where on public.orders: column regoin is not in public.orders" "$WORK/check.out" ||
+  { cat "$WORK/check.out"; fail "check --connect did not name the misspelt column"; }
 psql_on psrc -c "UPDATE orders SET note = 'x' WHERE id = 1"
 service_start
 wait_for "the misspelt column named" 60 grep -q "where on public.orders: column regoin is not in public.orders" \
