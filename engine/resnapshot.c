@@ -287,7 +287,8 @@ int resnap_chunk_finish(ResnapChunk *ch, Change *ret_delete, Change **ret_rows, 
         Change del = {.op = CHANGE_DELETE, .flags = CHANGE_RANGE | CHANGE_IDEMPOTENT, .table = table_ref(ch->t)};
         Change *rows = NULL;
         int n = 0;
-        qsort(ch->kept, (size_t)ch->nkept, sizeof(*ch->kept), cmp_i64);
+        if (ch->nkept > 0) /* qsort of NULL is undefined even for 0 elements */
+                qsort(ch->kept, (size_t)ch->nkept, sizeof(*ch->kept), cmp_i64);
         /* the keys kept, ascending: the chunk's merged with the window's */
         StrBuf b = {0};
         int i = 0, j = 0;

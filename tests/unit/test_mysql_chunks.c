@@ -28,8 +28,10 @@ static void assert_tiles(const MysqlKeyRange *plan, int n, const MysqlKeyRange *
         int total = n + ndone;
         MysqlKeyRange *all = malloc(sizeof(*all) * (size_t)total);
         assert_non_null(all);
-        memcpy(all, plan, sizeof(*all) * (size_t)n);
-        memcpy(all + n, done, sizeof(*all) * (size_t)ndone);
+        if (n > 0) /* memcpy with NULL is undefined even for 0 bytes */
+                memcpy(all, plan, sizeof(*all) * (size_t)n);
+        if (ndone > 0)
+                memcpy(all + n, done, sizeof(*all) * (size_t)ndone);
         for (int i = 0; i < total; i++) /* selection sort: small lists */
                 for (int j = i + 1; j < total; j++)
                         if (all[j].lo < all[i].lo) {
