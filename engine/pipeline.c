@@ -494,6 +494,7 @@ static void *supervisor_main(void *arg) {
         Pipeline *p = arg;
         int backoff_ms = BACKOFF_MIN_MS;
         bool failed = false; /* a fatal error: nothing runs until an operator asks (restart, resume) */
+        int64_t led = 0;     /* ha: the lease generation of the last attempt, until it stepped down */
 
         while (!atomic_load(&p->stop)) {
                 unsigned seen = atomic_load(&p->requests);
@@ -516,6 +517,14 @@ static void *supervisor_main(void *arg) {
                 if (p->ha) {
                         fence = atomic_load(&p->lease_gen);
                         if (fence == 0) {
+                                /* an attempt that failed (its session ended by the taker) before the
+                                 * lease thread saw the lease move on: it steps down here */
+                                if (led > 0)
+                                        log_warn(p->ctx,
+                                                 "stepping down: the lease of generation %" PRId64
+                                                 " was lost; what was committed stays, nothing after",
+                                                 led);
+                                led = 0;
                                 if (atomic_load(&p->stats.state) != PIPELINE_STANDBY)
                                         log_info(p->ctx, "standby: another instance holds the pipeline's lease");
                                 set_state(p, PIPELINE_STANDBY);
@@ -527,12 +536,14 @@ static void *supervisor_main(void *arg) {
                 }
                 atomic_store(&p->attempt_stop, false);
                 set_state(p, PIPELINE_STARTING);
+                led = fence;
                 int r = run_attempt(p, fence, &err);
                 if (atomic_load(&p->stop))
                         break;
                 if (fence > 0 && (atomic_load(&p->lease_gen) != fence || strcmp(err.kind, "lease") == 0)) {
                         log_warn(p->ctx, "stepping down: %s",
                                  r < 0 ? err.message : "the lease was lost; what was committed stays, nothing after");
+                        led = 0;
                         continue;
                 }
                 /* Ended by an operator (pause, restart): what it held is committed; go on at once. */
