@@ -401,7 +401,7 @@ static void readers_close(MYSQL **rd, int n) {
 
 /* Session lock_wait_timeout (s) of the global read lock's attempt: a long statement or DDL on
  * the source must not keep every writer waiting behind the lock for long. */
-#define VIEW_LOCK_WAIT_S "10"
+#define VIEW_LOCK_WAIT_SQL "SET SESSION lock_wait_timeout = 10"
 
 /* Holds every commit on the source (s->sql): MariaDB >= 10.4 BACKUP STAGE BLOCK_COMMIT (commits
  * wait, running statements and reads go on), else FLUSH TABLES WITH READ LOCK (waits for running
@@ -409,10 +409,8 @@ static void readers_close(MYSQL **rd, int n) {
  * be had (no RELOAD privilege, a lock wait timeout: *why says so), or a CdcError code. */
 static int view_lock(Source *s, const char **ret_how, char *why, size_t wlen, CdcError *err) {
         bool stages = s->mariadb && mysql_get_server_version(s->sql) >= 100401;
-        const char *steps_stage[] = {"SET SESSION lock_wait_timeout = " VIEW_LOCK_WAIT_S, "BACKUP STAGE START",
-                                     "BACKUP STAGE BLOCK_COMMIT"};
-        const char *steps_ftwrl[] = {"SET SESSION lock_wait_timeout = " VIEW_LOCK_WAIT_S,
-                                     "FLUSH TABLES WITH READ LOCK"};
+        const char *steps_stage[] = {VIEW_LOCK_WAIT_SQL, "BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"};
+        const char *steps_ftwrl[] = {VIEW_LOCK_WAIT_SQL, "FLUSH TABLES WITH READ LOCK"};
         const char *const *steps = stages ? steps_stage : steps_ftwrl;
         size_t n = stages ? 3 : 2;
         *ret_how = stages ? "BACKUP STAGE BLOCK_COMMIT" : "FLUSH TABLES WITH READ LOCK";
