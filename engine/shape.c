@@ -477,6 +477,14 @@ const RowFilter *shape_where_filter(const Shape *s, const char *schema, const ch
         return NULL;
 }
 
+int shape_mask_rule(const Shape *s, int i, const char **table, const char **col) {
+        if (!s || i < 0 || i >= s->nmasks)
+                return 0;
+        *table = s->masks[i].table;
+        *col = s->masks[i].col;
+        return 1;
+}
+
 bool shape_where_uses(const Shape *s, const char *schema, const char *name, const char *col) {
         size_t sl = strlen(schema);
         for (int i = 0; s && i < s->nwheres; i++) {

@@ -416,8 +416,9 @@ static int source_check(const ConnectorConf *conn, const PipelineConf *pipe, Cdc
         int r = source_open(conn, pipe, &s, err);
         if (r < 0)
                 return r;
+        r = mysql_source_shape_check(s->sql, pipe, err);
         source_free(s);
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 static int source_run(Source *s, const SourceStart *start, PipelineIO *io, CdcError *err) {

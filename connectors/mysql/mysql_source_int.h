@@ -110,6 +110,13 @@ int mysql_source_choose_start(Source *s, const SourceStart *start, PipelineIO *i
 int mysql_source_preflight(MYSQL *m, const ConnectorConf *conn, const char *ctx, CdcError *err);
 int mysql_source_var_row(void *ud, char **cells, const unsigned long *lens, int ncols);
 
+/* mysql_shape_check.c */
+/* check --connect: the columns that pipe's columns, exclude_columns, mask_columns and where name
+ * exist in its source tables (a missing table is skipped: the tables check names it), and no
+ * primary key column is left out. Returns 0 or a "conf" CdcError code naming key, table and
+ * column. */
+int mysql_source_shape_check(MYSQL *m, const PipelineConf *pipe, CdcError *err);
+
 /* mysql_schema.c */
 TypeClass mysql_source_column_class(const BinlogColumn *col, const BinlogColumnInfo *info);
 bool mysql_source_pipeline_wants(const PipelineConf *p, const char *schema, const char *table);

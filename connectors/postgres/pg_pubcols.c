@@ -110,7 +110,27 @@ int pg_pubcols_list(Source *s, const char *table, char **ret, CdcError *err) {
         return 0;
 }
 
-/* check --connect: every column columns / exclude_columns / where names exists in its table (the
+/* Whether schema.name has column col (nocase: regardless of case, as an unquoted name in a
+ * condition is found): 1, 0, or a CdcError code. */
+static int has_column(Source *s, const char *schema, const char *name, const char *col, bool nocase, CdcError *err) {
+        const char *params[] = {schema, name, col};
+        PGresult *res = pg_source_query(
+                s, s->sql,
+                nocase ? "SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+                         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND "
+                         "c.relname = $2 AND lower(a.attname) = lower($3) AND a.attnum > 0 AND NOT a.attisdropped"
+                       : "SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+                         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND "
+                         "c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped",
+                3, params, err);
+        if (!res)
+                return err->code;
+        int n = PQntuples(res);
+        PQclear(res);
+        return n > 0;
+}
+
+/* check --connect: every column columns / exclude_columns / where / mask_columns names exists in its table (the
  * list is made as for the publication, which refuses a missing one), so a typo shows before the
  * first change does. */
 int pg_pubcols_check(Source *s, CdcError *err) {
@@ -129,23 +149,22 @@ int pg_pubcols_check(Source *s, CdcError *err) {
                 snprintf(schema, sizeof(schema), "%.*s", (int)(dot - t), t);
                 const RowFilter *f = shape_where_filter(sh, schema, dot + 1);
                 for (int j = 0; f && r == 0 && j < rowfilter_ncolumns(f); j++) {
-                        const char *params[] = {schema, dot + 1, rowfilter_column(f, j)};
-                        PGresult *res = pg_source_query(
-                                s, s->sql,
-                                "SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = "
-                                "a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
-                                "$1 AND c.relname = $2 AND lower(a.attname) = lower($3) AND a.attnum > 0 AND NOT "
-                                "a.attisdropped",
-                                3, params, err);
-                        if (!res) {
-                                r = err->code;
-                                break;
-                        }
-                        if (PQntuples(res) == 0)
+                        if ((r = has_column(s, schema, dot + 1, rowfilter_column(f, j), true, err)) == 0)
                                 r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
                                               "where on %s: column %s is not in %s — fix the condition in the conf", t,
                                               rowfilter_column(f, j), t);
-                        PQclear(res);
+                        r = r < 0 ? r : 0;
+                }
+                const char *mt, *mc;
+                for (int j = 0; r == 0 && shape_mask_rule(sh, j, &mt, &mc); j++) {
+                        if (strcmp(mt, t) != 0)
+                                continue;
+                        if ((r = has_column(s, schema, dot + 1, mc, false, err)) == 0)
+                                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
+                                              "mask_columns names column %s of %s, which the source table does not "
+                                              "have — fix the name in the conf",
+                                              mc, t);
+                        r = r < 0 ? r : 0;
                 }
         }
         shape_free(sh);

@@ -40,5 +40,9 @@ const struct RowFilter *shape_where_filter(const Shape *s, const char *schema, c
 /* Whether a where condition of table schema.name reads column col. */
 bool shape_where_uses(const Shape *s, const char *schema, const char *name, const char *col);
 
+/* The i-th mask_columns entry (0-based): returns 1 with *table ("schema.table") and *col (owned
+ * by s), 0 past the last. */
+int shape_mask_rule(const Shape *s, int i, const char **table, const char **col);
+
 /* The SHA-256 mask of text[0..len): 64 lowercase hex digits and a NUL into out. */
 void shape_sha256_hex(const char *text, size_t len, char out[65]);

@@ -56,6 +56,14 @@ skip = delete
 CONF
 sed -i '/^server_id = 0$/d' "$WORK/cdcsync.conf"
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" 2>&1 || { cat "$WORK/check.out"; fail "check"; }
+# check --connect names a masked column the source table lacks
+sed 's/^mask_columns = public.users.id: sha256$/mask_columns = public.users.idd: sha256/' "$WORK/cdcsync.conf" \
+  >"$WORK/variant.conf"
+if "$CDCSYNC" -c "$WORK/variant.conf" check --connect >"$WORK/check.out" 2>&1; then
+  fail "check --connect accepted the misspelt masked column"
+fi
+grep -q "mask_columns names column idd of public.users, which the source table does not have" "$WORK/check.out" ||
+  { cat "$WORK/check.out"; fail "check --connect did not name the misspelt masked column"; }
 
 # the stream: updates, deletes (archived first in gone, which no pipeline syncs), keys back
 workload() {

@@ -8,7 +8,8 @@
 #   schema pgf: where public.orders: region = 'eu' OR region IS NULL — the new row decides.
 # At every step the sink holds exactly the source's matching rows; filtered-out rows never reach
 # it. A condition naming a missing column stops the pipeline with the name, and `check` names the
-# line of one it cannot read.
+# line of one it cannot read; `check --connect` names a column that where, columns,
+# exclude_columns or mask_columns gives and the MariaDB table lacks, and a key column left out.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
 
@@ -53,6 +54,25 @@ map = public.* -> pgf.*
 where = public.orders: region = 'eu' OR region IS NULL
 CONF
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" 2>&1 || { cat "$WORK/check.out"; fail "check"; }
+"$CDCSYNC" -c "$WORK/cdcsync.conf" check --connect >"$WORK/check.out" 2>&1 ||
+  { cat "$WORK/check.out"; fail "check --connect refused a conf whose columns all exist"; }
+
+# check --connect names a column the MariaDB source table lacks (or spells otherwise), and a key
+# column left out, before any change does: conf_variant SED EXPECTED
+conf_variant() {
+  sed "$1" "$WORK/cdcsync.conf" >"$WORK/variant.conf"
+  if "$CDCSYNC" -c "$WORK/variant.conf" check --connect >"$WORK/check.out" 2>&1; then
+    fail "check --connect accepted: $1"
+  fi
+  grep -qF "$2" "$WORK/check.out" || { cat "$WORK/check.out"; fail "check --connect did not say: $2"; }
+}
+conf_variant "s/AND amount >= 10;/AND amont >= 10;/" "where on test.orders: column amont is not in test.orders"
+conf_variant "/^tables = test.orders, test.items$/a exclude_columns = test.orders: id" \
+  "exclude_columns leaves out id of test.orders, a primary key column"
+conf_variant "/^tables = test.orders, test.items$/a columns = test.items: id, QTY" \
+  "columns names column QTY of test.items, which the source table spells qty"
+conf_variant "/^tables = test.orders, test.items$/a mask_columns = test.orders.note2: redact" \
+  "mask_columns names column note2 of test.orders, which the source table does not have"
 
 # the sink holds exactly the source's rows matching the condition
 m2p_equal() {
