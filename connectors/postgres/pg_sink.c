@@ -525,6 +525,17 @@ static int where_mask(Sink *k, const Table *t, const Value *kv, bool keyless) {
         return n > 0 || t->ncols == 0 ? 0 : -EINVAL; /* a table of no column: any row is the row */
 }
 
+/* Whether column i is a key column whose new value (after) is the row's old one (kv). */
+static bool same_key_value(const Table *t, const Value *after, const Value *kv, int i) {
+        if (!t->cols[i].key)
+                return false;
+        if (after == kv)
+                return true;
+        return after[i].kind == kv[i].kind &&
+               (after[i].kind != VALUE_TEXT ||
+                (after[i].len == kv[i].len && memcmp(after[i].data, kv[i].data, after[i].len) == 0));
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -696,8 +707,13 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                                          err);
                         return r;
                 }
+                /* A key column keeping its value is not set (a GENERATED ALWAYS identity key may
+                 * only be set to DEFAULT), unless nothing else is. */
+                bool others = false;
                 for (int i = 0; i < t->ncols; i++)
-                        if (c->after[i].kind != VALUE_UNCHANGED) {
+                        others |= c->after[i].kind != VALUE_UNCHANGED && !same_key_value(t, c->after, kv, i);
+                for (int i = 0; i < t->ncols; i++)
+                        if (c->after[i].kind != VALUE_UNCHANGED && !(others && same_key_value(t, c->after, kv, i))) {
                                 k->mask[i] |= PG_SQL_SET;
                                 k->params[np++] = c->after[i].kind == VALUE_TEXT ? c->after[i].data : NULL;
                         }

@@ -51,7 +51,9 @@ int pg_sql_insert(const char *schema, const char *name, const Table *t, char **r
                         strbuf_puts(&b, ", ");
                 buf_ident(&b, t->cols[i].name);
         }
-        strbuf_puts(&b, ") VALUES (");
+        /* The source's value goes into an identity column too, also a GENERATED ALWAYS one (as
+         * pg_dump --schema-only carries the source's); without one the clause changes nothing. */
+        strbuf_puts(&b, ") OVERRIDING SYSTEM VALUE VALUES (");
         for (int i = 0; i < t->ncols; i++)
                 strbuf_printf(&b, i ? ", $%d" : "$%d", i + 1);
         strbuf_puts(&b, ")");
@@ -314,7 +316,7 @@ int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int
                         strbuf_puts(&b, ", ");
                 buf_ident(&b, t->cols[i].name);
         }
-        strbuf_puts(&b, ") VALUES ");
+        strbuf_puts(&b, ") OVERRIDING SYSTEM VALUE VALUES "); /* as in pg_sql_insert */
         for (int r = 0; r < nrows; r++) {
                 strbuf_puts(&b, r ? ", (" : "(");
                 for (int i = 0; i < t->ncols; i++)
@@ -382,8 +384,14 @@ int pg_sql_update_rows(const char *schema, const char *name, const Table *t, con
         strbuf_puts(&b, "UPDATE ");
         buf_qualified(&b, schema, name);
         strbuf_puts(&b, " SET ");
+        /* The rows are joined on their key, so setting a key column changes nothing (and a
+         * GENERATED ALWAYS identity key may only be set to DEFAULT): set the others, the key
+         * only when nothing else is set. */
+        bool others = false;
+        for (int i = 0; i < t->ncols; i++)
+                others |= (mask[i] & PG_SQL_SET) && !t->cols[i].key;
         for (int i = 0; i < t->ncols; i++) {
-                if (!(mask[i] & PG_SQL_SET))
+                if (!(mask[i] & PG_SQL_SET) || (others && t->cols[i].key))
                         continue;
                 strbuf_puts(&b, nset++ ? ", " : "");
                 buf_ident(&b, t->cols[i].name);

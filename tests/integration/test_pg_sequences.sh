@@ -17,8 +17,9 @@ db() {
 dsn() { printf 'host=127.0.0.1 port=%s user=postgres dbname=%s' "$PG_p_PORT" "$1"; }
 for d in src dst; do psql_on p -c "CREATE DATABASE $d"; done
 
-# The schema on both sides, as pg_dump --schema-only would carry it (the sink's identity column is
-# BY DEFAULT: the sink writes the source's keys into it).
+# The schema on both sides, as pg_dump --schema-only carries it: items' key is GENERATED ALWAYS
+# AS IDENTITY on the sink too, which only takes the source's keys with OVERRIDING SYSTEM VALUE
+# (inserts) and never a SET of the key (updates).
 schema() { # schema IDENTITY_KIND
   cat <<SQL
 CREATE TABLE orders (id bigserial PRIMARY KEY, v text);
@@ -29,7 +30,7 @@ CREATE TABLE unsynced (id serial PRIMARY KEY, v text);
 SQL
 }
 schema ALWAYS | db src
-schema "BY DEFAULT" | db dst
+schema ALWAYS | db dst
 
 write_conf "$WORK/cdcsync.conf" "127.0.0.1:$MPORT" <<CONF
 [connector.src]
@@ -51,6 +52,7 @@ INSERT INTO orders (v) VALUES (md5(random()::text));
 INSERT INTO items (v) VALUES (md5(random()::text));
 INSERT INTO notes (v) VALUES (md5(random()::text));
 INSERT INTO unsynced (v) VALUES ('x');
+UPDATE items SET v = md5(v) WHERE id = (SELECT max(id) - 1 FROM items);
 SQL
 write() { # write SECONDS: two clients insert with the sequences' keys
   pgbench -n -h "$PG_p_DIR" -p "$PG_p_PORT" -U postgres -c 2 -j 1 -T "$1" -R 200 -f "$WORK/w.sql" src \

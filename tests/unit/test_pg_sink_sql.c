@@ -48,7 +48,7 @@ static void test_insert(void **state) {
         (void)state;
         expect_sql(pg_sql_insert("shop", t->name, t, &s), &s,
                    "INSERT INTO \"shop\".\"Order \"\"Items\"\"\" (\"id\", \"re\"\"gion\", \"total\", "
-                   "\"note\") VALUES ($1, $2, $3, $4)");
+                   "\"note\") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4)");
         table_unref(t);
 }
 
@@ -132,7 +132,8 @@ static void test_create_table_generated_and_empty(void **state) {
                    "\"last\" text GENERATED ALWAYS AS (upper(note[1])) STORED, PRIMARY KEY (\"id\", \"re\"\"gion\"))");
         /* the rows written never name them */
         expect_sql(pg_sql_insert("s", "o", t, &s), &s,
-                   "INSERT INTO \"s\".\"o\" (\"id\", \"re\"\"gion\", \"total\", \"note\") VALUES ($1, $2, $3, $4)");
+                   "INSERT INTO \"s\".\"o\" (\"id\", \"re\"\"gion\", \"total\", \"note\") OVERRIDING SYSTEM VALUE "
+                   "VALUES ($1, $2, $3, $4)");
         /* from another system there are none */
         expect_sql(pg_sql_create_table("s", "o", t, false, &s), &s,
                    "CREATE TABLE IF NOT EXISTS \"s\".\"o\" (\"id\" text, \"re\"\"gion\" text, "
@@ -197,14 +198,28 @@ static void test_multi_row(void **state) {
         uint8_t mask[4] = {0, 0, PG_SQL_SET, 0}; /* note unchanged: left out */
         char *s = NULL;
         (void)state;
-        expect_sql(pg_sql_insert_rows("s", "o", t, 2, &s), &s,
-                   "INSERT INTO \"s\".\"o\" (\"id\", \"re\"\"gion\", \"total\", \"note\") VALUES "
-                   "($1, $2, $3, $4), ($5, $6, $7, $8)");
+        expect_sql(
+                pg_sql_insert_rows("s", "o", t, 2, &s), &s,
+                "INSERT INTO \"s\".\"o\" (\"id\", \"re\"\"gion\", \"total\", \"note\") OVERRIDING SYSTEM VALUE VALUES "
+                "($1, $2, $3, $4), ($5, $6, $7, $8)");
         /* Key columns travel in each row; the typed first row never matches (NULL key). */
         expect_sql(pg_sql_update_rows("s", "o", t, mask, 2, &s), &s,
                    "UPDATE \"s\".\"o\" SET \"total\" = v.c2 FROM (VALUES (NULL::int, "
                    "(NULL::\"s\".\"o\").\"id\", (NULL::\"s\".\"o\").\"re\"\"gion\", "
                    "(NULL::\"s\".\"o\").\"total\"), (1, $1, $2, $3), (2, $4, $5, $6)) AS v(n, c0, c1, c2) "
+                   "WHERE \"s\".\"o\".\"id\" = v.c0 AND \"s\".\"o\".\"re\"\"gion\" = v.c1 RETURNING v.n");
+        /* A key column in the SET mask is left out of SET (the join keeps it equal), unless
+         * nothing else is set. */
+        uint8_t with_key[4] = {PG_SQL_SET, PG_SQL_SET, PG_SQL_SET, 0};
+        expect_sql(pg_sql_update_rows("s", "o", t, with_key, 1, &s), &s,
+                   "UPDATE \"s\".\"o\" SET \"total\" = v.c2 FROM (VALUES (NULL::int, "
+                   "(NULL::\"s\".\"o\").\"id\", (NULL::\"s\".\"o\").\"re\"\"gion\", "
+                   "(NULL::\"s\".\"o\").\"total\"), (1, $1, $2, $3)) AS v(n, c0, c1, c2) "
+                   "WHERE \"s\".\"o\".\"id\" = v.c0 AND \"s\".\"o\".\"re\"\"gion\" = v.c1 RETURNING v.n");
+        uint8_t only_key[4] = {PG_SQL_SET, 0, 0, 0};
+        expect_sql(pg_sql_update_rows("s", "o", t, only_key, 1, &s), &s,
+                   "UPDATE \"s\".\"o\" SET \"id\" = v.c0 FROM (VALUES (NULL::int, "
+                   "(NULL::\"s\".\"o\").\"id\", (NULL::\"s\".\"o\").\"re\"\"gion\"), (1, $1, $2)) AS v(n, c0, c1) "
                    "WHERE \"s\".\"o\".\"id\" = v.c0 AND \"s\".\"o\".\"re\"\"gion\" = v.c1 RETURNING v.n");
         expect_sql(pg_sql_delete_rows("s", "o", t, 1, &s), &s,
                    "DELETE FROM \"s\".\"o\" USING (VALUES (NULL::int, (NULL::\"s\".\"o\").\"id\", "
