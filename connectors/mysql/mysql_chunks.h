@@ -11,9 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-        uint64_t lo, hi; /* [lo, hi) in key space; lo 0: unbounded below, hi UINT64_MAX: above */
-} MysqlKeyRange;
+#include "cdcsync/chunk_range.h"
+
+/* [lo, hi) in key space; lo 0: unbounded below, hi UINT64_MAX: above */
+typedef ChunkRange MysqlKeyRange;
 
 #define MYSQL_CHUNKS_MAX 100000 /* chunks a table is cut into at most (records, plan memory) */
 

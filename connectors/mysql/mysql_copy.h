@@ -1,10 +1,12 @@
-/* The MySQL/MariaDB source's chunked, parallel copy (mysql_copy.c): tables cut into primary-key
- * ranges (mysql_chunks.h), read by reader connections that share one consistent snapshot, each
- * chunk handed on as one source transaction with the record that it is done (copies.h). */
+/* The MySQL/MariaDB source's chunked, parallel copy (mysql_copy.c, run by chunk_copy.h): tables
+ * cut into primary-key ranges (mysql_chunks.h), read by reader connections that share one
+ * consistent snapshot, each chunk handed on as one source transaction with the record that it is
+ * done (copies.h). */
 #pragma once
 
 #include <mysql.h>
 
+#include "cdcsync/chunk_copy.h"
 #include "cdcsync/copies.h"
 #include "mysql/mysql_chunks.h"
 #include "mysql/mysql_source_int.h"

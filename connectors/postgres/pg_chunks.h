@@ -5,10 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cdcsync/chunk_range.h"
+
 /* Blocks [lo, hi) of a table's heap; hi = UINT64_MAX: to the table's end, whatever it is then. */
-typedef struct {
-        uint64_t lo, hi;
-} PgBlockRange;
+typedef ChunkRange PgBlockRange;
 
 /* Blocks per chunk for about target_rows rows a chunk, from the table's size in blocks and the
  * planner's row estimate (reltuples; < 0 or 0: unknown, taken as 60 rows a block). At least 1. */
