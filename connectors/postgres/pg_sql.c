@@ -326,6 +326,40 @@ int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int
         return strbuf_finish(&b, ret);
 }
 
+int pg_sql_copy(const char *schema, const char *name, const Table *t, char **ret) {
+        StrBuf b = {0};
+
+        if (t->ncols <= 0)
+                return -EINVAL;
+        strbuf_puts(&b, "COPY ");
+        buf_qualified(&b, schema, name);
+        strbuf_puts(&b, " (");
+        for (int i = 0; i < t->ncols; i++) {
+                if (i)
+                        strbuf_puts(&b, ", ");
+                buf_ident(&b, t->cols[i].name);
+        }
+        strbuf_puts(&b, ") FROM STDIN");
+        return strbuf_finish(&b, ret);
+}
+
+size_t pg_sql_copy_escape(const char *in, size_t len, char *out) {
+        size_t o = 0;
+        for (size_t i = 0; i < len; i++) {
+                char c = in[i], e;
+                switch (c) {
+                case '\\': e = '\\'; break;
+                case '\t': e = 't'; break;
+                case '\n': e = 'n'; break;
+                case '\r': e = 'r'; break;
+                default: out[o++] = c; continue;
+                }
+                out[o++] = '\\';
+                out[o++] = e;
+        }
+        return o;
+}
+
 /* " FROM|USING (VALUES (NULL::int, (NULL::s.t).c, ...), (1, $1, ...), ...) AS v(n, c<i>, ...)":
  * the first row never matches (NULL key) and only gives each VALUES column the type of its table
  * column, to which the untyped parameters are then coerced as in a one-row statement. */

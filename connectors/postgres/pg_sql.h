@@ -44,6 +44,14 @@ int pg_sql_insert_rows(const char *schema, const char *name, const Table *t, int
 int pg_sql_update_rows(const char *schema, const char *name, const Table *t, const uint8_t *mask, int nrows,
                        char **ret);
 int pg_sql_delete_rows(const char *schema, const char *name, const Table *t, int nrows, char **ret);
+/* COPY "schema"."name" (every column of t, in order) FROM STDIN, text format: a run of a
+ * snapshot's inserts sent as one COPY (pg_sink_copy.c). -EINVAL for a table of no column. */
+int pg_sql_copy(const char *schema, const char *name, const Table *t, char **ret);
+/* One field of COPY's text format: in[0..len) with backslash, tab, newline and carriage return
+ * written as \\, \t, \n and \r, every other byte as it is (the server reads it back byte for
+ * byte); out must have room for 2 * len bytes. Returns the bytes written. A NULL is the field \N,
+ * which no escaped value can be (its backslash would be doubled). */
+size_t pg_sql_copy_escape(const char *in, size_t len, char *out);
 /* TRUNCATE with flags TRUNCATE_RESTART_IDENTITY / TRUNCATE_CASCADE. */
 int pg_sql_truncate(const char *schema, const char *name, uint32_t flags, char **ret);
 /* CREATE TABLE IF NOT EXISTS with each column's type and the key columns as primary key (no

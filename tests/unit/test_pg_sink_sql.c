@@ -237,6 +237,106 @@ static void test_multi_row(void **state) {
         table_unref(t);
 }
 
+static void test_copy_statement(void **state) {
+        Table *t = orders();
+        Table *empty = table_new("s", "e", 0);
+        char *s = NULL;
+        (void)state;
+        expect_sql(pg_sql_copy("s", "Order \"Items\"", t, &s), &s,
+                   "COPY \"s\".\"Order \"\"Items\"\"\" (\"id\", \"re\"\"gion\", \"total\", \"note\") FROM STDIN");
+        assert_int_equal(pg_sql_copy("s", "e", empty, &s), -EINVAL);
+        assert_null(s);
+        table_unref(t);
+        table_unref(empty);
+}
+
+/* in escaped into a fresh buffer of exactly 2 * len bytes (ASan sees any overrun), as a string. */
+static char *escaped(const char *in, size_t len) {
+        char *out = malloc(2 * len + 1);
+        assert_non_null(out);
+        size_t n = pg_sql_copy_escape(in, len, out);
+        assert_true(n <= 2 * len);
+        out[n] = '\0';
+        return out;
+}
+
+static void expect_escaped(const char *in, size_t len, const char *want) {
+        char *got = escaped(in, len);
+        assert_string_equal(got, want);
+        free(got);
+}
+
+/* COPY text format as the server reads one field (copyfromparse.c, CopyReadAttributesText):
+ * returns the decoded length, -1 for a raw delimiter or line end (the field would split), -2
+ * for the NULL marker. */
+static long copy_decode(const char *in, size_t len, char *out) {
+        size_t o = 0;
+        if (len == 2 && in[0] == '\\' && in[1] == 'N')
+                return -2;
+        for (size_t i = 0; i < len; i++) {
+                char c = in[i];
+                if (c == '\t' || c == '\n' || c == '\r')
+                        return -1;
+                if (c != '\\') {
+                        out[o++] = c;
+                        continue;
+                }
+                if (++i == len)
+                        return -1; /* a lone backslash at the end */
+                switch (in[i]) {
+                case 'b': out[o++] = '\b'; break;
+                case 'f': out[o++] = '\f'; break;
+                case 'n': out[o++] = '\n'; break;
+                case 'r': out[o++] = '\r'; break;
+                case 't': out[o++] = '\t'; break;
+                case 'v': out[o++] = '\v'; break;
+                case 'N': return -1; /* \N inside a field: not a value we would write */
+                case '.': return -1; /* end-of-data marker */
+                default:
+                        if ((in[i] >= '0' && in[i] <= '7') || in[i] == 'x')
+                                return -1; /* octal / hex escapes: never written by us */
+                        out[o++] = in[i];
+                }
+        }
+        return (long)o;
+}
+
+static void test_copy_escape(void **state) {
+        (void)state;
+        expect_escaped("", 0, "");
+        expect_escaped("plain ünïcødé 日本語 ✓", strlen("plain ünïcødé 日本語 ✓"), "plain ünïcødé 日本語 ✓");
+        expect_escaped("a\tb\nc\rd\\e", 9, "a\\tb\\nc\\rd\\\\e");
+        /* bytea and arrays go as their text: \x... and {"a\\"b"} keep every backslash, doubled */
+        expect_escaped("\\x00ff5c", 8, "\\\\x00ff5c");
+        expect_escaped("{\"a\\\"b\",NULL}", 13, "{\"a\\\\\"b\",NULL}");
+        /* a value that reads like the NULL marker or the end-of-data line is not one */
+        expect_escaped("\\N", 2, "\\\\N");
+        expect_escaped("\\.", 2, "\\\\.");
+        expect_escaped("N", 1, "N");
+        /* the worst case doubles, other control bytes go as they are */
+        expect_escaped("\\\\\\\\", 4, "\\\\\\\\\\\\\\\\");
+        expect_escaped("\x01\b\f\v\x7f", 5, "\x01\b\f\v\x7f");
+
+        /* Round trip: whatever bytes (but NUL, which a text value cannot hold), the server reads
+         * back exactly the value, never the NULL marker, never a split field or line. */
+        unsigned seed = 14;
+        char in[64], dec[64];
+        for (int iter = 0; iter < 20000; iter++) {
+                size_t len = (size_t)(rand_r(&seed) % (int)sizeof(in));
+                for (size_t i = 0; i < len; i++) {
+                        static const char hot[] = "\\\t\n\rN.x0b";
+                        int pick = rand_r(&seed) % 4;
+                        in[i] = pick == 0 ? hot[rand_r(&seed) % (int)(sizeof(hot) - 1)]
+                                          : (char)(1 + rand_r(&seed) % 255);
+                }
+                char *out = escaped(in, len);
+                long n = copy_decode(out, strlen(out), dec);
+                assert_int_equal(n, (long)len);
+                assert_memory_equal(dec, in, len);
+                free(out);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_quote_ident),
@@ -248,6 +348,8 @@ int main(void) {
                 cmocka_unit_test(test_multi_row),
                 cmocka_unit_test(test_add_columns),
                 cmocka_unit_test(test_create_table_generated_and_empty),
+                cmocka_unit_test(test_copy_statement),
+                cmocka_unit_test(test_copy_escape),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
