@@ -264,19 +264,23 @@ int pg_held_flush_all(Sink *k, CdcError *err) {
 
 /* Holds c in a run of its table. Returns 1 when held, 0 when c must go alone through the
  * one-row path (after every held run), negative on error. */
-static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err);
-static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, const uint8_t *set, char *key,
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, bool copyable,
                     CdcError *err);
+static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, const uint8_t *set, char *key,
+                    bool copyable, CdcError *err);
 
-int pg_held_hold(Sink *k, TState *ts, const Change *c, CdcError *err) {
+/* copyable: c may go by COPY (pg_sink_copy_fits); a run of such inserts that grows to
+ * COPY_MIN_ROWS becomes a COPY (pg_sink_copy.c). */
+int pg_held_hold(Sink *k, TState *ts, const Change *c, bool copyable, CdcError *err) {
         const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
         uint8_t *set = NULL; /* the columns an UPDATE sets */
-        int r = hold_run(k, ts, c, img, &set, err);
+        int r = hold_run(k, ts, c, img, &set, copyable, err);
         free(set);
         return r;
 }
 
-static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, CdcError *err) {
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, bool copyable,
+                    CdcError *err) {
         const Table *t = ts->table;
         uint8_t *set;
         KeyEntry *e;
@@ -296,7 +300,7 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
                 }
         }
         if (ts->appendable) /* inserts into a table without key: one run, no key to follow */
-                return hold_row(k, ts, c, img, set, NULL, err);
+                return hold_row(k, ts, c, img, set, NULL, copyable, err);
         key = key_text(t, img);
         if (!key)
                 return 0;
@@ -337,7 +341,7 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
                         return r;
                 }
         }
-        return hold_row(k, ts, c, img, set, key, err);
+        return hold_row(k, ts, c, img, set, key, copyable, err);
 oom:
         return pg_pipe_fail(k, cdc_oom(err), err);
 }
@@ -345,7 +349,7 @@ oom:
 /* Adds img to the run of c's op (and, for an UPDATE, column set) of its table, opening one when
  * there is none; key (owned, NULL for a table without key) finds it again. Returns 1. */
 static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, const uint8_t *set, char *key,
-                    CdcError *err) {
+                    bool copyable, CdcError *err) {
         const Table *t = ts->table;
         Group *g = NULL;
         Value *copy;
@@ -367,6 +371,7 @@ static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, cons
                 g = &ts->groups[gi];
                 memset(g, 0, sizeof(*g));
                 g->op = c->op;
+                g->copyable = true;
                 if (c->op == CHANGE_UPDATE && !(g->mask = malloc((size_t)t->ncols))) {
                         free(key);
                         goto oom;
@@ -397,6 +402,12 @@ static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, cons
         }
         g->nrows++;
         ts->nheld++;
+        g->copyable = g->copyable && copyable;
+        /* A long run of a snapshot's inserts, alone in its table: on by COPY (pg_sink_copy.c). */
+        if (g->op == CHANGE_INSERT && g->copyable && ts->copy_ok && ts->ngroups == 1 && g->nrows >= COPY_MIN_ROWS) {
+                r = pg_sink_copy_start(k, ts, err);
+                return r < 0 ? r : 1;
+        }
         if (ts->nheld >= HELD_MAX) {
                 r = pg_held_flush_table(k, ts, err);
                 if (r < 0)

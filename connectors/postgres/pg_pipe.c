@@ -15,7 +15,7 @@
 /* ---- errors ---- */
 
 /* Classifies a server error by SQLSTATE: what the pipeline can do about it. */
-static int result_error(Sink *k, const PGresult *res, const char *what, CdcError *err) {
+int pg_pipe_result_error(Sink *k, const PGresult *res, const char *what, CdcError *err) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
@@ -60,7 +60,8 @@ void pg_pipe_guard_on(Sink *k) {
         deadline_arm(k->guard, conf_timeout_ms(k->conf));
 }
 
-static void guard_progress(Sink *k) {
+/* A result read, or data the server took (COPY): the server answers, the deadline moves on. */
+void pg_pipe_guard_progress(Sink *k) {
         if (k->guarded)
                 deadline_arm(k->guard, conf_timeout_ms(k->conf));
 }
@@ -112,7 +113,7 @@ int pg_pipe_exec_params(Sink *k, const char *sql, int n, const char *const *vals
         if (!res)
                 return pg_pipe_conn_error(k, what, err);
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                r = result_error(k, res, what, err);
+                r = pg_pipe_result_error(k, res, what, err);
                 PQclear(res);
                 return r;
         }
@@ -210,7 +211,7 @@ static int read_one(Sink *k, CdcError *err) {
         k->nexpect -= p.expect_one || p.expect_n > 0;
 
         res = PQgetResult(k->conn);
-        guard_progress(k);
+        pg_pipe_guard_progress(k);
         if (!res) {
                 r = pg_pipe_conn_error(k, p.what ? p.what : "reading a result", err);
                 goto out;
@@ -229,7 +230,7 @@ static int read_one(Sink *k, CdcError *err) {
                               : cdc_error(err, -EIO, false, CDC_ERR_INTERNAL, "sink %s: %s was aborted", k->conf->name,
                                           p.what);
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                r = result_error(k, res, p.what, err);
+                r = pg_pipe_result_error(k, res, p.what, err);
         } else if (p.expect_one) {
                 const char *n = PQcmdTuples(res);
                 if (strcmp(n, "1") != 0)

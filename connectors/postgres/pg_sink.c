@@ -181,6 +181,7 @@ static void reset_session_state(Sink *k) {
         pg_map_clear(&k->stmts);
         pg_map_clear(&k->tables);
         pg_target_ts_drop_all(k);
+        pg_sink_copy_reset(k);
         k->in_txn = false;
         k->failed = false;
 }
@@ -251,6 +252,7 @@ static Sink *sink_free(Sink *k) {
         pg_pipe_conn_close(k);
         deadline_free(k->guard);
         free(k->params);
+        free(k->copy.buf);
         free(k->range_keep);
         free(k->mask);
         free(k->ts);
@@ -562,6 +564,15 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 *err = k->first_err;
                 return k->first_err.code;
         }
+        if (k->copy.active) {
+                /* The next row of the COPY in progress: its table and shape were checked with the
+                 * run's first row. Anything else ends the COPY first (it keeps source order). */
+                if (c->table == k->copy.ts->table && pg_sink_copy_fits(k->copy.ts, txn, c))
+                        return pg_sink_copy_row(k, c->after, err);
+                r = pg_sink_copy_end(k, err);
+                if (r < 0)
+                        return r;
+        }
         r = conf_map_table(k->pipe, t->schema, t->name, schema, sizeof(schema), name, sizeof(name));
         if (r < 0)
                 return pg_pipe_fail(k,
@@ -635,7 +646,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         if (!upsert && ((!keyless && ts->commutable &&
                          (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE)) ||
                         (keyless && ts->appendable && c->op == CHANGE_INSERT))) {
-                r = pg_held_hold(k, ts, c, err);
+                r = pg_held_hold(k, ts, c, pg_sink_copy_fits(ts, txn, c), err);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }
@@ -803,7 +814,9 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
                 *err = k->first_err;
                 return k->first_err.code;
         }
-        r = pg_held_flush_all(k, err);
+        r = pg_sink_copy_end(k, err);
+        if (r == 0)
+                r = pg_held_flush_all(k, err);
         if (r < 0)
                 return r;
         snprintf(hi, sizeof(hi), "%" PRIu64, ckpt->pos.hi);
@@ -885,7 +898,9 @@ static int sink_prepare(Sink *k, CdcError *err) {
                 *err = k->first_err;
                 return k->first_err.code;
         }
-        int r = pg_held_flush_all(k, err);
+        int r = pg_sink_copy_end(k, err);
+        if (r == 0)
+                r = pg_held_flush_all(k, err);
         if (r == 0)
                 r = pg_pipe_send_sync(k, err);
         if (r == 0)
@@ -915,8 +930,10 @@ static int sink_rollback_unguarded(Sink *k) {
         CdcError e;
         /* After a failure, or with results unread, statements prepared in this pipeline may not
          * exist on the server although the cache has them. */
-        bool failed = k->failed || k->npending > 0;
+        bool failed = k->failed || k->npending > 0 || k->copy.active;
         int r = 0;
+
+        pg_sink_copy_abort(k);
 
         if (!k->conn || PQstatus(k->conn) != CONNECTION_OK) {
                 reset_session_state(k); /* begin() reconnects */

@@ -21,6 +21,9 @@
  *   RETURN the rows they touched, so a missing row is still a "data" error naming its key.
  *   Other tables are applied one statement per row, in source order. Errors of held changes
  *   surface at the next flush (at the latest at commit).
+ * - A run of a snapshot's inserts (initial copy chunks) into such a table goes by COPY ... FROM
+ *   STDIN instead, in the same transaction, once 256 rows are held (pg_sink_copy.c says when
+ *   and why not otherwise); its errors surface when the COPY ends.
  * - Any error leaves the transaction for rollback(), which is safe in every state. */
 extern const SinkOps pg_sink_ops;
 

@@ -1,5 +1,5 @@
 /* What the files of the PostgreSQL sink share (pg_sink.c, pg_pipe.c, pg_target.c, pg_held.c,
- * pg_origin.c, pg_sink_check.c, pg_map.c): the Sink and its parts; private to connectors/postgres. */
+ * pg_sink_copy.c, pg_origin.c, pg_sink_check.c, pg_map.c): the Sink and its parts; private to connectors/postgres. */
 #pragma once
 
 #include <stdbool.h>
@@ -56,7 +56,8 @@ typedef struct {
         ChangeOp op;
         uint8_t *mask; /* owned, ncols: PG_SQL_SET columns of an UPDATE run */
         int nrows, cap;
-        Value **rows; /* owned: per row ncols values, the new image (insert, update) or old key */
+        Value **rows;  /* owned: per row ncols values, the new image (insert, update) or old key */
+        bool copyable; /* an insert run whose every row may go by COPY (pg_sink_copy_fits) */
 } Group;
 
 /* A key -> (group, row) index of the rows held for one table. */
@@ -73,6 +74,7 @@ typedef struct {
         bool commutable; /* changes to distinct keys may be reordered (see table_info) */
         bool appendable; /* a table without key whose inserts may be reordered: held as one run */
         bool cols_ok;    /* the target has every column of table (see ensure_columns) */
+        bool copy_ok;    /* a run of snapshot inserts may go by COPY (see pg_target_table_state) */
         bool rel_known;  /* rel_id is the source relation recorded for it (see check_relation) */
         uint32_t rel_id;
         bool rel_prev_known; /* rel_prev: the one before, a dropped table's */
@@ -118,6 +120,15 @@ struct Sink {
         Deadline *guard;  /* owned: bounds every wait for the server (timeout_s without an answer) */
         bool guarded;     /* inside a guarded call: each result read pushes the deadline back */
         int64_t fence;    /* ha = on: lease generation each commit checks (lease.h); 0: none */
+        /* A COPY ... FROM STDIN in progress (pg_sink_copy.c): while active the connection is out
+         * of pipeline mode, nothing is held and no result is pending. */
+        struct {
+                bool active;
+                TState *ts; /* the table copied into; its rows have the shape ts->table */
+                char *buf;  /* owned: COPY text not sent yet, cap bytes (allocated on first use) */
+                size_t len, cap;
+                uint64_t rows; /* rows of this COPY */
+        } copy;
 };
 
 /* Entries of the ring Sink.pending. */
@@ -142,6 +153,8 @@ int pg_map_add(Map *m, char *key, char *name);
 
 /* pg_pipe.c: the connection, its pipeline and pending-result ring */
 void pg_pipe_guard_on(Sink *k);
+void pg_pipe_guard_progress(Sink *k);
+int pg_pipe_result_error(Sink *k, const PGresult *res, const char *what, CdcError *err);
 int pg_pipe_guard_off(Sink *k, int r, CdcError *err);
 void pg_pipe_conn_close(Sink *k);
 int pg_pipe_conn_error(Sink *k, const char *what, CdcError *err);
@@ -172,7 +185,16 @@ int pg_target_check_relation(Sink *k, TState *ts, const char *schema, const char
 void pg_held_ts_clear_held(TState *ts);
 int pg_held_flush_table(Sink *k, TState *ts, CdcError *err);
 int pg_held_flush_all(Sink *k, CdcError *err);
-int pg_held_hold(Sink *k, TState *ts, const Change *c, CdcError *err);
+int pg_held_hold(Sink *k, TState *ts, const Change *c, bool copyable, CdcError *err);
+
+/* pg_sink_copy.c: runs of snapshot inserts sent with COPY */
+#define COPY_MIN_ROWS 256 /* rows of a held insert run before it turns into a COPY */
+bool pg_sink_copy_fits(const TState *ts, const TxnInfo *txn, const Change *c);
+int pg_sink_copy_start(Sink *k, TState *ts, CdcError *err);
+int pg_sink_copy_row(Sink *k, const Value *v, CdcError *err);
+int pg_sink_copy_end(Sink *k, CdcError *err);
+void pg_sink_copy_abort(Sink *k);
+void pg_sink_copy_reset(Sink *k);
 
 /* pg_origin.c: the replication origin */
 int pg_origin_stale(PGconn *c, const PipelineConf *pipe, char **ret_names, char **ret_sql);

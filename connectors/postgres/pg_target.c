@@ -372,7 +372,8 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
                                " AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = c.oid) "
                                " AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = c.oid AND contype = 'x') "
                                " AND NOT EXISTS (SELECT 1 FROM pg_index u WHERE u.indrelid = c.oid AND u.indisunique "
-                               "                 AND NOT u.indisprimary))::int "
+                               "                 AND NOT u.indisprimary))::int, "
+                               "(a.attidentity = 'a')::int, c.relrowsecurity::int "
                                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
                                "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
@@ -427,6 +428,19 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
         for (int row = 0; plain && keyless && row < PQntuples(res); row++)
                 npk += PQgetvalue(res, row, 2)[0] == '1';
         ts->appendable = plain && keyless && npk == 0;
+        /* A run of a snapshot's inserts may go by COPY (pg_sink_copy.c says why only here): where
+         * a multi-row INSERT goes, without row-level security (COPY FROM is refused under a
+         * policy) and without a source column that is an identity GENERATED ALWAYS on the sink
+         * (COPY would store the value INSERT refuses). */
+        ts->copy_ok = (ts->commutable || ts->appendable) && t->ncols > 0;
+        for (int row = 0; ts->copy_ok && row < PQntuples(res); row++) {
+                const char *col = PQgetvalue(res, row, 0);
+                bool sent = false;
+                for (int i = 0; i < t->ncols && !sent; i++)
+                        sent = strcmp(t->cols[i].name, col) == 0;
+                if (PQgetvalue(res, row, 5)[0] == '1' || (sent && PQgetvalue(res, row, 4)[0] == '1'))
+                        ts->copy_ok = false;
+        }
         PQclear(k->captured);
         k->captured = NULL;
         if (k->nts == k->ts_cap) {

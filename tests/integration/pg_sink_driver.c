@@ -2,6 +2,7 @@
  *   pg_sink_driver test DSN        the scenario (exit 0 when every check passed)
  *   pg_sink_driver bench DSN [N]   N (100000) single-row inserts in batches of 5000: rows/s */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -501,6 +502,200 @@ static int run_test(const char *dsn) {
         return failures;
 }
 
+/* ---- a snapshot's inserts by COPY (pg_sink_copy.c) ---- */
+
+#define AWK_ROWS 1500
+#define COPY_FREEZE_AFTER 300 /* rows: past COPY_MIN_ROWS, a COPY is in progress */
+
+/* Row i of copyt.awk, with the awkward values a COPY text must carry: tabs, newlines, CRs,
+ * backslashes, the NULL marker and the end-of-data line as text, NULL next to '', unicode, bytea
+ * with every special byte, arrays with quotes and backslashes, JSON escapes, and now and then a
+ * value far longer than COPY's buffer pieces. v[] points into buf. */
+static void awk_row(int i, char bufs[7][160], char *big, const char *v[7]) {
+        static const char *texts[] = {"tab\there",
+                                      "new\nline",
+                                      "cr\rlf\r\n",
+                                      "back\\slash\\",
+                                      "\\N",
+                                      "\\.",
+                                      "",
+                                      "ünïcødé 日本語 ✓ 🎉",
+                                      "quote\"s 'x'",
+                                      "mix\t\\n\n\\",
+                                      "trailing space ",
+                                      "\\x41 not bytea"};
+        snprintf(bufs[0], 160, "%d", i);
+        snprintf(bufs[1], 160, "%s#%d", texts[i % 12], i);
+        snprintf(bufs[2], 160, "\\x5c090a0d00ff%04x", i & 0xffff);
+        snprintf(bufs[3], 160, "{\"a\\\\b%d\",\"t\tx\",NULL,\"\",\"q\\\"x\",\"{}\"}", i);
+        snprintf(bufs[4], 160, "{\"k\": \"v\\\\t\\n%d\", \"u\": \"\\u00e9\", \"n\": null}", i);
+        snprintf(bufs[5], 160, "%d.%03d", i * 7, i % 1000);
+        v[0] = bufs[0];
+        v[1] = i % 11 == 0 ? NULL : i % 11 == 1 ? "" : bufs[1];
+        v[2] = i % 13 == 0 ? NULL : i % 13 == 1 ? "\\x" : bufs[2];
+        v[3] = i % 17 == 0 ? NULL : i % 17 == 1 ? "{}" : bufs[3];
+        v[4] = i % 19 == 0 ? NULL : bufs[4];
+        v[5] = i % 23 == 0 ? NULL : bufs[5];
+        v[6] = i % 100 == 7 ? big : i % 5 == 0 ? "" : NULL;
+}
+
+/* What the sink's session is running now, as the server says ("" when idle). */
+static char *sink_query(void) {
+        return admin_rows("SELECT left(query, 40) FROM pg_stat_activity WHERE application_name = 'cdcsync' "
+                          "AND state = 'active'");
+}
+
+static int run_copy_test(const char *dsn) {
+        ConnectorConf src = {.name = "pg_src", .type = "postgres"};
+        ConnectorConf conn = {.name = "pg_target", .type = "postgres", .dsn = (char *)dsn, .timeout_s = 3};
+        PipelineConf pipe = {
+                .name = "copy", .source = &src, .sink = &conn, .batch_max_rows = 5000, .conflict = CONFLICT_NONE};
+        static const ColDef awk_cols[] = {
+                {"id", "integer", TYPE_INTEGER, true}, {"t", "text", TYPE_TEXT, false},
+                {"b", "bytea", TYPE_BYTES, false},     {"a", "text[]", TYPE_ARRAY, false},
+                {"j", "jsonb", TYPE_JSON, false},      {"n", "numeric", TYPE_NUMERIC, false},
+                {"e", "text", TYPE_TEXT, false},
+        };
+        static const ColDef log_cols[] = {{"a", "integer", TYPE_INTEGER, false}, {"t", "text", TYPE_TEXT, false}};
+        Table *awk = mk_table("copyt", "awk", awk_cols, 7, 'd');
+        Table *logt = mk_table("copyt", "log", log_cols, 2, 'd');
+        TxnInfo snap = {.xid = 1, .commit_pos = {0, 1000}, .commit_ts = 1700000000000000, .snapshot = true};
+        TxnInfo stream = txn_at(2000, 1700000001000000);
+        size_t biglen = 300000; /* more than COPY's pieces (64 kB) and buffer (256 kB), escaped */
+        char *big = malloc(biglen + 1), bufs[7][160], *got;
+        const char *v[7];
+        CdcError err = {0};
+        Sink *k = NULL;
+        int r;
+
+        for (size_t i = 0; i < biglen; i++)
+                big[i] = "a\\\t\nb\r"[i % 6];
+        big[biglen] = '\0';
+        admin_exec("DROP SCHEMA IF EXISTS copyt CASCADE; CREATE SCHEMA copyt;"
+                   "CREATE TABLE copyt.awk (id int PRIMARY KEY, t text, b bytea, a text[], j jsonb, n numeric, e text);"
+                   "CREATE TABLE copyt.ref (LIKE copyt.awk); CREATE TABLE copyt.log (a int, t text);"
+                   "CREATE TABLE copyt.logref (LIKE copyt.log)");
+        /* The reference: the same texts through INSERT parameters, as the INSERT path sends them. */
+        for (int i = 1; i <= AWK_ROWS; i++) {
+                awk_row(i, bufs, big, v);
+                PGresult *res = PQexecParams(admin, "INSERT INTO copyt.ref VALUES ($1, $2, $3, $4, $5, $6, $7)", 7,
+                                             NULL, v, NULL, NULL, 0);
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        die("reference row", PQerrorMessage(admin));
+                PQclear(res);
+        }
+        admin_exec("INSERT INTO copyt.logref SELECT g % 7, E'l\\t' || g FROM generate_series(1, 400) g");
+        admin_exec("INSERT INTO copyt.ref VALUES (100000, E'streamed\\n', NULL, NULL, NULL, NULL, NULL)");
+
+        must(ops->open(&conn, &pipe, &k, &err), &err, "open (copy)");
+        /* One batch: a snapshot chunk of awk (COPY once COPY_MIN_ROWS are held), one of a table
+         * without key (COPY too), then a streamed insert (INSERT path) into awk. */
+        must(ops->begin(k, &err), &err, "begin copy");
+        for (int i = 1; i <= AWK_ROWS; i++) {
+                awk_row(i, bufs, big, v);
+                must(apply(k, &snap, CHANGE_INSERT, awk, NULL, v, 0, &err), &err, "snapshot insert");
+                if (i == 1000) {
+                        got = sink_query();
+                        CHECK(strncmp(got, "COPY \"copyt\".\"awk\"", 18) == 0,
+                              "a snapshot run of %d rows goes by COPY; the sink runs: %s", i, got);
+                        free(got);
+                }
+        }
+        for (int g = 1; g <= 400; g++) {
+                char a[16], t[32];
+                snprintf(a, sizeof(a), "%d", g % 7);
+                snprintf(t, sizeof(t), "l\t%d", g);
+                must(apply(k, &snap, CHANGE_INSERT, logt, NULL, ROW(a, t), 0, &err), &err, "snapshot insert (no key)");
+        }
+        got = sink_query();
+        CHECK(strncmp(got, "COPY \"copyt\".\"log\"", 18) == 0, "keyless snapshot run by COPY; the sink runs: %s", got);
+        free(got);
+        must(apply(k, &stream, CHANGE_INSERT, awk, NULL, ROW("100000", "streamed\n", NULL, NULL, NULL, NULL, NULL), 0,
+                   &err),
+             &err, "streamed insert");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 2000}, .text = "0/7D0"}, &stream, &err), &err, "commit copy");
+        expect_rows("SELECT count(*) FROM copyt.awk", "1501\n", "rows copied");
+        expect_rows("SELECT count(*) FROM ((TABLE copyt.awk EXCEPT ALL TABLE copyt.ref) UNION ALL "
+                    "(TABLE copyt.ref EXCEPT ALL TABLE copyt.awk)) d",
+                    "0\n", "COPY stored exactly what INSERT stores");
+        expect_rows("SELECT count(*) FILTER (WHERE t IS NULL), count(*) FILTER (WHERE t = ''), "
+                    "count(*) FILTER (WHERE e IS NULL), count(*) FILTER (WHERE length(e) = 300000) FROM copyt.awk",
+                    "136|137|1186|15\n", "NULL and '' kept apart, long values whole");
+        expect_rows("SELECT count(*) FROM ((TABLE copyt.log EXCEPT ALL TABLE copyt.logref) UNION ALL "
+                    "(TABLE copyt.logref EXCEPT ALL TABLE copyt.log)) d",
+                    "0\n", "keyless table copied exactly");
+        expect_rows("SELECT pos_text FROM cdcsync.checkpoints WHERE pipeline = 'copy'", "0/7D0\n",
+                    "checkpoint written with the copy");
+
+        /* A row the COPY cannot store (its key is there already): the batch fails naming the COPY
+         * and the server's reason, rolls back whole, and the session goes on. */
+        must(ops->begin(k, &err), &err, "begin dup");
+        r = 0;
+        for (int i = AWK_ROWS + 1; i <= AWK_ROWS + 400 && r == 0; i++) {
+                awk_row(i == AWK_ROWS + 300 ? 5 : i, bufs, big, v);
+                r = apply(k, &snap, CHANGE_INSERT, awk, NULL, v, 0, &err);
+        }
+        if (r == 0)
+                r = ops->commit(k, &(Checkpoint){.pos = {0, 3000}, .text = "0/BB8"}, &snap, &err);
+        CHECK(r < 0 && strcmp(err.kind, "data") == 0 && strstr(err.message, "copy of") &&
+                      strstr(err.message, "into copyt.awk") && strstr(err.message, "23505"),
+              "duplicate key in a COPY: r=%d kind=%s %s", r, err.kind, err.message);
+        ops->rollback(k);
+        expect_rows("SELECT count(*) FROM copyt.awk", "1501\n", "the failed COPY left nothing");
+        must(ops->begin(k, &err), &err, "begin after dup");
+        must(apply(k, &stream, CHANGE_INSERT, awk, NULL, ROW("100001", "after", NULL, NULL, NULL, NULL, NULL), 0, &err),
+             &err, "insert after dup");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 3001}, .text = "0/BB9"}, &stream, &err), &err, "commit after dup");
+        expect_rows("SELECT count(*) FROM copyt.awk", "1502\n", "the session works after a failed COPY");
+
+        /* A server that stops answering in the middle of a COPY (its backend stopped): the
+         * sink's guard ends the wait after timeout_s without progress, as a timeout. */
+        must(ops->begin(k, &err), &err, "begin frozen");
+        r = 0;
+        int i = 200000;
+        for (; i < 200000 + COPY_FREEZE_AFTER && r == 0; i++) {
+                awk_row(i, bufs, big, v);
+                r = apply(k, &snap, CHANGE_INSERT, awk, NULL, v, 0, &err);
+        }
+        char *pid = admin_rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'cdcsync' AND "
+                               "query LIKE 'COPY %'");
+        long bpid = strtol(pid, NULL, 10);
+        free(pid);
+        CHECK(r == 0 && bpid > 0, "a COPY in progress before the freeze: r=%d %s", r, err.message);
+        if (bpid > 0 && kill((pid_t)bpid, SIGSTOP) == 0) {
+                /* ~1 GB at most: far more than socket buffers hold, so a send must block. */
+                for (int n = 0; n < 4000 && r == 0; n++, i++) {
+                        awk_row(i, bufs, big, v);
+                        v[6] = big;
+                        r = apply(k, &snap, CHANGE_INSERT, awk, NULL, v, 0, &err);
+                }
+                if (r == 0)
+                        r = ops->commit(k, &(Checkpoint){.pos = {0, 4000}, .text = "0/FA0"}, &snap, &err);
+                kill((pid_t)bpid, SIGCONT);
+                CHECK(r < 0 && err.retriable && strcmp(err.kind, "connection") == 0 &&
+                              strstr(err.message, "did not answer within 3 s"),
+                      "frozen server during COPY: r=%d kind=%s %s", r, err.kind, err.message);
+        } else {
+                CHECK(false, "cannot stop the sink's backend %ld", bpid);
+        }
+        ops->rollback(k);
+        k = ops->free(k);
+        /* A new session finds the table as it was: the frozen batch never committed. */
+        must(ops->open(&conn, &pipe, &k, &err), &err, "open after freeze");
+        must(ops->begin(k, &err), &err, "begin after freeze");
+        must(apply(k, &stream, CHANGE_INSERT, awk, NULL, ROW("100002", "again", NULL, NULL, NULL, NULL, NULL), 0, &err),
+             &err, "insert after freeze");
+        must(ops->commit(k, &(Checkpoint){.pos = {0, 4001}, .text = "0/FA1"}, &stream, &err), &err,
+             "commit after freeze");
+        k = ops->free(k);
+        expect_rows("SELECT count(*) FROM copyt.awk", "1503\n", "nothing of the frozen COPY stayed");
+
+        table_unref(awk);
+        table_unref(logt);
+        free(big);
+        return failures;
+}
+
 /* A password travels in ConnectorConf.password and never appears in an error message. */
 static int run_password_test(const char *host, const char *port) {
         char dsn[256];
@@ -589,6 +784,7 @@ int main(int argc, char **argv) {
                 r = run_bench(dsn, n);
         } else {
                 r = run_test(dsn);
+                r += run_copy_test(dsn);
                 r += run_password_test(PQhost(admin), PQport(admin));
         }
         PQfinish(admin);
