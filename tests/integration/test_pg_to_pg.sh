@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# PostgreSQL → PostgreSQL end to end: initial snapshot, then a mixed workload of every kind of
-# change and type, a table created while streaming, and a 1,000,000-row transaction; the sink's
-# tables must end with the source's ordered contents, and memory must stay bounded.
+# PostgreSQL → PostgreSQL end to end: initial snapshot (a table of awkward values going by COPY),
+# then a mixed workload of every kind of change and type, a table created while streaming, and a
+# 1,000,000-row transaction; the sink's tables must end with the source's ordered contents, and
+# memory must stay bounded.
 source "$(dirname "$0")/lib.sh"
 
 pg_start src
@@ -18,6 +19,7 @@ CREATE TABLE items (id int PRIMARY KEY, name text);
 CREATE TABLE nopk (a int, b text);
 CREATE TABLE bulk (id int PRIMARY KEY, v text);
 CREATE TABLE "Mixed Case" ("Key" int PRIMARY KEY, "va""lue" text);
+CREATE TABLE awkward (id int PRIMARY KEY, t text, b bytea, a text[], j jsonb, e text);
 -- Rows that exist before the pipeline: the initial snapshot copies them.
 INSERT INTO orders SELECT g, 'cust' || g, g * 1.25, '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 hour',
   ARRAY['a' || g, 'b'], jsonb_build_object('n', g), md5(g::text)::uuid, 'ünïcødé ✓ ' || g, '\x00ff'::bytea,
@@ -26,6 +28,16 @@ INSERT INTO orders SELECT g, 'cust' || g, g * 1.25, '2024-01-01 00:00:00+00'::ti
 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
 INSERT INTO nopk VALUES (1, 'one'), (1, 'one'), (2, NULL);
 INSERT INTO "Mixed Case" VALUES (1, 'quoted "identifiers"');
+-- Values the COPY text format must escape (the snapshot sends runs of inserts with COPY): tabs,
+-- newlines, CRs, backslashes, \N and \. as text, NULL next to '', unicode, bytea with those
+-- bytes, arrays with quotes and backslashes, JSON escapes, and now and then a 200 kB value.
+INSERT INTO awkward SELECT g,
+  CASE g % 7 WHEN 0 THEN NULL WHEN 1 THEN '' ELSE E'tab\there\nnew line\r\\back\\slash \\N \\. ünïcødé ✓ 🎉 ' || g END,
+  CASE g % 5 WHEN 0 THEN NULL WHEN 1 THEN '' ELSE decode('5c090a0d00ff' || lpad(to_hex(g), 8, '0'), 'hex') END,
+  CASE WHEN g % 11 = 0 THEN NULL ELSE ARRAY[E'a\\b', E't\tx', NULL, '', 'q"x', '{}', g::text] END,
+  jsonb_build_object('k', E'v\\t\n' || g, 'u', 'é', 'n', NULL),
+  CASE WHEN g % 100 = 3 THEN repeat(E'\\\t\n\r', 50000) WHEN g % 3 = 0 THEN '' END
+  FROM generate_series(1, 2000) g;
 SQL
 # The enum type must exist on the sink for create_tables to create a column of it.
 psql_on dst -c "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')"
@@ -48,10 +60,17 @@ batch_max_rows = 5000
 CONF
 
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" || fail "check failed: $(cat "$WORK/check.out")"
+# The sink server logs its statements during the snapshot: the awkward table must go by COPY.
+psql_on dst -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
 service_start
-TABLES=(orders items nopk bulk '"Mixed Case"')
+TABLES=(orders items nopk bulk '"Mixed Case"' awkward)
 wait_synced src dst 60 "${TABLES[@]}"
 log "initial snapshot equal"
+psql_on dst -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
+assert_grep 'COPY "public"."awkward" ("id", "t", "b", "a", "j", "e") FROM STDIN' "$PG_dst_DIR/server.log"
+[ "$(psql_on dst -c "SELECT count(*) FILTER (WHERE t IS NULL) || '/' || count(*) FILTER (WHERE t = '') || '/' ||
+  count(*) FILTER (WHERE b = '') || '/' || count(*) FILTER (WHERE length(e) = 200000) FROM awkward")" = 285/286/400/20 ] ||
+  fail "awkward values on the sink: NULL and '' mixed up or long values cut"
 
 psql_on src <<'SQL'
 -- a multi-statement transaction
