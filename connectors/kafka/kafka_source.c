@@ -380,8 +380,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         /* Whatever is left (lost partitions, or a sink that did not catch up) must never be
          * committed later, over the next owner's progress. */
         s->head = s->count = 0;
-        log_info(s->ctx, "group %s revoked %d partition(s) here%s", s->group, parts->cnt,
-                 s->revoke_failed ? " before the sink committed what was read from them" : "");
+        log_info(s->ctx, "group %s revoked %d partition(s) here%s%s", s->group, parts->cnt,
+                 s->revoke_failed ? " before the sink committed what was read from them" : "",
+                 lost ? " (lost: this member's session had ended; nothing committed)" : "");
         if (cooperative)
                 rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         else
@@ -444,6 +445,13 @@ static Source *kafka_source_free(Source *s) {
         return NULL;
 }
 
+static bool has_kafka_prop(const ConnectorConf *conn, const char *key) {
+        for (int i = 0; i < conn->nkafka_props; i++)
+                if (strcmp(conn->kafka_props[i].key, key) == 0)
+                        return true;
+        return false;
+}
+
 static int make_consumer(Source *s, bool check, CdcError *err) {
         const ConnectorConf *conn = s->conn;
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -457,6 +465,16 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         snprintf(client_id, sizeof(client_id), "cdcsync-%s%s", s->pipe->name, check ? "-check" : "");
         char socket_timeout[16];
         snprintf(socket_timeout, sizeof(socket_timeout), "%d", conf_timeout_ms(conn));
+        /* ha = on: a new leader gets the partitions only once the group has dropped the dead
+         * one's member, session.timeout.ms (librdkafka's default: 45 s) after its last heartbeat.
+         * Bounded by ha_takeover_s, as the lease is, unless kafka.session.timeout.ms says
+         * otherwise (brokers refuse one below group.min.session.timeout.ms, 6 s by default). */
+        char session_timeout[16] = "", heartbeat[16] = "";
+        if (s->pipe->conf && s->pipe->conf->ha && !has_kafka_prop(conn, "session.timeout.ms")) {
+                int64_t ms = (int64_t)s->pipe->conf->ha_takeover_s * 1000; /* 2..3600 s */
+                snprintf(session_timeout, sizeof(session_timeout), "%" PRId64, ms);
+                snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, ms / 3 < 3000 ? ms / 3 : 3000);
+        }
         const char *defaults[][2] = {
                 {"bootstrap.servers", conn->brokers},
                 {"client.id", client_id},
@@ -475,6 +493,10 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         };
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
                 r = kafka_conf_set(conf, conn, defaults[i][0], defaults[i][1], err);
+        if (r == 0 && session_timeout[0])
+                r = kafka_conf_set(conf, conn, "session.timeout.ms", session_timeout, err);
+        if (r == 0 && heartbeat[0] && !has_kafka_prop(conn, "heartbeat.interval.ms"))
+                r = kafka_conf_set(conf, conn, "heartbeat.interval.ms", heartbeat, err);
         if (r == 0 && conn->password)
                 r = kafka_conf_set(conf, conn, "sasl.password", conn->password, err);
         for (int i = 0; i < conn->nkafka_props && r == 0; i++) {
