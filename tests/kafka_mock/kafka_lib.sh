@@ -46,3 +46,10 @@ kafka_ctl() {
   wait_for "the mock's answer to '$1'" 10 bash -c "[ \$(grep -c '^ok \|^error' '$WORK/kafka_mock.out') -gt $n ]"
   tail -n 1 "$WORK/kafka_mock.out" | grep -q "^ok $1\$" || fail "kafka mock: '$1': $(tail -n 1 "$WORK/kafka_mock.out")"
 }
+
+# kafka_committed GROUP TOPIC:PARTITIONS — prints the offsets GROUP has committed for the topic's
+# partitions, space-separated (-1: none), read without joining the group.
+kafka_committed() {
+  kafka_ctl "committed $1 $2"
+  tail -n 2 "$WORK/kafka_mock.out" | head -n 1 | cut -d' ' -f4-
+}

@@ -10,7 +10,10 @@
  * as a broker with auto.create.topics.enable=false does for a topic that does not exist (the mock
  * itself has no such switch: it auto-creates every topic asked for);
  * "create TOPIC" ends that: the topic exists (with the default partition count), as if an
- * operator had created it.
+ * operator had created it;
+ * "committed GROUP TOPIC:PARTITIONS" prints the offsets consumer group GROUP has committed for
+ * partitions 0..PARTITIONS-1 of TOPIC, as a line "offsets GROUP TOPIC O0 O1 ..." (-1: none), read
+ * with OffsetFetch by a client that does not join the group.
  * Each command is answered by a line "ok ..." or "error ..." on stdout. A test drives outages
  * with them.
  * Prints the bootstrap servers ("127.0.0.1:p1,127.0.0.1:p2,...") as one line on stdout (and into
@@ -72,13 +75,51 @@ static bool topic_valid(const char *t) {
         return true;
 }
 
+/* "committed GROUP TOPIC:PARTITIONS": the group's committed offsets, one line. */
+static void print_committed(rd_kafka_mock_cluster_t *mc, char *arg) {
+        char *topic = strchr(arg, ' '), *colon = topic ? strrchr(topic, ':') : NULL, errstr[512];
+        long parts;
+        if (!topic || !colon || parse_int(colon + 1, 1, 1000, &parts) < 0) {
+                printf("error: want 'committed GROUP TOPIC:PARTITIONS'\n");
+                return;
+        }
+        *topic++ = '\0';
+        *colon = '\0';
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *rk = NULL;
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), errstr,
+                              sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "group.id", arg, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+            !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
+                rd_kafka_conf_destroy(conf);
+                printf("error: committed: %s\n", errstr);
+                return;
+        }
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)parts);
+        for (long i = 0; i < parts; i++)
+                rd_kafka_topic_partition_list_add(l, topic, (int32_t)i);
+        rd_kafka_resp_err_t e = rd_kafka_committed(rk, l, 5000);
+        if (e) {
+                printf("error: committed %s %s: %s\n", arg, topic, rd_kafka_err2str(e));
+        } else {
+                printf("offsets %s %s", arg, topic);
+                for (int i = 0; i < l->cnt; i++)
+                        printf(" %lld", (long long)(l->elems[i].offset < 0 ? -1 : l->elems[i].offset));
+                printf("\nok committed %s %s:%ld\n", arg, topic, parts);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_destroy(rk);
+}
+
 /* One control command; the line is NUL-terminated, without its newline. */
 static void run_command(rd_kafka_mock_cluster_t *mc, long brokers, char *line) {
         char *arg = strchr(line, ' ');
         long id;
         if (arg)
                 *arg++ = '\0';
-        if (strcmp(line, "block") == 0 || strcmp(line, "create") == 0) {
+        if (strcmp(line, "committed") == 0 && arg) {
+                print_committed(mc, arg);
+        } else if (strcmp(line, "block") == 0 || strcmp(line, "create") == 0) {
                 if (!arg || !topic_valid(arg)) {
                         printf("error: want '%s TOPIC' with a valid topic name\n", line);
                 } else {
