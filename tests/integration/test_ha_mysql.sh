@@ -10,6 +10,7 @@
 # transaction.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/mylib.sh"
+source "$(dirname "$0")/ha_lib.sh"
 
 TAKEOVER=3
 pg_start src
@@ -24,17 +25,7 @@ CREATE TABLE seqlog (n BIGINT PRIMARY KEY) ENGINE=InnoDB;
 CREATE TABLE counter (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB;
 SQL
 
-PORTS=() PIDS=("" "")
-for i in 0 1; do
-  PORTS[$i]=$(free_port)
-  cat >"$WORK/c$i.conf" <<CONF
-[service]
-state_dir = $WORK/state$i
-metrics_listen = 127.0.0.1:${PORTS[$i]}
-instance = node$i
-ha = on
-ha_takeover_s = $TAKEOVER
-
+ha_confs <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_dsn src)
@@ -49,24 +40,10 @@ tables = public.seqlog, public.counter
 map = public.* -> test.*
 batch_max_rows = 50
 CONF
-  chmod 600 "$WORK/c$i.conf"
-done
 
-start_node() {
-  "$CDCSYNC" -c "$WORK/c$1.conf" run >>"$WORK/service$1.log" 2>&1 &
-  PIDS[$1]=$!
-}
 holder() { my_on dst -e "SELECT CONCAT(holder, ' ', generation) FROM cdcsync.leases WHERE pipeline = 'ha'" 2>/dev/null; }
-node_of() { case "$1" in node0*) echo 0 ;; node1*) echo 1 ;; *) echo "" ;; esac; }
-gen_above() { local h; h=$(holder) && [ -n "$h" ] && [ "${h#* }" -gt "$1" ]; }
-holder_is() { local h; h=$(holder) && [ "${h% *}" = "$1" ]; }
-cleanup_nodes() { for p in "${PIDS[@]}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done; true; }
-trap 'rc=$?; cleanup_nodes; (exit $rc); cleanup' EXIT # cleanup exits with the test's status
-leader_metric() { curl -s "http://127.0.0.1:${PORTS[$1]}/metrics" | awk '$1 == "cdcsync_pipeline_leader{pipeline=\"ha\"}" {print $2}'; }
-metric_is() { [ "$(leader_metric "$1")" = "$2" ]; }
 src_max() { psql_on src -c "SELECT coalesce(max(n), 0) FROM seqlog"; }
 sink_reached() { [ "$(my_on dst -e "SELECT COALESCE(MAX(n), 0) >= $1 FROM seqlog" 2>/dev/null)" = 1 ]; }
-wait_applied() { local m; m=$(( $(src_max) + 1 )); wait_for "the sink applies the writer's rows up to $m" 60 sink_reached "$m"; }
 synced() {
   [ "$(psql_on src -c "SELECT count(*) || ' ' || coalesce(sum(n), 0) FROM seqlog")" = \
     "$(my_on dst -e "SELECT CONCAT(COUNT(*), ' ', COALESCE(SUM(n), 0)) FROM seqlog")" ] &&
@@ -80,52 +57,10 @@ wait_for "counter on the sink" 60 synced
 wait_for "node0's cdcsync_pipeline_leader is 1" 30 metric_is 0 1
 wait_for "node1's cdcsync_pipeline_leader is 0" 30 metric_is 1 0
 
-export STOPFILE="$WORK/stop"
-dir=PG_src_DIR port=PG_src_PORT
-python3 - "${!dir}" "${!port}" >"$WORK/writer.log" 2>&1 <<'PY' &
-import subprocess, sys, time, os
-d, p = sys.argv[1], sys.argv[2]
-proc = subprocess.Popen(["psql", "-X", "-q", "-h", d, "-p", p, "-U", "postgres", "-v", "ON_ERROR_STOP=1"],
-                        stdin=subprocess.PIPE, text=True)
-n = 0
-while not os.path.exists(os.environ["STOPFILE"]):
-    n += 1
-    proc.stdin.write(f"BEGIN; INSERT INTO seqlog (n) VALUES ({n}); UPDATE counter SET n = n + 1 WHERE id = 1; COMMIT;\n")
-    proc.stdin.flush()
-    time.sleep(0.01)
-proc.stdin.close()
-proc.wait()
-print("wrote", n)
-PY
-WRITER=$!
+ha_pg_writer src
 
-measure_takeover() { # $1: generation before; prints the seconds until a higher one holds the lease
-  local t0=$EPOCHREALTIME
-  wait_for "a takeover after generation $1" $((TAKEOVER * 10)) gen_above "$1"
-  python3 -c "print(f'{$EPOCHREALTIME - $t0:.2f}')"
-}
-
-for k in 1 2; do
-  wait_applied
-  h=$(holder); leader=$(node_of "$h"); gen=${h#* }
-  [ -n "$leader" ] || fail "no leader: $h"
-  log "kill -9 #$k of node$leader (generation $gen)"
-  kill -9 "${PIDS[$leader]}"; wait "${PIDS[$leader]}" 2>/dev/null || true
-  secs=$(measure_takeover "$gen")
-  log "takeover #$k: $(holder) after ${secs}s (ha_takeover_s = $TAKEOVER)"
-  start_node "$leader"
-done
-
-wait_applied
-h=$(holder); leader=$(node_of "$h"); gen=${h#* }
-log "SIGSTOP node$leader (generation $gen)"
-kill -STOP "${PIDS[$leader]}"
-secs=$(measure_takeover "$gen")
-log "takeover after SIGSTOP: $(holder) after ${secs}s"
-wait_applied
-kill -CONT "${PIDS[$leader]}"
-log "SIGCONT node$leader"
-wait_for "node$leader steps down (cdcsync_pipeline_leader 0)" 30 metric_is "$leader" 0
+for k in 1 2; do ha_kill_leader "$k"; done
+ha_sigstop_leader
 
 touch "$STOPFILE"
 wait "$WRITER" || fail "writer failed: $(tail -5 "$WORK/writer.log")"
