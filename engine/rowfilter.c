@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "cdcsync/rowfilter.h"
+#include "cdcsync/strbuf.h"
 
 #define MAX_DEPTH 64 /* nesting of parentheses and NOTs: the parser's recursion stays small */
 
@@ -738,4 +739,130 @@ static int eval(const Node *n, const Table *t, const int *idx, const Value *img)
 int rowfilter_eval(const RowFilter *f, const Table *t, const int *idx, const Value *img) {
         int v = eval(f->root, t, idx, img);
         return v == V_TRUE ? ROWFILTER_YES : v == V_MISSING ? ROWFILTER_MISSING : ROWFILTER_NO;
+}
+
+/* ---- as a server's SQL ---- */
+
+typedef struct {
+        const RowFilterSqlOps *ops;
+        StrBuf b;
+        bool unsafe;
+        bool oom;
+} SqlOut;
+
+static RowFilterColClass sql_operand(SqlOut *o, const Operand *x) {
+        RowFilterColClass cls = ROWFILTER_COL_OTHER;
+        if (x->col >= 0) {
+                const char *id = o->ops->column(o->ops->ud, x->col, &cls);
+                if (!id) {
+                        o->unsafe = true;
+                        return cls;
+                }
+                strbuf_puts(&o->b, id);
+                return cls;
+        }
+        switch (x->lit) {
+        case LIT_NULL: strbuf_puts(&o->b, "NULL"); break;
+        case LIT_BOOL: strbuf_puts(&o->b, x->truth ? "true" : "false"); break;
+        case LIT_NUMBER:
+                if (strpbrk(x->text, "eE"))
+                        o->unsafe = true; /* compared as a double here, exactly there */
+                strbuf_puts(&o->b, x->text);
+                break;
+        case LIT_TEXT: {
+                char *q = o->ops->literal(o->ops->ud, x->text);
+                if (!q)
+                        o->oom = true;
+                else
+                        strbuf_puts(&o->b, q);
+                free(q);
+                break;
+        }
+        }
+        return cls;
+}
+
+/* Whether comparing a with b by op gives on the server what compare() gives here. */
+static bool sql_agrees(const Operand *a, RowFilterColClass ca, const Operand *b, RowFilterColClass cb, CmpOp op) {
+        bool eq = op == CMP_EQ || op == CMP_NE;
+        if (a->col < 0 && b->col < 0)
+                return false;
+        if (a->col < 0)
+                return sql_agrees(b, cb, a, ca, op);
+        if (b->col < 0 && b->lit == LIT_NULL)
+                return true; /* unknown on both sides */
+        if (b->col >= 0 && ca != cb)
+                return false;
+        switch (ca) {
+        case ROWFILTER_COL_NUMBER: return b->col >= 0 || b->lit == LIT_NUMBER;
+        case ROWFILTER_COL_TEXT: return eq && (b->col >= 0 || b->lit == LIT_TEXT);
+        case ROWFILTER_COL_BOOL: return eq && (b->col >= 0 || b->lit == LIT_BOOL);
+        default: return false;
+        }
+}
+
+static const char *const cmp_sql[] = {" = ", " <> ", " < ", " <= ", " > ", " >= "};
+
+static void sql_node(SqlOut *o, const Node *n) {
+        switch (n->kind) {
+        case N_OR:
+        case N_AND:
+                strbuf_puts(&o->b, "(");
+                for (int i = 0; i < n->nkids; i++) {
+                        if (i)
+                                strbuf_puts(&o->b, n->kind == N_AND ? " AND " : " OR ");
+                        sql_node(o, n->kids[i]);
+                }
+                strbuf_puts(&o->b, ")");
+                break;
+        case N_NOT:
+                strbuf_puts(&o->b, "(NOT ");
+                sql_node(o, n->kids[0]);
+                strbuf_puts(&o->b, ")");
+                break;
+        case N_ISNULL:
+                strbuf_puts(&o->b, "(");
+                sql_operand(o, &n->a);
+                strbuf_puts(&o->b, n->negated ? " IS NOT NULL)" : " IS NULL)");
+                break;
+        case N_CMP: {
+                strbuf_puts(&o->b, "(");
+                RowFilterColClass ca = sql_operand(o, &n->a);
+                strbuf_puts(&o->b, cmp_sql[n->op]);
+                RowFilterColClass cb = sql_operand(o, &n->b);
+                strbuf_puts(&o->b, ")");
+                if (!sql_agrees(&n->a, ca, &n->b, cb, n->op))
+                        o->unsafe = true;
+                break;
+        }
+        case N_IN: {
+                strbuf_puts(&o->b, "(");
+                RowFilterColClass ca = sql_operand(o, &n->a);
+                strbuf_puts(&o->b, n->negated ? " NOT IN (" : " IN (");
+                for (int i = 0; i < n->nlist; i++) {
+                        if (i)
+                                strbuf_puts(&o->b, ", ");
+                        RowFilterColClass cb = sql_operand(o, &n->list[i]);
+                        if (!sql_agrees(&n->a, ca, &n->list[i], cb, CMP_EQ))
+                                o->unsafe = true;
+                }
+                strbuf_puts(&o->b, "))");
+                break;
+        }
+        }
+}
+
+int rowfilter_sql(const RowFilter *f, const RowFilterSqlOps *ops, char **ret) {
+        SqlOut o = {.ops = ops};
+        sql_node(&o, f->root);
+        if (o.oom) {
+                strbuf_free(&o.b);
+                return -ENOMEM;
+        }
+        if (o.unsafe) {
+                strbuf_free(&o.b);
+                return 0;
+        }
+        int r = strbuf_finish(&o.b, ret);
+        return r < 0 ? r : 1;
 }

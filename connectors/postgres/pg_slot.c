@@ -75,6 +75,19 @@ int pg_slot_state(Source *s, bool *ret_invalid, CdcError *err) {
 /* Bidirectional sync: the reverse pipeline's sink writes version tags into cdcsync.versions just
  * before each row (engine/rowstate.c); this pipeline reads them back, so the table must exist
  * here and be published (the reverse sink creates it too; whichever comes first). */
+/* What follows a table's name in the publication: its column list and row filter. */
+static int table_spec(Source *s, const char *table, char **ret, CdcError *err) {
+        char *cols = NULL, *where = NULL;
+        int r = pg_pubcols_list(s, table, &cols, err);
+        if (r == 0)
+                r = pg_pubwhere(s, table, &where, err);
+        if (r == 0 && asprintf(ret, "%s%s", cols, where) < 0)
+                r = cdc_oom(err);
+        free(cols);
+        free(where);
+        return r;
+}
+
 static int ensure_versions(Source *s, bool pub_exists, CdcError *err) {
         static const char *const ddl[] = {
                 "CREATE SCHEMA IF NOT EXISTS cdcsync",
@@ -161,7 +174,7 @@ int pg_slot_ensure_publication(Source *s, CdcError *err) {
                         const char *nm = dot ? dot + 1 : t;
                         char *tab = PQescapeIdentifier(s->sql, nm, strlen(nm));
                         char *cols = NULL;
-                        int r = pg_pubcols_list(s, t, &cols, err);
+                        int r = table_spec(s, t, &cols, err);
                         fprintf(f, "%s%s.%s%s", i ? ", " : "", sch ? sch : "\"\"", tab ? tab : "\"\"",
                                 cols ? cols : "");
                         PQfreemem(sch);
@@ -253,7 +266,7 @@ static int alter_publication(Source *s, const char *verb, const char *table, Cdc
         const char *dot = strchr(table, '.');
         char *cols = NULL;
         if (strcmp(verb, "ADD") == 0) {
-                int r = pg_pubcols_list(s, table, &cols, err);
+                int r = table_spec(s, table, &cols, err);
                 if (r < 0)
                         return r;
         }
@@ -283,50 +296,77 @@ static int alter_publication(Source *s, const char *verb, const char *table, Cdc
         return 0;
 }
 
-/* A member table whose column list is not what columns / exclude_columns now make (the conf
- * changed, or the publication was made before lists): dropped and added again with the new list
- * in one transaction, so no change of it is published without it. */
-static int realign_columns(Source *s, const char *table, CdcError *err) {
-        if (PQserverVersion(s->sql) < 150000)
-                return 0;
-        char *want = NULL;
-        int r = pg_pubcols_list(s, table, &want, err);
-        if (r < 0)
-                return r;
+/* What the publication holds for member table: its column list (" (a, b)", "" for all) and row
+ * filter as the server prints it ("" for none) into have_cols / have_qual. Returns 1 when it is a
+ * member, 0 when not, or a CdcError code. */
+static int member_spec(Source *s, const char *table, char *have_cols, size_t clen, char *have_qual, size_t qlen,
+                       CdcError *err) {
         const char *params[] = {s->publication, table};
         PGresult *res = pg_source_query(
                 s, s->sql,
                 "SELECT coalesce((SELECT ' (' || string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) || ')' "
                 "  FROM pg_catalog.pg_attribute a WHERE a.attrelid = pr.prrelid "
-                "  AND a.attnum = ANY (pr.prattrs::pg_catalog.int2[])), '') "
+                "  AND a.attnum = ANY (pr.prattrs::pg_catalog.int2[])), ''), "
+                "coalesce(pg_catalog.pg_get_expr(pr.prqual, pr.prrelid), '') "
                 "FROM pg_catalog.pg_publication_rel pr JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid "
                 "JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid JOIN pg_catalog.pg_namespace n "
                 "ON n.oid = c.relnamespace WHERE p.pubname = $1 AND n.nspname || '.' || c.relname = $2",
                 2, params, err);
-        if (!res) {
-                free(want);
+        if (!res)
                 return err->code;
-        }
-        bool same = PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), want) == 0;
-        char have[512];
-        snprintf(have, sizeof(have), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+        int member = PQntuples(res) == 1;
+        snprintf(have_cols, clen, "%s", member ? PQgetvalue(res, 0, 0) : "");
+        snprintf(have_qual, qlen, "%s", member ? PQgetvalue(res, 0, 1) : "");
         PQclear(res);
-        if (!same) {
-                res = pg_source_query(s, s->sql, "BEGIN", 0, NULL, err);
-                PQclear(res);
-                r = res ? alter_publication(s, "DROP", table, err) : err->code;
-                if (r == 0)
-                        r = alter_publication(s, "ADD", table, err);
-                res = pg_source_query(s, s->sql, r == 0 ? "COMMIT" : "ROLLBACK", 0, NULL,
-                                      r == 0 ? err : &(CdcError){0});
-                if (r == 0 && !res)
-                        r = err->code;
-                PQclear(res);
-                if (r == 0)
+        return member;
+}
+
+/* A member table whose column list or row filter is not what columns / exclude_columns / where
+ * now make (the conf changed, or the publication was made before lists and filters): dropped and
+ * added again with the new ones in one transaction, so no change of it is published without
+ * them. A row filter is compared as the server prints it: the table is added again in a
+ * transaction that is rolled back when the filter comes out the same. */
+static int realign_table(Source *s, const char *table, CdcError *err) {
+        if (PQserverVersion(s->sql) < 150000)
+                return 0;
+        char *want = NULL, *where = NULL;
+        char have[512], qual[1024], qual2[1024], cols2[512];
+        int r = pg_pubcols_list(s, table, &want, err);
+        if (r == 0)
+                r = pg_pubwhere(s, table, &where, err);
+        if (r == 0)
+                r = member_spec(s, table, have, sizeof(have), qual, sizeof(qual), err);
+        if (r <= 0 || (strcmp(have, want) == 0 && !*where && !*qual)) {
+                free(want);
+                free(where);
+                return r < 0 ? r : 0;
+        }
+        PGresult *res = pg_source_query(s, s->sql, "BEGIN", 0, NULL, err);
+        PQclear(res);
+        r = res ? alter_publication(s, "DROP", table, err) : err->code;
+        if (r == 0)
+                r = alter_publication(s, "ADD", table, err);
+        bool same = false;
+        if (r == 0 && (r = member_spec(s, table, cols2, sizeof(cols2), qual2, sizeof(qual2), err)) >= 0) {
+                same = strcmp(have, cols2) == 0 && strcmp(qual, qual2) == 0;
+                r = 0;
+        }
+        res = pg_source_query(s, s->sql, r == 0 && !same ? "COMMIT" : "ROLLBACK", 0, NULL,
+                              r == 0 ? err : &(CdcError){0});
+        if (r == 0 && !res)
+                r = err->code;
+        PQclear(res);
+        if (r == 0 && !same) {
+                if (strcmp(have, cols2) != 0)
                         log_info(s->ctx, "publication \"%s\" now sends columns%s of %s (it sent%s)", s->publication,
-                                 *want ? want : " (all)", table, *have ? have : " all");
+                                 *cols2 ? cols2 : " (all)", table, *have ? have : " all");
+                if (strcmp(qual, qual2) != 0)
+                        log_info(s->ctx, "publication \"%s\" now sends the rows of %s %s%s (it sent %s%s)",
+                                 s->publication, table, *qual2 ? "where " : "", *qual2 ? qual2 : "all",
+                                 *qual ? "where " : "", *qual ? qual : "all");
         }
         free(want);
+        free(where);
         return r;
 }
 
@@ -358,7 +398,7 @@ int pg_slot_follow_tables(Source *s, const SourceStart *start, CdcError *err) {
         for (int i = 0; r == 0 && i < s->pipe->ntables; i++) {
                 const char *t = s->pipe->tables[i];
                 if (in_list(members, nmembers, t))
-                        r = realign_columns(s, t, err);
+                        r = realign_table(s, t, err);
                 if (!in_list(members, nmembers, t)) {
                         r = alter_publication(s, "ADD", t, err);
                         if (r == 0)

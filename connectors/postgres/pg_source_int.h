@@ -106,6 +106,10 @@ int pg_source_check(const ConnectorConf *conn, const PipelineConf *pipe, CdcErro
 /* pg_pubcols.c: publication column lists */
 int pg_pubcols_list(Source *s, const char *table, char **ret, CdcError *err);
 int pg_pubcols_check(Source *s, CdcError *err);
+/* pg_pubwhere.c: publication row filters. *ret: " WHERE (expr)" for table's where condition where
+ * the publication can filter exactly as cdcsync does without refusing the source's own writes,
+ * else "" (malloc'd). Returns 0 or a CdcError code. */
+int pg_pubwhere(Source *s, const char *table, char **ret, CdcError *err);
 
 /* pg_rel.c: relations */
 Table *pg_rel_lookup(Source *s, uint32_t rel_id);

@@ -48,3 +48,27 @@ enum {
 
 /* Evaluates f on row img of table t (ncols values, or NULL) with idx from rowfilter_bind. */
 int rowfilter_eval(const RowFilter *f, const Table *t, const int *idx, const Value *img);
+
+/* What a server knows of a filter column, for rowfilter_sql. */
+typedef enum {
+        ROWFILTER_COL_OTHER = 0, /* a type whose comparisons may differ from rowfilter_eval's */
+        ROWFILTER_COL_NUMBER,    /* an integer type: every comparison agrees (numeric has NaN) */
+        ROWFILTER_COL_TEXT,      /* text/varchar with a deterministic collation: = and <> agree */
+        ROWFILTER_COL_BOOL,      /* boolean: = and <> agree */
+} RowFilterColClass;
+
+typedef struct {
+        /* Column i of the filter (rowfilter_column): its class, and the quoted identifier to write
+         * (owned by the callee, valid until the call returns), or NULL when the server table has
+         * no such column. */
+        const char *(*column)(void *ud, int i, RowFilterColClass *cls);
+        /* A text literal quoted for the server: malloc'd, or NULL when out of memory. */
+        char *(*literal)(void *ud, const char *text);
+        void *ud;
+} RowFilterSqlOps;
+
+/* The filter as a server's SQL expression (a PostgreSQL publication row filter) that selects
+ * exactly the rows rowfilter_eval selects: returns 1 with *ret (malloc'd), 0 when some part of it
+ * could select otherwise on the server (a text ordering, which depends on the collation; a type
+ * compared other than as rowfilter_eval does; a literal with an exponent), -ENOMEM. */
+int rowfilter_sql(const RowFilter *f, const RowFilterSqlOps *ops, char **ret);

@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -141,11 +143,86 @@ static void test_errors(void **state) {
         expect_error(deep, "fewer nested parentheses");
 }
 
+/* rowfilter_sql against a server table id int4 key, region text, amount numeric, paid bool, "Note"
+ * text (a column "zone" it lacks). */
+static const char *sql_column(void *ud, int i, RowFilterColClass *cls) {
+        const RowFilter *f = ud;
+        const char *c = rowfilter_column(f, i);
+        if (strcasecmp(c, "id") == 0) {
+                *cls = ROWFILTER_COL_NUMBER;
+                return "id";
+        }
+        if (strcmp(c, "region") == 0 || strcasecmp(c, "note") == 0) {
+                *cls = ROWFILTER_COL_TEXT;
+                return strcmp(c, "region") == 0 ? "region" : "\"Note\"";
+        }
+        if (strcmp(c, "amount") == 0) {
+                *cls = ROWFILTER_COL_OTHER;
+                return "amount";
+        }
+        if (strcmp(c, "paid") == 0) {
+                *cls = ROWFILTER_COL_BOOL;
+                return "paid";
+        }
+        return NULL;
+}
+
+static char *sql_literal(void *ud, const char *text) {
+        (void)ud;
+        char *q = malloc(strlen(text) * 2 + 3), *p = q;
+        if (!q)
+                return NULL;
+        *p++ = '\'';
+        for (; *text; text++) {
+                if (*text == '\'')
+                        *p++ = '\'';
+                *p++ = *text;
+        }
+        *p++ = '\'';
+        *p = 0;
+        return q;
+}
+
+/* The SQL of expr, or "-" when it could select otherwise on the server. */
+static void expect_sql(const char *expr, const char *want) {
+        RowFilter *f = NULL;
+        char err[512], *got = NULL;
+        assert_int_equal(rowfilter_parse(expr, &f, err, sizeof(err)), 0);
+        RowFilterSqlOps ops = {.column = sql_column, .literal = sql_literal, .ud = f};
+        int r = rowfilter_sql(f, &ops, &got);
+        assert_true(r >= 0);
+        assert_string_equal(r == 1 ? got : "-", want);
+        free(got);
+        rowfilter_free(f);
+}
+
+static void test_sql(void **state) {
+        (void)state;
+        expect_sql("id = 1", "(id = 1)");
+        expect_sql("ID >= 10 AND id < 20 OR id IS NULL", "(((id >= 10) AND (id < 20)) OR (id IS NULL))");
+        expect_sql("NOT id IN (1, 2, NULL)", "(NOT (id IN (1, 2, NULL)))");
+        expect_sql("region IN ('eu', 'o''brien') AND paid = true",
+                   "((region IN ('eu', 'o''brien')) AND (paid = true))");
+        expect_sql("'eu' <> region", "('eu' <> region)");
+        expect_sql("note is not null", "(\"Note\" IS NOT NULL)");
+        expect_sql("region = NULL", "(region = NULL)");
+        /* what the server could decide otherwise */
+        expect_sql("region < 'm'", "-");         /* a text ordering: the collation's */
+        expect_sql("amount = 5", "-");           /* numeric: NaN */
+        expect_sql("id = 1e2", "-");             /* compared as a double here */
+        expect_sql("id = '5'", "-");             /* a text literal cast on the server */
+        expect_sql("paid > false", "-");         /* a boolean ordering */
+        expect_sql("id = region", "-");          /* two classes */
+        expect_sql("1 = 1", "-");                /* no column */
+        expect_sql("zone = 'x' OR id = 1", "-"); /* a column the table lacks */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_comparisons),
                 cmocka_unit_test(test_logic_and_nulls),
                 cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_sql),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
