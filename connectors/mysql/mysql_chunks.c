@@ -35,24 +35,6 @@ uint64_t mysql_chunks_width(uint64_t min, uint64_t max, uint64_t rows_est, uint6
         return w > UINT64_MAX ? UINT64_MAX : (uint64_t)w;
 }
 
-static int by_lo(const void *a, const void *b) {
-        const MysqlKeyRange *x = a, *y = b;
-        return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-static int push(MysqlKeyRange **v, int *n, int *cap, uint64_t lo, uint64_t hi) {
-        if (*n == *cap) {
-                int nc = *cap ? *cap * 2 : 16;
-                MysqlKeyRange *g = realloc(*v, sizeof(*g) * (size_t)nc);
-                if (!g)
-                        return -ENOMEM;
-                *v = g;
-                *cap = nc;
-        }
-        (*v)[(*n)++] = (MysqlKeyRange){lo, hi};
-        return 0;
-}
-
 /* Cuts the gap [lo, hi) at the points min + k * width (k >= 1) strictly inside it and at most max:
  * the part below min + width is the first chunk, the part above the last point the last. */
 static int cut(MysqlKeyRange **v, int *n, int *cap, uint64_t lo, uint64_t hi, bool empty, uint64_t min, uint64_t max,
@@ -61,12 +43,12 @@ static int cut(MysqlKeyRange **v, int *n, int *cap, uint64_t lo, uint64_t hi, bo
         if (!empty) {
                 unsigned __int128 k = lo < min ? 1 : (lo - min) / width + 1;
                 for (unsigned __int128 p = (unsigned __int128)min + k * width; p < hi && p <= max; p += width) {
-                        if (push(v, n, cap, cur, (uint64_t)p) < 0)
+                        if (chunk_range_push(v, n, cap, cur, (uint64_t)p) < 0)
                                 return -ENOMEM;
                         cur = (uint64_t)p;
                 }
         }
-        return push(v, n, cap, cur, hi);
+        return chunk_range_push(v, n, cap, cur, hi);
 }
 
 int mysql_chunks_plan(bool empty, uint64_t min, uint64_t max, uint64_t width, const MysqlKeyRange *done, int ndone,
@@ -77,13 +59,8 @@ int mysql_chunks_plan(bool empty, uint64_t min, uint64_t max, uint64_t width, co
                 width = 1;
         if (!empty && max < min)
                 empty = true;
-        if (ndone > 0) {
-                d = malloc(sizeof(*d) * (size_t)ndone);
-                if (!d)
-                        return -ENOMEM;
-                memcpy(d, done, sizeof(*d) * (size_t)ndone);
-                qsort(d, (size_t)ndone, sizeof(*d), by_lo);
-        }
+        if (chunk_range_sorted(done, ndone, &d) < 0)
+                return -ENOMEM;
         /* everything below `at` is done or planned; full once the whole space is */
         uint64_t at = 0;
         bool full = false;

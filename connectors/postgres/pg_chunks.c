@@ -18,24 +18,6 @@ uint64_t pg_chunks_blocks_per_chunk(uint64_t blocks, double reltuples, uint64_t 
         return (uint64_t)per;
 }
 
-static int by_lo(const void *a, const void *b) {
-        const PgBlockRange *x = a, *y = b;
-        return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-static int push(PgBlockRange **v, int *n, int *cap, uint64_t lo, uint64_t hi) {
-        if (*n == *cap) {
-                int nc = *cap ? *cap * 2 : 16;
-                PgBlockRange *g = realloc(*v, sizeof(*g) * (size_t)nc);
-                if (!g)
-                        return -ENOMEM;
-                *v = g;
-                *cap = nc;
-        }
-        (*v)[(*n)++] = (PgBlockRange){lo, hi};
-        return 0;
-}
-
 /* Cuts the gap [lo, hi) into chunks of per blocks, the part at or past blocks left whole. */
 static int cut(PgBlockRange **v, int *n, int *cap, uint64_t lo, uint64_t hi, uint64_t blocks, uint64_t per) {
         while (lo < hi) {
@@ -44,7 +26,7 @@ static int cut(PgBlockRange **v, int *n, int *cap, uint64_t lo, uint64_t hi, uin
                         end = hi;
                 if (end == blocks && hi == UINT64_MAX)
                         end = UINT64_MAX; /* the table's last chunk reads to its end, however it grew */
-                if (push(v, n, cap, lo, end) < 0)
+                if (chunk_range_push(v, n, cap, lo, end) < 0)
                         return -ENOMEM;
                 lo = end;
         }
@@ -56,13 +38,8 @@ int pg_chunks_plan(uint64_t blocks, uint64_t per, const PgBlockRange *done, int 
         int n = 0, cap = 0;
         if (per == 0)
                 per = 1;
-        if (ndone > 0) {
-                d = malloc(sizeof(*d) * (size_t)ndone);
-                if (!d)
-                        return -ENOMEM;
-                memcpy(d, done, sizeof(*d) * (size_t)ndone);
-                qsort(d, (size_t)ndone, sizeof(*d), by_lo);
-        }
+        if (chunk_range_sorted(done, ndone, &d) < 0)
+                return -ENOMEM;
         uint64_t at = 0; /* everything below at is done or planned */
         for (int i = 0; i <= ndone && at != UINT64_MAX; i++) {
                 uint64_t gap_end = i < ndone ? d[i].lo : UINT64_MAX;
