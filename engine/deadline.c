@@ -1,7 +1,11 @@
 /* Guards that bound blocking calls by shutting a socket down past a deadline, and TCP keepalives.
  *
  * DESIGN. One thread per guard, started at its first arm, sleeps until the deadline (or forever
- * while disarmed). Arming is a mutex and a clock read, cheap enough for every call into a sink.
+ * while disarmed). Arming is a mutex and a clock read, cheap enough for every call into a sink:
+ * it wakes the thread only when the thread sleeps forever or past the new deadline. A deadline
+ * pushed later, or a disarm, lets the thread sleep on to the time it chose; it then looks again
+ * (sleeping on to the new deadline, or forever). Waking it at every arm cost two context switches
+ * per change a sink applied (perf: 97 % of cdcsync's context switches in an initial copy).
  * The socket is only ever touched under the guard's mutex, and set to -1 before the owner closes
  * it, so a fire can never hit a reused descriptor. */
 #include <errno.h>
@@ -23,24 +27,32 @@ struct Deadline {
         bool fired;
         int fd;
         struct timespec until; /* CLOCK_MONOTONIC, while armed */
+        /* what the thread sleeps until: forever, or sleep_until */
+        bool sleep_forever;
+        struct timespec sleep_until;
 };
+
+static bool before(struct timespec a, struct timespec b) {
+        return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
 
 static void *deadline_main(void *arg) {
         Deadline *d = arg;
         pthread_mutex_lock(&d->lock);
         while (!d->stop) {
                 if (!d->armed) {
+                        d->sleep_forever = true;
                         pthread_cond_wait(&d->wake, &d->lock);
+                        d->sleep_forever = false;
                         continue;
                 }
-                struct timespec until = d->until;
-                if (pthread_cond_timedwait(&d->wake, &d->lock, &until) != ETIMEDOUT)
-                        continue; /* re-armed, disarmed or stopped: look again */
+                d->sleep_until = d->until;
+                if (pthread_cond_timedwait(&d->wake, &d->lock, &d->sleep_until) != ETIMEDOUT)
+                        continue; /* armed sooner or stopped: look again */
                 struct timespec now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                if (!d->armed || now.tv_sec < d->until.tv_sec ||
-                    (now.tv_sec == d->until.tv_sec && now.tv_nsec < d->until.tv_nsec))
-                        continue; /* pushed back while we slept */
+                if (!d->armed || before(now, d->until))
+                        continue; /* disarmed or pushed back while we slept */
                 d->armed = false;
                 d->fired = true;
                 /* Wakes the blocked call: its poll sees the end of the stream. */
@@ -107,9 +119,9 @@ void deadline_arm(Deadline *d, int timeout_ms) {
                 /* Without its thread the guard bounds nothing; the call still works unbounded. */
                 d->started = pthread_create(&d->thread, NULL, deadline_main, d) == 0;
         }
-        /* The thread sleeps until the old deadline: wake it only when the new one comes earlier. */
-        bool sooner = !d->armed || until.tv_sec < d->until.tv_sec ||
-                      (until.tv_sec == d->until.tv_sec && until.tv_nsec < d->until.tv_nsec);
+        /* Wake the thread only when it would sleep past the new deadline (a thread just started
+         * has not chosen yet: it reads until when it first takes the lock). */
+        bool sooner = d->sleep_forever || before(until, d->sleep_until);
         d->armed = true;
         d->until = until;
         if (sooner)

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,6 +62,37 @@ static void test_disarmed_in_time(void **state) {
         close(sv[1]);
 }
 
+/* The guard's thread sleeps on to the deadline it chose when a deadline is pushed back or
+ * disarmed (so that arming for every call wakes nobody): a later arm still never fires early,
+ * and a sooner one after a far one still fires in time (it wakes the thread). Each wait below is
+ * bounded by poll, so a guard that fires late fails instead of hanging. */
+static void test_rearm_sooner_and_later(void **state) {
+        (void)state;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        Deadline *d;
+        assert_int_equal(deadline_new(&d), 0);
+        deadline_set_fd(d, sv[0]);
+        struct pollfd p = {.fd = sv[0], .events = POLLIN};
+        /* short, then disarmed and armed far: the thread wakes at the short one, sleeps on */
+        deadline_arm(d, 50);
+        assert_false(deadline_disarm(d));
+        deadline_arm(d, 60000);
+        assert_int_equal(poll(&p, 1, 500), 0);
+        assert_false(deadline_fired(d));
+        /* far, then disarmed and armed short: the thread is woken and fires at the short one */
+        assert_false(deadline_disarm(d));
+        deadline_arm(d, 100);
+        assert_int_equal(poll(&p, 1, 10000), 1);
+        char c;
+        assert_int_equal(read(sv[0], &c, 1), 0); /* shut down */
+        assert_true(deadline_disarm(d));
+        deadline_set_fd(d, -1);
+        assert_null(deadline_free(d));
+        close(sv[0]);
+        close(sv[1]);
+}
+
 /* Without a socket (set to -1 before its owner closes it) a fire only marks the guard: a
  * descriptor number reused by someone else is never touched. */
 static void test_no_socket_no_shutdown(void **state) {
@@ -102,9 +134,8 @@ static void test_tcp_keepalive(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_fires_on_blocked_read),
-                cmocka_unit_test(test_disarmed_in_time),
-                cmocka_unit_test(test_no_socket_no_shutdown),
+                cmocka_unit_test(test_fires_on_blocked_read),  cmocka_unit_test(test_disarmed_in_time),
+                cmocka_unit_test(test_rearm_sooner_and_later), cmocka_unit_test(test_no_socket_no_shutdown),
                 cmocka_unit_test(test_tcp_keepalive),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
