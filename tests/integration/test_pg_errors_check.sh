@@ -178,7 +178,9 @@ sed -i '/^\[pipeline.other\]/,$d' "$WORK/same.conf"
 service_start "$WORK/same.conf"
 SP=$(sed -n 's/^metrics_listen = 127.0.0.1://p' "$WORK/same.conf")
 wait_for "the loop refused at run" 30 grep -qF "[pipeline=loop source=tcp sink=sock] pipeline loop: source tcp and sink sock are one database (PostgreSQL system $SYSID, database postgres) — it would read its own writes back and apply them again, forever: point the sink at another database — the pipeline is stopped until this is fixed" "$WORK/service.log"
-curl -s "http://127.0.0.1:$SP/metrics" | grep -qx 'cdcsync_errors_total{pipeline="loop",kind="conf"} 1' || fail "the refusal is not counted as a conf error"
+# the log line is written before the counter moves: wait for the count, do not race it
+refusal_counted() { curl -s "http://127.0.0.1:$SP/metrics" | grep -qx 'cdcsync_errors_total{pipeline="loop",kind="conf"} 1'; }
+wait_for "the refusal counted as a conf error" 30 refusal_counted
 curl -s "http://127.0.0.1:$SP/healthz" | grep -qF "one database" || fail "/healthz does not say why loop is down"
 service_stop
 [ "$(psql_on db -c "SELECT count(*) FROM pg_replication_slots")" = "$slots_before" ] || fail "run created a slot for the refused pipeline"
