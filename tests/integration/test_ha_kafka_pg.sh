@@ -102,8 +102,12 @@ def produce(topic, lines):
 n = 0
 while not os.path.exists(os.environ["STOPFILE"]):
     if os.path.exists(os.environ["PAUSEFILE"]):
-        with open(os.environ["PAUSEFILE"] + ".ack", "w") as f:
-            f.write(f"{n}\n")
+        # Acknowledged once, atomically: rewriting it in place would let a reader see it empty.
+        ack = os.environ["PAUSEFILE"] + ".ack"
+        if not os.path.exists(ack):
+            with open(ack + ".tmp", "w") as f:
+                f.write(f"{n}\n")
+            os.replace(ack + ".tmp", ack)
         time.sleep(0.05)
         continue
     batch = range(n + 1, n + 11)
@@ -142,6 +146,7 @@ ha_before_sigcont() {
   touch "$PAUSEFILE"
   wait_for "the writer pauses" 30 test -s "$PAUSEFILE.ack"
   PAUSED_AT=$(cat "$PAUSEFILE.ack")
+  [[ $PAUSED_AT =~ ^[0-9]+$ ]] || fail "the writer's pause acknowledgement is not a count: '$PAUSED_AT'"
   wait_for "the new leader applies all $PAUSED_AT rows" 60 sink_has_all "$PAUSED_AT"
   wait_for "the group's offsets cover all $PAUSED_AT messages of each topic" 60 committed_all "$PAUSED_AT"
   SINK_BEFORE=$(sink_state)
