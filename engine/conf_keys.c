@@ -44,8 +44,8 @@ const ConfKey conf_service_keys[] = {
          "run each pipeline on one instance among those with this conf, through a lease row in the pipeline's "
          "sink (cdcsync.leases); off: no lease, this instance runs every pipeline"},
         {"ha_takeover_s", K_INT, "15", T_ALL, 0, false, false, SVC(ha_takeover_s), 0, 2, 3600, "2..3600",
-         "seconds: a standby takes over a pipeline whose leader stopped renewing its lease within this; a Kafka "
-         "source's consumer-group session (session.timeout.ms) is as long, unless kafka.session.timeout.ms is set"},
+         "seconds: a standby takes over a pipeline whose leader stopped renewing its lease within this (a Kafka "
+         "source then reads its partitions at once, from its group's offsets)"},
 };
 
 const ConfKey conf_connector_keys[] = {

@@ -156,8 +156,22 @@ Position pipeline_io_durable(PipelineIO *io) {
         return pos;
 }
 
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 bool pipeline_io_stopping(PipelineIO *io) {
         return atomic_load(&io->p->source_stop);
+}
+
+bool pipeline_io_lease_current(PipelineIO *io) {
+        Pipeline *p = io->p;
+        if (!p->ha)
+                return true;
+        return atomic_load(&p->lease_gen) > 0 &&
+               !lease_self_expired(atomic_load(&p->lease_renewed_ms), mono_ms(), p->conf->conf->ha_takeover_s);
 }
 
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts) {
@@ -593,12 +607,6 @@ static bool stop_wait(Pipeline *p, int ms, bool wake_on_stop) {
         return !atomic_load(&p->stop);
 }
 
-static int64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ha = on: holds the pipeline's lease (lease.h). A standby polls every takeover_s / 3 and takes
  * an expired lease over; the leader renews at that pace and, when renewals fail until its own
  * clock says the lease may have expired on the server, or the lease moved on, ends the attempt
@@ -635,6 +643,7 @@ static void *leaser_main(void *arg) {
                         }
                 } else if (now_held > 0) {
                         renewed = mono_ms();
+                        atomic_store(&p->lease_renewed_ms, renewed);
                 }
                 if (now_held != held) {
                         atomic_store(&p->lease_gen, now_held);

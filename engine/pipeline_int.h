@@ -88,8 +88,9 @@ struct Pipeline {
         bool ha; /* conf's ha = on */
         pthread_t leaser;
         bool leaser_started;
-        atomic_int_fast64_t lease_gen; /* generation held, 0: standby; written by the lease thread */
-        atomic_bool supervisor_done;   /* the last attempt committed and ended: the lease may go */
+        atomic_int_fast64_t lease_gen;        /* generation held, 0: standby; written by the lease thread */
+        atomic_int_fast64_t lease_renewed_ms; /* mono ms of the last confirmed renewal (or take) */
+        atomic_bool supervisor_done;          /* the last attempt committed and ended: the lease may go */
 };
 
 /* The attempt is to wind down at the next transaction boundary: the service stops, or an

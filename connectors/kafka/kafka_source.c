@@ -39,6 +39,15 @@
  * pipeline restarts from the committed offsets. The consumer (and its membership) is kept across
  * rebalances, so two instances do not make each other rebalance forever.
  *
+ * ha = on (lease.h): only the holder of the pipeline's lease (kept in its sink) runs the source,
+ * so it joins no group: it assigns itself every partition of the matching topics, from the
+ * group's committed offsets, the moment it holds the lease, and looks for new topics and
+ * partitions every ASSIGN_REFRESH_MS. Through a group it would get them only once the group had
+ * waited out the dead leader's session. Without a membership no generation fences its offset
+ * commits, so they are made only while pipeline_io_lease_current() (a leader resumed after a
+ * freeze finds its lease too old by its own clock and commits nothing); its sink commits are
+ * fenced by the lease itself.
+ *
  * Instances that share a group are distinct pipelines (a database sink keeps one checkpoint and
  * replication origin per pipeline) with the same `group`. Where to read comes from the group's
  * offsets, never from the sink's checkpoint: that only keeps positions increasing.
@@ -75,6 +84,7 @@
 #define REVOKE_WAIT_MS 60000 /* how long a revoke waits for the sink to commit */
 #define POLL_MS 200
 #define METADATA_TIMEOUT_MS 10000
+#define ASSIGN_REFRESH_MS 5000 /* ha = on: how often new topics and partitions are looked for */
 #define STATS_INTERVAL_MS 1000
 
 typedef struct {
@@ -105,6 +115,9 @@ struct Source {
         int64_t rx_ms;        /* mono ms: a broker last answered in this attempt; 0: none yet */
         bool revoke_failed;
         int nassigned;
+        bool ha;                /* ha = on: partitions assigned here, no group membership */
+        int64_t assigned_ms;    /* ha = on: mono ms of the last look for topics and partitions */
+        bool lease_lost_logged; /* an offset commit was left out: the lease may have moved on */
 };
 
 static int64_t mono_ms(void) {
@@ -247,6 +260,17 @@ static int commit_durable(Source *s, bool async) {
         rd_kafka_topic_partition_list_t *l = NULL;
         int r = 0;
         s->last_commit_ms = mono_ms();
+        /* ha = on: no group generation fences these commits (no member joins), so they are made
+         * only while the lease is ours by this instance's clock. A leader resumed after a freeze
+         * would otherwise move the group's offsets back behind the new leader's. */
+        if (!pipeline_io_lease_current(s->io)) {
+                if (!s->lease_lost_logged)
+                        log_info(s->ctx, "not committing offsets to group %s: this instance's lease may have moved on",
+                                 s->group);
+                s->lease_lost_logged = true;
+                s->head = s->count = 0;
+                return 0;
+        }
         while (s->count && durable.hi == 0 && s->map[s->head].pos <= durable.lo) {
                 const OffsetEntry *e = &s->map[s->head];
                 if (!l && !(l = rd_kafka_topic_partition_list_new(16)))
@@ -390,6 +414,81 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         s->nassigned = cooperative ? s->nassigned - parts->cnt : 0;
 }
 
+/* ---- ha = on: assigned partitions ---- */
+
+/* Assigns here every partition of the topics that match the subscription's patterns and is not
+ * assigned yet, each from the offset the group has committed (auto.offset.reset where none).
+ * Only the lease holder runs the source, so no group protocol has to make it the partitions'
+ * only reader: it reads them the moment it holds the lease, rather than after the group has
+ * waited out the dead leader's session (and, for a group that emptied, its initial rebalance
+ * delay). Returns the number of partitions added, or a negative error. */
+static int assign_matching(Source *s, const rd_kafka_topic_partition_list_t *sub, CdcError *err) {
+        const rd_kafka_metadata_t *md = NULL;
+        int timeout = conf_timeout_ms(s->conn) < METADATA_TIMEOUT_MS ? conf_timeout_ms(s->conn) : METADATA_TIMEOUT_MS;
+        s->assigned_ms = mono_ms();
+        rd_kafka_resp_err_t ke = rd_kafka_metadata(s->rk, 1, NULL, &md, timeout);
+        if (ke)
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
+                                 "kafka connector %s: cannot read the cluster's topics: %s", s->conn->name,
+                                 rd_kafka_err2str(ke));
+        rd_kafka_topic_partition_list_t *have = NULL, *add = rd_kafka_topic_partition_list_new(16);
+        regex_t *res = calloc((size_t)sub->cnt, sizeof(*res));
+        int nres = 0, r = 0;
+        if (!add || !res) {
+                r = cdc_oom(err);
+                goto out;
+        }
+        for (; nres < sub->cnt; nres++)
+                if (regcomp(&res[nres], sub->elems[nres].topic, REG_EXTENDED | REG_NOSUB) != 0) {
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: topic pattern %s is no regex",
+                                      s->conn->name, sub->elems[nres].topic);
+                        goto out;
+                }
+        ke = rd_kafka_assignment(s->rk, &have);
+        if (ke) {
+                r = cdc_error(err, -EIO, true, CDC_ERR_INTERNAL, "kafka consumer: cannot read its assignment: %s",
+                              rd_kafka_err2str(ke));
+                goto out;
+        }
+        for (int t = 0; t < md->topic_cnt; t++) {
+                const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+                bool match = false;
+                if (mt->err)
+                        continue;
+                for (int i = 0; i < nres && !match; i++)
+                        match = regexec(&res[i], mt->topic, 0, NULL, 0) == 0;
+                for (int i = 0; match && i < mt->partition_cnt; i++)
+                        if (!rd_kafka_topic_partition_list_find(have, mt->topic, mt->partitions[i].id))
+                                rd_kafka_topic_partition_list_add(add, mt->topic, mt->partitions[i].id)->offset =
+                                        RD_KAFKA_OFFSET_INVALID; /* the group's committed offset */
+        }
+        if (add->cnt) {
+                rd_kafka_error_t *e = rd_kafka_incremental_assign(s->rk, add);
+                if (e) {
+                        r = cdc_error(err, -EIO, true, CDC_ERR_INTERNAL, "kafka consumer: cannot assign partitions: %s",
+                                      rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                        goto out;
+                }
+                s->nassigned += add->cnt;
+                log_info(s->ctx,
+                         "reading %d more partition(s) here (%d in all) as the lease holder, from the offsets "
+                         "of group %s",
+                         add->cnt, s->nassigned, s->group);
+        }
+        r = add->cnt;
+out:
+        for (int i = 0; i < nres; i++)
+                regfree(&res[i]);
+        free(res);
+        if (add)
+                rd_kafka_topic_partition_list_destroy(add);
+        if (have)
+                rd_kafka_topic_partition_list_destroy(have);
+        rd_kafka_metadata_destroy(md);
+        return r;
+}
+
 /* ---- lifecycle ---- */
 
 /* Leaves the group now rather than after session.timeout.ms (the revoke commits what is durable
@@ -445,13 +544,6 @@ static Source *kafka_source_free(Source *s) {
         return NULL;
 }
 
-static bool has_kafka_prop(const ConnectorConf *conn, const char *key) {
-        for (int i = 0; i < conn->nkafka_props; i++)
-                if (strcmp(conn->kafka_props[i].key, key) == 0)
-                        return true;
-        return false;
-}
-
 static int make_consumer(Source *s, bool check, CdcError *err) {
         const ConnectorConf *conn = s->conn;
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -465,16 +557,6 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         snprintf(client_id, sizeof(client_id), "cdcsync-%s%s", s->pipe->name, check ? "-check" : "");
         char socket_timeout[16];
         snprintf(socket_timeout, sizeof(socket_timeout), "%d", conf_timeout_ms(conn));
-        /* ha = on: a new leader gets the partitions only once the group has dropped the dead
-         * one's member, session.timeout.ms (librdkafka's default: 45 s) after its last heartbeat.
-         * Bounded by ha_takeover_s, as the lease is, unless kafka.session.timeout.ms says
-         * otherwise (brokers refuse one below group.min.session.timeout.ms, 6 s by default). */
-        char session_timeout[16] = "", heartbeat[16] = "";
-        if (s->pipe->conf && s->pipe->conf->ha && !has_kafka_prop(conn, "session.timeout.ms")) {
-                int64_t ms = (int64_t)s->pipe->conf->ha_takeover_s * 1000; /* 2..3600 s */
-                snprintf(session_timeout, sizeof(session_timeout), "%" PRId64, ms);
-                snprintf(heartbeat, sizeof(heartbeat), "%" PRId64, ms / 3 < 3000 ? ms / 3 : 3000);
-        }
         const char *defaults[][2] = {
                 {"bootstrap.servers", conn->brokers},
                 {"client.id", client_id},
@@ -493,10 +575,6 @@ static int make_consumer(Source *s, bool check, CdcError *err) {
         };
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && r == 0; i++)
                 r = kafka_conf_set(conf, conn, defaults[i][0], defaults[i][1], err);
-        if (r == 0 && session_timeout[0])
-                r = kafka_conf_set(conf, conn, "session.timeout.ms", session_timeout, err);
-        if (r == 0 && heartbeat[0] && !has_kafka_prop(conn, "heartbeat.interval.ms"))
-                r = kafka_conf_set(conf, conn, "heartbeat.interval.ms", heartbeat, err);
         if (r == 0 && conn->password)
                 r = kafka_conf_set(conf, conn, "sasl.password", conn->password, err);
         for (int i = 0; i < conn->nkafka_props && r == 0; i++) {
@@ -566,6 +644,7 @@ static int source_new(const ConnectorConf *conn, const PipelineConf *pipe, bool 
                 return cdc_oom(err);
         s->conn = conn;
         s->pipe = pipe;
+        s->ha = pipe->conf && pipe->conf->ha;
         snprintf(s->ctx, sizeof(s->ctx), "[pipeline=%s source=%s]", pipe->name, conn->name);
         if (conn->group)
                 snprintf(s->group, sizeof(s->group), "%s", conn->group);
@@ -682,17 +761,26 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
         s->last_pos = ckpt;
         s->head = s->count = 0;
         s->revoke_failed = false;
+        s->lease_lost_logged = false;
+        s->nassigned = 0;
         r = make_subscription(s, &sub, err);
         if (r < 0)
                 goto out;
-        rd_kafka_resp_err_t ke = rd_kafka_subscribe(s->rk, sub);
-        if (ke) {
-                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: cannot subscribe: %s", s->conn->name,
-                              rd_kafka_err2str(ke));
-                goto out;
+        if (s->ha) {
+                log_info(s->ctx, "consuming %d topic pattern(s) with the offsets of group %s, first: %s", sub->cnt,
+                         s->group, sub->elems[0].topic);
+                if ((r = assign_matching(s, sub, err)) < 0)
+                        goto out;
+        } else {
+                rd_kafka_resp_err_t ke = rd_kafka_subscribe(s->rk, sub);
+                if (ke) {
+                        r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF, "connector %s: cannot subscribe: %s",
+                                      s->conn->name, rd_kafka_err2str(ke));
+                        goto out;
+                }
+                log_info(s->ctx, "consuming %d topic pattern(s) as group %s, first: %s", sub->cnt, s->group,
+                         sub->elems[0].topic);
         }
-        log_info(s->ctx, "consuming %d topic pattern(s) as group %s, first: %s", sub->cnt, s->group,
-                 sub->elems[0].topic);
         pipeline_io_streaming(io, false);
 
         while (!pipeline_io_stopping(io)) {
@@ -706,6 +794,13 @@ static int kafka_source_run(Source *s, const SourceStart *start, PipelineIO *io,
                         commit_durable(s, true);
                         if ((r = check_brokers(s, err)) < 0)
                                 goto out;
+                }
+                /* Topics made (and partitions added) since: a failed look is tried again later;
+                 * brokers that stopped answering end the attempt through check_brokers. */
+                if (s->ha && mono_ms() - s->assigned_ms >= ASSIGN_REFRESH_MS) {
+                        CdcError e = {0};
+                        if (assign_matching(s, sub, &e) < 0)
+                                log_debug(s->ctx, "%s", e.message);
                 }
                 if (s->count >= OFFSET_MAP_MAX) {
                         /* The sink is behind by more than the map holds: wait for it. */
@@ -746,7 +841,11 @@ out:
         commit_durable(s, false);
         if (sub)
                 rd_kafka_topic_partition_list_destroy(sub);
-        rd_kafka_unsubscribe(s->rk);
+        if (s->ha)
+                rd_kafka_assign(s->rk, NULL);
+        else
+                rd_kafka_unsubscribe(s->rk);
+        s->nassigned = 0;
         s->io = NULL;
         return r;
 }

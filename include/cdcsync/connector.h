@@ -81,6 +81,10 @@ int pipeline_io_emit(PipelineIO *io, Event *ev);
 /* The last position durably committed in the sink: the only position a source may acknowledge. */
 Position pipeline_io_durable(PipelineIO *io);
 bool pipeline_io_stopping(PipelineIO *io);
+/* ha = off: true. ha = on: this instance holds the pipeline's lease and, by its own clock, the
+ * lease cannot have expired on the server yet (lease_self_expired). For what a source writes
+ * outside the sink's fenced transactions (a Kafka group's offsets): after a freeze it is false. */
+bool pipeline_io_lease_current(PipelineIO *io);
 /* Source log end as seen in the stream (keepalives, heartbeats): an observation for lag. */
 void pipeline_io_report_source_end(PipelineIO *io, Position end, int64_t server_ts);
 /* For a source whose positions are not its log's (Kafka), instead of log ends: as of now it has

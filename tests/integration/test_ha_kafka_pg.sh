@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # High availability (#16) of a Kafka → PostgreSQL pipeline: two instances run the same conf (ha =
 # on, different `instance`); the lease lives in the PostgreSQL sink, so one instance leads and is
-# the only member of the pipeline's consumer group (the standby never opens the source). A writer
+# the only reader of the topics, with the group's offsets (the standby never opens the source). A writer
 # produces sequence-numbered change events (kcat, the real client) to a 4-partition topic all
 # along, and the counter row's after image to another. The leader is killed with SIGKILL 4 times:
-# the other takes the lease over, joins the group and gets the partitions once the dead member's
-# session (derived from ha_takeover_s) has ended, resuming from the offsets committed after the
-# sink's commits; the killed one comes back as standby. Then the leader is frozen with SIGSTOP
+# the other takes the lease over and at once assigns itself every partition, resuming from the
+# offsets committed to the group after the sink's commits; the killed one comes back as standby. Then the leader is frozen with SIGSTOP
 # past ha_takeover_s and resumed: it must step down without committing, neither to the sink nor
 # its old offsets to the group (the writer pauses around the SIGCONT so that either would show).
-# Each takeover is printed three times: until the lease moved, until the group assigned the
-# partitions to the new leader, and until it applied a change produced after the fault. The sink
+# Each takeover is printed three times: until the lease moved, until the new leader assigned itself
+# the partitions, and until it applied a change produced after the fault. A topic made while
+# streaming is read too. The sink
 # ends with exactly the rows produced, none lost, none twice, and the group's offsets cover them.
 source "$(dirname "$0")/lib.sh"
 source "$SRCDIR/tests/kafka_mock/kafka_lib.sh"
@@ -21,6 +21,7 @@ kafka_mock_start -t cdc.src.public.seqlog:4 -t cdc.src.public.counter:1
 psql_on dst <<'SQL'
 CREATE TABLE seqlog (n bigint PRIMARY KEY);
 CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL);
+CREATE TABLE late (id int PRIMARY KEY);
 SQL
 
 ha_confs <<CONF
@@ -36,22 +37,22 @@ dsn = $(pg_dsn dst)
 [pipeline.ha]
 source = bus
 sink = dst
-tables = public.seqlog, public.counter
+tables = public.seqlog, public.counter, public.late
 batch_max_rows = 50
 CONF
 
 holder() { psql_on dst -c "SELECT holder || ' ' || generation FROM cdcsync.leases WHERE pipeline = 'ha'" 2>/dev/null; }
 src_max() { cat "$WORK/written" 2>/dev/null || echo 0; }
 sink_reached() { [ "$(psql_on dst -c "SELECT coalesce(max(n), 0) >= $1 FROM seqlog" 2>/dev/null)" = t ]; }
-# The standby stays out of the consumer group: an instance opens the source (and joins) only
-# after it logged that it holds the lease, once per time it did.
-joins() { grep -c "as group cdcsync_ha" "$WORK/service$1.log" || true; }
+# The standby never reads: an instance opens the source (and reads the partitions) only after it
+# logged that it holds the lease, once per time it did.
+joins() { grep -c "consuming .* topic pattern" "$WORK/service$1.log" || true; }
 leads() { grep -c "leader: holding the pipeline's lease" "$WORK/service$1.log" || true; }
 assert_standby_out_of_group() {
-  [ "$(joins "$1")" -le "$(leads "$1")" ] || fail "node$1 joined the consumer group without holding the lease"
+  [ "$(joins "$1")" -le "$(leads "$1")" ] || fail "node$1 read the topics without holding the lease"
 }
-# After a takeover: how long from the fault until the group assigned the partitions to the new
-# leader (its log's time; the lease, the source's connect, the group's rebalance) and until it
+# After a takeover: how long from the fault until the new leader assigned itself the partitions
+# (its log's time; the lease, the source's connect and metadata request) and until it
 # applied a change the writer produced after the fault (plus the re-read of what was applied but
 # not yet committed to the group, the writer's next batch and one sink batch).
 assigned_after() { # NODE: seconds from HA_T0 to the first "assigned" line logged after it
@@ -59,7 +60,7 @@ assigned_after() { # NODE: seconds from HA_T0 to the first "assigned" line logge
 import sys, datetime
 t0 = float(sys.argv[2])
 for line in open(sys.argv[1]):
-    if "group cdcsync_ha assigned" not in line:
+    if "partition(s) here" not in line:
         continue
     t = datetime.datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc).timestamp()
     if t > t0:
@@ -70,7 +71,7 @@ PY
 }
 ha_on_takeover() {
   local secs asg new=$((1 - HA_LEADER))
-  wait_for "the group assigns the partitions to node$new" 120 assigned_after "$new"
+  wait_for "node$new assigns itself the partitions" 120 assigned_after "$new"
   asg=$(assigned_after "$new")
   wait_for "node$new applies changes produced after the fault" 120 sink_reached $((HA_N0 + 1))
   secs=$(secs_since "$HA_T0")
@@ -85,9 +86,9 @@ wait_for "node0 leads" 60 holder_is node0
 start_node 1
 wait_for "node0's cdcsync_pipeline_leader is 1" 30 metric_is 0 1
 wait_for "node1's cdcsync_pipeline_leader is 0" 30 metric_is 1 0
-wait_for "node0 joins the consumer group" 60 grep -q "group cdcsync_ha assigned" "$WORK/service0.log"
+wait_for "node0 reads the partitions" 60 grep -q "partition(s) here" "$WORK/service0.log"
 assert_standby_out_of_group 1
-[ "$(joins 1)" = 0 ] || fail "the standby node1 joined the consumer group"
+[ "$(joins 1)" = 0 ] || fail "the standby node1 read the topics"
 
 # The writer: batches of 10 sequence numbers, each produced by a kcat (the real client) that
 # flushes them before it exits (a failure stops the writer, and the test with it); $WORK/written
@@ -172,5 +173,13 @@ wait_for "the group's offsets cover all $total messages of each topic" 60 commit
 [ "$(psql_on dst -c "SELECT count(*) FROM seqlog WHERE n < 1 OR n > $total")" = 0 ] || fail "rows never produced on the sink"
 log "sink equal to what was produced: $total sequence-numbered rows (1..$total, none missing, none twice), counter $total"
 log "after each fault (s): partitions assigned ${ASSIGNED[*]}; applying again ${APPLYING[*]}"
+
+# A topic made while the leader runs (public.late's, made by its first message) is found and read:
+# the leader assigns itself the partitions of every topic of `tables`, looking again every 5 s.
+printf '%s\n' '{"id":1}|{"before":null,"after":{"id":1},"op":"c"}' '{"id":2}|{"before":null,"after":{"id":2},"op":"c"}' |
+  kcat -b "$KAFKA_BOOTSTRAP" -P -t cdc.src.public.late -K '|'
+late_read() { [ "$(psql_on dst -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM late")" = "1,2" ]; }
+wait_for "the leader reads the topic made after it started" 60 late_read
+log "the topic made while streaming was read: late holds $(psql_on dst -c "SELECT count(*) FROM late") rows"
 cat "$WORK"/service[01].log >"$WORK/service.log"
 finish
