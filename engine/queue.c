@@ -74,10 +74,11 @@ int queue_push(Queue *q, Event *ev) {
                 return -ECANCELED;
         }
         EventKind kind = ev->kind;
-        q->ring[(q->head + q->count) % q->capacity] = *ev;
+        size_t used = event_used_size(kind);
+        memcpy(&q->ring[(q->head + q->count) % q->capacity], ev, used);
         q->count++;
         atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
-        memset(ev, 0, sizeof(*ev));
+        memset(ev, 0, used); /* a BEGIN or CHANGE never had a checkpoint to clear */
         if ((kind != EVENT_BEGIN && kind != EVENT_CHANGE) || q->count >= WAKE_EVENTS || q->count == q->capacity)
                 pthread_cond_signal(&q->not_empty);
         pthread_mutex_unlock(&q->lock);
@@ -110,8 +111,14 @@ int queue_pop(Queue *q, Event *ret, int timeout_ms) {
                 pthread_mutex_unlock(&q->lock);
                 return -ECANCELED;
         }
-        *ret = q->ring[q->head];
-        memset(&q->ring[q->head], 0, sizeof(Event));
+        /* Only the used part; the slot keeps its stale bytes (queue_free clears live slots only). */
+        const Event *slot = &q->ring[q->head];
+        size_t used = event_used_size(slot->kind);
+        memcpy(ret, slot, used);
+        if (used < sizeof(Event)) {
+                ret->ckpt.pos = (Position){0};
+                ret->ckpt.text[0] = '\0';
+        }
         q->head = (q->head + 1) % q->capacity;
         q->count--;
         atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
