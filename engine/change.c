@@ -118,7 +118,14 @@ void change_clear(Change *c) {
         table_unref(c->table);
         free(c->version);
         free(c->keep);
+        free(c->copy_text); /* libpq's buffer (PQgetCopyData): PQfreemem is free() but on Windows */
         memset(c, 0, sizeof(*c));
+}
+
+void change_drop_text(Change *c) {
+        free(c->copy_text);
+        c->copy_text = NULL;
+        c->copy_len = 0;
 }
 
 bool change_whole_row_same_key(const Change *c) {

@@ -154,6 +154,7 @@ static int on_change(Engine *e, Event *ev) {
         if (rowstate_is_tag_table(ev->change.table))
                 return on_tag_row(e, ev);
         if (p->shape) {
+                change_drop_text(&ev->change); /* the images may change: the sink escapes them */
                 int r = shape_apply(p->shape, &ev->change, e->txn.commit_ts, e->txn.snapshot, &e->err);
                 if (r < 0)
                         return r;

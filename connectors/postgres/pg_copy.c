@@ -18,6 +18,7 @@ struct PgCopy {
         ChunkCopy *cc;
         bool tid_scan; /* the server reads ctid ranges as TID range scans (PostgreSQL >= 14) */
         uint64_t chunk_rows;
+        bool keep_text; /* rows carry their COPY text (Change.copy_text): the sink is PostgreSQL */
 };
 
 /* A table as its chunks are read. */
@@ -48,12 +49,26 @@ static int reader_error(Source *s, PGconn *conn, const PgCopyTab *pt, PGresult *
         return err->code;
 }
 
-/* One row of COPY text (line[len] writable) as an insert (*ret owned by the caller). */
-static int copy_row(const PgCopyTab *pt, char *line, size_t len, Change *ret, CdcError *err) {
+/* One row of COPY text (line[len] writable) as an insert (*ret owned by the caller). line is
+ * split in place, unless scratch is given: then a copy of it in *scratch (grown as needed) is,
+ * and line stays as it is. */
+static int copy_row(const PgCopyTab *pt, char *line, size_t len, char **scratch, size_t *scap, Change *ret,
+                    CdcError *err) {
         const Table *t = pt->t;
         int n = t->ncols > 0 ? t->ncols : 1;
         char *fields[n];
         size_t lens[n];
+        if (scratch) {
+                if (*scap < len + 1) {
+                        char *b = realloc(*scratch, len + 1);
+                        if (!b)
+                                return cdc_oom(err);
+                        *scratch = b;
+                        *scap = len + 1;
+                }
+                memcpy(*scratch, line, len);
+                line = *scratch;
+        }
         if (pg_chunks_copy_fields(line, len, t->ncols, fields, lens) < 0)
                 return cdc_error(err, -EBADMSG, false, CDC_ERR_SOURCE,
                                  "snapshot of %s.%s: a row of COPY did not split into its %d columns", t->schema,
@@ -98,6 +113,8 @@ static int read_chunk(void *ud, void *reader, void *tab, ChunkRange r, ChunkCopy
                 return reader_error(cp->s, conn, pt, res, err);
         PQclear(res);
         size_t per_row = sizeof(Change) + sizeof(Value) * (size_t)pt->t->ncols;
+        char *scratch = NULL;
+        size_t scap = 0;
         for (;;) {
                 char *line = NULL;
                 int n = PQgetCopyData(conn, &line, 0);
@@ -106,13 +123,21 @@ static int read_chunk(void *ud, void *reader, void *tab, ChunkRange r, ChunkCopy
                 if (n > 0 && line[n - 1] == '\n')
                         n--;
                 Change c;
-                rc = copy_row(pt, line, (size_t)n, &c, err);
+                rc = copy_row(pt, line, (size_t)n, cp->keep_text ? &scratch : NULL, &scap, &c, err);
+                if (rc == 0 && cp->keep_text) {
+                        c.copy_text = line; /* freed by change_clear */
+                        c.copy_len = (size_t)n;
+                        line = NULL;
+                }
                 PQfreemem(line);
                 if (rc == 0)
-                        rc = chunk_copy_row(rd, &c, per_row + (size_t)n, err);
-                if (rc < 0)
+                        rc = chunk_copy_row(rd, &c, per_row + (cp->keep_text ? 2 : 1) * (size_t)n, err);
+                if (rc < 0) {
+                        free(scratch);
                         return rc;
+                }
         }
+        free(scratch);
         res = PQgetResult(conn);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return reader_error(cp->s, conn, pt, res, err);
@@ -135,6 +160,7 @@ int pg_copy_new(Source *s, Position pos, bool chunked, PgCopy **ret, CdcError *e
                 return cdc_oom(err);
         cp->s = s;
         cp->tid_scan = PQserverVersion(s->sql) >= 140000;
+        cp->keep_text = s->pipe->sink && s->pipe->sink->type && strcmp(s->pipe->sink->type, "postgres") == 0;
         cp->chunk_rows = s->pipe->snapshot_chunk_rows > 0 ? (uint64_t)s->pipe->snapshot_chunk_rows : 100000;
         ChunkCopyOptions o = {.ops = &pg_copy_ops,
                               .ud = cp,

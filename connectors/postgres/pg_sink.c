@@ -568,7 +568,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 /* The next row of the COPY in progress: its table and shape were checked with the
                  * run's first row. Anything else ends the COPY first (it keeps source order). */
                 if (c->table == k->copy.ts->table && pg_sink_copy_fits(k->copy.ts, txn, c))
-                        return pg_sink_copy_row(k, c->after, err);
+                        return c->copy_text ? pg_sink_copy_text(k, c->copy_text, c->copy_len, err)
+                                            : pg_sink_copy_row(k, c->after, err);
                 r = pg_sink_copy_end(k, err);
                 if (r < 0)
                         return r;

@@ -28,7 +28,9 @@
  * Values go as the INSERT path sends them (its parameters are C strings: up to a first NUL
  * byte), escaped for the text format (pg_sql_copy_escape), NULL as \N; the server's input
  * functions read them exactly as they read the parameters (bytea as its \x text, arrays as
- * literals).
+ * literals). A row of a PostgreSQL copy goes as the source's COPY printed it (Change.copy_text:
+ * the same values, fields and escapes, both sessions with the same pinned settings), which saves
+ * escaping every value again (~9 % of cdcsync's CPU in an initial load, perf).
  *
  * Memory: rows are escaped into one buffer of COPY_BUF_MAX bytes (plus a piece) and sent when it
  * fills; a long value is escaped COPY_PIECE bytes at a time. Waits: the connection stays in
@@ -146,6 +148,25 @@ int pg_sink_copy_row(Sink *k, const Value *v, CdcError *err) {
                         k->copy.len += pg_sql_copy_escape(v[i].data + off, piece, k->copy.buf + k->copy.len);
                         off += piece;
                 }
+        }
+        r = copy_room(k, 1, err);
+        if (r < 0)
+                return r;
+        k->copy.buf[k->copy.len++] = '\n';
+        k->copy.rows++;
+        return k->copy.len >= COPY_BUF_MAX ? copy_send(k, err) : 0;
+}
+
+int pg_sink_copy_text(Sink *k, const char *text, size_t len, CdcError *err) {
+        int r;
+        for (size_t off = 0; off < len;) {
+                size_t piece = len - off < COPY_PIECE ? len - off : COPY_PIECE;
+                r = copy_room(k, piece, err);
+                if (r < 0)
+                        return r;
+                memcpy(k->copy.buf + k->copy.len, text + off, piece);
+                k->copy.len += piece;
+                off += piece;
         }
         r = copy_room(k, 1, err);
         if (r < 0)

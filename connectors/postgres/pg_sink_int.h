@@ -192,6 +192,8 @@ int pg_held_hold(Sink *k, TState *ts, const Change *c, bool copyable, CdcError *
 bool pg_sink_copy_fits(const TState *ts, const TxnInfo *txn, const Change *c);
 int pg_sink_copy_start(Sink *k, TState *ts, CdcError *err);
 int pg_sink_copy_row(Sink *k, const Value *v, CdcError *err);
+/* The same for a row already in COPY's text format (Change.copy_text: len bytes, no newline). */
+int pg_sink_copy_text(Sink *k, const char *text, size_t len, CdcError *err);
 int pg_sink_copy_end(Sink *k, CdcError *err);
 void pg_sink_copy_abort(Sink *k);
 void pg_sink_copy_reset(Sink *k);

@@ -163,6 +163,12 @@ typedef struct {
         uint32_t flags; /* TRUNCATE_* for a truncate; CHANGE_IDEMPOTENT */
         uint64_t lsn;   /* the change's own position in the source log, 0 if unknown */
         char *keep;     /* owned, CHANGE_RANGE only: the keys kept, "1,5,7" (ascending), "" none */
+        /* Owned or NULL: an insert of a PostgreSQL copy for a PostgreSQL sink, the row as the
+         * source's COPY printed it (text format, escaped, fields in table order, no newline;
+         * copy_len bytes), which the sink's COPY sends as it is instead of escaping `after` again.
+         * `after` holds the same values. Whoever changes the images drops it (change_drop_text). */
+        char *copy_text;
+        size_t copy_len;
 
         /* Owned, or NULL when the pipeline tracks no row versions (no state store, a table
          * without key): set by the engine (rowstate), read by sinks, freed by change_clear. */
@@ -174,6 +180,8 @@ typedef struct {
 bool change_whole_row_same_key(const Change *c);
 /* Frees what a change owns (not the struct itself) and zeroes it. */
 void change_clear(Change *c);
+/* Frees c->copy_text: for who changes c's images. */
+void change_drop_text(Change *c);
 /* Sets (allocating on first use) the version a change carries to the sink. origin is copied
  * (truncated to VCLOCK_NODE_MAX - 1 bytes). Returns 0 or -ENOMEM (c untouched then). */
 int change_set_version(Change *c, const VClock *vv, int64_t ts, const char *origin);
