@@ -123,6 +123,16 @@ static int copy_room(Sink *k, size_t need, CdcError *err) {
         return 0;
 }
 
+/* Ends a row: its newline, counted, sent once the buffer is full. */
+static int copy_row_end(Sink *k, CdcError *err) {
+        int r = copy_room(k, 1, err);
+        if (r < 0)
+                return r;
+        k->copy.buf[k->copy.len++] = '\n';
+        k->copy.rows++;
+        return k->copy.len >= COPY_BUF_MAX ? copy_send(k, err) : 0;
+}
+
 int pg_sink_copy_row(Sink *k, const Value *v, CdcError *err) {
         const Table *t = k->copy.ts->table;
         int r;
@@ -149,12 +159,7 @@ int pg_sink_copy_row(Sink *k, const Value *v, CdcError *err) {
                         off += piece;
                 }
         }
-        r = copy_room(k, 1, err);
-        if (r < 0)
-                return r;
-        k->copy.buf[k->copy.len++] = '\n';
-        k->copy.rows++;
-        return k->copy.len >= COPY_BUF_MAX ? copy_send(k, err) : 0;
+        return copy_row_end(k, err);
 }
 
 int pg_sink_copy_text(Sink *k, const char *text, size_t len, CdcError *err) {
@@ -168,12 +173,7 @@ int pg_sink_copy_text(Sink *k, const char *text, size_t len, CdcError *err) {
                 k->copy.len += piece;
                 off += piece;
         }
-        r = copy_room(k, 1, err);
-        if (r < 0)
-                return r;
-        k->copy.buf[k->copy.len++] = '\n';
-        k->copy.rows++;
-        return k->copy.len >= COPY_BUF_MAX ? copy_send(k, err) : 0;
+        return copy_row_end(k, err);
 }
 
 /* The held insert run of ts (its only run) becomes a COPY that stays open for the rows that
