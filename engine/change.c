@@ -86,11 +86,46 @@ Value *values_new(int n) {
         return calloc(n > 0 ? (size_t)n : 1, sizeof(Value));
 }
 
+Value *values_pack(int n, const char *const *data, const size_t *lens) {
+        size_t m = n > 0 ? (size_t)n : 1;
+        size_t bytes = m * sizeof(Value);
+        for (int i = 0; i < n; i++)
+                if (data[i]) {
+                        if (lens[i] >= UINT32_MAX || lens[i] + 1 > SIZE_MAX - bytes)
+                                return NULL;
+                        bytes += lens[i] + 1;
+                }
+        Value *v = malloc(bytes);
+        if (!v)
+                return NULL;
+        char *p = (char *)(v + m);
+        for (int i = 0; i < n; i++) {
+                if (!data[i]) {
+                        v[i] = (Value){.kind = VALUE_NULL};
+                        continue;
+                }
+                memcpy(p, data[i], lens[i]);
+                p[lens[i]] = '\0';
+                v[i] = (Value){.kind = VALUE_TEXT, .packed = true, .len = (uint32_t)lens[i], .data = p};
+                p += lens[i] + 1;
+        }
+        if (n <= 0)
+                v[0] = (Value){0};
+        return v;
+}
+
+void value_clear(Value *v) {
+        if (!v->packed)
+                free(v->data);
+        *v = (Value){0};
+}
+
 void values_free(Value *v, int n) {
         if (!v)
                 return;
         for (int i = 0; i < n; i++)
-                free(v[i].data);
+                if (!v[i].packed)
+                        free(v[i].data);
         free(v);
 }
 
@@ -100,8 +135,10 @@ int value_set(Value *v, const char *data, size_t len) {
                 return -ENOMEM;
         memcpy(p, data, len);
         p[len] = '\0';
-        free(v->data);
+        if (!v->packed)
+                free(v->data);
         v->kind = VALUE_TEXT;
+        v->packed = false;
         v->data = p;
         v->len = (uint32_t)len;
         return 0;

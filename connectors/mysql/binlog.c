@@ -852,8 +852,7 @@ int binlog_decode_row(const BinlogTableMap *tm, const BinlogColumnInfo *info, co
         unsigned zeros = 0;
         for (uint32_t i = 0; i < tm->ncols; i++) {
                 Value *v = &out[i];
-                free(v->data);
-                *v = (Value){0};
+                value_clear(v);
                 if (!bit_set(present, i)) {
                         v->kind = VALUE_UNCHANGED;
                         continue;

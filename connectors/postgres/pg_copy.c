@@ -73,17 +73,11 @@ static int copy_row(const PgCopyTab *pt, char *line, size_t len, char **scratch,
                 return cdc_error(err, -EBADMSG, false, CDC_ERR_SOURCE,
                                  "snapshot of %s.%s: a row of COPY did not split into its %d columns", t->schema,
                                  t->name, t->ncols);
-        Change c = {.op = CHANGE_INSERT, .flags = pt->change_flags, .table = table_ref(pt->t)};
-        c.after = values_new(t->ncols);
-        if (!c.after) {
-                change_clear(&c);
+        Change c = {.op = CHANGE_INSERT, .flags = pt->change_flags};
+        c.after = values_pack(t->ncols, (const char *const *)fields, lens);
+        if (!c.after)
                 return cdc_oom(err);
-        }
-        for (int i = 0; i < t->ncols; i++)
-                if (fields[i] && value_set(&c.after[i], fields[i], lens[i]) < 0) {
-                        change_clear(&c);
-                        return cdc_oom(err);
-                }
+        c.table = table_ref(pt->t);
         *ret = c;
         return 0;
 }

@@ -328,8 +328,8 @@ static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint
                         for (int i = 0; i < t->ncols; i++) {
                                 if (img[i].kind == VALUE_UNCHANGED)
                                         continue;
-                                free(row[i].data);
-                                row[i] = (Value){.kind = img[i].kind};
+                                value_clear(&row[i]);
+                                row[i].kind = img[i].kind;
                                 if (img[i].kind == VALUE_TEXT && value_set(&row[i], img[i].data, img[i].len) < 0)
                                         goto oom;
                         }

@@ -160,25 +160,25 @@ static int tuple_values(const Table *t, const PgoutputTuple *tup, Value **ret, C
                 return cdc_error(err, -EBADMSG, false, CDC_ERR_DATA,
                                  "table %s.%s: a row with %d columns arrived for a relation of %d columns", t->schema,
                                  t->name, tup->ncols, t->ncols);
-        Value *v = values_new(t->ncols);
-        if (!v)
-                return cdc_oom(err);
+        int n = t->ncols > 0 ? t->ncols : 1;
+        const char *data[n];
+        size_t lens[n];
         for (int i = 0; i < t->ncols; i++) {
                 const PgoutputColumn *c = &tup->cols[i];
-                if (c->kind == 'u') {
-                        v[i].kind = VALUE_UNCHANGED;
-                } else if (c->kind == 't') {
-                        if (value_set(&v[i], c->data, c->len) < 0) {
-                                values_free(v, t->ncols);
-                                return cdc_oom(err);
-                        }
-                } else if (c->kind == 'b') {
-                        values_free(v, t->ncols);
+                if (c->kind == 'b')
                         return cdc_error(err, -EPROTO, false, CDC_ERR_DATA,
                                          "table %s.%s column %s: binary format value, but text format was requested",
                                          t->schema, t->name, t->cols[i].name);
-                }
+                data[i] = c->kind == 't' ? c->data : NULL;
+                lens[i] = c->kind == 't' ? c->len : 0;
         }
+        /* one allocation for the image and its text */
+        Value *v = values_pack(t->ncols, data, lens);
+        if (!v)
+                return cdc_oom(err);
+        for (int i = 0; i < t->ncols; i++)
+                if (tup->cols[i].kind == 'u')
+                        v[i].kind = VALUE_UNCHANGED;
         *ret = v;
         return 0;
 }

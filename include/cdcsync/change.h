@@ -92,9 +92,12 @@ typedef enum {
 } ValueKind;
 
 typedef struct {
-        ValueKind kind;
+        ValueKind kind : 8;
+        /* data lies in the allocation of the array it is in (values_pack): it goes with the
+         * array, never alone. value_set and value_clear know; nothing else frees data. */
+        bool packed : 1;
         uint32_t len; /* bytes in data, not counting the NUL */
-        char *data;   /* owned, NUL-terminated; NULL unless kind == VALUE_TEXT */
+        char *data;   /* owned (or packed), NUL-terminated; NULL unless kind == VALUE_TEXT */
 } Value;
 
 typedef enum {
@@ -187,9 +190,15 @@ void change_drop_text(Change *c);
 int change_set_version(Change *c, const VClock *vv, int64_t ts, const char *origin);
 /* Allocates an array of n NULL values. */
 Value *values_new(int n);
+/* An array of n values and their text in one allocation (one malloc per row image instead of
+ * one per value): value i is TEXT, a copy of lens[i] bytes of data[i], or NULL where data[i] is
+ * NULL. Its values may be set, cleared and freed like any. Returns NULL on ENOMEM. */
+Value *values_pack(int n, const char *const *data, const size_t *lens);
 void values_free(Value *v, int n);
 /* Sets v to a copy of len bytes of data as TEXT. Returns 0 or -ENOMEM. */
 int value_set(Value *v, const char *data, size_t len);
+/* Frees what v holds and makes it NULL. */
+void value_clear(Value *v);
 
 /* Latest source time cdcsync takes as given: 9999-12-31 23:59:59.999999 UTC, usec since the Unix
  * epoch. Far enough below INT64_MAX that lag and version-time arithmetic cannot overflow. */

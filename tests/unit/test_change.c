@@ -77,6 +77,36 @@ static void test_values_and_change_clear(void **state) {
         assert_int_equal(c.op, 0);
 }
 
+/* values_pack: one allocation holds the values and their text; setting or clearing one of them
+ * must not free into it (ASan: a bad free), and the rest stay readable. */
+static void test_values_pack(void **state) {
+        (void)state;
+        const char *data[4] = {"12", NULL, "a\0b", ""};
+        size_t lens[4] = {2, 0, 3, 0};
+        Value *v = values_pack(4, data, lens);
+        assert_non_null(v);
+        assert_int_equal(v[0].kind, VALUE_TEXT);
+        assert_string_equal(v[0].data, "12");
+        assert_int_equal(v[1].kind, VALUE_NULL);
+        assert_null(v[1].data);
+        assert_int_equal(v[2].len, 3);
+        assert_memory_equal(v[2].data, "a\0b", 4); /* NUL-terminated after its bytes */
+        assert_int_equal(v[3].kind, VALUE_TEXT);   /* an empty text is not NULL */
+        assert_string_equal(v[3].data, "");
+        assert_ptr_not_equal(v[0].data, data[0]); /* copied */
+        assert_int_equal(value_set(&v[0], "345", 3), 0);
+        assert_false(v[0].packed);
+        assert_string_equal(v[0].data, "345");
+        value_clear(&v[2]);
+        assert_int_equal(v[2].kind, VALUE_NULL);
+        assert_null(v[2].data);
+        assert_string_equal(v[3].data, "");
+        values_free(v, 4);
+        Value *none = values_pack(0, NULL, NULL);
+        assert_non_null(none);
+        values_free(none, 0);
+}
+
 static void test_event_clear(void **state) {
         (void)state;
         Event ev = {.kind = EVENT_CHANGE};
@@ -112,10 +142,10 @@ static void test_type_class_names(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_position_order),   cmocka_unit_test(test_position_counter_monotonic),
-                cmocka_unit_test(test_table_refcount),   cmocka_unit_test(test_values_and_change_clear),
-                cmocka_unit_test(test_event_clear),      cmocka_unit_test(test_cdc_error),
-                cmocka_unit_test(test_type_class_names),
+                cmocka_unit_test(test_position_order), cmocka_unit_test(test_position_counter_monotonic),
+                cmocka_unit_test(test_table_refcount), cmocka_unit_test(test_values_and_change_clear),
+                cmocka_unit_test(test_values_pack),    cmocka_unit_test(test_event_clear),
+                cmocka_unit_test(test_cdc_error),      cmocka_unit_test(test_type_class_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
