@@ -73,6 +73,22 @@ int pg_chunks_copy_fields(char *line, size_t len, int ncols, char **fields, size
                 return len == 0 ? 0 : -EBADMSG;
         for (;;) {
                 char *out = line + i, *start = out;
+                /* The common field, without a backslash: in place, found by memchr (a table's
+                 * rows are mostly such fields, and this loop was a tenth of the copy's CPU). */
+                char *tab = memchr(start, '\t', len - i);
+                size_t flen = tab ? (size_t)(tab - start) : len - i;
+                if (!memchr(start, '\\', flen)) {
+                        if (f == ncols)
+                                return -EBADMSG;
+                        fields[f] = start;
+                        lens[f] = flen;
+                        f++;
+                        start[flen] = '\0'; /* the tab, or line[len] (writable, see pg_chunks.h) */
+                        if (!tab)
+                                break;
+                        i += flen + 1;
+                        continue;
+                }
                 bool null =
                         i + 1 < len && line[i] == '\\' && line[i + 1] == 'N' && (i + 2 == len || line[i + 2] == '\t');
                 while (i < len && line[i] != '\t') {

@@ -84,8 +84,8 @@ static void test_plan_around_done(void **state) {
 }
 
 static void test_copy_fields(void **state) {
-        char *f[4];
-        size_t l[4];
+        char *f[4], *f5[5];
+        size_t l[4], l5[5];
         (void)state;
         char line[] = "1\t\\N\ta\\tb\\\\c\\nd\t\n";
         assert_int_equal(pg_chunks_copy_fields(line, strlen(line) - 1, 4, f, l), 0);
@@ -99,6 +99,16 @@ static void test_copy_fields(void **state) {
         assert_string_equal(f[0], "ABN2"); /* \N inside a value is not NULL */
         char few[] = "1\t2\n";
         assert_int_equal(pg_chunks_copy_fields(few, strlen(few) - 1, 3, f, l), -EBADMSG);
+        /* plain fields (found by memchr, in place) around escaped ones and empty ones */
+        char mixed[] = "\t x y \t\\N\t\\\\\tlast";
+        assert_int_equal(pg_chunks_copy_fields(mixed, strlen(mixed), 5, f5, l5), 0);
+        assert_string_equal(f5[0], "");
+        assert_string_equal(f5[1], " x y ");
+        assert_int_equal(l5[1], 5);
+        assert_null(f5[2]);
+        assert_string_equal(f5[3], "\\");
+        assert_string_equal(f5[4], "last");
+        assert_int_equal(l5[4], 4);
         char many[] = "1\t2\t3\n";
         assert_int_equal(pg_chunks_copy_fields(many, strlen(many) - 1, 2, f, l), -EBADMSG);
 }
