@@ -28,6 +28,9 @@ struct Queue {
         size_t head; /* next to pop */
         size_t count;
         atomic_size_t depth; /* count, for queue_depth without the lock */
+        /* threads asleep on not_empty / not_full: a signal nobody waits for is not sent (the
+         * producer and consumer are mostly both awake, and a signal is a futex word's cache line) */
+        unsigned empty_waiters, full_waiters;
         bool closed;
 };
 
@@ -67,8 +70,11 @@ Queue *queue_free(Queue *q) {
 
 int queue_push(Queue *q, Event *ev) {
         pthread_mutex_lock(&q->lock);
-        while (q->count == q->capacity && !q->closed)
+        while (q->count == q->capacity && !q->closed) {
+                q->full_waiters++;
                 pthread_cond_wait(&q->not_full, &q->lock);
+                q->full_waiters--;
+        }
         if (q->closed) {
                 pthread_mutex_unlock(&q->lock);
                 return -ECANCELED;
@@ -79,7 +85,8 @@ int queue_push(Queue *q, Event *ev) {
         q->count++;
         atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
         memset(ev, 0, used); /* a BEGIN or CHANGE never had a checkpoint to clear */
-        if ((kind != EVENT_BEGIN && kind != EVENT_CHANGE) || q->count >= WAKE_EVENTS || q->count == q->capacity)
+        if (q->empty_waiters &&
+            ((kind != EVENT_BEGIN && kind != EVENT_CHANGE) || q->count >= WAKE_EVENTS || q->count == q->capacity))
                 pthread_cond_signal(&q->not_empty);
         pthread_mutex_unlock(&q->lock);
         return 0;
@@ -100,9 +107,11 @@ int queue_pop(Queue *q, Event *ret, int timeout_ms) {
                         }
                         have_deadline = true;
                 }
-                if (timeout_ms < 0) {
-                        pthread_cond_wait(&q->not_empty, &q->lock);
-                } else if (pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline) == ETIMEDOUT) {
+                q->empty_waiters++;
+                int w = timeout_ms < 0 ? pthread_cond_wait(&q->not_empty, &q->lock)
+                                       : pthread_cond_timedwait(&q->not_empty, &q->lock, &deadline);
+                q->empty_waiters--;
+                if (w == ETIMEDOUT) {
                         pthread_mutex_unlock(&q->lock);
                         return -ETIMEDOUT;
                 }
@@ -122,7 +131,7 @@ int queue_pop(Queue *q, Event *ret, int timeout_ms) {
         q->head = (q->head + 1) % q->capacity;
         q->count--;
         atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
-        if (q->count <= q->capacity / 2)
+        if (q->full_waiters && q->count <= q->capacity / 2)
                 pthread_cond_signal(&q->not_full);
         pthread_mutex_unlock(&q->lock);
         return 0;
