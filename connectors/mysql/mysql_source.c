@@ -64,6 +64,40 @@ static int emit_begin(Source *s, PipelineIO *io) {
         return pipeline_io_emit(io, &ev);
 }
 
+/* Decodes one row image at buf into a packed array (*ret, owned by the caller). */
+static int decode_image(Source *s, const TableMapEntry *m, const uint8_t *present, const uint8_t *buf, size_t len,
+                        Value **ret, size_t *used) {
+        int n = (int)m->tm->ncols;
+        if (n > s->ndecoded) {
+                Value *d = realloc(s->decoded, (size_t)n * sizeof(*d));
+                if (!d)
+                        return -ENOMEM;
+                memset(d + s->ndecoded, 0, (size_t)(n - s->ndecoded) * sizeof(*d));
+                s->decoded = d;
+                s->ndecoded = n;
+        }
+        Value *d = s->decoded;
+        int r = binlog_decode_row(m->tm, m->se->info, present, buf, len, d, used, &s->zero_dates);
+        if (r < 0)
+                return r;
+        const char *data[n > 0 ? n : 1];
+        size_t lens[n > 0 ? n : 1];
+        for (int i = 0; i < n; i++) {
+                data[i] = d[i].kind == VALUE_TEXT ? d[i].data : NULL;
+                lens[i] = d[i].len;
+        }
+        Value *v = values_pack(n, data, lens);
+        for (int i = 0; v && i < n; i++)
+                if (d[i].kind == VALUE_UNCHANGED)
+                        v[i].kind = VALUE_UNCHANGED;
+        for (int i = 0; i < n; i++)
+                value_clear(&d[i]); /* a big value is not kept until the next row */
+        if (!v)
+                return -ENOMEM;
+        *ret = v;
+        return 0;
+}
+
 /* A rows event, compressed or not, decoded by binlog_read_rows(): its changes. */
 static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, PipelineIO *io, CdcError *err) {
         int r;
@@ -95,13 +129,12 @@ static int emit_rows(Source *s, const BinlogHeader *h, BinlogRows rows, Pipeline
                 int nimg = rows.op == CHANGE_UPDATE ? 2 : 1;
                 for (int i = 0; i < nimg; i++) {
                         size_t used;
-                        img[i] = values_new(t->ncols);
-                        if (!img[i]) {
+                        r = decode_image(s, m, i == 0 ? rows.present : rows.present_after, rows.rows + off,
+                                         rows.rows_len - off, &img[i], &used);
+                        if (r == -ENOMEM) {
                                 r = cdc_oom(err);
                                 goto fail;
                         }
-                        r = binlog_decode_row(m->tm, m->se->info, i == 0 ? rows.present : rows.present_after,
-                                              rows.rows + off, rows.rows_len - off, img[i], &used, &s->zero_dates);
                         if (r < 0) {
                                 r = cdc_error(err, r, false, CDC_ERR_DATA,
                                               "%s cannot decode a row of %s.%s in %s before %u (%s)", s->ctx, t->schema,
@@ -372,6 +405,7 @@ static Source *source_free(Source *s) {
         if (!s)
                 return NULL;
         mysql_source_schema_cache_clear(s);
+        values_free(s->decoded, s->ndecoded);
         free(s->filters);
         free(s->converging);
         mysql_source_names_free(&s->copy_new, &s->ncopy_new);

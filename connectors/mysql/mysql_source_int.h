@@ -59,6 +59,10 @@ struct Source {
         bool in_txn, standalone, begun;
         TxnInfo txn;
         unsigned zero_dates;
+        /* A row image as binlog_decode_row() writes it (a malloc per value, freed by this thread
+         * at once); what goes on is values_pack()ed from it, one allocation per image. */
+        Value *decoded;
+        int ndecoded;
         /* GTID tracking, for the checkpoint text of each COMMIT and KEEPALIVE emitted (source
          * thread only). */
         bool gtid_known;      /* the state at gtid_from came from the server: texts carry it */
