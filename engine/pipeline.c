@@ -346,16 +346,15 @@ static int run_attempt(Pipeline *p, int64_t fence, CdcError *err) {
                               p->conf->apply_workers, p->conf->sink->type);
                 goto out;
         }
-        if (fence > 0 && p->conf->apply_workers > 1) {
-                r = cdc_error(err, -EINVAL, false, CDC_ERR_CONF,
-                              "ha = on fences the pipeline's own sink session only — set apply_workers = 1");
-                goto out;
-        }
+        p->fence = fence;
         r = p->sink_ops->open(p->conf->sink, p->conf, &p->sink, err);
         if (r < 0)
                 goto out;
-        if (fence > 0 && p->sink_ops->set_fence)
-                p->sink_ops->set_fence(p->sink, fence);
+        if (fence > 0 && p->sink_ops->set_fence) {
+                r = p->sink_ops->set_fence(p->sink, fence, err);
+                if (r < 0)
+                        goto out;
+        }
         r = p->sink_ops->last_position(p->sink, &sink_ckpt, &found, err);
         if (r < 0)
                 goto out;

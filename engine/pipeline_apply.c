@@ -603,6 +603,10 @@ void *pipeline_apply_main(void *arg) {
                         a.w[i].sink = p->sink;
                 else
                         r = p->sink_ops->open_worker(p->conf->sink, p->conf, i, &a.w[i].sink, &err);
+                /* ha = on: every worker's session fences its commits and is listed with the
+                 * lease (a taker ends it), like the pipeline's own. */
+                if (r == 0 && i > 0 && p->fence > 0 && p->sink_ops->set_fence)
+                        r = p->sink_ops->set_fence(a.w[i].sink, p->fence, &err);
                 if (r < 0)
                         goto out;
         }

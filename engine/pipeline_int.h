@@ -88,6 +88,7 @@ struct Pipeline {
         bool ha; /* conf's ha = on */
         pthread_t leaser;
         bool leaser_started;
+        int64_t fence; /* the lease generation this attempt's sink sessions fence on (set_fence), 0: none */
         atomic_int_fast64_t lease_gen;        /* generation held, 0: standby; written by the lease thread */
         atomic_int_fast64_t lease_renewed_ms; /* mono ms of the last confirmed renewal (or take) */
         atomic_bool supervisor_done;          /* the last attempt committed and ended: the lease may go */

@@ -40,6 +40,80 @@
         "UPDATE " ML_TABLE " SET holder_session = CONNECTION_ID() WHERE pipeline = ? AND generation = CAST(? AS "      \
         "SIGNED)"
 
+/* Every sink session of the leader (apply workers too) is listed before it applies anything, so
+ * that a taker ends each one: a frozen leader's worker may hold row locks in an open transaction
+ * that the new leader's batches would wait for (see lease.h). */
+#define ML_SESSIONS "`cdcsync`.`lease_sessions`"
+#define ML_SQL_CREATE_SESSIONS                                                                                         \
+        "CREATE TABLE IF NOT EXISTS " ML_SESSIONS " (pipeline VARCHAR(255) NOT NULL, session BIGINT UNSIGNED NOT "     \
+        "NULL, generation BIGINT NOT NULL, PRIMARY KEY (pipeline, session)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+/* pipeline: forgets the sessions that ended */
+#define ML_SQL_SESSIONS_PRUNE                                                                                          \
+        "DELETE FROM " ML_SESSIONS " WHERE pipeline = ? AND session NOT IN (SELECT ID FROM "                           \
+        "information_schema.PROCESSLIST)"
+/* pipeline, generation held: lists this session only while the generation is still ours; the
+ * locking read waits for a taker's UPDATE and then sees its new generation */
+#define ML_SQL_SESSION_REGISTER                                                                                        \
+        "INSERT INTO " ML_SESSIONS " (pipeline, session, generation) SELECT pipeline, CONNECTION_ID(), generation "    \
+        "FROM " ML_TABLE " WHERE pipeline = ? AND generation = CAST(? AS SIGNED) LOCK IN SHARE MODE ON DUPLICATE KEY " \
+        "UPDATE generation = VALUES(generation)"
+/* pipeline, generation: the live sessions listed under a generation below it, but the caller's */
+#define ML_SQL_SESSIONS_BELOW                                                                                          \
+        "SELECT s.session FROM " ML_SESSIONS " s JOIN information_schema.PROCESSLIST p ON p.ID = s.session WHERE "     \
+        "s.pipeline = ? AND s.generation < CAST(? AS SIGNED) AND s.session <> CONNECTION_ID()"
+/* pipeline, generation: forgets the sessions listed under a generation below it */
+#define ML_SQL_SESSIONS_FORGET "DELETE FROM " ML_SESSIONS " WHERE pipeline = ? AND generation < CAST(? AS SIGNED)"
+#define ML_END_MAX 64 /* sessions ended per pass; a leader opens apply_workers + 1 at a time */
+
+typedef struct {
+        uint64_t ids[ML_END_MAX];
+        int n;
+} SessionIds;
+
+static int session_row(void *ud, char **cells, const unsigned long *lens, int ncols) {
+        (void)lens;
+        SessionIds *s = ud;
+        if (ncols < 1 || !cells[0] || s->n == ML_END_MAX)
+                return 0;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cells[0], &end, 10);
+        if (errno == 0 && *end == '\0' && v > 0)
+                s->ids[s->n++] = v;
+        return 0;
+}
+
+/* Ends, on connection m, the live sessions of `pipeline` listed under a generation below `below`
+ * (text). The ids are numbers we parsed, printed back: KILL takes no parameter. One already gone
+ * is fine; a denied KILL is a privilege error. */
+static int end_listed(MYSQL *m, const char *sink, const char *pipeline, const char *below, CdcError *err) {
+        SessionIds ids = {.n = 0};
+        const char *v[2] = {pipeline, below};
+        int r = mysql_conn_query(m, ML_SQL_SESSIONS_BELOW, v, 2, session_row, &ids, err);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < ids.n; i++) {
+                char sql[64];
+                snprintf(sql, sizeof(sql), "KILL CONNECTION %" PRIu64, ids.ids[i]);
+                if (mysql_real_query(m, sql, strlen(sql)) == 0)
+                        continue;
+                unsigned int e = mysql_errno(m);
+                if (e == ER_NO_SUCH_THREAD)
+                        continue;
+                if (e == ER_KILL_DENIED_ERROR)
+                        return cdc_error(err, -EPERM, true, CDC_ERR_PRIVILEGE,
+                                         "sink %s: pipeline %s: cannot end the deposed leader's sink session %" PRIu64
+                                         " (KILL CONNECTION was denied) — let the instances connect as the same user, "
+                                         "or GRANT CONNECTION ADMIN (MySQL 8, MariaDB 10.5+) or SUPER to this one",
+                                         sink, pipeline, ids.ids[i]);
+                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
+                                 "sink %s: pipeline %s: ending the deposed leader's sink session %" PRIu64
+                                 " failed: %s (error %u)",
+                                 sink, pipeline, ids.ids[i], mysql_error(m), e);
+        }
+        return 0;
+}
+
 struct SinkLease {
         const ConnectorConf *conf; /* borrowed */
         const PipelineConf *pipe;  /* borrowed */
@@ -144,6 +218,9 @@ int mysql_sink_lease_open(const ConnectorConf *conn, const PipelineConf *pipe, i
                               NULL, err);
         if (r == 0)
                 r = lease_dml(l, ML_SQL_CREATE_TABLE, NULL, 0, "creating table cdcsync.leases", NULL, NULL, err);
+        if (r == 0)
+                r = lease_dml(l, ML_SQL_CREATE_SESSIONS, NULL, 0, "creating table cdcsync.lease_sessions", NULL, NULL,
+                              err);
         if (r < 0)
                 goto fail;
         *ret = l;
@@ -228,6 +305,20 @@ static int end_session(SinkLease *l, uint64_t session, CdcError *err) {
         return r;
 }
 
+/* end_listed() on the lease's session, bounded by its guard. */
+static int end_sessions(SinkLease *l, int64_t below, CdcError *err) {
+        char gen[32];
+        snprintf(gen, sizeof(gen), "%" PRId64, below);
+        deadline_arm(l->guard, lease_renew_deadline_ms(l->takeover_s));
+        int r = end_listed(l->m, l->conf->name, l->pipe->name, gen, err);
+        if (deadline_disarm(l->guard) && r < 0)
+                return cdc_error(err, -ETIMEDOUT, true, CDC_ERR_CONNECTION,
+                                 "sink %s: pipeline %s: ending the deposed leader's sink sessions got no answer within "
+                                 "the renewal deadline — the lease is retried",
+                                 l->conf->name, l->pipe->name);
+        return r;
+}
+
 static int lease_act(SinkLease *l, const ReadRow *rr, LeaseAction a, const char *instance, int64_t held,
                      int64_t *ret_held, CdcError *err) {
         char gen[32];
@@ -248,15 +339,35 @@ static int lease_act(SinkLease *l, const ReadRow *rr, LeaseAction a, const char 
                 return r;
         }
         case LEASE_TAKE: {
+                /* The deposed leader's sessions may hold rows locked in frozen transactions (the
+                 * lease row past a batch's fence, data rows of apply workers): end them first, so
+                 * the UPDATE does not wait and the new leader's batches do not either. */
                 r = end_session(l, rr->session, err);
+                if (r == 0)
+                        r = end_sessions(l, rr->row.generation + 1, err);
                 if (r < 0)
                         return r;
                 snprintf(gen, sizeof(gen), "%" PRId64, rr->row.generation);
                 const char *v[4] = {instance, l->takeover, l->pipe->name, gen};
                 r = lease_dml(l, ML_SQL_TAKE, v, 4, "taking the lease over", &rows, NULL, err);
-                if (r == 0 && rows == 1)
-                        *ret_held = rr->row.generation + 1;
-                return r;
+                if (r < 0 || rows != 1)
+                        return r;
+                *ret_held = rr->row.generation + 1;
+                /* A session the deposed leader listed between the first pass and the take (its
+                 * locking read let the take wait): end it too. Later ones register nothing. The
+                 * lease is ours whatever happens here; the new leader's sessions end what is left
+                 * when they register. */
+                snprintf(gen, sizeof(gen), "%" PRId64, *ret_held);
+                const char *fv[2] = {l->pipe->name, gen};
+                r = end_sessions(l, *ret_held, err);
+                if (r == 0)
+                        r = lease_dml(l, ML_SQL_SESSIONS_FORGET, fv, 2, "forgetting the deposed leader's sessions",
+                                      NULL, NULL, err);
+                if (r < 0) {
+                        log_warn(NULL, "%s", err->message);
+                        *err = (CdcError){0};
+                }
+                return 0;
         }
         case LEASE_RENEW: {
                 snprintf(gen, sizeof(gen), "%" PRId64, held);
@@ -314,13 +425,40 @@ int mysql_sink_fence_check(Sink *k, CdcError *err) {
                          k->ctx, k->fence);
 }
 
-/* Before any batch holds a row lock, so that a taker ends this session (not the lease thread's)
- * even when this instance freezes in its first batch; every batch's fence records it again. */
-void mysql_sink_fence_record(Sink *k) {
-        CdcError ignored = {0};
-        int r = mysql_sink_fence_check(k, &ignored);
+/* ha = on, before the session applies anything (SinkOps.set_fence): forgets the listed sessions
+ * that ended, lists this one while the generation is still ours (a taker ends it), ends any the
+ * deposed leader left (should the taker have failed to), then records it as the holder's session,
+ * which every batch's fence does again. */
+int mysql_sink_fence_register(Sink *k, CdcError *err) {
+        char held[32];
+        uint64_t rows = 0;
+        snprintf(held, sizeof(held), "%" PRId64, k->fence);
+        const char *name = k->pipe && k->pipe->name ? k->pipe->name : "";
+        Param p[2] = {
+                {.data = (char *)name, .len = strlen(name)},
+                {.data = held, .len = strlen(held)},
+        };
+        int r = mysql_sink_exec(k, ML_SQL_SESSIONS_PRUNE, p, 1, "forgetting the lease's ended sessions", NULL, err);
         if (r == 0)
-                mysql_commit(k->m);
-        else
+                r = mysql_sink_exec(k, ML_SQL_SESSION_REGISTER, p, 2, "listing the sink session with the lease", &rows,
+                                    err);
+        if (r == 0 && rows == 0)
+                r = cdc_error(err, -ESTALE, true, CDC_ERR_LEASE,
+                              "%s the lease no longer has generation %" PRId64
+                              ", the one this instance held: another instance runs the pipeline now; this instance "
+                              "stands by",
+                              k->ctx, k->fence);
+        if (r == 0 && mysql_commit(k->m))
+                r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "%s listing the sink session with the lease: %s",
+                              k->ctx, mysql_error(k->m));
+        if (r == 0)
+                r = end_listed(k->m, k->conn->name, name, held, err);
+        if (r == 0)
+                r = mysql_sink_fence_check(k, err);
+        if (r == 0 && mysql_commit(k->m))
+                r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "%s recording the sink session in the lease: %s",
+                              k->ctx, mysql_error(k->m));
+        if (r < 0)
                 mysql_rollback(k->m);
+        return r;
 }

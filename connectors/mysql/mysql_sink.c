@@ -608,10 +608,14 @@ static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_f
         return 0;
 }
 
-static void sink_set_fence(Sink *k, int64_t generation) {
+static int sink_set_fence(Sink *k, int64_t generation, CdcError *err) {
         k->fence = generation;
-        if (generation > 0 && !k->in_txn)
-                mysql_sink_fence_record(k);
+        if (generation <= 0)
+                return 0;
+        if (k->in_txn)
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL, "%s the lease was set inside a transaction",
+                                 k->ctx);
+        return mysql_sink_fence_register(k, err);
 }
 
 static int sink_rollback(Sink *k) {

@@ -192,8 +192,9 @@ int mysql_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int6
 int mysql_sink_lease_release(SinkLease *l, int64_t held, CdcError *err);
 SinkLease *mysql_sink_lease_free(SinkLease *l);
 int mysql_sink_fence_check(Sink *k, CdcError *err);
-/* Records the sink session in the lease row at once, in a transaction of its own (best effort). */
-void mysql_sink_fence_record(Sink *k);
+/* Lists the sink session with the lease and records it in the lease row, before it applies
+ * anything (transactions of their own); CDC_ERR_LEASE when the generation moved on. */
+int mysql_sink_fence_register(Sink *k, CdcError *err);
 
 /* mysql_target.c */
 bool mysql_sink_blank_padded(const Column *c);

@@ -87,6 +87,9 @@ int pg_sink_lease_open(const ConnectorConf *conn, const PipelineConf *pipe, int 
                 r = lease_exec(l, "CREATE SCHEMA IF NOT EXISTS cdcsync", 0, NULL, "creating schema cdcsync", NULL, err);
         if (r == 0)
                 r = lease_exec(l, LEASE_SQL_CREATE_TABLE, 0, NULL, "creating table cdcsync.leases", NULL, err);
+        if (r == 0)
+                r = lease_exec(l, LEASE_SQL_CREATE_SESSIONS_TABLE, 0, NULL, "creating table cdcsync.lease_sessions",
+                               NULL, err);
         if (r < 0)
                 goto fail;
         *ret = l;
@@ -128,6 +131,12 @@ static int64_t returned(PGresult *res) {
         return g > 0 ? g : 0;
 }
 
+/* Ends the sessions the pipeline's leaders listed under a generation below `below` (text). */
+static int end_sessions(SinkLease *l, const char *below, CdcError *err) {
+        const char *v[2] = {l->pipe->name, below};
+        return lease_exec(l, LEASE_SQL_SESSIONS_END, 2, v, "ending the deposed leader's sink sessions", NULL, err);
+}
+
 static int lease_act(SinkLease *l, const LeaseRow *rowp, LeaseAction a, const char *instance, int64_t held,
                      int64_t *ret_held, CdcError *err) {
         LeaseRow row = *rowp;
@@ -142,8 +151,10 @@ static int lease_act(SinkLease *l, const LeaseRow *rowp, LeaseAction a, const ch
                         *ret_held = returned(res);
                 return r;
         case LEASE_TAKE:
-                /* The deposed leader's sink session may hold the row locked (FOR SHARE in a
-                 * frozen batch): end it first, so the UPDATE does not wait past lock_timeout. */
+                /* The deposed leader's sink sessions may hold rows locked in frozen transactions
+                 * (the lease row past a batch's fence, data rows of apply workers): end them
+                 * first, so the UPDATE does not wait past lock_timeout and the new leader's
+                 * batches do not wait at all. */
                 if (row.holder_session > 0) {
                         char pid[16];
                         snprintf(pid, sizeof(pid), "%d", row.holder_session);
@@ -155,10 +166,33 @@ static int lease_act(SinkLease *l, const LeaseRow *rowp, LeaseAction a, const ch
                         if (r < 0)
                                 return r;
                 }
+                snprintf(gen, sizeof(gen), "%" PRId64, row.generation + 1);
+                r = end_sessions(l, gen, err);
+                if (r < 0)
+                        return r;
                 snprintf(gen, sizeof(gen), "%" PRId64, row.generation);
                 r = lease_exec(l, LEASE_SQL_TAKE, 4, v, "taking the lease over", &res, err);
-                if (r == 0)
-                        *ret_held = returned(res);
+                if (r < 0)
+                        return r;
+                *ret_held = returned(res);
+                /* A session the deposed leader listed between the first pass and the take: its
+                 * registration held the row FOR SHARE, so it is visible now. Later ones find the
+                 * new generation and register nothing. */
+                if (*ret_held > 0) {
+                        snprintf(gen, sizeof(gen), "%" PRId64, *ret_held);
+                        r = end_sessions(l, gen, err);
+                        if (r == 0)
+                                r = lease_exec(l, LEASE_SQL_SESSIONS_FORGET, 2,
+                                               (const char *const[]){l->pipe->name, gen},
+                                               "forgetting the deposed leader's sessions", NULL, err);
+                        if (r < 0) {
+                                /* The lease is ours whatever happens here: the new leader's
+                                 * sessions end what is left when they register (set_fence). */
+                                log_warn(NULL, "%s", err->message);
+                                *err = (CdcError){0};
+                                r = 0;
+                        }
+                }
                 return r;
         case LEASE_RENEW:
                 snprintf(gen, sizeof(gen), "%" PRId64, held);

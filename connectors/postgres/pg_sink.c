@@ -493,21 +493,46 @@ static int fence_check(Sink *k, CdcError *err) {
                             err);
 }
 
-static void sink_set_fence(Sink *k, int64_t generation) {
+static int sink_set_fence(Sink *k, int64_t generation, CdcError *err) {
         k->fence = generation;
-        /* Records this session in the lease row now, before any batch holds a row lock, so that a
-         * taker ends this session (not the lease thread's) even when this instance freezes in its
-         * first batch. Best effort, in autocommit: every batch's fence records it again. */
-        if (generation > 0 && !k->in_txn) {
-                char held[32];
-                CdcError ignored = {0};
-                PGresult *res = NULL;
-                snprintf(held, sizeof(held), "%" PRId64, generation);
-                const char *vals[2] = {k->pipe->name, held};
-                if (pg_pipe_exec_params(k, LEASE_SQL_FENCE, 2, vals, "recording the sink session in the lease", &res,
-                                        &ignored) == 0)
-                        PQclear(res);
-        }
+        if (generation <= 0)
+                return 0;
+        if (k->in_txn)
+                return cdc_error(err, -EINVAL, false, CDC_ERR_INTERNAL,
+                                 "sink %s: pipeline %s: the lease was set inside a transaction", k->conf->name,
+                                 k->pipe->name);
+        /* Lists this session with the lease before any batch holds a row lock, so that a taker
+         * ends it (apply workers included) even when this instance freezes in its first batch;
+         * drops the sessions that ended. Then records it as the holder's session too, which
+         * every batch's fence does again. */
+        char held[32];
+        PGresult *res = NULL;
+        snprintf(held, sizeof(held), "%" PRId64, generation);
+        const char *vals[2] = {k->pipe->name, held};
+        int r = pg_pipe_exec_params(k, LEASE_SQL_SESSIONS_PRUNE, 1, vals, "forgetting the lease's ended sessions", NULL,
+                                    err);
+        if (r < 0)
+                return r;
+        r = pg_pipe_exec_params(k, LEASE_SQL_SESSION_REGISTER, 2, vals, "listing the sink session with the lease", &res,
+                                err);
+        if (r < 0)
+                return r;
+        bool ours = PQntuples(res) == 1;
+        PQclear(res);
+        res = NULL;
+        if (!ours)
+                return cdc_error(err, -ESTALE, true, CDC_ERR_LEASE,
+                                 "sink %s: pipeline %s: the lease no longer has generation %" PRId64
+                                 ", the one this instance held: another instance runs the pipeline now; this "
+                                 "instance stands by",
+                                 k->conf->name, k->pipe->name, generation);
+        /* The taker ends the deposed leader's sessions; should it have failed to after its take,
+         * they end here, before this session applies anything. */
+        r = pg_pipe_exec_params(k, LEASE_SQL_SESSIONS_END, 2, vals, "ending the deposed leader's sink sessions", NULL,
+                                err);
+        if (r < 0)
+                return r;
+        return pg_pipe_exec_params(k, LEASE_SQL_FENCE, 2, vals, "recording the sink session in the lease", NULL, err);
 }
 
 /* Fills the WHERE part of k->mask from the old key (or, without a key, the whole old row). */

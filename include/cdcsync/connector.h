@@ -259,8 +259,12 @@ typedef struct {
         int (*copied_tables)(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err);
         /* Optional (ha = on): the lease generation every later commit() fences on, in the batch's
          * own transaction (lease.h); 0, the default: no fence, no lease. A commit whose fence
-         * fails rolls back and returns -ESTALE, kind CDC_ERR_LEASE: the pipeline steps down. */
-        void (*set_fence)(Sink *k, int64_t generation);
+         * fails rolls back and returns -ESTALE, kind CDC_ERR_LEASE: the pipeline steps down.
+         * Called on every session of the pipeline (apply workers too) before it applies: it
+         * lists the session with the lease, so that a taker ends it (a frozen leader's open
+         * transaction must not hold rows the new leader needs). Fails with CDC_ERR_LEASE when
+         * the generation is no longer the lease's, or as retriable when the sink cannot say. */
+        int (*set_fence)(Sink *k, int64_t generation, CdcError *err);
         /* Optional (ha = on): the pipeline's lease in this sink, on a session of its own, every
          * call bounded by about takeover_s / 3. lease_step() reads the lease and does what
          * lease_decide() says (create, take over, renew) for `instance`, which holds generation

@@ -90,6 +90,35 @@ int lease_slot_active_pid(const char *msg);
 /* $2 generation held: graceful hand-over after the last commit; no session is left to end */
 #define LEASE_SQL_RELEASE                                                                                              \
         "UPDATE cdcsync.leases SET expires_at = now(), holder_session = 0 WHERE pipeline = $1 AND generation = $2"
+/* Every sink session of the leader (apply workers too) is listed here before it applies anything,
+ * so that a taker can end each one: a frozen leader's worker may hold row locks in an open
+ * transaction that the new leader's batches would wait for. A row names the session by PID and
+ * start time (a PID alone may be reused), with the generation it was registered under. */
+#define LEASE_SQL_CREATE_SESSIONS_TABLE                                                                                \
+        "CREATE TABLE IF NOT EXISTS cdcsync.lease_sessions (pipeline text NOT NULL, session integer NOT NULL, "        \
+        "started timestamptz NOT NULL, generation bigint NOT NULL, PRIMARY KEY (pipeline, session))"
+/* Forgets the sessions of the pipeline that have ended. */
+#define LEASE_SQL_SESSIONS_PRUNE                                                                                       \
+        "DELETE FROM cdcsync.lease_sessions s WHERE s.pipeline = $1 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a " \
+        "WHERE a.pid = s.session AND a.backend_start = s.started)"
+/* $2 generation held: lists this session, only while the generation is still ours. FOR SHARE
+ * waits for a taker's UPDATE of the row and then sees its new generation: a session registered
+ * after a takeover registers nothing (no row returned); one registered before it is ended by the
+ * taker (LEASE_SQL_SESSIONS_END after its take). */
+#define LEASE_SQL_SESSION_REGISTER                                                                                     \
+        "INSERT INTO cdcsync.lease_sessions (pipeline, session, started, generation) SELECT l.pipeline, "              \
+        "pg_backend_pid(), (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()), "          \
+        "l.generation FROM cdcsync.leases l WHERE l.pipeline = $1 AND l.generation = $2 FOR SHARE ON CONFLICT "        \
+        "(pipeline, session) DO UPDATE SET started = EXCLUDED.started, generation = EXCLUDED.generation RETURNING "    \
+        "generation::text"
+/* $2: ends every listed session (still the same backend) registered under a generation below it,
+ * except the caller's own; returns how many. */
+#define LEASE_SQL_SESSIONS_END                                                                                         \
+        "SELECT count(pg_terminate_backend(a.pid))::text FROM cdcsync.lease_sessions s JOIN pg_stat_activity a ON "    \
+        "a.pid = s.session AND a.backend_start = s.started WHERE s.pipeline = $1 AND s.generation < $2::bigint AND "   \
+        "a.pid <> pg_backend_pid()"
+/* $2: forgets the sessions registered under a generation below it (ended by the taker). */
+#define LEASE_SQL_SESSIONS_FORGET "DELETE FROM cdcsync.lease_sessions WHERE pipeline = $1 AND generation < $2::bigint"
 /* In the batch's transaction, just before COMMIT; $2 generation held. Locks the row until the
  * commit (a taker's UPDATE waits for it, or ends this session, whose PID it records) and returns
  * one row only while the generation is still ours. */

@@ -3,7 +3,9 @@
 # PostgreSQL → MariaDB pipeline whose lease row is `cdcsync`.`leases` in the sink, while a writer
 # runs all along. The leader is killed with SIGKILL twice (the other takes over, the killed one
 # comes back as standby), then frozen with SIGSTOP past ha_takeover_s and resumed: the taker ends
-# its sink session, and the resumed leader steps down without committing. Then the fence alone:
+# its sink session, and the resumed leader steps down without committing. The pipeline applies
+# with two workers (apply_workers = 2): frozen while both workers' sessions hold rows in open
+# transactions, a leader must have both ended by the taker. Then the fence alone:
 # a sink session locks a row the leader's batch needs, the lease is taken away by hand, the lock
 # goes, and the batch must be refused at COMMIT and rolled back. The sink ends equal to the
 # source: sequence-numbered rows (a loss or duplicate shows) and a counter bumped by every
@@ -19,10 +21,13 @@ psql_on src <<'SQL'
 CREATE TABLE seqlog (n bigint PRIMARY KEY);
 CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL);
 INSERT INTO counter VALUES (1, 0);
+CREATE TABLE acct (id int PRIMARY KEY, n bigint NOT NULL);
+INSERT INTO acct VALUES (1, 0), (2, 0);
 SQL
 my_on dst <<'SQL'
 CREATE TABLE seqlog (n BIGINT PRIMARY KEY) ENGINE=InnoDB;
 CREATE TABLE counter (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB;
+CREATE TABLE acct (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB;
 SQL
 
 ha_confs <<CONF
@@ -36,9 +41,10 @@ $(my_connector dst 9002)
 [pipeline.ha]
 source = src
 sink = dst
-tables = public.seqlog, public.counter
+tables = public.seqlog, public.counter, public.acct
 map = public.* -> test.*
 batch_max_rows = 50
+apply_workers = 2
 CONF
 
 holder() { my_on dst -e "SELECT CONCAT(holder, ' ', generation) FROM cdcsync.leases WHERE pipeline = 'ha'" 2>/dev/null; }
@@ -56,6 +62,8 @@ start_node 1
 wait_for "counter on the sink" 60 synced
 wait_for "node0's cdcsync_pipeline_leader is 1" 30 metric_is 0 1
 wait_for "node1's cdcsync_pipeline_leader is 0" 30 metric_is 1 0
+listed=$(my_on dst -e "SELECT COUNT(*) FROM cdcsync.lease_sessions WHERE pipeline = 'ha' AND generation = 1")
+[ "$listed" -ge 2 ] || fail "the leader listed $listed sink sessions with the lease, expected both workers'"
 
 ha_pg_writer src
 
@@ -66,6 +74,45 @@ touch "$STOPFILE"
 wait "$WRITER" || fail "writer failed: $(tail -5 "$WORK/writer.log")"
 log "$(cat "$WORK/writer.log")"
 wait_for "the sink equal to the source after the faults" 60 synced
+
+# A taker ends every sink session of the frozen leader, apply workers' included: one worker's
+# batch on acct row 1 waits for a row lock, the other's on row 2 is applied and waits for its turn
+# to commit; the leader is frozen and the lock released, so both sessions hold a row in an open
+# transaction. The new leader's batches on rows 1 and 2 go through only if both were ended.
+acct() { my_on dst -e "SELECT GROUP_CONCAT(n ORDER BY id SEPARATOR ' ') FROM acct"; }
+acct_is() { [ "$(acct)" = "$1" ]; }
+open_txns() { my_on dst -e "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'RUNNING' AND trx_rows_modified > 0"; }
+open_txns_are() { [ "$(open_txns)" = "$1" ]; }
+psql_on src -c "UPDATE acct SET n = 0"
+wait_for "acct on the sink" 30 acct_is "0 0"
+h=$(holder); leader=$(node_of "$h"); gen=${h#* }
+mkfifo "$WORK/lock1.in"
+my_on dst --unbuffered <"$WORK/lock1.in" >"$WORK/lock1.out" 2>&1 &
+LOCKER=$!
+exec 3>"$WORK/lock1.in"
+echo "BEGIN; SELECT 'locked' FROM acct WHERE id = 1 FOR UPDATE;" >&3
+wait_for "acct row 1 is locked" 30 grep -q locked "$WORK/lock1.out"
+psql_on src -c "UPDATE acct SET n = n + 1 WHERE id = 1"
+waiting() { [ "$(my_on dst -e "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")" -ge 1 ]; }
+wait_for "a worker's batch on row 1 waits for the lock" 30 waiting
+psql_on src -c "UPDATE acct SET n = n + 1 WHERE id = 2"
+wait_for "the other worker holds row 2 in an open transaction" 30 open_txns_are 1
+log "SIGSTOP node$leader (generation $gen); releasing the row lock"
+kill -STOP "${PIDS[$leader]}"
+echo "ROLLBACK;" >&3
+exec 3>&-
+wait "$LOCKER" || true
+wait_for "both workers of the frozen leader hold rows in open transactions" 30 open_txns_are 2
+secs=$(measure_takeover "$gen")
+log "takeover after SIGSTOP with both workers in open transactions: $(holder) after ${secs}s"
+wait_for "the frozen leader's sessions are ended" 30 open_txns_are 0
+psql_on src -c "UPDATE acct SET n = n + 10"
+wait_for "acct on the sink: 11 11" 60 acct_is "11 11"
+HA_LEADER=$leader HA_STEPS=$(grep -c "stepping down" "$WORK/service$leader.log" || true)
+kill -CONT "${PIDS[$leader]}"
+wait_for "node$leader steps down (cdcsync_pipeline_leader 0)" 30 metric_is "$leader" 0
+wait_for "node$leader logs that it steps down" 30 stepped_down
+acct_is "11 11" || fail "acct on the sink: $(acct) after the frozen leader resumed, want 11 11"
 
 # The fence alone: the leader's next batch waits for a row lock on the sink while the lease is
 # taken away (no session ended), then runs on to its COMMIT, which the fence refuses.
