@@ -8,16 +8,18 @@
 #
 #   bench/sysbench.sh    (env: TABLES=4, TABLE_SIZE=100000, THREADS=4, TXNS=150000, PAR_THREADS=4,
 #                         BATCH_MAX_ROWS, APPLY_WORKERS="1 2 4" (one cdcsync run and target per value; default
-#                         1), CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
+#                         1), SINK_BINLOG=off|on (the sink connector's binlog key; default off),
+#                         CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
 #
 # Servers: four MariaDB 10.11 servers (one more per further APPLY_WORKERS value) (scripts/mysql.sh: identical settings, log_bin,
 # innodb_flush_log_at_trx_commit = 2; the targets differ only in server_id). `sysbench prepare`
 # fills the source; its dump is loaded into every target outside their binlogs. The backlog is
 # `sysbench oltp_write_only run --events=TXNS`, then a marker row in a table of its own. Each
 # reader is timed until the marker is on its target; every target must then equal the source
-# (CHECKSUM TABLE of every table). What differs by nature: cdcsync's target writes what it applies
-# to its own binlog (it is a client, and a reverse pipeline would read it back); a replica does not
-# (log_slave_updates = OFF, the default).
+# (CHECKSUM TABLE of every table). Like for like: a replica does not write what it applies to its
+# own binlog (log_slave_updates = OFF, the default), and by default neither does cdcsync's sink
+# here (binlog = off, its user granted BINLOG ADMIN); SINK_BINLOG=on has cdcsync's target log it,
+# as a client's writes are by default.
 #
 # Output: key=value lines on stdout, a summary on stderr.
 set -euo pipefail
@@ -49,11 +51,13 @@ sysb() { # NAME COMMAND [options...]
 log "starting 4 MariaDB 10.11 servers (identical settings; the targets differ only in server_id)"
 my_start src 1
 APPLY_WORKERS=${APPLY_WORKERS:-1}
+SINK_BINLOG=${SINK_BINLOG:-off}
 CDC_TARGETS=()
 sid=10
 for w in $APPLY_WORKERS; do
   my_start "cdc$w" $((sid++))
   CDC_TARGETS+=("cdc$w")
+  if [ "$SINK_BINLOG" = off ]; then my_on "cdc$w" -e "GRANT BINLOG ADMIN ON *.* TO 'cdc'@'127.0.0.1', 'cdc'@'localhost'"; fi
 done
 my_start nat1 3
 my_start nat4 4
@@ -102,6 +106,7 @@ run_cdcsync() { # WORKERS — sets CDC_SECS, CDC_CPU, CDC_RSS, CDC_DST_CPU, CDC_
     my_connector src 51001
     printf '\n[connector.dst]\n'
     my_connector "$target" 51002
+    printf 'binlog = %s\n' "$SINK_BINLOG"
     printf '\n[pipeline.bench]\nsource = src\nsink = dst\ntables = %stest.bench_done\nsnapshot = never\n' \
       "$(for i in $(seq 1 "$TABLES"); do printf 'test.sbtest%s, ' "$i"; done)"
     printf 'start_position = %s:%s\nbatch_max_rows = %s\napply_workers = %s\n' "$BFILE" "$BPOS" "$BATCH_MAX_ROWS" "$w"
@@ -166,6 +171,7 @@ backlog_rows=$ROWS
 backlog_txns=$XACTS
 batch_max_rows=$BATCH_MAX_ROWS
 apply_workers=$W1
+sink_binlog=$SINK_BINLOG
 drain_seconds=$(fmt2 "$DRAIN_SECS")
 drain_rows_per_s=$(fmt0 "$(calc "$ROWS / $DRAIN_SECS")")
 drain_source_cpu_seconds=$(fmt2 "$DRAIN_SRC_CPU")

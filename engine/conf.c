@@ -606,6 +606,16 @@ static void connector_check_source(ConfParser *p, const ConfSection *s, const Co
                 ;
         if (i == c->npipelines)
                 return;
+        /* binlog = off (a MySQL sink's key: other types keep false without the entry) */
+        const ConfEntry *binlog = entry_get(s, "binlog");
+        for (int j = 0; binlog && !k->binlog && j < c->npipelines; j++)
+                if (c->pipelines[j].sink == k) {
+                        conf_err(p, binlog->line,
+                                 "binlog = off: pipeline %s reads this server's binlog, which would then lack what "
+                                 "pipeline %s applies to it — set binlog = on",
+                                 c->pipelines[i].name, c->pipelines[j].name);
+                        break;
+                }
         if (!(set = calloc((size_t)s->nentries + 1, sizeof(*set)))) {
                 p->oom = true;
                 return;

@@ -84,6 +84,10 @@ const ConfKey conf_connector_keys[] = {
          "password from the environment (literal only in a mode 600 conf)"},
         {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0, "yes | no",
          "as a sink: create missing target tables from the source's schema"},
+        {"binlog", K_BOOL, "on", T_MY, 0, true, false, CON(binlog), 0, 0, 0, "on | off",
+         "as a sink: write what it applies to the server's binlog; off: as a replica with log_slave_updates = "
+         "OFF, the server's binlog and its replicas do not get the pipeline's changes (needs BINLOG ADMIN or "
+         "SUPER; refused on a connector that a pipeline reads from)"},
         {"timeout_s", K_INT, "30", T_ALL, 0, true, false, CON(timeout_s), 0, 1, 3600, "1..3600",
          "seconds without an answer (on a stream: without data or keepalive) before the server counts as "
          "unreachable and the pipeline reconnects; also bounds connecting (at most 10 s) and TCP keepalives"},

@@ -354,6 +354,25 @@ static Sink *sink_free(Sink *k) {
         return NULL;
 }
 
+int mysql_sink_conn_open(const ConnectorConf *conn, const char *ctx, unsigned long flags, MYSQL **ret, CdcError *err) {
+        int r = mysql_conn_open_flags(conn, NULL, flags, ret, err);
+        if (r < 0 || conn->binlog)
+                return r;
+        if (mysql_query(*ret, "SET SESSION sql_log_bin = 0") == 0)
+                return 0;
+        unsigned int e = mysql_errno(*ret);
+        /* A privilege granted meanwhile lets the retry through. */
+        bool denied = e == ER_SPECIFIC_ACCESS_DENIED_ERROR;
+        r = cdc_error(err, -EPERM, denied, denied ? CDC_ERR_PRIVILEGE : CDC_ERR_CONF,
+                      "%s connector '%s': binlog = off, but the session cannot leave the binlog (SET SESSION "
+                      "sql_log_bin = 0: %s) — GRANT BINLOG ADMIN (MariaDB 10.5+) or SUPER ON *.* to the user "
+                      "(MySQL 8: SESSION_VARIABLES_ADMIN), or set binlog = on",
+                      ctx, conn->name, mysql_error(*ret));
+        mysql_close(*ret);
+        *ret = NULL;
+        return r;
+}
+
 static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink **ret, CdcError *err) {
         Sink *k = calloc(1, sizeof(*k));
         char sql[128];
@@ -366,7 +385,7 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                  conn->name ? conn->name : "-");
         /* CLIENT_FOUND_ROWS: an UPDATE reports the rows it found, not the rows it changed, so an
          * update that writes the values a row already has still shows that the row is there */
-        r = mysql_conn_open_flags(conn, NULL, CLIENT_FOUND_ROWS, &k->m, err);
+        r = mysql_sink_conn_open(conn, k->ctx, CLIENT_FOUND_ROWS, &k->m, err);
         if (r < 0)
                 goto out;
         /* Without a server_id (one-way pipelines only: conf_load demands it for a bidirectional

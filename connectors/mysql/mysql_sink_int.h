@@ -156,6 +156,9 @@ struct Sink {
 
 /* mysql_batch.c */
 char *mysql_sink_row_key(const char *schema, const char *name, const Table *t, const Value *img, size_t *ret_len);
+/* A session of the sink's server (the sink's own, a DDL one) as the connector says: with
+ * binlog = off, out of the binlog (sql_log_bin = 0), else a clear error. ctx: for that error. */
+int mysql_sink_conn_open(const ConnectorConf *conn, const char *ctx, unsigned long flags, MYSQL **ret, CdcError *err);
 int mysql_sink_exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err);
 int mysql_sink_pending_flush(Sink *k, CdcError *err);
 /* A delete and then an insert of one row (sysbench's and many applications' way to replace a

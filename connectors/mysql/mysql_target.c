@@ -199,7 +199,7 @@ static int ensure_columns(Sink *k, TargetTable *tt, const Table *t, CdcError *er
                 k->in_txn = false;
         }
         MYSQL *ddl = NULL;
-        r = mysql_conn_open(k->conn, NULL, &ddl, err);
+        r = mysql_sink_conn_open(k->conn, k->ctx, 0, &ddl, err);
         if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.data)))
                 r = cdc_error(err, -EIO, false, CDC_ERR_SCHEMA, "%s cannot add column(s) %s to `%s`.`%s`: %s", k->ctx,
                               missing, tt->schema, tt->name, mysql_error(ddl));
@@ -255,7 +255,7 @@ static int create_target(Sink *k, const Table *t, const char *schema, const char
                 return cdc_oom(err);
         }
         MYSQL *ddl = NULL;
-        r = mysql_conn_open(k->conn, NULL, &ddl, err);
+        r = mysql_sink_conn_open(k->conn, k->ctx, 0, &ddl, err);
         if (r >= 0 && mysql_query(ddl, q.data))
                 r = cdc_error(err, -EIO, false, CDC_ERR_SCHEMA, "%s cannot create `%s`.`%s`: %s", k->ctx, schema, name,
                               mysql_error(ddl));
@@ -534,7 +534,7 @@ int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const
                 mysql_sql_table(&q, schema, name);
                 if (q.oom)
                         return cdc_oom(err);
-                r = mysql_conn_open(k->conn, NULL, &ddl, err);
+                r = mysql_sink_conn_open(k->conn, k->ctx, 0, &ddl, err);
                 if (r >= 0 && (mysql_query(ddl, "SET SESSION lock_wait_timeout = 30") || mysql_query(ddl, q.data)))
                         r = cdc_error(err, -EIO, true, CDC_ERR_SCHEMA,
                                       "%s source table %s.%s was dropped and created again (relation %u, before %u), "

@@ -66,6 +66,7 @@ typedef struct {
         char *password; /* owned secret from password_file, ${ENV} or $CREDENTIALS_DIRECTORY;
                          * NULL when none; never logged */
         bool create_tables;
+        bool binlog;      /* MySQL sink: its writes go to the server's binlog (off: sql_log_bin = 0) */
         int timeout_s;    /* a peer silent this long is unreachable: reconnect (seconds) */
         const char *file; /* conf file it came from (borrowed from Conf.path) */
         int line;         /* line of its [connector.NAME] header */

@@ -380,7 +380,23 @@ static void test_server_id(void **state) {
         free(errs);
         assert_int_equal(c->connectors[2].server_id, 0);
         assert_false(c->pipelines[0].bidirectional);
+        assert_true(c->connectors[2].binlog); /* the default: a sink's writes go to the binlog */
         conf_free(c);
+        /* binlog = off: a sink no pipeline reads from may leave the binlog... */
+        assert_int_equal(load(PG_PAIR "[connector.m]\ntype = mysql\nbinlog = off\n"
+                                      "[pipeline.p]\nsource = a\nsink = m\ntables = s.t\n",
+                              &c, &errs),
+                         0);
+        assert_string_equal(errs, "");
+        free(errs);
+        assert_false(c->connectors[2].binlog);
+        conf_free(c);
+        /* ...but not one a pipeline reads: it would miss what the sink applies */
+        expect_errors(PG_PAIR "[connector.m]\ntype = mysql\nserver_id = 7\nbinlog = off\n"
+                              "[pipeline.am]\nsource = a\nsink = m\ntables = s.t\n"
+                              "[pipeline.mb]\nsource = m\nsink = b\ntables = s.u\n",
+                      "c.conf:10: binlog = off: pipeline mb reads this server's binlog, which would then lack what "
+                      "pipeline am applies to it — set binlog = on\n");
         expect_errors(PG_PAIR "[connector.m]\ntype = mysql\n"
                               "[pipeline.am]\nsource = a\nsink = m\ntables = s.t\n"
                               "[pipeline.ma]\nsource = m\nsink = a\ntables = s.t\n",
