@@ -606,9 +606,8 @@ static void connector_check_source(ConfParser *p, const ConfSection *s, const Co
                 ;
         if (i == c->npipelines)
                 return;
-        /* binlog = off (a MySQL sink's key: other types keep false without the entry) */
         const ConfEntry *binlog = entry_get(s, "binlog");
-        for (int j = 0; binlog && !k->binlog && j < c->npipelines; j++)
+        for (int j = 0; binlog && k->skip_binlog && j < c->npipelines; j++)
                 if (c->pipelines[j].sink == k) {
                         conf_err(p, binlog->line,
                                  "binlog = off: pipeline %s reads this server's binlog, which would then lack what "

@@ -84,7 +84,7 @@ const ConfKey conf_connector_keys[] = {
          "password from the environment (literal only in a mode 600 conf)"},
         {"create_tables", K_BOOL, "no", T_PG | T_MY, 0, true, false, CON(create_tables), 0, 0, 0, "yes | no",
          "as a sink: create missing target tables from the source's schema"},
-        {"binlog", K_BOOL, "on", T_MY, 0, true, false, CON(binlog), 0, 0, 0, "on | off",
+        {"binlog", K_INDEX, "on", T_MY, 0, true, false, CON(skip_binlog), 0, 0, 0, "on | off",
          "as a sink: write what it applies to the server's binlog; off: as a replica with log_slave_updates = "
          "OFF, the server's binlog and its replicas do not get the pipeline's changes (needs BINLOG ADMIN or "
          "SUPER; refused on a connector that a pipeline reads from)"},

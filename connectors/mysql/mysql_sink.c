@@ -356,7 +356,7 @@ static Sink *sink_free(Sink *k) {
 
 int mysql_sink_conn_open(const ConnectorConf *conn, const char *ctx, unsigned long flags, MYSQL **ret, CdcError *err) {
         int r = mysql_conn_open_flags(conn, NULL, flags, ret, err);
-        if (r < 0 || conn->binlog)
+        if (r < 0 || !conn->skip_binlog)
                 return r;
         if (mysql_query(*ret, "SET SESSION sql_log_bin = 0") == 0)
                 return 0;

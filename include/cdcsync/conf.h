@@ -66,7 +66,9 @@ typedef struct {
         char *password; /* owned secret from password_file, ${ENV} or $CREDENTIALS_DIRECTORY;
                          * NULL when none; never logged */
         bool create_tables;
-        bool binlog;      /* MySQL sink: its writes go to the server's binlog (off: sql_log_bin = 0) */
+        /* MySQL sink, binlog = off (1; on: 0, also in a conf built by hand): its writes stay out
+         * of the server's binlog (sql_log_bin = 0) */
+        int skip_binlog;
         int timeout_s;    /* a peer silent this long is unreachable: reconnect (seconds) */
         const char *file; /* conf file it came from (borrowed from Conf.path) */
         int line;         /* line of its [connector.NAME] header */

@@ -380,7 +380,7 @@ static void test_server_id(void **state) {
         free(errs);
         assert_int_equal(c->connectors[2].server_id, 0);
         assert_false(c->pipelines[0].bidirectional);
-        assert_true(c->connectors[2].binlog); /* the default: a sink's writes go to the binlog */
+        assert_int_equal(c->connectors[2].skip_binlog, 0); /* the default: a sink's writes go to the binlog */
         conf_free(c);
         /* binlog = off: a sink no pipeline reads from may leave the binlog... */
         assert_int_equal(load(PG_PAIR "[connector.m]\ntype = mysql\nbinlog = off\n"
@@ -389,7 +389,7 @@ static void test_server_id(void **state) {
                          0);
         assert_string_equal(errs, "");
         free(errs);
-        assert_false(c->connectors[2].binlog);
+        assert_int_equal(c->connectors[2].skip_binlog, 1);
         conf_free(c);
         /* ...but not one a pipeline reads: it would miss what the sink applies */
         expect_errors(PG_PAIR "[connector.m]\ntype = mysql\nserver_id = 7\nbinlog = off\n"
