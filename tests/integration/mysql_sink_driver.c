@@ -157,6 +157,28 @@ int main(int argc, char **argv) {
                        strstr(err.message, "public.orders column") ? "named" : err.message);
                 ops->rollback(k);
         }
+        /* batch 3b: a run of three inserts (one multi-row statement) whose last row the server
+         * refuses: the row-by-row retry names the bad value's column, not a duplicate of a row
+         * the statement's other rows would have inserted */
+        CHECK(ops->begin(k, &err));
+        r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"8", "t", NULL, NULL, "8", "ok8"}), &err);
+        if (r == 0)
+                r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"9", "t", NULL, NULL, "9", "ok9"}), &err);
+        if (r == 0)
+                r = apply(ops, k, t, CHANGE_INSERT, NULL, row(bad[0]), &err);
+        if (r == 0)
+                r = ops->commit(k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, NULL, &err);
+        printf("bad-tail: r=%d %s retriable=%d %s\n", r < 0, err.kind, err.retriable,
+               strstr(err.message, "public.orders column") ? "named" : err.message);
+        ops->rollback(k);
+        /* batch 4b: a run of three updates (one multi-row upsert), the row the sink lacks last */
+        CHECK(ops->begin(k, &err));
+        const char *upd3[] = {"1", "20", "96"};
+        r = 0;
+        for (int i = 0; i < 3 && r == 0; i++)
+                r = apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){upd3[i], "f", NULL, NULL, "1", "u"}),
+                          &err);
+        diverged(ops, k, "missing-tail", "(id)=(96)", r, &err);
         /* batch 4: updates found as one array execution, one of them of a row the sink lacks */
         CHECK(ops->begin(k, &err));
         r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"7", "t", NULL, NULL, "7", "new"}), &err);

@@ -24,6 +24,8 @@ start found=0
 bad0: r=1 data retriable=0 named
 bad1: r=1 data retriable=0 named
 bad2: r=1 data retriable=0 named
+bad-tail: r=1 data retriable=0 named
+missing-tail: r=1 data retriable=0 named
 missing-update: r=1 data retriable=0 named
 missing-delete: r=1 data retriable=0 named
 missing-single: r=1 data retriable=0 named
