@@ -163,7 +163,8 @@ int main(int argc, char **argv) {
         CHECK(ops->begin(k, &err));
         r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"8", "t", NULL, NULL, "8", "ok8"}), &err);
         if (r == 0)
-                r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"9", "t", NULL, NULL, "9", "ok9"}), &err);
+                r = apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"9", "t", NULL, NULL, "9", "ok9"}),
+                          &err);
         if (r == 0)
                 r = apply(ops, k, t, CHANGE_INSERT, NULL, row(bad[0]), &err);
         if (r == 0)
