@@ -717,6 +717,12 @@ static void conf_build(ConfParser *p) {
                         continue;
                 const PipelineConf *a = &c->pipelines[n++];
                 const ConnectorType *skt = a->sink && a->sink->type ? connector_type(a->sink->type) : NULL;
+                /* ha = on runs a pipeline only while it holds the lease its sink keeps */
+                if (c->ha && skt && skt->sink && !skt->sink->lease_open)
+                        conf_err(p, p->sections[i].line,
+                                 "ha = on: pipeline %s writes to a %s sink, which keeps no lease, so no instance "
+                                 "would ever run it — run it from a conf with ha = off (one instance)",
+                                 a->name, a->sink->type);
                 if (a->apply_workers > 1 && skt && skt->sink && !skt->sink->open_worker)
                         conf_err(p, entry_get(&p->sections[i], "apply_workers")->line,
                                  "apply_workers = %d: a %s sink applies with one session only (database sinks take "

@@ -42,7 +42,8 @@ const ConfKey conf_service_keys[] = {
          "default the host name"},
         {"ha", K_BOOL, "off", T_ALL, 0, false, false, SVC(ha), 0, 0, 0, "on | off",
          "run each pipeline on one instance among those with this conf, through a lease row in the pipeline's "
-         "sink (cdcsync.leases); off: no lease, this instance runs every pipeline"},
+         "sink (cdcsync.leases; PostgreSQL and MySQL sinks: a pipeline into Kafka is refused); off: no lease, "
+         "this instance runs every pipeline"},
         {"ha_takeover_s", K_INT, "15", T_ALL, 0, false, false, SVC(ha_takeover_s), 0, 2, 3600, "2..3600",
          "seconds: a standby takes over a pipeline whose leader stopped renewing its lease within this (a Kafka "
          "source then reads its partitions at once, from its group's offsets)"},

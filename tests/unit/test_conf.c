@@ -410,6 +410,24 @@ static void test_server_id(void **state) {
                       "reads the server's binlog as a replica with that id\n");
 }
 
+/* ha = on: a pipeline into a sink that keeps no lease (Kafka) would stand by forever. */
+static void test_ha_sinks(void **state) {
+        (void)state;
+        Conf *c;
+        char *errs;
+        assert_int_equal(load("[service]\nha = on\n" PG_PAIR "[pipeline.p]\nsource = a\nsink = b\ntables = s.t\n", &c,
+                              &errs),
+                         0);
+        assert_string_equal(errs, "");
+        free(errs);
+        assert_true(c->ha);
+        conf_free(c);
+        expect_errors("[service]\nha = on\n" PG_PAIR "[connector.k]\ntype = kafka\nbrokers = k:9092\n"
+                      "[pipeline.pk]\nsource = a\nsink = k\ntables = s.t\n",
+                      "c.conf:12: ha = on: pipeline pk writes to a kafka sink, which keeps no lease, so no instance "
+                      "would ever run it — run it from a conf with ha = off (one instance)\n");
+}
+
 /* The first copy's modes: a bidirectional pair never empties a side (replace refused, initial
  * merges); one-way pipelines keep the mode they name. */
 static void test_snapshot_modes(void **state) {
@@ -1044,6 +1062,7 @@ int main(void) {
                 cmocka_unit_test(test_err_references),
                 cmocka_unit_test(test_err_source_without_type),
                 cmocka_unit_test(test_server_id),
+        cmocka_unit_test(test_ha_sinks),
                 cmocka_unit_test(test_snapshot_modes),
                 cmocka_unit_test(test_err_crash_inputs),
                 cmocka_unit_test(test_err_destroy_or_loop),
