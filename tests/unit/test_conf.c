@@ -415,9 +415,9 @@ static void test_ha_sinks(void **state) {
         (void)state;
         Conf *c;
         char *errs;
-        assert_int_equal(load("[service]\nha = on\n" PG_PAIR "[pipeline.p]\nsource = a\nsink = b\ntables = s.t\n", &c,
-                              &errs),
-                         0);
+        assert_int_equal(
+                load("[service]\nha = on\n" PG_PAIR "[pipeline.p]\nsource = a\nsink = b\ntables = s.t\n", &c, &errs),
+                0);
         assert_string_equal(errs, "");
         free(errs);
         assert_true(c->ha);
@@ -1062,7 +1062,7 @@ int main(void) {
                 cmocka_unit_test(test_err_references),
                 cmocka_unit_test(test_err_source_without_type),
                 cmocka_unit_test(test_server_id),
-        cmocka_unit_test(test_ha_sinks),
+                cmocka_unit_test(test_ha_sinks),
                 cmocka_unit_test(test_snapshot_modes),
                 cmocka_unit_test(test_err_crash_inputs),
                 cmocka_unit_test(test_err_destroy_or_loop),
