@@ -403,16 +403,21 @@ int mysql_sink_lease_release(SinkLease *l, int64_t held, CdcError *err) {
         return lease_dml(l, ML_SQL_RELEASE, v, 2, "releasing the lease", NULL, NULL, err);
 }
 
+/* The pipeline's name and the generation held (printed into held), the parameters of the fence
+ * and of the session registration. */
+static void fence_params(const Sink *k, char held[32], Param p[2]) {
+        snprintf(held, 32, "%" PRId64, k->fence);
+        const char *name = k->pipe && k->pipe->name ? k->pipe->name : "";
+        p[0] = (Param){.data = (char *)name, .len = strlen(name)};
+        p[1] = (Param){.data = held, .len = strlen(held)};
+}
+
 /* ha = on: in the batch's transaction, just before COMMIT (see ML_SQL_FENCE). */
 int mysql_sink_fence_check(Sink *k, CdcError *err) {
         char held[32];
         uint64_t rows = 0;
-        snprintf(held, sizeof(held), "%" PRId64, k->fence);
-        const char *name = k->pipe && k->pipe->name ? k->pipe->name : "";
-        Param p[2] = {
-                {.data = (char *)name, .len = strlen(name)},
-                {.data = held, .len = strlen(held)},
-        };
+        Param p[2];
+        fence_params(k, held, p);
         int r = mysql_sink_exec(k, ML_SQL_FENCE, p, 2, "checking the pipeline's lease", &rows, err);
         if (r < 0)
                 return r;
@@ -432,12 +437,8 @@ int mysql_sink_fence_check(Sink *k, CdcError *err) {
 int mysql_sink_fence_register(Sink *k, CdcError *err) {
         char held[32];
         uint64_t rows = 0;
-        snprintf(held, sizeof(held), "%" PRId64, k->fence);
-        const char *name = k->pipe && k->pipe->name ? k->pipe->name : "";
-        Param p[2] = {
-                {.data = (char *)name, .len = strlen(name)},
-                {.data = held, .len = strlen(held)},
-        };
+        Param p[2];
+        fence_params(k, held, p);
         int r = mysql_sink_exec(k, ML_SQL_SESSIONS_PRUNE, p, 1, "forgetting the lease's ended sessions", NULL, err);
         if (r == 0)
                 r = mysql_sink_exec(k, ML_SQL_SESSION_REGISTER, p, 2, "listing the sink session with the lease", &rows,
@@ -452,7 +453,7 @@ int mysql_sink_fence_register(Sink *k, CdcError *err) {
                 r = cdc_error(err, -EIO, true, CDC_ERR_CONNECTION, "%s listing the sink session with the lease: %s",
                               k->ctx, mysql_error(k->m));
         if (r == 0)
-                r = end_listed(k->m, k->conn->name, name, held, err);
+                r = end_listed(k->m, k->conn->name, p[0].data, held, err);
         if (r == 0)
                 r = mysql_sink_fence_check(k, err);
         if (r == 0 && mysql_commit(k->m))

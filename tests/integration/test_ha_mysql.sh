@@ -83,17 +83,22 @@ acct() { my_on dst -e "SELECT GROUP_CONCAT(n ORDER BY id SEPARATOR ' ') FROM acc
 acct_is() { [ "$(acct)" = "$1" ]; }
 open_txns() { my_on dst -e "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'RUNNING' AND trx_rows_modified > 0"; }
 open_txns_are() { [ "$(open_txns)" = "$1" ]; }
+# lock_sink_row NAME TABLE ID — a sink session locks the row and keeps its transaction open; fd 3
+# talks to it (echo "ROLLBACK;" >&3; exec 3>&-; wait "$LOCKER" ends it).
+lock_sink_row() {
+  mkfifo "$WORK/$1.in"
+  my_on dst --unbuffered <"$WORK/$1.in" >"$WORK/$1.out" 2>&1 &
+  LOCKER=$!
+  exec 3>"$WORK/$1.in"
+  echo "BEGIN; SELECT 'locked' FROM $2 WHERE id = $3 FOR UPDATE;" >&3
+  wait_for "$2 row $3 is locked" 30 grep -q locked "$WORK/$1.out"
+}
+waiting() { [ "$(my_on dst -e "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")" -ge 1 ]; }
 psql_on src -c "UPDATE acct SET n = 0"
 wait_for "acct on the sink" 30 acct_is "0 0"
 h=$(holder); leader=$(node_of "$h"); gen=${h#* }
-mkfifo "$WORK/lock1.in"
-my_on dst --unbuffered <"$WORK/lock1.in" >"$WORK/lock1.out" 2>&1 &
-LOCKER=$!
-exec 3>"$WORK/lock1.in"
-echo "BEGIN; SELECT 'locked' FROM acct WHERE id = 1 FOR UPDATE;" >&3
-wait_for "acct row 1 is locked" 30 grep -q locked "$WORK/lock1.out"
+lock_sink_row lock1 acct 1
 psql_on src -c "UPDATE acct SET n = n + 1 WHERE id = 1"
-waiting() { [ "$(my_on dst -e "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")" -ge 1 ]; }
 wait_for "a worker's batch on row 1 waits for the lock" 30 waiting
 psql_on src -c "UPDATE acct SET n = n + 1 WHERE id = 2"
 wait_for "the other worker holds row 2 in an open transaction" 30 open_txns_are 1
@@ -119,14 +124,8 @@ acct_is "11 11" || fail "acct on the sink: $(acct) after the frozen leader resum
 h=$(holder); leader=$(node_of "$h"); other=$((1 - leader))
 kill -9 "${PIDS[$other]}"; wait "${PIDS[$other]}" 2>/dev/null || true
 PIDS[$other]=""
-mkfifo "$WORK/lock.in"
-my_on dst --unbuffered <"$WORK/lock.in" >"$WORK/lock.out" 2>&1 &
-LOCKER=$!
-exec 3>"$WORK/lock.in"
-echo "BEGIN; SELECT 'locked' FROM counter WHERE id = 1 FOR UPDATE;" >&3
-wait_for "the sink row is locked" 30 grep -q locked "$WORK/lock.out"
+lock_sink_row lock counter 1
 psql_on src -c "BEGIN; INSERT INTO seqlog VALUES (1000001); UPDATE counter SET n = n + 1 WHERE id = 1; COMMIT;"
-waiting() { [ "$(my_on dst -e "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")" -ge 1 ]; }
 wait_for "node$leader's batch waits for the row lock" 30 waiting
 my_on dst -e "UPDATE cdcsync.leases SET holder = 'thief', generation = generation + 1,
   expires_at = NOW(6) + INTERVAL 1 HOUR, holder_session = 0 WHERE pipeline = 'ha'"
