@@ -83,34 +83,39 @@ static int session_row(void *ud, char **cells, const unsigned long *lens, int nc
         return 0;
 }
 
+/* Ends session id on connection m. The id is a number we parsed, printed back: KILL takes no
+ * parameter. One already gone is fine; a denied KILL is a privilege error. */
+static int kill_session(MYSQL *m, const char *sink, const char *pipeline, uint64_t id, CdcError *err) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "KILL CONNECTION %" PRIu64, id);
+        if (mysql_real_query(m, sql, strlen(sql)) == 0)
+                return 0;
+        unsigned int e = mysql_errno(m);
+        if (e == ER_NO_SUCH_THREAD)
+                return 0;
+        if (e == ER_KILL_DENIED_ERROR)
+                return cdc_error(err, -EPERM, true, CDC_ERR_PRIVILEGE,
+                                 "sink %s: pipeline %s: cannot end the deposed leader's sink session %" PRIu64
+                                 " (KILL CONNECTION was denied) — let the instances connect as the same user, "
+                                 "or GRANT CONNECTION ADMIN (MySQL 8, MariaDB 10.5+) or SUPER to this one",
+                                 sink, pipeline, id);
+        return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
+                         "sink %s: pipeline %s: ending the deposed leader's sink session %" PRIu64
+                         " failed: %s (error %u) — the lease is retried",
+                         sink, pipeline, id, mysql_error(m), e);
+}
+
 /* Ends, on connection m, the live sessions of `pipeline` listed under a generation below `below`
- * (text). The ids are numbers we parsed, printed back: KILL takes no parameter. One already gone
- * is fine; a denied KILL is a privilege error. */
+ * (text), with kill_session(). */
 static int end_listed(MYSQL *m, const char *sink, const char *pipeline, const char *below, CdcError *err) {
         SessionIds ids = {.n = 0};
         const char *v[2] = {pipeline, below};
         int r = mysql_conn_query(m, ML_SQL_SESSIONS_BELOW, v, 2, session_row, &ids, err);
         if (r < 0)
                 return r;
-        for (int i = 0; i < ids.n; i++) {
-                char sql[64];
-                snprintf(sql, sizeof(sql), "KILL CONNECTION %" PRIu64, ids.ids[i]);
-                if (mysql_real_query(m, sql, strlen(sql)) == 0)
-                        continue;
-                unsigned int e = mysql_errno(m);
-                if (e == ER_NO_SUCH_THREAD)
-                        continue;
-                if (e == ER_KILL_DENIED_ERROR)
-                        return cdc_error(err, -EPERM, true, CDC_ERR_PRIVILEGE,
-                                         "sink %s: pipeline %s: cannot end the deposed leader's sink session %" PRIu64
-                                         " (KILL CONNECTION was denied) — let the instances connect as the same user, "
-                                         "or GRANT CONNECTION ADMIN (MySQL 8, MariaDB 10.5+) or SUPER to this one",
-                                         sink, pipeline, ids.ids[i]);
-                return cdc_error(err, -EIO, true, CDC_ERR_CONNECTION,
-                                 "sink %s: pipeline %s: ending the deposed leader's sink session %" PRIu64
-                                 " failed: %s (error %u)",
-                                 sink, pipeline, ids.ids[i], mysql_error(m), e);
-        }
+        for (int i = 0; i < ids.n; i++) /* r: the rows the query found */
+                if ((r = kill_session(m, sink, pipeline, ids.ids[i], err)) < 0)
+                        return r;
         return 0;
 }
 
@@ -283,25 +288,14 @@ static int lease_read(SinkLease *l, ReadRow *rr, CdcError *err) {
 }
 
 /* The deposed leader's sink session may hold the row locked (a frozen batch past its fence): end
- * it first, so the takeover does not wait for it. The id is a number we parsed, printed back:
- * KILL takes no parameter. One already gone is fine. */
+ * it first, so the takeover does not wait for it (kill_session, bounded by the lease's guard). */
 static int end_session(SinkLease *l, uint64_t session, CdcError *err) {
         if (session == 0 || session == (uint64_t)mysql_thread_id(l->m))
                 return 0;
-        char sql[64];
-        unsigned int e = 0;
-        snprintf(sql, sizeof(sql), "KILL CONNECTION %" PRIu64, session);
-        int r = lease_dml(l, sql, NULL, 0, "ending the deposed leader's sink session", NULL, &e, err);
-        if (r < 0 && e == ER_NO_SUCH_THREAD) {
-                *err = (CdcError){0};
-                return 0;
-        }
-        if (r < 0 && e == ER_KILL_DENIED_ERROR)
-                return cdc_error(err, -EPERM, true, CDC_ERR_PRIVILEGE,
-                                 "sink %s: pipeline %s: cannot end the deposed leader's sink session %" PRIu64
-                                 " (KILL CONNECTION was denied) — let the instances connect as the same user, or "
-                                 "GRANT CONNECTION ADMIN (MySQL 8, MariaDB 10.5+) or SUPER to this one",
-                                 l->conf->name, l->pipe->name, session);
+        deadline_arm(l->guard, lease_renew_deadline_ms(l->takeover_s));
+        int r = kill_session(l->m, l->conf->name, l->pipe->name, session, err);
+        if (deadline_disarm(l->guard) && r < 0)
+                return lease_fail(l, "ending the deposed leader's sink session", true, 0, "", err);
         return r;
 }
 
