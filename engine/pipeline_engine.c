@@ -205,13 +205,18 @@ static int engine_handle(Engine *e, Event *ev) {
 }
 
 /* Batching policy. A batch ends only between transactions: at the COMMIT that brings it to
- * batch_max_rows, or as soon as the source has nothing more right now (low latency under light
- * load), or on stop. */
+ * batch_max_rows, or as soon as the source has nothing more right now and the sink has taken
+ * all it was given (low latency under light load), or on stop. While the sink is still busy
+ * with what came before (its queue holds more than this COMMIT), ending the batch would not
+ * apply it any sooner: it grows instead, so a sink that falls behind gets fewer, larger
+ * batches rather than one commit per source transaction (in a catch-up the source's queue
+ * runs empty for moments, and with the sink's own commits handed to a sender thread those
+ * moments had cut 3,000-row batches into 350-row ones). */
 static bool batch_ends_after(Engine *e, EventKind forwarded) {
         Pipeline *p = e->p;
         return e->batch_open && !e->in_txn &&
                ((forwarded == EVENT_COMMIT && e->batch_rows >= (size_t)p->conf->batch_max_rows) ||
-                queue_depth(p->q_src) == 0 || pipeline_ending(p));
+                (queue_depth(p->q_src) == 0 && queue_depth(p->q_sink) <= 1) || pipeline_ending(p));
 }
 
 /* ... and while waiting: between transactions with nothing more coming (the wait timed out, or
