@@ -129,7 +129,7 @@ int mysql_sink_exec(Sink *k, const char *sql, Param *p, int n, const char *what,
         return exec_row(k, c->st, p, n, what, ret_rows, err);
 }
 
-static void run_clear(Run *u) {
+void mysql_sink_run_clear(Run *u) {
         for (int i = 0; i < u->nrows; i++) {
                 for (int j = 0; j < u->nparams; j++)
                         free(u->params[(size_t)i * u->nparams + j].data);
@@ -145,7 +145,7 @@ static void run_clear(Run *u) {
 }
 
 void mysql_sink_run_free(Run *u) {
-        run_clear(u);
+        mysql_sink_run_clear(u);
         free(u->params);
         free(u->keys);
         free(u->dead);
@@ -346,7 +346,7 @@ out:
 }
 
 /* Drops the cancelled rows of u, keeping the others in order. */
-static void run_compact(Run *u) {
+void mysql_sink_run_compact(Run *u) {
         int to = 0;
         for (int i = 0; i < u->nrows; i++) {
                 Param *p = &u->params[(size_t)i * u->nparams];
@@ -368,10 +368,16 @@ static void run_compact(Run *u) {
 }
 
 /* Sends the pending run, if any, and empties it (also on failure: the caller rolls back). */
-static int run_send(Sink *k, Run *u, CdcError *err) {
+int mysql_sink_run_send(Sink *k, Run *u, CdcError *err) {
+        int r = mysql_sink_run_exec(k, u, err);
+        mysql_sink_run_clear(u);
+        return r;
+}
+
+int mysql_sink_run_exec(Sink *k, Run *u, CdcError *err) {
         int r = 0, np, n;
         if (u->ndead > 0)
-                run_compact(u);
+                mysql_sink_run_compact(u);
         np = u->nparams;
         n = u->nrows;
         if (!u->stmt || n == 0)
@@ -450,7 +456,6 @@ bulk_out:
         free(lens);
         free(ind);
 out:
-        run_clear(u);
         return r;
 }
 
@@ -502,36 +507,68 @@ bool mysql_sink_cancel_delete(Sink *k, const char *rk, size_t len) {
         if (!k->keys.cap || k->ordered)
                 return false;
         KeySlot *e = keys_find(&k->keys, rk, len, key_hash(rk, len));
-        if (e->run < 0)
+        if (e->run < 0 || e->row < 0)
                 return false;
         Run *u = &k->runs[e->run];
         if (!u->is_delete || !u->expect || e->row >= u->nrows || u->dead[e->row])
                 return false;
         u->dead[e->row] = true;
         u->ndead++;
-        e->run = KEY_RELEASED;
+        /* the row's change before the delete, if one is pending, still comes first */
+        e->run = e->prev;
+        e->row = -1;
+        e->prev = KEY_RELEASED;
         return true;
+}
+
+void mysql_sink_keys_reset(Sink *k) {
+        k->ordered = false;
+        if (k->keys.n)
+                keys_clear(&k->keys);
 }
 
 /* Sends every pending run, in the order they were started, and forgets their keys. */
 int mysql_sink_pending_flush(Sink *k, CdcError *err) {
-        int r = 0;
+        int r = k->nruns > 0 ? mysql_sink_ready(k, err) : 0;
         for (int i = 0; i < k->nruns; i++) {
                 if (r == 0)
-                        r = run_send(k, &k->runs[i], err);
+                        r = mysql_sink_run_send(k, &k->runs[i], err);
                 else
-                        run_clear(&k->runs[i]);
+                        mysql_sink_run_clear(&k->runs[i]);
         }
         k->nruns = 0;
-        k->ordered = false;
-        if (k->keys.n)
-                keys_clear(&k->keys);
+        mysql_sink_keys_reset(k);
+        return r;
+}
+
+/* The pending runs on their way: to the sender, which sends them while the caller goes on, or
+ * sent here. */
+static int pending_send(Sink *k, CdcError *err) {
+        if (!k->tx || k->nruns == 0)
+                return mysql_sink_pending_flush(k, err);
+        int r = mysql_sink_hand_over(k, NULL, NULL, err);
+        if (r < 0)
+                mysql_sink_pending_clear(k);
+        return r;
+}
+
+int mysql_sink_warm(Sink *k, const char *sql, CdcError *err) {
+        int r = 0;
+        if (cache_has(&k->stmts, sql))
+                return 0;
+        /* preparing it empties a full cache, which would close the pending runs' statements */
+        if (k->nruns > 0 && k->stmts.n >= STMT_CACHE_MAX)
+                r = mysql_sink_pending_flush(k, err);
+        if (r == 0)
+                r = mysql_sink_idle(k, err);
+        if (r == 0 && !stmt_cached(k, sql))
+                r = prepare_error(k, sql, "preparing a statement", err);
         return r;
 }
 
 void mysql_sink_pending_clear(Sink *k) {
         for (int i = 0; i < k->nruns; i++)
-                run_clear(&k->runs[i]);
+                mysql_sink_run_clear(&k->runs[i]);
         k->nruns = 0;
         k->ordered = false;
         if (k->keys.n)
@@ -580,7 +617,7 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
         if (!reorder || k->ordered) {
                 /* keep source order: only the run just before may take it */
                 if (k->nruns > 0 && (ri != k->nruns - 1 || k->nruns > 1)) {
-                        r = mysql_sink_pending_flush(k, err);
+                        r = pending_send(k, err);
                         ri = -1;
                 }
         } else {
@@ -588,11 +625,12 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                         if (!k->keys.cap)
                                 break;
                         KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], key_hash(rk[i], rkl[i]));
-                        if (e->run >= 0 && e->run != ri)
-                                ri = -2; /* another pending run touches this row */
+                        /* a later pending run changes this row: a new run, after every pending one */
+                        if (e->run >= 0 && ri >= 0 && e->run > ri)
+                                ri = -1;
                 }
                 if (ri == -2 || (ri == -1 && k->nruns == RUNS_MAX)) {
-                        r = mysql_sink_pending_flush(k, err);
+                        r = pending_send(k, err);
                         ri = -1;
                 }
         }
@@ -608,6 +646,9 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
         if (ri < 0) {
                 char what[600];
                 snprintf(what, sizeof(what), "%s on `%s`.`%s`", opname, schema, name);
+                /* preparing it is a statement of its own: after the sender's job */
+                if (!cache_has(&k->stmts, sql) && (r = mysql_sink_idle(k, err)) < 0)
+                        goto out;
                 CachedStmt *c = stmt_cached(k, sql);
                 if (!c) {
                         r = prepare_error(k, sql, what, err);
@@ -673,10 +714,16 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                         uint64_t h = key_hash(rk[i], rkl[i]);
                         KeySlot *e = keys_find(&k->keys, rk[i], rkl[i], h);
                         if (e->run == KEY_EMPTY) {
-                                *e = (KeySlot){.hash = h, .run = ri, .row = u->nrows - 1, .key = rk[i], .len = rkl[i]};
+                                *e = (KeySlot){.hash = h,
+                                               .run = ri,
+                                               .row = u->nrows - 1,
+                                               .prev = KEY_RELEASED,
+                                               .key = rk[i],
+                                               .len = rkl[i]};
                                 rk[i] = NULL;
                                 k->keys.n++;
-                        } else if (e->run == KEY_RELEASED) {
+                        } else {
+                                e->prev = e->run;
                                 e->run = ri;
                                 e->row = u->nrows - 1;
                         }
@@ -686,7 +733,7 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
         if (u->mkind != MULTI_NONE)
                 max = np > 0 && MULTI_MAX_PARAMS / np < MULTI_MAX_ROWS ? MULTI_MAX_PARAMS / np : MULTI_MAX_ROWS;
         if (u->nrows >= max || u->bytes >= RUN_MAX_BYTES)
-                r = mysql_sink_pending_flush(k, err);
+                r = pending_send(k, err);
 out:
         free(key);
         for (int i = 0; i < nrk; i++)

@@ -406,13 +406,15 @@ static void fence_params(const Sink *k, char held[32], Param p[2]) {
         p[1] = (Param){.data = held, .len = strlen(held)};
 }
 
+const char mysql_sink_fence_sql[] = ML_SQL_FENCE;
+
 /* ha = on: in the batch's transaction, just before COMMIT (see ML_SQL_FENCE). */
 int mysql_sink_fence_check(Sink *k, CdcError *err) {
         char held[32];
         uint64_t rows = 0;
         Param p[2];
         fence_params(k, held, p);
-        int r = mysql_sink_exec(k, ML_SQL_FENCE, p, 2, "checking the pipeline's lease", &rows, err);
+        int r = mysql_sink_exec(k, mysql_sink_fence_sql, p, 2, "checking the pipeline's lease", &rows, err);
         if (r < 0)
                 return r;
         if (lease_fence_ok(k->fence, rows == 1, k->fence))

@@ -195,6 +195,12 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                               k->ctx, t->schema, t->name, k->pipe ? k->pipe->name : "-");
                 goto out_sent;
         }
+        /* what sends anything of its own waits for the sender's job (mysql_sink_sender.c) */
+        if (k->tx && !mysql_sink_quiet(k, t, c, schema, name)) {
+                r = mysql_sink_ready(k, err);
+                if (r < 0)
+                        goto out_sent; /* an earlier batch's error, which names its own row */
+        }
         if (k->rels && strcmp(t->schema, "cdcsync") != 0) {
                 bool skip = false;
                 r = mysql_sink_check_relation(k, t, txn, schema, name, &skip, err);
@@ -330,6 +336,7 @@ out_sent:
 static Sink *sink_free(Sink *k) {
         if (!k)
                 return NULL;
+        mysql_sink_sender_close(k);
         mysql_sink_pending_clear(k);
         mysql_sink_seen_clear(k);
         for (int i = 0; i < RUNS_MAX; i++)
@@ -455,6 +462,10 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
                         "CREATE TABLE IF NOT EXISTS `cdcsync`.`versions` (k VARBINARY(32) NOT NULL PRIMARY KEY, "
                         "v BLOB NOT NULL) ENGINE=InnoDB",
                         err);
+        /* One session: its statements go from the sender thread. Parallel apply's sessions each
+         * commit durably before their turn passes on (open_worker), so they send themselves. */
+        if (r >= 0 && (!pipe || pipe->apply_workers <= 1))
+                r = mysql_sink_sender_open(k, err);
         if (r < 0)
                 goto out;
         *ret = k;
@@ -500,9 +511,11 @@ static int ck_row(void *ud, char **cells, const unsigned long *lens, int ncols) 
 static int sink_last_position(Sink *k, Checkpoint *ret, bool *ret_found, CdcError *err) {
         CkRow c = {0};
         const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
-        int r = mysql_conn_query(k->m,
-                                 "SELECT pos_hi, pos_lo, pos_text FROM `cdcsync`.`checkpoints` WHERE pipeline = ?",
-                                 params, 1, ck_row, &c, err);
+        int r = mysql_sink_idle(k, err);
+        if (r < 0)
+                return r;
+        r = mysql_conn_query(k->m, "SELECT pos_hi, pos_lo, pos_text FROM `cdcsync`.`checkpoints` WHERE pipeline = ?",
+                             params, 1, ck_row, &c, err);
         if (r < 0)
                 return r;
         mysql_commit(k->m); /* end the read's snapshot so the next batch sees fresh data */
@@ -544,7 +557,10 @@ static int copy_row(void *ud, char **cells, const unsigned long *lens, int ncols
 static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *err) {
         CopyList l = {0};
         const char *params[1] = {k->pipe && k->pipe->name ? k->pipe->name : ""};
-        int r = mysql_conn_query(
+        int r = mysql_sink_idle(k, err);
+        if (r < 0)
+                return r;
+        r = mysql_conn_query(
                 k->m,
                 "SELECT source_table, pos_hi, pos_lo, state, copied_rows, pos_text FROM `cdcsync`.`tables` "
                 "WHERE pipeline = ?",
@@ -564,16 +580,46 @@ static int sink_copied_tables(Sink *k, CopiedTable **ret, int *ret_n, CdcError *
 static int sink_begin(Sink *k, CdcError *err) {
         mysql_sink_pending_clear(k);
         k->txn_row = 0; /* a batch starts with a source transaction */
+        if (k->tx) {    /* sent with the batch's first statement, after the sender's job */
+                k->begin_due = true;
+                k->in_txn = true;
+                return 0;
+        }
         int r = mysql_sink_simple(k, "START TRANSACTION", err);
         if (r == 0)
                 k->in_txn = true;
         return r;
 }
 
-static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
-        char hi[24], lo[24], ts[96] = "";
+const char mysql_sink_checkpoint_sql[] =
+        "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), pos_lo = VALUES(pos_lo), "
+        "pos_text = VALUES(pos_text), source_commit_ts = VALUES(source_commit_ts), updated_at = VALUES(updated_at)";
+
+int mysql_sink_commit_batch(Sink *k, const Checkpoint *ckpt, const char *ts, CdcError *err) {
+        char hi[24], lo[24];
         snprintf(hi, sizeof(hi), "%" PRIu64, ckpt->pos.hi);
         snprintf(lo, sizeof(lo), "%" PRIu64, ckpt->pos.lo);
+        Param p[5] = {
+                {.data = k->pipe && k->pipe->name ? k->pipe->name : ""},
+                {.data = hi},
+                {.data = lo},
+                {.data = (char *)ckpt->text},
+                {.data = (char *)ts, .null = ts[0] == '\0'},
+        };
+        for (int i = 0; i < 5; i++)
+                p[i].len = strlen(p[i].data);
+        int r = mysql_sink_exec(k, mysql_sink_checkpoint_sql, p, 5, "checkpoint", NULL, err);
+        if (r == 0 && k->fence > 0)
+                r = mysql_sink_fence_check(k, err);
+        if (r == 0 && mysql_commit(k->m))
+                r = mysql_sink_error(k, NULL, "commit", err);
+        return r;
+}
+
+static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
+        char ts[96] = "";
+        int r;
         if (last && last->commit_ts > 0) {
                 time_t s = (time_t)(last->commit_ts / 1000000);
                 struct tm tm;
@@ -581,31 +627,22 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
                         snprintf(ts, sizeof(ts), "%04d-%02d-%02d %02d:%02d:%02d.%06u", tm.tm_year + 1900, tm.tm_mon + 1,
                                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(last->commit_ts % 1000000));
         }
-        Param p[5] = {
-                {.data = k->pipe && k->pipe->name ? k->pipe->name : ""},
-                {.data = hi},
-                {.data = lo},
-                {.data = (char *)ckpt->text},
-                {.data = ts, .null = ts[0] == '\0'},
-        };
-        for (int i = 0; i < 5; i++)
-                p[i].len = strlen(p[i].data);
-        int r = mysql_sink_pending_flush(k, err);
+        if (k->tx) {
+                /* the sender commits it while the next batch is built; poll_durable() tells */
+                r = mysql_sink_warm(k, mysql_sink_checkpoint_sql, err);
+                if (r == 0 && k->fence > 0)
+                        r = mysql_sink_warm(k, mysql_sink_fence_sql, err);
+                if (r == 0)
+                        r = mysql_sink_hand_over(k, ckpt, ts, err);
+                if (r == 0)
+                        k->in_txn = false;
+                return r;
+        }
+        r = mysql_sink_pending_flush(k, err);
+        if (r == 0)
+                r = mysql_sink_commit_batch(k, ckpt, ts, err);
         if (r < 0)
                 return r;
-        r = mysql_sink_exec(
-                k,
-                "INSERT INTO `cdcsync`.`checkpoints` (pipeline, pos_hi, pos_lo, pos_text, source_commit_ts, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE pos_hi = VALUES(pos_hi), "
-                "pos_lo = VALUES(pos_lo), pos_text = VALUES(pos_text), source_commit_ts = "
-                "VALUES(source_commit_ts), updated_at = VALUES(updated_at)",
-                p, 5, "checkpoint", NULL, err);
-        if (r == 0 && k->fence > 0)
-                r = mysql_sink_fence_check(k, err);
-        if (r < 0)
-                return r;
-        if (mysql_commit(k->m))
-                return mysql_sink_error(k, NULL, "commit", err);
         k->in_txn = false;
         k->have_durable = true;
         k->durable = ckpt->pos;
@@ -618,8 +655,10 @@ static int sink_prepare(Sink *k, CdcError *err) {
         return k->in_txn ? mysql_sink_pending_flush(k, err) : 0;
 }
 
-/* A committed batch is durable at once: nothing is outstanding. */
+/* Without the sender a committed batch is durable at once: nothing is outstanding. */
 static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
+        if (k->tx)
+                return mysql_sink_sender_poll(k, timeout_ms, ret, ret_found, err);
         (void)timeout_ms;
         (void)err;
         *ret_found = k->have_durable;
@@ -628,6 +667,9 @@ static int sink_poll_durable(Sink *k, int timeout_ms, Position *ret, bool *ret_f
 }
 
 static int sink_set_fence(Sink *k, int64_t generation, CdcError *err) {
+        int r = mysql_sink_idle(k, err); /* the sender reads k->fence */
+        if (r < 0)
+                return r;
         k->fence = generation;
         if (generation <= 0)
                 return 0;
@@ -638,6 +680,7 @@ static int sink_set_fence(Sink *k, int64_t generation, CdcError *err) {
 }
 
 static int sink_rollback(Sink *k) {
+        mysql_sink_sender_reset(k); /* its job (rolled back if it failed) ends first */
         mysql_sink_pending_clear(k);
         mysql_sink_seen_clear(k); /* what the rolled-back transaction recorded is gone */
         k->in_txn = false;

@@ -92,16 +92,19 @@ enum {
  * changes touch the same row and rows cannot affect each other: the target's primary key is the
  * source key, of integers or UUIDs, with no other unique index, no foreign key and no trigger
  * (TargetTable.reorder).
- * A change that would touch a row of another pending run flushes them all first. */
-#define RUNS_MAX 8
+ * Runs are sent in the order they were started, so a change of a row may join any run from the
+ * one holding the row's latest pending change on (a delete after an update of the row, in a run
+ * started later); where the run of its statement is earlier, it starts a new one. */
+#define RUNS_MAX 16
 
 #define KEY_EMPTY (-1)
-#define KEY_RELEASED (-2) /* the key's pending change was cancelled: the next one may go to any run */
+#define KEY_RELEASED (-2) /* no pending change of the row orders the next one: it may go to any run */
 
 typedef struct {
         uint64_t hash;
-        int run;   /* the pending run that touches the row, or KEY_EMPTY, KEY_RELEASED */
-        int row;   /* the row of that run that first touched it */
+        int run;   /* the pending run of the row's latest change, or KEY_EMPTY, KEY_RELEASED */
+        int row;   /* that change's row in the run; -1 when run is only a floor (see cancel_delete) */
+        int prev;  /* the run of the change before it, or KEY_RELEASED */
         char *key; /* owned: "schema.table" NUL, then per key column its length and bytes */
         size_t len;
 } KeySlot;
@@ -119,6 +122,8 @@ typedef struct RelSeen {
         uint32_t rel_id, prev;
         bool has_prev, ready; /* ready: the target is the new relation's (see check_relation) */
 } RelSeen;
+
+typedef struct SinkSender SinkSender;
 
 typedef struct TargetTable {
         struct TargetTable *next;
@@ -152,6 +157,8 @@ struct Sink {
         Position txn_pos; /* ...its commit position (as its changes carry it) */
         uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
         int64_t fence;    /* ha = on: lease generation each commit checks (lease.h); 0: none */
+        SinkSender *tx;   /* owned: the sender thread (mysql_sink_sender.c); NULL: statements go from the caller */
+        bool begin_due;   /* with tx: begin() came, START TRANSACTION is not sent yet */
 };
 
 /* mysql_batch.c */
@@ -160,7 +167,19 @@ char *mysql_sink_row_key(const char *schema, const char *name, const Table *t, c
  * binlog = off, out of the binlog (sql_log_bin = 0), else a clear error. ctx: for that error. */
 int mysql_sink_conn_open(const ConnectorConf *conn, const char *ctx, unsigned long flags, MYSQL **ret, CdcError *err);
 int mysql_sink_exec(Sink *k, const char *sql, Param *p, int n, const char *what, uint64_t *ret_rows, CdcError *err);
+/* Sends every pending run and waits for the answers (and for the sender's job first). */
 int mysql_sink_pending_flush(Sink *k, CdcError *err);
+/* One run: sent, its rows checked, and emptied (also on failure). */
+int mysql_sink_run_send(Sink *k, Run *u, CdcError *err);
+/* The same without emptying it, so that the thread that filled it frees it (see
+ * mysql_sink_sender.c); its cancelled rows are dropped first unless run_compact did. */
+int mysql_sink_run_exec(Sink *k, Run *u, CdcError *err);
+void mysql_sink_run_compact(Run *u);
+void mysql_sink_run_clear(Run *u);
+/* Forgets the pending runs' row keys (their runs went to the sender). */
+void mysql_sink_keys_reset(Sink *k);
+/* sql prepared in the statement cache, so that the sender finds it there (see mysql_sink_sender.c). */
+int mysql_sink_warm(Sink *k, const char *sql, CdcError *err);
 /* A delete and then an insert of one row (sysbench's and many applications' way to replace a
  * row) may become one whole-row update: when the row's pending change is a delete that must find
  * its row, in a run that may be reordered, that delete is cancelled (never sent) and true is
@@ -183,7 +202,24 @@ void mysql_sink_run_free(Run *u);
 int mysql_sink_range_delete(Sink *k, const Table *t, const Change *c, const char *schema, const char *name,
                             CdcError *err);
 
+/* mysql_sink_sender.c: see there. Without a sender (k->tx NULL) idle and ready return 0 at once. */
+int mysql_sink_sender_open(Sink *k, CdcError *err);
+void mysql_sink_sender_close(Sink *k);
+/* Waits for the sender's job; a failed job's error. */
+int mysql_sink_idle(Sink *k, CdcError *err);
+/* idle, then a due START TRANSACTION: the session is the caller's to send on. */
+int mysql_sink_ready(Sink *k, CdcError *err);
+/* Gives the pending runs to the sender (after its job under way), with the checkpoint and
+ * COMMIT when ckpt is set (ts: its source commit time, "" when unknown). */
+int mysql_sink_hand_over(Sink *k, const Checkpoint *ckpt, const char *ts, CdcError *err);
+int mysql_sink_sender_poll(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err);
+/* After a rollback: the job under way ended, its failure forgotten. */
+void mysql_sink_sender_reset(Sink *k);
+
 /* mysql_sink.c */
+/* The checkpoint, the lease's fence when set, and COMMIT (ts: source commit time or ""). */
+int mysql_sink_commit_batch(Sink *k, const Checkpoint *ckpt, const char *ts, CdcError *err);
+extern const char mysql_sink_checkpoint_sql[];
 int mysql_sink_make_param(Sink *k, const Table *t, int i, const Value *v, Param *p, CdcError *err);
 
 /* mysql_lease.c: SinkOps.lease_* (the pipeline's row in `cdcsync`.`leases`, on a session of its
@@ -195,6 +231,7 @@ int mysql_sink_lease_step(SinkLease *l, const char *instance, int64_t held, int6
 int mysql_sink_lease_release(SinkLease *l, int64_t held, CdcError *err);
 SinkLease *mysql_sink_lease_free(SinkLease *l);
 int mysql_sink_fence_check(Sink *k, CdcError *err);
+extern const char mysql_sink_fence_sql[];
 /* Lists the sink session with the lease and records it in the lease row, before it applies
  * anything (transactions of their own); CDC_ERR_LEASE when the generation moved on. */
 int mysql_sink_fence_register(Sink *k, CdcError *err);
@@ -202,6 +239,9 @@ int mysql_sink_fence_register(Sink *k, CdcError *err);
 /* mysql_target.c */
 bool mysql_sink_blank_padded(const Column *c);
 bool mysql_sink_table_ready(const Sink *k, const Table *t, const char *schema, const char *name);
+/* True when applying c sends nothing before its run is added (table known with this shape, its
+ * relation seen, not a truncate or range delete): then the sender's job may still run. */
+bool mysql_sink_quiet(const Sink *k, const Table *t, const Change *c, const char *schema, const char *name);
 int mysql_sink_check_empty(Sink *k, const char *schema, const char *name, CdcError *err);
 int mysql_sink_check_relation(Sink *k, const Table *t, const TxnInfo *txn, const char *schema, const char *name,
                               bool *ret_skip, CdcError *err);

@@ -313,6 +313,22 @@ bool mysql_sink_table_ready(const Sink *k, const Table *t, const char *schema, c
         return false;
 }
 
+bool mysql_sink_quiet(const Sink *k, const Table *t, const Change *c, const char *schema, const char *name) {
+        if (c->op == CHANGE_TRUNCATE || (c->flags & CHANGE_RANGE))
+                return false;
+        const TargetTable *tt = k->known;
+        while (tt && (strcmp(tt->schema, schema) != 0 || strcmp(tt->name, name) != 0))
+                tt = tt->next;
+        if (!tt || tt->shape != t || !tt->reorder_known)
+                return false;
+        if (!k->rels || strcmp(t->schema, "cdcsync") == 0)
+                return true;
+        const RelSeen *rs = k->seen;
+        while (rs && (strcmp(rs->schema, t->schema) != 0 || strcmp(rs->name, t->name) != 0))
+                rs = rs->next;
+        return rs && rs->rel_id == t->rel_id && rs->ready;
+}
+
 typedef struct {
         long other; /* unique indexes besides the primary key, foreign keys, triggers */
         char *pk;   /* owned: primary key columns, '\n'-separated */

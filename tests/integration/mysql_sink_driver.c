@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cdcsync/connector.h"
+#include "mysql/mysql_conn.h"
 #include "mysql/mysql_sink.h"
 
 static Table *orders(void) {
@@ -57,12 +58,23 @@ static Value *key(const char *id) {
         return row((const char *[]){id, NULL, NULL, NULL, NULL, NULL});
 }
 
+/* commit(), then poll_durable() until the batch is durable or failed: the sink's sender may
+ * apply the batch after commit() returned (see mysql_sink_sender.c). */
+static int commit(const SinkOps *ops, Sink *k, const Checkpoint *ck, CdcError *err) {
+        Position pos = {0};
+        bool found = false;
+        int r = ops->commit(k, ck, NULL, err);
+        while (r == 0 && !(found && position_cmp(pos, ck->pos) >= 0))
+                r = ops->poll_durable(k, 100, &pos, &found, err);
+        return r;
+}
+
 /* Prints how a batch that must fail on a row the sink lacks ended: the error may come from the
  * apply that flushes the pending rows or from the commit; it must be a non-retriable "data" error
  * naming the table and the missing key, and nothing of the batch may be committed. */
 static void diverged(const SinkOps *ops, Sink *k, const char *label, const char *want_key, int r, CdcError *err) {
         if (r == 0)
-                r = ops->commit(k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, NULL, err);
+                r = commit(ops, k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, err);
         bool named = strstr(err->message, "`test_sink`.`orders`") && strstr(err->message, want_key) &&
                      strstr(err->message, "the sink diverged from the source");
         printf("%s: r=%d %s retriable=%d %s\n", label, r < 0, r < 0 ? err->kind : "-", r < 0 ? err->retriable : -1,
@@ -129,7 +141,7 @@ int main(int argc, char **argv) {
         CHECK(apply(ops, k, t, CHANGE_UPDATE, row((const char *[]){"2", NULL, NULL, NULL, NULL, NULL}),
                     row((const char *[]){"20", "t", "\\x", "2024-01-01 00:00:00-05:30", "99", "b2"}), &err));
         CHECK(apply(ops, k, t, CHANGE_DELETE, row((const char *[]){"3", NULL, NULL, NULL, NULL, NULL}), NULL, &err));
-        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 100}, .text = "0/64"}, NULL, &err));
+        CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 100}, .text = "0/64"}, &err));
         /* batch 2: a replayed insert (idempotent), a truncate inside the transaction, then a row */
         CHECK(ops->begin(k, &err));
         CHECK(apply(ops, k, t, CHANGE_INSERT, NULL,
@@ -143,7 +155,7 @@ int main(int argc, char **argv) {
         CHECK(ops->begin(k, &err));
         CHECK(apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"4", "f", NULL, NULL, "12345678.9", "kept"}),
                     &err));
-        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 200}, .text = "0/C8"}, NULL, &err));
+        CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 200}, .text = "0/C8"}, &err));
         /* batch 3: values MySQL cannot hold: non-retriable "data" errors naming table and column */
         const char *bad[][6] = {
                 {"6", NULL, NULL, NULL, "NaN", NULL},
@@ -168,7 +180,7 @@ int main(int argc, char **argv) {
         if (r == 0)
                 r = apply(ops, k, t, CHANGE_INSERT, NULL, row(bad[0]), &err);
         if (r == 0)
-                r = ops->commit(k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, NULL, &err);
+                r = commit(ops, k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, &err);
         printf("bad-tail: r=%d %s retriable=%d %s\n", r < 0, err.kind, err.retriable,
                strstr(err.message, "public.orders column") ? "named" : err.message);
         ops->rollback(k);
@@ -210,7 +222,7 @@ int main(int argc, char **argv) {
                           row((const char *[]){"52", "f", NULL, NULL, NULL, "gone"}), &err));
         CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
         CHECK(apply_flags(ops, k, t, CHANGE_DELETE, CHANGE_IDEMPOTENT, key("52"), NULL, &err));
-        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 300}, .text = "0/12C"}, NULL, &err));
+        CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 300}, .text = "0/12C"}, &err));
         printf("idempotent: ok\n");
         /* batch 8: a table without key: an update of a row the sink lacks is named by its place in
          * the source transaction and its first columns, not by its whole image (12 x 100 bytes) */
@@ -242,7 +254,7 @@ int main(int argc, char **argv) {
                 else
                         values_free(before, 12), values_free(after, 12);
                 if (r == 0)
-                        r = ops->commit(k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, NULL, &err);
+                        r = commit(ops, k, &(Checkpoint){.pos = {0, 999}, .text = "0/3E7"}, &err);
                 printf("keyless: r=%d %s %s\n", r < 0, r < 0 ? err.kind : "-",
                        r < 0 && strstr(err.message, want) && strlen(err.message) < 400 ? "brief" : err.message);
                 ops->rollback(k);
@@ -261,7 +273,7 @@ int main(int argc, char **argv) {
         CHECK(apply(ops, k, t, CHANGE_DELETE, key("20"), NULL, &err));
         CHECK(apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"20", "t", NULL, NULL, "2", "re20b"}), &err));
         CHECK(apply(ops, k, t, CHANGE_DELETE, key("4"), NULL, &err));
-        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 400}, .text = "0/190"}, NULL, &err));
+        CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 400}, .text = "0/190"}, &err));
         printf("replaced: ok\n");
         /* batch 10: a row the sink lacks, deleted and inserted again: still a divergence */
         CHECK(ops->begin(k, &err));
@@ -277,8 +289,50 @@ int main(int argc, char **argv) {
         CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"1", "f", NULL, NULL, "3", "re1b"}), &err));
         CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"20", "t", NULL, NULL, "2", "re20c"}), &err));
         CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"50", "t", NULL, NULL, "5.5", "u50"}), &err));
-        CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 500}, .text = "0/1F4"}, NULL, &err));
+        CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 500}, .text = "0/1F4"}, &err));
         printf("unchanged: ok\n");
+        /* batch 12: a row changed by a statement of its own (a partial update: TOASTed columns
+         * unchanged), then deleted and inserted again. The replacement goes as a whole-row update,
+         * whose run (row 20's) was started before the partial update's: it must still come after
+         * it, so it starts a run of its own (runs are sent in the order they were started) */
+        CHECK(ops->begin(k, &err));
+        CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"20", "t", NULL, NULL, "2", "u20"}), &err));
+        {
+                Value *part = row((const char *[]){"50", NULL, NULL, NULL, "7", NULL});
+                for (int i = 0; i < 6; i++)
+                        if (i != 0 && i != 4)
+                                part[i].kind = VALUE_UNCHANGED;
+                CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, part, &err));
+        }
+        CHECK(apply(ops, k, t, CHANGE_DELETE, key("50"), NULL, &err));
+        CHECK(apply(ops, k, t, CHANGE_INSERT, NULL, row((const char *[]){"50", "f", NULL, NULL, "8", "re50"}), &err));
+        CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 600}, .text = "0/258"}, &err));
+        printf("replaced-after-partial: ok\n");
+        /* batches 13 and 14: commit() hands the batch to the sink's sender and returns while the
+         * server applies it (here: waits for a row another session holds); the next batch is
+         * built meanwhile, and both become durable once the row is released */
+        {
+                MYSQL *lk = NULL;
+                Position pos = {0};
+                CHECK(mysql_conn_open(&sink, "test_sink", &lk, &err));
+                if (mysql_query(lk, "START TRANSACTION") ||
+                    mysql_query(lk, "SELECT * FROM orders WHERE id = 1 FOR UPDATE"))
+                        return fprintf(stderr, "locker: %s\n", mysql_error(lk)), 1;
+                mysql_free_result(mysql_store_result(lk));
+                CHECK(ops->begin(k, &err));
+                CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"1", "t", NULL, NULL, "13", "b13"}),
+                            &err));
+                CHECK(ops->commit(k, &(Checkpoint){.pos = {0, 700}, .text = "0/2BC"}, NULL, &err));
+                CHECK(ops->poll_durable(k, 0, &pos, &found, &err));
+                printf("held: durable=%llu\n", (unsigned long long)pos.lo);
+                CHECK(ops->begin(k, &err));
+                CHECK(apply(ops, k, t, CHANGE_UPDATE, NULL, row((const char *[]){"20", "t", NULL, NULL, "14", "b14"}),
+                            &err));
+                printf("built while held: ok\n");
+                mysql_commit(lk);
+                mysql_close(lk);
+                CHECK(commit(ops, k, &(Checkpoint){.pos = {0, 800}, .text = "0/320"}, &err));
+        }
         CHECK(ops->last_position(k, &ckpt, &found, &err));
         printf("last found=%d %llu/%llu\n", found, (unsigned long long)ckpt.pos.hi, (unsigned long long)ckpt.pos.lo);
 out:
