@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "cdcsync/now.h"
 #include "cdcsync/deadline.h"
 
 struct Deadline {
@@ -106,14 +107,7 @@ void deadline_set_fd(Deadline *d, int fd) {
 void deadline_arm(Deadline *d, int timeout_ms) {
         if (!d)
                 return;
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = now_after_ms(CLOCK_MONOTONIC, timeout_ms);
         pthread_mutex_lock(&d->lock);
         if (!d->started && !d->stop) {
                 /* Without its thread the guard bounds nothing; the call still works unbounded. */

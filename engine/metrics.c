@@ -287,13 +287,7 @@ static void *reaper_main(void *arg) {
         Metrics *m = arg;
         pthread_mutex_lock(&m->conn_lock);
         while (!m->reaper_stopping) {
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_nsec += REAP_INTERVAL_MS * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000L;
-                }
+                struct timespec until = now_after_ms(CLOCK_MONOTONIC, REAP_INTERVAL_MS);
                 int r = 0;
                 while (!m->reaper_stopping && r != ETIMEDOUT)
                         r = pthread_cond_timedwait(&m->conn_wake, &m->conn_lock, &until);

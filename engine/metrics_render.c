@@ -59,14 +59,7 @@ void *metrics_sampler_main(void *arg) {
         Metrics *m = arg;
         pthread_mutex_lock(&m->lock);
         while (!m->stopping) {
-                struct timespec until;
-                clock_gettime(CLOCK_MONOTONIC, &until);
-                until.tv_sec += m->interval_ms / 1000;
-                until.tv_nsec += (long)(m->interval_ms % 1000) * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000L;
-                }
+                struct timespec until = now_after_ms(CLOCK_MONOTONIC, m->interval_ms);
                 int r = 0;
                 while (!m->stopping && r != ETIMEDOUT)
                         r = pthread_cond_timedwait(&m->wake, &m->lock, &until);

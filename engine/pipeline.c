@@ -479,15 +479,7 @@ out:
 
 /* The CLOCK_MONOTONIC time ms from now (stop_cond waits on that clock). */
 static struct timespec after_ms(int ms) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
-        return until;
+        return now_after_ms(CLOCK_MONOTONIC, ms);
 }
 
 /* Sleeps until an operator request after `seen` (requests), a stop, or the deadline (NULL:

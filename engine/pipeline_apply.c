@@ -183,13 +183,7 @@ static uint64_t row_hash(const Table *t, const Value *img) {
 static bool wait_committed(Apply *a, uint64_t seq) {
         pthread_mutex_lock(&a->lock);
         while (!a->failed && a->committed < seq && !atomic_load(&a->p->attempt_end)) {
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += 100 * 1000000L;
-                if (until.tv_nsec >= 1000000000L) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000000000L;
-                }
+                struct timespec until = now_after_ms(CLOCK_REALTIME, 100);
                 pthread_cond_timedwait(&a->cond, &a->lock, &until);
         }
         bool ok = !a->failed && a->committed >= seq;

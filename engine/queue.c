@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcsync/now.h"
 #include "cdcsync/queue.h"
 
 /* DESIGN (wake-ups). Threads hand events over one at a time, and the consumer is usually faster
@@ -98,13 +99,7 @@ int queue_pop(Queue *q, Event *ret, int timeout_ms) {
         pthread_mutex_lock(&q->lock);
         while (q->count == 0 && !q->closed) {
                 if (timeout_ms >= 0 && !have_deadline) { /* read the clock only when about to wait */
-                        clock_gettime(CLOCK_MONOTONIC, &deadline);
-                        deadline.tv_sec += timeout_ms / 1000;
-                        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-                        if (deadline.tv_nsec >= 1000000000L) {
-                                deadline.tv_sec++;
-                                deadline.tv_nsec -= 1000000000L;
-                        }
+                        deadline = now_after_ms(CLOCK_MONOTONIC, timeout_ms);
                         have_deadline = true;
                 }
                 q->empty_waiters++;

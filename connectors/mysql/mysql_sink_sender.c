@@ -12,6 +12,7 @@
  * returns it, so nothing after a failed batch is applied. */
 #include <pthread.h>
 
+#include "cdcsync/now.h"
 #include "mysql/mysql_sink_int.h"
 
 struct SinkSender {
@@ -177,14 +178,7 @@ int mysql_sink_hand_over(Sink *k, const Checkpoint *ckpt, const char *ts, CdcErr
 
 int mysql_sink_sender_poll(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err) {
         SinkSender *x = k->tx;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = now_after_ms(CLOCK_REALTIME, timeout_ms);
         pthread_mutex_lock(&x->mu);
         while (x->busy && timeout_ms > 0 && pthread_cond_timedwait(&x->done, &x->mu, &until) == 0)
                 ;
