@@ -118,6 +118,14 @@ service_kill9() {
 }
 
 # wait_for DESCRIPTION SECONDS COMMAND... — polls COMMAND every 0.2 s until it succeeds.
+# yields WANT CMD... — true when CMD prints WANT; for wait_for, which runs it again each time
+# (wait_for ... test "$(CMD)" = WANT would compare one early output forever).
+yields() {
+  local want=$1
+  shift
+  [ "$("$@")" = "$want" ]
+}
+
 wait_for() {
   local what=$1 secs=$2
   shift 2

@@ -256,7 +256,7 @@ assert_grep "sink table test_dm.t already holds 3 rows, and snapshot = initial c
   fail "the refused copy changed d1.t: $(db d1 -c "SELECT string_agg(id || v, ',' ORDER BY id) FROM t")"
 [ "$(my_on m -e "SELECT GROUP_CONCAT(id, v ORDER BY id) FROM test_dm.t")" = "1dst,2dst,3dst" ] ||
   fail "the refused copy changed test_dm.t"
-wait_for "the refused pipelines' slots dropped" 30 test "$(db s -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name IN ('cdcsync_refused', 'cdcsync_refused_my')")" = 0
+wait_for "the refused pipelines' slots dropped" 30 yields 0 db s -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name IN ('cdcsync_refused', 'cdcsync_refused_my')"
 assert_grep "dropped replication slot \"cdcsync_refused\": its copy was not committed" "$WORK/service.log"
 curl -sf "http://127.0.0.1:$MPORT/healthz" >"$WORK/health" && fail "healthz is 200 with refused pipelines" || true
 
@@ -266,9 +266,9 @@ want_src="1src,2src,3src,4src,5src,6src,7src,8src,9src,10src,100streamed"
 want_merged="$(echo "$want_src" | sed 's/,100streamed/,11dst,12dst,13dst,14dst,15dst,100streamed/')"
 want_merged_my="$(echo "$want_merged" | sed 's/src/msrc/g')"
 agg() { db "$1" -c "SELECT string_agg(id || v, ',' ORDER BY id) FROM t"; }
-wait_for "merged: the sink's rows kept, the source's taken" 60 test "$(agg d2)" = "$want_merged"
-wait_for "replaced: the sink equals the source" 60 test "$(agg d3)" = "$want_src"
-wait_for "merged from MariaDB" 60 test "$(agg d4)" = "$want_merged_my"
+wait_for "merged: the sink's rows kept, the source's taken" 60 yields "$want_merged" agg d2
+wait_for "replaced: the sink equals the source" 60 yields "$want_src" agg d3
+wait_for "merged from MariaDB" 60 yields "$want_merged_my" agg d4
 assert_grep "snapshot = replace: the sink table is emptied first" "$WORK/service.log"
 service_stop
 finish

@@ -132,7 +132,7 @@ INSERT INTO byid_2 SELECT i, 'before attach' FROM generate_series(10001, 10100) 
 ALTER TABLE byid ATTACH PARTITION byid_2 FOR VALUES FROM (10001) TO (20001);
 INSERT INTO byid VALUES (15000, 'after attach');
 SQL
-wait_for "the row inserted after the attach" 60 test "$(db dst -c "SELECT v FROM byid WHERE id = 15000")" = "after attach"
+wait_for "the row inserted after the attach" 60 yields "after attach" db dst -c "SELECT v FROM byid WHERE id = 15000"
 [ "$(db dst -c "SELECT count(*) FROM byid WHERE id BETWEEN 10001 AND 10100")" = 0 ] ||
   fail "rows of a table attached with data reached the sink's root through the stream"
 "$CDCSYNC" -c "$WORK/cdcsync.conf" resnapshot parts public.byid >"$WORK/resnap.out" 2>&1 || { cat "$WORK/resnap.out" >&2; fail "cdcsync resnapshot failed"; }

@@ -155,10 +155,10 @@ wait_for "m2 left" 60 in_log "table test_ms.m2 left tables: no longer streamed"
   fail "publication cdcsync_pg holds $(db src -c "SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = 'cdcsync_pg'")"
 db src -c "INSERT INTO t2 VALUES (-1, 'after removal', 0); INSERT INTO t1 VALUES (-1, 'marker', 0)"
 my_on m --database=test_ms -e "INSERT INTO m2 VALUES (-1, 'after removal', 0); INSERT INTO m1 VALUES (-1, 'marker', 0)"
-wait_for "the marker after the removal" 60 test "$(db dst -c "SELECT v FROM t1 WHERE id = -1")" = marker
-wait_for "the MariaDB marker after the removal" 60 test "$(db dmy -c "SELECT v FROM m1 WHERE id = -1")" = marker
+wait_for "the marker after the removal" 60 yields marker db dst -c "SELECT v FROM t1 WHERE id = -1"
+wait_for "the MariaDB marker after the removal" 60 yields marker db dmy -c "SELECT v FROM m1 WHERE id = -1"
 [ -z "$(db dst -c "SELECT v FROM t2 WHERE id = -1")" ] || fail "a write to removed table t2 was streamed"
 [ -z "$(db dmy -c "SELECT v FROM m2 WHERE id = -1")" ] || fail "a write to removed table m2 was streamed"
-wait_for "t2's record dropped" 30 test "$(db dst -c "SELECT count(*) FROM cdcsync.tables WHERE pipeline = 'pg' AND source_table = 'public.t2'")" = 0
+wait_for "t2's record dropped" 30 yields 0 db dst -c "SELECT count(*) FROM cdcsync.tables WHERE pipeline = 'pg' AND source_table = 'public.t2'"
 service_stop
 finish
