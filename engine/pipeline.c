@@ -10,8 +10,9 @@
  *                  end with BATCH_END into q_sink, with the Checkpoint of its last COMMIT
  *   sink thread    applies a batch with that checkpoint and commits it, then publishes the
  *                  batch's end as the durable position once the sink reports it durable
- *                  (SinkOps.poll_durable): a database sink at once, Kafka when delivered, while
- *                  the next batches are applied
+ *                  (SinkOps.poll_durable): a database sink at once (the MySQL sink's sender
+ *                  thread: when its COMMIT returned), Kafka when delivered, while the next
+ *                  batches are applied
  *
  * The source acknowledges upstream only pipeline_io_durable(), so nothing is acknowledged that
  * is not committed in the sink. Threads talk only through the two queues and atomics / the small
