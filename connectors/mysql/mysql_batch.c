@@ -552,17 +552,22 @@ static int pending_send(Sink *k, CdcError *err) {
         return r;
 }
 
-int mysql_sink_warm(Sink *k, const char *sql, CdcError *err) {
-        int r = 0;
-        if (cache_has(&k->stmts, sql))
+int mysql_sink_warm(Sink *k, const char *const *sqls, int n, CdcError *err) {
+        int missing = 0, r = 0;
+        for (int i = 0; i < n; i++)
+                missing += !cache_has(&k->stmts, sqls[i]);
+        if (missing == 0)
                 return 0;
-        /* preparing it empties a full cache, which would close the pending runs' statements */
-        if (k->nruns > 0 && k->stmts.n >= STMT_CACHE_MAX)
+        r = mysql_sink_idle(k, err); /* preparing is a statement of its own */
+        /* Preparing into a full cache empties it, closing the pending runs' statements and any
+         * warmed just before: the runs go first, and the cache is emptied once here. */
+        if (r == 0 && k->stmts.n + missing > STMT_CACHE_MAX) {
                 r = mysql_sink_pending_flush(k, err);
-        if (r == 0)
-                r = mysql_sink_idle(k, err);
-        if (r == 0 && !stmt_cached(k, sql))
-                r = prepare_error(k, sql, "preparing a statement", err);
+                mysql_sink_cache_free(&k->stmts);
+        }
+        for (int i = 0; r == 0 && i < n; i++)
+                if (!cache_has(&k->stmts, sqls[i]) && !stmt_cached(k, sqls[i]))
+                        r = prepare_error(k, sqls[i], "preparing a statement", err);
         return r;
 }
 

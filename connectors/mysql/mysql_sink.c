@@ -629,9 +629,8 @@ static int sink_commit(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, Cdc
         }
         if (k->tx) {
                 /* the sender commits it while the next batch is built; poll_durable() tells */
-                r = mysql_sink_warm(k, mysql_sink_checkpoint_sql, err);
-                if (r == 0 && k->fence > 0)
-                        r = mysql_sink_warm(k, mysql_sink_fence_sql, err);
+                const char *sqls[2] = {mysql_sink_checkpoint_sql, mysql_sink_fence_sql};
+                r = mysql_sink_warm(k, sqls, k->fence > 0 ? 2 : 1, err);
                 if (r == 0)
                         r = mysql_sink_hand_over(k, ckpt, ts, err);
                 if (r == 0)

@@ -178,8 +178,9 @@ void mysql_sink_run_compact(Run *u);
 void mysql_sink_run_clear(Run *u);
 /* Forgets the pending runs' row keys (their runs went to the sender). */
 void mysql_sink_keys_reset(Sink *k);
-/* sql prepared in the statement cache, so that the sender finds it there (see mysql_sink_sender.c). */
-int mysql_sink_warm(Sink *k, const char *sql, CdcError *err);
+/* The n statements sqls prepared in the statement cache together, so that the sender finds each
+ * there and never prepares (see mysql_sink_sender.c). */
+int mysql_sink_warm(Sink *k, const char *const *sqls, int n, CdcError *err);
 /* A delete and then an insert of one row (sysbench's and many applications' way to replace a
  * row) may become one whole-row update: when the row's pending change is a delete that must find
  * its row, in a run that may be reordered, that delete is cancelled (never sent) and true is
