@@ -243,7 +243,8 @@ static void *source_main(void *arg) {
 /* ---- supervisor ---- */
 
 /* Commits the open batch from the supervisor (no sink thread runs yet) and waits until the sink
- * reports it durable: a database sink at once, any other within its delivery timeout. */
+ * reports it durable: a database sink at once or when its sender committed it, any other within
+ * its delivery timeout. */
 static int commit_durably(Pipeline *p, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err) {
         Position pos = {0};
         bool found = false;

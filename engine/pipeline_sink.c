@@ -1,6 +1,6 @@
 /* A pipeline's sink thread: applies each batch with its checkpoint, and publishes what the sink
- * reports durable (a database sink at once, Kafka when delivered). The thread model is in
- * pipeline.c's DESIGN comment. */
+ * reports durable (a database sink at once or when its sender thread committed, Kafka when
+ * delivered). The thread model is in pipeline.c's DESIGN comment. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>

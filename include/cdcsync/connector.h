@@ -223,15 +223,17 @@ typedef struct {
         /* Ends the batch with ckpt as the pipeline's checkpoint; `last` is the batch's last source
          * transaction. Both are borrowed for the call (a sink copies what it keeps). After 0 the
          * next begin() may follow at once; the batch is durable once poll_durable() says so. A
-         * database sink stores the checkpoint in the batch's transaction and commits it; Kafka
+         * database sink stores the checkpoint in the batch's transaction and commits it (the MySQL
+         * sink with one session: its sender thread does, while the next batch is built); Kafka
          * stores it once the batch's messages and every earlier batch's are delivered. */
         int (*commit)(Sink *k, const Checkpoint *ckpt, const TxnInfo *last, CdcError *err);
         /* Serves the sink's outstanding work for at most timeout_ms (0: only what is ready) and
          * sets *ret to the end position of the newest batch that is durable (its data, its
          * checkpoint, and every earlier batch's), *ret_found = false when none is yet; a database
-         * sink reports at once the batch commit() committed last. A batch that failed (or waited
-         * past the sink's delivery timeout) returns an error: the attempt must end, and everything
-         * after the last durable position is read again. */
+         * sink reports the batch commit() committed last (the MySQL sink's sender: once its COMMIT
+         * returned, waiting up to timeout_ms for it). A batch that failed (or waited past the
+         * sink's delivery timeout) returns an error: the attempt must end, and everything after
+         * the last durable position is read again. */
         int (*poll_durable)(Sink *k, int timeout_ms, Position *ret, bool *ret_found, CdcError *err);
         /* Rolls the open batch back (after an error, or on shutdown mid-batch); batches not yet
          * durable may be lost with it (they are read again). */
