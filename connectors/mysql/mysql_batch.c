@@ -382,6 +382,12 @@ int mysql_sink_run_exec(Sink *k, Run *u, CdcError *err) {
         n = u->nrows;
         if (!u->stmt || n == 0)
                 goto out;
+        if (u->mkind == MULTI_LOAD && n >= LOAD_MIN_ROWS) {
+                bool done = false;
+                r = mysql_sink_load_send(k, u, &done, err);
+                if (r < 0 || done)
+                        goto out;
+        }
         if (u->mkind != MULTI_NONE && n >= MULTI_MIN) {
                 r = multi_send(k, u, 0, n, err); /* run_add kept it within the statement limits */
                 goto out;
@@ -672,8 +678,13 @@ int mysql_sink_run_add(Sink *k, const char *sql, Param *p, int np, bool expect, 
                 snprintf(u->mname, sizeof(u->mname), "%s", name);
         }
         Run *u = &k->runs[ri];
-        if (u->mkind != mkind) /* one row that does not qualify: the run goes the general way */
-                u->mkind = MULTI_NONE;
+        if (u->mkind != mkind) {
+                /* inserts of a snapshot and others: upserts; one row that does not qualify: the
+                 * run goes the general way */
+                bool inserts = (u->mkind == MULTI_INSERT || u->mkind == MULTI_LOAD) &&
+                               (mkind == MULTI_INSERT || mkind == MULTI_LOAD);
+                u->mkind = inserts ? MULTI_INSERT : MULTI_NONE;
+        }
         if (u->nrows == u->cap) {
                 int cap = u->cap ? u->cap * 2 : 16;
                 char **nk = realloc(u->keys, (size_t)cap * sizeof(*nk));

@@ -51,6 +51,37 @@ static int pin_session(const ConnectorConf *conn, MYSQL *m, CdcError *err) {
                          conn->name, sql, mysql_error(m), e);
 }
 
+/* The LOCAL INFILE handler of a session opened with CLIENT_LOCAL_FILES between statements that
+ * load: it answers any file request with an error, so the server can never read a file of
+ * cdcsync's host (the library's default handler opens the file the server names). */
+static int refuse_init(void **ptr, const char *name, void *userdata) {
+        (void)name;
+        (void)userdata;
+        *ptr = NULL;
+        return 1;
+}
+
+static int refuse_read(void *ptr, char *buf, unsigned int len) {
+        (void)ptr;
+        (void)buf;
+        (void)len;
+        return -1;
+}
+
+static void refuse_end(void *ptr) {
+        (void)ptr;
+}
+
+static int refuse_error(void *ptr, char *msg, unsigned int len) {
+        (void)ptr;
+        snprintf(msg, len, "cdcsync sends no file: LOAD DATA LOCAL only with the rows it is sending");
+        return CR_UNKNOWN_ERROR;
+}
+
+void mysql_conn_infile_refuse(MYSQL *m) {
+        mysql_set_local_infile_handler(m, refuse_init, refuse_read, refuse_end, refuse_error, NULL);
+}
+
 int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err) {
         return mysql_conn_open_flags(conn, database, 0, ret, err);
 }
@@ -70,6 +101,11 @@ int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsig
         mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
         mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
         mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+        if (client_flags & CLIENT_LOCAL_FILES) {
+                unsigned int on = 1;
+                mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &on);
+                mysql_conn_infile_refuse(m);
+        }
         const char *ssl = conn->ssl_mode ? conn->ssl_mode : "preferred";
         if (strcmp(ssl, "disabled") != 0) {
                 my_bool on = 1, verify = strcmp(ssl, "verify_ca") == 0 || strcmp(ssl, "verify_identity") == 0;

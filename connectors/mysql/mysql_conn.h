@@ -14,9 +14,14 @@
  * MariaDB. *ret untouched on failure. Returns 0 or a CdcError code ("connection", retriable;
  * "conf" for refused credentials or settings the server refuses). */
 int mysql_conn_open(const ConnectorConf *conn, const char *database, MYSQL **ret, CdcError *err);
-/* mysql_conn_open with client capability flags for the handshake (e.g. CLIENT_FOUND_ROWS). */
+/* mysql_conn_open with client capability flags for the handshake (e.g. CLIENT_FOUND_ROWS). With
+ * CLIENT_LOCAL_FILES the session may run LOAD DATA LOCAL, and its file requests are refused
+ * (mysql_conn_infile_refuse) except while a caller's own handler is set for one statement. */
 int mysql_conn_open_flags(const ConnectorConf *conn, const char *database, unsigned long client_flags, MYSQL **ret,
                           CdcError *err);
+
+/* Sets m's LOCAL INFILE handler to the one that refuses every file request. */
+void mysql_conn_infile_refuse(MYSQL *m);
 
 /* One result row: ncols text cells, NULL for SQL NULL; lens[i] is the byte length. */
 typedef int (*MysqlRowFn)(void *userdata, char **cells, const unsigned long *lens, int ncols);

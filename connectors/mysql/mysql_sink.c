@@ -305,6 +305,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         if (tt && tt->shape == t && tt->reorder && table_nkeys(t) == 1) {
                 if (replaces)
                         mkind = np == t->ncols + 1 && !p[t->ncols].null ? MULTI_UPDATE : MULTI_NONE;
+                else if (c->op == CHANGE_INSERT && txn->snapshot && !idem)
+                        mkind = MULTI_LOAD;
                 else if (upsert || c->op == CHANGE_INSERT)
                         mkind = MULTI_INSERT;
                 else if (c->op == CHANGE_DELETE && np == 1 && !p[0].null)
@@ -391,8 +393,9 @@ static int sink_open(const ConnectorConf *conn, const PipelineConf *pipe, Sink *
         snprintf(k->ctx, sizeof(k->ctx), "[pipeline=%s sink=%s]", pipe && pipe->name ? pipe->name : "-",
                  conn->name ? conn->name : "-");
         /* CLIENT_FOUND_ROWS: an UPDATE reports the rows it found, not the rows it changed, so an
-         * update that writes the values a row already has still shows that the row is there */
-        r = mysql_sink_conn_open(conn, k->ctx, CLIENT_FOUND_ROWS, &k->m, err);
+         * update that writes the values a row already has still shows that the row is there;
+         * CLIENT_LOCAL_FILES: a snapshot's rows may go by LOAD DATA LOCAL (mysql_sink_load.c) */
+        r = mysql_sink_conn_open(conn, k->ctx, CLIENT_FOUND_ROWS | CLIENT_LOCAL_FILES, &k->m, err);
         if (r < 0)
                 goto out;
         /* Without a server_id (one-way pipelines only: conf_load demands it for a bidirectional

@@ -79,6 +79,7 @@ enum {
         MULTI_INSERT, /* params: every column, in table order */
         MULTI_DELETE, /* params: the key */
         MULTI_UPDATE, /* whole-row update keeping its key; params: every column, then the key */
+        MULTI_LOAD,   /* a snapshot's insert, as MULTI_INSERT, which may go by LOAD DATA (mysql_sink_load.c) */
 };
 #define MULTI_MIN 2
 #define MULTI_MAX_ROWS 4000    /* rows of a multi-row run; and at most MULTI_MAX_PARAMS placeholders */
@@ -159,6 +160,7 @@ struct Sink {
         int64_t fence;    /* ha = on: lease generation each commit checks (lease.h); 0: none */
         SinkSender *tx;   /* owned: the sender thread (mysql_sink_sender.c); NULL: statements go from the caller */
         bool begin_due;   /* with tx: begin() came, START TRANSACTION is not sent yet */
+        int load;         /* LOAD DATA LOCAL (mysql_sink_load.c): 0 not tried yet, 1 the server takes it, -1 not */
 };
 
 /* mysql_batch.c */
@@ -198,6 +200,13 @@ void mysql_sink_keys_free(KeySet *ks);
 void mysql_sink_params_free(Param *p, int n);
 void mysql_sink_pending_clear(Sink *k);
 void mysql_sink_run_free(Run *u);
+
+/* mysql_sink_load.c: a MULTI_LOAD run of at least LOAD_MIN_ROWS rows as one LOAD DATA LOCAL
+ * statement. *ret_done false (and 0 returned): nothing of it was applied, the caller sends it as
+ * multi-row upserts (the server refuses LOAD DATA LOCAL, or it would not store exactly what the
+ * upserts store: a warning, a skipped row). */
+#define LOAD_MIN_ROWS 256
+int mysql_sink_load_send(Sink *k, Run *u, bool *ret_done, CdcError *err);
 
 /* mysql_sink_range.c: a CHANGE_RANGE delete of t (mapped to schema.name), sent at once. */
 int mysql_sink_range_delete(Sink *k, const Table *t, const Change *c, const char *schema, const char *name,

@@ -1,4 +1,5 @@
 /* Statement texts for the MySQL/MariaDB sink, built from a table's shape: pure, no I/O, no values. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,12 @@ void mysql_sql_table(StrBuf *q, const char *schema, const char *name) {
 /* The placeholder of a value of column c. A BIT value comes as a bit string ("0101", from a
  * MySQL source): bound as a string it would be stored as its characters' bytes, so it goes
  * through CONV to the number it spells. */
+bool mysql_sql_is_bit_text(const Column *c) {
+        return c->type_name && strncmp(c->type_name, "bit(", 4) == 0 && c->cls == TYPE_TEXT;
+}
+
 void mysql_sql_placeholder(StrBuf *q, const Column *c) {
-        if (c->type_name && strncmp(c->type_name, "bit(", 4) == 0 && c->cls == TYPE_TEXT)
+        if (mysql_sql_is_bit_text(c))
                 strbuf_puts(q, "CAST(CONV(?, 2, 10) AS UNSIGNED)");
         else
                 strbuf_puts(q, "?");
@@ -100,6 +105,38 @@ char *mysql_sql_multi_upsert(const char *schema, const char *name, const Table *
                 strbuf_puts(&q, " = VALUES(");
                 mysql_sql_ident(&q, t->cols[i].name);
                 strbuf_puts(&q, ")");
+        }
+        return sql_done(&q);
+}
+
+char *mysql_sql_load(const char *schema, const char *name, const Table *t) {
+        StrBuf q = {0};
+        bool set = false;
+        strbuf_puts(&q, "LOAD DATA LOCAL INFILE 'cdcsync' INTO TABLE ");
+        mysql_sql_table(&q, schema, name);
+        strbuf_puts(&q, " CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
+                        "LINES TERMINATED BY '\\n' (");
+        for (int i = 0; i < t->ncols; i++) {
+                char var[32];
+                if (i)
+                        strbuf_puts(&q, ", ");
+                if (mysql_sql_is_bit_text(&t->cols[i])) {
+                        snprintf(var, sizeof(var), "@cdcsync_%d", i);
+                        strbuf_puts(&q, var);
+                        set = true;
+                } else {
+                        mysql_sql_ident(&q, t->cols[i].name);
+                }
+        }
+        strbuf_puts(&q, ")");
+        for (int i = 0, n = 0; set && i < t->ncols; i++) {
+                char var[64];
+                if (!mysql_sql_is_bit_text(&t->cols[i]))
+                        continue;
+                strbuf_puts(&q, n++ ? ", " : " SET ");
+                mysql_sql_ident(&q, t->cols[i].name);
+                snprintf(var, sizeof(var), " = CAST(CONV(@cdcsync_%d, 2, 10) AS UNSIGNED)", i);
+                strbuf_puts(&q, var);
         }
         return sql_done(&q);
 }

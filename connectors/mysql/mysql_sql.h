@@ -18,6 +18,8 @@ void mysql_sql_table(StrBuf *q, const char *schema, const char *name);
 /* Appends the placeholder of a value of column c: "?", or for a BIT column whose value comes as a
  * bit string, "CAST(CONV(?, 2, 10) AS UNSIGNED)". */
 void mysql_sql_placeholder(StrBuf *q, const Column *c);
+/* Whether column c's values are bit strings bound through CONV (see mysql_sql_placeholder). */
+bool mysql_sql_is_bit_text(const Column *c);
 
 /* The statements of one change, appended to q; sink-side names schema.name, columns of t.
  * Parameters, in order, are named after each builder. */
@@ -49,4 +51,9 @@ char *mysql_sql_multi_upsert(const char *schema, const char *name, const Table *
 /* DELETE FROM ... WHERE key IN (m placeholders); check: instead "SELECT COUNT(*) FROM ... WHERE
  * key IN (...) FOR UPDATE", the locking read that counts the rows an update will touch.
  * Parameters: the m keys. */
+/* LOAD DATA LOCAL INFILE 'cdcsync' INTO TABLE of every column, in table order (a bit-string column
+ * through a variable and SET ... CONV, as mysql_sql_placeholder does): utf8mb4 text, fields ended
+ * by tab, rows by newline, backslash escapes (\t \n \\ \0), \N for NULL. A row whose key is there
+ * already is skipped with a warning (LOCAL implies IGNORE). NULL when out of memory. */
+char *mysql_sql_load(const char *schema, const char *name, const Table *t);
 char *mysql_sql_multi_by_key(const char *schema, const char *name, const Table *t, int m, bool check);

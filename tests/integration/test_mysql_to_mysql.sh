@@ -103,10 +103,30 @@ done
 [ -z "$(my_on dst -e "SHOW DATABASES LIKE 'cdcsync'")" ] || fail "check --connect created the checkpoint database of a refused pipeline"
 [ -z "$(my_on dst -e "SHOW TABLES FROM test")" ] || fail "check --connect created tables in dst"
 
+# Enough rows for the snapshot's inserts to go by LOAD DATA LOCAL (mysql_sink_load.c: runs of 256
+# rows and more): 100 copies of the three rows, with values LOAD DATA's text format escapes (tab,
+# newline, backslash, NUL and every other byte; NULLs and empty strings), values longer than a
+# packet of the client library, and bit strings.
+my_on src <<'SQL'
+SET time_zone = '+00:00';
+SET @bytes = (SELECT UNHEX(GROUP_CONCAT(LPAD(HEX(seq), 2, '0') ORDER BY seq SEPARATOR '')) FROM seq_0_to_255);
+INSERT INTO alltypes SELECT 100000 + s.seq * 10 + a.id, ti, tu, si, su, mi, mu, i, iu, bi, bu, de, fl, db, ch,
+  IF(a.id = 1, CONCAT('t\there\\', s.seq, '\n\r\\N'), vc),
+  IF(a.id = 1 AND s.seq % 25 = 0, REPEAT('long\t\\\n\0', 8000), tx),
+  IF(a.id = 3, @bytes, bl), l1, l1t, bn, IF(a.id = 3, X'5C095C0A5C4E00', vb), d, tm, dt, ts, yr, bt, en, st, js
+  FROM alltypes a, seq_1_to_100 s;
+SQL
+[ "$(my_on src -e "SELECT COUNT(*) FROM alltypes")" = 303 ] || fail "the source does not hold 303 rows"
+loads() { my_on dst -e "SHOW GLOBAL STATUS LIKE 'Com_load'" | awk '{print $2}'; }
 "$CDCSYNC" -c "$WORK/cdcsync.conf" check >"$WORK/check.out" || fail "check failed: $(cat "$WORK/check.out")"
 service_start
 wait_for "initial snapshot equal" 20 synced
 log "initial snapshot equal: $(cat "$WORK/wait.out" | tr '\n' ' ')"
+[ "$(loads)" -gt 0 ] || fail "the snapshot's 303 rows did not go by LOAD DATA LOCAL"
+# ...and LOAD DATA stored them itself: a load the sink finds not exact is rolled back to its
+# savepoint and sent again as INSERTs, which would hide a wrong escape
+undone=$(my_on dst -e "SHOW GLOBAL STATUS LIKE 'Com_rollback_to_savepoint'" | awk '{print $2}')
+[ "$undone" = 0 ] || fail "a LOAD DATA of the snapshot was rolled back ($undone) and its rows sent again as INSERTs"
 
 my_on src <<'SQL'
 SET time_zone = '+00:00';
@@ -160,6 +180,43 @@ wait_for "equal after a restart without the sink's server_id" 60 synced
 ids=$(my_on dst -e "SHOW BINLOG EVENTS" | awk '$3 ~ /_rows/' | tail -n +$((before + 1)) | awk '{print $4}' | sort -u | tr '\n' ' ')
 [ "$ids" = "2 " ] || fail "without server_id the sink's row events carry server_id(s) '$ids', not the server's own 2"
 service_stop
+
+# A sink server with local_infile = OFF: the snapshot's rows go as multi-row INSERTs, said once in
+# the log, and the copy is equal all the same.
+my_on dst -e "SET GLOBAL local_infile = 0; CREATE DATABASE test_off"
+n0=$(loads)
+cat >"$WORK/off.conf" <<CONF
+[service]
+state_dir = $WORK/state-off
+metrics_listen = off
+
+[connector.msrc]
+$(my_connector src 9001)
+
+[connector.mdst]
+$(my_connector dst 9002)
+create_tables = yes
+
+[pipeline.off]
+source = msrc
+sink = mdst
+tables = test.alltypes
+map = test.* -> test_off.*
+CONF
+chmod 600 "$WORK/off.conf"
+my_on src -e "INSERT INTO alltypes (id, vc) SELECT 1000 + seq, CONCAT('t\tx', seq) FROM seq_1_to_300"
+service_start "$WORK/off.conf"
+off_synced() {
+  my_on src -e "SET time_zone = '+00:00'; SELECT $MY_ALL FROM alltypes ORDER BY id" >"$WORK/my.off" &&
+    my_on dst -e "SET time_zone = '+00:00'; SELECT $MY_ALL FROM test_off.alltypes ORDER BY id" >"$WORK/dst.off" &&
+    rows_equal "$KINDS_ALL" "$WORK/my.off" "$WORK/dst.off"
+}
+wait_for "a copy into a server with local_infile = OFF equal" 30 off_synced
+assert_grep "the server has local_infile = OFF: a snapshot's rows go as multi-row INSERTs" "$WORK/service.log"
+[ "$(loads)" = "$n0" ] || fail "LOAD DATA ran on a server with local_infile = OFF"
+service_stop
+my_on dst -e "SET GLOBAL local_infile = 1"
+
 cat >"$WORK/same.conf" <<CONF
 [service]
 state_dir = $WORK/state-same
