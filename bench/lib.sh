@@ -66,5 +66,16 @@ wait_sql_true() {
   calc "$(now) - $t0"
 }
 
+# my_quiesce NAME... — each MariaDB server writes its dirty pages out, waited for (at most 120 s),
+# so that a timed run does not pay for the flushing of what ran before it (sysbench prepare, an
+# earlier copy): every run of a bench starts from the same state.
+my_quiesce() {
+  local n
+  for n in "$@"; do my_on "$n" -e "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0, GLOBAL innodb_max_dirty_pages_pct = 0"; done
+  dirty() { local n s=0; for n in "$@"; do s=$((s + $(my_on "$n" -e "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'" | awk '{print $2}'))); done; [ "$s" -lt 16 ] && echo 1 || echo 0; }
+  wait_sql_true "dirty pages written out" 120 dirty "$@" >/dev/null
+  for n in "$@"; do my_on "$n" -e "SET GLOBAL innodb_max_dirty_pages_pct = 90"; done
+}
+
 # The machine's load, printed with every result so a reader can judge the noise.
 machine_note() { printf 'cores=%s load_1m=%s' "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"; }

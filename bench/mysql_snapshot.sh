@@ -5,7 +5,8 @@
 # (CHECKSUM TABLE of every table).
 #
 #   bench/mysql_snapshot.sh   (env: TABLES=4, TABLE_SIZE=500000, WORKERS="1 2 4", CHUNK_ROWS
-#                              (snapshot_chunk_rows, default the conf's), CDCSYNC=path/to/cdcsync,
+#                              (snapshot_chunk_rows, default the conf's), APPLY_WORKERS (apply_workers,
+#                              default the conf's), CDCSYNC=path/to/cdcsync,
 #                              KEEP_WORK=1)
 #
 # Servers: two MariaDB servers (scripts/mysql.sh, innodb_flush_log_at_trx_commit = 2 on both): the
@@ -13,7 +14,8 @@
 # (mariadb-dump --no-data: primary keys in place while loading, for both ways). The connector's
 # user gets RELOAD, so snapshot_workers > 1 readers share one snapshot (BACKUP STAGE). cdcsync is
 # timed from its start until the sink records every table as copied (cdcsync.tables), the dump
-# from its start to the restore's end (one pipe: both run at once).
+# from its start to the restore's end (one pipe: both run at once). Before each timed run both
+# servers write their dirty pages out (my_quiesce), so no run pays for the flushing of another.
 #
 # Output: key=value lines on stdout (with the machine's load), a summary on stderr.
 set -euo pipefail
@@ -75,8 +77,10 @@ for w in $WORKERS; do
     printf '\n[pipeline.load_w%s]\nsource = src\nsink = dst\ntables = %s\nsnapshot_workers = %s\n' "$w" \
       "$(for t in $LIST; do printf 'test.%s, ' "$t"; done | sed 's/, $//')" "$w"
     [ -z "${CHUNK_ROWS:-}" ] || printf 'snapshot_chunk_rows = %s\n' "$CHUNK_ROWS"
+    [ -z "${APPLY_WORKERS:-}" ] || printf 'apply_workers = %s\n' "$APPLY_WORKERS"
   } >"$WORK/cdcsync_$w.conf"
   chmod 600 "$WORK/cdcsync_$w.conf"
+  my_quiesce src dst
   log "cdcsync, snapshot_workers = $w: initial load"
   s0=$(cpu_tree "$SRC_PID")
   d0=$(cpu_tree "$DST_PID")
@@ -104,6 +108,7 @@ done
 
 # ---- mariadb-dump | mariadb ----
 my_on dst -e "CREATE DATABASE test_dump"
+my_quiesce src dst
 log "mariadb-dump --single-transaction | mariadb"
 s0=$(cpu_tree "$SRC_PID")
 d0=$(cpu_tree "$DST_PID")
@@ -130,6 +135,7 @@ rows=$ROWS
 bytes=$BYTES
 snapshot_workers=$WORKERS
 chunk_rows=${CHUNK_ROWS:-default}
+apply_workers=${APPLY_WORKERS:-default}
 ${OUT}dump_restore_seconds=$(fmt2 "$DUMP_SECS")
 dump_restore_rows_per_s=$(fmt0 "$(calc "$ROWS / $DUMP_SECS")")
 dump_restore_target_cpu_seconds=$(fmt2 "$DUMP_DST_CPU")
