@@ -2,11 +2,11 @@
  * LOAD DATA LOCAL INFILE statement whose "file" is the run's rows, streamed from memory by a
  * handler of the client library, instead of a multi-row INSERT ... ON DUPLICATE KEY UPDATE.
  *
- * Why: the target server is what limits an initial load (bench/mysql_snapshot.sh), and it spends
- * less on LOAD DATA than on any INSERT: 1,000,000 sysbench rows (4 tables) took 12 s of its CPU as
- * cdcsync's multi-row upserts, 9.5 s as mariadb-dump's multi-row INSERTs, 7.2 s as LOAD DATA LOCAL
- * of the same rows (one run each, 2026-12-07): LOAD DATA reads fields straight into the table's
- * columns, with no statement to parse and no parameter per value.
+ * Why: the target server is what limits an initial load, and it spends less on LOAD DATA than on
+ * INSERTs (bench/mysql_snapshot.sh, sysbench's 2,000,000 rows: 15.6-17.4 s of its CPU by LOAD
+ * DATA, 21.7-25.0 s by our multi-row upserts, 18.5-23.9 s by mariadb-dump's INSERTs; README):
+ * LOAD DATA reads fields straight into the table's columns, with no statement to parse and no
+ * parameter per value.
  *
  * When: a change of a snapshot (TxnInfo.snapshot), an insert, not CHANGE_IDEMPOTENT, into a table
  * whose changes go as multi-row statements (TargetTable.reorder: the primary key is the source's,
