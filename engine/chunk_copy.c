@@ -191,7 +191,11 @@ static int emit_change(ChunkCopy *cp, Change *c, CdcError *err) {
 }
 
 static int emit_begin(ChunkCopy *cp, CdcError *err) {
-        cp->txn = (TxnInfo){.xid = ++cp->seq, .commit_pos = cp->o.pos, .commit_ts = now_usec(), .snapshot = true};
+        cp->txn = (TxnInfo){.xid = ++cp->seq,
+                            .commit_pos = cp->o.pos,
+                            .commit_ts = now_usec(),
+                            .snapshot = true,
+                            .chunk = cp->o.chunked};
         cp->begun = true;
         Event ev = {.kind = EVENT_BEGIN};
         return emit(cp, &ev, err);

@@ -24,6 +24,13 @@
  *   more than KEYS_PER_BATCH_MAX rows or HOLD_BYTES_MAX bytes, which is not held whole either)
  *   makes the batch exclusive: it starts after every earlier batch committed, and no later one
  *   starts before it commits.
+ * - Chunks of a chunked copy (TxnInfo.chunk) hold rows no other chunk of the copy holds, so a
+ *   batch of chunks only claims its copy records (the registry's rows, which chunks do share),
+ *   not its rows, and a big one streams to a worker without becoming exclusive: the chunks of an
+ *   initial load apply side by side. Since their rows are not claimed, batches of chunks and other
+ *   batches never overlap: a batch of one kind starts once every batch of the other kind before
+ *   it committed, and a batch that mixes both kinds is exclusive. While a batch of chunks streams,
+ *   a record it claims that another worker's uncommitted batch touched waits for that batch.
  * - What no key shows at all (a unique index other than the key, a foreign key, a trigger) may
  *   make a later batch fail or wait on a lock an earlier one needs. Any failure while more than
  *   one batch is in flight therefore ends the attempt as retriable, rolls every uncommitted batch
@@ -42,6 +49,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcsync/copies.h"
 #include "cdcsync/hash.h"
 #include "cdcsync/log.h"
 #include "cdcsync/now.h"
@@ -53,6 +61,8 @@
 #define NOTE_EVENTS 64
 #define HOLD_BYTES_MAX (16u << 20)
 #define IN_FLIGHT_MAX 256 /* batches dispatched and not yet committed; a power of 2 */
+
+enum { KIND_NONE, KIND_CHUNKS, KIND_OTHER, KIND_MIXED };
 
 /* Key hash → seq of the newest batch that touched it. Open addressing; 0 is an empty slot (a
  * hash of 0 is stored as 1: a false match only makes a change wait, never reorders). */
@@ -104,8 +114,12 @@ struct Apply {
         Event *held;              /* the batch held until its end */
         size_t nheld, held_cap, held_bytes;
         bool streaming; /* the batch is too big to hold: its worker gets it change by change */
+        bool shared;    /* ... and, a batch of chunks, not exclusive */
         int streaming_to;
-        uint64_t waits, exclusives; /* batches that waited for another worker's batch; exclusive batches */
+        int kind;                         /* the batch's: KIND_NONE (no change yet), KIND_CHUNKS, ... */
+        uint64_t last_chunks, last_other; /* the newest seq of a batch of chunks; of any other batch */
+        uint64_t waits, exclusives;       /* batches that waited for another worker's batch; exclusive batches */
+        uint64_t chunk_batches, chunk_exclusives; /* batches of chunks only; those of them exclusive */
 };
 
 static int keymap_init(KeyMap *m, size_t cap) {
@@ -212,7 +226,8 @@ static int table_is_new(Apply *a, Table *t, bool *ret) {
         TableSeen *s = a->tables;
         while (s && s->hash != h)
                 s = s->next;
-        if (s && s->shape == t) {
+        /* the copy records' table is made anew for each record (copies.c), always the same */
+        if (s && (s->shape == t || copies_is_registry(t))) {
                 *ret = false;
                 return 0;
         }
@@ -446,6 +461,54 @@ static int start_streaming(Apply *a, uint64_t seq) {
         return release_held(a, a->streaming_to, seq) ? 0 : -ECANCELED;
 }
 
+/* The held batch of chunks goes to the worker its records choose and is handed on change by
+ * change from here, beside other batches. */
+static int start_streaming_shared(Apply *a, uint64_t seq) {
+        int w = choose_worker(a);
+        if (w < 0)
+                return -ECANCELED;
+        a->streaming = true;
+        a->shared = true;
+        a->streaming_to = w;
+        a->owner[seq % IN_FLIGHT_MAX] = w;
+        return release_held(a, w, seq) ? 0 : -ECANCELED;
+}
+
+/* A batch of chunks streaming beside others claimed a record: waits for any other worker's
+ * uncommitted batch that touched it (all are earlier: they commit without this one). */
+static bool settle_shared_claim(Apply *a) {
+        uint64_t committed = committed_now(a), newest = 0;
+        for (int i = 0; i < a->n; i++)
+                if (i != a->streaming_to && a->touched[i] > committed && a->touched[i] > newest)
+                        newest = a->touched[i];
+        if (!newest)
+                return true;
+        a->waits++;
+        atomic_fetch_add(&a->p->stats.apply_waits, 1);
+        return wait_committed(a, newest);
+}
+
+/* The first change of batch seq, or one of another kind than the batch's so far: a batch of
+ * chunks starts after every other batch before it committed, any other after every batch of
+ * chunks; a batch of both kinds is exclusive. False when the attempt ended. */
+static bool settle_kind(Apply *a, uint64_t seq, bool chunk) {
+        int kind = chunk ? KIND_CHUNKS : KIND_OTHER;
+        if (a->kind == kind || a->kind == KIND_MIXED)
+                return true;
+        if (a->kind == KIND_NONE) {
+                a->kind = kind;
+                uint64_t before = chunk ? a->last_other : a->last_chunks;
+                if (chunk)
+                        a->last_chunks = seq;
+                else
+                        a->last_other = seq;
+                return before <= committed_now(a) || wait_committed(a, before);
+        }
+        a->kind = KIND_MIXED;
+        a->last_chunks = a->last_other = seq;
+        return a->exclusive == seq || go_exclusive(a, seq);
+}
+
 static int dispatch(Apply *a) {
         Pipeline *p = a->p;
         Event ev = {0};
@@ -473,6 +536,8 @@ static int dispatch(Apply *a) {
                         in_batch = true;
                         batch_keys = 0;
                         a->streaming = false;
+                        a->shared = false;
+                        a->kind = KIND_NONE;
                         memset(a->touched, 0, (size_t)a->n * sizeof(*a->touched));
                         bool serial = atomic_load(&p->serial_batches) > 0;
                         if (serial)
@@ -492,15 +557,27 @@ static int dispatch(Apply *a) {
                                 event_clear(&ev);
                                 return -ENOMEM;
                         }
-                        if (!a->streaming && (fresh || c->op == CHANGE_TRUNCATE || (c->flags & CHANGE_RANGE) ||
-                                              ++batch_keys > KEYS_PER_BATCH_MAX || a->held_bytes > HOLD_BYTES_MAX)) {
-                                r = start_streaming(a, seq);
-                                if (r < 0) {
-                                        event_clear(&ev);
-                                        return r == -ECANCELED ? 0 : r;
-                                }
+                        if (!settle_kind(a, seq, ev.txn.chunk)) {
+                                event_clear(&ev);
+                                return 0;
                         }
-                        if (!a->streaming) {
+                        bool alone =
+                                fresh || c->op == CHANGE_TRUNCATE || (c->flags & CHANGE_RANGE) || a->exclusive == seq;
+                        bool big = ++batch_keys > KEYS_PER_BATCH_MAX || a->held_bytes > HOLD_BYTES_MAX;
+                        r = 0;
+                        if (!a->streaming && (alone || (big && a->kind != KIND_CHUNKS)))
+                                r = start_streaming(a, seq);
+                        else if (!a->streaming && big)
+                                r = start_streaming_shared(a, seq);
+                        else if (a->shared && alone && a->exclusive != seq)
+                                r = go_exclusive(a, seq) ? 0 : -ECANCELED;
+                        if (r < 0) {
+                                event_clear(&ev);
+                                return r == -ECANCELED ? 0 : r;
+                        }
+                        /* rows of chunks are no other chunk's; copy records are claimed */
+                        bool claim = a->kind != KIND_CHUNKS || copies_is_registry(c->table);
+                        if (claim && (!a->streaming || (a->shared && a->exclusive != seq))) {
                                 const Value *imgs[2] = {c->before, c->after};
                                 for (int i = 0; i < 2; i++) {
                                         if (!imgs[i] || (i == 1 && c->before && table_nkeys(c->table) == 0))
@@ -510,6 +587,10 @@ static int dispatch(Apply *a) {
                                                 event_clear(&ev);
                                                 return r;
                                         }
+                                }
+                                if (a->streaming && !settle_shared_claim(a)) {
+                                        event_clear(&ev);
+                                        return 0;
                                 }
                         }
                         r = hold(a, seq, &ev);
@@ -521,7 +602,7 @@ static int dispatch(Apply *a) {
                 case EVENT_COMMIT:
                         /* transactions without changes count too: what is held stays bounded */
                         if (!a->streaming && a->nheld >= 3 * (size_t)KEYS_PER_BATCH_MAX) {
-                                r = start_streaming(a, seq);
+                                r = a->kind == KIND_CHUNKS ? start_streaming_shared(a, seq) : start_streaming(a, seq);
                                 if (r < 0) {
                                         event_clear(&ev);
                                         return r == -ECANCELED ? 0 : r;
@@ -537,6 +618,10 @@ static int dispatch(Apply *a) {
                                 break;
                         }
                         in_batch = false;
+                        if (a->kind == KIND_CHUNKS) {
+                                a->chunk_batches++;
+                                a->chunk_exclusives += a->exclusive == seq;
+                        }
                         if (!a->streaming) {
                                 int w = choose_worker(a);
                                 if (w < 0) {
@@ -616,8 +701,9 @@ void *pipeline_apply_main(void *arg) {
                 r = cdc_oom(&err);
         log_info(p->ctx,
                  "apply_workers = %d: %" PRIu64 " batches dispatched, %" PRIu64 " committed; %" PRIu64
-                 " batches waited for another worker's batch touching their rows, %" PRIu64 " batches applied alone",
-                 a.n, a.dispatched, committed_now(&a), a.waits, a.exclusives);
+                 " batches waited for another worker's batch touching their rows, %" PRIu64
+                 " batches applied alone; %" PRIu64 " batches of a copy's chunks, %" PRIu64 " of them alone",
+                 a.n, a.dispatched, committed_now(&a), a.waits, a.exclusives, a.chunk_batches, a.chunk_exclusives);
 out:
         if (r < 0)
                 pipeline_fail_attempt(p, &err);

@@ -215,4 +215,7 @@ typedef struct {
         int64_t commit_ts;   /* usec since the Unix epoch, source commit time, in [0, CHANGE_TS_MAX] */
         char origin[64];     /* writer's mark: PostgreSQL replication origin name, MySQL server_id; "" none */
         bool snapshot;       /* rows of the initial snapshot, not of the log */
+        /* With snapshot: one chunk of a chunked copy (chunk_copy.h). No other chunk of the copy
+         * holds any of its rows, so chunks may apply side by side (pipeline_apply.c). */
+        bool chunk;
 } TxnInfo;

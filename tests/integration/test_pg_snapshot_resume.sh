@@ -5,6 +5,8 @@
 # leave unsent, while the service is killed three times during the copy. After each restart the slot is kept, the sink's row count of the big table
 # never falls back (the chunks done stay done), the chunks left are read as of a new snapshot,
 # and the stream from the copy's start converges every table to the source: equal at the end.
+# The sink applies with two sessions (apply_workers = 2): the copy's chunks go side by side, not
+# one at a time (the log's count of chunk batches applied alone), through every kill.
 source "$(dirname "$0")/lib.sh"
 
 pg_start src
@@ -37,6 +39,7 @@ sink = dst
 tables = public.big, public.audit, public.toasty
 snapshot_workers = 2
 snapshot_chunk_rows = 20000
+apply_workers = 2
 CONF
 
 # Writers: each transaction moves rows (an update of a row makes a new tuple, often in another
@@ -116,4 +119,11 @@ assert_tables_equal src dst big audit toasty
 [ "$(psql_on dst -c "SELECT count(*) FROM cdcsync.tables WHERE state IN ('copying', 'chunk')")" = 0 ] ||
   fail "chunk records were left behind"
 service_stop
+# the last attempt's dispatcher: its chunk batches beside others, but for each table's first
+line=$(grep "apply_workers = 2: .* batches of a copy's chunks" "$WORK/service.log" | tail -1)
+log "${line#*] }"
+chunks=$(sed -E "s/.* ([0-9]+) batches of a copy's chunks, ([0-9]+) of them alone.*/\1/" <<<"$line")
+alone=$(sed -E "s/.* ([0-9]+) batches of a copy's chunks, ([0-9]+) of them alone.*/\2/" <<<"$line")
+[ -n "$line" ] && [ "$chunks" -ge 10 ] && [ "$alone" -le 3 ] ||
+  fail "the last attempt's chunks were not applied side by side: '$line'"
 finish

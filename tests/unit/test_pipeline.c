@@ -46,6 +46,7 @@ typedef struct {
         Position pos;
         int n;
         FakeChange *ch; /* owned */
+        bool chunk;     /* a chunk of a chunked copy (TxnInfo.chunk): inserts no other chunk makes */
 } FakeTxn;
 
 /* A table state: which keys are present, with which value. */
@@ -99,10 +100,12 @@ static struct {
                 int count[MAX_TXNS]; /* changes per transaction index in the open transaction */
                 int first, last;
                 uint64_t applies;
+                bool chunks, others; /* the open transaction holds changes of chunks; of the log */
         } par[8];
         int npar;
         int held_by[NKEYS];     /* 1 + the session whose open transaction changed the row; 0: none */
         int max_open;           /* most sessions in a transaction with changes at once */
+        int max_open_chunks;    /* most sessions in a transaction with changes of chunks at once */
         int commit_delay_us;    /* a commit takes this long: later batches overlap it */
         bool fail_when_overlap; /* the first apply made while another session holds changes fails (data) */
         bool failed_on_overlap;
@@ -240,7 +243,11 @@ static int fsrc_run(Source *s, const SourceStart *start, PipelineIO *io, CdcErro
                 int r = 0;
                 if (i < n) {
                         const FakeTxn *x = &g.log[i++];
-                        TxnInfo txn = {.xid = x->xid, .commit_pos = x->pos, .commit_ts = 1700000000000000LL};
+                        TxnInfo txn = {.xid = x->xid,
+                                       .commit_pos = x->pos,
+                                       .commit_ts = 1700000000000000LL,
+                                       .snapshot = x->chunk,
+                                       .chunk = x->chunk};
                         Event ev = {.kind = EVENT_BEGIN, .txn = txn};
                         r = pipeline_io_emit(io, &ev);
                         for (int j = 0; r == 0 && j < x->n; j++)
@@ -640,6 +647,15 @@ static int fpar_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         }
         if (!s->in_txn)
                 violate("apply outside a sink transaction");
+        /* rows of chunks are not claimed (pipeline_apply.c): chunks and the log never overlap */
+        for (int i = 0; i < g.npar; i++)
+                if (i != k->sess && g.par[i].in_txn && (txn->chunk ? g.par[i].others : g.par[i].chunks))
+                        violate("a change of %s applied while session %d holds changes of %s",
+                                txn->chunk ? "a chunk" : "the log", i, txn->chunk ? "the log" : "chunks");
+        if (txn->chunk)
+                s->chunks = true;
+        else
+                s->others = true;
         if (g.held_by[key] && g.held_by[key] != k->sess + 1)
                 violate("row %d changed by two open transactions", key);
         g.held_by[key] = k->sess + 1;
@@ -667,9 +683,13 @@ static int fpar_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 s->count[ti]++;
         }
         s->applies++;
-        int open = open_with_changes();
+        int open = open_with_changes(), open_chunks = 0;
         if (open > g.max_open)
                 g.max_open = open;
+        for (int i = 0; i < g.npar; i++)
+                open_chunks += g.par[i].in_txn && g.par[i].chunks;
+        if (open_chunks > g.max_open_chunks)
+                g.max_open_chunks = open_chunks;
         pthread_mutex_unlock(&g.lock);
         return 0;
 }
@@ -1200,6 +1220,50 @@ static void test_parallel_apply_stop_midway_then_resume(void **state) {
         assert_int_equal(g.committed_applies, changes_in(0, 299));
 }
 
+/* Appends n chunks of a copy (TxnInfo.chunk), each inserting `each` keys from `from` on that no
+ * other chunk has. */
+static void log_chunks(int from, int n, int each, Rows *src) {
+        for (int t = 0; t < n; t++) {
+                int i = g.ntxns++;
+                FakeTxn *x = &g.log[i];
+                x->xid = (uint64_t)i + 1000;
+                x->pos = txn_pos(i);
+                x->n = each;
+                x->chunk = true;
+                x->ch = calloc((size_t)x->n, sizeof(*x->ch));
+                assert_non_null(x->ch);
+                for (int j = 0; j < x->n; j++) {
+                        FakeChange *c = &x->ch[j];
+                        c->key = from + t * each + j;
+                        assert_true(c->key < NKEYS && !src->present[c->key]);
+                        c->op = CHANGE_INSERT;
+                        snprintf(c->val, sizeof(c->val), "c%d.%d", i, j);
+                        src->present[c->key] = true;
+                        memcpy(src->val[c->key], c->val, sizeof(c->val));
+                }
+        }
+}
+
+/* The chunks of a copy apply side by side although their rows are not claimed (pipeline_apply.c),
+ * and the log's transactions before and after them never apply beside them: the fake sink
+ * flags a change of the log while another session holds changes of chunks, and the reverse. */
+static void test_parallel_apply_chunks_side_by_side(void **state) {
+        (void)state;
+        Rows src = {0};
+        g.hot_keys = 16;
+        log_generate(40, 0, &src);   /* rows 0..15 */
+        log_chunks(16, 10, 4, &src); /* rows 16..55 */
+        g.hot_keys = 0;
+        log_generate(150, 0, &src); /* every row */
+        sink_conf.type = "fakepar";
+        pipe_conf.apply_workers = 3;
+        pipe_conf.batch_max_rows = 2;
+        g.commit_delay_us = 2000;
+        run_to_end(&src);
+        assert_int_equal(g.committed_applies, changes_in(0, g.ntxns - 1));
+        assert_true(g.max_open_chunks >= 2);
+}
+
 /* An error while batches overlap may be one of parallelism alone (a unique index no key shows):
  * it is retried, the next batches one at a time, and the pipeline ends exact instead of stopping
  * on a non-retriable error. */
@@ -1238,6 +1302,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_stop_midway_then_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_async_sink_acknowledged_only_when_durable, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_apply_overlaps_in_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_parallel_apply_chunks_side_by_side, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_apply_stop_midway_then_resume, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_apply_error_in_overlap_retried_in_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_apply_chain_stays_on_one_worker, setup, teardown),
