@@ -78,7 +78,13 @@ log "events ab/ba: $e1 then $e2; transactions: $t1 then $t2"
 assert_tables_equal a b acc note
 # Each side writes its own keys: no two versions of a row are concurrent, so nothing is a conflict.
 c=$(metric_sum cdcsync_conflicts_total ab)/$(metric_sum cdcsync_conflicts_total ba)
-[ "$c" = "0/0" ] || fail "conflicts counted where each side wrote its own keys (ab/ba): $c"
+if [ "$c" != "0/0" ]; then
+  # a rare failure (seen about once in ten CI runs; its cause is not known yet): show which rows
+  # and versions were taken as concurrent
+  head -c 6000 "$WORK/state/conflicts.jsonl" >&2 || true
+  grep -v "dropped echo" "$WORK/service.log" | grep -Ei "conflict|retr|error|warn" | head -40 >&2 || true
+  fail "conflicts counted where each side wrote its own keys (ab/ba): $c"
+fi
 own_a=$(psql_on a -c "SELECT count(*) FROM acc WHERE id > 100000")
 [ "$own_a" -gt 0 ] || fail "b's rows never reached a"
 assert_grep "dropped echo transaction" "$WORK/service.log"
