@@ -501,6 +501,7 @@ static void *supervisor_main(void *arg) {
         Pipeline *p = arg;
         int backoff_ms = BACKOFF_MIN_MS;
         bool failed = false; /* a fatal error: nothing runs until an operator asks (restart, resume) */
+        unsigned failed_seen = 0; /* the requests counted before the state said FAILED */
         int64_t led = 0;     /* ha: the lease generation of the last attempt, until it stepped down */
 
         while (!atomic_load(&p->stop)) {
@@ -516,7 +517,9 @@ static void *supervisor_main(void *arg) {
                         continue;
                 }
                 if (failed) {
-                        wait_request(p, seen, NULL);
+                        /* not `seen`: a restart asked for between FAILED showing and here is
+                         * counted in it already, and would be waited past */
+                        wait_request(p, failed_seen, NULL);
                         failed = false;
                         continue;
                 }
@@ -571,6 +574,7 @@ static void *supervisor_main(void *arg) {
                         err.retriable = true;
                 if (!err.retriable) {
                         log_error(p->ctx, "%s — the pipeline is stopped until this is fixed", err.message);
+                        failed_seen = atomic_load(&p->requests);
                         set_state(p, PIPELINE_FAILED);
                         failed = true;
                         continue;
