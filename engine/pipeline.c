@@ -500,9 +500,9 @@ static void wait_request(Pipeline *p, unsigned seen, const struct timespec *unti
 static void *supervisor_main(void *arg) {
         Pipeline *p = arg;
         int backoff_ms = BACKOFF_MIN_MS;
-        bool failed = false; /* a fatal error: nothing runs until an operator asks (restart, resume) */
+        bool failed = false;      /* a fatal error: nothing runs until an operator asks (restart, resume) */
         unsigned failed_seen = 0; /* the requests counted before the state said FAILED */
-        int64_t led = 0;     /* ha: the lease generation of the last attempt, until it stepped down */
+        int64_t led = 0;          /* ha: the lease generation of the last attempt, until it stepped down */
 
         while (!atomic_load(&p->stop)) {
                 unsigned seen = atomic_load(&p->requests);
