@@ -199,8 +199,14 @@ static int session_open(Sink *k, CdcError *err) {
          * through the replica identity index. A prepared statement's generic plan, made while a
          * table was a page or two, keeps scanning it whole after updates have grown it (a
          * hot-row table under a pgbench-like load: a quarter of the sink server's time was that
-         * scan). Without an index the planner still scans (keyless tables). */
+         * scan). Without an index the planner still scans (keyless tables). That scan's cost
+         * then carries the planner's penalty for a disabled plan (1e10), far above jit_above_cost:
+         * with jit on (the default where the server has LLVM, as Debian's has) every statement
+         * that scans (a keyless table's update, the catalogue look-ups) was compiled first,
+         * ~25-250 ms each in the server's log. Our statements touch a row or a few: no JIT. */
         r = pg_pipe_exec_params(k, "SET enable_seqscan = off", 0, NULL, "setting enable_seqscan", NULL, err);
+        if (r == 0)
+                r = pg_pipe_exec_params(k, "SET jit = off", 0, NULL, "setting jit", NULL, err);
         if (r < 0)
                 return r;
         r = ensure_checkpoint_table(k, err);
