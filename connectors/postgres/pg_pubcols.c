@@ -44,7 +44,7 @@ int pg_pubcols_list(Source *s, const char *table, char **ret, CdcError *err) {
         PGresult *res = pg_source_query(
                 s, s->sql,
                 "SELECT a.attname, quote_ident(a.attname), a.attgenerated <> '', "
-                "coalesce(a.attnum = ANY(i.indkey), false), c.relreplident "
+                "coalesce(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false), c.relreplident "
                 "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
                 "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
                 "LEFT JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND "

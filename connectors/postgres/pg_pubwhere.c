@@ -82,7 +82,8 @@ int pg_pubwhere(Source *s, const char *table, char **ret, CdcError *err) {
         const char *params[] = {schema, dot + 1};
         PGresult *res = pg_source_query(
                 s, s->sql,
-                "SELECT a.attname, quote_ident(a.attname), coalesce(a.attnum = ANY (i.indkey), false), "
+                "SELECT a.attname, quote_ident(a.attname), coalesce(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts "
+                "- 1]), false), "
                 "CASE WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN 1 "
                 "  WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype) AND coalesce((SELECT "
                 "    co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation), "

@@ -121,7 +121,7 @@ int pg_rel_describe_table(Source *s, Table *t, CdcError *err) {
         PGresult *res = pg_source_query(
                 s, s->sql,
                 "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), "
-                "coalesce(a.attnum = ANY(i.indkey), false), a.attgenerated <> '', "
+                "coalesce(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false), a.attgenerated <> '', "
                 "pg_catalog.pg_get_expr(d.adbin, d.adrelid), "
                 "CASE WHEN b.oid <> a.atttypid THEN pg_catalog.format_type(b.oid, b.typmod) END, b.oid, "
                 "bt.typtype = 'b' AND bt.typelem <> 0 AND bt.typlen = -1, "

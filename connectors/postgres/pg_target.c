@@ -366,7 +366,7 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
                 }
         r = pg_pipe_send_query(k,
                                "SELECT a.attname, ((a.atthasdef AND a.attgenerated = '') OR a.attidentity <> '')::int, "
-                               "coalesce(a.attnum = ANY (i.indkey), false)::int, "
+                               "coalesce(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false)::int, "
                                "(c.relkind = 'r' "
                                " AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = c.oid) "
                                " AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = c.oid) "
