@@ -6,6 +6,7 @@
 #
 #   bench/pg_snapshot.sh   (env: SCALE=30, WORKERS="1 2 4", CHUNK_ROWS (snapshot_chunk_rows,
 #                           default the conf's), APPLY_WORKERS (apply_workers, default the conf's),
+#                           SNAPSHOT_INDEXES (snapshot_indexes: after | during, default the conf's),
 #                           CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
 #
 # Servers: two PostgreSQL clusters (scripts/pg.sh; synchronous_commit = off and fsync = off on
@@ -77,6 +78,7 @@ tables = public.pgbench_accounts, public.pgbench_branches, public.pgbench_teller
 snapshot_workers = $w
 ${CHUNK_ROWS:+snapshot_chunk_rows = $CHUNK_ROWS}
 ${APPLY_WORKERS:+apply_workers = $APPLY_WORKERS}
+${SNAPSHOT_INDEXES:+snapshot_indexes = $SNAPSHOT_INDEXES}
 CONF
   chmod 600 "$WORK/cdcsync_$w.conf"
   log "cdcsync, snapshot_workers = $w: initial load"
@@ -143,6 +145,7 @@ bytes=$BYTES
 snapshot_workers=$WORKERS
 chunk_rows=${CHUNK_ROWS:-default}
 apply_workers=${APPLY_WORKERS:-default}
+snapshot_indexes=${SNAPSHOT_INDEXES:-default}
 ${OUT}native_seconds=$(fmt2 "$NAT_SECS")
 native_rows_per_s=$(fmt0 "$(calc "$ROWS / $NAT_SECS")")
 native_target_cpu_seconds=$(fmt2 "$NAT_DST_CPU")

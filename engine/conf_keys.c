@@ -125,6 +125,9 @@ const ConfKey conf_pipeline_keys[] = {
          "initial | never | merge | replace",
          "a new pipeline's first copy: initial into empty sink tables only (bidirectional: merge), never: "
          "none, merge: keep the sink's rows, replace: empty them first"},
+        {"snapshot_indexes", K_INDEX, "after", T_ALL, 0, true, false, PIP(snapshot_indexes), 0, 0, 0, "after | during",
+         "a PostgreSQL sink's indexes in an initial copy: after: a table empty at the copy's start is copied "
+         "without them and each is built once with its last chunk; during: kept and updated row by row"},
         {"start_position", K_STR, NULL, T_ALL, 0, true, false, PIP(start_position), 0, 0, 0, "FILE:POS | GTID | LSN",
          "with snapshot = never: where a new pipeline starts; default now"},
         {"tombstone_days", K_INT, "7", T_ALL, 0, true, false, PIP(tombstone_days), 0, 1, 36500, "1..36500",

@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "cdcsync/copies.h"
 #include "cdcsync/deadline.h"
 #include "cdcsync/lease.h"
 #include "cdcsync/log.h"
@@ -213,6 +214,7 @@ static int session_open(Sink *k, CdcError *err) {
         if (r < 0)
                 return r;
         ensure_relations_table(k);
+        pg_defer_setup(k);
         return k->worker > 0 ? 0 : pg_origin_setup(k, err);
 }
 
@@ -673,6 +675,13 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         goto out;
                 ts->cols_ok = true;
         }
+        /* Indexes deferred by an initial copy come back before any change but the copy's own
+         * inserts, and with the table's final registry record below (pg_sink_defer.c). */
+        if (ts->deferred && c->op != CHANGE_TRUNCATE && !pg_sink_copy_fits(ts, txn, c)) {
+                r = pg_defer_rebuild(k, ts, err);
+                if (r < 0)
+                        goto out;
+        }
         /* Idempotent changes (at-least-once sources) take the one-row path: it upserts and
          * tolerates missing rows, which grouped statements do not. */
         if (!upsert && ((!keyless && ts->commutable &&
@@ -683,6 +692,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         return r < 0 ? r : 0;
         }
         r = pg_held_flush_all(k, err);
+        if (r == 0 && copies_is_registry(t))
+                r = pg_defer_rebuild_copied(k, c, err);
         if (r < 0)
                 goto out;
         memset(k->mask, 0, (size_t)t->ncols);
@@ -791,6 +802,8 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         case CHANGE_TRUNCATE:
                 if (c->flags & TRUNCATE_CHECK_EMPTY) {
                         r = pg_target_check_empty(k, schema, name, err);
+                        if (r == 0 && txn->snapshot)
+                                r = pg_defer_indexes(k, ts, t, err);
                         goto out;
                 }
                 opname = "truncate";

@@ -1,5 +1,6 @@
 /* What the files of the PostgreSQL sink share (pg_sink.c, pg_pipe.c, pg_target.c, pg_held.c,
- * pg_sink_copy.c, pg_origin.c, pg_sink_check.c, pg_map.c): the Sink and its parts; private to connectors/postgres. */
+ * pg_sink_copy.c, pg_sink_defer.c, pg_origin.c, pg_sink_check.c, pg_map.c): the Sink and its parts; private to
+ * connectors/postgres. */
 #pragma once
 
 #include <stdbool.h>
@@ -75,6 +76,7 @@ typedef struct {
         bool appendable; /* a table without key whose inserts may be reordered: held as one run */
         bool cols_ok;    /* the target has every column of table (see ensure_columns) */
         bool copy_ok;    /* a run of snapshot inserts may go by COPY (see pg_target_table_state) */
+        bool deferred;   /* its indexes wait in cdcsync.deferred_indexes for the copy's end (pg_sink_defer.c) */
         bool rel_known;  /* rel_id is the source relation recorded for it (see check_relation) */
         uint32_t rel_id;
         bool rel_prev_known; /* rel_prev: the one before, a dropped table's */
@@ -95,6 +97,7 @@ struct Sink {
         int worker;                /* apply worker (SinkOps.open_worker); only worker 0 holds the origin, which one
                                     * session at a time can: the others' writes are unmarked (one-way pipelines only) */
         bool rels_ok;              /* cdcsync.relations is there: re-created tables are detected */
+        bool defer_ok;             /* cdcsync.deferred_indexes is there: a copy may build indexes after */
         bool in_txn;               /* BEGIN sent, neither COMMIT nor ROLLBACK done */
         bool have_durable;         /* a batch was committed in this session: ... */
         Position durable;          /* ...its checkpoint's position, what poll_durable() reports */
@@ -186,6 +189,13 @@ void pg_held_ts_clear_held(TState *ts);
 int pg_held_flush_table(Sink *k, TState *ts, CdcError *err);
 int pg_held_flush_all(Sink *k, CdcError *err);
 int pg_held_hold(Sink *k, TState *ts, const Change *c, bool copyable, CdcError *err);
+
+/* pg_sink_defer.c: index builds after an initial copy */
+void pg_defer_setup(Sink *k);
+int pg_defer_known(Sink *k, const char *qname, bool *ret, CdcError *err);
+int pg_defer_indexes(Sink *k, TState *ts, const Table *t, CdcError *err);
+int pg_defer_rebuild(Sink *k, TState *ts, CdcError *err);
+int pg_defer_rebuild_copied(Sink *k, const Change *c, CdcError *err);
 
 /* pg_sink_copy.c: runs of snapshot inserts sent with COPY */
 #define COPY_MIN_ROWS 256 /* rows of a held insert run before it turns into a COPY */

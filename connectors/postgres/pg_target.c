@@ -359,11 +359,16 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
         PGresult *res;
         int r, npk = 0;
 
+        bool deferred;
+
         for (int i = 0; i < k->nts; i++)
                 if (strcmp(k->ts[i]->qname, qname) == 0) {
                         *ret = k->ts[i];
                         return 0;
                 }
+        r = pg_defer_known(k, qname, &deferred, err);
+        if (r < 0)
+                return r;
         r = pg_pipe_send_query(k,
                                "SELECT a.attname, ((a.atthasdef AND a.attgenerated = '') OR a.attidentity <> '')::int, "
                                "coalesce(a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1]), false)::int, "
@@ -389,6 +394,7 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
         snprintf(ts->schema, sizeof(ts->schema), "%s", schema);
         snprintf(ts->name, sizeof(ts->name), "%s", name);
         ts->table = table_ref((Table *)t);
+        ts->deferred = deferred;
         res = k->captured;
         bool keyless = table_nkeys(t) == 0 || t->replident == 'f';
         /* Where changes commute at all: a plain table, no triggers, rules, exclusion constraints
@@ -423,7 +429,8 @@ int pg_target_table_state(Sink *k, const char *schema, const char *name, const c
                 if (PQgetvalue(res, row, 1)[0] == '1' && src < 0)
                         ts->commutable = false;
         }
-        if (npk != table_nkeys(t))
+        /* An initial copy holds the primary key back (pg_sink_defer.c): it was the source's */
+        if (npk != table_nkeys(t) && !(deferred && npk == 0))
                 ts->commutable = false;
         for (int row = 0; plain && keyless && row < PQntuples(res); row++)
                 npk += PQgetvalue(res, row, 2)[0] == '1';

@@ -28,6 +28,14 @@ typedef enum {
         SNAPSHOT_REPLACE,     /* empty the sink table, then copy (one-way pipelines only) */
 } SnapshotMode;
 
+/* When a PostgreSQL sink table's indexes are built in an initial copy (snapshot_indexes = after |
+ * during): after, a table empty at the copy's start loses its indexes for the copy and gets them
+ * back, each built once, with its last chunk (pg_sink_defer.c); during: kept, updated row by row. */
+typedef enum {
+        SNAPSHOT_INDEXES_AFTER = 0,
+        SNAPSHOT_INDEXES_DURING,
+} SnapshotIndexes;
+
 /* What a Kafka source does with a message that is no change event it can use. */
 typedef enum {
         BAD_MESSAGE_ERROR = 0,   /* stop the pipeline with an error naming topic, partition and offset */
@@ -103,10 +111,11 @@ typedef struct {
         int snapshot_workers;    /* source connections reading the initial copy's chunks concurrently */
         int snapshot_chunk_rows; /* rows per chunk of the initial copy, about */
         SnapshotMode snapshot_mode;
-        bool snapshot;                   /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
-        char *start_position;            /* owned or NULL */
-        BadMessagePolicy on_bad_message; /* Kafka source only */
-        char *dead_letter_topic;         /* owned: where on_bad_message = dead_letter sends them */
+        SnapshotIndexes snapshot_indexes; /* a PostgreSQL sink: its indexes during an initial copy */
+        bool snapshot;                    /* snapshot_mode != SNAPSHOT_NEVER: a new pipeline copies existing rows */
+        char *start_position;             /* owned or NULL */
+        BadMessagePolicy on_bad_message;  /* Kafka source only */
+        char *dead_letter_topic;          /* owned: where on_bad_message = dead_letter sends them */
         /* owned or NULL, as written: what of each table flows (parsed and applied by shape.c) */
         char *columns, *exclude_columns, *mask_columns, *skip, *soft_delete, *where;
         bool bidirectional; /* another pipeline runs the other way (sink → source): set by conf_load */
