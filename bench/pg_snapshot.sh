@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# PostgreSQL → PostgreSQL initial load (#14): pgbench's schema at SCALE, copied in one run by
+# PostgreSQL → PostgreSQL initial load (#14): pgbench's schema at SCALE (SHAPE=uuid: one table of
+# UUID_ROWS rows keyed by a random uuid, with two secondary indexes), copied in one run by
 # cdcsync's initial snapshot (once per snapshot_workers value), by PostgreSQL's own subscription
 # with copy_data = true (timed until every table is ready, pg_subscription_rel.srsubstate = 'r'),
 # and by pg_dump -Fd -j2 then pg_restore -j2; every target is then checked equal to the source.
 #
-#   bench/pg_snapshot.sh   (env: SCALE=30, WORKERS="1 2 4", CHUNK_ROWS (snapshot_chunk_rows,
+#   bench/pg_snapshot.sh   (env: SHAPE=pgbench | uuid, SCALE=30, UUID_ROWS=1000000, WORKERS="1 2 4",
+#                           CHUNK_ROWS (snapshot_chunk_rows,
 #                           default the conf's), APPLY_WORKERS (apply_workers, default the conf's),
 #                           SNAPSHOT_INDEXES (snapshot_indexes: after | during, default the conf's),
 #                           CDCSYNC=path/to/cdcsync, KEEP_WORK=1)
@@ -21,10 +23,21 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+SHAPE=${SHAPE:-pgbench}
 SCALE=${SCALE:-30}
+UUID_ROWS=${UUID_ROWS:-1000000}
 WORKERS=${WORKERS:-"1 2 4"}
 LIMIT=${LIMIT:-1800}
-TABLES="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history"
+case "$SHAPE" in
+pgbench) TABLES="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history" ;;
+uuid) TABLES="orders" ;;
+*) fail "SHAPE must be pgbench or uuid" ;;
+esac
+# shellcheck disable=SC2086
+NTABLES=$(echo $TABLES | wc -w)
+# shellcheck disable=SC2086
+PUBLIC_TABLES=$(printf 'public.%s, ' $TABLES)
+PUBLIC_TABLES=${PUBLIC_TABLES%, }
 
 # shellcheck disable=SC2086
 digest() { pg_digest "$1" "$2" $TABLES; } # NAME DATABASE
@@ -33,13 +46,25 @@ log "starting 2 PostgreSQL clusters (synchronous_commit = off, fsync = off, iden
 export PG_SYNC_COMMIT=off
 pg_start src
 pg_start dst
-pgbench -q -i -s "$SCALE" -h 127.0.0.1 -p "$PG_src_PORT" -U postgres postgres >"$WORK/init.log" 2>&1 ||
-  { cat "$WORK/init.log" >&2; fail "pgbench -i"; }
-psql_on src -c "CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history"
+if [ "$SHAPE" = pgbench ]; then
+  pgbench -q -i -s "$SCALE" -h 127.0.0.1 -p "$PG_src_PORT" -U postgres postgres >"$WORK/init.log" 2>&1 ||
+    { cat "$WORK/init.log" >&2; fail "pgbench -i"; }
+else
+  psql_on src <<SQL
+CREATE TABLE orders (id uuid PRIMARY KEY, customer int NOT NULL, created timestamptz NOT NULL, note text);
+CREATE INDEX orders_customer ON orders (customer);
+CREATE INDEX orders_created ON orders (created);
+INSERT INTO orders SELECT gen_random_uuid(), (random() * 100000)::int,
+  '2026-01-01'::timestamptz - random() * interval '1000 days', md5(g::text) FROM generate_series(1, $UUID_ROWS) g;
+VACUUM ANALYZE orders;
+SQL
+fi
+psql_on src -c "CREATE PUBLICATION bench_pub FOR TABLE $PUBLIC_TABLES"
 pg_dump -h 127.0.0.1 -p "$PG_src_PORT" -U postgres --schema-only postgres >"$WORK/schema.sql"
 SRC_DIGEST=$(digest src postgres)
-ROWS=$(psql_on src -c "SELECT (SELECT count(*) FROM pgbench_accounts) + (SELECT count(*) FROM pgbench_branches) + (SELECT count(*) FROM pgbench_tellers)")
-BYTES=$(psql_on src -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE relname LIKE 'pgbench_%' AND relkind = 'r'")
+ROWS=0
+for t in $TABLES; do ROWS=$((ROWS + $(psql_on src -c "SELECT count(*) FROM $t"))); done
+BYTES=$(psql_on src -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE relname = ANY (string_to_array('$TABLES', ' ')) AND relkind = 'r'")
 SRC_PM=$(pg_postmaster_pid "$PG_src_DIR")
 DST_PM=$(pg_postmaster_pid "$PG_dst_DIR")
 log "source: $ROWS rows, $((BYTES / 1048576)) MB with indexes"
@@ -74,7 +99,7 @@ dsn = host=127.0.0.1 port=$PG_dst_PORT user=postgres dbname=$db
 [pipeline.load_w$w]
 source = src
 sink = dst
-tables = public.pgbench_accounts, public.pgbench_branches, public.pgbench_tellers, public.pgbench_history
+tables = $PUBLIC_TABLES
 snapshot_workers = $w
 ${CHUNK_ROWS:+snapshot_chunk_rows = $CHUNK_ROWS}
 ${APPLY_WORKERS:+apply_workers = $APPLY_WORKERS}
@@ -86,7 +111,7 @@ CONF
   d0=$(cpu_tree "$DST_PM")
   t0=$(now)
   service_start "$WORK/cdcsync_$w.conf"
-  copied() { psql_on "dst/$db" -c "SELECT count(*) = 4 FROM cdcsync.tables WHERE state = 'copied'" 2>/dev/null; }
+  copied() { psql_on "dst/$db" -c "SELECT count(*) = $NTABLES FROM cdcsync.tables WHERE state = 'copied'" 2>/dev/null; }
   wait_sql_true "cdcsync's copy into $db" "$LIMIT" copied >/dev/null
   secs=$(calc "$(now) - $t0")
   cpu=$(cpu_tree "$SERVICE_PID")
@@ -113,7 +138,7 @@ s0=$(cpu_tree "$SRC_PM")
 d0=$(cpu_tree "$DST_PM")
 t0=$(now)
 psql_on dst/nat -c "CREATE SUBSCRIPTION bench_sub CONNECTION '$(pg_dsn src)' PUBLICATION bench_pub WITH (copy_data = true)"
-ready() { psql_on dst/nat -c "SELECT count(*) = 4 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel"; }
+ready() { psql_on dst/nat -c "SELECT count(*) = $NTABLES AND bool_and(srsubstate = 'r') FROM pg_subscription_rel"; }
 wait_sql_true "every table of the subscription ready" "$LIMIT" ready >/dev/null
 NAT_SECS=$(calc "$(now) - $t0")
 NAT_DST_CPU=$(calc "$(cpu_tree "$DST_PM") - $d0")
@@ -126,7 +151,7 @@ log "native subscription: $(fmt2 "$NAT_SECS") s; target equals the source"
 psql_on dst -c "CREATE DATABASE dump"
 log "pg_dump -Fd -j2 | pg_restore -j2"
 t0=$(now)
-pg_dump -h 127.0.0.1 -p "$PG_src_PORT" -U postgres -Fd -j2 -f "$WORK/dump" -t 'pgbench_*' postgres
+pg_dump -h 127.0.0.1 -p "$PG_src_PORT" -U postgres -Fd -j2 -f "$WORK/dump" $(printf -- "-t %s " $TABLES) postgres
 pg_restore -h 127.0.0.1 -p "$PG_dst_PORT" -U postgres -j2 -d dump "$WORK/dump"
 DUMP_SECS=$(calc "$(now) - $t0")
 [ "$(digest dst dump)" = "$SRC_DIGEST" ] || fail "pg_restore's target differs from the source"
@@ -139,7 +164,8 @@ for w in $WORKERS; do
 done
 cat <<EOF
 bench=pg_initial_load
-scale=$SCALE
+shape=$SHAPE
+scale=$([ "$SHAPE" = pgbench ] && echo "$SCALE" || echo "-")
 rows=$ROWS
 bytes=$BYTES
 snapshot_workers=$WORKERS
