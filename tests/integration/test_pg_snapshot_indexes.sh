@@ -56,11 +56,7 @@ HOLDER=$!
 exec 3>"$WORK/hold"
 echo "BEGIN; INSERT INTO cdcsync.checkpoints (pipeline) VALUES ('snap');" >&3
 
-cat >"$WORK/cdcsync.conf" <<CONF
-[service]
-state_dir = $WORK/state
-metrics_listen = off
-
+write_conf "$WORK/cdcsync.conf" off <<CONF
 [connector.src]
 type = postgres
 dsn = $(pg_dsn src)
