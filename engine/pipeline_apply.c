@@ -376,9 +376,24 @@ static int claim_key(Apply *a, uint64_t seq, uint64_t h) {
         return 0;
 }
 
+/* Waits until every batch that a worker other than w was given has committed (counted as a
+ * wait when one had not); committed: the last batch committed, as the caller read it. False
+ * when the attempt ended. */
+static bool wait_others(Apply *a, int w, uint64_t committed) {
+        uint64_t others = 0;
+        for (int i = 0; i < a->n; i++)
+                if (i != w && a->touched[i] > others)
+                        others = a->touched[i];
+        if (others <= committed)
+                return true;
+        a->waits++;
+        atomic_fetch_add(&a->p->stats.apply_waits, 1);
+        return wait_committed(a, others);
+}
+
 /* The worker for batch seq, held whole: see the file's first comment. -1 when the attempt ended. */
 static int choose_worker(Apply *a) {
-        uint64_t committed = committed_now(a), newest = 0, others = 0;
+        uint64_t committed = committed_now(a), newest = 0;
         int w = -1;
         for (int i = 0; i < a->n; i++)
                 if (a->touched[i] > committed && a->touched[i] > newest)
@@ -388,16 +403,7 @@ static int choose_worker(Apply *a) {
                 a->turn = (a->turn + 1) % a->n;
                 return w;
         }
-        for (int i = 0; i < a->n; i++)
-                if (i != w && a->touched[i] > others)
-                        others = a->touched[i];
-        if (others > committed) {
-                a->waits++;
-                atomic_fetch_add(&a->p->stats.apply_waits, 1);
-                if (!wait_committed(a, others))
-                        return -1;
-        }
-        return w;
+        return wait_others(a, w, committed) ? w : -1;
 }
 
 /* Hands on the held batch to worker w and empties the hold. False when the attempt ended. */
@@ -477,15 +483,7 @@ static int start_streaming_shared(Apply *a, uint64_t seq) {
 /* A batch of chunks streaming beside others claimed a record: waits for any other worker's
  * uncommitted batch that touched it (all are earlier: they commit without this one). */
 static bool settle_shared_claim(Apply *a) {
-        uint64_t committed = committed_now(a), newest = 0;
-        for (int i = 0; i < a->n; i++)
-                if (i != a->streaming_to && a->touched[i] > committed && a->touched[i] > newest)
-                        newest = a->touched[i];
-        if (!newest)
-                return true;
-        a->waits++;
-        atomic_fetch_add(&a->p->stats.apply_waits, 1);
-        return wait_committed(a, newest);
+        return wait_others(a, a->streaming_to, committed_now(a));
 }
 
 /* The first change of batch seq, or one of another kind than the batch's so far: a batch of
