@@ -45,13 +45,54 @@ pg_digest() {
   psql_on "$name" -d "$db" -c "SELECT $q"
 }
 
-# pg_marker_on NAME [SCHEMA] / my_marker_on NAME [DATABASE] — 1 once the backlog's last transaction
-# (a marker row in bench_done) is on the target: commit order means everything before it is too.
-pg_marker_on() { psql_on "$1" -c "SELECT count(*) FROM ${2:-public}.bench_done"; }
-my_marker_on() { my_on "$1" --database="${2:-test}" -e "SELECT COUNT(*) FROM bench_done"; }
+# wait_query WHAT LIMIT_S QUERY CLIENT... — asks QUERY every 50 ms, on one session of CLIENT
+# (psql_on NAME or my_on NAME [--database=DB]), until it answers t or 1; prints the seconds it
+# took. A bench waits for an event, never a fixed time, and what waits must not take the CPU of
+# what is timed: a client process started per check (with its server backend, `date` and `bc`)
+# took a fifth of this 2-core machine while it timed an initial load (perf -a), so the session
+# stays open and the loop forks nothing. Errors (a table not made yet) count as "not yet".
+wait_query() {
+  local what=$1 limit=$2 query=$3 end=--wait-query-end-- line ok='' t0=$EPOCHREALTIME mark sleepfd
+  shift 3
+  case $1 in
+  psql_on) mark="\\echo $end" ;;
+  my_on) mark="SELECT '$end';" ;;
+  *) fail "wait_query: CLIENT is psql_on or my_on, not $1" ;;
+  esac
+  if [ "$1" = psql_on ]; then set -- "$@" -v ON_ERROR_STOP=0; else set -- "$@" --unbuffered --force; fi
+  coproc WAITQ { "$@" 2>/dev/null; }
+  [ -e "$WORK/.wait_query.fifo" ] || mkfifo "$WORK/.wait_query.fifo"
+  exec {sleepfd}<>"$WORK/.wait_query.fifo" # read -t on it: a 50 ms sleep without a process
+  while :; do
+    [ -n "${WAITQ[1]:-}" ] || fail "the client of the wait for $what exited"
+    printf '%s;\n%s\n' "$query" "$mark" 1>&"${WAITQ[1]}"
+    while :; do
+      IFS= read -r -t 30 line <&"${WAITQ[0]}" || fail "the client of the wait for $what stopped answering"
+      case $line in "$end") break ;; t | 1) ok=1 ;; esac
+    done
+    [ -z "$ok" ] || break
+    [ -z "$SERVICE_PID" ] || kill -0 "$SERVICE_PID" 2>/dev/null || fail "cdcsync exited while waiting for $what"
+    [ $((${EPOCHREALTIME%.*} - ${t0%.*})) -le "$limit" ] || fail "timed out after ${limit}s waiting for $what"
+    read -r -t 0.05 -u "$sleepfd" line || true
+  done
+  local t1=$EPOCHREALTIME wfd=${WAITQ[1]}
+  exec {sleepfd}>&- {wfd}>&-
+  wait "$WAITQ_PID" 2>/dev/null || true
+  calc "$t1 - $t0"
+}
+
+# wait_marker KIND NAME [WHERE] — waits until the backlog's last transaction (a marker row in
+# bench_done) is on target NAME (KIND pg: in schema WHERE, default public; my: in database WHERE,
+# default test): commit order means everything before it is there too. Prints the seconds it took.
+wait_marker() {
+  case $1 in
+  pg) wait_query "the marker on $2" "$LIMIT" "SELECT count(*) FROM ${3:-public}.bench_done" psql_on "$2" ;;
+  my) wait_query "the marker on $2" "$LIMIT" "SELECT COUNT(*) FROM bench_done" my_on "$2" --database="${3:-test}" ;;
+  esac
+}
 
 # wait_sql_true WHAT LIMIT_S COMMAND... — polls COMMAND (which prints t or f, 1 or 0) every 50 ms
-# until it prints t/1; prints the seconds it took. A bench waits for an event, never a fixed time.
+# until it prints t/1, a process per check: for waits that are not timed (wait_query is for those).
 wait_sql_true() {
   local what=$1 limit=$2 t0 out
   shift 2

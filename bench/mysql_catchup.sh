@@ -59,7 +59,7 @@ run_cdcsync() {
   local t0
   t0=$(now)
   service_start "$1"
-  wait_sql_true "the marker on $3" "$LIMIT" "${2}_marker_on" "$3" "$4" >/dev/null
+  wait_marker "$2" "$3" "$4" >/dev/null
   SECS=$(calc "$(now) - $t0")
   HWM=$(peak_rss_kb "$SERVICE_PID")
   CPU=$(cpu_tree "$SERVICE_PID")
@@ -164,7 +164,7 @@ t0=$(now)
 my_on nat -e "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $MY_src_PORT, MASTER_USER = 'cdc',
               MASTER_PASSWORD = 'cdc-pw', MASTER_LOG_FILE = '$BFILE', MASTER_LOG_POS = $BPOS, MASTER_USE_GTID = no;
               START SLAVE"
-wait_sql_true "the marker on the replica" "$LIMIT" my_marker_on nat >/dev/null
+wait_marker my nat >/dev/null
 NAT_SECS=$(calc "$(now) - $t0")
 NAT_SRV=$(calc "$(cpu_tree "$(my_server_pid "$MY_nat_DIR")") - $SRV0")
 my_on nat -e "STOP SLAVE"

@@ -86,8 +86,8 @@ for w in $WORKERS; do
   d0=$(cpu_tree "$DST_PID")
   t0=$(now)
   service_start "$WORK/cdcsync_$w.conf"
-  copied() { my_on dst -e "SELECT COUNT(*) = $TABLES FROM cdcsync.tables WHERE pipeline = 'load_w$w' AND state = 'copied'"; }
-  wait_sql_true "cdcsync's copy into $db" "$LIMIT" copied >/dev/null
+  wait_query "cdcsync's copy into $db" "$LIMIT" \
+    "SELECT COUNT(*) = $TABLES FROM cdcsync.tables WHERE pipeline = 'load_w$w' AND state = 'copied'" my_on dst >/dev/null
   secs=$(calc "$(now) - $t0")
   cpu=$(cpu_tree "$SERVICE_PID")
   rss=$(peak_rss_kb "$SERVICE_PID")

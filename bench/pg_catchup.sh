@@ -89,7 +89,7 @@ CONF
 log "cdcsync: catching up"
 t0=$(now)
 service_start
-wait_sql_true "the marker on cdcsync's target" "$LIMIT" pg_marker_on cdc >/dev/null
+wait_marker pg cdc >/dev/null
 CDC_SECS=$(calc "$(now) - $t0")
 CDC_HWM=$(peak_rss_kb "$SERVICE_PID")
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
@@ -101,7 +101,7 @@ log "native subscription: catching up"
 t0=$(now)
 psql_on nat -c "CREATE SUBSCRIPTION bench_sub CONNECTION '$(pg_dsn src)' PUBLICATION bench_pub
                 WITH (create_slot = false, slot_name = 'native_bench', copy_data = false)"
-wait_sql_true "the marker on native's target" "$LIMIT" pg_marker_on nat >/dev/null
+wait_marker pg nat >/dev/null
 NAT_SECS=$(calc "$(now) - $t0")
 psql_on nat -c "ALTER SUBSCRIPTION bench_sub DISABLE"
 [ "$(digest nat)" = "$SRC_DIGEST" ] || fail "native target differs from the source: $(digest nat) vs $SRC_DIGEST"

@@ -111,8 +111,8 @@ CONF
   d0=$(cpu_tree "$DST_PM")
   t0=$(now)
   service_start "$WORK/cdcsync_$w.conf"
-  copied() { psql_on "dst/$db" -c "SELECT count(*) = $NTABLES FROM cdcsync.tables WHERE state = 'copied'" 2>/dev/null; }
-  wait_sql_true "cdcsync's copy into $db" "$LIMIT" copied >/dev/null
+  wait_query "cdcsync's copy into $db" "$LIMIT" "SELECT count(*) = $NTABLES FROM cdcsync.tables WHERE state = 'copied'" \
+    psql_on "dst/$db" >/dev/null
   secs=$(calc "$(now) - $t0")
   cpu=$(cpu_tree "$SERVICE_PID")
   rss=$(peak_rss_kb "$SERVICE_PID")
@@ -138,8 +138,8 @@ s0=$(cpu_tree "$SRC_PM")
 d0=$(cpu_tree "$DST_PM")
 t0=$(now)
 psql_on dst/nat -c "CREATE SUBSCRIPTION bench_sub CONNECTION '$(pg_dsn src)' PUBLICATION bench_pub WITH (copy_data = true)"
-ready() { psql_on dst/nat -c "SELECT count(*) = $NTABLES AND bool_and(srsubstate = 'r') FROM pg_subscription_rel"; }
-wait_sql_true "every table of the subscription ready" "$LIMIT" ready >/dev/null
+wait_query "every table of the subscription ready" "$LIMIT" \
+  "SELECT count(*) = $NTABLES AND bool_and(srsubstate = 'r') FROM pg_subscription_rel" psql_on dst/nat >/dev/null
 NAT_SECS=$(calc "$(now) - $t0")
 NAT_DST_CPU=$(calc "$(cpu_tree "$DST_PM") - $d0")
 NAT_SRC_CPU=$(calc "$(cpu_tree "$SRC_PM") - $s0")

@@ -108,7 +108,7 @@ s0=$(cpu_tree "$SRC_PM")
 d0=$(cpu_tree "$CDC_PM")
 t0=$(now)
 service_start
-wait_sql_true "the marker on cdcsync's target" "$LIMIT" pg_marker_on cdc >/dev/null
+wait_marker pg cdc >/dev/null
 CDC_SECS=$(calc "$(now) - $t0") # from the start of the process
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
 CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
@@ -125,7 +125,7 @@ d0=$(cpu_tree "$NAT_PM")
 t0=$(now)
 psql_on nat -c "CREATE SUBSCRIPTION bench_sub CONNECTION '$(pg_dsn src)' PUBLICATION bench_pub
                 WITH (create_slot = false, slot_name = 'native_bench', copy_data = false)"
-wait_sql_true "the marker on native's target" "$LIMIT" pg_marker_on nat >/dev/null
+wait_marker pg nat >/dev/null
 NAT_SECS=$(calc "$(now) - $t0") # from CREATE SUBSCRIPTION: its start-up is part of its time
 NAT_DST_CPU=$(calc "$(cpu_tree "$NAT_PM") - $d0")
 NAT_SRC_CPU=$(calc "$(cpu_tree "$SRC_PM") - $s0")

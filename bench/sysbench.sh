@@ -119,7 +119,7 @@ run_cdcsync() { # WORKERS — sets CDC_SECS, CDC_CPU, CDC_RSS, CDC_DST_CPU, CDC_
   d0=$(cpu_tree "$dst_pid")
   t0=$(now)
   service_start
-  wait_sql_true "the marker on cdcsync's target" "$LIMIT" my_marker_on "$target" >/dev/null
+  wait_marker my "$target" >/dev/null
   CDC_SECS=$(calc "$(now) - $t0")
   CDC_CPU=$(cpu_tree "$SERVICE_PID")
   CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
@@ -147,7 +147,7 @@ replica() { # NAME PARALLEL_THREADS — sets SECS, DST_CPU, SRC_CPU, MODE
   t0=$(now)
   my_on "$name" -e "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $MY_src_PORT, MASTER_USER = 'cdc',
                     MASTER_PASSWORD = 'cdc-pw', MASTER_LOG_FILE = '$BFILE', MASTER_LOG_POS = $BPOS; START SLAVE"
-  wait_sql_true "the marker on replica $name" "$LIMIT" my_marker_on "$name" >/dev/null
+  wait_marker my "$name" >/dev/null
   SECS=$(calc "$(now) - $t0")
   DST_CPU=$(calc "$(cpu_tree "$pid") - $d0")
   SRC_CPU=$(calc "$(cpu_tree "$SRC_PID") - $s0")
