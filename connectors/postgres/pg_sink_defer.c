@@ -95,6 +95,17 @@ int pg_defer_known(Sink *k, const char *qname, bool *ret, CdcError *err) {
         return 0;
 }
 
+/* "schema.table" of the source table t: the records' source_table. */
+static void source_name(const Table *t, char *buf, size_t len) {
+        snprintf(buf, len, "%s.%s", t->schema, t->name);
+}
+
+/* Sends the record of one statement (vals: pipeline, source table, target, ord, ddl). */
+static int record(Sink *k, const char *const *vals, CdcError *err) {
+        return pg_pipe_send_query(k, "INSERT INTO " DEFERRED " VALUES ($1, $2, $3, $4, $5)", 5, vals,
+                                  "recording an index to build after the copy", false, err);
+}
+
 /* Every index of the table, when all of them can be deferred (see the top), as rows (the
  * schema-qualified index name, its definition, 1 for the primary key, the quoted index name). */
 static const char list_sql[] =
@@ -129,7 +140,7 @@ int pg_defer_indexes(Sink *k, TState *ts, const Table *t, CdcError *err) {
 
         if (!k->defer_ok || k->pipe->snapshot_indexes != SNAPSHOT_INDEXES_AFTER || !ts->copy_ok || ts->deferred)
                 return 0;
-        snprintf(source, sizeof(source), "%s.%s", t->schema, t->name);
+        source_name(t, source, sizeof(source));
         r = query(k, list_sql, 1, (const char *const *)&ts->qname, "listing the target table's indexes", err);
         if (r < 0)
                 return r;
@@ -141,8 +152,7 @@ int pg_defer_indexes(Sink *k, TState *ts, const Table *t, CdcError *err) {
                 const char *iname = PQgetvalue(res, i, 3);
                 snprintf(ord, sizeof(ord), "%d", next++);
                 vals[4] = PQgetvalue(res, i, 1);
-                r = pg_pipe_send_query(k, "INSERT INTO " DEFERRED " VALUES ($1, $2, $3, $4, $5)", 5, vals,
-                                       "recording an index to build after the copy", false, err);
+                r = record(k, vals, err);
                 if (r == 0 && pk) {
                         snprintf(ord, sizeof(ord), "%d", next++);
                         free(sql);
@@ -150,9 +160,7 @@ int pg_defer_indexes(Sink *k, TState *ts, const Table *t, CdcError *err) {
                                      iname, iname) < 0)
                                 sql = NULL;
                         vals[4] = sql;
-                        r = sql ? pg_pipe_send_query(k, "INSERT INTO " DEFERRED " VALUES ($1, $2, $3, $4, $5)", 5, vals,
-                                                     "recording an index to build after the copy", false, err)
-                                : pg_pipe_fail(k, cdc_oom(err), err);
+                        r = sql ? record(k, vals, err) : pg_pipe_fail(k, cdc_oom(err), err);
                 }
                 free(sql);
                 sql = NULL;
@@ -238,7 +246,7 @@ int pg_defer_rebuild(Sink *k, TState *ts, CdcError *err) {
         char source[600];
         if (!ts->deferred)
                 return 0;
-        snprintf(source, sizeof(source), "%s.%s", ts->table->schema, ts->table->name);
+        source_name(ts->table, source, sizeof(source));
         int r = rebuild(k, k->pipe->name, source, err);
         if (r == 0)
                 ts->deferred = false;
@@ -256,7 +264,7 @@ int pg_defer_rebuild_copied(Sink *k, const Change *c, CdcError *err) {
         /* this session's view of the table: its indexes are back */
         for (int i = 0; r == 0 && i < k->nts; i++) {
                 char source[600];
-                snprintf(source, sizeof(source), "%s.%s", k->ts[i]->table->schema, k->ts[i]->table->name);
+                source_name(k->ts[i]->table, source, sizeof(source));
                 if (strcmp(source, c->after[1].data) == 0)
                         k->ts[i]->deferred = false;
         }
