@@ -81,6 +81,32 @@ wait_query() {
   calc "$t1 - $t0"
 }
 
+# wait_topic WHAT LIMIT_S TOPIC TEST — follows TOPIC from its start with one kcat consumer (of
+# $BOOT) and calls TEST with each message's value until TEST succeeds. Driven by the messages
+# themselves: no process is started per check (a kcat and a python3 per check, five a second, took
+# CPU from the run being timed). A consumer that exits (the topic not made yet) is started again.
+wait_topic() {
+  local what=$1 limit=$2 topic=$3 test=$4 line rc rfd pid t0=$EPOCHREALTIME
+  while :; do
+    coproc WAITK { exec kcat -b "$BOOT" -C -t "$topic" -o beginning -u -q -f '%s\n' 2>/dev/null; }
+    rfd=${WAITK[0]} pid=$WAITK_PID
+    while :; do
+      rc=0
+      IFS= read -r -t 1 line <&"$rfd" || rc=$?
+      if [ $rc -eq 0 ] && "$test" "$line"; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        return 0
+      fi
+      [ -z "$SERVICE_PID" ] || kill -0 "$SERVICE_PID" 2>/dev/null || fail "cdcsync exited while waiting for $what"
+      [ $((${EPOCHREALTIME%.*} - ${t0%.*})) -le "$limit" ] || fail "timed out after ${limit}s waiting for $what"
+      [ $rc -eq 0 ] || [ $rc -gt 128 ] || break # the consumer ended
+    done
+    wait "$pid" 2>/dev/null || true
+    sleep 0.2
+  done
+}
+
 # wait_marker KIND NAME [WHERE] — waits until the backlog's last transaction (a marker row in
 # bench_done) is on target NAME (KIND pg: in schema WHERE, default public; my: in database WHERE,
 # default test): commit order means everything before it is there too. Prints the seconds it took.

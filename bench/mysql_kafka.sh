@@ -92,13 +92,17 @@ rm -rf "$WORK/raw"
   printf 'start_position = %s:%s\nbatch_max_rows = %s\n' "$BFILE" "$BPOS" "$BATCH_MAX_ROWS"
 } | write_conf "$WORK/cdcsync.conf" off "${LOG_LEVEL:-warn}"
 
-# Sets HI, LO and TS_MS from the newest checkpoint: its position (binlog file number, offset) and
-# when cdcsync wrote it (its own clock, the same machine's), so the time measured does not include
-# the polling; succeeds once it is past the start of the marker's transaction.
+# A checkpoint's value (JSON): sets HI, LO and TS_MS from it, its position (binlog file number,
+# offset) and when cdcsync wrote it (its own clock, the same machine's), so the time measured does
+# not include the waiting; succeeds once it is past the start of the marker's transaction.
 MSEQ=$(file_seq "$MFILE")
 caught_up() {
-  read -r HI LO TS_MS < <(kcat -b "$BOOT" -C -t cdcsync.checkpoints -e -q -f '%s\n' 2>/dev/null | tail -n 1 |
-    python3 -c 'import json,sys; l=sys.stdin.read().strip(); j=json.loads(l) if l else {}; print(j.get("hi", 0), j.get("lo", 0), j.get("ts_ms", 0))')
+  [[ $1 =~ \"hi\":\"([0-9]+)\" ]] || return 1
+  HI=${BASH_REMATCH[1]}
+  [[ $1 =~ \"lo\":\"([0-9]+)\" ]] || return 1
+  LO=${BASH_REMATCH[1]}
+  [[ $1 =~ \"ts_ms\":([0-9]+) ]] || return 1
+  TS_MS=${BASH_REMATCH[1]}
   [ "$HI" -gt "$MSEQ" ] || { [ "$HI" -eq "$MSEQ" ] && [ "$LO" -gt "$MPOS" ]; }
 }
 log "cdcsync: catching up"
@@ -106,7 +110,7 @@ s0=$(cpu_tree "$SRC_PID")
 k0=$(cpu_tree "$MOCK_PID")
 t0=$(now)
 service_start
-wait_for "cdcsync's checkpoint past the marker" "$LIMIT" caught_up
+wait_topic "cdcsync's checkpoint past the marker" "$LIMIT" cdcsync.checkpoints caught_up
 T_SEEN=$(calc "$(now) - $t0")
 T_CDC=$(calc "$TS_MS / 1000 - $t0")
 CDC_CPU=$(cpu_tree "$SERVICE_PID")

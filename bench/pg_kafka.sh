@@ -83,12 +83,14 @@ snapshot = never
 batch_max_rows = ${BATCH_MAX_ROWS:-5000}
 CONF
 
-# Sets LO and TS_MS from the newest checkpoint: its position, and when cdcsync wrote it (its own
-# clock, the same machine's), so the time measured does not include the polling; succeeds once it
-# is the backlog's last commit.
+# A checkpoint's value (JSON): sets LO and TS_MS from it, its position and when cdcsync wrote it
+# (its own clock, the same machine's), so the time measured does not include the waiting; succeeds
+# once it is the backlog's last commit.
 caught_up() {
-  read -r LO TS_MS < <(kcat -b "$BOOT" -C -t cdcsync.checkpoints -e -q -f '%s\n' 2>/dev/null | tail -n 1 |
-    python3 -c 'import json,sys; l=sys.stdin.read().strip(); j=json.loads(l) if l else {}; print(j.get("lo", 0), j.get("ts_ms", 0))')
+  [[ $1 =~ \"lo\":\"([0-9]+)\" ]] || return 1
+  LO=${BASH_REMATCH[1]}
+  [[ $1 =~ \"ts_ms\":([0-9]+) ]] || return 1
+  TS_MS=${BASH_REMATCH[1]}
   [ "$LO" -ge "$END_LSN" ]
 }
 log "starting cdcsync"
@@ -96,7 +98,7 @@ s0=$(cpu_tree "$SRC_PM")
 k0=$(cpu_tree "$MOCK_PID")
 t0=$(now)
 service_start
-wait_for "cdcsync's checkpoint at the backlog's last commit" 600 caught_up
+wait_topic "cdcsync's checkpoint at the backlog's last commit" 600 cdcsync.checkpoints caught_up
 T_SEEN=$(calc "$(now) - $t0")
 T_CDC=$(calc "$TS_MS / 1000 - $t0")
 CDC_CPU=$(cpu_tree "$SERVICE_PID")
