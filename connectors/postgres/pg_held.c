@@ -45,6 +45,13 @@ void pg_held_ts_clear_held(TState *ts) {
         ts->nkeys = 0;
 }
 
+void pg_held_forget_shapes(TState *ts) {
+        for (int i = 0; i < ts->nshapes; i++)
+                free(ts->shapes[i].mask);
+        memset(ts->shapes, 0, sizeof(ts->shapes));
+        ts->nshapes = ts->next_shape = 0;
+}
+
 /* The key of kv as one string, "<len>:<text>" per key column; NULL when a key value is not text
  * (such a change goes alone, through the one-row path) or on ENOMEM. */
 static char *key_text(const Table *t, const Value *kv) {
@@ -117,18 +124,64 @@ static int key_add(TState *ts, char *key, int g, int row) {
         return 0;
 }
 
+/* A copy of the n values v as one allocation (values_pack), kinds kept: a held row costs one
+ * malloc, not one per value. A value set later on it (a merged update) is allocated alone. */
 static Value *values_copy(const Value *v, int n) {
-        Value *c = values_new(n);
+        const char *data[n > 0 ? n : 1];
+        size_t lens[n > 0 ? n : 1];
+        for (int i = 0; i < n; i++) {
+                data[i] = v[i].kind == VALUE_TEXT ? v[i].data : NULL;
+                lens[i] = v[i].kind == VALUE_TEXT ? v[i].len : 0;
+        }
+        Value *c = values_pack(n, data, lens);
         if (!c)
                 return NULL;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
                 c[i].kind = v[i].kind;
-                if (v[i].kind == VALUE_TEXT && value_set(&c[i], v[i].data, v[i].len) < 0) {
-                        values_free(c, n);
-                        return NULL;
+        return c;
+}
+
+/* The prepared statement of n rows of run g of ts: its shape's when the session has it, else
+ * its text is built and prepared (or found by that text), and the shape remembered. */
+static int group_statement(Sink *k, TState *ts, const Group *g, int n, const char **ret, CdcError *err) {
+        const Table *t = ts->table;
+        int np = 0;
+        for (int i = 0; i < ts->nshapes; i++) {
+                const Shape *sh = &ts->shapes[i];
+                if (sh->op == g->op && sh->nrows == n &&
+                    (g->op != CHANGE_UPDATE || memcmp(sh->mask, g->mask, (size_t)t->ncols) == 0)) {
+                        *ret = sh->name;
+                        return 0;
                 }
         }
-        return c;
+        char *sql = NULL;
+        int r;
+        if (g->op == CHANGE_INSERT)
+                r = pg_sql_insert_rows(ts->schema, ts->name, t, n, &sql);
+        else if (g->op == CHANGE_UPDATE)
+                r = pg_sql_update_rows(ts->schema, ts->name, t, g->mask, n, &sql);
+        else
+                r = pg_sql_delete_rows(ts->schema, ts->name, t, n, &sql);
+        if (r < 0)
+                return pg_pipe_fail(k, cdc_oom(err), err);
+        for (int i = 0; i < t->ncols; i++)
+                if (g->op == CHANGE_INSERT || t->cols[i].key || (g->mask && (g->mask[i] & PG_SQL_SET)))
+                        np++;
+        r = pg_pipe_statement(k, sql, np * n, ret, err);
+        free(sql);
+        if (r < 0)
+                return r;
+        uint8_t *mask = NULL;
+        if (g->op == CHANGE_UPDATE) {
+                mask = malloc((size_t)t->ncols);
+                if (!mask)
+                        return 0; /* not remembered: the next run builds the text again */
+                memcpy(mask, g->mask, (size_t)t->ncols);
+        }
+        int at = ts->nshapes < SHAPES_MAX ? ts->nshapes++ : ts->next_shape++ % SHAPES_MAX;
+        free(ts->shapes[at].mask);
+        ts->shapes[at] = (Shape){.op = g->op, .nrows = n, .mask = mask, .name = *ret};
+        return 0;
 }
 
 /* Sends one held run as multi-row statements of at most STMT_ROWS_MAX rows (sizes powers of two,
@@ -174,22 +227,14 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                 maxrows /= 2;
         while (done < g->nrows) {
                 int n = maxrows, np = 0;
-                char *sql = NULL, *what = NULL;
+                char *what = NULL;
                 PendingRows *rows = NULL;
                 const char *stmt;
 
                 while (n > g->nrows - done)
                         n /= 2;
-                if (g->op == CHANGE_INSERT)
-                        r = pg_sql_insert_rows(ts->schema, ts->name, t, n, &sql);
-                else if (g->op == CHANGE_UPDATE)
-                        r = pg_sql_update_rows(ts->schema, ts->name, t, g->mask, n, &sql);
-                else
-                        r = pg_sql_delete_rows(ts->schema, ts->name, t, n, &sql);
-                if (r < 0 || pg_sink_grow(k, n * per_row) < 0) {
-                        free(sql);
+                if (pg_sink_grow(k, n * per_row) < 0)
                         goto oom;
-                }
                 for (int row = done; row < done + n; row++) {
                         const Value *v = g->rows[row];
                         for (int i = 0; i < t->ncols; i++)
@@ -211,11 +256,10 @@ static int send_group(Sink *k, TState *ts, Group *g, CdcError *err) {
                         rows = take_rows(g, done, n, t, opname, ts->schema, ts->name);
                 }
                 if (!what || (g->op != CHANGE_INSERT && !rows)) {
-                        free(sql), free(what), pg_pipe_rows_free(rows);
+                        free(what), pg_pipe_rows_free(rows);
                         goto oom;
                 }
-                r = pg_pipe_statement(k, sql, np, &stmt, err);
-                free(sql);
+                r = group_statement(k, ts, g, n, &stmt, err);
                 if (r == 0 && PQsendQueryPrepared(k->conn, stmt, np, k->params, NULL, NULL, 0) != 1)
                         r = pg_pipe_fail(k, pg_pipe_conn_error(k, what, err), err);
                 if (r < 0) {
@@ -264,8 +308,7 @@ int pg_held_flush_all(Sink *k, CdcError *err) {
 
 /* Holds c in a run of its table. Returns 1 when held, 0 when c must go alone through the
  * one-row path (after every held run), negative on error. */
-static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, bool copyable,
-                    CdcError *err);
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t *set, bool copyable, CdcError *err);
 static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, const uint8_t *set, char *key,
                     bool copyable, CdcError *err);
 
@@ -273,25 +316,21 @@ static int hold_row(Sink *k, TState *ts, const Change *c, const Value *img, cons
  * COPY_MIN_ROWS becomes a COPY (pg_sink_copy.c). */
 int pg_held_hold(Sink *k, TState *ts, const Change *c, bool copyable, CdcError *err) {
         const Value *img = c->op == CHANGE_DELETE ? c->before : c->after;
-        uint8_t *set = NULL; /* the columns an UPDATE sets */
-        int r = hold_run(k, ts, c, img, &set, copyable, err);
-        free(set);
-        return r;
+        int n = ts->table->ncols > 0 ? ts->table->ncols : 1;
+        uint8_t set[n]; /* the columns an UPDATE sets (a table has at most a few thousand) */
+        memset(set, 0, (size_t)n);
+        return hold_run(k, ts, c, img, set, copyable, err);
 }
 
-static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t **setp, bool copyable,
+static int hold_run(Sink *k, TState *ts, const Change *c, const Value *img, uint8_t *set, bool copyable,
                     CdcError *err) {
         const Table *t = ts->table;
-        uint8_t *set;
         KeyEntry *e;
         char *key;
         int r;
 
         if (!img)
                 return 0;
-        set = *setp = calloc((size_t)t->ncols, 1);
-        if (!set)
-                goto oom;
         for (int i = 0; i < t->ncols; i++) {
                 if (img[i].kind != VALUE_UNCHANGED) {
                         set[i] = PG_SQL_SET;

@@ -305,6 +305,14 @@ int pg_pipe_send_query(Sink *k, const char *sql, int n, const char *const *vals,
         return pg_pipe_push_pending(k, PENDING_QUERY, false, capture, w);
 }
 
+/* Forgets every prepared statement of the session (they were deallocated, or may have been):
+ * the text cache, and the tables' shapes that name them. */
+void pg_pipe_forget_statements(Sink *k) {
+        pg_map_clear(&k->stmts);
+        for (int i = 0; i < k->nts; i++)
+                pg_held_forget_shapes(k->ts[i]);
+}
+
 /* Returns the prepared statement name for sql, preparing it (in the pipeline) when new. */
 int pg_pipe_statement(Sink *k, const char *sql, int nparams, const char **ret, CdcError *err) {
         MapEntry *e = pg_map_find(&k->stmts, sql);

@@ -179,7 +179,7 @@ static void reset_session_state(Sink *k) {
         k->nexpect = 0;
         PQclear(k->captured);
         k->captured = NULL;
-        pg_map_clear(&k->stmts);
+        pg_pipe_forget_statements(k);
         pg_map_clear(&k->tables);
         pg_target_ts_drop_all(k);
         pg_sink_copy_reset(k);
@@ -364,7 +364,7 @@ static int sink_begin(Sink *k, CdcError *err) {
                 r = pg_pipe_exec_params(k, "DEALLOCATE ALL", 0, NULL, "dropping prepared statements", NULL, err);
                 if (r < 0)
                         return r;
-                pg_map_clear(&k->stmts);
+                pg_pipe_forget_statements(k);
         }
         if (PQenterPipelineMode(k->conn) != 1)
                 return pg_pipe_conn_error(k, "entering pipeline mode", err);
@@ -571,6 +571,16 @@ static bool same_key_value(const Table *t, const Value *after, const Value *kv, 
                 (after[i].len == kv[i].len && memcmp(after[i].data, kv[i].data, after[i].len) == 0));
 }
 
+/* Whether c may be held in a run of its table (pg_held.c): a change to a key of a table whose
+ * changes to distinct keys commute, or an insert into a keyless table whose inserts do. */
+static bool held_lane(const TState *ts, const Change *c) {
+        const Table *t = c->table;
+        bool keyless = table_nkeys(t) == 0 || t->replident == 'f';
+        if (keyless)
+                return ts->appendable && c->op == CHANGE_INSERT;
+        return ts->commutable && (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE);
+}
+
 static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *err) {
         const Table *t = c->table;
         char schema[256], name[256];
@@ -606,6 +616,21 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                 r = pg_sink_copy_end(k, err);
                 if (r < 0)
                         return r;
+        }
+        /* The held lane's shortcut: a change of a table whose last change was held, whose target
+         * state is known and still holds (same shape, columns there, relation checked, no index
+         * build due), goes straight to its run; the lookups below would find the same TState at
+         * several times the cost of holding the row. A change the run does not take (0) goes
+         * the whole way, which asks the run again and sends it alone. */
+        TState *hot = NULL;
+        for (int i = 0; i < HOT_MAX && !hot; i++)
+                if (k->hot[i].t == t)
+                        hot = k->hot[i].ts;
+        if (hot && hot->table == t && hot->cols_ok && !hot->deferred &&
+            (!k->rels_ok || (hot->rel_known && hot->rel_id == t->rel_id)) && !upsert && held_lane(hot, c)) {
+                r = pg_held_hold(k, hot, c, pg_sink_copy_fits(hot, txn, c), err);
+                if (r != 0)
+                        return r < 0 ? r : 0;
         }
         r = conf_map_table(k->pipe, t->schema, t->name, schema, sizeof(schema), name, sizeof(name));
         if (r < 0)
@@ -667,6 +692,7 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
                         goto out;
                 table_unref(ts->table);
                 ts->table = table_ref((Table *)t);
+                pg_held_forget_shapes(ts); /* statements of the old shape's columns */
                 ts->cols_ok = false;
         }
         if (!ts->cols_ok) {
@@ -684,9 +710,12 @@ static int sink_apply(Sink *k, const TxnInfo *txn, const Change *c, CdcError *er
         }
         /* Idempotent changes (at-least-once sources) take the one-row path: it upserts and
          * tolerates missing rows, which grouped statements do not. */
-        if (!upsert && ((!keyless && ts->commutable &&
-                         (c->op == CHANGE_INSERT || c->op == CHANGE_UPDATE || c->op == CHANGE_DELETE)) ||
-                        (keyless && ts->appendable && c->op == CHANGE_INSERT))) {
+        if (!upsert && held_lane(ts, c)) {
+                if (!hot) {
+                        int h = k->next_hot++ % HOT_MAX;
+                        k->hot[h].t = t;
+                        k->hot[h].ts = ts;
+                }
                 r = pg_held_hold(k, ts, c, pg_sink_copy_fits(ts, txn, c), err);
                 if (r != 0)
                         return r < 0 ? r : 0;
@@ -1005,7 +1034,7 @@ static int sink_rollback_unguarded(Sink *k) {
                 /* Statements sent in a failed pipeline may or may not exist: start afresh. */
                 PGresult *res = PQexec(k->conn, "DEALLOCATE ALL");
                 PQclear(res);
-                pg_map_clear(&k->stmts);
+                pg_pipe_forget_statements(k);
         }
         /* Tables created in the rolled-back transaction are gone again; held rows with them. */
         pg_map_clear(&k->tables);

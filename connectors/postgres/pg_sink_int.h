@@ -14,6 +14,7 @@
 
 #define PENDING_MAX 1000 /* unread results before we stop and read: bounds client memory */
 #define GROUPS_MAX 8     /* runs held per table (insert, delete, UPDATE column sets) */
+#define HOT_MAX 8        /* tables sink_apply finds without looking them up (Sink.hot) */
 
 /* A string-keyed hash map (open addressing, linear probing): the statement cache and the set of
  * target tables known to exist. */
@@ -61,6 +62,16 @@ typedef struct {
         bool copyable; /* an insert run whose every row may go by COPY (pg_sink_copy_fits) */
 } Group;
 
+/* A multi-row statement prepared for one table's runs, found by its shape (pg_held.c). */
+typedef struct {
+        ChangeOp op;
+        int nrows;
+        uint8_t *mask;    /* owned, ncols: an UPDATE's PG_SQL_SET columns; NULL otherwise */
+        const char *name; /* the prepared statement's, owned by Sink.stmts (forgotten with it) */
+} Shape;
+
+#define SHAPES_MAX 32 /* shapes remembered per table: (insert, update sets, delete) x sizes */
+
 /* A key -> (group, row) index of the rows held for one table. */
 typedef struct {
         char *key; /* owned */
@@ -85,6 +96,8 @@ typedef struct {
         int ngroups, nheld;
         KeyEntry *keys; /* owned, open addressing, kcap a power of two or 0 */
         size_t kcap, nkeys;
+        Shape shapes[SHAPES_MAX]; /* statements of its runs, without building their text again */
+        int nshapes, next_shape;
 } TState;
 
 struct Sink {
@@ -117,6 +130,14 @@ struct Sink {
         int mask_cap;
         TState **ts; /* owned: tables seen this session (cleared with `tables`) */
         int nts, ts_cap;
+        /* Tables whose last change was looked up the whole way to a held run, and their state:
+         * the next change of such a table goes straight to its run (sink_apply). Cleared with
+         * ts. A few: OLTP transactions interleave a few tables. */
+        struct {
+                const Table *t;
+                TState *ts;
+        } hot[HOT_MAX];
+        int next_hot;
         uint64_t txn_xid; /* the source transaction of the last change applied... */
         Position txn_pos; /* ...its commit position (as its changes carry it) */
         uint32_t txn_row; /* ...and that change's place in it, from 1: names a keyless row */
@@ -172,6 +193,7 @@ int pg_pipe_send_sync(Sink *k, CdcError *err);
 int pg_pipe_send_query(Sink *k, const char *sql, int n, const char *const *vals, const char *what, bool capture,
                        CdcError *err);
 int pg_pipe_statement(Sink *k, const char *sql, int nparams, const char **ret, CdcError *err);
+void pg_pipe_forget_statements(Sink *k);
 
 /* pg_target.c: target tables */
 int pg_target_ensure_table(Sink *k, const char *schema, const char *name, const Table *t, CdcError *err);
@@ -186,6 +208,7 @@ int pg_target_check_relation(Sink *k, TState *ts, const char *schema, const char
 
 /* pg_held.c: held runs */
 void pg_held_ts_clear_held(TState *ts);
+void pg_held_forget_shapes(TState *ts);
 int pg_held_flush_table(Sink *k, TState *ts, CdcError *err);
 int pg_held_flush_all(Sink *k, CdcError *err);
 int pg_held_hold(Sink *k, TState *ts, const Change *c, bool copyable, CdcError *err);

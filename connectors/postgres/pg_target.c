@@ -336,6 +336,7 @@ static TState *ts_free(TState *ts) {
                 return NULL;
         if (ts->table)
                 pg_held_ts_clear_held(ts);
+        pg_held_forget_shapes(ts);
         free(ts->keys);
         free(ts->qname);
         table_unref(ts->table);
@@ -344,6 +345,7 @@ static TState *ts_free(TState *ts) {
 }
 
 void pg_target_ts_drop_all(Sink *k) {
+        memset(k->hot, 0, sizeof(k->hot));
         for (int i = 0; i < k->nts; i++)
                 ts_free(k->ts[i]);
         free(k->ts);
@@ -509,6 +511,9 @@ out:
 
 /* Forgets what the session knew of a target table (it was dropped). */
 void pg_target_ts_forget(Sink *k, TState *ts) {
+        for (int i = 0; i < HOT_MAX; i++)
+                if (k->hot[i].ts == ts)
+                        k->hot[i].t = NULL, k->hot[i].ts = NULL;
         for (int i = 0; i < k->nts; i++)
                 if (k->ts[i] == ts) {
                         k->ts[i] = k->ts[--k->nts];
