@@ -16,6 +16,8 @@
 # CPU is measured per run as user+system seconds of: cdcsync's process; each target cluster (all
 # its processes: native's apply worker is one of them); the source cluster (its walsender).
 #
+# cdcsync's sink batches are counted from its metrics endpoint (cdcsync_sink_batch_seconds_count),
+# read once after the timed run: how its batching cut the backlog (cdcsync_rows_per_batch).
 # Output: key=value lines on stdout, a summary on stderr.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -77,10 +79,11 @@ DRAIN_SECS=$(calc "$(now) - $t0")
 DRAIN_SRC_CPU=$(calc "$(cpu_tree "$SRC_PM") - $s0")
 
 # ---- cdcsync ----
+METRICS_PORT=$(free_port) # read once, after the timed run: how many sink batches the backlog took
 cat >"$WORK/cdcsync.conf" <<CONF
 [service]
 state_dir = $WORK/state
-metrics_listen = off
+metrics_listen = 127.0.0.1:$METRICS_PORT
 log_level = ${LOG_LEVEL:-info}
 
 [connector.src]
@@ -114,6 +117,7 @@ CDC_CPU=$(cpu_tree "$SERVICE_PID")
 CDC_RSS=$(peak_rss_kb "$SERVICE_PID")
 CDC_DST_CPU=$(calc "$(cpu_tree "$CDC_PM") - $d0")
 CDC_SRC_CPU=$(calc "$(cpu_tree "$SRC_PM") - $s0")
+CDC_BATCHES=$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^cdcsync_sink_batch_seconds_count/ {n += $2} END {print n + 0}')
 service_stop
 [ "$(digest cdc)" = "$SRC_DIGEST" ] || fail "cdcsync's target differs from the source: $(digest cdc) vs $SRC_DIGEST"
 
@@ -153,6 +157,8 @@ cdcsync_target_cpu_seconds=$(fmt2 "$CDC_DST_CPU")
 cdcsync_source_cpu_seconds=$(fmt2 "$CDC_SRC_CPU")
 cdcsync_apply_cpu_us_per_row=$(fmt2 "$(per_row_us "$(calc "$CDC_CPU + $CDC_DST_CPU")")")
 cdcsync_peak_rss_kb=$CDC_RSS
+cdcsync_sink_batches=$CDC_BATCHES
+cdcsync_rows_per_batch=$(fmt0 "$(calc "$ROWS / ($CDC_BATCHES + ($CDC_BATCHES == 0))")")
 native_seconds=$(fmt2 "$NAT_SECS")
 native_rows_per_s=$(fmt0 "$(calc "$ROWS / $NAT_SECS")")
 native_target_cpu_seconds=$(fmt2 "$NAT_DST_CPU")
